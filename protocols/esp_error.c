@@ -36,8 +36,10 @@ void esp_error_clear(struct esp_error *err)
         memset(err, 0, sizeof(*err));
 }
 
-static void error_fill(struct esp_error *err, int code, enum esp_stage stage, const char *advice,
-                       const char *fmt, va_list ap)
+__attribute__((format(printf, 5, 0))) static void error_fill(struct esp_error *err, int code,
+                                                             enum esp_stage stage,
+                                                             const char *advice, const char *fmt,
+                                                             va_list ap)
 {
     /*
      * Replacing an earlier error drops its device status and address, which

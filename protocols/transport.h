@@ -3,7 +3,8 @@
  *
  * transport_open() picks the backend from the URI:
  *   tcp://host:port   raw TCP (ser2net-style serial servers); no modem lines, fixed baud
- *   fd:N              an already-open file descriptor (termios if it is a tty)
+ *   fd:N              an already-open file descriptor (termios if it is a tty); the
+ *                     transport takes ownership and closes it (not on a failed open)
  *   pty:/path, or a path to a pseudo-terminal
  *                     termios backend (libserialport refuses ptys). If a unix
  *                     datagram socket "<path>.modem" exists next to the path,
@@ -16,6 +17,14 @@
  * set_lines(t, dtr, rts) takes 1 (assert), 0 (deassert) or -1 (leave as is);
  * when both are given they change in one atomic operation (TIOCMSET), which is
  * what the "tight" reset strategy needs; single-line changes are separate.
+ *
+ * Side channel (pty backend): one datagram per call, ASCII "DTR=<0|1> RTS=<0|1>\n"
+ * with the full resulting state (1 = asserted) on set_lines, "BAUD=<n>\n" on
+ * set_baud. A refused send means the board has gone: -ENODEV from then on.
+ *
+ * Timeouts: a negative timeout_ms waits forever. transport_open returns the
+ * precise errno (-ENOENT, -EACCES, -EBUSY, -ECONNREFUSED, ...); err always
+ * carries the technician-grade message and advice.
  *
  * All reads honour t->cancel_fd: when it becomes readable, read returns -ECANCELED.
  * A transport whose device vanished returns -ENODEV from then on.

@@ -1,0 +1,397 @@
+/*
+ * esp_start: from "connected to the ROM" to "ready to write flash".
+ *
+ * Owns: the flasher-stub upload (MEM_BEGIN/MEM_DATA/MEM_END, then the
+ * unsolicited "OHAI"), CHANGE_BAUDRATE with the ROM clock quirks, SPI attach,
+ * the JEDEC id read through the SPI user-command registers and SPI_SET_PARAMS.
+ * Invariants: a missing stub is not an error (ROM-only flashing, warned once);
+ * after CHANGE_BAUDRATE the host switches only once the reply (sent at the old
+ * rate) arrived; FLASH_END is never sent to a ROM here.
+ */
+#include "esp_loader_priv.h"
+
+#include "esp_stub.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+/* ---- stub upload ----------------------------------------------------------- */
+
+static int mem_upload(struct esp_loader *l, const uint8_t *data, size_t len, uint32_t addr,
+                      struct esp_error *err)
+{
+    size_t block = esp_ldr_is_usb_otg(l) ? ESP_OTG_RAM_BLOCK : ESP_RAM_BLOCK;
+    uint32_t nblocks = (uint32_t)((len + block - 1) / block);
+    uint32_t w[4] = {(uint32_t)len, nblocks, (uint32_t)block, addr};
+    int rc = esp_ldr_cmd_words(l, ESP_OP_MEM_BEGIN, w, 4, 0, esp_ldr_tmo(l, ESP_TMO_DEFAULT),
+                               NULL, err);
+    if (rc < 0)
+        return rc;
+    for (uint32_t seq = 0; seq < nblocks; seq++) {
+        size_t off = (size_t)seq * block;
+        size_t n = len - off < block ? len - off : block;
+        rc = esp_ldr_cmd_data(l, ESP_OP_MEM_DATA, seq, data + off, n,
+                              esp_ldr_tmo(l, ESP_TMO_DEFAULT), err);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static void warn_no_stub(struct esp_loader *l, const char *why)
+{
+    if (l->warned_no_stub)
+        return;
+    l->warned_no_stub = true;
+    esp_ldr_log(l, ESP_LOG_WARN,
+                "%s: flashing through the ROM loader (slower: %s1 KiB blocks, no pipelining)",
+                why,
+                l->info.chip && l->info.chip->chip == ESP_CHIP_ESP8266 ? "no compression on "
+                                                                         "ESP8266, "
+                                                                       : "");
+}
+
+int esp_loader_run_stub(struct esp_loader *l, struct esp_error *err)
+{
+    esp_error_clear(err);
+    l->stage = ESP_STAGE_STUB;
+    int rc = esp_ldr_need_connected(l, err);
+    if (rc < 0)
+        return rc;
+    const struct esp_chip_desc *chip = l->info.chip;
+    if (l->stub) {
+        esp_ldr_log(l, ESP_LOG_INFO, "stub running");
+        return 0;
+    }
+    char why[300];
+    if (!chip->stub_supported) {
+        snprintf(why, sizeof(why), "no flasher stub exists for %s", chip->name);
+        warn_no_stub(l, why);
+        return 0;
+    }
+    if (l->info.secure_download_mode) {
+        warn_no_stub(l, "secure download mode forbids the flasher stub");
+        return 0;
+    }
+
+    struct esp_stub *stub = NULL;
+    struct esp_error serr;
+    esp_error_clear(&serr);
+    rc = esp_stub_load(l->cfg.stub_dir, chip, &stub, &serr);
+    if (rc == -ENOENT) {
+        snprintf(why, sizeof(why), "no flasher stub for %s in %s", chip->name,
+                 l->cfg.stub_dir && *l->cfg.stub_dir ? l->cfg.stub_dir : "(no stub directory)");
+        warn_no_stub(l, why);
+        return 0;
+    }
+    if (rc == -EINVAL) {
+        snprintf(why, sizeof(why), "unusable flasher stub for %s (%s)", chip->name,
+                 serr.message);
+        warn_no_stub(l, why);
+        return 0;
+    }
+    if (rc < 0)
+        return esp_error_set(err, rc, l->stage, NULL, "cannot load the flasher stub: %s",
+                             serr.message);
+
+    rc = mem_upload(l, stub->text, stub->text_len, stub->text_start, err);
+    if (rc >= 0 && stub->data_len)
+        rc = mem_upload(l, stub->data, stub->data_len, stub->data_start, err);
+    if (rc < 0) {
+        esp_stub_free(stub);
+        return rc;
+    }
+
+    /* MEM_END(0, entry): the ROM may jump before answering; errors ignored. */
+    l->ohai_seen = false;
+    uint32_t w[2] = {stub->entry == 0 ? 1u : 0u, stub->entry};
+    esp_stub_free(stub);
+    struct esp_error scratch;
+    esp_error_clear(&scratch);
+    rc = esp_ldr_cmd_words(l, ESP_OP_MEM_END, w, 2, 0, esp_ldr_tmo(l, ESP_TMO_MEM_END_ROM), NULL,
+                           &scratch);
+    if (rc == -ENODEV || rc == -ECANCELED)
+        return esp_ldr_io_error(l, rc, "MEM_END", err);
+
+    int64_t deadline = esp_ldr_now_ms() + esp_ldr_tmo(l, ESP_TMO_OHAI);
+    while (!l->ohai_seen) {
+        int64_t left = deadline - esp_ldr_now_ms();
+        if (left <= 0)
+            break;
+        rc = esp_ldr_read_frame(l, (int)left);
+        if (rc < 0)
+            return esp_ldr_io_error(l, rc, "waiting for the stub", err);
+        if (rc == 0)
+            break;
+        if (l->dec.frame_len == 4 && memcmp(l->dec.frame, "OHAI", 4) == 0)
+            l->ohai_seen = true;
+        else
+            l->stats.frames_dropped++;
+    }
+    if (!l->ohai_seen)
+        return esp_error_set(err, -ETIMEDOUT, l->stage,
+                             "the stub did not start: check the power supply; retry, or flash "
+                             "without the stub",
+                             "flasher stub did not say hello (no OHAI within %d ms)",
+                             esp_ldr_tmo(l, ESP_TMO_OHAI));
+    esp_ldr_set_responder(l, ESP_RESPONDER_STUB);
+    esp_ldr_log(l, ESP_LOG_INFO, "stub running");
+    return 0;
+}
+
+/* ---- baud ------------------------------------------------------------------ */
+
+/* What to send as new_baud so the ROM ends up at baud (§2.1 quirks). */
+static int rom_baud_value(struct esp_loader *l, uint32_t baud, uint32_t *out,
+                          struct esp_error *err)
+{
+    const struct esp_chip_desc *chip = l->info.chip;
+    *out = baud;
+    if (chip->chip == ESP_CHIP_ESP32) {
+        uint32_t clk = 0, efuse = 0;
+        int rc = esp_loader_read_reg(l, 0x3FF5F06Cu, &clk, err);
+        if (rc >= 0)
+            rc = esp_loader_read_reg(l, 0x3FF5A010u, &efuse, err);
+        if (rc < 0)
+            return rc;
+        uint64_t rom_freq =
+            (uint64_t)((clk >> 7) & 0x1FFFFFFu) * 15625u * (uint64_t)(efuse & 0xFFu) / 40u;
+        if (rom_freq) {
+            uint64_t valid = rom_freq > 33000000u ? 40000000u : 26000000u;
+            *out = (uint32_t)((uint64_t)baud * rom_freq / valid);
+        }
+    } else if (chip->chip == ESP_CHIP_ESP32C2) {
+        if (l->info.xtal_mhz == 0 && chip->uart_clkdiv_reg) {
+            uint32_t div = 0;
+            int rc = esp_loader_read_reg(l, chip->uart_clkdiv_reg, &div, err);
+            if (rc < 0)
+                return rc;
+            l->info.xtal_mhz = esp_chip_decode_xtal(chip, div, l->info.baud);
+        }
+        if (l->info.xtal_mhz == 26)
+            *out = (uint32_t)((uint64_t)baud * 40u / 26u); /* ROM believes it has 40 MHz */
+    }
+    return 0;
+}
+
+int esp_loader_change_baud(struct esp_loader *l, uint32_t baud, struct esp_error *err)
+{
+    esp_error_clear(err);
+    l->stage = ESP_STAGE_BAUD;
+    int rc = esp_ldr_need_connected(l, err);
+    if (rc < 0)
+        return rc;
+    const struct esp_chip_desc *chip = l->info.chip;
+    if (baud == 0)
+        return esp_error_set(err, -EINVAL, l->stage, NULL, "invalid baud rate 0");
+    if (baud == l->info.baud)
+        return 0;
+    if (!(l->t->caps & TRANSPORT_CAP_BAUD))
+        return esp_error_set(err, -ENOTSUP, l->stage, NULL,
+                             "the %s transport cannot change its baud rate",
+                             transport_kind_to_string(l->t->kind));
+    if (!l->stub && !chip->rom_has_change_baud)
+        return esp_error_set(err, -ENOTSUP, l->stage,
+                             "use the flasher stub to flash faster",
+                             "the %s ROM cannot change its baud rate", chip->name);
+    if (l->info.secure_download_mode &&
+        (chip->chip == ESP_CHIP_ESP32C2 || chip->chip == ESP_CHIP_ESP32C5))
+        return esp_error_set(err, -ENOTSUP, l->stage, NULL,
+                             "%s in secure download mode cannot change its baud rate",
+                             chip->name);
+
+    uint32_t send = baud, old = 0;
+    if (l->stub) {
+        old = l->info.baud; /* the legacy stub scales its divider by old/new */
+    } else {
+        rc = rom_baud_value(l, baud, &send, err);
+        if (rc < 0)
+            return rc;
+    }
+    uint32_t w[2] = {send, old};
+    rc = esp_ldr_cmd_words(l, ESP_OP_CHANGE_BAUDRATE, w, 2, 0, esp_ldr_tmo(l, ESP_TMO_DEFAULT),
+                           NULL, err);
+    if (rc < 0)
+        return rc;
+    transport_drain(l->t);
+    rc = transport_set_baud(l->t, baud);
+    if (rc < 0) {
+        if (rc == -ENODEV || rc == -ECANCELED)
+            return esp_ldr_io_error(l, rc, "setting the baud rate", err);
+        return esp_error_set(err, rc, l->stage,
+                             "the serial adapter refused the rate: choose a lower baud rate",
+                             "the port cannot run at %u baud (chip already switched)", baud);
+    }
+    esp_ldr_sleep_ms(50);
+    rc = esp_ldr_flush_input(l);
+    if (rc == -ENODEV || rc == -ECANCELED)
+        return esp_ldr_io_error(l, rc, "flushing input", err);
+    l->info.baud = baud;
+    esp_ldr_log(l, ESP_LOG_INFO, "changed baud to %u", baud);
+    return 0;
+}
+
+/* ---- SPI flash --------------------------------------------------------------- */
+
+/* ESP32 ROM: SPI pins from eFuse (RDATA5: clk, q, d, cs; RDATA3: hd), 0 = default. */
+static int esp32_spi_config(struct esp_loader *l, uint32_t *config, struct esp_error *err)
+{
+    uint32_t r5 = 0, r3 = 0;
+    int rc = esp_loader_read_reg(l, 0x3FF5A014u, &r5, err);
+    if (rc >= 0)
+        rc = esp_loader_read_reg(l, 0x3FF5A00Cu, &r3, err);
+    if (rc < 0)
+        return rc;
+    uint32_t clk = r5 & 0x1F, q = (r5 >> 5) & 0x1F, d = (r5 >> 10) & 0x1F,
+             cs = (r5 >> 15) & 0x1F, hd = (r3 >> 4) & 0x1F;
+    *config = 0;
+    if (clk | q | d | cs | hd)
+        *config = hd << 24 | cs << 18 | d << 12 | q << 6 | clk;
+    return 0;
+}
+
+/* RDID (0x9F) through the SPI controller's user-command registers (§4.5). */
+static int read_flash_id(struct esp_loader *l, uint32_t *id, struct esp_error *err)
+{
+    const struct esp_spi_regs *s = &l->info.chip->spi;
+    uint32_t old_usr = 0, old_usr2 = 0, v = 0;
+    const uint32_t miso_bits = 24;
+    int rc = esp_loader_read_reg(l, s->usr, &old_usr, err);
+    if (rc >= 0)
+        rc = esp_loader_read_reg(l, s->usr2, &old_usr2, err);
+    if (rc < 0)
+        return rc;
+    if (s->miso_dlen)
+        rc = esp_loader_write_reg(l, s->miso_dlen, miso_bits - 1, 0xFFFFFFFFu, 0, err);
+    else /* ESP8266: lengths live in USR1; no MOSI data */
+        rc = esp_loader_write_reg(l, s->usr1, (miso_bits - 1) << 8, 0xFFFFFFFFu, 0, err);
+    if (rc >= 0)
+        rc = esp_loader_write_reg(l, s->usr, (1u << 31) | (1u << 28), 0xFFFFFFFFu, 0, err);
+    if (rc >= 0)
+        rc = esp_loader_write_reg(l, s->usr2, (7u << 28) | 0x9F, 0xFFFFFFFFu, 0, err);
+    if (rc >= 0)
+        rc = esp_loader_write_reg(l, s->w0, 0, 0xFFFFFFFFu, 0, err);
+    if (rc >= 0)
+        rc = esp_loader_write_reg(l, s->base, 1u << 18, 0xFFFFFFFFu, 0, err);
+    for (int i = 0; rc >= 0 && i < 10; i++) {
+        rc = esp_loader_read_reg(l, s->base, &v, err);
+        if (rc >= 0 && !(v & (1u << 18)))
+            break;
+    }
+    if (rc >= 0)
+        rc = esp_loader_read_reg(l, s->w0, &v, err);
+    if (rc < 0)
+        return rc;
+    *id = v & 0xFFFFFF;
+    rc = esp_loader_write_reg(l, s->usr, old_usr, 0xFFFFFFFFu, 0, err);
+    if (rc >= 0)
+        rc = esp_loader_write_reg(l, s->usr2, old_usr2, 0xFFFFFFFFu, 0, err);
+    return rc;
+}
+
+static void size_text(uint32_t bytes, char *out, size_t cap)
+{
+    if (bytes >= 1024 * 1024 && bytes % (1024 * 1024) == 0)
+        snprintf(out, cap, "%u MB", bytes / (1024 * 1024));
+    else
+        snprintf(out, cap, "%u KB", bytes / 1024);
+}
+
+int esp_ldr_spi_set_params(struct esp_loader *l, uint32_t size, struct esp_error *err)
+{
+    uint32_t w[6] = {0, size, 0x10000, ESP_SECTOR, 0x100, 0xFFFF};
+    return esp_ldr_cmd_words(l, ESP_OP_SPI_SET_PARAMS, w, 6, 0, esp_ldr_tmo(l, ESP_TMO_DEFAULT),
+                             NULL, err);
+}
+
+int esp_loader_attach_flash(struct esp_loader *l, struct esp_error *err)
+{
+    esp_error_clear(err);
+    l->stage = ESP_STAGE_ATTACH;
+    int rc = esp_ldr_need_connected(l, err);
+    if (rc < 0)
+        return rc;
+    const struct esp_chip_desc *chip = l->info.chip;
+    bool rom8266 = esp_ldr_is_8266_rom(l);
+
+    if (rom8266) {
+        /* FLASH_BEGIN(0,0,0x400,0) makes the ESP8266 ROM attach the flash. */
+        uint32_t w[4] = {0, 0, ESP_ROM_WRITE_SIZE, 0};
+        rc = esp_ldr_cmd_words(l, ESP_OP_FLASH_BEGIN, w, 4, 0, esp_ldr_tmo(l, ESP_TMO_DEFAULT),
+                               NULL, err);
+    } else if (l->stub) {
+        uint32_t config = 0;
+        rc = esp_ldr_cmd_words(l, ESP_OP_SPI_ATTACH, &config, 1, 0,
+                               esp_ldr_tmo(l, ESP_TMO_DEFAULT), NULL, err);
+    } else {
+        uint32_t w[2] = {0, 0};
+        if (chip->chip == ESP_CHIP_ESP32 && !l->info.secure_download_mode)
+            rc = esp32_spi_config(l, &w[0], err);
+        if (rc >= 0)
+            rc = esp_ldr_cmd_words(l, ESP_OP_SPI_ATTACH, w, 2, 0,
+                                   esp_ldr_tmo(l, ESP_TMO_DEFAULT), NULL, err);
+    }
+    if (rc < 0)
+        return rc;
+
+    char st[32];
+    uint32_t size = l->cfg.flash_size;
+    if (!l->info.secure_download_mode) {
+        uint32_t id = 0;
+        rc = read_flash_id(l, &id, err);
+        if (rc < 0)
+            return rc;
+        l->info.flash_id = id;
+        uint32_t detected = esp_flash_size_from_jedec(id);
+        if (size == 0 && detected == 0) {
+            size = 4 * 1024 * 1024;
+            esp_ldr_log(l, ESP_LOG_WARN, "flash id 0x%06X: unknown size, assuming 4 MB", id);
+        } else if (size == 0) {
+            size = detected;
+            size_text(size, st, sizeof(st));
+            esp_ldr_log(l, ESP_LOG_INFO, "flash id 0x%06X: %s", id, st);
+        } else {
+            size_text(size, st, sizeof(st));
+            esp_ldr_log(l, ESP_LOG_INFO, "flash id 0x%06X: %s (configured)", id, st);
+        }
+    } else if (size == 0) {
+        esp_ldr_log(l, ESP_LOG_WARN,
+                    "secure download mode: flash size unknown (configure it); not set");
+    }
+    l->info.flash_size = size;
+
+    if (!rom8266 && size) {
+        rc = esp_ldr_spi_set_params(l, size, err);
+        if (rc < 0)
+            return rc;
+    }
+    l->attached = true;
+    return 0;
+}
+
+int esp_loader_start(struct esp_loader *l, struct esp_error *err)
+{
+    esp_error_clear(err);
+    int rc = esp_ldr_need_connected(l, err);
+    if (rc < 0)
+        return rc;
+    if (l->cfg.use_stub) {
+        rc = esp_loader_run_stub(l, err);
+        if (rc < 0)
+            return rc;
+    }
+    if (l->cfg.baud && l->cfg.baud != l->info.baud) {
+        struct esp_error berr;
+        esp_error_clear(&berr);
+        rc = esp_loader_change_baud(l, l->cfg.baud, &berr);
+        if (rc == -ENOTSUP) {
+            esp_ldr_log(l, ESP_LOG_INFO, "staying at %u baud: %s", l->info.baud, berr.message);
+        } else if (rc < 0) {
+            if (err)
+                *err = berr;
+            return rc;
+        }
+    }
+    return esp_loader_attach_flash(l, err);
+}

@@ -1,0 +1,85 @@
+/*
+ * transport_priv: what the transport backends share (not part of the public API).
+ *
+ * Every backend drives one file descriptor; struct tp_fd is that descriptor plus
+ * the sticky "device gone" flag. Once gone is set, every I/O call answers
+ * -ENODEV until a successful reopen() clears it. The I/O loops here poll the
+ * port fd together with t->cancel_fd, so cancellation works the same for a USB
+ * adapter, a pty and a TCP socket.
+ *
+ * This header must not include <termios.h>: transport_termios.c uses the
+ * kernel's <asm/termbits.h> (struct termios2), which conflicts with it.
+ */
+#ifndef TRANSPORT_PRIV_H
+#define TRANSPORT_PRIV_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "transport.h"
+
+struct tp_fd {
+    int fd;         /* -1 while closed (between a failed reopen and close) */
+    bool gone;      /* device vanished: -ENODEV from now on */
+    bool is_socket; /* use send(MSG_NOSIGNAL) so a closed peer cannot raise SIGPIPE */
+};
+
+/* Allocates a transport with cancel_fd = -1 and the URI copied. NULL on ENOMEM. */
+struct transport *tp_alloc(enum transport_kind kind, const struct transport_ops *ops,
+                           const char *uri);
+
+/* Milliseconds on the monotonic clock. */
+int64_t tp_now_ms(void);
+
+/* True for errno values that mean "the device or peer is gone". */
+bool tp_errno_is_gone(int e);
+
+/* Sets O_NONBLOCK (and FD_CLOEXEC) on fd. Returns 0 or -errno. */
+int tp_set_nonblock(int fd);
+
+/*
+ * Waits for `events` on io->fd, also watching cancel_fd (< 0: none).
+ * timeout_ms < 0 waits forever. Returns the revents (> 0), 0 on timeout,
+ * -ECANCELED, or -ENODEV (POLLHUP/POLLERR/POLLNVAL without the wanted event;
+ * sets io->gone).
+ */
+int tp_fd_wait(struct tp_fd *io, int cancel_fd, short events, int timeout_ms);
+
+/* The read/write halves of struct transport_ops for fd-based backends. */
+int tp_fd_read(struct tp_fd *io, int cancel_fd, uint8_t *buf, size_t cap, int timeout_ms);
+int tp_fd_write(struct tp_fd *io, int cancel_fd, const uint8_t *buf, size_t len, int timeout_ms);
+
+/* Reads and throws away whatever is buffered now (for fds without tcflush). */
+int tp_fd_discard(struct tp_fd *io);
+
+/*
+ * DTR/RTS through TIOCM ioctls. Both >= 0: one TIOCMGET + TIOCMSET; one >= 0:
+ * TIOCMBIS/TIOCMBIC for that line only; both -1: nothing. Returns 0, -ENOTSUP
+ * (ENOTTY/EINVAL: no modem lines), -ENODEV (device gone), -EIO.
+ */
+int tp_fd_set_lines(struct tp_fd *io, int dtr, int rts);
+
+/* True when TIOCMGET works on fd (the port has modem lines). */
+bool tp_fd_has_lines(int fd);
+
+/* Sleeps ms, returning early with -ECANCELED if cancel_fd becomes readable. */
+int tp_sleep_cancellable(int cancel_fd, int ms);
+
+/*
+ * Fills err (stage OPEN) for a failed open of `port` with errno e, with
+ * technician advice (ENOENT: not plugged in, EACCES: dialout group / udev rules,
+ * EBUSY: another program). Returns -e.
+ */
+int tp_open_error(struct esp_error *err, int e, const char *port);
+
+/* Backend constructors. They leave the rate alone: transport_open sets it afterwards. */
+int tp_serial_open(const char *uri, const char *path, struct transport **out,
+                   struct esp_error *err);
+int tp_termios_open_path(const char *uri, const char *path, const char *note,
+                         struct transport **out, struct esp_error *err);
+int tp_termios_open_fd(const char *uri, int fd, struct transport **out, struct esp_error *err);
+int tp_tcp_open(const char *uri, const char *hostport, struct transport **out,
+                struct esp_error *err);
+
+#endif

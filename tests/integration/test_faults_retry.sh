@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Fault knobs the flasher must ride out: dropped and corrupted replies and a
+# SYNC refused a few times end in a successful flash with correct bytes.
+source "${INTEG_LIB:?}"
+
+make_image 600000 "$WORK/app.bin" 81
+make_random $((4 * 1024 * 1024)) "$WORK/prefill.bin" 95
+
+# flash_through_fault CHIP FAULT [CLI args...]: new sim with FAULT, flash
+# app.bin at 0x10000, check success, the bytes, and that the fault fired.
+flash_through_fault() {
+    local chip=$1 fault=$2
+    shift 2
+    start_sim "$chip" --fault "$fault"
+    prefill_flash "$SIM_DIR" "$WORK/prefill.bin"
+    cp "$WORK/prefill.bin" "$WORK/model.bin"
+    expect_exit 0 -p "$SIM_PORT" "$@" --json flash 0x10000 "$WORK/app.bin"
+    assert_ok_result flash
+    assert_json_true '.regions[0].verified or .chip == "ESP8266"'
+    model_write "$WORK/model.bin" 0x10000 "$WORK/app.bin"
+    flash_equals_model "$SIM_DIR" "$WORK/model.bin"
+    sim_log_has 'fault' || fail "sim.log does not show that fault $fault fired"
+    sim_alive
+    stop_sim
+}
+
+# Early (connect/identify) and late (data blocks) drops and corruptions.
+for f in drop-reply:3 drop-reply:70 corrupt-reply:3 corrupt-reply:70; do
+    flash_through_fault esp32 "$f"
+    # A lost/corrupt data-phase reply is a retry the result must count.
+    case $f in *:70) assert_json_true '.retries >= 1' ;; esac
+done
+flash_through_fault esp32 drop-reply:70 --no-stub
+assert_json_true '.retries >= 1'
+flash_through_fault esp8266 drop-reply:30 --no-stub
+flash_through_fault esp32c3 corrupt-reply:25
+
+# Refused SYNC a couple of times: connect retries and gets through.
+flash_through_fault esp32 refuse-sync:2
+flash_through_fault esp8266 refuse-sync:3
+done_ok

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Getting into the bootloader: a --strict-reset board (boots its app unless
+# the DTR/RTS sequence holds BOOT low when EN is released) is reached through
+# the reset sequence, and sim.log shows the timeline; over TCP (no modem lines)
+# the CLI says it cannot reset and works with a board already in download mode.
+source "${INTEG_LIB:?}"
+
+# modem_states DIR: one "ms dtr rts" line per modem change in sim.log
+# (asserted = 1), in log order.
+modem_states() {
+    grep -Ei 'dtr' "$1/sim.log" | grep -Ei 'rts' |
+        sed -nE 's/^([0-9]+) .*[Dd][Tt][Rr][ =:]*([01]|on|off|true|false|high|low).*[Rr][Tt][Ss][ =:]*([01]|on|off|true|false|high|low).*$/\1 \2 \3/p' |
+        sed -E 's/ (on|true)/ 1/g; s/ (off|false)/ 0/g'
+}
+
+# check_reset_timeline DIR: somewhere EN is held low (RTS asserted, DTR not),
+# and the next state that releases EN has BOOT low (DTR asserted, RTS not):
+# the chip samples GPIO0 low when it comes out of reset.
+check_reset_timeline() {
+    local dir=$1 states
+    states=$(modem_states "$dir")
+    [ -n "$states" ] || fail "sim.log has no DTR/RTS lines to check the reset timeline"
+    awk '
+        { d = $2; r = $3
+          if (r == 1 && d == 0) { en_low = 1; t_en = $1; next }
+          if (en_low && !(r == 1 && d == 0)) {
+              if (d == 1 && r == 0) { ok = 1; exit }
+              en_low = 0   # released without BOOT low
+          } }
+        END { exit ok ? 0 : 1 }' <<<"$states" ||
+        fail "no EN-low -> release-with-BOOT-low sequence in the modem timeline:
+$states"
+}
+
+make_image 200000 "$WORK/app.bin" 401
+
+# --- strict reset: the default sequence reaches the loader --------------------------
+start_sim esp32 --strict-reset
+STRICT_DIR=$SIM_DIR
+expect_exit 0 -p "$SIM_PORT" --json flash 0x10000 "$WORK/app.bin"
+assert_ok_result flash
+flash_region_equals "$SIM_DIR" 0x10000 "$WORK/app.bin"
+check_reset_timeline "$SIM_DIR"
+# And after flashing the default --after hard-reset pulses EN (RTS) again.
+n_before=$(modem_states "$SIM_DIR" | wc -l)
+[ "$n_before" -ge 3 ] || fail "expected several modem changes in sim.log, got $n_before"
+
+# No reset requested on a strict board that is running its app: cannot connect.
+expect_exit 3 -p "$SIM_PORT" --before no-reset --json info
+assert_json '.ok' false
+
+# Again with the reset: fine, repeatedly (each session resets).
+expect_exit 0 -p "$SIM_PORT" --json info
+assert_json '.chip' ESP32
+expect_exit 0 -p "$SIM_PORT" --no-stub --json info
+assert_json '.chip' ESP32
+
+# --after no-reset leaves the board in the loader: a --before no-reset session
+# then reaches it without any reset.
+expect_exit 0 -p "$SIM_PORT" --no-stub --after no-reset --json info
+expect_exit 0 -p "$SIM_PORT" --no-stub --before no-reset --json info
+assert_json '.chip' ESP32
+
+# ESP8266 (74880 Bd boot banner) with a strict reset, ROM and stub.
+start_sim esp8266 --strict-reset
+expect_exit 0 -p "$SIM_PORT" --no-stub --json flash 0x20000 "$WORK/app.bin"
+flash_region_equals "$SIM_DIR" 0x20000 "$WORK/app.bin"
+check_reset_timeline "$SIM_DIR"
+expect_exit 0 -p "$SIM_PORT" --json info
+assert_json '.chip' ESP8266
+
+# ESP32-S3 with strict reset and --after hard-reset (clears force-download first).
+start_sim esp32s3 --strict-reset
+expect_exit 0 -p "$SIM_PORT" --json flash 0x10000 "$WORK/app.bin"
+flash_region_equals "$SIM_DIR" 0x10000 "$WORK/app.bin"
+check_reset_timeline "$SIM_DIR"
+
+# --- TCP: no modem lines ---------------------------------------------------------------
+start_sim esp32 --tcp 0
+[[ $SIM_PORT =~ ^tcp://127\.0\.0\.1:[0-9]+$ ]] || fail "ready file of a --tcp 0 sim: '$SIM_PORT'"
+[[ $SIM_PORT =~ :0$ ]] && fail "sim reported port 0 instead of the bound port"
+make_random $((4 * 1024 * 1024)) "$WORK/prefill.bin" 92
+prefill_flash "$SIM_DIR" "$WORK/prefill.bin"
+cp "$WORK/prefill.bin" "$WORK/model.bin"
+
+expect_exit 0 -p "$SIM_PORT" --json flash 0x10000 "$WORK/app.bin" 0x40000 "$WORK/app.bin"
+assert_ok_result flash
+assert_json '.chip' ESP32
+json_events log | grep -Eiq 'reset' || fail "no JSON log event about the reset over TCP"
+json_events log | grep -Eiq "cannot reset|can't reset|no (modem|dtr|control) lines|reset (is )?(impossible|not possible|unavailable|skipped)" ||
+    fail "the CLI does not say that it cannot reset over TCP"
+model_write "$WORK/model.bin" 0x10000 "$WORK/app.bin"
+model_write "$WORK/model.bin" 0x40000 "$WORK/app.bin"
+flash_equals_model "$SIM_DIR" "$WORK/model.bin"
+
+# Human output says it too.
+expect_exit 0 -p "$SIM_PORT" --before no-reset --after no-reset info
+assert_output 'ESP32'
+expect_exit 0 -p "$SIM_PORT" info
+assert_output "cannot reset|can't reset|no (modem|dtr|control) lines|reset (is )?(impossible|not possible|unavailable|skipped)"
+
+# A high baud over TCP: the line rate belongs to the serial server, the CLI
+# must not break the session trying to change it.
+expect_exit 0 -p "$SIM_PORT" -b 921600 --json read 0x10000 200000 "$WORK/tcp-read.bin"
+cmp "$WORK/tcp-read.bin" "$WORK/app.bin" || fail "read over TCP returned other bytes"
+expect_exit 0 -p "$SIM_PORT" --json verify 0x40000 "$WORK/app.bin" 0x10000 "$WORK/app.bin"
+flash_equals_model "$SIM_DIR" "$WORK/model.bin"
+
+# A TCP port nobody listens on: exit 2 (cannot open port), quickly.
+port=${SIM_PORT##*:}
+stop_sim
+expect_exit 2 -p "tcp://127.0.0.1:$port" --json info
+assert_json '.error.stage | ascii_downcase' open
+
+# The strict board is still fine after all that.
+sim_alive "${SIM_PIDS[0]}"
+flash_region_equals "$STRICT_DIR" 0x10000 "$WORK/app.bin"
+done_ok

@@ -1,0 +1,378 @@
+/*
+ * sim.h: shared declarations of the virtual ESP board (esp_sim).
+ *
+ * The board is one struct sim owned by main() and driven by a single-threaded
+ * poll() loop. Modules (one job each):
+ *   sim_main.c   command line, files in DIR, signals, the event loop
+ *   sim_log.c    DIR/sim.log, one line per event with a monotonic ms stamp
+ *   sim_link.c   the serial wire: pty or TCP, baud pacing in both directions,
+ *                wrong-baud garbling, SLIP framing of board output
+ *   sim_baud.c   reading the host's baud from the pty (termios2, kept apart
+ *                because <asm/termbits.h> clashes with <termios.h>)
+ *   sim_slip.c   SLIP decoder for host->board frames
+ *   sim_flash.c  the flash model (mmap of DIR/flash.bin) and its timing
+ *   sim_regs.c   per-chip register file: magic, eFuse MAC/revision, UART
+ *                divider, SPI user-command RDID
+ *   sim_board.c  chip life cycle: modem lines, reset, boot modes, banners,
+ *                deferred replies, dispatch to a persona
+ *   sim_rom.c    the ROM loader persona (ESP8266 and ESP32-family)
+ *   sim_stub.c   the flasher-stub persona (after OHAI)
+ *   sim_fault.c  fault knobs (--fault KIND[:ARG])
+ * Times are CLOCK_MONOTONIC nanoseconds (int64_t).
+ */
+#ifndef SIM_H
+#define SIM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <zlib.h>
+
+#define SIM_NS_PER_MS 1000000LL
+#define SIM_INITIAL_BAUD 115200u
+#define SIM_ESP8266_BOOT_BAUD 74880u
+#define SIM_MAX_FRAME (0x10000 + 64)
+#define SIM_MAX_MEM_SEGS 16
+#define SIM_MAX_FAULT_ARGS 16
+
+/* ---- chips ----------------------------------------------------------------- */
+
+enum sim_chip { SIM_ESP8266 = 0, SIM_ESP32, SIM_ESP32C3, SIM_ESP32S3 };
+
+struct sim_chip_info {
+    enum sim_chip chip;
+    const char *name;      /* command-line name */
+    const char *lib_name;  /* name for esp_chip_by_name() */
+    uint32_t magic;        /* value at 0x40001000 */
+    unsigned status_bytes; /* ROM status bytes: 2 or 4 */
+    int chip_id;           /* image / security-info id, -1 for ESP8266 */
+    bool rom_full;         /* ESP32-era commands (ATTACH, DEFL, MD5, baud ...) */
+    bool begin_5words;     /* ROM FLASH_BEGIN takes the encrypt word */
+    bool security_info;    /* GET_SECURITY_INFO */
+    uint32_t uart_clkdiv_reg;
+    unsigned xtal_mhz;
+    unsigned clkdiv_div; /* 2 on ESP8266 */
+    uint32_t spi_base, spi_usr, spi_usr1, spi_usr2, spi_w0; /* absolute */
+    uint32_t efuse_mac_reg;                                 /* S2+: lo word */
+    uint8_t default_mac[6];
+};
+
+const struct sim_chip_info *sim_chip_by_name(const char *name);
+
+/* ---- time, logging ------------------------------------------------------ */
+
+int64_t sim_now(void);
+int sim_log_open(const char *path);
+void sim_log_close(void);
+void sim_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+const char *sim_op_name(uint8_t op);
+
+/* ---- faults -------------------------------------------------------------- */
+
+struct sim_faults {
+    unsigned drop_reply[SIM_MAX_FAULT_ARGS];
+    size_t n_drop_reply;
+    unsigned corrupt_reply[SIM_MAX_FAULT_ARGS];
+    size_t n_corrupt_reply;
+    unsigned stall_at;           /* 0 = off */
+    uint64_t disconnect_bytes;   /* 0 = off */
+    unsigned refuse_sync;        /* SYNCs to ignore */
+    int boot_mode;               /* -1 = off */
+    uint32_t write_error_addr[SIM_MAX_FAULT_ARGS];
+    size_t n_write_error;
+    bool md5_mismatch;
+    bool silent;
+    bool no_download_answer;
+    /* counters */
+    unsigned replies;  /* reply frames produced in download mode */
+    unsigned commands; /* commands received in download mode */
+    unsigned syncs;    /* SYNC commands seen */
+    uint64_t rx_bytes; /* bytes received from the host */
+};
+
+/* Parses one --fault argument into f; returns 0 or -1 (message on stderr). */
+int sim_fault_parse(struct sim_faults *f, const char *spec);
+/* True when the reply frame with this 1-based number must be dropped / corrupted. */
+bool sim_fault_drop_reply(struct sim_faults *f, unsigned n);
+bool sim_fault_corrupt_reply(struct sim_faults *f, unsigned n);
+/* True when [addr, addr+len) touches a write-error address. */
+bool sim_fault_write_error(const struct sim_faults *f, uint32_t addr, uint32_t len);
+
+/* ---- SLIP decoder ----------------------------------------------------- */
+
+struct sim_slip {
+    uint8_t *buf; /* owned, SIM_MAX_FRAME bytes */
+    size_t len;
+    bool started; /* a delimiter was seen (bytes before the first 0xC0 are noise) */
+    bool escape;
+    bool bad;     /* bad escape / overflow: drop until the next delimiter */
+    bool garbled; /* some byte of this frame came in at a wrong baud */
+    uint32_t garbled_baud;
+    bool complete; /* buf holds a frame handed out; cleared at the next byte */
+};
+
+int sim_slip_init(struct sim_slip *s);
+void sim_slip_free(struct sim_slip *s);
+void sim_slip_reset(struct sim_slip *s);
+/* Feeds one byte (garbled: it came in at a wrong baud, seen by the host at host_baud).
+ * Returns true when a complete non-empty good frame is in buf/len. */
+bool sim_slip_feed(struct sim_slip *s, uint8_t byte, bool garbled, uint32_t host_baud);
+
+/* ---- the link (wire) ------------------------------------------------------ */
+
+struct sim_chunk {
+    struct sim_chunk *next;
+    uint32_t baud;
+    size_t len, pos;
+    uint8_t data[];
+};
+
+struct sim_link {
+    bool tcp;
+    int master_fd; /* pty master, or the connected TCP client (-1 if none) */
+    int slave_fd;  /* our own slave fd (pty mode) */
+    int listen_fd; /* TCP mode */
+    char slave_path[128];
+    double speed; /* link-speed factor F, 0 = no pacing */
+    /* rx: bytes read from the fd, waiting for their wire time */
+    uint8_t *rx;
+    uint8_t *rx_garbled; /* per byte: 0 or 1 */
+    uint32_t *rx_baud;   /* host baud per byte (for auto-baud) */
+    size_t rx_cap, rx_head, rx_arrived, rx_tail;
+    double rx_wire_ns; /* completion time of the last arrived byte */
+    /* tx: chunks waiting for their wire time, then outbuf waiting for the fd */
+    struct sim_chunk *tx_head, *tx_tail;
+    size_t tx_queued; /* bytes in the chunk queue */
+    double tx_wire_ns;
+    uint8_t *out;
+    size_t out_len, out_cap;
+    uint32_t rng;
+    uint32_t last_host_baud;
+};
+
+/* ---- flash model -------------------------------------------------------- */
+
+struct sim_flash {
+    uint8_t *mem; /* mmap of DIR/flash.bin */
+    uint32_t size;
+    int fd;
+    double speed;         /* timing factor, 0 = instant */
+    int64_t busy_until;   /* the flash is busy (stub background writes) until then */
+    uint64_t bytes_written, bytes_erased;
+};
+
+int sim_flash_open(struct sim_flash *fl, const char *path, uint32_t size, double speed);
+void sim_flash_close(struct sim_flash *fl);
+/* Erases [addr, addr+len) (whole sectors/blocks covering it), returns the time it takes (ns). */
+int64_t sim_flash_erase(struct sim_flash *fl, uint32_t addr, uint32_t len, bool use_blocks);
+/* Programs (NOR: AND) data at addr; returns the time it takes (ns). Caller checks bounds. */
+int64_t sim_flash_program(struct sim_flash *fl, uint32_t addr, const uint8_t *data, size_t len);
+int64_t sim_flash_scaled(const struct sim_flash *fl, int64_t ns);
+bool sim_flash_in_bounds(const struct sim_flash *fl, uint32_t addr, uint64_t len);
+
+/* ---- the board -------------------------------------------------------- */
+
+enum sim_state {
+    SIM_ST_RESET_HELD, /* EN low */
+    SIM_ST_BOOTING,    /* EN released, waiting for the strap sample */
+    SIM_ST_ROM,        /* ROM download mode */
+    SIM_ST_STUB,       /* flasher stub running */
+    SIM_ST_APP,        /* normal boot, app running (no SYNC answers) */
+    SIM_ST_DEAD,       /* jumped somewhere silent; waits for a reset */
+};
+
+const char *sim_state_to_string(enum sim_state st);
+
+enum sim_post {
+    SIM_POST_NONE = 0,
+    SIM_POST_OHAI,     /* after the reply: switch to the stub, send OHAI */
+    SIM_POST_BAUD,     /* after the reply: switch the board baud to post_arg */
+    SIM_POST_REBOOT,   /* after the reply: reset into a normal boot */
+    SIM_POST_RUN_APP,  /* after the reply: leave the loader, app runs (no banner) */
+    SIM_POST_DEAD,     /* after the reply: go silent */
+    SIM_POST_READ_FLASH,
+};
+
+struct sim_mem_seg {
+    uint32_t addr, size, block_size;
+    uint8_t *data;
+};
+
+/* Write operation in progress (FLASH_BEGIN / FLASH_DEFL_BEGIN). */
+struct sim_write_op {
+    bool active;
+    bool compressed;
+    uint32_t offset;     /* flash address of the first byte */
+    uint32_t total;      /* erase_size word (stub: bytes to write) */
+    uint32_t num_blocks; /* as announced */
+    uint32_t block_size;
+    uint32_t pos;        /* bytes written so far (uncompressed) */
+    uint32_t erased_to;  /* stub lazy erase: first address not yet erased */
+    int64_t last_seq;    /* last good block, -1 none */
+    bool inflate_init;
+    bool inflate_done;
+    z_stream zs;
+};
+
+struct sim_read_op {
+    bool active;
+    uint32_t offset, length, packet_size, max_in_flight;
+    uint32_t sent, acked;
+    void *md5; /* EVP_MD_CTX */
+};
+
+struct sim {
+    const struct sim_chip_info *chip;
+    /* configuration */
+    const char *dir;
+    uint32_t flash_id;
+    uint8_t mac[6];
+    double speed;
+    bool strict_reset, no_boot_noise;
+    const char *stub_dir;
+    struct sim_faults faults;
+    /* parts */
+    struct sim_link link;
+    struct sim_flash flash;
+    struct sim_slip slip;
+    /* chip state */
+    enum sim_state state;
+    bool dtr, rts;       /* asserted (from the modem channel) */
+    bool en_low;
+    int64_t boot_sample_at; /* 0 = no timer */
+    uint32_t baud;       /* the board's UART baud */
+    bool stalled;
+    bool want_exit;
+    int64_t app_next_line; /* 0 = no app output */
+    unsigned app_lines;
+    /* session */
+    uint32_t last_value; /* stale ROM reply value */
+    bool spi_params_set;
+    uint32_t spi_total_size;
+    struct sim_mem_seg mem[SIM_MAX_MEM_SEGS];
+    size_t n_mem;
+    struct sim_mem_seg *mem_cur;
+    int64_t mem_last_seq;
+    struct sim_write_op wr;
+    struct sim_read_op rd;
+    bool stub_error_pending; /* stub: report 0xC4 on the next reply */
+    /* register file */
+    uint32_t *reg_addr, *reg_val;
+    size_t n_regs, cap_regs;
+    /* deferred replies: staged frames are released at defer_at */
+    struct sim_chunk *stage_head, *stage_tail;
+    int64_t defer_at; /* 0 = nothing deferred */
+    enum sim_post post;
+    uint32_t post_arg;
+};
+
+/* sim_link.c */
+int sim_link_open_pty(struct sim_link *l, double speed);
+int sim_link_open_tcp(struct sim_link *l, int port, int *actual_port, double speed);
+void sim_link_close(struct sim_link *l);
+uint32_t sim_link_host_baud(struct sim_link *l, uint32_t board_baud);
+/* Queue raw bytes for transmission at baud. */
+void sim_link_send_raw(struct sim_link *l, const uint8_t *data, size_t len, uint32_t baud);
+void sim_link_send_chunk(struct sim_link *l, struct sim_chunk *c);
+void sim_link_drop_tx(struct sim_link *l);
+void sim_link_drop_rx(struct sim_link *l);
+/* I/O steps called from the loop. */
+int sim_link_read(struct sim_link *l, uint32_t board_baud); /* -1 = link gone (pty) */
+void sim_link_advance(struct sim_link *l, int64_t now, uint32_t board_baud);
+int sim_link_flush(struct sim_link *l);
+int64_t sim_link_next_event(const struct sim_link *l, uint32_t board_baud);
+bool sim_link_rx_has_room(const struct sim_link *l);
+/* Takes arrived bytes one at a time: returns false when none. */
+bool sim_link_rx_pop(struct sim_link *l, uint8_t *byte, bool *garbled, uint32_t *host_baud);
+bool sim_link_rx_pending(const struct sim_link *l);
+void sim_link_tcp_accept(struct sim_link *l);
+struct sim_chunk *sim_chunk_new(const uint8_t *data, size_t len, uint32_t baud);
+/* SLIP-encodes pkt into a new chunk; corrupt inserts a bad escape. */
+struct sim_chunk *sim_chunk_slip(const uint8_t *pkt, size_t len, uint32_t baud, bool corrupt);
+
+/* sim_baud.c: host baud as set on the pty slave (0 if unknown). */
+uint32_t sim_baud_get(int fd);
+
+/* sim_regs.c */
+uint32_t sim_regs_read(struct sim *s, uint32_t addr);
+void sim_regs_write(struct sim *s, uint32_t addr, uint32_t value, uint32_t mask);
+void sim_regs_free(struct sim *s);
+
+/* sim_board.c */
+int sim_board_init(struct sim *s);
+void sim_board_free(struct sim *s);
+void sim_board_modem(struct sim *s, const char *msg, size_t len);
+void sim_board_step(struct sim *s, int64_t now);
+int64_t sim_board_next_event(const struct sim *s);
+void sim_board_reset_session(struct sim *s);
+/* Staging of replies during command handling. */
+void sim_reply(struct sim *s, uint8_t op, uint32_t value, const uint8_t *data, size_t data_len,
+               uint8_t status, uint8_t error);
+void sim_send_raw_frame(struct sim *s, const uint8_t *data, size_t len);
+void sim_defer(struct sim *s, int64_t at, enum sim_post post, uint32_t arg);
+/* Hands staged frames to the link now and runs the post action (if not deferred). */
+void sim_release(struct sim *s);
+void sim_mem_free(struct sim *s);
+void sim_write_op_end(struct sim *s);
+
+/* sim_write.c: flash write operations shared by both personas. */
+enum sim_werr {
+    SIM_W_OK = 0,
+    SIM_W_FAULT,    /* write-error fault hit */
+    SIM_W_BOUNDS,   /* beyond the flash (or the ROM's 2 MB before SPI_SET_PARAMS) */
+    SIM_W_TOO_MUCH, /* more data than FLASH_(DEFL_)BEGIN announced */
+    SIM_W_INFLATE,  /* zlib stream error */
+    SIM_W_ADLER,    /* zlib Adler-32 mismatch */
+};
+struct sim_data {
+    uint32_t dlen, seq;
+    const uint8_t *payload;
+    size_t plen;
+};
+enum sim_data_check { SIM_D_OK = 0, SIM_D_SHORT, SIM_D_LEN, SIM_D_CKSUM };
+enum sim_data_check sim_data_parse(const uint8_t *body, size_t len, uint32_t cksum,
+                                   struct sim_data *d);
+uint32_t sim_flash_limit(const struct sim *s);
+int sim_write_begin(struct sim *s, bool compressed, uint32_t total, uint32_t nblocks,
+                    uint32_t block_size, uint32_t offset);
+/* Writes at addr; lazy = stub (erase touched sectors/blocks first). Adds the time to *cost. */
+enum sim_werr sim_write_bytes(struct sim *s, uint32_t addr, const uint8_t *data, size_t n,
+                              bool lazy, int64_t *cost);
+/* Inflates one compressed chunk and writes the output at offset+pos. */
+enum sim_werr sim_write_inflate(struct sim *s, const uint8_t *in, size_t n, bool lazy,
+                                int64_t *cost);
+
+/* sim_rom.c / sim_stub.c: handle one decoded command frame. */
+void sim_rom_command(struct sim *s, uint8_t op, const uint8_t *body, size_t len, uint32_t cksum);
+void sim_stub_command(struct sim *s, uint8_t op, const uint8_t *body, size_t len, uint32_t cksum);
+void sim_stub_read_ack(struct sim *s, const uint8_t *frame, size_t len);
+void sim_stub_read_pump(struct sim *s);
+/* shared helpers for both personas (sim_rom.c) */
+uint8_t sim_checksum(const uint8_t *data, size_t len);
+bool sim_md5(const uint8_t *data, size_t len, uint8_t out[16]);
+int sim_mem_begin(struct sim *s, uint32_t size, uint32_t block_size, uint32_t addr);
+/* MEM_BEGIN/DATA/END for either persona (stub = stub status codes). */
+void sim_rom_mem_command(struct sim *s, uint8_t op, const uint8_t *b, size_t len, uint32_t ck,
+                         bool stub);
+int sim_mem_data(struct sim *s, uint32_t seq, const uint8_t *data, size_t len);
+bool sim_mem_contains(const struct sim *s, uint32_t addr);
+bool sim_stub_image_ok(struct sim *s);
+
+static inline uint32_t sim_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+static inline uint16_t sim_u16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
+static inline void sim_put_u32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+#endif

@@ -1,0 +1,394 @@
+/*
+ * sim_main: esp_sim, the virtual ESP board. Parses the command line, creates
+ * the files in DIR (tty symlink, tty.modem socket, flash.bin, sim.log, ready)
+ * and runs the single-threaded event loop: ppoll() over the link fd, the
+ * modem datagram socket and the TCP listener, with the timeout set to the
+ * nearest deadline (wire pacing, deferred replies, strap sample, app chatter).
+ * Exits 0 on SIGTERM/SIGINT or when a disconnect fault fires.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sim.h"
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: esp_sim --chip esp8266|esp32|esp32c3|esp32s3 --dir DIR [--tcp PORT]\n"
+            "               [--flash-size SIZE] [--flash-id HEX] [--mac aa:bb:cc:dd:ee:ff]\n"
+            "               [--link-speed F] [--strict-reset] [--no-boot-noise]\n"
+            "               [--stub-dir DIR] [--fault KIND[:ARG]]...\n");
+}
+
+static int parse_size(const char *arg, uint32_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(arg, &end, 0);
+    if (errno || end == arg)
+        return -1;
+    if (strcasecmp(end, "MB") == 0 || strcasecmp(end, "M") == 0)
+        v <<= 20;
+    else if (strcasecmp(end, "KB") == 0 || strcasecmp(end, "K") == 0)
+        v <<= 10;
+    else if (*end)
+        return -1;
+    if (v < 0x10000 || v > 0x10000000ull || v % 0x1000)
+        return -1;
+    *out = (uint32_t)v;
+    return 0;
+}
+
+static int parse_mac(const char *arg, uint8_t mac[6])
+{
+    unsigned m[6];
+    char extra;
+    if (sscanf(arg, "%x:%x:%x:%x:%x:%x%c", &m[0], &m[1], &m[2], &m[3], &m[4], &m[5], &extra) !=
+        6)
+        return -1;
+    for (int i = 0; i < 6; i++) {
+        if (m[i] > 0xFF)
+            return -1;
+        mac[i] = (uint8_t)m[i];
+    }
+    return 0;
+}
+
+static uint32_t default_flash_id(uint32_t size)
+{
+    unsigned code = 0x16;
+    for (unsigned c = 0x10; c < 0x20; c++)
+        if ((1u << c) == size)
+            code = c;
+    return (code << 16) | 0x40EF;
+}
+
+static int path_in(char *buf, size_t cap, const char *dir, const char *name)
+{
+    int n = snprintf(buf, cap, "%s/%s", dir, name);
+    return (n < 0 || (size_t)n >= cap) ? -1 : 0;
+}
+
+static int write_ready(const char *dir, const char *content)
+{
+    char tmp[4096], fin[4096];
+    if (path_in(tmp, sizeof(tmp), dir, ".ready.tmp") || path_in(fin, sizeof(fin), dir, "ready"))
+        return -1;
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return -1;
+    fputs(content, f);
+    if (fclose(f) != 0)
+        return -1;
+    return rename(tmp, fin);
+}
+
+static int open_modem(const char *path)
+{
+    struct sockaddr_un a;
+    memset(&a, 0, sizeof(a));
+    a.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof(a.sun_path)) {
+        fprintf(stderr, "esp_sim: modem socket path too long: %s\n", path);
+        return -1;
+    }
+    strcpy(a.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    unlink(path);
+    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+struct options {
+    const char *chip, *dir;
+    int tcp_port;
+    bool tcp;
+};
+
+static int parse_args(int argc, char **argv, struct sim *s, struct options *o)
+{
+    static const struct option longopts[] = {
+        {"chip", required_argument, NULL, 'c'},       {"dir", required_argument, NULL, 'd'},
+        {"tcp", required_argument, NULL, 't'},        {"flash-size", required_argument, NULL, 's'},
+        {"flash-id", required_argument, NULL, 'i'},   {"mac", required_argument, NULL, 'm'},
+        {"link-speed", required_argument, NULL, 'l'}, {"strict-reset", no_argument, NULL, 'r'},
+        {"no-boot-noise", no_argument, NULL, 'n'},    {"stub-dir", required_argument, NULL, 'S'},
+        {"fault", required_argument, NULL, 'f'},      {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    uint32_t flash_size = 4u << 20;
+    bool have_id = false, have_mac = false;
+    int c;
+    char *end;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            o->chip = optarg;
+            break;
+        case 'd':
+            o->dir = optarg;
+            break;
+        case 't':
+            o->tcp = true;
+            o->tcp_port = (int)strtol(optarg, &end, 10);
+            if (*end || o->tcp_port < 0 || o->tcp_port > 65535) {
+                fprintf(stderr, "esp_sim: bad --tcp port '%s'\n", optarg);
+                return -1;
+            }
+            break;
+        case 's':
+            if (parse_size(optarg, &flash_size)) {
+                fprintf(stderr, "esp_sim: bad --flash-size '%s'\n", optarg);
+                return -1;
+            }
+            break;
+        case 'i':
+            errno = 0;
+            s->flash_id = (uint32_t)strtoul(optarg, &end, 16);
+            if (errno || *end) {
+                fprintf(stderr, "esp_sim: bad --flash-id '%s'\n", optarg);
+                return -1;
+            }
+            have_id = true;
+            break;
+        case 'm':
+            if (parse_mac(optarg, s->mac)) {
+                fprintf(stderr, "esp_sim: bad --mac '%s'\n", optarg);
+                return -1;
+            }
+            have_mac = true;
+            break;
+        case 'l':
+            s->speed = strtod(optarg, &end);
+            if (*end || s->speed < 0) {
+                fprintf(stderr, "esp_sim: bad --link-speed '%s'\n", optarg);
+                return -1;
+            }
+            break;
+        case 'r':
+            s->strict_reset = true;
+            break;
+        case 'n':
+            s->no_boot_noise = true;
+            break;
+        case 'S':
+            s->stub_dir = optarg;
+            break;
+        case 'f':
+            if (sim_fault_parse(&s->faults, optarg))
+                return -1;
+            break;
+        default:
+            usage();
+            return -1;
+        }
+    }
+    if (!o->chip || !o->dir || optind != argc) {
+        usage();
+        return -1;
+    }
+    s->chip = sim_chip_by_name(o->chip);
+    if (!s->chip) {
+        fprintf(stderr, "esp_sim: unknown chip '%s'\n", o->chip);
+        return -1;
+    }
+    if (!have_mac)
+        memcpy(s->mac, s->chip->default_mac, 6);
+    if (!have_id)
+        s->flash_id = default_flash_id(flash_size);
+    s->flash.size = flash_size;
+    return 0;
+}
+
+static void drain_modem(struct sim *s, int fd)
+{
+    char buf[256];
+    for (;;) {
+        ssize_t n = recv(fd, buf, sizeof(buf), 0);
+        if (n < 0)
+            return;
+        sim_board_modem(s, buf, (size_t)n);
+    }
+}
+
+static void run(struct sim *s, int modem_fd)
+{
+    struct sim_link *l = &s->link;
+    while (!stop_requested && !s->want_exit) {
+        int64_t now = sim_now();
+        sim_link_advance(l, now, s->baud);
+        sim_board_step(s, now);
+        if (s->want_exit)
+            break;
+        sim_link_advance(l, now, s->baud);
+        sim_link_flush(l);
+
+        int64_t next = sim_link_next_event(l, s->baud);
+        int64_t nb = sim_board_next_event(s);
+        if (nb < next)
+            next = nb;
+        struct pollfd pfd[3];
+        int n = 0, link_i = -1, modem_i = -1, listen_i = -1;
+        if (l->master_fd >= 0) {
+            short ev = 0;
+            if (sim_link_rx_has_room(l))
+                ev |= POLLIN;
+            if (l->out_len > 0)
+                ev |= POLLOUT;
+            link_i = n;
+            pfd[n++] = (struct pollfd){.fd = l->master_fd, .events = ev};
+        } else if (l->listen_fd >= 0) {
+            listen_i = n;
+            pfd[n++] = (struct pollfd){.fd = l->listen_fd, .events = POLLIN};
+        }
+        if (modem_fd >= 0) {
+            modem_i = n;
+            pfd[n++] = (struct pollfd){.fd = modem_fd, .events = POLLIN};
+        }
+        struct timespec ts, *tsp = NULL;
+        if (next != INT64_MAX) {
+            int64_t d = next - sim_now();
+            if (d < 0)
+                d = 0;
+            ts.tv_sec = (time_t)(d / 1000000000LL);
+            ts.tv_nsec = (long)(d % 1000000000LL);
+            tsp = &ts;
+        }
+        sigset_t empty;
+        sigemptyset(&empty);
+        int rc = ppoll(pfd, (nfds_t)n, tsp, &empty);
+        if (rc <= 0)
+            continue;
+        if (link_i >= 0 && (pfd[link_i].revents & (POLLIN | POLLHUP | POLLERR))) {
+            if (sim_link_read(l, s->baud) < 0) {
+                fprintf(stderr, "esp_sim: link read failed: %s\n", strerror(errno));
+                break;
+            }
+        }
+        if (listen_i >= 0 && (pfd[listen_i].revents & POLLIN))
+            sim_link_tcp_accept(l);
+        if (modem_i >= 0 && (pfd[modem_i].revents & POLLIN))
+            drain_modem(s, modem_fd);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    static struct sim s; /* large; zeroed */
+    struct options o = {0};
+    s.speed = 1.0;
+    s.faults.boot_mode = -1;
+    if (parse_args(argc, argv, &s, &o) != 0)
+        return 2;
+    double speed = s.speed;
+    char path[4096], modem_path[4096], ready_path[4096];
+    mkdir(o.dir, 0755);
+    if (path_in(ready_path, sizeof(ready_path), o.dir, "ready") ||
+        path_in(modem_path, sizeof(modem_path), o.dir, "tty.modem") ||
+        path_in(path, sizeof(path), o.dir, "sim.log")) {
+        fprintf(stderr, "esp_sim: --dir path too long\n");
+        return 2;
+    }
+    unlink(ready_path);
+    if (sim_log_open(path) != 0) {
+        fprintf(stderr, "esp_sim: cannot create %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    sim_log("esp_sim %s flash 0x%x id 0x%06x mac %02x:%02x:%02x:%02x:%02x:%02x speed %g",
+            s.chip->name, s.flash.size, s.flash_id, s.mac[0], s.mac[1], s.mac[2], s.mac[3],
+            s.mac[4], s.mac[5], speed);
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t block;
+    sigemptyset(&block);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    sigprocmask(SIG_BLOCK, &block, NULL);
+
+    int rc = 1, modem_fd = -1;
+    char ready[256];
+    path_in(path, sizeof(path), o.dir, "flash.bin");
+    if (sim_flash_open(&s.flash, path, s.flash.size, speed) != 0) {
+        fprintf(stderr, "esp_sim: cannot open %s: %s\n", path, strerror(errno));
+        goto out;
+    }
+    if (o.tcp) {
+        int port = 0;
+        if (sim_link_open_tcp(&s.link, o.tcp_port, &port, speed) != 0) {
+            fprintf(stderr, "esp_sim: cannot listen on port %d: %s\n", o.tcp_port,
+                    strerror(errno));
+            goto out;
+        }
+        snprintf(ready, sizeof(ready), "tcp://127.0.0.1:%d", port);
+        s.strict_reset = false; /* no modem lines over TCP: the board waits in download mode */
+    } else {
+        if (sim_link_open_pty(&s.link, speed) != 0) {
+            fprintf(stderr, "esp_sim: cannot open a pty: %s\n", strerror(errno));
+            goto out;
+        }
+        path_in(path, sizeof(path), o.dir, "tty");
+        unlink(path);
+        if (symlink(s.link.slave_path, path) != 0) {
+            fprintf(stderr, "esp_sim: cannot create %s: %s\n", path, strerror(errno));
+            goto out;
+        }
+        modem_fd = open_modem(modem_path);
+        if (modem_fd < 0) {
+            fprintf(stderr, "esp_sim: cannot bind %s: %s\n", modem_path, strerror(errno));
+            goto out;
+        }
+        snprintf(ready, sizeof(ready), "%s", s.link.slave_path);
+    }
+    if (sim_board_init(&s) != 0) {
+        fprintf(stderr, "esp_sim: out of memory\n");
+        goto out;
+    }
+    if (write_ready(o.dir, ready) != 0) {
+        fprintf(stderr, "esp_sim: cannot write %s: %s\n", ready_path, strerror(errno));
+        goto out;
+    }
+    sim_log("ready %s", ready);
+    run(&s, modem_fd);
+    sim_log(s.want_exit ? "exit (disconnect)" : "exit (signal)");
+    rc = 0;
+out:
+    sim_board_free(&s);
+    sim_link_close(&s.link);
+    sim_flash_close(&s.flash);
+    if (modem_fd >= 0) {
+        close(modem_fd);
+        unlink(modem_path);
+    }
+    unlink(ready_path);
+    sim_log_close();
+    return rc;
+}
