@@ -39,17 +39,17 @@ enum esp_mac_layout {
 };
 
 struct esp_spi_regs {
-    uint32_t base; /* CMD register is base + 0 */
-    uint32_t usr, usr1, usr2; /* absolute addresses */
+    uint32_t base;                 /* CMD register is base + 0 */
+    uint32_t usr, usr1, usr2;      /* absolute addresses */
     uint32_t mosi_dlen, miso_dlen; /* absolute; 0 when the chip has none (ESP8266) */
     uint32_t w0;
 };
 
 struct esp_chip_desc {
     enum esp_chip chip;
-    const char *name;       /* "ESP32-S3" */
-    const char *stub_name;  /* stub file base name: "esp32s3" -> esp32s3.json */
-    int image_chip_id;      /* extended-header chip id; -1 for ESP8266 (no extended header) */
+    const char *name;      /* "ESP32-S3" */
+    const char *stub_name; /* stub file base name: "esp32s3" -> esp32s3.json */
+    int image_chip_id;     /* extended-header chip id; -1 for ESP8266 (no extended header) */
     uint32_t magic[ESP_MAX_MAGIC]; /* values of ESP_CHIP_DETECT_MAGIC_REG; 0 = unused */
     uint32_t bootloader_offset;
 
@@ -64,37 +64,37 @@ struct esp_chip_desc {
 
     /* Crystal: UART clock divider register; xtal_fixed_mhz != 0 means no need to read. */
     uint32_t uart_clkdiv_reg;
-    unsigned xtal_div;      /* 2 on ESP8266, else 1 */
+    unsigned xtal_div; /* 2 on ESP8266, else 1 */
     unsigned xtal_fixed_mhz;
 
     struct esp_spi_regs spi;
 
     /* ROM capabilities. */
-    unsigned rom_status_bytes;     /* 2 on ESP8266, 4 otherwise */
-    bool rom_begin_has_encrypt;    /* FLASH_BEGIN takes a 5th word in the ROM */
-    bool rom_has_compress;         /* FLASH_DEFL_* */
-    bool rom_has_md5;              /* SPI_FLASH_MD5 */
-    bool rom_has_spi_attach;       /* SPI_ATTACH / SPI_SET_PARAMS */
+    unsigned rom_status_bytes;  /* 2 on ESP8266, 4 otherwise */
+    bool rom_begin_has_encrypt; /* FLASH_BEGIN takes a 5th word in the ROM */
+    bool rom_has_compress;      /* FLASH_DEFL_* */
+    bool rom_has_md5;           /* SPI_FLASH_MD5 */
+    bool rom_has_spi_attach;    /* SPI_ATTACH / SPI_SET_PARAMS */
     bool rom_has_change_baud;
-    bool rom_has_security_info;    /* GET_SECURITY_INFO */
+    bool rom_has_security_info; /* GET_SECURITY_INFO */
     bool rom_has_read_flash_slow;
-    size_t security_info_len;      /* 20, 12 on S2, 0 if none */
+    size_t security_info_len; /* 20, 12 on S2, 0 if none */
 
     /* Stub capabilities. */
     bool stub_supported;
-    bool stub_32bit_addr;          /* flash above 16 MB through the stub */
+    bool stub_32bit_addr; /* flash above 16 MB through the stub */
 
     /* Flash size/frequency codes (image header byte 3). */
-    const uint32_t *size_codes;    /* size in bytes per code index, 0 = invalid */
+    const uint32_t *size_codes; /* size in bytes per code index, 0 = invalid */
     size_t n_size_codes;
-    const unsigned *freq_mhz;      /* MHz per frequency code index (16 entries), 0 = invalid */
+    const unsigned *freq_mhz; /* MHz per frequency code index (16 entries), 0 = invalid */
 
     /* Register written with value 0/mask 0 just to get a delay; UART date reg. */
     uint32_t uart_date_reg;
 
     /* USB-Serial/JTAG watchdog disable (0 = not applicable). */
     uint32_t rtc_wdt_wprotect, rtc_wdt_config0, swd_wprotect, swd_conf;
-    uint32_t swd_wkey, swd_auto_feed_bit;
+    uint32_t swd_wkey, swd_auto_feed_bit; /* bit number: SWD_CONF |= 1u << swd_auto_feed_bit */
     /* RTC_CNTL_OPTION1 force-download bit to clear before hard reset (S3), 0 = none. */
     uint32_t force_download_reg;
 };
@@ -122,8 +122,7 @@ int esp_chip_decode_revision(const struct esp_chip_desc *chip, const uint32_t *v
 
 /* Crystal estimate in MHz from the UART clock divider register and the baud in force,
  * normalised to 26/40/48. */
-unsigned esp_chip_decode_xtal(const struct esp_chip_desc *chip, uint32_t clkdiv_reg,
-                              uint32_t baud);
+unsigned esp_chip_decode_xtal(const struct esp_chip_desc *chip, uint32_t clkdiv_reg, uint32_t baud);
 
 /* Flash size in bytes from the RDID result as read from SPI W0 (bits 0-7 manufacturer,
  * 8-15 memory type, 16-23 capacity code). Returns 0 when unknown. */

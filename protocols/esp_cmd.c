@@ -96,8 +96,8 @@ static int check_room(size_t body_len, size_t cap)
     return 0;
 }
 
-int esp_cmd_build(uint8_t op, const uint8_t *body, size_t body_len, uint32_t checksum,
-                  uint8_t *out, size_t cap)
+int esp_cmd_build(uint8_t op, const uint8_t *body, size_t body_len, uint32_t checksum, uint8_t *out,
+                  size_t cap)
 {
     int rc = check_room(body_len, cap);
     if (rc < 0)
@@ -110,8 +110,7 @@ int esp_cmd_build(uint8_t op, const uint8_t *body, size_t body_len, uint32_t che
     return (int)(ESP_CMD_HEADER_LEN + body_len);
 }
 
-int esp_cmd_build_words(uint8_t op, const uint32_t *words, size_t n_words, uint8_t *out,
-                        size_t cap)
+int esp_cmd_build_words(uint8_t op, const uint32_t *words, size_t n_words, uint8_t *out, size_t cap)
 {
     if (n_words > 0xFFFF / 4)
         return -EINVAL;

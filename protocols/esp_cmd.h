@@ -78,8 +78,8 @@ static inline uint16_t esp_get_u16(const uint8_t *p)
  * Writes a request (direction 0, op, size, checksum, body) into out.
  * Returns the packet length, -EINVAL if body_len > 0xFFFF, -ENOSPC if cap is too small.
  */
-int esp_cmd_build(uint8_t op, const uint8_t *body, size_t body_len, uint32_t checksum,
-                  uint8_t *out, size_t cap);
+int esp_cmd_build(uint8_t op, const uint8_t *body, size_t body_len, uint32_t checksum, uint8_t *out,
+                  size_t cap);
 
 /* Request whose body is a list of u32 words (FLASH_BEGIN, READ_REG, ...). */
 int esp_cmd_build_words(uint8_t op, const uint32_t *words, size_t n_words, uint8_t *out,
@@ -98,16 +98,16 @@ enum esp_responder {
 const char *esp_responder_to_string(enum esp_responder who);
 
 struct esp_response {
-    uint8_t op;           /* echoed opcode */
-    uint16_t size;        /* body size from header */
-    uint32_t value;       /* header value: meaningful only for READ_REG (and SYNC stub detection) */
-    const uint8_t *data;  /* response data before the status bytes; points into the frame */
-    size_t data_len;      /* == expected data length on success */
-    uint8_t status;       /* first status byte as sent */
-    uint8_t error;        /* second status byte as sent */
-    bool failed;          /* device reported failure (first status byte != 0) */
-    uint8_t device_code;  /* ROM: error byte; stub: first status byte; 0 if !failed */
-    bool unsupported;     /* ROM error 0x05 (unknown/unsupported command) or stub 0xFF */
+    uint8_t op;          /* echoed opcode */
+    uint16_t size;       /* body size from header */
+    uint32_t value;      /* header value: meaningful only for READ_REG (and SYNC stub detection) */
+    const uint8_t *data; /* response data before the status bytes; points into the frame */
+    size_t data_len;     /* == expected data length on success */
+    uint8_t status;      /* first status byte as sent */
+    uint8_t error;       /* second status byte as sent */
+    bool failed;         /* device reported failure (first status byte != 0) */
+    uint8_t device_code; /* ROM: error byte; stub: first status byte; 0 if !failed */
+    bool unsupported;    /* ROM error 0x05 (unknown/unsupported command) or stub 0xFF */
 };
 
 /*

@@ -24,11 +24,11 @@
 
 /* What the boot output told us, accumulated over attempts. */
 struct boot_diag {
-    uint64_t bytes;       /* output seen (boot log, junk, frames) */
-    bool boot_mode_seen;  /* "boot:0xNN" or ESP8266 "boot mode:(N," */
+    uint64_t bytes;      /* output seen (boot log, junk, frames) */
+    bool boot_mode_seen; /* "boot:0xNN" or ESP8266 "boot mode:(N," */
     unsigned boot_mode;
-    bool waiting_seen;    /* "waiting for download" (or ESP8266 boot mode 1) */
-    char excerpt[208];    /* printable start of the last non-empty capture */
+    bool waiting_seen; /* "waiting for download" (or ESP8266 boot mode 1) */
+    char excerpt[208]; /* printable start of the last non-empty capture */
 };
 
 static void capture_append(struct esp_loader *l, const uint8_t *buf, size_t n)
@@ -124,8 +124,7 @@ static int sync_once(struct esp_loader *l, unsigned *status_bytes, bool *all_zer
     int rc = esp_ldr_flush_input(l);
     if (rc < 0)
         return rc;
-    int len = esp_cmd_build(ESP_OP_SYNC, esp_sync_body, ESP_SYNC_BODY_LEN, 0, l->pkt,
-                            ESP_PKT_MAX);
+    int len = esp_cmd_build(ESP_OP_SYNC, esp_sync_body, ESP_SYNC_BODY_LEN, 0, l->pkt, ESP_PKT_MAX);
     if (len < 0)
         return len;
     rc = esp_ldr_send_raw(l, l->pkt, (size_t)len, NULL);
@@ -174,9 +173,8 @@ static void no_lines_once(struct esp_loader *l)
     if (!l->warned_no_lines) {
         l->warned_no_lines = true;
         esp_ldr_log(l, ESP_LOG_WARN, "transport has no modem lines: cannot reset the board (%s)",
-                    l->cfg.no_lines == ESP_NO_LINES_MANUAL
-                        ? "asking for manual boot"
-                        : "it must already be in download mode");
+                    l->cfg.no_lines == ESP_NO_LINES_MANUAL ? "asking for manual boot"
+                                                           : "it must already be in download mode");
     }
 }
 
@@ -186,8 +184,7 @@ static int manual_boot(struct esp_loader *l, struct esp_error *err)
         return 0;
     int rc = l->cfg.manual_boot(l->cfg.manual_boot_ctx);
     if (rc < 0)
-        return esp_error_set(err, -ECANCELED, ESP_STAGE_RESET, NULL,
-                             "manual boot was cancelled");
+        return esp_error_set(err, -ECANCELED, ESP_STAGE_RESET, NULL, "manual boot was cancelled");
     return 0;
 }
 
@@ -233,8 +230,7 @@ static int usb_jtag_disable_wdt(struct esp_loader *l, struct esp_error *err)
     struct esp_error scratch;
     esp_error_clear(&scratch);
     const struct esp_chip_desc *c = l->info.chip;
-    if (!c || !c->rtc_wdt_wprotect || !l->info.usb_jtag || l->stub ||
-        l->info.secure_download_mode)
+    if (!c || !c->rtc_wdt_wprotect || !l->info.usb_jtag || l->stub || l->info.secure_download_mode)
         return 0;
     const uint32_t wdt_key = 0x50D83AA1u;
     int rc = esp_loader_write_reg(l, c->rtc_wdt_wprotect, wdt_key, 0xFFFFFFFFu, 0, &scratch);
@@ -256,8 +252,10 @@ static int usb_jtag_disable_wdt(struct esp_loader *l, struct esp_error *err)
     if (fatal_io(rc))
         return esp_ldr_io_error(l, rc, "disabling the watchdogs", err);
     if (rc < 0) {
-        esp_ldr_log(l, ESP_LOG_WARN, "could not disable the watchdogs (%s): a long flash may be "
-                                     "interrupted", scratch.message);
+        esp_ldr_log(l, ESP_LOG_WARN,
+                    "could not disable the watchdogs (%s): a long flash may be "
+                    "interrupted",
+                    scratch.message);
         return 0;
     }
     esp_ldr_log(l, ESP_LOG_DEBUG, "USB-Serial/JTAG: RTC and super watchdogs disabled");
@@ -418,8 +416,8 @@ int esp_loader_connect(struct esp_loader *l, struct esp_error *err)
         esp_ldr_log(l, ESP_LOG_INFO, "sync ok after %d tries: flasher stub already running",
                     tries_total);
     } else {
-        esp_ldr_set_responder(l, status_bytes == 2 ? ESP_RESPONDER_ROM_8266
-                                                   : ESP_RESPONDER_ROM_ESP32);
+        esp_ldr_set_responder(l,
+                              status_bytes == 2 ? ESP_RESPONDER_ROM_8266 : ESP_RESPONDER_ROM_ESP32);
         esp_ldr_log(l, ESP_LOG_INFO, "sync ok after %d tries", tries_total);
     }
 
@@ -445,8 +443,8 @@ int esp_ldr_security_info(struct esp_loader *l, int *chip_id, struct esp_error *
     int rc = esp_ldr_send_raw(l, l->pkt, (size_t)len, err);
     if (rc < 0)
         return rc;
-    rc = esp_ldr_recv(l, ESP_OP_GET_SECURITY_INFO, 20, 12,
-                      esp_ldr_tmo(l, ESP_TMO_SECURITY_INFO), &r, err);
+    rc = esp_ldr_recv(l, ESP_OP_GET_SECURITY_INFO, 20, 12, esp_ldr_tmo(l, ESP_TMO_SECURITY_INFO),
+                      &r, err);
     if (rc < 0)
         return rc;
     const uint8_t *p = r.data;
@@ -509,8 +507,8 @@ int esp_ldr_detect(struct esp_loader *l, struct esp_error *err)
                                      ESP_CHIP_DETECT_MAGIC_REG);
             /* Without a known responder (no SYNC), the reply size tells. */
             if (!l->responder_known) {
-                if (l->dec.frame_len >= ESP_CMD_HEADER_LEN &&
-                    esp_get_u16(l->dec.frame + 2) == 2 && chip->chip != ESP_CHIP_ESP8266)
+                if (l->dec.frame_len >= ESP_CMD_HEADER_LEN && esp_get_u16(l->dec.frame + 2) == 2 &&
+                    chip->chip != ESP_CHIP_ESP8266)
                     esp_ldr_set_responder(l, ESP_RESPONDER_STUB);
             }
         }
@@ -594,8 +592,8 @@ int esp_loader_identify(struct esp_loader *l, struct esp_error *err)
 
     char mac[32] = "unknown";
     if (l->info.mac_valid)
-        snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", l->info.mac[0],
-                 l->info.mac[1], l->info.mac[2], l->info.mac[3], l->info.mac[4], l->info.mac[5]);
+        snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", l->info.mac[0], l->info.mac[1],
+                 l->info.mac[2], l->info.mac[3], l->info.mac[4], l->info.mac[5]);
     char rev[16] = "unknown";
     if (l->info.revision >= 0)
         snprintf(rev, sizeof(rev), "v%d.%d", l->info.revision / 100, l->info.revision % 100);

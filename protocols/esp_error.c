@@ -13,13 +13,13 @@
 #include <string.h>
 
 static const char *const stage_names[ESP_STAGE_COUNT] = {
-    [ESP_STAGE_NONE] = "none",         [ESP_STAGE_OPEN] = "open",
-    [ESP_STAGE_RESET] = "reset",       [ESP_STAGE_SYNC] = "sync",
-    [ESP_STAGE_DETECT] = "detect",     [ESP_STAGE_IDENTIFY] = "identify",
-    [ESP_STAGE_STUB] = "stub",         [ESP_STAGE_BAUD] = "baud",
-    [ESP_STAGE_ATTACH] = "attach",     [ESP_STAGE_PREPARE] = "prepare",
-    [ESP_STAGE_ERASE] = "erase",       [ESP_STAGE_WRITE] = "write",
-    [ESP_STAGE_VERIFY] = "verify",     [ESP_STAGE_READ] = "read",
+    [ESP_STAGE_NONE] = "none",     [ESP_STAGE_OPEN] = "open",
+    [ESP_STAGE_RESET] = "reset",   [ESP_STAGE_SYNC] = "sync",
+    [ESP_STAGE_DETECT] = "detect", [ESP_STAGE_IDENTIFY] = "identify",
+    [ESP_STAGE_STUB] = "stub",     [ESP_STAGE_BAUD] = "baud",
+    [ESP_STAGE_ATTACH] = "attach", [ESP_STAGE_PREPARE] = "prepare",
+    [ESP_STAGE_ERASE] = "erase",   [ESP_STAGE_WRITE] = "write",
+    [ESP_STAGE_VERIFY] = "verify", [ESP_STAGE_READ] = "read",
     [ESP_STAGE_FINISH] = "finish",
 };
 

@@ -17,20 +17,20 @@
 
 enum esp_stage {
     ESP_STAGE_NONE = 0,
-    ESP_STAGE_OPEN,      /* opening the port / transport */
-    ESP_STAGE_RESET,     /* reset into the ROM bootloader */
-    ESP_STAGE_SYNC,      /* SYNC handshake */
-    ESP_STAGE_DETECT,    /* chip detection */
-    ESP_STAGE_IDENTIFY,  /* MAC, crystal, security info, flash id */
-    ESP_STAGE_STUB,      /* flasher stub upload */
-    ESP_STAGE_BAUD,      /* CHANGE_BAUDRATE */
-    ESP_STAGE_ATTACH,    /* SPI_ATTACH / SPI_SET_PARAMS */
-    ESP_STAGE_PREPARE,   /* image validation and safety checks before writing */
-    ESP_STAGE_ERASE,     /* erase region / chip */
-    ESP_STAGE_WRITE,     /* FLASH_(DEFL_)BEGIN/DATA/END */
-    ESP_STAGE_VERIFY,    /* SPI_FLASH_MD5 comparison */
-    ESP_STAGE_READ,      /* READ_FLASH */
-    ESP_STAGE_FINISH,    /* reset after flashing */
+    ESP_STAGE_OPEN,     /* opening the port / transport */
+    ESP_STAGE_RESET,    /* reset into the ROM bootloader */
+    ESP_STAGE_SYNC,     /* SYNC handshake */
+    ESP_STAGE_DETECT,   /* chip detection */
+    ESP_STAGE_IDENTIFY, /* MAC, crystal, security info, flash id */
+    ESP_STAGE_STUB,     /* flasher stub upload */
+    ESP_STAGE_BAUD,     /* CHANGE_BAUDRATE */
+    ESP_STAGE_ATTACH,   /* SPI_ATTACH / SPI_SET_PARAMS */
+    ESP_STAGE_PREPARE,  /* image validation and safety checks before writing */
+    ESP_STAGE_ERASE,    /* erase region / chip */
+    ESP_STAGE_WRITE,    /* FLASH_(DEFL_)BEGIN/DATA/END */
+    ESP_STAGE_VERIFY,   /* SPI_FLASH_MD5 comparison */
+    ESP_STAGE_READ,     /* READ_FLASH */
+    ESP_STAGE_FINISH,   /* reset after flashing */
     ESP_STAGE_COUNT
 };
 
@@ -41,12 +41,12 @@ struct esp_error {
     enum esp_stage stage; /* where it happened */
     uint8_t op;           /* opcode of the command involved, 0 if none */
     bool has_device_status;
-    uint8_t status;       /* first status byte as the device sent it */
-    uint8_t error;        /* second status byte as the device sent it */
+    uint8_t status; /* first status byte as the device sent it */
+    uint8_t error;  /* second status byte as the device sent it */
     bool has_address;
-    uint32_t address;     /* flash address involved */
-    char message[256];    /* what failed, e.g. "no serial data received" */
-    char advice[256];     /* what to check, e.g. "check the cable and the auto-reset circuit" */
+    uint32_t address;  /* flash address involved */
+    char message[256]; /* what failed, e.g. "no serial data received" */
+    char advice[256];  /* what to check, e.g. "check the cable and the auto-reset circuit" */
 };
 
 /* Clears *err (NULL allowed). */

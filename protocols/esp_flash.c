@@ -92,8 +92,8 @@ static int unhex(uint8_t c)
     return -1;
 }
 
-static void report(struct esp_loader *l, enum esp_stage stage, size_t idx, size_t n,
-                   uint32_t addr, uint64_t done, uint64_t total)
+static void report(struct esp_loader *l, enum esp_stage stage, size_t idx, size_t n, uint32_t addr,
+                   uint64_t done, uint64_t total)
 {
     if (!l->cfg.progress)
         return;
@@ -248,8 +248,8 @@ static int flash_md5(struct esp_loader *l, uint32_t addr, uint32_t len, uint8_t 
         return esp_error_set(err, -ENOTSUP, l->stage, NULL,
                              "flash MD5 is not available in secure download mode");
     if (!l->stub && !l->info.chip->rom_has_md5)
-        return esp_error_set(err, -ENOTSUP, l->stage, NULL,
-                             "the %s ROM cannot compute a flash MD5", l->info.chip->name);
+        return esp_error_set(err, -ENOTSUP, l->stage, NULL, "the %s ROM cannot compute a flash MD5",
+                             l->info.chip->name);
     size_t expect = l->stub ? 16 : 32;
     uint32_t w[4] = {addr, len, 0, 0};
     struct esp_response r;
@@ -354,7 +354,7 @@ struct wjob {
     uint32_t addr;       /* write address (sector aligned on ROM) */
     const uint8_t *buf;  /* bytes to write */
     size_t len;
-    size_t head;         /* 0xFF bytes prepended for alignment */
+    size_t head; /* 0xFF bytes prepended for alignment */
 };
 
 static void report_write(struct esp_loader *l, const struct wjob *j, uint64_t written)
@@ -373,8 +373,8 @@ static int write_raw(struct esp_loader *l, const struct wjob *j, struct esp_erro
     uint32_t w[5] = {erase, nblocks, (uint32_t)block, j->addr, 0};
     int tmo = l->stub ? esp_ldr_tmo(l, ESP_TMO_DEFAULT)
                       : esp_ldr_tmo_per_mb(l, ESP_TMO_ERASE_PER_MB, j->len);
-    int rc = esp_ldr_cmd_words(l, ESP_OP_FLASH_BEGIN, w, five_word_begin(l) ? 5 : 4, 0, tmo,
-                               NULL, err);
+    int rc =
+        esp_ldr_cmd_words(l, ESP_OP_FLASH_BEGIN, w, five_word_begin(l) ? 5 : 4, 0, tmo, NULL, err);
     if (rc < 0) {
         esp_error_set_address(err, j->addr);
         return rc;
@@ -407,8 +407,8 @@ static int write_raw(struct esp_loader *l, const struct wjob *j, struct esp_erro
 }
 
 /* Inflates the stream chunk by chunk to learn how many bytes each chunk yields. */
-static int inflate_chunks(const uint8_t *z, size_t zlen, size_t chunk, size_t expect,
-                          uint32_t *out, size_t nchunks)
+static int inflate_chunks(const uint8_t *z, size_t zlen, size_t chunk, size_t expect, uint32_t *out,
+                          size_t nchunks)
 {
     z_stream s;
     memset(&s, 0, sizeof(s));
@@ -482,8 +482,8 @@ static int write_compressed(struct esp_loader *l, const struct wjob *j, const ui
     if (rc < 0) {
         free(outs);
         esp_error_set(err, rc, ESP_STAGE_PREPARE, "recompress the firmware (or drop zdata)",
-                      "compressed data of region %s is not a zlib stream of its %zu bytes",
-                      j->name, j->len);
+                      "compressed data of region %s is not a zlib stream of its %zu bytes", j->name,
+                      j->len);
         return rc;
     }
 
@@ -491,8 +491,8 @@ static int write_compressed(struct esp_loader *l, const struct wjob *j, const ui
     uint32_t w[5] = {size, (uint32_t)nchunks, (uint32_t)block, j->addr, 0};
     int tmo = l->stub ? esp_ldr_tmo(l, ESP_TMO_DEFAULT)
                       : esp_ldr_tmo_per_mb(l, ESP_TMO_ERASE_PER_MB, size);
-    rc = esp_ldr_cmd_words(l, ESP_OP_FLASH_DEFL_BEGIN, w, five_word_begin(l) ? 5 : 4, 0, tmo,
-                           NULL, err);
+    rc = esp_ldr_cmd_words(l, ESP_OP_FLASH_DEFL_BEGIN, w, five_word_begin(l) ? 5 : 4, 0, tmo, NULL,
+                           err);
     if (rc < 0) {
         free(outs);
         esp_error_set_address(err, j->addr);
@@ -522,8 +522,8 @@ static int write_compressed(struct esp_loader *l, const struct wjob *j, const ui
         return rc;
     if (l->stub) {
         uint32_t flag = 1;
-        rc = esp_ldr_cmd_words(l, ESP_OP_FLASH_DEFL_END, &flag, 1, 0,
-                               stub_chunk_timeout(l, prev), NULL, err);
+        rc = esp_ldr_cmd_words(l, ESP_OP_FLASH_DEFL_END, &flag, 1, 0, stub_chunk_timeout(l, prev),
+                               NULL, err);
         if (rc < 0)
             esp_error_set_address(err, j->addr + (uint32_t)(written - prev));
     }
@@ -603,8 +603,7 @@ static int flash_one(struct esp_loader *l, const struct esp_region *r, size_t id
             rc = esp_region_compress(j.buf, j.len, &z, &zlen);
             if (rc < 0) {
                 free(buf);
-                return esp_error_set(err, rc, l->stage, NULL, "cannot compress region %s",
-                                     name);
+                return esp_error_set(err, rc, l->stage, NULL, "cannot compress region %s", name);
             }
             zuse = z;
         }
@@ -625,8 +624,8 @@ static int flash_one(struct esp_loader *l, const struct esp_region *r, size_t id
     report(l, ESP_STAGE_WRITE, idx, n, r->offset, r->len, r->len);
     int64_t ms = esp_ldr_now_ms() - t0;
     if (compress)
-        esp_ldr_log(l, ESP_LOG_INFO, "wrote %zu bytes (%zu compressed) at 0x%08X in %lld ms",
-                    j.len, zlen, addr, (long long)ms);
+        esp_ldr_log(l, ESP_LOG_INFO, "wrote %zu bytes (%zu compressed) at 0x%08X in %lld ms", j.len,
+                    zlen, addr, (long long)ms);
     else
         esp_ldr_log(l, ESP_LOG_INFO, "wrote %zu bytes at 0x%08X in %lld ms", j.len, addr,
                     (long long)ms);
@@ -783,8 +782,8 @@ int esp_loader_erase_region(struct esp_loader *l, uint32_t offset, uint32_t len,
         }
         uint32_t w[5] = {erase, (len + ESP_ROM_WRITE_SIZE - 1) / ESP_ROM_WRITE_SIZE,
                          ESP_ROM_WRITE_SIZE, offset, 0};
-        rc = esp_ldr_cmd_words(l, ESP_OP_FLASH_BEGIN, w, five_word_begin(l) ? 5 : 4, 0, tmo,
-                               NULL, err);
+        rc = esp_ldr_cmd_words(l, ESP_OP_FLASH_BEGIN, w, five_word_begin(l) ? 5 : 4, 0, tmo, NULL,
+                               err);
     }
     if (rc < 0) {
         esp_error_set_address(err, offset);
@@ -800,8 +799,8 @@ static int read_stub(struct esp_loader *l, uint32_t offset, uint32_t len, uint8_
                      struct esp_error *err)
 {
     uint32_t w[4] = {offset, len, 0x1000, 64};
-    int rc = esp_ldr_cmd_words(l, ESP_OP_READ_FLASH, w, 4, 0, esp_ldr_tmo(l, ESP_TMO_DEFAULT),
-                               NULL, err);
+    int rc = esp_ldr_cmd_words(l, ESP_OP_READ_FLASH, w, 4, 0, esp_ldr_tmo(l, ESP_TMO_DEFAULT), NULL,
+                               err);
     if (rc < 0)
         return rc;
     uint32_t got = 0;
@@ -842,8 +841,7 @@ static int read_stub(struct esp_loader *l, uint32_t offset, uint32_t len, uint8_
         return esp_ldr_io_error(l, rc, "READ_FLASH", err);
     if (rc == 0 || l->dec.frame_len != 16)
         return esp_error_set(err, rc == 0 ? -ETIMEDOUT : -EPROTO, l->stage,
-                             "retry at a lower baud rate",
-                             "no MD5 digest after the flash data");
+                             "retry at a lower baud rate", "no MD5 digest after the flash data");
     uint8_t want[16];
     md5_buf(out, len, want);
     if (memcmp(want, l->dec.frame, 16) != 0) {
@@ -851,8 +849,7 @@ static int read_stub(struct esp_loader *l, uint32_t offset, uint32_t len, uint8_
         hex16(l->dec.frame, hd);
         hex16(want, hw);
         return esp_error_set(err, -EBADMSG, l->stage, "retry at a lower baud rate",
-                             "flash data corrupted in transit: device MD5 %s, received %s", hd,
-                             hw);
+                             "flash data corrupted in transit: device MD5 %s, received %s", hd, hw);
     }
     return 0;
 }

@@ -36,18 +36,18 @@ struct esp_image_info {
     bool has_extended_header; /* ESP32 family */
     uint8_t wp_pin;
     uint16_t chip_id;
-    uint8_t min_rev;          /* legacy major-only (minor on C3) */
-    uint16_t min_rev_full;    /* major*100+minor */
-    uint16_t max_rev_full;    /* 0xFFFF = no limit */
+    uint8_t min_rev;       /* legacy major-only (minor on C3) */
+    uint16_t min_rev_full; /* major*100+minor */
+    uint16_t max_rev_full; /* 0xFFFF = no limit */
     bool hash_appended;
 
     struct esp_image_segment segments[ESP_IMAGE_MAX_SEGMENTS];
 
-    size_t data_length;       /* bytes up to and including the checksum byte (multiple of 16) */
+    size_t data_length; /* bytes up to and including the checksum byte (multiple of 16) */
     uint8_t checksum_stored;
     uint8_t checksum_computed;
-    bool sha256_valid;        /* only meaningful if hash_appended */
-    size_t image_length;      /* data_length + 32 if hash appended */
+    bool sha256_valid;   /* only meaningful if hash_appended */
+    size_t image_length; /* data_length + 32 if hash appended */
 };
 
 /*

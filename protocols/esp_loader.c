@@ -22,8 +22,10 @@
 /* ---- enums ---------------------------------------------------------------- */
 
 static const char *const before_names[] = {
-    [ESP_BEFORE_DEFAULT_RESET] = "default-reset", [ESP_BEFORE_USB_RESET] = "usb-reset",
-    [ESP_BEFORE_NO_RESET] = "no-reset",           [ESP_BEFORE_NO_RESET_NO_SYNC] = "no-reset-no-sync",
+    [ESP_BEFORE_DEFAULT_RESET] = "default-reset",
+    [ESP_BEFORE_USB_RESET] = "usb-reset",
+    [ESP_BEFORE_NO_RESET] = "no-reset",
+    [ESP_BEFORE_NO_RESET_NO_SYNC] = "no-reset-no-sync",
     [ESP_BEFORE_MANUAL] = "manual",
 };
 
@@ -429,8 +431,8 @@ static int device_failure(struct esp_loader *l, uint8_t op, const struct esp_res
     return code;
 }
 
-int esp_ldr_recv(struct esp_loader *l, uint8_t op, size_t expect, size_t expect_alt,
-                 int timeout_ms, struct esp_response *r, struct esp_error *err)
+int esp_ldr_recv(struct esp_loader *l, uint8_t op, size_t expect, size_t expect_alt, int timeout_ms,
+                 struct esp_response *r, struct esp_error *err)
 {
     int64_t deadline = esp_ldr_now_ms() + timeout_ms;
     for (int frames = 0; frames < ESP_MAX_FRAMES_PER_REPLY; frames++) {
@@ -495,7 +497,15 @@ int esp_ldr_send_raw(struct esp_loader *l, const uint8_t *pkt, size_t len, struc
     if (rc < 0)
         return esp_ldr_io_error(l, rc, "writing to the port", err);
     l->stats.wire_tx += wl;
-    return 0;
+    return (int)(wl > INT32_MAX ? INT32_MAX : wl);
+}
+
+/* Time the packet needs on the line (10 bits per byte), so a reply timeout
+ * starts counting when the chip can have seen the whole request. */
+static int wire_ms(const struct esp_loader *l, int bytes)
+{
+    uint32_t baud = l->info.baud ? l->info.baud : 115200;
+    return (int)((uint64_t)bytes * 10000u / baud) + 1;
 }
 
 int esp_ldr_cmd(struct esp_loader *l, size_t len, size_t expect, int timeout_ms,
@@ -506,7 +516,8 @@ int esp_ldr_cmd(struct esp_loader *l, size_t len, size_t expect, int timeout_ms,
     int rc = esp_ldr_send_raw(l, l->pkt, len, err);
     if (rc < 0)
         return rc;
-    return esp_ldr_recv(l, op, expect, ESP_EXPECT_NONE, timeout_ms, r ? r : &tmp, err);
+    return esp_ldr_recv(l, op, expect, ESP_EXPECT_NONE, timeout_ms + wire_ms(l, rc), r ? r : &tmp,
+                        err);
 }
 
 static int build_error(struct esp_loader *l, int rc, uint8_t op, struct esp_error *err)
@@ -532,8 +543,7 @@ static bool idempotent(uint8_t op)
 }
 
 int esp_ldr_cmd_words(struct esp_loader *l, uint8_t op, const uint32_t *words, size_t n,
-                      size_t expect, int timeout_ms, struct esp_response *r,
-                      struct esp_error *err)
+                      size_t expect, int timeout_ms, struct esp_response *r, struct esp_error *err)
 {
     int attempts = idempotent(op) ? l->cfg.write_block_attempts : 1;
     int rc = 0;
@@ -574,12 +584,11 @@ int esp_ldr_need_connected(struct esp_loader *l, struct esp_error *err)
                          "not connected to the bootloader");
 }
 
-int esp_loader_read_reg(struct esp_loader *l, uint32_t addr, uint32_t *value,
-                        struct esp_error *err)
+int esp_loader_read_reg(struct esp_loader *l, uint32_t addr, uint32_t *value, struct esp_error *err)
 {
     struct esp_response r;
-    int rc = esp_ldr_cmd_words(l, ESP_OP_READ_REG, &addr, 1, 0, esp_ldr_tmo(l, ESP_TMO_DEFAULT),
-                               &r, err);
+    int rc = esp_ldr_cmd_words(l, ESP_OP_READ_REG, &addr, 1, 0, esp_ldr_tmo(l, ESP_TMO_DEFAULT), &r,
+                               err);
     if (rc < 0)
         return rc;
     if (value)

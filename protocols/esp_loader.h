@@ -30,11 +30,12 @@
 
 /* How to get into the bootloader (esptool's --before). */
 enum esp_before {
-    ESP_BEFORE_DEFAULT_RESET = 0, /* auto: USB-JTAG sequence for 303a:1001, else tight/classic cycle */
-    ESP_BEFORE_USB_RESET,         /* USB-Serial/JTAG sequence only */
-    ESP_BEFORE_NO_RESET,          /* no reset, SYNC only */
-    ESP_BEFORE_NO_RESET_NO_SYNC,  /* assume a loader is already talking */
-    ESP_BEFORE_MANUAL,            /* call cfg.manual_boot to ask a human, then SYNC */
+    ESP_BEFORE_DEFAULT_RESET =
+        0,                /* auto: USB-JTAG sequence for 303a:1001, else tight/classic cycle */
+    ESP_BEFORE_USB_RESET, /* USB-Serial/JTAG sequence only */
+    ESP_BEFORE_NO_RESET,  /* no reset, SYNC only */
+    ESP_BEFORE_NO_RESET_NO_SYNC, /* assume a loader is already talking */
+    ESP_BEFORE_MANUAL,           /* call cfg.manual_boot to ask a human, then SYNC */
 };
 
 /* What to do at the end (esptool's --after). */
@@ -53,8 +54,10 @@ enum esp_no_lines_policy {
 
 const char *esp_before_to_string(enum esp_before v);
 const char *esp_after_to_string(enum esp_after v);
-int esp_before_from_string(const char *s); /* "default-reset", "usb-reset", "no-reset", ... ; -EINVAL */
-int esp_after_from_string(const char *s);  /* "hard-reset", "soft-reset", "no-reset", "no-reset-stub" */
+int esp_before_from_string(
+    const char *s); /* "default-reset", "usb-reset", "no-reset", ... ; -EINVAL */
+int esp_after_from_string(
+    const char *s); /* "hard-reset", "soft-reset", "no-reset", "no-reset-stub" */
 
 enum esp_log_level { ESP_LOG_ERROR = 0, ESP_LOG_WARN, ESP_LOG_INFO, ESP_LOG_DEBUG };
 
@@ -64,10 +67,10 @@ struct esp_progress {
     enum esp_stage stage;
     unsigned region_index; /* 0-based */
     unsigned region_count;
-    uint32_t address;      /* region start */
-    uint64_t done;         /* uncompressed bytes of this region done */
-    uint64_t total;        /* uncompressed bytes of this region */
-    uint64_t wire_bytes;   /* bytes written to the transport so far in this session */
+    uint32_t address;    /* region start */
+    uint64_t done;       /* uncompressed bytes of this region done */
+    uint64_t total;      /* uncompressed bytes of this region */
+    uint64_t wire_bytes; /* bytes written to the transport so far in this session */
 };
 
 typedef void (*esp_progress_fn)(void *ctx, const struct esp_progress *p);
@@ -79,16 +82,16 @@ typedef int (*esp_manual_boot_fn)(void *ctx);
 struct esp_loader_config {
     enum esp_before before;
     enum esp_no_lines_policy no_lines;
-    int connect_attempts;      /* 7; 0 = forever */
-    int sync_tries;            /* per attempt, 5 */
-    int reset_delay_ms;        /* 0 = cycle 50/550 ms as esptool */
-    uint32_t initial_baud;     /* 115200 */
-    uint32_t baud;             /* target baud after connect; 0 = stay at initial */
-    bool use_stub;             /* true */
-    const char *stub_dir;      /* directory of stub JSONs; NULL = ROM only */
-    uint32_t flash_size;       /* 0 = detect through JEDEC id */
-    int write_block_attempts;  /* 3 */
-    double timeout_scale;      /* multiply every device timeout; 1.0 */
+    int connect_attempts;     /* 7; 0 = forever */
+    int sync_tries;           /* per attempt, 5 */
+    int reset_delay_ms;       /* 0 = cycle 50/550 ms as esptool */
+    uint32_t initial_baud;    /* 115200 */
+    uint32_t baud;            /* target baud after connect; 0 = stay at initial */
+    bool use_stub;            /* true */
+    const char *stub_dir;     /* directory of stub JSONs; NULL = ROM only */
+    uint32_t flash_size;      /* 0 = detect through JEDEC id */
+    int write_block_attempts; /* 3 */
+    double timeout_scale;     /* multiply every device timeout; 1.0 */
     esp_log_fn log;
     void *log_ctx;
     esp_progress_fn progress;
@@ -103,12 +106,12 @@ void esp_loader_config_init(struct esp_loader_config *cfg);
 struct esp_chip_info {
     const struct esp_chip_desc *chip; /* NULL until connected */
     uint32_t magic;
-    int revision;            /* major*100+minor, -1 unknown */
+    int revision; /* major*100+minor, -1 unknown */
     bool mac_valid;
     uint8_t mac[6];
-    unsigned xtal_mhz;       /* 0 unknown */
-    uint32_t flash_id;       /* RDID, 0 unknown */
-    uint32_t flash_size;     /* bytes, detected or configured; 0 unknown */
+    unsigned xtal_mhz;   /* 0 unknown */
+    uint32_t flash_id;   /* RDID, 0 unknown */
+    uint32_t flash_size; /* bytes, detected or configured; 0 unknown */
     bool security_info_valid;
     uint32_t security_flags;
     uint8_t flash_crypt_cnt;
@@ -116,16 +119,16 @@ struct esp_chip_info {
     bool flash_encryption;
     bool secure_download_mode;
     bool stub_running;
-    bool usb_jtag;           /* 303a:1001 */
-    uint32_t baud;           /* rate in force */
+    bool usb_jtag; /* 303a:1001 */
+    uint32_t baud; /* rate in force */
 };
 
 struct esp_loader_stats {
     unsigned connect_attempts; /* reset cycles used */
     unsigned sync_tries;
-    unsigned block_retries;    /* data blocks resent */
-    unsigned frames_dropped;   /* junk/unparseable frames ignored */
-    uint64_t wire_tx;          /* bytes written to the transport (after SLIP) */
+    unsigned block_retries;  /* data blocks resent */
+    unsigned frames_dropped; /* junk/unparseable frames ignored */
+    uint64_t wire_tx;        /* bytes written to the transport (after SLIP) */
     uint64_t wire_rx;
 };
 
@@ -145,12 +148,12 @@ struct esp_region {
 int esp_region_compress(const uint8_t *data, size_t len, uint8_t **out, size_t *out_len);
 
 struct esp_flash_opts {
-    bool compress;       /* use FLASH_DEFL_* where supported (true) */
-    bool verify;         /* MD5 every region after writing (true) */
-    bool erase_all;      /* erase the whole chip first (needs stub) */
-    int flash_mode;      /* -1 keep, else 0..3 */
-    int flash_size_code; /* -1 keep */
-    int flash_freq_code; /* -1 keep */
+    bool compress;         /* use FLASH_DEFL_* where supported (true) */
+    bool verify;           /* MD5 every region after writing (true) */
+    bool erase_all;        /* erase the whole chip first (needs stub) */
+    int flash_mode;        /* -1 keep, else 0..3 */
+    int flash_size_code;   /* -1 keep */
+    int flash_freq_code;   /* -1 keep */
     bool skip_image_check; /* don't refuse images for another chip/revision */
 };
 

@@ -117,7 +117,7 @@ int esp_ldr_io_error(struct esp_loader *l, int rc, const char *what, struct esp_
 /* Discards pending input: transport buffer, our rx buffer and the decoder's partial frame. */
 int esp_ldr_flush_input(struct esp_loader *l);
 
-/* SLIP-encodes and writes one packet. */
+/* SLIP-encodes and writes one packet; returns the bytes put on the wire. */
 int esp_ldr_send_raw(struct esp_loader *l, const uint8_t *pkt, size_t len, struct esp_error *err);
 
 /* Waits up to timeout_ms for the next complete frame (in l->dec.frame/frame_len).
@@ -131,8 +131,8 @@ int esp_ldr_read_frame(struct esp_loader *l, int timeout_ms);
  * err. expect_alt, unless ESP_EXPECT_NONE, is a second acceptable data length.
  * *r points into the decoder's frame until the next read.
  */
-int esp_ldr_recv(struct esp_loader *l, uint8_t op, size_t expect, size_t expect_alt,
-                 int timeout_ms, struct esp_response *r, struct esp_error *err);
+int esp_ldr_recv(struct esp_loader *l, uint8_t op, size_t expect, size_t expect_alt, int timeout_ms,
+                 struct esp_response *r, struct esp_error *err);
 
 /* Send l->pkt[0..len) and wait for its reply. */
 int esp_ldr_cmd(struct esp_loader *l, size_t len, size_t expect, int timeout_ms,
@@ -140,8 +140,7 @@ int esp_ldr_cmd(struct esp_loader *l, size_t len, size_t expect, int timeout_ms,
 
 /* Command whose body is u32 words. */
 int esp_ldr_cmd_words(struct esp_loader *l, uint8_t op, const uint32_t *words, size_t n,
-                      size_t expect, int timeout_ms, struct esp_response *r,
-                      struct esp_error *err);
+                      size_t expect, int timeout_ms, struct esp_response *r, struct esp_error *err);
 
 /* *_DATA command (len, seq, 0, 0, data). */
 int esp_ldr_cmd_data(struct esp_loader *l, uint8_t op, uint32_t seq, const uint8_t *data,

@@ -138,8 +138,9 @@ static int hard_reset(struct esp_loader *l, struct esp_error *err)
     }
     int rc = esp_ldr_line_reset(l, ESP_RESET_HARD, 0);
     if (rc == -ENOTSUP) {
-        esp_ldr_log(l, ESP_LOG_WARN, "cannot reset: transport has no modem lines; power-cycle "
-                                     "the board");
+        esp_ldr_log(l, ESP_LOG_WARN,
+                    "cannot reset: transport has no modem lines; power-cycle "
+                    "the board");
         return 0;
     }
     if (rc < 0)
@@ -169,8 +170,8 @@ static int begin_end(struct esp_loader *l, uint32_t flag, bool reply_optional,
         return rc;
     struct esp_error scratch;
     esp_error_clear(&scratch);
-    rc = esp_ldr_cmd_words(l, ESP_OP_FLASH_END, &flag, 1, 0, esp_ldr_tmo(l, ESP_TMO_DEFAULT),
-                           NULL, reply_optional ? &scratch : err);
+    rc = esp_ldr_cmd_words(l, ESP_OP_FLASH_END, &flag, 1, 0, esp_ldr_tmo(l, ESP_TMO_DEFAULT), NULL,
+                           reply_optional ? &scratch : err);
     if (rc == -ETIMEDOUT && reply_optional)
         return 0;
     if (rc < 0 && reply_optional)
@@ -232,6 +233,5 @@ int esp_loader_reset(struct esp_loader *l, enum esp_after after, struct esp_erro
         esp_ldr_log(l, ESP_LOG_INFO, "staying in the %s", l->stub ? "stub" : "loader");
         return 0;
     }
-    return esp_error_set(err, -EINVAL, l->stage, NULL, "unknown after-flash action %d",
-                         (int)after);
+    return esp_error_set(err, -EINVAL, l->stage, NULL, "unknown after-flash action %d", (int)after);
 }

@@ -24,8 +24,8 @@ static int mem_upload(struct esp_loader *l, const uint8_t *data, size_t len, uin
     size_t block = esp_ldr_is_usb_otg(l) ? ESP_OTG_RAM_BLOCK : ESP_RAM_BLOCK;
     uint32_t nblocks = (uint32_t)((len + block - 1) / block);
     uint32_t w[4] = {(uint32_t)len, nblocks, (uint32_t)block, addr};
-    int rc = esp_ldr_cmd_words(l, ESP_OP_MEM_BEGIN, w, 4, 0, esp_ldr_tmo(l, ESP_TMO_DEFAULT),
-                               NULL, err);
+    int rc =
+        esp_ldr_cmd_words(l, ESP_OP_MEM_BEGIN, w, 4, 0, esp_ldr_tmo(l, ESP_TMO_DEFAULT), NULL, err);
     if (rc < 0)
         return rc;
     for (uint32_t seq = 0; seq < nblocks; seq++) {
@@ -45,8 +45,7 @@ static void warn_no_stub(struct esp_loader *l, const char *why)
         return;
     l->warned_no_stub = true;
     esp_ldr_log(l, ESP_LOG_WARN,
-                "%s: flashing through the ROM loader (slower: %s1 KiB blocks, no pipelining)",
-                why,
+                "%s: flashing through the ROM loader (slower: %s1 KiB blocks, no pipelining)", why,
                 l->info.chip && l->info.chip->chip == ESP_CHIP_ESP8266 ? "no compression on "
                                                                          "ESP8266, "
                                                                        : "");
@@ -86,8 +85,7 @@ int esp_loader_run_stub(struct esp_loader *l, struct esp_error *err)
         return 0;
     }
     if (rc == -EINVAL) {
-        snprintf(why, sizeof(why), "unusable flasher stub for %s (%s)", chip->name,
-                 serr.message);
+        snprintf(why, sizeof(why), "unusable flasher stub for %s (%s)", chip->name, serr.message);
         warn_no_stub(l, why);
         return 0;
     }
@@ -95,9 +93,24 @@ int esp_loader_run_stub(struct esp_loader *l, struct esp_error *err)
         return esp_error_set(err, rc, l->stage, NULL, "cannot load the flasher stub: %s",
                              serr.message);
 
-    rc = mem_upload(l, stub->text, stub->text_len, stub->text_start, err);
-    if (rc >= 0 && stub->data_len)
-        rc = mem_upload(l, stub->data, stub->data_len, stub->data_start, err);
+    /* A lost reply during the upload: MEM_BEGIN restarts the load, so start over once. */
+    for (int attempt = 0; attempt < 2; attempt++) {
+        rc = mem_upload(l, stub->text, stub->text_len, stub->text_start, err);
+        if (rc >= 0 && stub->data_len)
+            rc = mem_upload(l, stub->data, stub->data_len, stub->data_start, err);
+        if (rc != -ETIMEDOUT && rc != -EPROTO)
+            break;
+        if (attempt == 0) {
+            esp_ldr_log(l, ESP_LOG_DEBUG, "stub upload: %s, starting over",
+                        err ? err->message : "");
+            int frc = esp_ldr_flush_input(l);
+            if (frc == -ENODEV || frc == -ECANCELED) {
+                esp_stub_free(stub);
+                return esp_ldr_io_error(l, frc, "flushing input", err);
+            }
+            esp_error_clear(err);
+        }
+    }
     if (rc < 0) {
         esp_stub_free(stub);
         return rc;
@@ -143,8 +156,7 @@ int esp_loader_run_stub(struct esp_loader *l, struct esp_error *err)
 /* ---- baud ------------------------------------------------------------------ */
 
 /* What to send as new_baud so the ROM ends up at baud (§2.1 quirks). */
-static int rom_baud_value(struct esp_loader *l, uint32_t baud, uint32_t *out,
-                          struct esp_error *err)
+static int rom_baud_value(struct esp_loader *l, uint32_t baud, uint32_t *out, struct esp_error *err)
 {
     const struct esp_chip_desc *chip = l->info.chip;
     *out = baud;
@@ -175,6 +187,41 @@ static int rom_baud_value(struct esp_loader *l, uint32_t baud, uint32_t *out,
     return 0;
 }
 
+/* One READ_REG of the magic register, no retry. 1 answered, 0 silent, <0 port failure. */
+static int probe(struct esp_loader *l)
+{
+    uint32_t addr = ESP_CHIP_DETECT_MAGIC_REG;
+    int len = esp_cmd_build_words(ESP_OP_READ_REG, &addr, 1, l->pkt, ESP_PKT_MAX);
+    if (len < 0)
+        return len;
+    struct esp_error scratch;
+    esp_error_clear(&scratch);
+    int rc = esp_ldr_cmd(l, (size_t)len, 0, esp_ldr_tmo(l, 500), NULL, &scratch);
+    if (rc == -ENODEV || rc == -ECANCELED)
+        return rc;
+    return rc == 0 ? 1 : 0;
+}
+
+/* After a lost CHANGE_BAUDRATE reply: 1 = chip at the new rate (host switched),
+ * 0 = chip still at the old rate (host back there), -ETIMEDOUT = neither. */
+static int baud_recover(struct esp_loader *l, uint32_t old_baud, uint32_t new_baud)
+{
+    const uint32_t rates[2] = {new_baud, old_baud};
+    for (int i = 0; i < 2; i++) {
+        int rc = transport_set_baud(l->t, rates[i]);
+        if (rc == -ENODEV)
+            return rc;
+        esp_ldr_sleep_ms(50);
+        rc = esp_ldr_flush_input(l);
+        if (rc == -ENODEV || rc == -ECANCELED)
+            return rc;
+        rc = probe(l);
+        if (rc != 0)
+            return rc < 0 ? rc : (i == 0 ? 1 : 0);
+    }
+    return -ETIMEDOUT;
+}
+
 int esp_loader_change_baud(struct esp_loader *l, uint32_t baud, struct esp_error *err)
 {
     esp_error_clear(err);
@@ -192,14 +239,12 @@ int esp_loader_change_baud(struct esp_loader *l, uint32_t baud, struct esp_error
                              "the %s transport cannot change its baud rate",
                              transport_kind_to_string(l->t->kind));
     if (!l->stub && !chip->rom_has_change_baud)
-        return esp_error_set(err, -ENOTSUP, l->stage,
-                             "use the flasher stub to flash faster",
+        return esp_error_set(err, -ENOTSUP, l->stage, "use the flasher stub to flash faster",
                              "the %s ROM cannot change its baud rate", chip->name);
     if (l->info.secure_download_mode &&
         (chip->chip == ESP_CHIP_ESP32C2 || chip->chip == ESP_CHIP_ESP32C5))
         return esp_error_set(err, -ENOTSUP, l->stage, NULL,
-                             "%s in secure download mode cannot change its baud rate",
-                             chip->name);
+                             "%s in secure download mode cannot change its baud rate", chip->name);
 
     uint32_t send = baud, old = 0;
     if (l->stub) {
@@ -210,8 +255,26 @@ int esp_loader_change_baud(struct esp_loader *l, uint32_t baud, struct esp_error
             return rc;
     }
     uint32_t w[2] = {send, old};
+    uint32_t prev = l->info.baud;
     rc = esp_ldr_cmd_words(l, ESP_OP_CHANGE_BAUDRATE, w, 2, 0, esp_ldr_tmo(l, ESP_TMO_DEFAULT),
                            NULL, err);
+    if (rc == -ETIMEDOUT || rc == -EPROTO) {
+        /* The reply got lost: find out at which rate the chip listens now. */
+        int at = baud_recover(l, prev, baud);
+        if (at == -ENODEV || at == -ECANCELED)
+            return esp_ldr_io_error(l, at, "changing the baud rate", err);
+        if (at == 1) {
+            esp_error_clear(err);
+            l->info.baud = baud;
+            esp_ldr_log(l, ESP_LOG_INFO, "changed baud to %u (reply lost)", baud);
+            return 0;
+        }
+        if (at == 0) {
+            esp_error_clear(err);
+            rc = esp_ldr_cmd_words(l, ESP_OP_CHANGE_BAUDRATE, w, 2, 0,
+                                   esp_ldr_tmo(l, ESP_TMO_DEFAULT), NULL, err);
+        }
+    }
     if (rc < 0)
         return rc;
     transport_drain(l->t);
@@ -243,8 +306,8 @@ static int esp32_spi_config(struct esp_loader *l, uint32_t *config, struct esp_e
         rc = esp_loader_read_reg(l, 0x3FF5A00Cu, &r3, err);
     if (rc < 0)
         return rc;
-    uint32_t clk = r5 & 0x1F, q = (r5 >> 5) & 0x1F, d = (r5 >> 10) & 0x1F,
-             cs = (r5 >> 15) & 0x1F, hd = (r3 >> 4) & 0x1F;
+    uint32_t clk = r5 & 0x1F, q = (r5 >> 5) & 0x1F, d = (r5 >> 10) & 0x1F, cs = (r5 >> 15) & 0x1F,
+             hd = (r3 >> 4) & 0x1F;
     *config = 0;
     if (clk | q | d | cs | hd)
         *config = hd << 24 | cs << 18 | d << 12 | q << 6 | clk;
@@ -322,15 +385,15 @@ int esp_loader_attach_flash(struct esp_loader *l, struct esp_error *err)
                                NULL, err);
     } else if (l->stub) {
         uint32_t config = 0;
-        rc = esp_ldr_cmd_words(l, ESP_OP_SPI_ATTACH, &config, 1, 0,
-                               esp_ldr_tmo(l, ESP_TMO_DEFAULT), NULL, err);
+        rc = esp_ldr_cmd_words(l, ESP_OP_SPI_ATTACH, &config, 1, 0, esp_ldr_tmo(l, ESP_TMO_DEFAULT),
+                               NULL, err);
     } else {
         uint32_t w[2] = {0, 0};
         if (chip->chip == ESP_CHIP_ESP32 && !l->info.secure_download_mode)
             rc = esp32_spi_config(l, &w[0], err);
         if (rc >= 0)
-            rc = esp_ldr_cmd_words(l, ESP_OP_SPI_ATTACH, w, 2, 0,
-                                   esp_ldr_tmo(l, ESP_TMO_DEFAULT), NULL, err);
+            rc = esp_ldr_cmd_words(l, ESP_OP_SPI_ATTACH, w, 2, 0, esp_ldr_tmo(l, ESP_TMO_DEFAULT),
+                                   NULL, err);
     }
     if (rc < 0)
         return rc;

@@ -125,10 +125,9 @@ int esp_stub_parse(const char *json, size_t len, struct esp_stub **out, struct e
     json_tokener_free(tok);
     if (!root || jerr != json_tokener_success) {
         json_object_put(root);
-        return esp_error_set(err, -EINVAL, ESP_STAGE_STUB, stub_advice,
-                             "stub file is not valid JSON: %s",
-                             jerr == json_tokener_continue ? "unexpected end"
-                                                           : json_tokener_error_desc(jerr));
+        return esp_error_set(
+            err, -EINVAL, ESP_STAGE_STUB, stub_advice, "stub file is not valid JSON: %s",
+            jerr == json_tokener_continue ? "unexpected end" : json_tokener_error_desc(jerr));
     }
     for (size_t i = used; i < len; i++) {
         char c = json[i];

@@ -40,19 +40,19 @@ enum slip_result {
 };
 
 struct slip_decoder {
-    uint8_t *frame;      /* current/complete frame, owned */
+    uint8_t *frame; /* current/complete frame, owned */
     size_t frame_len;
-    size_t max_frame;    /* frames longer than this are dropped as bad */
+    size_t max_frame; /* frames longer than this are dropped as bad */
     bool in_frame;
     bool escape;
-    bool overflow;       /* current frame exceeded max_frame; skip until next 0xC0 */
-    uint8_t *raw;        /* raw bytes of the current frame, for junk on error, owned */
+    bool overflow; /* current frame exceeded max_frame; skip until next 0xC0 */
+    uint8_t *raw;  /* raw bytes of the current frame, for junk on error, owned */
     size_t raw_len;
     uint8_t junk[SLIP_JUNK_KEEP]; /* ring of the most recent discarded bytes */
-    size_t junk_start;   /* ring start index */
-    size_t junk_len;     /* bytes in ring (<= SLIP_JUNK_KEEP) */
-    uint64_t junk_total; /* all discarded bytes ever */
-    uint64_t bad_frames; /* frames dropped as bad */
+    size_t junk_start;            /* ring start index */
+    size_t junk_len;              /* bytes in ring (<= SLIP_JUNK_KEEP) */
+    uint64_t junk_total;          /* all discarded bytes ever */
+    uint64_t bad_frames;          /* frames dropped as bad */
 };
 
 /* Initialises a decoder for frames up to max_frame decoded bytes.

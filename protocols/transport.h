@@ -79,13 +79,13 @@ struct transport {
     enum transport_kind kind;
     unsigned caps;
     char uri[256];
-    char description[128]; /* e.g. "CP2102 USB to UART (10c4:ea60)" when known */
+    char description[128];     /* e.g. "CP2102 USB to UART (10c4:ea60)" when known */
     uint16_t usb_vid, usb_pid; /* 0 when not USB / unknown */
-    uint32_t baud;           /* rate in force (as last set) */
-    int cancel_fd;           /* -1 or an fd that becomes readable to cancel I/O */
-    uint64_t bytes_written;  /* counters, for wire-utilisation figures */
+    uint32_t baud;             /* rate in force (as last set) */
+    int cancel_fd;             /* -1 or an fd that becomes readable to cancel I/O */
+    uint64_t bytes_written;    /* counters, for wire-utilisation figures */
     uint64_t bytes_read;
-    void *priv;              /* backend state */
+    void *priv; /* backend state */
 };
 
 /* Opens uri at baud (set after open, as the CH341 driver needs). Returns 0 and

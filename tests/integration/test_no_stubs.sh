@@ -18,7 +18,7 @@ for chip in esp32 esp8266 esp32c3; do
     assert_ok_result flash
     assert_json '.stub' false
     # The JSON stream carries a log event saying why it is ROM-only.
-    json_events log | grep -Eiq 'rom[ -]only|rom loader only|no (flasher )?stub|stub.*(not found|missing|unavailable)' ||
+    json_log_has 'rom[ -]only|rom loader only|no (flasher )?stub|stub.*(not found|missing|unavailable)' ||
         fail "no JSON log event says the flash runs ROM-only"
     model_write "$WORK/model.bin" 0x10000 "$WORK/app-$chip.bin"
     model_write "$WORK/model.bin" 0x9000 "$WORK/small-$chip.bin"

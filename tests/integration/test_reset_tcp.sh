@@ -83,18 +83,18 @@ make_random $((4 * 1024 * 1024)) "$WORK/prefill.bin" 92
 prefill_flash "$SIM_DIR" "$WORK/prefill.bin"
 cp "$WORK/prefill.bin" "$WORK/model.bin"
 
-expect_exit 0 -p "$SIM_PORT" --json flash 0x10000 "$WORK/app.bin" 0x40000 "$WORK/app.bin"
+expect_exit 0 -p "$SIM_PORT" --json flash 0x10000 "$WORK/app.bin" 0x80000 "$WORK/app.bin"
 assert_ok_result flash
 assert_json '.chip' ESP32
-json_events log | grep -Eiq 'reset' || fail "no JSON log event about the reset over TCP"
-json_events log | grep -Eiq "cannot reset|can't reset|no (modem|dtr|control) lines|reset (is )?(impossible|not possible|unavailable|skipped)" ||
+json_log_has 'reset' || fail "no JSON log event about the reset over TCP"
+json_log_has "cannot reset|can't reset|no (modem|dtr|control) lines|reset (is )?(impossible|not possible|unavailable|skipped)" ||
     fail "the CLI does not say that it cannot reset over TCP"
 model_write "$WORK/model.bin" 0x10000 "$WORK/app.bin"
-model_write "$WORK/model.bin" 0x40000 "$WORK/app.bin"
+model_write "$WORK/model.bin" 0x80000 "$WORK/app.bin"
 flash_equals_model "$SIM_DIR" "$WORK/model.bin"
 
 # Human output says it too.
-expect_exit 0 -p "$SIM_PORT" --before no-reset --after no-reset info
+expect_exit 0 -p "$SIM_PORT" --before no-reset --after no-reset-stub info
 assert_output 'ESP32'
 expect_exit 0 -p "$SIM_PORT" info
 assert_output "cannot reset|can't reset|no (modem|dtr|control) lines|reset (is )?(impossible|not possible|unavailable|skipped)"
@@ -103,8 +103,17 @@ assert_output "cannot reset|can't reset|no (modem|dtr|control) lines|reset (is )
 # must not break the session trying to change it.
 expect_exit 0 -p "$SIM_PORT" -b 921600 --json read 0x10000 200000 "$WORK/tcp-read.bin"
 cmp "$WORK/tcp-read.bin" "$WORK/app.bin" || fail "read over TCP returned other bytes"
-expect_exit 0 -p "$SIM_PORT" --json verify 0x40000 "$WORK/app.bin" 0x10000 "$WORK/app.bin"
+expect_exit 0 -p "$SIM_PORT" --json verify 0x80000 "$WORK/app.bin" 0x10000 "$WORK/app.bin"
 flash_equals_model "$SIM_DIR" "$WORK/model.bin"
+
+# --after no-reset with the stub running soft-resets the stub back into the
+# ROM loader (FLASH_BEGIN(0,0)+FLASH_END(reboot)); the strapping latched at the
+# last chip reset still says download mode, so the next session finds the ROM.
+expect_exit 0 -p "$SIM_PORT" --before no-reset --after no-reset --json info
+assert_json '.stub' true
+expect_exit 0 -p "$SIM_PORT" --before no-reset --no-stub --json info
+assert_json '.chip' ESP32
+assert_json '.stub' false
 
 # A TCP port nobody listens on: exit 2 (cannot open port), quickly.
 port=${SIM_PORT##*:}

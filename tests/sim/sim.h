@@ -52,7 +52,7 @@ struct sim_chip_info {
     bool security_info;    /* GET_SECURITY_INFO */
     uint32_t uart_clkdiv_reg;
     unsigned xtal_mhz;
-    unsigned clkdiv_div; /* 2 on ESP8266 */
+    unsigned clkdiv_div;                                    /* 2 on ESP8266 */
     uint32_t spi_base, spi_usr, spi_usr1, spi_usr2, spi_w0; /* absolute */
     uint32_t efuse_mac_reg;                                 /* S2+: lo word */
     uint8_t default_mac[6];
@@ -75,10 +75,10 @@ struct sim_faults {
     size_t n_drop_reply;
     unsigned corrupt_reply[SIM_MAX_FAULT_ARGS];
     size_t n_corrupt_reply;
-    unsigned stall_at;           /* 0 = off */
-    uint64_t disconnect_bytes;   /* 0 = off */
-    unsigned refuse_sync;        /* SYNCs to ignore */
-    int boot_mode;               /* -1 = off */
+    unsigned stall_at;         /* 0 = off */
+    uint64_t disconnect_bytes; /* 0 = off */
+    unsigned refuse_sync;      /* SYNCs to ignore */
+    int boot_mode;             /* -1 = off */
     uint32_t write_error_addr[SIM_MAX_FAULT_ARGS];
     size_t n_write_error;
     bool md5_mismatch;
@@ -157,8 +157,8 @@ struct sim_flash {
     uint8_t *mem; /* mmap of DIR/flash.bin */
     uint32_t size;
     int fd;
-    double speed;         /* timing factor, 0 = instant */
-    int64_t busy_until;   /* the flash is busy (stub background writes) until then */
+    double speed;       /* timing factor, 0 = instant */
+    int64_t busy_until; /* the flash is busy (stub background writes) until then */
     uint64_t bytes_written, bytes_erased;
 };
 
@@ -186,11 +186,11 @@ const char *sim_state_to_string(enum sim_state st);
 
 enum sim_post {
     SIM_POST_NONE = 0,
-    SIM_POST_OHAI,     /* after the reply: switch to the stub, send OHAI */
-    SIM_POST_BAUD,     /* after the reply: switch the board baud to post_arg */
-    SIM_POST_REBOOT,   /* after the reply: reset into a normal boot */
-    SIM_POST_RUN_APP,  /* after the reply: leave the loader, app runs (no banner) */
-    SIM_POST_DEAD,     /* after the reply: go silent */
+    SIM_POST_OHAI,    /* after the reply: switch to the stub, send OHAI */
+    SIM_POST_BAUD,    /* after the reply: switch the board baud to post_arg */
+    SIM_POST_REBOOT,  /* after the reply: reset into a normal boot */
+    SIM_POST_RUN_APP, /* after the reply: leave the loader, app runs (no banner) */
+    SIM_POST_DEAD,    /* after the reply: go silent */
     SIM_POST_READ_FLASH,
 };
 
@@ -207,9 +207,9 @@ struct sim_write_op {
     uint32_t total;      /* erase_size word (stub: bytes to write) */
     uint32_t num_blocks; /* as announced */
     uint32_t block_size;
-    uint32_t pos;        /* bytes written so far (uncompressed) */
-    uint32_t erased_to;  /* stub lazy erase: first address not yet erased */
-    int64_t last_seq;    /* last good block, -1 none */
+    uint32_t pos;       /* bytes written so far (uncompressed) */
+    uint32_t erased_to; /* stub lazy erase: first address not yet erased */
+    int64_t last_seq;   /* last good block, -1 none */
     bool inflate_init;
     bool inflate_done;
     z_stream zs;
@@ -238,10 +238,10 @@ struct sim {
     struct sim_slip slip;
     /* chip state */
     enum sim_state state;
-    bool dtr, rts;       /* asserted (from the modem channel) */
+    bool dtr, rts; /* asserted (from the modem channel) */
     bool en_low;
     int64_t boot_sample_at; /* 0 = no timer */
-    uint32_t baud;       /* the board's UART baud */
+    uint32_t baud;          /* the board's UART baud */
     bool stalled;
     bool want_exit;
     int64_t app_next_line; /* 0 = no app output */

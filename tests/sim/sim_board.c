@@ -460,8 +460,7 @@ void sim_board_step(struct sim *s, int64_t now)
             break;
         s->faults.rx_bytes++;
         if (s->faults.disconnect_bytes && s->faults.rx_bytes >= s->faults.disconnect_bytes) {
-            sim_log("fault disconnect fired (%llu bytes)",
-                    (unsigned long long)s->faults.rx_bytes);
+            sim_log("fault disconnect fired (%llu bytes)", (unsigned long long)s->faults.rx_bytes);
             s->want_exit = true;
             break;
         }

@@ -63,8 +63,7 @@ static int parse_mac(const char *arg, uint8_t mac[6])
 {
     unsigned m[6];
     char extra;
-    if (sscanf(arg, "%x:%x:%x:%x:%x:%x%c", &m[0], &m[1], &m[2], &m[3], &m[4], &m[5], &extra) !=
-        6)
+    if (sscanf(arg, "%x:%x:%x:%x:%x:%x%c", &m[0], &m[1], &m[2], &m[3], &m[4], &m[5], &extra) != 6)
         return -1;
     for (int i = 0; i < 6; i++) {
         if (m[i] > 0xFF)
@@ -132,14 +131,19 @@ struct options {
 
 static int parse_args(int argc, char **argv, struct sim *s, struct options *o)
 {
-    static const struct option longopts[] = {
-        {"chip", required_argument, NULL, 'c'},       {"dir", required_argument, NULL, 'd'},
-        {"tcp", required_argument, NULL, 't'},        {"flash-size", required_argument, NULL, 's'},
-        {"flash-id", required_argument, NULL, 'i'},   {"mac", required_argument, NULL, 'm'},
-        {"link-speed", required_argument, NULL, 'l'}, {"strict-reset", no_argument, NULL, 'r'},
-        {"no-boot-noise", no_argument, NULL, 'n'},    {"stub-dir", required_argument, NULL, 'S'},
-        {"fault", required_argument, NULL, 'f'},      {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {{"chip", required_argument, NULL, 'c'},
+                                             {"dir", required_argument, NULL, 'd'},
+                                             {"tcp", required_argument, NULL, 't'},
+                                             {"flash-size", required_argument, NULL, 's'},
+                                             {"flash-id", required_argument, NULL, 'i'},
+                                             {"mac", required_argument, NULL, 'm'},
+                                             {"link-speed", required_argument, NULL, 'l'},
+                                             {"strict-reset", no_argument, NULL, 'r'},
+                                             {"no-boot-noise", no_argument, NULL, 'n'},
+                                             {"stub-dir", required_argument, NULL, 'S'},
+                                             {"fault", required_argument, NULL, 'f'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
     uint32_t flash_size = 4u << 20;
     bool have_id = false, have_mac = false;
     int c;
@@ -344,8 +348,7 @@ int main(int argc, char **argv)
     if (o.tcp) {
         int port = 0;
         if (sim_link_open_tcp(&s.link, o.tcp_port, &port, speed) != 0) {
-            fprintf(stderr, "esp_sim: cannot listen on port %d: %s\n", o.tcp_port,
-                    strerror(errno));
+            fprintf(stderr, "esp_sim: cannot listen on port %d: %s\n", o.tcp_port, strerror(errno));
             goto out;
         }
         snprintf(ready, sizeof(ready), "tcp://127.0.0.1:%d", port);

@@ -189,9 +189,9 @@ static void rom_flash_data(struct sim *s, uint8_t op, const uint8_t *b, size_t l
         e = sim_write_inflate(s, d.payload, d.plen, false, &cost);
     } else {
         uint64_t addr = (uint64_t)s->wr.offset + (uint64_t)d.seq * s->wr.block_size;
-        e = addr > 0xFFFFFFFFu ? SIM_W_BOUNDS
-                               : sim_write_bytes(s, (uint32_t)addr, d.payload, d.plen, false,
-                                                 &cost);
+        e = addr > 0xFFFFFFFFu
+                ? SIM_W_BOUNDS
+                : sim_write_bytes(s, (uint32_t)addr, d.payload, d.plen, false, &cost);
     }
     switch (e) {
     case SIM_W_OK:
@@ -232,8 +232,7 @@ static void rom_flash_end(struct sim *s, uint8_t op, const uint8_t *b, size_t le
     sim_defer(s, 0, flag ? SIM_POST_RUN_APP : SIM_POST_REBOOT, 0);
 }
 
-static void rom_mem(struct sim *s, uint8_t op, const uint8_t *b, size_t len, uint32_t ck,
-                    bool stub)
+static void rom_mem(struct sim *s, uint8_t op, const uint8_t *b, size_t len, uint32_t ck, bool stub)
 {
     uint8_t e_inval = stub ? 0xC0 : E_INVALID;
     uint8_t e_ck = stub ? 0xC1 : E_CHECKSUM;

@@ -59,7 +59,7 @@ static void test_table_consistent(void **state)
         assert_int_equal(c->xtal_div, is8266 ? 2 : 1);
     }
     assert_null(esp_chip_get(ESP_CHIP_COUNT));
-    assert_null(esp_chip_get((enum esp_chip)-1));
+    assert_null(esp_chip_get((enum esp_chip) - 1));
 }
 
 static void test_lookups(void **state)
@@ -106,11 +106,16 @@ static void test_lookups(void **state)
         const char *name;
         int chip; /* -1: not found */
     } names[] = {
-        {"esp32s3", ESP_CHIP_ESP32S3}, {"esp32-s3", ESP_CHIP_ESP32S3},
-        {"ESP32-S3", ESP_CHIP_ESP32S3}, {"Esp32_S3", ESP_CHIP_ESP32S3},
-        {"esp8266", ESP_CHIP_ESP8266}, {"ESP32", ESP_CHIP_ESP32},
-        {"esp32c2", ESP_CHIP_ESP32C2}, {"ESP32-P4", ESP_CHIP_ESP32P4},
-        {"esp32s4", -1},               {"", -1},
+        {"esp32s3", ESP_CHIP_ESP32S3},
+        {"esp32-s3", ESP_CHIP_ESP32S3},
+        {"ESP32-S3", ESP_CHIP_ESP32S3},
+        {"Esp32_S3", ESP_CHIP_ESP32S3},
+        {"esp8266", ESP_CHIP_ESP8266},
+        {"ESP32", ESP_CHIP_ESP32},
+        {"esp32c2", ESP_CHIP_ESP32C2},
+        {"ESP32-P4", ESP_CHIP_ESP32P4},
+        {"esp32s4", -1},
+        {"", -1},
         {"esp32-s3-extra-long-name-that-does-not-fit", -1},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
@@ -295,12 +300,30 @@ static void test_jedec(void **state)
         uint32_t id;
         uint32_t size;
     } cases[] = {
-        {0x1640EF, 4 * MB},   {0x1840C8, 16 * MB},  {0x1440EF, 1 * MB},  {0x124020, 256 * KB},
-        {0x1C40EF, 256 * MB}, {0x1940EF, 32 * MB},  {0x2040C2, 64 * MB}, {0x21BA20, 128 * MB},
-        {0x2240C2, 256 * MB}, {0x32609D, 256 * KB}, {0x36609D, 4 * MB},  {0x3A609D, 64 * MB},
-        {0x00471F, 4 * MB},   {0x00441F, 512 * KB}, {0x00481F, 8 * MB},  {0x00491F, 16 * MB},
-        {0x00431F, 0},        {0x4A0000, 0},        {0x1D40EF, 0},       {0x3B0000, 0},
-        {0x110000, 0},        {0xFFFFFF, 0},        {0, 0},              {0x004A1F, 0},
+        {0x1640EF, 4 * MB},
+        {0x1840C8, 16 * MB},
+        {0x1440EF, 1 * MB},
+        {0x124020, 256 * KB},
+        {0x1C40EF, 256 * MB},
+        {0x1940EF, 32 * MB},
+        {0x2040C2, 64 * MB},
+        {0x21BA20, 128 * MB},
+        {0x2240C2, 256 * MB},
+        {0x32609D, 256 * KB},
+        {0x36609D, 4 * MB},
+        {0x3A609D, 64 * MB},
+        {0x00471F, 4 * MB},
+        {0x00441F, 512 * KB},
+        {0x00481F, 8 * MB},
+        {0x00491F, 16 * MB},
+        {0x00431F, 0},
+        {0x4A0000, 0},
+        {0x1D40EF, 0},
+        {0x3B0000, 0},
+        {0x110000, 0},
+        {0xFFFFFF, 0},
+        {0, 0},
+        {0x004A1F, 0},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         if (esp_flash_size_from_jedec(cases[i].id) != cases[i].size)
@@ -375,12 +398,12 @@ static void test_parsers(void **state)
         uint32_t bytes;
         bool keep;
     } sizes[] = {
-        {"4MB", 0, 4 * MB, false},    {"4M", 0, 4 * MB, false},     {"4mb", 0, 4 * MB, false},
-        {"512KB", 0, 512 * KB, false}, {"512K", 0, 512 * KB, false}, {"16MB", 0, 16 * MB, false},
-        {"detect", 0, 0, true},       {"keep", 0, 0, true},         {"KEEP", 0, 0, true},
-        {"4GB", -EINVAL, 0, false},   {"4096MB", -EINVAL, 0, false}, {"", -EINVAL, 0, false},
-        {"MB", -EINVAL, 0, false},    {"-4MB", -EINVAL, 0, false},  {"0MB", -EINVAL, 0, false},
-        {"4 MB", -EINVAL, 0, false},  {"1048576", 0, 1 * MB, false},
+        {"4MB", 0, 4 * MB, false},     {"4M", 0, 4 * MB, false},      {"4mb", 0, 4 * MB, false},
+        {"512KB", 0, 512 * KB, false}, {"512K", 0, 512 * KB, false},  {"16MB", 0, 16 * MB, false},
+        {"detect", 0, 0, true},        {"keep", 0, 0, true},          {"KEEP", 0, 0, true},
+        {"4GB", -EINVAL, 0, false},    {"4096MB", -EINVAL, 0, false}, {"", -EINVAL, 0, false},
+        {"MB", -EINVAL, 0, false},     {"-4MB", -EINVAL, 0, false},   {"0MB", -EINVAL, 0, false},
+        {"4 MB", -EINVAL, 0, false},   {"1048576", 0, 1 * MB, false},
     };
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
         uint32_t b = 0xDEAD;
@@ -399,7 +422,7 @@ static void test_parsers(void **state)
         int rc;
         bool keep;
     } modes[] = {
-        {"qio", 0, false}, {"qout", 1, false}, {"dio", 2, false},      {"dout", 3, false},
+        {"qio", 0, false}, {"qout", 1, false}, {"dio", 2, false},        {"dout", 3, false},
         {"DIO", 2, false}, {"keep", 0, true},  {"fast", -EINVAL, false}, {"", -EINVAL, false},
     };
     for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
@@ -422,9 +445,9 @@ static void test_parsers(void **state)
         unsigned mhz;
         bool keep;
     } freqs[] = {
-        {"40m", 0, 40, false},   {"80m", 0, 80, false},     {"26m", 0, 26, false},
-        {"20m", 0, 20, false},   {"80MHz", 0, 80, false},   {"40", 0, 40, false},
-        {"keep", 0, 0, true},    {"fast", -EINVAL, 0, false}, {"40k", -EINVAL, 0, false},
+        {"40m", 0, 40, false},     {"80m", 0, 80, false},       {"26m", 0, 26, false},
+        {"20m", 0, 20, false},     {"80MHz", 0, 80, false},     {"40", 0, 40, false},
+        {"keep", 0, 0, true},      {"fast", -EINVAL, 0, false}, {"40k", -EINVAL, 0, false},
         {"0m", -EINVAL, 0, false}, {"", -EINVAL, 0, false},
     };
     for (size_t i = 0; i < sizeof(freqs) / sizeof(freqs[0]); i++) {
@@ -482,8 +505,7 @@ static void test_erase_exhaustive(void **state)
             uint32_t erased = esp8266_rom_erased_sectors(offset, sent);
             /* Every needed sector is erased, at most one extra (odd n inside a block). */
             if (erased < n || erased > n + 1)
-                fail_msg("start sector %u, %u sectors: sent %u, ROM erases %u", s, n, sent,
-                         erased);
+                fail_msg("start sector %u, %u sectors: sent %u, ROM erases %u", s, n, sent, erased);
             checked++;
             uint32_t esf = esf_erase_sectors(s, n);
             if (esp8266_rom_erased_sectors(offset, esf * 4096) < n) {
@@ -528,12 +550,18 @@ static void test_erase_random_bytes(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_table_consistent),     cmocka_unit_test(test_lookups),
-        cmocka_unit_test(test_registers),            cmocka_unit_test(test_mac),
-        cmocka_unit_test(test_revision),             cmocka_unit_test(test_xtal),
-        cmocka_unit_test(test_jedec),                cmocka_unit_test(test_size_freq_codes),
-        cmocka_unit_test(test_parsers),              cmocka_unit_test(test_erase_worked_example),
-        cmocka_unit_test(test_erase_exhaustive),     cmocka_unit_test(test_erase_random_bytes),
+        cmocka_unit_test(test_table_consistent),
+        cmocka_unit_test(test_lookups),
+        cmocka_unit_test(test_registers),
+        cmocka_unit_test(test_mac),
+        cmocka_unit_test(test_revision),
+        cmocka_unit_test(test_xtal),
+        cmocka_unit_test(test_jedec),
+        cmocka_unit_test(test_size_freq_codes),
+        cmocka_unit_test(test_parsers),
+        cmocka_unit_test(test_erase_worked_example),
+        cmocka_unit_test(test_erase_exhaustive),
+        cmocka_unit_test(test_erase_random_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -81,8 +81,14 @@ static size_t build_image(const struct img_spec *sp, uint8_t *out, size_t cap)
 }
 
 static const struct img_spec esp32_img = {
-    .mode = 2, .size_code = 2, .freq_code = 0xF, .chip_id = 0, .max_rev_full = 0xFFFF,
-    .hash = 1, .n_segments = 3, .seg_len = {32, 100, 4},
+    .mode = 2,
+    .size_code = 2,
+    .freq_code = 0xF,
+    .chip_id = 0,
+    .max_rev_full = 0xFFFF,
+    .hash = 1,
+    .n_segments = 3,
+    .seg_len = {32, 100, 4},
 };
 
 static void test_parse_valid_esp32(void **state)
@@ -385,8 +391,7 @@ static void test_check_chip(void **state)
     esp_error_clear(&err);
     assert_int_equal(esp_image_check_chip(&info, esp_chip_get(ESP_CHIP_ESP32C3), 4, &err), 0);
     assert_int_equal(err.code, 0);
-    assert_int_equal(esp_image_check_chip(&info, esp_chip_get(ESP_CHIP_ESP32S3), 0, &err),
-                     -EINVAL);
+    assert_int_equal(esp_image_check_chip(&info, esp_chip_get(ESP_CHIP_ESP32S3), 0, &err), -EINVAL);
     assert_string_equal(err.message,
                         "image is for ESP32-C3 (chip id 5) but the board is an ESP32-S3");
     assert_int_equal(err.stage, ESP_STAGE_PREPARE);
@@ -395,8 +400,7 @@ static void test_check_chip(void **state)
     /* Unknown chip id. */
     info.chip_id = 77;
     esp_error_clear(&err);
-    assert_int_equal(esp_image_check_chip(&info, esp_chip_get(ESP_CHIP_ESP32), -1, &err),
-                     -EINVAL);
+    assert_int_equal(esp_image_check_chip(&info, esp_chip_get(ESP_CHIP_ESP32), -1, &err), -EINVAL);
     assert_non_null(strstr(err.message, "chip id 77"));
 
     /* Revision ranges. */
@@ -406,9 +410,9 @@ static void test_check_chip(void **state)
         int chip_rev;
         int rc;
     } revs[] = {
-        {0, 0, 0xFFFF, 0, 0},     {0, 0, 0xFFFF, 301, 0},   {0, 300, 0xFFFF, 100, -EINVAL},
-        {0, 300, 0xFFFF, 300, 0}, {0, 0, 199, 199, 0},      {0, 0, 199, 200, -EINVAL},
-        {0, 100, 199, 101, 0},    {0, 300, 0xFFFF, -1, 0},  {3, 0, 0xFFFF, 300, 0},
+        {0, 0, 0xFFFF, 0, 0},         {0, 0, 0xFFFF, 301, 0},  {0, 300, 0xFFFF, 100, -EINVAL},
+        {0, 300, 0xFFFF, 300, 0},     {0, 0, 199, 199, 0},     {0, 0, 199, 200, -EINVAL},
+        {0, 100, 199, 101, 0},        {0, 300, 0xFFFF, -1, 0}, {3, 0, 0xFFFF, 300, 0},
         {3, 0, 0xFFFF, 200, -EINVAL},
     };
     for (size_t i = 0; i < sizeof(revs) / sizeof(revs[0]); i++) {
@@ -449,8 +453,7 @@ static void test_check_chip(void **state)
     assert_int_equal(esp_image_check_chip(&info, esp_chip_get(ESP_CHIP_ESP8266), -1, NULL), 0);
     /* ... but an ESP8266-layout image is refused on an ESP32. */
     esp_error_clear(&err);
-    assert_int_equal(esp_image_check_chip(&info, esp_chip_get(ESP_CHIP_ESP32), -1, &err),
-                     -EINVAL);
+    assert_int_equal(esp_image_check_chip(&info, esp_chip_get(ESP_CHIP_ESP32), -1, &err), -EINVAL);
     assert_true(strlen(err.message) > 0);
     assert_int_equal(esp_image_check_chip(NULL, esp_chip_get(ESP_CHIP_ESP32), -1, NULL), -EINVAL);
 }

@@ -1,0 +1,1142 @@
+/*
+ * config: parse and validate espstationd's JSON configuration.
+ *
+ * Owns: defaults, the walk over the json-c tree, one validator per key, and
+ * the key-path error messages. The tree is walked once; every value is
+ * checked for type and range before it is copied into the struct config, and
+ * every object is checked for unknown keys first so a typo is reported as a
+ * typo (with a "did you mean" when the key is close to a valid one).
+ * Input is untrusted text (it is fuzzed): nothing here asserts on content.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <regex.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "catalog.h"
+
+#define MAX_CONFIG_BYTES (4u * 1024 * 1024)
+#define KEYPATH_MAX 256
+
+struct ctx {
+    const char *origin; /* "config /etc/espstation.json" */
+    const char *base_dir; /* for relative paths; NULL = keep */
+    char *err;
+    size_t errlen;
+};
+
+/* ---- messages ------------------------------------------------------------------ */
+
+static int fail(struct ctx *c, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail(struct ctx *c, const char *path, const char *fmt, ...)
+{
+    if (c->err && c->errlen > 0) {
+        char msg[512];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        if (path && *path)
+            snprintf(c->err, c->errlen, "%s: %s: %s", c->origin, path, msg);
+        else
+            snprintf(c->err, c->errlen, "%s: %s", c->origin, msg);
+    }
+    return -EINVAL;
+}
+
+static int fail_nomem(struct ctx *c)
+{
+    if (c->err && c->errlen > 0)
+        snprintf(c->err, c->errlen, "%s: out of memory", c->origin);
+    return -ENOMEM;
+}
+
+/* "got \"fast\"", "got 3.5", "got a list" for messages. */
+static void describe(json_object *v, char *buf, size_t n)
+{
+    switch (json_object_get_type(v)) {
+    case json_type_null:
+        snprintf(buf, n, "got null");
+        return;
+    case json_type_object:
+        snprintf(buf, n, "got an object");
+        return;
+    case json_type_array:
+        snprintf(buf, n, "got a list");
+        return;
+    default:
+        break;
+    }
+    const char *s = json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN |
+                                                          JSON_C_TO_STRING_NOSLASHESCAPE);
+    if (!s)
+        s = "?";
+    if (strlen(s) > 60)
+        snprintf(buf, n, "got %.57s...", s);
+    else
+        snprintf(buf, n, "got %s", s);
+}
+
+static void join_key(char *out, size_t n, const char *parent, const char *key)
+{
+    if (parent && *parent)
+        snprintf(out, n, "%s.%s", parent, key);
+    else
+        snprintf(out, n, "%s", key);
+}
+
+static void join_index(char *out, size_t n, const char *parent, size_t i)
+{
+    snprintf(out, n, "%s[%zu]", parent, i);
+}
+
+/* Edit distance, capped: only used to suggest a key for a typo. */
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 40 || lb > 40)
+        return SIZE_MAX;
+    size_t row[41];
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t best = diag + (tolower((unsigned char)a[i - 1]) !=
+                                  tolower((unsigned char)b[j - 1]));
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+/* Every key of obj must be in allowed (NULL-terminated). */
+static int check_keys(struct ctx *c, const char *path, json_object *obj,
+                      const char *const *allowed)
+{
+    json_object_object_foreach(obj, key, val)
+    {
+        (void)val;
+        bool ok = false;
+        const char *best = NULL;
+        size_t best_d = SIZE_MAX;
+        for (const char *const *a = allowed; *a; a++) {
+            if (strcmp(key, *a) == 0) {
+                ok = true;
+                break;
+            }
+            size_t d = edit_distance(key, *a);
+            if (d < best_d) {
+                best_d = d;
+                best = *a;
+            }
+        }
+        if (ok)
+            continue;
+        char kp[KEYPATH_MAX];
+        join_key(kp, sizeof(kp), path, key);
+        if (best && best_d <= 2)
+            return fail(c, kp, "unknown key (did you mean \"%s\"?)", best);
+        char list[256] = "";
+        size_t used = 0;
+        for (const char *const *a = allowed; *a && used < sizeof(list); a++)
+            used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s",
+                                     a == allowed ? "" : ", ", *a);
+        return fail(c, kp, "unknown key (valid keys here: %s)", list);
+    }
+    return 0;
+}
+
+/* ---- typed getters ------------------------------------------------------------- */
+
+static int want_object(struct ctx *c, const char *path, json_object *v)
+{
+    if (json_object_is_type(v, json_type_object))
+        return 0;
+    char got[96];
+    describe(v, got, sizeof(got));
+    return fail(c, path, "must be an object (%s)", got);
+}
+
+static int want_array(struct ctx *c, const char *path, json_object *v)
+{
+    if (json_object_is_type(v, json_type_array))
+        return 0;
+    char got[96];
+    describe(v, got, sizeof(got));
+    return fail(c, path, "must be a list (%s)", got);
+}
+
+/* A string without NUL bytes, 1..maxlen characters (0 = no limit). *out is borrowed. */
+static int get_str(struct ctx *c, const char *path, json_object *v, size_t maxlen,
+                   const char **out)
+{
+    if (!json_object_is_type(v, json_type_string)) {
+        char got[96];
+        describe(v, got, sizeof(got));
+        return fail(c, path, "must be a string (%s)", got);
+    }
+    const char *s = json_object_get_string(v);
+    size_t len = (size_t)json_object_get_string_len(v);
+    if (!s || strlen(s) != len)
+        return fail(c, path, "must not contain NUL characters");
+    if (len == 0)
+        return fail(c, path, "must not be empty");
+    if (maxlen && len > maxlen)
+        return fail(c, path, "too long (%zu characters, at most %zu)", len, maxlen);
+    *out = s;
+    return 0;
+}
+
+static int dup_str(struct ctx *c, const char *s, char **out)
+{
+    char *d = strdup(s);
+    if (!d)
+        return fail_nomem(c);
+    free(*out);
+    *out = d;
+    return 0;
+}
+
+static int get_int(struct ctx *c, const char *path, json_object *v, long long min, long long max,
+                   long long *out)
+{
+    if (json_object_is_type(v, json_type_int)) {
+        int64_t x = json_object_get_int64(v);
+        /* json-c clamps out-of-range literals to INT64_MIN/MAX. */
+        if (x >= min && x <= max && x != INT64_MAX && x != INT64_MIN) {
+            *out = x;
+            return 0;
+        }
+    }
+    char got[96];
+    describe(v, got, sizeof(got));
+    return fail(c, path, "must be an integer from %lld to %lld (%s)", min, max, got);
+}
+
+static int get_bool(struct ctx *c, const char *path, json_object *v, bool *out)
+{
+    if (json_object_is_type(v, json_type_boolean)) {
+        *out = json_object_get_boolean(v);
+        return 0;
+    }
+    char got[96];
+    describe(v, got, sizeof(got));
+    return fail(c, path, "must be true or false (%s)", got);
+}
+
+/* A path; relative ones are resolved against c->base_dir. */
+static int get_path(struct ctx *c, const char *path, json_object *v, char **out)
+{
+    const char *s;
+    int rc = get_str(c, path, v, 4000, &s);
+    if (rc < 0)
+        return rc;
+    if (s[0] == '/' || !c->base_dir)
+        return dup_str(c, s, out);
+    char *full = NULL;
+    if (asprintf(&full, "%s/%s", c->base_dir, s) < 0)
+        return fail_nomem(c);
+    free(*out);
+    *out = full;
+    return 0;
+}
+
+static bool chars_ok(const char *s, const char *extra)
+{
+    for (const char *p = s; *p; p++)
+        if (!isalnum((unsigned char)*p) && !strchr(extra, *p))
+            return false;
+    return true;
+}
+
+/* ---- defaults ------------------------------------------------------------------ */
+
+static const struct {
+    uint16_t vid, pid;
+    const char *name;
+} default_bridges[] = {
+    {0x10c4, 0xea60, "CP210x"},
+    {0x1a86, 0x7523, "CH340"},
+    {0x1a86, 0x55d4, "CH9102"},
+    {0x0403, 0x6001, "FTDI FT232R"},
+    {0x0403, 0x6010, "FTDI FT2232"},
+    {0x0403, 0x6014, "FTDI FT232H"},
+    {0x0403, 0x6015, "FTDI FT-X"},
+    {0x067b, 0x2303, "PL2303"},
+    {0x303a, 0x1001, "Espressif USB-Serial/JTAG"},
+    {0x303a, 0x0002, "Espressif ESP32-S2 USB-OTG"},
+    {0x303a, 0x0009, "Espressif ESP32-S3 USB-OTG"},
+};
+
+static void profile_defaults(struct config_profile *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->baud = CONFIG_DEFAULT_BAUD;
+    p->stub = true;
+    p->compress = true;
+    p->verify = true;
+    p->skip_if_same = true;
+    p->retries = 1;
+    p->after = ESP_AFTER_HARD_RESET;
+    p->boot_check.timeout_ms = CONFIG_DEFAULT_BOOT_TIMEOUT_MS;
+}
+
+static int set_defaults(struct ctx *c, struct config *cfg)
+{
+    const char *xdg = getenv("XDG_STATE_HOME");
+    if (xdg && xdg[0] == '/') {
+        if (asprintf(&cfg->data_dir, "%s/espstation", xdg) < 0) {
+            cfg->data_dir = NULL;
+            return fail_nomem(c);
+        }
+    } else if (dup_str(c, "./espstation-data", &cfg->data_dir) < 0) {
+        return -ENOMEM;
+    }
+    if (dup_str(c, CONFIG_DEFAULT_LISTEN, &cfg->listen) < 0 ||
+        dup_str(c, "127.0.0.1", &cfg->listen_host) < 0 ||
+        dup_str(c, CONFIG_DEFAULT_UDEV_TAG, &cfg->udev_tag) < 0)
+        return -ENOMEM;
+    cfg->listen_port = 8080;
+    cfg->max_parallel = CONFIG_DEFAULT_MAX_PARALLEL;
+    size_t n = sizeof(default_bridges) / sizeof(default_bridges[0]);
+    cfg->bridges = calloc(n, sizeof(*cfg->bridges));
+    if (!cfg->bridges)
+        return fail_nomem(c);
+    for (size_t i = 0; i < n; i++) {
+        cfg->bridges[i].vid = default_bridges[i].vid;
+        cfg->bridges[i].pid = default_bridges[i].pid;
+        cfg->n_bridges = i + 1;
+        if (dup_str(c, default_bridges[i].name, &cfg->bridges[i].name) < 0)
+            return -ENOMEM;
+    }
+    cfg->api.read_requires_token = false;
+    cfg->api.max_body_bytes = CONFIG_DEFAULT_MAX_BODY_BYTES;
+    return 0;
+}
+
+/* ---- sections ------------------------------------------------------------------ */
+
+/* "host:port" or "[v6]:port". */
+static int parse_listen(struct ctx *c, struct config *cfg, json_object *v)
+{
+    const char *s;
+    int rc = get_str(c, "listen", v, 255, &s);
+    if (rc < 0)
+        return rc;
+    const char *colon = strrchr(s, ':');
+    const char *host = s;
+    size_t hlen = colon ? (size_t)(colon - s) : 0;
+    if (colon && s[0] == '[') {
+        if (hlen < 3 || s[hlen - 1] != ']')
+            colon = NULL;
+        host = s + 1;
+        hlen -= 2;
+    }
+    if (!colon || hlen == 0)
+        return fail(c, "listen", "must be \"host:port\", e.g. \"127.0.0.1:8080\" or "
+                                 "\"[::1]:8080\" (got \"%s\")",
+                    s);
+    for (size_t i = 0; i < hlen; i++)
+        if (!isalnum((unsigned char)host[i]) && !strchr(".-:_", host[i]))
+            return fail(c, "listen", "\"%.*s\" is not a host name or address", (int)hlen, host);
+    const char *p = colon + 1;
+    long port = 0;
+    if (!*p || strlen(p) > 5)
+        port = -1;
+    for (; *p && port >= 0; p++)
+        port = isdigit((unsigned char)*p) ? port * 10 + (*p - '0') : -1;
+    if (port < 1 || port > 65535)
+        return fail(c, "listen", "port must be a number from 1 to 65535 (got \"%s\")", colon + 1);
+    char *h = strndup(host, hlen);
+    if (!h)
+        return fail_nomem(c);
+    free(cfg->listen_host);
+    cfg->listen_host = h;
+    cfg->listen_port = (uint16_t)port;
+    return dup_str(c, s, &cfg->listen);
+}
+
+static int parse_usb_id(const char *s, uint16_t *vid, uint16_t *pid)
+{
+    unsigned v = 0, p = 0;
+    if (strlen(s) != 9 || s[4] != ':')
+        return -EINVAL;
+    for (int i = 0; i < 9; i++) {
+        if (i == 4)
+            continue;
+        if (!isxdigit((unsigned char)s[i]))
+            return -EINVAL;
+        unsigned d = (unsigned)(isdigit((unsigned char)s[i]) ? s[i] - '0'
+                                                            : tolower((unsigned char)s[i]) - 'a' + 10);
+        if (i < 4)
+            v = v * 16 + d;
+        else
+            p = p * 16 + d;
+    }
+    *vid = (uint16_t)v;
+    *pid = (uint16_t)p;
+    return 0;
+}
+
+static int parse_bridges(struct ctx *c, struct config *cfg, json_object *v)
+{
+    int rc = want_array(c, "bridges", v);
+    if (rc < 0)
+        return rc;
+    for (size_t i = 0; i < cfg->n_bridges; i++)
+        free(cfg->bridges[i].name);
+    free(cfg->bridges);
+    cfg->n_bridges = 0;
+    size_t n = json_object_array_length(v);
+    cfg->bridges = calloc(n ? n : 1, sizeof(*cfg->bridges));
+    if (!cfg->bridges)
+        return fail_nomem(c);
+    static const char *const keys[] = {"id", "name", NULL};
+    for (size_t i = 0; i < n; i++) {
+        char kp[KEYPATH_MAX], sub[KEYPATH_MAX];
+        join_index(kp, sizeof(kp), "bridges", i);
+        json_object *e = json_object_array_get_idx(v, i);
+        json_object *id = e, *name = NULL;
+        struct config_bridge *b = &cfg->bridges[i];
+        cfg->n_bridges = i + 1;
+        if (json_object_is_type(e, json_type_object)) {
+            if ((rc = check_keys(c, kp, e, keys)) < 0)
+                return rc;
+            if (!json_object_object_get_ex(e, "id", &id))
+                return fail(c, kp, "missing \"id\" (\"vvvv:pppp\", e.g. \"10c4:ea60\")");
+            json_object_object_get_ex(e, "name", &name);
+            join_key(sub, sizeof(sub), kp, "id");
+        } else {
+            snprintf(sub, sizeof(sub), "%s", kp);
+        }
+        const char *s;
+        if ((rc = get_str(c, sub, id, 64, &s)) < 0)
+            return rc;
+        if (parse_usb_id(s, &b->vid, &b->pid) < 0)
+            return fail(c, sub, "must be a USB id \"vvvv:pppp\" in hex, e.g. \"10c4:ea60\" (got "
+                                "\"%s\")",
+                        s);
+        for (size_t j = 0; j < i; j++)
+            if (cfg->bridges[j].vid == b->vid && cfg->bridges[j].pid == b->pid)
+                return fail(c, sub, "duplicate bridge %04x:%04x (also bridges[%zu])", b->vid,
+                            b->pid, j);
+        if (name) {
+            join_key(sub, sizeof(sub), kp, "name");
+            if ((rc = get_str(c, sub, name, 64, &s)) < 0 || (rc = dup_str(c, s, &b->name)) < 0)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+static bool label_ok(const char *s)
+{
+    return chars_ok(s, " _.-/") && s[0] != ' ';
+}
+
+/* Labels are unique across slots and ports: they name a place on the bench. */
+static int check_label_unique(struct ctx *c, const char *kp, const struct config *cfg,
+                              const char *label, size_t n_slots, size_t n_ports)
+{
+    for (size_t j = 0; j < n_slots; j++)
+        if (cfg->slots[j].label && strcmp(cfg->slots[j].label, label) == 0)
+            return fail(c, kp, "duplicate label \"%s\" (already used by slots[%zu])", label, j);
+    for (size_t j = 0; j < n_ports; j++)
+        if (cfg->ports[j].label && strcmp(cfg->ports[j].label, label) == 0)
+            return fail(c, kp, "duplicate label \"%s\" (already used by ports[%zu])", label, j);
+    return 0;
+}
+
+static int parse_slots(struct ctx *c, struct config *cfg, json_object *v)
+{
+    int rc = want_array(c, "slots", v);
+    if (rc < 0)
+        return rc;
+    size_t n = json_object_array_length(v);
+    cfg->slots = calloc(n ? n : 1, sizeof(*cfg->slots));
+    if (!cfg->slots)
+        return fail_nomem(c);
+    static const char *const keys[] = {"id_path", "label", NULL};
+    for (size_t i = 0; i < n; i++) {
+        char kp[KEYPATH_MAX], sub[KEYPATH_MAX];
+        join_index(kp, sizeof(kp), "slots", i);
+        json_object *e = json_object_array_get_idx(v, i), *f;
+        struct config_slot *s = &cfg->slots[i];
+        cfg->n_slots = i + 1;
+        const char *str;
+        if ((rc = want_object(c, kp, e)) < 0 || (rc = check_keys(c, kp, e, keys)) < 0)
+            return rc;
+        join_key(sub, sizeof(sub), kp, "id_path");
+        if (!json_object_object_get_ex(e, "id_path", &f))
+            return fail(c, sub, "missing (the udev ID_PATH of the port, e.g. "
+                                "\"pci-0000:00:14.0-usb-0:1.2:1.0\"; see `udevadm info`)");
+        if ((rc = get_str(c, sub, f, 255, &str)) < 0)
+            return rc;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(cfg->slots[j].id_path, str) == 0)
+                return fail(c, sub, "duplicate id_path \"%s\" (also slots[%zu])", str, j);
+        if ((rc = dup_str(c, str, &s->id_path)) < 0)
+            return rc;
+        join_key(sub, sizeof(sub), kp, "label");
+        if (!json_object_object_get_ex(e, "label", &f))
+            return fail(c, sub, "missing (a short name for the port, e.g. \"A1\")");
+        if ((rc = get_str(c, sub, f, 32, &str)) < 0)
+            return rc;
+        if (!label_ok(str))
+            return fail(c, sub, "\"%s\": use letters, digits, space, '_', '.', '-', '/' only",
+                        str);
+        if ((rc = check_label_unique(c, sub, cfg, str, i, 0)) < 0)
+            return rc;
+        if ((rc = dup_str(c, str, &s->label)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int parse_ports(struct ctx *c, struct config *cfg, json_object *v)
+{
+    int rc = want_array(c, "ports", v);
+    if (rc < 0)
+        return rc;
+    size_t n = json_object_array_length(v);
+    cfg->ports = calloc(n ? n : 1, sizeof(*cfg->ports));
+    if (!cfg->ports)
+        return fail_nomem(c);
+    static const char *const keys[] = {"uri", "label", NULL};
+    for (size_t i = 0; i < n; i++) {
+        char kp[KEYPATH_MAX], sub[KEYPATH_MAX];
+        join_index(kp, sizeof(kp), "ports", i);
+        json_object *e = json_object_array_get_idx(v, i), *f;
+        struct config_port *p = &cfg->ports[i];
+        cfg->n_ports = i + 1;
+        const char *str;
+        if ((rc = want_object(c, kp, e)) < 0 || (rc = check_keys(c, kp, e, keys)) < 0)
+            return rc;
+        join_key(sub, sizeof(sub), kp, "uri");
+        if (!json_object_object_get_ex(e, "uri", &f))
+            return fail(c, sub, "missing (e.g. \"tcp://10.0.0.5:4000\" or \"/dev/ttyUSB0\")");
+        if ((rc = get_str(c, sub, f, 255, &str)) < 0)
+            return rc;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(cfg->ports[j].uri, str) == 0)
+                return fail(c, sub, "duplicate uri \"%s\" (also ports[%zu])", str, j);
+        if ((rc = dup_str(c, str, &p->uri)) < 0)
+            return rc;
+        if (json_object_object_get_ex(e, "label", &f)) {
+            join_key(sub, sizeof(sub), kp, "label");
+            if ((rc = get_str(c, sub, f, 32, &str)) < 0)
+                return rc;
+            if (!label_ok(str))
+                return fail(c, sub, "\"%s\": use letters, digits, space, '_', '.', '-', '/' only",
+                            str);
+            if ((rc = check_label_unique(c, sub, cfg, str, cfg->n_slots, i)) < 0)
+                return rc;
+            if ((rc = dup_str(c, str, &p->label)) < 0)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+static int parse_api(struct ctx *c, struct config *cfg, json_object *v)
+{
+    static const char *const keys[] = {"token", "read_requires_token", "max_body_bytes", NULL};
+    int rc;
+    json_object *f;
+    long long x;
+    if ((rc = want_object(c, "api", v)) < 0 || (rc = check_keys(c, "api", v, keys)) < 0)
+        return rc;
+    if (json_object_object_get_ex(v, "token", &f) && !json_object_is_type(f, json_type_null)) {
+        const char *s;
+        if ((rc = get_str(c, "api.token", f, 256, &s)) < 0)
+            return rc;
+        for (const char *p = s; *p; p++)
+            if (!isgraph((unsigned char)*p))
+                return fail(c, "api.token", "must not contain spaces or control characters");
+        if ((rc = dup_str(c, s, &cfg->api.token)) < 0)
+            return rc;
+    }
+    if (json_object_object_get_ex(v, "read_requires_token", &f) &&
+        (rc = get_bool(c, "api.read_requires_token", f, &cfg->api.read_requires_token)) < 0)
+        return rc;
+    if (json_object_object_get_ex(v, "max_body_bytes", &f)) {
+        if ((rc = get_int(c, "api.max_body_bytes", f, 1024, 1024LL * 1024 * 1024, &x)) < 0)
+            return rc;
+        cfg->api.max_body_bytes = (size_t)x;
+    }
+    if (cfg->api.read_requires_token && !cfg->api.token)
+        return fail(c, "api.read_requires_token",
+                    "is true but no api.token is set (nobody could read the API)");
+    return 0;
+}
+
+static int parse_firmware(struct ctx *c, const char *path, struct config_profile *p,
+                          json_object *v)
+{
+    int rc = want_object(c, path, v);
+    if (rc < 0)
+        return rc;
+    size_t n = (size_t)json_object_object_length(v);
+    p->firmware = calloc(n ? n : 1, sizeof(*p->firmware));
+    if (!p->firmware)
+        return fail_nomem(c);
+    json_object_object_foreach(v, family, ref)
+    {
+        char kp[KEYPATH_MAX];
+        join_key(kp, sizeof(kp), path, family);
+        const struct esp_chip_desc *chip = esp_chip_by_name(family);
+        if (!chip) {
+            char known[256] = "";
+            size_t used = 0;
+            for (int i = 0; i < ESP_CHIP_COUNT && used < sizeof(known); i++)
+                used += (size_t)snprintf(known + used, sizeof(known) - used, "%s%s",
+                                         i ? ", " : "", esp_chip_get((enum esp_chip)i)->stub_name);
+            return fail(c, path, "unknown chip family \"%s\" (known: %s)", family, known);
+        }
+        for (size_t j = 0; j < p->n_firmware; j++)
+            if (p->firmware[j].chip == chip->chip)
+                return fail(c, kp, "chip family %s is given twice", chip->name);
+        const char *s;
+        if ((rc = get_str(c, kp, ref, 200, &s)) < 0)
+            return rc;
+        const char *at = strchr(s, '@');
+        struct config_firmware_ref *f = &p->firmware[p->n_firmware];
+        f->chip = chip->chip;
+        p->n_firmware++;
+        if (!at || at == s || !at[1])
+            return fail(c, kp, "must be \"name@version\" of a firmware set in the catalog (got "
+                               "\"%s\")",
+                        s);
+        f->name = strndup(s, (size_t)(at - s));
+        f->version = strdup(at + 1);
+        if (!f->name || !f->version)
+            return fail_nomem(c);
+        if (!catalog_name_valid(f->name) || !catalog_name_valid(f->version))
+            return fail(c, kp, "\"%s\": name and version may hold letters, digits, '.', '_' "
+                               "and '-' only, and must not start with '.'",
+                        s);
+    }
+    return 0;
+}
+
+static int parse_boot_check(struct ctx *c, const char *path, struct config_boot_check *b,
+                            json_object *v)
+{
+    static const char *const keys[] = {"pattern", "timeout_ms", "capture", NULL};
+    char kp[KEYPATH_MAX];
+    json_object *f;
+    int rc;
+    if ((rc = want_object(c, path, v)) < 0 || (rc = check_keys(c, path, v, keys)) < 0)
+        return rc;
+    join_key(kp, sizeof(kp), path, "pattern");
+    if (!json_object_object_get_ex(v, "pattern", &f))
+        return fail(c, kp, "missing (a regular expression the board prints after boot, e.g. "
+                           "\"OTA ready\")");
+    const char *s;
+    if ((rc = get_str(c, kp, f, 1024, &s)) < 0)
+        return rc;
+    regex_t re;
+    int rrc = regcomp(&re, s, REG_EXTENDED);
+    if (rrc != 0) {
+        char msg[200];
+        regerror(rrc, &re, msg, sizeof(msg));
+        return fail(c, kp, "not a valid POSIX extended regular expression: %s", msg);
+    }
+    size_t groups = re.re_nsub;
+    regfree(&re);
+    if ((rc = dup_str(c, s, &b->pattern)) < 0)
+        return rc;
+    b->enabled = true;
+    if (json_object_object_get_ex(v, "timeout_ms", &f)) {
+        long long x;
+        join_key(kp, sizeof(kp), path, "timeout_ms");
+        if ((rc = get_int(c, kp, f, 100, 600000, &x)) < 0)
+            return rc;
+        b->timeout_ms = (int)x;
+    }
+    if (json_object_object_get_ex(v, "capture", &f)) {
+        join_key(kp, sizeof(kp), path, "capture");
+        if ((rc = want_array(c, kp, f)) < 0)
+            return rc;
+        size_t n = json_object_array_length(f);
+        if (n > groups)
+            return fail(c, kp, "names %zu groups but the pattern has %zu parenthesised group%s", n,
+                        groups, groups == 1 ? "" : "s");
+        b->capture = calloc(n ? n : 1, sizeof(*b->capture));
+        if (!b->capture)
+            return fail_nomem(c);
+        for (size_t i = 0; i < n; i++) {
+            char sub[KEYPATH_MAX];
+            join_index(sub, sizeof(sub), kp, i);
+            if ((rc = get_str(c, sub, json_object_array_get_idx(f, i), 64, &s)) < 0)
+                return rc;
+            if (!chars_ok(s, "_"))
+                return fail(c, sub, "\"%s\": use letters, digits and '_' only", s);
+            for (size_t j = 0; j < i; j++)
+                if (strcmp(b->capture[j], s) == 0)
+                    return fail(c, sub, "duplicate capture name \"%s\"", s);
+            b->n_capture = i + 1;
+            if ((rc = dup_str(c, s, &b->capture[i])) < 0)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+static int parse_profile(struct ctx *c, const char *path, struct config_profile *p,
+                         json_object *v)
+{
+    static const char *const keys[] = {"firmware", "erase_all", "baud", "stub", "compress",
+                                       "verify", "skip_if_same", "boot_check", "retries",
+                                       "after", NULL};
+    int rc;
+    char kp[KEYPATH_MAX];
+    json_object *f;
+    long long x;
+    if ((rc = want_object(c, path, v)) < 0 || (rc = check_keys(c, path, v, keys)) < 0)
+        return rc;
+    static const struct {
+        const char *key;
+        size_t off;
+    } bools[] = {
+        {"erase_all", offsetof(struct config_profile, erase_all)},
+        {"stub", offsetof(struct config_profile, stub)},
+        {"compress", offsetof(struct config_profile, compress)},
+        {"verify", offsetof(struct config_profile, verify)},
+        {"skip_if_same", offsetof(struct config_profile, skip_if_same)},
+    };
+    for (size_t i = 0; i < sizeof(bools) / sizeof(bools[0]); i++) {
+        if (!json_object_object_get_ex(v, bools[i].key, &f))
+            continue;
+        join_key(kp, sizeof(kp), path, bools[i].key);
+        if ((rc = get_bool(c, kp, f, (bool *)((char *)p + bools[i].off))) < 0)
+            return rc;
+    }
+    if (json_object_object_get_ex(v, "baud", &f)) {
+        join_key(kp, sizeof(kp), path, "baud");
+        if ((rc = get_int(c, kp, f, 9600, 5000000, &x)) < 0)
+            return rc;
+        p->baud = (uint32_t)x;
+    }
+    if (json_object_object_get_ex(v, "retries", &f)) {
+        join_key(kp, sizeof(kp), path, "retries");
+        if ((rc = get_int(c, kp, f, 0, 10, &x)) < 0)
+            return rc;
+        p->retries = (int)x;
+    }
+    if (json_object_object_get_ex(v, "after", &f)) {
+        const char *s;
+        join_key(kp, sizeof(kp), path, "after");
+        if ((rc = get_str(c, kp, f, 32, &s)) < 0)
+            return rc;
+        int a = esp_after_from_string(s);
+        if (a < 0)
+            return fail(c, kp, "must be \"hard-reset\", \"soft-reset\", \"no-reset\" or "
+                               "\"no-reset-stub\" (got \"%s\")",
+                        s);
+        p->after = (enum esp_after)a;
+    }
+    if (json_object_object_get_ex(v, "firmware", &f)) {
+        join_key(kp, sizeof(kp), path, "firmware");
+        if ((rc = parse_firmware(c, kp, p, f)) < 0)
+            return rc;
+    }
+    if (json_object_object_get_ex(v, "boot_check", &f)) {
+        join_key(kp, sizeof(kp), path, "boot_check");
+        if ((rc = parse_boot_check(c, kp, &p->boot_check, f)) < 0)
+            return rc;
+    }
+    if (p->erase_all && !p->stub) {
+        join_key(kp, sizeof(kp), path, "erase_all");
+        return fail(c, kp, "erasing the whole chip needs the flasher stub, but stub is false");
+    }
+    return 0;
+}
+
+static int parse_profiles(struct ctx *c, struct config *cfg, json_object *v)
+{
+    int rc = want_object(c, "profiles", v);
+    if (rc < 0)
+        return rc;
+    size_t n = (size_t)json_object_object_length(v);
+    cfg->profiles = calloc(n ? n : 1, sizeof(*cfg->profiles));
+    if (!cfg->profiles)
+        return fail_nomem(c);
+    json_object_object_foreach(v, name, pv)
+    {
+        char kp[KEYPATH_MAX];
+        join_key(kp, sizeof(kp), "profiles", name);
+        struct config_profile *p = &cfg->profiles[cfg->n_profiles];
+        profile_defaults(p);
+        cfg->n_profiles++;
+        if (!*name || strlen(name) > 64 || !chars_ok(name, "_-"))
+            return fail(c, kp, "profile names may hold letters, digits, '_' and '-' only (1 to "
+                               "64 characters)");
+        if ((rc = dup_str(c, name, &p->name)) < 0 || (rc = parse_profile(c, kp, p, pv)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* ---- top level ----------------------------------------------------------------- */
+
+static void offset_to_line_col(const char *s, size_t off, size_t *line, size_t *col)
+{
+    *line = 1;
+    *col = 1;
+    for (size_t i = 0; i < off; i++) {
+        if (s[i] == '\n') {
+            (*line)++;
+            *col = 1;
+        } else {
+            (*col)++;
+        }
+    }
+}
+
+static int parse_tree(struct ctx *c, const char *json, size_t len, json_object **out)
+{
+    if (len > MAX_CONFIG_BYTES)
+        return fail(c, NULL, "file too large (%zu bytes; a configuration is a few KiB)", len);
+    if (len > INT_MAX)
+        return fail(c, NULL, "file too large");
+    json_tokener *tok = json_tokener_new();
+    if (!tok)
+        return fail_nomem(c);
+    json_object *root = json_tokener_parse_ex(tok, json, (int)len);
+    enum json_tokener_error jerr = json_tokener_get_error(tok);
+    size_t end = json_tokener_get_parse_end(tok);
+    if (!root && jerr == json_tokener_continue) {
+        /* Input ended inside a value; ask the tokener to finish. */
+        json_tokener_free(tok);
+        size_t nonblank = 0;
+        for (size_t i = 0; i < len; i++)
+            if (!isspace((unsigned char)json[i]))
+                nonblank++;
+        if (nonblank == 0)
+            return fail(c, NULL, "empty file (use {} for all defaults)");
+        size_t line, col;
+        offset_to_line_col(json, len, &line, &col);
+        return fail(c, NULL,
+                    "JSON syntax error at line %zu, column %zu: unexpected end of file "
+                    "(unclosed object, list or string)",
+                    line, col);
+    }
+    json_tokener_free(tok);
+    if (!root || jerr != json_tokener_success) {
+        json_object_put(root);
+        size_t line, col;
+        if (end > len)
+            end = len;
+        offset_to_line_col(json, end, &line, &col);
+        return fail(c, NULL, "JSON syntax error at line %zu, column %zu: %s", line, col,
+                    json_tokener_error_desc(jerr));
+    }
+    for (size_t i = end; i < len; i++) {
+        if (!isspace((unsigned char)json[i])) {
+            size_t line, col;
+            offset_to_line_col(json, i, &line, &col);
+            json_object_put(root);
+            return fail(c, NULL,
+                        "JSON syntax error at line %zu, column %zu: text after the end of "
+                        "the top-level object",
+                        line, col);
+        }
+    }
+    if (!json_object_is_type(root, json_type_object)) {
+        char got[96];
+        describe(root, got, sizeof(got));
+        json_object_put(root);
+        return fail(c, NULL, "the top level must be an object { ... } (%s)", got);
+    }
+    *out = root;
+    return 0;
+}
+
+static int parse_config(struct ctx *c, struct config *cfg, json_object *root)
+{
+    static const char *const keys[] = {"data_dir", "listen",  "max_parallel", "bridges",
+                                       "udev_tag", "slots",   "ports",        "stub_dir",
+                                       "api",      "profiles", "active_profile", NULL};
+    int rc;
+    json_object *f;
+    long long x;
+    if ((rc = check_keys(c, NULL, root, keys)) < 0)
+        return rc;
+    if (json_object_object_get_ex(root, "data_dir", &f) &&
+        (rc = get_path(c, "data_dir", f, &cfg->data_dir)) < 0)
+        return rc;
+    if (json_object_object_get_ex(root, "stub_dir", &f) &&
+        (rc = get_path(c, "stub_dir", f, &cfg->stub_dir)) < 0)
+        return rc;
+    if (json_object_object_get_ex(root, "listen", &f) && (rc = parse_listen(c, cfg, f)) < 0)
+        return rc;
+    if (json_object_object_get_ex(root, "max_parallel", &f)) {
+        if ((rc = get_int(c, "max_parallel", f, 1, 256, &x)) < 0)
+            return rc;
+        cfg->max_parallel = (int)x;
+    }
+    if (json_object_object_get_ex(root, "bridges", &f) && (rc = parse_bridges(c, cfg, f)) < 0)
+        return rc;
+    if (json_object_object_get_ex(root, "udev_tag", &f)) {
+        const char *s;
+        if ((rc = get_str(c, "udev_tag", f, 64, &s)) < 0)
+            return rc;
+        if (!chars_ok(s, "_"))
+            return fail(c, "udev_tag", "\"%s\": use letters, digits and '_' only (udev tag)", s);
+        if ((rc = dup_str(c, s, &cfg->udev_tag)) < 0)
+            return rc;
+    }
+    if (json_object_object_get_ex(root, "slots", &f) && (rc = parse_slots(c, cfg, f)) < 0)
+        return rc;
+    if (json_object_object_get_ex(root, "ports", &f) && (rc = parse_ports(c, cfg, f)) < 0)
+        return rc;
+    if (json_object_object_get_ex(root, "api", &f) && (rc = parse_api(c, cfg, f)) < 0)
+        return rc;
+    if (json_object_object_get_ex(root, "profiles", &f) && (rc = parse_profiles(c, cfg, f)) < 0)
+        return rc;
+    if (json_object_object_get_ex(root, "active_profile", &f) &&
+        !json_object_is_type(f, json_type_null)) {
+        const char *s;
+        if ((rc = get_str(c, "active_profile", f, 64, &s)) < 0)
+            return rc;
+        if (!config_profile(cfg, s)) {
+            char list[256] = "";
+            size_t used = 0;
+            for (size_t i = 0; i < cfg->n_profiles && used < sizeof(list); i++)
+                used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s",
+                                         i ? ", " : "", cfg->profiles[i].name);
+            return fail(c, "active_profile", "no profile named \"%s\" (profiles: %s)", s,
+                        cfg->n_profiles ? list : "none defined");
+        }
+        if ((rc = dup_str(c, s, &cfg->active_profile)) < 0)
+            return rc;
+    } else if (cfg->n_profiles == 1) {
+        /* One profile and no choice made: that one is meant. */
+        if ((rc = dup_str(c, cfg->profiles[0].name, &cfg->active_profile)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int load(struct ctx *c, const char *json, size_t len, const char *path,
+                struct config **out)
+{
+    struct config *cfg = calloc(1, sizeof(*cfg));
+    if (!cfg)
+        return fail_nomem(c);
+    int rc = set_defaults(c, cfg);
+    if (rc == 0 && path && (cfg->path = strdup(path)) == NULL)
+        rc = fail_nomem(c);
+    if (rc == 0 && json) {
+        json_object *root = NULL;
+        rc = parse_tree(c, json, len, &root);
+        if (rc == 0)
+            rc = parse_config(c, cfg, root);
+        json_object_put(root);
+    }
+    if (rc < 0) {
+        config_free(cfg);
+        return rc;
+    }
+    *out = cfg;
+    return 0;
+}
+
+int config_load_string(const char *json, size_t len, const char *origin, struct config **out,
+                       char *err, size_t errlen)
+{
+    if (out)
+        *out = NULL;
+    if (err && errlen)
+        err[0] = '\0';
+    struct ctx c = {.origin = origin ? origin : "config", .err = err, .errlen = errlen};
+    if (!out)
+        return -EINVAL;
+    if (!json)
+        return fail(&c, NULL, "no text given");
+    return load(&c, json, len, NULL, out);
+}
+
+int config_load(const char *path, struct config **out, char *err, size_t errlen)
+{
+    if (out)
+        *out = NULL;
+    if (err && errlen)
+        err[0] = '\0';
+    if (!out)
+        return -EINVAL;
+    struct ctx c = {.origin = "config", .err = err, .errlen = errlen};
+    if (!path)
+        return load(&c, NULL, 0, NULL, out);
+
+    char origin[512];
+    snprintf(origin, sizeof(origin), "config %s", path);
+    c.origin = origin;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        int e = errno;
+        if (err && errlen)
+            snprintf(err, errlen, "%s: cannot open: %s", origin, strerror(e));
+        return e == ENOENT || e == EACCES ? -e : -EIO;
+    }
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    int rc = 0;
+    for (;;) {
+        if (len == cap) {
+            if (cap > MAX_CONFIG_BYTES) {
+                rc = fail(&c, NULL, "file too large (more than %u bytes)", MAX_CONFIG_BYTES);
+                break;
+            }
+            cap = cap ? cap * 2 : 8192;
+            char *nb = realloc(buf, cap);
+            if (!nb) {
+                rc = fail_nomem(&c);
+                break;
+            }
+            buf = nb;
+        }
+        size_t n = fread(buf + len, 1, cap - len, f);
+        if (n == 0) {
+            if (ferror(f)) {
+                if (err && errlen)
+                    snprintf(err, errlen, "%s: read error: %s", origin, strerror(errno));
+                rc = -EIO;
+            }
+            break;
+        }
+        len += n;
+    }
+    fclose(f);
+
+    char *dir = NULL;
+    if (rc == 0) {
+        const char *slash = strrchr(path, '/');
+        dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+        if (!dir)
+            rc = fail_nomem(&c);
+        else if (strcmp(dir, ".") == 0) {
+            /* Relative to the working directory: keep relative paths as they are. */
+            free(dir);
+            dir = NULL;
+        }
+    }
+    if (rc == 0) {
+        c.base_dir = dir;
+        rc = load(&c, buf ? buf : "", len, path, out);
+    }
+    free(dir);
+    free(buf);
+    return rc;
+}
+
+static void profile_free(struct config_profile *p)
+{
+    free(p->name);
+    for (size_t i = 0; i < p->n_firmware; i++) {
+        free(p->firmware[i].name);
+        free(p->firmware[i].version);
+    }
+    free(p->firmware);
+    free(p->boot_check.pattern);
+    for (size_t i = 0; i < p->boot_check.n_capture; i++)
+        free(p->boot_check.capture[i]);
+    free(p->boot_check.capture);
+}
+
+void config_free(struct config *cfg)
+{
+    if (!cfg)
+        return;
+    free(cfg->path);
+    free(cfg->data_dir);
+    free(cfg->listen);
+    free(cfg->listen_host);
+    for (size_t i = 0; i < cfg->n_bridges; i++)
+        free(cfg->bridges[i].name);
+    free(cfg->bridges);
+    free(cfg->udev_tag);
+    for (size_t i = 0; i < cfg->n_slots; i++) {
+        free(cfg->slots[i].id_path);
+        free(cfg->slots[i].label);
+    }
+    free(cfg->slots);
+    for (size_t i = 0; i < cfg->n_ports; i++) {
+        free(cfg->ports[i].uri);
+        free(cfg->ports[i].label);
+    }
+    free(cfg->ports);
+    free(cfg->stub_dir);
+    free(cfg->api.token);
+    for (size_t i = 0; i < cfg->n_profiles; i++)
+        profile_free(&cfg->profiles[i]);
+    free(cfg->profiles);
+    free(cfg->active_profile);
+    free(cfg);
+}
+
+/* ---- lookups ------------------------------------------------------------------- */
+
+const struct config_profile *config_profile(const struct config *cfg, const char *name)
+{
+    if (!cfg)
+        return NULL;
+    if (!name)
+        name = cfg->active_profile;
+    if (!name)
+        return NULL;
+    for (size_t i = 0; i < cfg->n_profiles; i++)
+        if (cfg->profiles[i].name && strcmp(cfg->profiles[i].name, name) == 0)
+            return &cfg->profiles[i];
+    return NULL;
+}
+
+const struct config_firmware_ref *config_profile_firmware(const struct config_profile *p,
+                                                         enum esp_chip chip)
+{
+    if (!p)
+        return NULL;
+    for (size_t i = 0; i < p->n_firmware; i++)
+        if (p->firmware[i].chip == chip && p->firmware[i].name)
+            return &p->firmware[i];
+    return NULL;
+}
+
+const char *config_slot_label(const struct config *cfg, const char *id_path)
+{
+    if (!cfg || !id_path)
+        return NULL;
+    for (size_t i = 0; i < cfg->n_slots; i++)
+        if (cfg->slots[i].id_path && strcmp(cfg->slots[i].id_path, id_path) == 0)
+            return cfg->slots[i].label;
+    return NULL;
+}
+
+bool config_is_known_bridge(const struct config *cfg, uint16_t vid, uint16_t pid)
+{
+    if (!cfg)
+        return false;
+    for (size_t i = 0; i < cfg->n_bridges; i++)
+        if (cfg->bridges[i].vid == vid && cfg->bridges[i].pid == pid)
+            return true;
+    return false;
+}

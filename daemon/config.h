@@ -1,0 +1,144 @@
+/*
+ * config: espstationd's configuration, loaded from one JSON file (json-c).
+ *
+ * Owns: the config file format (docs/CONFIG.md), its defaults and its
+ * validation. A station must start with no file at all, so every key is
+ * optional and config_load(NULL, ...) gives the defaults.
+ *
+ * Invariants:
+ *  - Unknown keys are errors, never ignored: a typo ("bauds") must not make a
+ *    production line silently flash at the default baud.
+ *  - An error message names the file, the key path and the problem, e.g.
+ *    `config /etc/espstation.json: profiles.line1.baud: must be an integer from
+ *    9600 to 5000000 (got "fast")`. Only the first problem is reported.
+ *  - A loaded struct config is immutable and self-contained: every string and
+ *    array in it is owned by it and released by config_free(). There are no
+ *    globals; a reload (SIGHUP) loads a new struct and swaps the pointer, and
+ *    the old one is freed once nothing borrows from it.
+ *  - Relative data_dir / stub_dir in a file are resolved against the directory
+ *    of that file (systemd starts the daemon in /); from a string (tests) they
+ *    are kept as given.
+ */
+#ifndef ESPSTATION_CONFIG_H
+#define ESPSTATION_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "esp_chip.h"
+#include "esp_loader.h"
+
+#define CONFIG_DEFAULT_LISTEN "127.0.0.1:8080"
+#define CONFIG_DEFAULT_MAX_PARALLEL 8
+#define CONFIG_DEFAULT_UDEV_TAG "ESPSTATION"
+#define CONFIG_DEFAULT_BAUD 921600u
+#define CONFIG_DEFAULT_BOOT_TIMEOUT_MS 10000
+#define CONFIG_DEFAULT_MAX_BODY_BYTES (64u * 1024 * 1024)
+
+/* A USB-serial bridge whose ttys are ours (VID:PID as in udev ID_VENDOR_ID/ID_MODEL_ID). */
+struct config_bridge {
+    uint16_t vid, pid;
+    char *name; /* "CP210x"; may be NULL */
+};
+
+/* A physical port (udev ID_PATH) with a human label ("A1"). */
+struct config_slot {
+    char *id_path;
+    char *label;
+};
+
+/* A manually attached port: a transport URI (pty path, tcp://host:port, /dev/ttyUSB0). */
+struct config_port {
+    char *uri;
+    char *label; /* may be NULL */
+};
+
+/* One "chip family -> firmware set" entry of a profile ("esp32": "demo@1.0.0"). */
+struct config_firmware_ref {
+    enum esp_chip chip;
+    char *name;    /* catalog name, safe characters only */
+    char *version; /* catalog version, safe characters only */
+};
+
+struct config_boot_check {
+    bool enabled;     /* false when the profile has no boot_check */
+    char *pattern;    /* POSIX extended regex, compiles with regcomp(REG_EXTENDED) */
+    int timeout_ms;   /* 100 .. 600000 */
+    char **capture;   /* names of the pattern's groups 1..n_capture (e.g. "version", "ip") */
+    size_t n_capture; /* <= number of groups in pattern */
+};
+
+struct config_profile {
+    char *name;
+    struct config_firmware_ref *firmware; /* at most one per chip family */
+    size_t n_firmware;
+    bool erase_all;    /* false */
+    uint32_t baud;     /* 921600; 9600 .. 5000000 */
+    bool stub;         /* true */
+    bool compress;     /* true */
+    bool verify;       /* true */
+    bool skip_if_same; /* true: a board whose flash MD5s already match is not flashed */
+    struct config_boot_check boot_check;
+    int retries;           /* 1; 0 .. 10 extra attempts per board */
+    enum esp_after after;  /* ESP_AFTER_HARD_RESET */
+};
+
+struct config_api {
+    char *token;              /* bearer token for mutating calls; NULL = none configured */
+    bool read_requires_token; /* false */
+    size_t max_body_bytes;    /* 64 MiB; 1 KiB .. 1 GiB */
+};
+
+struct config {
+    char *path;     /* file it came from; NULL for defaults or a string */
+    char *data_dir; /* $XDG_STATE_HOME/espstation, else ./espstation-data */
+    char *listen;   /* "127.0.0.1:8080" as written */
+    char *listen_host; /* "127.0.0.1", "::1" (brackets removed), "0.0.0.0" */
+    uint16_t listen_port;
+    int max_parallel; /* 8; 1 .. 256 */
+    struct config_bridge *bridges;
+    size_t n_bridges;
+    char *udev_tag; /* "ESPSTATION" */
+    struct config_slot *slots;
+    size_t n_slots;
+    struct config_port *ports;
+    size_t n_ports;
+    char *stub_dir; /* NULL = the build's default */
+    struct config_api api;
+    struct config_profile *profiles;
+    size_t n_profiles;
+    char *active_profile; /* NULL = none: boards are identified and recorded, not flashed */
+};
+
+/*
+ * Loads path (NULL = no file: defaults only). On success *out is a new config
+ * owned by the caller (config_free) and 0 is returned. On failure *out is NULL,
+ * err (if errlen > 0) holds one line naming the file, key and problem, and the
+ * return is -ENOENT/-EACCES/-EIO (file), -EINVAL (content) or -ENOMEM.
+ */
+int config_load(const char *path, struct config **out, char *err, size_t errlen);
+
+/*
+ * Same for JSON text in memory (len bytes, need not be NUL-terminated). origin
+ * names the source in messages (NULL: "config"); relative paths stay as given.
+ */
+int config_load_string(const char *json, size_t len, const char *origin, struct config **out,
+                       char *err, size_t errlen);
+
+void config_free(struct config *cfg); /* NULL allowed */
+
+/* Profile by name; name NULL = the active profile. NULL if none. Borrowed from cfg. */
+const struct config_profile *config_profile(const struct config *cfg, const char *name);
+
+/* The firmware a profile puts on chip, NULL if none. Borrowed. */
+const struct config_firmware_ref *config_profile_firmware(const struct config_profile *p,
+                                                         enum esp_chip chip);
+
+/* Label of the slot at udev ID_PATH id_path, NULL if it has none. Borrowed. */
+const char *config_slot_label(const struct config *cfg, const char *id_path);
+
+/* True if vid:pid is one of the configured bridges. */
+bool config_is_known_bridge(const struct config *cfg, uint16_t vid, uint16_t pid);
+
+#endif

@@ -1,0 +1,374 @@
+/*
+ * records: the station's history store — boards keyed by MAC, jobs with their
+ * per-job log and full error detail, the append-only events journal, and the
+ * firmware catalog index. The embedded backend is SQLite (WAL) in one file
+ * under the data directory; this header carries no SQLite types so a second
+ * backend (PostgreSQL, for a line of stations) can implement the same API.
+ *
+ * Ownership and threads: a struct records is used by ONE thread (the daemon's
+ * loop thread owns it; workers report by messages). Input strings are copied
+ * in during the call; outputs fill caller-owned structs whose text fields are
+ * fixed-size arrays, so nothing returned needs freeing. List functions call a
+ * callback per row; the callback must not call into the same store (such calls
+ * fail with -EBUSY) and returns non-zero to stop early.
+ *
+ * Time: every timestamp is int64 unix time in milliseconds, UTC, in the API
+ * and in the database (INTEGER columns). Text forms (CSV, JSON) use
+ * records_format_time(): ISO-8601 UTC with milliseconds.
+ *
+ * Durability: records_job_finish(), records_event_append() and the crash
+ * recovery in records_open() are committed and synced (survive power loss)
+ * when they return; progress and log lines are committed (survive kill -9)
+ * and become power-loss durable with the next synced write. See records.c.
+ *
+ * Errors: >= 0 success, -errno failure (-EINVAL bad argument, -ENOENT no such
+ * row, -EEXIST duplicate, -EBUSY locked/reentrant, -EBADMSG not a records
+ * database or corrupt, -ENOTSUP schema newer than this build, -EACCES/-EROFS
+ * permissions, -ENOSPC disk full, -EIO, -ENOMEM). When an optional
+ * struct records_error is passed it gets the code and a message naming what
+ * failed ("records: cannot open /x/records.db: permission denied").
+ *
+ * Input: the store reads nothing from outside except the database file itself;
+ * all other input arrives through this API from the daemon. A damaged or
+ * foreign file is reported, never trusted (no libFuzzer target needed here;
+ * the garbage-file and corruption cases are unit-tested).
+ */
+#ifndef RECORDS_H
+#define RECORDS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct records;
+
+/* Text limits (including the NUL). Identifiers longer than this are rejected
+ * with -EINVAL; free text (messages, advice, log lines, notes) is truncated on
+ * a UTF-8 boundary, so what is read back always fits. */
+#define RECORDS_MAC_LEN 18 /* "aa:bb:cc:dd:ee:ff" */
+#define RECORDS_CHIP_LEN 24
+#define RECORDS_SLOT_LEN 96      /* label "A1" or udev ID_PATH */
+#define RECORDS_FIRMWARE_LEN 128 /* "name@version" as the daemon writes it */
+#define RECORDS_NAME_LEN 64      /* firmware name, version */
+#define RECORDS_MD5_LEN 33
+#define RECORDS_IP_LEN 46
+#define RECORDS_STATE_LEN 24 /* board online_state, job stage, job kind, event kind */
+#define RECORDS_TEXT_LEN 512 /* error message/advice, log line, notes */
+#define RECORDS_EVENT_DATA_LEN 2048
+#define RECORDS_MANIFEST_LEN 16384
+#define RECORDS_TIME_LEN 32
+
+struct records_error {
+    int code;          /* negative errno, 0 when no error */
+    char message[512]; /* "records: <what failed>: <why>" */
+};
+
+/* ---- open / close --------------------------------------------------------- */
+
+/*
+ * Opens or creates the store at path, applies pending schema migrations, and
+ * recovers after a crash: every job still 'queued' or 'running' becomes
+ * 'interrupted' (ended now, error "daemon stopped while <stage>") with a
+ * "job.interrupted" event. A file that is not a records database is refused
+ * with -EBADMSG and left untouched.
+ */
+int records_open(const char *path, struct records **out, struct records_error *err);
+
+/* Closes the store (NULL allowed). */
+void records_close(struct records *r);
+
+/* Number of jobs records_open() marked interrupted. */
+int records_recovered_jobs(const struct records *r);
+
+/* Schema version of the open database (== records_schema_latest() after open). */
+int records_schema_version(const struct records *r);
+int records_schema_latest(void);
+
+/* Runs the database's full integrity check: 0 when "ok", -EBADMSG otherwise
+ * with the first problem in err. Reads the whole file: use at start-up or on
+ * demand, not per request. */
+int records_integrity_check(struct records *r, struct records_error *err);
+
+/* Clock used for all timestamps (default: CLOCK_REALTIME). For tests. */
+typedef int64_t (*records_clock_fn)(void *ctx);
+void records_set_clock(struct records *r, records_clock_fn fn, void *ctx);
+int64_t records_now_ms(const struct records *r);
+
+/* Formats unix ms as "2024-05-01T12:34:56.789Z" into buf (>= RECORDS_TIME_LEN).
+ * Returns buf. */
+char *records_format_time(int64_t ms, char *buf, size_t size);
+
+/* ---- boards --------------------------------------------------------------- */
+
+/*
+ * A board record. On upsert, text fields left "" and numbers left -1 keep the
+ * stored value (the daemon learns chip data at identify time and IP/version at
+ * OTA check-in); first_seen is set once, last_seen is set to now on every
+ * upsert; the *_seen fields of the input are ignored.
+ */
+struct records_board {
+    char mac[RECORDS_MAC_LEN]; /* normalised to lower case "aa:bb:cc:dd:ee:ff" */
+    char chip[RECORDS_CHIP_LEN];
+    int revision;        /* -1 unknown */
+    int64_t flash_id;    /* JEDEC id, -1 unknown */
+    int64_t flash_size;  /* bytes, -1 unknown */
+    int crystal_mhz;     /* -1 unknown */
+    int64_t first_seen;  /* unix ms (output only) */
+    int64_t last_seen;   /* unix ms (output only) */
+    char slot[RECORDS_SLOT_LEN];
+    char current_firmware[RECORDS_FIRMWARE_LEN];
+    char current_md5[RECORDS_MD5_LEN];
+    char ip[RECORDS_IP_LEN];
+    char running_version[RECORDS_NAME_LEN];
+    char target_firmware[RECORDS_FIRMWARE_LEN];
+    char online_state[RECORDS_STATE_LEN];
+    char notes[RECORDS_TEXT_LEN];
+};
+
+/* Clears b: strings "", numbers -1 ("keep stored" on upsert). */
+void records_board_init(struct records_board *b);
+
+int records_board_upsert(struct records *r, const struct records_board *b,
+                         struct records_error *err);
+
+/* -ENOENT when the MAC has no record. mac in any case, ':' or '-' separated. */
+int records_board_get(struct records *r, const char *mac, struct records_board *out,
+                      struct records_error *err);
+
+struct records_board_filter {
+    const char *chip;     /* NULL = any */
+    const char *firmware; /* current_firmware, NULL = any */
+    int limit;            /* <= 0: no limit */
+    int offset;
+};
+
+typedef int (*records_board_cb)(const struct records_board *b, void *ctx);
+
+/* Boards ordered by last_seen, most recent first. Returns rows delivered. */
+int records_board_list(struct records *r, const struct records_board_filter *f,
+                       records_board_cb cb, void *ctx, struct records_error *err);
+
+/* ---- jobs ----------------------------------------------------------------- */
+
+enum records_job_state {
+    RECORDS_JOB_ANY = -1, /* filters only */
+    RECORDS_JOB_QUEUED = 0,
+    RECORDS_JOB_RUNNING,
+    RECORDS_JOB_PASSED,
+    RECORDS_JOB_FAILED,
+    RECORDS_JOB_INTERRUPTED, /* the daemon stopped under it (crash, kill -9) */
+    RECORDS_JOB_CANCELLED,   /* stopped on purpose (API cancel, SIGTERM, unplug) */
+    RECORDS_JOB_SKIPPED,     /* nothing to do (image already on the board) */
+    RECORDS_JOB_STATE_COUNT
+};
+
+const char *records_job_state_to_string(enum records_job_state s);
+/* -EINVAL for an unknown name. */
+int records_job_state_from_string(const char *name, enum records_job_state *out);
+bool records_job_state_is_final(enum records_job_state s);
+
+struct records_job_new {
+    const char *kind;      /* "flash", "erase", "ota-pull", "ota-push", ...: [a-z0-9._-]+ */
+    const char *board_mac; /* NULL when not known yet (see records_job_set_board) */
+    const char *slot;      /* NULL allowed */
+    const char *firmware;  /* "name@version", NULL allowed */
+    const char *stage;     /* initial stage, NULL allowed */
+    bool queued;           /* start 'queued' instead of 'running' */
+};
+
+/* Creates a job ('running', or 'queued'); *id gets its id (ids never reused).
+ * A board_mac must already have a board record (-ENOENT otherwise). */
+int records_job_begin(struct records *r, const struct records_job_new *j, int64_t *id,
+                      struct records_error *err);
+
+/* Attaches the board once identify has read its MAC (board record must exist). */
+int records_job_set_board(struct records *r, int64_t id, const char *mac,
+                          struct records_error *err);
+
+/*
+ * Cheap progress update (prepared statement, no fsync): stage (NULL keeps it),
+ * bytes and wire_bytes (-1 keeps). A 'queued' job becomes 'running' (and its
+ * started_at is reset to now). -ENOENT for an unknown job, -EINVAL for a
+ * finished one.
+ */
+int records_job_progress(struct records *r, int64_t id, const char *stage, int64_t bytes,
+                         int64_t wire_bytes, struct records_error *err);
+
+/* Appends one line to the job's log (level e.g. "info", "warn", "error"). */
+int records_job_log(struct records *r, int64_t id, const char *level, const char *line,
+                    struct records_error *err);
+
+struct records_job_result {
+    enum records_job_state state; /* a final state */
+    int result_code;              /* 0 or negative errno */
+    const char *error_stage;      /* NULL when none */
+    const char *error_message;    /* what failed */
+    const char *error_advice;     /* what to do */
+    int device_status;            /* device status byte, -1 none */
+    int device_error;             /* device error byte, -1 none */
+    int error_op;                 /* ROM/stub opcode involved, -1 none */
+    int64_t error_address;        /* flash address involved, -1 none */
+    int64_t bytes;                /* image bytes written, -1 keeps progress value */
+    int64_t wire_bytes;           /* bytes on the wire, -1 keeps progress value */
+    double kbps;                  /* effective kbit/s; < 0: bytes*8/1000/seconds */
+    int retries;
+    double seconds; /* measured duration; < 0: ended_at - started_at */
+};
+
+/* Sets numbers to -1 ("none"/"compute"), strings NULL, state FAILED. */
+void records_job_result_init(struct records_job_result *res);
+
+/* Finishes a job (durable on return). -EINVAL if already finished or if the
+ * state is not final, -ENOENT for an unknown job. */
+int records_job_finish(struct records *r, int64_t id, const struct records_job_result *res,
+                       struct records_error *err);
+
+struct records_job {
+    int64_t id;
+    char kind[RECORDS_STATE_LEN];
+    char board_mac[RECORDS_MAC_LEN];
+    char slot[RECORDS_SLOT_LEN];
+    char firmware[RECORDS_FIRMWARE_LEN];
+    enum records_job_state state;
+    char stage[RECORDS_STATE_LEN];
+    int64_t started_at; /* unix ms */
+    int64_t ended_at;   /* unix ms, 0 while not finished */
+    int result_code;
+    char error_stage[RECORDS_STATE_LEN];
+    char error_message[RECORDS_TEXT_LEN];
+    char error_advice[RECORDS_TEXT_LEN];
+    int device_status; /* -1 none */
+    int device_error;  /* -1 none */
+    int error_op;      /* -1 none */
+    int64_t error_address; /* -1 none */
+    int64_t bytes;
+    int64_t wire_bytes;
+    double kbps; /* -1 unknown */
+    int retries;
+    double seconds; /* -1 unknown */
+};
+
+int records_job_get(struct records *r, int64_t id, struct records_job *out,
+                    struct records_error *err);
+
+struct records_job_filter {
+    const char *board_mac;        /* NULL = any */
+    const char *slot;             /* NULL = any */
+    const char *kind;             /* NULL = any */
+    enum records_job_state state; /* RECORDS_JOB_ANY = any */
+    int64_t since;                /* started_at >= since; 0 = open */
+    int64_t until;                /* started_at < until; 0 = open */
+    int limit;                    /* <= 0: no limit */
+    int offset;
+};
+
+/* Zero filter with state = RECORDS_JOB_ANY. */
+void records_job_filter_init(struct records_job_filter *f);
+
+typedef int (*records_job_cb)(const struct records_job *j, void *ctx);
+
+/* Jobs newest first (id descending). f NULL = all. Returns rows delivered. */
+int records_job_list(struct records *r, const struct records_job_filter *f, records_job_cb cb,
+                     void *ctx, struct records_error *err);
+
+struct records_log_line {
+    int64_t ts;
+    char level[RECORDS_STATE_LEN];
+    char line[RECORDS_TEXT_LEN];
+};
+
+typedef int (*records_log_cb)(const struct records_log_line *l, void *ctx);
+
+/* The job's log in order of appending. Returns lines delivered. */
+int records_job_log_list(struct records *r, int64_t id, records_log_cb cb, void *ctx,
+                         struct records_error *err);
+
+/* Job history as CSV (RFC 4180: header row, CRLF line ends, fields with
+ * comma/quote/CR/LF quoted and quotes doubled; times ISO-8601), oldest first.
+ * f NULL = all. Returns rows written (excluding the header). */
+int records_export_csv(struct records *r, FILE *out, const struct records_job_filter *f,
+                       struct records_error *err);
+
+/* ---- events (append-only journal; ids are monotonic: SSE Last-Event-ID) -- */
+
+struct records_event_new {
+    const char *kind;      /* "board.seen", "job.finished", ...: [a-z0-9._-]+ */
+    const char *board_mac; /* NULL allowed; need not have a board record */
+    const char *slot;      /* NULL allowed */
+    int64_t job_id;        /* 0 = none */
+    const char *data;      /* JSON text or NULL; invalid JSON is refused */
+};
+
+/* Appends an event (durable on return); *id (may be NULL) gets its id. */
+int records_event_append(struct records *r, const struct records_event_new *e, int64_t *id,
+                         struct records_error *err);
+
+struct records_event {
+    int64_t id;
+    int64_t ts; /* unix ms */
+    char kind[RECORDS_STATE_LEN];
+    char board_mac[RECORDS_MAC_LEN];
+    char slot[RECORDS_SLOT_LEN];
+    int64_t job_id; /* 0 = none */
+    char data[RECORDS_EVENT_DATA_LEN]; /* JSON, "" when none */
+};
+
+typedef int (*records_event_cb)(const struct records_event *e, void *ctx);
+
+/* Events with id > after_id in id order, at most limit (<= 0: no limit).
+ * Returns events delivered. */
+int records_events_since(struct records *r, int64_t after_id, int limit, records_event_cb cb,
+                         void *ctx, struct records_error *err);
+
+/* Highest event id (0 when none). */
+int records_events_last_id(struct records *r, int64_t *id, struct records_error *err);
+
+/* ---- firmware catalog index ---------------------------------------------- */
+
+struct records_firmware {
+    char name[RECORDS_NAME_LEN];
+    char version[RECORDS_NAME_LEN];
+    char chip[RECORDS_CHIP_LEN];
+    char manifest[RECORDS_MANIFEST_LEN]; /* JSON: regions with offsets, sizes, sha256, md5 */
+    int64_t created_at;                  /* unix ms (output only) */
+};
+
+/* Adds a firmware set (name, version) — versions are immutable: -EEXIST when
+ * present. manifest must be valid JSON. */
+int records_firmware_put(struct records *r, const struct records_firmware *fw,
+                         struct records_error *err);
+int records_firmware_get(struct records *r, const char *name, const char *version,
+                         struct records_firmware *out, struct records_error *err);
+/* -ENOENT when absent. Jobs keep their "name@version" text. */
+int records_firmware_delete(struct records *r, const char *name, const char *version,
+                            struct records_error *err);
+
+typedef int (*records_firmware_cb)(const struct records_firmware *fw, void *ctx);
+
+/* By name, then newest first. chip NULL = any. Returns rows delivered. */
+int records_firmware_list(struct records *r, const char *chip, records_firmware_cb cb, void *ctx,
+                          struct records_error *err);
+
+/* ---- counters ------------------------------------------------------------- */
+
+struct records_counters {
+    int64_t by_state[RECORDS_JOB_STATE_COUNT]; /* jobs that ended (or began, for
+                                                  queued/running) since `since` */
+    int64_t passed;                            /* == by_state[RECORDS_JOB_PASSED] */
+    int64_t failed;                            /* == by_state[RECORDS_JOB_FAILED] */
+    int64_t boards_last_hour; /* distinct boards with a passed job ended in the last hour */
+};
+
+int records_counters(struct records *r, int64_t since, struct records_counters *out,
+                     struct records_error *err);
+
+typedef int (*records_slot_stat_cb)(const char *slot, double mean_seconds, int64_t jobs,
+                                    void *ctx);
+
+/* Mean duration of passed "flash" jobs per slot, started since `since`,
+ * ordered by slot. Returns slots delivered. */
+int records_slot_flash_seconds(struct records *r, int64_t since, records_slot_stat_cb cb,
+                               void *ctx, struct records_error *err);
+
+#endif

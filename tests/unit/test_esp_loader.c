@@ -1,0 +1,1113 @@
+/*
+ * test_esp_loader: the serial flashing engine against a scripted fake board.
+ *
+ * The fake is a struct transport with its own ops table. It decodes what the
+ * engine writes, records every command (opcode, body) and answers the way the
+ * ESP8266 ROM, an ESP32-family ROM or the flasher stub would (status-byte
+ * layout, "OHAI", MD5 as hex or raw), over a small flash model. Knobs inject
+ * the faults under test: silence, boot log, junk frames, a lost data block, a
+ * device error on a block, a wrong MD5. Reads never block: when nothing is
+ * queued a read returns 0 at once, so device timeouts cost no wall time.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <zlib.h>
+
+#include "esp_chip.h"
+#include "esp_cmd.h"
+#include "esp_loader.h"
+#include "slip.h"
+#include "transport.h"
+
+#define FLASH_SIZE (4u * 1024 * 1024)
+#define MAX_RECS 4096
+
+enum fake_kind { FAKE_ROM_8266, FAKE_ROM_ESP32 };
+
+struct rec {
+    uint8_t op;
+    uint32_t checksum;
+    size_t len;
+    uint8_t *body;
+};
+
+struct fake {
+    struct transport t;
+    enum fake_kind kind;
+    bool stub;      /* stub answers (uploaded, or "already running") */
+    bool has_lines; /* modem lines available */
+
+    /* Device -> host. */
+    uint8_t *out;
+    size_t out_len, out_cap, out_pos;
+
+    /* Host -> device. */
+    struct slip_decoder dec;
+    struct rec recs[MAX_RECS];
+    size_t nrec;
+
+    /* Lines. */
+    int dtr, rts;
+    char line_log[512];
+
+    /* Identity. */
+    uint32_t magic;
+    bool secinfo;          /* GET_SECURITY_INFO supported */
+    uint32_t secinfo_chip; /* chip id in it */
+    bool secinfo_wrong_op; /* unsupported reply echoes another opcode */
+    struct {
+        uint32_t addr, value;
+    } regs[16];
+    size_t nregs;
+
+    /* Connect behaviour. */
+    bool sync_silent;
+    const char *boot_log;    /* emitted when EN is released */
+    const uint8_t *pre_sync; /* raw bytes before the first SYNC's replies */
+    size_t pre_sync_len;
+    bool pre_sync_done;
+
+    /* Flash model. */
+    uint8_t *flash;
+    uint32_t w_off, w_size, w_block;
+    bool w_defl;
+    z_stream zs;
+    bool zs_init;
+    uint32_t w_pos;
+
+    /* Faults. */
+    int lose_data_seq; /* this DATA seq is lost once (no effect, no reply) */
+    bool lost_once;
+    int fail_data_seq; /* this DATA seq fails with fail_code */
+    uint8_t fail_code;
+    bool md5_wrong;
+
+    /* Log captured from the engine. */
+    char log[8192];
+};
+
+/* ---- device -> host ---------------------------------------------------------- */
+
+static void out_raw(struct fake *f, const uint8_t *b, size_t n)
+{
+    if (f->out_len + n > f->out_cap) {
+        f->out_cap = (f->out_len + n) * 2 + 256;
+        f->out = realloc(f->out, f->out_cap);
+        assert_non_null(f->out);
+    }
+    memcpy(f->out + f->out_len, b, n);
+    f->out_len += n;
+}
+
+static void out_frame(struct fake *f, const uint8_t *b, size_t n)
+{
+    uint8_t *enc = malloc(slip_encoded_max(n));
+    assert_non_null(enc);
+    size_t e = slip_encode(b, n, enc);
+    out_raw(f, enc, e);
+    free(enc);
+}
+
+/* Reply with data and status; failure code per responder layout. */
+static void reply(struct fake *f, uint8_t op, uint32_t value, const uint8_t *data, size_t dlen,
+                  bool fail, uint8_t code)
+{
+    uint8_t buf[8 + 64 + 4];
+    size_t st = (!f->stub && f->kind == FAKE_ROM_ESP32) ? 4 : 2;
+    assert_true(dlen <= 64);
+    size_t size = dlen + st;
+    buf[0] = 0x01;
+    buf[1] = op;
+    buf[2] = (uint8_t)size;
+    buf[3] = (uint8_t)(size >> 8);
+    esp_put_u32(buf + 4, value);
+    if (dlen)
+        memcpy(buf + 8, data, dlen);
+    memset(buf + 8 + dlen, 0, st);
+    if (fail) {
+        if (f->stub) {
+            buf[8 + dlen] = code;
+        } else {
+            buf[8 + dlen] = 1;
+            buf[8 + dlen + 1] = code;
+        }
+    }
+    out_frame(f, buf, 8 + size);
+}
+
+static void ok(struct fake *f, uint8_t op)
+{
+    reply(f, op, 0, NULL, 0, false, 0);
+}
+
+/* ---- the device model ------------------------------------------------------- */
+
+static uint32_t reg_value(struct fake *f, uint32_t addr)
+{
+    if (addr == ESP_CHIP_DETECT_MAGIC_REG)
+        return f->magic;
+    for (size_t i = 0; i < f->nregs; i++)
+        if (f->regs[i].addr == addr)
+            return f->regs[i].value;
+    return 0;
+}
+
+static void set_reg(struct fake *f, uint32_t addr, uint32_t value)
+{
+    assert_true(f->nregs < 16);
+    f->regs[f->nregs].addr = addr;
+    f->regs[f->nregs].value = value;
+    f->nregs++;
+}
+
+static void flash_put(struct fake *f, uint32_t addr, const uint8_t *d, size_t n)
+{
+    assert_true((uint64_t)addr + n <= FLASH_SIZE);
+    memcpy(f->flash + addr, d, n);
+}
+
+static void handle_data(struct fake *f, uint8_t op, const uint8_t *b, size_t n)
+{
+    assert_true(n >= 16);
+    uint32_t len = esp_get_u32(b), seq = esp_get_u32(b + 4);
+    assert_int_equal(len, n - 16);
+    if ((int)seq == f->lose_data_seq && !f->lost_once) {
+        f->lost_once = true;
+        return; /* lost on the wire: nothing happens, no reply */
+    }
+    if ((int)seq == f->fail_data_seq) {
+        reply(f, op, 0, NULL, 0, true, f->fail_code);
+        return;
+    }
+    if (op == ESP_OP_FLASH_DATA) {
+        flash_put(f, f->w_off + seq * f->w_block, b + 16, len);
+    } else {
+        uint8_t tmp[65536];
+        f->zs.next_in = (Bytef *)(uintptr_t)(b + 16);
+        f->zs.avail_in = len;
+        int zr;
+        do {
+            f->zs.next_out = tmp;
+            f->zs.avail_out = sizeof(tmp);
+            zr = inflate(&f->zs, Z_NO_FLUSH);
+            size_t got = sizeof(tmp) - f->zs.avail_out;
+            flash_put(f, f->w_off + f->w_pos, tmp, got);
+            f->w_pos += (uint32_t)got;
+        } while (zr == Z_OK && f->zs.avail_out == 0);
+    }
+    ok(f, op);
+}
+
+static void handle(struct fake *f, const uint8_t *p, size_t n)
+{
+    assert_true(n >= 8);
+    assert_int_equal(p[0], 0x00);
+    uint8_t op = p[1];
+    size_t blen = esp_get_u16(p + 2);
+    assert_int_equal(blen, n - 8);
+    const uint8_t *b = p + 8;
+
+    assert_true(f->nrec < MAX_RECS);
+    struct rec *r = &f->recs[f->nrec++];
+    r->op = op;
+    r->checksum = esp_get_u32(p + 4);
+    r->len = blen;
+    r->body = malloc(blen ? blen : 1);
+    memcpy(r->body, b, blen);
+
+    switch (op) {
+    case ESP_OP_SYNC:
+        if (f->sync_silent)
+            return;
+        if (f->pre_sync && !f->pre_sync_done) {
+            f->pre_sync_done = true;
+            out_raw(f, f->pre_sync, f->pre_sync_len);
+        }
+        for (int i = 0; i < 8; i++)
+            reply(f, op, f->stub ? 0 : 0x20120707, NULL, 0, false, 0);
+        return;
+    case ESP_OP_READ_REG:
+        reply(f, op, reg_value(f, esp_get_u32(b)), NULL, 0, false, 0);
+        return;
+    case ESP_OP_GET_SECURITY_INFO:
+        if (f->secinfo) {
+            uint8_t d[20] = {0};
+            esp_put_u32(d + 12, f->secinfo_chip);
+            reply(f, op, 0, d, 20, false, 0);
+        } else {
+            reply(f, f->secinfo_wrong_op ? ESP_OP_READ_REG : op, 0, NULL, 0, true, 0x05);
+        }
+        return;
+    case ESP_OP_MEM_END:
+        ok(f, op);
+        out_frame(f, (const uint8_t *)"OHAI", 4);
+        f->stub = true;
+        return;
+    case ESP_OP_FLASH_BEGIN:
+    case ESP_OP_FLASH_DEFL_BEGIN:
+        f->w_size = esp_get_u32(b);
+        f->w_block = esp_get_u32(b + 8);
+        f->w_off = esp_get_u32(b + 12);
+        f->w_defl = op == ESP_OP_FLASH_DEFL_BEGIN;
+        f->w_pos = 0;
+        if (f->zs_init)
+            inflateEnd(&f->zs);
+        f->zs_init = false;
+        if (f->w_defl) {
+            memset(&f->zs, 0, sizeof(f->zs));
+            assert_int_equal(inflateInit(&f->zs), Z_OK);
+            f->zs_init = true;
+        }
+        ok(f, op);
+        return;
+    case ESP_OP_FLASH_DATA:
+    case ESP_OP_FLASH_DEFL_DATA:
+        handle_data(f, op, b, blen);
+        return;
+    case ESP_OP_SPI_FLASH_MD5: {
+        uint32_t a = esp_get_u32(b), len = esp_get_u32(b + 4);
+        uint8_t md[16];
+        unsigned int ml = 16;
+        assert_true((uint64_t)a + len <= FLASH_SIZE);
+        EVP_Digest(f->flash + a, len, md, &ml, EVP_md5(), NULL);
+        if (f->md5_wrong)
+            md[0] ^= 0x55;
+        if (f->stub) {
+            reply(f, op, 0, md, 16, false, 0);
+        } else {
+            char hex[33];
+            for (int i = 0; i < 16; i++)
+                snprintf(hex + 2 * i, 3, "%02x", md[i]);
+            reply(f, op, 0, (const uint8_t *)hex, 32, false, 0);
+        }
+        return;
+    }
+    case ESP_OP_ERASE_FLASH:
+        memset(f->flash, 0xFF, FLASH_SIZE);
+        ok(f, op);
+        return;
+    case ESP_OP_ERASE_REGION:
+        memset(f->flash + esp_get_u32(b), 0xFF, esp_get_u32(b + 4));
+        ok(f, op);
+        return;
+    default:
+        ok(f, op);
+        return;
+    }
+}
+
+/* ---- transport ops ---------------------------------------------------------- */
+
+static struct fake *F(struct transport *t)
+{
+    return (struct fake *)t->priv;
+}
+
+static int fk_write(struct transport *t, const uint8_t *buf, size_t len, int timeout_ms)
+{
+    (void)timeout_ms;
+    struct fake *f = F(t);
+    size_t pos = 0;
+    while (pos < len) {
+        size_t used = 0;
+        enum slip_result r = slip_decoder_feed(&f->dec, buf + pos, len - pos, &used);
+        pos += used;
+        if (r == SLIP_FRAME)
+            handle(f, f->dec.frame, f->dec.frame_len);
+    }
+    return (int)len;
+}
+
+static int fk_read(struct transport *t, uint8_t *buf, size_t cap, int timeout_ms)
+{
+    (void)timeout_ms;
+    struct fake *f = F(t);
+    size_t n = f->out_len - f->out_pos;
+    if (n == 0)
+        return 0;
+    if (n > cap)
+        n = cap;
+    memcpy(buf, f->out + f->out_pos, n);
+    f->out_pos += n;
+    return (int)n;
+}
+
+static int fk_set_baud(struct transport *t, uint32_t baud)
+{
+    (void)t;
+    (void)baud;
+    return 0;
+}
+
+static int fk_set_lines(struct transport *t, int dtr, int rts)
+{
+    struct fake *f = F(t);
+    if (!f->has_lines)
+        return -ENOTSUP;
+    char ev[16];
+    snprintf(ev, sizeof(ev), "%c%c ", dtr < 0 ? '-' : '0' + dtr, rts < 0 ? '-' : '0' + rts);
+    strncat(f->line_log, ev, sizeof(f->line_log) - strlen(f->line_log) - 1);
+    bool release = f->rts == 1 && rts == 0;
+    if (dtr >= 0)
+        f->dtr = dtr;
+    if (rts >= 0)
+        f->rts = rts;
+    if (release && f->boot_log)
+        out_raw(f, (const uint8_t *)f->boot_log, strlen(f->boot_log));
+    return 0;
+}
+
+static int fk_flush(struct transport *t)
+{
+    struct fake *f = F(t);
+    f->out_pos = f->out_len;
+    return 0;
+}
+
+static int fk_drain(struct transport *t)
+{
+    (void)t;
+    return 0;
+}
+
+static int fk_reopen(struct transport *t, int timeout_ms)
+{
+    (void)t;
+    (void)timeout_ms;
+    return -ENOTSUP;
+}
+
+static void fk_close(struct transport *t)
+{
+    (void)t;
+}
+
+static const struct transport_ops fake_ops = {
+    .write = fk_write,
+    .read = fk_read,
+    .set_baud = fk_set_baud,
+    .set_lines = fk_set_lines,
+    .flush_input = fk_flush,
+    .drain = fk_drain,
+    .reopen = fk_reopen,
+    .close = fk_close,
+};
+
+static struct fake *fake_new(enum fake_kind kind, uint32_t magic)
+{
+    struct fake *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    f->t.ops = &fake_ops;
+    f->t.kind = TRANSPORT_TERMIOS;
+    f->t.caps = TRANSPORT_CAP_MODEM_LINES | TRANSPORT_CAP_BAUD;
+    f->t.baud = 115200;
+    f->t.cancel_fd = -1;
+    f->t.priv = f;
+    snprintf(f->t.uri, sizeof(f->t.uri), "fake:");
+    f->kind = kind;
+    f->magic = magic;
+    f->has_lines = true;
+    f->lose_data_seq = -1;
+    f->fail_data_seq = -1;
+    f->flash = malloc(FLASH_SIZE);
+    assert_non_null(f->flash);
+    memset(f->flash, 0xFF, FLASH_SIZE);
+    assert_int_equal(slip_decoder_init(&f->dec, 0x5000), 0);
+    /* A flash chip that answers RDID: Winbond 4 MB. */
+    const struct esp_chip_desc *c =
+        esp_chip_get(kind == FAKE_ROM_8266 ? ESP_CHIP_ESP8266 : ESP_CHIP_ESP32);
+    set_reg(f, c->spi.w0, 0x1640EF);
+    return f;
+}
+
+static void fake_free(struct fake *f)
+{
+    for (size_t i = 0; i < f->nrec; i++)
+        free(f->recs[i].body);
+    if (f->zs_init)
+        inflateEnd(&f->zs);
+    slip_decoder_free(&f->dec);
+    free(f->out);
+    free(f->flash);
+    free(f);
+}
+
+static size_t count_op(const struct fake *f, uint8_t op)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < f->nrec; i++)
+        n += f->recs[i].op == op;
+    return n;
+}
+
+static const struct rec *find_op(const struct fake *f, uint8_t op, size_t nth)
+{
+    for (size_t i = 0; i < f->nrec; i++)
+        if (f->recs[i].op == op && nth-- == 0)
+            return &f->recs[i];
+    return NULL;
+}
+
+static void log_cb(void *ctx, enum esp_log_level level, const char *msg)
+{
+    struct fake *f = ctx;
+    (void)level;
+    strncat(f->log, msg, sizeof(f->log) - strlen(f->log) - 2);
+    strcat(f->log, "\n");
+}
+
+static struct esp_loader *loader_for(struct fake *f, const char *stub_dir)
+{
+    struct esp_loader_config cfg;
+    esp_loader_config_init(&cfg);
+    cfg.connect_attempts = 1;
+    cfg.sync_tries = 2;
+    cfg.stub_dir = stub_dir;
+    cfg.log = log_cb;
+    cfg.log_ctx = f;
+    struct esp_loader *l = esp_loader_new(&f->t, &cfg);
+    assert_non_null(l);
+    return l;
+}
+
+static void fill_pattern(uint8_t *d, size_t n, uint32_t seed)
+{
+    uint32_t x = seed;
+    for (size_t i = 0; i < n; i++) {
+        x = x * 1103515245u + 12345u;
+        d[i] = (uint8_t)(x >> 16);
+    }
+}
+
+/* A temp dir with a tiny, well-formed ESP32 stub (two RAM blocks of text). */
+static char stub_dir[64];
+
+static int make_stub_dir(void **state)
+{
+    (void)state;
+    snprintf(stub_dir, sizeof(stub_dir), "/tmp/test_esp_loader.XXXXXX");
+    if (!mkdtemp(stub_dir))
+        return -1;
+    char path[128];
+    snprintf(path, sizeof(path), "%s/esp32.json", stub_dir);
+    FILE *fp = fopen(path, "w");
+    if (!fp)
+        return -1;
+    fputs("{\"entry\": 1074266116, \"text\": \"", fp);
+    for (int i = 0; i < 0x2400 / 3; i++)
+        fputs("AAAA", fp); /* 0x2400 zero bytes */
+    fputs("\", \"text_start\": 1074266112, \"data\": \"AQID\", \"data_start\": 1073414144, "
+          "\"bss_start\": 1073414400}",
+          fp);
+    fclose(fp);
+    return 0;
+}
+
+static int remove_stub_dir(void **state)
+{
+    (void)state;
+    char path[128];
+    snprintf(path, sizeof(path), "%s/esp32.json", stub_dir);
+    unlink(path);
+    rmdir(stub_dir);
+    return 0;
+}
+
+/* ---- connect and detect -------------------------------------------------------- */
+
+static void test_connect_esp32_rom(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(FAKE_ROM_ESP32, 0x00F01D83);
+    struct esp_loader *l = loader_for(f, NULL);
+    struct esp_error err;
+    assert_int_equal(esp_loader_connect(l, &err), 0);
+    const struct esp_chip_info *info = esp_loader_info(l);
+    assert_non_null(info->chip);
+    assert_int_equal(info->chip->chip, ESP_CHIP_ESP32);
+    assert_int_equal(info->magic, 0x00F01D83);
+    assert_false(info->stub_running);
+    assert_int_equal(esp_loader_stats(l)->sync_tries, 1);
+
+    /* First command is SYNC with the canonical body. */
+    assert_int_equal(f->recs[0].op, ESP_OP_SYNC);
+    assert_int_equal(f->recs[0].len, ESP_SYNC_BODY_LEN);
+    assert_memory_equal(f->recs[0].body, esp_sync_body, ESP_SYNC_BODY_LEN);
+    /* Attempt 1 is UnixTight: (0,0) (1,1) (0,1) (1,0) (0,0) then a DTR-only write. */
+    assert_string_equal(f->line_log, "00 11 01 10 00 0- ");
+    /* The ROM said "unsupported" to GET_SECURITY_INFO: not an error, magic decided. */
+    assert_int_equal(count_op(f, ESP_OP_GET_SECURITY_INFO), 1);
+    assert_int_equal(err.code, 0);
+    esp_loader_free(l);
+    fake_free(f);
+}
+
+static void test_connect_with_junk(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(FAKE_ROM_ESP32, 0x00F01D83);
+    /* Two bytes of boot log, then a frame that is no response, then the replies. */
+    static const uint8_t junk[] = {'e', 't', 0xC0, 0x55, 0x66, 0x77, 0xC0};
+    f->pre_sync = junk;
+    f->pre_sync_len = sizeof(junk);
+    f->secinfo_wrong_op = true; /* "unsupported" reply that echoes another opcode */
+    struct esp_loader *l = loader_for(f, NULL);
+    struct esp_error err;
+    assert_int_equal(esp_loader_connect(l, &err), 0);
+    assert_int_equal(esp_loader_info(l)->chip->chip, ESP_CHIP_ESP32);
+    assert_true(esp_loader_stats(l)->frames_dropped >= 1);
+    esp_loader_free(l);
+    fake_free(f);
+}
+
+static void test_detect_esp8266_magic(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(FAKE_ROM_8266, 0xFFF0C101);
+    struct esp_loader *l = loader_for(f, NULL);
+    struct esp_error err;
+    assert_int_equal(esp_loader_connect(l, &err), 0);
+    assert_int_equal(esp_loader_info(l)->chip->chip, ESP_CHIP_ESP8266);
+    /* 2 status bytes in SYNC replies: ESP8266 ROM, never asked for security info. */
+    assert_int_equal(count_op(f, ESP_OP_GET_SECURITY_INFO), 0);
+    assert_int_equal(count_op(f, ESP_OP_READ_REG), 1);
+    esp_loader_free(l);
+    fake_free(f);
+}
+
+static void test_detect_c3_security_info(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(FAKE_ROM_ESP32, 0xDEADBEEF);
+    f->secinfo = true;
+    f->secinfo_chip = 5;
+    struct esp_loader *l = loader_for(f, NULL);
+    struct esp_error err;
+    assert_int_equal(esp_loader_connect(l, &err), 0);
+    const struct esp_chip_info *info = esp_loader_info(l);
+    assert_int_equal(info->chip->chip, ESP_CHIP_ESP32C3);
+    assert_true(info->security_info_valid);
+    assert_false(info->secure_download_mode);
+    /* The magic register was not needed. */
+    assert_int_equal(count_op(f, ESP_OP_READ_REG), 0);
+    esp_loader_free(l);
+    fake_free(f);
+}
+
+static void test_unknown_magic(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(FAKE_ROM_ESP32, 0x12345678);
+    struct esp_loader *l = loader_for(f, NULL);
+    struct esp_error err;
+    assert_int_equal(esp_loader_connect(l, &err), -ENOTSUP);
+    assert_int_equal(err.stage, ESP_STAGE_DETECT);
+    assert_non_null(strstr(err.message, "0x12345678"));
+    esp_loader_free(l);
+    fake_free(f);
+}
+
+static void test_stub_already_running(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(FAKE_ROM_ESP32, 0x00F01D83);
+    f->stub = true; /* SYNC values 0 */
+    struct esp_loader *l = loader_for(f, stub_dir);
+    struct esp_error err;
+    assert_int_equal(esp_loader_connect(l, &err), 0);
+    assert_true(esp_loader_info(l)->stub_running);
+    assert_int_equal(esp_loader_start(l, &err), 0);
+    assert_int_equal(count_op(f, ESP_OP_MEM_BEGIN), 0);
+    /* Stub attach: 4-byte SPI_ATTACH. */
+    const struct rec *r = find_op(f, ESP_OP_SPI_ATTACH, 0);
+    assert_non_null(r);
+    assert_int_equal(r->len, 4);
+    esp_loader_free(l);
+    fake_free(f);
+}
+
+static void test_diag_no_serial_data(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(FAKE_ROM_ESP32, 0x00F01D83);
+    f->sync_silent = true;
+    struct esp_loader *l = loader_for(f, NULL);
+    struct esp_error err;
+    assert_int_equal(esp_loader_connect(l, &err), -ETIMEDOUT);
+    assert_int_equal(err.stage, ESP_STAGE_SYNC);
+    assert_string_equal(err.message, "no serial data received");
+    assert_non_null(strstr(err.advice, "auto-reset"));
+    assert_int_equal(esp_loader_stats(l)->sync_tries, 2);
+    esp_loader_free(l);
+    fake_free(f);
+}
+
+static void test_diag_wrong_boot_mode(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(FAKE_ROM_ESP32, 0x00F01D83);
+    f->sync_silent = true;
+    f->boot_log = "ets Jun  8 2016 00:22:57\r\n\r\nrst:0x1 (POWERON_RESET),boot:0x13 "
+                  "(SPI_FAST_FLASH_BOOT)\r\nconfigsip: 0, SPIWP:0xee\r\n";
+    struct esp_loader *l = loader_for(f, NULL);
+    struct esp_error err;
+    assert_int_equal(esp_loader_connect(l, &err), -ETIMEDOUT);
+    assert_non_null(strstr(err.message, "wrong boot mode detected (0x13)"));
+    assert_non_null(strstr(err.advice, "GPIO0"));
+    esp_loader_free(l);
+    fake_free(f);
+}
+
+static void test_diag_banner_no_answer(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(FAKE_ROM_ESP32, 0x00F01D83);
+    f->sync_silent = true;
+    f->boot_log = "rst:0x1 (POWERON_RESET),boot:0x3 (DOWNLOAD_BOOT(UART0/UART1/SDIO_REI_REO_V2))"
+                  "\r\nwaiting for download\r\n";
+    struct esp_loader *l = loader_for(f, NULL);
+    struct esp_error err;
+    assert_int_equal(esp_loader_connect(l, &err), -ETIMEDOUT);
+    assert_non_null(strstr(err.message, "download banner but does not answer"));
+    assert_non_null(strstr(err.advice, "TX->RX"));
+    esp_loader_free(l);
+    fake_free(f);
+}
+
+static void test_no_modem_lines(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(FAKE_ROM_ESP32, 0x00F01D83);
+    f->has_lines = false;
+    f->t.caps = TRANSPORT_CAP_BAUD;
+    struct esp_loader *l = loader_for(f, NULL);
+    struct esp_error err;
+    assert_int_equal(esp_loader_connect(l, &err), 0);
+    assert_non_null(strstr(f->log, "no modem lines"));
+    /* Hard reset is impossible: a warning, not an error. */
+    assert_int_equal(esp_loader_reset(l, ESP_AFTER_HARD_RESET, &err), 0);
+    assert_non_null(strstr(f->log, "power-cycle"));
+    esp_loader_free(l);
+    fake_free(f);
+}
+
+static void test_hard_reset_lines(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(FAKE_ROM_ESP32, 0x00F01D83);
+    struct esp_loader *l = loader_for(f, NULL);
+    struct esp_error err;
+    assert_int_equal(esp_loader_connect(l, &err), 0);
+    f->line_log[0] = '\0';
+    assert_int_equal(esp_loader_reset(l, ESP_AFTER_HARD_RESET, &err), 0);
+    /* RTS pulse, DTR rewritten (deasserted) after every RTS change. */
+    assert_string_equal(f->line_log, "-1 0- -0 0- ");
+    esp_loader_free(l);
+    fake_free(f);
+}
+
+static void test_identify_esp32(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(FAKE_ROM_ESP32, 0x00F01D83);
+    set_reg(f, 0x3FF5A004, 0x287AD884);
+    set_reg(f, 0x3FF5A008, 0x003E246F);
+    struct esp_loader *l = loader_for(f, NULL);
+    struct esp_error err;
+    assert_int_equal(esp_loader_connect(l, &err), 0);
+    assert_int_equal(esp_loader_identify(l, &err), 0);
+    const struct esp_chip_info *info = esp_loader_info(l);
+    assert_true(info->mac_valid);
+    static const uint8_t mac[6] = {0x24, 0x6f, 0x28, 0x7a, 0xd8, 0x84};
+    assert_memory_equal(info->mac, mac, 6);
+    esp_loader_free(l);
+    fake_free(f);
+}
+
+/* ---- writing ------------------------------------------------------------------------ */
+
+static void test_rom_write_esp8266(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(FAKE_ROM_8266, 0xFFF0C101);
+    struct esp_loader *l = loader_for(f, NULL);
+    struct esp_error err;
+    assert_int_equal(esp_loader_connect(l, &err), 0);
+    assert_int_equal(esp_loader_start(l, &err), 0);
+    assert_non_null(strstr(f->log, "flashing through the ROM loader"));
+    /* ESP8266 ROM attach: FLASH_BEGIN(0,0,0x400,0); no SPI_SET_PARAMS. */
+    const struct rec *r = find_op(f, ESP_OP_FLASH_BEGIN, 0);
+    assert_non_null(r);
+    assert_int_equal(r->len, 16);
+    assert_int_equal(esp_get_u32(r->body + 8), 0x400);
+    assert_int_equal(count_op(f, ESP_OP_SPI_SET_PARAMS), 0);
+    assert_int_equal(esp_loader_info(l)->flash_size, FLASH_SIZE);
+
+    size_t len = 0x16000 - 10; /* pads to 4, last block padded to 0x400 */
+    uint8_t *d = malloc(len);
+    fill_pattern(d, len, 1);
+    struct esp_region reg = {.offset = 0x3000, .data = d, .len = len, .name = "app"};
+    struct esp_flash_opts opts;
+    esp_flash_opts_init(&opts); /* compress requested: impossible on the ESP8266 ROM */
+    size_t before = f->nrec;
+    assert_int_equal(esp_loader_flash(l, &reg, 1, &opts, &err), 0);
+
+    r = find_op(f, ESP_OP_FLASH_BEGIN, 1);
+    assert_non_null(r);
+    assert_int_equal(r->len, 16); /* 4 words on the ESP8266 ROM */
+    uint32_t size4 = (uint32_t)((len + 3) & ~(size_t)3);
+    assert_int_equal(esp_get_u32(r->body), esp8266_rom_erase_size(0x3000, size4));
+    assert_int_equal(esp_get_u32(r->body), 0xB000); /* the worked example of §5.3 */
+    assert_int_equal(esp_get_u32(r->body + 4), 88);
+    assert_int_equal(esp_get_u32(r->body + 8), 0x400);
+    assert_int_equal(esp_get_u32(r->body + 12), 0x3000);
+
+    size_t blocks = 0;
+    for (size_t i = before; i < f->nrec; i++) {
+        if (f->recs[i].op != ESP_OP_FLASH_DATA)
+            continue;
+        const struct rec *b = &f->recs[i];
+        assert_int_equal(b->len, 16 + 0x400);
+        assert_int_equal(esp_get_u32(b->body), 0x400);
+        assert_int_equal(esp_get_u32(b->body + 4), blocks);
+        assert_int_equal(b->checksum, esp_checksum(b->body + 16, 0x400));
+        blocks++;
+    }
+    assert_int_equal(blocks, 88);
+    const struct rec *last = find_op(f, ESP_OP_FLASH_DATA, 87);
+    size_t tail = len - 87 * 0x400;
+    for (size_t i = tail; i < 0x400; i++)
+        assert_int_equal(last->body[16 + i], 0xFF);
+    assert_int_equal(count_op(f, ESP_OP_FLASH_END), 0);
+    assert_int_equal(count_op(f, ESP_OP_SPI_FLASH_MD5), 0);
+    assert_non_null(strstr(f->log, "cannot verify on the ESP8266 ROM without the stub"));
+    assert_memory_equal(f->flash + 0x3000, d, len);
+
+    /* The ESP8266 ROM can neither read flash nor erase the whole chip. */
+    uint8_t buf[16];
+    assert_int_equal(esp_loader_read_flash(l, 0, sizeof(buf), buf, &err), -ENOTSUP);
+    assert_non_null(strstr(err.message, "needs the flasher stub"));
+    assert_int_equal(esp_loader_erase_all(l, &err), -ENOTSUP);
+    free(d);
+    esp_loader_free(l);
+    fake_free(f);
+}
+
+static void test_stub_defl_write(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(FAKE_ROM_ESP32, 0x00F01D83);
+    struct esp_loader *l = loader_for(f, stub_dir);
+    struct esp_error err;
+    assert_int_equal(esp_loader_connect(l, &err), 0);
+    assert_int_equal(esp_loader_start(l, &err), 0);
+    assert_true(esp_loader_info(l)->stub_running);
+    /* Stub upload: text in 0x1800 blocks, then data, then MEM_END(0, entry). */
+    assert_int_equal(count_op(f, ESP_OP_MEM_BEGIN), 2);
+    assert_int_equal(count_op(f, ESP_OP_MEM_DATA), 3);
+    const struct rec *r = find_op(f, ESP_OP_MEM_BEGIN, 0);
+    assert_int_equal(esp_get_u32(r->body), 0x2400);
+    assert_int_equal(esp_get_u32(r->body + 4), 2);
+    assert_int_equal(esp_get_u32(r->body + 8), 0x1800);
+    r = find_op(f, ESP_OP_MEM_END, 0);
+    assert_int_equal(esp_get_u32(r->body), 0);
+    assert_int_equal(esp_get_u32(r->body + 4), 1074266116u);
+
+    size_t len = 100000; /* incompressible: several 16 KiB chunks */
+    uint8_t *d = malloc(len);
+    fill_pattern(d, len, 7);
+    struct esp_region reg = {.offset = 0x10000, .data = d, .len = len, .name = "app"};
+    struct esp_flash_opts opts;
+    esp_flash_opts_init(&opts);
+    assert_int_equal(esp_loader_flash(l, &reg, 1, &opts, &err), 0);
+
+    r = find_op(f, ESP_OP_FLASH_DEFL_BEGIN, 0);
+    assert_non_null(r);
+    assert_int_equal(r->len, 20); /* 5 words to the stub */
+    assert_int_equal(esp_get_u32(r->body), len);
+    assert_int_equal(esp_get_u32(r->body + 8), 0x4000);
+    assert_int_equal(esp_get_u32(r->body + 12), 0x10000);
+    size_t chunks = count_op(f, ESP_OP_FLASH_DEFL_DATA);
+    assert_true(chunks >= 6);
+    assert_int_equal(esp_get_u32(r->body + 4), chunks);
+    size_t last_data = 0, end_at = 0, md5_at = 0;
+    for (size_t i = 0; i < f->nrec; i++) {
+        if (f->recs[i].op == ESP_OP_FLASH_DEFL_DATA) {
+            assert_true(f->recs[i].len - 16 <= 0x4000);
+            last_data = i;
+        } else if (f->recs[i].op == ESP_OP_FLASH_DEFL_END) {
+            end_at = i;
+            assert_int_equal(esp_get_u32(f->recs[i].body), 1); /* barrier, stay in stub */
+        } else if (f->recs[i].op == ESP_OP_SPI_FLASH_MD5) {
+            md5_at = i;
+        }
+    }
+    assert_true(end_at > last_data);
+    assert_true(md5_at > end_at);
+    assert_int_equal(esp_get_u32(f->recs[md5_at].body + 4), len);
+    assert_memory_equal(f->flash + 0x10000, d, len);
+
+    /* A different verify through the API, and a mismatch. */
+    assert_int_equal(esp_loader_verify(l, &reg, 1, &err), 0);
+    f->md5_wrong = true;
+    assert_int_equal(esp_loader_verify(l, &reg, 1, &err), -EBADMSG);
+    assert_int_equal(err.stage, ESP_STAGE_VERIFY);
+    free(d);
+    esp_loader_free(l);
+    fake_free(f);
+}
+
+static void test_md5_mismatch(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(FAKE_ROM_ESP32, 0x00F01D83);
+    f->md5_wrong = true;
+    struct esp_loader *l = loader_for(f, NULL);
+    struct esp_error err;
+    assert_int_equal(esp_loader_connect(l, &err), 0);
+    assert_int_equal(esp_loader_start(l, &err), 0);
+    uint8_t d[0x800];
+    fill_pattern(d, sizeof(d), 3);
+    struct esp_region reg = {.offset = 0x8000, .data = d, .len = sizeof(d), .name = "pt"};
+    struct esp_flash_opts opts;
+    esp_flash_opts_init(&opts);
+    assert_int_equal(esp_loader_flash(l, &reg, 1, &opts, &err), -EBADMSG);
+    assert_int_equal(err.stage, ESP_STAGE_VERIFY);
+    assert_true(err.has_address);
+    assert_int_equal(err.address, 0x8000);
+    /* Both digests are named. */
+    uint8_t want[16];
+    unsigned int ml = 16;
+    EVP_Digest(d, sizeof(d), want, &ml, EVP_md5(), NULL);
+    char hex[33];
+    for (int i = 0; i < 16; i++)
+        snprintf(hex + 2 * i, 3, "%02x", want[i]);
+    assert_non_null(strstr(err.message, hex));
+    hex[0] = "0123456789abcdef"[(want[0] ^ 0x55) >> 4];
+    hex[1] = "0123456789abcdef"[(want[0] ^ 0x55) & 15];
+    assert_non_null(strstr(err.message, hex));
+    esp_loader_free(l);
+    fake_free(f);
+}
+
+static void test_device_error_0x08(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(FAKE_ROM_ESP32, 0x00F01D83);
+    f->fail_data_seq = 2;
+    f->fail_code = 0x08;
+    struct esp_loader *l = loader_for(f, NULL);
+    struct esp_error err;
+    assert_int_equal(esp_loader_connect(l, &err), 0);
+    assert_int_equal(esp_loader_start(l, &err), 0);
+    uint8_t d[0x1000];
+    fill_pattern(d, sizeof(d), 5);
+    struct esp_region reg = {.offset = 0x20000, .data = d, .len = sizeof(d)};
+    struct esp_flash_opts opts;
+    esp_flash_opts_init(&opts);
+    opts.compress = false;
+    assert_int_equal(esp_loader_flash(l, &reg, 1, &opts, &err), -EIO);
+    assert_int_equal(err.stage, ESP_STAGE_WRITE);
+    assert_true(err.has_device_status);
+    assert_int_equal(err.op, ESP_OP_FLASH_DATA);
+    assert_int_equal(err.status, 0x01);
+    assert_int_equal(err.error, 0x08);
+    assert_true(err.has_address);
+    assert_int_equal(err.address, 0x20000 + 2 * 0x400);
+    assert_non_null(strstr(err.advice, "flash chip failed to program"));
+    /* Failed at once: block 2 was sent once, block 3 never. */
+    assert_int_equal(count_op(f, ESP_OP_FLASH_DATA), 3);
+    assert_int_equal(esp_loader_stats(l)->block_retries, 0);
+    esp_loader_free(l);
+    fake_free(f);
+}
+
+static void test_block_retry_same_seq(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(FAKE_ROM_ESP32, 0x00F01D83);
+    f->lose_data_seq = 1;
+    struct esp_loader *l = loader_for(f, NULL);
+    struct esp_error err;
+    assert_int_equal(esp_loader_connect(l, &err), 0);
+    assert_int_equal(esp_loader_start(l, &err), 0);
+    uint8_t d[0xC00];
+    fill_pattern(d, sizeof(d), 9);
+    struct esp_region reg = {.offset = 0x30000, .data = d, .len = sizeof(d)};
+    struct esp_flash_opts opts;
+    esp_flash_opts_init(&opts);
+    opts.compress = false;
+    assert_int_equal(esp_loader_flash(l, &reg, 1, &opts, &err), 0);
+    assert_int_equal(esp_loader_stats(l)->block_retries, 1);
+    assert_int_equal(count_op(f, ESP_OP_FLASH_DATA), 4);
+    static const uint32_t seqs[] = {0, 1, 1, 2};
+    for (size_t i = 0; i < 4; i++) {
+        const struct rec *r = find_op(f, ESP_OP_FLASH_DATA, i);
+        assert_int_equal(esp_get_u32(r->body + 4), seqs[i]);
+    }
+    assert_memory_equal(f->flash + 0x30000, d, sizeof(d));
+    esp_loader_free(l);
+    fake_free(f);
+}
+
+static void test_region_checks(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(FAKE_ROM_ESP32, 0x00F01D83);
+    struct esp_loader *l = loader_for(f, NULL);
+    struct esp_error err;
+    assert_int_equal(esp_loader_connect(l, &err), 0);
+    assert_int_equal(esp_loader_start(l, &err), 0);
+    static uint8_t d[0x2000];
+    memset(d, 0x11, sizeof(d));
+    struct esp_flash_opts opts;
+    esp_flash_opts_init(&opts);
+
+    struct esp_region overlap[2] = {
+        {.offset = 0x10000, .data = d, .len = 0x2000, .name = "a"},
+        {.offset = 0x11000, .data = d, .len = 0x1000, .name = "b"},
+    };
+    assert_int_equal(esp_loader_flash(l, overlap, 2, &opts, &err), -EINVAL);
+    assert_int_equal(err.stage, ESP_STAGE_PREPARE);
+    assert_non_null(strstr(err.message, "'a'"));
+    assert_non_null(strstr(err.message, "'b'"));
+
+    struct esp_region same_sector[2] = {
+        {.offset = 0x10000, .data = d, .len = 0x100, .name = "a"},
+        {.offset = 0x10800, .data = d, .len = 0x100, .name = "b"},
+    };
+    assert_int_equal(esp_loader_check_regions(l, same_sector, 2, &opts, &err), -EINVAL);
+    assert_non_null(strstr(err.message, "sector"));
+
+    struct esp_region too_big = {.offset = FLASH_SIZE - 0x1000, .data = d, .len = 0x2000};
+    assert_int_equal(esp_loader_flash(l, &too_big, 1, &opts, &err), -EINVAL);
+    assert_int_equal(err.stage, ESP_STAGE_PREPARE);
+    assert_non_null(strstr(err.message, "beyond"));
+
+    struct esp_region fine[2] = {
+        {.offset = 0x10000, .data = d, .len = 0x1000},
+        {.offset = 0x11000, .data = d, .len = 0x1000},
+    };
+    assert_int_equal(esp_loader_check_regions(l, fine, 2, &opts, &err), 0);
+    assert_int_equal(count_op(f, ESP_OP_FLASH_DEFL_BEGIN) + count_op(f, ESP_OP_FLASH_BEGIN), 0);
+    esp_loader_free(l);
+    fake_free(f);
+}
+
+/* A minimal valid ESP32-family image (one segment) for chip_id. */
+static size_t make_image(uint8_t *buf, size_t cap, uint16_t chip_id)
+{
+    memset(buf, 0, cap);
+    buf[0] = 0xE9;
+    buf[1] = 1;    /* segments */
+    buf[2] = 2;    /* DIO */
+    buf[3] = 0x20; /* 4 MB, 40 MHz */
+    esp_put_u32(buf + 4, 0x40080400);
+    buf[8] = 0xEE;
+    buf[12] = (uint8_t)chip_id;
+    buf[13] = (uint8_t)(chip_id >> 8);
+    buf[17] = 0xFF; /* max_rev_full 0xFFFF */
+    buf[18] = 0xFF;
+    size_t p = 24;
+    esp_put_u32(buf + p, 0x3FFB0000);
+    esp_put_u32(buf + p + 4, 16);
+    p += 8;
+    uint8_t sum = 0xEF;
+    for (int i = 0; i < 16; i++) {
+        buf[p + i] = (uint8_t)(i * 3 + 1);
+        sum ^= buf[p + i];
+    }
+    p += 16;
+    while (p % 16 != 15)
+        p++;
+    buf[p++] = sum;
+    assert_true(p <= cap);
+    return p;
+}
+
+static void test_image_wrong_chip(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(FAKE_ROM_ESP32, 0x00F01D83);
+    struct esp_loader *l = loader_for(f, NULL);
+    struct esp_error err;
+    assert_int_equal(esp_loader_connect(l, &err), 0);
+    assert_int_equal(esp_loader_start(l, &err), 0);
+    uint8_t img[128];
+    size_t n = make_image(img, sizeof(img), 5); /* built for ESP32-C3 */
+    struct esp_region reg = {.offset = 0x1000, .data = img, .len = n, .name = "bootloader"};
+    struct esp_flash_opts opts;
+    esp_flash_opts_init(&opts);
+    assert_int_equal(esp_loader_flash(l, &reg, 1, &opts, &err), -EINVAL);
+    assert_int_equal(err.stage, ESP_STAGE_PREPARE);
+    assert_non_null(strstr(err.message, "bootloader"));
+    assert_int_equal(count_op(f, ESP_OP_FLASH_DEFL_BEGIN), 0);
+
+    /* At another offset it is checked too; skip_image_check lets it through. */
+    reg.offset = 0x10000;
+    assert_int_equal(esp_loader_check_regions(l, &reg, 1, &opts, &err), -EINVAL);
+    opts.skip_image_check = true;
+    assert_int_equal(esp_loader_check_regions(l, &reg, 1, &opts, &err), 0);
+
+    /* The right chip passes. */
+    n = make_image(img, sizeof(img), 0);
+    opts.skip_image_check = false;
+    reg.offset = 0x1000;
+    reg.len = n;
+    assert_int_equal(esp_loader_check_regions(l, &reg, 1, &opts, &err), 0);
+    esp_loader_free(l);
+    fake_free(f);
+}
+
+static void test_names(void **state)
+{
+    (void)state;
+    assert_int_equal(esp_before_from_string("no-reset"), ESP_BEFORE_NO_RESET);
+    assert_int_equal(esp_before_from_string("default_reset"), ESP_BEFORE_DEFAULT_RESET);
+    assert_int_equal(esp_before_from_string("bogus"), -EINVAL);
+    assert_int_equal(esp_after_from_string("hard-reset"), ESP_AFTER_HARD_RESET);
+    assert_int_equal(esp_after_from_string("no-reset-stub"), ESP_AFTER_NO_RESET_STUB);
+    for (int i = 0; i <= ESP_BEFORE_MANUAL; i++)
+        assert_int_equal(esp_before_from_string(esp_before_to_string((enum esp_before)i)), i);
+    for (int i = 0; i <= ESP_AFTER_NO_RESET_STUB; i++)
+        assert_int_equal(esp_after_from_string(esp_after_to_string((enum esp_after)i)), i);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_names),
+        cmocka_unit_test(test_connect_esp32_rom),
+        cmocka_unit_test(test_connect_with_junk),
+        cmocka_unit_test(test_detect_esp8266_magic),
+        cmocka_unit_test(test_detect_c3_security_info),
+        cmocka_unit_test(test_unknown_magic),
+        cmocka_unit_test(test_stub_already_running),
+        cmocka_unit_test(test_diag_no_serial_data),
+        cmocka_unit_test(test_diag_wrong_boot_mode),
+        cmocka_unit_test(test_diag_banner_no_answer),
+        cmocka_unit_test(test_no_modem_lines),
+        cmocka_unit_test(test_hard_reset_lines),
+        cmocka_unit_test(test_identify_esp32),
+        cmocka_unit_test(test_rom_write_esp8266),
+        cmocka_unit_test(test_stub_defl_write),
+        cmocka_unit_test(test_md5_mismatch),
+        cmocka_unit_test(test_device_error_0x08),
+        cmocka_unit_test(test_block_retry_same_seq),
+        cmocka_unit_test(test_region_checks),
+        cmocka_unit_test(test_image_wrong_chip),
+    };
+    return cmocka_run_group_tests(tests, make_stub_dir, remove_stub_dir);
+}
