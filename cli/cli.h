@@ -135,6 +135,10 @@ struct cli_output {
     double region_t0;
     double last_emit;
 
+    /* Regions whose MD5 check the engine reported complete (set by the command). */
+    bool *verified;
+    size_t n_verified;
+
     /* Write-phase timing for the result (first and last WRITE progress). */
     bool write_seen;
     double write_t0;

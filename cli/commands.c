@@ -273,6 +273,16 @@ static int cmd_flash(struct cmd *c)
     bool *verified = NULL;
 
     int r = load_pairs(c, &files, &n);
+    for (size_t i = 0; r >= 0 && i < n; i++) {
+        uint32_t off = files[i].offset;
+        if (off % SECTOR && !opt->force)
+            r = esp_error_set(&c->err, -EINVAL, ESP_STAGE_PREPARE,
+                              "flash is erased in 4 KiB sectors: use an offset that is a "
+                              "multiple of 0x1000, or --force to write anyway",
+                              "offset 0x%" PRIx32 " of '%s' is not sector-aligned: bytes "
+                              "0x%" PRIx32 "..0x%" PRIx32 " would be erased too",
+                              off, files[i].path, off - off % SECTOR, off - 1);
+    }
     if (r >= 0)
         r = connect_board(c, true, explicit_flash_size(opt));
 
@@ -298,6 +308,8 @@ static int cmd_flash(struct cmd *c)
     if (r >= 0) {
         uint64_t wire0 = esp_loader_stats(c->s.l)->wire_tx;
         c->out->write_seen = false;
+        c->out->verified = verified;
+        c->out->n_verified = n;
         double t0 = cli_now();
         r = esp_loader_flash(c->s.l, regions, n, &fo, &c->err);
         double t_end = cli_now();
@@ -305,17 +317,18 @@ static int cmd_flash(struct cmd *c)
         uint64_t wire = esp_loader_stats(c->s.l)->wire_tx - wire0;
         json_object_object_add(c->res, "bytes", json_object_new_int64((int64_t)bytes));
         json_object_object_add(c->res, "wire_bytes", json_object_new_int64((int64_t)wire));
-        cli_json_add_double(c->res, "seconds", secs, 3);
+        cli_json_add_double(c->res, "seconds", secs, 6);
         cli_json_add_double(c->res, "kbps", kbit_per_s(bytes, secs), 1);
-        cli_json_add_double(c->res, "total_seconds", t_end - t0, 3);
-        json_object_object_add(c->res, "compressed", json_object_new_boolean(fo.compress));
+        cli_json_add_double(c->res, "total_seconds", t_end - t0, 6);
+        json_object_object_add(c->res, "compress", json_object_new_boolean(fo.compress));
         json_object_object_add(c->res, "erase_all", json_object_new_boolean(fo.erase_all));
+        c->out->verified = NULL;
+        c->out->n_verified = 0;
         if (r >= 0) {
             char hex[33];
             for (size_t i = 0; i < n; i++) {
-                verified[i] = fo.verify;
                 cli_hex(files[i].md5, 16, hex);
-                if (fo.verify)
+                if (verified[i])
                     cli_logf(c->out, ESP_LOG_INFO, "Verified region at 0x%" PRIx32 " (MD5 %s)",
                              files[i].offset, hex);
             }
@@ -432,7 +445,7 @@ static int cmd_erase(struct cmd *c)
     }
     double secs = cli_now() - t0;
     json_object_object_add(c->res, "erase_all", json_object_new_boolean(!opt->region));
-    cli_json_add_double(c->res, "seconds", secs, 3);
+    cli_json_add_double(c->res, "seconds", secs, 6);
     if (r < 0)
         return r;
     cli_logf(c->out, ESP_LOG_INFO, "Erased in %.1f s", secs);
@@ -483,7 +496,7 @@ static int read_to_file(struct cmd *c, uint32_t offset, uint32_t size, const cha
         json_object_object_add(c->res, "size", json_object_new_int64(size));
         json_object_object_add(c->res, "file", json_object_new_string(path));
         json_object_object_add(c->res, "md5", json_object_new_string(hex));
-        cli_json_add_double(c->res, "seconds", secs, 3);
+        cli_json_add_double(c->res, "seconds", secs, 6);
         cli_json_add_double(c->res, "kbps", kbit_per_s(size, secs), 1);
         cli_logf(c->out, ESP_LOG_INFO,
                  "Read 0x%" PRIx32 " bytes at 0x%08" PRIx32 " into '%s' in %.1f s (MD5 %s)", size,
@@ -545,8 +558,9 @@ static void print_info(const struct esp_chip_info *ci)
         printf("Crystal:            unknown\n");
     if (ci->flash_id)
         printf("Flash ID:           0x%06" PRIx32 " (manufacturer 0x%02" PRIx32
-               ", device 0x%04" PRIx32 ")\n",
-               ci->flash_id, ci->flash_id & 0xff, (ci->flash_id >> 8) & 0xffff);
+               ", device 0x%02" PRIx32 "%02" PRIx32 ")\n",
+               ci->flash_id, ci->flash_id & 0xff, (ci->flash_id >> 8) & 0xff,
+               (ci->flash_id >> 16) & 0xff);
     else
         printf("Flash ID:           unknown\n");
     printf("Flash size:         %s\n",

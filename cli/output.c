@@ -251,9 +251,12 @@ void cli_progress_cb(void *ctx, const struct esp_progress *p)
         o->write_seen = true;
         o->write_t1 = now;
     }
+    bool last = p->done >= p->total;
+    /* The engine reports a finished verify region only after the MD5s matched. */
+    if (last && p->stage == ESP_STAGE_VERIFY && o->verified && p->region_index < o->n_verified)
+        o->verified[p->region_index] = true;
     if (o->region_done)
         return; /* repeated end-of-region report */
-    bool last = p->done >= p->total;
     if (last)
         o->region_done = true;
     if (!first && !last && now - o->last_emit < EMIT_INTERVAL)

@@ -50,6 +50,10 @@ static int fail(struct ctx *c, const char *path, const char *fmt, ...)
             snprintf(c->err, c->errlen, "%s: %s: %s", c->origin, path, msg);
         else
             snprintf(c->err, c->errlen, "%s: %s", c->origin, msg);
+        /* Keys and values come from the file: keep the message one printable line. */
+        for (char *p = c->err; *p; p++)
+            if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                *p = '?';
     }
     return -EINVAL;
 }

@@ -70,8 +70,11 @@ struct records_error {
  * Opens or creates the store at path, applies pending schema migrations, and
  * recovers after a crash: every job still 'queued' or 'running' becomes
  * 'interrupted' (ended now, error "daemon stopped while <stage>") with a
- * "job.interrupted" event. A file that is not a records database is refused
- * with -EBADMSG and left untouched.
+ * "job.interrupted" event. A file that is not a records database (or is
+ * damaged) is refused with -EBADMSG and left untouched; -EBUSY when another
+ * struct records (this or another process) has the file open — one per data
+ * directory; -EACCES/-EROFS when the file or directory is not writable.
+ * Do not carry an open store across fork().
  */
 int records_open(const char *path, struct records **out, struct records_error *err);
 
@@ -110,12 +113,12 @@ char *records_format_time(int64_t ms, char *buf, size_t size);
 struct records_board {
     char mac[RECORDS_MAC_LEN]; /* normalised to lower case "aa:bb:cc:dd:ee:ff" */
     char chip[RECORDS_CHIP_LEN];
-    int revision;        /* -1 unknown */
-    int64_t flash_id;    /* JEDEC id, -1 unknown */
-    int64_t flash_size;  /* bytes, -1 unknown */
-    int crystal_mhz;     /* -1 unknown */
-    int64_t first_seen;  /* unix ms (output only) */
-    int64_t last_seen;   /* unix ms (output only) */
+    int revision;       /* -1 unknown */
+    int64_t flash_id;   /* JEDEC id, -1 unknown */
+    int64_t flash_size; /* bytes, -1 unknown */
+    int crystal_mhz;    /* -1 unknown */
+    int64_t first_seen; /* unix ms (output only) */
+    int64_t last_seen;  /* unix ms (output only) */
     char slot[RECORDS_SLOT_LEN];
     char current_firmware[RECORDS_FIRMWARE_LEN];
     char current_md5[RECORDS_MD5_LEN];
@@ -146,8 +149,8 @@ struct records_board_filter {
 typedef int (*records_board_cb)(const struct records_board *b, void *ctx);
 
 /* Boards ordered by last_seen, most recent first. Returns rows delivered. */
-int records_board_list(struct records *r, const struct records_board_filter *f,
-                       records_board_cb cb, void *ctx, struct records_error *err);
+int records_board_list(struct records *r, const struct records_board_filter *f, records_board_cb cb,
+                       void *ctx, struct records_error *err);
 
 /* ---- jobs ----------------------------------------------------------------- */
 
@@ -238,9 +241,9 @@ struct records_job {
     char error_stage[RECORDS_STATE_LEN];
     char error_message[RECORDS_TEXT_LEN];
     char error_advice[RECORDS_TEXT_LEN];
-    int device_status; /* -1 none */
-    int device_error;  /* -1 none */
-    int error_op;      /* -1 none */
+    int device_status;     /* -1 none */
+    int device_error;      /* -1 none */
+    int error_op;          /* -1 none */
     int64_t error_address; /* -1 none */
     int64_t bytes;
     int64_t wire_bytes;
@@ -297,7 +300,7 @@ struct records_event_new {
     const char *board_mac; /* NULL allowed; need not have a board record */
     const char *slot;      /* NULL allowed */
     int64_t job_id;        /* 0 = none */
-    const char *data;      /* JSON text or NULL; invalid JSON is refused */
+    const char *data;      /* a JSON object as text, or NULL; anything else is refused */
 };
 
 /* Appends an event (durable on return); *id (may be NULL) gets its id. */
@@ -310,7 +313,7 @@ struct records_event {
     char kind[RECORDS_STATE_LEN];
     char board_mac[RECORDS_MAC_LEN];
     char slot[RECORDS_SLOT_LEN];
-    int64_t job_id; /* 0 = none */
+    int64_t job_id;                    /* 0 = none */
     char data[RECORDS_EVENT_DATA_LEN]; /* JSON, "" when none */
 };
 
@@ -335,7 +338,7 @@ struct records_firmware {
 };
 
 /* Adds a firmware set (name, version) — versions are immutable: -EEXIST when
- * present. manifest must be valid JSON. */
+ * present. manifest must be a JSON object. */
 int records_firmware_put(struct records *r, const struct records_firmware *fw,
                          struct records_error *err);
 int records_firmware_get(struct records *r, const char *name, const char *version,
@@ -363,12 +366,11 @@ struct records_counters {
 int records_counters(struct records *r, int64_t since, struct records_counters *out,
                      struct records_error *err);
 
-typedef int (*records_slot_stat_cb)(const char *slot, double mean_seconds, int64_t jobs,
-                                    void *ctx);
+typedef int (*records_slot_stat_cb)(const char *slot, double mean_seconds, int64_t jobs, void *ctx);
 
 /* Mean duration of passed "flash" jobs per slot, started since `since`,
  * ordered by slot. Returns slots delivered. */
-int records_slot_flash_seconds(struct records *r, int64_t since, records_slot_stat_cb cb,
-                               void *ctx, struct records_error *err);
+int records_slot_flash_seconds(struct records *r, int64_t since, records_slot_stat_cb cb, void *ctx,
+                               struct records_error *err);
 
 #endif

@@ -220,9 +220,9 @@ int esp_loader_reset(struct esp_loader *l, enum esp_after after, struct esp_erro
             if (rc < 0)
                 return rc;
             esp_ldr_log(l, ESP_LOG_INFO, "stub reset back into the ROM loader");
-            l->stub = false;
-            l->info.stub_running = false;
-            l->responder_known = false;
+            esp_ldr_set_responder(l, l->info.chip->chip == ESP_CHIP_ESP8266
+                                         ? ESP_RESPONDER_ROM_8266
+                                         : ESP_RESPONDER_ROM_ESP32);
             l->connected = false;
             l->attached = false;
             return 0;

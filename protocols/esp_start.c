@@ -73,6 +73,17 @@ int esp_loader_run_stub(struct esp_loader *l, struct esp_error *err)
         warn_no_stub(l, "secure download mode forbids the flasher stub");
         return 0;
     }
+    /* Where esptool does not use a stub either (§6.1). The S3 secure-boot
+     * work-around (loading through a ROM function pointer) is not implemented. */
+    if (l->info.secure_boot && (chip->chip == ESP_CHIP_ESP32C3 || chip->chip == ESP_CHIP_ESP32S3)) {
+        snprintf(why, sizeof(why), "secure boot is on: no flasher stub on %s", chip->name);
+        warn_no_stub(l, why);
+        return 0;
+    }
+    if (chip->chip == ESP_CHIP_ESP32C2 && l->info.revision >= 0 && l->info.revision < 100) {
+        warn_no_stub(l, "the stub does not run on ESP32-C2 revision 0");
+        return 0;
+    }
 
     struct esp_stub *stub = NULL;
     struct esp_error serr;

@@ -736,6 +736,57 @@ static void test_identify_esp32(void **state)
     fake_free(f);
 }
 
+static void test_usb_jtag_connect(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(FAKE_ROM_ESP32, 0x1B31506F);
+    f->secinfo = true;
+    f->secinfo_chip = 5; /* ESP32-C3 */
+    f->t.usb_vid = 0x303A;
+    f->t.usb_pid = 0x1001;
+    struct esp_loader *l = loader_for(f, NULL);
+    struct esp_error err;
+    assert_int_equal(esp_loader_connect(l, &err), 0);
+    assert_true(esp_loader_info(l)->usb_jtag);
+    /* USBJTAGSerialReset only, with DTR rewritten after every RTS write. */
+    assert_string_equal(f->line_log, "-0 0- 0- 1- -0 1- -1 1- 0- -1 0- 0- -0 0- ");
+    /* RTC watchdog: unlock with the key, CONFIG0 <- 0, lock again. */
+    const struct esp_chip_desc *c3 = esp_chip_get(ESP_CHIP_ESP32C3);
+    const struct rec *r = find_op(f, ESP_OP_WRITE_REG, 0);
+    assert_non_null(r);
+    assert_int_equal(esp_get_u32(r->body), c3->rtc_wdt_wprotect);
+    assert_int_equal(esp_get_u32(r->body + 4), 0x50D83AA1u);
+    r = find_op(f, ESP_OP_WRITE_REG, 1);
+    assert_int_equal(esp_get_u32(r->body), c3->rtc_wdt_config0);
+    assert_int_equal(esp_get_u32(r->body + 4), 0);
+    bool swd_feed = false;
+    for (size_t i = 0; i < f->nrec; i++)
+        if (f->recs[i].op == ESP_OP_WRITE_REG && esp_get_u32(f->recs[i].body) == c3->swd_conf)
+            swd_feed = (esp_get_u32(f->recs[i].body + 4) >> c3->swd_auto_feed_bit) & 1;
+    assert_true(swd_feed);
+    esp_loader_free(l);
+    fake_free(f);
+}
+
+static void test_no_reset_no_sync_stub(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(FAKE_ROM_ESP32, 0x00F01D83);
+    f->stub = true; /* replies carry 2 status bytes */
+    struct esp_loader_config cfg;
+    esp_loader_config_init(&cfg);
+    cfg.before = ESP_BEFORE_NO_RESET_NO_SYNC;
+    struct esp_loader *l = esp_loader_new(&f->t, &cfg);
+    struct esp_error err;
+    assert_int_equal(esp_loader_connect(l, &err), 0);
+    assert_int_equal(count_op(f, ESP_OP_SYNC), 0);
+    assert_string_equal(f->line_log, "");
+    assert_int_equal(esp_loader_info(l)->chip->chip, ESP_CHIP_ESP32);
+    assert_true(esp_loader_info(l)->stub_running);
+    esp_loader_free(l);
+    fake_free(f);
+}
+
 /* ---- writing ------------------------------------------------------------------------ */
 
 static void test_rom_write_esp8266(void **state)
@@ -1101,6 +1152,8 @@ int main(void)
         cmocka_unit_test(test_no_modem_lines),
         cmocka_unit_test(test_hard_reset_lines),
         cmocka_unit_test(test_identify_esp32),
+        cmocka_unit_test(test_usb_jtag_connect),
+        cmocka_unit_test(test_no_reset_no_sync_stub),
         cmocka_unit_test(test_rom_write_esp8266),
         cmocka_unit_test(test_stub_defl_write),
         cmocka_unit_test(test_md5_mismatch),

@@ -1,0 +1,1866 @@
+/*
+ * records: the SQLite backend of the records store (see records.h for the API
+ * contract). All SQL of the store lives in this file.
+ *
+ * Invariants:
+ *  - One connection per struct records, used by one thread (opened NOMUTEX).
+ *    An advisory lock file "<db>.lock" (flock) is held while open, so a second
+ *    daemon on the same data directory is refused instead of "recovering" the
+ *    jobs the first one is running.
+ *  - The file is ours only if PRAGMA application_id says so (or it is empty);
+ *    anything else is refused and never written to.
+ *  - Schema versions are PRAGMA user_version; migrations[] is applied in
+ *    order, each in its own IMMEDIATE transaction together with the version
+ *    bump, so an interrupted migration leaves the previous version intact.
+ *  - Events are append-only: triggers RAISE on UPDATE and DELETE, ids come
+ *    from AUTOINCREMENT and never go back (SSE Last-Event-ID).
+ *  - Every cached statement is reset before its function returns: in WAL mode
+ *    a statement left mid-step pins a read snapshot and blocks checkpoints.
+ *
+ * Durability: the connection runs WAL with synchronous=NORMAL. In WAL mode a
+ * commit appends frames to the -wal file; NORMAL skips the fsync at commit and
+ * syncs at checkpoints. A committed transaction therefore survives the process
+ * dying (kill -9, crash: the frames are in the OS page cache and SQLite's
+ * recovery replays them), and the database can never be corrupted by a power
+ * loss — the most such a loss costs is the last few commits. That is fine for
+ * progress updates and log lines, which are frequent and re-derivable, but not
+ * for a job's final result or an event the stream already announced. Those
+ * writes switch the connection to synchronous=FULL for their commit, which
+ * fsyncs the WAL — and with it every earlier NORMAL commit, because the WAL is
+ * one sequential file — and then switch back.
+ */
+#include "records.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+#include <sqlite3.h>
+
+/* "ESPR": PRAGMA application_id of a records database. */
+#define RECORDS_APP_ID 0x45535052
+#define RECORDS_BUSY_TIMEOUT_MS 5000
+#define RECORDS_WAL_LIMIT (16 * 1024 * 1024)
+
+/* ---- schema --------------------------------------------------------------- */
+
+/* migrations[i] takes user_version i to i + 1. Append, never edit. */
+static const char *const migrations[] = {
+    /* 1: initial schema */
+    "CREATE TABLE boards ("
+    "  mac TEXT PRIMARY KEY NOT NULL CHECK (length(mac) = 17),"
+    "  chip TEXT, revision INTEGER, flash_id INTEGER, flash_size INTEGER,"
+    "  crystal_mhz INTEGER,"
+    "  first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL,"
+    "  slot TEXT, current_firmware TEXT, current_md5 TEXT, ip TEXT,"
+    "  running_version TEXT, target_firmware TEXT, online_state TEXT, notes TEXT);"
+    "CREATE INDEX boards_last_seen ON boards (last_seen);"
+    "CREATE TABLE jobs ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  kind TEXT NOT NULL,"
+    "  board_mac TEXT REFERENCES boards (mac),"
+    "  slot TEXT, firmware TEXT,"
+    "  state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'passed', 'failed',"
+    "                                       'interrupted', 'cancelled', 'skipped')),"
+    "  stage TEXT,"
+    "  started_at INTEGER NOT NULL, ended_at INTEGER,"
+    "  result_code INTEGER, error_stage TEXT, error_message TEXT, error_advice TEXT,"
+    "  device_status INTEGER, device_error INTEGER, error_op INTEGER, error_address INTEGER,"
+    "  bytes INTEGER NOT NULL DEFAULT 0, wire_bytes INTEGER NOT NULL DEFAULT 0,"
+    "  kbps REAL, retries INTEGER NOT NULL DEFAULT 0, seconds REAL);"
+    "CREATE INDEX jobs_board ON jobs (board_mac, id);"
+    "CREATE INDEX jobs_slot ON jobs (slot, id);"
+    "CREATE INDEX jobs_state ON jobs (state);"
+    "CREATE INDEX jobs_started ON jobs (started_at);"
+    "CREATE INDEX jobs_ended ON jobs (ended_at);"
+    "CREATE TABLE job_log ("
+    "  id INTEGER PRIMARY KEY,"
+    "  job_id INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,"
+    "  ts INTEGER NOT NULL, level TEXT NOT NULL, line TEXT NOT NULL);"
+    "CREATE INDEX job_log_job ON job_log (job_id, id);"
+    "CREATE TABLE events ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  ts INTEGER NOT NULL, kind TEXT NOT NULL,"
+    "  board_mac TEXT, slot TEXT, job_id INTEGER,"
+    "  data TEXT);"
+    "CREATE INDEX events_board ON events (board_mac, id);"
+    "CREATE TRIGGER events_no_update BEFORE UPDATE ON events"
+    "  BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;"
+    "CREATE TRIGGER events_no_delete BEFORE DELETE ON events"
+    "  BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;"
+    "CREATE TABLE firmware ("
+    "  name TEXT NOT NULL, version TEXT NOT NULL, chip TEXT NOT NULL,"
+    "  manifest TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  PRIMARY KEY (name, version));",
+};
+
+#define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
+
+/* ---- cached statements ---------------------------------------------------- */
+
+#define BOARD_COLS                                                                                 \
+    "mac, chip, revision, flash_id, flash_size, crystal_mhz, first_seen, last_seen, slot, "        \
+    "current_firmware, current_md5, ip, running_version, target_firmware, online_state, notes"
+#define JOB_COLS                                                                                   \
+    "id, kind, board_mac, slot, firmware, state, stage, started_at, ended_at, result_code, "       \
+    "error_stage, error_message, error_advice, device_status, device_error, error_op, "            \
+    "error_address, bytes, wire_bytes, kbps, retries, seconds"
+#define JOB_WHERE                                                                                  \
+    " WHERE (?1 IS NULL OR board_mac = ?1) AND (?2 IS NULL OR slot = ?2)"                          \
+    " AND (?3 IS NULL OR kind = ?3) AND (?4 IS NULL OR state = ?4)"                                \
+    " AND (?5 IS NULL OR started_at >= ?5) AND (?6 IS NULL OR started_at < ?6)"
+
+enum stmt_id {
+    ST_SYNC_FULL,
+    ST_SYNC_NORMAL,
+    ST_BOARD_UPSERT,
+    ST_BOARD_GET,
+    ST_BOARD_LIST,
+    ST_JOB_BEGIN,
+    ST_JOB_SET_BOARD,
+    ST_JOB_PROGRESS,
+    ST_JOB_STATE,
+    ST_JOB_FINISH,
+    ST_JOB_GET,
+    ST_JOB_LIST,
+    ST_JOB_EXPORT,
+    ST_JOB_LOG,
+    ST_JOB_LOG_LIST,
+    ST_EVENT_APPEND,
+    ST_EVENTS_SINCE,
+    ST_EVENTS_LAST,
+    ST_FW_PUT,
+    ST_FW_GET,
+    ST_FW_DELETE,
+    ST_FW_LIST,
+    ST_COUNT_STATES,
+    ST_COUNT_BOARDS,
+    ST_SLOT_SECONDS,
+    ST_COUNT
+};
+
+static const char *const stmt_sql[ST_COUNT] = {
+    [ST_SYNC_FULL] = "PRAGMA synchronous = FULL",
+    [ST_SYNC_NORMAL] = "PRAGMA synchronous = NORMAL",
+    [ST_BOARD_UPSERT] =
+        "INSERT INTO boards (" BOARD_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, "
+        "?10, ?11, ?12, ?13, ?14, ?15) ON CONFLICT (mac) DO UPDATE SET "
+        "chip = coalesce(excluded.chip, chip), revision = coalesce(excluded.revision, revision), "
+        "flash_id = coalesce(excluded.flash_id, flash_id), "
+        "flash_size = coalesce(excluded.flash_size, flash_size), "
+        "crystal_mhz = coalesce(excluded.crystal_mhz, crystal_mhz), "
+        "last_seen = excluded.last_seen, slot = coalesce(excluded.slot, slot), "
+        "current_firmware = coalesce(excluded.current_firmware, current_firmware), "
+        "current_md5 = coalesce(excluded.current_md5, current_md5), "
+        "ip = coalesce(excluded.ip, ip), "
+        "running_version = coalesce(excluded.running_version, running_version), "
+        "target_firmware = coalesce(excluded.target_firmware, target_firmware), "
+        "online_state = coalesce(excluded.online_state, online_state), "
+        "notes = coalesce(excluded.notes, notes)",
+    [ST_BOARD_GET] = "SELECT " BOARD_COLS " FROM boards WHERE mac = ?1",
+    [ST_BOARD_LIST] = "SELECT " BOARD_COLS " FROM boards WHERE (?1 IS NULL OR chip = ?1) "
+                      "AND (?2 IS NULL OR current_firmware = ?2) "
+                      "ORDER BY last_seen DESC, mac LIMIT ?3 OFFSET ?4",
+    [ST_JOB_BEGIN] = "INSERT INTO jobs (kind, board_mac, slot, firmware, state, stage, "
+                     "started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [ST_JOB_SET_BOARD] = "UPDATE jobs SET board_mac = ?2 WHERE id = ?1",
+    [ST_JOB_PROGRESS] = "UPDATE jobs SET stage = coalesce(?2, stage), "
+                        "bytes = coalesce(?3, bytes), wire_bytes = coalesce(?4, wire_bytes), "
+                        "started_at = CASE WHEN state = 'queued' THEN ?5 ELSE started_at END, "
+                        "state = 'running' WHERE id = ?1 AND state IN ('queued', 'running')",
+    [ST_JOB_STATE] = "SELECT state, started_at, bytes, wire_bytes FROM jobs WHERE id = ?1",
+    [ST_JOB_FINISH] = "UPDATE jobs SET state = ?2, ended_at = ?3, result_code = ?4, "
+                      "error_stage = ?5, error_message = ?6, error_advice = ?7, "
+                      "device_status = ?8, device_error = ?9, error_op = ?10, "
+                      "error_address = ?11, bytes = ?12, wire_bytes = ?13, kbps = ?14, "
+                      "retries = ?15, seconds = ?16 "
+                      "WHERE id = ?1 AND state IN ('queued', 'running')",
+    [ST_JOB_GET] = "SELECT " JOB_COLS " FROM jobs WHERE id = ?1",
+    [ST_JOB_LIST] =
+        "SELECT " JOB_COLS " FROM jobs" JOB_WHERE " ORDER BY id DESC LIMIT ?7 OFFSET ?8",
+    [ST_JOB_EXPORT] = "SELECT " JOB_COLS " FROM jobs" JOB_WHERE " ORDER BY id LIMIT ?7 OFFSET ?8",
+    [ST_JOB_LOG] = "INSERT INTO job_log (job_id, ts, level, line) VALUES (?1, ?2, ?3, ?4)",
+    [ST_JOB_LOG_LIST] = "SELECT ts, level, line FROM job_log WHERE job_id = ?1 ORDER BY id",
+    [ST_EVENT_APPEND] = "INSERT INTO events (ts, kind, board_mac, slot, job_id, data) "
+                        "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_EVENTS_SINCE] = "SELECT id, ts, kind, board_mac, slot, job_id, data FROM events "
+                        "WHERE id > ?1 ORDER BY id LIMIT ?2",
+    [ST_EVENTS_LAST] = "SELECT coalesce(max(id), 0) FROM events",
+    [ST_FW_PUT] = "INSERT INTO firmware (name, version, chip, manifest, created_at) "
+                  "VALUES (?1, ?2, ?3, ?4, ?5)",
+    [ST_FW_GET] = "SELECT name, version, chip, manifest, created_at FROM firmware "
+                  "WHERE name = ?1 AND version = ?2",
+    [ST_FW_DELETE] = "DELETE FROM firmware WHERE name = ?1 AND version = ?2",
+    [ST_FW_LIST] = "SELECT name, version, chip, manifest, created_at FROM firmware "
+                   "WHERE (?1 IS NULL OR chip = ?1) ORDER BY name, created_at DESC, version",
+    [ST_COUNT_STATES] = "SELECT state, count(*) FROM jobs "
+                        "WHERE coalesce(ended_at, started_at) >= ?1 GROUP BY state",
+    [ST_COUNT_BOARDS] = "SELECT count(DISTINCT board_mac) FROM jobs WHERE state = 'passed' "
+                        "AND board_mac IS NOT NULL AND ended_at >= ?1 AND ended_at <= ?2",
+    [ST_SLOT_SECONDS] = "SELECT slot, avg(seconds), count(*) FROM jobs WHERE kind = 'flash' "
+                        "AND state = 'passed' AND slot IS NOT NULL AND seconds IS NOT NULL "
+                        "AND started_at >= ?1 GROUP BY slot ORDER BY slot",
+};
+
+struct records {
+    sqlite3 *db;
+    char *path;
+    int lock_fd;
+    sqlite3_stmt *st[ST_COUNT];
+    records_clock_fn clock;
+    void *clock_ctx;
+    int recovered;
+    int schema_version;
+    bool in_callback;
+    /* Row buffer handed to list callbacks (keeps large rows off the stack). */
+    union {
+        struct records_board board;
+        struct records_job job;
+        struct records_event event;
+        struct records_firmware fw;
+        struct records_log_line log;
+    } row;
+};
+
+/* ---- errors --------------------------------------------------------------- */
+
+static int set_err(struct records_error *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int set_err(struct records_error *err, int code, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        err->code = code;
+        vsnprintf(err->message, sizeof(err->message), fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+static void clear_err(struct records_error *err)
+{
+    if (err) {
+        err->code = 0;
+        err->message[0] = '\0';
+    }
+}
+
+static int map_rc(sqlite3 *db, int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_OK:
+    case SQLITE_ROW:
+    case SQLITE_DONE:
+        return 0;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return -EBUSY;
+    case SQLITE_NOMEM:
+        return -ENOMEM;
+    case SQLITE_READONLY:
+        return -EROFS;
+    case SQLITE_FULL:
+        return -ENOSPC;
+    case SQLITE_PERM:
+    case SQLITE_AUTH:
+        return -EACCES;
+    case SQLITE_CANTOPEN: {
+        int e = db ? sqlite3_system_errno(db) : 0;
+        return e > 0 ? -e : -EACCES;
+    }
+    case SQLITE_NOTADB:
+    case SQLITE_CORRUPT:
+        return -EBADMSG;
+    case SQLITE_CONSTRAINT:
+        if (rc == SQLITE_CONSTRAINT_PRIMARYKEY || rc == SQLITE_CONSTRAINT_UNIQUE)
+            return -EEXIST;
+        if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
+            return -ENOENT;
+        return -EINVAL;
+    case SQLITE_TOOBIG:
+    case SQLITE_RANGE:
+    case SQLITE_MISMATCH:
+        return -EINVAL;
+    case SQLITE_IOERR: {
+        int e = db ? sqlite3_system_errno(db) : 0;
+        return e == ENOSPC ? -ENOSPC : -EIO;
+    }
+    default:
+        return -EIO;
+    }
+}
+
+/* Why a call failed, in words for a technician: the OS error for open/IO
+ * failures, "not a records database" for foreign/corrupt files, else SQLite's. */
+static const char *why(sqlite3 *db, int rc, char *buf, size_t n)
+{
+    int prim = rc & 0xff;
+    int e = db ? sqlite3_system_errno(db) : 0;
+    if ((prim == SQLITE_CANTOPEN || prim == SQLITE_IOERR || prim == SQLITE_READONLY) && e > 0) {
+        snprintf(buf, n, "%s", strerror(e));
+        if (buf[0] >= 'A' && buf[0] <= 'Z')
+            buf[0] = (char)(buf[0] - 'A' + 'a');
+        return buf;
+    }
+    if (prim == SQLITE_NOTADB) {
+        snprintf(buf, n, "not a records database (%s)", db ? sqlite3_errmsg(db) : "not sqlite");
+        return buf;
+    }
+    if (prim == SQLITE_CORRUPT) {
+        snprintf(buf, n,
+                 "records database damaged (%s): move it aside and restore a backup; "
+                 "espstationd starts a new one when the file is absent",
+                 db ? sqlite3_errmsg(db) : "malformed");
+        return buf;
+    }
+    snprintf(buf, n, "%s", db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    return buf;
+}
+
+static int db_err(struct records *r, struct records_error *err, int rc, const char *what)
+{
+    char buf[384];
+    int code = map_rc(r->db, rc);
+    if (code == 0)
+        code = -EIO;
+    return set_err(err, code, "records: %s: %s", what, why(r->db, rc, buf, sizeof(buf)));
+}
+
+/* ---- small helpers -------------------------------------------------------- */
+
+static int64_t default_clock(void *ctx)
+{
+    (void)ctx;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t records_now_ms(const struct records *r)
+{
+    if (!r || !r->clock)
+        return default_clock(NULL);
+    return r->clock(r->clock_ctx);
+}
+
+void records_set_clock(struct records *r, records_clock_fn fn, void *ctx)
+{
+    if (!r)
+        return;
+    r->clock = fn ? fn : default_clock;
+    r->clock_ctx = fn ? ctx : NULL;
+}
+
+char *records_format_time(int64_t ms, char *buf, size_t size)
+{
+    int64_t secs = ms / 1000, rem = ms % 1000;
+    if (rem < 0) {
+        rem += 1000;
+        secs -= 1;
+    }
+    time_t t = (time_t)secs;
+    struct tm tm;
+    char date[24];
+    if (!buf || size == 0)
+        return buf;
+    if (!gmtime_r(&t, &tm) || strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%S", &tm) == 0) {
+        snprintf(buf, size, "%lld", (long long)ms);
+        return buf;
+    }
+    snprintf(buf, size, "%s.%03dZ", date, (int)rem);
+    return buf;
+}
+
+/* Copies s into dst (size n), cut on a UTF-8 character boundary if too long. */
+static void copy_trunc(char *dst, size_t n, const char *s)
+{
+    size_t len = s ? strlen(s) : 0;
+    if (n == 0)
+        return;
+    if (len >= n) {
+        len = n - 1;
+        while (len > 0 && ((unsigned char)s[len] & 0xC0) == 0x80)
+            len--;
+    }
+    if (len)
+        memcpy(dst, s, len);
+    dst[len] = '\0';
+}
+
+/* An identifier-like text: shorter than max, no control characters. */
+static int check_text(const char *what, const char *s, size_t max, struct records_error *err)
+{
+    size_t len;
+    if (!s)
+        return 0;
+    len = strnlen(s, max);
+    if (len >= max)
+        return set_err(err, -EINVAL, "records: %s too long (max %zu bytes)", what, max - 1);
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return set_err(err, -EINVAL, "records: %s contains a control character", what);
+    return 0;
+}
+
+/* A token: [a-z0-9._-]+, shorter than max. */
+static int check_token(const char *what, const char *s, size_t max, struct records_error *err)
+{
+    size_t len;
+    if (!s || !*s)
+        return set_err(err, -EINVAL, "records: %s missing", what);
+    len = strnlen(s, max);
+    if (len >= max)
+        return set_err(err, -EINVAL, "records: %s too long (max %zu bytes)", what, max - 1);
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+            return set_err(err, -EINVAL, "records: %s \"%s\" is not a lower-case token", what, s);
+    }
+    return 0;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Normalises "AA:BB:CC:DD:EE:FF", "aa-bb-..." or "aabbccddeeff" to lower-case
+ * colon form. */
+static int normalize_mac(const char *in, char out[RECORDS_MAC_LEN], struct records_error *err)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t len = in ? strnlen(in, 32) : 0;
+    int digits = 0, pos = 0;
+    if (len != 17 && len != 12)
+        goto bad;
+    for (size_t i = 0; i < len; i++) {
+        int v = hexval(in[i]);
+        if (len == 17 && i % 3 == 2) {
+            if (in[i] != ':' && in[i] != '-')
+                goto bad;
+            if (i > 2 && in[i] != in[2])
+                goto bad;
+            continue;
+        }
+        if (v < 0)
+            goto bad;
+        if (digits > 0 && digits % 2 == 0)
+            out[pos++] = ':';
+        out[pos++] = hex[v];
+        digits++;
+    }
+    out[pos] = '\0';
+    return 0;
+bad:
+    return set_err(err, -EINVAL, "records: \"%.32s\" is not a MAC address (aa:bb:cc:dd:ee:ff)",
+                   in ? in : "(null)");
+}
+
+/* A caller-filled fixed array must hold a NUL. */
+static int check_array(const char *what, const char *a, size_t size, struct records_error *err)
+{
+    if (!memchr(a, '\0', size))
+        return set_err(err, -EINVAL, "records: %s is not NUL-terminated", what);
+    return check_text(what, a, size, err);
+}
+
+/* JSON text holding one object (and nothing else but white space). Checked
+ * here, not by a CHECK constraint: SQLite's json_valid() is not allowed in a
+ * schema with trusted_schema off, and a PostgreSQL backend needs the same
+ * check anyway. */
+static bool json_object_text(const char *s)
+{
+    struct json_tokener *tok;
+    struct json_object *o;
+    size_t len = strlen(s), end;
+    bool ok;
+    if (len > (size_t)RECORDS_MANIFEST_LEN || !(tok = json_tokener_new()))
+        return false;
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+    o = json_tokener_parse_ex(tok, s, (int)len + 1); /* the NUL ends a trailing number */
+    ok = o && json_tokener_get_error(tok) == json_tokener_success &&
+         json_object_is_type(o, json_type_object);
+    end = json_tokener_get_parse_end(tok);
+    for (; ok && end < len; end++)
+        if (!strchr(" \t\r\n", s[end]))
+            ok = false;
+    json_object_put(o);
+    json_tokener_free(tok);
+    return ok;
+}
+
+/* ---- statements ----------------------------------------------------------- */
+
+static int stmt_get(struct records *r, enum stmt_id id, sqlite3_stmt **out,
+                    struct records_error *err)
+{
+    if (!r->st[id]) {
+        int rc = sqlite3_prepare_v3(r->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &r->st[id],
+                                    NULL);
+        if (rc != SQLITE_OK) {
+            r->st[id] = NULL;
+            return db_err(r, err, rc, "cannot prepare statement");
+        }
+    }
+    *out = r->st[id];
+    return 0;
+}
+
+static void stmt_done(sqlite3_stmt *st)
+{
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+}
+
+/* NULL or "" binds SQL NULL. */
+static void bind_text(sqlite3_stmt *st, int idx, const char *s)
+{
+    if (s && *s)
+        sqlite3_bind_text(st, idx, s, -1, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(st, idx);
+}
+
+/* Free text: truncated to max on a character boundary. */
+static void bind_trunc(sqlite3_stmt *st, int idx, const char *s, size_t max)
+{
+    char buf[RECORDS_TEXT_LEN];
+    if (max > sizeof(buf))
+        max = sizeof(buf);
+    copy_trunc(buf, max, s);
+    bind_text(st, idx, buf);
+}
+
+/* Negative binds SQL NULL ("unknown"). */
+static void bind_opt_int(sqlite3_stmt *st, int idx, int64_t v)
+{
+    if (v < 0)
+        sqlite3_bind_null(st, idx);
+    else
+        sqlite3_bind_int64(st, idx, v);
+}
+
+static void col_text(sqlite3_stmt *st, int i, char *dst, size_t n)
+{
+    copy_trunc(dst, n, (const char *)sqlite3_column_text(st, i));
+}
+
+static int64_t col_int(sqlite3_stmt *st, int i, int64_t dflt)
+{
+    return sqlite3_column_type(st, i) == SQLITE_NULL ? dflt : sqlite3_column_int64(st, i);
+}
+
+static double col_real(sqlite3_stmt *st, int i, double dflt)
+{
+    return sqlite3_column_type(st, i) == SQLITE_NULL ? dflt : sqlite3_column_double(st, i);
+}
+
+static int run_stmt(struct records *r, enum stmt_id id)
+{
+    sqlite3_stmt *st;
+    int rc;
+    if (stmt_get(r, id, &st, NULL) < 0)
+        return SQLITE_ERROR;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        ;
+    stmt_done(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* Steps a write statement with the commit fsynced (see the top comment). */
+static int step_durable(struct records *r, sqlite3_stmt *st)
+{
+    int rc = run_stmt(r, ST_SYNC_FULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    rc = sqlite3_step(st);
+    run_stmt(r, ST_SYNC_NORMAL);
+    return rc;
+}
+
+#define ENTER(r, err)                                                                              \
+    do {                                                                                           \
+        clear_err(err);                                                                            \
+        if (!(r))                                                                                  \
+            return set_err((err), -EINVAL, "records: store not open");                             \
+        if ((r)->in_callback)                                                                      \
+            return set_err((err), -EBUSY, "records: called from inside a records callback");       \
+    } while (0)
+
+/* ---- enum names ----------------------------------------------------------- */
+
+static const char *const job_state_names[RECORDS_JOB_STATE_COUNT] = {
+    [RECORDS_JOB_QUEUED] = "queued",           [RECORDS_JOB_RUNNING] = "running",
+    [RECORDS_JOB_PASSED] = "passed",           [RECORDS_JOB_FAILED] = "failed",
+    [RECORDS_JOB_INTERRUPTED] = "interrupted", [RECORDS_JOB_CANCELLED] = "cancelled",
+    [RECORDS_JOB_SKIPPED] = "skipped",
+};
+
+const char *records_job_state_to_string(enum records_job_state s)
+{
+    if (s < 0 || s >= RECORDS_JOB_STATE_COUNT)
+        return s == RECORDS_JOB_ANY ? "any" : "unknown";
+    return job_state_names[s];
+}
+
+int records_job_state_from_string(const char *name, enum records_job_state *out)
+{
+    for (int i = 0; name && i < RECORDS_JOB_STATE_COUNT; i++) {
+        if (strcmp(name, job_state_names[i]) == 0) {
+            if (out)
+                *out = (enum records_job_state)i;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+bool records_job_state_is_final(enum records_job_state s)
+{
+    return s >= RECORDS_JOB_PASSED && s < RECORDS_JOB_STATE_COUNT;
+}
+
+/* ---- open / close --------------------------------------------------------- */
+
+static int exec_sql(struct records *r, const char *sql)
+{
+    return sqlite3_exec(r->db, sql, NULL, NULL, NULL);
+}
+
+/* Runs a one-row integer query; -1 on failure (rc in *rc_out). */
+static int64_t query_int(struct records *r, const char *sql, int *rc_out)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t v = -1;
+    int rc = sqlite3_prepare_v2(r->db, sql, -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            v = sqlite3_column_int64(st, 0);
+            rc = SQLITE_OK;
+        }
+    }
+    sqlite3_finalize(st);
+    *rc_out = rc;
+    return v;
+}
+
+static int open_fail(struct records *r, struct records_error *err, int rc, const char *path)
+{
+    char what[512];
+    snprintf(what, sizeof(what), "cannot open %s", path);
+    return db_err(r, err, rc, what);
+}
+
+static int take_lock(struct records *r, const char *path, struct records_error *err)
+{
+    size_t n = strlen(path) + sizeof(".lock");
+    char *lock = malloc(n);
+    if (!lock)
+        return set_err(err, -ENOMEM, "records: out of memory");
+    snprintf(lock, n, "%s.lock", path);
+    r->lock_fd = open(lock, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    free(lock);
+    if (r->lock_fd < 0) {
+        int e = errno;
+        char msg[128];
+        snprintf(msg, sizeof(msg), "%s", strerror(e));
+        if (msg[0] >= 'A' && msg[0] <= 'Z')
+            msg[0] = (char)(msg[0] - 'A' + 'a');
+        return set_err(err, -e, "records: cannot open %s: %s", path, msg);
+    }
+    if (flock(r->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+        int e = errno;
+        if (e == EWOULDBLOCK)
+            return set_err(err, -EBUSY,
+                           "records: %s is in use by another process (is espstationd already "
+                           "running on this data directory?)",
+                           path);
+        return set_err(err, -e, "records: cannot lock %s: %s", path, strerror(e));
+    }
+    return 0;
+}
+
+/* Decides whether the file is ours, new, or foreign; sets r->schema_version. */
+static int check_identity(struct records *r, const char *path, struct records_error *err)
+{
+    int rc;
+    int64_t tables = query_int(r, "SELECT count(*) FROM sqlite_master", &rc);
+    if (rc != SQLITE_OK)
+        return open_fail(r, err, rc, path);
+    int64_t app = query_int(r, "PRAGMA application_id", &rc);
+    if (rc != SQLITE_OK)
+        return open_fail(r, err, rc, path);
+    int64_t version = query_int(r, "PRAGMA user_version", &rc);
+    if (rc != SQLITE_OK)
+        return open_fail(r, err, rc, path);
+    if (app != RECORDS_APP_ID && !(app == 0 && version == 0 && tables == 0))
+        return set_err(err, -EBADMSG,
+                       "records: %s is not a records database (an SQLite file of another "
+                       "application: application_id 0x%08llx, %lld schema objects); "
+                       "refusing to touch it",
+                       path, (unsigned long long)(uint32_t)app, (long long)tables);
+    if (version > N_MIGRATIONS)
+        return set_err(err, -ENOTSUP,
+                       "records: %s has schema version %lld, newer than this espstationd "
+                       "supports (%d): upgrade espstationd",
+                       path, (long long)version, N_MIGRATIONS);
+    r->schema_version = (int)version;
+    return 0;
+}
+
+static int migrate(struct records *r, const char *path, struct records_error *err)
+{
+    while (r->schema_version < N_MIGRATIONS) {
+        char sql[96];
+        int rc = exec_sql(r, "BEGIN IMMEDIATE");
+        if (rc != SQLITE_OK)
+            return open_fail(r, err, rc, path);
+        /* Another process may have migrated while we waited for the lock. */
+        int64_t v = query_int(r, "PRAGMA user_version", &rc);
+        if (rc == SQLITE_OK && v > r->schema_version) {
+            exec_sql(r, "COMMIT");
+            r->schema_version = (int)v;
+            continue;
+        }
+        if (rc == SQLITE_OK)
+            rc = exec_sql(r, migrations[r->schema_version]);
+        snprintf(sql, sizeof(sql), "PRAGMA user_version = %d; PRAGMA application_id = %d;",
+                 r->schema_version + 1, RECORDS_APP_ID);
+        if (rc == SQLITE_OK)
+            rc = exec_sql(r, sql);
+        if (rc == SQLITE_OK)
+            rc = exec_sql(r, "COMMIT");
+        if (rc != SQLITE_OK) {
+            char what[512];
+            int ret;
+            snprintf(what, sizeof(what), "cannot migrate %s to schema version %d", path,
+                     r->schema_version + 1);
+            ret = db_err(r, err, rc, what);
+            exec_sql(r, "ROLLBACK");
+            return ret;
+        }
+        r->schema_version++;
+    }
+    return 0;
+}
+
+/* Jobs the previous process left queued/running become interrupted, each with
+ * an event, in one synced transaction. */
+static int recover(struct records *r, const char *path, struct records_error *err)
+{
+    static const char *const sql_events =
+        "INSERT INTO events (ts, kind, board_mac, slot, job_id, data) "
+        "SELECT ?1, 'job.interrupted', board_mac, slot, id, json_object('job', id, "
+        "'state', 'interrupted', 'stage', coalesce(nullif(stage, ''), state), 'message', "
+        "'job ' || id || ' interrupted: daemon stopped while ' || "
+        "coalesce(nullif(stage, ''), state)) "
+        "FROM jobs WHERE state IN ('queued', 'running') ORDER BY id";
+    static const char *const sql_jobs =
+        "UPDATE jobs SET state = 'interrupted', ended_at = ?1, result_code = ?2, "
+        "error_stage = coalesce(nullif(stage, ''), state), "
+        "error_message = 'daemon stopped while ' || coalesce(nullif(stage, ''), state), "
+        "error_advice = 'the station stopped (crash, kill or power loss) during this job; "
+        "the board is flashed again when it is next seen', "
+        "seconds = max(0, (?1 - started_at) / 1000.0) "
+        "WHERE state IN ('queued', 'running')";
+    sqlite3_stmt *ev = NULL, *jobs = NULL;
+    int64_t now = records_now_ms(r);
+    bool in_txn = false;
+    int rc = run_stmt(r, ST_SYNC_FULL);
+    if (rc == SQLITE_OK) {
+        rc = exec_sql(r, "BEGIN IMMEDIATE");
+        in_txn = rc == SQLITE_OK;
+    }
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(r->db, sql_events, -1, &ev, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(r->db, sql_jobs, -1, &jobs, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(ev, 1, now);
+        rc = sqlite3_step(ev);
+        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+    }
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(jobs, 1, now);
+        sqlite3_bind_int(jobs, 2, -ECANCELED);
+        rc = sqlite3_step(jobs);
+        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+    }
+    if (rc == SQLITE_OK) {
+        r->recovered = sqlite3_changes(r->db);
+        rc = exec_sql(r, "COMMIT");
+    }
+    sqlite3_finalize(ev);
+    sqlite3_finalize(jobs);
+    if (rc != SQLITE_OK) {
+        char what[512];
+        int ret;
+        snprintf(what, sizeof(what), "cannot recover interrupted jobs in %s", path);
+        ret = db_err(r, err, rc, what);
+        if (in_txn)
+            exec_sql(r, "ROLLBACK");
+        r->recovered = 0;
+        return ret;
+    }
+    run_stmt(r, ST_SYNC_NORMAL);
+    return 0;
+}
+
+static void destroy(struct records *r)
+{
+    if (!r)
+        return;
+    for (int i = 0; i < ST_COUNT; i++)
+        sqlite3_finalize(r->st[i]);
+    if (r->db)
+        sqlite3_close(r->db);
+    if (r->lock_fd >= 0)
+        close(r->lock_fd); /* after the database: the next opener finds it closed */
+    free(r->path);
+    free(r);
+}
+
+int records_open(const char *path, struct records **out, struct records_error *err)
+{
+    struct records *r;
+    int rc, ret;
+    char mode[16] = "";
+
+    clear_err(err);
+    if (!out)
+        return set_err(err, -EINVAL, "records: no output pointer");
+    *out = NULL;
+    if (!path || !*path)
+        return set_err(err, -EINVAL, "records: no database path");
+    r = calloc(1, sizeof(*r));
+    if (!r || !(r->path = strdup(path))) {
+        free(r);
+        return set_err(err, -ENOMEM, "records: out of memory");
+    }
+    r->lock_fd = -1;
+    r->clock = default_clock;
+
+    ret = take_lock(r, path, err);
+    if (ret < 0)
+        goto fail;
+    rc = sqlite3_open_v2(path, &r->db,
+                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
+                             SQLITE_OPEN_NOFOLLOW,
+                         NULL);
+    if (rc != SQLITE_OK) {
+        ret = open_fail(r, err, rc, path);
+        goto fail;
+    }
+    sqlite3_extended_result_codes(r->db, 1);
+    sqlite3_busy_timeout(r->db, RECORDS_BUSY_TIMEOUT_MS);
+    /* A damaged or hostile file must not be able to do more than fail: no
+     * writable_schema tricks, no non-innocuous functions in its schema. */
+    sqlite3_db_config(r->db, SQLITE_DBCONFIG_DEFENSIVE, 1, (int *)NULL);
+    sqlite3_db_config(r->db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, (int *)NULL);
+    if (sqlite3_db_readonly(r->db, "main") == 1) {
+        ret = set_err(err, -EACCES, "records: cannot open %s: permission denied (read-only)", path);
+        goto fail;
+    }
+
+    ret = check_identity(r, path, err);
+    if (ret < 0)
+        goto fail;
+
+    {
+        sqlite3_stmt *st = NULL;
+        rc = sqlite3_prepare_v2(r->db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
+        if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+            copy_trunc(mode, sizeof(mode), (const char *)sqlite3_column_text(st, 0));
+            rc = SQLITE_OK;
+        }
+        sqlite3_finalize(st);
+        if (rc != SQLITE_OK) {
+            ret = open_fail(r, err, rc, path);
+            goto fail;
+        }
+        if (strcmp(mode, "wal") != 0) {
+            ret = set_err(err, -ENOTSUP,
+                          "records: cannot open %s: WAL journal not available (got \"%s\"; "
+                          "is the data directory on a network filesystem?)",
+                          path, mode);
+            goto fail;
+        }
+    }
+    rc = exec_sql(r, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
+                     "PRAGMA journal_size_limit = " /* bytes kept after a checkpoint */
+                     "16777216;");
+    if (rc != SQLITE_OK) {
+        ret = open_fail(r, err, rc, path);
+        goto fail;
+    }
+    ret = migrate(r, path, err);
+    if (ret < 0)
+        goto fail;
+    ret = recover(r, path, err);
+    if (ret < 0)
+        goto fail;
+    *out = r;
+    return 0;
+fail:
+    destroy(r);
+    return ret;
+}
+
+void records_close(struct records *r)
+{
+    destroy(r);
+}
+
+int records_recovered_jobs(const struct records *r)
+{
+    return r ? r->recovered : 0;
+}
+
+int records_schema_version(const struct records *r)
+{
+    return r ? r->schema_version : 0;
+}
+
+int records_schema_latest(void)
+{
+    return N_MIGRATIONS;
+}
+
+int records_integrity_check(struct records *r, struct records_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc, ret = 0;
+    ENTER(r, err);
+    rc = sqlite3_prepare_v2(r->db, "PRAGMA integrity_check(1)", -1, &st, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const char *res = (const char *)sqlite3_column_text(st, 0);
+        if (!res || strcmp(res, "ok") != 0) {
+            ret = set_err(err, -EBADMSG, "records: %s failed its integrity check: %s", r->path,
+                          res ? res : "(no result)");
+            for (char *p = err ? err->message : NULL; p && *p; p++)
+                if (*p == '\n' || *p == '\r')
+                    *p = ' '; /* one log line */
+        }
+    } else {
+        ret = db_err(r, err, rc, "cannot run the integrity check");
+    }
+    sqlite3_finalize(st);
+    return ret;
+}
+
+/* ---- boards --------------------------------------------------------------- */
+
+void records_board_init(struct records_board *b)
+{
+    if (!b)
+        return;
+    memset(b, 0, sizeof(*b));
+    b->revision = -1;
+    b->flash_id = -1;
+    b->flash_size = -1;
+    b->crystal_mhz = -1;
+}
+
+static void read_board(sqlite3_stmt *st, struct records_board *b)
+{
+    records_board_init(b);
+    col_text(st, 0, b->mac, sizeof(b->mac));
+    col_text(st, 1, b->chip, sizeof(b->chip));
+    b->revision = (int)col_int(st, 2, -1);
+    b->flash_id = col_int(st, 3, -1);
+    b->flash_size = col_int(st, 4, -1);
+    b->crystal_mhz = (int)col_int(st, 5, -1);
+    b->first_seen = col_int(st, 6, 0);
+    b->last_seen = col_int(st, 7, 0);
+    col_text(st, 8, b->slot, sizeof(b->slot));
+    col_text(st, 9, b->current_firmware, sizeof(b->current_firmware));
+    col_text(st, 10, b->current_md5, sizeof(b->current_md5));
+    col_text(st, 11, b->ip, sizeof(b->ip));
+    col_text(st, 12, b->running_version, sizeof(b->running_version));
+    col_text(st, 13, b->target_firmware, sizeof(b->target_firmware));
+    col_text(st, 14, b->online_state, sizeof(b->online_state));
+    col_text(st, 15, b->notes, sizeof(b->notes));
+}
+
+int records_board_upsert(struct records *r, const struct records_board *b,
+                         struct records_error *err)
+{
+    char mac[RECORDS_MAC_LEN];
+    sqlite3_stmt *st;
+    int rc, ret;
+    ENTER(r, err);
+    if (!b)
+        return set_err(err, -EINVAL, "records: no board");
+    if ((ret = check_array("board MAC", b->mac, sizeof(b->mac), err)) < 0 ||
+        (ret = normalize_mac(b->mac, mac, err)) < 0 ||
+        (ret = check_array("board chip", b->chip, sizeof(b->chip), err)) < 0 ||
+        (ret = check_array("board slot", b->slot, sizeof(b->slot), err)) < 0 ||
+        (ret = check_array("board current_firmware", b->current_firmware,
+                           sizeof(b->current_firmware), err)) < 0 ||
+        (ret = check_array("board current_md5", b->current_md5, sizeof(b->current_md5), err)) < 0 ||
+        (ret = check_array("board ip", b->ip, sizeof(b->ip), err)) < 0 ||
+        (ret = check_array("board running_version", b->running_version, sizeof(b->running_version),
+                           err)) < 0 ||
+        (ret = check_array("board target_firmware", b->target_firmware, sizeof(b->target_firmware),
+                           err)) < 0 ||
+        (ret = check_array("board online_state", b->online_state, sizeof(b->online_state), err)) <
+            0)
+        return ret;
+    if (!memchr(b->notes, '\0', sizeof(b->notes)))
+        return set_err(err, -EINVAL, "records: board notes is not NUL-terminated");
+    if ((ret = stmt_get(r, ST_BOARD_UPSERT, &st, err)) < 0)
+        return ret;
+    sqlite3_bind_text(st, 1, mac, -1, SQLITE_TRANSIENT);
+    bind_text(st, 2, b->chip);
+    bind_opt_int(st, 3, b->revision);
+    bind_opt_int(st, 4, b->flash_id);
+    bind_opt_int(st, 5, b->flash_size);
+    bind_opt_int(st, 6, b->crystal_mhz);
+    sqlite3_bind_int64(st, 7, records_now_ms(r));
+    bind_text(st, 8, b->slot);
+    bind_text(st, 9, b->current_firmware);
+    bind_text(st, 10, b->current_md5);
+    bind_text(st, 11, b->ip);
+    bind_text(st, 12, b->running_version);
+    bind_text(st, 13, b->target_firmware);
+    bind_text(st, 14, b->online_state);
+    bind_text(st, 15, b->notes);
+    rc = sqlite3_step(st);
+    ret = rc == SQLITE_DONE ? 0 : db_err(r, err, rc, "cannot record board");
+    stmt_done(st);
+    return ret;
+}
+
+int records_board_get(struct records *r, const char *mac, struct records_board *out,
+                      struct records_error *err)
+{
+    char norm[RECORDS_MAC_LEN];
+    sqlite3_stmt *st;
+    int rc, ret;
+    ENTER(r, err);
+    if (!out)
+        return set_err(err, -EINVAL, "records: no output board");
+    if ((ret = normalize_mac(mac, norm, err)) < 0)
+        return ret;
+    if ((ret = stmt_get(r, ST_BOARD_GET, &st, err)) < 0)
+        return ret;
+    sqlite3_bind_text(st, 1, norm, -1, SQLITE_TRANSIENT);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        read_board(st, out);
+        ret = 0;
+    } else if (rc == SQLITE_DONE) {
+        ret = set_err(err, -ENOENT, "records: no board %s", norm);
+    } else {
+        ret = db_err(r, err, rc, "cannot read board");
+    }
+    stmt_done(st);
+    return ret;
+}
+
+int records_board_list(struct records *r, const struct records_board_filter *f, records_board_cb cb,
+                       void *ctx, struct records_error *err)
+{
+    sqlite3_stmt *st;
+    int rc, ret, n = 0;
+    ENTER(r, err);
+    if ((ret = stmt_get(r, ST_BOARD_LIST, &st, err)) < 0)
+        return ret;
+    bind_text(st, 1, f ? f->chip : NULL);
+    bind_text(st, 2, f ? f->firmware : NULL);
+    sqlite3_bind_int64(st, 3, f && f->limit > 0 ? f->limit : -1);
+    sqlite3_bind_int64(st, 4, f && f->offset > 0 ? f->offset : 0);
+    r->in_callback = true;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        read_board(st, &r->row.board);
+        n++;
+        if (cb && cb(&r->row.board, ctx))
+            break;
+    }
+    r->in_callback = false;
+    ret = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? n : db_err(r, err, rc, "cannot list boards");
+    stmt_done(st);
+    return ret;
+}
+
+/* ---- jobs ----------------------------------------------------------------- */
+
+int records_job_begin(struct records *r, const struct records_job_new *j, int64_t *id,
+                      struct records_error *err)
+{
+    char mac[RECORDS_MAC_LEN] = "";
+    sqlite3_stmt *st;
+    int rc, ret;
+    ENTER(r, err);
+    if (!j)
+        return set_err(err, -EINVAL, "records: no job");
+    if ((ret = check_token("job kind", j->kind, RECORDS_STATE_LEN, err)) < 0 ||
+        (j->board_mac && *j->board_mac && (ret = normalize_mac(j->board_mac, mac, err)) < 0) ||
+        (ret = check_text("job slot", j->slot, RECORDS_SLOT_LEN, err)) < 0 ||
+        (ret = check_text("job firmware", j->firmware, RECORDS_FIRMWARE_LEN, err)) < 0 ||
+        (ret = check_text("job stage", j->stage, RECORDS_STATE_LEN, err)) < 0)
+        return ret;
+    if ((ret = stmt_get(r, ST_JOB_BEGIN, &st, err)) < 0)
+        return ret;
+    bind_text(st, 1, j->kind);
+    bind_text(st, 2, mac);
+    bind_text(st, 3, j->slot);
+    bind_text(st, 4, j->firmware);
+    bind_text(st, 5, j->queued ? "queued" : "running");
+    bind_text(st, 6, j->stage);
+    sqlite3_bind_int64(st, 7, records_now_ms(r));
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) {
+        ret = 0;
+        if (id)
+            *id = sqlite3_last_insert_rowid(r->db);
+    } else if (rc == SQLITE_CONSTRAINT_FOREIGNKEY) {
+        ret = set_err(err, -ENOENT, "records: no board %s: record the board before its job", mac);
+    } else {
+        ret = db_err(r, err, rc, "cannot record job start");
+    }
+    stmt_done(st);
+    return ret;
+}
+
+/* Reads a job's state; -ENOENT when unknown. */
+static int job_state(struct records *r, int64_t id, enum records_job_state *state, int64_t *started,
+                     int64_t *bytes, int64_t *wire, struct records_error *err)
+{
+    sqlite3_stmt *st;
+    int rc, ret;
+    if ((ret = stmt_get(r, ST_JOB_STATE, &st, err)) < 0)
+        return ret;
+    sqlite3_bind_int64(st, 1, id);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        ret = records_job_state_from_string((const char *)sqlite3_column_text(st, 0), state);
+        if (ret < 0)
+            ret = set_err(err, -EBADMSG, "records: job %lld has an unknown state", (long long)id);
+        if (started)
+            *started = col_int(st, 1, 0);
+        if (bytes)
+            *bytes = col_int(st, 2, 0);
+        if (wire)
+            *wire = col_int(st, 3, 0);
+    } else if (rc == SQLITE_DONE) {
+        ret = set_err(err, -ENOENT, "records: no job %lld", (long long)id);
+    } else {
+        ret = db_err(r, err, rc, "cannot read job");
+    }
+    stmt_done(st);
+    return ret;
+}
+
+/* After an UPDATE matched no running job: says why. */
+static int job_not_running(struct records *r, int64_t id, struct records_error *err)
+{
+    enum records_job_state s;
+    int ret = job_state(r, id, &s, NULL, NULL, NULL, err);
+    if (ret < 0)
+        return ret;
+    return set_err(err, -EINVAL, "records: job %lld is already %s", (long long)id,
+                   records_job_state_to_string(s));
+}
+
+int records_job_set_board(struct records *r, int64_t id, const char *mac, struct records_error *err)
+{
+    char norm[RECORDS_MAC_LEN];
+    sqlite3_stmt *st;
+    int rc, ret;
+    ENTER(r, err);
+    if ((ret = normalize_mac(mac, norm, err)) < 0)
+        return ret;
+    if ((ret = stmt_get(r, ST_JOB_SET_BOARD, &st, err)) < 0)
+        return ret;
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_text(st, 2, norm, -1, SQLITE_TRANSIENT);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE)
+        ret = sqlite3_changes(r->db) == 1
+                  ? 0
+                  : set_err(err, -ENOENT, "records: no job %lld", (long long)id);
+    else if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
+        ret = set_err(err, -ENOENT, "records: no board %s: record the board before its job", norm);
+    else
+        ret = db_err(r, err, rc, "cannot attach board to job");
+    stmt_done(st);
+    return ret;
+}
+
+int records_job_progress(struct records *r, int64_t id, const char *stage, int64_t bytes,
+                         int64_t wire_bytes, struct records_error *err)
+{
+    sqlite3_stmt *st;
+    int rc, ret;
+    ENTER(r, err);
+    if ((ret = check_text("job stage", stage, RECORDS_STATE_LEN, err)) < 0)
+        return ret;
+    if ((ret = stmt_get(r, ST_JOB_PROGRESS, &st, err)) < 0)
+        return ret;
+    sqlite3_bind_int64(st, 1, id);
+    bind_text(st, 2, stage);
+    bind_opt_int(st, 3, bytes);
+    bind_opt_int(st, 4, wire_bytes);
+    sqlite3_bind_int64(st, 5, records_now_ms(r));
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE)
+        ret = db_err(r, err, rc, "cannot record job progress");
+    else
+        ret = sqlite3_changes(r->db) == 1 ? 0 : 1;
+    stmt_done(st);
+    if (ret == 1)
+        ret = job_not_running(r, id, err);
+    return ret;
+}
+
+int records_job_log(struct records *r, int64_t id, const char *level, const char *line,
+                    struct records_error *err)
+{
+    char buf[RECORDS_TEXT_LEN];
+    sqlite3_stmt *st;
+    int rc, ret;
+    ENTER(r, err);
+    if ((ret = check_token("log level", level, RECORDS_STATE_LEN, err)) < 0)
+        return ret;
+    if ((ret = stmt_get(r, ST_JOB_LOG, &st, err)) < 0)
+        return ret;
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, records_now_ms(r));
+    bind_text(st, 3, level);
+    copy_trunc(buf, sizeof(buf), line ? line : "");
+    sqlite3_bind_text(st, 4, buf, -1, SQLITE_TRANSIENT);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE)
+        ret = 0;
+    else if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
+        ret = set_err(err, -ENOENT, "records: no job %lld", (long long)id);
+    else
+        ret = db_err(r, err, rc, "cannot append job log line");
+    stmt_done(st);
+    return ret;
+}
+
+void records_job_result_init(struct records_job_result *res)
+{
+    if (!res)
+        return;
+    memset(res, 0, sizeof(*res));
+    res->state = RECORDS_JOB_FAILED;
+    res->device_status = -1;
+    res->device_error = -1;
+    res->error_op = -1;
+    res->error_address = -1;
+    res->bytes = -1;
+    res->wire_bytes = -1;
+    res->kbps = -1;
+    res->seconds = -1;
+}
+
+int records_job_finish(struct records *r, int64_t id, const struct records_job_result *res,
+                       struct records_error *err)
+{
+    enum records_job_state cur;
+    int64_t started, bytes, wire, now;
+    double secs, kbps;
+    sqlite3_stmt *st;
+    int rc, ret;
+    ENTER(r, err);
+    if (!res)
+        return set_err(err, -EINVAL, "records: no job result");
+    if (!records_job_state_is_final(res->state))
+        return set_err(err, -EINVAL, "records: \"%s\" is not a final job state",
+                       records_job_state_to_string(res->state));
+    if ((ret = check_text("job error stage", res->error_stage, RECORDS_STATE_LEN, err)) < 0)
+        return ret;
+    if ((ret = job_state(r, id, &cur, &started, &bytes, &wire, err)) < 0)
+        return ret;
+    if (records_job_state_is_final(cur))
+        return set_err(err, -EINVAL, "records: job %lld is already %s", (long long)id,
+                       records_job_state_to_string(cur));
+    now = records_now_ms(r);
+    if (res->bytes >= 0)
+        bytes = res->bytes;
+    if (res->wire_bytes >= 0)
+        wire = res->wire_bytes;
+    secs = res->seconds >= 0 ? res->seconds : (now > started ? (double)(now - started) / 1e3 : 0);
+    kbps = res->kbps >= 0 ? res->kbps : (secs > 0 ? (double)bytes * 8 / 1000 / secs : -1);
+
+    if ((ret = stmt_get(r, ST_JOB_FINISH, &st, err)) < 0)
+        return ret;
+    sqlite3_bind_int64(st, 1, id);
+    bind_text(st, 2, records_job_state_to_string(res->state));
+    sqlite3_bind_int64(st, 3, now);
+    sqlite3_bind_int(st, 4, res->result_code);
+    bind_text(st, 5, res->error_stage);
+    bind_trunc(st, 6, res->error_message, RECORDS_TEXT_LEN);
+    bind_trunc(st, 7, res->error_advice, RECORDS_TEXT_LEN);
+    bind_opt_int(st, 8, res->device_status);
+    bind_opt_int(st, 9, res->device_error);
+    bind_opt_int(st, 10, res->error_op);
+    bind_opt_int(st, 11, res->error_address);
+    sqlite3_bind_int64(st, 12, bytes);
+    sqlite3_bind_int64(st, 13, wire);
+    if (kbps >= 0)
+        sqlite3_bind_double(st, 14, kbps);
+    else
+        sqlite3_bind_null(st, 14);
+    sqlite3_bind_int(st, 15, res->retries > 0 ? res->retries : 0);
+    sqlite3_bind_double(st, 16, secs);
+    rc = step_durable(r, st);
+    if (rc != SQLITE_DONE)
+        ret = db_err(r, err, rc, "cannot record job result");
+    else
+        ret = sqlite3_changes(r->db) == 1 ? 0 : 1;
+    stmt_done(st);
+    if (ret == 1)
+        ret = job_not_running(r, id, err);
+    return ret;
+}
+
+static void read_job(sqlite3_stmt *st, struct records_job *j)
+{
+    memset(j, 0, sizeof(*j));
+    j->id = sqlite3_column_int64(st, 0);
+    col_text(st, 1, j->kind, sizeof(j->kind));
+    col_text(st, 2, j->board_mac, sizeof(j->board_mac));
+    col_text(st, 3, j->slot, sizeof(j->slot));
+    col_text(st, 4, j->firmware, sizeof(j->firmware));
+    if (records_job_state_from_string((const char *)sqlite3_column_text(st, 5), &j->state) < 0)
+        j->state = RECORDS_JOB_FAILED; /* CHECK constraint makes this unreachable */
+    col_text(st, 6, j->stage, sizeof(j->stage));
+    j->started_at = col_int(st, 7, 0);
+    j->ended_at = col_int(st, 8, 0);
+    j->result_code = (int)col_int(st, 9, 0);
+    col_text(st, 10, j->error_stage, sizeof(j->error_stage));
+    col_text(st, 11, j->error_message, sizeof(j->error_message));
+    col_text(st, 12, j->error_advice, sizeof(j->error_advice));
+    j->device_status = (int)col_int(st, 13, -1);
+    j->device_error = (int)col_int(st, 14, -1);
+    j->error_op = (int)col_int(st, 15, -1);
+    j->error_address = col_int(st, 16, -1);
+    j->bytes = col_int(st, 17, 0);
+    j->wire_bytes = col_int(st, 18, 0);
+    j->kbps = col_real(st, 19, -1);
+    j->retries = (int)col_int(st, 20, 0);
+    j->seconds = col_real(st, 21, -1);
+}
+
+int records_job_get(struct records *r, int64_t id, struct records_job *out,
+                    struct records_error *err)
+{
+    sqlite3_stmt *st;
+    int rc, ret;
+    ENTER(r, err);
+    if (!out)
+        return set_err(err, -EINVAL, "records: no output job");
+    if ((ret = stmt_get(r, ST_JOB_GET, &st, err)) < 0)
+        return ret;
+    sqlite3_bind_int64(st, 1, id);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        read_job(st, out);
+        ret = 0;
+    } else if (rc == SQLITE_DONE) {
+        ret = set_err(err, -ENOENT, "records: no job %lld", (long long)id);
+    } else {
+        ret = db_err(r, err, rc, "cannot read job");
+    }
+    stmt_done(st);
+    return ret;
+}
+
+void records_job_filter_init(struct records_job_filter *f)
+{
+    if (!f)
+        return;
+    memset(f, 0, sizeof(*f));
+    f->state = RECORDS_JOB_ANY;
+}
+
+static int bind_job_filter(sqlite3_stmt *st, const struct records_job_filter *f,
+                           struct records_error *err)
+{
+    char mac[RECORDS_MAC_LEN];
+    int ret;
+    if (!f) {
+        sqlite3_bind_int64(st, 7, -1);
+        sqlite3_bind_int64(st, 8, 0);
+        return 0;
+    }
+    if (f->board_mac && *f->board_mac) {
+        if ((ret = normalize_mac(f->board_mac, mac, err)) < 0)
+            return ret;
+        sqlite3_bind_text(st, 1, mac, -1, SQLITE_TRANSIENT);
+    }
+    bind_text(st, 2, f->slot);
+    bind_text(st, 3, f->kind);
+    if (f->state != RECORDS_JOB_ANY) {
+        if (f->state < 0 || f->state >= RECORDS_JOB_STATE_COUNT)
+            return set_err(err, -EINVAL, "records: unknown job state %d in filter", f->state);
+        bind_text(st, 4, records_job_state_to_string(f->state));
+    }
+    if (f->since > 0)
+        sqlite3_bind_int64(st, 5, f->since);
+    if (f->until > 0)
+        sqlite3_bind_int64(st, 6, f->until);
+    sqlite3_bind_int64(st, 7, f->limit > 0 ? f->limit : -1);
+    sqlite3_bind_int64(st, 8, f->offset > 0 ? f->offset : 0);
+    return 0;
+}
+
+int records_job_list(struct records *r, const struct records_job_filter *f, records_job_cb cb,
+                     void *ctx, struct records_error *err)
+{
+    sqlite3_stmt *st;
+    int rc, ret, n = 0;
+    ENTER(r, err);
+    if ((ret = stmt_get(r, ST_JOB_LIST, &st, err)) < 0)
+        return ret;
+    if ((ret = bind_job_filter(st, f, err)) < 0) {
+        stmt_done(st);
+        return ret;
+    }
+    r->in_callback = true;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        read_job(st, &r->row.job);
+        n++;
+        if (cb && cb(&r->row.job, ctx))
+            break;
+    }
+    r->in_callback = false;
+    ret = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? n : db_err(r, err, rc, "cannot list jobs");
+    stmt_done(st);
+    return ret;
+}
+
+int records_job_log_list(struct records *r, int64_t id, records_log_cb cb, void *ctx,
+                         struct records_error *err)
+{
+    sqlite3_stmt *st;
+    int rc, ret, n = 0;
+    ENTER(r, err);
+    if ((ret = stmt_get(r, ST_JOB_LOG_LIST, &st, err)) < 0)
+        return ret;
+    sqlite3_bind_int64(st, 1, id);
+    r->in_callback = true;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct records_log_line *l = &r->row.log;
+        l->ts = col_int(st, 0, 0);
+        col_text(st, 1, l->level, sizeof(l->level));
+        col_text(st, 2, l->line, sizeof(l->line));
+        n++;
+        if (cb && cb(l, ctx))
+            break;
+    }
+    r->in_callback = false;
+    ret = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? n : db_err(r, err, rc, "cannot read job log");
+    stmt_done(st);
+    return ret;
+}
+
+/* ---- CSV ------------------------------------------------------------------ */
+
+/* RFC 4180: quote a field holding a comma, quote, CR or LF; double quotes. */
+static void csv_field(FILE *out, const char *s, bool last)
+{
+    if (s && strpbrk(s, ",\"\r\n")) {
+        fputc('"', out);
+        for (; *s; s++) {
+            if (*s == '"')
+                fputc('"', out);
+            fputc(*s, out);
+        }
+        fputc('"', out);
+    } else if (s) {
+        fputs(s, out);
+    }
+    fputs(last ? "\r\n" : ",", out);
+}
+
+static const char *csv_int(char *buf, size_t n, int64_t v, bool present, bool hex)
+{
+    if (!present)
+        return "";
+    snprintf(buf, n, hex ? "0x%llx" : "%lld", (long long)v);
+    return buf;
+}
+
+static const char *csv_real(char *buf, size_t n, double v, int decimals)
+{
+    if (v < 0)
+        return "";
+    snprintf(buf, n, "%.*f", decimals, v);
+    return buf;
+}
+
+static void csv_job(FILE *out, const struct records_job *j)
+{
+    char b[12][RECORDS_TIME_LEN];
+    csv_field(out, csv_int(b[0], sizeof(b[0]), j->id, true, false), false);
+    csv_field(out, j->kind, false);
+    csv_field(out, records_job_state_to_string(j->state), false);
+    csv_field(out, j->board_mac, false);
+    csv_field(out, j->slot, false);
+    csv_field(out, j->firmware, false);
+    csv_field(out, j->stage, false);
+    csv_field(out, records_format_time(j->started_at, b[1], sizeof(b[1])), false);
+    csv_field(out, j->ended_at ? records_format_time(j->ended_at, b[2], sizeof(b[2])) : "", false);
+    csv_field(out, csv_real(b[3], sizeof(b[3]), j->seconds, 3), false);
+    csv_field(out, csv_int(b[4], sizeof(b[4]), j->bytes, true, false), false);
+    csv_field(out, csv_int(b[5], sizeof(b[5]), j->wire_bytes, true, false), false);
+    csv_field(out, csv_real(b[6], sizeof(b[6]), j->kbps, 1), false);
+    csv_field(out, csv_int(b[7], sizeof(b[7]), j->retries, true, false), false);
+    csv_field(out, csv_int(b[8], sizeof(b[8]), j->result_code, j->ended_at != 0, false), false);
+    csv_field(out, j->error_stage, false);
+    csv_field(out, csv_int(b[9], sizeof(b[9]), j->device_status, j->device_status >= 0, true),
+              false);
+    csv_field(out, csv_int(b[10], sizeof(b[10]), j->device_error, j->device_error >= 0, true),
+              false);
+    csv_field(out, csv_int(b[11], sizeof(b[11]), j->error_op, j->error_op >= 0, true), false);
+    csv_field(out, csv_int(b[0], sizeof(b[0]), j->error_address, j->error_address >= 0, true),
+              false);
+    csv_field(out, j->error_message, false);
+    csv_field(out, j->error_advice, true);
+}
+
+int records_export_csv(struct records *r, FILE *out, const struct records_job_filter *f,
+                       struct records_error *err)
+{
+    sqlite3_stmt *st;
+    int rc, ret, n = 0;
+    ENTER(r, err);
+    if (!out)
+        return set_err(err, -EINVAL, "records: no output file");
+    if ((ret = stmt_get(r, ST_JOB_EXPORT, &st, err)) < 0)
+        return ret;
+    if ((ret = bind_job_filter(st, f, err)) < 0) {
+        stmt_done(st);
+        return ret;
+    }
+    fputs("id,kind,state,board_mac,slot,firmware,stage,started_at,ended_at,seconds,bytes,"
+          "wire_bytes,kbps,retries,result_code,error_stage,device_status,device_error,error_op,"
+          "error_address,error_message,error_advice\r\n",
+          out);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        read_job(st, &r->row.job);
+        csv_job(out, &r->row.job);
+        n++;
+    }
+    ret = rc == SQLITE_DONE ? n : db_err(r, err, rc, "cannot export jobs");
+    stmt_done(st);
+    if (ret >= 0 && (fflush(out) != 0 || ferror(out)))
+        ret = set_err(err, -EIO, "records: cannot write the CSV export: %s", strerror(errno));
+    return ret;
+}
+
+/* ---- events --------------------------------------------------------------- */
+
+int records_event_append(struct records *r, const struct records_event_new *e, int64_t *id,
+                         struct records_error *err)
+{
+    char mac[RECORDS_MAC_LEN] = "";
+    sqlite3_stmt *st;
+    int rc, ret;
+    ENTER(r, err);
+    if (!e)
+        return set_err(err, -EINVAL, "records: no event");
+    if ((ret = check_token("event kind", e->kind, RECORDS_STATE_LEN, err)) < 0 ||
+        (e->board_mac && *e->board_mac && (ret = normalize_mac(e->board_mac, mac, err)) < 0) ||
+        (ret = check_text("event slot", e->slot, RECORDS_SLOT_LEN, err)) < 0)
+        return ret;
+    if (e->data && strnlen(e->data, RECORDS_EVENT_DATA_LEN) >= RECORDS_EVENT_DATA_LEN)
+        return set_err(err, -EINVAL, "records: event data too long (max %d bytes)",
+                       RECORDS_EVENT_DATA_LEN - 1);
+    if (e->data && *e->data && !json_object_text(e->data))
+        return set_err(err, -EINVAL, "records: event data is not valid JSON (an object)");
+    if ((ret = stmt_get(r, ST_EVENT_APPEND, &st, err)) < 0)
+        return ret;
+    sqlite3_bind_int64(st, 1, records_now_ms(r));
+    bind_text(st, 2, e->kind);
+    bind_text(st, 3, mac);
+    bind_text(st, 4, e->slot);
+    bind_opt_int(st, 5, e->job_id > 0 ? e->job_id : -1);
+    bind_text(st, 6, e->data);
+    rc = step_durable(r, st);
+    if (rc == SQLITE_DONE) {
+        ret = 0;
+        if (id)
+            *id = sqlite3_last_insert_rowid(r->db);
+    } else {
+        ret = db_err(r, err, rc, "cannot append event");
+    }
+    stmt_done(st);
+    return ret;
+}
+
+int records_events_since(struct records *r, int64_t after_id, int limit, records_event_cb cb,
+                         void *ctx, struct records_error *err)
+{
+    sqlite3_stmt *st;
+    int rc, ret, n = 0;
+    ENTER(r, err);
+    if ((ret = stmt_get(r, ST_EVENTS_SINCE, &st, err)) < 0)
+        return ret;
+    sqlite3_bind_int64(st, 1, after_id);
+    sqlite3_bind_int64(st, 2, limit > 0 ? limit : -1);
+    r->in_callback = true;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct records_event *e = &r->row.event;
+        e->id = sqlite3_column_int64(st, 0);
+        e->ts = col_int(st, 1, 0);
+        col_text(st, 2, e->kind, sizeof(e->kind));
+        col_text(st, 3, e->board_mac, sizeof(e->board_mac));
+        col_text(st, 4, e->slot, sizeof(e->slot));
+        e->job_id = col_int(st, 5, 0);
+        col_text(st, 6, e->data, sizeof(e->data));
+        n++;
+        if (cb && cb(e, ctx))
+            break;
+    }
+    r->in_callback = false;
+    ret = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? n : db_err(r, err, rc, "cannot read events");
+    stmt_done(st);
+    return ret;
+}
+
+int records_events_last_id(struct records *r, int64_t *id, struct records_error *err)
+{
+    sqlite3_stmt *st;
+    int rc, ret;
+    ENTER(r, err);
+    if ((ret = stmt_get(r, ST_EVENTS_LAST, &st, err)) < 0)
+        return ret;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        ret = 0;
+        if (id)
+            *id = sqlite3_column_int64(st, 0);
+    } else {
+        ret = db_err(r, err, rc, "cannot read events");
+    }
+    stmt_done(st);
+    return ret;
+}
+
+/* ---- firmware ------------------------------------------------------------- */
+
+static int check_fw_key(const char *name, const char *version, struct records_error *err)
+{
+    int ret;
+    if (!name || !*name || !version || !*version)
+        return set_err(err, -EINVAL, "records: firmware name and version are required");
+    if ((ret = check_text("firmware name", name, RECORDS_NAME_LEN, err)) < 0 ||
+        (ret = check_text("firmware version", version, RECORDS_NAME_LEN, err)) < 0)
+        return ret;
+    return 0;
+}
+
+int records_firmware_put(struct records *r, const struct records_firmware *fw,
+                         struct records_error *err)
+{
+    sqlite3_stmt *st;
+    int rc, ret;
+    ENTER(r, err);
+    if (!fw)
+        return set_err(err, -EINVAL, "records: no firmware");
+    if (!memchr(fw->name, '\0', sizeof(fw->name)) ||
+        !memchr(fw->version, '\0', sizeof(fw->version)) ||
+        !memchr(fw->chip, '\0', sizeof(fw->chip)) ||
+        !memchr(fw->manifest, '\0', sizeof(fw->manifest)))
+        return set_err(err, -EINVAL, "records: firmware field is not NUL-terminated");
+    if ((ret = check_fw_key(fw->name, fw->version, err)) < 0 ||
+        (ret = check_text("firmware chip", fw->chip, sizeof(fw->chip), err)) < 0)
+        return ret;
+    if (!fw->chip[0])
+        return set_err(err, -EINVAL, "records: firmware %s@%s has no chip family", fw->name,
+                       fw->version);
+    if (!json_object_text(fw->manifest))
+        return set_err(err, -EINVAL,
+                       "records: manifest of firmware %s@%s is not valid JSON (an object)",
+                       fw->name, fw->version);
+    if ((ret = stmt_get(r, ST_FW_PUT, &st, err)) < 0)
+        return ret;
+    bind_text(st, 1, fw->name);
+    bind_text(st, 2, fw->version);
+    bind_text(st, 3, fw->chip);
+    sqlite3_bind_text(st, 4, fw->manifest, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 5, records_now_ms(r));
+    rc = step_durable(r, st);
+    if (rc == SQLITE_DONE)
+        ret = 0;
+    else if (rc == SQLITE_CONSTRAINT_PRIMARYKEY)
+        ret = set_err(err, -EEXIST,
+                      "records: firmware %s@%s already exists (versions are "
+                      "immutable: import a new version)",
+                      fw->name, fw->version);
+    else
+        ret = db_err(r, err, rc, "cannot record firmware");
+    stmt_done(st);
+    return ret;
+}
+
+static void read_fw(sqlite3_stmt *st, struct records_firmware *fw)
+{
+    col_text(st, 0, fw->name, sizeof(fw->name));
+    col_text(st, 1, fw->version, sizeof(fw->version));
+    col_text(st, 2, fw->chip, sizeof(fw->chip));
+    col_text(st, 3, fw->manifest, sizeof(fw->manifest));
+    fw->created_at = col_int(st, 4, 0);
+}
+
+int records_firmware_get(struct records *r, const char *name, const char *version,
+                         struct records_firmware *out, struct records_error *err)
+{
+    sqlite3_stmt *st;
+    int rc, ret;
+    ENTER(r, err);
+    if (!out)
+        return set_err(err, -EINVAL, "records: no output firmware");
+    if ((ret = check_fw_key(name, version, err)) < 0)
+        return ret;
+    if ((ret = stmt_get(r, ST_FW_GET, &st, err)) < 0)
+        return ret;
+    bind_text(st, 1, name);
+    bind_text(st, 2, version);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        read_fw(st, out);
+        ret = 0;
+    } else if (rc == SQLITE_DONE) {
+        ret = set_err(err, -ENOENT, "records: no firmware %s@%s", name, version);
+    } else {
+        ret = db_err(r, err, rc, "cannot read firmware");
+    }
+    stmt_done(st);
+    return ret;
+}
+
+int records_firmware_delete(struct records *r, const char *name, const char *version,
+                            struct records_error *err)
+{
+    sqlite3_stmt *st;
+    int rc, ret;
+    ENTER(r, err);
+    if ((ret = check_fw_key(name, version, err)) < 0)
+        return ret;
+    if ((ret = stmt_get(r, ST_FW_DELETE, &st, err)) < 0)
+        return ret;
+    bind_text(st, 1, name);
+    bind_text(st, 2, version);
+    rc = step_durable(r, st);
+    if (rc == SQLITE_DONE)
+        ret = sqlite3_changes(r->db) == 1
+                  ? 0
+                  : set_err(err, -ENOENT, "records: no firmware %s@%s", name, version);
+    else
+        ret = db_err(r, err, rc, "cannot delete firmware");
+    stmt_done(st);
+    return ret;
+}
+
+int records_firmware_list(struct records *r, const char *chip, records_firmware_cb cb, void *ctx,
+                          struct records_error *err)
+{
+    sqlite3_stmt *st;
+    int rc, ret, n = 0;
+    ENTER(r, err);
+    if ((ret = stmt_get(r, ST_FW_LIST, &st, err)) < 0)
+        return ret;
+    bind_text(st, 1, chip);
+    r->in_callback = true;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        read_fw(st, &r->row.fw);
+        n++;
+        if (cb && cb(&r->row.fw, ctx))
+            break;
+    }
+    r->in_callback = false;
+    ret = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? n : db_err(r, err, rc, "cannot list firmware");
+    stmt_done(st);
+    return ret;
+}
+
+/* ---- counters ------------------------------------------------------------- */
+
+int records_counters(struct records *r, int64_t since, struct records_counters *out,
+                     struct records_error *err)
+{
+    sqlite3_stmt *st;
+    int rc, ret;
+    int64_t now;
+    ENTER(r, err);
+    if (!out)
+        return set_err(err, -EINVAL, "records: no output counters");
+    memset(out, 0, sizeof(*out));
+    if ((ret = stmt_get(r, ST_COUNT_STATES, &st, err)) < 0)
+        return ret;
+    sqlite3_bind_int64(st, 1, since);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        enum records_job_state s;
+        if (records_job_state_from_string((const char *)sqlite3_column_text(st, 0), &s) == 0)
+            out->by_state[s] = sqlite3_column_int64(st, 1);
+    }
+    ret = rc == SQLITE_DONE ? 0 : db_err(r, err, rc, "cannot count jobs");
+    stmt_done(st);
+    if (ret < 0)
+        return ret;
+    out->passed = out->by_state[RECORDS_JOB_PASSED];
+    out->failed = out->by_state[RECORDS_JOB_FAILED];
+
+    if ((ret = stmt_get(r, ST_COUNT_BOARDS, &st, err)) < 0)
+        return ret;
+    now = records_now_ms(r);
+    sqlite3_bind_int64(st, 1, now - 3600 * 1000);
+    sqlite3_bind_int64(st, 2, now);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        out->boards_last_hour = sqlite3_column_int64(st, 0);
+        ret = 0;
+    } else {
+        ret = db_err(r, err, rc, "cannot count boards");
+    }
+    stmt_done(st);
+    return ret;
+}
+
+int records_slot_flash_seconds(struct records *r, int64_t since, records_slot_stat_cb cb, void *ctx,
+                               struct records_error *err)
+{
+    sqlite3_stmt *st;
+    int rc, ret, n = 0;
+    ENTER(r, err);
+    if ((ret = stmt_get(r, ST_SLOT_SECONDS, &st, err)) < 0)
+        return ret;
+    sqlite3_bind_int64(st, 1, since);
+    r->in_callback = true;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        char slot[RECORDS_SLOT_LEN];
+        col_text(st, 0, slot, sizeof(slot));
+        n++;
+        if (cb && cb(slot, sqlite3_column_double(st, 1), sqlite3_column_int64(st, 2), ctx))
+            break;
+    }
+    r->in_callback = false;
+    ret = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? n : db_err(r, err, rc, "cannot count slots");
+    stmt_done(st);
+    return ret;
+}

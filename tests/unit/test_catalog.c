@@ -1,0 +1,749 @@
+/*
+ * test_catalog: firmware sets — validation of manifests and images (each
+ * problem class gives its named message), import + load round trip (digests
+ * checked against libcrypto, compressed copy inflated with zlib), replace and
+ * delete, on-disk corruption detection, and recovery from an interrupted
+ * import (temp dir left behind: never visible, removed on open).
+ * The ESP images are built here (build_image), no tools needed.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <openssl/evp.h>
+#include <zlib.h>
+
+#include "catalog.h"
+
+/* ---- ESP images, built by hand (PROTOCOL-ROM.md §7) ----------------------------------- */
+
+struct img {
+    bool esp8266;   /* no extended header */
+    int chip_id;    /* extended header chip id */
+    bool hash;      /* append SHA-256 */
+    unsigned n_seg; /* segments */
+    uint32_t seg_len;
+};
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+/* Builds an image into a malloc'd buffer: header, [extended header], segments, checksum, [SHA]. */
+static uint8_t *build_image(const struct img *sp, size_t *len)
+{
+    size_t cap = 64 + sp->n_seg * (8 + sp->seg_len) + 16 + 32;
+    uint8_t *out = calloc(1, cap);
+    assert_non_null(out);
+    size_t p = 0;
+    out[p++] = 0xE9;
+    out[p++] = (uint8_t)sp->n_seg;
+    out[p++] = 2;    /* DIO */
+    out[p++] = 0x20; /* 4MB, 40 MHz on the ESP32 family */
+    put32(out + p, 0x40080404u);
+    p += 4;
+    if (!sp->esp8266) {
+        out[p] = 0xEE;
+        out[p + 4] = (uint8_t)sp->chip_id;
+        out[p + 5] = (uint8_t)(sp->chip_id >> 8);
+        out[p + 9] = 0xFF; /* max_rev_full 0xFFFF */
+        out[p + 10] = 0xFF;
+        out[p + 15] = sp->hash ? 1 : 0;
+        p += 16;
+    }
+    uint8_t cks = 0xEF;
+    for (unsigned s = 0; s < sp->n_seg; s++) {
+        put32(out + p, 0x3FFB0000u + 0x1000 * s);
+        put32(out + p + 4, sp->seg_len);
+        p += 8;
+        for (uint32_t i = 0; i < sp->seg_len; i++) {
+            out[p] = (uint8_t)(i * 13 + s * 7 + 3);
+            cks ^= out[p++];
+        }
+    }
+    while (p % 16 != 15)
+        out[p++] = 0;
+    out[p++] = cks;
+    if (sp->hash && !sp->esp8266) {
+        unsigned int n = 0;
+        assert_int_equal(EVP_Digest(out, p, out + p, &n, EVP_sha256(), NULL), 1);
+        p += 32;
+    }
+    assert_true(p <= cap);
+    *len = p;
+    return out;
+}
+
+/* ---- a set in memory and on disk ------------------------------------------------------ */
+
+struct file {
+    const char *name;
+    uint8_t *data;
+    size_t len;
+};
+
+struct set {
+    struct file files[8];
+    size_t n;
+};
+
+static void set_add(struct set *s, const char *name, uint8_t *data, size_t len)
+{
+    assert_true(s->n < 8);
+    s->files[s->n].name = name;
+    s->files[s->n].data = data;
+    s->files[s->n].len = len;
+    s->n++;
+}
+
+static void set_add_image(struct set *s, const char *name, const struct img *sp)
+{
+    size_t len;
+    uint8_t *d = build_image(sp, &len);
+    set_add(s, name, d, len);
+}
+
+static void set_add_bytes(struct set *s, const char *name, size_t len, uint8_t fill)
+{
+    uint8_t *d = malloc(len ? len : 1);
+    assert_non_null(d);
+    for (size_t i = 0; i < len; i++)
+        d[i] = (uint8_t)(fill + i / 7);
+    set_add(s, name, d, len);
+}
+
+static struct file *set_find(struct set *s, const char *name)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->files[i].name, name) == 0)
+            return &s->files[i];
+    return NULL;
+}
+
+static void set_free(struct set *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        free(s->files[i].data);
+    s->n = 0;
+}
+
+static int mem_load(void *ctx, const char *file, uint8_t **data, size_t *len)
+{
+    struct file *f = set_find(ctx, file);
+    if (!f)
+        return -ENOENT;
+    *data = malloc(f->len ? f->len : 1);
+    if (!*data)
+        return -ENOMEM;
+    memcpy(*data, f->data, f->len);
+    *len = f->len;
+    return 0;
+}
+
+static void write_file(const char *dir, const char *name, const void *data, size_t len)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+}
+
+static void set_write(struct set *s, const char *dir, const char *manifest)
+{
+    mkdir(dir, 0755);
+    for (size_t i = 0; i < s->n; i++)
+        write_file(dir, s->files[i].name, s->files[i].data, s->files[i].len);
+    write_file(dir, "manifest.json", manifest, strlen(manifest));
+}
+
+static void rm_tree(const char *path)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", path);
+    assert_int_equal(system(cmd), 0);
+}
+
+static bool path_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+static const struct img esp32_boot = {.chip_id = 0, .hash = true, .n_seg = 2, .seg_len = 256};
+static const struct img esp32_app = {.chip_id = 0, .hash = true, .n_seg = 3, .seg_len = 4096};
+static const struct img esp32c3_app = {.chip_id = 5, .hash = true, .n_seg = 2, .seg_len = 512};
+static const struct img esp8266_app = {.esp8266 = true, .n_seg = 2, .seg_len = 1024};
+
+/* The demo set of the issue: bootloader, partition table, app for an ESP32. */
+static void demo_set(struct set *s)
+{
+    memset(s, 0, sizeof(*s));
+    set_add_image(s, "bootloader.bin", &esp32_boot);
+    set_add_bytes(s, "partitions.bin", 3072, 0xAA);
+    set_add_image(s, "app.bin", &esp32_app);
+}
+
+static const char demo_manifest[] =
+    "{\"name\":\"demo\",\"version\":\"1.0.0\",\"chip\":\"esp32\",\"flash_mode\":\"dio\","
+    "\"flash_size\":\"4MB\",\"flash_freq\":\"40m\",\"regions\":["
+    "{\"offset\":\"0x1000\",\"file\":\"bootloader.bin\",\"kind\":\"bootloader\"},"
+    "{\"offset\":\"0x8000\",\"file\":\"partitions.bin\",\"kind\":\"data\"},"
+    "{\"offset\":65536,\"file\":\"app.bin\",\"kind\":\"app\"}]}";
+
+struct fixture {
+    char root[64];   /* temp dir */
+    char data[128];  /* <root>/data */
+    char src[128];   /* <root>/src */
+};
+
+static int setup(void **state)
+{
+    struct fixture *fx = calloc(1, sizeof(*fx));
+    if (!fx)
+        return -1;
+    snprintf(fx->root, sizeof(fx->root), "/tmp/test_catalog.XXXXXX");
+    if (!mkdtemp(fx->root))
+        return -1;
+    snprintf(fx->data, sizeof(fx->data), "%s/data", fx->root);
+    snprintf(fx->src, sizeof(fx->src), "%s/src", fx->root);
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *fx = *state;
+    char cmd[200];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx->root);
+    int rc = system(cmd);
+    free(fx);
+    return rc == 0 ? 0 : -1;
+}
+
+static void hex_of(const EVP_MD *md, const uint8_t *d, size_t n, char *out)
+{
+    uint8_t dig[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    assert_int_equal(EVP_Digest(d, n, dig, &len, md, NULL), 1);
+    for (unsigned i = 0; i < len; i++)
+        sprintf(out + 2 * i, "%02x", dig[i]);
+}
+
+static bool report_has(const struct catalog_report *rep, bool warning, int region,
+                       const char *text)
+{
+    for (size_t i = 0; i < rep->n; i++)
+        if (rep->items[i].warning == warning && rep->items[i].region == region &&
+            strstr(rep->items[i].message, text))
+            return true;
+    return false;
+}
+
+static void dump(const struct catalog_report *rep)
+{
+    char buf[8192];
+    print_message("%s", catalog_report_format(rep, buf, sizeof(buf)));
+}
+
+#define ASSERT_PROBLEM(rep, warning, region, text)                                              \
+    do {                                                                                        \
+        if (!report_has((rep), (warning), (region), (text))) {                                  \
+            dump(rep);                                                                          \
+            fail_msg("expected %s for region %d: %s", (warning) ? "warning" : "error",          \
+                     (region), (text));                                                         \
+        }                                                                                       \
+    } while (0)
+
+/* ---- tests --------------------------------------------------------------------------- */
+
+static void test_import_and_load(void **state)
+{
+    struct fixture *fx = *state;
+    struct set s;
+    demo_set(&s);
+    set_write(&s, fx->src, demo_manifest);
+
+    struct catalog_report rep;
+    catalog_report_init(&rep);
+    assert_int_equal(catalog_validate_dir(fx->src, &rep), 0);
+    assert_int_equal(rep.n_errors, 0);
+    assert_int_equal(rep.n_warnings, 0);
+
+    char err[512];
+    struct catalog *cat = NULL;
+    assert_int_equal(catalog_open(fx->data, &cat, err, sizeof(err)), 0);
+    assert_int_equal(catalog_import(cat, fx->src, false, &rep), 0);
+    if (rep.n)
+        dump(&rep);
+    assert_int_equal(rep.n_errors, 0);
+
+    struct catalog_set *fs = NULL;
+    assert_int_equal(catalog_get(cat, "demo", "1.0.0", &fs, err, sizeof(err)), 0);
+    assert_string_equal(fs->name, "demo");
+    assert_string_equal(fs->version, "1.0.0");
+    assert_int_equal(fs->chip, ESP_CHIP_ESP32);
+    assert_int_equal(fs->flash_mode, 2);
+    assert_int_equal(fs->flash_size, 4u * 1024 * 1024);
+    assert_int_equal(fs->flash_size_code, 2);
+    assert_int_equal(fs->flash_freq_code, 0);
+    assert_int_equal(fs->n_regions, 3);
+    static const uint32_t offsets[] = {0x1000, 0x8000, 0x10000};
+    static const enum catalog_kind kinds[] = {CATALOG_KIND_BOOTLOADER, CATALOG_KIND_DATA,
+                                              CATALOG_KIND_APP};
+    for (size_t i = 0; i < 3; i++) {
+        const struct catalog_region *r = &fs->regions[i];
+        const struct file *f = &s.files[i];
+        assert_string_equal(r->file, f->name);
+        assert_int_equal(r->offset, offsets[i]);
+        assert_int_equal(r->kind, kinds[i]);
+        assert_int_equal(r->size, f->len);
+        assert_memory_equal(r->data, f->data, f->len);
+        char sha[65], md5[33];
+        hex_of(EVP_sha256(), f->data, f->len, sha);
+        hex_of(EVP_md5(), f->data, f->len, md5);
+        assert_string_equal(r->sha256, sha);
+        assert_string_equal(r->md5, md5);
+        /* The stored compressed copy inflates back to the data. */
+        assert_non_null(r->zdata);
+        assert_true(r->zsize > 0);
+        uLongf out_len = (uLongf)f->len;
+        uint8_t *out = malloc(f->len);
+        assert_non_null(out);
+        assert_int_equal(uncompress(out, &out_len, r->zdata, (uLong)r->zsize), Z_OK);
+        assert_int_equal(out_len, f->len);
+        assert_memory_equal(out, f->data, f->len);
+        free(out);
+        /* ... and the .z file sits next to the data. */
+        char zpath[512];
+        snprintf(zpath, sizeof(zpath), "%s/demo/1.0.0/%s.z", catalog_root(cat), f->name);
+        assert_true(path_exists(zpath));
+    }
+    catalog_free_set(fs);
+
+    struct catalog_entry *es = NULL;
+    size_t n = 0;
+    assert_int_equal(catalog_list(cat, &es, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(es[0].name, "demo");
+    assert_string_equal(es[0].version, "1.0.0");
+    assert_int_equal(es[0].chip, ESP_CHIP_ESP32);
+    assert_int_equal(es[0].n_regions, 3);
+    assert_int_equal(es[0].total_bytes, s.files[0].len + s.files[1].len + s.files[2].len);
+    catalog_entries_free(es, n);
+
+    /* Same name@version again: refused unless replace. */
+    catalog_report_free(&rep);
+    assert_int_equal(catalog_import(cat, fx->src, false, &rep), -EEXIST);
+    ASSERT_PROBLEM(&rep, false, -1, "demo@1.0.0 is already in the catalog");
+    catalog_report_free(&rep);
+
+    /* Replace with a changed partition table: the new content is what loads. */
+    s.files[1].data[0] ^= 0xFF;
+    write_file(fx->src, "partitions.bin", s.files[1].data, s.files[1].len);
+    assert_int_equal(catalog_import(cat, fx->src, true, &rep), 0);
+    assert_int_equal(catalog_get(cat, "demo", "1.0.0", &fs, err, sizeof(err)), 0);
+    assert_memory_equal(fs->regions[1].data, s.files[1].data, s.files[1].len);
+    catalog_free_set(fs);
+
+    /* A second version lists in version order. */
+    char *m2 = strdup(demo_manifest);
+    memcpy(strstr(m2, "1.0.0"), "1.10.", 5); /* "1.10." keeps the length */
+    write_file(fx->src, "manifest.json", m2, strlen(m2));
+    free(m2);
+    assert_int_equal(catalog_import(cat, fx->src, false, &rep), 0);
+    assert_int_equal(catalog_list(cat, &es, &n), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(es[0].version, "1.0.0");
+    assert_string_equal(es[1].version, "1.10.");
+    catalog_entries_free(es, n);
+
+    /* Delete: gone from the list and from get, the other version stays. */
+    assert_int_equal(catalog_delete(cat, "demo", "1.0.0"), 0);
+    assert_int_equal(catalog_delete(cat, "demo", "1.0.0"), -ENOENT);
+    assert_int_equal(catalog_delete(cat, "../demo", "1.0.0"), -EINVAL);
+    assert_int_equal(catalog_get(cat, "demo", "1.0.0", &fs, err, sizeof(err)), -ENOENT);
+    assert_null(fs);
+    assert_string_equal(err, "firmware demo@1.0.0 is not in the catalog");
+    assert_int_equal(catalog_list(cat, &es, &n), 0);
+    assert_int_equal(n, 1);
+    catalog_entries_free(es, n);
+    assert_int_equal(catalog_delete(cat, "demo", "1.10."), 0);
+    char namedir[256];
+    snprintf(namedir, sizeof(namedir), "%s/demo", catalog_root(cat));
+    assert_false(path_exists(namedir));
+
+    catalog_report_free(&rep);
+    catalog_close(cat);
+    set_free(&s);
+}
+
+/* Validates manifest + s in memory, expects an error (or warning) naming region and text. */
+static void expect_problem(struct set *s, const char *manifest, bool warning, int region,
+                           const char *text)
+{
+    struct catalog_report rep;
+    catalog_report_init(&rep);
+    int rc = catalog_validate_mem(manifest, strlen(manifest), mem_load, s, &rep);
+    if (!warning)
+        assert_int_equal(rc, -EINVAL);
+    ASSERT_PROBLEM(&rep, warning, region, text);
+    catalog_report_free(&rep);
+}
+
+static void test_bad_manifests(void **state)
+{
+    (void)state;
+    struct set s;
+    demo_set(&s);
+    static const struct {
+        const char *manifest;
+        int region;
+        const char *text;
+    } cases[] = {
+        {"{\"version\":\"1\",\"chip\":\"esp32\",\"regions\":[{\"offset\":0,\"file\":"
+         "\"partitions.bin\",\"kind\":\"data\"}]}",
+         -1, "name: missing (e.g. \"demo\")"},
+        {"{\"name\":\"demo\",\"version\":\"1\",\"chip\":\"esp32\",\"regions\":[{\"offset\":0,"
+         "\"file\":\"partitions.bin\",\"kind\":\"data\"},{\"offset\":\"64k\",\"file\":\"app.bin\","
+         "\"kind\":\"app\"}]}",
+         1, "regions[1].offset: not a number or hex string (got \"64k\""},
+        {"{\"name\":\"demo\",\"version\":\"1\",\"chip\":\"esp32\",\"regions\":[{\"offset\":0,"
+         "\"file\":\"../x.bin\",\"kind\":\"data\"}]}",
+         0, "regions[0].file: \"../x.bin\" is not allowed"},
+        {"{\"name\":\"demo\",\"version\":\"1\",\"chip\":\"esp32\",\"regions\":[{\"offset\":0,"
+         "\"file\":\"/etc/passwd\",\"kind\":\"data\"}]}",
+         0, "regions[0].file: \"/etc/passwd\" is not allowed"},
+        {"{\"name\":\"../../etc\",\"version\":\"1\",\"chip\":\"esp32\",\"regions\":[{\"offset\":0,"
+         "\"file\":\"partitions.bin\",\"kind\":\"data\"}]}",
+         -1, "name: \"../../etc\" is not allowed"},
+        {"{\"name\":\"demo\",\"version\":\".hidden\",\"chip\":\"esp32\",\"regions\":[{\"offset\":"
+         "0,\"file\":\"partitions.bin\",\"kind\":\"data\"}]}",
+         -1, "version: \".hidden\" is not allowed"},
+        {"{\"name\":\"demo\",\"version\":\"1\",\"chip\":\"esp33\",\"regions\":[{\"offset\":0,"
+         "\"file\":\"partitions.bin\",\"kind\":\"data\"}]}",
+         -1, "chip: unknown chip family (got \"esp33\"; known: esp8266, esp32"},
+        {"{\"name\":\"demo\",\"version\":\"1\",\"chip\":\"esp32\",\"regions\":[{\"offset\":"
+         "\"0x8002\",\"file\":\"partitions.bin\",\"kind\":\"data\"}]}",
+         0, "regions[0].offset: 0x8002 is not a multiple of 4"},
+        {"{\"name\":\"demo\",\"version\":\"1\",\"chip\":\"esp32\",\"regions\":[{\"offset\":"
+         "-4,\"file\":\"partitions.bin\",\"kind\":\"data\"}]}",
+         0, "regions[0].offset: must be from 0x0 to 0xffffffff (got -4)"},
+        {"{\"name\":\"demo\",\"version\":\"1\",\"chip\":\"esp32\",\"regions\":[{\"offset\":"
+         "0,\"file\":\"partitions.bin\",\"kind\":\"firmware\"}]}",
+         0, "regions[0].kind: must be \"bootloader\", \"app\" or \"data\" (got \"firmware\")"},
+        {"{\"name\":\"demo\",\"version\":\"1\",\"chip\":\"esp32\",\"regions\":[{\"offset\":"
+         "0,\"file\":\"missing.bin\",\"kind\":\"data\"}]}",
+         0, "regions[0] missing.bin: file not found next to manifest.json"},
+        {"{\"name\":\"demo\",\"version\":\"1\",\"chip\":\"esp32\",\"regions\":[{\"offset\":"
+         "0,\"file\":\"app.bin.z\",\"kind\":\"data\"}]}",
+         0, "regions[0].file: \"app.bin.z\" is reserved by the catalog"},
+        {"{\"name\":\"demo\",\"version\":\"1\",\"chip\":\"esp32\",\"regions\":[]}", -1,
+         "regions: empty"},
+        {"{\"name\":\"demo\",\"version\":\"1\",\"chip\":\"esp32\",\"flash_size\":\"3MB\","
+         "\"regions\":[{\"offset\":0,\"file\":\"partitions.bin\",\"kind\":\"data\"}]}",
+         -1, "flash_size: 3MB is not a flash size of the ESP32 (valid: 1MB, 2MB, 4MB"},
+        {"{\"name\":\"demo\",\"version\":\"1\",\"chip\":\"esp32\",\"flash_mode\":\"fast\","
+         "\"regions\":[{\"offset\":0,\"file\":\"partitions.bin\",\"kind\":\"data\"}]}",
+         -1, "flash_mode: must be \"qio\", \"qout\", \"dio\", \"dout\" or \"keep\" (got \"fast\")"},
+        {"{\"name\":\"demo\",\"version\":\"1\",\"chip\":\"esp32\",\"regoins\":[]}", -1,
+         "regoins: unknown key"},
+        {"{\"name\":\"demo\",\n \"version\":1.0.0}", -1,
+         "manifest.json: JSON syntax error at line 2, column "},
+        {"[1,2]", -1, "manifest.json: must be a JSON object { ... } (got a list)"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        expect_problem(&s, cases[i].manifest, false, cases[i].region, cases[i].text);
+    }
+
+    /* An unaligned but 4-byte aligned offset is only a warning. */
+    expect_problem(&s,
+                   "{\"name\":\"demo\",\"version\":\"1\",\"chip\":\"esp32\",\"regions\":[{"
+                   "\"offset\":\"0x9004\",\"file\":\"partitions.bin\",\"kind\":\"data\"}]}",
+                   true, 0,
+                   "regions[0].offset: 0x9004 is not on a 4 KiB sector boundary; the flasher "
+                   "erases whole sectors, so the bytes before it in sector 0x9000 are lost");
+
+    /* The public parser refuses the same way and hands out nothing. */
+    struct catalog_manifest *m = (struct catalog_manifest *)1;
+    assert_int_equal(catalog_manifest_parse("{}", 2, &m, NULL), -EINVAL);
+    assert_null(m);
+    assert_int_equal(catalog_manifest_parse(demo_manifest, strlen(demo_manifest), &m, NULL), 0);
+    assert_string_equal(m->regions[2].file, "app.bin");
+    assert_int_equal(m->regions[2].offset, 0x10000);
+    catalog_manifest_free(m);
+    set_free(&s);
+}
+
+static void test_every_problem_listed(void **state)
+{
+    (void)state;
+    struct set s;
+    demo_set(&s);
+    static const char manifest[] =
+        "{\"version\":\"1\",\"chip\":\"esp32\",\"flash_mode\":\"fast\",\"regions\":["
+        "{\"offset\":\"0x1000\",\"file\":\"../boot.bin\",\"kind\":\"bootloader\"},"
+        "{\"offset\":\"zz\",\"file\":\"partitions.bin\",\"kind\":\"data\"},"
+        "{\"offset\":\"0x10000\",\"file\":\"nothere.bin\",\"kind\":\"app\"}]}";
+    struct catalog_report rep;
+    catalog_report_init(&rep);
+    assert_int_equal(catalog_validate_mem(manifest, strlen(manifest), mem_load, &s, &rep),
+                     -EINVAL);
+    ASSERT_PROBLEM(&rep, false, -1, "name: missing");
+    ASSERT_PROBLEM(&rep, false, -1, "flash_mode: must be");
+    ASSERT_PROBLEM(&rep, false, 0, "regions[0].file: \"../boot.bin\" is not allowed");
+    ASSERT_PROBLEM(&rep, false, 1, "regions[1].offset: not a number or hex string");
+    ASSERT_PROBLEM(&rep, false, 2, "regions[2] nothere.bin: file not found");
+    assert_int_equal(rep.n_errors, 5);
+    char buf[4096];
+    catalog_report_format(&rep, buf, sizeof(buf));
+    assert_non_null(strstr(buf, "error: name: missing"));
+    catalog_report_free(&rep);
+    set_free(&s);
+}
+
+static void test_wrong_chip_image(void **state)
+{
+    (void)state;
+    struct set s;
+    demo_set(&s);
+    free(set_find(&s, "app.bin")->data);
+    struct file *f = set_find(&s, "app.bin");
+    f->data = build_image(&esp32c3_app, &f->len);
+    expect_problem(&s, demo_manifest, false, 2,
+                   "regions[2] app.bin: image is for ESP32-C3 (chip id 5) but this firmware set "
+                   "is for ESP32");
+
+    /* An ESP32 image in an ESP8266 set is named as such too. */
+    static const char m8266[] = "{\"name\":\"blink\",\"version\":\"1\",\"chip\":\"esp8266\","
+                                "\"regions\":[{\"offset\":0,\"file\":\"app.bin\",\"kind\":\"app\"}]}";
+    expect_problem(&s, m8266, false, 0,
+                   "regions[0] app.bin: image is for ESP32-C3 (chip id 5) but this firmware set "
+                   "is for ESP8266");
+    /* ... and a real ESP8266 image is fine there. */
+    free(f->data);
+    f->data = build_image(&esp8266_app, &f->len);
+    struct catalog_report rep;
+    catalog_report_init(&rep);
+    assert_int_equal(catalog_validate_mem(m8266, strlen(m8266), mem_load, &s, &rep), 0);
+    assert_int_equal(rep.n, 0);
+    catalog_report_free(&rep);
+    set_free(&s);
+}
+
+static void test_overlap_and_fit(void **state)
+{
+    (void)state;
+    struct set s;
+    demo_set(&s);
+    /* partitions.bin (3072 bytes) at 0xF800 runs into app.bin at 0x10000. */
+    static const char overlap[] =
+        "{\"name\":\"demo\",\"version\":\"1\",\"chip\":\"esp32\",\"regions\":["
+        "{\"offset\":\"0x1000\",\"file\":\"bootloader.bin\",\"kind\":\"bootloader\"},"
+        "{\"offset\":\"0x10000\",\"file\":\"app.bin\",\"kind\":\"app\"},"
+        "{\"offset\":\"0xF800\",\"file\":\"partitions.bin\",\"kind\":\"data\"}]}";
+    expect_problem(&s, overlap, false, 2,
+                   "regions[2] partitions.bin (0xf800-0x103ff) overlaps regions[1] app.bin "
+                   "(0x10000-0x");
+
+    /* The app ends past a 1MB flash. */
+    static const char nofit[] =
+        "{\"name\":\"demo\",\"version\":\"1\",\"chip\":\"esp32\",\"flash_size\":\"1MB\","
+        "\"regions\":[{\"offset\":\"0xFF000\",\"file\":\"app.bin\",\"kind\":\"app\"}]}";
+    expect_problem(&s, nofit, false, 0,
+                   "regions[0] app.bin: does not fit the flash: ");
+    expect_problem(&s, nofit, false, 0, "past the end of the 1024 KiB flash (0x100000)");
+    set_free(&s);
+}
+
+static void test_corrupt_images(void **state)
+{
+    (void)state;
+    struct set s;
+    demo_set(&s);
+    struct file *app = set_find(&s, "app.bin");
+
+    /* Flip one segment byte: checksum (and SHA-256) no longer match. */
+    app->data[24 + 8 + 10] ^= 0x01;
+    expect_problem(&s, demo_manifest, false, 2,
+                   "regions[2] app.bin: image is corrupted: image checksum mismatch");
+    app->data[24 + 8 + 10] ^= 0x01;
+
+    /* Header byte changed: checksum fine, SHA-256 wrong. */
+    app->data[2] = 3;
+    expect_problem(&s, demo_manifest, false, 2,
+                   "regions[2] app.bin: image is corrupted: image SHA-256 mismatch");
+    app->data[2] = 2;
+
+    /* Truncated in the middle of a segment. */
+    size_t full = app->len;
+    app->len = 24 + 8 + 100;
+    expect_problem(&s, demo_manifest, false, 2,
+                   "regions[2] app.bin: not a valid ESP image: segment 0 at offset 0x18");
+    app->len = full;
+
+    /* Not an image at all. */
+    app->data[0] = 0x00;
+    expect_problem(&s, demo_manifest, false, 2,
+                   "regions[2] app.bin: not a valid ESP image: not an ESP image: first byte is "
+                   "0x00");
+    app->data[0] = 0xE9;
+
+    /* Empty file. */
+    app->len = 0;
+    expect_problem(&s, demo_manifest, false, 2, "regions[2] app.bin: file is empty");
+    app->len = full;
+    set_free(&s);
+}
+
+static void test_bootloader_offset(void **state)
+{
+    (void)state;
+    struct set s;
+    demo_set(&s);
+    static const char at0[] =
+        "{\"name\":\"demo\",\"version\":\"1\",\"chip\":\"esp32\",\"regions\":["
+        "{\"offset\":0,\"file\":\"bootloader.bin\",\"kind\":\"bootloader\"},"
+        "{\"offset\":\"0x10000\",\"file\":\"app.bin\",\"kind\":\"app\"}]}";
+    expect_problem(&s, at0, false, 0,
+                   "regions[0] bootloader.bin: a bootloader for the ESP32 must be at 0x1000, not "
+                   "at 0x0");
+    set_free(&s);
+}
+
+static void test_interrupted_import(void **state)
+{
+    struct fixture *fx = *state;
+    char err[512];
+    struct catalog *cat = NULL;
+    assert_int_equal(catalog_open(fx->data, &cat, err, sizeof(err)), 0);
+
+    /* What a crash mid-import leaves: a complete-looking temp dir. */
+    struct set s;
+    demo_set(&s);
+    char tmp[256];
+    snprintf(tmp, sizeof(tmp), "%s/.import-Ab12Cd", catalog_root(cat));
+    set_write(&s, tmp, demo_manifest);
+    static const char fake_index[] = "{\"chip\":\"esp32\",\"regions\":[]}";
+    write_file(tmp, "index.json", fake_index, strlen(fake_index));
+    /* ... and a half-deleted set. */
+    char del[256];
+    snprintf(del, sizeof(del), "%s/.delete-Xy34Zw", catalog_root(cat));
+    set_write(&s, del, demo_manifest);
+
+    struct catalog_entry *es = NULL;
+    size_t n = 99;
+    assert_int_equal(catalog_list(cat, &es, &n), 0);
+    assert_int_equal(n, 0); /* never visible */
+    struct catalog_set *fs = NULL;
+    assert_int_equal(catalog_get(cat, ".import-Ab12Cd", "x", &fs, err, sizeof(err)), -EINVAL);
+    catalog_close(cat);
+
+    /* The next open cleans up. */
+    assert_int_equal(catalog_open(fx->data, &cat, err, sizeof(err)), 0);
+    assert_false(path_exists(tmp));
+    assert_false(path_exists(del));
+
+    /* A version directory without index.json (foreign or damaged) is not listed either. */
+    char half[256];
+    snprintf(half, sizeof(half), "%s/demo", catalog_root(cat));
+    mkdir(half, 0755);
+    snprintf(half, sizeof(half), "%s/demo/9.9", catalog_root(cat));
+    set_write(&s, half, demo_manifest);
+    assert_int_equal(catalog_list(cat, &es, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(catalog_get(cat, "demo", "9.9", &fs, err, sizeof(err)), -EBADMSG);
+    assert_non_null(strstr(err, "index.json is missing"));
+
+    /* A failed validation leaves nothing behind. */
+    rm_tree(half);
+    set_write(&s, fx->src, "{\"name\":\"demo\",\"version\":\"2\",\"chip\":\"esp32\",\"regions\":["
+                           "{\"offset\":0,\"file\":\"nope.bin\",\"kind\":\"data\"}]}");
+    struct catalog_report rep;
+    catalog_report_init(&rep);
+    assert_int_equal(catalog_import(cat, fx->src, false, &rep), -EINVAL);
+    catalog_report_free(&rep);
+    DIR *d = opendir(catalog_root(cat));
+    assert_non_null(d);
+    struct dirent *e;
+    int entries = 0;
+    while ((e = readdir(d)) != NULL)
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+            entries++;
+    closedir(d);
+    assert_int_equal(entries, 1); /* just the empty demo/ left by this test */
+    catalog_close(cat);
+    set_free(&s);
+}
+
+static void test_corruption_on_disk(void **state)
+{
+    struct fixture *fx = *state;
+    struct set s;
+    demo_set(&s);
+    set_write(&s, fx->src, demo_manifest);
+    char err[512];
+    struct catalog *cat = NULL;
+    assert_int_equal(catalog_open(fx->data, &cat, err, sizeof(err)), 0);
+    assert_int_equal(catalog_import(cat, fx->src, false, NULL), 0);
+
+    char path[512];
+    snprintf(path, sizeof(path), "%s/demo/1.0.0/app.bin", catalog_root(cat));
+    FILE *f = fopen(path, "r+b");
+    assert_non_null(f);
+    fseek(f, 100, SEEK_SET);
+    fputc(0x5A, f);
+    fclose(f);
+    struct catalog_set *fs = NULL;
+    assert_int_equal(catalog_get(cat, "demo", "1.0.0", &fs, err, sizeof(err)), -EBADMSG);
+    assert_null(fs);
+    assert_string_equal(err, "firmware demo@1.0.0: app.bin is corrupted on disk (checksum differs "
+                             "from the one recorded at import); delete the set and import it "
+                             "again");
+
+    /* Re-import over it, then damage the compressed copy instead. */
+    assert_int_equal(catalog_import(cat, fx->src, true, NULL), 0);
+    assert_int_equal(catalog_get(cat, "demo", "1.0.0", &fs, err, sizeof(err)), 0);
+    catalog_free_set(fs);
+    snprintf(path, sizeof(path), "%s/demo/1.0.0/bootloader.bin.z", catalog_root(cat));
+    assert_int_equal(truncate(path, 10), 0);
+    assert_int_equal(catalog_get(cat, "demo", "1.0.0", &fs, err, sizeof(err)), -EBADMSG);
+    assert_non_null(strstr(err, "the compressed copy of bootloader.bin is corrupted on disk"));
+
+    /* A missing file. */
+    snprintf(path, sizeof(path), "%s/demo/1.0.0/partitions.bin", catalog_root(cat));
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(catalog_get(cat, "demo", "1.0.0", &fs, err, sizeof(err)), -EBADMSG);
+    catalog_close(cat);
+    set_free(&s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_import_and_load, setup, teardown),
+        cmocka_unit_test(test_bad_manifests),
+        cmocka_unit_test(test_every_problem_listed),
+        cmocka_unit_test(test_wrong_chip_image),
+        cmocka_unit_test(test_overlap_and_fit),
+        cmocka_unit_test(test_corrupt_images),
+        cmocka_unit_test(test_bootloader_offset),
+        cmocka_unit_test_setup_teardown(test_interrupted_import, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_corruption_on_disk, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

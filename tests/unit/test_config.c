@@ -1,0 +1,370 @@
+/*
+ * test_config: espstationd configuration — defaults with no file, a full
+ * valid file read back field by field, and one table row per error class
+ * asserting the message names the key path and the problem.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+
+static void test_defaults_no_file(void **state)
+{
+    (void)state;
+    char err[512];
+    struct config *cfg = NULL;
+
+    unsetenv("XDG_STATE_HOME");
+    assert_int_equal(config_load(NULL, &cfg, err, sizeof(err)), 0);
+    assert_non_null(cfg);
+    assert_string_equal(err, "");
+    assert_null(cfg->path);
+    assert_string_equal(cfg->data_dir, "./espstation-data");
+    assert_string_equal(cfg->listen, "127.0.0.1:8080");
+    assert_string_equal(cfg->listen_host, "127.0.0.1");
+    assert_int_equal(cfg->listen_port, 8080);
+    assert_int_equal(cfg->max_parallel, 8);
+    assert_string_equal(cfg->udev_tag, "ESPSTATION");
+    assert_int_equal(cfg->n_bridges, 11);
+    static const uint16_t ids[][2] = {{0x10c4, 0xea60}, {0x1a86, 0x7523}, {0x1a86, 0x55d4},
+                                      {0x0403, 0x6001}, {0x0403, 0x6010}, {0x0403, 0x6014},
+                                      {0x0403, 0x6015}, {0x067b, 0x2303}, {0x303a, 0x1001},
+                                      {0x303a, 0x0002}, {0x303a, 0x0009}};
+    for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++)
+        assert_true(config_is_known_bridge(cfg, ids[i][0], ids[i][1]));
+    assert_false(config_is_known_bridge(cfg, 0x1234, 0x5678));
+    assert_false(config_is_known_bridge(cfg, 0xea60, 0x10c4));
+    assert_int_equal(cfg->n_slots, 0);
+    assert_int_equal(cfg->n_ports, 0);
+    assert_null(cfg->stub_dir);
+    assert_null(cfg->api.token);
+    assert_false(cfg->api.read_requires_token);
+    assert_int_equal(cfg->api.max_body_bytes, 64 * 1024 * 1024);
+    assert_int_equal(cfg->n_profiles, 0);
+    assert_null(cfg->active_profile);
+    assert_null(config_profile(cfg, NULL));
+    assert_null(config_slot_label(cfg, "pci-0000:00:14.0-usb-0:1:1.0"));
+    config_free(cfg);
+
+    setenv("XDG_STATE_HOME", "/var/tmp/state", 1);
+    assert_int_equal(config_load(NULL, &cfg, err, sizeof(err)), 0);
+    assert_string_equal(cfg->data_dir, "/var/tmp/state/espstation");
+    config_free(cfg);
+    /* A relative XDG_STATE_HOME is invalid per the spec: ignored. */
+    setenv("XDG_STATE_HOME", "rel", 1);
+    assert_int_equal(config_load(NULL, &cfg, err, sizeof(err)), 0);
+    assert_string_equal(cfg->data_dir, "./espstation-data");
+    config_free(cfg);
+    unsetenv("XDG_STATE_HOME");
+
+    /* An empty object is all defaults too. */
+    assert_int_equal(config_load_string("{}", 2, NULL, &cfg, err, sizeof(err)), 0);
+    assert_int_equal(cfg->n_bridges, 11);
+    config_free(cfg);
+    config_free(NULL);
+}
+
+static const char full_config[] =
+    "/* espstation test config */\n"
+    "{\n"
+    "  \"data_dir\": \"state\",\n"
+    "  \"listen\": \"[::1]:9090\",\n"
+    "  \"max_parallel\": 16,\n"
+    "  \"bridges\": [\"10c4:ea60\", {\"id\": \"1A86:7523\", \"name\": \"CH340\"}],\n"
+    "  \"udev_tag\": \"LINE_3\",\n"
+    "  \"slots\": [\n"
+    "    {\"id_path\": \"pci-0000:00:14.0-usb-0:1.1:1.0\", \"label\": \"A1\"},\n"
+    "    {\"id_path\": \"pci-0000:00:14.0-usb-0:1.2:1.0\", \"label\": \"A2\"}\n"
+    "  ],\n"
+    "  \"ports\": [{\"uri\": \"tcp://10.0.0.5:4000\", \"label\": \"remote\"},\n"
+    "            {\"uri\": \"/dev/pts/7\"}],\n"
+    "  \"stub_dir\": \"/opt/stubs\",\n"
+    "  \"api\": {\"token\": \"s3cret-token\", \"read_requires_token\": true,\n"
+    "          \"max_body_bytes\": 1048576},\n"
+    "  \"profiles\": {\n"
+    "    \"line1\": {\n"
+    "      \"firmware\": {\"esp32\": \"demo@1.0.0\", \"ESP32-C3\": \"demo-c3@2.1\"},\n"
+    "      \"erase_all\": true, \"baud\": 460800, \"stub\": true, \"compress\": false,\n"
+    "      \"verify\": false, \"skip_if_same\": false, \"retries\": 3, \"after\": \"soft-reset\",\n"
+    "      \"boot_check\": {\"pattern\": \"version ([0-9.]+) ip ([0-9.]+)\",\n"
+    "                     \"timeout_ms\": 5000, \"capture\": [\"version\", \"ip\"]}\n"
+    "    },\n"
+    "    \"bench\": {\"firmware\": {\"esp8266\": \"blink@0.1\"}}\n"
+    "  },\n"
+    "  \"active_profile\": \"bench\"\n"
+    "}\n";
+
+static void test_full_config_file(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/test_config.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[256];
+    snprintf(path, sizeof(path), "%s/station.json", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(full_config, f);
+    fclose(f);
+
+    char err[512];
+    struct config *cfg = NULL;
+    assert_int_equal(config_load(path, &cfg, err, sizeof(err)), 0);
+    assert_string_equal(cfg->path, path);
+    char want[300];
+    snprintf(want, sizeof(want), "%s/state", dir); /* relative to the file */
+    assert_string_equal(cfg->data_dir, want);
+    assert_string_equal(cfg->listen, "[::1]:9090");
+    assert_string_equal(cfg->listen_host, "::1");
+    assert_int_equal(cfg->listen_port, 9090);
+    assert_int_equal(cfg->max_parallel, 16);
+    assert_int_equal(cfg->n_bridges, 2);
+    assert_true(config_is_known_bridge(cfg, 0x10c4, 0xea60));
+    assert_true(config_is_known_bridge(cfg, 0x1a86, 0x7523));
+    assert_false(config_is_known_bridge(cfg, 0x0403, 0x6001)); /* list replaces defaults */
+    assert_string_equal(cfg->bridges[1].name, "CH340");
+    assert_null(cfg->bridges[0].name);
+    assert_string_equal(cfg->udev_tag, "LINE_3");
+    assert_int_equal(cfg->n_slots, 2);
+    assert_string_equal(config_slot_label(cfg, "pci-0000:00:14.0-usb-0:1.2:1.0"), "A2");
+    assert_null(config_slot_label(cfg, "pci-0000:00:14.0-usb-0:1.3:1.0"));
+    assert_int_equal(cfg->n_ports, 2);
+    assert_string_equal(cfg->ports[0].uri, "tcp://10.0.0.5:4000");
+    assert_string_equal(cfg->ports[0].label, "remote");
+    assert_null(cfg->ports[1].label);
+    assert_string_equal(cfg->stub_dir, "/opt/stubs");
+    assert_string_equal(cfg->api.token, "s3cret-token");
+    assert_true(cfg->api.read_requires_token);
+    assert_int_equal(cfg->api.max_body_bytes, 1048576);
+    assert_int_equal(cfg->n_profiles, 2);
+    assert_string_equal(cfg->active_profile, "bench");
+
+    const struct config_profile *p = config_profile(cfg, "line1");
+    assert_non_null(p);
+    assert_true(p->erase_all);
+    assert_int_equal(p->baud, 460800);
+    assert_true(p->stub);
+    assert_false(p->compress);
+    assert_false(p->verify);
+    assert_false(p->skip_if_same);
+    assert_int_equal(p->retries, 3);
+    assert_int_equal(p->after, ESP_AFTER_SOFT_RESET);
+    assert_true(p->boot_check.enabled);
+    assert_string_equal(p->boot_check.pattern, "version ([0-9.]+) ip ([0-9.]+)");
+    assert_int_equal(p->boot_check.timeout_ms, 5000);
+    assert_int_equal(p->boot_check.n_capture, 2);
+    assert_string_equal(p->boot_check.capture[1], "ip");
+    const struct config_firmware_ref *fw = config_profile_firmware(p, ESP_CHIP_ESP32C3);
+    assert_non_null(fw);
+    assert_string_equal(fw->name, "demo-c3");
+    assert_string_equal(fw->version, "2.1");
+    fw = config_profile_firmware(p, ESP_CHIP_ESP32);
+    assert_string_equal(fw->name, "demo");
+    assert_null(config_profile_firmware(p, ESP_CHIP_ESP8266));
+
+    /* The active profile, with every default. */
+    p = config_profile(cfg, NULL);
+    assert_non_null(p);
+    assert_string_equal(p->name, "bench");
+    assert_false(p->erase_all);
+    assert_int_equal(p->baud, 921600);
+    assert_true(p->stub && p->compress && p->verify && p->skip_if_same);
+    assert_int_equal(p->retries, 1);
+    assert_int_equal(p->after, ESP_AFTER_HARD_RESET);
+    assert_false(p->boot_check.enabled);
+    assert_string_equal(config_profile_firmware(p, ESP_CHIP_ESP8266)->version, "0.1");
+    assert_null(config_profile(cfg, "nope"));
+    config_free(cfg);
+
+    unlink(path);
+    rmdir(dir);
+}
+
+static void test_single_profile_is_active(void **state)
+{
+    (void)state;
+    static const char js[] = "{\"profiles\": {\"only\": {}}}";
+    char err[512];
+    struct config *cfg = NULL;
+    assert_int_equal(config_load_string(js, strlen(js), NULL, &cfg, err, sizeof(err)), 0);
+    assert_string_equal(cfg->active_profile, "only");
+    assert_non_null(config_profile(cfg, NULL));
+    config_free(cfg);
+}
+
+struct bad_case {
+    const char *json;
+    const char *message; /* exact expected message, or a prefix when partial */
+    bool partial;
+};
+
+static const struct bad_case bad_cases[] = {
+    /* unknown keys, with and without a suggestion */
+    {"{\"listne\": \"127.0.0.1:1\"}", "config: listne: unknown key (did you mean \"listen\"?)"},
+    {"{\"profiles\": {\"line1\": {\"bauds\": 115200}}}",
+     "config: profiles.line1.bauds: unknown key (did you mean \"baud\"?)"},
+    {"{\"api\": {\"colour\": 1}}", "config: api.colour: unknown key (valid keys here: token, ",
+     true},
+    {"{\"slots\": [{\"id_path\": \"x\", \"label\": \"A1\", \"lable\": \"B\"}]}",
+     "config: slots[0].lable: unknown key (did you mean \"label\"?)"},
+    /* wrong type */
+    {"{\"profiles\": {\"line1\": {\"baud\": \"fast\"}}}",
+     "config: profiles.line1.baud: must be an integer from 9600 to 5000000 (got \"fast\")"},
+    {"{\"max_parallel\": 2.5}", "config: max_parallel: must be an integer from 1 to 256 (got 2.5)"},
+    {"{\"profiles\": {\"p\": {\"stub\": \"yes\"}}}",
+     "config: profiles.p.stub: must be true or false (got \"yes\")"},
+    {"{\"slots\": {}}", "config: slots: must be a list (got an object)"},
+    {"{\"data_dir\": 5}", "config: data_dir: must be a string (got 5)"},
+    {"[]", "config: the top level must be an object { ... } (got a list)"},
+    /* out of range */
+    {"{\"profiles\": {\"p\": {\"baud\": 300}}}",
+     "config: profiles.p.baud: must be an integer from 9600 to 5000000 (got 300)"},
+    {"{\"profiles\": {\"p\": {\"retries\": -1}}}",
+     "config: profiles.p.retries: must be an integer from 0 to 10 (got -1)"},
+    {"{\"max_parallel\": 99999999999999999999999}", "config: max_parallel: must be an integer",
+     true},
+    {"{\"listen\": \"localhost:99999\"}",
+     "config: listen: port must be a number from 1 to 65535 (got \"99999\")"},
+    {"{\"listen\": \"8080\"}", "config: listen: must be \"host:port\"", true},
+    /* duplicates */
+    {"{\"slots\": [{\"id_path\": \"p1\", \"label\": \"A1\"}, {\"id_path\": \"p2\", \"label\": "
+     "\"A2\"}, {\"id_path\": \"p3\", \"label\": \"A1\"}]}",
+     "config: slots[2].label: duplicate label \"A1\" (already used by slots[0])"},
+    {"{\"slots\": [{\"id_path\": \"p1\", \"label\": \"A1\"}], \"ports\": [{\"uri\": \"/dev/x\", "
+     "\"label\": \"A1\"}]}",
+     "config: ports[0].label: duplicate label \"A1\" (already used by slots[0])"},
+    {"{\"slots\": [{\"id_path\": \"p1\", \"label\": \"A1\"}, {\"id_path\": \"p1\", \"label\": "
+     "\"A2\"}]}",
+     "config: slots[1].id_path: duplicate id_path \"p1\" (also slots[0])"},
+    {"{\"bridges\": [\"10c4:ea60\", \"10C4:EA60\"]}",
+     "config: bridges[1]: duplicate bridge 10c4:ea60 (also bridges[0])"},
+    {"{\"profiles\": {\"p\": {\"firmware\": {\"esp32s3\": \"a@1\", \"ESP32-S3\": \"b@2\"}}}}",
+     "config: profiles.p.firmware.", true},
+    /* unknown chip, bad references */
+    {"{\"profiles\": {\"x\": {\"firmware\": {\"esp33\": \"demo@1\"}}}}",
+     "config: profiles.x.firmware: unknown chip family \"esp33\" (known: esp8266, esp32, ", true},
+    {"{\"profiles\": {\"x\": {\"firmware\": {\"esp32\": \"demo\"}}}}",
+     "config: profiles.x.firmware.esp32: must be \"name@version\" of a firmware set in the "
+     "catalog (got \"demo\")"},
+    {"{\"profiles\": {\"x\": {\"firmware\": {\"esp32\": \"../etc@1\"}}}}",
+     "config: profiles.x.firmware.esp32: \"../etc@1\": name and version may hold", true},
+    {"{\"active_profile\": \"line2\", \"profiles\": {\"line1\": {}}}",
+     "config: active_profile: no profile named \"line2\" (profiles: line1)"},
+    {"{\"profiles\": {\"x\": {\"after\": \"reboot\"}}}",
+     "config: profiles.x.after: must be \"hard-reset\", \"soft-reset\", \"no-reset\" or "
+     "\"no-reset-stub\" (got \"reboot\")"},
+    {"{\"bridges\": [\"10c4-ea60\"]}",
+     "config: bridges[0]: must be a USB id \"vvvv:pppp\" in hex, e.g. \"10c4:ea60\" (got "
+     "\"10c4-ea60\")"},
+    /* regex */
+    {"{\"profiles\": {\"x\": {\"boot_check\": {\"pattern\": \"ver(sion\"}}}}",
+     "config: profiles.x.boot_check.pattern: not a valid POSIX extended regular expression: ",
+     true},
+    {"{\"profiles\": {\"x\": {\"boot_check\": {\"pattern\": \"v(1)\", \"capture\": [\"a\", "
+     "\"b\"]}}}}",
+     "config: profiles.x.boot_check.capture: names 2 groups but the pattern has 1 parenthesised "
+     "group"},
+    {"{\"profiles\": {\"x\": {\"boot_check\": {\"timeout_ms\": 10}}}}",
+     "config: profiles.x.boot_check.pattern: missing", true},
+    /* cross-field */
+    {"{\"profiles\": {\"x\": {\"erase_all\": true, \"stub\": false}}}",
+     "config: profiles.x.erase_all: erasing the whole chip needs the flasher stub, but stub is "
+     "false"},
+    {"{\"api\": {\"read_requires_token\": true}}",
+     "config: api.read_requires_token: is true but no api.token is set (nobody could read the "
+     "API)"},
+    /* JSON syntax, with position */
+    {"{\n  \"listen\": \"127.0.0.1:1\",\n  \"max_parallel\": 8,,\n}",
+     "config: JSON syntax error at line 3, column ", true},
+    {"{\n  \"listen\": \"127.0.0.1:1\"\n", "config: JSON syntax error at line 3, column 1: "
+                                            "unexpected end of file",
+     true},
+    {"{} x", "config: JSON syntax error at line 1, column 4: text after the end of the top-level "
+             "object"},
+    {"", "config: empty file (use {} for all defaults)"},
+};
+
+static void test_errors_name_the_key(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad_cases) / sizeof(bad_cases[0]); i++) {
+        const struct bad_case *bc = &bad_cases[i];
+        char err[512];
+        struct config *cfg = (struct config *)1;
+        int rc = config_load_string(bc->json, strlen(bc->json), NULL, &cfg, err, sizeof(err));
+        if (rc != -EINVAL || cfg != NULL ||
+            (bc->partial ? strncmp(err, bc->message, strlen(bc->message)) != 0
+                         : strcmp(err, bc->message) != 0)) {
+            print_error("case %zu: %s\n  rc %d\n  got:  %s\n  want: %s\n", i, bc->json, rc, err,
+                        bc->message);
+            fail();
+        }
+    }
+}
+
+static void test_file_errors(void **state)
+{
+    (void)state;
+    char err[512];
+    struct config *cfg = NULL;
+    assert_int_equal(config_load("/nonexistent/espstation.json", &cfg, err, sizeof(err)),
+                     -ENOENT);
+    assert_null(cfg);
+    assert_string_equal(err, "config /nonexistent/espstation.json: cannot open: No such file or "
+                             "directory");
+
+    char dir[] = "/tmp/test_config.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[256];
+    snprintf(path, sizeof(path), "%s/espstation.json", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("{\"profiles\": {\"line1\": {\"baud\": \"fast\"}}}\n", f);
+    fclose(f);
+    assert_int_equal(config_load(path, &cfg, err, sizeof(err)), -EINVAL);
+    char want[512];
+    snprintf(want, sizeof(want),
+             "config %s: profiles.line1.baud: must be an integer from 9600 to 5000000 (got "
+             "\"fast\")",
+             path);
+    assert_string_equal(err, want);
+    assert_null(cfg);
+    unlink(path);
+    rmdir(dir);
+
+    /* A small error buffer truncates, never overflows. */
+    char small[16];
+    assert_int_equal(config_load_string("[", 1, NULL, &cfg, small, sizeof(small)), -EINVAL);
+    assert_int_equal(strlen(small), sizeof(small) - 1);
+}
+
+static void test_embedded_nul(void **state)
+{
+    (void)state;
+    static const char js[] = "{\"udev_tag\": \"AB\\u0000CD\"}";
+    char err[512];
+    struct config *cfg = NULL;
+    assert_int_equal(config_load_string(js, strlen(js), NULL, &cfg, err, sizeof(err)), -EINVAL);
+    assert_string_equal(err, "config: udev_tag: must not contain NUL characters");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults_no_file),
+        cmocka_unit_test(test_full_config_file),
+        cmocka_unit_test(test_single_profile_is_active),
+        cmocka_unit_test(test_errors_name_the_key),
+        cmocka_unit_test(test_file_errors),
+        cmocka_unit_test(test_embedded_nul),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
