@@ -71,7 +71,7 @@ struct bench_result {
 
 struct sim_proc {
     pid_t pid;
-    char dir[PATH_MAX];
+    char dir[1024];
     char port[PATH_MAX];
 };
 
@@ -201,6 +201,11 @@ static int sim_start(const struct bench_opts *o, struct sim_proc *sp)
             fclose(f);
             if (got) {
                 sp->port[strcspn(sp->port, "\r\n")] = 0;
+                if (sp->port[0] && strncmp(sp->port, "tcp://", 6) != 0) {
+                    /* Talk through DIR/tty: its DIR/tty.modem side channel carries
+                     * DTR/RTS (the ready file may name the /dev/pts/N behind it). */
+                    snprintf(sp->port, sizeof(sp->port), "%s/tty", sp->dir);
+                }
                 if (sp->port[0])
                     return 0;
             }

@@ -81,10 +81,13 @@ static int conclude(struct cmd *c, int r)
         if (c->err.code == 0)
             esp_error_set(&c->err, r, ESP_STAGE_NONE, NULL, "%s", esp_errno_to_string(r));
         if (c->err.code != -ECANCELED && cli_signals_pending(c->s.cancel_fd))
-            esp_error_set(&c->err, -ECANCELED, c->err.stage,
-                          "the operation was stopped part-way; run it again (flash contents "
-                          "may be incomplete)",
-                          "interrupted by a signal");
+            esp_error_set(&c->err, -ECANCELED, c->err.stage, NULL, "interrupted by a signal");
+        if (c->err.code == -ECANCELED && !c->err.advice[0])
+            snprintf(c->err.advice, sizeof(c->err.advice), "%s",
+                     c->err.stage == ESP_STAGE_WRITE || c->err.stage == ESP_STAGE_ERASE
+                         ? "the operation was stopped part-way: run it again (the flash may "
+                           "be partly written)"
+                         : "the operation was stopped: run it again");
         capture_identity(c);
         rc = c->exit_override ? c->exit_override : cli_exit_code(&c->err);
         cli_emit_failure(c->out, c->res, &c->err, rc);
@@ -320,7 +323,11 @@ static int cmd_flash(struct cmd *c)
         cli_json_add_double(c->res, "seconds", secs, 6);
         cli_json_add_double(c->res, "kbps", kbit_per_s(bytes, secs), 1);
         cli_json_add_double(c->res, "total_seconds", t_end - t0, 6);
-        json_object_object_add(c->res, "compress", json_object_new_boolean(fo.compress));
+        /* Same rule as the engine: compressed writes need the stub or a ROM that has them. */
+        const struct esp_chip_info *ci = chip_info(c);
+        bool compressed = fo.compress && !ci->secure_download_mode &&
+                          (ci->stub_running || ci->chip->rom_has_compress);
+        json_object_object_add(c->res, "compressed", json_object_new_boolean(compressed));
         json_object_object_add(c->res, "erase_all", json_object_new_boolean(fo.erase_all));
         c->out->verified = NULL;
         c->out->n_verified = 0;

@@ -227,7 +227,9 @@ static void progress_line(const struct esp_progress *p, double kbps, double elap
         fprintf(stderr, "%s %" PRIu64 " bytes at 0x%08" PRIx32 " (region %u of %u)...\n",
                 stage_verb(p->stage, false), p->total, p->address, p->region_index + 1,
                 p->region_count);
-    if (last)
+    /* A finished verify is reported by the command with its MD5; its "rate" is only
+     * the chip's hashing speed. */
+    if (last && p->stage != ESP_STAGE_VERIFY)
         fprintf(stderr, "%s %" PRIu64 " bytes at 0x%08" PRIx32 " in %.1f s (%.1f kbit/s)\n",
                 stage_verb(p->stage, true), p->done, p->address, elapsed, kbps);
     fflush(stderr);

@@ -141,9 +141,9 @@ char *catalog_report_format(const struct catalog_report *rep, char *buf, size_t 
         return buf;
     size_t used = 0;
     for (size_t i = 0; i < rep->n && used < len; i++)
-        used += (size_t)snprintf(buf + used, len - used, "%s: %s\n",
-                                 rep->items[i].warning ? "warning" : "error",
-                                 rep->items[i].message);
+        used +=
+            (size_t)snprintf(buf + used, len - used, "%s: %s\n",
+                             rep->items[i].warning ? "warning" : "error", rep->items[i].message);
     if (rep->n_dropped && used < len)
         snprintf(buf + used, len - used, "... and %zu more problems\n", rep->n_dropped);
     return buf;
@@ -166,8 +166,8 @@ static void describe(json_object *v, char *buf, size_t n)
     default:
         break;
     }
-    const char *s = json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN |
-                                                          JSON_C_TO_STRING_NOSLASHESCAPE);
+    const char *s =
+        json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
     if (!s)
         s = "?";
     if (strlen(s) > 60)
@@ -228,8 +228,8 @@ static json_object *parse_json(const char *text, size_t len, const char *what,
                     line, col);
         } else {
             line_col(text, end > len ? len : end, &line, &col);
-            rep_add(rep, false, -1, "%s: JSON syntax error at line %zu, column %zu: %s", what,
-                    line, col, json_tokener_error_desc(jerr));
+            rep_add(rep, false, -1, "%s: JSON syntax error at line %zu, column %zu: %s", what, line,
+                    col, json_tokener_error_desc(jerr));
         }
         return NULL;
     }
@@ -448,8 +448,8 @@ void catalog_manifest_free(struct catalog_manifest *m)
 static const char name_rule[] = "use letters, digits, '.', '_' and '-' only (at most 64), not "
                                 "starting with '.' and without \"..\"";
 
-static void parse_name_field(json_object *root, const char *key, const char *example,
-                             char **out, struct catalog_report *rep)
+static void parse_name_field(json_object *root, const char *key, const char *example, char **out,
+                             struct catalog_report *rep)
 {
     json_object *v;
     if (!json_object_object_get_ex(root, key, &v)) {
@@ -494,7 +494,7 @@ static int parse_offset(json_object *v, uint32_t *out)
         if (!isxdigit((unsigned char)*s))
             return -EINVAL;
         x = x * 16 + (uint32_t)(isdigit((unsigned char)*s) ? *s - '0'
-                                                          : tolower((unsigned char)*s) - 'a' + 10);
+                                                           : tolower((unsigned char)*s) - 'a' + 10);
     }
     *out = x;
     return 0;
@@ -549,8 +549,7 @@ static void parse_region(json_object *e, size_t i, struct parsed *p, struct cata
         }
     }
     if (!json_object_object_get_ex(e, "file", &v)) {
-        rep_add(rep, false, ri, "regions[%zu].file: missing (file name next to manifest.json)",
-                i);
+        rep_add(rep, false, ri, "regions[%zu].file: missing (file name next to manifest.json)", i);
     } else {
         const char *s = json_str(v);
         if (!s) {
@@ -580,8 +579,9 @@ static void parse_region(json_object *e, size_t i, struct parsed *p, struct cata
         int k = s ? kind_from_string(s) : -EINVAL;
         if (k < 0) {
             describe(v, got, sizeof(got));
-            rep_add(rep, false, ri, "regions[%zu].kind: must be \"bootloader\", \"app\" or "
-                                    "\"data\" (%s)",
+            rep_add(rep, false, ri,
+                    "regions[%zu].kind: must be \"bootloader\", \"app\" or "
+                    "\"data\" (%s)",
                     i, got);
         } else {
             r->kind = (enum catalog_kind)k;
@@ -618,8 +618,9 @@ static void parse_flash_params(json_object *root, struct parsed *p, struct catal
         int mode = s ? esp_parse_flash_mode(s, &keep) : -EINVAL;
         if (mode < 0) {
             describe(v, got, sizeof(got));
-            rep_add(rep, false, -1, "flash_mode: must be \"qio\", \"qout\", \"dio\", \"dout\" or "
-                                    "\"keep\" (%s)",
+            rep_add(rep, false, -1,
+                    "flash_mode: must be \"qio\", \"qout\", \"dio\", \"dout\" or "
+                    "\"keep\" (%s)",
                     got);
         } else {
             m->flash_mode = keep ? -1 : mode;
@@ -644,7 +645,7 @@ static void parse_flash_params(json_object *root, struct parsed *p, struct catal
                 sizes_for_chip(chip, sizes, sizeof(sizes));
                 rep_add(rep, false, -1, "flash_size: %s is not a flash size of the %s (valid: %s)",
                         s, chip->name, sizes);
-            } else {
+            } else if (chip) {
                 m->flash_size_code = code;
             }
         }
@@ -662,7 +663,7 @@ static void parse_flash_params(json_object *root, struct parsed *p, struct catal
             if (chip && code < 0)
                 rep_add(rep, false, -1, "flash_freq: %u MHz is not a flash frequency of the %s",
                         mhz, chip->name);
-            else
+            else if (chip)
                 m->flash_freq_code = code;
         }
     }
@@ -693,9 +694,9 @@ static int manifest_parse(const char *json, size_t len, struct parsed *p,
     if (!root)
         return -EINVAL;
 
-    static const char *const keys[] = {"name",       "version",    "chip",    "description",
-                                       "flash_mode", "flash_size", "flash_freq", "regions",
-                                       NULL};
+    static const char *const keys[] = {"name",        "version",    "chip",
+                                       "description", "flash_mode", "flash_size",
+                                       "flash_freq",  "regions",    NULL};
     json_object_object_foreach(root, key, val)
     {
         (void)val;
@@ -718,8 +719,9 @@ static int manifest_parse(const char *json, size_t len, struct parsed *p,
         const char *s = json_str(v);
         if (!s || strlen(s) > 1000) {
             describe(v, got, sizeof(got));
-            rep_add(rep, false, -1, "description: must be a string of at most 1000 characters "
-                                    "(%s)",
+            rep_add(rep, false, -1,
+                    "description: must be a string of at most 1000 characters "
+                    "(%s)",
                     got);
         } else if ((m->description = strdup(s)) == NULL) {
             rep_add(rep, false, -1, "description: out of memory");
@@ -735,8 +737,8 @@ static int manifest_parse(const char *json, size_t len, struct parsed *p,
             char known[256] = "";
             size_t used = 0;
             for (int i = 0; i < ESP_CHIP_COUNT && used < sizeof(known); i++)
-                used += (size_t)snprintf(known + used, sizeof(known) - used, "%s%s",
-                                         i ? ", " : "", esp_chip_get((enum esp_chip)i)->stub_name);
+                used += (size_t)snprintf(known + used, sizeof(known) - used, "%s%s", i ? ", " : "",
+                                         esp_chip_get((enum esp_chip)i)->stub_name);
             describe(v, got, sizeof(got));
             rep_add(rep, false, -1, "chip: unknown chip family (%s; known: %s)", got, known);
         } else {
@@ -889,8 +891,8 @@ static void check_files(struct parsed *p, catalog_load_fn load, void *ctx, struc
         bool dup = false;
         for (size_t j = 0; j < i && !dup; j++) {
             if (p->region_file_ok[j] && strcmp(m->regions[j].file, r->file) == 0) {
-                rep_add(rep, false, ri, "%s: the same file is already used by regions[%zu]",
-                        label, j);
+                rep_add(rep, false, ri, "%s: the same file is already used by regions[%zu]", label,
+                        j);
                 dup = true;
             }
         }
@@ -920,8 +922,8 @@ static void check_files(struct parsed *p, catalog_load_fn load, void *ctx, struc
                 rep_add(rep, false, ri,
                         "%s: does not fit the flash: %zu bytes at 0x%x end at 0x%llx, past the "
                         "end of the %u KiB flash (0x%x)",
-                        label, l[i].len, r->offset, (unsigned long long)end,
-                        m->flash_size / 1024, m->flash_size);
+                        label, l[i].len, r->offset, (unsigned long long)end, m->flash_size / 1024,
+                        m->flash_size);
             else if (end > 0x100000000ULL)
                 rep_add(rep, false, ri, "%s: %zu bytes at 0x%x run past the 4 GiB address space",
                         label, l[i].len, r->offset);
@@ -930,14 +932,13 @@ static void check_files(struct parsed *p, catalog_load_fn load, void *ctx, struc
             continue;
         if (r->kind == CATALOG_KIND_BOOTLOADER) {
             if (first_boot >= 0)
-                rep_add(rep, false, ri, "%s: a second bootloader (the first is regions[%d])",
-                        label, first_boot);
+                rep_add(rep, false, ri, "%s: a second bootloader (the first is regions[%d])", label,
+                        first_boot);
             else
                 first_boot = ri;
             if (p->region_offset_ok[i] && r->offset != chip->bootloader_offset)
-                rep_add(rep, false, ri,
-                        "%s: a bootloader for the %s must be at 0x%x, not at 0x%x", label,
-                        chip->name, chip->bootloader_offset, r->offset);
+                rep_add(rep, false, ri, "%s: a bootloader for the %s must be at 0x%x, not at 0x%x",
+                        label, chip->name, chip->bootloader_offset, r->offset);
         } else if (r->kind == CATALOG_KIND_APP && chip->chip != ESP_CHIP_ESP8266 &&
                    p->region_offset_ok[i] && r->offset == chip->bootloader_offset) {
             rep_add(rep, true, ri,
@@ -961,8 +962,7 @@ static void check_files(struct parsed *p, catalog_load_fn load, void *ctx, struc
             if (is < je && js < ie) {
                 region_label(m, j, label, sizeof(label));
                 region_label(m, i, other, sizeof(other));
-                rep_add(rep, false, (int)j,
-                        "%s (0x%llx-0x%llx) overlaps %s (0x%llx-0x%llx)", label,
+                rep_add(rep, false, (int)j, "%s (0x%llx-0x%llx) overlaps %s (0x%llx-0x%llx)", label,
                         (unsigned long long)js, (unsigned long long)(je - 1), other,
                         (unsigned long long)is, (unsigned long long)(ie - 1));
             }
@@ -1037,8 +1037,7 @@ static int read_manifest(const char *dir, char **json, size_t *len, struct catal
     if (rc == -ENOENT)
         rep_add(rep, false, -1, "manifest.json: not found in %s", dir);
     else if (rc == -EFBIG)
-        rep_add(rep, false, -1, "manifest.json: too large (at most %u bytes)",
-                MANIFEST_MAX_BYTES);
+        rep_add(rep, false, -1, "manifest.json: too large (at most %u bytes)", MANIFEST_MAX_BYTES);
     else if (rc < 0)
         rep_add(rep, false, -1, "manifest.json: cannot read %s: %s", path, strerror(-rc));
     free(path);
@@ -1088,8 +1087,8 @@ int catalog_open(const char *data_dir, struct catalog **out, char *err, size_t e
     int rc = mkdir_p(cat->root);
     if (rc < 0) {
         if (err && errlen)
-            snprintf(err, errlen, "firmware catalog %s: cannot create the directory: %s",
-                     cat->root, strerror(-rc));
+            snprintf(err, errlen, "firmware catalog %s: cannot create the directory: %s", cat->root,
+                     strerror(-rc));
         catalog_close(cat);
         return rc;
     }
@@ -1098,8 +1097,8 @@ int catalog_open(const char *data_dir, struct catalog **out, char *err, size_t e
     if (!d) {
         rc = -errno;
         if (err && errlen)
-            snprintf(err, errlen, "firmware catalog %s: cannot read the directory: %s",
-                     cat->root, strerror(-rc));
+            snprintf(err, errlen, "firmware catalog %s: cannot read the directory: %s", cat->root,
+                     strerror(-rc));
         catalog_close(cat);
         return rc;
     }
@@ -1127,8 +1126,8 @@ void catalog_close(struct catalog *cat)
 }
 
 static int store_region(const char *tmp, const struct catalog_manifest_region *r,
-                        const struct loaded *l, json_object *jregions,
-                        struct catalog_report *rep, int ri)
+                        const struct loaded *l, json_object *jregions, struct catalog_report *rep,
+                        int ri)
 {
     char sha[65], md5[33], zsha[65];
     uint8_t *z = NULL;
@@ -1257,8 +1256,7 @@ static int import_core(struct catalog *cat, const char *json, size_t len, catalo
     json_object_object_add(index, "format", json_object_new_int(1));
     json_object_object_add(index, "name", json_object_new_string(m->name));
     json_object_object_add(index, "version", json_object_new_string(m->version));
-    json_object_object_add(index, "chip",
-                           json_object_new_string(esp_chip_get(m->chip)->stub_name));
+    json_object_object_add(index, "chip", json_object_new_string(esp_chip_get(m->chip)->stub_name));
     json_object_object_add(index, "imported", json_object_new_int64((int64_t)time(NULL)));
     json_object_object_add(index, "regions", jregions);
     for (size_t i = 0; i < m->n_regions && rc == 0; i++)
@@ -1531,7 +1529,8 @@ static int load_region(const char *dir, const char *id, json_object *jr,
                        char *err, size_t errlen)
 {
     static const char advice[] = "delete the set and import it again";
-    const char *sha = idx_str(jr, "sha256"), *md5 = idx_str(jr, "md5"), *zsha = idx_str(jr, "zsha256");
+    const char *sha = idx_str(jr, "sha256"), *md5 = idx_str(jr, "md5"),
+               *zsha = idx_str(jr, "zsha256");
     const char *file = idx_str(jr, "file");
     int64_t off, size, zsize;
     if (!sha || !md5 || !zsha || !file || strcmp(file, mr->file) != 0 ||
@@ -1558,8 +1557,7 @@ static int load_region(const char *dir, const char *id, json_object *jr,
         return rc;
     if (rc < 0)
         return set_err(err, errlen, rc == -ENOENT ? -EBADMSG : -EIO,
-                       "firmware %s: cannot read %s: %s; %s", id, mr->file, strerror(-rc),
-                       advice);
+                       "firmware %s: cannot read %s: %s; %s", id, mr->file, strerror(-rc), advice);
     char zcheck[65];
     if (digest_hex(EVP_sha256(), r->data, r->size, r->sha256) < 0 ||
         digest_hex(EVP_md5(), r->data, r->size, r->md5) < 0 ||

@@ -27,7 +27,7 @@
 #define KEYPATH_MAX 256
 
 struct ctx {
-    const char *origin; /* "config /etc/espstation.json" */
+    const char *origin;   /* "config /etc/espstation.json" */
     const char *base_dir; /* for relative paths; NULL = keep */
     char *err;
     size_t errlen;
@@ -81,8 +81,8 @@ static void describe(json_object *v, char *buf, size_t n)
     default:
         break;
     }
-    const char *s = json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN |
-                                                          JSON_C_TO_STRING_NOSLASHESCAPE);
+    const char *s =
+        json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
     if (!s)
         s = "?";
     if (strlen(s) > 60)
@@ -118,8 +118,8 @@ static size_t edit_distance(const char *a, const char *b)
         row[0] = i;
         for (size_t j = 1; j <= lb; j++) {
             size_t up = row[j];
-            size_t best = diag + (tolower((unsigned char)a[i - 1]) !=
-                                  tolower((unsigned char)b[j - 1]));
+            size_t best =
+                diag + (tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]));
             if (up + 1 < best)
                 best = up + 1;
             if (row[j - 1] + 1 < best)
@@ -132,8 +132,7 @@ static size_t edit_distance(const char *a, const char *b)
 }
 
 /* Every key of obj must be in allowed (NULL-terminated). */
-static int check_keys(struct ctx *c, const char *path, json_object *obj,
-                      const char *const *allowed)
+static int check_keys(struct ctx *c, const char *path, json_object *obj, const char *const *allowed)
 {
     json_object_object_foreach(obj, key, val)
     {
@@ -189,8 +188,7 @@ static int want_array(struct ctx *c, const char *path, json_object *v)
 }
 
 /* A string without NUL bytes, 1..maxlen characters (0 = no limit). *out is borrowed. */
-static int get_str(struct ctx *c, const char *path, json_object *v, size_t maxlen,
-                   const char **out)
+static int get_str(struct ctx *c, const char *path, json_object *v, size_t maxlen, const char **out)
 {
     if (!json_object_is_type(v, json_type_string)) {
         char got[96];
@@ -355,8 +353,9 @@ static int parse_listen(struct ctx *c, struct config *cfg, json_object *v)
         hlen -= 2;
     }
     if (!colon || hlen == 0)
-        return fail(c, "listen", "must be \"host:port\", e.g. \"127.0.0.1:8080\" or "
-                                 "\"[::1]:8080\" (got \"%s\")",
+        return fail(c, "listen",
+                    "must be \"host:port\", e.g. \"127.0.0.1:8080\" or "
+                    "\"[::1]:8080\" (got \"%s\")",
                     s);
     for (size_t i = 0; i < hlen; i++)
         if (!isalnum((unsigned char)host[i]) && !strchr(".-:_", host[i]))
@@ -388,8 +387,9 @@ static int parse_usb_id(const char *s, uint16_t *vid, uint16_t *pid)
             continue;
         if (!isxdigit((unsigned char)s[i]))
             return -EINVAL;
-        unsigned d = (unsigned)(isdigit((unsigned char)s[i]) ? s[i] - '0'
-                                                            : tolower((unsigned char)s[i]) - 'a' + 10);
+        unsigned d =
+            (unsigned)(isdigit((unsigned char)s[i]) ? s[i] - '0'
+                                                    : tolower((unsigned char)s[i]) - 'a' + 10);
         if (i < 4)
             v = v * 16 + d;
         else
@@ -435,8 +435,9 @@ static int parse_bridges(struct ctx *c, struct config *cfg, json_object *v)
         if ((rc = get_str(c, sub, id, 64, &s)) < 0)
             return rc;
         if (parse_usb_id(s, &b->vid, &b->pid) < 0)
-            return fail(c, sub, "must be a USB id \"vvvv:pppp\" in hex, e.g. \"10c4:ea60\" (got "
-                                "\"%s\")",
+            return fail(c, sub,
+                        "must be a USB id \"vvvv:pppp\" in hex, e.g. \"10c4:ea60\" (got "
+                        "\"%s\")",
                         s);
         for (size_t j = 0; j < i; j++)
             if (cfg->bridges[j].vid == b->vid && cfg->bridges[j].pid == b->pid)
@@ -490,8 +491,9 @@ static int parse_slots(struct ctx *c, struct config *cfg, json_object *v)
             return rc;
         join_key(sub, sizeof(sub), kp, "id_path");
         if (!json_object_object_get_ex(e, "id_path", &f))
-            return fail(c, sub, "missing (the udev ID_PATH of the port, e.g. "
-                                "\"pci-0000:00:14.0-usb-0:1.2:1.0\"; see `udevadm info`)");
+            return fail(c, sub,
+                        "missing (the udev ID_PATH of the port, e.g. "
+                        "\"pci-0000:00:14.0-usb-0:1.2:1.0\"; see `udevadm info`)");
         if ((rc = get_str(c, sub, f, 255, &str)) < 0)
             return rc;
         for (size_t j = 0; j < i; j++)
@@ -505,8 +507,7 @@ static int parse_slots(struct ctx *c, struct config *cfg, json_object *v)
         if ((rc = get_str(c, sub, f, 32, &str)) < 0)
             return rc;
         if (!label_ok(str))
-            return fail(c, sub, "\"%s\": use letters, digits, space, '_', '.', '-', '/' only",
-                        str);
+            return fail(c, sub, "\"%s\": use letters, digits, space, '_', '.', '-', '/' only", str);
         if ((rc = check_label_unique(c, sub, cfg, str, i, 0)) < 0)
             return rc;
         if ((rc = dup_str(c, str, &s->label)) < 0)
@@ -592,8 +593,7 @@ static int parse_api(struct ctx *c, struct config *cfg, json_object *v)
     return 0;
 }
 
-static int parse_firmware(struct ctx *c, const char *path, struct config_profile *p,
-                          json_object *v)
+static int parse_firmware(struct ctx *c, const char *path, struct config_profile *p, json_object *v)
 {
     int rc = want_object(c, path, v);
     if (rc < 0)
@@ -611,8 +611,8 @@ static int parse_firmware(struct ctx *c, const char *path, struct config_profile
             char known[256] = "";
             size_t used = 0;
             for (int i = 0; i < ESP_CHIP_COUNT && used < sizeof(known); i++)
-                used += (size_t)snprintf(known + used, sizeof(known) - used, "%s%s",
-                                         i ? ", " : "", esp_chip_get((enum esp_chip)i)->stub_name);
+                used += (size_t)snprintf(known + used, sizeof(known) - used, "%s%s", i ? ", " : "",
+                                         esp_chip_get((enum esp_chip)i)->stub_name);
             return fail(c, path, "unknown chip family \"%s\" (known: %s)", family, known);
         }
         for (size_t j = 0; j < p->n_firmware; j++)
@@ -626,16 +626,18 @@ static int parse_firmware(struct ctx *c, const char *path, struct config_profile
         f->chip = chip->chip;
         p->n_firmware++;
         if (!at || at == s || !at[1])
-            return fail(c, kp, "must be \"name@version\" of a firmware set in the catalog (got "
-                               "\"%s\")",
+            return fail(c, kp,
+                        "must be \"name@version\" of a firmware set in the catalog (got "
+                        "\"%s\")",
                         s);
         f->name = strndup(s, (size_t)(at - s));
         f->version = strdup(at + 1);
         if (!f->name || !f->version)
             return fail_nomem(c);
         if (!catalog_name_valid(f->name) || !catalog_name_valid(f->version))
-            return fail(c, kp, "\"%s\": name and version may hold letters, digits, '.', '_' "
-                               "and '-' only, and must not start with '.'",
+            return fail(c, kp,
+                        "\"%s\": name and version may hold letters, digits, '.', '_' "
+                        "and '-' only, and must not start with '.'",
                         s);
     }
     return 0;
@@ -652,8 +654,9 @@ static int parse_boot_check(struct ctx *c, const char *path, struct config_boot_
         return rc;
     join_key(kp, sizeof(kp), path, "pattern");
     if (!json_object_object_get_ex(v, "pattern", &f))
-        return fail(c, kp, "missing (a regular expression the board prints after boot, e.g. "
-                           "\"OTA ready\")");
+        return fail(c, kp,
+                    "missing (a regular expression the board prints after boot, e.g. "
+                    "\"OTA ready\")");
     const char *s;
     if ((rc = get_str(c, kp, f, 1024, &s)) < 0)
         return rc;
@@ -705,12 +708,11 @@ static int parse_boot_check(struct ctx *c, const char *path, struct config_boot_
     return 0;
 }
 
-static int parse_profile(struct ctx *c, const char *path, struct config_profile *p,
-                         json_object *v)
+static int parse_profile(struct ctx *c, const char *path, struct config_profile *p, json_object *v)
 {
-    static const char *const keys[] = {"firmware", "erase_all", "baud", "stub", "compress",
-                                       "verify", "skip_if_same", "boot_check", "retries",
-                                       "after", NULL};
+    static const char *const keys[] = {
+        "firmware",     "erase_all",  "baud",    "stub",  "compress", "verify",
+        "skip_if_same", "boot_check", "retries", "after", NULL};
     int rc;
     char kp[KEYPATH_MAX];
     json_object *f;
@@ -753,8 +755,9 @@ static int parse_profile(struct ctx *c, const char *path, struct config_profile 
             return rc;
         int a = esp_after_from_string(s);
         if (a < 0)
-            return fail(c, kp, "must be \"hard-reset\", \"soft-reset\", \"no-reset\" or "
-                               "\"no-reset-stub\" (got \"%s\")",
+            return fail(c, kp,
+                        "must be \"hard-reset\", \"soft-reset\", \"no-reset\" or "
+                        "\"no-reset-stub\" (got \"%s\")",
                         s);
         p->after = (enum esp_after)a;
     }
@@ -792,8 +795,9 @@ static int parse_profiles(struct ctx *c, struct config *cfg, json_object *v)
         profile_defaults(p);
         cfg->n_profiles++;
         if (!*name || strlen(name) > 64 || !chars_ok(name, "_-"))
-            return fail(c, kp, "profile names may hold letters, digits, '_' and '-' only (1 to "
-                               "64 characters)");
+            return fail(c, kp,
+                        "profile names may hold letters, digits, '_' and '-' only (1 to "
+                        "64 characters)");
         if ((rc = dup_str(c, name, &p->name)) < 0 || (rc = parse_profile(c, kp, p, pv)) < 0)
             return rc;
     }
@@ -877,8 +881,8 @@ static int parse_tree(struct ctx *c, const char *json, size_t len, json_object *
 
 static int parse_config(struct ctx *c, struct config *cfg, json_object *root)
 {
-    static const char *const keys[] = {"data_dir", "listen",  "max_parallel", "bridges",
-                                       "udev_tag", "slots",   "ports",        "stub_dir",
+    static const char *const keys[] = {"data_dir", "listen",   "max_parallel",   "bridges",
+                                       "udev_tag", "slots",    "ports",          "stub_dir",
                                        "api",      "profiles", "active_profile", NULL};
     int rc;
     json_object *f;
@@ -926,8 +930,8 @@ static int parse_config(struct ctx *c, struct config *cfg, json_object *root)
             char list[256] = "";
             size_t used = 0;
             for (size_t i = 0; i < cfg->n_profiles && used < sizeof(list); i++)
-                used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s",
-                                         i ? ", " : "", cfg->profiles[i].name);
+                used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s", i ? ", " : "",
+                                         cfg->profiles[i].name);
             return fail(c, "active_profile", "no profile named \"%s\" (profiles: %s)", s,
                         cfg->n_profiles ? list : "none defined");
         }
@@ -941,8 +945,7 @@ static int parse_config(struct ctx *c, struct config *cfg, json_object *root)
     return 0;
 }
 
-static int load(struct ctx *c, const char *json, size_t len, const char *path,
-                struct config **out)
+static int load(struct ctx *c, const char *json, size_t len, const char *path, struct config **out)
 {
     struct config *cfg = calloc(1, sizeof(*cfg));
     if (!cfg)
@@ -1115,7 +1118,7 @@ const struct config_profile *config_profile(const struct config *cfg, const char
 }
 
 const struct config_firmware_ref *config_profile_firmware(const struct config_profile *p,
-                                                         enum esp_chip chip)
+                                                          enum esp_chip chip)
 {
     if (!p)
         return NULL;

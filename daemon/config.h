@@ -80,8 +80,8 @@ struct config_profile {
     bool verify;       /* true */
     bool skip_if_same; /* true: a board whose flash MD5s already match is not flashed */
     struct config_boot_check boot_check;
-    int retries;           /* 1; 0 .. 10 extra attempts per board */
-    enum esp_after after;  /* ESP_AFTER_HARD_RESET */
+    int retries;          /* 1; 0 .. 10 extra attempts per board */
+    enum esp_after after; /* ESP_AFTER_HARD_RESET */
 };
 
 struct config_api {
@@ -91,9 +91,9 @@ struct config_api {
 };
 
 struct config {
-    char *path;     /* file it came from; NULL for defaults or a string */
-    char *data_dir; /* $XDG_STATE_HOME/espstation, else ./espstation-data */
-    char *listen;   /* "127.0.0.1:8080" as written */
+    char *path;        /* file it came from; NULL for defaults or a string */
+    char *data_dir;    /* $XDG_STATE_HOME/espstation, else ./espstation-data */
+    char *listen;      /* "127.0.0.1:8080" as written */
     char *listen_host; /* "127.0.0.1", "::1" (brackets removed), "0.0.0.0" */
     uint16_t listen_port;
     int max_parallel; /* 8; 1 .. 256 */
@@ -133,7 +133,7 @@ const struct config_profile *config_profile(const struct config *cfg, const char
 
 /* The firmware a profile puts on chip, NULL if none. Borrowed. */
 const struct config_firmware_ref *config_profile_firmware(const struct config_profile *p,
-                                                         enum esp_chip chip);
+                                                          enum esp_chip chip);
 
 /* Label of the slot at udev ID_PATH id_path, NULL if it has none. Borrowed. */
 const char *config_slot_label(const struct config *cfg, const char *id_path);

@@ -368,8 +368,24 @@ static int write_raw(struct esp_loader *l, const struct wjob *j, struct esp_erro
     size_t block = write_block_size(l);
     uint32_t nblocks = (uint32_t)((j->len + block - 1) / block);
     uint32_t erase = (uint32_t)j->len;
-    if (esp_ldr_is_8266_rom(l))
+    if (esp_ldr_is_8266_rom(l)) {
         erase = esp8266_rom_erase_size(j->addr, (uint32_t)j->len);
+        /* Some start/length pairs cannot be erased exactly (e.g. one sector at
+         * the end of a 64 KiB block): the ROM takes the next sector(s) too. */
+        uint32_t want = (uint32_t)((j->len + ESP_SECTOR - 1) / ESP_SECTOR);
+        uint32_t got = esp8266_rom_erased_sectors(j->addr, erase);
+        if (got > want) {
+            uint32_t from = j->addr / ESP_SECTOR * ESP_SECTOR + want * ESP_SECTOR;
+            uint32_t to = j->addr / ESP_SECTOR * ESP_SECTOR + got * ESP_SECTOR;
+            esp_ldr_log(l, ESP_LOG_WARN,
+                        "ESP8266 ROM erase bug: writing %s also erases 0x%X..0x%X%s; use the "
+                        "flasher stub to avoid it",
+                        j->name, from, to - 1,
+                        l->info.flash_size && to > l->info.flash_size
+                            ? " (past the end of flash: may wrap to the start)"
+                            : "");
+        }
+    }
     uint32_t w[5] = {erase, nblocks, (uint32_t)block, j->addr, 0};
     int tmo = l->stub ? esp_ldr_tmo(l, ESP_TMO_DEFAULT)
                       : esp_ldr_tmo_per_mb(l, ESP_TMO_ERASE_PER_MB, j->len);

@@ -201,6 +201,20 @@ sim_log_has() {
     grep -Eiq -- "$1" "${2:-$SIM_DIR}/sim.log"
 }
 
+# sim_log_mark [DIR]: remember the current end of sim.log; sim_log_new_has
+# REGEX [DIR] then greps only the lines logged since (one CLI session).
+SIM_LOG_MARK=0
+sim_log_mark() {
+    SIM_LOG_MARK=$(wc -l <"${1:-$SIM_DIR}/sim.log")
+}
+sim_log_new() {
+    tail -n +$((SIM_LOG_MARK + 1)) "${1:-$SIM_DIR}/sim.log"
+}
+sim_log_new_has() {
+    sim_log_new "${2:-$SIM_DIR}" >"$WORK/simlog.tmp"
+    grep -Eiq -- "$1" "$WORK/simlog.tmp"
+}
+
 # --- test data ---------------------------------------------------------------
 
 # make_image SIZE FILE [SEED]

@@ -36,9 +36,11 @@ data_fault_counted() {
     fi
 }
 
-# Early (SYNC/identify) and data-phase (reply ~45 of ~58 with the stub, ~70 of
-# ~320 through the ROM) drops and corruptions.
-for f in drop-reply:3 corrupt-reply:3 drop-reply:20 corrupt-reply:20; do
+# Reply numbers for an ESP32 flash with the stub (sim.log names the command a
+# fault hit): 1-8 SYNC, 9 GET_SECURITY_INFO, 10-16 READ_REG (identify),
+# 17-22 MEM_* (stub upload), 23 CHANGE_BAUDRATE, 24-37 SPI attach/RDID,
+# ~38-56 FLASH_DEFL_DATA (600 kB image), then FLASH_DEFL_END, SPI_FLASH_MD5.
+for f in drop-reply:3 corrupt-reply:3 drop-reply:9; do
     flash_through_fault esp32 "$f"
 done
 flash_through_fault esp32 drop-reply:45
@@ -50,9 +52,17 @@ data_fault_counted
 flash_through_fault esp32 corrupt-reply:70 --no-stub --no-compress
 data_fault_counted
 flash_through_fault esp8266 drop-reply:30 --no-stub
-flash_through_fault esp32c3 corrupt-reply:25
+flash_through_fault esp32c3 corrupt-reply:42
+data_fault_counted
 
 # Refused SYNC a couple of times: connect retries and gets through.
 flash_through_fault esp32 refuse-sync:2
 flash_through_fault esp8266 refuse-sync:3
+
+# One lost or garbled reply outside the data phase (identify, stub upload,
+# flash attach) must be retried too, not end the job (see findings F5).
+flash_through_fault esp32 drop-reply:12      # READ_REG (identify)
+flash_through_fault esp32 corrupt-reply:18   # MEM_DATA (stub upload)
+flash_through_fault esp32 drop-reply:20      # MEM_BEGIN (stub upload)
+flash_through_fault esp32 drop-reply:30      # WRITE_REG (flash id)
 done_ok

@@ -17,6 +17,7 @@ make_image 1 "$WORK/a1.bin" 11
 make_image 5003 "$WORK/a2.bin" 12    # not a multiple of 4, offset not 64K-aligned
 make_image 307200 "$WORK/a3.bin" 13
 make_image 4096 "$WORK/a4.bin" 14    # the very last sector
+sim_log_mark
 expect_exit 0 -p "$SIM_PORT" --no-stub --json flash \
     0x1000 "$WORK/a1.bin" 0x3000 "$WORK/a2.bin" 0x10000 "$WORK/a3.bin" 0x3FF000 "$WORK/a4.bin"
 assert_ok_result flash
@@ -34,12 +35,16 @@ model_write "$WORK/model.bin" 0x10000 "$WORK/a3.bin"
 model_write "$WORK/model.bin" 0x3FF000 "$WORK/a4.bin"
 flash_region_equals "$SIM_DIR" 0x10000 "$WORK/a3.bin"
 flash_equals_model "$SIM_DIR" "$WORK/model.bin"
-# (sim.log check of the compressed ROM write: see below, once the log format is known)
+assert_json '.compressed' true
+# The ESP32 ROM got compressed blocks, and no stub was uploaded.
+sim_log_new_has 'cmd FLASH_DEFL_DATA' || fail "ROM run did not use FLASH_DEFL_DATA"
+sim_log_new_has 'cmd (FLASH_DATA|MEM_BEGIN)' && fail "ROM run sent FLASH_DATA or uploaded code"
 
 # --- B: ROM only, uncompressed; a region above 2 MB needs SPI_SET_PARAMS ----
 make_image $((65536 + 1)) "$WORK/b1.bin" 21
 make_image 65536 "$WORK/b2.bin" 22
 make_image 100000 "$WORK/b3.bin" 23
+sim_log_mark
 expect_exit 0 -p "$SIM_PORT" --no-stub --json flash --no-compress \
     0x20000 "$WORK/b1.bin" 0x1F0000 "$WORK/b2.bin" 0x200000 "$WORK/b3.bin"
 assert_ok_result flash
@@ -48,6 +53,11 @@ assert_regions_json 0x20000 "$WORK/b1.bin" 0x1F0000 "$WORK/b2.bin" 0x200000 "$WO
 assert_json_true '[.regions[].verified] | all'
 # Uncompressed: every image byte crosses the wire (plus framing).
 assert_json_true ".wire_bytes >= $((65537 + 65536 + 100000))"
+assert_json '.compressed' false
+sim_log_new_has 'cmd FLASH_DATA' || fail "--no-compress run did not use FLASH_DATA"
+sim_log_new_has 'cmd FLASH_DEFL' && fail "--no-compress run sent compressed data"
+# Above 2 MB the ROM needs SPI_SET_PARAMS with the real size first.
+sim_log_new_has 'spi params: total size 0x400000' || fail "no SPI_SET_PARAMS with 4 MB"
 model_write "$WORK/model.bin" 0x20000 "$WORK/b1.bin"
 model_write "$WORK/model.bin" 0x1F0000 "$WORK/b2.bin"
 model_write "$WORK/model.bin" 0x200000 "$WORK/b3.bin"
@@ -57,6 +67,7 @@ flash_equals_model "$SIM_DIR" "$WORK/model.bin"
 make_image $((2 * 1024 * 1024)) "$WORK/c1.bin" 31
 make_image 3072 "$WORK/c2.bin" 32
 make_image 17 "$WORK/c3.bin" 33
+sim_log_mark
 expect_exit 0 -p "$SIM_PORT" --json flash \
     0x8000 "$WORK/c2.bin" 0x10000 "$WORK/c1.bin" 0x300000 "$WORK/c3.bin"
 assert_ok_result flash
@@ -67,6 +78,13 @@ assert_json_true '[.regions[].verified] | all'
 assert_json '.bytes' $((2 * 1024 * 1024 + 3072 + 17))
 # About half of the image is compressible: the wire must carry clearly less.
 assert_json_true ".wire_bytes < $((2 * 1024 * 1024 * 8 / 10))"
+assert_json '.compressed' true
+sim_log_new_has 'stub image matches esp32.json' || fail "the uploaded stub is not the esp32 stub"
+sim_log_new_has 'cmd FLASH_DEFL_DATA' || fail "stub run did not use FLASH_DEFL_DATA"
+# Default --after hard-reset: the board was reset into its firmware at the end.
+last_reset=$(sim_log_new | grep -E 'reset ->' | tail -n1 || true)
+[[ $last_reset == *"boot 0x13"* ]] ||
+    fail "after the flash the board did not boot its firmware (hard reset): '$last_reset'"
 model_write "$WORK/model.bin" 0x8000 "$WORK/c2.bin"
 model_write "$WORK/model.bin" 0x10000 "$WORK/c1.bin"
 model_write "$WORK/model.bin" 0x300000 "$WORK/c3.bin"

@@ -206,9 +206,9 @@ static const char demo_manifest[] =
     "{\"offset\":65536,\"file\":\"app.bin\",\"kind\":\"app\"}]}";
 
 struct fixture {
-    char root[64];   /* temp dir */
-    char data[128];  /* <root>/data */
-    char src[128];   /* <root>/src */
+    char root[64];  /* temp dir */
+    char data[128]; /* <root>/data */
+    char src[128];  /* <root>/src */
 };
 
 static int setup(void **state)
@@ -244,8 +244,7 @@ static void hex_of(const EVP_MD *md, const uint8_t *d, size_t n, char *out)
         sprintf(out + 2 * i, "%02x", dig[i]);
 }
 
-static bool report_has(const struct catalog_report *rep, bool warning, int region,
-                       const char *text)
+static bool report_has(const struct catalog_report *rep, bool warning, int region, const char *text)
 {
     for (size_t i = 0; i < rep->n; i++)
         if (rep->items[i].warning == warning && rep->items[i].region == region &&
@@ -260,13 +259,13 @@ static void dump(const struct catalog_report *rep)
     print_message("%s", catalog_report_format(rep, buf, sizeof(buf)));
 }
 
-#define ASSERT_PROBLEM(rep, warning, region, text)                                              \
-    do {                                                                                        \
-        if (!report_has((rep), (warning), (region), (text))) {                                  \
-            dump(rep);                                                                          \
-            fail_msg("expected %s for region %d: %s", (warning) ? "warning" : "error",          \
-                     (region), (text));                                                         \
-        }                                                                                       \
+#define ASSERT_PROBLEM(rep, warning, region, text)                                                 \
+    do {                                                                                           \
+        if (!report_has((rep), (warning), (region), (text))) {                                     \
+            dump(rep);                                                                             \
+            fail_msg("expected %s for region %d: %s", (warning) ? "warning" : "error", (region),   \
+                     (text));                                                                      \
+        }                                                                                          \
     } while (0)
 
 /* ---- tests --------------------------------------------------------------------------- */
@@ -501,8 +500,7 @@ static void test_every_problem_listed(void **state)
         "{\"offset\":\"0x10000\",\"file\":\"nothere.bin\",\"kind\":\"app\"}]}";
     struct catalog_report rep;
     catalog_report_init(&rep);
-    assert_int_equal(catalog_validate_mem(manifest, strlen(manifest), mem_load, &s, &rep),
-                     -EINVAL);
+    assert_int_equal(catalog_validate_mem(manifest, strlen(manifest), mem_load, &s, &rep), -EINVAL);
     ASSERT_PROBLEM(&rep, false, -1, "name: missing");
     ASSERT_PROBLEM(&rep, false, -1, "flash_mode: must be");
     ASSERT_PROBLEM(&rep, false, 0, "regions[0].file: \"../boot.bin\" is not allowed");
@@ -529,8 +527,9 @@ static void test_wrong_chip_image(void **state)
                    "is for ESP32");
 
     /* An ESP32 image in an ESP8266 set is named as such too. */
-    static const char m8266[] = "{\"name\":\"blink\",\"version\":\"1\",\"chip\":\"esp8266\","
-                                "\"regions\":[{\"offset\":0,\"file\":\"app.bin\",\"kind\":\"app\"}]}";
+    static const char m8266[] =
+        "{\"name\":\"blink\",\"version\":\"1\",\"chip\":\"esp8266\","
+        "\"regions\":[{\"offset\":0,\"file\":\"app.bin\",\"kind\":\"app\"}]}";
     expect_problem(&s, m8266, false, 0,
                    "regions[0] app.bin: image is for ESP32-C3 (chip id 5) but this firmware set "
                    "is for ESP8266");
@@ -564,8 +563,7 @@ static void test_overlap_and_fit(void **state)
     static const char nofit[] =
         "{\"name\":\"demo\",\"version\":\"1\",\"chip\":\"esp32\",\"flash_size\":\"1MB\","
         "\"regions\":[{\"offset\":\"0xFF000\",\"file\":\"app.bin\",\"kind\":\"app\"}]}";
-    expect_problem(&s, nofit, false, 0,
-                   "regions[0] app.bin: does not fit the flash: ");
+    expect_problem(&s, nofit, false, 0, "regions[0] app.bin: does not fit the flash: ");
     expect_problem(&s, nofit, false, 0, "past the end of the 1024 KiB flash (0x100000)");
     set_free(&s);
 }
@@ -671,8 +669,9 @@ static void test_interrupted_import(void **state)
 
     /* A failed validation leaves nothing behind. */
     rm_tree(half);
-    set_write(&s, fx->src, "{\"name\":\"demo\",\"version\":\"2\",\"chip\":\"esp32\",\"regions\":["
-                           "{\"offset\":0,\"file\":\"nope.bin\",\"kind\":\"data\"}]}");
+    set_write(&s, fx->src,
+              "{\"name\":\"demo\",\"version\":\"2\",\"chip\":\"esp32\",\"regions\":["
+              "{\"offset\":0,\"file\":\"nope.bin\",\"kind\":\"data\"}]}");
     struct catalog_report rep;
     catalog_report_init(&rep);
     assert_int_equal(catalog_import(cat, fx->src, false, &rep), -EINVAL);

@@ -284,8 +284,9 @@ static const struct bad_case bad_cases[] = {
     /* JSON syntax, with position */
     {"{\n  \"listen\": \"127.0.0.1:1\",\n  \"max_parallel\": 8,,\n}",
      "config: JSON syntax error at line 3, column ", true},
-    {"{\n  \"listen\": \"127.0.0.1:1\"\n", "config: JSON syntax error at line 3, column 1: "
-                                            "unexpected end of file",
+    {"{\n  \"listen\": \"127.0.0.1:1\"\n",
+     "config: JSON syntax error at line 3, column 1: "
+     "unexpected end of file",
      true},
     {"{} x", "config: JSON syntax error at line 1, column 4: text after the end of the top-level "
              "object"},
@@ -315,8 +316,7 @@ static void test_file_errors(void **state)
     (void)state;
     char err[512];
     struct config *cfg = NULL;
-    assert_int_equal(config_load("/nonexistent/espstation.json", &cfg, err, sizeof(err)),
-                     -ENOENT);
+    assert_int_equal(config_load("/nonexistent/espstation.json", &cfg, err, sizeof(err)), -ENOENT);
     assert_null(cfg);
     assert_string_equal(err, "config /nonexistent/espstation.json: cannot open: No such file or "
                              "directory");
