@@ -125,6 +125,7 @@ enum stmt_id {
     ST_BOARD_LIST,
     ST_JOB_BEGIN,
     ST_JOB_SET_BOARD,
+    ST_JOB_SET_FIRMWARE,
     ST_JOB_PROGRESS,
     ST_JOB_STATE,
     ST_JOB_FINISH,
@@ -171,6 +172,7 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_JOB_BEGIN] = "INSERT INTO jobs (kind, board_mac, slot, firmware, state, stage, "
                      "started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [ST_JOB_SET_BOARD] = "UPDATE jobs SET board_mac = ?2 WHERE id = ?1",
+    [ST_JOB_SET_FIRMWARE] = "UPDATE jobs SET firmware = ?2 WHERE id = ?1",
     [ST_JOB_PROGRESS] = "UPDATE jobs SET stage = coalesce(?2, stage), "
                         "bytes = coalesce(?3, bytes), wire_bytes = coalesce(?4, wire_bytes), "
                         "started_at = CASE WHEN state = 'queued' THEN ?5 ELSE started_at END, "
@@ -1202,6 +1204,29 @@ int records_job_set_board(struct records *r, int64_t id, const char *mac, struct
         ret = set_err(err, -ENOENT, "records: no board %s: record the board before its job", norm);
     else
         ret = db_err(r, err, rc, "cannot attach board to job");
+    stmt_done(st);
+    return ret;
+}
+
+int records_job_set_firmware(struct records *r, int64_t id, const char *firmware,
+                             struct records_error *err)
+{
+    sqlite3_stmt *st;
+    int rc, ret;
+    ENTER(r, err);
+    if ((ret = check_text("job firmware", firmware, RECORDS_FIRMWARE_LEN, err)) < 0)
+        return ret;
+    if ((ret = stmt_get(r, ST_JOB_SET_FIRMWARE, &st, err)) < 0)
+        return ret;
+    sqlite3_bind_int64(st, 1, id);
+    bind_text(st, 2, firmware);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE)
+        ret = sqlite3_changes(r->db) == 1
+                  ? 0
+                  : set_err(err, -ENOENT, "records: no job %lld", (long long)id);
+    else
+        ret = db_err(r, err, rc, "cannot set the job's firmware");
     stmt_done(st);
     return ret;
 }

@@ -189,6 +189,11 @@ int records_job_begin(struct records *r, const struct records_job_new *j, int64_
 int records_job_set_board(struct records *r, int64_t id, const char *mac,
                           struct records_error *err);
 
+/* Sets the job's firmware ("name@version") once the daemon has chosen it
+ * (after identify; NULL clears). -ENOENT for an unknown job. */
+int records_job_set_firmware(struct records *r, int64_t id, const char *firmware,
+                             struct records_error *err);
+
 /*
  * Cheap progress update (prepared statement, no fsync): stage (NULL keeps it),
  * bytes and wire_bytes (-1 keeps). A 'queued' job becomes 'running' (and its

@@ -74,6 +74,21 @@ else
     assert_json_true '.error.message | length > 0'
 fi
 
+# --- E: ROM only, regions given in descending order ----------------------------
+# A 1-sector partition table at 0x8000 makes the ROM also erase 0x9000. If the
+# regions were written as given (NVS at 0x9000 first), the second FLASH_BEGIN
+# would wipe half of the NVS image -- silently, since the ESP8266 ROM cannot
+# verify. Written in ascending order (or otherwise worked around) both survive.
+make_image 8192 "$WORK/e-nvs.bin" 81
+make_image 3072 "$WORK/e-pt.bin" 82
+expect_exit 0 -p "$SIM_PORT" --no-stub --json flash 0x9000 "$WORK/e-nvs.bin" 0x8000 "$WORK/e-pt.bin"
+assert_ok_result flash
+model_write_esp8266_rom "$WORK/model.bin" 0x8000 "$WORK/e-pt.bin"
+model_write_esp8266_rom "$WORK/model.bin" 0x9000 "$WORK/e-nvs.bin"
+flash_region_equals "$SIM_DIR" 0x8000 "$WORK/e-pt.bin"
+flash_region_equals "$SIM_DIR" 0x9000 "$WORK/e-nvs.bin"
+flash_equals_model "$SIM_DIR" "$WORK/model.bin"
+
 sim_alive
 flash_equals_model "$SIM_DIR" "$WORK/model.bin"
 done_ok

@@ -61,6 +61,22 @@ expect_exit 0 -p "$SIM_PORT" --no-stub --after no-reset --json info
 expect_exit 0 -p "$SIM_PORT" --no-stub --before no-reset --json info
 assert_json '.chip' ESP32
 
+# `reset`: connects (reset into the loader), then hard-resets into the firmware.
+sim_log_mark
+expect_exit 0 -p "$SIM_PORT" --json reset
+assert_ok_result reset
+assert_json '.after' hard-reset
+last_reset=$(sim_log_new | grep -E 'reset ->' | tail -n1 || true)
+[[ $last_reset == *"boot 0x13"* ]] || fail "reset did not end in a firmware boot: '$last_reset'"
+sim_log_new_has 'cmd SYNC' || fail "reset did not connect first"
+# `--before no-reset-no-sync reset`: no talking at all, just the EN pulse.
+sim_log_mark
+expect_exit 0 -p "$SIM_PORT" --before no-reset-no-sync --json reset
+sim_log_new_has 'cmd ' && fail "--before no-reset-no-sync reset sent commands to the board"
+sim_log_new_has 'EN low' || fail "--before no-reset-no-sync reset did not pulse EN"
+last_reset=$(sim_log_new | grep -E 'reset ->' | tail -n1 || true)
+[[ $last_reset == *"boot 0x13"* ]] || fail "EN pulse did not boot the firmware: '$last_reset'"
+
 # ESP8266 (74880 Bd boot banner) with a strict reset, ROM and stub.
 start_sim esp8266 --strict-reset
 expect_exit 0 -p "$SIM_PORT" --no-stub --json flash 0x20000 "$WORK/app.bin"

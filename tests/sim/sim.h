@@ -238,7 +238,9 @@ struct sim {
     struct sim_slip slip;
     /* chip state */
     enum sim_state state;
-    bool dtr, rts; /* asserted (from the modem channel) */
+    bool dtr, rts;       /* asserted (from the modem channel) */
+    bool strap_download; /* boot strap latched at the last hardware reset (software resets keep it)
+                          */
     bool en_low;
     int64_t boot_sample_at; /* 0 = no timer */
     uint32_t baud;          /* the board's UART baud */
@@ -269,6 +271,7 @@ struct sim {
 
 /* sim_link.c */
 int sim_link_open_pty(struct sim_link *l, double speed);
+int sim_link_open_master(struct sim_link *l, int master_fd, double speed);
 int sim_link_open_tcp(struct sim_link *l, int port, int *actual_port, double speed);
 void sim_link_close(struct sim_link *l);
 uint32_t sim_link_host_baud(struct sim_link *l, uint32_t board_baud);

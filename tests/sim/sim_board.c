@@ -262,6 +262,7 @@ int sim_board_init(struct sim *s)
         boot_normal(s, NORMAL_BOOT_MODE, true);
     } else {
         s->state = SIM_ST_ROM;
+        s->strap_download = true;
         sim_log("start -> download mode");
         if (s->faults.no_download_answer)
             sim_log("fault no-download-banner-answer fired (SYNC will not be answered)");
@@ -403,9 +404,13 @@ static void run_post(struct sim *s, enum sim_post post)
         sim_log("baud %u", s->baud);
         break;
     case SIM_POST_REBOOT:
+        /* A software reset does not re-sample the strapping pins: the chip boots
+         * as the last hardware reset latched (back into the loader after a
+         * download-mode reset, as esptool's --after no-reset relies on). */
         sim_board_reset_session(s);
         sim_slip_reset(&s->slip);
-        chip_boot(s, false);
+        sim_log("software reset");
+        chip_boot(s, s->strap_download);
         break;
     case SIM_POST_RUN_APP:
         sim_board_reset_session(s);
@@ -447,6 +452,7 @@ void sim_board_step(struct sim *s, int64_t now)
     if (s->boot_sample_at && now >= s->boot_sample_at) {
         s->boot_sample_at = 0;
         bool boot_low = s->dtr && !s->rts;
+        s->strap_download = boot_low;
         sim_board_reset_session(s);
         chip_boot(s, boot_low);
     }

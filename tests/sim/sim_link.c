@@ -72,6 +72,33 @@ int sim_link_open_pty(struct sim_link *l, double speed)
     return 0;
 }
 
+int sim_link_open_master(struct sim_link *l, int master_fd, double speed)
+{
+    l->master_fd = l->slave_fd = l->listen_fd = -1;
+    if (link_alloc(l, speed) != 0)
+        return -1;
+    /* A pty master created by someone else (a umockdev testbed): same as
+     * sim_link_open_pty from here on, our own slave fd included. */
+    int fl = fcntl(master_fd, F_GETFL);
+    if (fl < 0 || fcntl(master_fd, F_SETFL, fl | O_NONBLOCK) != 0)
+        return -1;
+    fcntl(master_fd, F_SETFD, FD_CLOEXEC);
+    l->master_fd = master_fd;
+    if (ptsname_r(master_fd, l->slave_path, sizeof(l->slave_path)) != 0)
+        return -1;
+    l->slave_fd = open(l->slave_path, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+    if (l->slave_fd < 0)
+        return -1;
+    struct termios t;
+    if (tcgetattr(l->slave_fd, &t) == 0) {
+        cfmakeraw(&t);
+        cfsetispeed(&t, B115200);
+        cfsetospeed(&t, B115200);
+        tcsetattr(l->slave_fd, TCSANOW, &t);
+    }
+    return 0;
+}
+
 int sim_link_open_tcp(struct sim_link *l, int port, int *actual_port, double speed)
 {
     l->tcp = true;

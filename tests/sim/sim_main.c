@@ -37,7 +37,7 @@ static void usage(void)
             "usage: esp_sim --chip esp8266|esp32|esp32c3|esp32s3 --dir DIR [--tcp PORT]\n"
             "               [--flash-size SIZE] [--flash-id HEX] [--mac aa:bb:cc:dd:ee:ff]\n"
             "               [--link-speed F] [--strict-reset] [--no-boot-noise]\n"
-            "               [--stub-dir DIR] [--fault KIND[:ARG]]...\n");
+            "               [--stub-dir DIR] [--fault KIND[:ARG]]... [--master-fd N]\n");
 }
 
 static int parse_size(const char *arg, uint32_t *out)
@@ -127,6 +127,7 @@ struct options {
     const char *chip, *dir;
     int tcp_port;
     bool tcp;
+    int master_fd; /* --master-fd: an inherited pty master, -1 = make our own pty */
 };
 
 static int parse_args(int argc, char **argv, struct sim *s, struct options *o)
@@ -142,6 +143,7 @@ static int parse_args(int argc, char **argv, struct sim *s, struct options *o)
                                              {"no-boot-noise", no_argument, NULL, 'n'},
                                              {"stub-dir", required_argument, NULL, 'S'},
                                              {"fault", required_argument, NULL, 'f'},
+                                             {"master-fd", required_argument, NULL, 'M'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
     uint32_t flash_size = 4u << 20;
@@ -206,6 +208,14 @@ static int parse_args(int argc, char **argv, struct sim *s, struct options *o)
             if (sim_fault_parse(&s->faults, optarg))
                 return -1;
             break;
+        case 'M':
+            errno = 0;
+            o->master_fd = (int)strtol(optarg, &end, 10);
+            if (errno || *end || end == optarg || o->master_fd < 0) {
+                fprintf(stderr, "esp_sim: bad --master-fd '%s'\n", optarg);
+                return -1;
+            }
+            break;
         default:
             usage();
             return -1;
@@ -213,6 +223,10 @@ static int parse_args(int argc, char **argv, struct sim *s, struct options *o)
     }
     if (!o->chip || !o->dir || optind != argc) {
         usage();
+        return -1;
+    }
+    if (o->tcp && o->master_fd >= 0) {
+        fprintf(stderr, "esp_sim: --tcp and --master-fd exclude each other\n");
         return -1;
     }
     s->chip = sim_chip_by_name(o->chip);
@@ -303,7 +317,7 @@ static void run(struct sim *s, int modem_fd)
 int main(int argc, char **argv)
 {
     static struct sim s; /* large; zeroed */
-    struct options o = {0};
+    struct options o = {.master_fd = -1};
     s.speed = 1.0;
     s.faults.boot_mode = -1;
     if (parse_args(argc, argv, &s, &o) != 0)
@@ -354,15 +368,24 @@ int main(int argc, char **argv)
         snprintf(ready, sizeof(ready), "tcp://127.0.0.1:%d", port);
         s.strict_reset = false; /* no modem lines over TCP: the board waits in download mode */
     } else {
-        if (sim_link_open_pty(&s.link, speed) != 0) {
-            fprintf(stderr, "esp_sim: cannot open a pty: %s\n", strerror(errno));
-            goto out;
-        }
-        path_in(path, sizeof(path), o.dir, "tty");
-        unlink(path);
-        if (symlink(s.link.slave_path, path) != 0) {
-            fprintf(stderr, "esp_sim: cannot create %s: %s\n", path, strerror(errno));
-            goto out;
+        if (o.master_fd >= 0) {
+            /* The pty belongs to the caller (umockdev testbed): no DIR/tty. */
+            if (sim_link_open_master(&s.link, o.master_fd, speed) != 0) {
+                fprintf(stderr, "esp_sim: --master-fd %d is not a usable pty master: %s\n",
+                        o.master_fd, strerror(errno));
+                goto out;
+            }
+        } else {
+            if (sim_link_open_pty(&s.link, speed) != 0) {
+                fprintf(stderr, "esp_sim: cannot open a pty: %s\n", strerror(errno));
+                goto out;
+            }
+            path_in(path, sizeof(path), o.dir, "tty");
+            unlink(path);
+            if (symlink(s.link.slave_path, path) != 0) {
+                fprintf(stderr, "esp_sim: cannot create %s: %s\n", path, strerror(errno));
+                goto out;
+            }
         }
         modem_fd = open_modem(modem_path);
         if (modem_fd < 0) {

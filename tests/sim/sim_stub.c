@@ -357,7 +357,7 @@ void sim_stub_command(struct sim *s, uint8_t op, const uint8_t *b, size_t len, u
         stub_read_flash(s, op, b, len);
         return;
     case 0xD3: /* RUN_USER_CODE: no reply, the app boots */
-        sim_defer(s, 0, SIM_POST_REBOOT, 0);
+        sim_defer(s, 0, SIM_POST_RUN_APP, 0);
         return;
     case 0x14: {
         if (!s->chip->security_info) {

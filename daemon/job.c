@@ -1,0 +1,645 @@
+/*
+ * job: the worker thread of one flash job (see job.h).
+ *
+ * The worker keeps its own view of the stage for messages; the engine's
+ * esp_error carries the precise stage of a failure. Progress messages are
+ * throttled to about five a second per job, phase changes are sent at once.
+ */
+#include "job.h"
+
+#include <errno.h>
+#include <regex.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "esp_image.h"
+#include "loop.h"
+
+#define PROGRESS_EVERY_MS 200
+
+/* ---- firmware references --------------------------------------------------- */
+
+struct job_firmware *job_firmware_new(struct catalog_set *set)
+{
+    struct job_firmware *fw = calloc(1, sizeof(*fw));
+    if (!fw) {
+        catalog_free_set(set);
+        return NULL;
+    }
+    atomic_init(&fw->refs, 1);
+    fw->set = set;
+    snprintf(fw->ref, sizeof(fw->ref), "%s@%s", set->name, set->version);
+    /* The board record's md5: the app region's (the file as stored), else the
+     * last region's: what a technician compares with `md5sum app.bin`. */
+    size_t pick = set->n_regions ? set->n_regions - 1 : 0;
+    for (size_t i = 0; i < set->n_regions; i++)
+        if (set->regions[i].kind == CATALOG_KIND_APP)
+            pick = i;
+    if (set->n_regions)
+        snprintf(fw->md5, sizeof(fw->md5), "%s", set->regions[pick].md5);
+    return fw;
+}
+
+struct job_firmware *job_firmware_ref(struct job_firmware *fw)
+{
+    if (fw)
+        atomic_fetch_add(&fw->refs, 1);
+    return fw;
+}
+
+void job_firmware_unref(struct job_firmware *fw)
+{
+    if (fw && atomic_fetch_sub(&fw->refs, 1) == 1) {
+        catalog_free_set(fw->set);
+        free(fw);
+    }
+}
+
+const char *job_msg_kind_to_string(enum job_msg_kind k)
+{
+    switch (k) {
+    case JOB_MSG_LOG:
+        return "log";
+    case JOB_MSG_PHASE:
+        return "phase";
+    case JOB_MSG_PROGRESS:
+        return "progress";
+    case JOB_MSG_IDENTIFIED:
+        return "identified";
+    case JOB_MSG_FLASH_INFO:
+        return "flash_info";
+    case JOB_MSG_CAPTURE:
+        return "capture";
+    case JOB_MSG_DONE:
+        return "done";
+    }
+    return "unknown";
+}
+
+void job_msg_free(struct job_msg *m)
+{
+    free(m);
+}
+
+/* ---- expected MD5 -------------------------------------------------------------- */
+
+int job_region_md5(const struct esp_chip_desc *chip, bool secure, const struct esp_region *r,
+                   const struct esp_flash_opts *opts, uint8_t md5[16], uint32_t *len4)
+{
+    size_t n = (r->len + 3) / 4 * 4;
+    uint8_t *buf = malloc(n ? n : 1);
+    if (!buf)
+        return -ENOMEM;
+    if (r->len)
+        memcpy(buf, r->data, r->len);
+    memset(buf + r->len, 0xFF, n - r->len);
+    if (chip && r->offset == chip->bootloader_offset && r->len && r->data[0] == ESP_IMAGE_MAGIC &&
+        (opts->flash_mode != -1 || opts->flash_size_code != -1 || opts->flash_freq_code != -1) &&
+        !secure)
+        esp_image_patch_header(buf, n, chip->chip == ESP_CHIP_ESP8266, opts->flash_mode,
+                               opts->flash_size_code, opts->flash_freq_code);
+    unsigned int mlen = 16;
+    int ok = EVP_Digest(buf, n, md5, &mlen, EVP_md5(), NULL);
+    free(buf);
+    *len4 = (uint32_t)n;
+    return ok == 1 ? 0 : -ENOMEM;
+}
+
+/* ---- lifecycle -------------------------------------------------------------------- */
+
+struct job *job_new(const struct job_params *p, struct loop *loop, int64_t id)
+{
+    struct job *j = calloc(1, sizeof(*j));
+    if (!j)
+        return NULL;
+    j->params = *p;
+    j->id = id;
+    j->loop = loop;
+    j->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (j->cancel_fd < 0) {
+        free(j);
+        return NULL;
+    }
+    j->done_msg = calloc(1, sizeof(*j->done_msg));
+    if (!j->done_msg) {
+        close(j->cancel_fd);
+        free(j);
+        return NULL;
+    }
+    pthread_mutex_init(&j->mu, NULL);
+    pthread_cond_init(&j->cv, NULL);
+    j->phase = BOARD_QUEUED;
+    return j;
+}
+
+static void *job_main(void *arg);
+
+int job_start(struct job *j)
+{
+    int rc = pthread_create(&j->thread, NULL, job_main, j);
+    if (rc != 0)
+        return -rc;
+    j->started = true;
+    return 0;
+}
+
+void job_cancel(struct job *j)
+{
+    uint64_t one = 1;
+    if (write(j->cancel_fd, &one, sizeof(one)) < 0) {
+        /* counter saturated: a cancel is already pending */
+    }
+    pthread_mutex_lock(&j->mu);
+    j->cancelled = true;
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+}
+
+void job_reply(struct job *j, struct job_plan *plan)
+{
+    pthread_mutex_lock(&j->mu);
+    j->plan = *plan;
+    plan->fw = NULL;
+    j->have_plan = true;
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+}
+
+void job_free(struct job *j)
+{
+    if (!j)
+        return;
+    if (j->started)
+        pthread_join(j->thread, NULL);
+    job_firmware_unref(j->plan.fw);
+    free(j->done_msg);
+    close(j->cancel_fd);
+    pthread_cond_destroy(&j->cv);
+    pthread_mutex_destroy(&j->mu);
+    free(j);
+}
+
+/* ---- worker ------------------------------------------------------------------------ */
+
+struct worker {
+    struct job *j;
+    struct transport *t;
+    struct esp_loader *l;
+    enum board_phase phase;
+    char stage[RECORDS_STATE_LEN];
+    int64_t last_progress_ms;
+    int64_t write_t0_ms;  /* first write progress */
+    int64_t write_ms;     /* time spent writing + verifying */
+    uint64_t bytes_total; /* sum of region sizes */
+    uint64_t bytes_before; /* finished regions */
+};
+
+static int64_t mono_ms(void)
+{
+    return loop_now_ms();
+}
+
+static struct job_msg *msg_new(struct worker *w, enum job_msg_kind kind)
+{
+    struct job_msg *m = calloc(1, sizeof(*m));
+    if (!m)
+        return NULL;
+    m->kind = kind;
+    m->job = w->j;
+    m->phase = w->phase;
+    snprintf(m->stage, sizeof(m->stage), "%s", w->stage);
+    return m;
+}
+
+static void post(struct worker *w, struct job_msg *m)
+{
+    if (m && loop_post(w->j->loop, m) < 0)
+        free(m);
+}
+
+static void wlog(struct worker *w, enum log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void wlog(struct worker *w, enum log_level level, const char *fmt, ...)
+{
+    struct job_msg *m = msg_new(w, JOB_MSG_LOG);
+    if (!m)
+        return;
+    m->level = level;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(m->text, sizeof(m->text), fmt, ap);
+    va_end(ap);
+    post(w, m);
+}
+
+static void set_phase(struct worker *w, enum board_phase phase, const char *stage)
+{
+    if (w->phase == phase && strcmp(w->stage, stage) == 0)
+        return;
+    w->phase = phase;
+    snprintf(w->stage, sizeof(w->stage), "%s", stage);
+    post(w, msg_new(w, JOB_MSG_PHASE));
+}
+
+static void engine_log(void *ctx, enum esp_log_level level, const char *msg)
+{
+    static const enum log_level map[] = {
+        [ESP_LOG_ERROR] = LOG_LEVEL_ERROR,
+        [ESP_LOG_WARN] = LOG_LEVEL_WARN,
+        [ESP_LOG_INFO] = LOG_LEVEL_INFO,
+        [ESP_LOG_DEBUG] = LOG_LEVEL_DEBUG,
+    };
+    struct worker *w = ctx;
+    /* The engine's errors are reported with the job's result; keep them as warnings here
+     * so a failure is logged once, where the station decides about it. */
+    enum log_level lv = (unsigned)level <= ESP_LOG_DEBUG ? map[level] : LOG_LEVEL_DEBUG;
+    if (lv == LOG_LEVEL_ERROR)
+        lv = LOG_LEVEL_WARN;
+    if (lv == LOG_LEVEL_DEBUG)
+        return; /* per-frame chatter stays out of the job log */
+    wlog(w, lv, "%s", msg);
+}
+
+static void engine_progress(void *ctx, const struct esp_progress *p)
+{
+    struct worker *w = ctx;
+    int64_t now = mono_ms();
+    if (p->stage == ESP_STAGE_WRITE) {
+        if (!w->write_t0_ms)
+            w->write_t0_ms = now;
+        set_phase(w, BOARD_FLASHING, "write");
+    } else if (p->stage == ESP_STAGE_VERIFY) {
+        set_phase(w, BOARD_VERIFYING, "verify");
+    } else if (p->stage == ESP_STAGE_ERASE) {
+        set_phase(w, BOARD_FLASHING, "erase");
+    }
+    bool region_end = p->stage == ESP_STAGE_WRITE && p->done == p->total;
+    if (region_end && p->region_index + 1 < p->region_count)
+        w->bytes_before += p->total;
+    if (!region_end && now - w->last_progress_ms < PROGRESS_EVERY_MS)
+        return;
+    w->last_progress_ms = now;
+    struct job_msg *m = msg_new(w, JOB_MSG_PROGRESS);
+    if (!m)
+        return;
+    uint64_t done = p->stage == ESP_STAGE_WRITE ? (region_end && p->region_index + 1 < p->region_count
+                                                       ? w->bytes_before
+                                                       : w->bytes_before + p->done)
+                                                : w->bytes_total;
+    m->done = done;
+    m->total = w->bytes_total;
+    m->wire = p->wire_bytes;
+    int64_t ms = w->write_t0_ms ? now - w->write_t0_ms : 0;
+    m->kbps = ms > 0 ? (double)done * 8.0 / (double)ms : 0;
+    post(w, m);
+}
+
+/* Waits for the loop's plan; -ECANCELED when cancelled first. */
+static int wait_plan(struct job *j, struct job_plan *out)
+{
+    pthread_mutex_lock(&j->mu);
+    while (!j->have_plan && !j->cancelled)
+        pthread_cond_wait(&j->cv, &j->mu);
+    int rc = j->cancelled ? -ECANCELED : 0;
+    if (!rc) {
+        *out = j->plan;
+        j->plan.fw = NULL; /* the worker holds the reference now */
+    }
+    pthread_mutex_unlock(&j->mu);
+    return rc;
+}
+
+static bool is_cancelled(struct job *j)
+{
+    pthread_mutex_lock(&j->mu);
+    bool c = j->cancelled;
+    pthread_mutex_unlock(&j->mu);
+    return c;
+}
+
+static void post_info(struct worker *w, enum job_msg_kind kind)
+{
+    struct job_msg *m = msg_new(w, kind);
+    if (!m)
+        return;
+    m->info = *esp_loader_info(w->l);
+    post(w, m);
+}
+
+/* Compares every region's flash MD5 with what would be written. 1 all equal, 0 not, <0 error. */
+static int compare_regions(struct worker *w, const struct esp_region *regs, size_t n,
+                           const struct esp_flash_opts *opts, struct esp_error *err)
+{
+    const struct esp_chip_info *ci = esp_loader_info(w->l);
+    bool secure = ci->secure_boot || ci->secure_download_mode;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t want[16], got[16];
+        uint32_t len4;
+        int rc = job_region_md5(ci->chip, secure, &regs[i], opts, want, &len4);
+        if (rc < 0)
+            return esp_error_set(err, rc, ESP_STAGE_PREPARE, NULL, "out of memory");
+        if (ci->flash_size && (uint64_t)regs[i].offset + len4 > ci->flash_size)
+            return 0; /* let the engine's safety check report it */
+        rc = esp_loader_flash_md5(w->l, regs[i].offset, len4, got, err);
+        if (rc == -ENOTSUP) {
+            esp_error_clear(err);
+            wlog(w, LOG_LEVEL_INFO, "cannot read the flash MD5 here (ROM without stub): flashing");
+            return 0;
+        }
+        if (rc < 0)
+            return rc;
+        if (memcmp(want, got, 16) != 0) {
+            wlog(w, LOG_LEVEL_INFO, "region %s at 0x%X differs from the flash: flashing",
+                 regs[i].name ? regs[i].name : "?", regs[i].offset);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Boot check: watch console lines for the pattern. 0 matched, <0 with err. */
+static int boot_check(struct worker *w, struct esp_error *err)
+{
+    const struct job_params *p = &w->j->params;
+    regex_t re;
+    int rrc = regcomp(&re, p->boot_pattern, REG_EXTENDED);
+    if (rrc != 0)
+        return esp_error_set(err, -EINVAL, ESP_STAGE_FINISH, "fix boot_check.pattern in the profile",
+                             "boot check pattern does not compile");
+    transport_set_baud(w->t, p->boot_baud);
+    char line[512];
+    size_t len = 0;
+    char last[512] = "";
+    int64_t deadline = mono_ms() + p->boot_timeout_ms;
+    int rc = -ETIMEDOUT;
+    bool reopened = false;
+    for (;;) {
+        int64_t left = deadline - mono_ms();
+        if (left <= 0)
+            break;
+        uint8_t buf[256];
+        int n = transport_read(w->t, buf, sizeof(buf), (int)(left > 200 ? 200 : left));
+        if (n == -ENODEV && (p->usb_jtag || esp_loader_info(w->l)->usb_jtag) && !reopened) {
+            /* USB-Serial/JTAG re-enumerates on reset: follow it. */
+            wlog(w, LOG_LEVEL_INFO, "port re-enumerating after reset: reopening");
+            reopened = true;
+            n = transport_reopen(w->t, p->reenum_grace_ms);
+            if (n == 0) {
+                transport_set_baud(w->t, p->boot_baud);
+                continue;
+            }
+        }
+        if (n < 0) {
+            rc = n;
+            break;
+        }
+        for (int i = 0; i < n; i++) {
+            char c = (char)buf[i];
+            if (c == '\n' || c == '\r' || len + 1 >= sizeof(line)) {
+                line[len] = '\0';
+                if (len == 0)
+                    continue;
+                len = 0;
+                snprintf(last, sizeof(last), "%s", line);
+                regmatch_t mt[JOB_MAX_CAPTURE + 1];
+                if (regexec(&re, line, JOB_MAX_CAPTURE + 1, mt, 0) == 0) {
+                    wlog(w, LOG_LEVEL_INFO, "boot check matched: %s", line);
+                    for (size_t g = 0; g < p->n_capture && g < JOB_MAX_CAPTURE; g++) {
+                        regmatch_t *m = &mt[g + 1];
+                        if (m->rm_so < 0)
+                            continue;
+                        struct job_msg *cm = msg_new(w, JOB_MSG_CAPTURE);
+                        if (!cm)
+                            continue;
+                        snprintf(cm->name, sizeof(cm->name), "%s", p->capture[g]);
+                        snprintf(cm->value, sizeof(cm->value), "%.*s",
+                                 (int)(m->rm_eo - m->rm_so), line + m->rm_so);
+                        wlog(w, LOG_LEVEL_INFO, "boot check %s = %s", cm->name, cm->value);
+                        post(w, cm);
+                    }
+                    regfree(&re);
+                    return 0;
+                }
+                continue;
+            }
+            line[len++] = (unsigned char)c >= 0x20 && c != 0x7f ? c : ' ';
+        }
+    }
+    regfree(&re);
+    if (rc == -ETIMEDOUT)
+        return esp_error_set(
+            err, -ETIMEDOUT, ESP_STAGE_FINISH,
+            "check that the firmware prints the expected line at the console baud; "
+            "check the power supply and the flash contents",
+            "boot check: pattern not seen within %d ms%s%s", p->boot_timeout_ms,
+            last[0] ? "; last console line: " : " (no console output)", last);
+    return esp_error_set_if_unset(err, rc, ESP_STAGE_FINISH, NULL, "boot check: %s",
+                                  esp_errno_to_string(rc));
+}
+
+static enum esp_after after_for(const struct worker *w)
+{
+    const struct esp_chip_info *ci = esp_loader_info(w->l);
+    /* ESP8266: a real hard reset, always (its first OTA fails otherwise). */
+    if (ci->chip && ci->chip->chip == ESP_CHIP_ESP8266)
+        return ESP_AFTER_HARD_RESET;
+    return w->j->params.after;
+}
+
+static int do_reset(struct worker *w, struct esp_error *err)
+{
+    set_phase(w, BOARD_RESETTING, "finish");
+    enum esp_after a = after_for(w);
+    int rc = esp_loader_reset(w->l, a, err);
+    if (rc == 0)
+        wlog(w, LOG_LEVEL_INFO, "left the loader: %s", esp_after_to_string(a));
+    return rc;
+}
+
+static int run(struct worker *w, struct job_result *res)
+{
+    struct job *j = w->j;
+    const struct job_params *p = &j->params;
+    struct esp_error *err = &res->err;
+
+    set_phase(w, BOARD_CONNECTING, "open");
+    int rc = transport_open(p->uri, 115200, &w->t, err);
+    if (rc < 0) {
+        w->t = NULL;
+        return esp_error_set_if_unset(err, rc, ESP_STAGE_OPEN,
+                                      "is the board plugged in? is another program using the port?",
+                                      "cannot open %s: %s", p->uri, esp_errno_to_string(rc));
+    }
+    w->t->cancel_fd = j->cancel_fd;
+
+    struct esp_loader_config cfg;
+    esp_loader_config_init(&cfg);
+    cfg.baud = p->baud;
+    cfg.use_stub = p->stub;
+    cfg.stub_dir = p->stub_dir[0] ? p->stub_dir : NULL;
+    if (p->connect_attempts > 0)
+        cfg.connect_attempts = p->connect_attempts;
+    cfg.log = engine_log;
+    cfg.log_ctx = w;
+    cfg.progress = engine_progress;
+    cfg.progress_ctx = w;
+    w->l = esp_loader_new(w->t, &cfg);
+    if (!w->l)
+        return esp_error_set(err, -ENOMEM, ESP_STAGE_OPEN, NULL, "out of memory");
+
+    set_phase(w, BOARD_CONNECTING, "sync");
+    rc = esp_loader_connect(w->l, err);
+    if (rc < 0)
+        return rc;
+    set_phase(w, BOARD_IDENTIFYING, "identify");
+    rc = esp_loader_identify(w->l, err);
+    if (rc < 0)
+        return rc;
+    post_info(w, JOB_MSG_IDENTIFIED);
+
+    struct job_plan plan;
+    memset(&plan, 0, sizeof(plan));
+    rc = wait_plan(j, &plan);
+    if (rc < 0)
+        return esp_error_set(err, rc, ESP_STAGE_IDENTIFY, NULL, "cancelled");
+    if (!plan.fw) {
+        /* Nothing to write: leave the board running its application. */
+        rc = do_reset(w, err);
+        if (rc < 0)
+            return rc;
+        res->state = plan.nofw_state;
+        esp_error_set(err, 0, ESP_STAGE_IDENTIFY, plan.advice[0] ? plan.advice : NULL, "%s",
+                      plan.message);
+        set_phase(w, plan.nofw_state == RECORDS_JOB_SKIPPED ? BOARD_SKIPPED : BOARD_RESETTING,
+                  "identify");
+        return 1;
+    }
+    struct job_firmware *fw = plan.fw;
+    const struct catalog_set *set = fw->set;
+    snprintf(res->firmware, sizeof(res->firmware), "%s", fw->ref);
+    snprintf(res->md5, sizeof(res->md5), "%s", fw->md5);
+
+    set_phase(w, BOARD_FLASHING, "stub");
+    rc = esp_loader_start(w->l, err);
+    if (rc < 0) {
+        job_firmware_unref(fw);
+        return rc;
+    }
+    post_info(w, JOB_MSG_FLASH_INFO);
+
+    struct esp_region regs[CATALOG_MAX_REGIONS];
+    size_t n = set->n_regions < CATALOG_MAX_REGIONS ? set->n_regions : CATALOG_MAX_REGIONS;
+    w->bytes_total = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct catalog_region *cr = &set->regions[i];
+        regs[i] = (struct esp_region){.offset = cr->offset,
+                                      .data = cr->data,
+                                      .len = cr->size,
+                                      .zdata = cr->zdata,
+                                      .zlen = cr->zsize,
+                                      .name = cr->file};
+        w->bytes_total += cr->size;
+    }
+    struct esp_flash_opts opts;
+    esp_flash_opts_init(&opts);
+    opts.compress = p->compress;
+    opts.verify = p->verify;
+    opts.erase_all = p->erase_all;
+    opts.flash_mode = set->flash_mode;
+    opts.flash_size_code = set->flash_size_code;
+    opts.flash_freq_code = set->flash_freq_code;
+
+    if (p->skip_if_same && !p->erase_all) {
+        set_phase(w, BOARD_FLASHING, "compare");
+        rc = compare_regions(w, regs, n, &opts, err);
+        if (rc < 0) {
+            job_firmware_unref(fw);
+            return rc;
+        }
+        if (rc == 1) {
+            wlog(w, LOG_LEVEL_INFO, "flash already holds %s (every region's MD5 matches)",
+                 fw->ref);
+            job_firmware_unref(fw);
+            rc = do_reset(w, err);
+            if (rc < 0)
+                return rc;
+            res->state = RECORDS_JOB_SKIPPED;
+            esp_error_set(err, 0, ESP_STAGE_VERIFY, NULL, "already carries %s (MD5 match)",
+                          res->firmware);
+            set_phase(w, BOARD_SKIPPED, "compare");
+            res->bytes = 0;
+            return 1;
+        }
+    }
+
+    set_phase(w, BOARD_FLASHING, p->erase_all ? "erase" : "write");
+    int64_t t0 = mono_ms();
+    rc = esp_loader_flash(w->l, regs, n, &opts, err);
+    int64_t ms = mono_ms() - (w->write_t0_ms ? w->write_t0_ms : t0);
+    job_firmware_unref(fw);
+    if (rc < 0)
+        return rc;
+    res->bytes = (int64_t)w->bytes_total;
+    res->kbps = ms > 0 ? (double)w->bytes_total * 8.0 / (double)ms : -1;
+    wlog(w, LOG_LEVEL_INFO, "wrote %s: %llu bytes in %.1f s (%.0f kbit/s)", res->firmware,
+         (unsigned long long)w->bytes_total, (double)ms / 1000.0, res->kbps);
+
+    rc = do_reset(w, err);
+    if (rc < 0)
+        return rc;
+    if (p->boot_check) {
+        set_phase(w, BOARD_BOOT_CHECK, "boot_check");
+        rc = boot_check(w, err);
+        if (rc < 0)
+            return rc;
+    }
+    set_phase(w, BOARD_AWAITING_NETWORK, "done");
+    res->state = RECORDS_JOB_PASSED;
+    return 0;
+}
+
+static void *job_main(void *arg)
+{
+    struct worker w;
+    memset(&w, 0, sizeof(w));
+    w.j = arg;
+    w.phase = BOARD_QUEUED;
+    struct job_msg *done = w.j->done_msg;
+    w.j->done_msg = NULL;
+    struct job_result res;
+    memset(&res, 0, sizeof(res));
+    res.bytes = -1;
+    res.wire_bytes = -1;
+    res.kbps = -1;
+    int rc = run(&w, &res);
+    if (rc < 0) {
+        bool cancelled = rc == -ECANCELED || is_cancelled(w.j);
+        res.state = cancelled && rc != -ENODEV ? RECORDS_JOB_CANCELLED : RECORDS_JOB_FAILED;
+        if (res.err.code == 0)
+            esp_error_set(&res.err, rc, ESP_STAGE_NONE, NULL, "%s", esp_errno_to_string(rc));
+    }
+    if (w.l)
+        res.wire_bytes = (int64_t)esp_loader_stats(w.l)->wire_tx;
+    else if (w.t)
+        res.wire_bytes = (int64_t)w.t->bytes_written;
+    snprintf(res.stage, sizeof(res.stage), "%s", w.stage);
+    esp_loader_free(w.l);
+    transport_close(w.t);
+    done->kind = JOB_MSG_DONE;
+    done->job = w.j;
+    done->phase = w.phase;
+    snprintf(done->stage, sizeof(done->stage), "%s", w.stage);
+    done->result = res;
+    /* Last touch of the job: after this the loop may join and free it. The
+     * pipe only fails if the loop is gone, which it never is while jobs run. */
+    if (loop_post(w.j->loop, done) < 0)
+        abort();
+    return NULL;
+}

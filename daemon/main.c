@@ -1,0 +1,211 @@
+/*
+ * espstationd: the station daemon. Always in the foreground (systemd runs it
+ * as Type=simple; logs go to stderr, journald-friendly).
+ *
+ *   espstationd [--config FILE] [--data-dir DIR] [--stub-dir DIR]
+ *   espstationd [--config FILE] [--data-dir DIR] --import-firmware DIR [--replace]
+ *
+ * Exit: 0 after SIGTERM/SIGINT (jobs cancelled and recorded) or a successful
+ * import; 1 on a start-up error (config, records, catalog); 2 on a bad command line.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "loop.h"
+#include "station.h"
+
+#ifndef ESPSTATION_DEFAULT_STUB_DIR
+#define ESPSTATION_DEFAULT_STUB_DIR ""
+#endif
+
+#ifndef ESPSTATION_VERSION
+#define ESPSTATION_VERSION "0.1.0"
+#endif
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: espstationd [options]\n"
+            "  -c, --config FILE          configuration (JSON); default: none, built-in defaults\n"
+            "  -d, --data-dir DIR         data directory (overrides the config's data_dir)\n"
+            "  -s, --stub-dir DIR         flasher stubs (default: config stub_dir, "
+            "$ESPSTATION_STUB_DIR, %s)\n"
+            "      --import-firmware DIR  import the firmware set in DIR into the catalog and exit\n"
+            "      --replace              with --import-firmware: replace an existing name@version\n"
+            "      --flag-after N         flag a slot after N failed jobs in a row (default 3)\n"
+            "      --retry-backoff-ms MS  wait before retrying a failed board (default 2000)\n"
+            "      --no-udev              serve only the manual ports of the config\n"
+            "      --log-level LEVEL      error, warn, notice, info (default), debug\n"
+            "  -h, --help                 this text\n"
+            "  -V, --version              version\n"
+            "Signals: SIGTERM/SIGINT stop (running jobs are cancelled and recorded),\n"
+            "SIGHUP reloads the configuration and rescans the firmware catalog.\n",
+            ESPSTATION_DEFAULT_STUB_DIR[0] ? ESPSTATION_DEFAULT_STUB_DIR : "none");
+}
+
+static int parse_int(const char *s, int lo, int hi, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || end == s || v < lo || v > hi)
+        return -EINVAL;
+    *out = (int)v;
+    return 0;
+}
+
+enum {
+    OPT_IMPORT = 256,
+    OPT_REPLACE,
+    OPT_FLAG_AFTER,
+    OPT_BACKOFF,
+    OPT_NO_UDEV,
+    OPT_LOG_LEVEL,
+};
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"data-dir", required_argument, NULL, 'd'},
+        {"stub-dir", required_argument, NULL, 's'},
+        {"import-firmware", required_argument, NULL, OPT_IMPORT},
+        {"replace", no_argument, NULL, OPT_REPLACE},
+        {"flag-after", required_argument, NULL, OPT_FLAG_AFTER},
+        {"retry-backoff-ms", required_argument, NULL, OPT_BACKOFF},
+        {"no-udev", no_argument, NULL, OPT_NO_UDEV},
+        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    struct station_options o;
+    memset(&o, 0, sizeof(o));
+    const char *import_dir = NULL;
+    bool replace = false;
+    enum log_level level = LOG_LEVEL_INFO;
+    int c;
+    while ((c = getopt_long(argc, argv, "c:d:s:hV", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            o.config_path = optarg;
+            break;
+        case 'd':
+            o.data_dir = optarg;
+            break;
+        case 's':
+            o.stub_dir = optarg;
+            break;
+        case OPT_IMPORT:
+            import_dir = optarg;
+            break;
+        case OPT_REPLACE:
+            replace = true;
+            break;
+        case OPT_FLAG_AFTER:
+            if (parse_int(optarg, 1, 1000, &o.flag_after) < 0) {
+                fprintf(stderr, "espstationd: --flag-after: expected 1..1000, got '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case OPT_BACKOFF:
+            if (parse_int(optarg, 1, 3600000, &o.retry_backoff_ms) < 0) {
+                fprintf(stderr, "espstationd: --retry-backoff-ms: expected 1..3600000, got '%s'\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        case OPT_NO_UDEV:
+            o.no_udev = true;
+            break;
+        case OPT_LOG_LEVEL: {
+            int lv = log_level_from_string(optarg);
+            if (lv < 0) {
+                fprintf(stderr,
+                        "espstationd: --log-level: expected error, warn, notice, info or debug, "
+                        "got '%s'\n",
+                        optarg);
+                return 2;
+            }
+            level = (enum log_level)lv;
+            break;
+        }
+        case 'h':
+            usage(stdout);
+            return 0;
+        case 'V':
+            printf("espstationd %s\n", ESPSTATION_VERSION);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "espstationd: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    if (replace && !import_dir) {
+        fprintf(stderr, "espstationd: --replace needs --import-firmware\n");
+        return 2;
+    }
+    if (!o.stub_dir) {
+        const char *env = getenv("ESPSTATION_STUB_DIR");
+        if (env && *env)
+            o.stub_dir = env;
+    }
+    log_init(LOG_MODE_AUTO, level);
+
+    if (import_dir)
+        return station_import_firmware(&o, import_dir, replace) < 0 ? 1 : 0;
+
+    /* A closed log pipe or TCP peer must give EPIPE, not kill the station. */
+    signal(SIGPIPE, SIG_IGN);
+
+    struct loop *loop = NULL;
+    int rc = loop_new(&loop);
+    if (rc < 0) {
+        log_msg(LOG_LEVEL_ERROR, "cannot create the event loop: %s", strerror(-rc));
+        return 1;
+    }
+    /* Before any thread exists, so every worker inherits the blocked mask. */
+    static const int sigs[] = {SIGTERM, SIGINT, SIGHUP};
+    struct station *st = NULL;
+    rc = loop_signals(loop, sigs, 3, station_on_signal, NULL);
+    if (rc < 0) {
+        log_msg(LOG_LEVEL_ERROR, "cannot set up signal handling: %s", strerror(-rc));
+        loop_free(loop);
+        return 1;
+    }
+    char err[512] = "";
+    if (!o.stub_dir && ESPSTATION_DEFAULT_STUB_DIR[0])
+        o.stub_dir = ESPSTATION_DEFAULT_STUB_DIR;
+    rc = station_new(&o, loop, &st, err, sizeof(err));
+    if (rc < 0) {
+        log_msg(LOG_LEVEL_ERROR, "%s", err[0] ? err : strerror(-rc));
+        loop_free(loop);
+        return 1;
+    }
+    rc = loop_signals(loop, sigs, 3, station_on_signal, st);
+    if (rc == 0)
+        rc = station_start(st);
+    if (rc < 0) {
+        log_msg(LOG_LEVEL_ERROR, "cannot start the station: %s", strerror(-rc));
+        station_stop(st);
+    } else {
+        rc = loop_run(loop);
+        if (rc < 0)
+            log_msg(LOG_LEVEL_ERROR, "event loop failed: %s", strerror(-rc));
+    }
+    /* loop_run returns once every job has ended (station_stop). */
+    station_free(st);
+    loop_free(loop);
+    log_msg(LOG_LEVEL_NOTICE, "stopped");
+    return rc < 0 ? 1 : 0;
+}

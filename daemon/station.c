@@ -1,0 +1,1267 @@
+/*
+ * station: see station.h.
+ *
+ * Invariants:
+ *  - Loop thread only. A job is in st->jobs from job_start() until its
+ *    JOB_MSG_DONE is handled; slot->job points to it meanwhile.
+ *  - Every job that got a records id is finished in the records exactly once,
+ *    in finish_job(), whatever ended it (worker error, unplug, stop).
+ *  - st->running == number of started jobs not yet finished <= max_parallel
+ *    (a reload that lowers max_parallel lets the running ones finish).
+ */
+#include "station.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "catalog.h"
+#include "config.h"
+#include "job.h"
+#include "log.h"
+#include "loop.h"
+#include "records.h"
+#include "slot.h"
+
+#define DEFAULT_RETRY_BACKOFF_MS 2000
+#define DEFAULT_MANUAL_POLL_MS 1000
+#define DEFAULT_REENUM_GRACE_MS 3000
+#define BOOT_CHECK_BAUD 115200u
+
+struct station {
+    struct station_options opt;
+    char *config_path;
+    char data_dir[PATH_MAX];
+    char stub_dir[PATH_MAX];
+    char stub_override[PATH_MAX];
+    char data_override[PATH_MAX];
+    struct config *cfg;
+    struct records *rec;
+    struct catalog *cat;
+    struct loop *loop;
+    struct slot_table slots;
+    struct job *jobs;
+    int running;
+    struct slot **queue;
+    size_t nq, capq;
+    struct job_firmware **fw;
+    size_t nfw, capfw;
+    struct loop_timer *poll_timer;
+    struct devsrc_udev *udev;
+    int udev_fd;
+    bool stopping;
+    bool stopped;
+};
+
+/* ---- small helpers ------------------------------------------------------------ */
+
+/* Copies src into dst[n], truncating (on a byte boundary; inputs here are ASCII). */
+static void scopy(char *dst, size_t n, const char *src)
+{
+    size_t k = strnlen(src, n - 1);
+    memcpy(dst, src, k);
+    dst[k] = '\0';
+}
+
+static void rec_warn(const struct records_error *re)
+{
+    log_msg(LOG_LEVEL_WARN, "%s", re->message[0] ? re->message : "records: unknown error");
+}
+
+/* Appends an event; data is a json object (consumed) or NULL. */
+static void event(struct station *st, const char *kind, const struct slot *s, const char *mac,
+                  int64_t job_id, struct json_object *data)
+{
+    struct records_error re;
+    struct records_event_new e = {
+        .kind = kind,
+        .board_mac = mac && *mac ? mac : NULL,
+        .slot = s ? slot_name(s) : NULL,
+        .job_id = job_id,
+        .data = data ? json_object_to_json_string_ext(data, JSON_C_TO_STRING_PLAIN) : NULL,
+    };
+    if (records_event_append(st->rec, &e, NULL, &re) < 0)
+        rec_warn(&re);
+    json_object_put(data);
+}
+
+static struct json_object *jobj(void)
+{
+    return json_object_new_object();
+}
+
+static void jset_str(struct json_object *o, const char *k, const char *v)
+{
+    if (o && v)
+        json_object_object_add(o, k, json_object_new_string(v));
+}
+
+static void jset_int(struct json_object *o, const char *k, int64_t v)
+{
+    if (o)
+        json_object_object_add(o, k, json_object_new_int64(v));
+}
+
+static void slog(const struct slot *s, enum log_level lv, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void slog(const struct slot *s, enum log_level lv, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_vboard(lv, slot_name(s), s->mac, fmt, ap);
+    va_end(ap);
+}
+
+static void set_phase(struct slot *s, enum board_phase p)
+{
+    if (slot_set_phase(s, p) < 0) {
+        /* A bug, not device input: say so loudly and move anyway. */
+        slog(s, LOG_LEVEL_ERROR, "internal: phase %s -> %s is not allowed",
+             board_phase_to_string(s->phase), board_phase_to_string(p));
+        s->phase = p;
+    }
+}
+
+/* The path whose existence means "plugged in" for a manual URI; NULL: always present. */
+static const char *manual_path(const char *uri)
+{
+    if (strncmp(uri, "tcp://", 6) == 0 || strncmp(uri, "fd:", 3) == 0)
+        return NULL;
+    if (strncmp(uri, "pty:", 4) == 0)
+        return uri + 4;
+    if (strncmp(uri, "serial:", 7) == 0)
+        return uri + 7;
+    return uri;
+}
+
+static bool manual_present(const char *uri)
+{
+    const char *p = manual_path(uri);
+    struct stat sb;
+    return !p || stat(p, &sb) == 0;
+}
+
+static void resolve_dirs(struct station *st)
+{
+    snprintf(st->data_dir, sizeof(st->data_dir), "%s",
+             st->data_override[0] ? st->data_override : st->cfg->data_dir);
+    snprintf(st->stub_dir, sizeof(st->stub_dir), "%s",
+             st->stub_override[0]                      ? st->stub_override
+             : st->cfg->stub_dir && *st->cfg->stub_dir ? st->cfg->stub_dir
+                                                       : "");
+}
+
+static int mkdir_p(const char *path)
+{
+    char tmp[PATH_MAX];
+    snprintf(tmp, sizeof(tmp), "%s", path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+            return -errno;
+        *p = '/';
+    }
+    if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
+/* ---- firmware -------------------------------------------------------------------- */
+
+static void fw_cache_clear(struct station *st)
+{
+    for (size_t i = 0; i < st->nfw; i++)
+        job_firmware_unref(st->fw[i]);
+    st->nfw = 0;
+}
+
+/* A new reference to name@version, loaded (and verified) once and then cached. */
+static int fw_get(struct station *st, const struct config_firmware_ref *ref,
+                  struct job_firmware **out, char *err, size_t errlen)
+{
+    char key[RECORDS_FIRMWARE_LEN];
+    snprintf(key, sizeof(key), "%s@%s", ref->name, ref->version);
+    for (size_t i = 0; i < st->nfw; i++) {
+        if (strcmp(st->fw[i]->ref, key) == 0) {
+            *out = job_firmware_ref(st->fw[i]);
+            return 0;
+        }
+    }
+    struct catalog_set *set = NULL;
+    int rc = catalog_get(st->cat, ref->name, ref->version, &set, err, errlen);
+    if (rc < 0)
+        return rc;
+    if (set->chip != ref->chip) {
+        snprintf(err, errlen, "firmware %s is for %s, not %s", key, esp_chip_to_string(set->chip),
+                 esp_chip_to_string(ref->chip));
+        catalog_free_set(set);
+        return -EINVAL;
+    }
+    struct job_firmware *fw = job_firmware_new(set);
+    if (!fw)
+        return -ENOMEM;
+    if (st->nfw == st->capfw) {
+        size_t cap = st->capfw ? st->capfw * 2 : 8;
+        struct job_firmware **v = realloc(st->fw, cap * sizeof(*v));
+        if (!v) {
+            *out = fw; /* usable, just not cached */
+            return 0;
+        }
+        st->fw = v;
+        st->capfw = cap;
+    }
+    st->fw[st->nfw++] = fw;
+    log_msg(LOG_LEVEL_INFO, "firmware %s loaded and verified (%zu regions)", key, set->n_regions);
+    *out = job_firmware_ref(fw);
+    return 0;
+}
+
+/* Warns about profile firmware refs missing from the catalog. Returns how many. */
+static int check_profiles(struct station *st)
+{
+    struct catalog_entry *ents = NULL;
+    size_t n = 0;
+    if (catalog_list(st->cat, &ents, &n) < 0) {
+        log_msg(LOG_LEVEL_WARN, "cannot list the firmware catalog in %s", catalog_root(st->cat));
+        return -1;
+    }
+    int missing = 0;
+    for (size_t p = 0; p < st->cfg->n_profiles; p++) {
+        const struct config_profile *prof = &st->cfg->profiles[p];
+        for (size_t f = 0; f < prof->n_firmware; f++) {
+            const struct config_firmware_ref *ref = &prof->firmware[f];
+            bool found = false;
+            for (size_t i = 0; i < n && !found; i++)
+                found = strcmp(ents[i].name, ref->name) == 0 &&
+                        strcmp(ents[i].version, ref->version) == 0 && ents[i].chip == ref->chip;
+            if (!found) {
+                missing++;
+                log_msg(LOG_LEVEL_WARN,
+                        "profile %s: firmware %s@%s for %s is not in the catalog (%s); boards of "
+                        "that family will fail until it is imported",
+                        prof->name, ref->name, ref->version, esp_chip_to_string(ref->chip),
+                        catalog_root(st->cat));
+            }
+        }
+    }
+    catalog_entries_free(ents, n);
+    if (!config_profile(st->cfg, NULL))
+        log_msg(LOG_LEVEL_NOTICE,
+                "no active profile: boards are identified and recorded, not flashed");
+    return missing;
+}
+
+/* ---- jobs ---------------------------------------------------------------------------- */
+
+static void start_queued(struct station *st);
+
+static void queue_remove(struct station *st, struct slot *s)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < st->nq; i++)
+        if (st->queue[i] != s)
+            st->queue[k++] = st->queue[i];
+    st->nq = k;
+}
+
+static int queue_push(struct station *st, struct slot *s)
+{
+    queue_remove(st, s);
+    if (st->nq == st->capq) {
+        size_t cap = st->capq ? st->capq * 2 : 16;
+        struct slot **v = realloc(st->queue, cap * sizeof(*v));
+        if (!v)
+            return -ENOMEM;
+        st->queue = v;
+        st->capq = cap;
+    }
+    st->queue[st->nq++] = s;
+    return 0;
+}
+
+static void fill_params(struct station *st, const struct slot *s, struct job_params *p)
+{
+    memset(p, 0, sizeof(*p));
+    snprintf(p->uri, sizeof(p->uri), "%s", s->uri);
+    snprintf(p->slot, sizeof(p->slot), "%s", slot_name(s));
+    scopy(p->stub_dir, sizeof(p->stub_dir), st->stub_dir);
+    p->usb_jtag = s->usb_jtag;
+    p->reenum_grace_ms = st->opt.reenum_grace_ms;
+    p->boot_baud = BOOT_CHECK_BAUD;
+    const struct config_profile *prof = config_profile(st->cfg, NULL);
+    if (!prof) {
+        /* Identify and record only: nothing is written, the ROM is enough. */
+        p->baud = 115200;
+        p->stub = false;
+        p->after = ESP_AFTER_HARD_RESET;
+        return;
+    }
+    p->baud = prof->baud;
+    p->stub = prof->stub;
+    p->compress = prof->compress;
+    p->verify = prof->verify;
+    p->erase_all = prof->erase_all;
+    p->skip_if_same = prof->skip_if_same;
+    p->after = prof->after;
+    if (prof->boot_check.enabled && prof->boot_check.pattern) {
+        p->boot_check = true;
+        snprintf(p->boot_pattern, sizeof(p->boot_pattern), "%s", prof->boot_check.pattern);
+        p->boot_timeout_ms = prof->boot_check.timeout_ms;
+        for (size_t i = 0; i < prof->boot_check.n_capture && i < JOB_MAX_CAPTURE; i++)
+            snprintf(p->capture[i], sizeof(p->capture[i]), "%s", prof->boot_check.capture[i]);
+        p->n_capture = prof->boot_check.n_capture < JOB_MAX_CAPTURE ? prof->boot_check.n_capture
+                                                                    : JOB_MAX_CAPTURE;
+    }
+}
+
+static void start_job(struct station *st, struct slot *s)
+{
+    struct records_error re;
+    struct records_job_new jn = {
+        .kind = "flash",
+        .slot = slot_name(s),
+        .stage = "open",
+    };
+    int64_t id = 0;
+    if (records_job_begin(st->rec, &jn, &id, &re) < 0) {
+        /* Without a record the job would be invisible: refuse it and say why. */
+        slog(s, LOG_LEVEL_ERROR, "cannot start a job: %s", re.message);
+        set_phase(s, BOARD_IDLE);
+        return;
+    }
+    struct job_params p;
+    fill_params(st, s, &p);
+    struct job *j = job_new(&p, st->loop, id);
+    int rc = j ? job_start(j) : -ENOMEM;
+    if (rc < 0) {
+        slog(s, LOG_LEVEL_ERROR, "cannot start a worker thread: %s", strerror(-rc));
+        struct records_job_result res;
+        records_job_result_init(&res);
+        res.result_code = rc;
+        res.error_message = "cannot start a worker thread";
+        records_job_finish(st->rec, id, &res, &re);
+        job_free(j);
+        set_phase(s, BOARD_IDLE);
+        return;
+    }
+    j->slot = s;
+    j->started_ms = loop_now_ms();
+    j->next = st->jobs;
+    st->jobs = j;
+    st->running++;
+    s->job = j;
+    s->job_id = id;
+    s->retry_pending = false;
+    set_phase(s, BOARD_CONNECTING);
+    snprintf(s->stage, sizeof(s->stage), "open");
+    struct json_object *d = jobj();
+    jset_str(d, "uri", s->uri);
+    jset_int(d, "attempt", s->attempt + 1);
+    event(st, "job.started", s, NULL, id, d);
+    slog(s, LOG_LEVEL_INFO, "job %lld started on %s%s", (long long)id, s->uri,
+         s->attempt ? " (retry)" : "");
+}
+
+/* Starts a job for the board on s now, or queues it. */
+static void schedule(struct station *st, struct slot *s)
+{
+    if (st->stopping) {
+        set_phase(s, BOARD_IDLE);
+        return;
+    }
+    if (st->running < st->cfg->max_parallel && st->nq == 0) {
+        start_job(st, s);
+        return;
+    }
+    set_phase(s, BOARD_QUEUED);
+    if (queue_push(st, s) < 0)
+        slog(s, LOG_LEVEL_ERROR, "out of memory: board not queued");
+    else
+        slog(s, LOG_LEVEL_INFO, "queued: %d boards flashing (max_parallel %d)", st->running,
+             st->cfg->max_parallel);
+}
+
+static void start_queued(struct station *st)
+{
+    while (!st->stopping && st->nq > 0 && st->running < st->cfg->max_parallel) {
+        struct slot *s = st->queue[0];
+        memmove(st->queue, st->queue + 1, (st->nq - 1) * sizeof(*st->queue));
+        st->nq--;
+        if (s->present && !s->job && s->phase == BOARD_QUEUED)
+            start_job(st, s);
+    }
+}
+
+static void unlink_job(struct station *st, struct job *j)
+{
+    for (struct job **pp = &st->jobs; *pp; pp = &(*pp)->next) {
+        if (*pp == j) {
+            *pp = j->next;
+            return;
+        }
+    }
+}
+
+static const struct config_profile *active_profile(const struct station *st)
+{
+    return config_profile(st->cfg, NULL);
+}
+
+/* ---- timers per slot (retry backoff, re-enumeration grace) --------------------------- */
+
+struct slot_timer_ctx {
+    struct station *st;
+    struct slot *s;
+};
+
+static void slot_timer_fire(void *ctx);
+
+static int slot_timer_arm(struct station *st, struct slot *s, int ms)
+{
+    if (!s->timer) {
+        struct slot_timer_ctx *c = calloc(1, sizeof(*c));
+        if (!c)
+            return -ENOMEM;
+        c->st = st;
+        c->s = s;
+        s->timer = loop_timer_new(st->loop, slot_timer_fire, c);
+        if (!s->timer) {
+            free(c);
+            return -ENOMEM;
+        }
+        /* The ctx is freed with the station (see station_free). */
+        s->timer_ctx = c;
+    }
+    return loop_timer_arm(s->timer, ms, 0);
+}
+
+static void slot_timer_fire(void *ctx)
+{
+    struct slot_timer_ctx *c = ctx;
+    struct station *st = c->st;
+    struct slot *s = c->s;
+    if (s->in_grace) {
+        s->in_grace = false;
+        if (s->job) {
+            slog(s, LOG_LEVEL_INFO, "port did not come back within %d ms", st->opt.reenum_grace_ms);
+            s->job->removed = true;
+            job_cancel(s->job);
+        }
+        return;
+    }
+    if (s->retry_pending) {
+        s->retry_pending = false;
+        if (s->present && !s->job && !st->stopping)
+            schedule(st, s);
+    }
+}
+
+/* ---- finishing a job -------------------------------------------------------------------- */
+
+static const char *removed_advice =
+    "the board was unplugged (or its USB connection dropped) before the job ended; plug it in "
+    "again to flash it";
+
+static void finish_job(struct station *st, struct job *j, struct job_result *r)
+{
+    struct slot *s = j->slot;
+    struct esp_error *e = &r->err;
+    const char *stage = r->stage[0] ? r->stage : j->stage;
+    bool removed = j->removed || (r->state == RECORDS_JOB_FAILED && e->code == -ENODEV);
+    enum records_job_state state = r->state;
+    char msg[512], advice[256];
+    snprintf(msg, sizeof(msg), "%s", e->message);
+    snprintf(advice, sizeof(advice), "%s", e->advice);
+    const char *err_stage = e->code && e->stage != ESP_STAGE_NONE ? esp_stage_to_string(e->stage)
+                                                                  : (e->code ? stage : NULL);
+    if (removed && state != RECORDS_JOB_PASSED && state != RECORDS_JOB_SKIPPED) {
+        if (e->code && e->code != -ECANCELED && e->message[0]) {
+            struct records_error re;
+            char line[600];
+            snprintf(line, sizeof(line), "port lost: %s", e->message);
+            records_job_log(st->rec, j->id, "info", line, NULL);
+            (void)re;
+        }
+        state = RECORDS_JOB_FAILED;
+        slot_removed_message(stage, j->phase, msg, sizeof(msg));
+        snprintf(advice, sizeof(advice), "%s", removed_advice);
+        err_stage = stage;
+        e->code = -ENODEV;
+    } else if (state == RECORDS_JOB_CANCELLED && j->stopping) {
+        snprintf(msg, sizeof(msg), "daemon stopping (during %s)", stage);
+        advice[0] = '\0';
+        err_stage = stage;
+    }
+
+    const struct config_profile *prof = active_profile(st);
+    struct records_job_result res;
+    records_job_result_init(&res);
+    res.state = state;
+    res.result_code = state == RECORDS_JOB_PASSED ? 0 : e->code;
+    if (state != RECORDS_JOB_PASSED) {
+        res.error_stage = err_stage;
+        res.error_message = msg[0] ? msg : NULL;
+        res.error_advice = advice[0] ? advice : NULL;
+    }
+    if (e->has_device_status && !removed) {
+        res.device_status = e->status;
+        res.device_error = e->error;
+        res.error_op = e->op;
+    }
+    if (e->has_address && !removed)
+        res.error_address = e->address;
+    res.bytes = r->bytes;
+    res.wire_bytes = r->wire_bytes;
+    res.kbps = r->kbps;
+    res.retries = s->attempt;
+    struct records_error re;
+    if (records_job_finish(st->rec, j->id, &res, &re) < 0)
+        rec_warn(&re);
+
+    if ((state == RECORDS_JOB_PASSED || (state == RECORDS_JOB_SKIPPED && r->firmware[0])) &&
+        j->mac[0]) {
+        struct records_board b;
+        records_board_init(&b);
+        snprintf(b.mac, sizeof(b.mac), "%s", j->mac);
+        snprintf(b.current_firmware, sizeof(b.current_firmware), "%s", r->firmware);
+        snprintf(b.current_md5, sizeof(b.current_md5), "%s", r->md5);
+        snprintf(b.online_state, sizeof(b.online_state), "%s", "awaiting_network");
+        snprintf(b.slot, sizeof(b.slot), "%s", slot_name(s));
+        if (records_board_upsert(st->rec, &b, &re) < 0)
+            rec_warn(&re);
+    }
+
+    struct json_object *d = jobj();
+    jset_str(d, "state", records_job_state_to_string(state));
+    if (state != RECORDS_JOB_PASSED) {
+        jset_str(d, "stage", err_stage);
+        jset_str(d, "message", msg);
+    }
+    if (r->firmware[0])
+        jset_str(d, "firmware", r->firmware);
+    event(st, "job.finished", s, j->mac, j->id, d);
+
+    /* Decide and log once. */
+    s->job = NULL;
+    st->running--;
+    unlink_job(st, j);
+    snprintf(s->error, sizeof(s->error), "%s", state == RECORDS_JOB_PASSED ? "" : msg);
+    snprintf(s->advice, sizeof(s->advice), "%s", state == RECORDS_JOB_PASSED ? "" : advice);
+    s->device_status = res.device_status;
+    s->device_error = res.device_error;
+    if (r->firmware[0])
+        snprintf(s->firmware, sizeof(s->firmware), "%s", r->firmware);
+    double secs = (double)(loop_now_ms() - j->started_ms) / 1000.0;
+
+    switch (state) {
+    case RECORDS_JOB_PASSED:
+        slot_count_result(s, false, true, st->opt.flag_after);
+        slog(s, LOG_LEVEL_NOTICE, "passed: %s written, %lld bytes in %.1f s (%.0f kbit/s)",
+             r->firmware, (long long)r->bytes, secs, r->kbps > 0 ? r->kbps : 0.0);
+        set_phase(s, BOARD_AWAITING_NETWORK);
+        break;
+    case RECORDS_JOB_SKIPPED:
+        slot_count_result(s, false, true, st->opt.flag_after);
+        slog(s, LOG_LEVEL_NOTICE, "skipped: %s", msg);
+        set_phase(s, BOARD_SKIPPED);
+        break;
+    case RECORDS_JOB_CANCELLED:
+        slog(s, LOG_LEVEL_NOTICE, "cancelled: %s", msg);
+        set_phase(s, BOARD_CANCELLED);
+        break;
+    default: {
+        char dev[64] = "";
+        if (res.device_status >= 0)
+            snprintf(dev, sizeof(dev), " (device status 0x%02X error 0x%02X)",
+                     (unsigned)res.device_status, (unsigned)res.device_error);
+        int retries = prof ? prof->retries : 0;
+        bool retry = !removed && !st->stopping && s->present && s->attempt < retries;
+        if (removed) {
+            slot_count_result(s, true, false, st->opt.flag_after);
+            slog(s, LOG_LEVEL_WARN, "failed: %s", msg);
+        } else {
+            if (slot_count_result(s, true, true, st->opt.flag_after)) {
+                struct json_object *fd = jobj();
+                jset_int(fd, "failures", s->failures);
+                event(st, "slot.flagged", s, j->mac, j->id, fd);
+                slog(s, LOG_LEVEL_WARN,
+                     "slot flagged: %d failed jobs in a row; check the cable, socket and adapter",
+                     s->failures);
+            }
+            if (retry)
+                slog(s, LOG_LEVEL_ERROR, "failed during %s: %s%s; retrying in %d ms (%d of %d)",
+                     err_stage ? err_stage : "?", msg, dev, st->opt.retry_backoff_ms,
+                     s->attempt + 1, retries);
+            else
+                slog(s, LOG_LEVEL_ERROR, "failed during %s: %s%s%s%s", err_stage ? err_stage : "?",
+                     msg, dev, advice[0] ? " -- " : "", advice);
+        }
+        set_phase(s, BOARD_FAILED);
+        if (retry) {
+            s->attempt++;
+            s->retry_pending = true;
+            set_phase(s, BOARD_QUEUED);
+            if (slot_timer_arm(st, s, st->opt.retry_backoff_ms) < 0) {
+                s->retry_pending = false;
+                set_phase(s, BOARD_FAILED);
+            }
+        }
+        break;
+    }
+    }
+    if (removed || !s->present) {
+        s->in_grace = false;
+        if (s->timer && !s->retry_pending)
+            loop_timer_disarm(s->timer);
+        set_phase(s, BOARD_EMPTY);
+    }
+    job_free(j);
+    start_queued(st);
+    if (st->stopping && st->running == 0 && !st->stopped) {
+        st->stopped = true;
+        loop_stop(st->loop);
+    }
+}
+
+/* ---- worker messages ---------------------------------------------------------------------- */
+
+static void mac_string(const struct esp_chip_info *ci, char *out, size_t len)
+{
+    if (!ci->mac_valid) {
+        out[0] = '\0';
+        return;
+    }
+    snprintf(out, len, "%02x:%02x:%02x:%02x:%02x:%02x", ci->mac[0], ci->mac[1], ci->mac[2],
+             ci->mac[3], ci->mac[4], ci->mac[5]);
+}
+
+static void on_identified(struct station *st, struct job *j, const struct job_msg *m)
+{
+    struct slot *s = j->slot;
+    const struct esp_chip_info *ci = &m->info;
+    struct records_error re;
+    mac_string(ci, j->mac, sizeof(j->mac));
+    snprintf(j->chip, sizeof(j->chip), "%s", ci->chip ? ci->chip->name : "unknown");
+    snprintf(s->mac, sizeof(s->mac), "%s", j->mac);
+    snprintf(s->chip, sizeof(s->chip), "%s", j->chip);
+    if (j->mac[0]) {
+        struct records_board b;
+        records_board_init(&b);
+        snprintf(b.mac, sizeof(b.mac), "%s", j->mac);
+        snprintf(b.chip, sizeof(b.chip), "%s", j->chip);
+        b.revision = ci->revision;
+        b.crystal_mhz = ci->xtal_mhz ? (int)ci->xtal_mhz : -1;
+        snprintf(b.slot, sizeof(b.slot), "%s", slot_name(s));
+        if (records_board_upsert(st->rec, &b, &re) < 0 ||
+            records_job_set_board(st->rec, j->id, j->mac, &re) < 0)
+            rec_warn(&re);
+    }
+    struct json_object *d = jobj();
+    jset_str(d, "chip", j->chip);
+    jset_int(d, "revision", ci->revision);
+    if (ci->usb_jtag)
+        json_object_object_add(d, "usb_jtag", json_object_new_boolean(true));
+    event(st, "board.identified", s, j->mac, j->id, d);
+    char rev[16] = "?";
+    if (ci->revision >= 0)
+        snprintf(rev, sizeof(rev), "%d.%d", ci->revision / 100, ci->revision % 100);
+    slog(s, LOG_LEVEL_INFO, "identified %s rev %s, crystal %u MHz", j->chip, rev, ci->xtal_mhz);
+    if (ci->usb_jtag)
+        s->usb_jtag = true;
+
+    /* Decide what this board gets. */
+    struct job_plan plan;
+    memset(&plan, 0, sizeof(plan));
+    plan.nofw_state = RECORDS_JOB_SKIPPED;
+    const struct config_profile *prof = active_profile(st);
+    if (!ci->chip) {
+        plan.nofw_state = RECORDS_JOB_FAILED;
+        snprintf(plan.message, sizeof(plan.message), "unknown chip (magic 0x%08X)", ci->magic);
+        snprintf(plan.advice, sizeof(plan.advice), "this chip family is not supported");
+    } else if (!prof) {
+        snprintf(plan.message, sizeof(plan.message),
+                 "no active profile: %s identified and recorded, not flashed", j->chip);
+        snprintf(plan.advice, sizeof(plan.advice),
+                 "set active_profile in the config to flash boards");
+    } else {
+        const struct config_firmware_ref *ref = config_profile_firmware(prof, ci->chip->chip);
+        if (!ref) {
+            snprintf(plan.message, sizeof(plan.message),
+                     "no firmware configured for %s in profile %s", j->chip, prof->name);
+            snprintf(plan.advice, sizeof(plan.advice),
+                     "add \"%s\": \"name@version\" to profiles.%s.firmware in the config",
+                     ci->chip->stub_name, prof->name);
+        } else {
+            char err[512] = "";
+            int rc = fw_get(st, ref, &plan.fw, err, sizeof(err));
+            if (rc < 0) {
+                plan.fw = NULL;
+                plan.nofw_state = RECORDS_JOB_FAILED;
+                scopy(plan.message, sizeof(plan.message), err[0] ? err : "cannot load the firmware");
+                snprintf(plan.advice, sizeof(plan.advice),
+                         "import %s@%s with espstationd --import-firmware DIR (or fix the "
+                         "profile)",
+                         ref->name, ref->version);
+            } else if (records_job_set_firmware(st->rec, j->id, plan.fw->ref, &re) < 0) {
+                rec_warn(&re);
+            }
+        }
+    }
+    j->replied = true;
+    job_reply(j, &plan);
+    job_firmware_unref(plan.fw); /* NULL after job_reply moved it; kept for clarity */
+}
+
+static void on_flash_info(struct station *st, struct job *j, const struct job_msg *m)
+{
+    if (!j->mac[0])
+        return;
+    struct records_board b;
+    records_board_init(&b);
+    snprintf(b.mac, sizeof(b.mac), "%s", j->mac);
+    b.flash_id = m->info.flash_id ? (int64_t)m->info.flash_id : -1;
+    b.flash_size = m->info.flash_size ? (int64_t)m->info.flash_size : -1;
+    struct records_error re;
+    if (records_board_upsert(st->rec, &b, &re) < 0)
+        rec_warn(&re);
+}
+
+static void on_capture(struct station *st, struct job *j, const struct job_msg *m)
+{
+    if (!j->mac[0])
+        return;
+    struct records_board b;
+    records_board_init(&b);
+    snprintf(b.mac, sizeof(b.mac), "%s", j->mac);
+    if (strcmp(m->name, "version") == 0)
+        scopy(b.running_version, sizeof(b.running_version), m->value);
+    else if (strcmp(m->name, "ip") == 0)
+        scopy(b.ip, sizeof(b.ip), m->value);
+    else
+        snprintf(b.notes, sizeof(b.notes), "boot %s=%s", m->name, m->value);
+    struct records_error re;
+    if (records_board_upsert(st->rec, &b, &re) < 0)
+        rec_warn(&re);
+}
+
+static void on_message(void *ctx, void *msg)
+{
+    struct station *st = ctx;
+    struct job_msg *m = msg;
+    struct job *j = m->job;
+    struct slot *s = j->slot;
+    struct records_error re;
+    switch (m->kind) {
+    case JOB_MSG_LOG:
+        if (records_job_log(st->rec, j->id, log_level_to_string(m->level), m->text, &re) < 0)
+            rec_warn(&re);
+        slog(s, m->level, "%s", m->text);
+        break;
+    case JOB_MSG_PHASE: {
+        j->phase = m->phase;
+        snprintf(j->stage, sizeof(j->stage), "%s", m->stage);
+        if (j->removed || s->in_grace)
+            break; /* the slot already shows the removal */
+        if (board_phase_is_active(m->phase))
+            set_phase(s, m->phase);
+        snprintf(s->stage, sizeof(s->stage), "%s", m->stage);
+        if (records_job_progress(st->rec, j->id, m->stage, -1, -1, &re) < 0)
+            rec_warn(&re);
+        struct json_object *d = jobj();
+        jset_str(d, "phase", board_phase_to_string(m->phase));
+        jset_str(d, "stage", m->stage);
+        event(st, "job.progress", s, j->mac, j->id, d);
+        slog(s, LOG_LEVEL_DEBUG, "%s (%s)", board_phase_to_string(m->phase), m->stage);
+        break;
+    }
+    case JOB_MSG_PROGRESS:
+        s->done = m->done;
+        s->total = m->total;
+        s->kbps = m->kbps;
+        if (records_job_progress(st->rec, j->id, NULL, (int64_t)m->done, (int64_t)m->wire, &re) <
+            0)
+            rec_warn(&re);
+        break;
+    case JOB_MSG_IDENTIFIED:
+        on_identified(st, j, m);
+        break;
+    case JOB_MSG_FLASH_INFO:
+        on_flash_info(st, j, m);
+        break;
+    case JOB_MSG_CAPTURE:
+        on_capture(st, j, m);
+        break;
+    case JOB_MSG_DONE:
+        j->phase = m->phase;
+        finish_job(st, j, &m->result);
+        break;
+    }
+    job_msg_free(m);
+}
+
+static void destroy_message(void *ctx, void *msg)
+{
+    (void)ctx;
+    job_msg_free(msg);
+}
+
+/* ---- ports ---------------------------------------------------------------------------------- */
+
+static void port_added(struct station *st, const struct port_event *ev)
+{
+    struct slot *s = slot_table_get(&st->slots, ev->slot_key);
+    if (!s) {
+        log_msg(LOG_LEVEL_ERROR, "out of memory: port %s ignored", ev->uri);
+        return;
+    }
+    const char *label = ev->label[0] ? ev->label : config_slot_label(st->cfg, ev->slot_key);
+    snprintf(s->label, sizeof(s->label), "%s", label ? label : "");
+    if (s->in_grace && s->job) {
+        /* A USB-Serial/JTAG board back after its reset: same job, same slot. */
+        s->in_grace = false;
+        loop_timer_disarm(s->timer);
+        s->present = true;
+        snprintf(s->uri, sizeof(s->uri), "%s", ev->uri);
+        slog(s, LOG_LEVEL_INFO, "port back as %s: the job continues", ev->uri);
+        return;
+    }
+    if (s->present && (s->job || s->phase != BOARD_EMPTY)) {
+        if (strcmp(s->uri, ev->uri) != 0)
+            snprintf(s->uri, sizeof(s->uri), "%s", ev->uri);
+        return; /* seen already (coldplug and hotplug racing) */
+    }
+    s->present = true;
+    s->usb_jtag = ev->usb_jtag;
+    snprintf(s->uri, sizeof(s->uri), "%s", ev->uri);
+    slot_clear_board(s);
+    struct json_object *d = jobj();
+    jset_str(d, "uri", ev->uri);
+    if (ev->vid || ev->pid) {
+        char id[16];
+        snprintf(id, sizeof(id), "%04x:%04x", ev->vid, ev->pid);
+        jset_str(d, "usb_id", id);
+    }
+    if (ev->coldplug)
+        json_object_object_add(d, "coldplug", json_object_new_boolean(true));
+    event(st, "port.added", s, NULL, 0, d);
+    slog(s, LOG_LEVEL_INFO, "port added: %s%s", ev->uri, ev->coldplug ? " (present at start)" : "");
+    if (s->job) /* a job still ending from the previous board: it will not be retried */
+        return;
+    schedule(st, s);
+}
+
+static void port_removed(struct station *st, const struct port_event *ev)
+{
+    struct slot *s = slot_table_find(&st->slots, ev->slot_key);
+    if (!s || !s->present)
+        return;
+    s->present = false;
+    struct json_object *d = jobj();
+    jset_str(d, "uri", ev->uri);
+    event(st, "port.removed", s, s->mac, s->job ? s->job->id : 0, d);
+    if (s->job) {
+        struct job *j = s->job;
+        bool jtag = s->usb_jtag || ev->usb_jtag;
+        if (jtag && (j->phase == BOARD_RESETTING || j->phase == BOARD_BOOT_CHECK) &&
+            st->opt.reenum_grace_ms > 0) {
+            s->in_grace = true;
+            slog(s, LOG_LEVEL_INFO, "port gone during %s (USB-Serial/JTAG re-enumeration?): "
+                                    "waiting %d ms for it",
+                 j->stage, st->opt.reenum_grace_ms);
+            if (slot_timer_arm(st, s, st->opt.reenum_grace_ms) < 0) {
+                s->in_grace = false;
+                j->removed = true;
+                job_cancel(j);
+            }
+            return;
+        }
+        slog(s, LOG_LEVEL_INFO, "port removed during %s: cancelling job %lld", j->stage,
+             (long long)j->id);
+        j->removed = true;
+        job_cancel(j);
+        return; /* finish_job empties the slot */
+    }
+    slog(s, LOG_LEVEL_INFO, "port removed");
+    queue_remove(st, s);
+    s->retry_pending = false;
+    if (s->timer)
+        loop_timer_disarm(s->timer);
+    set_phase(s, BOARD_EMPTY);
+}
+
+void station_port_event(void *ctx, const struct port_event *ev)
+{
+    struct station *st = ctx;
+    if (ev->kind == PORT_ADDED)
+        port_added(st, ev);
+    else
+        port_removed(st, ev);
+}
+
+/* Polls the config's manual ports: a path that does not exist is "not plugged". */
+static void poll_manual(void *ctx)
+{
+    struct station *st = ctx;
+    if (st->stopping)
+        return;
+    for (size_t i = 0; i < st->cfg->n_ports; i++) {
+        const struct config_port *p = &st->cfg->ports[i];
+        struct port_event ev;
+        devsrc_manual_event(PORT_ADDED, p->uri, p->label, &ev);
+        struct slot *s = slot_table_find(&st->slots, ev.slot_key);
+        bool now = manual_present(p->uri);
+        if (now && !(s && s->present)) {
+            port_added(st, &ev);
+            s = slot_table_find(&st->slots, ev.slot_key);
+            if (s)
+                s->manual = true;
+        } else if (!now && s && s->present) {
+            ev.kind = PORT_REMOVED;
+            port_removed(st, &ev);
+        }
+    }
+    /* Manual slots no longer in the config are unplugged. */
+    for (size_t k = 0; k < st->slots.n; k++) {
+        struct slot *s = st->slots.v[k];
+        if (!s->manual || !s->present)
+            continue;
+        bool listed = false;
+        for (size_t i = 0; i < st->cfg->n_ports && !listed; i++)
+            listed = strcmp(s->key + 4, st->cfg->ports[i].uri) == 0;
+        if (!listed) {
+            struct port_event ev;
+            devsrc_manual_event(PORT_REMOVED, s->key + 4, NULL, &ev);
+            port_removed(st, &ev);
+        }
+    }
+}
+
+int station_attach(struct station *st, const char *uri, const char *label)
+{
+    if (!uri || !*uri || strlen(uri) >= 250)
+        return -EINVAL;
+    struct port_event ev;
+    devsrc_manual_event(PORT_ADDED, uri, label, &ev);
+    port_added(st, &ev);
+    return 0;
+}
+
+/* ---- udev ------------------------------------------------------------------------------------- */
+
+static void udev_ready(void *ctx, int fd, uint32_t events)
+{
+    (void)fd;
+    (void)events;
+    struct station *st = ctx;
+    devsrc_udev_dispatch(st->udev);
+}
+
+/* Starts the udev source: hotplug monitor, then coldplug through the same path.
+ * Failure is a warning: the station still serves manual ports. */
+static void udev_start(struct station *st)
+{
+    char err[256] = "";
+    int rc = devsrc_udev_new(st->cfg, station_port_event, st, &st->udev, err, sizeof(err));
+    if (rc < 0) {
+        st->udev = NULL;
+        log_msg(LOG_LEVEL_WARN, "udev monitor unavailable (%s): only manual ports are served",
+                err[0] ? err : strerror(-rc));
+        return;
+    }
+    st->udev_fd = devsrc_udev_fd(st->udev);
+    if (loop_add_fd(st->loop, st->udev_fd, EPOLLIN, udev_ready, st) < 0) {
+        log_msg(LOG_LEVEL_WARN, "cannot watch the udev monitor: only manual ports are served");
+        devsrc_udev_free(st->udev);
+        st->udev = NULL;
+        return;
+    }
+    rc = devsrc_udev_coldplug(st->udev);
+    if (rc < 0)
+        log_msg(LOG_LEVEL_WARN, "udev coldplug failed: %s", strerror(-rc));
+}
+
+/* ---- life cycle ------------------------------------------------------------------------------- */
+
+static int load_config(const char *path, struct config **out, char *err, size_t errlen)
+{
+    return config_load(path, out, err, errlen);
+}
+
+int station_new(const struct station_options *o, struct loop *loop, struct station **out,
+                char *err, size_t errlen)
+{
+    *out = NULL;
+    struct station *st = calloc(1, sizeof(*st));
+    if (!st)
+        return -ENOMEM;
+    st->opt = *o;
+    st->loop = loop;
+    st->udev_fd = -1;
+    if (st->opt.flag_after <= 0)
+        st->opt.flag_after = SLOT_DEFAULT_FLAG_AFTER;
+    if (st->opt.retry_backoff_ms <= 0)
+        st->opt.retry_backoff_ms = DEFAULT_RETRY_BACKOFF_MS;
+    if (st->opt.manual_poll_ms <= 0)
+        st->opt.manual_poll_ms = DEFAULT_MANUAL_POLL_MS;
+    if (st->opt.reenum_grace_ms <= 0)
+        st->opt.reenum_grace_ms = DEFAULT_REENUM_GRACE_MS;
+    if (o->config_path)
+        st->config_path = strdup(o->config_path);
+    if (o->data_dir)
+        snprintf(st->data_override, sizeof(st->data_override), "%s", o->data_dir);
+    if (o->stub_dir)
+        snprintf(st->stub_override, sizeof(st->stub_override), "%s", o->stub_dir);
+    st->opt.config_path = st->config_path;
+    st->opt.data_dir = st->opt.stub_dir = NULL;
+    slot_table_init(&st->slots);
+
+    int rc = load_config(st->config_path, &st->cfg, err, errlen);
+    if (rc < 0)
+        goto fail;
+    resolve_dirs(st);
+    rc = mkdir_p(st->data_dir);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot create the data directory %s: %s", st->data_dir,
+                 strerror(-rc));
+        goto fail;
+    }
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof(path), "%s/records.db", st->data_dir);
+    struct records_error re;
+    rc = records_open(path, &st->rec, &re);
+    if (rc < 0) {
+        snprintf(err, errlen, "%s", re.message);
+        goto fail;
+    }
+    int recovered = records_recovered_jobs(st->rec);
+    if (recovered > 0)
+        log_msg(LOG_LEVEL_WARN,
+                "records: %d job(s) were interrupted by a crash or kill and are marked "
+                "'interrupted'; their boards are flashed again when seen",
+                recovered);
+    rc = catalog_open(st->data_dir, &st->cat, err, errlen);
+    if (rc < 0)
+        goto fail;
+    loop_set_msg_handler(loop, on_message, destroy_message, st);
+    log_msg(LOG_LEVEL_INFO, "data directory %s (records %s, firmware %s)", st->data_dir, path,
+            catalog_root(st->cat));
+    if (!st->stub_dir[0])
+        log_msg(LOG_LEVEL_WARN, "no flasher stub directory: ROM-only flashing (slower)");
+    check_profiles(st);
+    *out = st;
+    return 0;
+fail:
+    station_free(st);
+    return rc < 0 ? rc : -EINVAL;
+}
+
+int station_start(struct station *st)
+{
+    st->poll_timer = loop_timer_new(st->loop, poll_manual, st);
+    if (!st->poll_timer)
+        return -ENOMEM;
+    int rc = loop_timer_arm(st->poll_timer, st->opt.manual_poll_ms, st->opt.manual_poll_ms);
+    if (rc < 0)
+        return rc;
+    if (!st->opt.no_udev)
+        udev_start(st);
+    for (size_t i = 0; i < st->cfg->n_ports; i++) {
+        if (!manual_present(st->cfg->ports[i].uri))
+            log_msg(LOG_LEVEL_INFO, "manual port %s is absent: polling for it",
+                    st->cfg->ports[i].uri);
+    }
+    poll_manual(st); /* manual ports present at start */
+    log_msg(LOG_LEVEL_NOTICE, "station running: %zu manual port(s), max_parallel %d, profile %s",
+            st->cfg->n_ports, st->cfg->max_parallel,
+            active_profile(st) ? active_profile(st)->name : "(none)");
+    return 0;
+}
+
+int station_reload(struct station *st)
+{
+    char err[512] = "";
+    struct config *cfg = NULL;
+    int rc = load_config(st->config_path, &cfg, err, sizeof(err));
+    if (rc < 0) {
+        log_msg(LOG_LEVEL_ERROR, "reload refused, keeping the running configuration: %s", err);
+        return rc;
+    }
+    char old_data[PATH_MAX];
+    snprintf(old_data, sizeof(old_data), "%s", st->data_dir);
+    /* Jobs copied what they need (struct job_params): nothing borrows the old config. */
+    config_free(st->cfg);
+    st->cfg = cfg;
+    resolve_dirs(st);
+    if (strcmp(old_data, st->data_dir) != 0) {
+        log_msg(LOG_LEVEL_WARN, "data_dir changed to %s: takes effect after a restart; still "
+                                "using %s",
+                old_data, old_data);
+        snprintf(st->data_dir, sizeof(st->data_dir), "%s", old_data);
+    }
+    if (st->udev)
+        devsrc_udev_set_config(st->udev, st->cfg);
+    for (size_t k = 0; k < st->slots.n; k++) {
+        struct slot *s = st->slots.v[k];
+        if (s->manual) {
+            for (size_t i = 0; i < st->cfg->n_ports; i++)
+                if (strcmp(s->key + 4, st->cfg->ports[i].uri) == 0)
+                    snprintf(s->label, sizeof(s->label), "%s",
+                             st->cfg->ports[i].label ? st->cfg->ports[i].label : "");
+        } else {
+            const char *l = config_slot_label(st->cfg, s->key);
+            snprintf(s->label, sizeof(s->label), "%s", l ? l : "");
+        }
+    }
+    fw_cache_clear(st);
+    check_profiles(st);
+    poll_manual(st);
+    start_queued(st);
+    log_msg(LOG_LEVEL_NOTICE, "configuration reloaded%s%s: profile %s, max_parallel %d",
+            st->config_path ? " from " : "", st->config_path ? st->config_path : "",
+            active_profile(st) ? active_profile(st)->name : "(none)", st->cfg->max_parallel);
+    return 0;
+}
+
+void station_stop(struct station *st)
+{
+    if (st->stopping) {
+        log_msg(LOG_LEVEL_NOTICE, "already stopping: waiting for %d job(s)", st->running);
+        return;
+    }
+    st->stopping = true;
+    log_msg(LOG_LEVEL_NOTICE, "stopping: cancelling %d running job(s)", st->running);
+    for (struct job *j = st->jobs; j; j = j->next) {
+        j->stopping = true;
+        job_cancel(j);
+    }
+    st->nq = 0;
+    for (size_t k = 0; k < st->slots.n; k++) {
+        struct slot *s = st->slots.v[k];
+        s->retry_pending = false;
+        s->in_grace = false;
+        if (s->timer)
+            loop_timer_disarm(s->timer);
+        if (!s->job && s->phase == BOARD_QUEUED)
+            set_phase(s, BOARD_IDLE);
+    }
+    if (st->running == 0) {
+        st->stopped = true;
+        loop_stop(st->loop);
+    }
+}
+
+bool station_stopped(const struct station *st)
+{
+    return st->stopped;
+}
+
+void station_on_signal(void *ctx, int signo)
+{
+    struct station *st = ctx;
+    switch (signo) {
+    case SIGHUP:
+        log_msg(LOG_LEVEL_NOTICE, "SIGHUP: reloading the configuration and the catalog");
+        station_reload(st);
+        break;
+    case SIGTERM:
+    case SIGINT:
+        log_msg(LOG_LEVEL_NOTICE, "%s received", signo == SIGTERM ? "SIGTERM" : "SIGINT");
+        station_stop(st);
+        break;
+    default:
+        break;
+    }
+}
+
+void station_free(struct station *st)
+{
+    if (!st)
+        return;
+    /* No job may be running here; join defensively if one is (a bug). */
+    while (st->jobs) {
+        struct job *j = st->jobs;
+        st->jobs = j->next;
+        job_cancel(j);
+        job_free(j);
+    }
+    if (st->udev) {
+        if (st->udev_fd >= 0)
+            loop_del_fd(st->loop, st->udev_fd);
+        devsrc_udev_free(st->udev);
+    }
+    for (size_t k = 0; k < st->slots.n; k++) {
+        loop_timer_free(st->slots.v[k]->timer);
+        free(st->slots.v[k]->timer_ctx);
+    }
+    slot_table_free(&st->slots);
+    loop_timer_free(st->poll_timer);
+    fw_cache_clear(st);
+    free(st->fw);
+    free(st->queue);
+    catalog_close(st->cat);
+    if (st->rec) {
+        records_close(st->rec);
+        log_msg(LOG_LEVEL_INFO, "records closed");
+    }
+    config_free(st->cfg);
+    free(st->config_path);
+    free(st);
+}
+
+int station_import_firmware(const struct station_options *o, const char *dir, bool replace)
+{
+    char err[512] = "";
+    struct config *cfg = NULL;
+    int rc = config_load(o->config_path, &cfg, err, sizeof(err));
+    if (rc < 0) {
+        log_msg(LOG_LEVEL_ERROR, "%s", err);
+        return rc;
+    }
+    const char *data_dir = o->data_dir ? o->data_dir : cfg->data_dir;
+    rc = mkdir_p(data_dir);
+    struct catalog *cat = NULL;
+    if (rc == 0)
+        rc = catalog_open(data_dir, &cat, err, sizeof(err));
+    if (rc < 0) {
+        log_msg(LOG_LEVEL_ERROR, "cannot open the catalog in %s: %s", data_dir,
+                err[0] ? err : strerror(-rc));
+        config_free(cfg);
+        return rc;
+    }
+    struct catalog_report rep;
+    catalog_report_init(&rep);
+    rc = catalog_import(cat, dir, replace, &rep);
+    if (rep.n) {
+        size_t len = rep.n * 420 + 64;
+        char *buf = malloc(len);
+        if (buf) {
+            catalog_report_format(&rep, buf, len);
+            for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n"))
+                log_msg(strncmp(line, "error", 5) == 0 ? LOG_LEVEL_ERROR : LOG_LEVEL_WARN, "%s",
+                        line);
+            free(buf);
+        }
+    }
+    if (rc == -EEXIST)
+        log_msg(LOG_LEVEL_ERROR, "%s: this name@version is already in the catalog (use --replace)",
+                dir);
+    else if (rc < 0)
+        log_msg(LOG_LEVEL_ERROR, "import of %s refused (%zu problem(s))", dir, rep.n_errors);
+    else
+        log_msg(LOG_LEVEL_NOTICE, "imported %s into %s", dir, catalog_root(cat));
+    catalog_report_free(&rep);
+    catalog_close(cat);
+    config_free(cfg);
+    return rc;
+}

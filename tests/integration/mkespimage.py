@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""mkespimage: writes a small but valid ESP application/bootloader image for tests.
+
+The ESP image format: an 8-byte header (magic 0xE9, segment count, flash mode,
+flash size/frequency byte, entry point), on ESP32-family chips a 16-byte
+extended header (chip id, revisions, hash-appended flag), segments (load address,
+length, data), zero padding to a 16-byte boundary less one, the XOR checksum
+(seed 0xEF) of all segment data, and on ESP32-family chips the SHA-256 of
+everything before it. Payload bytes are deterministic from --seed.
+
+usage: mkespimage.py --chip esp32|esp8266|esp32c3|esp32s3 --size BYTES --out FILE [--seed N]
+"""
+import argparse
+import hashlib
+import struct
+import sys
+
+CHIP_IDS = {"esp32": 0, "esp32s2": 2, "esp32c3": 5, "esp32s3": 9, "esp32c2": 12, "esp32c6": 13}
+
+
+def payload(n, seed):
+    out = bytearray()
+    block = 0
+    while len(out) < n:
+        out += hashlib.sha256(b"%d:%d" % (seed, block)).digest()
+        block += 1
+    return bytes(out[:n])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--chip", required=True)
+    ap.add_argument("--size", type=int, required=True, help="approximate payload bytes")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    esp8266 = a.chip == "esp8266"
+    if not esp8266 and a.chip not in CHIP_IDS:
+        sys.exit("unknown chip " + a.chip)
+    total = max(64, a.size // 4 * 4)
+    seg_a = payload(total // 2 // 4 * 4, a.seed)
+    seg_b = payload(total - len(seg_a), a.seed + 1000)
+    segs = [(0x3FFE8000 if esp8266 else 0x3F400020, seg_a), (0x40100000 if esp8266 else 0x40080000, seg_b)]
+    # flash mode DIO (2), size/freq byte 0x20 (4MB, 40m on ESP32; 4MB-c1 on ESP8266 is 0x40 but
+    # any value parses).
+    img = bytearray(struct.pack("<BBBBI", 0xE9, len(segs), 2, 0x20, segs[1][0]))
+    if not esp8266:
+        img += struct.pack("<B3sHBHH4sB", 0xEE, b"\0\0\0", CHIP_IDS[a.chip], 0, 0, 0xFFFF, b"\0" * 4, 1)
+    cks = 0xEF
+    for addr, data in segs:
+        img += struct.pack("<II", addr, len(data)) + data
+        for b in data:
+            cks ^= b
+    img += b"\0" * (15 - len(img) % 16)
+    img.append(cks)
+    if not esp8266:
+        img += hashlib.sha256(bytes(img)).digest()
+    with open(a.out, "wb") as f:
+        f.write(img)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+# shellcheck shell=bash
+#
+# udev_lib.sh: helpers for tests/integration/test_udev_*.sh (sourced).
+#
+# The tests run a program (devsrc_probe, espstation, espstationd) inside a
+# umockdev testbed driven by umock_station (tests/umock/umock_station.c) and
+# plug virtual boards in and out through its control FIFO.
+#
+# CTest gives ESPSTATION, ESP_SIM, STUB_DIR, TEST_TMPDIR, INTEG_LIB. Paths
+# derived here:
+#   UMOCK_STATION  <dir of ESP_SIM>/umock/umock_station
+#   DEVSRC_PROBE   <dir of ESP_SIM>/umock/devsrc_probe
+#   ESPSTATIOND    <dir of ESPSTATION>/../daemon/espstationd
+#
+# Skips (exit 0, "SKIP: ...") only when umockdev-wrapper is missing. A
+# missing harness binary while umockdev is installed is a failure.
+
+set -euo pipefail
+
+UDEV_TEST=$(basename "${0%.sh}")
+
+udev_log() { printf '[%s] %s\n' "$UDEV_TEST" "$*" >&2; }
+
+if ! command -v umockdev-wrapper >/dev/null 2>&1; then
+    echo "SKIP: umockdev not available (umockdev-wrapper not found; apt-get install umockdev)"
+    exit 0
+fi
+
+: "${ESP_SIM:?ESP_SIM (path of the esp_sim binary) must be set}"
+: "${TEST_TMPDIR:=${TMPDIR:-/tmp}/espstation-integ}"
+: "${UMOCK_TIMEOUT:=30}"
+
+UMOCK_DIR=$(cd "$(dirname "$ESP_SIM")/umock" 2>/dev/null && pwd || true)
+UMOCK_STATION=${UMOCK_DIR:+$UMOCK_DIR/umock_station}
+DEVSRC_PROBE=${UMOCK_DIR:+$UMOCK_DIR/devsrc_probe}
+ESPSTATIOND=""
+if [ -n "${ESPSTATION:-}" ]; then
+    ESPSTATIOND=$(dirname "$ESPSTATION")/../daemon/espstationd
+fi
+
+if [ -z "$UMOCK_STATION" ] || [ ! -x "$UMOCK_STATION" ]; then
+    echo "FAIL: umockdev is installed but umock_station was not built (expected next to $ESP_SIM in umock/)" >&2
+    exit 1
+fi
+
+# Sanitizer builds: umockdev's preload library is loaded before a dynamic
+# ASan runtime (gcc); tell ASan not to insist on being first.
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0:detect_leaks=1"
+
+mkdir -p "$TEST_TMPDIR"
+UWORK=$(mktemp -d "$TEST_TMPDIR/${UDEV_TEST}.XXXXXX")
+UMOCK_PID=""
+UMOCK_FAILED=0
+
+udev_dump() {
+    udev_log "--- umock.log:"
+    tail -n 40 "$UWORK/umock.log" >&2 2>/dev/null || true
+    udev_log "--- program.log (tail):"
+    tail -n 60 "$UWORK/program.log" >&2 2>/dev/null || true
+    local d
+    for d in "$UWORK"/*/; do
+        [ -f "$d/sim.log" ] || [ -f "$d/modem.log" ] || continue
+        udev_log "--- board $(basename "$d"): modem.log, sim.log (tail), sim.stderr"
+        tail -n 20 "$d/modem.log" >&2 2>/dev/null || true
+        tail -n 20 "$d/sim.log" >&2 2>/dev/null || true
+        cat "$d/sim.stderr" >&2 2>/dev/null || true
+    done
+}
+
+udev_fail() {
+    UMOCK_FAILED=1
+    udev_log "FAIL: $*"
+    udev_dump
+    exit 1
+}
+
+udev_cleanup() {
+    local rc=$?
+    if [ -n "$UMOCK_PID" ] && kill -0 "$UMOCK_PID" 2>/dev/null; then
+        kill -TERM "$UMOCK_PID" 2>/dev/null || true
+        local i
+        for i in $(seq 100); do
+            kill -0 "$UMOCK_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$UMOCK_PID" 2>/dev/null || true
+    fi
+    exec 9>&- 2>/dev/null || true
+    if [ "$rc" -ne 0 ] || [ "$UMOCK_FAILED" -ne 0 ] || [ -n "${KEEP_TMP:-}" ]; then
+        udev_log "work dir kept: $UWORK"
+    else
+        rm -rf "$UWORK"
+    fi
+}
+trap udev_cleanup EXIT
+
+# umock_start PROG [ARGS...]: starts the harness (not yet the program: send
+# "start"), opens the control FIFO on fd 9.
+umock_start() {
+    umockdev-wrapper "$UMOCK_STATION" --sim "$ESP_SIM" --workdir "$UWORK" -- "$@" \
+        >"$UWORK/harness.out" 2>&1 &
+    UMOCK_PID=$!
+    local i
+    for i in $(seq 200); do
+        [ -p "$UWORK/ctl" ] && grep -q '^[0-9.]* ready' "$UWORK/umock.log" 2>/dev/null && break
+        kill -0 "$UMOCK_PID" 2>/dev/null || udev_fail "umock_station exited: $(cat "$UWORK/harness.out")"
+        sleep 0.05
+    done
+    [ -p "$UWORK/ctl" ] || udev_fail "umock_station did not create its control FIFO"
+    exec 9>"$UWORK/ctl"
+}
+
+umock_cmd() { printf '%s\n' "$*" >&9; }
+
+# wait_grep FILE ERE [TIMEOUT_S]: waits until a line of FILE matches ERE.
+wait_grep() {
+    local file=$1 re=$2 t=${3:-$UMOCK_TIMEOUT} i
+    for i in $(seq $((t * 20))); do
+        grep -Eq -- "$re" "$file" 2>/dev/null && return 0
+        if grep -Eq -- ' error ' "$UWORK/umock.log" 2>/dev/null; then
+            udev_fail "harness reported an error while waiting for /$re/ in $file"
+        fi
+        sleep 0.05
+    done
+    udev_fail "timeout (${t}s) waiting for /$re/ in $file"
+}
+
+# umock_sync: returns once the harness has executed every command sent so far.
+UMOCK_SYNC_N=0
+umock_sync() {
+    UMOCK_SYNC_N=$((UMOCK_SYNC_N + 1))
+    umock_cmd "sync s$UMOCK_SYNC_N"
+    wait_grep "$UWORK/umock.log" " ok sync s$UMOCK_SYNC_N\$" "${1:-$UMOCK_TIMEOUT}"
+}
+
+# umock_quit: SIGTERMs the program, waits; prints nothing, returns its status.
+umock_quit() {
+    umock_cmd quit
+    local rc=0
+    wait "$UMOCK_PID" || rc=$?
+    UMOCK_PID=""
+    return "$rc"
+}
+
+# count_lines FILE ERE
+count_lines() { grep -Ec -- "$2" "$1" 2>/dev/null || true; }
+
+assert_grep() {
+    grep -Eq -- "$2" "$1" 2>/dev/null || udev_fail "${3:-expected /$2/ in $1}"
+}
+
+assert_no_grep() {
+    if grep -Eq -- "$2" "$1" 2>/dev/null; then
+        udev_fail "${3:-unexpected /$2/ in $1}: $(grep -E -- "$2" "$1" | head -3)"
+    fi
+}
