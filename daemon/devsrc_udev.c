@@ -129,7 +129,8 @@ static bool port_of_ours(const struct devsrc_udev *src, struct udev_device *dev,
     const char *devnode = udev_device_get_devnode(dev);
     if (!devnode || !*devnode)
         return false;
-    struct udev_device *usb = udev_device_get_parent_with_subsystem_devtype(dev, "usb", "usb_device");
+    struct udev_device *usb =
+        udev_device_get_parent_with_subsystem_devtype(dev, "usb", "usb_device");
     uint16_t vid = 0, pid = 0;
     bool have_ids = parse_hex16(usb_attr_or_prop(usb, "idVendor", dev, "ID_VENDOR_ID"), &vid) &&
                     parse_hex16(usb_attr_or_prop(usb, "idProduct", dev, "ID_MODEL_ID"), &pid);
@@ -156,7 +157,8 @@ static bool port_of_ours(const struct devsrc_udev *src, struct udev_device *dev,
         ev->vid = vid;
         ev->pid = pid;
     }
-    copy_str(ev->serial, sizeof(ev->serial), usb_attr_or_prop(usb, "serial", dev, "ID_SERIAL_SHORT"));
+    copy_str(ev->serial, sizeof(ev->serial),
+             usb_attr_or_prop(usb, "serial", dev, "ID_SERIAL_SHORT"));
     copy_str(ev->product, sizeof(ev->product), usb_attr_or_prop(usb, "product", dev, "ID_MODEL"));
     ev->usb_jtag = have_ids && vid == USB_JTAG_VID && pid == USB_JTAG_PID;
     return true;

@@ -24,6 +24,28 @@ flash_through_fault() {
     stop_sim
 }
 
+# reply_index CHIP OP NTH CLI_ARGS...: on a fault-free board, run the CLI and
+# set REPLY_INDEX to the number of the reply frame (as the sim counts them for
+# drop-reply/corrupt-reply: 8 per SYNC, 1 per other command) answering the
+# NTH command OP ("mid" = the middle one). Keeps the fault cases aimed at the
+# intended command even when the engine's command sequence changes.
+reply_index() {
+    local chip=$1 op=$2 nth=$3
+    shift 3
+    start_sim "$chip"
+    expect_exit 0 -p "$SIM_PORT" "$@"
+    if [ "$nth" = mid ]; then
+        nth=$(grep -c " cmd $op " "$SIM_DIR/sim.log" || true)
+        nth=$(((nth + 1) / 2))
+    fi
+    REPLY_INDEX=$(awk -v op="$op" -v nth="$nth" '
+        $2 == "cmd" { n += ($3 == "SYNC") ? 8 : 1; if ($3 == op && ++k == nth) { print n; exit } }' \
+        "$SIM_DIR/sim.log")
+    stop_sim
+    [ -n "$REPLY_INDEX" ] || fail "no command $op #$nth in a clean run"
+    log "reply to $op #$nth is reply $REPLY_INDEX"
+}
+
 # data_fault_counted: when the fault hit the reply to a data block
 # (sim.log: "fault ... fired (reply N, FLASH_DEFL_DATA)"), the block was
 # resent and the result must count it.
@@ -43,16 +65,20 @@ data_fault_counted() {
 for f in drop-reply:3 corrupt-reply:3 drop-reply:9; do
     flash_through_fault esp32 "$f"
 done
-flash_through_fault esp32 drop-reply:45
+reply_index esp32 FLASH_DEFL_DATA mid --json flash 0x10000 "$WORK/app.bin"
+flash_through_fault esp32 "drop-reply:$REPLY_INDEX"
 data_fault_counted
-flash_through_fault esp32 corrupt-reply:45
+flash_through_fault esp32 "corrupt-reply:$REPLY_INDEX"
 data_fault_counted
-flash_through_fault esp32 drop-reply:70 --no-stub
+reply_index esp32 FLASH_DEFL_DATA mid --no-stub --json flash 0x10000 "$WORK/app.bin"
+flash_through_fault esp32 "drop-reply:$REPLY_INDEX" --no-stub
 data_fault_counted
-flash_through_fault esp32 corrupt-reply:70 --no-stub --no-compress
+reply_index esp32 FLASH_DATA mid --no-stub --json flash --no-compress 0x10000 "$WORK/app.bin"
+flash_through_fault esp32 "corrupt-reply:$REPLY_INDEX" --no-stub --no-compress
 data_fault_counted
 flash_through_fault esp8266 drop-reply:30 --no-stub
-flash_through_fault esp32c3 corrupt-reply:42
+reply_index esp32c3 FLASH_DEFL_DATA mid --json flash 0x10000 "$WORK/app.bin"
+flash_through_fault esp32c3 "corrupt-reply:$REPLY_INDEX"
 data_fault_counted
 
 # Refused SYNC a couple of times: connect retries and gets through.
@@ -65,4 +91,25 @@ flash_through_fault esp32 drop-reply:12      # READ_REG (identify)
 flash_through_fault esp32 corrupt-reply:18   # MEM_DATA (stub upload)
 flash_through_fault esp32 drop-reply:20      # MEM_BEGIN (stub upload)
 flash_through_fault esp32 drop-reply:30      # WRITE_REG (flash id)
+
+# Reading and verifying: a lost reply to READ_FLASH or SPI_FLASH_MD5 is retried.
+# read_through_fault FAULT: fresh board holding app.bin at 0x10000, read it back.
+read_through_fault() {
+    start_sim esp32 --fault "$1"
+    dd if="$WORK/app.bin" of="$SIM_DIR/flash.bin" bs=4096 seek=16 conv=notrunc status=none
+    rm -f "$WORK/rb.bin"
+    expect_exit 0 -p "$SIM_PORT" --json read 0x10000 "$(size_of "$WORK/app.bin")" "$WORK/rb.bin"
+    cmp "$WORK/rb.bin" "$WORK/app.bin" || fail "read through fault $1 returned other bytes"
+    sim_log_has 'fault .* fired' || fail "fault $1 did not fire"
+    stop_sim
+}
+reply_index esp32 READ_FLASH 1 --json read 0x10000 "$(size_of "$WORK/app.bin")" "$WORK/rb.bin"
+read_through_fault "drop-reply:$REPLY_INDEX"
+read_through_fault "corrupt-reply:$REPLY_INDEX"
+reply_index esp32 SPI_FLASH_MD5 1 --json verify 0x10000 "$WORK/app.bin"
+start_sim esp32 --fault "drop-reply:$REPLY_INDEX"
+dd if="$WORK/app.bin" of="$SIM_DIR/flash.bin" bs=4096 seek=16 conv=notrunc status=none
+expect_exit 0 -p "$SIM_PORT" --json verify 0x10000 "$WORK/app.bin"
+assert_json '.regions[0].verified' true
+sim_log_has 'fault .* fired .*SPI_FLASH_MD5' || fail "the MD5 reply was not dropped"
 done_ok

@@ -154,3 +154,67 @@ assert_no_grep() {
         udev_fail "${3:-unexpected /$2/ in $1}: $(grep -E -- "$2" "$1" | head -3)"
     fi
 }
+
+# ---- espstationd under the testbed ----------------------------------------------
+
+# station_setup [PROFILE_EXTRA_JSON] [IMAGE_BYTES]: writes a firmware set
+# (one 'data' region at 0x10000), the config $UWORK/station.json (slots
+# A1..A8 on ID_PATH pci-0000:00:14.0-usb-0:1.N:1.0) and imports the set.
+# Sets FW_MD5 and FW_FILE.
+station_setup() {
+    local extra=${1:-} bytes=${2:-131072}
+    [ -n "$ESPSTATIOND" ] && [ -x "$ESPSTATIOND" ] ||
+        udev_fail "espstationd not built (expected $ESPSTATIOND)"
+    mkdir -p "$UWORK/fw"
+    head -c "$bytes" /dev/urandom >"$UWORK/fw/app.bin"
+    cat >"$UWORK/fw/manifest.json" <<EOJ
+{"name": "udevtest", "version": "1.0.0", "chip": "esp32",
+ "regions": [{"offset": "0x10000", "file": "app.bin", "kind": "data"}]}
+EOJ
+    local slots="" n
+    for n in 1 2 3 4 5 6 7 8; do
+        slots="$slots${slots:+, }{\"id_path\": \"pci-0000:00:14.0-usb-0:1.$n:1.0\", \"label\": \"A$n\"}"
+    done
+    cat >"$UWORK/station.json" <<EOJ
+{"data_dir": "$UWORK/data", "stub_dir": "${STUB_DIR:-}",
+ "slots": [$slots],
+ "profiles": {"line": {"firmware": {"esp32": "udevtest@1.0.0"}, "baud": 460800$extra}},
+ "active_profile": "line"}
+EOJ
+    "$ESPSTATIOND" --config "$UWORK/station.json" --import-firmware "$UWORK/fw" \
+        >"$UWORK/import.log" 2>&1 || udev_fail "firmware import failed: $(cat "$UWORK/import.log")"
+    FW_FILE=$UWORK/fw/app.bin
+    FW_MD5=$(md5sum "$FW_FILE" | cut -d' ' -f1)
+    DB=$UWORK/data/records.db
+}
+
+sql() { sqlite3 -batch -noheader "$DB" "$@"; }
+
+# wait_sql QUERY EXPECTED [TIMEOUT_S]: polls until QUERY prints EXPECTED.
+wait_sql() {
+    local q=$1 want=$2 t=${3:-$UMOCK_TIMEOUT} i got=""
+    for i in $(seq $((t * 10))); do
+        got=$(sql "$q" 2>/dev/null || true)
+        [ "$got" = "$want" ] && return 0
+        sleep 0.1
+    done
+    udev_fail "timeout (${t}s): '$q' gave '$got', expected '$want'"
+}
+
+# flash_matches BOARD: the board's flash at 0x10000 holds the firmware region.
+flash_matches() {
+    cmp -s <(tail -c +$((0x10000 + 1)) "$UWORK/$1/flash.bin" | head -c "$(stat -c %s "$FW_FILE")") "$FW_FILE"
+}
+
+# assert_reset_timeline BOARD: modem.log shows the classic bootloader reset:
+# EN low (RTS without DTR), then EN released with BOOT low at that moment
+# (DTR without RTS), then both released.
+assert_reset_timeline() {
+    local f=$UWORK/$1/modem.log
+    awk '
+        / EN=low / { en = 1; next }
+        en && / EN=high BOOT=low / { boot = 1; next }
+        boot && / EN=high BOOT=high / { ok = 1; exit }
+        END { exit ok ? 0 : 1 }' "$f" ||
+        udev_fail "modem.log of $1 lacks EN low -> (EN high, BOOT low) -> release: $(cat "$f")"
+}

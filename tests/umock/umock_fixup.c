@@ -54,7 +54,8 @@ char *realpath(const char *path, char *resolved)
 {
     if (is_mock_pty_node(path))
         return answer_self(path, resolved);
-    char *(*next)(const char *, char *) = (char *(*)(const char *, char *))dlsym(RTLD_NEXT, "realpath");
+    char *(*next)(const char *, char *) =
+        (char *(*)(const char *, char *))dlsym(RTLD_NEXT, "realpath");
     return next ? next(path, resolved) : NULL;
 }
 

@@ -21,6 +21,8 @@
  * Commands, one per line, from the FIFO DIR/ctl (or stdin with --ctl -),
  * executed in order; each is acknowledged in DIR/umock.log (and stdout):
  *   add NAME CHIP VID:PID ID_PATH [+tag=T] [+serial=S] [+nosim] [esp_sim args...]
+ *                        (add NAME ... of a removed board plugs it in again
+ *                        as it was; the rest of the line is ignored)
  *   remove NAME          hang up the port (the host sees EIO/HUP), stop the
  *                        board's sim, send the remove uevent, drop the sysfs
  *   reenumerate NAME     remove + add again: same ID_PATH and board dir (the
@@ -129,7 +131,7 @@ static bool prog_running;
 static int prog_status = -1;
 static FILE *umock_log;
 static char *program_log;
-static char *fixup_path; /* libumock_fixup.so next to this binary, NULL = none */
+static char *fixup_path;   /* libumock_fixup.so next to this binary, NULL = none */
 static GHashTable *boards; /* name -> struct board * */
 static GQueue cmd_queue = G_QUEUE_INIT;
 static GString *ctl_buf;
@@ -393,9 +395,10 @@ static bool start_sim(struct board *b)
     int src_fds[1] = {b->master_fd};
     int dst_fds[1] = {3};
     GError *err = NULL;
-    bool ok = g_spawn_async_with_pipes_and_fds(
-        NULL, (const char *const *)av->pdata, (const char *const *)env, G_SPAWN_DO_NOT_REAP_CHILD,
-        NULL, NULL, nullfd, nullfd, errfd, src_fds, dst_fds, 1, &b->sim_pid, NULL, NULL, NULL, &err);
+    bool ok = g_spawn_async_with_pipes_and_fds(NULL, (const char *const *)av->pdata,
+                                               (const char *const *)env, G_SPAWN_DO_NOT_REAP_CHILD,
+                                               NULL, NULL, nullfd, nullfd, errfd, src_fds, dst_fds,
+                                               1, &b->sim_pid, NULL, NULL, NULL, &err);
     if (errfd >= 0)
         close(errfd);
     if (nullfd >= 0)
@@ -464,17 +467,18 @@ static char *describe(struct board *b, unsigned port, unsigned ttynum)
                            "A: speed=12\n\n",
                            usb, port + 1, vid, pid, b->serial, vid, pid, b->serial,
                            product_of(b->vid, b->pid), port + 1);
-    g_string_append_printf(s,
-                           "P: %s\nE: SUBSYSTEM=usb\nE: DEVTYPE=usb_interface\nE: DRIVER=%s\n"
-                           "E: INTERFACE=255/0/0\nA: bInterfaceNumber=00\nA: bInterfaceClass=ff\n\n",
-                           intf, drv);
+    g_string_append_printf(
+        s,
+        "P: %s\nE: SUBSYSTEM=usb\nE: DEVTYPE=usb_interface\nE: DRIVER=%s\n"
+        "E: INTERFACE=255/0/0\nA: bInterfaceNumber=00\nA: bInterfaceClass=ff\n\n",
+        intf, drv);
     char *parent;
     if (b->acm) {
         parent = g_strdup(intf);
     } else {
         parent = g_strdup_printf("%s/%s", intf, tty);
-        g_string_append_printf(s, "P: %s\nE: SUBSYSTEM=usb-serial\nE: DRIVER=%s\nA: port_number=0\n\n",
-                               parent, drv);
+        g_string_append_printf(
+            s, "P: %s\nE: SUBSYSTEM=usb-serial\nE: DRIVER=%s\nA: port_number=0\n\n", parent, drv);
     }
     char *ttyp = g_strdup_printf("%s/tty/%s", parent, tty);
     g_string_append_printf(s,
@@ -486,8 +490,8 @@ static char *describe(struct board *b, unsigned port, unsigned ttynum)
     if (b->tag)
         g_string_append_printf(s, "E: TAGS=:%s:\nE: CURRENT_TAGS=:%s:\n", b->tag, b->tag);
     /* libserialport walks /sys/class/tty/X/device/../.. for the USB ids */
-    g_string_append_printf(s, "A: dev=%u:%u\nL: device=../../../%s\n", b->acm ? 166u : 188u,
-                           ttynum, b->acm ? intf_name : tty);
+    g_string_append_printf(s, "A: dev=%u:%u\nL: device=../../../%s\n", b->acm ? 166u : 188u, ttynum,
+                           b->acm ? intf_name : tty);
 
     g_free(b->usb_syspath);
     g_free(b->intf_syspath);
@@ -518,7 +522,7 @@ static bool plug(struct board *b)
     unsigned inc = GPOINTER_TO_UINT(g_hash_table_lookup(incarnations, b->name)) + 1;
     g_hash_table_insert(incarnations, g_strdup(b->name), GUINT_TO_POINTER(inc));
     b->present = true;
-    b->ready = b->nosim; /* without a sim, modem ioctls complete at once */
+    b->ready = b->nosim;              /* without a sim, modem ioctls complete at once */
     b->mctrl = TIOCM_DTR | TIOCM_RTS; /* a tty raises both on open (HUPCL) */
     g_mutex_unlock(&state_lock);
 
@@ -587,8 +591,8 @@ static void unplug(struct board *b)
          * and the next openpty() may get it, so drop the stale entry. */
         if (pts[0]) {
             g_strdelimit(pts, "/", '_');
-            char *map = g_build_filename(umockdev_testbed_get_root_dir(tb), "dev", ".ptymap",
-                                         pts, NULL);
+            char *map =
+                g_build_filename(umockdev_testbed_get_root_dir(tb), "dev", ".ptymap", pts, NULL);
             g_unlink(map);
             g_free(map);
         }
@@ -623,13 +627,26 @@ static bool parse_vidpid(const char *s, guint16 *vid, guint16 *pid)
 
 static void cmd_add(char **w, int n)
 {
-    if (n < 5) {
+    if (n < 2) {
         say("error add: usage: add NAME CHIP VID:PID ID_PATH [+tag=T] [+serial=S] [+nosim] "
             "[esp_sim args]");
         return;
     }
-    if (g_hash_table_contains(boards, w[1])) {
-        say("error add %s: already exists", w[1]);
+    struct board *old = g_hash_table_lookup(boards, w[1]);
+    if (old && old->present) {
+        say("error add %s: already plugged in", w[1]);
+        return;
+    }
+    if (old) {
+        /* re-plug an unplugged board: same ID_PATH, dir (flash) and sim args */
+        if (plug(old))
+            say("ok add %s %s %s sim_pid=%d", old->name, old->devnode, old->tty_syspath,
+                (int)old->sim_pid);
+        return;
+    }
+    if (n < 5) {
+        say("error add: usage: add NAME CHIP VID:PID ID_PATH [+tag=T] [+serial=S] [+nosim] "
+            "[esp_sim args]");
         return;
     }
     struct board *b = g_new0(struct board, 1);
@@ -787,7 +804,7 @@ static gboolean waitexit_poll(gpointer ud)
         else
             say("ok waitexit status=%d", prog_status);
         wait_source = 0;
-            process_queue();
+        process_queue();
         return G_SOURCE_REMOVE;
     }
     return G_SOURCE_CONTINUE;
