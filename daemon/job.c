@@ -195,9 +195,9 @@ struct worker {
     enum board_phase phase;
     char stage[RECORDS_STATE_LEN];
     int64_t last_progress_ms;
-    int64_t write_t0_ms;  /* first write progress */
-    int64_t write_ms;     /* time spent writing + verifying */
-    uint64_t bytes_total; /* sum of region sizes */
+    int64_t write_t0_ms;   /* first write progress */
+    int64_t write_ms;      /* time spent writing + verifying */
+    uint64_t bytes_total;  /* sum of region sizes */
     uint64_t bytes_before; /* finished regions */
 };
 
@@ -289,10 +289,11 @@ static void engine_progress(void *ctx, const struct esp_progress *p)
     struct job_msg *m = msg_new(w, JOB_MSG_PROGRESS);
     if (!m)
         return;
-    uint64_t done = p->stage == ESP_STAGE_WRITE ? (region_end && p->region_index + 1 < p->region_count
-                                                       ? w->bytes_before
-                                                       : w->bytes_before + p->done)
-                                                : w->bytes_total;
+    uint64_t done =
+        p->stage == ESP_STAGE_WRITE
+            ? (region_end && p->region_index + 1 < p->region_count ? w->bytes_before
+                                                                   : w->bytes_before + p->done)
+            : w->bytes_total;
     m->done = done;
     m->total = w->bytes_total;
     m->wire = p->wire_bytes;
@@ -371,7 +372,8 @@ static int boot_check(struct worker *w, struct esp_error *err)
     regex_t re;
     int rrc = regcomp(&re, p->boot_pattern, REG_EXTENDED);
     if (rrc != 0)
-        return esp_error_set(err, -EINVAL, ESP_STAGE_FINISH, "fix boot_check.pattern in the profile",
+        return esp_error_set(err, -EINVAL, ESP_STAGE_FINISH,
+                             "fix boot_check.pattern in the profile",
                              "boot check pattern does not compile");
     transport_set_baud(w->t, p->boot_baud);
     char line[512];
@@ -419,8 +421,8 @@ static int boot_check(struct worker *w, struct esp_error *err)
                         if (!cm)
                             continue;
                         snprintf(cm->name, sizeof(cm->name), "%s", p->capture[g]);
-                        snprintf(cm->value, sizeof(cm->value), "%.*s",
-                                 (int)(m->rm_eo - m->rm_so), line + m->rm_so);
+                        snprintf(cm->value, sizeof(cm->value), "%.*s", (int)(m->rm_eo - m->rm_so),
+                                 line + m->rm_so);
                         wlog(w, LOG_LEVEL_INFO, "boot check %s = %s", cm->name, cm->value);
                         post(w, cm);
                     }
@@ -564,8 +566,7 @@ static int run(struct worker *w, struct job_result *res)
             return rc;
         }
         if (rc == 1) {
-            wlog(w, LOG_LEVEL_INFO, "flash already holds %s (every region's MD5 matches)",
-                 fw->ref);
+            wlog(w, LOG_LEVEL_INFO, "flash already holds %s (every region's MD5 matches)", fw->ref);
             job_firmware_unref(fw);
             rc = do_reset(w, err);
             if (rc < 0)

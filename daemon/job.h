@@ -70,15 +70,15 @@ struct job_params {
     uint32_t boot_baud;
     char capture[JOB_MAX_CAPTURE][32];
     size_t n_capture;
-    int reenum_grace_ms; /* USB-Serial/JTAG: how long a reset may take the port away */
+    int reenum_grace_ms;  /* USB-Serial/JTAG: how long a reset may take the port away */
     int connect_attempts; /* 0 = engine default */
 };
 
 /* The loop's answer after identify. */
 struct job_plan {
-    struct job_firmware *fw;       /* reference moved to the job; NULL: nothing to write */
+    struct job_firmware *fw;           /* reference moved to the job; NULL: nothing to write */
     enum records_job_state nofw_state; /* when fw is NULL: SKIPPED or FAILED */
-    char message[256];             /* when fw is NULL: why */
+    char message[256];                 /* when fw is NULL: why */
     char advice[256];
 };
 
@@ -95,8 +95,8 @@ enum job_msg_kind {
 const char *job_msg_kind_to_string(enum job_msg_kind k);
 
 struct job_result {
-    enum records_job_state state; /* PASSED, FAILED, SKIPPED, CANCELLED */
-    struct esp_error err;         /* code != 0 on failure/cancel; also the skip reason */
+    enum records_job_state state;  /* PASSED, FAILED, SKIPPED, CANCELLED */
+    struct esp_error err;          /* code != 0 on failure/cancel; also the skip reason */
     char stage[RECORDS_STATE_LEN]; /* the job's stage when it ended */
     int64_t bytes, wire_bytes;
     double kbps; /* effective, over the write; < 0 unknown */
@@ -139,14 +139,14 @@ struct job {
 
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    bool have_plan;   /* mu */
-    bool cancelled;   /* mu */
+    bool have_plan;       /* mu */
+    bool cancelled;       /* mu */
     struct job_plan plan; /* mu */
 
     /* (loop) */
     struct slot *slot;
-    bool removed;    /* the port went away under the job */
-    bool stopping;   /* cancelled because the daemon stops */
+    bool removed;  /* the port went away under the job */
+    bool stopping; /* cancelled because the daemon stops */
     char stage[RECORDS_STATE_LEN];
     enum board_phase phase;
     char mac[18];

@@ -83,7 +83,8 @@ size_t log_format(char *buf, size_t len, bool journal, int64_t now_ms, enum log_
         gmtime_r(&secs, &tm);
         char ts[32];
         strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-        n = snprintf(buf, len, "%s.%03dZ %s ", ts, (int)(now_ms % 1000), log_level_to_string(level));
+        n = snprintf(buf, len, "%s.%03dZ %s ", ts, (int)(now_ms % 1000),
+                     log_level_to_string(level));
     }
     size_t pos = n < 0 ? 0 : (size_t)n;
     if (pos >= len)

@@ -29,23 +29,24 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: espstationd [options]\n"
-            "  -c, --config FILE          configuration (JSON); default: none, built-in defaults\n"
-            "  -d, --data-dir DIR         data directory (overrides the config's data_dir)\n"
-            "  -s, --stub-dir DIR         flasher stubs (default: config stub_dir, "
-            "$ESPSTATION_STUB_DIR, %s)\n"
-            "      --import-firmware DIR  import the firmware set in DIR into the catalog and exit\n"
-            "      --replace              with --import-firmware: replace an existing name@version\n"
-            "      --flag-after N         flag a slot after N failed jobs in a row (default 3)\n"
-            "      --retry-backoff-ms MS  wait before retrying a failed board (default 2000)\n"
-            "      --no-udev              serve only the manual ports of the config\n"
-            "      --log-level LEVEL      error, warn, notice, info (default), debug\n"
-            "  -h, --help                 this text\n"
-            "  -V, --version              version\n"
-            "Signals: SIGTERM/SIGINT stop (running jobs are cancelled and recorded),\n"
-            "SIGHUP reloads the configuration and rescans the firmware catalog.\n",
-            ESPSTATION_DEFAULT_STUB_DIR[0] ? ESPSTATION_DEFAULT_STUB_DIR : "none");
+    fprintf(
+        f,
+        "usage: espstationd [options]\n"
+        "  -c, --config FILE          configuration (JSON); default: none, built-in defaults\n"
+        "  -d, --data-dir DIR         data directory (overrides the config's data_dir)\n"
+        "  -s, --stub-dir DIR         flasher stubs (default: config stub_dir, "
+        "$ESPSTATION_STUB_DIR, %s)\n"
+        "      --import-firmware DIR  import the firmware set in DIR into the catalog and exit\n"
+        "      --replace              with --import-firmware: replace an existing name@version\n"
+        "      --flag-after N         flag a slot after N failed jobs in a row (default 3)\n"
+        "      --retry-backoff-ms MS  wait before retrying a failed board (default 2000)\n"
+        "      --no-udev              serve only the manual ports of the config\n"
+        "      --log-level LEVEL      error, warn, notice, info (default), debug\n"
+        "  -h, --help                 this text\n"
+        "  -V, --version              version\n"
+        "Signals: SIGTERM/SIGINT stop (running jobs are cancelled and recorded),\n"
+        "SIGHUP reloads the configuration and rescans the firmware catalog.\n",
+        ESPSTATION_DEFAULT_STUB_DIR[0] ? ESPSTATION_DEFAULT_STUB_DIR : "none");
 }
 
 static int parse_int(const char *s, int lo, int hi, int *out)

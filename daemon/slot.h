@@ -58,7 +58,9 @@ struct slot {
     char uri[256];  /* last uri/devnode (attribute only) */
     bool usb_jtag;
     bool present;
-    bool manual; /* from the config's ports: polled for presence */
+    bool manual;        /* from the config's ports: polled for presence */
+    uint64_t manual_id; /* identity of the path while present (see station.c manual_id) */
+    uint64_t dead_id;   /* identity it had when it went away: the same again is stale */
 
     enum board_phase phase;
     char stage[24]; /* engine stage name ("write") or "boot_check", "" when none */
@@ -76,14 +78,14 @@ struct slot {
 
     int failures; /* consecutive failed jobs */
     bool flagged;
-    int attempt;  /* 0 = first try of the current board, n = n-th retry */
+    int attempt; /* 0 = first try of the current board, n = n-th retry */
     bool retry_pending;
 
-    struct job *job;           /* running job, NULL when none */
-    int64_t job_id;            /* records id of the current or last job, 0 none */
-    struct loop_timer *timer;  /* retry backoff / usb-jtag grace (owned by the station) */
-    void *timer_ctx;           /* the timer's callback context (owned by the station) */
-    bool in_grace;             /* usb-jtag board gone during reset: waiting for it */
+    struct job *job;          /* running job, NULL when none */
+    int64_t job_id;           /* records id of the current or last job, 0 none */
+    struct loop_timer *timer; /* retry backoff / usb-jtag grace (owned by the station) */
+    void *timer_ctx;          /* the timer's callback context (owned by the station) */
+    bool in_grace;            /* usb-jtag board gone during reset: waiting for it */
 };
 
 /* A slot's display name: its label, else its key. */

@@ -143,11 +143,33 @@ static const char *manual_path(const char *uri)
     return uri;
 }
 
-static bool manual_present(const char *uri)
+/*
+ * Identity of a manual port's path: 0 when absent, 1 for URIs without a path
+ * (tcp://, fd:), else a hash of the path's own inode and change time (lstat:
+ * a symlink re-created by a restarted board differs) and the device it leads
+ * to. A pty symlink left behind by a board that died can point at a /dev/pts
+ * number that a new, unrelated pty reuses; comparing with the identity the
+ * port had when it went away keeps such a stale path "absent".
+ */
+static uint64_t manual_id(const char *uri)
 {
     const char *p = manual_path(uri);
-    struct stat sb;
-    return !p || stat(p, &sb) == 0;
+    if (!p)
+        return 1;
+    struct stat ls, ts;
+    if (lstat(p, &ls) != 0 || stat(p, &ts) != 0)
+        return 0;
+    uint64_t h = 1469598103934665603ull;
+    uint64_t parts[5] = {(uint64_t)ls.st_ino, (uint64_t)ls.st_ctim.tv_sec,
+                         (uint64_t)ls.st_ctim.tv_nsec, (uint64_t)ts.st_rdev, (uint64_t)ts.st_ino};
+    for (int i = 0; i < 5; i++)
+        h = (h ^ parts[i]) * 1099511628211ull;
+    return h ? h : 2;
+}
+
+static bool manual_present(const char *uri)
+{
+    return manual_id(uri) != 0;
 }
 
 static void resolve_dirs(struct station *st)
@@ -591,14 +613,7 @@ static void finish_job(struct station *st, struct job *j, struct job_result *r)
             slot_count_result(s, true, false, st->opt.flag_after);
             slog(s, LOG_LEVEL_WARN, "failed: %s", msg);
         } else {
-            if (slot_count_result(s, true, true, st->opt.flag_after)) {
-                struct json_object *fd = jobj();
-                jset_int(fd, "failures", s->failures);
-                event(st, "slot.flagged", s, j->mac, j->id, fd);
-                slog(s, LOG_LEVEL_WARN,
-                     "slot flagged: %d failed jobs in a row; check the cable, socket and adapter",
-                     s->failures);
-            }
+            bool flagged = slot_count_result(s, true, true, st->opt.flag_after);
             if (retry)
                 slog(s, LOG_LEVEL_ERROR, "failed during %s: %s%s; retrying in %d ms (%d of %d)",
                      err_stage ? err_stage : "?", msg, dev, st->opt.retry_backoff_ms,
@@ -606,6 +621,14 @@ static void finish_job(struct station *st, struct job *j, struct job_result *r)
             else
                 slog(s, LOG_LEVEL_ERROR, "failed during %s: %s%s%s%s", err_stage ? err_stage : "?",
                      msg, dev, advice[0] ? " -- " : "", advice);
+            if (flagged) {
+                struct json_object *fd = jobj();
+                jset_int(fd, "failures", s->failures);
+                event(st, "slot.flagged", s, j->mac, j->id, fd);
+                slog(s, LOG_LEVEL_WARN,
+                     "slot flagged: %d failed jobs in a row; check the cable, socket and adapter",
+                     s->failures);
+            }
         }
         set_phase(s, BOARD_FAILED);
         if (retry) {
@@ -683,44 +706,57 @@ static void on_identified(struct station *st, struct job *j, const struct job_ms
     /* Decide what this board gets. */
     struct job_plan plan;
     memset(&plan, 0, sizeof(plan));
-    plan.nofw_state = RECORDS_JOB_SKIPPED;
-    const struct config_profile *prof = active_profile(st);
-    if (!ci->chip) {
-        plan.nofw_state = RECORDS_JOB_FAILED;
-        snprintf(plan.message, sizeof(plan.message), "unknown chip (magic 0x%08X)", ci->magic);
-        snprintf(plan.advice, sizeof(plan.advice), "this chip family is not supported");
-    } else if (!prof) {
-        snprintf(plan.message, sizeof(plan.message),
-                 "no active profile: %s identified and recorded, not flashed", j->chip);
-        snprintf(plan.advice, sizeof(plan.advice),
-                 "set active_profile in the config to flash boards");
-    } else {
-        const struct config_firmware_ref *ref = config_profile_firmware(prof, ci->chip->chip);
-        if (!ref) {
-            snprintf(plan.message, sizeof(plan.message),
-                     "no firmware configured for %s in profile %s", j->chip, prof->name);
+    const struct config_firmware_ref *ref = NULL;
+    int pick = station_choose_firmware(st->cfg, ci->chip, ci->magic, &ref, plan.message,
+                                       sizeof(plan.message), plan.advice, sizeof(plan.advice));
+    plan.nofw_state = pick < 0 ? RECORDS_JOB_FAILED : RECORDS_JOB_SKIPPED;
+    if (pick > 0) {
+        char err[512] = "";
+        int rc = fw_get(st, ref, &plan.fw, err, sizeof(err));
+        if (rc < 0) {
+            plan.fw = NULL;
+            plan.nofw_state = RECORDS_JOB_FAILED;
+            scopy(plan.message, sizeof(plan.message), err[0] ? err : "cannot load the firmware");
             snprintf(plan.advice, sizeof(plan.advice),
-                     "add \"%s\": \"name@version\" to profiles.%s.firmware in the config",
-                     ci->chip->stub_name, prof->name);
-        } else {
-            char err[512] = "";
-            int rc = fw_get(st, ref, &plan.fw, err, sizeof(err));
-            if (rc < 0) {
-                plan.fw = NULL;
-                plan.nofw_state = RECORDS_JOB_FAILED;
-                scopy(plan.message, sizeof(plan.message), err[0] ? err : "cannot load the firmware");
-                snprintf(plan.advice, sizeof(plan.advice),
-                         "import %s@%s with espstationd --import-firmware DIR (or fix the "
-                         "profile)",
-                         ref->name, ref->version);
-            } else if (records_job_set_firmware(st->rec, j->id, plan.fw->ref, &re) < 0) {
-                rec_warn(&re);
-            }
+                     "import %s@%s with espstationd --import-firmware DIR (or fix the profile)",
+                     ref->name, ref->version);
+        } else if (records_job_set_firmware(st->rec, j->id, plan.fw->ref, &re) < 0) {
+            rec_warn(&re);
         }
     }
     j->replied = true;
     job_reply(j, &plan);
     job_firmware_unref(plan.fw); /* NULL after job_reply moved it; kept for clarity */
+}
+
+int station_choose_firmware(const struct config *cfg, const struct esp_chip_desc *chip,
+                            uint32_t magic, const struct config_firmware_ref **ref, char *msg,
+                            size_t msglen, char *advice, size_t advlen)
+{
+    *ref = NULL;
+    msg[0] = advice[0] = '\0';
+    if (!chip) {
+        snprintf(msg, msglen, "unknown chip (magic 0x%08X)", magic);
+        snprintf(advice, advlen, "this chip family is not supported by the station");
+        return -ENOTSUP;
+    }
+    const struct config_profile *prof = config_profile(cfg, NULL);
+    if (!prof) {
+        snprintf(msg, msglen, "no active profile: %s identified and recorded, not flashed",
+                 chip->name);
+        snprintf(advice, advlen, "set active_profile in the config to flash boards");
+        return 0;
+    }
+    *ref = config_profile_firmware(prof, chip->chip);
+    if (!*ref) {
+        snprintf(msg, msglen, "no firmware configured for %s in profile %s", chip->name,
+                 prof->name);
+        snprintf(advice, advlen,
+                 "add \"%s\": \"name@version\" to profiles.%s.firmware in the config",
+                 chip->stub_name, prof->name);
+        return 0;
+    }
+    return 1;
 }
 
 static void on_flash_info(struct station *st, struct job *j, const struct job_msg *m)
@@ -789,8 +825,7 @@ static void on_message(void *ctx, void *msg)
         s->done = m->done;
         s->total = m->total;
         s->kbps = m->kbps;
-        if (records_job_progress(st->rec, j->id, NULL, (int64_t)m->done, (int64_t)m->wire, &re) <
-            0)
+        if (records_job_progress(st->rec, j->id, NULL, (int64_t)m->done, (int64_t)m->wire, &re) < 0)
             rec_warn(&re);
         break;
     case JOB_MSG_IDENTIFIED:
@@ -867,6 +902,8 @@ static void port_removed(struct station *st, const struct port_event *ev)
     if (!s || !s->present)
         return;
     s->present = false;
+    if (s->manual)
+        s->dead_id = s->manual_id;
     struct json_object *d = jobj();
     jset_str(d, "uri", ev->uri);
     event(st, "port.removed", s, s->mac, s->job ? s->job->id : 0, d);
@@ -876,8 +913,9 @@ static void port_removed(struct station *st, const struct port_event *ev)
         if (jtag && (j->phase == BOARD_RESETTING || j->phase == BOARD_BOOT_CHECK) &&
             st->opt.reenum_grace_ms > 0) {
             s->in_grace = true;
-            slog(s, LOG_LEVEL_INFO, "port gone during %s (USB-Serial/JTAG re-enumeration?): "
-                                    "waiting %d ms for it",
+            slog(s, LOG_LEVEL_INFO,
+                 "port gone during %s (USB-Serial/JTAG re-enumeration?): "
+                 "waiting %d ms for it",
                  j->stage, st->opt.reenum_grace_ms);
             if (slot_timer_arm(st, s, st->opt.reenum_grace_ms) < 0) {
                 s->in_grace = false;
@@ -920,13 +958,24 @@ static void poll_manual(void *ctx)
         struct port_event ev;
         devsrc_manual_event(PORT_ADDED, p->uri, p->label, &ev);
         struct slot *s = slot_table_find(&st->slots, ev.slot_key);
-        bool now = manual_present(p->uri);
-        if (now && !(s && s->present)) {
+        uint64_t id = manual_id(p->uri);
+        bool was = s && s->present;
+        if (was && id != 0 && id != s->manual_id && id != 1) {
+            /* Replaced between two polls (a new board on the same path). */
+            ev.kind = PORT_REMOVED;
+            port_removed(st, &ev);
+            ev.kind = PORT_ADDED;
+            was = false;
+        }
+        if (id != 0 && !was && !(s && s->dead_id == id)) {
             port_added(st, &ev);
             s = slot_table_find(&st->slots, ev.slot_key);
-            if (s)
+            if (s) {
                 s->manual = true;
-        } else if (!now && s && s->present) {
+                s->manual_id = id;
+                s->dead_id = 0;
+            }
+        } else if (id == 0 && was) {
             ev.kind = PORT_REMOVED;
             port_removed(st, &ev);
         }
@@ -957,7 +1006,8 @@ int station_attach(struct station *st, const char *uri, const char *label)
     return 0;
 }
 
-/* ---- udev ------------------------------------------------------------------------------------- */
+/* ---- udev -------------------------------------------------------------------------------------
+ */
 
 static void udev_ready(void *ctx, int fd, uint32_t events)
 {
@@ -991,15 +1041,16 @@ static void udev_start(struct station *st)
         log_msg(LOG_LEVEL_WARN, "udev coldplug failed: %s", strerror(-rc));
 }
 
-/* ---- life cycle ------------------------------------------------------------------------------- */
+/* ---- life cycle -------------------------------------------------------------------------------
+ */
 
 static int load_config(const char *path, struct config **out, char *err, size_t errlen)
 {
     return config_load(path, out, err, errlen);
 }
 
-int station_new(const struct station_options *o, struct loop *loop, struct station **out,
-                char *err, size_t errlen)
+int station_new(const struct station_options *o, struct loop *loop, struct station **out, char *err,
+                size_t errlen)
 {
     *out = NULL;
     struct station *st = calloc(1, sizeof(*st));
@@ -1104,8 +1155,9 @@ int station_reload(struct station *st)
     st->cfg = cfg;
     resolve_dirs(st);
     if (strcmp(old_data, st->data_dir) != 0) {
-        log_msg(LOG_LEVEL_WARN, "data_dir changed to %s: takes effect after a restart; still "
-                                "using %s",
+        log_msg(LOG_LEVEL_WARN,
+                "data_dir changed to %s: takes effect after a restart; still "
+                "using %s",
                 old_data, old_data);
         snprintf(st->data_dir, sizeof(st->data_dir), "%s", old_data);
     }

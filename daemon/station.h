@@ -23,6 +23,7 @@
 #include <stddef.h>
 
 #include "devsrc.h"
+#include "config.h"
 
 struct loop;
 struct station;
@@ -40,8 +41,8 @@ struct station_options {
 
 /* Loads the config, opens the records store (crash recovery) and the catalog.
  * On failure returns -errno with one line in err. */
-int station_new(const struct station_options *o, struct loop *loop, struct station **out,
-                char *err, size_t errlen);
+int station_new(const struct station_options *o, struct loop *loop, struct station **out, char *err,
+                size_t errlen);
 /* Starts the device sources and the manual-port poll. */
 int station_start(struct station *st);
 /* The device-source callback (devsrc_cb): ctx is the station. */
@@ -59,6 +60,17 @@ bool station_stopped(const struct station *st);
 void station_on_signal(void *ctx, int signo);
 /* Closes everything (no job may be running). NULL allowed. */
 void station_free(struct station *st);
+
+/*
+ * Which firmware the active profile puts on a chip (the profile matching rule):
+ * 1 and *ref (borrowed from cfg) when there is an entry for the chip family;
+ * 0 when there is nothing to write (no active profile, no entry for the
+ * family: identified and recorded, job skipped); -ENOTSUP for an unknown chip
+ * (chip NULL; job failed). msg/advice say why, for the job record.
+ */
+int station_choose_firmware(const struct config *cfg, const struct esp_chip_desc *chip,
+                            uint32_t magic, const struct config_firmware_ref **ref, char *msg,
+                            size_t msglen, char *advice, size_t advlen);
 
 /* Resolves the data directory the station would use (for --import-firmware). */
 int station_import_firmware(const struct station_options *o, const char *dir, bool replace);

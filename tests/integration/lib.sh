@@ -379,10 +379,16 @@ expect_exit() {
 
 # json_result [FILE]: the final {"event":"result"} line of the last CLI call
 # (non-JSON lines are skipped). Fails if there is none or more than one.
+# Also checks the --json contract (docs/CLI.md): stdout is nothing but JSON
+# objects, one per line, and the result is the last line.
 json_result() {
-    local f=${1:-$LAST_OUT} n
+    local f=${1:-$LAST_OUT} n bad
     n=$(jq -Rc 'fromjson? | select(type == "object" and .event == "result")' "$f" | wc -l)
     [ "$n" -eq 1 ] || fail "expected exactly one JSON result line on stdout, found $n"
+    bad=$(jq -Rr '. as $l | (fromjson? | objects | "") // $l | select(length > 0)' "$f" | head -n 3)
+    [ -z "$bad" ] || fail "non-JSON line(s) on stdout with --json: $bad"
+    tail -n 1 "$f" | jq -e 'type == "object" and .event == "result"' >/dev/null ||
+        fail "the result is not the last line of stdout"
     jq -Rc 'fromjson? | select(type == "object" and .event == "result")' "$f"
 }
 

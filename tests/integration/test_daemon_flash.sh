@@ -5,7 +5,7 @@
 # jobs, runs the boot check; a restart with the same boards skips them (flash
 # MD5 matches what the engine would write, patch included); a bad config on
 # SIGHUP is refused with the key named, and the old one keeps working.
-source "$INTEG_LIB"
+source "${INTEG_LIB:?INTEG_LIB (tests/integration/lib.sh) must be set}"
 source "$(dirname "$0")/daemon_lib.sh"
 
 # --- firmware sets --------------------------------------------------------------

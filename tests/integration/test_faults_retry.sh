@@ -24,6 +24,11 @@ flash_through_fault() {
     stop_sim
 }
 
+# put_app: app.bin at 0x10000 of the latest board's flash (behind its back).
+put_app() {
+    dd if="$WORK/app.bin" of="$SIM_DIR/flash.bin" bs=4096 seek=16 conv=notrunc status=none
+}
+
 # reply_index CHIP OP NTH CLI_ARGS...: on a fault-free board, run the CLI and
 # set REPLY_INDEX to the number of the reply frame (as the sim counts them for
 # drop-reply/corrupt-reply: 8 per SYNC, 1 per other command) answering the
@@ -33,6 +38,7 @@ reply_index() {
     local chip=$1 op=$2 nth=$3
     shift 3
     start_sim "$chip"
+    put_app # the clean run sees the same flash as the fault runs
     expect_exit 0 -p "$SIM_PORT" "$@"
     if [ "$nth" = mid ]; then
         nth=$(grep -c " cmd $op " "$SIM_DIR/sim.log" || true)
@@ -96,7 +102,7 @@ flash_through_fault esp32 drop-reply:30      # WRITE_REG (flash id)
 # read_through_fault FAULT: fresh board holding app.bin at 0x10000, read it back.
 read_through_fault() {
     start_sim esp32 --fault "$1"
-    dd if="$WORK/app.bin" of="$SIM_DIR/flash.bin" bs=4096 seek=16 conv=notrunc status=none
+    put_app
     rm -f "$WORK/rb.bin"
     expect_exit 0 -p "$SIM_PORT" --json read 0x10000 "$(size_of "$WORK/app.bin")" "$WORK/rb.bin"
     cmp "$WORK/rb.bin" "$WORK/app.bin" || fail "read through fault $1 returned other bytes"
@@ -108,7 +114,7 @@ read_through_fault "drop-reply:$REPLY_INDEX"
 read_through_fault "corrupt-reply:$REPLY_INDEX"
 reply_index esp32 SPI_FLASH_MD5 1 --json verify 0x10000 "$WORK/app.bin"
 start_sim esp32 --fault "drop-reply:$REPLY_INDEX"
-dd if="$WORK/app.bin" of="$SIM_DIR/flash.bin" bs=4096 seek=16 conv=notrunc status=none
+put_app
 expect_exit 0 -p "$SIM_PORT" --json verify 0x10000 "$WORK/app.bin"
 assert_json '.regions[0].verified' true
 sim_log_has 'fault .* fired .*SPI_FLASH_MD5' || fail "the MD5 reply was not dropped"

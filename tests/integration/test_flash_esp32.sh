@@ -79,6 +79,17 @@ assert_json '.bytes' $((2 * 1024 * 1024 + 3072 + 17))
 # About half of the image is compressible: the wire must carry clearly less.
 assert_json_true ".wire_bytes < $((2 * 1024 * 1024 * 8 / 10))"
 assert_json '.compressed' true
+# Progress: every region reported in order, each write ending at done == total
+# == file size, region/regions/address consistent.
+json_events progress >"$WORK/progress.jsonl"
+jq -s -e --argjson sizes "[3072, $((2 * 1024 * 1024)), 17]" --argjson addrs "[32768, 65536, 3145728]" '
+    [.[] | select(.stage == "write")] as $w
+    | ($w | map(.region) | . == sort) and ($w | all(.regions == 3))
+    and ([range(0; 3)] | all(. as $i
+        | ($w | map(select(.region == $i))) as $r
+        | ($r | length) >= 1 and ($r | last | .done == .total and .total == $sizes[$i])
+          and ($r | all(.address == $addrs[$i])) and ($r | map(.done) | . == sort)))' \
+    "$WORK/progress.jsonl" >/dev/null || fail "write progress events inconsistent: $(head -c 600 "$WORK/progress.jsonl")"
 sim_log_new_has 'stub image matches esp32.json' || fail "the uploaded stub is not the esp32 stub"
 sim_log_new_has 'cmd FLASH_DEFL_DATA' || fail "stub run did not use FLASH_DEFL_DATA"
 # Default --after hard-reset: the board was reset into its firmware at the end.

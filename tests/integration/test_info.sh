@@ -55,4 +55,13 @@ assert_json_true '.error.message | test("no-such-tty")'
 expect_exit 1 -p "$SIM_PORT" no-such-command
 expect_exit 1 -p "$SIM_PORT" flash 0x1000
 expect_exit 1 -p "$SIM_PORT" flash notanoffset "$WORK/x.bin"
+# In --json mode a usage error is a result line too (stage none, exit_code 1).
+expect_exit 1 -p "$SIM_PORT" --json flash 0x1000
+assert_json '.ok' false
+assert_json '.exit_code' 1
+assert_json '.error.stage' none
+expect_exit 1 -p "$SIM_PORT" --json --before sideways info
+assert_json '.exit_code' 1
+# Options of another command are refused.
+expect_exit 1 -p "$SIM_PORT" --json info --erase-all
 done_ok

@@ -79,4 +79,18 @@ assert_json '.error.stage' write
 
 # And a port that vanished before the CLI started: exit 2.
 expect_exit 2 -p "$SIM_PORT" --json info
+
+# --- a second flasher on a port in use is refused, the first one unharmed -----------
+start_sim esp32 --link-speed 1
+make_random 200000 "$WORK/mid.bin" 502
+run_bg -p "$SIM_PORT" --no-stub -b 115200 --json flash --no-compress 0x10000 "$WORK/mid.bin"
+FIRST_PID=$BG_PID FIRST_OUT=$BG_OUT FIRST_ERR=$LAST_ERR
+wait_progress
+expect_exit 2 -p "$SIM_PORT" --json info
+assert_json_true '.error.code == "busy" or (.error.message | test("busy|in use|locked"; "i"))'
+BG_PID=$FIRST_PID BG_OUT=$FIRST_OUT LAST_OUT=$FIRST_OUT LAST_ERR=$FIRST_ERR
+LAST_CMD="first flasher (background)"
+wait_bg 60
+[ "$LAST_RC" -eq 0 ] || fail "the first flasher was disturbed by the second one: exit $LAST_RC"
+flash_region_equals "$SIM_DIR" 0x10000 "$WORK/mid.bin"
 done_ok

@@ -86,4 +86,21 @@ assert_json '.ok' false
 # With the stub it works.
 expect_exit 0 -p "$SIM_PORT" --json verify 0x10000 "$WORK/app.bin"
 assert_json '.regions[0].verified' true
+
+# --- ESP8266 ROM erase --region: exactly the region, or refused --------------------------
+# The ROM's FLASH_BEGIN erase cannot erase a single sector inside a 64 KiB block
+# (it erases two); erasing a neighbour the user did not name is data loss.
+prefill_flash "$SIM_DIR" "$WORK/prefill.bin"
+cp "$WORK/prefill.bin" "$WORK/model8266.bin"
+cli -p "$SIM_PORT" --no-stub --json erase --region 0x20000 0x1000 || true
+case $LAST_RC in
+0) model_erase "$WORK/model8266.bin" 0x20000 0x1000 ;;
+1 | 4 | 6) assert_json_true '.error.message | length > 0' ;;
+*) fail "ESP8266 ROM erase --region: exit $LAST_RC" ;;
+esac
+flash_equals_model "$SIM_DIR" "$WORK/model8266.bin"
+# An even number of sectors is exact through the ROM.
+expect_exit 0 -p "$SIM_PORT" --no-stub --json erase --region 0x30000 0x2000
+model_erase "$WORK/model8266.bin" 0x30000 0x2000
+flash_equals_model "$SIM_DIR" "$WORK/model8266.bin"
 done_ok

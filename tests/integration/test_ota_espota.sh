@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# test_ota_espota: ArduinoOTA pushes (espproto ota_espota via ota_driver) to
+# esp_netdev over real loopback sockets: ESP8266 without and with a password
+# (MD5 digest), ESP32 with PBKDF2-SHA256 auth, glued "OK", a filesystem
+# image; the board reports the new version afterwards.
+# shellcheck source=lib.sh
+source "$INTEG_LIB"
+
+NETDEV_DIR=$(dirname "$ESP_SIM")/netdev
+NETDEV=$NETDEV_DIR/esp_netdev
+DRV=$NETDEV_DIR/ota_driver
+[ -x "$NETDEV" ] && [ -x "$DRV" ] || fail "esp_netdev/ota_driver not built in $NETDEV_DIR"
+
+# start_netdev NAME ARGS...: starts esp_netdev in $WORK/NAME, waits for its ready file,
+# sets ND_DIR, ND_UDP, ND_HTTP, ND_TCP. Registered for cleanup by lib.sh.
+start_netdev() {
+    local name=$1 i
+    shift
+    ND_DIR=$WORK/$name
+    mkdir -p "$ND_DIR"
+    "$NETDEV" --dir "$ND_DIR" "$@" 2>"$ND_DIR/stderr" &
+    SIM_PIDS+=($!)
+    SIM_DIRS+=("$ND_DIR")
+    for i in $(seq 1 100); do
+        [ -s "$ND_DIR/ready" ] && break
+        sleep 0.05
+    done
+    [ -s "$ND_DIR/ready" ] || fail "esp_netdev $name did not start: $(cat "$ND_DIR/stderr")"
+    ND_UDP=$(sed -n 's/.*udp=\([0-9-]*\).*/\1/p' "$ND_DIR/ready")
+    ND_HTTP=$(sed -n 's/.*http=\([0-9-]*\).*/\1/p' "$ND_DIR/ready")
+    ND_TCP=$(sed -n 's/.*tcpota=\([0-9-]*\).*/\1/p' "$ND_DIR/ready")
+}
+
+# drv ARGS...: runs ota_driver; DRV_OUT = its stdout line, DRV_RC = exit code.
+drv() {
+    DRV_RC=0
+    timeout -k 5 120 "$DRV" "$@" >"$WORK/drv.out" 2>"$WORK/drv.err" || DRV_RC=$?
+    DRV_OUT=$(cat "$WORK/drv.out")
+    log "ota_driver $1 -> rc=$DRV_RC: $DRV_OUT"
+    if grep -q Sanitizer "$WORK/drv.err" || [ "$DRV_RC" -gt 2 ]; then
+        cat "$WORK/drv.err" >&2
+        fail "ota_driver crashed or hung (rc $DRV_RC)"
+    fi
+}
+
+expect_ok() {
+    [ "$DRV_RC" -eq 0 ] && [[ $DRV_OUT == OK* ]] || {
+        tail -n 30 "$WORK/drv.err" >&2
+        tail -n 30 "$ND_DIR/netdev.log" >&2
+        fail "expected OK, got: $DRV_OUT"
+    }
+}
+
+mkimg() { # mkimg FILE VERSION SIZE
+    { printf '\xe9\x03\x02\x20'; head -c "$3" /dev/urandom; printf 'ESPVER:%s\n' "$2"; } >"$1"
+}
+
+mkimg "$WORK/a.bin" 2.0.0 200000
+mkimg "$WORK/b.bin" 3.0.0 70000
+
+# 1. ESP8266, no password.
+start_netdev e1 --chip esp8266 --mac 24:6F:28:00:01:01 --bind 127.0.0.21
+drv espota --chip esp8266 --ip 127.0.0.21 --port "$ND_UDP" "$WORK/a.bin"
+expect_ok
+cmp "$WORK/a.bin" "$ND_DIR/ota-1.bin" || fail "received image differs"
+[ "$(cat "$ND_DIR/version")" = 2.0.0 ] || fail "board did not switch to 2.0.0"
+
+# 2. ESP8266 with password (legacy MD5 digest).
+start_netdev e2 --chip esp8266 --mac 24:6F:28:00:01:02 --bind 127.0.0.22 --password s3cret
+drv espota --chip esp8266 --ip 127.0.0.22 --port "$ND_UDP" --password s3cret "$WORK/b.bin"
+expect_ok
+grep -q 'ota: authenticated' "$ND_DIR/netdev.log" || fail "no auth on the device"
+[ "$(cat "$ND_DIR/version")" = 3.0.0 ] || fail "board did not switch to 3.0.0"
+
+# 3. ESP32 with PBKDF2 auth (69-byte AUTH reply), glued "OK".
+start_netdev e3 --chip esp32 --mac 24:6F:28:00:01:03 --bind 127.0.0.23 --password s3cret \
+    --auth pbkdf2 --fault glued-ok
+drv espota --chip esp32 --ip 127.0.0.23 --port "$ND_UDP" --password s3cret "$WORK/a.bin"
+expect_ok
+cmp "$WORK/a.bin" "$ND_DIR/ota-1.bin" || fail "received image differs (esp32)"
+grep -q 'PBKDF2' "$WORK/drv.err" || fail "station did not pick the PBKDF2 scheme"
+
+# 4. Filesystem image (command 100) does not change the version.
+drv espota --chip esp32 --ip 127.0.0.23 --port "$ND_UDP" --password s3cret --fs "$WORK/b.bin"
+expect_ok
+[ -f "$ND_DIR/fs-2.bin" ] || fail "filesystem image not stored as such"
+grep -q 'invitation cmd=100' "$ND_DIR/netdev.log" || fail "cmd 100 not sent"
+[ "$(cat "$ND_DIR/version")" = 2.0.0 ] || fail "FS image changed the version"
+
+log "PASS"

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# test_ota_espota_faults: every known espota failure gives its error class,
+# message and advice: wrong password, silent device, stall mid-transfer,
+# not enough space (ESP8266 UDP ERR; ESP32 silence), no connect-back, device
+# error line, missing password, nothing listening.
+# shellcheck source=lib.sh
+source "$INTEG_LIB"
+
+NETDEV_DIR=$(dirname "$ESP_SIM")/netdev
+NETDEV=$NETDEV_DIR/esp_netdev
+DRV=$NETDEV_DIR/ota_driver
+[ -x "$NETDEV" ] && [ -x "$DRV" ] || fail "esp_netdev/ota_driver not built in $NETDEV_DIR"
+
+start_netdev() {
+    local name=$1 i
+    shift
+    ND_DIR=$WORK/$name
+    mkdir -p "$ND_DIR"
+    "$NETDEV" --dir "$ND_DIR" "$@" 2>"$ND_DIR/stderr" &
+    SIM_PIDS+=($!)
+    SIM_DIRS+=("$ND_DIR")
+    for i in $(seq 1 100); do
+        [ -s "$ND_DIR/ready" ] && break
+        sleep 0.05
+    done
+    [ -s "$ND_DIR/ready" ] || fail "esp_netdev $name did not start: $(cat "$ND_DIR/stderr")"
+    ND_UDP=$(sed -n 's/.*udp=\([0-9-]*\).*/\1/p' "$ND_DIR/ready")
+}
+
+drv() {
+    DRV_RC=0
+    timeout -k 5 120 "$DRV" "$@" >"$WORK/drv.out" 2>"$WORK/drv.err" || DRV_RC=$?
+    DRV_OUT=$(cat "$WORK/drv.out")
+    log "ota_driver $1 -> rc=$DRV_RC: $DRV_OUT"
+    if grep -q Sanitizer "$WORK/drv.err" || [ "$DRV_RC" -gt 2 ]; then
+        cat "$WORK/drv.err" >&2
+        fail "ota_driver crashed or hung (rc $DRV_RC)"
+    fi
+}
+
+# expect_err ERRNO_NAME REGEX: the last push failed with that class and text.
+expect_err() {
+    [ "$DRV_RC" -eq 1 ] || fail "expected a failure, got rc $DRV_RC: $DRV_OUT"
+    [[ $DRV_OUT == *"errno=$1 "* ]] || fail "expected errno=$1 in: $DRV_OUT"
+    grep -Eq -- "$2" <<<"$DRV_OUT" || fail "expected /$2/ in: $DRV_OUT"
+    [[ $DRV_OUT == *"advice="?* ]] || fail "no advice in: $DRV_OUT"
+}
+
+{ printf '\xe9\x03\x02\x20'; head -c 300000 /dev/urandom; } >"$WORK/img.bin"
+FAST=(--attempts 2 --invite-timeout 300 --accept-timeout 1500 --stall-timeout 1500)
+
+start_netdev wp --chip esp8266 --mac 24:6F:28:00:02:01 --bind 127.0.0.31 --password right \
+    --fault wrong-password
+drv espota --ip 127.0.0.31 --port "$ND_UDP" --password right "${FAST[@]}" "$WORK/img.bin"
+expect_err auth 'wrong OTA password'
+
+drv espota --ip 127.0.0.31 --port "$ND_UDP" "${FAST[@]}" "$WORK/img.bin"
+expect_err auth 'asks for an OTA password'
+
+start_netdev na --chip esp8266 --mac 24:6F:28:00:02:02 --bind 127.0.0.32 --fault no-answer
+drv espota --ip 127.0.0.32 --port "$ND_UDP" "${FAST[@]}" "$WORK/img.bin"
+expect_err timeout "no answer from 127.0.0.32:$ND_UDP: is the board on the network and running ArduinoOTA"
+[ "$(grep -c 'ignoring datagram' "$ND_DIR/netdev.log")" -eq 2 ] || fail "expected 2 invitations"
+
+start_netdev st --chip esp8266 --mac 24:6F:28:00:02:03 --bind 127.0.0.33 --fault stall:20000
+drv espota --ip 127.0.0.33 --port "$ND_UDP" "${FAST[@]}" "$WORK/img.bin"
+expect_err timeout 'stage=transfer .*stalled: the board acknowledged about 2[0-9]{4} of 300004'
+for i in $(seq 1 60); do
+    grep -q 'station closed the stalled transfer' "$ND_DIR/netdev.log" && break
+    sleep 0.05
+done
+grep -q 'station closed the stalled transfer' "$ND_DIR/netdev.log" ||
+    fail "the station did not close the stalled connection"
+
+start_netdev ns --chip esp8266 --mac 24:6F:28:00:02:04 --bind 127.0.0.34 --free-space 100000
+drv espota --ip 127.0.0.34 --port "$ND_UDP" "${FAST[@]}" "$WORK/img.bin"
+expect_err 'no space' 'not enough space.*ERROR\[4\]: Not Enough Space'
+
+start_netdev ns32 --chip esp32 --mac 24:6F:28:00:02:05 --bind 127.0.0.35 --fault no-space
+drv espota --chip esp32 --ip 127.0.0.35 --port "$ND_UDP" "${FAST[@]}" "$WORK/img.bin"
+expect_err timeout 'never connected back.*firewall'
+[[ $DRV_OUT == *"does not fit"* ]] || fail "ESP32 silence advice lacks the space hint"
+
+start_netdev nc --chip esp32 --mac 24:6F:28:00:02:06 --bind 127.0.0.36 --fault no-connect-back
+drv espota --chip esp32 --ip 127.0.0.36 --port "$ND_UDP" "${FAST[@]}" "$WORK/img.bin"
+expect_err timeout 'the board accepted but never connected back to 127\.0\.0\.[0-9]+:[0-9]+: a firewall on the station is probably blocking inbound TCP'
+
+start_netdev el --chip esp8266 --mac 24:6F:28:00:02:07 --bind 127.0.0.37 --fault error-line
+drv espota --ip 127.0.0.37 --port "$ND_UDP" "${FAST[@]}" "$WORK/img.bin"
+expect_err 'checksum or signature' 'device=ERROR\[7\]: MD5 Failed'
+
+# Nothing listening: ICMP port unreachable.
+drv espota --ip 127.0.0.38 --port 9 "${FAST[@]}" "$WORK/img.bin"
+expect_err refused 'port unreachable'
+
+log "PASS"
