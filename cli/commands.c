@@ -267,6 +267,39 @@ static void patch_bootloader(struct cmd *c, struct cli_file *files, size_t n,
     }
 }
 
+/* True when one of the images is refused by the chip id / revision check that
+ * --force skips (the engine refused the job for that reason). */
+static bool image_check_refuses(const struct cmd *c, const struct cli_file *files, size_t n)
+{
+    const struct esp_chip_info *ci = chip_info(c);
+    if (!ci || !ci->chip)
+        return false;
+    bool esp8266 = ci->chip->chip == ESP_CHIP_ESP8266;
+    for (size_t i = 0; i < n; i++) {
+        if (files[i].len == 0 || files[i].data[0] != 0xE9)
+            continue;
+        struct esp_image_info img;
+        struct esp_error ierr;
+        esp_error_clear(&ierr);
+        if (esp_image_parse(files[i].data, files[i].len, esp8266, &img, &ierr) < 0)
+            continue;
+        if (esp_image_check_chip(&img, ci->chip, ci->revision, &ierr) < 0)
+            return true;
+    }
+    return false;
+}
+
+/* Tells the technician about the override on a chip id / revision refusal. */
+static void advise_force(struct esp_error *err)
+{
+    static const char force[] = "or use --force to write it anyway";
+    char advice[sizeof(err->advice)];
+    int k = err->advice[0] ? snprintf(advice, sizeof(advice), "%s (%s)", err->advice, force)
+                           : snprintf(advice, sizeof(advice), "%s", force + 3);
+    if (k > 0 && (size_t)k < sizeof(advice))
+        memcpy(err->advice, advice, (size_t)k + 1);
+}
+
 static int cmd_flash(struct cmd *c)
 {
     const struct cli_options *opt = c->opt;
@@ -315,6 +348,9 @@ static int cmd_flash(struct cmd *c)
         c->out->n_verified = n;
         double t0 = cli_now();
         r = esp_loader_flash(c->s.l, regions, n, &fo, &c->err);
+        if (r == -EINVAL && c->err.stage == ESP_STAGE_PREPARE && !opt->force &&
+            image_check_refuses(c, files, n))
+            advise_force(&c->err);
         double t_end = cli_now();
         double secs = c->out->write_seen ? c->out->write_t1 - t0 : t_end - t0;
         uint64_t wire = esp_loader_stats(c->s.l)->wire_tx - wire0;

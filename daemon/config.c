@@ -31,6 +31,7 @@ struct ctx {
     const char *base_dir; /* for relative paths; NULL = keep */
     char *err;
     size_t errlen;
+    const char *overlay; /* JSON object text merged over the file (config_load_overlay) */
 };
 
 /* ---- messages ------------------------------------------------------------------ */
@@ -945,6 +946,43 @@ static int parse_config(struct ctx *c, struct config *cfg, json_object *root)
     return 0;
 }
 
+/*
+ * Merges the overlay (an object with optional "profiles": name -> profile,
+ * each replacing or adding one profile, and "active_profile") into root, so
+ * the result is validated as one config. The overlay comes from the daemon
+ * itself (REST API profile changes), not from a file.
+ */
+static int apply_overlay(struct ctx *c, json_object *root)
+{
+    json_object *ov = json_tokener_parse(c->overlay);
+    if (!ov || !json_object_is_type(ov, json_type_object)) {
+        json_object_put(ov);
+        return fail(c, NULL, "internal: overlay is not a JSON object");
+    }
+    json_object *profs, *active;
+    if (json_object_object_get_ex(ov, "profiles", &profs) &&
+        json_object_is_type(profs, json_type_object)) {
+        json_object *dst;
+        if (!json_object_object_get_ex(root, "profiles", &dst) ||
+            !json_object_is_type(dst, json_type_object)) {
+            dst = json_object_new_object();
+            if (!dst) {
+                json_object_put(ov);
+                return fail_nomem(c);
+            }
+            json_object_object_add(root, "profiles", dst);
+        }
+        json_object_object_foreach(profs, name, prof)
+        {
+            json_object_object_add(dst, name, json_object_get(prof));
+        }
+    }
+    if (json_object_object_get_ex(ov, "active_profile", &active))
+        json_object_object_add(root, "active_profile", json_object_get(active));
+    json_object_put(ov);
+    return 0;
+}
+
 static int load(struct ctx *c, const char *json, size_t len, const char *path, struct config **out)
 {
     struct config *cfg = calloc(1, sizeof(*cfg));
@@ -953,9 +991,14 @@ static int load(struct ctx *c, const char *json, size_t len, const char *path, s
     int rc = set_defaults(c, cfg);
     if (rc == 0 && path && (cfg->path = strdup(path)) == NULL)
         rc = fail_nomem(c);
-    if (rc == 0 && json) {
+    if (rc == 0 && (json || c->overlay)) {
         json_object *root = NULL;
-        rc = parse_tree(c, json, len, &root);
+        if (json)
+            rc = parse_tree(c, json, len, &root);
+        else if ((root = json_object_new_object()) == NULL)
+            rc = fail_nomem(c);
+        if (rc == 0 && c->overlay)
+            rc = apply_overlay(c, root);
         if (rc == 0)
             rc = parse_config(c, cfg, root);
         json_object_put(root);
@@ -985,13 +1028,19 @@ int config_load_string(const char *json, size_t len, const char *origin, struct 
 
 int config_load(const char *path, struct config **out, char *err, size_t errlen)
 {
+    return config_load_overlay(path, NULL, out, err, errlen);
+}
+
+int config_load_overlay(const char *path, const char *overlay, struct config **out, char *err,
+                        size_t errlen)
+{
     if (out)
         *out = NULL;
     if (err && errlen)
         err[0] = '\0';
     if (!out)
         return -EINVAL;
-    struct ctx c = {.origin = "config", .err = err, .errlen = errlen};
+    struct ctx c = {.origin = "config", .err = err, .errlen = errlen, .overlay = overlay};
     if (!path)
         return load(&c, NULL, 0, NULL, out);
 

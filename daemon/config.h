@@ -120,6 +120,17 @@ struct config {
 int config_load(const char *path, struct config **out, char *err, size_t errlen);
 
 /*
+ * config_load() with an overlay merged over the file's JSON before validation:
+ * overlay is a JSON object text with optional "profiles" (name -> profile,
+ * each replacing or adding that profile) and "active_profile" (a name or
+ * null). The REST API keeps its profile changes this way, so they are
+ * validated exactly like the file and survive a reload. overlay NULL is
+ * config_load().
+ */
+int config_load_overlay(const char *path, const char *overlay, struct config **out, char *err,
+                        size_t errlen);
+
+/*
  * Same for JSON text in memory (len bytes, need not be NUL-terminated). origin
  * names the source in messages (NULL: "config"); relative paths stay as given.
  */

@@ -465,6 +465,57 @@ static int do_reset(struct worker *w, struct esp_error *err)
     return rc;
 }
 
+/* The REST API's slot actions, after identify: info, reset, erase (see job_params.kind). */
+static int run_action(struct worker *w, struct job_result *res)
+{
+    const struct job_params *p = &w->j->params;
+    struct esp_error *err = &res->err;
+    const struct esp_chip_info *ci = esp_loader_info(w->l);
+    int rc;
+    if (strcmp(p->kind, "info") == 0 || strcmp(p->kind, "erase") == 0) {
+        set_phase(w, strcmp(p->kind, "erase") == 0 ? BOARD_FLASHING : BOARD_IDENTIFYING, "stub");
+        rc = esp_loader_start(w->l, err);
+        if (rc < 0)
+            return rc;
+        post_info(w, JOB_MSG_FLASH_INFO);
+        ci = esp_loader_info(w->l);
+        wlog(w, LOG_LEVEL_INFO,
+             "chip %s, MAC %02x:%02x:%02x:%02x:%02x:%02x, revision %d, crystal %u MHz, flash id "
+             "0x%06X, flash size %u KiB%s%s",
+             ci->chip ? ci->chip->name : "unknown", ci->mac[0], ci->mac[1], ci->mac[2], ci->mac[3],
+             ci->mac[4], ci->mac[5], ci->revision, ci->xtal_mhz, (unsigned)ci->flash_id,
+             (unsigned)(ci->flash_size / 1024), ci->secure_boot ? ", secure boot" : "",
+             ci->secure_download_mode ? ", secure download mode" : "");
+    }
+    if (strcmp(p->kind, "erase") == 0) {
+        set_phase(w, BOARD_FLASHING, "erase");
+        int64_t t0 = mono_ms();
+        if (p->erase_region)
+            rc = esp_loader_erase_region(w->l, p->erase_offset, p->erase_size, err);
+        else
+            rc = esp_loader_erase_all(w->l, err);
+        if (rc < 0)
+            return rc;
+        if (p->erase_region)
+            wlog(w, LOG_LEVEL_INFO, "erased 0x%X..0x%X in %.1f s", p->erase_offset,
+                 p->erase_offset + p->erase_size, (double)(mono_ms() - t0) / 1000.0);
+        else
+            wlog(w, LOG_LEVEL_INFO, "erased the whole flash in %.1f s",
+                 (double)(mono_ms() - t0) / 1000.0);
+    } else if (strcmp(p->kind, "info") != 0 && strcmp(p->kind, "reset") != 0) {
+        return esp_error_set(err, -EINVAL, ESP_STAGE_IDENTIFY, NULL, "unknown job kind '%s'",
+                             p->kind);
+    }
+    set_phase(w, BOARD_RESETTING, "finish");
+    rc = esp_loader_reset(w->l, ESP_AFTER_HARD_RESET, err);
+    if (rc < 0)
+        return rc;
+    wlog(w, LOG_LEVEL_INFO, "hard reset: the board runs its application");
+    set_phase(w, BOARD_RESETTING, "done");
+    res->state = RECORDS_JOB_PASSED;
+    return 0;
+}
+
 static int run(struct worker *w, struct job_result *res)
 {
     struct job *j = w->j;
@@ -511,6 +562,10 @@ static int run(struct worker *w, struct job_result *res)
     rc = wait_plan(j, &plan);
     if (rc < 0)
         return esp_error_set(err, rc, ESP_STAGE_IDENTIFY, NULL, "cancelled");
+    if (p->kind[0] && strcmp(p->kind, "flash") != 0) {
+        job_firmware_unref(plan.fw);
+        return run_action(w, res);
+    }
     if (!plan.fw) {
         /* Nothing to write: leave the board running its application. */
         rc = do_reset(w, err);

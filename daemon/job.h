@@ -72,6 +72,14 @@ struct job_params {
     size_t n_capture;
     int reenum_grace_ms;  /* USB-Serial/JTAG: how long a reset may take the port away */
     int connect_attempts; /* 0 = engine default */
+    /* What the job does after identify (the REST API's slot actions): "" or "flash" writes
+     * the plan's firmware; "info" reads the flash id/size and resets; "reset" hard-resets;
+     * "erase" erases the chip (or erase_offset/erase_size when erase_region) and resets.
+     * Every kind asks the loop for a plan after identify (the answer carries no firmware
+     * for the kinds that write none). */
+    char kind[16];
+    bool erase_region;
+    uint32_t erase_offset, erase_size;
 };
 
 /* The loop's answer after identify. */

@@ -2,7 +2,8 @@
  * espstationd: the station daemon. Always in the foreground (systemd runs it
  * as Type=simple; logs go to stderr, journald-friendly).
  *
- *   espstationd [--config FILE] [--data-dir DIR] [--stub-dir DIR]
+ *   espstationd [--config FILE] [--data-dir DIR] [--stub-dir DIR] [--listen HOST:PORT]
+ *               [--port-file FILE] [--web-root DIR]
  *   espstationd [--config FILE] [--data-dir DIR] --import-firmware DIR [--replace]
  *
  * Exit: 0 after SIGTERM/SIGINT (jobs cancelled and recorded) or a successful
@@ -18,6 +19,7 @@
 #include "log.h"
 #include "loop.h"
 #include "station.h"
+#include "web.h"
 
 #ifndef ESPSTATION_DEFAULT_STUB_DIR
 #define ESPSTATION_DEFAULT_STUB_DIR ""
@@ -41,6 +43,10 @@ static void usage(FILE *f)
         "      --flag-after N         flag a slot after N failed jobs in a row (default 3)\n"
         "      --retry-backoff-ms MS  wait before retrying a failed board (default 2000)\n"
         "      --no-udev              serve only the manual ports of the config\n"
+        "  -l, --listen HOST:PORT     REST API and status page address (default: config listen,\n"
+        "                             127.0.0.1:8080); port 0 picks a free port\n"
+        "      --port-file FILE       write the bound HTTP port to FILE once listening\n"
+        "      --web-root DIR         status page files (default: the source tree's web/static)\n"
         "      --log-level LEVEL      error, warn, notice, info (default), debug\n"
         "  -h, --help                 this text\n"
         "  -V, --version              version\n"
@@ -67,6 +73,8 @@ enum {
     OPT_BACKOFF,
     OPT_NO_UDEV,
     OPT_LOG_LEVEL,
+    OPT_PORT_FILE,
+    OPT_WEB_ROOT,
 };
 
 int main(int argc, char **argv)
@@ -81,6 +89,9 @@ int main(int argc, char **argv)
         {"retry-backoff-ms", required_argument, NULL, OPT_BACKOFF},
         {"no-udev", no_argument, NULL, OPT_NO_UDEV},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+        {"listen", required_argument, NULL, 'l'},
+        {"port-file", required_argument, NULL, OPT_PORT_FILE},
+        {"web-root", required_argument, NULL, OPT_WEB_ROOT},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -89,9 +100,11 @@ int main(int argc, char **argv)
     memset(&o, 0, sizeof(o));
     const char *import_dir = NULL;
     bool replace = false;
+    struct web_options wo;
+    memset(&wo, 0, sizeof(wo));
     enum log_level level = LOG_LEVEL_INFO;
     int c;
-    while ((c = getopt_long(argc, argv, "c:d:s:hV", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:d:s:l:hV", longopts, NULL)) != -1) {
         switch (c) {
         case 'c':
             o.config_path = optarg;
@@ -101,6 +114,15 @@ int main(int argc, char **argv)
             break;
         case 's':
             o.stub_dir = optarg;
+            break;
+        case 'l':
+            wo.listen = optarg;
+            break;
+        case OPT_PORT_FILE:
+            wo.port_file = optarg;
+            break;
+        case OPT_WEB_ROOT:
+            wo.web_root = optarg;
             break;
         case OPT_IMPORT:
             import_dir = optarg;
@@ -194,6 +216,17 @@ int main(int argc, char **argv)
         return 1;
     }
     rc = loop_signals(loop, sigs, 3, station_on_signal, st);
+    struct web *web = NULL;
+    if (rc == 0) {
+        /* Listening before the devices start: a bad address is a start-up error. */
+        rc = web_new(st, loop, &wo, &web, err, sizeof(err));
+        if (rc < 0) {
+            log_msg(LOG_LEVEL_ERROR, "%s", err);
+            station_free(st);
+            loop_free(loop);
+            return 1;
+        }
+    }
     if (rc == 0)
         rc = station_start(st);
     if (rc < 0) {
@@ -205,6 +238,7 @@ int main(int argc, char **argv)
             log_msg(LOG_LEVEL_ERROR, "event loop failed: %s", strerror(-rc));
     }
     /* loop_run returns once every job has ended (station_stop). */
+    web_free(web);
     station_free(st);
     loop_free(loop);
     log_msg(LOG_LEVEL_NOTICE, "stopped");

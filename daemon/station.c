@@ -60,6 +60,29 @@ struct station {
     int udev_fd;
     bool stopping;
     bool stopped;
+    struct station_hooks hooks;
+    struct station_req *reqs;   /* REST API job requests, pending or running */
+    struct json_object *overlay; /* REST API profile changes (config_load_overlay), or NULL */
+};
+
+/*
+ * A job asked for through the REST API, from the request until the job is
+ * finished. While queued (max_parallel reached) it already has a 'queued'
+ * records job, so the API can answer with its id.
+ */
+struct station_req {
+    struct slot *s;
+    int64_t job_id; /* 0 until the records job exists */
+    bool started;   /* a worker runs it (s->job) */
+    char kind[16];
+    char fw_name[RECORDS_NAME_LEN];
+    char fw_version[RECORDS_NAME_LEN];
+    bool force;
+    int erase_all, verify;
+    uint32_t baud;
+    bool erase_region;
+    uint32_t erase_offset, erase_size;
+    struct station_req *next;
 };
 
 /* ---- small helpers ------------------------------------------------------------ */
@@ -77,9 +100,15 @@ static void rec_warn(const struct records_error *re)
     log_msg(LOG_LEVEL_WARN, "%s", re->message[0] ? re->message : "records: unknown error");
 }
 
-/* Appends an event; data is a json object (consumed) or NULL. */
-static void event(struct station *st, const char *kind, const struct slot *s, const char *mac,
-                  int64_t job_id, struct json_object *data)
+static void notify_slot(struct station *st, const struct slot *s, bool progress)
+{
+    if (st->hooks.slot && s)
+        st->hooks.slot(st->hooks.ctx, s, progress);
+}
+
+/* Appends an event (data: JSON object text or NULL) and tells the hooks. */
+static int event_text(struct station *st, const char *kind, const struct slot *s, const char *mac,
+                      int64_t job_id, const char *data)
 {
     struct records_error re;
     struct records_event_new e = {
@@ -87,10 +116,39 @@ static void event(struct station *st, const char *kind, const struct slot *s, co
         .board_mac = mac && *mac ? mac : NULL,
         .slot = s ? slot_name(s) : NULL,
         .job_id = job_id,
-        .data = data ? json_object_to_json_string_ext(data, JSON_C_TO_STRING_PLAIN) : NULL,
+        .data = data,
     };
-    if (records_event_append(st->rec, &e, NULL, &re) < 0)
+    int64_t id = 0;
+    int rc = records_event_append(st->rec, &e, &id, &re);
+    if (rc < 0) {
         rec_warn(&re);
+        return rc;
+    }
+    if (st->hooks.event) {
+        struct records_event ev;
+        memset(&ev, 0, sizeof(ev));
+        ev.id = id;
+        ev.ts = records_now_ms(st->rec);
+        snprintf(ev.kind, sizeof(ev.kind), "%s", kind);
+        if (e.board_mac)
+            snprintf(ev.board_mac, sizeof(ev.board_mac), "%s", e.board_mac);
+        if (e.slot)
+            snprintf(ev.slot, sizeof(ev.slot), "%s", e.slot);
+        ev.job_id = job_id;
+        if (data)
+            snprintf(ev.data, sizeof(ev.data), "%s", data);
+        st->hooks.event(st->hooks.ctx, &ev);
+    }
+    notify_slot(st, s, false);
+    return 0;
+}
+
+/* Appends an event; data is a json object (consumed) or NULL. */
+static void event(struct station *st, const char *kind, const struct slot *s, const char *mac,
+                  int64_t job_id, struct json_object *data)
+{
+    event_text(st, kind, s, mac, job_id,
+               data ? json_object_to_json_string_ext(data, JSON_C_TO_STRING_PLAIN) : NULL);
     json_object_put(data);
 }
 
@@ -121,8 +179,9 @@ static void slog(const struct slot *s, enum log_level lv, const char *fmt, ...)
     va_end(ap);
 }
 
-static void set_phase(struct slot *s, enum board_phase p)
+static void set_phase(struct station *st, struct slot *s, enum board_phase p)
 {
+    notify_slot(st, s, false);
     if (slot_set_phase(s, p) < 0) {
         /* A bug, not device input: say so loudly and move anyway. */
         slog(s, LOG_LEVEL_ERROR, "internal: phase %s -> %s is not allowed",
@@ -347,23 +406,109 @@ static void fill_params(struct station *st, const struct slot *s, struct job_par
     }
 }
 
+/* ---- REST API job requests ------------------------------------------------------------ */
+
+/* The request waiting for (not yet running on) slot s, NULL if none. */
+static struct station_req *req_pending(const struct station *st, const struct slot *s)
+{
+    for (struct station_req *r = st->reqs; r; r = r->next)
+        if (r->s == s && !r->started)
+            return r;
+    return NULL;
+}
+
+static struct station_req *req_of_job(const struct station *st, int64_t id)
+{
+    for (struct station_req *r = st->reqs; r && id; r = r->next)
+        if (r->job_id == id)
+            return r;
+    return NULL;
+}
+
+static void req_free(struct station *st, struct station_req *rq)
+{
+    if (!rq)
+        return;
+    for (struct station_req **pp = &st->reqs; *pp; pp = &(*pp)->next) {
+        if (*pp == rq) {
+            *pp = rq->next;
+            break;
+        }
+    }
+    free(rq);
+}
+
+/* Ends a request that never ran: its queued records job becomes cancelled. */
+static void req_drop(struct station *st, struct station_req *rq, const char *why)
+{
+    if (rq->job_id) {
+        struct records_error re;
+        struct records_job_result res;
+        records_job_result_init(&res);
+        res.state = RECORDS_JOB_CANCELLED;
+        res.result_code = -ECANCELED;
+        res.error_stage = "queued";
+        res.error_message = why;
+        if (records_job_finish(st->rec, rq->job_id, &res, &re) < 0)
+            rec_warn(&re);
+        struct json_object *d = jobj();
+        jset_str(d, "state", "cancelled");
+        jset_str(d, "kind", rq->kind);
+        jset_str(d, "stage", "queued");
+        jset_str(d, "message", why);
+        event(st, "job.finished", rq->s, NULL, rq->job_id, d);
+    }
+    req_free(st, rq);
+}
+
+static void apply_req(const struct station_req *rq, struct job_params *p)
+{
+    snprintf(p->kind, sizeof(p->kind), "%s", rq->kind);
+    if (rq->force)
+        p->skip_if_same = false;
+    if (rq->erase_all >= 0)
+        p->erase_all = rq->erase_all != 0;
+    if (rq->verify >= 0)
+        p->verify = rq->verify != 0;
+    if (rq->baud)
+        p->baud = rq->baud;
+    if (strcmp(rq->kind, "erase") == 0) {
+        p->stub = true; /* the ROM cannot erase the whole chip; falls back with a warning */
+        p->erase_region = rq->erase_region;
+        p->erase_offset = rq->erase_offset;
+        p->erase_size = rq->erase_size;
+    }
+    if (p->erase_all && !p->stub)
+        p->stub = true;
+}
+
 static void start_job(struct station *st, struct slot *s)
 {
     struct records_error re;
+    struct station_req *rq = req_pending(st, s);
     struct records_job_new jn = {
-        .kind = "flash",
+        .kind = rq ? rq->kind : "flash",
         .slot = slot_name(s),
         .stage = "open",
     };
-    int64_t id = 0;
-    if (records_job_begin(st->rec, &jn, &id, &re) < 0) {
+    int64_t id = rq ? rq->job_id : 0;
+    if (id) {
+        /* Queued by the API: the records job exists and becomes 'running'. */
+        if (records_job_progress(st->rec, id, "open", -1, -1, &re) < 0)
+            rec_warn(&re);
+    } else if (records_job_begin(st->rec, &jn, &id, &re) < 0) {
         /* Without a record the job would be invisible: refuse it and say why. */
         slog(s, LOG_LEVEL_ERROR, "cannot start a job: %s", re.message);
-        set_phase(s, BOARD_IDLE);
+        req_free(st, rq);
+        set_phase(st, s, BOARD_IDLE);
         return;
     }
     struct job_params p;
     fill_params(st, s, &p);
+    if (rq) {
+        rq->job_id = id;
+        apply_req(rq, &p);
+    }
     struct job *j = job_new(&p, st->loop, id);
     int rc = j ? job_start(j) : -ENOMEM;
     if (rc < 0) {
@@ -374,9 +519,12 @@ static void start_job(struct station *st, struct slot *s)
         res.error_message = "cannot start a worker thread";
         records_job_finish(st->rec, id, &res, &re);
         job_free(j);
-        set_phase(s, BOARD_IDLE);
+        req_free(st, rq);
+        set_phase(st, s, BOARD_IDLE);
         return;
     }
+    if (rq)
+        rq->started = true;
     j->slot = s;
     j->started_ms = loop_now_ms();
     j->next = st->jobs;
@@ -385,11 +533,12 @@ static void start_job(struct station *st, struct slot *s)
     s->job = j;
     s->job_id = id;
     s->retry_pending = false;
-    set_phase(s, BOARD_CONNECTING);
+    set_phase(st, s, BOARD_CONNECTING);
     snprintf(s->stage, sizeof(s->stage), "open");
     struct json_object *d = jobj();
     jset_str(d, "uri", s->uri);
     jset_int(d, "attempt", s->attempt + 1);
+    jset_str(d, "kind", p.kind[0] ? p.kind : "flash");
     event(st, "job.started", s, NULL, id, d);
     slog(s, LOG_LEVEL_INFO, "job %lld started on %s%s", (long long)id, s->uri,
          s->attempt ? " (retry)" : "");
@@ -399,14 +548,14 @@ static void start_job(struct station *st, struct slot *s)
 static void schedule(struct station *st, struct slot *s)
 {
     if (st->stopping) {
-        set_phase(s, BOARD_IDLE);
+        set_phase(st, s, BOARD_IDLE);
         return;
     }
     if (st->running < st->cfg->max_parallel && st->nq == 0) {
         start_job(st, s);
         return;
     }
-    set_phase(s, BOARD_QUEUED);
+    set_phase(st, s, BOARD_QUEUED);
     if (queue_push(st, s) < 0)
         slog(s, LOG_LEVEL_ERROR, "out of memory: board not queued");
     else
@@ -498,6 +647,9 @@ static const char *removed_advice =
 static void finish_job(struct station *st, struct job *j, struct job_result *r)
 {
     struct slot *s = j->slot;
+    struct station_req *rq = req_of_job(st, j->id);
+    const char *kind = j->params.kind[0] ? j->params.kind : "flash";
+    bool flash = strcmp(kind, "flash") == 0;
     struct esp_error *e = &r->err;
     const char *stage = r->stage[0] ? r->stage : j->stage;
     bool removed = j->removed || (r->state == RECORDS_JOB_FAILED && e->code == -ENODEV);
@@ -551,7 +703,15 @@ static void finish_job(struct station *st, struct job *j, struct job_result *r)
     if (records_job_finish(st->rec, j->id, &res, &re) < 0)
         rec_warn(&re);
 
-    if ((state == RECORDS_JOB_PASSED || (state == RECORDS_JOB_SKIPPED && r->firmware[0])) &&
+    if (!flash && state == RECORDS_JOB_PASSED && strcmp(kind, "erase") == 0 && j->mac[0]) {
+        struct records_board b;
+        records_board_init(&b);
+        snprintf(b.mac, sizeof(b.mac), "%s", j->mac);
+        snprintf(b.online_state, sizeof(b.online_state), "%s", "erased");
+        if (records_board_upsert(st->rec, &b, &re) < 0)
+            rec_warn(&re);
+    }
+    if (flash && (state == RECORDS_JOB_PASSED || (state == RECORDS_JOB_SKIPPED && r->firmware[0])) &&
         j->mac[0]) {
         struct records_board b;
         records_board_init(&b);
@@ -572,6 +732,11 @@ static void finish_job(struct station *st, struct job *j, struct job_result *r)
     }
     if (r->firmware[0])
         jset_str(d, "firmware", r->firmware);
+    jset_str(d, "kind", kind);
+    if (r->bytes >= 0)
+        jset_int(d, "bytes", r->bytes);
+    json_object_object_add(d, "seconds",
+                           json_object_new_double((double)(loop_now_ms() - j->started_ms) / 1000.0));
     event(st, "job.finished", s, j->mac, j->id, d);
 
     /* Decide and log once. */
@@ -589,18 +754,24 @@ static void finish_job(struct station *st, struct job *j, struct job_result *r)
     switch (state) {
     case RECORDS_JOB_PASSED:
         slot_count_result(s, false, true, st->opt.flag_after);
+        if (!flash) {
+            slog(s, LOG_LEVEL_NOTICE, "passed: %s job %lld in %.1f s", kind, (long long)j->id,
+                 secs);
+            set_phase(st, s, BOARD_IDLE);
+            break;
+        }
         slog(s, LOG_LEVEL_NOTICE, "passed: %s written, %lld bytes in %.1f s (%.0f kbit/s)",
              r->firmware, (long long)r->bytes, secs, r->kbps > 0 ? r->kbps : 0.0);
-        set_phase(s, BOARD_AWAITING_NETWORK);
+        set_phase(st, s, BOARD_AWAITING_NETWORK);
         break;
     case RECORDS_JOB_SKIPPED:
         slot_count_result(s, false, true, st->opt.flag_after);
         slog(s, LOG_LEVEL_NOTICE, "skipped: %s", msg);
-        set_phase(s, BOARD_SKIPPED);
+        set_phase(st, s, BOARD_SKIPPED);
         break;
     case RECORDS_JOB_CANCELLED:
         slog(s, LOG_LEVEL_NOTICE, "cancelled: %s", msg);
-        set_phase(s, BOARD_CANCELLED);
+        set_phase(st, s, BOARD_CANCELLED);
         break;
     default: {
         char dev[64] = "";
@@ -608,7 +779,8 @@ static void finish_job(struct station *st, struct job *j, struct job_result *r)
             snprintf(dev, sizeof(dev), " (device status 0x%02X error 0x%02X)",
                      (unsigned)res.device_status, (unsigned)res.device_error);
         int retries = prof ? prof->retries : 0;
-        bool retry = !removed && !st->stopping && s->present && s->attempt < retries;
+        /* A job asked for through the API is not retried: the caller decides. */
+        bool retry = !rq && !removed && !st->stopping && s->present && s->attempt < retries;
         if (removed) {
             slot_count_result(s, true, false, st->opt.flag_after);
             slog(s, LOG_LEVEL_WARN, "failed: %s", msg);
@@ -630,14 +802,14 @@ static void finish_job(struct station *st, struct job *j, struct job_result *r)
                      s->failures);
             }
         }
-        set_phase(s, BOARD_FAILED);
+        set_phase(st, s, BOARD_FAILED);
         if (retry) {
             s->attempt++;
             s->retry_pending = true;
-            set_phase(s, BOARD_QUEUED);
+            set_phase(st, s, BOARD_QUEUED);
             if (slot_timer_arm(st, s, st->opt.retry_backoff_ms) < 0) {
                 s->retry_pending = false;
-                set_phase(s, BOARD_FAILED);
+                set_phase(st, s, BOARD_FAILED);
             }
         }
         break;
@@ -647,9 +819,11 @@ static void finish_job(struct station *st, struct job *j, struct job_result *r)
         s->in_grace = false;
         if (s->timer && !s->retry_pending)
             loop_timer_disarm(s->timer);
-        set_phase(s, BOARD_EMPTY);
+        set_phase(st, s, BOARD_EMPTY);
     }
+    req_free(st, rq);
     job_free(j);
+    notify_slot(st, s, false);
     start_queued(st);
     if (st->stopping && st->running == 0 && !st->stopped) {
         st->stopped = true;
@@ -706,9 +880,25 @@ static void on_identified(struct station *st, struct job *j, const struct job_ms
     /* Decide what this board gets. */
     struct job_plan plan;
     memset(&plan, 0, sizeof(plan));
+    if (j->params.kind[0] && strcmp(j->params.kind, "flash") != 0) {
+        /* info / reset / erase: nothing to write. */
+        j->replied = true;
+        job_reply(j, &plan);
+        return;
+    }
     const struct config_firmware_ref *ref = NULL;
     int pick = station_choose_firmware(st->cfg, ci->chip, ci->magic, &ref, plan.message,
                                        sizeof(plan.message), plan.advice, sizeof(plan.advice));
+    struct station_req *rq = req_of_job(st, j->id);
+    struct config_firmware_ref override;
+    if (rq && rq->fw_name[0] && ci->chip) {
+        /* The API named the firmware: it replaces the profile's choice (fw_get checks the chip). */
+        override.chip = ci->chip->chip;
+        override.name = rq->fw_name;
+        override.version = rq->fw_version;
+        ref = &override;
+        pick = 1;
+    }
     plan.nofw_state = pick < 0 ? RECORDS_JOB_FAILED : RECORDS_JOB_SKIPPED;
     if (pick > 0) {
         char err[512] = "";
@@ -810,7 +1000,7 @@ static void on_message(void *ctx, void *msg)
         if (j->removed || s->in_grace)
             break; /* the slot already shows the removal */
         if (board_phase_is_active(m->phase))
-            set_phase(s, m->phase);
+            set_phase(st, s, m->phase);
         snprintf(s->stage, sizeof(s->stage), "%s", m->stage);
         if (records_job_progress(st->rec, j->id, m->stage, -1, -1, &re) < 0)
             rec_warn(&re);
@@ -825,6 +1015,8 @@ static void on_message(void *ctx, void *msg)
         s->done = m->done;
         s->total = m->total;
         s->kbps = m->kbps;
+        if (!j->removed && !s->in_grace)
+            notify_slot(st, s, true);
         if (records_job_progress(st->rec, j->id, NULL, (int64_t)m->done, (int64_t)m->wire, &re) < 0)
             rec_warn(&re);
         break;
@@ -931,11 +1123,14 @@ static void port_removed(struct station *st, const struct port_event *ev)
         return; /* finish_job empties the slot */
     }
     slog(s, LOG_LEVEL_INFO, "port removed");
+    struct station_req *rq = req_pending(st, s);
+    if (rq)
+        req_drop(st, rq, "board removed while queued");
     queue_remove(st, s);
     s->retry_pending = false;
     if (s->timer)
         loop_timer_disarm(s->timer);
-    set_phase(s, BOARD_EMPTY);
+    set_phase(st, s, BOARD_EMPTY);
 }
 
 void station_port_event(void *ctx, const struct port_event *ev)
@@ -1139,15 +1334,47 @@ int station_start(struct station *st)
     return 0;
 }
 
+static const char *overlay_text(const struct station *st)
+{
+    return st->overlay ? json_object_to_json_string_ext(st->overlay, JSON_C_TO_STRING_PLAIN) : NULL;
+}
+
+static void apply_config(struct station *st, struct config *cfg);
+
 int station_reload(struct station *st)
 {
     char err[512] = "";
     struct config *cfg = NULL;
-    int rc = load_config(st->config_path, &cfg, err, sizeof(err));
+    int rc = config_load_overlay(st->config_path, overlay_text(st), &cfg, err, sizeof(err));
+    if (rc < 0 && st->overlay) {
+        /* The file may have changed under the API's profile changes: try it alone. */
+        char err2[512] = "";
+        struct config *plain = NULL;
+        if (load_config(st->config_path, &plain, err2, sizeof(err2)) == 0) {
+            log_msg(LOG_LEVEL_WARN,
+                    "profile changes made through the API do not fit the reloaded "
+                    "configuration and are dropped: %s",
+                    err);
+            json_object_put(st->overlay);
+            st->overlay = NULL;
+            cfg = plain;
+            rc = 0;
+        }
+    }
     if (rc < 0) {
         log_msg(LOG_LEVEL_ERROR, "reload refused, keeping the running configuration: %s", err);
         return rc;
     }
+    apply_config(st, cfg);
+    log_msg(LOG_LEVEL_NOTICE, "configuration reloaded%s%s: profile %s, max_parallel %d",
+            st->config_path ? " from " : "", st->config_path ? st->config_path : "",
+            active_profile(st) ? active_profile(st)->name : "(none)", st->cfg->max_parallel);
+    return 0;
+}
+
+/* Swaps in a new config (owned by the station from here). */
+static void apply_config(struct station *st, struct config *cfg)
+{
     char old_data[PATH_MAX];
     snprintf(old_data, sizeof(old_data), "%s", st->data_dir);
     /* Jobs copied what they need (struct job_params): nothing borrows the old config. */
@@ -1179,10 +1406,6 @@ int station_reload(struct station *st)
     check_profiles(st);
     poll_manual(st);
     start_queued(st);
-    log_msg(LOG_LEVEL_NOTICE, "configuration reloaded%s%s: profile %s, max_parallel %d",
-            st->config_path ? " from " : "", st->config_path ? st->config_path : "",
-            active_profile(st) ? active_profile(st)->name : "(none)", st->cfg->max_parallel);
-    return 0;
 }
 
 void station_stop(struct station *st)
@@ -1199,13 +1422,18 @@ void station_stop(struct station *st)
     }
     st->nq = 0;
     for (size_t k = 0; k < st->slots.n; k++) {
+        struct station_req *rq = req_pending(st, st->slots.v[k]);
+        if (rq)
+            req_drop(st, rq, "daemon stopping (while queued)");
+    }
+    for (size_t k = 0; k < st->slots.n; k++) {
         struct slot *s = st->slots.v[k];
         s->retry_pending = false;
         s->in_grace = false;
         if (s->timer)
             loop_timer_disarm(s->timer);
         if (!s->job && s->phase == BOARD_QUEUED)
-            set_phase(s, BOARD_IDLE);
+            set_phase(st, s, BOARD_IDLE);
     }
     if (st->running == 0) {
         st->stopped = true;
@@ -1266,6 +1494,9 @@ void station_free(struct station *st)
         records_close(st->rec);
         log_msg(LOG_LEVEL_INFO, "records closed");
     }
+    while (st->reqs)
+        req_free(st, st->reqs);
+    json_object_put(st->overlay);
     config_free(st->cfg);
     free(st->config_path);
     free(st);
@@ -1316,4 +1547,320 @@ int station_import_firmware(const struct station_options *o, const char *dir, bo
     catalog_close(cat);
     config_free(cfg);
     return rc;
+}
+
+/* ---- for the web layer ------------------------------------------------------------------ */
+
+struct records *station_records(struct station *st)
+{
+    return st->rec;
+}
+
+struct catalog *station_catalog(struct station *st)
+{
+    return st->cat;
+}
+
+const struct config *station_config(const struct station *st)
+{
+    return st->cfg;
+}
+
+const struct slot_table *station_slots(const struct station *st)
+{
+    return &st->slots;
+}
+
+const char *station_data_dir(const struct station *st)
+{
+    return st->data_dir;
+}
+
+bool station_stopping(const struct station *st)
+{
+    return st->stopping;
+}
+
+int station_running(const struct station *st)
+{
+    return st->running;
+}
+
+struct slot *station_find_slot(const struct station *st, const char *id)
+{
+    if (!id || !*id)
+        return NULL;
+    for (size_t k = 0; k < st->slots.n; k++)
+        if (strcmp(slot_name(st->slots.v[k]), id) == 0)
+            return st->slots.v[k];
+    for (size_t k = 0; k < st->slots.n; k++)
+        if (strcmp(st->slots.v[k]->key, id) == 0 || strcmp(st->slots.v[k]->label, id) == 0)
+            return st->slots.v[k];
+    char *end;
+    errno = 0;
+    unsigned long long i = strtoull(id, &end, 10);
+    if (!errno && *end == '\0' && id[0] >= '0' && id[0] <= '9' && i < st->slots.n)
+        return st->slots.v[i];
+    return NULL;
+}
+
+bool station_slot_busy(const struct station *st, const struct slot *s)
+{
+    return s->job || s->phase == BOARD_QUEUED || s->retry_pending || s->in_grace ||
+           req_pending(st, s) != NULL;
+}
+
+const char *station_slot_job_kind(const struct station *st, const struct slot *s)
+{
+    (void)st;
+    if (s->job)
+        return s->job->params.kind[0] ? s->job->params.kind : "flash";
+    return NULL;
+}
+
+int64_t station_slot_elapsed_ms(const struct station *st, const struct slot *s)
+{
+    (void)st;
+    return s->job ? loop_now_ms() - s->job->started_ms : -1;
+}
+
+struct slot *station_slot_of_job(const struct station *st, int64_t id)
+{
+    for (struct job *j = st->jobs; j; j = j->next)
+        if (j->id == id)
+            return j->slot;
+    return NULL;
+}
+
+void station_set_hooks(struct station *st, const struct station_hooks *h)
+{
+    if (h)
+        st->hooks = *h;
+    else
+        memset(&st->hooks, 0, sizeof(st->hooks));
+}
+
+int station_post_event(struct station *st, const char *kind, const struct slot *s,
+                       const char *mac, int64_t job_id, const char *data)
+{
+    return event_text(st, kind, s, mac, job_id, data);
+}
+
+int station_request_job(struct station *st, struct slot *s, const struct station_job_request *r,
+                        int64_t *job_id, char *err, size_t errlen)
+{
+    *job_id = 0;
+    if (err && errlen)
+        err[0] = '\0';
+    if (st->stopping) {
+        snprintf(err, errlen, "the station is stopping");
+        return -ESHUTDOWN;
+    }
+    if (!r->kind || (strcmp(r->kind, "flash") && strcmp(r->kind, "erase") &&
+                     strcmp(r->kind, "info") && strcmp(r->kind, "reset"))) {
+        snprintf(err, errlen, "unknown job kind");
+        return -EINVAL;
+    }
+    if (station_slot_busy(st, s)) {
+        if (s->job)
+            snprintf(err, errlen, "slot %s is busy with job %lld (%s)", slot_name(s),
+                     (long long)s->job->id, board_phase_to_string(s->phase));
+        else
+            snprintf(err, errlen, "slot %s is busy (%s)", slot_name(s),
+                     s->retry_pending ? "retry pending" : board_phase_to_string(s->phase));
+        return -EBUSY;
+    }
+    if (!s->present) {
+        snprintf(err, errlen, "no board on slot %s", slot_name(s));
+        return -ENODEV;
+    }
+    struct station_req *rq = calloc(1, sizeof(*rq));
+    if (!rq)
+        return -ENOMEM;
+    rq->s = s;
+    snprintf(rq->kind, sizeof(rq->kind), "%s", r->kind);
+    if (r->firmware_name && r->firmware_version) {
+        scopy(rq->fw_name, sizeof(rq->fw_name), r->firmware_name);
+        scopy(rq->fw_version, sizeof(rq->fw_version), r->firmware_version);
+    }
+    rq->force = r->force;
+    rq->erase_all = r->erase_all;
+    rq->verify = r->verify;
+    rq->baud = r->baud;
+    rq->erase_region = r->erase_region;
+    rq->erase_offset = r->erase_offset;
+    rq->erase_size = r->erase_size;
+    rq->next = st->reqs;
+    st->reqs = rq;
+    s->attempt = 0;
+    s->retry_pending = false;
+
+    char fwref[RECORDS_FIRMWARE_LEN] = "";
+    if (rq->fw_name[0])
+        snprintf(fwref, sizeof(fwref), "%s@%s", rq->fw_name, rq->fw_version);
+    struct json_object *d = jobj();
+    jset_str(d, "kind", rq->kind);
+    if (fwref[0])
+        jset_str(d, "firmware", fwref);
+    if (rq->force)
+        json_object_object_add(d, "force", json_object_new_boolean(true));
+
+    if (st->running < st->cfg->max_parallel && st->nq == 0) {
+        start_job(st, s);
+        if (!s->job || rq != req_of_job(st, s->job_id)) {
+            /* start_job logged why and freed the request. */
+            snprintf(err, errlen, "cannot start the job on slot %s (see the daemon log)",
+                     slot_name(s));
+            json_object_put(d);
+            return -EIO;
+        }
+        *job_id = s->job_id;
+        event(st, "job.requested", s, s->mac, *job_id, d);
+        return 0;
+    }
+    /* max_parallel jobs run: a 'queued' records job now, the worker later. */
+    struct records_error re;
+    struct records_job_new jn = {
+        .kind = rq->kind,
+        .slot = slot_name(s),
+        .firmware = fwref[0] ? fwref : NULL,
+        .stage = "queued",
+        .queued = true,
+    };
+    if (records_job_begin(st->rec, &jn, &rq->job_id, &re) < 0) {
+        snprintf(err, errlen, "%s", re.message);
+        req_free(st, rq);
+        json_object_put(d);
+        return -EIO;
+    }
+    *job_id = rq->job_id;
+    s->job_id = rq->job_id;
+    set_phase(st, s, BOARD_QUEUED);
+    if (queue_push(st, s) < 0) {
+        req_drop(st, rq, "out of memory");
+        json_object_put(d);
+        return -ENOMEM;
+    }
+    slog(s, LOG_LEVEL_INFO, "%s job %lld queued: %d boards flashing (max_parallel %d)", r->kind,
+         (long long)*job_id, st->running, st->cfg->max_parallel);
+    event(st, "job.requested", s, s->mac, *job_id, d);
+    return 0;
+}
+
+int station_cancel_job(struct station *st, int64_t id)
+{
+    for (struct job *j = st->jobs; j; j = j->next) {
+        if (j->id == id) {
+            slog(j->slot, LOG_LEVEL_NOTICE, "job %lld: cancel requested through the API",
+                 (long long)id);
+            job_cancel(j);
+            return 0;
+        }
+    }
+    struct station_req *rq = req_of_job(st, id);
+    if (rq && !rq->started) {
+        struct slot *s = rq->s;
+        queue_remove(st, s);
+        req_drop(st, rq, "cancelled through the API while queued");
+        set_phase(st, s, BOARD_CANCELLED);
+        return 1;
+    }
+    return -ENOENT;
+}
+
+int station_detach(struct station *st, struct slot *s)
+{
+    if (!s->present)
+        return -ENODEV;
+    struct port_event ev;
+    devsrc_manual_event(PORT_REMOVED, s->uri, NULL, &ev);
+    snprintf(ev.slot_key, sizeof(ev.slot_key), "%s", s->key);
+    slog(s, LOG_LEVEL_NOTICE, "detached through the API");
+    port_removed(st, &ev);
+    return 0;
+}
+
+/* Loads the config with overlay ov (consumed on success: it becomes the station's). */
+static int set_overlay(struct station *st, struct json_object *ov, char *err, size_t errlen)
+{
+    struct config *cfg = NULL;
+    int rc = config_load_overlay(st->config_path,
+                                 json_object_to_json_string_ext(ov, JSON_C_TO_STRING_PLAIN), &cfg,
+                                 err, errlen);
+    if (rc < 0) {
+        json_object_put(ov);
+        return rc;
+    }
+    json_object_put(st->overlay);
+    st->overlay = ov;
+    apply_config(st, cfg);
+    return 0;
+}
+
+static struct json_object *overlay_copy(const struct station *st)
+{
+    struct json_object *ov = NULL;
+    if (st->overlay && json_object_deep_copy(st->overlay, &ov, NULL) == 0)
+        return ov;
+    return jobj();
+}
+
+int station_put_profile(struct station *st, const char *name, const char *profile_json, char *err,
+                        size_t errlen)
+{
+    struct json_object *prof = json_tokener_parse(profile_json);
+    if (!prof || !json_object_is_type(prof, json_type_object)) {
+        json_object_put(prof);
+        snprintf(err, errlen, "profile: must be a JSON object");
+        return -EINVAL;
+    }
+    struct json_object *ov = overlay_copy(st);
+    struct json_object *profs;
+    if (!ov || (!json_object_object_get_ex(ov, "profiles", &profs) &&
+                json_object_object_add(ov, "profiles", profs = jobj()) != 0)) {
+        json_object_put(ov);
+        json_object_put(prof);
+        return -ENOMEM;
+    }
+    json_object_object_add(profs, name, prof);
+    int rc = set_overlay(st, ov, err, errlen);
+    if (rc == 0) {
+        log_msg(LOG_LEVEL_NOTICE, "profile %s updated through the API (in memory)", name);
+        struct json_object *d = jobj();
+        jset_str(d, "name", name);
+        json_object_object_add(
+            d, "active",
+            json_object_new_boolean(st->cfg->active_profile &&
+                                    strcmp(st->cfg->active_profile, name) == 0));
+        event(st, "profile.changed", NULL, NULL, 0, d);
+    }
+    return rc;
+}
+
+int station_set_active_profile(struct station *st, const char *name, char *err, size_t errlen)
+{
+    if (name && !config_profile(st->cfg, name)) {
+        snprintf(err, errlen, "no profile named \"%s\"", name);
+        return -ENOENT;
+    }
+    struct json_object *ov = overlay_copy(st);
+    if (!ov)
+        return -ENOMEM;
+    json_object_object_add(ov, "active_profile", name ? json_object_new_string(name) : NULL);
+    int rc = set_overlay(st, ov, err, errlen);
+    if (rc == 0) {
+        log_msg(LOG_LEVEL_NOTICE, "active profile switched to %s through the API (in memory)",
+                name ? name : "(none)");
+        struct json_object *d = jobj();
+        json_object_object_add(d, "name", name ? json_object_new_string(name) : NULL);
+        json_object_object_add(d, "active", json_object_new_boolean(true));
+        event(st, "profile.changed", NULL, NULL, 0, d);
+    }
+    return rc;
+}
+
+void station_catalog_changed(struct station *st)
+{
+    fw_cache_clear(st);
+    check_profiles(st);
 }

@@ -21,6 +21,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "devsrc.h"
 #include "config.h"
@@ -71,6 +72,101 @@ void station_free(struct station *st);
 int station_choose_firmware(const struct config *cfg, const struct esp_chip_desc *chip,
                             uint32_t magic, const struct config_firmware_ref **ref, char *msg,
                             size_t msglen, char *advice, size_t advlen);
+
+/* ---- for the web layer (REST API), loop thread only ---------------------------------- */
+
+struct records;
+struct records_event;
+struct catalog;
+struct slot;
+struct slot_table;
+
+/* Borrowed views of the station's state; valid until the next call into the station
+ * (the config is swapped whole on reload or a profile change). */
+struct records *station_records(struct station *st);
+struct catalog *station_catalog(struct station *st);
+const struct config *station_config(const struct station *st);
+const struct slot_table *station_slots(const struct station *st);
+const char *station_data_dir(const struct station *st);
+bool station_stopping(const struct station *st);
+/* Jobs running now / slots waiting for a job place. */
+int station_running(const struct station *st);
+
+/* A slot by its name (label, else key), its key, or its decimal index. NULL if none. */
+struct slot *station_find_slot(const struct station *st, const char *id);
+/* True while the slot has a job running, queued (API or plug-in) or a retry pending. */
+bool station_slot_busy(const struct station *st, const struct slot *s);
+/* Kind ("flash", "erase", ...) of the slot's current job, NULL when none runs. */
+const char *station_slot_job_kind(const struct station *st, const struct slot *s);
+/* Milliseconds since the slot's current job started, -1 when none runs. */
+int64_t station_slot_elapsed_ms(const struct station *st, const struct slot *s);
+/* The slot whose running job has records id `id`, NULL when no such job runs. */
+struct slot *station_slot_of_job(const struct station *st, int64_t id);
+
+/*
+ * Observers (the web layer's event stream). event: called after every append to
+ * the events journal, with the stored event (id, ts, kind, ...). slot: called when
+ * a slot's visible state changed; progress is true for byte-count updates (frequent:
+ * throttle them), false for phase/port/result changes. Both on the loop thread,
+ * possibly from inside any station call; they must not call back into the station.
+ */
+struct station_hooks {
+    void (*event)(void *ctx, const struct records_event *e);
+    void (*slot)(void *ctx, const struct slot *s, bool progress);
+    void *ctx;
+};
+void station_set_hooks(struct station *st, const struct station_hooks *h);
+
+/* Appends an event to the journal (and tells the hooks). data: JSON object text or NULL. */
+int station_post_event(struct station *st, const char *kind, const struct slot *s,
+                       const char *mac, int64_t job_id, const char *data);
+
+/* A job asked for through the REST API. */
+struct station_job_request {
+    const char *kind;             /* "flash", "erase", "info", "reset" */
+    const char *firmware_name;    /* flash: overrides the profile's choice; NULL = profile */
+    const char *firmware_version; /* with firmware_name */
+    bool force;                   /* flash: ignore skip_if_same */
+    int erase_all;                /* flash: -1 profile, 0 no, 1 yes */
+    int verify;                   /* flash: -1 profile, 0 no, 1 yes */
+    uint32_t baud;                /* flash: 0 = profile */
+    bool erase_region;            /* erase: offset/size instead of the whole chip */
+    uint32_t erase_offset, erase_size;
+};
+
+/*
+ * Starts (or queues, when max_parallel jobs run) a job on the board of slot s and
+ * returns its records id in *job_id. Exactly one request per slot wins: -EBUSY when
+ * the slot already has a job (running, queued, retry pending), -ENODEV when no
+ * board/port is present, -ESHUTDOWN while stopping, -EINVAL bad request, -EIO when
+ * the job cannot be recorded or started (err says why).
+ */
+int station_request_job(struct station *st, struct slot *s, const struct station_job_request *r,
+                        int64_t *job_id, char *err, size_t errlen);
+
+/* Cancels job `id`: 0 when a running job was told to stop (it ends shortly as
+ * cancelled), 1 when a queued job was cancelled at once, -ENOENT when no such job
+ * runs or waits (it may have ended: look at the records). */
+int station_cancel_job(struct station *st, int64_t id);
+
+/* Detaches slot s as if unplugged (a running job ends "board removed during ...").
+ * A port from the config's ports stays detached until its path is re-created. */
+int station_detach(struct station *st, struct slot *s);
+
+/*
+ * Profile changes (kept in memory on top of the config file, so they survive SIGHUP
+ * but not a restart). put: profile_json is a profile object as in the config file;
+ * the whole config is validated again (err gets the config's message, naming the key).
+ * active: name NULL = no active profile. 0, -EINVAL (validation), -ENOENT (no such
+ * profile), -ENOMEM.
+ */
+int station_put_profile(struct station *st, const char *name, const char *profile_json, char *err,
+                        size_t errlen);
+int station_set_active_profile(struct station *st, const char *name, char *err, size_t errlen);
+
+/* The firmware catalog changed (import, replace, delete): drops cached sets and
+ * re-checks the profiles' references. */
+void station_catalog_changed(struct station *st);
 
 /* Resolves the data directory the station would use (for --import-firmware). */
 int station_import_firmware(const struct station_options *o, const char *dir, bool replace);

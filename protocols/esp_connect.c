@@ -167,6 +167,25 @@ static int sync_once(struct esp_loader *l, unsigned *status_bytes, bool *all_zer
     return 1;
 }
 
+int esp_ldr_resync(struct esp_loader *l, int tries)
+{
+    for (int i = 0; i < tries; i++) {
+        unsigned sbytes = 0;
+        bool zero = true;
+        l->stats.sync_tries++;
+        int rc = sync_once(l, &sbytes, &zero);
+        if (rc < 0)
+            return rc;
+        if (rc == 0)
+            continue;
+        /* Let the rest of the eight replies go. */
+        esp_ldr_sleep_ms(10);
+        rc = esp_ldr_flush_input(l);
+        return rc < 0 ? rc : 1;
+    }
+    return 0;
+}
+
 static void no_lines_once(struct esp_loader *l)
 {
     l->no_lines = true;

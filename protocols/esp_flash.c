@@ -132,6 +132,46 @@ static int ensure_attached(struct esp_loader *l, struct esp_error *err)
     return rc;
 }
 
+/* ---- ESP8266 ROM erase planning ---------------------------------------------- */
+
+#define SECTORS_PER_BLOCK 16u
+
+/* Sectors the ESP8266 ROM really erases for a FLASH_BEGIN meant for the n sectors
+ * from sector s, sending esptool's erase size (esp_chip.h models the bug). */
+static uint32_t rom8266_erased(uint32_t s, uint32_t n)
+{
+    uint32_t off = s * ESP_SECTOR;
+    uint64_t bytes = (uint64_t)n * ESP_SECTOR;
+    uint32_t size = bytes > UINT32_MAX ? UINT32_MAX & ~(ESP_SECTOR - 1) : (uint32_t)bytes;
+    return esp8266_rom_erased_sectors(off, esp8266_rom_erase_size(off, size));
+}
+
+/*
+ * How to erase the n sectors from sector s through the ESP8266 ROM. Returns the
+ * sector count of the first FLASH_BEGIN (n: one is enough); the rest, if any, is
+ * a second FLASH_BEGIN at the following 64 KiB boundary. The first may erase a
+ * sector of the second, which is harmless since the second is erased (and
+ * written) after it. *over = sectors erased past s+n even so (0: exact).
+ *
+ * An odd count that fits in the rest of its 64 KiB block always takes one extra
+ * sector; across a boundary, splitting there is exact when the part after the
+ * boundary has an even count (or more than two blocks).
+ */
+static uint32_t rom8266_plan(uint32_t s, uint32_t n, uint32_t *over)
+{
+    uint32_t got = rom8266_erased(s, n);
+    *over = got > n ? got - n : 0;
+    if (*over == 0)
+        return n;
+    for (uint32_t k = SECTORS_PER_BLOCK - s % SECTORS_PER_BLOCK; k < n; k += SECTORS_PER_BLOCK) {
+        if (rom8266_erased(s, k) <= n && rom8266_erased(s + k, n - k) == n - k) {
+            *over = 0;
+            return k;
+        }
+    }
+    return n;
+}
+
 /* ---- safety checks ---------------------------------------------------------- */
 
 int esp_loader_check_regions(struct esp_loader *l, const struct esp_region *regions, size_t n,
@@ -363,36 +403,20 @@ static void report_write(struct esp_loader *l, const struct wjob *j, uint64_t wr
     report(l, ESP_STAGE_WRITE, j->idx, j->n, j->region_offset, done, j->region_len);
 }
 
-static int write_raw(struct esp_loader *l, const struct wjob *j, struct esp_error *err)
+/* One FLASH_BEGIN and its FLASH_DATA blocks for j->buf[from, from+len). */
+static int write_raw_part(struct esp_loader *l, const struct wjob *j, size_t from, size_t len,
+                          uint32_t erase, struct esp_error *err)
 {
     size_t block = write_block_size(l);
-    uint32_t nblocks = (uint32_t)((j->len + block - 1) / block);
-    uint32_t erase = (uint32_t)j->len;
-    if (esp_ldr_is_8266_rom(l)) {
-        erase = esp8266_rom_erase_size(j->addr, (uint32_t)j->len);
-        /* Some start/length pairs cannot be erased exactly (e.g. one sector at
-         * the end of a 64 KiB block): the ROM takes the next sector(s) too. */
-        uint32_t want = (uint32_t)((j->len + ESP_SECTOR - 1) / ESP_SECTOR);
-        uint32_t got = esp8266_rom_erased_sectors(j->addr, erase);
-        if (got > want) {
-            uint32_t from = j->addr / ESP_SECTOR * ESP_SECTOR + want * ESP_SECTOR;
-            uint32_t to = j->addr / ESP_SECTOR * ESP_SECTOR + got * ESP_SECTOR;
-            esp_ldr_log(l, ESP_LOG_WARN,
-                        "ESP8266 ROM erase bug: writing %s also erases 0x%X..0x%X%s; use the "
-                        "flasher stub to avoid it",
-                        j->name, from, to - 1,
-                        l->info.flash_size && to > l->info.flash_size
-                            ? " (past the end of flash: may wrap to the start)"
-                            : "");
-        }
-    }
-    uint32_t w[5] = {erase, nblocks, (uint32_t)block, j->addr, 0};
+    uint32_t addr = j->addr + (uint32_t)from;
+    uint32_t nblocks = (uint32_t)((len + block - 1) / block);
+    uint32_t w[5] = {erase, nblocks, (uint32_t)block, addr, 0};
     int tmo = l->stub ? esp_ldr_tmo(l, ESP_TMO_DEFAULT)
-                      : esp_ldr_tmo_per_mb(l, ESP_TMO_ERASE_PER_MB, j->len);
+                      : esp_ldr_tmo_per_mb(l, ESP_TMO_ERASE_PER_MB, len);
     int rc =
         esp_ldr_cmd_words(l, ESP_OP_FLASH_BEGIN, w, five_word_begin(l) ? 5 : 4, 0, tmo, NULL, err);
     if (rc < 0) {
-        esp_error_set_address(err, j->addr);
+        esp_error_set_address(err, addr);
         return rc;
     }
     uint8_t *tmp = malloc(block);
@@ -400,16 +424,42 @@ static int write_raw(struct esp_loader *l, const struct wjob *j, struct esp_erro
         return esp_error_set(err, -ENOMEM, l->stage, NULL, "out of memory");
     for (uint32_t seq = 0; seq < nblocks; seq++) {
         size_t off = (size_t)seq * block;
-        size_t k = j->len - off < block ? j->len - off : block;
-        memcpy(tmp, j->buf + off, k);
+        size_t k = len - off < block ? len - off : block;
+        memcpy(tmp, j->buf + from + off, k);
         memset(tmp + k, 0xFF, block - k);
         rc = send_block(l, ESP_OP_FLASH_DATA, seq, tmp, block, esp_ldr_tmo(l, ESP_TMO_DEFAULT),
-                        j->addr + (uint32_t)off, err);
+                        addr + (uint32_t)off, err);
         if (rc < 0)
             break;
-        report_write(l, j, off + k);
+        report_write(l, j, from + off + k);
     }
     free(tmp);
+    return rc;
+}
+
+static int write_raw(struct esp_loader *l, const struct wjob *j, struct esp_error *err)
+{
+    int rc;
+    if (esp_ldr_is_8266_rom(l)) {
+        /* j->addr is sector aligned on the ROM. Split where that makes the erase
+         * exact; what still spills over was warned about by esp_loader_flash. */
+        uint32_t s = j->addr / ESP_SECTOR;
+        uint32_t n = (uint32_t)((j->len + ESP_SECTOR - 1) / ESP_SECTOR), over;
+        uint32_t k = rom8266_plan(s, n, &over);
+        size_t first = k < n ? (size_t)k * ESP_SECTOR : j->len;
+        rc = write_raw_part(l, j, 0, first, esp8266_rom_erase_size(j->addr, (uint32_t)first), err);
+        if (rc == 0 && first < j->len) {
+            esp_ldr_log(l, ESP_LOG_DEBUG,
+                        "ESP8266 ROM: region %s written as two parts (split at 0x%X) so the "
+                        "erase is exact",
+                        j->name, j->addr + (uint32_t)first);
+            uint32_t addr2 = j->addr + (uint32_t)first;
+            rc = write_raw_part(l, j, first, j->len - first,
+                                esp8266_rom_erase_size(addr2, (uint32_t)(j->len - first)), err);
+        }
+    } else {
+        rc = write_raw_part(l, j, 0, j->len, (uint32_t)j->len, err);
+    }
     if (rc < 0)
         return rc;
     if (l->stub) {
@@ -671,6 +721,59 @@ static int flash_one(struct esp_loader *l, const struct esp_region *r, size_t id
     return 0;
 }
 
+/* Sector span [*s0, *s1) the ROM write of r erases at least (its start is moved
+ * down to a sector boundary). */
+static void rom_sectors(const struct esp_region *r, uint32_t *s0, uint32_t *s1)
+{
+    uint64_t end = (uint64_t)r->offset + round_up(r->len, 4);
+    *s0 = r->offset / ESP_SECTOR;
+    *s1 = (uint32_t)((end + ESP_SECTOR - 1) / ESP_SECTOR);
+}
+
+/* True when sector sec holds data of a region other than regions[skip]. */
+static bool sector_in_other_region(const struct esp_region *regions, size_t n, size_t skip,
+                                   uint32_t sec)
+{
+    for (size_t k = 0; k < n; k++) {
+        uint32_t b0, b1;
+        rom_sectors(&regions[k], &b0, &b1);
+        if (k != skip && sec >= b0 && sec < b1)
+            return true;
+    }
+    return false;
+}
+
+/* ESP8266 ROM: warns about every run of sectors the erase bug takes that no
+ * region rewrites (regions are written in ascending order, so a sector taken
+ * from a following region is written again afterwards). */
+static void warn_rom8266_overerase(struct esp_loader *l, const struct esp_region *regions, size_t n)
+{
+    char name[96];
+    for (size_t i = 0; i < n; i++) {
+        uint32_t s0, s1, over;
+        rom_sectors(&regions[i], &s0, &s1);
+        rom8266_plan(s0, s1 - s0, &over);
+        uint64_t end = (uint64_t)s1 + over;
+        for (uint64_t sec = s1; sec < end; sec++) {
+            if (sector_in_other_region(regions, n, i, (uint32_t)sec))
+                continue;
+            uint64_t last = sec;
+            while (last + 1 < end && !sector_in_other_region(regions, n, i, (uint32_t)last + 1))
+                last++;
+            uint64_t from = sec * ESP_SECTOR, to = (last + 1) * ESP_SECTOR;
+            region_name(&regions[i], i, name, sizeof(name));
+            esp_ldr_log(l, ESP_LOG_WARN,
+                        "writing region %s: ESP8266 ROM also erases 0x%llX..0x%llX; use the stub "
+                        "to avoid it%s",
+                        name, (unsigned long long)from, (unsigned long long)to - 1,
+                        l->info.flash_size && to > l->info.flash_size
+                            ? " (past the end of flash: may wrap to the start)"
+                            : "");
+            sec = last;
+        }
+    }
+}
+
 int esp_loader_flash(struct esp_loader *l, const struct esp_region *regions, size_t n,
                      const struct esp_flash_opts *opts, struct esp_error *err)
 {
@@ -695,12 +798,29 @@ int esp_loader_flash(struct esp_loader *l, const struct esp_region *regions, siz
         if (rc < 0)
             return rc;
     }
-    for (size_t i = 0; i < n; i++) {
-        rc = flash_one(l, &regions[i], i, n, opts, err);
-        if (rc < 0)
-            return rc;
+    /* The ESP8266 ROM's erase bug can take the sector after a region: write in
+     * ascending order so a later region rewrites it. Results keep the caller's index. */
+    size_t *order = malloc((n ? n : 1) * sizeof(*order));
+    if (!order)
+        return esp_error_set(err, -ENOMEM, l->stage, NULL, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        order[i] = i;
+    if (esp_ldr_is_8266_rom(l)) {
+        for (size_t i = 1; i < n; i++) { /* insertion sort: stable, n is small */
+            size_t v = order[i], k = i;
+            for (; k > 0 && regions[order[k - 1]].offset > regions[v].offset; k--)
+                order[k] = order[k - 1];
+            order[k] = v;
+        }
+        warn_rom8266_overerase(l, regions, n);
     }
-    return 0;
+    for (size_t i = 0; i < n; i++) {
+        rc = flash_one(l, &regions[order[i]], order[i], n, opts, err);
+        if (rc < 0)
+            break;
+    }
+    free(order);
+    return rc < 0 ? rc : 0;
 }
 
 int esp_loader_verify(struct esp_loader *l, const struct esp_region *regions, size_t n,
@@ -779,6 +899,37 @@ int esp_loader_erase_region(struct esp_loader *l, uint32_t offset, uint32_t len,
         return esp_error_set(err, -EINVAL, l->stage, NULL,
                              "erase region 0x%X+0x%X is beyond the %u KB flash", offset, len,
                              l->info.flash_size / 1024);
+    /* The ESP8266 ROM's erase bug: split where that makes the erase exact, else
+     * refuse before touching the board (erasing a sector nobody named loses data). */
+    uint32_t first = len;
+    if (esp_ldr_is_8266_rom(l)) {
+        uint32_t s = offset / ESP_SECTOR, n = len / ESP_SECTOR, over;
+        first = rom8266_plan(s, n, &over) * ESP_SECTOR;
+        if (over) {
+            uint64_t from = (uint64_t)offset + len, to = from + (uint64_t)over * ESP_SECTOR;
+            const char *past = l->info.flash_size && to > l->info.flash_size
+                                   ? " (past the end of flash: may wrap to the start)"
+                                   : "";
+            if (!l->cfg.allow_rom_overerase) {
+                l->stage = ESP_STAGE_PREPARE;
+                esp_error_set(err, -EINVAL, l->stage,
+                              "the flasher stub erases exact ranges; through the ROM, erase an "
+                              "even number of sectors",
+                              "the ESP8266 ROM cannot erase exactly 0x%X..0x%llX (its erase bug "
+                              "would also erase 0x%llX..0x%llX%s); use the flasher stub (omit "
+                              "--no-stub) or erase an even number of sectors",
+                              offset, (unsigned long long)from - 1, (unsigned long long)from,
+                              (unsigned long long)to - 1, past);
+                esp_error_set_address(err, offset);
+                return -EINVAL;
+            }
+            esp_ldr_log(l, ESP_LOG_WARN,
+                        "erasing 0x%X..0x%llX: ESP8266 ROM also erases 0x%llX..0x%llX; use the "
+                        "stub to avoid it%s",
+                        offset, (unsigned long long)from - 1, (unsigned long long)from,
+                        (unsigned long long)to - 1, past);
+        }
+    }
     rc = ensure_attached(l, err);
     if (rc < 0)
         return rc;
@@ -786,17 +937,26 @@ int esp_loader_erase_region(struct esp_loader *l, uint32_t offset, uint32_t len,
     if (l->stub) {
         uint32_t w[2] = {offset, len};
         rc = esp_ldr_cmd_words(l, ESP_OP_ERASE_REGION, w, 2, 0, tmo, NULL, err);
-    } else {
-        uint32_t erase = len;
-        if (esp_ldr_is_8266_rom(l)) {
-            erase = esp8266_rom_erase_size(offset, len);
-        } else {
-            uint32_t size = l->info.flash_size ? l->info.flash_size : 16 * MB;
-            rc = esp_ldr_spi_set_params(l, size, err);
+    } else if (esp_ldr_is_8266_rom(l)) {
+        /* A bare FLASH_BEGIN erases; one or two of them (see rom8266_plan). */
+        uint64_t end = (uint64_t)offset + len;
+        for (uint64_t at = offset, part = first; rc >= 0 && at < end; at += part, part = end - at) {
+            uint32_t w[4] = {esp8266_rom_erase_size((uint32_t)at, (uint32_t)part),
+                             (uint32_t)((part + ESP_ROM_WRITE_SIZE - 1) / ESP_ROM_WRITE_SIZE),
+                             ESP_ROM_WRITE_SIZE, (uint32_t)at};
+            rc = esp_ldr_cmd_words(l, ESP_OP_FLASH_BEGIN, w, 4, 0,
+                                   esp_ldr_tmo_per_mb(l, ESP_TMO_ERASE_PER_MB, part), NULL, err);
             if (rc < 0)
-                return rc;
+                esp_error_set_address(err, (uint32_t)at);
         }
-        uint32_t w[5] = {erase, (len + ESP_ROM_WRITE_SIZE - 1) / ESP_ROM_WRITE_SIZE,
+        if (rc < 0)
+            return rc;
+    } else {
+        uint32_t size = l->info.flash_size ? l->info.flash_size : 16 * MB;
+        rc = esp_ldr_spi_set_params(l, size, err);
+        if (rc < 0)
+            return rc;
+        uint32_t w[5] = {len, (len + ESP_ROM_WRITE_SIZE - 1) / ESP_ROM_WRITE_SIZE,
                          ESP_ROM_WRITE_SIZE, offset, 0};
         rc = esp_ldr_cmd_words(l, ESP_OP_FLASH_BEGIN, w, five_word_begin(l) ? 5 : 4, 0, tmo, NULL,
                                err);
@@ -811,19 +971,62 @@ int esp_loader_erase_region(struct esp_loader *l, uint32_t offset, uint32_t len,
 
 /* ---- read --------------------------------------------------------------------- */
 
+#define READ_PACKET 0x1000u
+#define READ_IN_FLIGHT 64u
+
+/*
+ * Sends READ_FLASH and waits for its reply. Returns 0 after the reply, or 1 when
+ * the reply was lost or garbled but the stub is already streaming: its first
+ * data frame (packet size, no response header) stands for the OK and is left
+ * in l->dec.frame. When nothing at all comes back, the input is drained, the
+ * stub re-synced and READ_FLASH sent once more.
+ */
+static int read_flash_begin(struct esp_loader *l, uint32_t offset, uint32_t len,
+                            struct esp_error *err)
+{
+    uint32_t w[4] = {offset, len, READ_PACKET, READ_IN_FLIGHT};
+    size_t first = len < READ_PACKET ? len : READ_PACKET;
+    for (int attempt = 0;; attempt++) {
+        int plen = esp_cmd_build_words(ESP_OP_READ_FLASH, w, 4, l->pkt, ESP_PKT_MAX);
+        if (plen < 0)
+            return esp_error_set(err, plen, l->stage, NULL, "cannot build READ_FLASH request");
+        int rc = esp_ldr_send_raw(l, l->pkt, (size_t)plen, err);
+        if (rc < 0)
+            return rc;
+        struct esp_response r;
+        rc = esp_ldr_recv_or_data(l, ESP_OP_READ_FLASH, 0, first, esp_ldr_tmo(l, ESP_TMO_DEFAULT),
+                                  &r, err);
+        if (rc == 1) {
+            esp_ldr_log(l, ESP_LOG_DEBUG,
+                        "READ_FLASH reply lost, but flash data is arriving: taken as the OK");
+            return 1;
+        }
+        if (rc == 0 || (rc != -ETIMEDOUT && rc != -EPROTO) || attempt > 0)
+            return rc;
+        esp_ldr_log(l, ESP_LOG_DEBUG, "READ_FLASH: %s; re-syncing the stub and asking again",
+                    esp_errno_to_string(rc));
+        int src = esp_ldr_resync(l, 3);
+        if (src == -ENODEV || src == -ECANCELED)
+            return esp_ldr_io_error(l, src, "READ_FLASH", err);
+        if (src <= 0)
+            return rc; /* the stub does not answer: keep the original error */
+        esp_error_clear(err);
+    }
+}
+
 static int read_stub(struct esp_loader *l, uint32_t offset, uint32_t len, uint8_t *out,
                      struct esp_error *err)
 {
-    uint32_t w[4] = {offset, len, 0x1000, 64};
-    int rc = esp_ldr_cmd_words(l, ESP_OP_READ_FLASH, w, 4, 0, esp_ldr_tmo(l, ESP_TMO_DEFAULT), NULL,
-                               err);
+    int rc = read_flash_begin(l, offset, len, err);
     if (rc < 0)
         return rc;
+    bool pending = rc == 1; /* the first data frame is already decoded */
     uint32_t got = 0;
     uint8_t ack[4];
     uint32_t next_report = 0;
     while (got < len) {
-        rc = esp_ldr_read_frame(l, esp_ldr_tmo(l, ESP_TMO_READ_FLASH_FRAME));
+        rc = pending ? 1 : esp_ldr_read_frame(l, esp_ldr_tmo(l, ESP_TMO_READ_FLASH_FRAME));
+        pending = false;
         if (rc < 0)
             return esp_ldr_io_error(l, rc, "READ_FLASH", err);
         if (rc == 0) {

@@ -105,6 +105,7 @@ void esp_loader_config_init(struct esp_loader_config *cfg)
     cfg->flash_size = 0;
     cfg->write_block_attempts = 3;
     cfg->timeout_scale = 1.0;
+    cfg->allow_rom_overerase = false;
 }
 
 void esp_flash_opts_init(struct esp_flash_opts *opts)
@@ -431,8 +432,8 @@ static int device_failure(struct esp_loader *l, uint8_t op, const struct esp_res
     return code;
 }
 
-int esp_ldr_recv(struct esp_loader *l, uint8_t op, size_t expect, size_t expect_alt, int timeout_ms,
-                 struct esp_response *r, struct esp_error *err)
+static int recv_impl(struct esp_loader *l, uint8_t op, size_t expect, size_t expect_alt,
+                     size_t data_len, int timeout_ms, struct esp_response *r, struct esp_error *err)
 {
     int64_t deadline = esp_ldr_now_ms() + timeout_ms;
     for (int frames = 0; frames < ESP_MAX_FRAMES_PER_REPLY; frames++) {
@@ -449,6 +450,10 @@ int esp_ldr_recv(struct esp_loader *l, uint8_t op, size_t expect, size_t expect_
         size_t n = l->dec.frame_len;
         if (frame_is_ohai(l))
             l->ohai_seen = true;
+        if (data_len && n == data_len &&
+            !(n >= ESP_CMD_HEADER_LEN && f[0] == 0x01 && f[1] == op &&
+              esp_response_parse(f, n, l->who, expect, r) == 0))
+            return 1;
         if (n < ESP_CMD_HEADER_LEN || f[0] != 0x01) {
             l->stats.frames_dropped++;
             continue;
@@ -488,6 +493,18 @@ int esp_ldr_recv(struct esp_loader *l, uint8_t op, size_t expect, size_t expect_
                          "that nothing else runs on the port",
                          "no valid reply to %s among %d frames", esp_op_to_string(op),
                          ESP_MAX_FRAMES_PER_REPLY);
+}
+
+int esp_ldr_recv(struct esp_loader *l, uint8_t op, size_t expect, size_t expect_alt, int timeout_ms,
+                 struct esp_response *r, struct esp_error *err)
+{
+    return recv_impl(l, op, expect, expect_alt, 0, timeout_ms, r, err);
+}
+
+int esp_ldr_recv_or_data(struct esp_loader *l, uint8_t op, size_t expect, size_t data_len,
+                         int timeout_ms, struct esp_response *r, struct esp_error *err)
+{
+    return recv_impl(l, op, expect, ESP_EXPECT_NONE, data_len, timeout_ms, r, err);
 }
 
 int esp_ldr_send_raw(struct esp_loader *l, const uint8_t *pkt, size_t len, struct esp_error *err)

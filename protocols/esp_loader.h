@@ -92,6 +92,9 @@ struct esp_loader_config {
     uint32_t flash_size;      /* 0 = detect through JEDEC id */
     int write_block_attempts; /* 3 */
     double timeout_scale;     /* multiply every device timeout; 1.0 */
+    /* ESP8266 ROM: esp_loader_erase_region may erase past the range when the ROM's
+     * erase bug leaves no exact way (a lone sector); false: refuse (-EINVAL). */
+    bool allow_rom_overerase;
     esp_log_fn log;
     void *log_ctx;
     esp_progress_fn progress;
@@ -194,7 +197,11 @@ int esp_loader_write_reg(struct esp_loader *l, uint32_t addr, uint32_t value, ui
 int esp_loader_check_regions(struct esp_loader *l, const struct esp_region *regions, size_t n,
                              const struct esp_flash_opts *opts, struct esp_error *err);
 
-/* Write (and verify per opts) every region. */
+/* Write (and verify per opts) every region. On the ESP8266 ROM the regions are
+ * written in ascending offset order (progress and errors still name the
+ * caller's index), so a sector the ROM's erase bug takes from the next region
+ * is rewritten afterwards; an extra erased sector that belongs to no region is
+ * warned about. */
 int esp_loader_flash(struct esp_loader *l, const struct esp_region *regions, size_t n,
                      const struct esp_flash_opts *opts, struct esp_error *err);
 
@@ -206,7 +213,10 @@ int esp_loader_flash_md5(struct esp_loader *l, uint32_t offset, uint32_t len, ui
 int esp_loader_verify(struct esp_loader *l, const struct esp_region *regions, size_t n,
                       struct esp_error *err);
 
-/* Erase; erase_all needs the stub. offset/len must be multiples of 4096. */
+/* Erase; erase_all needs the stub. offset/len must be multiples of 4096. On the
+ * ESP8266 ROM a range its erase bug cannot erase exactly (even when split at a
+ * 64 KiB boundary) is refused with -EINVAL at stage PREPARE unless
+ * cfg.allow_rom_overerase. */
 int esp_loader_erase_region(struct esp_loader *l, uint32_t offset, uint32_t len,
                             struct esp_error *err);
 int esp_loader_erase_all(struct esp_loader *l, struct esp_error *err);

@@ -134,6 +134,14 @@ int esp_ldr_read_frame(struct esp_loader *l, int timeout_ms);
 int esp_ldr_recv(struct esp_loader *l, uint8_t op, size_t expect, size_t expect_alt, int timeout_ms,
                  struct esp_response *r, struct esp_error *err);
 
+/*
+ * As esp_ldr_recv, but a frame of exactly data_len bytes that is not the reply
+ * (READ_FLASH streams raw data frames right after its reply) ends the wait
+ * too: returns 1 with that frame left in l->dec.frame, the reply taken as lost.
+ */
+int esp_ldr_recv_or_data(struct esp_loader *l, uint8_t op, size_t expect, size_t data_len,
+                         int timeout_ms, struct esp_response *r, struct esp_error *err);
+
 /* Send l->pkt[0..len) and wait for its reply. */
 int esp_ldr_cmd(struct esp_loader *l, size_t len, size_t expect, int timeout_ms,
                 struct esp_response *r, struct esp_error *err);
@@ -184,6 +192,10 @@ int esp_ldr_spi_set_params(struct esp_loader *l, uint32_t size, struct esp_error
 
 /* Chip detection once SYNC worked (or was skipped). */
 int esp_ldr_detect(struct esp_loader *l, struct esp_error *err);
+
+/* Discards input and SYNCs again (no reset) to get a talking loader or stub
+ * back in step, up to tries times. 1 answered, 0 silent, <0 port failure. */
+int esp_ldr_resync(struct esp_loader *l, int tries);
 
 /* GET_SECURITY_INFO into l->info; *chip_id (optional) = id or -1 when the
  * reply has none (S2). 0, or <0 when unavailable (err filled). */

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -302,6 +303,17 @@ int tp_sleep_cancellable(int cancel_fd, int ms)
     }
 }
 
+int tp_lock_exclusive(int fd)
+{
+    for (;;) {
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+            return 0;
+        if (errno == EINTR)
+            continue;
+        return errno == EWOULDBLOCK ? -EBUSY : 0;
+    }
+}
+
 int tp_open_error(struct esp_error *err, int e, const char *port)
 {
     switch (e) {
@@ -322,8 +334,8 @@ int tp_open_error(struct esp_error *err, int e, const char *port)
             "permission denied opening %s", port);
     case EBUSY:
         return esp_error_set(err, -e, ESP_STAGE_OPEN,
-                             "close the other program (ModemManager, a serial monitor such as "
-                             "screen, minicom or idf.py monitor?)",
+                             "another espstation/espstationd or a serial monitor has it open; "
+                             "close it first",
                              "port %s is in use by another program", port);
     case EIO:
         return esp_error_set(err, -e, ESP_STAGE_OPEN, "unplug and replug the USB adapter",

@@ -63,6 +63,15 @@ int tp_fd_set_lines(struct tp_fd *io, int dtr, int rts);
 /* True when TIOCMGET works on fd (the port has modem lines). */
 bool tp_fd_has_lines(int fd);
 
+/*
+ * Exclusive access between processes: flock(LOCK_EX | LOCK_NB) on the open tty.
+ * Unlike TIOCEXCL it also holds against root and covers ptys; the lock goes
+ * away with the descriptor (close, reopen, process death). Returns 0 (also when
+ * the kernel cannot lock this file: best effort), or -EBUSY when another open
+ * file description holds the lock.
+ */
+int tp_lock_exclusive(int fd);
+
 /* Sleeps ms, returning early with -ECANCELED if cancel_fd becomes readable. */
 int tp_sleep_cancellable(int cancel_fd, int ms);
 

@@ -13,7 +13,9 @@
  * The path is resolved (realpath) before libserialport sees it, so
  * /dev/serial/by-id/... links work and reopen() follows a re-enumerated device
  * to its new ttyACMn/ttyUSBn. The port is opened TIOCEXCL so a second flasher or
- * a serial monitor cannot open it while we flash (root can still).
+ * a serial monitor cannot open it while we flash (root can still), and an
+ * exclusive flock() on it (tp_lock_exclusive) keeps out another espstation or
+ * espstationd even as root: the second open fails with -EBUSY.
  *
  * When libserialport does not know the device (no sysfs entry) or cannot drive it
  * (ENOTTY, unsupported ioctl), the open falls back to the termios backend and
@@ -82,7 +84,7 @@ static int serial_try_open(const char *path, struct sp_port **portp, int *fdp, c
     if (r == SP_ERR_MEM)
         return -ENOMEM;
     if (r != SP_OK) {
-        snprintf(why, whycap, "libserialport does not know %s", real);
+        snprintf(why, whycap, "libserialport does not know %.90s", real);
         return TRY_FALLBACK;
     }
 
@@ -123,7 +125,10 @@ static int serial_try_open(const char *path, struct sp_port **portp, int *fdp, c
     }
 
     (void)ioctl(fd, TIOCEXCL); /* best effort: keeps other programs out while we flash */
-    int rc = tp_set_nonblock(fd);
+    /* TIOCEXCL does not stop root (the daemon may run as root): the lock does. */
+    int rc = tp_lock_exclusive(fd);
+    if (rc == 0)
+        rc = tp_set_nonblock(fd);
     if (rc < 0) {
         sp_close(port);
         sp_free_port(port);

@@ -14,6 +14,10 @@
  * not even opened); fd:N may be any descriptor, e.g. a socketpair end in
  * tests, and then has neither rate control nor modem lines.
  *
+ * Exclusive access: every tty (path or fd:N) gets an exclusive flock() after
+ * open and after reopen (tp_lock_exclusive); a port another transport holds
+ * fails with -EBUSY. The lock is released when the descriptor is closed.
+ *
  * Modem-line side channel (ptys carry no DTR/RTS). When the transport is opened
  * from a PATH and a Unix-domain datagram socket exists at "<path>.modem" (path
  * exactly as given, before symlinks are resolved), the transport connects a
@@ -275,6 +279,10 @@ static int setup_fd(struct transport *t)
             return rc;
         t->caps |= TRANSPORT_CAP_BAUD;
         p->lines = tp_fd_has_lines(p->io.fd);
+        /* Last fallible step, so a failed fd:N open leaves no lock on the caller's fd. */
+        rc = tp_lock_exclusive(p->io.fd);
+        if (rc < 0)
+            return rc;
     }
     if (p->from_path) {
         t->caps |= TRANSPORT_CAP_REOPEN;

@@ -21,20 +21,21 @@ fault_run() {
 }
 
 # No serial data at all: connect fails, exit 3, "no serial data".
-fault_run esp32 silent 3
+# (--connect-attempts 3: the diagnosis is per attempt; 7 would only take longer)
+fault_run esp32 silent 3 --connect-attempts 3
 assert_json_true '.error.message | test("no serial data"; "i")'
 assert_json_true '.error.stage | test("^(reset|sync|connect)$"; "i")'
 stop_sim
 
 # Board boots the app (GPIO0 not pulled low): exit 3, "wrong boot mode (0x13)".
-fault_run esp32 boot-mode:0x13 3
+fault_run esp32 boot-mode:0x13 3 --connect-attempts 3
 assert_json_true '.error.message | test("wrong boot mode"; "i")'
 assert_json_true '.error.message | test("0x13"; "i")'
 stop_sim
 
 # Download banner printed but the board never answers SYNC: exit 3; the
 # diagnosis is about the host->chip line, not "no serial data".
-fault_run esp32 no-download-banner-answer 3
+fault_run esp32 no-download-banner-answer 3 --connect-attempts 3
 assert_json_true '.error.message | test("no serial data"; "i") | not'
 stop_sim
 
@@ -75,7 +76,7 @@ stop_sim
 
 # Human (non-JSON) output of a connect failure carries message and advice.
 start_sim esp32 --fault silent
-expect_exit 3 -p "$SIM_PORT" info
+expect_exit 3 -p "$SIM_PORT" --connect-attempts 2 info
 assert_output 'no serial data'
 assert_output 'cable|auto-reset|reset circuit' "advice"
 done_ok

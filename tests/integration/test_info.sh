@@ -19,6 +19,14 @@ check_info() { # CHIP NAME MAC FLASH_MB [extra CLI args]
     expect_exit 0 -p "$SIM_PORT" "$@" --json info
     assert_ok_result info
     assert_json '.chip' "$name"
+    # GET_SECURITY_INFO exists on the C3/S3 ROMs (and their stubs), not on ESP8266/ESP32.
+    case $chip in
+    esp32c3 | esp32s3)
+        assert_json '.security.valid' true
+        assert_json_true '.security.secure_boot == false and .security.flash_encryption == false'
+        ;;
+    *) assert_json '.security.valid' false ;;
+    esac
     assert_json '.mac | ascii_downcase' "$mac"
     flash_size_is $((mb * 1024 * 1024))
 

@@ -77,6 +77,27 @@ sim_log_new_has 'EN low' || fail "--before no-reset-no-sync reset did not pulse 
 last_reset=$(sim_log_new | grep -E 'reset ->' | tail -n1 || true)
 [[ $last_reset == *"boot 0x13"* ]] || fail "EN pulse did not boot the firmware: '$last_reset'"
 
+# --after no-reset-stub leaves the stub running (at the -b baud, 460800 by
+# default, hence --initial-baud below; see findings F11): a --before no-reset
+# session finds it (SYNC replies with value 0) and does not upload it again; a
+# --before no-reset-no-sync session talks to it without even a SYNC.
+make_image 30000 "$WORK/small.bin" 402
+expect_exit 0 -p "$SIM_PORT" --after no-reset-stub --json flash 0x60000 "$WORK/small.bin"
+assert_json '.stub' true
+assert_json '.baud' 460800
+sim_log_mark
+expect_exit 0 -p "$SIM_PORT" --initial-baud 460800 --before no-reset --after no-reset-stub \
+    --json verify 0x60000 "$WORK/small.bin"
+assert_json '.stub' true
+sim_log_new_has 'MEM_BEGIN' && fail "the running stub was uploaded again"
+sim_log_new_has 'EN low' && fail "--before no-reset reset the board"
+sim_log_mark
+expect_exit 0 -p "$SIM_PORT" --initial-baud 460800 --before no-reset-no-sync --json \
+    read 0x60000 30000 "$WORK/nosync.bin"
+cmp "$WORK/nosync.bin" "$WORK/small.bin" || fail "read through the already running stub differs"
+sim_log_new_has 'cmd SYNC' && fail "--before no-reset-no-sync sent a SYNC"
+sim_log_new_has 'MEM_BEGIN' && fail "--before no-reset-no-sync uploaded the stub again"
+
 # ESP8266 (74880 Bd boot banner) with a strict reset, ROM and stub.
 start_sim esp8266 --strict-reset
 expect_exit 0 -p "$SIM_PORT" --no-stub --json flash 0x20000 "$WORK/app.bin"

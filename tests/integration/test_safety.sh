@@ -12,6 +12,7 @@ le32() { printf '\\x%02x\\x%02x\\x%02x\\x%02x' $(($1 & 255)) $((($1 >> 8) & 255)
     $((($1 >> 16) & 255)) $((($1 >> 24) & 255)); }
 
 # make_esp_image OUT CHIP_ID [HASH=1] [MODE=2] [SIZEFREQ=0x20]
+# (MIN_REV_FULL / MAX_REV_FULL from the environment, default 0 / 0xFFFF)
 # A tiny valid ESP32-family image: common header, extended header with
 # CHIP_ID, two segments, zero padding to 15 mod 16, the 0xEF-seeded XOR
 # checksum byte, then (HASH=1) the SHA-256 of everything before.
@@ -28,7 +29,7 @@ make_esp_image() {
         printf '\xee\x00\x00\x00'                                 # wp pin, drive strengths
         printf "$(le16 "$chip_id")"                               # chip id
         printf '\x00'                                             # min_rev (legacy)
-        printf "$(le16 0)$(le16 0xFFFF)"                          # min/max_rev_full
+        printf "$(le16 "${MIN_REV_FULL:-0}")$(le16 "${MAX_REV_FULL:-0xFFFF}")" # min/max_rev_full
         printf '\x00\x00\x00\x00'                                 # reserved
         printf "$(printf '\\x%02x' "$hash")"                      # hash_appended
         printf "$(le32 0x3FC88000)$(le32 32)"; cat "$seg1"
@@ -66,7 +67,7 @@ flash_equals_model "$SIM_DIR" "$WORK/model.bin"
 # Human output also explains, and mentions --force.
 expect_exit 6 -p "$SIM_PORT" flash 0x1000 "$WORK/c3.bin"
 assert_output 'ESP32-C3'
-# (the advice could mention --force; see INTEGRATION-FINDINGS F2)
+assert_output '--force' "the override in the advice (F2)"
 flash_equals_model "$SIM_DIR" "$WORK/model.bin"
 # An app image for the wrong chip at 0x10000 is refused too.
 expect_exit 6 -p "$SIM_PORT" --json flash 0x10000 "$WORK/c3.bin"
@@ -83,6 +84,24 @@ expect_exit 0 -p "$SIM_PORT" --json flash 0x1000 "$WORK/esp32.bin"
 assert_ok_result flash
 model_write "$WORK/model.bin" 0x1000 "$WORK/esp32.bin"
 flash_equals_model "$SIM_DIR" "$WORK/model.bin"
+
+# --- chip revision range (the virtual ESP32 is v3.0 = 300) ---------------------------
+MIN_REV_FULL=301 make_esp_image "$WORK/rev-new.bin" 0   # needs v3.1
+MAX_REV_FULL=299 make_esp_image "$WORK/rev-old.bin" 0   # up to v2.99
+MIN_REV_FULL=300 MAX_REV_FULL=300 make_esp_image "$WORK/rev-ok.bin" 0
+expect_exit 6 -p "$SIM_PORT" --json flash 0x1000 "$WORK/rev-new.bin"
+assert_json '.error.stage' prepare
+assert_json_true '.error.message | test("rev|v3"; "i")'
+expect_exit 6 -p "$SIM_PORT" --json flash 0x1000 "$WORK/rev-old.bin"
+flash_equals_model "$SIM_DIR" "$WORK/model.bin"
+expect_exit 0 -p "$SIM_PORT" --json flash 0x1000 "$WORK/rev-ok.bin"
+model_write "$WORK/model.bin" 0x1000 "$WORK/rev-ok.bin"
+expect_exit 0 -p "$SIM_PORT" --json flash --force 0x1000 "$WORK/rev-new.bin"
+model_write "$WORK/model.bin" 0x1000 "$WORK/rev-new.bin"
+flash_equals_model "$SIM_DIR" "$WORK/model.bin"
+# Put the plain ESP32 image back for the patching checks below.
+expect_exit 0 -p "$SIM_PORT" --json flash 0x1000 "$WORK/esp32.bin"
+model_write "$WORK/model.bin" 0x1000 "$WORK/esp32.bin"
 
 # --- header patching at the bootloader offset --------------------------------------
 # dout (3), 2MB (code 1), 80m (0xF): byte 2 = 0x03, byte 3 = 0x1F, SHA-256 recomputed.

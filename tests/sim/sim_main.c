@@ -353,7 +353,7 @@ int main(int argc, char **argv)
     sigprocmask(SIG_BLOCK, &block, NULL);
 
     int rc = 1, modem_fd = -1;
-    char ready[256];
+    char ready[4096 + 8];
     path_in(path, sizeof(path), o.dir, "flash.bin");
     if (sim_flash_open(&s.flash, path, s.flash.size, speed) != 0) {
         fprintf(stderr, "esp_sim: cannot open %s: %s\n", path, strerror(errno));
@@ -392,7 +392,20 @@ int main(int argc, char **argv)
             fprintf(stderr, "esp_sim: cannot bind %s: %s\n", modem_path, strerror(errno));
             goto out;
         }
-        snprintf(ready, sizeof(ready), "%s", s.link.slave_path);
+        if (o.master_fd >= 0) {
+            snprintf(ready, sizeof(ready), "%s", s.link.slave_path);
+        } else {
+            /* The port to use is DIR/tty: its DIR/tty.modem side channel carries
+             * DTR/RTS (a client given /dev/pts/N would look for /dev/pts/N.modem).
+             * Absolute, so the content works from any working directory. */
+            char absdir[4096];
+            const char *d = realpath(o.dir, absdir) ? absdir : o.dir;
+            int n = snprintf(ready, sizeof(ready), "%s/tty", d);
+            if (n < 0 || (size_t)n >= sizeof(ready)) {
+                fprintf(stderr, "esp_sim: --dir path too long\n");
+                goto out;
+            }
+        }
     }
     if (sim_board_init(&s) != 0) {
         fprintf(stderr, "esp_sim: out of memory\n");

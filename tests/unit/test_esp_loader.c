@@ -93,6 +93,10 @@ struct fake {
     int fail_data_seq; /* this DATA seq fails with fail_code */
     uint8_t fail_code;
     bool md5_wrong;
+    bool read_lost_once;  /* the next READ_FLASH command is lost (nothing happens) */
+    int read_reply_fault; /* 0 none, 1 READ_FLASH reply dropped, 2 garbled */
+    bool rd_active;       /* streaming: 4-byte frames are acks */
+    uint32_t rd_off, rd_len;
 
     /* Log captured from the engine. */
     char log[8192];
@@ -262,6 +266,16 @@ static void handle(struct fake *f, const uint8_t *p, size_t n)
         f->w_off = esp_get_u32(b + 12);
         f->w_defl = op == ESP_OP_FLASH_DEFL_BEGIN;
         f->w_pos = 0;
+        if (f->kind == FAKE_ROM_8266 && !f->stub && op == ESP_OP_FLASH_BEGIN) {
+            /* The ROM erases at once, with its erase bug (esp_chip.h's model). */
+            uint64_t from = f->w_off / 4096u * 4096u;
+            uint64_t bytes = (uint64_t)esp8266_rom_erased_sectors(f->w_off, f->w_size) * 4096u;
+            if (from < FLASH_SIZE) {
+                if (from + bytes > FLASH_SIZE)
+                    bytes = FLASH_SIZE - from;
+                memset(f->flash + from, 0xFF, bytes);
+            }
+        }
         if (f->zs_init)
             inflateEnd(&f->zs);
         f->zs_init = false;
@@ -294,6 +308,28 @@ static void handle(struct fake *f, const uint8_t *p, size_t n)
         }
         return;
     }
+    case ESP_OP_READ_FLASH: {
+        if (f->read_lost_once) {
+            f->read_lost_once = false;
+            return;
+        }
+        uint32_t a = esp_get_u32(b), len = esp_get_u32(b + 4), pkt = esp_get_u32(b + 8);
+        assert_true((uint64_t)a + len <= FLASH_SIZE);
+        if (f->read_reply_fault == 2) {
+            static const uint8_t garbled[] = {0xC0, 0x01, 0xD2, 0x02, 0x00, 0xDB, 0x01, 0xC0};
+            out_raw(f, garbled, sizeof(garbled));
+        } else if (f->read_reply_fault == 0) {
+            ok(f, op);
+        }
+        f->read_reply_fault = 0;
+        /* All data at once (the fake ignores the in-flight window); MD5 after the last ack. */
+        for (uint32_t off = 0; off < len; off += pkt)
+            out_frame(f, f->flash + a + off, len - off < pkt ? len - off : pkt);
+        f->rd_active = true;
+        f->rd_off = a;
+        f->rd_len = len;
+        return;
+    }
     case ESP_OP_ERASE_FLASH:
         memset(f->flash, 0xFF, FLASH_SIZE);
         ok(f, op);
@@ -324,8 +360,19 @@ static int fk_write(struct transport *t, const uint8_t *buf, size_t len, int tim
         size_t used = 0;
         enum slip_result r = slip_decoder_feed(&f->dec, buf + pos, len - pos, &used);
         pos += used;
-        if (r == SLIP_FRAME)
-            handle(f, f->dec.frame, f->dec.frame_len);
+        if (r != SLIP_FRAME)
+            continue;
+        if (f->rd_active && f->dec.frame_len == 4) {
+            if (esp_get_u32(f->dec.frame) == f->rd_len) {
+                uint8_t md[16];
+                unsigned int ml = 16;
+                EVP_Digest(f->flash + f->rd_off, f->rd_len, md, &ml, EVP_md5(), NULL);
+                out_frame(f, md, 16);
+                f->rd_active = false;
+            }
+            continue;
+        }
+        handle(f, f->dec.frame, f->dec.frame_len);
     }
     return (int)len;
 }
@@ -847,11 +894,10 @@ static void test_rom_write_esp8266(void **state)
     assert_memory_equal(f->flash + 0x3000, d, len);
 
     /* One sector at the end of a 64 KiB block cannot be erased alone: warned. */
-    assert_null(strstr(f->log, "erase bug"));
+    assert_null(strstr(f->log, "also erases"));
     struct esp_region last_sector = {.offset = 0xF000, .data = d, .len = 0x1000, .name = "x"};
     assert_int_equal(esp_loader_flash(l, &last_sector, 1, &opts, &err), 0);
-    assert_non_null(strstr(f->log, "erase bug"));
-    assert_non_null(strstr(f->log, "0x10000..0x10FFF"));
+    assert_non_null(strstr(f->log, "ESP8266 ROM also erases 0x10000..0x10FFF; use the stub"));
 
     /* The ESP8266 ROM can neither read flash nor erase the whole chip. */
     uint8_t buf[16];
@@ -859,6 +905,246 @@ static void test_rom_write_esp8266(void **state)
     assert_non_null(strstr(err.message, "needs the flasher stub"));
     assert_int_equal(esp_loader_erase_all(l, &err), -ENOTSUP);
     free(d);
+    esp_loader_free(l);
+    fake_free(f);
+}
+
+/* ---- ESP8266 ROM erase bug: order, split, warnings, erase --region ----------------- */
+
+struct progress_log {
+    unsigned first_write_index[8]; /* region_index of each region's first WRITE event */
+    uint32_t first_write_addr[8];
+    size_t n;
+};
+
+static void progress_cb(void *ctx, const struct esp_progress *p)
+{
+    struct progress_log *pl = ctx;
+    if (p->stage != ESP_STAGE_WRITE || p->done != 0 || pl->n >= 8)
+        return;
+    pl->first_write_index[pl->n] = p->region_index;
+    pl->first_write_addr[pl->n] = p->address;
+    pl->n++;
+}
+
+/* An ESP8266 on its ROM, flash prefilled with a pattern so stray erases show. */
+static struct esp_loader *rom8266_loader(struct fake *f, struct progress_log *pl,
+                                         bool allow_overerase)
+{
+    struct esp_loader_config cfg;
+    esp_loader_config_init(&cfg);
+    cfg.connect_attempts = 1;
+    cfg.sync_tries = 2;
+    cfg.log = log_cb;
+    cfg.log_ctx = f;
+    cfg.progress = pl ? progress_cb : NULL;
+    cfg.progress_ctx = pl;
+    cfg.allow_rom_overerase = allow_overerase;
+    struct esp_loader *l = esp_loader_new(&f->t, &cfg);
+    assert_non_null(l);
+    struct esp_error err;
+    assert_int_equal(esp_loader_connect(l, &err), 0);
+    assert_int_equal(esp_loader_start(l, &err), 0);
+    fill_pattern(f->flash, FLASH_SIZE, 99);
+    return l;
+}
+
+/* FLASH_BEGIN offsets sent from record `from` on. */
+static size_t begin_offsets(const struct fake *f, size_t from, uint32_t *out, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = from; i < f->nrec && n < cap; i++)
+        if (f->recs[i].op == ESP_OP_FLASH_BEGIN)
+            out[n++] = esp_get_u32(f->recs[i].body + 12);
+    return n;
+}
+
+static void test_rom8266_ascending_order(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(FAKE_ROM_8266, 0xFFF0C101);
+    struct progress_log pl = {0};
+    struct esp_loader *l = rom8266_loader(f, &pl, false);
+    uint8_t *copy = malloc(FLASH_SIZE);
+    assert_non_null(copy);
+    memcpy(copy, f->flash, FLASH_SIZE);
+
+    /* NVS (2 sectors at 0x9000) given before the 3 KiB partition table at 0x8000:
+     * the table's FLASH_BEGIN also erases 0x9000, so it must be written first. */
+    uint8_t nvs[0x2000], pt[0xC00];
+    fill_pattern(nvs, sizeof(nvs), 7);
+    fill_pattern(pt, sizeof(pt), 8);
+    struct esp_region regs[2] = {
+        {.offset = 0x9000, .data = nvs, .len = sizeof(nvs), .name = "nvs"},
+        {.offset = 0x8000, .data = pt, .len = sizeof(pt), .name = "pt"},
+    };
+    struct esp_flash_opts opts;
+    esp_flash_opts_init(&opts);
+    struct esp_error err;
+    size_t before = f->nrec;
+    assert_int_equal(esp_loader_flash(l, regs, 2, &opts, &err), 0);
+
+    uint32_t offs[8];
+    assert_int_equal(begin_offsets(f, before, offs, 8), 2);
+    assert_int_equal(offs[0], 0x8000);
+    assert_int_equal(offs[1], 0x9000);
+    /* Progress names the caller's regions: index 1 (pt) is written first. */
+    assert_int_equal(pl.n, 2);
+    assert_int_equal(pl.first_write_index[0], 1);
+    assert_int_equal(pl.first_write_addr[0], 0x8000);
+    assert_int_equal(pl.first_write_index[1], 0);
+    assert_int_equal(pl.first_write_addr[1], 0x9000);
+
+    assert_memory_equal(f->flash + 0x8000, pt, sizeof(pt));
+    assert_memory_equal(f->flash + 0x9000, nvs, sizeof(nvs));
+    for (uint32_t a = 0x8C00; a < 0x9000; a++)
+        assert_int_equal(f->flash[a], 0xFF); /* rest of the table's sector */
+    assert_memory_equal(f->flash, copy, 0x8000);
+    assert_memory_equal(f->flash + 0xB000, copy + 0xB000, FLASH_SIZE - 0xB000);
+    /* The extra sector belongs to nvs, rewritten afterwards: nothing to warn about. */
+    assert_null(strstr(f->log, "also erases"));
+
+    /* Alone, the table costs 0x9000..0x9FFF: warned, with the range. */
+    assert_int_equal(esp_loader_flash(l, &regs[1], 1, &opts, &err), 0);
+    assert_non_null(strstr(f->log, "ESP8266 ROM also erases 0x9000..0x9FFF; use the stub to "
+                                   "avoid it"));
+    free(copy);
+    esp_loader_free(l);
+    fake_free(f);
+}
+
+static void test_rom8266_split_at_block(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(FAKE_ROM_8266, 0xFFF0C101);
+    struct esp_loader *l = rom8266_loader(f, NULL, false);
+    uint8_t *copy = malloc(FLASH_SIZE);
+    assert_non_null(copy);
+    memcpy(copy, f->flash, FLASH_SIZE);
+
+    /* 15 sectors from 0x33000 (13 left in the block): one FLASH_BEGIN would erase
+     * 16; 13 + 2 at the 0x40000 boundary is exact. */
+    size_t len = 15 * 4096 - 100;
+    assert_true(esp8266_rom_erased_sectors(0x33000, esp8266_rom_erase_size(0x33000, 15 * 4096)) >
+                15);
+    uint8_t *d = malloc(len);
+    assert_non_null(d);
+    fill_pattern(d, len, 3);
+    struct esp_region reg = {.offset = 0x33000, .data = d, .len = len, .name = "app"};
+    struct esp_flash_opts opts;
+    esp_flash_opts_init(&opts);
+    struct esp_error err;
+    size_t before = f->nrec;
+    assert_int_equal(esp_loader_flash(l, &reg, 1, &opts, &err), 0);
+    uint32_t offs[8];
+    assert_int_equal(begin_offsets(f, before, offs, 8), 2);
+    assert_int_equal(offs[0], 0x33000);
+    assert_int_equal(offs[1], 0x40000);
+    const struct rec *b2 = find_op(f, ESP_OP_FLASH_BEGIN, 2);
+    assert_int_equal(esp_get_u32(b2->body + 4), 8); /* blocks of the second part */
+    assert_memory_equal(f->flash + 0x33000, d, len);
+    assert_memory_equal(f->flash + 0x42000, copy + 0x42000, FLASH_SIZE - 0x42000);
+    assert_memory_equal(f->flash, copy, 0x33000);
+    assert_null(strstr(f->log, "also erases"));
+    free(d);
+    free(copy);
+    esp_loader_free(l);
+    fake_free(f);
+}
+
+static void test_rom8266_erase_region(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(FAKE_ROM_8266, 0xFFF0C101);
+    struct esp_loader *l = rom8266_loader(f, NULL, false);
+    uint8_t *copy = malloc(FLASH_SIZE);
+    assert_non_null(copy);
+    memcpy(copy, f->flash, FLASH_SIZE);
+    struct esp_error err;
+
+    /* A lone sector cannot be erased exactly: refused before anything is sent. */
+    size_t before = f->nrec;
+    assert_int_equal(esp_loader_erase_region(l, 0x20000, 0x1000, &err), -EINVAL);
+    assert_int_equal(err.stage, ESP_STAGE_PREPARE);
+    assert_string_equal(err.message,
+                        "the ESP8266 ROM cannot erase exactly 0x20000..0x20FFF (its erase bug "
+                        "would also erase 0x21000..0x21FFF); use the flasher stub (omit "
+                        "--no-stub) or erase an even number of sectors");
+    assert_int_equal(f->nrec, before);
+    assert_memory_equal(f->flash, copy, FLASH_SIZE);
+
+    /* Even counts are exact. */
+    assert_int_equal(esp_loader_erase_region(l, 0x30000, 0x2000, &err), 0);
+    memset(copy + 0x30000, 0xFF, 0x2000);
+    assert_memory_equal(f->flash, copy, FLASH_SIZE);
+
+    /* Odd, across a 64 KiB boundary: split there, exact. */
+    before = f->nrec;
+    assert_int_equal(esp_loader_erase_region(l, 0x33000, 0xF000, &err), 0);
+    uint32_t offs[8];
+    assert_int_equal(begin_offsets(f, before, offs, 8), 2);
+    assert_int_equal(offs[0], 0x33000);
+    assert_int_equal(offs[1], 0x40000);
+    memset(copy + 0x33000, 0xFF, 0xF000);
+    assert_memory_equal(f->flash, copy, FLASH_SIZE);
+
+    /* Odd within one block: impossible, refused. */
+    assert_int_equal(esp_loader_erase_region(l, 0x50000, 0x3000, &err), -EINVAL);
+    assert_non_null(strstr(err.message, "would also erase 0x53000..0x53FFF"));
+    assert_memory_equal(f->flash, copy, FLASH_SIZE);
+    esp_loader_free(l);
+
+    /* A caller that accepts the extra sector gets it, with a warning. */
+    l = rom8266_loader(f, NULL, true);
+    memcpy(copy, f->flash, FLASH_SIZE);
+    assert_int_equal(esp_loader_erase_region(l, 0x20000, 0x1000, &err), 0);
+    assert_non_null(strstr(f->log, "ESP8266 ROM also erases 0x21000..0x21FFF"));
+    memset(copy + 0x20000, 0xFF, 0x2000);
+    assert_memory_equal(f->flash, copy, FLASH_SIZE);
+    free(copy);
+    esp_loader_free(l);
+    fake_free(f);
+}
+
+/* A lost or garbled READ_FLASH reply: the first data frame stands for the OK; a
+ * lost command: re-sync the stub and ask once more. */
+static void test_read_flash_reply_lost(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(FAKE_ROM_ESP32, 0x00F01D83);
+    struct esp_loader *l = loader_for(f, stub_dir);
+    struct esp_error err;
+    assert_int_equal(esp_loader_connect(l, &err), 0);
+    assert_int_equal(esp_loader_start(l, &err), 0);
+    assert_true(esp_loader_info(l)->stub_running);
+    fill_pattern(f->flash, FLASH_SIZE, 5);
+    uint32_t len = 0x5000 + 123;
+    uint8_t *buf = malloc(len);
+    assert_non_null(buf);
+
+    for (int fault = 0; fault <= 2; fault++) {
+        memset(buf, 0, len);
+        f->read_reply_fault = fault;
+        assert_int_equal(esp_loader_read_flash(l, 0x10000, len, buf, &err), 0);
+        assert_memory_equal(buf, f->flash + 0x10000, len);
+    }
+    assert_int_equal(count_op(f, ESP_OP_READ_FLASH), 3);
+
+    size_t syncs = count_op(f, ESP_OP_SYNC);
+    f->read_lost_once = true;
+    memset(buf, 0, len);
+    assert_int_equal(esp_loader_read_flash(l, 0x20000, len, buf, &err), 0);
+    assert_memory_equal(buf, f->flash + 0x20000, len);
+    assert_int_equal(count_op(f, ESP_OP_READ_FLASH), 5);
+    assert_int_equal(count_op(f, ESP_OP_SYNC), syncs + 1);
+
+    /* A stub that stays silent: the original timeout, after one re-sync try. */
+    f->sync_silent = true;
+    f->read_lost_once = true;
+    assert_int_equal(esp_loader_read_flash(l, 0x20000, len, buf, &err), -ETIMEDOUT);
+    assert_non_null(strstr(err.message, "READ_FLASH"));
+    assert_int_equal(count_op(f, ESP_OP_READ_FLASH), 6);
+    free(buf);
     esp_loader_free(l);
     fake_free(f);
 }
@@ -1162,7 +1448,11 @@ int main(void)
         cmocka_unit_test(test_usb_jtag_connect),
         cmocka_unit_test(test_no_reset_no_sync_stub),
         cmocka_unit_test(test_rom_write_esp8266),
+        cmocka_unit_test(test_rom8266_ascending_order),
+        cmocka_unit_test(test_rom8266_split_at_block),
+        cmocka_unit_test(test_rom8266_erase_region),
         cmocka_unit_test(test_stub_defl_write),
+        cmocka_unit_test(test_read_flash_reply_lost),
         cmocka_unit_test(test_md5_mismatch),
         cmocka_unit_test(test_device_error_0x08),
         cmocka_unit_test(test_block_retry_same_seq),

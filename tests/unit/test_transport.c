@@ -630,6 +630,56 @@ static void test_fd_uri_tty(void **state)
     pty_close(&p);
 }
 
+/* A port held by one transport cannot be opened by a second one (another
+ * espstation, the daemon): flock() works between processes and for root. */
+static void test_exclusive_open(void **state)
+{
+    (void)state;
+    struct pty p;
+    pty_open(&p);
+    char dir[] = "/tmp/espstation-transport-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char link[PATH_MAX];
+    snprintf(link, sizeof(link), "%s/tty", dir);
+    assert_int_equal(symlink(p.slave, link), 0);
+
+    struct transport *t = open_ok(p.slave, 115200);
+    struct esp_error err;
+    assert_int_equal(open_fail(p.slave, &err), -EBUSY);
+    char want[160];
+    snprintf(want, sizeof(want), "port %s is in use by another program", p.slave);
+    assert_string_equal(err.message, want);
+    assert_string_equal(err.advice,
+                        "another espstation/espstationd or a serial monitor has it open; close it "
+                        "first");
+    /* The same tty under another name, or forced through libserialport. */
+    assert_int_equal(open_fail(link, &err), -EBUSY);
+    char uri[PATH_MAX + 16];
+    snprintf(uri, sizeof(uri), "serial:%s", p.slave);
+    assert_int_equal(open_fail(uri, &err), -EBUSY);
+    /* An inherited descriptor of the same tty: refused, and left open for the caller. */
+    int fd = open(p.slave, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    snprintf(uri, sizeof(uri), "fd:%d", fd);
+    assert_int_equal(open_fail(uri, &err), -EBUSY);
+    assert_true(fcntl(fd, F_GETFD) >= 0);
+    close(fd);
+
+    /* reopen() takes the lock again on its new descriptor. */
+    assert_int_equal(transport_reopen(t, 1000), 0);
+    assert_int_equal(open_fail(link, &err), -EBUSY);
+
+    /* Closing releases it. */
+    transport_close(t);
+    t = open_ok(link, 115200);
+    assert_int_equal(open_fail(p.slave, &err), -EBUSY);
+    transport_close(t);
+
+    unlink(link);
+    rmdir(dir);
+    pty_close(&p);
+}
+
 /* ---- serial (libserialport) ---------------------------------------------- */
 
 static void test_serial_forced_on_pty_falls_back(void **state)
@@ -820,6 +870,7 @@ int main(void)
         cmocka_unit_test(test_side_channel_stale_socket_file),
         cmocka_unit_test(test_fd_uri_socketpair),
         cmocka_unit_test(test_fd_uri_tty),
+        cmocka_unit_test(test_exclusive_open),
         cmocka_unit_test(test_serial_forced_on_pty_falls_back),
         cmocka_unit_test(test_serial_missing_port),
         cmocka_unit_test(test_tcp_echo_and_peer_close),

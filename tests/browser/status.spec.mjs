@@ -1,0 +1,296 @@
+// status.spec.mjs: the status page in a real browser (Debian's chromium driven
+// by playwright-core). Run by tests/integration/test_browser.sh against the real
+// espstationd with virtual boards, or against mock-server.mjs for a fast UI run:
+//
+//   node status.spec.mjs --url http://127.0.0.1:PORT --shots DIR
+//        [--token T] [--flash-slot W1] [--fail-slot F1] [--slots W1,F1,...]
+//        [--overlap-fw DIR] [--wrongchip-fw DIR]   (bad sets; made here when not given:
+//        DIR/manifest.json + part.bin, app.bin overlapping / an ESP32-C3 app.bin in an ESP32 set)
+//   node status.spec.mjs --mock --shots DIR       (starts mock-server.mjs itself)
+//
+// Checks, each printed as "ok N - ..." / "not ok N - ...":
+//  1. the page loads and shows every expected slot;
+//  2. progress of the flashing slot advances live (two samples, no reload);
+//  3. the slot with an injected fault turns red (state "failed") with its reason
+//     and what to check;
+//  4. uploading a bad firmware set (overlapping regions) shows the validation
+//     error naming the region; validating a wrong-chip set names the region too;
+//  plus the detail views open (job log, board), the live indicator says "live",
+//  and the page has no script errors. Screenshots land in --shots.
+// Ends with "N passed, N failed" and exits non-zero on any failure.
+
+import fs from 'node:fs';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { launch } from './lib.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const argv = process.argv.slice(2);
+const opt = (name, def) => {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 && argv[i + 1] && !argv[i + 1].startsWith('--') ? argv[i + 1] : def;
+};
+const flag = (name) => argv.includes(`--${name}`);
+
+const MOCK = flag('mock');
+const SHOTS = path.resolve(opt('shots', path.join(here, 'screenshots')));
+const TOKEN = opt('token', MOCK ? 'mock-token' : '');
+const FLASH_SLOT = opt('flash-slot', MOCK ? 'A1' : 'W1');
+const FAIL_SLOT = opt('fail-slot', MOCK ? 'A2' : 'F1');
+const SLOTS = (opt('slots', '') || [FLASH_SLOT, FAIL_SLOT].join(',')).split(',').filter(Boolean);
+const TMO = Number(opt('timeout', '90')) * 1000;
+fs.mkdirSync(SHOTS, { recursive: true });
+
+let passed = 0, failed = 0, n = 0;
+function ok(cond, what, detail = '') {
+  n++;
+  if (cond) { passed++; console.log(`ok ${n} - ${what}`); } else { failed++; console.log(`not ok ${n} - ${what}${detail ? `\n#   ${detail}` : ''}`); }
+  return cond;
+}
+const log = (...a) => console.log('#', ...a);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// ---- firmware sets for the upload checks ----------------------------------------
+
+// A minimal ESP32-family image header: magic 0xE9, 1 segment, ext header with chip id.
+function espImage(chipId, size, seed) {
+  const b = Buffer.alloc(size);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < size; i++) { x ^= x << 13; x ^= x >>> 17; x ^= x << 5; b[i] = x & 0xff; }
+  b[0] = 0xe9; b[1] = 1; b[2] = 2; b[3] = 0x20;
+  b.writeUInt32LE(0x40080000, 4);
+  b[8] = 0xee; b.fill(0, 9, 12);
+  b.writeUInt16LE(chipId, 12);
+  b.fill(0, 14, 24);
+  return b;
+}
+
+function makeBadSets(dir) {
+  const overlap = path.join(dir, 'fw-overlap');
+  fs.mkdirSync(overlap, { recursive: true });
+  fs.writeFileSync(path.join(overlap, 'part.bin'), Buffer.alloc(8192, 0x5a));
+  fs.writeFileSync(path.join(overlap, 'app.bin'), espImage(0, 65536, 7));
+  fs.writeFileSync(path.join(overlap, 'manifest.json'), JSON.stringify({
+    name: 'overlap', version: '1.0', chip: 'esp32',
+    regions: [{ offset: '0x8000', file: 'part.bin', kind: 'data' }, { offset: '0x9000', file: 'app.bin', kind: 'app' }],
+  }, null, 1));
+  const wrong = path.join(dir, 'fw-wrongchip');
+  fs.mkdirSync(wrong, { recursive: true });
+  fs.writeFileSync(path.join(wrong, 'app.bin'), espImage(5, 65536, 9)); // ESP32-C3 image
+  fs.writeFileSync(path.join(wrong, 'manifest.json'), JSON.stringify({
+    name: 'wrongchip', version: '1.0', chip: 'esp32',
+    regions: [{ offset: '0x10000', file: 'app.bin', kind: 'app' }],
+  }, null, 1));
+  return { overlap, wrong };
+}
+
+// ---- page helpers ----------------------------------------------------------------
+
+async function slotInfo(page, label) {
+  return page.evaluate((label) => {
+    for (const n of document.querySelectorAll('#slots .slot')) {
+      if (n.querySelector('.label').textContent.trim() !== label) continue;
+      const bar = n.querySelector('.bar');
+      const why = n.querySelector('.why');
+      return {
+        tone: n.dataset.tone, phase: n.dataset.phase,
+        word: n.querySelector('.state .word').textContent.trim(),
+        phaseText: n.querySelector('.phase').textContent.trim(),
+        done: Number(bar.dataset.done || 0), total: Number(bar.dataset.total || 0),
+        value: Number(bar.getAttribute('aria-valuenow') || 0), barHidden: bar.hidden,
+        bytes: n.querySelector('.bytes').textContent.trim(),
+        reason: why.hidden ? '' : why.querySelector('.reason').textContent.trim(),
+        advice: why.hidden ? '' : why.querySelector('.advice').textContent.trim(),
+        color: getComputedStyle(n).borderTopColor,
+        flagged: n.classList.contains('flagged'),
+      };
+    }
+    return null;
+  }, label);
+}
+
+async function waitFor(fn, tmo, every = 100) {
+  const end = Date.now() + tmo;
+  let last;
+  while (Date.now() < end) {
+    last = await fn();
+    if (last) return last;
+    await sleep(every);
+  }
+  return null;
+}
+
+// ---- main ----------------------------------------------------------------------------
+
+let mock = null;
+let URL_ = opt('url', '');
+function startMock(port = 0) {
+  mock = spawn(process.execPath, [path.join(here, 'mock-server.mjs'), '--port', String(port), '--token', TOKEN], { stdio: ['ignore', 'pipe', 'inherit'] });
+  return new Promise((resolve, reject) => {
+    mock.stdout.on('data', (d) => { const m = /listening on (\S+)/.exec(String(d)); if (m) resolve(m[1]); });
+    mock.on('exit', (c) => reject(new Error(`mock exited ${c}`)));
+  });
+}
+if (MOCK) URL_ = await startMock();
+if (!URL_) { console.error('--url or --mock is required'); process.exit(2); }
+URL_ = URL_.replace(/\/$/, '');
+log(`page ${URL_}/ screenshots in ${SHOTS}`);
+
+const tmpDir = fs.mkdtempSync(path.join(process.env.TEST_TMPDIR || '/tmp', 'browser-fw-'));
+const sets = opt('overlap-fw') && opt('wrongchip-fw')
+  ? { overlap: path.resolve(opt('overlap-fw')), wrong: path.resolve(opt('wrongchip-fw')) }
+  : makeBadSets(tmpDir);
+const { context, close } = await launch({ width: 1920, height: 1080 });
+const errors = [];
+let exitCode = 1;
+try {
+  const page = context.pages()[0] || await context.newPage();
+  page.setDefaultTimeout(15000);
+  page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
+  page.on('console', (m) => { if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) errors.push(`console: ${m.text()}`); });
+
+  // 1. Page loads and shows the slots.
+  const resp = await page.goto(`${URL_}/`, { waitUntil: 'domcontentloaded' });
+  ok(resp && resp.status() === 200, 'GET / answers 200', resp ? `status ${resp.status()}` : 'no response');
+  const labels = await waitFor(async () => {
+    const l = await page.$$eval('#slots .slot .label', (ns) => ns.map((x) => x.textContent.trim()));
+    return SLOTS.every((s) => l.includes(s)) ? l : null;
+  }, 20000);
+  ok(!!labels, `slots ${SLOTS.join(', ')} are shown`, `page shows: ${await page.$$eval('#slots .slot .label', (ns) => ns.map((x) => x.textContent.trim()).join(', '))}`);
+  const live = await waitFor(() => page.$eval('#live', (n) => n.dataset.state === 'live'), 15000);
+  ok(!!live, 'the live indicator says "live" (event stream connected)');
+
+  // 2. Progress advances live on the flashing slot (no reload in between).
+  const navs = [];
+  page.on('framenavigated', (f) => { if (f === page.mainFrame()) navs.push(f.url()); });
+  let first = await waitFor(async () => {
+    const s = await slotInfo(page, FLASH_SLOT);
+    return s && s.tone === 'work' && s.total > 0 && s.done > 0 && s.done < s.total ? s : null;
+  }, TMO, 50);
+  if (!first && !MOCK) {
+    // It may have finished before the page was ready: flash it again through the API.
+    log(`${FLASH_SLOT} not caught flashing (${JSON.stringify(await slotInfo(page, FLASH_SLOT))}); forcing a re-flash`);
+    const r = await fetch(`${URL_}/api/v1/slots/${FLASH_SLOT}/reflash`, { method: 'POST', headers: { 'Content-Type': 'application/json', ...(TOKEN ? { Authorization: `Bearer ${TOKEN}` } : {}) }, body: '{"force":true}' });
+    log(`reflash -> ${r.status}`);
+    first = await waitFor(async () => {
+      const s = await slotInfo(page, FLASH_SLOT);
+      return s && s.tone === 'work' && s.total > 0 && s.done > 0 && s.done < s.total ? s : null;
+    }, TMO, 50);
+  }
+  ok(!!first, `${FLASH_SLOT} shows a working progress bar`, JSON.stringify(await slotInfo(page, FLASH_SLOT)));
+  if (first) {
+    log(`${FLASH_SLOT} sample 1: ${first.done}/${first.total} (${first.value}%) "${first.bytes}"`);
+    await page.screenshot({ path: path.join(SHOTS, 'station-flashing.png') });
+    const second = await waitFor(async () => {
+      const s = await slotInfo(page, FLASH_SLOT);
+      return s && s.done > first.done ? s : null;
+    }, 15000, 100);
+    ok(!!second && second.value >= first.value, `${FLASH_SLOT} progress advanced live`, JSON.stringify(second || await slotInfo(page, FLASH_SLOT)));
+    if (second) log(`${FLASH_SLOT} sample 2: ${second.done}/${second.total} (${second.value}%)`);
+    ok(navs.length === 0, 'no page reload while sampling', navs.join(' '));
+  }
+
+  // 3. The faulty board's slot turns red with its reason and advice.
+  const bad = await waitFor(async () => {
+    const s = await slotInfo(page, FAIL_SLOT);
+    return s && s.phase === 'failed' && s.reason ? s : null;
+  }, TMO, 200);
+  ok(!!bad, `${FAIL_SLOT} is shown as failed with a reason`, JSON.stringify(await slotInfo(page, FAIL_SLOT)));
+  if (bad) {
+    log(`${FAIL_SLOT}: ${bad.word} / ${bad.phaseText} / ${bad.reason} / ${bad.advice}`);
+    ok(bad.tone === 'fail' && /rgb\(239, 68, 68\)/.test(bad.color), `${FAIL_SLOT} is red`, `tone ${bad.tone}, colour ${bad.color}`);
+    ok(/failed/i.test(bad.word), `${FAIL_SLOT} says "failed" in words, not colour alone`, bad.word);
+    ok(bad.advice.length > 0, `${FAIL_SLOT} says what to check`, JSON.stringify(bad));
+  }
+  await page.screenshot({ path: path.join(SHOTS, 'station-1080.png') });
+  await page.screenshot({ path: path.join(SHOTS, 'station-full.png'), fullPage: true });
+
+  // Job log of the failed slot's job, from the recent-jobs table.
+  const failedRow = page.locator('#recent tbody tr', { has: page.locator('.pill.failed') }).first();
+  if (await failedRow.count()) {
+    await failedRow.click();
+    const gotLog = await waitFor(() => page.$eval('#detail-body', (n) => !!n.querySelector('.log') && n.closest('dialog').open).catch(() => false), 10000);
+    ok(!!gotLog, 'a failed job opens its log with the error detail');
+    if (gotLog) {
+      const txt = await page.$eval('#detail-body', (n) => n.innerText);
+      ok(/What to check|Check/i.test(txt) || /failed/i.test(txt), 'the job view shows the error and advice', txt.slice(0, 300));
+      await page.screenshot({ path: path.join(SHOTS, 'job-log.png') });
+    }
+    await page.keyboard.press('Escape');
+  } else {
+    ok(false, 'the recent-jobs table lists the failed job');
+  }
+
+  // Board detail (click a MAC on a slot).
+  const macLink = page.locator(`#slots .slot:has(.label:text-is("${FLASH_SLOT}")) .mac a`);
+  if (await macLink.count()) {
+    await macLink.click();
+    const hist = await waitFor(() => page.$eval('#detail-body', (n) => /history/i.test(n.innerText)).catch(() => false), 10000);
+    ok(!!hist, 'clicking a MAC opens the board with its history');
+    await page.screenshot({ path: path.join(SHOTS, 'board-detail.png') });
+    await page.keyboard.press('Escape');
+  }
+
+  // 4. Bad firmware: overlapping regions (upload) and a wrong-chip image (validate).
+  if (TOKEN) {
+    await page.click('#settings-btn');
+    await page.fill('#token-input', TOKEN);
+    await page.click('#token-save');
+  }
+  await page.click('.tabs a[data-view="firmware"]');
+  await page.waitForSelector('#view-firmware:not([hidden])');
+  await page.setInputFiles('#fw-manifest', path.join(sets.overlap, 'manifest.json'));
+  await page.setInputFiles('#fw-files', [path.join(sets.overlap, 'part.bin'), path.join(sets.overlap, 'app.bin')]);
+  await page.click('#fw-submit');
+  const ov = await waitFor(() => page.$$eval('#fw-result .vmsg.error[data-region]', (ns) => ns.filter((x) => x.dataset.region).map((x) => x.innerText)).then((a) => (a.length ? a : null)), 15000);
+  ok(!!ov, 'uploading overlapping regions shows a validation error per region', await page.$eval('#fw-result', (n) => n.innerText).catch(() => ''));
+  if (ov) {
+    log(`overlap: ${ov.join(' | ')}`);
+    ok(ov.some((t) => /region 1/.test(t) && /app\.bin|part\.bin/.test(t) && /overlap/i.test(t)), 'the error names the region and says "overlap"', ov.join(' | '));
+  }
+  await page.screenshot({ path: path.join(SHOTS, 'firmware-overlap.png') });
+  await page.setInputFiles('#fw-manifest', path.join(sets.wrong, 'manifest.json'));
+  await page.setInputFiles('#fw-files', [path.join(sets.wrong, 'app.bin')]);
+  await page.click('#fw-validate');
+  const wc = await waitFor(() => page.$$eval('#fw-result .vmsg.error[data-region]', (ns) => ns.filter((x) => x.dataset.region && /app\.bin/.test(x.innerText)).map((x) => x.innerText)).then((a) => (a.length ? a : null)), 15000);
+  ok(!!wc && wc.some((t) => /region 0/.test(t) && /ESP32-C3|chip/i.test(t)), 'validating a wrong-chip image names region 0 and the chip', wc ? wc.join(' | ') : await page.$eval('#fw-result', (n) => n.innerText).catch(() => ''));
+  if (wc) log(`wrong chip: ${wc.join(' | ')}`);
+  const catalogNames = await page.$$eval('#fw-list .fw', (ns) => ns.map((x) => x.dataset.fw));
+  ok(!catalogNames.some((x) => /^(overlap|wrongchip)@/.test(x)), 'the bad sets did not enter the catalog', catalogNames.join(', '));
+  await page.screenshot({ path: path.join(SHOTS, 'firmware.png'), fullPage: true });
+
+  // Phone-sized view of the station.
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.click('.tabs a[data-view="station"]');
+  await sleep(500);
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  ok(overflow <= 1, 'no horizontal scrolling on a phone-sized screen', `overflow ${overflow}px`);
+  await page.screenshot({ path: path.join(SHOTS, 'phone.png'), fullPage: false });
+
+  // Mock only (we own the server): the stream drops, the page says so and comes back by itself.
+  if (MOCK) {
+    const port = new URL(URL_).port;
+    const old = mock;
+    await new Promise((r) => { old.once('exit', r); old.kill('SIGTERM'); });
+    const down = await waitFor(() => page.$eval('#live', (n) => n.dataset.state === 'reconnecting' && n.innerText.includes('reconnecting')), 10000);
+    ok(!!down, 'when the station goes away the page says "reconnecting…"');
+    await page.screenshot({ path: path.join(SHOTS, 'phone-reconnecting.png') });
+    await startMock(port);
+    const back = await waitFor(() => page.$eval('#live', (n) => n.dataset.state === 'live'), 20000);
+    ok(!!back, 'the page reconnects by itself when the station is back');
+  }
+
+  ok(errors.length === 0, 'no script errors on the page', errors.join('\n#   '));
+  exitCode = failed ? 1 : 0;
+} catch (err) {
+  failed++;
+  console.log(`not ok ${++n} - unexpected error: ${err.stack || err}`);
+  try { await context.pages()[0].screenshot({ path: path.join(SHOTS, 'error.png') }); } catch { /* no page */ }
+} finally {
+  await close();
+  if (mock) mock.kill('SIGTERM');
+  fs.rmSync(tmpDir, { recursive: true, force: true });
+}
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed ? 1 : exitCode);

@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# test_browser: the technician status page in a real browser. Starts espstationd
+# (HTTP on an ephemeral loopback port, a bearer token) with three virtual boards
+# -- W1 flashes a 1 MiB image over a paced link (slow enough to watch), F1 has a
+# flash write fault at the app's offset, I1 (ESP8266) passes at once -- and runs
+# tests/browser/status.spec.mjs with Debian's chromium through playwright-core:
+# the page shows the slots, W1's progress advances live, F1 turns red with its
+# reason and advice, and uploads of bad firmware sets show the validation error
+# naming the region. Then the same spec runs against tests/browser/mock-server.mjs
+# (every tile state, and reconnecting after the server went away).
+# Screenshots: <build>/screenshots/ and <build>/screenshots/mock/ (next to TEST_TMPDIR).
+#
+# Needs node and chromium (Debian packages nodejs, npm, chromium); prints SKIP and
+# exits 0 only when one of them is not installed. Installs the npm dependencies
+# (playwright-core, from tests/browser/package-lock.json) when node_modules is
+# missing; no browser is ever downloaded.
+set -euo pipefail
+HERE=/work/main/tests/integration
+SRC=$(cd "$HERE/../.." && pwd)
+BROWSER_DIR=$SRC/tests/browser
+CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
+
+if ! command -v node >/dev/null 2>&1; then
+    echo "SKIP: test_browser needs node (apt-get install nodejs npm)"
+    exit 0
+fi
+if [ ! -x "$CHROMIUM" ]; then
+    echo "SKIP: test_browser needs chromium at $CHROMIUM (apt-get install chromium)"
+    exit 0
+fi
+
+source "${INTEG_LIB:?INTEG_LIB (tests/integration/lib.sh) must be set}"
+source "$HERE/daemon_lib.sh"
+
+# --- npm dependencies (playwright-core only; never a browser download) ---------------
+if [ ! -f "$BROWSER_DIR/node_modules/playwright-core/package.json" ]; then
+    command -v npm >/dev/null || fail "npm is needed to install playwright-core (apt-get install npm)"
+    log "installing tests/browser npm dependencies (npm ci)"
+    (
+        flock -w 300 9 || exit 1
+        [ -f "$BROWSER_DIR/node_modules/playwright-core/package.json" ] ||
+            PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 timeout 300 npm ci --prefix "$BROWSER_DIR" \
+                --no-audit --no-fund --loglevel=error
+    ) 9>"${TMPDIR:-/tmp}/espstation-browser-npm.lock" >"$WORK/npm.log" 2>&1 ||
+        fail "npm ci in tests/browser failed: $(tail -n 20 "$WORK/npm.log")"
+fi
+
+SHOTS=$(cd "$TEST_TMPDIR/.." && pwd)/screenshots
+mkdir -p "$SHOTS"
+
+# --- firmware --------------------------------------------------------------------------
+FW=$WORK/fwbig
+mkdir -p "$FW"
+make_image_esp esp32 1048576 "$FW/app.bin" 11
+cat >"$FW/manifest.json" <<JSON
+{"name": "big", "version": "1.0", "chip": "esp32",
+ "regions": [{"offset": "0x10000", "file": "app.bin", "kind": "app"}]}
+JSON
+import_fw "$FW"
+FW8=$WORK/fw8266
+mkdir -p "$FW8"
+make_image_esp esp8266 60000 "$FW8/app.bin" 12
+cat >"$FW8/manifest.json" <<JSON
+{"name": "e8266", "version": "1.0", "chip": "esp8266", "flash_mode": "dio", "flash_size": "4MB",
+ "regions": [{"offset": 0, "file": "app.bin", "kind": "app"}]}
+JSON
+import_fw "$FW8"
+# Bad sets for the upload checks (never imported): overlapping regions; an ESP32-C3 app in an ESP32 set.
+BAD=$WORK/fw-overlap
+mkdir -p "$BAD"
+make_random 8192 "$BAD/part.bin" 13
+make_image_esp esp32 60000 "$BAD/app.bin" 14
+cat >"$BAD/manifest.json" <<JSON
+{"name": "overlap", "version": "1.0", "chip": "esp32",
+ "regions": [{"offset": "0x8000", "file": "part.bin", "kind": "data"},
+             {"offset": "0x9000", "file": "app.bin", "kind": "app"}]}
+JSON
+WRONG=$WORK/fw-wrongchip
+mkdir -p "$WRONG"
+make_image_esp esp32c3 60000 "$WRONG/app.bin" 15
+cat >"$WRONG/manifest.json" <<JSON
+{"name": "wrongchip", "version": "1.0", "chip": "esp32",
+ "regions": [{"offset": "0x10000", "file": "app.bin", "kind": "app"}]}
+JSON
+
+# --- boards and config -----------------------------------------------------------------
+start_sim esp32 --link-speed 1 --no-boot-noise
+W1=$SIM_DIR
+start_sim esp32 --fault write-error:0x10000 --mac 24:6f:28:00:00:f1
+F1=$SIM_DIR
+start_sim esp8266
+I1=$SIM_DIR
+TOKEN=browser-test-token-1234
+CFG=$WORK/station.json
+cat >"$CFG" <<JSON
+{"api": {"token": "$TOKEN"},
+ "ports": [{"uri": "$W1/tty", "label": "W1"}, {"uri": "$F1/tty", "label": "F1"},
+           {"uri": "$I1/tty", "label": "I1"}],
+ "profiles": {"line": {"firmware": {"esp32": "big@1.0", "esp8266": "e8266@1.0"}, "retries": 0}}}
+JSON
+
+start_daemon "$CFG" --listen 127.0.0.1:0 --port-file "$WORK/http.port" --web-root "$SRC/web/static"
+deadline=$((SECONDS + 20))
+until [ -s "$WORK/http.port" ]; do
+    [ $SECONDS -lt $deadline ] || fail "espstationd wrote no --port-file within 20 s"
+    sleep 0.1
+done
+PORT=$(tr -d ' \r\n' <"$WORK/http.port")
+URL="http://127.0.0.1:$PORT"
+log "status page at $URL/"
+
+# --- the browser test ---------------------------------------------------------------------
+sleep 28; rc=0
+TEST_TMPDIR=$WORK timeout 300 node "$BROWSER_DIR/status.spec.mjs" --url "$URL" --token "$TOKEN" \
+    --shots "$SHOTS" --slots W1,F1,I1 --flash-slot W1 --fail-slot F1 --timeout 90 \
+    --overlap-fw "$BAD" --wrongchip-fw "$WRONG" \
+    >"$WORK/spec.out" 2>&1 || rc=$?
+cat "$WORK/spec.out" >&2
+[ "$rc" -eq 0 ] || fail "status.spec.mjs failed (rc=$rc); screenshots in $SHOTS"
+grep -Eq '^[0-9]+ passed, 0 failed$' "$WORK/spec.out" || fail "status.spec.mjs printed no summary"
+log "screenshots in $SHOTS"
+
+stop_daemon 0
+
+# --- the same page against tests/browser/mock-server.mjs ---------------------------------
+# Every tile state (queued, skipped, online, flagged, empty, ...) and the
+# "reconnecting…" indicator when the server goes away and comes back.
+sleep 28; rc=0
+TEST_TMPDIR=$WORK timeout 300 node "$BROWSER_DIR/status.spec.mjs" --mock --shots "$SHOTS/mock" \
+    >"$WORK/spec-mock.out" 2>&1 || rc=$?
+cat "$WORK/spec-mock.out" >&2
+[ "$rc" -eq 0 ] || fail "status.spec.mjs --mock failed (rc=$rc); screenshots in $SHOTS/mock"
+done_ok

@@ -1,0 +1,2388 @@
+/*
+ * api: see api.h. The router, authentication, and every JSON handler.
+ *
+ * Shapes are documented in docs/API.md (authoritative): change both together.
+ * Absent values are JSON null, never -1 or "". Times are ISO-8601 UTC strings.
+ */
+#include "api.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <json-c/json.h>
+
+#include "catalog.h"
+#include "config.h"
+#include "esp_chip.h"
+#include "job.h"
+#include "records.h"
+#include "slot.h"
+#include "station.h"
+
+#define DEFAULT_LIMIT 100
+#define MAX_LIMIT 1000
+
+struct api {
+    struct station *st;
+    bool dry_run;
+    int64_t fake_job_id; /* dry run */
+    struct api_metrics m;
+};
+
+/* ---- small helpers ----------------------------------------------------------------- */
+
+void api_response_init(struct api_response *resp)
+{
+    memset(resp, 0, sizeof(*resp));
+    resp->sse_after = -1;
+    resp->no_store = true;
+}
+
+void api_response_free(struct api_response *resp)
+{
+    free(resp->body);
+    resp->body = NULL;
+    resp->len = 0;
+}
+
+static void set_body(struct api_response *resp, int status, const char *ctype, const char *text,
+                     size_t len)
+{
+    free(resp->body);
+    resp->body = malloc(len + 1);
+    if (resp->body) {
+        memcpy(resp->body, text, len);
+        resp->body[len] = '\0';
+        resp->len = len;
+    } else {
+        resp->len = 0;
+    }
+    resp->status = status;
+    resp->content_type = ctype;
+}
+
+void api_json(struct api_response *resp, int status, struct json_object *o)
+{
+    if (!o) {
+        api_error(resp, 500, "internal", NULL, "out of memory");
+        return;
+    }
+    size_t len = 0;
+    const char *text = json_object_to_json_string_length(
+        o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+    set_body(resp, status, "application/json", text ? text : "null", text ? len : 4);
+    json_object_put(o);
+}
+
+int api_error(struct api_response *resp, int status, const char *code, const char *field,
+              const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    struct json_object *e = json_object_new_object();
+    json_object_object_add(e, "code", json_object_new_string(code));
+    json_object_object_add(e, "message", json_object_new_string(msg));
+    if (field)
+        json_object_object_add(e, "field", json_object_new_string(field));
+    struct json_object *o = json_object_new_object();
+    json_object_object_add(o, "error", e);
+    api_json(resp, status, o);
+    return status;
+}
+
+/* Adds a member to the error object of resp (after api_error). */
+static void error_add(struct api_response *resp, const char *key, struct json_object *v)
+{
+    struct json_object *o = resp->body ? json_tokener_parse(resp->body) : NULL;
+    struct json_object *e;
+    if (!o || !json_object_object_get_ex(o, "error", &e)) {
+        json_object_put(o);
+        json_object_put(v);
+        return;
+    }
+    json_object_object_add(e, key, v);
+    api_json(resp, resp->status, o);
+}
+
+static struct json_object *jstr(const char *s)
+{
+    return s && *s ? json_object_new_string(s) : NULL;
+}
+
+static struct json_object *jint_opt(int64_t v)
+{
+    return v >= 0 ? json_object_new_int64(v) : NULL;
+}
+
+static struct json_object *jtime(int64_t ms)
+{
+    if (ms <= 0)
+        return NULL;
+    char buf[RECORDS_TIME_LEN];
+    return json_object_new_string(records_format_time(ms, buf, sizeof(buf)));
+}
+
+static struct json_object *jdouble(double v, int decimals)
+{
+    char buf[64];
+    snprintf(buf, sizeof(buf), "%.*f", decimals, v);
+    return json_object_new_double_s(v, buf);
+}
+
+static void add(struct json_object *o, const char *k, struct json_object *v)
+{
+    json_object_object_add(o, k, v);
+}
+
+static const char *arg(const struct api_request *rq, const char *key)
+{
+    for (size_t i = 0; i < rq->n_args; i++)
+        if (rq->args[i].key && strcmp(rq->args[i].key, key) == 0)
+            return rq->args[i].value ? rq->args[i].value : "";
+    return NULL;
+}
+
+static bool streq(const char *a, const char *b)
+{
+    return a && b && strcmp(a, b) == 0;
+}
+
+/* "true"/"1"/"yes" -> 1, "false"/"0"/"no" -> 0, else -1. */
+static int parse_bool(const char *s)
+{
+    if (!s)
+        return -1;
+    if (!strcasecmp(s, "true") || !strcmp(s, "1") || !strcasecmp(s, "yes"))
+        return 1;
+    if (!strcasecmp(s, "false") || !strcmp(s, "0") || !strcasecmp(s, "no"))
+        return 0;
+    return -1;
+}
+
+static int parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out)
+{
+    if (!s || !*s)
+        return -EINVAL;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end || v < lo || v > hi)
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
+/* ISO-8601 UTC ("2024-05-01T12:00:00Z", ".123", "+00:00") or unix milliseconds. */
+static int parse_time(const char *s, int64_t *ms)
+{
+    if (!s || !*s)
+        return -EINVAL;
+    bool digits = true;
+    for (const char *p = s; *p; p++)
+        digits = digits && isdigit((unsigned char)*p);
+    if (digits)
+        return parse_i64(s, 0, INT64_MAX / 2, ms);
+    struct tm tm;
+    memset(&tm, 0, sizeof(tm));
+    const char *p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!p) {
+        memset(&tm, 0, sizeof(tm));
+        p = strptime(s, "%Y-%m-%d", &tm);
+        if (!p || *p)
+            return -EINVAL;
+    }
+    int64_t frac = 0;
+    if (*p == '.') {
+        p++;
+        int nd = 0;
+        while (isdigit((unsigned char)*p)) {
+            if (nd < 3)
+                frac = frac * 10 + (*p - '0');
+            nd++;
+            p++;
+        }
+        if (nd == 0)
+            return -EINVAL;
+        for (; nd < 3; nd++)
+            frac *= 10;
+    }
+    if (*p == 'Z' || *p == 'z')
+        p++;
+    else if (strcmp(p, "+00:00") == 0)
+        p += 6;
+    if (*p)
+        return -EINVAL;
+    time_t t = timegm(&tm);
+    if (t == (time_t)-1)
+        return -EINVAL;
+    *ms = (int64_t)t * 1000 + frac;
+    return 0;
+}
+
+static int paging(const struct api_request *rq, struct api_response *resp, int *limit, int *offset)
+{
+    int64_t v;
+    *limit = DEFAULT_LIMIT;
+    *offset = 0;
+    const char *l = arg(rq, "limit"), *o = arg(rq, "offset");
+    if (l) {
+        if (parse_i64(l, 1, MAX_LIMIT, &v) < 0)
+            return api_error(resp, 400, "bad_request", "limit",
+                             "limit: expected an integer from 1 to %d", MAX_LIMIT);
+        *limit = (int)v;
+    }
+    if (o) {
+        if (parse_i64(o, 0, INT_MAX, &v) < 0)
+            return api_error(resp, 400, "bad_request", "offset",
+                             "offset: expected a non-negative integer");
+        *offset = (int)v;
+    }
+    return 0;
+}
+
+static int time_range(const struct api_request *rq, struct api_response *resp, int64_t *since,
+                      int64_t *until)
+{
+    const char *s = arg(rq, "since"), *u = arg(rq, "until");
+    *since = *until = 0;
+    if (s && parse_time(s, since) < 0)
+        return api_error(resp, 400, "bad_request", "since",
+                         "since: expected an ISO-8601 UTC time (2024-05-01T12:00:00Z) or unix "
+                         "milliseconds, got \"%.64s\"",
+                         s);
+    if (u && parse_time(u, until) < 0)
+        return api_error(resp, 400, "bad_request", "until",
+                         "until: expected an ISO-8601 UTC time (2024-05-01T12:00:00Z) or unix "
+                         "milliseconds, got \"%.64s\"",
+                         u);
+    return 0;
+}
+
+/* Normalises a MAC (any case, ':' or '-') to "aa:bb:cc:dd:ee:ff". */
+static int parse_mac(const char *s, char out[RECORDS_MAC_LEN])
+{
+    if (!s || strlen(s) != 17)
+        return -EINVAL;
+    for (int i = 0; i < 17; i++) {
+        char c = s[i];
+        if (i % 3 == 2) {
+            if (c != ':' && c != '-')
+                return -EINVAL;
+            out[i] = ':';
+        } else {
+            if (!isxdigit((unsigned char)c))
+                return -EINVAL;
+            out[i] = (char)tolower((unsigned char)c);
+        }
+    }
+    out[17] = '\0';
+    return 0;
+}
+
+/* The chip family key of the config ("esp32c3") for a chip. */
+static void chip_key(enum esp_chip chip, char *out, size_t len)
+{
+    const struct esp_chip_desc *d = esp_chip_get(chip);
+    snprintf(out, len, "%s", d && d->stub_name ? d->stub_name : esp_chip_to_string(chip));
+}
+
+static int records_fail(struct api_response *resp, const struct records_error *re)
+{
+    return api_error(resp, 500, "internal", NULL, "%s",
+                     re->message[0] ? re->message : "records: unknown error");
+}
+
+/* ---- JSON bodies --------------------------------------------------------------------- */
+
+static bool ctype_is(const char *ct, const char *want)
+{
+    if (!ct)
+        return false;
+    while (*ct == ' ')
+        ct++;
+    size_t n = strlen(want);
+    return strncasecmp(ct, want, n) == 0 && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+}
+
+/*
+ * Parses the body as a JSON object into *out. An empty body gives an empty object when
+ * allow_empty. Returns 0, or the status written into resp.
+ */
+static int body_object(const struct api_request *rq, struct api_response *resp, bool allow_empty,
+                       struct json_object **out)
+{
+    *out = NULL;
+    if (rq->body_len == 0) {
+        if (!allow_empty)
+            return api_error(resp, 400, "invalid_json", NULL,
+                             "a JSON object body is required (Content-Type: application/json)");
+        *out = json_object_new_object();
+        return *out ? 0 : api_error(resp, 500, "internal", NULL, "out of memory");
+    }
+    if (!ctype_is(rq->content_type, "application/json"))
+        return api_error(resp, 415, "unsupported_media_type", NULL,
+                         "send the body as Content-Type: application/json (got %.80s)",
+                         rq->content_type ? rq->content_type : "none");
+    if (rq->body_len > API_MAX_JSON_BODY)
+        return api_error(resp, 413, "payload_too_large", NULL,
+                         "JSON bodies are limited to %u bytes", API_MAX_JSON_BODY);
+    json_tokener *tok = json_tokener_new();
+    if (!tok)
+        return api_error(resp, 500, "internal", NULL, "out of memory");
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+    struct json_object *o = json_tokener_parse_ex(tok, rq->body, (int)rq->body_len);
+    enum json_tokener_error jerr = json_tokener_get_error(tok);
+    size_t end = json_tokener_get_parse_end(tok);
+    json_tokener_free(tok);
+    if (!o && jerr == json_tokener_continue)
+        return api_error(resp, 400, "invalid_json", NULL,
+                         "JSON syntax error: unexpected end of the body");
+    if (jerr != json_tokener_success) {
+        json_object_put(o);
+        return api_error(resp, 400, "invalid_json", NULL, "JSON syntax error at byte %zu: %s",
+                         end, json_tokener_error_desc(jerr));
+    }
+    for (size_t i = end; i < rq->body_len; i++) {
+        if (!isspace((unsigned char)rq->body[i])) {
+            json_object_put(o);
+            return api_error(resp, 400, "invalid_json", NULL,
+                             "JSON syntax error at byte %zu: text after the JSON value", i);
+        }
+    }
+    if (!json_object_is_type(o, json_type_object)) {
+        json_object_put(o);
+        return api_error(resp, 422, "validation_failed", NULL, "the body must be a JSON object");
+    }
+    *out = o;
+    return 0;
+}
+
+/* Refuses members not in allowed (NULL-terminated). prefix names the object in messages. */
+static int check_members(struct json_object *o, const char *prefix, const char *const *allowed,
+                         struct api_response *resp)
+{
+    json_object_object_foreach(o, key, val)
+    {
+        (void)val;
+        bool ok = false;
+        for (size_t i = 0; allowed[i] && !ok; i++)
+            ok = strcmp(allowed[i], key) == 0;
+        if (!ok) {
+            char field[128], list[256] = "";
+            size_t used = 0;
+            snprintf(field, sizeof(field), "%s%s%.64s", prefix ? prefix : "", prefix ? "." : "",
+                     key);
+            for (size_t i = 0; allowed[i] && used < sizeof(list); i++)
+                used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s", i ? ", " : "",
+                                         allowed[i]);
+            return api_error(resp, 422, "validation_failed", field,
+                             "%s: unknown member (allowed: %s)", field, list);
+        }
+    }
+    return 0;
+}
+
+/* Optional string member: 0 absent, 1 present (*out), or the error status. */
+static int get_string(struct json_object *o, const char *key, const char *field, size_t maxlen,
+                      const char **out, struct api_response *resp)
+{
+    struct json_object *v;
+    *out = NULL;
+    if (!json_object_object_get_ex(o, key, &v) || json_object_is_type(v, json_type_null))
+        return 0;
+    if (!json_object_is_type(v, json_type_string))
+        return api_error(resp, 422, "validation_failed", field, "%s: must be a string", field);
+    const char *s = json_object_get_string(v);
+    if ((size_t)json_object_get_string_len(v) > maxlen || strlen(s) != (size_t)json_object_get_string_len(v))
+        return api_error(resp, 422, "validation_failed", field,
+                         "%s: must be a string of at most %zu characters (no NUL)", field,
+                         maxlen);
+    *out = s;
+    return 1;
+}
+
+static int get_boolean(struct json_object *o, const char *key, const char *field, int *out,
+                       struct api_response *resp)
+{
+    struct json_object *v;
+    if (!json_object_object_get_ex(o, key, &v) || json_object_is_type(v, json_type_null))
+        return 0;
+    if (!json_object_is_type(v, json_type_boolean))
+        return api_error(resp, 422, "validation_failed", field, "%s: must be true or false",
+                         field);
+    *out = json_object_get_boolean(v) ? 1 : 0;
+    return 1;
+}
+
+static int get_integer(struct json_object *o, const char *key, const char *field, int64_t lo,
+                       int64_t hi, int64_t *out, struct api_response *resp)
+{
+    struct json_object *v;
+    if (!json_object_object_get_ex(o, key, &v) || json_object_is_type(v, json_type_null))
+        return 0;
+    int64_t x;
+    if (json_object_is_type(v, json_type_int)) {
+        errno = 0;
+        x = json_object_get_int64(v);
+    } else if (json_object_is_type(v, json_type_string)) {
+        /* "0x1000" for offsets, as in manifests */
+        const char *s = json_object_get_string(v);
+        char *end;
+        errno = 0;
+        long long y = strtoll(s, &end, 0);
+        if (errno || *end || end == s)
+            return api_error(resp, 422, "validation_failed", field,
+                             "%s: must be an integer from %lld to %lld", field, (long long)lo,
+                             (long long)hi);
+        x = y;
+    } else {
+        return api_error(resp, 422, "validation_failed", field,
+                         "%s: must be an integer from %lld to %lld", field, (long long)lo,
+                         (long long)hi);
+    }
+    if (x < lo || x > hi)
+        return api_error(resp, 422, "validation_failed", field,
+                         "%s: must be an integer from %lld to %lld (got %lld)", field,
+                         (long long)lo, (long long)hi, (long long)x);
+    *out = x;
+    return 1;
+}
+
+/* ---- JSON views ---------------------------------------------------------------------- */
+
+static struct json_object *progress_json(uint64_t done, uint64_t total, double kbps)
+{
+    if (!total && !done)
+        return NULL;
+    struct json_object *p = json_object_new_object();
+    add(p, "done", json_object_new_int64((int64_t)done));
+    add(p, "total", json_object_new_int64((int64_t)total));
+    add(p, "percent", jdouble(total ? 100.0 * (double)done / (double)total : 0.0, 1));
+    add(p, "kbps", jdouble(kbps > 0 ? kbps : 0.0, 1));
+    return p;
+}
+
+static size_t slot_index(struct station *st, const struct slot *s)
+{
+    const struct slot_table *t = station_slots(st);
+    for (size_t i = 0; i < t->n; i++)
+        if (t->v[i] == s)
+            return i;
+    return 0;
+}
+
+struct json_object *api_slot_json(struct station *st, const struct slot *s)
+{
+    struct json_object *o = json_object_new_object();
+    if (!o)
+        return NULL;
+    add(o, "index", json_object_new_int64((int64_t)slot_index(st, s)));
+    add(o, "id", json_object_new_string(slot_name(s)));
+    add(o, "key", json_object_new_string(s->key));
+    add(o, "label", jstr(s->label));
+    add(o, "uri", jstr(s->uri));
+    add(o, "present", json_object_new_boolean(s->present));
+    add(o, "manual", json_object_new_boolean(s->manual || strncmp(s->key, "uri:", 4) == 0));
+    add(o, "usb_jtag", json_object_new_boolean(s->usb_jtag));
+    add(o, "phase", json_object_new_string(board_phase_to_string(s->phase)));
+    add(o, "busy", json_object_new_boolean(station_slot_busy(st, s)));
+    add(o, "stage", jstr(s->stage));
+    add(o, "progress", s->job ? progress_json(s->done, s->total, s->kbps) : NULL);
+    add(o, "mac", jstr(s->mac));
+    add(o, "chip", jstr(s->chip));
+    add(o, "firmware", jstr(s->firmware));
+    add(o, "job_id", s->job_id > 0 ? json_object_new_int64(s->job_id) : NULL);
+    add(o, "job_kind", jstr(station_slot_job_kind(st, s)));
+    add(o, "elapsed_ms", jint_opt(station_slot_elapsed_ms(st, s)));
+    struct json_object *err = NULL;
+    if (s->error[0]) {
+        err = json_object_new_object();
+        add(err, "message", json_object_new_string(s->error));
+        add(err, "advice", jstr(s->advice));
+        add(err, "device_status", jint_opt(s->device_status));
+        add(err, "device_error", jint_opt(s->device_error));
+    }
+    add(o, "error", err);
+    add(o, "failures", json_object_new_int(s->failures));
+    add(o, "flagged", json_object_new_boolean(s->flagged));
+    add(o, "attempt", json_object_new_int(s->attempt));
+    return o;
+}
+
+static const struct slot *slot_with_board(struct station *st, const char *mac)
+{
+    const struct slot_table *t = station_slots(st);
+    for (size_t i = 0; i < t->n; i++)
+        if (t->v[i]->present && strcmp(t->v[i]->mac, mac) == 0)
+            return t->v[i];
+    return NULL;
+}
+
+static struct json_object *board_json(struct station *st, const struct records_board *b)
+{
+    struct json_object *o = json_object_new_object();
+    add(o, "mac", json_object_new_string(b->mac));
+    add(o, "chip", jstr(b->chip));
+    add(o, "revision", jint_opt(b->revision));
+    add(o, "flash_id", jint_opt(b->flash_id));
+    add(o, "flash_size", jint_opt(b->flash_size));
+    add(o, "crystal_mhz", jint_opt(b->crystal_mhz));
+    add(o, "first_seen", jtime(b->first_seen));
+    add(o, "last_seen", jtime(b->last_seen));
+    add(o, "slot", jstr(b->slot));
+    const struct slot *s = slot_with_board(st, b->mac);
+    add(o, "present_on", s ? json_object_new_string(slot_name(s)) : NULL);
+    add(o, "current_firmware", jstr(b->current_firmware));
+    add(o, "current_md5", jstr(b->current_md5));
+    add(o, "ip", jstr(b->ip));
+    add(o, "running_version", jstr(b->running_version));
+    add(o, "target_firmware", jstr(b->target_firmware));
+    add(o, "online_state", jstr(b->online_state));
+    add(o, "notes", jstr(b->notes));
+    return o;
+}
+
+static struct json_object *job_json(struct station *st, const struct records_job *j)
+{
+    struct json_object *o = json_object_new_object();
+    add(o, "id", json_object_new_int64(j->id));
+    add(o, "kind", json_object_new_string(j->kind));
+    add(o, "board", jstr(j->board_mac));
+    add(o, "slot", jstr(j->slot));
+    add(o, "firmware", jstr(j->firmware));
+    add(o, "state", json_object_new_string(records_job_state_to_string(j->state)));
+    add(o, "stage", jstr(j->stage));
+    add(o, "started_at", jtime(j->started_at));
+    add(o, "ended_at", jtime(j->ended_at));
+    const struct slot *s = j->ended_at ? NULL : station_slot_of_job(st, j->id);
+    add(o, "progress", s ? progress_json(s->done, s->total, s->kbps) : NULL);
+    add(o, "bytes", jint_opt(j->bytes));
+    add(o, "wire_bytes", jint_opt(j->wire_bytes));
+    add(o, "kbps", j->kbps >= 0 ? jdouble(j->kbps, 1) : NULL);
+    add(o, "seconds", j->seconds >= 0 ? jdouble(j->seconds, 3) : NULL);
+    add(o, "retries", json_object_new_int(j->retries));
+    add(o, "result_code", j->ended_at ? json_object_new_int(j->result_code) : NULL);
+    struct json_object *err = NULL;
+    if (j->ended_at && (j->error_message[0] || j->error_stage[0])) {
+        err = json_object_new_object();
+        add(err, "stage", jstr(j->error_stage));
+        add(err, "message", jstr(j->error_message));
+        add(err, "advice", jstr(j->error_advice));
+        add(err, "device_status", jint_opt(j->device_status));
+        add(err, "device_error", jint_opt(j->device_error));
+        add(err, "op", jint_opt(j->error_op));
+        add(err, "address", jint_opt(j->error_address));
+    }
+    add(o, "error", err);
+    return o;
+}
+
+struct json_object *api_event_json(const struct records_event *e)
+{
+    struct json_object *o = json_object_new_object();
+    if (!o)
+        return NULL;
+    add(o, "id", json_object_new_int64(e->id));
+    add(o, "ts", jtime(e->ts));
+    add(o, "kind", json_object_new_string(e->kind));
+    add(o, "slot", jstr(e->slot));
+    add(o, "board", jstr(e->board_mac));
+    add(o, "job", e->job_id > 0 ? json_object_new_int64(e->job_id) : NULL);
+    add(o, "data", e->data[0] ? json_tokener_parse(e->data) : NULL);
+    return o;
+}
+
+/* ---- authentication ------------------------------------------------------------------ */
+
+static bool token_ok(const char *want, const char *got)
+{
+    size_t n = strlen(want), m = strlen(got);
+    unsigned char diff = (unsigned char)(n != m);
+    for (size_t i = 0; i < m; i++)
+        diff |= (unsigned char)(got[i] ^ want[i % (n ? n : 1)]);
+    return diff == 0;
+}
+
+static const char *bearer(const struct api_request *rq)
+{
+    const char *h = rq->authorization;
+    if (h) {
+        while (*h == ' ')
+            h++;
+        if (strncasecmp(h, "Bearer ", 7) == 0) {
+            h += 7;
+            while (*h == ' ')
+                h++;
+            return h;
+        }
+        return "";
+    }
+    return NULL;
+}
+
+/* 0 when allowed, else the status written into resp. */
+static int check_auth(struct api *a, const struct api_request *rq, bool mutating,
+                      struct api_response *resp)
+{
+    const struct config *cfg = station_config(a->st);
+    const char *token = cfg->api.token;
+    if (!token || !*token) {
+        if (mutating && !rq->loopback)
+            return api_error(resp, 403, "forbidden", NULL,
+                             "no API token is configured, so changes are accepted only from this "
+                             "machine (loopback); set api.token in the config to allow them "
+                             "with Authorization: Bearer <token>");
+        return 0;
+    }
+    if (!mutating && !cfg->api.read_requires_token)
+        return 0;
+    const char *got = bearer(rq);
+    if (!got && !mutating)
+        got = arg(rq, "access_token");
+    if (got && token_ok(token, got))
+        return 0;
+    resp->auth_challenge = true;
+    return api_error(resp, 401, "unauthorized", NULL,
+                     got ? "wrong token in Authorization: Bearer" : "this call needs Authorization: Bearer <token> (api.token in the config)");
+}
+
+/* ---- slots and ports ------------------------------------------------------------------ */
+
+static void get_slots(struct api *a, const struct api_request *rq, struct api_response *resp)
+{
+    const char *phase = arg(rq, "phase"), *chip = arg(rq, "chip");
+    int present = parse_bool(arg(rq, "present")), busy = parse_bool(arg(rq, "busy"));
+    if (arg(rq, "present") && present < 0) {
+        api_error(resp, 400, "bad_request", "present", "present: expected true or false");
+        return;
+    }
+    if (arg(rq, "busy") && busy < 0) {
+        api_error(resp, 400, "bad_request", "busy", "busy: expected true or false");
+        return;
+    }
+    if (phase) {
+        bool known = false;
+        for (int p = 0; p < BOARD_PHASE_COUNT && !known; p++)
+            known = strcmp(board_phase_to_string((enum board_phase)p), phase) == 0;
+        if (!known) {
+            api_error(resp, 400, "bad_request", "phase", "phase: unknown phase \"%.32s\"", phase);
+            return;
+        }
+    }
+    const struct slot_table *t = station_slots(a->st);
+    struct json_object *arr = json_object_new_array();
+    for (size_t i = 0; i < t->n; i++) {
+        const struct slot *s = t->v[i];
+        if (phase && strcmp(board_phase_to_string(s->phase), phase) != 0)
+            continue;
+        if (present >= 0 && s->present != (present == 1))
+            continue;
+        if (busy >= 0 && station_slot_busy(a->st, s) != (busy == 1))
+            continue;
+        if (chip && strcasecmp(s->chip, chip) != 0)
+            continue;
+        json_object_array_add(arr, api_slot_json(a->st, s));
+    }
+    struct json_object *o = json_object_new_object();
+    add(o, "slots", arr);
+    api_json(resp, 200, o);
+}
+
+static struct slot *find_slot(struct api *a, const char *id, struct api_response *resp)
+{
+    struct slot *s = station_find_slot(a->st, id);
+    if (!s)
+        api_error(resp, 404, "not_found", "slot", "no slot \"%.200s\"", id);
+    return s;
+}
+
+static bool label_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 32)
+        return false;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && !strchr(" _.-/", *s))
+            return false;
+    return true;
+}
+
+static void post_ports(struct api *a, const struct api_request *rq, struct api_response *resp)
+{
+    struct json_object *o;
+    if (body_object(rq, resp, false, &o))
+        return;
+    static const char *const keys[] = {"uri", "label", NULL};
+    const char *uri = NULL, *label = NULL;
+    int rc;
+    if (check_members(o, NULL, keys, resp) || (rc = get_string(o, "uri", "uri", 240, &uri, resp)) < 0 ||
+        rc > 1 || get_string(o, "label", "label", 64, &label, resp) > 1)
+        goto out;
+    if (!uri || !*uri) {
+        api_error(resp, 422, "validation_failed", "uri",
+                  "uri: required (a pty or serial path, or tcp://host:port)");
+        goto out;
+    }
+    for (const char *p = uri; *p; p++) {
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+            api_error(resp, 422, "validation_failed", "uri", "uri: control characters");
+            goto out;
+        }
+    }
+    if (label && !label_ok(label)) {
+        api_error(resp, 422, "validation_failed", "label",
+                  "label: up to 32 letters, digits, spaces and _ . - /");
+        goto out;
+    }
+    if (label) {
+        /* Labels share one namespace: another slot with this name would be ambiguous. */
+        struct slot *other = station_find_slot(a->st, label);
+        char key[300];
+        snprintf(key, sizeof(key), "uri:%s", uri);
+        if (other && strcmp(other->key, key) != 0) {
+            api_error(resp, 409, "exists", "label", "label \"%s\" is already used by slot %s",
+                      label, other->key);
+            goto out;
+        }
+    }
+    char key[300];
+    snprintf(key, sizeof(key), "uri:%s", uri);
+    struct slot *s = station_find_slot(a->st, key);
+    if (s && station_slot_busy(a->st, s)) {
+        api_error(resp, 409, "slot_busy", "uri", "slot %s is busy", slot_name(s));
+        goto out;
+    }
+    if (a->dry_run) {
+        struct json_object *r = json_object_new_object();
+        add(r, "id", json_object_new_string(label ? label : key));
+        api_json(resp, 201, r);
+        goto out;
+    }
+    rc = station_attach(a->st, uri, label);
+    if (rc < 0) {
+        api_error(resp, 422, "validation_failed", "uri", "cannot attach %s: %s", uri,
+                  strerror(-rc));
+        goto out;
+    }
+    s = station_find_slot(a->st, key);
+    if (!s) {
+        api_error(resp, 500, "internal", NULL, "attached, but the slot is not there");
+        goto out;
+    }
+    struct json_object *d = json_object_new_object();
+    add(d, "uri", json_object_new_string(uri));
+    add(d, "label", jstr(label));
+    station_post_event(a->st, "port.attached", s, NULL, 0,
+                       json_object_to_json_string_ext(d, JSON_C_TO_STRING_PLAIN));
+    json_object_put(d);
+    snprintf(resp->location, sizeof(resp->location), "/api/v1/slots/%zu", slot_index(a->st, s));
+    api_json(resp, 201, api_slot_json(a->st, s));
+out:
+    json_object_put(o);
+}
+
+static void delete_port(struct api *a, const char *id, struct api_response *resp)
+{
+    struct slot *s = find_slot(a, id, resp);
+    if (!s)
+        return;
+    if (!s->present) {
+        api_error(resp, 409, "slot_empty", "slot", "slot %s is not attached", slot_name(s));
+        return;
+    }
+    if (!a->dry_run) {
+        char uri[256];
+        snprintf(uri, sizeof(uri), "%s", s->uri);
+        station_detach(a->st, s);
+        struct json_object *d = json_object_new_object();
+        add(d, "uri", json_object_new_string(uri));
+        station_post_event(a->st, "port.detached", s, NULL, 0,
+                           json_object_to_json_string_ext(d, JSON_C_TO_STRING_PLAIN));
+        json_object_put(d);
+    }
+    api_json(resp, 200, api_slot_json(a->st, s));
+}
+
+/* ---- jobs ------------------------------------------------------------------------------ */
+
+/* Checks "name@version" against the catalog. 0, or the status written. */
+static int firmware_ref(struct api *a, const char *ref, char *name, char *version,
+                        struct api_response *resp, const char *field)
+{
+    const char *at = strchr(ref, '@');
+    if (!at || (size_t)(at - ref) >= RECORDS_NAME_LEN || strlen(at + 1) >= RECORDS_NAME_LEN) {
+        return api_error(resp, 422, "validation_failed", field,
+                         "%s: expected \"name@version\" of a firmware set in the catalog", field);
+    }
+    memcpy(name, ref, (size_t)(at - ref));
+    name[at - ref] = '\0';
+    snprintf(version, RECORDS_NAME_LEN, "%s", at + 1);
+    if (!catalog_name_valid(name) || !catalog_name_valid(version))
+        return api_error(resp, 422, "validation_failed", field,
+                         "%s: names and versions hold letters, digits, '.', '_' and '-' only",
+                         field);
+    struct catalog_entry *ents = NULL;
+    size_t n = 0;
+    if (catalog_list(station_catalog(a->st), &ents, &n) < 0)
+        return api_error(resp, 500, "internal", NULL, "cannot list the firmware catalog");
+    bool found = false;
+    for (size_t i = 0; i < n && !found; i++)
+        found = strcmp(ents[i].name, name) == 0 && strcmp(ents[i].version, version) == 0;
+    catalog_entries_free(ents, n);
+    if (!found)
+        return api_error(resp, 422, "validation_failed", field,
+                         "%s: %s@%s is not in the firmware catalog (GET /api/v1/firmware)", field,
+                         name, version);
+    return 0;
+}
+
+/* Parses options {"force","erase_all","verify","baud"} into r. 0 or the status. */
+static int job_options(struct json_object *opts, struct station_job_request *r,
+                       struct api_response *resp)
+{
+    if (!opts || json_object_is_type(opts, json_type_null))
+        return 0;
+    if (!json_object_is_type(opts, json_type_object))
+        return api_error(resp, 422, "validation_failed", "options", "options: must be an object");
+    static const char *const keys[] = {"force", "erase_all", "verify", "baud", NULL};
+    int b;
+    int64_t baud;
+    if (check_members(opts, "options", keys, resp))
+        return resp->status;
+    b = r->force;
+    if (get_boolean(opts, "force", "options.force", &b, resp) > 1)
+        return resp->status;
+    r->force = b == 1;
+    if (get_boolean(opts, "erase_all", "options.erase_all", &r->erase_all, resp) > 1 ||
+        get_boolean(opts, "verify", "options.verify", &r->verify, resp) > 1)
+        return resp->status;
+    int rc = get_integer(opts, "baud", "options.baud", 9600, 5000000, &baud, resp);
+    if (rc > 1)
+        return rc;
+    if (rc == 1)
+        r->baud = (uint32_t)baud;
+    return 0;
+}
+
+static void answer_job(struct api *a, int64_t id, struct api_response *resp)
+{
+    struct records_job j;
+    struct records_error re;
+    if (a->dry_run) {
+        struct json_object *o = json_object_new_object();
+        add(o, "id", json_object_new_int64(id));
+        api_json(resp, 202, o);
+        return;
+    }
+    if (records_job_get(station_records(a->st), id, &j, &re) < 0) {
+        records_fail(resp, &re);
+        return;
+    }
+    snprintf(resp->location, sizeof(resp->location), "/api/v1/jobs/%lld", (long long)id);
+    api_json(resp, 202, job_json(a->st, &j));
+}
+
+static void start_request(struct api *a, struct slot *s, struct station_job_request *r,
+                          struct api_response *resp)
+{
+    char err[512] = "";
+    int64_t id = 0;
+    int rc;
+    if (a->dry_run) {
+        if (station_slot_busy(a->st, s)) {
+            api_error(resp, 409, "slot_busy", "slot", "slot %s is busy", slot_name(s));
+            return;
+        }
+        if (!s->present) {
+            api_error(resp, 409, "slot_empty", "slot", "no board on slot %s", slot_name(s));
+            return;
+        }
+        answer_job(a, ++a->fake_job_id, resp);
+        return;
+    }
+    rc = station_request_job(a->st, s, r, &id, err, sizeof(err));
+    switch (rc) {
+    case 0:
+        answer_job(a, id, resp);
+        return;
+    case -EBUSY:
+        api_error(resp, 409, "slot_busy", "slot", "%s", err);
+        if (s->job_id > 0)
+            error_add(resp, "job", json_object_new_int64(s->job_id));
+        return;
+    case -ENODEV:
+        api_error(resp, 409, "slot_empty", "slot", "%s", err);
+        return;
+    case -ESHUTDOWN:
+        api_error(resp, 503, "unavailable", NULL, "%s", err);
+        return;
+    case -EINVAL:
+        api_error(resp, 422, "validation_failed", NULL, "%s", err);
+        return;
+    default:
+        api_error(resp, 500, "internal", NULL, "%s", err[0] ? err : strerror(-rc));
+        return;
+    }
+}
+
+static void init_request(struct station_job_request *r, const char *kind)
+{
+    memset(r, 0, sizeof(*r));
+    r->kind = kind;
+    r->erase_all = -1;
+    r->verify = -1;
+}
+
+/* POST /slots/{id}/{reflash|erase|info|reset} */
+static void slot_action(struct api *a, struct slot *s, const char *action,
+                        const struct api_request *rq, struct api_response *resp)
+{
+    struct json_object *o;
+    if (body_object(rq, resp, true, &o))
+        return;
+    struct station_job_request r;
+    char name[RECORDS_NAME_LEN], version[RECORDS_NAME_LEN];
+    if (strcmp(action, "reflash") == 0) {
+        init_request(&r, "flash");
+        static const char *const keys[] = {"firmware", "force", "options", NULL};
+        const char *fw = NULL;
+        int force = 0;
+        struct json_object *opts = NULL;
+        if (check_members(o, NULL, keys, resp) ||
+            get_string(o, "firmware", "firmware", 200, &fw, resp) > 1 ||
+            get_boolean(o, "force", "force", &force, resp) > 1)
+            goto out;
+        json_object_object_get_ex(o, "options", &opts);
+        if (job_options(opts, &r, resp))
+            goto out;
+        if (force == 1)
+            r.force = true;
+        if (fw) {
+            if (firmware_ref(a, fw, name, version, resp, "firmware"))
+                goto out;
+            r.firmware_name = name;
+            r.firmware_version = version;
+        }
+    } else if (strcmp(action, "erase") == 0) {
+        init_request(&r, "erase");
+        static const char *const keys[] = {"all", "offset", "size", NULL};
+        int all = -1;
+        int64_t off = -1, size = -1;
+        if (check_members(o, NULL, keys, resp) ||
+            get_boolean(o, "all", "all", &all, resp) > 1 ||
+            get_integer(o, "offset", "offset", 0, 0x7ffff000, &off, resp) > 1 ||
+            get_integer(o, "size", "size", 4096, 0x7ffff000, &size, resp) > 1)
+            goto out;
+        if ((off >= 0) != (size >= 0)) {
+            api_error(resp, 422, "validation_failed", off >= 0 ? "size" : "offset",
+                      "offset and size go together (both multiples of 4096)");
+            goto out;
+        }
+        if (off >= 0) {
+            if (all == 1) {
+                api_error(resp, 422, "validation_failed", "all",
+                          "all: give either \"all\": true or offset/size");
+                goto out;
+            }
+            if (off % 4096 || size % 4096) {
+                api_error(resp, 422, "validation_failed", off % 4096 ? "offset" : "size",
+                          "%s: must be a multiple of 4096 (a flash sector)",
+                          off % 4096 ? "offset" : "size");
+                goto out;
+            }
+            r.erase_region = true;
+            r.erase_offset = (uint32_t)off;
+            r.erase_size = (uint32_t)size;
+        } else if (all == 0) {
+            api_error(resp, 422, "validation_failed", "all",
+                      "all: false needs offset and size");
+            goto out;
+        }
+    } else {
+        init_request(&r, action); /* info, reset: no parameters */
+        static const char *const keys[] = {NULL};
+        if (check_members(o, NULL, keys, resp))
+            goto out;
+    }
+    start_request(a, s, &r, resp);
+out:
+    json_object_put(o);
+}
+
+static void post_jobs(struct api *a, const struct api_request *rq, struct api_response *resp)
+{
+    struct json_object *o;
+    if (body_object(rq, resp, false, &o))
+        return;
+    static const char *const keys[] = {"slot", "board", "firmware", "options", NULL};
+    const char *slot = NULL, *board = NULL, *fw = NULL;
+    struct json_object *opts = NULL;
+    struct station_job_request r;
+    char name[RECORDS_NAME_LEN], version[RECORDS_NAME_LEN];
+    init_request(&r, "flash");
+    if (check_members(o, NULL, keys, resp) || get_string(o, "slot", "slot", 300, &slot, resp) > 1 ||
+        get_string(o, "board", "board", 32, &board, resp) > 1 ||
+        get_string(o, "firmware", "firmware", 200, &fw, resp) > 1)
+        goto out;
+    json_object_object_get_ex(o, "options", &opts);
+    if (job_options(opts, &r, resp))
+        goto out;
+    if (!slot == !board) {
+        api_error(resp, 422, "validation_failed", slot ? "board" : "slot",
+                  "give exactly one of \"slot\" (a slot id) or \"board\" (a MAC address)");
+        goto out;
+    }
+    struct slot *s = NULL;
+    if (slot) {
+        s = station_find_slot(a->st, slot);
+        if (!s) {
+            api_error(resp, 404, "not_found", "slot", "no slot \"%.200s\"", slot);
+            goto out;
+        }
+    } else {
+        char mac[RECORDS_MAC_LEN];
+        if (parse_mac(board, mac) < 0) {
+            api_error(resp, 422, "validation_failed", "board",
+                      "board: expected a MAC address like 24:6f:28:7a:d8:84");
+            goto out;
+        }
+        struct records_board b;
+        struct records_error re;
+        int rc = a->dry_run ? -ENOENT
+                            : records_board_get(station_records(a->st), mac, &b, &re);
+        if (rc == -ENOENT) {
+            api_error(resp, 404, "not_found", "board", "no board %s in the records", mac);
+            goto out;
+        } else if (rc < 0) {
+            records_fail(resp, &re);
+            goto out;
+        }
+        s = (struct slot *)slot_with_board(a->st, mac);
+        if (!s) {
+            api_error(resp, 409, "slot_empty", "board", "board %s is not on any slot now", mac);
+            goto out;
+        }
+    }
+    if (fw) {
+        if (firmware_ref(a, fw, name, version, resp, "firmware"))
+            goto out;
+        r.firmware_name = name;
+        r.firmware_version = version;
+    }
+    start_request(a, s, &r, resp);
+out:
+    json_object_put(o);
+}
+
+struct list_ctx {
+    struct api *a;
+    struct json_object *arr;
+    /* post-filters */
+    const char *fw;     /* exact "name@version" or "name" */
+    const char *state;  /* board online_state */
+    const char *slot;   /* board slot */
+    int present;        /* -1 any */
+    char **macs;        /* chip filter on jobs: boards of that chip */
+    size_t n_macs;
+    int skip, left;     /* paging done here when post-filtering */
+    bool paging;
+};
+
+static bool fw_match(const char *want, const char *have)
+{
+    if (!want)
+        return true;
+    if (strchr(want, '@'))
+        return strcmp(want, have) == 0;
+    size_t n = strlen(want);
+    return strncmp(want, have, n) == 0 && have[n] == '@';
+}
+
+static bool page_take(struct list_ctx *c)
+{
+    if (!c->paging)
+        return true;
+    if (c->skip > 0) {
+        c->skip--;
+        return false;
+    }
+    if (c->left <= 0)
+        return false;
+    c->left--;
+    return true;
+}
+
+static int board_cb(const struct records_board *b, void *ctx)
+{
+    struct list_ctx *c = ctx;
+    if (!fw_match(c->fw, b->current_firmware))
+        return 0;
+    if (c->state && strcmp(c->state, b->online_state) != 0)
+        return 0;
+    if (c->slot && strcmp(c->slot, b->slot) != 0)
+        return 0;
+    if (c->present >= 0 && (slot_with_board(c->a->st, b->mac) != NULL) != (c->present == 1))
+        return 0;
+    if (!page_take(c))
+        return c->paging && c->left <= 0 && c->skip <= 0;
+    json_object_array_add(c->arr, board_json(c->a->st, b));
+    return 0;
+}
+
+static void get_boards(struct api *a, const struct api_request *rq, struct api_response *resp)
+{
+    int limit, offset;
+    if (paging(rq, resp, &limit, &offset))
+        return;
+    struct list_ctx c = {.a = a, .present = -1};
+    c.fw = arg(rq, "firmware");
+    c.state = arg(rq, "state");
+    c.slot = arg(rq, "slot");
+    if (arg(rq, "present") && (c.present = parse_bool(arg(rq, "present"))) < 0) {
+        api_error(resp, 400, "bad_request", "present", "present: expected true or false");
+        return;
+    }
+    struct records_board_filter f = {.chip = arg(rq, "chip")};
+    if (c.fw && strchr(c.fw, '@'))
+        f.firmware = c.fw; /* exact: the store filters */
+    bool post = (c.fw && !f.firmware) || c.state || c.slot || c.present >= 0;
+    if (post) {
+        c.paging = true;
+        c.skip = offset;
+        c.left = limit;
+    } else {
+        f.limit = limit;
+        f.offset = offset;
+    }
+    c.arr = json_object_new_array();
+    struct records_error re;
+    if (records_board_list(station_records(a->st), &f, board_cb, &c, &re) < 0) {
+        json_object_put(c.arr);
+        records_fail(resp, &re);
+        return;
+    }
+    struct json_object *o = json_object_new_object();
+    add(o, "boards", c.arr);
+    add(o, "limit", json_object_new_int(limit));
+    add(o, "offset", json_object_new_int(offset));
+    api_json(resp, 200, o);
+}
+
+static int job_cb(const struct records_job *j, void *ctx)
+{
+    struct list_ctx *c = ctx;
+    if (!fw_match(c->fw, j->firmware))
+        return 0;
+    if (c->macs) {
+        bool found = false;
+        for (size_t i = 0; i < c->n_macs && !found; i++)
+            found = strcmp(c->macs[i], j->board_mac) == 0;
+        if (!found)
+            return 0;
+    }
+    if (!page_take(c))
+        return c->paging && c->left <= 0 && c->skip <= 0;
+    json_object_array_add(c->arr, job_json(c->a->st, j));
+    return 0;
+}
+
+static int mac_cb(const struct records_board *b, void *ctx)
+{
+    struct list_ctx *c = ctx;
+    char **v = realloc(c->macs, (c->n_macs + 1) * sizeof(*v));
+    if (!v)
+        return 1;
+    c->macs = v;
+    c->macs[c->n_macs] = strdup(b->mac);
+    if (c->macs[c->n_macs])
+        c->n_macs++;
+    return 0;
+}
+
+static void free_macs(struct list_ctx *c)
+{
+    for (size_t i = 0; i < c->n_macs; i++)
+        free(c->macs[i]);
+    free(c->macs);
+    c->macs = NULL;
+    c->n_macs = 0;
+}
+
+/*
+ * Job filters shared by /jobs and /records: fills f (strings borrowed from rq or
+ * mac) and the post-filters of c. 0 or the status written.
+ */
+static int job_filter(struct api *a, const struct api_request *rq, struct api_response *resp,
+                      bool records, struct records_job_filter *f, struct list_ctx *c,
+                      char mac[RECORDS_MAC_LEN])
+{
+    records_job_filter_init(f);
+    const char *m = arg(rq, records ? "mac" : "board");
+    if (m) {
+        if (parse_mac(m, mac) < 0)
+            return api_error(resp, 400, "bad_request", records ? "mac" : "board",
+                             "%s: expected a MAC address like 24:6f:28:7a:d8:84",
+                             records ? "mac" : "board");
+        f->board_mac = mac;
+    }
+    f->slot = arg(rq, "slot");
+    f->kind = arg(rq, "kind");
+    const char *state = arg(rq, records ? "result" : "state");
+    if (state && records_job_state_from_string(state, &f->state) < 0)
+        return api_error(resp, 400, "bad_request", records ? "result" : "state",
+                         "%s: unknown job state \"%.32s\" (queued, running, passed, failed, "
+                         "interrupted, cancelled, skipped)",
+                         records ? "result" : "state", state);
+    if (time_range(rq, resp, &f->since, &f->until))
+        return resp->status;
+    c->fw = arg(rq, "firmware");
+    const char *chip = arg(rq, "chip");
+    if (chip) {
+        struct records_board_filter bf = {.chip = chip};
+        struct records_error re;
+        if (records_board_list(station_records(a->st), &bf, mac_cb, c, &re) < 0)
+            return records_fail(resp, &re);
+        if (!c->macs) {
+            c->macs = malloc(sizeof(char *)); /* no board of that chip: nothing matches */
+            if (!c->macs)
+                return api_error(resp, 500, "internal", NULL, "out of memory");
+        }
+    }
+    return 0;
+}
+
+static void list_jobs(struct api *a, const struct api_request *rq, struct api_response *resp,
+                      bool records)
+{
+    int limit, offset;
+    if (paging(rq, resp, &limit, &offset))
+        return;
+    struct records_job_filter f;
+    struct list_ctx c = {.a = a, .present = -1};
+    char mac[RECORDS_MAC_LEN];
+    if (job_filter(a, rq, resp, records, &f, &c, mac)) {
+        free_macs(&c);
+        return;
+    }
+    if (c.fw || c.macs) {
+        c.paging = true;
+        c.skip = offset;
+        c.left = limit;
+    } else {
+        f.limit = limit;
+        f.offset = offset;
+    }
+    c.arr = json_object_new_array();
+    struct records_error re;
+    int rc = records_job_list(station_records(a->st), &f, job_cb, &c, &re);
+    free_macs(&c);
+    if (rc < 0) {
+        json_object_put(c.arr);
+        records_fail(resp, &re);
+        return;
+    }
+    struct json_object *o = json_object_new_object();
+    add(o, records ? "records" : "jobs", c.arr);
+    add(o, "limit", json_object_new_int(limit));
+    add(o, "offset", json_object_new_int(offset));
+    api_json(resp, 200, o);
+}
+
+static int id_cb(const struct records_job *j, void *ctx)
+{
+    struct list_ctx *c = ctx;
+    if (!fw_match(c->fw, j->firmware))
+        return 0;
+    if (c->macs) {
+        bool found = false;
+        for (size_t i = 0; i < c->n_macs && !found; i++)
+            found = strcmp(c->macs[i], j->board_mac) == 0;
+        if (!found)
+            return 0;
+    }
+    /* c->skip counts ids; the ids go into arr as ints */
+    json_object_array_add(c->arr, json_object_new_int64(j->id));
+    return 0;
+}
+
+static int cmp_i64(const void *x, const void *y)
+{
+    int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
+    return a < b ? -1 : a > b;
+}
+
+/* GET /records?format=csv: the store's export, rows post-filtered by chip/firmware. */
+static void records_csv(struct api *a, const struct api_request *rq, struct api_response *resp)
+{
+    struct records_job_filter f;
+    struct list_ctx c = {.a = a, .present = -1};
+    char mac[RECORDS_MAC_LEN];
+    if (job_filter(a, rq, resp, true, &f, &c, mac)) {
+        free_macs(&c);
+        return;
+    }
+    struct records_error re;
+    int64_t *ids = NULL;
+    size_t n_ids = 0;
+    bool post = c.fw || c.macs;
+    if (post) {
+        c.arr = json_object_new_array();
+        if (records_job_list(station_records(a->st), &f, id_cb, &c, &re) < 0) {
+            json_object_put(c.arr);
+            free_macs(&c);
+            records_fail(resp, &re);
+            return;
+        }
+        n_ids = json_object_array_length(c.arr);
+        ids = malloc((n_ids ? n_ids : 1) * sizeof(*ids));
+        for (size_t i = 0; ids && i < n_ids; i++)
+            ids[i] = json_object_get_int64(json_object_array_get_idx(c.arr, i));
+        json_object_put(c.arr);
+        if (!ids) {
+            free_macs(&c);
+            api_error(resp, 500, "internal", NULL, "out of memory");
+            return;
+        }
+        qsort(ids, n_ids, sizeof(*ids), cmp_i64);
+    }
+    free_macs(&c);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *mf = open_memstream(&buf, &len);
+    if (!mf) {
+        free(ids);
+        api_error(resp, 500, "internal", NULL, "out of memory");
+        return;
+    }
+    int rc = records_export_csv(station_records(a->st), mf, &f, &re);
+    fclose(mf);
+    if (rc < 0) {
+        free(buf);
+        free(ids);
+        records_fail(resp, &re);
+        return;
+    }
+    if (post && buf) {
+        /* Keep the header and the rows whose id (first field, never quoted) was listed.
+         * Rows end with CRLF outside quotes (fields may hold quoted line breaks). */
+        size_t w = 0, start = 0;
+        bool quoted = false, header = true;
+        for (size_t i = 0; i < len; i++) {
+            if (buf[i] == '"')
+                quoted = !quoted;
+            if (quoted || buf[i] != '\n')
+                continue;
+            size_t end = i + 1;
+            bool keep = header;
+            if (!header) {
+                int64_t id = strtoll(buf + start, NULL, 10);
+                keep = bsearch(&id, ids, n_ids, sizeof(*ids), cmp_i64) != NULL;
+            }
+            if (keep) {
+                memmove(buf + w, buf + start, end - start);
+                w += end - start;
+            }
+            header = false;
+            start = end;
+        }
+        len = w;
+    }
+    free(ids);
+    set_body(resp, 200, "text/csv; charset=utf-8", buf ? buf : "", buf ? len : 0);
+    free(buf);
+    snprintf(resp->disposition, sizeof(resp->disposition),
+             "attachment; filename=\"espstation-records.csv\"");
+}
+
+struct log_ctx {
+    struct json_object *arr;
+};
+
+static int log_cb(const struct records_log_line *l, void *ctx)
+{
+    struct log_ctx *c = ctx;
+    struct json_object *o = json_object_new_object();
+    add(o, "ts", jtime(l->ts));
+    add(o, "level", json_object_new_string(l->level));
+    add(o, "line", json_object_new_string(l->line));
+    json_object_array_add(c->arr, o);
+    return 0;
+}
+
+static int parse_job_id(const char *s, int64_t *id)
+{
+    return parse_i64(s, 1, INT64_MAX / 2, id);
+}
+
+static void get_job(struct api *a, const char *ids, struct api_response *resp)
+{
+    int64_t id;
+    if (parse_job_id(ids, &id) < 0) {
+        api_error(resp, 404, "not_found", "job", "no job \"%.40s\" (job ids are integers)", ids);
+        return;
+    }
+    struct records_job j;
+    struct records_error re;
+    int rc = records_job_get(station_records(a->st), id, &j, &re);
+    if (rc == -ENOENT) {
+        api_error(resp, 404, "not_found", "job", "no job %lld", (long long)id);
+        return;
+    }
+    if (rc < 0) {
+        records_fail(resp, &re);
+        return;
+    }
+    struct json_object *o = job_json(a->st, &j);
+    struct log_ctx lc = {.arr = json_object_new_array()};
+    if (records_job_log_list(station_records(a->st), id, log_cb, &lc, &re) < 0) {
+        json_object_put(lc.arr);
+        json_object_put(o);
+        records_fail(resp, &re);
+        return;
+    }
+    add(o, "log", lc.arr);
+    api_json(resp, 200, o);
+}
+
+static void cancel_job(struct api *a, const char *ids, struct api_response *resp)
+{
+    int64_t id;
+    if (parse_job_id(ids, &id) < 0) {
+        api_error(resp, 404, "not_found", "job", "no job \"%.40s\" (job ids are integers)", ids);
+        return;
+    }
+    struct records_job j;
+    struct records_error re;
+    int rc = records_job_get(station_records(a->st), id, &j, &re);
+    if (rc == -ENOENT) {
+        api_error(resp, 404, "not_found", "job", "no job %lld", (long long)id);
+        return;
+    }
+    if (rc < 0) {
+        records_fail(resp, &re);
+        return;
+    }
+    rc = a->dry_run ? -ENOENT : station_cancel_job(a->st, id);
+    if (rc == -ENOENT) {
+        if (j.ended_at || records_job_state_is_final(j.state))
+            api_error(resp, 409, "job_finished", "job", "job %lld already ended (%s)",
+                      (long long)id, records_job_state_to_string(j.state));
+        else
+            api_error(resp, 409, "job_finished", "job", "job %lld is not running", (long long)id);
+        return;
+    }
+    if (records_job_get(station_records(a->st), id, &j, &re) < 0) {
+        records_fail(resp, &re);
+        return;
+    }
+    api_json(resp, rc == 1 ? 200 : 202, job_json(a->st, &j));
+}
+
+/* ---- boards ----------------------------------------------------------------------------- */
+
+static int history_cb(const struct records_job *j, void *ctx)
+{
+    struct list_ctx *c = ctx;
+    json_object_array_add(c->arr, job_json(c->a->st, j));
+    return 0;
+}
+
+static void get_board(struct api *a, const char *m, struct api_response *resp)
+{
+    char mac[RECORDS_MAC_LEN];
+    if (parse_mac(m, mac) < 0) {
+        api_error(resp, 400, "bad_request", "mac",
+                  "expected a MAC address like 24:6f:28:7a:d8:84, got \"%.40s\"", m);
+        return;
+    }
+    struct records_board b;
+    struct records_error re;
+    int rc = records_board_get(station_records(a->st), mac, &b, &re);
+    if (rc == -ENOENT) {
+        api_error(resp, 404, "not_found", "mac", "no board %s in the records", mac);
+        return;
+    }
+    if (rc < 0) {
+        records_fail(resp, &re);
+        return;
+    }
+    struct json_object *o = board_json(a->st, &b);
+    struct records_job_filter f;
+    records_job_filter_init(&f);
+    f.board_mac = mac;
+    struct list_ctx c = {.a = a, .arr = json_object_new_array()};
+    if (records_job_list(station_records(a->st), &f, history_cb, &c, &re) < 0) {
+        json_object_put(c.arr);
+        json_object_put(o);
+        records_fail(resp, &re);
+        return;
+    }
+    add(o, "jobs", c.arr);
+    api_json(resp, 200, o);
+}
+
+/* ---- firmware ---------------------------------------------------------------------------- */
+
+static void get_firmware_list(struct api *a, const struct api_request *rq,
+                              struct api_response *resp)
+{
+    const char *chip = arg(rq, "chip");
+    const struct esp_chip_desc *want = NULL;
+    if (chip && !(want = esp_chip_by_name(chip))) {
+        api_error(resp, 400, "bad_request", "chip", "chip: unknown chip family \"%.32s\"", chip);
+        return;
+    }
+    struct catalog_entry *ents = NULL;
+    size_t n = 0;
+    if (catalog_list(station_catalog(a->st), &ents, &n) < 0) {
+        api_error(resp, 500, "internal", NULL, "cannot list the firmware catalog");
+        return;
+    }
+    struct json_object *arr = json_object_new_array();
+    for (size_t i = 0; i < n; i++) {
+        if (want && ents[i].chip != want->chip)
+            continue;
+        struct json_object *e = json_object_new_object();
+        add(e, "name", json_object_new_string(ents[i].name));
+        add(e, "version", json_object_new_string(ents[i].version));
+        add(e, "chip", json_object_new_string(esp_chip_to_string(ents[i].chip)));
+        add(e, "regions", json_object_new_int64((int64_t)ents[i].n_regions));
+        add(e, "total_bytes", json_object_new_int64((int64_t)ents[i].total_bytes));
+        json_object_array_add(arr, e);
+    }
+    catalog_entries_free(ents, n);
+    struct json_object *o = json_object_new_object();
+    add(o, "firmware", arr);
+    api_json(resp, 200, o);
+}
+
+/* Splits "{name}/{version}" (one '/'); 0 or the status written. */
+static int split_fw(const char *rest, char *name, char *version, struct api_response *resp)
+{
+    const char *slash = strchr(rest, '/');
+    if (!slash || strchr(slash + 1, '/'))
+        return api_error(resp, 404, "not_found", NULL,
+                         "expected /api/v1/firmware/{name}/{version}");
+    size_t n = (size_t)(slash - rest);
+    if (n == 0 || n >= CATALOG_NAME_MAX || strlen(slash + 1) >= CATALOG_NAME_MAX)
+        return api_error(resp, 400, "bad_request", "name", "name and version: 1 to %d characters",
+                         CATALOG_NAME_MAX - 1);
+    memcpy(name, rest, n);
+    name[n] = '\0';
+    snprintf(version, CATALOG_NAME_MAX, "%s", slash + 1);
+    if (!catalog_name_valid(name) || !catalog_name_valid(version))
+        return api_error(resp, 400, "bad_request", catalog_name_valid(name) ? "version" : "name",
+                         "names and versions hold letters, digits, '.', '_' and '-' only, do not "
+                         "start with '.' and do not contain \"..\"");
+    return 0;
+}
+
+static struct json_object *read_json_file(const char *path)
+{
+    return json_object_from_file(path);
+}
+
+struct json_object *api_firmware_json(struct station *st, const char *name, const char *version)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/%s/%s/index.json", catalog_root(station_catalog(st)), name,
+             version);
+    struct json_object *idx = read_json_file(path);
+    if (!idx)
+        return NULL;
+    snprintf(path, sizeof(path), "%s/%s/%s/manifest.json", catalog_root(station_catalog(st)),
+             name, version);
+    struct json_object *man = read_json_file(path);
+    struct json_object *o = json_object_new_object();
+    add(o, "name", json_object_new_string(name));
+    add(o, "version", json_object_new_string(version));
+    struct json_object *v;
+    const struct esp_chip_desc *chip = NULL;
+    if (json_object_object_get_ex(idx, "chip", &v))
+        chip = esp_chip_by_name(json_object_get_string(v));
+    add(o, "chip", chip ? json_object_new_string(chip->name) : NULL);
+    add(o, "description",
+        man && json_object_object_get_ex(man, "description", &v) ? json_object_get(v) : NULL);
+    struct json_object *regs = json_object_new_array(), *ir;
+    int64_t total = 0;
+    if (json_object_object_get_ex(idx, "regions", &ir) &&
+        json_object_is_type(ir, json_type_array)) {
+        for (size_t i = 0; i < json_object_array_length(ir); i++) {
+            struct json_object *r = json_object_array_get_idx(ir, i), *x;
+            struct json_object *e = json_object_new_object();
+            static const char *const keys[] = {"offset", "file", "kind", "size", "sha256", "md5"};
+            for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
+                add(e, keys[k],
+                    json_object_object_get_ex(r, keys[k], &x) ? json_object_get(x) : NULL);
+            if (json_object_object_get_ex(r, "size", &x))
+                total += json_object_get_int64(x);
+            json_object_array_add(regs, e);
+        }
+    }
+    add(o, "regions", regs);
+    add(o, "total_bytes", json_object_new_int64(total));
+    add(o, "manifest", man);
+    json_object_put(idx);
+    return o;
+}
+
+static void get_firmware(struct api *a, const char *rest, struct api_response *resp)
+{
+    char name[CATALOG_NAME_MAX], version[CATALOG_NAME_MAX];
+    if (split_fw(rest, name, version, resp))
+        return;
+    struct json_object *o = api_firmware_json(a->st, name, version);
+    if (!o) {
+        api_error(resp, 404, "not_found", "firmware", "no firmware %s@%s in the catalog", name,
+                  version);
+        return;
+    }
+    api_json(resp, 200, o);
+}
+
+static void delete_firmware(struct api *a, const char *rest, struct api_response *resp)
+{
+    char name[CATALOG_NAME_MAX], version[CATALOG_NAME_MAX];
+    if (split_fw(rest, name, version, resp))
+        return;
+    int rc = catalog_delete(station_catalog(a->st), name, version);
+    if (rc == -ENOENT) {
+        api_error(resp, 404, "not_found", "firmware", "no firmware %s@%s in the catalog", name,
+                  version);
+        return;
+    }
+    if (rc < 0) {
+        api_error(resp, 500, "internal", NULL, "cannot delete %s@%s: %s", name, version,
+                  strerror(-rc));
+        return;
+    }
+    station_catalog_changed(a->st);
+    struct json_object *d = json_object_new_object();
+    add(d, "name", json_object_new_string(name));
+    add(d, "version", json_object_new_string(version));
+    station_post_event(a->st, "firmware.deleted", NULL, NULL, 0,
+                       json_object_to_json_string_ext(d, JSON_C_TO_STRING_PLAIN));
+    struct json_object *o = json_object_new_object();
+    add(o, "deleted", d);
+    api_json(resp, 200, o);
+}
+
+/* ---- profiles ---------------------------------------------------------------------------- */
+
+static struct json_object *profile_json(const struct config *cfg, const struct config_profile *p)
+{
+    struct json_object *o = json_object_new_object();
+    add(o, "name", json_object_new_string(p->name));
+    add(o, "active", json_object_new_boolean(cfg->active_profile &&
+                                             strcmp(cfg->active_profile, p->name) == 0));
+    struct json_object *fw = json_object_new_object();
+    for (size_t i = 0; i < p->n_firmware; i++) {
+        char key[32], ref[2 * CATALOG_NAME_MAX + 2];
+        chip_key(p->firmware[i].chip, key, sizeof(key));
+        snprintf(ref, sizeof(ref), "%s@%s", p->firmware[i].name, p->firmware[i].version);
+        add(fw, key, json_object_new_string(ref));
+    }
+    add(o, "firmware", fw);
+    add(o, "erase_all", json_object_new_boolean(p->erase_all));
+    add(o, "baud", json_object_new_int64(p->baud));
+    add(o, "stub", json_object_new_boolean(p->stub));
+    add(o, "compress", json_object_new_boolean(p->compress));
+    add(o, "verify", json_object_new_boolean(p->verify));
+    add(o, "skip_if_same", json_object_new_boolean(p->skip_if_same));
+    add(o, "retries", json_object_new_int(p->retries));
+    add(o, "after", json_object_new_string(esp_after_to_string(p->after)));
+    struct json_object *bc = NULL;
+    if (p->boot_check.enabled) {
+        bc = json_object_new_object();
+        add(bc, "pattern", jstr(p->boot_check.pattern));
+        add(bc, "timeout_ms", json_object_new_int(p->boot_check.timeout_ms));
+        struct json_object *cap = json_object_new_array();
+        for (size_t i = 0; i < p->boot_check.n_capture; i++)
+            json_object_array_add(cap, json_object_new_string(p->boot_check.capture[i]));
+        add(bc, "capture", cap);
+    }
+    add(o, "boot_check", bc);
+    return o;
+}
+
+static void get_profiles(struct api *a, struct api_response *resp)
+{
+    const struct config *cfg = station_config(a->st);
+    struct json_object *arr = json_object_new_array();
+    for (size_t i = 0; i < cfg->n_profiles; i++)
+        json_object_array_add(arr, profile_json(cfg, &cfg->profiles[i]));
+    struct json_object *o = json_object_new_object();
+    add(o, "active", jstr(cfg->active_profile));
+    add(o, "persistence", json_object_new_string("memory"));
+    add(o, "profiles", arr);
+    api_json(resp, 200, o);
+}
+
+static void get_profile(struct api *a, const char *name, struct api_response *resp)
+{
+    const struct config *cfg = station_config(a->st);
+    const struct config_profile *p = config_profile(cfg, name);
+    if (!p) {
+        if (name)
+            api_error(resp, 404, "not_found", "profile", "no profile \"%.64s\"", name);
+        else
+            api_error(resp, 404, "not_found", "profile", "no profile is active");
+        return;
+    }
+    api_json(resp, 200, profile_json(cfg, p));
+}
+
+/* "config: profiles.x.baud: must be ..." -> field "baud" (after the profile's key path). */
+static void config_field(const char *msg, const char *name, char *field, size_t len)
+{
+    char prefix[128];
+    snprintf(prefix, sizeof(prefix), "profiles.%s.", name);
+    const char *p = strstr(msg, prefix);
+    field[0] = '\0';
+    if (!p)
+        return;
+    p += strlen(prefix);
+    size_t n = strcspn(p, ": ");
+    if (n >= len)
+        n = len - 1;
+    memcpy(field, p, n);
+    field[n] = '\0';
+}
+
+static bool profile_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 64)
+        return false;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && *s != '_' && *s != '-')
+            return false;
+    return true;
+}
+
+static void put_profile(struct api *a, const char *name, const struct api_request *rq,
+                        struct api_response *resp)
+{
+    struct json_object *o;
+    if (body_object(rq, resp, false, &o))
+        return;
+    if (!profile_name_ok(name)) {
+        api_error(resp, 400, "bad_request", "name",
+                  "profile names hold letters, digits, '_' and '-' only (1 to 64 characters)");
+        json_object_put(o);
+        return;
+    }
+    json_object_object_del(o, "name");
+    json_object_object_del(o, "active");
+    /* The config spells a disabled boot check by leaving it out. */
+    struct json_object *bc;
+    if (json_object_object_get_ex(o, "boot_check", &bc) && json_object_is_type(bc, json_type_null))
+        json_object_object_del(o, "boot_check");
+    char err[512] = "";
+    int rc = station_put_profile(a->st, name,
+                                 json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN), err,
+                                 sizeof(err));
+    json_object_put(o);
+    if (rc == -EINVAL) {
+        char field[64];
+        config_field(err, name, field, sizeof(field));
+        api_error(resp, 422, "validation_failed", field[0] ? field : NULL, "%s", err);
+        return;
+    }
+    if (rc < 0) {
+        api_error(resp, 500, "internal", NULL, "%s", err[0] ? err : strerror(-rc));
+        return;
+    }
+    get_profile(a, name, resp);
+}
+
+static void put_active(struct api *a, const struct api_request *rq, struct api_response *resp)
+{
+    struct json_object *o;
+    if (body_object(rq, resp, false, &o))
+        return;
+    static const char *const keys[] = {"name", NULL};
+    struct json_object *v;
+    if (check_members(o, NULL, keys, resp))
+        goto out;
+    if (!json_object_object_get_ex(o, "name", &v)) {
+        api_error(resp, 422, "validation_failed", "name",
+                  "name: required (a profile name, or null for none)");
+        goto out;
+    }
+    const char *name = NULL;
+    if (!json_object_is_type(v, json_type_null)) {
+        if (!json_object_is_type(v, json_type_string)) {
+            api_error(resp, 422, "validation_failed", "name", "name: must be a string or null");
+            goto out;
+        }
+        name = json_object_get_string(v);
+    }
+    char err[512] = "";
+    int rc = station_set_active_profile(a->st, name, err, sizeof(err));
+    if (rc == -ENOENT) {
+        api_error(resp, 404, "not_found", "name", "%s", err);
+        goto out;
+    }
+    if (rc < 0) {
+        api_error(resp, rc == -EINVAL ? 422 : 500, rc == -EINVAL ? "validation_failed" : "internal",
+                  NULL, "%s", err[0] ? err : strerror(-rc));
+        goto out;
+    }
+    if (station_config(a->st)->active_profile) {
+        get_profile(a, NULL, resp);
+    } else {
+        struct json_object *r = json_object_new_object();
+        add(r, "active", NULL);
+        api_json(resp, 200, r);
+    }
+out:
+    json_object_put(o);
+}
+
+/* ---- counters and metrics ---------------------------------------------------------------- */
+
+static int64_t local_midnight_ms(int64_t now_ms)
+{
+    time_t t = (time_t)(now_ms / 1000);
+    struct tm tm;
+    localtime_r(&t, &tm);
+    tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+    tm.tm_isdst = -1;
+    return (int64_t)mktime(&tm) * 1000;
+}
+
+static int slot_stat_cb(const char *slot, double mean, int64_t jobs, void *ctx)
+{
+    struct json_object *e = json_object_new_object();
+    add(e, "slot", json_object_new_string(slot));
+    add(e, "mean_seconds", jdouble(mean, 2));
+    add(e, "jobs", json_object_new_int64(jobs));
+    json_object_array_add(ctx, e);
+    return 0;
+}
+
+static void get_counters(struct api *a, struct api_response *resp)
+{
+    struct records *r = station_records(a->st);
+    int64_t since = local_midnight_ms(records_now_ms(r));
+    struct records_counters c;
+    struct records_error re;
+    if (records_counters(r, since, &c, &re) < 0) {
+        records_fail(resp, &re);
+        return;
+    }
+    struct json_object *mean = json_object_new_array();
+    if (records_slot_flash_seconds(r, since, slot_stat_cb, mean, &re) < 0) {
+        json_object_put(mean);
+        records_fail(resp, &re);
+        return;
+    }
+    struct json_object *o = json_object_new_object();
+    add(o, "since", jtime(since));
+    add(o, "flashed_today", json_object_new_int64(c.passed));
+    add(o, "passed", json_object_new_int64(c.passed));
+    add(o, "failed", json_object_new_int64(c.failed));
+    struct json_object *bs = json_object_new_object();
+    for (int i = 0; i < RECORDS_JOB_STATE_COUNT; i++)
+        add(bs, records_job_state_to_string((enum records_job_state)i),
+            json_object_new_int64(c.by_state[i]));
+    add(o, "by_state", bs);
+    add(o, "boards_last_hour", json_object_new_int64(c.boards_last_hour));
+    add(o, "boards_per_hour", json_object_new_int64(c.boards_last_hour));
+    add(o, "mean_flash_seconds", mean);
+    const struct slot_table *t = station_slots(a->st);
+    int present = 0, busy = 0, failed = 0;
+    for (size_t i = 0; i < t->n; i++) {
+        present += t->v[i]->present;
+        busy += station_slot_busy(a->st, t->v[i]);
+        failed += t->v[i]->phase == BOARD_FAILED;
+    }
+    struct json_object *so = json_object_new_object();
+    add(so, "total", json_object_new_int64((int64_t)t->n));
+    add(so, "present", json_object_new_int(present));
+    add(so, "busy", json_object_new_int(busy));
+    add(so, "failed", json_object_new_int(failed));
+    add(o, "slots", so);
+    api_json(resp, 200, o);
+}
+
+static const double duration_bounds[API_DURATION_BUCKETS] = {1, 2, 5, 10, 20, 30, 60, 120, 300};
+
+void api_note_event(struct api *a, const struct records_event *e)
+{
+    if (e->id > a->m.last_event_id)
+        a->m.last_event_id = e->id;
+    if (strcmp(e->kind, "job.finished") != 0 || !e->data[0])
+        return;
+    struct json_object *d = json_tokener_parse(e->data), *v;
+    if (!d)
+        return;
+    const char *kind = "flash", *result = "unknown";
+    if (json_object_object_get_ex(d, "kind", &v))
+        kind = json_object_get_string(v);
+    if (json_object_object_get_ex(d, "state", &v))
+        result = json_object_get_string(v);
+    struct api_job_count *jc = NULL;
+    for (size_t i = 0; i < a->m.n_jobs && !jc; i++)
+        if (strcmp(a->m.jobs[i].kind, kind) == 0 && strcmp(a->m.jobs[i].result, result) == 0)
+            jc = &a->m.jobs[i];
+    if (!jc && a->m.n_jobs < sizeof(a->m.jobs) / sizeof(a->m.jobs[0])) {
+        jc = &a->m.jobs[a->m.n_jobs++];
+        snprintf(jc->kind, sizeof(jc->kind), "%s", kind);
+        snprintf(jc->result, sizeof(jc->result), "%s", result);
+    }
+    if (jc)
+        jc->n++;
+    if (strcmp(kind, "flash") == 0 && strcmp(result, "passed") == 0) {
+        if (json_object_object_get_ex(d, "bytes", &v))
+            a->m.flash_bytes += (uint64_t)json_object_get_int64(v);
+        if (json_object_object_get_ex(d, "seconds", &v)) {
+            double sec = json_object_get_double(v);
+            size_t b = 0;
+            while (b < API_DURATION_BUCKETS && sec > duration_bounds[b])
+                b++;
+            a->m.duration_buckets[b]++;
+            a->m.duration_sum += sec;
+            a->m.duration_count++;
+        }
+    }
+    json_object_put(d);
+}
+
+static int count_board_cb(const struct records_board *b, void *ctx)
+{
+    (void)b;
+    (*(int64_t *)ctx)++;
+    return 0;
+}
+
+static void get_metrics(struct api *a, struct api_response *resp)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) {
+        api_error(resp, 500, "internal", NULL, "out of memory");
+        return;
+    }
+    const struct api_metrics *m = &a->m;
+    fprintf(f, "# HELP espstation_jobs_total Jobs finished since the daemon started.\n"
+               "# TYPE espstation_jobs_total counter\n");
+    for (size_t i = 0; i < m->n_jobs; i++)
+        fprintf(f, "espstation_jobs_total{kind=\"%s\",result=\"%s\"} %llu\n", m->jobs[i].kind,
+                m->jobs[i].result, (unsigned long long)m->jobs[i].n);
+    fprintf(f,
+            "# HELP espstation_flash_bytes_total Image bytes written by passed flash jobs.\n"
+            "# TYPE espstation_flash_bytes_total counter\n"
+            "espstation_flash_bytes_total %llu\n",
+            (unsigned long long)m->flash_bytes);
+    fprintf(f, "# HELP espstation_flash_duration_seconds Duration of passed flash jobs.\n"
+               "# TYPE espstation_flash_duration_seconds histogram\n");
+    uint64_t cum = 0;
+    for (size_t b = 0; b < API_DURATION_BUCKETS; b++) {
+        cum += m->duration_buckets[b];
+        fprintf(f, "espstation_flash_duration_seconds_bucket{le=\"%g\"} %llu\n",
+                duration_bounds[b], (unsigned long long)cum);
+    }
+    cum += m->duration_buckets[API_DURATION_BUCKETS];
+    fprintf(f,
+            "espstation_flash_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
+            "espstation_flash_duration_seconds_sum %.3f\n"
+            "espstation_flash_duration_seconds_count %llu\n",
+            (unsigned long long)cum, m->duration_sum, (unsigned long long)m->duration_count);
+    const struct slot_table *t = station_slots(a->st);
+    int present = 0, busy = 0;
+    for (size_t i = 0; i < t->n; i++) {
+        present += t->v[i]->present;
+        busy += station_slot_busy(a->st, t->v[i]);
+    }
+    int64_t boards = 0, last_id = 0;
+    struct records_error re;
+    struct records_board_filter bf = {0};
+    records_board_list(station_records(a->st), &bf, count_board_cb, &boards, &re);
+    records_events_last_id(station_records(a->st), &last_id, &re);
+    fprintf(f,
+            "# HELP espstation_slots Slots known.\n# TYPE espstation_slots gauge\n"
+            "espstation_slots %zu\n"
+            "# HELP espstation_slots_present Slots with a port present.\n"
+            "# TYPE espstation_slots_present gauge\nespstation_slots_present %d\n"
+            "# HELP espstation_slots_busy Slots with a job.\n"
+            "# TYPE espstation_slots_busy gauge\nespstation_slots_busy %d\n"
+            "# HELP espstation_boards_seen Board records in the store.\n"
+            "# TYPE espstation_boards_seen gauge\nespstation_boards_seen %lld\n"
+            "# HELP espstation_events_last_id Newest event id.\n"
+            "# TYPE espstation_events_last_id gauge\nespstation_events_last_id %lld\n"
+            "# HELP espstation_sse_clients Connected event-stream clients.\n"
+            "# TYPE espstation_sse_clients gauge\nespstation_sse_clients %d\n"
+            "# HELP espstation_http_requests_total HTTP requests answered.\n"
+            "# TYPE espstation_http_requests_total counter\n",
+            t->n, present, busy, (long long)boards, (long long)last_id, m->sse_clients);
+    for (int c = 1; c <= 5; c++)
+        fprintf(f, "espstation_http_requests_total{code=\"%dxx\"} %llu\n", c,
+                (unsigned long long)m->http_by_class[c]);
+    fclose(f);
+    set_body(resp, 200, "text/plain; version=0.0.4; charset=utf-8", buf ? buf : "",
+             buf ? len : 0);
+    free(buf);
+}
+
+/* ---- router ------------------------------------------------------------------------------ */
+
+static bool method_is(const struct api_request *rq, const char *m)
+{
+    return streq(rq->method, m);
+}
+
+static void not_allowed(struct api_response *resp, const char *allow)
+{
+    snprintf(resp->allow, sizeof(resp->allow), "%s", allow);
+    api_error(resp, 405, "method_not_allowed", NULL, "use %s here", allow);
+}
+
+static const char *strip(const char *path, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return strncmp(path, prefix, n) == 0 ? path + n : NULL;
+}
+
+/* "rest" ends with "/word": returns word (one of the given), and the id length. */
+static const char *action_suffix(const char *rest, const char *const *words, size_t *idlen)
+{
+    const char *slash = strrchr(rest, '/');
+    if (!slash || slash == rest)
+        return NULL;
+    for (size_t i = 0; words[i]; i++) {
+        if (strcmp(slash + 1, words[i]) == 0) {
+            *idlen = (size_t)(slash - rest);
+            return words[i];
+        }
+    }
+    return NULL;
+}
+
+static void route_slots(struct api *a, const struct api_request *rq, const char *rest,
+                        struct api_response *resp)
+{
+    static const char *const actions[] = {"reset", "reflash", "erase", "info", NULL};
+    size_t idlen = 0;
+    const char *act = action_suffix(rest, actions, &idlen);
+    if (act) {
+        char id[300];
+        if (idlen < sizeof(id)) {
+            memcpy(id, rest, idlen);
+            id[idlen] = '\0';
+            struct slot *s = station_find_slot(a->st, id);
+            if (s) {
+                if (!method_is(rq, "POST"))
+                    return not_allowed(resp, "POST");
+                if (check_auth(a, rq, true, resp))
+                    return;
+                return slot_action(a, s, act, rq, resp);
+            }
+        }
+    }
+    if (!method_is(rq, "GET"))
+        return not_allowed(resp, "GET");
+    if (check_auth(a, rq, false, resp))
+        return;
+    struct slot *s = find_slot(a, rest, resp);
+    if (s)
+        api_json(resp, 200, api_slot_json(a->st, s));
+}
+
+static void route(struct api *a, const struct api_request *rq, struct api_response *resp)
+{
+    const char *p = rq->path;
+    const char *rest;
+    bool get = method_is(rq, "GET") || method_is(rq, "HEAD");
+    bool mutating = !get;
+
+    if (strcmp(p, "/metrics") == 0) {
+        if (!get)
+            return not_allowed(resp, "GET");
+        if (check_auth(a, rq, false, resp))
+            return;
+        return get_metrics(a, resp);
+    }
+    const char *v1 = strip(p, "/api/v1/");
+    if (!v1)
+        return (void)api_error(resp, 404, "not_found", NULL, "no such resource: %.200s", p);
+
+    /* Simple collection routes: path -> allowed methods. */
+    if (strcmp(v1, "slots") == 0) {
+        if (!get)
+            return not_allowed(resp, "GET");
+        if (!check_auth(a, rq, false, resp))
+            get_slots(a, rq, resp);
+        return;
+    }
+    if ((rest = strip(v1, "slots/")) && *rest)
+        return route_slots(a, rq, rest, resp);
+    if (strcmp(v1, "ports") == 0) {
+        if (!method_is(rq, "POST"))
+            return not_allowed(resp, "POST");
+        if (!check_auth(a, rq, true, resp))
+            post_ports(a, rq, resp);
+        return;
+    }
+    if ((rest = strip(v1, "ports/")) && *rest) {
+        if (!method_is(rq, "DELETE"))
+            return not_allowed(resp, "DELETE");
+        if (!check_auth(a, rq, true, resp))
+            delete_port(a, rest, resp);
+        return;
+    }
+    if (strcmp(v1, "boards") == 0) {
+        if (!get)
+            return not_allowed(resp, "GET");
+        if (!check_auth(a, rq, false, resp))
+            get_boards(a, rq, resp);
+        return;
+    }
+    if ((rest = strip(v1, "boards/")) && *rest) {
+        if (!get)
+            return not_allowed(resp, "GET");
+        if (!check_auth(a, rq, false, resp))
+            get_board(a, rest, resp);
+        return;
+    }
+    if (strcmp(v1, "jobs") == 0) {
+        if (get) {
+            if (!check_auth(a, rq, false, resp))
+                list_jobs(a, rq, resp, false);
+            return;
+        }
+        if (!method_is(rq, "POST"))
+            return not_allowed(resp, "GET, POST");
+        if (!check_auth(a, rq, true, resp))
+            post_jobs(a, rq, resp);
+        return;
+    }
+    if ((rest = strip(v1, "jobs/")) && *rest) {
+        static const char *const words[] = {"cancel", NULL};
+        size_t idlen;
+        if (action_suffix(rest, words, &idlen)) {
+            char id[48];
+            if (idlen >= sizeof(id))
+                return (void)api_error(resp, 404, "not_found", "job", "no such job");
+            memcpy(id, rest, idlen);
+            id[idlen] = '\0';
+            if (!method_is(rq, "POST"))
+                return not_allowed(resp, "POST");
+            if (!check_auth(a, rq, true, resp))
+                cancel_job(a, id, resp);
+            return;
+        }
+        if (strchr(rest, '/'))
+            return (void)api_error(resp, 404, "not_found", NULL, "no such resource: %.200s", p);
+        if (!get)
+            return not_allowed(resp, "GET");
+        if (!check_auth(a, rq, false, resp))
+            get_job(a, rest, resp);
+        return;
+    }
+    if (strcmp(v1, "firmware") == 0 || strcmp(v1, "firmware/validate") == 0) {
+        bool validate = strcmp(v1, "firmware/validate") == 0;
+        if (get && !validate) {
+            if (!check_auth(a, rq, false, resp))
+                get_firmware_list(a, rq, resp);
+            return;
+        }
+        if (!method_is(rq, "POST"))
+            return not_allowed(resp, validate ? "POST" : "GET, POST");
+        if (check_auth(a, rq, true, resp))
+            return;
+        /* Reached only when the HTTP layer did not take it as a multipart upload. */
+        return (void)api_error(resp, 415, "unsupported_media_type", NULL,
+                               "upload a firmware set as multipart/form-data: a \"manifest\" "
+                               "part and one file part per region file");
+    }
+    if ((rest = strip(v1, "firmware/")) && *rest) {
+        if (get) {
+            if (!check_auth(a, rq, false, resp))
+                get_firmware(a, rest, resp);
+            return;
+        }
+        if (!method_is(rq, "DELETE"))
+            return not_allowed(resp, "GET, DELETE");
+        if (!check_auth(a, rq, true, resp))
+            delete_firmware(a, rest, resp);
+        return;
+    }
+    if (strcmp(v1, "profiles") == 0) {
+        if (!get)
+            return not_allowed(resp, "GET");
+        if (!check_auth(a, rq, false, resp))
+            get_profiles(a, resp);
+        return;
+    }
+    if ((rest = strip(v1, "profiles/")) && *rest && !strchr(rest, '/')) {
+        bool active = strcmp(rest, "active") == 0;
+        if (get) {
+            if (!check_auth(a, rq, false, resp))
+                get_profile(a, active ? NULL : rest, resp);
+            return;
+        }
+        if (!method_is(rq, "PUT"))
+            return not_allowed(resp, "GET, PUT");
+        if (check_auth(a, rq, true, resp))
+            return;
+        if (active)
+            put_active(a, rq, resp);
+        else
+            put_profile(a, rest, rq, resp);
+        return;
+    }
+    if (strcmp(v1, "records") == 0) {
+        if (!get)
+            return not_allowed(resp, "GET");
+        if (check_auth(a, rq, false, resp))
+            return;
+        const char *fmt = arg(rq, "format");
+        if (fmt && strcmp(fmt, "csv") == 0)
+            return records_csv(a, rq, resp);
+        if (fmt && strcmp(fmt, "json") != 0)
+            return (void)api_error(resp, 400, "bad_request", "format",
+                                   "format: json (default) or csv");
+        return list_jobs(a, rq, resp, true);
+    }
+    if (strcmp(v1, "counters") == 0) {
+        if (!get)
+            return not_allowed(resp, "GET");
+        if (!check_auth(a, rq, false, resp))
+            get_counters(a, resp);
+        return;
+    }
+    if (strcmp(v1, "events") == 0) {
+        if (!method_is(rq, "GET"))
+            return not_allowed(resp, "GET");
+        if (check_auth(a, rq, false, resp))
+            return;
+        const char *id = rq->last_event_id;
+        if (!id || !*id)
+            id = arg(rq, "last_event_id");
+        int64_t after = -1;
+        if (id && *id && parse_i64(id, 0, INT64_MAX / 2, &after) < 0)
+            return (void)api_error(resp, 400, "bad_request", "Last-Event-ID",
+                                   "Last-Event-ID: expected an event id (integer)");
+        resp->sse = true;
+        resp->sse_after = after;
+        resp->status = 200;
+        return;
+    }
+    (void)mutating;
+    api_error(resp, 404, "not_found", NULL, "no such resource: %.200s", p);
+}
+
+void api_handle(struct api *a, const struct api_request *rq, struct api_response *resp)
+{
+    api_response_init(resp);
+    if (!rq->method || !rq->path || rq->path[0] != '/') {
+        api_error(resp, 400, "bad_request", NULL, "malformed request line");
+    } else if (strlen(rq->path) > 2048) {
+        api_error(resp, 404, "not_found", NULL, "path too long");
+    } else {
+        route(a, rq, resp);
+    }
+    if (!resp->sse && resp->status >= 100 && resp->status < 600)
+        a->m.http_by_class[resp->status / 100]++;
+}
+
+int api_upload_precheck(struct api *a, const struct api_request *rq, struct api_response *resp,
+                        bool *validate_only, bool *replace)
+{
+    api_response_init(resp);
+    if (!method_is(rq, "POST") || (strcmp(rq->path, "/api/v1/firmware") != 0 &&
+                                   strcmp(rq->path, "/api/v1/firmware/validate") != 0))
+        return 0;
+    if (!ctype_is(rq->content_type, "multipart/form-data"))
+        return 0; /* api_handle answers 415 after the auth check */
+    if (check_auth(a, rq, true, resp))
+        return 0;
+    *validate_only = strcmp(rq->path, "/api/v1/firmware/validate") == 0;
+    int r = parse_bool(arg(rq, "replace"));
+    if (arg(rq, "replace") && r < 0) {
+        api_error(resp, 400, "bad_request", "replace", "replace: expected true or false");
+        return 0;
+    }
+    *replace = r == 1;
+    return 1;
+}
+
+/* ---- construction -------------------------------------------------------------------------- */
+
+struct api *api_new(struct station *st)
+{
+    struct api *a = calloc(1, sizeof(*a));
+    if (a)
+        a->st = st;
+    return a;
+}
+
+void api_free(struct api *a)
+{
+    free(a);
+}
+
+void api_set_dry_run(struct api *a, bool dry_run)
+{
+    a->dry_run = dry_run;
+}
+
+struct api_metrics *api_metrics(struct api *a)
+{
+    return &a->m;
+}
+
+char *api_unescape(char *s)
+{
+    char *w = s;
+    for (const char *r = s; *r; r++) {
+        if (*r == '%' && isxdigit((unsigned char)r[1]) && isxdigit((unsigned char)r[2])) {
+            char hex[3] = {r[1], r[2], 0};
+            char c = (char)strtol(hex, NULL, 16);
+            if (c == '\0')
+                c = '?'; /* never cut a string short */
+            *w++ = c;
+            r += 2;
+        } else {
+            *w++ = *r;
+        }
+    }
+    *w = '\0';
+    return s;
+}
+
+size_t api_parse_query(char *buf, struct api_kv *args, size_t max)
+{
+    size_t n = 0;
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, "&", &save); tok && n < max; tok = strtok_r(NULL, "&", &save)) {
+        char *eq = strchr(tok, '=');
+        if (eq)
+            *eq = '\0';
+        for (char *p = tok; *p; p++)
+            if (*p == '+')
+                *p = ' ';
+        args[n].key = api_unescape(tok);
+        if (eq) {
+            for (char *p = eq + 1; *p; p++)
+                if (*p == '+')
+                    *p = ' ';
+        }
+        args[n].value = eq ? api_unescape(eq + 1) : NULL;
+        n++;
+    }
+    return n;
+}

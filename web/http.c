@@ -1,0 +1,635 @@
+/*
+ * http: libmicrohttpd in external-epoll mode inside the daemon's loop, the
+ * request flow (headers -> body -> api_handle), the status page files.
+ *
+ * Invariants:
+ *  - Loop thread only. MHD_run() is called from the epoll-fd handler and the
+ *    MHD timer; a resume (event stream, finished upload) only arms that timer
+ *    ("kick"), so MHD_run() is never re-entered.
+ *  - Every answer is produced by api_handle() or by this file's static-file
+ *    code, and every error is the JSON error object (MHD's own, built-in
+ *    answers -- e.g. for oversized headers -- are the one exception libmicrohttpd
+ *    0.9 does not let us replace).
+ *  - A body larger than api.max_body_bytes is refused with 413 as soon as
+ *    Content-Length says so, else when it crosses the limit (the rest is
+ *    discarded, nothing is buffered beyond the limit).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+#include "loop.h"
+#include "station.h"
+#include "web_priv.h"
+
+#ifndef ESPSTATION_WEB_ROOT
+#define ESPSTATION_WEB_ROOT ""
+#endif
+
+#define MAX_ARGS 64
+#define MAX_CONNECTIONS 1000
+
+struct req {
+    bool api;
+    bool dispatched;
+    char *body;
+    size_t len, cap;
+    bool too_big;
+    struct upload *up;
+    bool upload_waiting; /* suspended while the validation thread runs */
+};
+
+/* ---- the MHD run loop ------------------------------------------------------------------ */
+
+static void schedule(struct web *w)
+{
+    if (w->kick_pending) {
+        loop_timer_arm(w->mhd_timer, 1, 0);
+        return;
+    }
+    MHD_UNSIGNED_LONG_LONG to = 0;
+    if (MHD_get_timeout(w->d, &to) == MHD_YES)
+        loop_timer_arm(w->mhd_timer, to < 1 ? 1 : (int64_t)(to > 600000 ? 600000 : to), 0);
+    else
+        loop_timer_disarm(w->mhd_timer);
+}
+
+static void run_mhd(struct web *w)
+{
+    w->kick_pending = false;
+    w->in_run = true;
+    MHD_run(w->d);
+    w->in_run = false;
+    schedule(w);
+}
+
+static void on_epoll(void *ctx, int fd, uint32_t events)
+{
+    (void)fd;
+    (void)events;
+    run_mhd(ctx);
+}
+
+static void on_timer(void *ctx)
+{
+    run_mhd(ctx);
+}
+
+void web_kick(struct web *w)
+{
+    w->kick_pending = true;
+    if (!w->in_run)
+        loop_timer_arm(w->mhd_timer, 1, 0);
+}
+
+/* ---- responses ---------------------------------------------------------------------------- */
+
+static enum MHD_Result queue_api(struct MHD_Connection *c, struct api_response *resp)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        resp->len, resp->body ? resp->body : (void *)"", resp->body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    if (!r) {
+        api_response_free(resp);
+        return MHD_NO;
+    }
+    resp->body = NULL; /* owned by the response now */
+    resp->len = 0;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            resp->content_type ? resp->content_type : "application/json");
+    if (resp->no_store)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (resp->location[0])
+        MHD_add_response_header(r, MHD_HTTP_HEADER_LOCATION, resp->location);
+    if (resp->allow[0])
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, resp->allow);
+    if (resp->disposition[0])
+        MHD_add_response_header(r, "Content-Disposition", resp->disposition);
+    if (resp->auth_challenge)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                                "Bearer realm=\"espstation\"");
+    enum MHD_Result rc = MHD_queue_response(c, (unsigned)resp->status, r);
+    MHD_destroy_response(r);
+    return rc;
+}
+
+static enum MHD_Result queue_error(struct web *w, struct MHD_Connection *c, int status,
+                                   const char *code, const char *msg)
+{
+    struct api_response resp;
+    api_response_init(&resp);
+    api_error(&resp, status, code, NULL, "%s", msg);
+    api_metrics(w->api)->http_by_class[status / 100]++;
+    return queue_api(c, &resp);
+}
+
+/* ---- the status page ------------------------------------------------------------------------ */
+
+static const char *content_type_of(const char *path)
+{
+    static const struct {
+        const char *ext, *type;
+    } types[] = {
+        {".html", "text/html; charset=utf-8"},
+        {".js", "text/javascript; charset=utf-8"},
+        {".mjs", "text/javascript; charset=utf-8"},
+        {".css", "text/css; charset=utf-8"},
+        {".json", "application/json"},
+        {".svg", "image/svg+xml"},
+        {".png", "image/png"},
+        {".ico", "image/x-icon"},
+        {".txt", "text/plain; charset=utf-8"},
+        {".woff2", "font/woff2"},
+        {".webmanifest", "application/manifest+json"},
+    };
+    const char *dot = strrchr(path, '.');
+    for (size_t i = 0; dot && i < sizeof(types) / sizeof(types[0]); i++)
+        if (strcasecmp(dot, types[i].ext) == 0)
+            return types[i].type;
+    return "application/octet-stream";
+}
+
+/* A safe relative path under the web root: no "..", no hidden parts, plain characters. */
+static bool static_path_ok(const char *rel)
+{
+    if (!*rel || strlen(rel) > 200)
+        return false;
+    const char *seg = rel;
+    for (const char *p = rel;; p++) {
+        if (*p == '/' || *p == '\0') {
+            if (p == seg || *seg == '.')
+                return false; /* empty segment, ".", "..", hidden files */
+            if (*p == '\0')
+                return true;
+            seg = p + 1;
+            continue;
+        }
+        char ch = *p;
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '.' || ch == '_' || ch == '-'))
+            return false;
+    }
+}
+
+static enum MHD_Result serve_static(struct web *w, struct MHD_Connection *c, const char *url,
+                                    const char *method)
+{
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+        struct api_response resp;
+        api_response_init(&resp);
+        snprintf(resp.allow, sizeof(resp.allow), "GET, HEAD");
+        api_error(&resp, 405, "method_not_allowed", NULL, "the status page is read-only");
+        api_metrics(w->api)->http_by_class[4]++;
+        return queue_api(c, &resp);
+    }
+    const char *rel = url + 1;
+    if (strcmp(url, "/") == 0 || strcmp(url, "/static/") == 0)
+        rel = "index.html";
+    else if (strncmp(url, "/static/", 8) == 0)
+        rel = url + 8;
+    if (!w->root[0])
+        return queue_error(w, c, 404, "not_found",
+                           "no status page directory (start espstationd with --web-root DIR)");
+    if (!static_path_ok(rel))
+        return queue_error(w, c, 404, "not_found", "no such file");
+    char path[PATH_MAX + 256];
+    snprintf(path, sizeof(path), "%s/%s", w->root, rel);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    struct stat sb;
+    if (fd < 0 || fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        if (fd >= 0)
+            close(fd);
+        return queue_error(w, c, 404, "not_found", "no such file");
+    }
+    char lm[64];
+    struct tm tm;
+    time_t mt = sb.st_mtime;
+    gmtime_r(&mt, &tm);
+    strftime(lm, sizeof(lm), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    bool index = strcmp(rel, "index.html") == 0;
+    const char *ims = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                  MHD_HTTP_HEADER_IF_MODIFIED_SINCE);
+    struct MHD_Response *r;
+    unsigned status = MHD_HTTP_OK;
+    if (ims && strcmp(ims, lm) == 0) {
+        close(fd);
+        r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+        status = MHD_HTTP_NOT_MODIFIED;
+    } else {
+        r = MHD_create_response_from_fd((uint64_t)sb.st_size, fd);
+        if (!r)
+            close(fd);
+    }
+    if (!r)
+        return MHD_NO;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type_of(rel));
+    MHD_add_response_header(r, MHD_HTTP_HEADER_LAST_MODIFIED, lm);
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, index ? "no-cache" : "max-age=300");
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    enum MHD_Result rc = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    api_metrics(w->api)->http_by_class[status / 100]++;
+    return rc;
+}
+
+/* ---- requests ------------------------------------------------------------------------------ */
+
+struct args {
+    struct api_kv v[MAX_ARGS];
+    size_t n;
+};
+
+static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value)
+{
+    (void)kind;
+    struct args *a = cls;
+    if (a->n < MAX_ARGS) {
+        a->v[a->n].key = key;
+        a->v[a->n].value = value;
+        a->n++;
+    }
+    return MHD_YES;
+}
+
+static bool is_loopback(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (!ci || !ci->client_addr)
+        return false;
+    const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
+        if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr))
+            return true;
+        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
+            return in6->sin6_addr.s6_addr[12] == 127;
+    }
+    return false;
+}
+
+static void fill_request(struct MHD_Connection *c, const char *url, const char *method,
+                         struct args *args, struct api_request *rq)
+{
+    memset(rq, 0, sizeof(*rq));
+    args->n = 0;
+    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, collect_arg, args);
+    rq->method = method;
+    rq->path = url;
+    rq->args = args->v;
+    rq->n_args = args->n;
+    rq->content_type = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
+    rq->authorization = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    rq->last_event_id = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID");
+    rq->loopback = is_loopback(c);
+}
+
+static enum MHD_Result dispatch(struct web *w, struct MHD_Connection *c, struct req *r,
+                                const char *url, const char *method)
+{
+    struct args args;
+    struct api_request rq;
+    fill_request(c, url, method, &args, &rq);
+    rq.body = r->body;
+    rq.body_len = r->len;
+    struct api_response resp;
+    api_handle(w->api, &rq, &resp);
+    r->dispatched = true;
+    if (resp.sse) {
+        struct MHD_Response *sr = sse_response(w, c, resp.sse_after);
+        if (!sr)
+            return queue_error(w, c, 503, "unavailable", "cannot open the event stream");
+        enum MHD_Result rc = MHD_queue_response(c, MHD_HTTP_OK, sr);
+        MHD_destroy_response(sr);
+        api_metrics(w->api)->http_by_class[2]++;
+        return rc;
+    }
+    return queue_api(c, &resp);
+}
+
+static size_t body_limit(struct web *w)
+{
+    return station_config(w->st)->api.max_body_bytes;
+}
+
+static enum MHD_Result too_large(struct web *w, struct MHD_Connection *c)
+{
+    char msg[160];
+    snprintf(msg, sizeof(msg), "the request body is larger than api.max_body_bytes (%zu bytes)",
+             body_limit(w));
+    return queue_error(w, c, 413, "payload_too_large", msg);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    (void)version;
+    struct web *w = cls;
+    struct req *r = *con_cls;
+    if (!r) {
+        r = calloc(1, sizeof(*r));
+        if (!r)
+            return MHD_NO;
+        *con_cls = r;
+        r->api = strncmp(url, "/api/", 5) == 0 || strcmp(url, "/metrics") == 0;
+        /* Answers are queued once the request is complete (an answer queued earlier makes
+         * MHD close the connection: no keep-alive). Only refusals go out at once. */
+        if (!r->api)
+            return MHD_YES;
+        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+        unsigned long long clen = cl ? strtoull(cl, NULL, 10) : 0;
+        if (cl && clen > body_limit(w)) {
+            r->dispatched = true;
+            return too_large(w, c);
+        }
+        if (strcmp(method, "POST") == 0) {
+            struct args args;
+            struct api_request rq;
+            struct api_response resp;
+            bool validate_only = false, replace = false;
+            fill_request(c, url, method, &args, &rq);
+            int up = api_upload_precheck(w->api, &rq, &resp, &validate_only, &replace);
+            if (up == 1) {
+                r->up = upload_begin(w, c, validate_only, replace, &resp);
+                if (!r->up) {
+                    r->dispatched = true;
+                    api_metrics(w->api)->http_by_class[resp.status / 100]++;
+                    return queue_api(c, &resp);
+                }
+                return MHD_YES;
+            }
+            if (resp.status) {
+                r->dispatched = true;
+                api_metrics(w->api)->http_by_class[resp.status / 100]++;
+                return queue_api(c, &resp);
+            }
+        }
+        return MHD_YES;
+    }
+    if (r->dispatched) {
+        *upload_data_size = 0; /* an answer is queued: the rest is discarded */
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (r->up) {
+            upload_feed(r->up, upload_data, n);
+            return MHD_YES;
+        }
+        if (r->too_big || r->len + n > body_limit(w)) {
+            r->too_big = true;
+            free(r->body);
+            r->body = NULL;
+            r->len = r->cap = 0;
+            return MHD_YES;
+        }
+        if (r->len + n + 1 > r->cap) {
+            size_t cap = r->cap ? r->cap : 4096;
+            while (cap < r->len + n + 1)
+                cap *= 2;
+            char *nb = realloc(r->body, cap);
+            if (!nb)
+                return MHD_NO;
+            r->body = nb;
+            r->cap = cap;
+        }
+        memcpy(r->body + r->len, upload_data, n);
+        r->len += n;
+        r->body[r->len] = '\0';
+        return MHD_YES;
+    }
+    /* The whole request is here. */
+    if (!r->api) {
+        r->dispatched = true;
+        return serve_static(w, c, url, method);
+    }
+    if (r->up) {
+        struct api_response resp;
+        api_response_init(&resp);
+        if (!r->upload_waiting) {
+            if (upload_finish(r->up, &resp) == 1) {
+                r->upload_waiting = true;
+                MHD_suspend_connection(c);
+                return MHD_YES;
+            }
+        } else {
+            upload_finish(r->up, &resp); /* after the resume: the thread's answer */
+        }
+        r->dispatched = true;
+        api_metrics(w->api)->http_by_class[resp.status / 100]++;
+        return queue_api(c, &resp);
+    }
+    if (r->too_big) {
+        r->dispatched = true;
+        return too_large(w, c);
+    }
+    return dispatch(w, c, r, url, method);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)c;
+    (void)toe;
+    struct req *r = *con_cls;
+    if (!r)
+        return;
+    upload_free(r->up);
+    free(r->body);
+    free(r);
+    *con_cls = NULL;
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char line[512];
+    vsnprintf(line, sizeof(line), fmt, ap);
+    size_t n = strlen(line);
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        line[--n] = '\0';
+    log_msg(LOG_LEVEL_DEBUG, "http: %s", line);
+}
+
+/* ---- life cycle ------------------------------------------------------------------------------ */
+
+static int parse_listen(const char *listen, char *host, size_t hostlen, uint16_t *port)
+{
+    const char *colon;
+    if (listen[0] == '[') {
+        const char *end = strchr(listen, ']');
+        if (!end || end[1] != ':')
+            return -EINVAL;
+        snprintf(host, hostlen, "%.*s", (int)(end - listen - 1), listen + 1);
+        colon = end + 1;
+    } else {
+        colon = strrchr(listen, ':');
+        if (!colon)
+            return -EINVAL;
+        snprintf(host, hostlen, "%.*s", (int)(colon - listen), listen);
+    }
+    char *e;
+    errno = 0;
+    unsigned long p = strtoul(colon + 1, &e, 10);
+    if (errno || *e || e == colon + 1 || p > 65535)
+        return -EINVAL;
+    *port = (uint16_t)p;
+    return 0;
+}
+
+static void write_port_file(const char *path, uint16_t port, const char *host)
+{
+    char tmp[PATH_MAX];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        log_msg(LOG_LEVEL_WARN, "cannot write the port file %s: %s", path, strerror(errno));
+        return;
+    }
+    fprintf(f, "%u\n", port);
+    (void)host;
+    if (fclose(f) != 0 || rename(tmp, path) != 0)
+        log_msg(LOG_LEVEL_WARN, "cannot write the port file %s: %s", path, strerror(errno));
+}
+
+int web_new(struct station *st, struct loop *loop, const struct web_options *o, struct web **out,
+            char *err, size_t errlen)
+{
+    *out = NULL;
+    const struct config *cfg = station_config(st);
+    const char *listen = o && o->listen ? o->listen : cfg->listen;
+    char host[128];
+    uint16_t port;
+    if (!listen || parse_listen(listen, host, sizeof(host), &port) < 0) {
+        snprintf(err, errlen, "--listen: expected HOST:PORT or [V6]:PORT, got \"%s\"",
+                 listen ? listen : "");
+        return -EINVAL;
+    }
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    bool v6 = strchr(host, ':') != NULL;
+    if (v6) {
+        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons(port);
+        if (inet_pton(AF_INET6, host, &a6->sin6_addr) != 1) {
+            snprintf(err, errlen, "listen: \"%s\" is not an IPv6 address", host);
+            return -EINVAL;
+        }
+    } else {
+        struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons(port);
+        if (strcmp(host, "localhost") == 0)
+            snprintf(host, sizeof(host), "127.0.0.1");
+        if (inet_pton(AF_INET, host[0] ? host : "0.0.0.0", &a4->sin_addr) != 1) {
+            snprintf(err, errlen, "listen: \"%s\" is not an IPv4 address", host);
+            return -EINVAL;
+        }
+    }
+
+    struct web *w = calloc(1, sizeof(*w));
+    if (!w)
+        return -ENOMEM;
+    w->st = st;
+    w->loop = loop;
+    w->epfd = -1;
+    w->upload_pipe[0] = w->upload_pipe[1] = -1;
+    const char *root = o && o->web_root ? o->web_root : ESPSTATION_WEB_ROOT;
+    snprintf(w->root, sizeof(w->root), "%s", root ? root : "");
+    w->api = api_new(st);
+    w->mhd_timer = loop_timer_new(loop, on_timer, w);
+    int rc = -ENOMEM;
+    if (!w->api || !w->mhd_timer || (rc = sse_init(w)) < 0 || (rc = upload_init(w)) < 0) {
+        snprintf(err, errlen, "cannot set up the web server: %s", strerror(-rc));
+        web_free(w);
+        return rc;
+    }
+    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    if (v6)
+        flags |= MHD_USE_IPv6;
+    w->d = MHD_start_daemon(flags, port, NULL, NULL, on_request, w, MHD_OPTION_SOCK_ADDR,
+                            (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED, on_completed, w,
+                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)MAX_CONNECTIONS,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+                            MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
+                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, w, MHD_OPTION_END);
+    if (!w->d) {
+        int e = errno ? errno : EADDRINUSE;
+        snprintf(err, errlen, "cannot listen on %s: %s", listen, strerror(e));
+        web_free(w);
+        return -e;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(w->d, MHD_DAEMON_INFO_EPOLL_FD);
+    const union MHD_DaemonInfo *pinfo = MHD_get_daemon_info(w->d, MHD_DAEMON_INFO_BIND_PORT);
+    w->port = pinfo ? pinfo->port : port;
+    if (!info || info->epoll_fd < 0 ||
+        (rc = loop_add_fd(loop, info->epoll_fd, EPOLLIN, on_epoll, w)) < 0) {
+        snprintf(err, errlen, "cannot watch the HTTP server's epoll fd");
+        web_free(w);
+        return -EIO;
+    }
+    w->epfd = info->epoll_fd;
+    struct station_hooks h = {.event = sse_on_event, .slot = sse_on_slot, .ctx = w};
+    station_set_hooks(st, &h);
+    schedule(w);
+    if (o && o->port_file)
+        write_port_file(o->port_file, w->port, host);
+    log_msg(LOG_LEVEL_NOTICE, "status page and REST API on http://%s%s%s:%u/ (web root %s)",
+            v6 ? "[" : "", host[0] ? host : "0.0.0.0", v6 ? "]" : "", w->port,
+            w->root[0] ? w->root : "(none)");
+    if (!cfg->api.token || !*cfg->api.token)
+        log_msg(LOG_LEVEL_WARN,
+                "no api.token configured: REST API changes are accepted from this machine "
+                "(loopback) only; set api.token in the config to allow them from elsewhere");
+    *out = w;
+    return 0;
+}
+
+uint16_t web_port(const struct web *w)
+{
+    return w->port;
+}
+
+void web_free(struct web *w)
+{
+    if (!w)
+        return;
+    station_set_hooks(w->st, NULL);
+    upload_fini(w); /* joins running threads and resumes their connections */
+    if (w->d) {
+        sse_fini(w); /* resumes every stream so it can end */
+        MHD_run(w->d);
+        if (w->epfd >= 0)
+            loop_del_fd(w->loop, w->epfd);
+        MHD_stop_daemon(w->d);
+    } else {
+        sse_fini(w);
+    }
+    loop_timer_free(w->mhd_timer);
+    loop_timer_free(w->ping_timer);
+    loop_timer_free(w->flush_timer);
+    free(w->marks);
+    api_free(w->api);
+    free(w);
+}

@@ -1,0 +1,82 @@
+/*
+ * web_priv: what http.c, sse.c and upload.c share. Loop thread only, except
+ * where a field says otherwise.
+ */
+#ifndef ESPSTATION_WEB_PRIV_H
+#define ESPSTATION_WEB_PRIV_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <microhttpd.h>
+
+#include "api.h"
+#include "web.h"
+
+struct loop_timer;
+struct slot;
+struct sse_client;
+struct upload;
+
+/* Per-slot throttle of the non-persisted "slot.progress" event. */
+struct web_slot_mark {
+    const struct slot *s;
+    int64_t last_ms;
+    bool dirty;
+};
+
+struct web {
+    struct station *st;
+    struct loop *loop;
+    struct api *api;
+    struct MHD_Daemon *d;
+    int epfd;
+    uint16_t port;
+    char root[PATH_MAX];
+    struct loop_timer *mhd_timer; /* MHD_get_timeout(), and "run soon" after a resume */
+    bool in_run;       /* inside MHD_run: a kick is a re-arm, never a recursion */
+    bool kick_pending; /* run again as soon as the current MHD_run returns */
+
+    /* event stream (sse.c) */
+    struct sse_client *clients;
+    int n_clients;
+    struct loop_timer *ping_timer;
+    struct loop_timer *flush_timer; /* slot.progress flush */
+    int64_t flush_at_ms;            /* when flush_timer fires; 0 = not armed */
+    struct web_slot_mark *marks;
+    size_t n_marks, cap_marks;
+
+    /* uploads (upload.c): finished validation/import threads report through a pipe */
+    int upload_pipe[2];
+    int uploads_running;
+};
+
+/* Asks for MHD_run() soon (after a resume or a queued response on a suspended connection). */
+void web_kick(struct web *w);
+
+/* ---- sse.c ---- */
+int sse_init(struct web *w);
+void sse_fini(struct web *w); /* resumes and ends every stream */
+/* Creates the streaming response for a connection (after == -1: only new events). */
+struct MHD_Response *sse_response(struct web *w, struct MHD_Connection *c, int64_t after);
+void sse_on_event(void *ctx, const struct records_event *e);
+void sse_on_slot(void *ctx, const struct slot *s, bool progress);
+
+/* ---- upload.c ---- */
+struct upload;
+int upload_init(struct web *w);
+void upload_fini(struct web *w); /* waits for running threads */
+/* Starts a multipart upload for connection c (validate_only: /firmware/validate).
+ * Returns NULL and fills resp on failure. */
+struct upload *upload_begin(struct web *w, struct MHD_Connection *c, bool validate_only,
+                            bool replace, struct api_response *resp);
+/* Feeds body bytes. */
+void upload_feed(struct upload *u, const char *data, size_t len);
+/* The body is complete: 1 when the connection was suspended (validation runs on a
+ * thread; the handler is called again after the resume), 0 when resp holds the answer. */
+int upload_finish(struct upload *u, struct api_response *resp);
+void upload_free(struct upload *u); /* NULL allowed; only when no thread runs for it */
+
+#endif
