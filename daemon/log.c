@@ -69,6 +69,21 @@ char *log_scope(char *buf, size_t len, const char *slot, const char *mac)
     return buf;
 }
 
+/* Length of the valid UTF-8 sequence starting at p (2..4), 1 for ASCII or an invalid byte. */
+static size_t log_utf8_len(const unsigned char *p)
+{
+    size_t n = (p[0] & 0xE0) == 0xC0   ? 2
+               : (p[0] & 0xF0) == 0xE0 ? 3
+               : (p[0] & 0xF8) == 0xF0 ? 4
+                                       : 1;
+    if (n == 2 && p[0] < 0xC2)
+        return 1;
+    for (size_t i = 1; i < n; i++)
+        if ((p[i] & 0xC0) != 0x80)
+            return 1;
+    return n;
+}
+
 size_t log_format(char *buf, size_t len, bool journal, int64_t now_ms, enum log_level level,
                   const char *scope, const char *msg)
 {
@@ -95,9 +110,21 @@ size_t log_format(char *buf, size_t len, bool journal, int64_t now_ms, enum log_
         if (pos >= len)
             pos = len - 1;
     }
-    /* The message, one line: control characters (a device's CR/LF, tabs) become spaces. */
-    for (const char *p = msg ? msg : ""; *p && pos + 2 < len; p++)
-        buf[pos++] = ((unsigned char)*p < 0x20 || *p == 0x7f) ? ' ' : *p;
+    /* The message, one line: control characters (a device's CR/LF, tabs) become spaces and
+     * bytes that are not valid UTF-8 (a boot banner at the wrong baud) become '?', so the
+     * journal and every JSON consumer get clean text. */
+    const unsigned char *p = (const unsigned char *)(msg ? msg : "");
+    while (*p && pos + 2 < len) {
+        size_t seq = log_utf8_len(p);
+        if (seq > 1 && pos + seq + 1 < len) {
+            memcpy(buf + pos, p, seq);
+            pos += seq;
+            p += seq;
+            continue;
+        }
+        buf[pos++] = (*p < 0x20 || *p == 0x7f) ? ' ' : (*p >= 0x80 ? '?' : (char)*p);
+        p++;
+    }
     while (pos > 0 && buf[pos - 1] == ' ')
         pos--;
     buf[pos++] = '\n';

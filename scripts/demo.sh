@@ -32,9 +32,9 @@ for _ in $(seq 100); do [ -f "$WORK/esp32/ready" ] && break; sleep 0.1; done
 IMG="$WORK/app.bin"
 for i in $(seq 0 15); do
     if [ $((i % 2)) -eq 0 ]; then
-        yes "espstation demo firmware block $i: printf(\"hello from ESP\");" | head -c 65536
+        (yes "espstation demo firmware block $i: printf(\"hello from ESP\");" || true) | head -c 65536
     else
-        openssl enc -aes-128-ctr -nosalt -pass pass:demo$i </dev/zero 2>/dev/null | head -c 65536
+        (openssl enc -aes-128-ctr -nosalt -pass pass:demo$i </dev/zero 2>/dev/null || true) | head -c 65536
     fi
 done >"$IMG"
 "$CLI" -p "$WORK/esp32/tty" -b 921600 flash 0x10000 "$IMG"

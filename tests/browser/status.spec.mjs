@@ -164,10 +164,15 @@ try {
   // 2. Progress advances live on the flashing slot (no reload in between).
   const navs = [];
   page.on('framenavigated', (f) => { if (f === page.mainFrame()) navs.push(f.url()); });
-  let first = await waitFor(async () => {
+  // Either we catch it writing, or it has already finished (then re-flash it).
+  const ACTIVE = ['queued', 'connecting', 'identifying', 'flashing', 'verifying', 'resetting', 'boot_check'];
+  const caught = await waitFor(async () => {
     const s = await slotInfo(page, FLASH_SLOT);
-    return s && s.tone === 'work' && s.total > 0 && s.done > 0 && s.done < s.total ? s : null;
+    if (s && s.tone === 'work' && s.total > 0 && s.done > 0 && s.done < s.total) return { s };
+    if (s && !ACTIVE.includes(s.phase) && s.phase !== 'idle' && s.phase !== 'empty') return { done: s };
+    return null;
   }, TMO, 50);
+  let first = caught && caught.s;
   if (!first && !MOCK) {
     // It may have finished before the page was ready: flash it again through the API.
     log(`${FLASH_SLOT} not caught flashing (${JSON.stringify(await slotInfo(page, FLASH_SLOT))}); forcing a re-flash`);

@@ -147,4 +147,11 @@ expect_exit 0 -p "$SIM_PORT" --json flash 0x0 "$WORK/c3.bin"
 flash_region_equals "$SIM_DIR" 0x0 "$WORK/c3.bin"
 expect_exit 6 -p "$SIM_PORT" --json flash 0x0 "$WORK/esp32.bin"
 flash_region_equals "$SIM_DIR" 0x0 "$WORK/c3.bin"
+# The C3's bootloader offset is 0x0: the header is patched there (SHA-256 redone).
+expect_exit 0 -p "$SIM_PORT" --json flash --flash-mode dout --flash-size 2MB --flash-freq 80m \
+    0x0 "$WORK/c3.bin"
+make_esp_image "$WORK/c3-patched.bin" 5 1 3 0x1F
+flash_region_equals "$SIM_DIR" 0x0 "$WORK/c3-patched.bin"
+# The reported MD5 is that of the bytes written (docs/CLI.md).
+assert_json '.regions[0].md5' "$(md5_of "$WORK/c3-patched.bin")"
 done_ok

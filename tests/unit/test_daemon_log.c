@@ -71,6 +71,17 @@ static void test_truncation(void **state)
     assert_int_equal(log_format(tiny, 0, true, 0, LOG_LEVEL_INFO, NULL, "m"), 0);
 }
 
+/* A boot banner received at the wrong baud is binary noise: the log line must stay valid
+ * UTF-8 (journald, JSON), while real UTF-8 passes through untouched. */
+static void test_binary_noise(void **state)
+{
+    (void)state;
+    char buf[256];
+    log_format(buf, sizeof(buf), true, 0, LOG_LEVEL_INFO, "",
+               "boot: \xff\x80\xc3 x \xe2\x9c\x93 ok \xf0\x28");
+    assert_string_equal(buf, "<6>boot: ??? x \xe2\x9c\x93 ok ?(\n");
+}
+
 static void test_levels(void **state)
 {
     (void)state;
@@ -91,7 +102,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_journal),  cmocka_unit_test(test_terminal),
         cmocka_unit_test(test_one_line), cmocka_unit_test(test_truncation),
-        cmocka_unit_test(test_levels),
+        cmocka_unit_test(test_levels),   cmocka_unit_test(test_binary_noise),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
