@@ -4,8 +4,9 @@
 //
 //   node status.spec.mjs --url http://127.0.0.1:PORT --shots DIR
 //        [--token T] [--flash-slot W1] [--fail-slot F1] [--slots W1,F1,...]
-//        [--overlap-fw DIR] [--wrongchip-fw DIR]   (bad sets; made here when not given:
-//        DIR/manifest.json + part.bin, app.bin overlapping / an ESP32-C3 app.bin in an ESP32 set)
+//        [--overlap-fw DIR] [--wrongchip-fw DIR] [--good-fw DIR]   (made here when not given:
+//        DIR/manifest.json + part.bin, app.bin overlapping / an ESP32-C3 app.bin in an ESP32
+//        set / a valid ESP32 set "uploaded@1.0" with app.bin)
 //   node status.spec.mjs --mock --shots DIR       (starts mock-server.mjs itself)
 //
 // Checks, each printed as "ok N - ..." / "not ok N - ...":
@@ -82,7 +83,14 @@ function makeBadSets(dir) {
     name: 'wrongchip', version: '1.0', chip: 'esp32',
     regions: [{ offset: '0x10000', file: 'app.bin', kind: 'app' }],
   }, null, 1));
-  return { overlap, wrong };
+  const good = path.join(dir, 'fw-good');
+  fs.mkdirSync(good, { recursive: true });
+  fs.writeFileSync(path.join(good, 'app.bin'), espImage(0, 65536, 11));
+  fs.writeFileSync(path.join(good, 'manifest.json'), JSON.stringify({
+    name: 'uploaded', version: '1.0', chip: 'esp32',
+    regions: [{ offset: '0x10000', file: 'app.bin', kind: 'app' }],
+  }, null, 1));
+  return { overlap, wrong, good };
 }
 
 // ---- page helpers ----------------------------------------------------------------
@@ -138,9 +146,12 @@ URL_ = URL_.replace(/\/$/, '');
 log(`page ${URL_}/ screenshots in ${SHOTS}`);
 
 const tmpDir = fs.mkdtempSync(path.join(process.env.TEST_TMPDIR || '/tmp', 'browser-fw-'));
-const sets = opt('overlap-fw') && opt('wrongchip-fw')
-  ? { overlap: path.resolve(opt('overlap-fw')), wrong: path.resolve(opt('wrongchip-fw')) }
-  : makeBadSets(tmpDir);
+const made = makeBadSets(tmpDir);
+const sets = {
+  overlap: opt('overlap-fw') ? path.resolve(opt('overlap-fw')) : made.overlap,
+  wrong: opt('wrongchip-fw') ? path.resolve(opt('wrongchip-fw')) : made.wrong,
+  good: opt('good-fw') ? path.resolve(opt('good-fw')) : made.good,
+};
 const { context, close } = await launch({ width: 1920, height: 1080 });
 const errors = [];
 let exitCode = 1;
@@ -264,6 +275,15 @@ try {
   const catalogNames = await page.$$eval('#fw-list .fw', (ns) => ns.map((x) => x.dataset.fw));
   ok(!catalogNames.some((x) => /^(overlap|wrongchip)@/.test(x)), 'the bad sets did not enter the catalog', catalogNames.join(', '));
   await page.screenshot({ path: path.join(SHOTS, 'firmware.png'), fullPage: true });
+  // A good set is imported and appears in the catalog.
+  const goodName = JSON.parse(fs.readFileSync(path.join(sets.good, 'manifest.json'), 'utf8'));
+  await page.setInputFiles('#fw-manifest', path.join(sets.good, 'manifest.json'));
+  await page.setInputFiles('#fw-files', [path.join(sets.good, 'app.bin')]);
+  await page.click('#fw-submit');
+  const imported = await waitFor(() => page.$$eval('#fw-list .fw', (ns, want) => ns.some((x) => x.dataset.fw === want), `${goodName.name}@${goodName.version}`), 15000);
+  ok(!!imported && await page.$eval('#fw-result', (n) => /imported/i.test(n.innerText)), `a valid set uploads and appears in the catalog (${goodName.name}@${goodName.version})`,
+    await page.$eval('#fw-result', (n) => n.innerText).catch(() => ''));
+  await page.screenshot({ path: path.join(SHOTS, 'firmware-imported.png') });
 
   // Phone-sized view of the station.
   await page.setViewportSize({ width: 390, height: 844 });

@@ -6,7 +6,7 @@
 # tests/browser/status.spec.mjs with Debian's chromium through playwright-core:
 # the page shows the slots, W1's progress advances live, F1 turns red with its
 # reason and advice, and uploads of bad firmware sets show the validation error
-# naming the region. Then the same spec runs against tests/browser/mock-server.mjs
+# naming the region, and a valid upload lands in the catalog. Then the same spec runs against tests/browser/mock-server.mjs
 # (every tile state, and reconnecting after the server went away).
 # Screenshots: <build>/screenshots/ and <build>/screenshots/mock/ (next to TEST_TMPDIR).
 #
@@ -65,6 +65,13 @@ cat >"$FW8/manifest.json" <<JSON
  "regions": [{"offset": 0, "file": "app.bin", "kind": "app"}]}
 JSON
 import_fw "$FW8"
+GOOD=$WORK/fw-good
+mkdir -p "$GOOD"
+make_image_esp esp32 50000 "$GOOD/app.bin" 16
+cat >"$GOOD/manifest.json" <<JSON
+{"name": "uploaded", "version": "1.0", "chip": "esp32",
+ "regions": [{"offset": "0x10000", "file": "app.bin", "kind": "app"}]}
+JSON
 # Bad sets for the upload checks (never imported): overlapping regions; an ESP32-C3 app in an ESP32 set.
 BAD=$WORK/fw-overlap
 mkdir -p "$BAD"
@@ -113,7 +120,7 @@ log "status page at $URL/"
 rc=0
 TEST_TMPDIR=$WORK timeout 300 node "$BROWSER_DIR/status.spec.mjs" --url "$URL" --token "$TOKEN" \
     --shots "$SHOTS" --slots W1,F1,I1 --flash-slot W1 --fail-slot F1 --timeout 90 \
-    --overlap-fw "$BAD" --wrongchip-fw "$WRONG" \
+    --overlap-fw "$BAD" --wrongchip-fw "$WRONG" --good-fw "$GOOD" \
     >"$WORK/spec.out" 2>&1 || rc=$?
 cat "$WORK/spec.out" >&2
 [ "$rc" -eq 0 ] || fail "status.spec.mjs failed (rc=$rc); screenshots in $SHOTS"
