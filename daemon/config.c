@@ -332,6 +332,8 @@ static int set_defaults(struct ctx *c, struct config *cfg)
     }
     cfg->api.read_requires_token = false;
     cfg->api.max_body_bytes = CONFIG_DEFAULT_MAX_BODY_BYTES;
+    cfg->ota.enrol_unknown = true;
+    cfg->ota.max_connections = 256;
     return 0;
 }
 
@@ -594,15 +596,75 @@ static int parse_api(struct ctx *c, struct config *cfg, json_object *v)
     return 0;
 }
 
-static int parse_firmware(struct ctx *c, const char *path, struct config_profile *p, json_object *v)
+/* "ota": the device-facing HTTP update endpoint and the push defaults. */
+static int parse_ota(struct ctx *c, struct config *cfg, json_object *v)
+{
+    static const char *const keys[] = {"listen",      "unknown_boards",  "strict",
+                                       "espota_port", "max_connections", NULL};
+    int rc;
+    json_object *f;
+    long long x;
+    const char *s;
+    if ((rc = want_object(c, "ota", v)) < 0 || (rc = check_keys(c, "ota", v, keys)) < 0)
+        return rc;
+    if (json_object_object_get_ex(v, "listen", &f) && !json_object_is_type(f, json_type_null)) {
+        if ((rc = get_str(c, "ota.listen", f, 255, &s)) < 0)
+            return rc;
+        const char *colon = strrchr(s, ':');
+        char *end = NULL;
+        long port = colon ? strtol(colon + 1, &end, 10) : -1;
+        if (!colon || colon == s || !end || *end || colon[1] == '\0' || port < 0 || port > 65535)
+            return fail(c, "ota.listen",
+                        "must be \"host:port\" (port 0 = any free port), e.g. "
+                        "\"0.0.0.0:8266\" (got \"%s\")",
+                        s);
+        char *h = strndup(s, (size_t)(colon - s));
+        if (!h)
+            return fail_nomem(c);
+        free(cfg->ota.listen_host);
+        cfg->ota.listen_host = h;
+        cfg->ota.listen_port = (int)port;
+        cfg->ota.enabled = true;
+    }
+    if (json_object_object_get_ex(v, "unknown_boards", &f)) {
+        if ((rc = get_str(c, "ota.unknown_boards", f, 16, &s)) < 0)
+            return rc;
+        if (strcmp(s, "enrol") == 0)
+            cfg->ota.enrol_unknown = true;
+        else if (strcmp(s, "refuse") == 0)
+            cfg->ota.enrol_unknown = false;
+        else
+            return fail(c, "ota.unknown_boards", "must be \"enrol\" or \"refuse\" (got \"%s\")", s);
+    }
+    if (json_object_object_get_ex(v, "strict", &f) &&
+        (rc = get_bool(c, "ota.strict", f, &cfg->ota.strict)) < 0)
+        return rc;
+    if (json_object_object_get_ex(v, "espota_port", &f)) {
+        if ((rc = get_int(c, "ota.espota_port", f, 0, 65535, &x)) < 0)
+            return rc;
+        cfg->ota.espota_port = (int)x;
+    }
+    if (json_object_object_get_ex(v, "max_connections", &f)) {
+        if ((rc = get_int(c, "ota.max_connections", f, 1, 4096, &x)) < 0)
+            return rc;
+        cfg->ota.max_connections = (int)x;
+    }
+    return 0;
+}
+
+static int parse_firmware_map(struct ctx *c, const char *path, struct config_firmware_ref **refs,
+                              size_t *n_refs, json_object *v)
 {
     int rc = want_object(c, path, v);
     if (rc < 0)
         return rc;
     size_t n = (size_t)json_object_object_length(v);
-    p->firmware = calloc(n ? n : 1, sizeof(*p->firmware));
-    if (!p->firmware)
+    *refs = calloc(n ? n : 1, sizeof(**refs));
+    if (!*refs)
         return fail_nomem(c);
+    struct config_profile pv = {.firmware = *refs};
+    struct config_profile *p = &pv;
+    rc = 0;
     json_object_object_foreach(v, family, ref)
     {
         char kp[KEYPATH_MAX];
@@ -626,6 +688,7 @@ static int parse_firmware(struct ctx *c, const char *path, struct config_profile
         struct config_firmware_ref *f = &p->firmware[p->n_firmware];
         f->chip = chip->chip;
         p->n_firmware++;
+        *n_refs = p->n_firmware;
         if (!at || at == s || !at[1])
             return fail(c, kp,
                         "must be \"name@version\" of a firmware set in the catalog (got "
@@ -712,8 +775,9 @@ static int parse_boot_check(struct ctx *c, const char *path, struct config_boot_
 static int parse_profile(struct ctx *c, const char *path, struct config_profile *p, json_object *v)
 {
     static const char *const keys[] = {
-        "firmware",     "erase_all",  "baud",    "stub",  "compress", "verify",
-        "skip_if_same", "boot_check", "retries", "after", NULL};
+        "firmware",     "erase_all",      "baud",       "stub",         "compress",
+        "verify",       "skip_if_same",   "boot_check", "retries",      "after",
+        "ota_firmware", "require_signed", "public_key", "ota_password", NULL};
     int rc;
     char kp[KEYPATH_MAX];
     json_object *f;
@@ -764,8 +828,35 @@ static int parse_profile(struct ctx *c, const char *path, struct config_profile 
     }
     if (json_object_object_get_ex(v, "firmware", &f)) {
         join_key(kp, sizeof(kp), path, "firmware");
-        if ((rc = parse_firmware(c, kp, p, f)) < 0)
+        if ((rc = parse_firmware_map(c, kp, &p->firmware, &p->n_firmware, f)) < 0)
             return rc;
+    }
+    if (json_object_object_get_ex(v, "ota_firmware", &f)) {
+        join_key(kp, sizeof(kp), path, "ota_firmware");
+        if ((rc = parse_firmware_map(c, kp, &p->ota_firmware, &p->n_ota_firmware, f)) < 0)
+            return rc;
+    }
+    if (json_object_object_get_ex(v, "require_signed", &f)) {
+        join_key(kp, sizeof(kp), path, "require_signed");
+        if ((rc = get_bool(c, kp, f, &p->require_signed)) < 0)
+            return rc;
+    }
+    if (json_object_object_get_ex(v, "public_key", &f)) {
+        join_key(kp, sizeof(kp), path, "public_key");
+        if ((rc = get_path(c, kp, f, &p->public_key)) < 0)
+            return rc;
+    }
+    if (json_object_object_get_ex(v, "ota_password", &f)) {
+        const char *s;
+        join_key(kp, sizeof(kp), path, "ota_password");
+        if ((rc = get_str(c, kp, f, 128, &s)) < 0 || (rc = dup_str(c, s, &p->ota_password)) < 0)
+            return rc;
+    }
+    if (p->require_signed && !p->public_key) {
+        join_key(kp, sizeof(kp), path, "require_signed");
+        return fail(c, kp,
+                    "is true but no public_key is set (a PEM RSA public key file to verify "
+                    "signed images with)");
     }
     if (json_object_object_get_ex(v, "boot_check", &f)) {
         join_key(kp, sizeof(kp), path, "boot_check");
@@ -882,9 +973,9 @@ static int parse_tree(struct ctx *c, const char *json, size_t len, json_object *
 
 static int parse_config(struct ctx *c, struct config *cfg, json_object *root)
 {
-    static const char *const keys[] = {"data_dir", "listen",   "max_parallel",   "bridges",
-                                       "udev_tag", "slots",    "ports",          "stub_dir",
-                                       "api",      "profiles", "active_profile", NULL};
+    static const char *const keys[] = {
+        "data_dir", "listen", "max_parallel", "bridges",        "udev_tag", "slots", "ports",
+        "stub_dir", "api",    "profiles",     "active_profile", "ota",      NULL};
     int rc;
     json_object *f;
     long long x;
@@ -919,6 +1010,8 @@ static int parse_config(struct ctx *c, struct config *cfg, json_object *root)
     if (json_object_object_get_ex(root, "ports", &f) && (rc = parse_ports(c, cfg, f)) < 0)
         return rc;
     if (json_object_object_get_ex(root, "api", &f) && (rc = parse_api(c, cfg, f)) < 0)
+        return rc;
+    if (json_object_object_get_ex(root, "ota", &f) && (rc = parse_ota(c, cfg, f)) < 0)
         return rc;
     if (json_object_object_get_ex(root, "profiles", &f) && (rc = parse_profiles(c, cfg, f)) < 0)
         return rc;
@@ -1113,6 +1206,13 @@ static void profile_free(struct config_profile *p)
         free(p->firmware[i].version);
     }
     free(p->firmware);
+    for (size_t i = 0; i < p->n_ota_firmware; i++) {
+        free(p->ota_firmware[i].name);
+        free(p->ota_firmware[i].version);
+    }
+    free(p->ota_firmware);
+    free(p->public_key);
+    free(p->ota_password);
     free(p->boot_check.pattern);
     for (size_t i = 0; i < p->boot_check.n_capture; i++)
         free(p->boot_check.capture[i]);
@@ -1143,6 +1243,7 @@ void config_free(struct config *cfg)
     free(cfg->ports);
     free(cfg->stub_dir);
     free(cfg->api.token);
+    free(cfg->ota.listen_host);
     for (size_t i = 0; i < cfg->n_profiles; i++)
         profile_free(&cfg->profiles[i]);
     free(cfg->profiles);
@@ -1175,6 +1276,17 @@ const struct config_firmware_ref *config_profile_firmware(const struct config_pr
         if (p->firmware[i].chip == chip && p->firmware[i].name)
             return &p->firmware[i];
     return NULL;
+}
+
+const struct config_firmware_ref *config_profile_ota_firmware(const struct config_profile *p,
+                                                              enum esp_chip chip)
+{
+    if (!p)
+        return NULL;
+    for (size_t i = 0; i < p->n_ota_firmware; i++)
+        if (p->ota_firmware[i].chip == chip && p->ota_firmware[i].name)
+            return &p->ota_firmware[i];
+    return config_profile_firmware(p, chip);
 }
 
 const char *config_slot_label(const struct config *cfg, const char *id_path)

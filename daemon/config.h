@@ -82,6 +82,26 @@ struct config_profile {
     struct config_boot_check boot_check;
     int retries;          /* 1; 0 .. 10 extra attempts per board */
     enum esp_after after; /* ESP_AFTER_HARD_RESET */
+    /* Network OTA: the release boards of this profile should run, per chip family
+     * ("ota_firmware"; a family without an entry falls back to "firmware"), its app
+     * region is the OTA image. require_signed: only signed images (verified with
+     * public_key, a PEM RSA key) are served or pushed. ota_password: ArduinoOTA. */
+    struct config_firmware_ref *ota_firmware;
+    size_t n_ota_firmware;
+    bool require_signed;
+    char *public_key;   /* NULL = none */
+    char *ota_password; /* NULL = none */
+};
+
+/* "ota": the device-facing HTTP update endpoint (off unless listen is set). */
+struct config_ota {
+    bool enabled;        /* listen given */
+    char *listen_host;   /* "0.0.0.0" */
+    int listen_port;     /* 0 = any free port (written to <data_dir>/ota.port) */
+    bool enrol_unknown;  /* true: an unknown MAC checking in gets a record; false: 404 */
+    bool strict;         /* 403 for requests that are not from the ESP updaters */
+    int espota_port;     /* local TCP port for ArduinoOTA connect-backs; 0 = ephemeral */
+    int max_connections; /* 256 */
 };
 
 struct config_api {
@@ -106,6 +126,7 @@ struct config {
     size_t n_ports;
     char *stub_dir; /* NULL = the build's default */
     struct config_api api;
+    struct config_ota ota;
     struct config_profile *profiles;
     size_t n_profiles;
     char *active_profile; /* NULL = none: boards are identified and recorded, not flashed */
@@ -145,6 +166,11 @@ const struct config_profile *config_profile(const struct config *cfg, const char
 /* The firmware a profile puts on chip, NULL if none. Borrowed. */
 const struct config_firmware_ref *config_profile_firmware(const struct config_profile *p,
                                                           enum esp_chip chip);
+
+/* The OTA release of a profile for chip: its ota_firmware entry, else its firmware
+ * entry; NULL if neither. Borrowed. */
+const struct config_firmware_ref *config_profile_ota_firmware(const struct config_profile *p,
+                                                              enum esp_chip chip);
 
 /* Label of the slot at udev ID_PATH id_path, NULL if it has none. Borrowed. */
 const char *config_slot_label(const struct config *cfg, const char *id_path);

@@ -25,6 +25,9 @@
 #define ESPSTATION_DEFAULT_STUB_DIR ""
 #endif
 
+/* An array, not the macro, in conditions: clang warns about a constant operand of &&. */
+static const char default_stub_dir[] = ESPSTATION_DEFAULT_STUB_DIR;
+
 #ifndef ESPSTATION_VERSION
 #define ESPSTATION_VERSION "0.1.0"
 #endif
@@ -52,7 +55,7 @@ static void usage(FILE *f)
         "  -V, --version              version\n"
         "Signals: SIGTERM/SIGINT stop (running jobs are cancelled and recorded),\n"
         "SIGHUP reloads the configuration and rescans the firmware catalog.\n",
-        ESPSTATION_DEFAULT_STUB_DIR[0] ? ESPSTATION_DEFAULT_STUB_DIR : "none");
+        default_stub_dir[0] ? default_stub_dir : "none");
 }
 
 static int parse_int(const char *s, int lo, int hi, int *out)
@@ -207,8 +210,8 @@ int main(int argc, char **argv)
         return 1;
     }
     char err[512] = "";
-    if (!o.stub_dir && ESPSTATION_DEFAULT_STUB_DIR[0])
-        o.stub_dir = ESPSTATION_DEFAULT_STUB_DIR;
+    if (!o.stub_dir && default_stub_dir[0])
+        o.stub_dir = default_stub_dir;
     rc = station_new(&o, loop, &st, err, sizeof(err));
     if (rc < 0) {
         log_msg(LOG_LEVEL_ERROR, "%s", err[0] ? err : strerror(-rc));

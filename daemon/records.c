@@ -99,6 +99,14 @@ static const char *const migrations[] = {
     "  manifest TEXT NOT NULL,"
     "  created_at INTEGER NOT NULL,"
     "  PRIMARY KEY (name, version));",
+    /* 2: network OTA state per board (what the updater reported at its last
+     * check-in, what the station served it) */
+    "CREATE TABLE board_ota ("
+    "  mac TEXT PRIMARY KEY NOT NULL REFERENCES boards (mac),"
+    "  free_space INTEGER, sketch_size INTEGER, sketch_md5 TEXT, chip_size INTEGER,"
+    "  sdk_version TEXT, last_checkin INTEGER, checkins INTEGER NOT NULL DEFAULT 0,"
+    "  served_md5 TEXT, served_version TEXT, served_sketch_md5 TEXT, served_at INTEGER,"
+    "  problem TEXT);",
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -144,6 +152,9 @@ enum stmt_id {
     ST_COUNT_STATES,
     ST_COUNT_BOARDS,
     ST_SLOT_SECONDS,
+    ST_OTA_PUT,
+    ST_OTA_GET,
+    ST_BOARD_SET_TARGET,
     ST_COUNT
 };
 
@@ -166,6 +177,14 @@ static const char *const stmt_sql[ST_COUNT] = {
         "online_state = coalesce(excluded.online_state, online_state), "
         "notes = coalesce(excluded.notes, notes)",
     [ST_BOARD_GET] = "SELECT " BOARD_COLS " FROM boards WHERE mac = ?1",
+    [ST_OTA_PUT] = "INSERT OR REPLACE INTO board_ota (mac, free_space, sketch_size, sketch_md5, "
+                   "chip_size, sdk_version, last_checkin, checkins, served_md5, served_version, "
+                   "served_sketch_md5, served_at, problem) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
+                   "?8, ?9, ?10, ?11, ?12, ?13)",
+    [ST_OTA_GET] = "SELECT mac, free_space, sketch_size, sketch_md5, chip_size, sdk_version, "
+                   "last_checkin, checkins, served_md5, served_version, served_sketch_md5, "
+                   "served_at, problem FROM board_ota WHERE mac = ?1",
+    [ST_BOARD_SET_TARGET] = "UPDATE boards SET target_firmware = ?2 WHERE mac = ?1",
     [ST_BOARD_LIST] = "SELECT " BOARD_COLS " FROM boards WHERE (?1 IS NULL OR chip = ?1) "
                       "AND (?2 IS NULL OR current_firmware = ?2) "
                       "ORDER BY last_seen DESC, mac LIMIT ?3 OFFSET ?4",
@@ -1886,6 +1905,120 @@ int records_slot_flash_seconds(struct records *r, int64_t since, records_slot_st
     }
     r->in_callback = false;
     ret = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? n : db_err(r, err, rc, "cannot count slots");
+    stmt_done(st);
+    return ret;
+}
+
+/* ---- network OTA state ---------------------------------------------------- */
+
+void records_board_ota_init(struct records_board_ota *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->free_space = o->sketch_size = o->chip_size = -1;
+}
+
+int records_board_ota_put(struct records *r, const struct records_board_ota *o,
+                          struct records_error *err)
+{
+    char mac[RECORDS_MAC_LEN];
+    sqlite3_stmt *st;
+    int rc, ret;
+    ENTER(r, err);
+    if (!o)
+        return set_err(err, -EINVAL, "records: no OTA state");
+    if ((ret = check_array("OTA mac", o->mac, sizeof(o->mac), err)) < 0 ||
+        (ret = normalize_mac(o->mac, mac, err)) < 0 ||
+        (ret = check_array("OTA sketch_md5", o->sketch_md5, sizeof(o->sketch_md5), err)) < 0 ||
+        (ret = check_array("OTA sdk_version", o->sdk_version, sizeof(o->sdk_version), err)) < 0 ||
+        (ret = check_array("OTA served_md5", o->served_md5, sizeof(o->served_md5), err)) < 0 ||
+        (ret = check_array("OTA served_version", o->served_version, sizeof(o->served_version),
+                           err)) < 0 ||
+        (ret = check_array("OTA served_sketch_md5", o->served_sketch_md5,
+                           sizeof(o->served_sketch_md5), err)) < 0)
+        return ret;
+    if ((ret = stmt_get(r, ST_OTA_PUT, &st, err)) < 0)
+        return ret;
+    sqlite3_bind_text(st, 1, mac, -1, SQLITE_TRANSIENT);
+    bind_opt_int(st, 2, o->free_space);
+    bind_opt_int(st, 3, o->sketch_size);
+    bind_text(st, 4, o->sketch_md5);
+    bind_opt_int(st, 5, o->chip_size);
+    bind_text(st, 6, o->sdk_version);
+    bind_opt_int(st, 7, o->last_checkin > 0 ? o->last_checkin : -1);
+    sqlite3_bind_int64(st, 8, o->checkins);
+    bind_text(st, 9, o->served_md5);
+    bind_text(st, 10, o->served_version);
+    bind_text(st, 11, o->served_sketch_md5);
+    bind_opt_int(st, 12, o->served_at > 0 ? o->served_at : -1);
+    bind_trunc(st, 13, o->problem, sizeof(o->problem));
+    rc = sqlite3_step(st);
+    ret = rc == SQLITE_DONE ? 0 : db_err(r, err, rc, "cannot record OTA state");
+    stmt_done(st);
+    return ret;
+}
+
+int records_board_ota_get(struct records *r, const char *mac, struct records_board_ota *out,
+                          struct records_error *err)
+{
+    char norm[RECORDS_MAC_LEN];
+    sqlite3_stmt *st;
+    int rc, ret;
+    ENTER(r, err);
+    if (!out)
+        return set_err(err, -EINVAL, "records: no output OTA state");
+    if ((ret = normalize_mac(mac, norm, err)) < 0)
+        return ret;
+    if ((ret = stmt_get(r, ST_OTA_GET, &st, err)) < 0)
+        return ret;
+    sqlite3_bind_text(st, 1, norm, -1, SQLITE_TRANSIENT);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        records_board_ota_init(out);
+        col_text(st, 0, out->mac, sizeof(out->mac));
+        out->free_space = col_int(st, 1, -1);
+        out->sketch_size = col_int(st, 2, -1);
+        col_text(st, 3, out->sketch_md5, sizeof(out->sketch_md5));
+        out->chip_size = col_int(st, 4, -1);
+        col_text(st, 5, out->sdk_version, sizeof(out->sdk_version));
+        out->last_checkin = col_int(st, 6, 0);
+        out->checkins = col_int(st, 7, 0);
+        col_text(st, 8, out->served_md5, sizeof(out->served_md5));
+        col_text(st, 9, out->served_version, sizeof(out->served_version));
+        col_text(st, 10, out->served_sketch_md5, sizeof(out->served_sketch_md5));
+        out->served_at = col_int(st, 11, 0);
+        col_text(st, 12, out->problem, sizeof(out->problem));
+        ret = 0;
+    } else if (rc == SQLITE_DONE) {
+        ret = set_err(err, -ENOENT, "records: no OTA state for %s", norm);
+    } else {
+        ret = db_err(r, err, rc, "cannot read OTA state");
+    }
+    stmt_done(st);
+    return ret;
+}
+
+int records_board_set_target(struct records *r, const char *mac, const char *target,
+                             struct records_error *err)
+{
+    char norm[RECORDS_MAC_LEN];
+    sqlite3_stmt *st;
+    int rc, ret;
+    ENTER(r, err);
+    if ((ret = normalize_mac(mac, norm, err)) < 0)
+        return ret;
+    if (target && strlen(target) >= RECORDS_FIRMWARE_LEN)
+        return set_err(err, -EINVAL, "records: target firmware too long");
+    if ((ret = stmt_get(r, ST_BOARD_SET_TARGET, &st, err)) < 0)
+        return ret;
+    sqlite3_bind_text(st, 1, norm, -1, SQLITE_TRANSIENT);
+    bind_text(st, 2, target);
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE)
+        ret = db_err(r, err, rc, "cannot set the target firmware");
+    else if (sqlite3_changes(r->db) == 0)
+        ret = set_err(err, -ENOENT, "records: no board %s", norm);
+    else
+        ret = 0;
     stmt_done(st);
     return ret;
 }

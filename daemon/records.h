@@ -152,6 +152,36 @@ typedef int (*records_board_cb)(const struct records_board *b, void *ctx);
 int records_board_list(struct records *r, const struct records_board_filter *f, records_board_cb cb,
                        void *ctx, struct records_error *err);
 
+/* ---- network OTA state (schema 2) ------------------------------------------- */
+
+/* What a board's updater reported at its last HTTP check-in and what the station
+ * served it (the ota_http "served" memory). Replaced whole by put; the board
+ * record must exist. Numbers -1 unknown, strings "" none. */
+struct records_board_ota {
+    char mac[RECORDS_MAC_LEN];
+    int64_t free_space, sketch_size, chip_size;
+    char sketch_md5[RECORDS_MD5_LEN];
+    char sdk_version[RECORDS_NAME_LEN];
+    int64_t last_checkin; /* unix ms, 0 never */
+    int64_t checkins;
+    char served_md5[RECORDS_MD5_LEN]; /* last image served with a complete 200 */
+    char served_version[RECORDS_NAME_LEN];
+    char served_sketch_md5[RECORDS_MD5_LEN]; /* the sketch MD5 reported when it was served */
+    int64_t served_at;                       /* unix ms, 0 never */
+    char problem[RECORDS_TEXT_LEN];          /* why the station holds back, "" none */
+};
+
+void records_board_ota_init(struct records_board_ota *o);
+int records_board_ota_put(struct records *r, const struct records_board_ota *o,
+                          struct records_error *err);
+/* -ENOENT when the board never checked in. */
+int records_board_ota_get(struct records *r, const char *mac, struct records_board_ota *out,
+                          struct records_error *err);
+/* Pins (target "name@version") or unpins (NULL or "") a board's target firmware.
+ * -ENOENT when the MAC has no record. */
+int records_board_set_target(struct records *r, const char *mac, const char *target,
+                             struct records_error *err);
+
 /* ---- jobs ----------------------------------------------------------------- */
 
 enum records_job_state {

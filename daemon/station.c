@@ -61,7 +61,7 @@ struct station {
     bool stopping;
     bool stopped;
     struct station_hooks hooks;
-    struct station_req *reqs;   /* REST API job requests, pending or running */
+    struct station_req *reqs;    /* REST API job requests, pending or running */
     struct json_object *overlay; /* REST API profile changes (config_load_overlay), or NULL */
 };
 
@@ -711,7 +711,8 @@ static void finish_job(struct station *st, struct job *j, struct job_result *r)
         if (records_board_upsert(st->rec, &b, &re) < 0)
             rec_warn(&re);
     }
-    if (flash && (state == RECORDS_JOB_PASSED || (state == RECORDS_JOB_SKIPPED && r->firmware[0])) &&
+    if (flash &&
+        (state == RECORDS_JOB_PASSED || (state == RECORDS_JOB_SKIPPED && r->firmware[0])) &&
         j->mac[0]) {
         struct records_board b;
         records_board_init(&b);
@@ -735,8 +736,8 @@ static void finish_job(struct station *st, struct job *j, struct job_result *r)
     jset_str(d, "kind", kind);
     if (r->bytes >= 0)
         jset_int(d, "bytes", r->bytes);
-    json_object_object_add(d, "seconds",
-                           json_object_new_double((double)(loop_now_ms() - j->started_ms) / 1000.0));
+    json_object_object_add(
+        d, "seconds", json_object_new_double((double)(loop_now_ms() - j->started_ms) / 1000.0));
     event(st, "job.finished", s, j->mac, j->id, d);
 
     /* Decide and log once. */
@@ -1640,8 +1641,8 @@ void station_set_hooks(struct station *st, const struct station_hooks *h)
         memset(&st->hooks, 0, sizeof(st->hooks));
 }
 
-int station_post_event(struct station *st, const char *kind, const struct slot *s,
-                       const char *mac, int64_t job_id, const char *data)
+int station_post_event(struct station *st, const char *kind, const struct slot *s, const char *mac,
+                       int64_t job_id, const char *data)
 {
     return event_text(st, kind, s, mac, job_id, data);
 }
@@ -1828,10 +1829,9 @@ int station_put_profile(struct station *st, const char *name, const char *profil
         log_msg(LOG_LEVEL_NOTICE, "profile %s updated through the API (in memory)", name);
         struct json_object *d = jobj();
         jset_str(d, "name", name);
-        json_object_object_add(
-            d, "active",
-            json_object_new_boolean(st->cfg->active_profile &&
-                                    strcmp(st->cfg->active_profile, name) == 0));
+        json_object_object_add(d, "active",
+                               json_object_new_boolean(st->cfg->active_profile &&
+                                                       strcmp(st->cfg->active_profile, name) == 0));
         event(st, "profile.changed", NULL, NULL, 0, d);
     }
     return rc;

@@ -118,8 +118,8 @@ struct station_hooks {
 void station_set_hooks(struct station *st, const struct station_hooks *h);
 
 /* Appends an event to the journal (and tells the hooks). data: JSON object text or NULL. */
-int station_post_event(struct station *st, const char *kind, const struct slot *s,
-                       const char *mac, int64_t job_id, const char *data);
+int station_post_event(struct station *st, const char *kind, const struct slot *s, const char *mac,
+                       int64_t job_id, const char *data);
 
 /* A job asked for through the REST API. */
 struct station_job_request {

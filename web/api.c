@@ -28,12 +28,32 @@
 
 #define DEFAULT_LIMIT 100
 #define MAX_LIMIT 1000
+#define CACHE_ENTRIES 8
+#define CACHE_MAX_AGE_MS 1000
+
+/*
+ * A micro-cache for GET /api/v1/boards (the status page's and scripts' most
+ * polled list): an answer is reused until anything changes -- every journal
+ * event and every slot change (api_invalidate, from the station hooks) -- and
+ * for at most CACHE_MAX_AGE_MS, which bounds the staleness of the few board
+ * record updates that no event follows at once.
+ */
+struct cache_entry {
+    char key[512];
+    char *body;
+    size_t len;
+    uint64_t gen;
+    int64_t at_ms;
+};
 
 struct api {
     struct station *st;
     bool dry_run;
     int64_t fake_job_id; /* dry run */
     struct api_metrics m;
+    uint64_t gen;
+    struct cache_entry cache[CACHE_ENTRIES];
+    size_t cache_next;
 };
 
 /* ---- small helpers ----------------------------------------------------------------- */
@@ -349,8 +369,8 @@ static int body_object(const struct api_request *rq, struct api_response *resp, 
                          "JSON syntax error: unexpected end of the body");
     if (jerr != json_tokener_success) {
         json_object_put(o);
-        return api_error(resp, 400, "invalid_json", NULL, "JSON syntax error at byte %zu: %s",
-                         end, json_tokener_error_desc(jerr));
+        return api_error(resp, 400, "invalid_json", NULL, "JSON syntax error at byte %zu: %s", end,
+                         json_tokener_error_desc(jerr));
     }
     for (size_t i = end; i < rq->body_len; i++) {
         if (!isspace((unsigned char)rq->body[i])) {
@@ -403,10 +423,10 @@ static int get_string(struct json_object *o, const char *key, const char *field,
     if (!json_object_is_type(v, json_type_string))
         return api_error(resp, 422, "validation_failed", field, "%s: must be a string", field);
     const char *s = json_object_get_string(v);
-    if ((size_t)json_object_get_string_len(v) > maxlen || strlen(s) != (size_t)json_object_get_string_len(v))
+    if ((size_t)json_object_get_string_len(v) > maxlen ||
+        strlen(s) != (size_t)json_object_get_string_len(v))
         return api_error(resp, 422, "validation_failed", field,
-                         "%s: must be a string of at most %zu characters (no NUL)", field,
-                         maxlen);
+                         "%s: must be a string of at most %zu characters (no NUL)", field, maxlen);
     *out = s;
     return 1;
 }
@@ -418,8 +438,7 @@ static int get_boolean(struct json_object *o, const char *key, const char *field
     if (!json_object_object_get_ex(o, key, &v) || json_object_is_type(v, json_type_null))
         return 0;
     if (!json_object_is_type(v, json_type_boolean))
-        return api_error(resp, 422, "validation_failed", field, "%s: must be true or false",
-                         field);
+        return api_error(resp, 422, "validation_failed", field, "%s: must be true or false", field);
     *out = json_object_get_boolean(v) ? 1 : 0;
     return 1;
 }
@@ -504,9 +523,20 @@ struct json_object *api_slot_json(struct station *st, const struct slot *s)
     add(o, "job_id", s->job_id > 0 ? json_object_new_int64(s->job_id) : NULL);
     add(o, "job_kind", jstr(station_slot_job_kind(st, s)));
     add(o, "elapsed_ms", jint_opt(station_slot_elapsed_ms(st, s)));
+    /* From the board's record and the last job (cheap indexed lookups). */
+    struct records_board b;
+    struct records_error re;
+    bool have_board = s->mac[0] && records_board_get(station_records(st), s->mac, &b, &re) == 0;
+    add(o, "ip", have_board ? jstr(b.ip) : NULL);
+    add(o, "running_version", have_board ? jstr(b.running_version) : NULL);
+    struct records_job lj;
+    bool have_job = !s->job && s->job_id > 0 &&
+                    records_job_get(station_records(st), s->job_id, &lj, &re) == 0 && lj.ended_at;
+    add(o, "last_seconds", have_job && lj.seconds >= 0 ? jdouble(lj.seconds, 1) : NULL);
     struct json_object *err = NULL;
     if (s->error[0]) {
         err = json_object_new_object();
+        add(err, "stage", have_job ? jstr(lj.error_stage) : jstr(s->stage));
         add(err, "message", json_object_new_string(s->error));
         add(err, "advice", jstr(s->advice));
         add(err, "device_status", jint_opt(s->device_status));
@@ -558,6 +588,7 @@ static struct json_object *job_json(struct station *st, const struct records_job
     add(o, "id", json_object_new_int64(j->id));
     add(o, "kind", json_object_new_string(j->kind));
     add(o, "board", jstr(j->board_mac));
+    add(o, "chip", NULL); /* filled by fill_chips(), outside the store's callbacks */
     add(o, "slot", jstr(j->slot));
     add(o, "firmware", jstr(j->firmware));
     add(o, "state", json_object_new_string(records_job_state_to_string(j->state)));
@@ -585,6 +616,29 @@ static struct json_object *job_json(struct station *st, const struct records_job
     }
     add(o, "error", err);
     return o;
+}
+
+/* Sets "chip" of every job object in arr (an array, or one job object) from its board. */
+static void fill_chips(struct station *st, struct json_object *arr)
+{
+    bool one = json_object_is_type(arr, json_type_object);
+    size_t n = one ? 1 : json_object_array_length(arr);
+    char last_mac[RECORDS_MAC_LEN] = "", last_chip[RECORDS_CHIP_LEN] = "";
+    for (size_t i = 0; i < n; i++) {
+        struct json_object *j = one ? arr : json_object_array_get_idx(arr, i), *b;
+        if (!json_object_object_get_ex(j, "board", &b) || !json_object_is_type(b, json_type_string))
+            continue;
+        const char *mac = json_object_get_string(b);
+        if (strcmp(mac, last_mac) != 0) {
+            struct records_board rb;
+            struct records_error re;
+            snprintf(last_mac, sizeof(last_mac), "%s", mac);
+            last_chip[0] = '\0';
+            if (records_board_get(station_records(st), mac, &rb, &re) == 0)
+                snprintf(last_chip, sizeof(last_chip), "%s", rb.chip);
+        }
+        add(j, "chip", jstr(last_chip));
+    }
 }
 
 struct json_object *api_event_json(const struct records_event *e)
@@ -652,8 +706,10 @@ static int check_auth(struct api *a, const struct api_request *rq, bool mutating
     if (got && token_ok(token, got))
         return 0;
     resp->auth_challenge = true;
-    return api_error(resp, 401, "unauthorized", NULL,
-                     got ? "wrong token in Authorization: Bearer" : "this call needs Authorization: Bearer <token> (api.token in the config)");
+    return api_error(
+        resp, 401, "unauthorized", NULL,
+        got ? "wrong token in Authorization: Bearer"
+            : "this call needs Authorization: Bearer <token> (api.token in the config)");
 }
 
 /* ---- slots and ports ------------------------------------------------------------------ */
@@ -725,8 +781,9 @@ static void post_ports(struct api *a, const struct api_request *rq, struct api_r
     static const char *const keys[] = {"uri", "label", NULL};
     const char *uri = NULL, *label = NULL;
     int rc;
-    if (check_members(o, NULL, keys, resp) || (rc = get_string(o, "uri", "uri", 240, &uri, resp)) < 0 ||
-        rc > 1 || get_string(o, "label", "label", 64, &label, resp) > 1)
+    if (check_members(o, NULL, keys, resp) ||
+        (rc = get_string(o, "uri", "uri", 240, &uri, resp)) < 0 || rc > 1 ||
+        get_string(o, "label", "label", 64, &label, resp) > 1)
         goto out;
     if (!uri || !*uri) {
         api_error(resp, 422, "validation_failed", "uri",
@@ -889,7 +946,9 @@ static void answer_job(struct api *a, int64_t id, struct api_response *resp)
         return;
     }
     snprintf(resp->location, sizeof(resp->location), "/api/v1/jobs/%lld", (long long)id);
-    api_json(resp, 202, job_json(a->st, &j));
+    struct json_object *o = job_json(a->st, &j);
+    fill_chips(a->st, o);
+    api_json(resp, 202, o);
 }
 
 static void start_request(struct api *a, struct slot *s, struct station_job_request *r,
@@ -978,8 +1037,7 @@ static void slot_action(struct api *a, struct slot *s, const char *action,
         static const char *const keys[] = {"all", "offset", "size", NULL};
         int all = -1;
         int64_t off = -1, size = -1;
-        if (check_members(o, NULL, keys, resp) ||
-            get_boolean(o, "all", "all", &all, resp) > 1 ||
+        if (check_members(o, NULL, keys, resp) || get_boolean(o, "all", "all", &all, resp) > 1 ||
             get_integer(o, "offset", "offset", 0, 0x7ffff000, &off, resp) > 1 ||
             get_integer(o, "size", "size", 4096, 0x7ffff000, &size, resp) > 1)
             goto out;
@@ -1004,8 +1062,7 @@ static void slot_action(struct api *a, struct slot *s, const char *action,
             r.erase_offset = (uint32_t)off;
             r.erase_size = (uint32_t)size;
         } else if (all == 0) {
-            api_error(resp, 422, "validation_failed", "all",
-                      "all: false needs offset and size");
+            api_error(resp, 422, "validation_failed", "all", "all: false needs offset and size");
             goto out;
         }
     } else {
@@ -1058,8 +1115,7 @@ static void post_jobs(struct api *a, const struct api_request *rq, struct api_re
         }
         struct records_board b;
         struct records_error re;
-        int rc = a->dry_run ? -ENOENT
-                            : records_board_get(station_records(a->st), mac, &b, &re);
+        int rc = a->dry_run ? -ENOENT : records_board_get(station_records(a->st), mac, &b, &re);
         if (rc == -ENOENT) {
             api_error(resp, 404, "not_found", "board", "no board %s in the records", mac);
             goto out;
@@ -1088,13 +1144,13 @@ struct list_ctx {
     struct api *a;
     struct json_object *arr;
     /* post-filters */
-    const char *fw;     /* exact "name@version" or "name" */
-    const char *state;  /* board online_state */
-    const char *slot;   /* board slot */
-    int present;        /* -1 any */
-    char **macs;        /* chip filter on jobs: boards of that chip */
+    const char *fw;    /* exact "name@version" or "name" */
+    const char *state; /* board online_state */
+    const char *slot;  /* board slot */
+    int present;       /* -1 any */
+    char **macs;       /* chip filter on jobs: boards of that chip */
     size_t n_macs;
-    int skip, left;     /* paging done here when post-filtering */
+    int skip, left; /* paging done here when post-filtering */
     bool paging;
 };
 
@@ -1139,8 +1195,67 @@ static int board_cb(const struct records_board *b, void *ctx)
     return 0;
 }
 
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void api_invalidate(struct api *a)
+{
+    a->gen++;
+}
+
+/* The request's cache key (path and arguments in order); false when too long. */
+static bool cache_key(const struct api_request *rq, char *key, size_t len)
+{
+    size_t used = (size_t)snprintf(key, len, "%s", rq->path);
+    for (size_t i = 0; i < rq->n_args && used < len; i++)
+        used += (size_t)snprintf(key + used, len - used, "%c%s=%s", i ? '&' : '?',
+                                 rq->args[i].key ? rq->args[i].key : "",
+                                 rq->args[i].value ? rq->args[i].value : "");
+    return used < len;
+}
+
+static bool cache_get(struct api *a, const char *key, struct api_response *resp)
+{
+    int64_t now = mono_ms();
+    for (size_t i = 0; i < CACHE_ENTRIES; i++) {
+        struct cache_entry *e = &a->cache[i];
+        if (e->body && e->gen == a->gen && now - e->at_ms < CACHE_MAX_AGE_MS &&
+            strcmp(e->key, key) == 0) {
+            set_body(resp, 200, "application/json", e->body, e->len);
+            return resp->body != NULL;
+        }
+    }
+    return false;
+}
+
+static void cache_put(struct api *a, const char *key, const struct api_response *resp)
+{
+    if (resp->status != 200 || !resp->body)
+        return;
+    struct cache_entry *e = &a->cache[a->cache_next];
+    a->cache_next = (a->cache_next + 1) % CACHE_ENTRIES;
+    char *copy = malloc(resp->len + 1);
+    if (!copy)
+        return;
+    memcpy(copy, resp->body, resp->len + 1);
+    free(e->body);
+    e->body = copy;
+    e->len = resp->len;
+    e->gen = a->gen;
+    e->at_ms = mono_ms();
+    snprintf(e->key, sizeof(e->key), "%s", key);
+}
+
 static void get_boards(struct api *a, const struct api_request *rq, struct api_response *resp)
 {
+    char key[512];
+    bool cacheable = !a->dry_run && cache_key(rq, key, sizeof(key));
+    if (cacheable && cache_get(a, key, resp))
+        return;
     int limit, offset;
     if (paging(rq, resp, &limit, &offset))
         return;
@@ -1176,6 +1291,8 @@ static void get_boards(struct api *a, const struct api_request *rq, struct api_r
     add(o, "limit", json_object_new_int(limit));
     add(o, "offset", json_object_new_int(offset));
     api_json(resp, 200, o);
+    if (cacheable)
+        cache_put(a, key, resp);
 }
 
 static int job_cb(const struct records_job *j, void *ctx)
@@ -1292,6 +1409,7 @@ static void list_jobs(struct api *a, const struct api_request *rq, struct api_re
         return;
     }
     struct json_object *o = json_object_new_object();
+    fill_chips(a->st, c.arr);
     add(o, records ? "records" : "jobs", c.arr);
     add(o, "limit", json_object_new_int(limit));
     add(o, "offset", json_object_new_int(offset));
@@ -1443,6 +1561,7 @@ static void get_job(struct api *a, const char *ids, struct api_response *resp)
         return;
     }
     struct json_object *o = job_json(a->st, &j);
+    fill_chips(a->st, o);
     struct log_ctx lc = {.arr = json_object_new_array()};
     if (records_job_log_list(station_records(a->st), id, log_cb, &lc, &re) < 0) {
         json_object_put(lc.arr);
@@ -1485,7 +1604,9 @@ static void cancel_job(struct api *a, const char *ids, struct api_response *resp
         records_fail(resp, &re);
         return;
     }
-    api_json(resp, rc == 1 ? 200 : 202, job_json(a->st, &j));
+    struct json_object *o = job_json(a->st, &j);
+    fill_chips(a->st, o);
+    api_json(resp, rc == 1 ? 200 : 202, o);
 }
 
 /* ---- boards ----------------------------------------------------------------------------- */
@@ -1527,6 +1648,7 @@ static void get_board(struct api *a, const char *m, struct api_response *resp)
         records_fail(resp, &re);
         return;
     }
+    fill_chips(a->st, c.arr);
     add(o, "jobs", c.arr);
     api_json(resp, 200, o);
 }
@@ -1570,6 +1692,10 @@ static void get_firmware_list(struct api *a, const struct api_request *rq,
 static int split_fw(const char *rest, char *name, char *version, struct api_response *resp)
 {
     const char *slash = strchr(rest, '/');
+    if (strstr(rest, "..") || rest[0] == '.' || (slash && slash[1] == '.'))
+        return api_error(resp, 400, "bad_request", "name",
+                         "names and versions hold letters, digits, '.', '_' and '-' only, do not "
+                         "start with '.' and do not contain \"..\"");
     if (!slash || strchr(slash + 1, '/'))
         return api_error(resp, 404, "not_found", NULL,
                          "expected /api/v1/firmware/{name}/{version}");
@@ -1600,8 +1726,8 @@ struct json_object *api_firmware_json(struct station *st, const char *name, cons
     struct json_object *idx = read_json_file(path);
     if (!idx)
         return NULL;
-    snprintf(path, sizeof(path), "%s/%s/%s/manifest.json", catalog_root(station_catalog(st)),
-             name, version);
+    snprintf(path, sizeof(path), "%s/%s/%s/manifest.json", catalog_root(station_catalog(st)), name,
+             version);
     struct json_object *man = read_json_file(path);
     struct json_object *o = json_object_new_object();
     add(o, "name", json_object_new_string(name));
@@ -1683,8 +1809,8 @@ static struct json_object *profile_json(const struct config *cfg, const struct c
 {
     struct json_object *o = json_object_new_object();
     add(o, "name", json_object_new_string(p->name));
-    add(o, "active", json_object_new_boolean(cfg->active_profile &&
-                                             strcmp(cfg->active_profile, p->name) == 0));
+    add(o, "active",
+        json_object_new_boolean(cfg->active_profile && strcmp(cfg->active_profile, p->name) == 0));
     struct json_object *fw = json_object_new_object();
     for (size_t i = 0; i < p->n_firmware; i++) {
         char key[32], ref[2 * CATALOG_NAME_MAX + 2];
@@ -1789,9 +1915,8 @@ static void put_profile(struct api *a, const char *name, const struct api_reques
     if (json_object_object_get_ex(o, "boot_check", &bc) && json_object_is_type(bc, json_type_null))
         json_object_object_del(o, "boot_check");
     char err[512] = "";
-    int rc = station_put_profile(a->st, name,
-                                 json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN), err,
-                                 sizeof(err));
+    int rc = station_put_profile(
+        a->st, name, json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN), err, sizeof(err));
     json_object_put(o);
     if (rc == -EINVAL) {
         char field[64];
@@ -1992,8 +2117,8 @@ static void get_metrics(struct api *a, struct api_response *resp)
     uint64_t cum = 0;
     for (size_t b = 0; b < API_DURATION_BUCKETS; b++) {
         cum += m->duration_buckets[b];
-        fprintf(f, "espstation_flash_duration_seconds_bucket{le=\"%g\"} %llu\n",
-                duration_bounds[b], (unsigned long long)cum);
+        fprintf(f, "espstation_flash_duration_seconds_bucket{le=\"%g\"} %llu\n", duration_bounds[b],
+                (unsigned long long)cum);
     }
     cum += m->duration_buckets[API_DURATION_BUCKETS];
     fprintf(f,
@@ -2032,8 +2157,7 @@ static void get_metrics(struct api *a, struct api_response *resp)
         fprintf(f, "espstation_http_requests_total{code=\"%dxx\"} %llu\n", c,
                 (unsigned long long)m->http_by_class[c]);
     fclose(f);
-    set_body(resp, 200, "text/plain; version=0.0.4; charset=utf-8", buf ? buf : "",
-             buf ? len : 0);
+    set_body(resp, 200, "text/plain; version=0.0.4; charset=utf-8", buf ? buf : "", buf ? len : 0);
     free(buf);
 }
 
@@ -2332,6 +2456,10 @@ struct api *api_new(struct station *st)
 
 void api_free(struct api *a)
 {
+    if (!a)
+        return;
+    for (size_t i = 0; i < CACHE_ENTRIES; i++)
+        free(a->cache[i].body);
     free(a);
 }
 

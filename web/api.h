@@ -91,6 +91,9 @@ void api_free(struct api *a); /* NULL allowed */
 void api_set_dry_run(struct api *a, bool dry_run);
 struct api_metrics *api_metrics(struct api *a);
 
+/* Something changed in the station (an event, a slot): cached answers are stale. */
+void api_invalidate(struct api *a);
+
 /* Counts a finished job from a "job.finished" event (metrics). */
 void api_note_event(struct api *a, const struct records_event *e);
 

@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,7 @@
 
 #define MAX_ARGS 64
 #define MAX_CONNECTIONS 1000
+#define LISTEN_RETRY_MS 5000
 
 struct req {
     bool api;
@@ -99,7 +101,8 @@ void web_kick(struct web *w)
 static enum MHD_Result queue_api(struct MHD_Connection *c, struct api_response *resp)
 {
     struct MHD_Response *r = MHD_create_response_from_buffer(
-        resp->len, resp->body ? resp->body : (void *)"", resp->body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+        resp->len, resp->body ? resp->body : (void *)"",
+        resp->body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
     if (!r) {
         api_response_free(resp);
         return MHD_NO;
@@ -117,8 +120,7 @@ static enum MHD_Result queue_api(struct MHD_Connection *c, struct api_response *
     if (resp->disposition[0])
         MHD_add_response_header(r, "Content-Disposition", resp->disposition);
     if (resp->auth_challenge)
-        MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
-                                "Bearer realm=\"espstation\"");
+        MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"espstation\"");
     enum MHD_Result rc = MHD_queue_response(c, (unsigned)resp->status, r);
     MHD_destroy_response(r);
     return rc;
@@ -218,8 +220,8 @@ static enum MHD_Result serve_static(struct web *w, struct MHD_Connection *c, con
     gmtime_r(&mt, &tm);
     strftime(lm, sizeof(lm), "%a, %d %b %Y %H:%M:%S GMT", &tm);
     bool index = strcmp(rel, "index.html") == 0;
-    const char *ims = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-                                                  MHD_HTTP_HEADER_IF_MODIFIED_SINCE);
+    const char *ims =
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_MODIFIED_SINCE);
     struct MHD_Response *r;
     unsigned status = MHD_HTTP_OK;
     if (ims && strcmp(ims, lm) == 0) {
@@ -337,9 +339,8 @@ static enum MHD_Result too_large(struct web *w, struct MHD_Connection *c)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     (void)version;
     struct web *w = cls;
@@ -460,6 +461,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     *con_cls = NULL;
 }
 
+static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;
@@ -510,6 +512,53 @@ static void write_port_file(const char *path, uint16_t port, const char *host)
     (void)host;
     if (fclose(f) != 0 || rename(tmp, path) != 0)
         log_msg(LOG_LEVEL_WARN, "cannot write the port file %s: %s", path, strerror(errno));
+}
+
+/* Starts MHD on w->addr and adds its epoll fd to the loop. 0 or -errno with err. */
+static int start_listening(struct web *w, char *err, size_t errlen)
+{
+    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    if (w->v6)
+        flags |= MHD_USE_IPv6;
+    uint16_t port = ntohs(w->v6 ? ((struct sockaddr_in6 *)&w->addr)->sin6_port
+                                : ((struct sockaddr_in *)&w->addr)->sin_port);
+    errno = 0;
+    w->d = MHD_start_daemon(flags, port, NULL, NULL, on_request, w, MHD_OPTION_SOCK_ADDR,
+                            (struct sockaddr *)&w->addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
+                            w, MHD_OPTION_CONNECTION_LIMIT, (unsigned)MAX_CONNECTIONS,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+                            MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
+                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, w, MHD_OPTION_END);
+    if (!w->d) {
+        int e = errno ? errno : EADDRINUSE;
+        snprintf(err, errlen, "cannot listen on %s: %s", w->listen, strerror(e));
+        return -e;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(w->d, MHD_DAEMON_INFO_EPOLL_FD);
+    const union MHD_DaemonInfo *pinfo = MHD_get_daemon_info(w->d, MHD_DAEMON_INFO_BIND_PORT);
+    w->port = pinfo ? pinfo->port : port;
+    if (!info || info->epoll_fd < 0 ||
+        loop_add_fd(w->loop, info->epoll_fd, EPOLLIN, on_epoll, w) < 0) {
+        snprintf(err, errlen, "cannot watch the HTTP server's epoll fd");
+        MHD_stop_daemon(w->d);
+        w->d = NULL;
+        return -EIO;
+    }
+    w->epfd = info->epoll_fd;
+    schedule(w);
+    if (w->port_file[0])
+        write_port_file(w->port_file, w->port, w->host);
+    log_msg(LOG_LEVEL_NOTICE, "status page and REST API on http://%s%s%s:%u/ (web root %s)",
+            w->v6 ? "[" : "", w->host, w->v6 ? "]" : "", w->port, w->root[0] ? w->root : "(none)");
+    return 0;
+}
+
+static void retry_listen(void *ctx)
+{
+    struct web *w = ctx;
+    char err[256];
+    if (w->d || start_listening(w, err, sizeof(err)) == 0)
+        loop_timer_disarm(w->retry_timer);
 }
 
 int web_new(struct station *st, struct loop *loop, const struct web_options *o, struct web **out,
@@ -565,39 +614,32 @@ int web_new(struct station *st, struct loop *loop, const struct web_options *o, 
         web_free(w);
         return rc;
     }
-    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
-    if (v6)
-        flags |= MHD_USE_IPv6;
-    w->d = MHD_start_daemon(flags, port, NULL, NULL, on_request, w, MHD_OPTION_SOCK_ADDR,
-                            (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED, on_completed, w,
-                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)MAX_CONNECTIONS,
-                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
-                            MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
-                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, w, MHD_OPTION_END);
-    if (!w->d) {
-        int e = errno ? errno : EADDRINUSE;
-        snprintf(err, errlen, "cannot listen on %s: %s", listen, strerror(e));
+    memcpy(&w->addr, &ss, sizeof(ss));
+    w->v6 = v6;
+    snprintf(w->host, sizeof(w->host), "%s", host[0] ? host : "0.0.0.0");
+    snprintf(w->listen, sizeof(w->listen), "%s", listen);
+    if (o && o->port_file)
+        snprintf(w->port_file, sizeof(w->port_file), "%s", o->port_file);
+    rc = start_listening(w, err, errlen);
+    if (rc == -EADDRINUSE && !(o && o->listen)) {
+        /* The configured (or default) port is taken: flashing matters more than the page.
+         * Keep the station running and try again; an explicit --listen is an error. */
+        log_msg(LOG_LEVEL_ERROR,
+                "%s: the station runs without its REST API and status page; "
+                "retrying every %d s (set listen in the config or use --listen)",
+                err, LISTEN_RETRY_MS / 1000);
+        w->retry_timer = loop_timer_new(loop, retry_listen, w);
+        if (!w->retry_timer ||
+            loop_timer_arm(w->retry_timer, LISTEN_RETRY_MS, LISTEN_RETRY_MS) < 0) {
+            web_free(w);
+            return -ENOMEM;
+        }
+    } else if (rc < 0) {
         web_free(w);
-        return -e;
+        return rc;
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(w->d, MHD_DAEMON_INFO_EPOLL_FD);
-    const union MHD_DaemonInfo *pinfo = MHD_get_daemon_info(w->d, MHD_DAEMON_INFO_BIND_PORT);
-    w->port = pinfo ? pinfo->port : port;
-    if (!info || info->epoll_fd < 0 ||
-        (rc = loop_add_fd(loop, info->epoll_fd, EPOLLIN, on_epoll, w)) < 0) {
-        snprintf(err, errlen, "cannot watch the HTTP server's epoll fd");
-        web_free(w);
-        return -EIO;
-    }
-    w->epfd = info->epoll_fd;
     struct station_hooks h = {.event = sse_on_event, .slot = sse_on_slot, .ctx = w};
     station_set_hooks(st, &h);
-    schedule(w);
-    if (o && o->port_file)
-        write_port_file(o->port_file, w->port, host);
-    log_msg(LOG_LEVEL_NOTICE, "status page and REST API on http://%s%s%s:%u/ (web root %s)",
-            v6 ? "[" : "", host[0] ? host : "0.0.0.0", v6 ? "]" : "", w->port,
-            w->root[0] ? w->root : "(none)");
     if (!cfg->api.token || !*cfg->api.token)
         log_msg(LOG_LEVEL_WARN,
                 "no api.token configured: REST API changes are accepted from this machine "
@@ -627,6 +669,7 @@ void web_free(struct web *w)
         sse_fini(w);
     }
     loop_timer_free(w->mhd_timer);
+    loop_timer_free(w->retry_timer);
     loop_timer_free(w->ping_timer);
     loop_timer_free(w->flush_timer);
     free(w->marks);

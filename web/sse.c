@@ -101,8 +101,8 @@ static char *format_event(const struct records_event *e, size_t *n)
     struct json_object *o = api_event_json(e);
     if (!o)
         return NULL;
-    const char *data = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
-                                                             JSON_C_TO_STRING_NOSLASHESCAPE);
+    const char *data =
+        json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
     char *out = NULL;
     int len = asprintf(&out, "id: %lld\nevent: %s\ndata: %s\n\n", (long long)e->id, e->kind, data);
     json_object_put(o);
@@ -206,9 +206,9 @@ struct MHD_Response *sse_response(struct web *w, struct MHD_Connection *c, int64
         cl->live = true;
     }
     char hello[128];
-    int n = snprintf(hello, sizeof(hello),
-                     "retry: 2000\nevent: hello\ndata: {\"last_event_id\":%lld}\n\n",
-                     (long long)last);
+    int n =
+        snprintf(hello, sizeof(hello),
+                 "retry: 2000\nevent: hello\ndata: {\"last_event_id\":%lld}\n\n", (long long)last);
     append(cl, hello, (size_t)n);
     struct MHD_Response *r =
         MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, reader, cl, client_free);
@@ -232,6 +232,7 @@ struct MHD_Response *sse_response(struct web *w, struct MHD_Connection *c, int64
 void sse_on_event(void *ctx, const struct records_event *e)
 {
     struct web *w = ctx;
+    api_invalidate(w->api);
     api_note_event(w->api, e);
     if (!w->clients)
         return;
@@ -311,6 +312,7 @@ static void flush(void *ctx)
 void sse_on_slot(void *ctx, const struct slot *s, bool progress)
 {
     struct web *w = ctx;
+    api_invalidate(w->api);
     if (!w->clients)
         return;
     struct web_slot_mark *m = mark_of(w, s);

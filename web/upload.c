@@ -202,8 +202,8 @@ struct upload *upload_begin(struct web *w, struct MHD_Connection *c, bool valida
     }
     snprintf(u->dir, sizeof(u->dir), "%s/XXXXXX", base);
     if (!mkdtemp(u->dir)) {
-        api_error(resp, 500, "internal", NULL, "cannot create an upload directory in %s: %s",
-                  base, strerror(errno));
+        api_error(resp, 500, "internal", NULL, "cannot create an upload directory in %s: %s", base,
+                  strerror(errno));
         free(u);
         return NULL;
     }
@@ -225,7 +225,8 @@ void upload_feed(struct upload *u, const char *data, size_t len)
     u->total += len;
     if (u->total > station_config(u->w->st)->api.max_body_bytes) {
         u->fail_status = 0; /* 413 wins over anything else */
-        fail(u, 413, "payload_too_large", "the upload is larger than api.max_body_bytes (%zu bytes)",
+        fail(u, 413, "payload_too_large",
+             "the upload is larger than api.max_body_bytes (%zu bytes)",
              station_config(u->w->st)->api.max_body_bytes);
         close_part(u);
         return;
@@ -299,7 +300,8 @@ static struct json_object *problems_json(const struct upload *u, bool warnings_o
         if (warnings_only && !p->warning)
             continue;
         struct json_object *o = json_object_new_object();
-        json_object_object_add(o, "severity", json_object_new_string(p->warning ? "warning" : "error"));
+        json_object_object_add(o, "severity",
+                               json_object_new_string(p->warning ? "warning" : "error"));
         json_object_object_add(o, "region", p->region >= 0 ? json_object_new_int(p->region) : NULL);
         struct json_object *file = NULL, *r, *f;
         if (p->region >= 0 && regs && (size_t)p->region < json_object_array_length(regs) &&
@@ -321,9 +323,8 @@ static void answer(struct upload *u, struct api_response *resp)
         for (size_t i = 0; i < u->rep.n && !first[0]; i++)
             if (!u->rep.items[i].warning)
                 snprintf(first, sizeof(first), "%s", u->rep.items[i].message);
-        api_error(resp, 422, "validation_failed", NULL,
-                  "the firmware set has %zu problem(s)%s%s", u->rep.n_errors,
-                  first[0] ? "; first: " : "", first);
+        api_error(resp, 422, "validation_failed", NULL, "the firmware set has %zu problem(s)%s%s",
+                  u->rep.n_errors, first[0] ? "; first: " : "", first);
         struct json_object *o = json_tokener_parse(resp->body), *e;
         if (o && json_object_object_get_ex(o, "error", &e)) {
             json_object_object_add(e, "problems", problems_json(u, false));
@@ -385,8 +386,7 @@ int upload_finish(struct upload *u, struct api_response *resp)
     }
     int rc = pthread_create(&u->th, NULL, worker, u);
     if (rc != 0) {
-        api_error(resp, 503, "unavailable", NULL, "cannot start the validation: %s",
-                  strerror(rc));
+        api_error(resp, 503, "unavailable", NULL, "cannot start the validation: %s", strerror(rc));
         return 0;
     }
     u->running = true;

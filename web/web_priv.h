@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <sys/socket.h>
+
 #include <microhttpd.h>
 
 #include "api.h"
@@ -34,10 +36,16 @@ struct web {
     struct MHD_Daemon *d;
     int epfd;
     uint16_t port;
+    struct sockaddr_storage addr; /* where to listen */
+    bool v6;
+    char host[128];
+    char listen[160];
+    char port_file[PATH_MAX];
+    struct loop_timer *retry_timer; /* the configured port was taken: try again */
     char root[PATH_MAX];
     struct loop_timer *mhd_timer; /* MHD_get_timeout(), and "run soon" after a resume */
-    bool in_run;       /* inside MHD_run: a kick is a re-arm, never a recursion */
-    bool kick_pending; /* run again as soon as the current MHD_run returns */
+    bool in_run;                  /* inside MHD_run: a kick is a re-arm, never a recursion */
+    bool kick_pending;            /* run again as soon as the current MHD_run returns */
 
     /* event stream (sse.c) */
     struct sse_client *clients;

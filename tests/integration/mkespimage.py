@@ -9,6 +9,10 @@ length, data), zero padding to a 16-byte boundary less one, the XOR checksum
 everything before it. Payload bytes are deterministic from --seed.
 
 usage: mkespimage.py --chip esp32|esp8266|esp32c3|esp32s3 --size BYTES --out FILE [--seed N]
+                     [--version V]
+
+--version V puts "ESPSIM_VERSION=V\0" at the start of the first segment: the virtual
+board's network persona (tests/sim, esp_netdev) reports V as the running version.
 """
 import argparse
 import hashlib
@@ -33,12 +37,16 @@ def main():
     ap.add_argument("--size", type=int, required=True, help="approximate payload bytes")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--version", default=None)
     a = ap.parse_args()
     esp8266 = a.chip == "esp8266"
     if not esp8266 and a.chip not in CHIP_IDS:
         sys.exit("unknown chip " + a.chip)
     total = max(64, a.size // 4 * 4)
     seg_a = payload(total // 2 // 4 * 4, a.seed)
+    if a.version:
+        mark = b"ESPSIM_VERSION=" + a.version.encode() + b"\0"
+        seg_a = mark + seg_a[len(mark):]
     seg_b = payload(total - len(seg_a), a.seed + 1000)
     segs = [(0x3FFE8000 if esp8266 else 0x3F400020, seg_a), (0x40100000 if esp8266 else 0x40080000, seg_b)]
     # flash mode DIO (2), size/freq byte 0x20 (4MB, 40m on ESP32; 4MB-c1 on ESP8266 is 0x40 but

@@ -79,12 +79,16 @@ api GET /api/v1/boards/not-a-mac
 expect_error 400 bad_request mac
 
 # --- concurrent reflash requests for one slot: exactly one 202 -------------------------
+CURLS=()
 for i in $(seq 1 8); do
     timeout 30 curl -s -o "$WORK/c$i.json" -w '%{http_code}' -X POST \
         -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
         --data '{"force": true}' "$API/api/v1/slots/A1/reflash" >"$WORK/c$i.code" &
+    CURLS+=($!)
 done
-wait
+for pid in "${CURLS[@]}"; do
+    wait "$pid" || fail "a concurrent curl failed"
+done
 n202=0
 n409=0
 for i in $(seq 1 8); do

@@ -14,11 +14,18 @@
  *   [--version V] [--password PW] [--auth md5|pbkdf2] [--ota-port N]
  *   [--http-port N] [--web-user U] [--tcp-ota] [--tcp-ota-port N]
  *   [--checkin URL --interval MS] [--free-space N] [--fault F]
+ *   [--sketch-md5 HEX --sketch-size N] [--flash FILE --flash-offset N]
  * F: no-answer | wrong-password | no-space | stall:BYTES | glued-ok |
  *    error-line | no-connect-back. Ports default to 0 (ephemeral; real
  * devices use 8266/3232, 80, 65056). Writes DIR/ready ("udp=P http=P
  * tcpota=P") once listening, DIR/netdev.log, DIR/ota-<n>.bin per received
  * image, DIR/version (current version). Exits on SIGTERM/SIGINT.
+ * --flash FILE/--flash-offset N (used by esp_sim's network persona): every
+ * applied application image is also written into FILE at offset N (the
+ * virtual board's flash), so a later serial read sees it. --sketch-md5/-size
+ * describe the running image (default: derived from the version).
+ * Version of an applied image: the printable text after "ESPSIM_VERSION=" or
+ * "ESPVER:" in the image, else the ESP32 app description, else "md5:<8 hex>".
  *
  * Deliberate differences from real firmware: the success tail pauses are
  * 250 ms (not ~1 s), and the web form refuses a request without a file part
@@ -79,6 +86,8 @@ struct netdev {
     char checkin_path[256];
     int interval_ms;
     uint64_t free_space, chip_size;
+    char flash_path[PATH_MAX];
+    uint64_t flash_offset;
 
     int udp_fd, http_fd, tcpota_fd;
     int images;
@@ -151,11 +160,16 @@ static void digest_hex(const EVP_MD *md, const void *data, size_t len, char *out
 static void image_version(const uint8_t *img, size_t len, char *out, size_t cap)
 {
     const uint8_t *p = NULL;
-    for (size_t i = 0; i + 7 <= len; i++)
+    for (size_t i = 0; i + 7 <= len; i++) {
         if (memcmp(img + i, "ESPVER:", 7) == 0) {
             p = img + i + 7;
             break;
         }
+        if (i + 15 <= len && memcmp(img + i, "ESPSIM_VERSION=", 15) == 0) {
+            p = img + i + 15;
+            break;
+        }
+    }
     if (p) {
         size_t n = 0;
         while (p + n < img + len && n + 1 < cap && n < 32 && p[n] > 0x20 && p[n] < 0x7F)
@@ -213,6 +227,17 @@ static void apply_image(struct netdev *d, const char *how, bool fs, const uint8_
         free(copy);
     }
     d->sketch_size = len;
+    if (d->flash_path[0]) {
+        int ffd = open(d->flash_path, O_WRONLY | O_CLOEXEC);
+        ssize_t w = ffd >= 0 ? pwrite(ffd, img, len, (off_t)d->flash_offset) : -1;
+        if (w != (ssize_t)len)
+            logf_(d, "%s: cannot write the image into %s: %s", how, d->flash_path, strerror(errno));
+        else
+            logf_(d, "%s: wrote %zu bytes into %s at 0x%" PRIx64, how, len, d->flash_path,
+                  d->flash_offset);
+        if (ffd >= 0)
+            close(ffd);
+    }
     save_version(d);
     logf_(d, "%s: applied %zu bytes as %s, version now %s", how, len, path, d->version);
 }
@@ -937,6 +962,7 @@ static void usage(void)
                     "  [--version V] [--password PW] [--auth md5|pbkdf2] [--ota-port N]\n"
                     "  [--http-port N] [--web-user U] [--tcp-ota] [--tcp-ota-port N]\n"
                     "  [--checkin URL --interval MS] [--free-space N]\n"
+                    "  [--sketch-md5 HEX --sketch-size N] [--flash FILE --flash-offset N]\n"
                     "  [--fault no-answer|wrong-password|no-space|stall:BYTES|glued-ok|error-line|"
                     "no-connect-back]\n");
     exit(2);
@@ -996,6 +1022,8 @@ int main(int argc, char **argv)
     snprintf(d.version, sizeof(d.version), "1.0.0");
     snprintf(d.web_user, sizeof(d.web_user), "admin");
     bool have_chip = false, free_given = false;
+    char given_md5[33] = "";
+    uint64_t given_size = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -1047,6 +1075,14 @@ int main(int argc, char **argv)
         } else if (strcmp(a, "--fault") == 0) {
             if (parse_fault(&d, v) < 0)
                 usage();
+        } else if (strcmp(a, "--sketch-md5") == 0) {
+            snprintf(given_md5, sizeof(given_md5), "%s", v);
+        } else if (strcmp(a, "--sketch-size") == 0) {
+            given_size = strtoull(v, NULL, 10);
+        } else if (strcmp(a, "--flash") == 0) {
+            snprintf(d.flash_path, sizeof(d.flash_path), "%s", v);
+        } else if (strcmp(a, "--flash-offset") == 0) {
+            d.flash_offset = strtoull(v, NULL, 0);
         } else {
             usage();
         }
@@ -1070,6 +1106,10 @@ int main(int argc, char **argv)
     snprintf(seed, sizeof(seed), "sketch:%s", d.version);
     digest_hex(EVP_md5(), seed, strlen(seed), d.sketch_md5);
     d.sketch_size = 300000;
+    if (given_md5[0])
+        snprintf(d.sketch_md5, sizeof(d.sketch_md5), "%s", given_md5);
+    if (given_size)
+        d.sketch_size = given_size;
     save_version(&d);
 
     signal(SIGTERM, on_signal);

@@ -222,6 +222,25 @@ struct sim_read_op {
     void *md5; /* EVP_MD_CTX */
 };
 
+/* The network persona (sim_net.c): configuration and the esp_netdev child. */
+struct sim_net {
+    const char *bind;     /* --net-bind 127.0.0.x; NULL = no persona */
+    const char *checkin;  /* --checkin URL */
+    const char *password; /* --ota-password */
+    const char *auth;     /* --ota-auth md5|pbkdf2 */
+    const char *fault;    /* --net-fault */
+    const char *netdev;   /* --netdev PATH; NULL = next to esp_sim */
+    int interval_ms;      /* --checkin-interval */
+    int ota_port;         /* --ota-port; -1 = the chip's (8266 / 3232) */
+    int http_port;        /* --web-port; -1 = no /update form */
+    int64_t app_offset;   /* --app-offset; -1 = chip default */
+    int pid;              /* the running esp_netdev, 0 = none */
+    bool announce;        /* print the version line at the next app tick */
+    char version[64];
+    char md5[33];
+    uint32_t size;
+};
+
 struct sim {
     const struct sim_chip_info *chip;
     /* configuration */
@@ -232,6 +251,7 @@ struct sim {
     bool strict_reset, no_boot_noise;
     const char *stub_dir;
     struct sim_faults faults;
+    struct sim_net net;
     /* parts */
     struct sim_link link;
     struct sim_flash flash;
@@ -309,6 +329,10 @@ void sim_board_modem(struct sim *s, const char *msg, size_t len);
 void sim_board_step(struct sim *s, int64_t now);
 int64_t sim_board_next_event(const struct sim *s);
 void sim_board_reset_session(struct sim *s);
+/* sim_net.c: start (after an app boot) / stop (reset, exit) the network persona. */
+void sim_net_boot(struct sim *s);
+void sim_net_stop(struct sim *s);
+uint32_t sim_net_app_offset(const struct sim *s);
 /* Staging of replies during command handling. */
 void sim_reply(struct sim *s, uint8_t op, uint32_t value, const uint8_t *data, size_t data_len,
                uint8_t status, uint8_t error);

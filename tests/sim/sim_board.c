@@ -149,6 +149,7 @@ static void read_op_end(struct sim *s)
 
 void sim_board_reset_session(struct sim *s)
 {
+    sim_net_stop(s);
     free_staged(s);
     sim_mem_free(s);
     sim_write_op_end(s);
@@ -205,6 +206,7 @@ static void boot_normal(struct sim *s, int mode, bool banner)
     s->state = SIM_ST_APP;
     s->app_next_line = sim_now() + 200 * SIM_NS_PER_MS;
     s->app_lines = 0;
+    sim_net_boot(s);
     if (!banner) {
         sim_log("loader exit -> app");
         return;
@@ -481,9 +483,15 @@ void sim_board_step(struct sim *s, int64_t now)
     if (s->rd.active && !s->defer_at)
         sim_stub_read_pump(s);
     if (s->state == SIM_ST_APP && s->app_next_line && now >= s->app_next_line) {
-        char line[96];
-        snprintf(line, sizeof(line), "I (%u) app: esp_sim %s app running, tick %u\r\n",
-                 200 + s->app_lines * 1000, s->chip->name, s->app_lines);
+        char line[160];
+        if (s->net.announce) {
+            s->net.announce = false;
+            snprintf(line, sizeof(line), "I (%u) app: version %s ip %s\r\n",
+                     200 + s->app_lines * 1000, s->net.version, s->net.bind);
+        } else {
+            snprintf(line, sizeof(line), "I (%u) app: esp_sim %s app running, tick %u\r\n",
+                     200 + s->app_lines * 1000, s->chip->name, s->app_lines);
+        }
         s->app_lines++;
         board_text(s, line, SIM_INITIAL_BAUD);
         s->app_next_line = now + APP_LINE_NS;

@@ -37,7 +37,10 @@ static void usage(void)
             "usage: esp_sim --chip esp8266|esp32|esp32c3|esp32s3 --dir DIR [--tcp PORT]\n"
             "               [--flash-size SIZE] [--flash-id HEX] [--mac aa:bb:cc:dd:ee:ff]\n"
             "               [--link-speed F] [--strict-reset] [--no-boot-noise]\n"
-            "               [--stub-dir DIR] [--fault KIND[:ARG]]... [--master-fd N]\n");
+            "               [--stub-dir DIR] [--fault KIND[:ARG]]... [--master-fd N]\n"
+            "               [--net-bind 127.0.0.x [--checkin URL] [--checkin-interval MS]\n"
+            "                [--ota-password PW] [--ota-auth md5|pbkdf2] [--ota-port N]\n"
+            "                [--web-port N] [--net-fault F] [--netdev PATH] [--app-offset N]]\n");
 }
 
 static int parse_size(const char *arg, uint32_t *out)
@@ -144,6 +147,16 @@ static int parse_args(int argc, char **argv, struct sim *s, struct options *o)
                                              {"stub-dir", required_argument, NULL, 'S'},
                                              {"fault", required_argument, NULL, 'f'},
                                              {"master-fd", required_argument, NULL, 'M'},
+                                             {"net-bind", required_argument, NULL, 'B'},
+                                             {"checkin", required_argument, NULL, 'C'},
+                                             {"checkin-interval", required_argument, NULL, 'I'},
+                                             {"ota-password", required_argument, NULL, 'P'},
+                                             {"ota-auth", required_argument, NULL, 'A'},
+                                             {"ota-port", required_argument, NULL, 'O'},
+                                             {"web-port", required_argument, NULL, 'W'},
+                                             {"net-fault", required_argument, NULL, 'F'},
+                                             {"netdev", required_argument, NULL, 'N'},
+                                             {"app-offset", required_argument, NULL, 'a'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
     uint32_t flash_size = 4u << 20;
@@ -207,6 +220,36 @@ static int parse_args(int argc, char **argv, struct sim *s, struct options *o)
         case 'f':
             if (sim_fault_parse(&s->faults, optarg))
                 return -1;
+            break;
+        case 'B':
+            s->net.bind = optarg;
+            break;
+        case 'C':
+            s->net.checkin = optarg;
+            break;
+        case 'I':
+            s->net.interval_ms = atoi(optarg);
+            break;
+        case 'P':
+            s->net.password = optarg;
+            break;
+        case 'A':
+            s->net.auth = optarg;
+            break;
+        case 'O':
+            s->net.ota_port = atoi(optarg);
+            break;
+        case 'W':
+            s->net.http_port = atoi(optarg);
+            break;
+        case 'F':
+            s->net.fault = optarg;
+            break;
+        case 'N':
+            s->net.netdev = optarg;
+            break;
+        case 'a':
+            s->net.app_offset = strtoll(optarg, NULL, 0);
             break;
         case 'M':
             errno = 0;
@@ -320,9 +363,13 @@ int main(int argc, char **argv)
     struct options o = {.master_fd = -1};
     s.speed = 1.0;
     s.faults.boot_mode = -1;
+    s.net.ota_port = -1;
+    s.net.http_port = -1;
+    s.net.app_offset = -1;
     if (parse_args(argc, argv, &s, &o) != 0)
         return 2;
     double speed = s.speed;
+    s.dir = o.dir;
     char path[4096], modem_path[4096], ready_path[4096];
     mkdir(o.dir, 0755);
     if (path_in(ready_path, sizeof(ready_path), o.dir, "ready") ||

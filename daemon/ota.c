@@ -1,0 +1,910 @@
+/*
+ * ota.c: the device-facing HTTP update endpoint, check-in bookkeeping and the
+ * OTA image cache (see ota.h for what this module owns).
+ *
+ * Invariants:
+ *  - A connection reads one request head (<= OTA_HTTP_MAX_HEAD), is answered
+ *    with exactly one response (head from ota_http_format_response, then
+ *    exactly image->size bytes for a 200) and is closed: HTTP/1.0 semantics,
+ *    which is what the ESP updaters ask for.
+ *  - Nothing blocks: sockets are non-blocking, the loop waits for EPOLLIN and
+ *    then EPOLLOUT; idle connections are closed after 30 s.
+ *  - "Served" (the ota_http memory that prevents update loops) is recorded
+ *    only after the whole body went out.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "catalog.h"
+#include "log.h"
+#include "loop.h"
+#include "ota_http.h"
+#include "ota_image.h"
+#include "ota_priv.h"
+#include "slot.h"
+#include "station.h"
+
+#define CONN_IDLE_MS 30000
+
+struct ota_conn {
+    struct ota *o;
+    int fd;
+    char ip[INET6_ADDRSTRLEN];
+    char in[OTA_HTTP_MAX_HEAD];
+    size_t in_len;
+    char head[1024];
+    size_t head_len, head_off;
+    struct ota_fw *fw; /* body to send (SERVE), referenced */
+    size_t body_off;
+    bool writing;
+    bool record_served;
+    char mac[RECORDS_MAC_LEN];
+    char sketch_md5[33];
+    int64_t job_id;
+    int64_t last_io;
+    int64_t started;
+    struct ota_conn *next;
+};
+
+void ota_errf(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || !errlen)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- image cache ---------------------------------------------------------------------- */
+
+struct ota_fw *ota_fw_ref(struct ota_fw *fw)
+{
+    if (fw)
+        atomic_fetch_add(&fw->refs, 1);
+    return fw;
+}
+
+void ota_fw_unref(struct ota_fw *fw)
+{
+    if (!fw || atomic_fetch_sub(&fw->refs, 1) != 1)
+        return;
+    free(fw->data);
+    free(fw);
+}
+
+static int split_ref(const char *ref, char *name, size_t nlen, char *version, size_t vlen)
+{
+    const char *at = ref ? strchr(ref, '@') : NULL;
+    if (!at || at == ref || !at[1] || (size_t)(at - ref) >= nlen || strlen(at + 1) >= vlen)
+        return -EINVAL;
+    memcpy(name, ref, (size_t)(at - ref));
+    name[at - ref] = '\0';
+    snprintf(version, vlen, "%s", at + 1);
+    return catalog_name_valid(name) && catalog_name_valid(version) ? 0 : -EINVAL;
+}
+
+int ota_fw_get(struct ota *o, const char *ref, struct ota_fw **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    for (struct ota_fw *f = o->cache; f; f = f->next)
+        if (strcmp(f->ref, ref) == 0) {
+            *out = ota_fw_ref(f);
+            return 0;
+        }
+    char name[RECORDS_NAME_LEN], version[RECORDS_NAME_LEN];
+    if (split_ref(ref, name, sizeof(name), version, sizeof(version)) < 0) {
+        ota_errf(err, errlen, "firmware must be \"name@version\" of a catalog set (got \"%s\")",
+                 ref ? ref : "");
+        return -EINVAL;
+    }
+    struct catalog_set *set = NULL;
+    char cerr[256] = "";
+    int rc = catalog_get(station_catalog(o->st), name, version, &set, cerr, sizeof(cerr));
+    if (rc < 0) {
+        ota_errf(err, errlen, "%s", cerr[0] ? cerr : strerror(-rc));
+        return rc;
+    }
+    const struct catalog_region *app = NULL;
+    for (size_t i = 0; i < set->n_regions; i++)
+        if (set->regions[i].kind == CATALOG_KIND_APP) {
+            app = &set->regions[i];
+            break;
+        }
+    if (!app && set->n_regions == 1)
+        app = &set->regions[0];
+    if (!app) {
+        catalog_free_set(set);
+        ota_errf(err, errlen,
+                 "%s has no application region: an OTA update replaces the app only (mark the "
+                 "app region \"kind\": \"app\" in the manifest)",
+                 ref);
+        return -EINVAL;
+    }
+    struct ota_fw *fw = calloc(1, sizeof(*fw));
+    uint8_t *data = fw ? malloc(app->size ? app->size : 1) : NULL;
+    if (!fw || !data) {
+        free(fw);
+        catalog_free_set(set);
+        ota_errf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    memcpy(data, app->data, app->size);
+    atomic_init(&fw->refs, 1);
+    snprintf(fw->ref, sizeof(fw->ref), "%s@%s", name, version);
+    snprintf(fw->name, sizeof(fw->name), "%s", name);
+    snprintf(fw->version, sizeof(fw->version), "%s", version);
+    fw->chip = set->chip;
+    fw->data = data;
+    fw->size = app->size;
+    snprintf(fw->md5, sizeof(fw->md5), "%s", app->md5);
+    fw->gzip = ota_image_is_gzip(data, app->size);
+    fw->policy_rc = 1; /* not evaluated */
+    catalog_free_set(set);
+    fw->next = o->cache;
+    o->cache = fw; /* the cache's reference */
+    *out = ota_fw_ref(fw);
+    return 0;
+}
+
+void ota_invalidate(struct ota *o)
+{
+    if (!o)
+        return;
+    while (o->cache) {
+        struct ota_fw *f = o->cache;
+        o->cache = f->next;
+        f->next = NULL;
+        ota_fw_unref(f);
+    }
+}
+
+static char *read_small_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *buf = malloc(65537);
+    size_t n = buf ? fread(buf, 1, 65536, f) : 0;
+    fclose(f);
+    if (buf)
+        buf[n] = '\0';
+    return buf;
+}
+
+enum ota_chip ota_chip_of(const char *chip_name)
+{
+    return chip_name && strcasecmp(chip_name, "ESP8266") == 0 ? OTA_CHIP_ESP8266 : OTA_CHIP_ESP32;
+}
+
+int ota_fw_policy(struct ota *o, struct ota_fw *fw, char *err, size_t errlen)
+{
+    const struct config_profile *p = config_profile(station_config(o->st), NULL);
+    bool req = p && p->require_signed;
+    const char *key = p ? p->public_key : NULL;
+    char pk[sizeof(fw->policy_key)];
+    snprintf(pk, sizeof(pk), "%d|%s", req, key ? key : "");
+    if (fw->policy_rc <= 0 && strcmp(pk, fw->policy_key) == 0) {
+        ota_errf(err, errlen, "%s", fw->policy_msg);
+        return fw->policy_rc;
+    }
+    char *pem = NULL;
+    int rc = 0;
+    fw->policy_msg[0] = '\0';
+    if (key && !(pem = read_small_file(key))) {
+        rc = req ? -EINVAL : 0;
+        snprintf(fw->policy_msg, sizeof(fw->policy_msg),
+                 "cannot read the profile's public_key %s: %s", key, strerror(errno));
+    }
+    if (rc == 0 && (req || pem)) {
+        struct ota_image_policy pol = {.require_signed = req,
+                                       .pem_pubkey = pem,
+                                       .chip = fw->chip == ESP_CHIP_ESP8266 ? OTA_CHIP_ESP8266
+                                                                            : OTA_CHIP_ESP32};
+        struct ota_image_info info;
+        struct ota_error oe;
+        ota_error_clear(&oe);
+        rc = ota_image_check(fw->data, fw->size, &pol, &info, &oe);
+        if (rc < 0)
+            snprintf(fw->policy_msg, sizeof(fw->policy_msg), "%s: %s%s%s", fw->ref, oe.message,
+                     oe.advice[0] ? " — " : "", oe.advice);
+    }
+    free(pem);
+    snprintf(fw->policy_key, sizeof(fw->policy_key), "%s", pk);
+    fw->policy_rc = rc;
+    ota_errf(err, errlen, "%s", fw->policy_msg);
+    return rc;
+}
+
+int ota_target_of(struct ota *o, const struct records_board *b, char *ref, size_t len, bool *pinned)
+{
+    ref[0] = '\0';
+    if (pinned)
+        *pinned = false;
+    if (b->target_firmware[0]) {
+        snprintf(ref, len, "%s", b->target_firmware);
+        if (pinned)
+            *pinned = true;
+        return 0;
+    }
+    const struct esp_chip_desc *chip = esp_chip_by_name(b->chip);
+    if (!chip)
+        return 0;
+    const struct config_profile *p = config_profile(station_config(o->st), NULL);
+    const struct config_firmware_ref *f = config_profile_ota_firmware(p, chip->chip);
+    if (f)
+        snprintf(ref, len, "%s@%s", f->name, f->version);
+    return 0;
+}
+
+int ota_board_target(struct ota *o, const char *mac, char *buf, size_t len, bool *pinned)
+{
+    struct records_board b;
+    if (records_board_get(station_records(o->st), mac, &b, NULL) < 0)
+        return -ENOENT;
+    return ota_target_of(o, &b, buf, len, pinned);
+}
+
+int ota_set_target(struct ota *o, const char *mac, const char *firmware, char *err, size_t errlen)
+{
+    struct records_board b;
+    struct records_error re;
+    if (records_board_get(station_records(o->st), mac, &b, &re) < 0) {
+        ota_errf(err, errlen, "no board %s in the records", mac);
+        return -ENOENT;
+    }
+    if (firmware && *firmware) {
+        struct ota_fw *fw = NULL;
+        int rc = ota_fw_get(o, firmware, &fw, err, errlen);
+        if (rc < 0)
+            return rc;
+        const struct esp_chip_desc *chip = esp_chip_by_name(b.chip);
+        if (chip && ota_chip_of(b.chip) !=
+                        (fw->chip == ESP_CHIP_ESP8266 ? OTA_CHIP_ESP8266 : OTA_CHIP_ESP32)) {
+            ota_errf(err, errlen, "%s is built for %s but board %s is an %s", fw->ref,
+                     esp_chip_get(fw->chip)->name, b.mac, b.chip);
+            ota_fw_unref(fw);
+            return -EINVAL;
+        }
+        rc = ota_fw_policy(o, fw, err, errlen);
+        ota_fw_unref(fw);
+        if (rc < 0)
+            return rc;
+    }
+    int rc = records_board_set_target(station_records(o->st), b.mac, firmware, &re);
+    if (rc < 0) {
+        ota_errf(err, errlen, "%s", re.message);
+        return rc;
+    }
+    char data[256];
+    snprintf(data, sizeof(data), "{\"target\":\"%s\"}", firmware ? firmware : "");
+    station_post_event(o->st, "board.target", NULL, b.mac, 0, data);
+    log_board(LOG_LEVEL_INFO, NULL, b.mac, "target firmware %s",
+              firmware && *firmware ? firmware : "unpinned (profile)");
+    return 0;
+}
+
+/* ---- the update endpoint -------------------------------------------------------------- */
+
+static void conn_close(struct ota_conn *c)
+{
+    struct ota *o = c->o;
+    for (struct ota_conn **pp = &o->conns; *pp; pp = &(*pp)->next)
+        if (*pp == c) {
+            *pp = c->next;
+            break;
+        }
+    o->n_conns--;
+    loop_del_fd(o->loop, c->fd);
+    close(c->fd);
+    if (c->job_id > 0) {
+        /* a SERVE that did not complete */
+        struct records_job_result res;
+        records_job_result_init(&res);
+        res.state = RECORDS_JOB_FAILED;
+        res.result_code = -ECONNRESET;
+        res.error_stage = "transfer";
+        res.error_message = o->stopping
+                                ? "the station stopped before the whole image was sent"
+                                : "the board closed the connection before the whole image was sent";
+        res.error_advice = "the board retries at its next check-in; check Wi-Fi and power";
+        res.bytes = (int64_t)c->body_off;
+        records_job_finish(station_records(o->st), c->job_id, &res, NULL);
+        ota_bulk_on_pull_problem(o, c->mac, res.error_message);
+    }
+    ota_fw_unref(c->fw);
+    free(c);
+}
+
+static void conn_io(void *ctx, int fd, uint32_t events);
+
+static void served_complete(struct ota_conn *c)
+{
+    struct ota *o = c->o;
+    struct records *rec = station_records(o->st);
+    struct records_board_ota bo;
+    if (records_board_ota_get(rec, c->mac, &bo, NULL) < 0) {
+        records_board_ota_init(&bo);
+        snprintf(bo.mac, sizeof(bo.mac), "%s", c->mac);
+    }
+    snprintf(bo.served_md5, sizeof(bo.served_md5), "%s", c->fw->md5);
+    snprintf(bo.served_version, sizeof(bo.served_version), "%s", c->fw->version);
+    snprintf(bo.served_sketch_md5, sizeof(bo.served_sketch_md5), "%s", c->sketch_md5);
+    bo.served_at = records_now_ms(rec);
+    records_board_ota_put(rec, &bo, NULL);
+    struct records_job_result res;
+    records_job_result_init(&res);
+    res.state = RECORDS_JOB_PASSED;
+    res.bytes = (int64_t)c->fw->size;
+    res.wire_bytes = (int64_t)(c->fw->size + c->head_len);
+    records_job_finish(rec, c->job_id, &res, NULL);
+    char data[300];
+    snprintf(data, sizeof(data), "{\"firmware\":\"%s\",\"bytes\":%zu,\"method\":\"pull\"}",
+             c->fw->ref, c->fw->size);
+    station_post_event(o->st, "ota.served", NULL, c->mac, c->job_id, data);
+    log_board(LOG_LEVEL_INFO, NULL, c->mac, "pull: served %s (%zu bytes) to %s", c->fw->ref,
+              c->fw->size, c->ip);
+    c->job_id = 0;
+}
+
+static void conn_write(struct ota_conn *c)
+{
+    for (;;) {
+        const void *p;
+        size_t n;
+        if (c->head_off < c->head_len) {
+            p = c->head + c->head_off;
+            n = c->head_len - c->head_off;
+        } else if (c->fw && c->body_off < c->fw->size) {
+            p = c->fw->data + c->body_off;
+            n = c->fw->size - c->body_off;
+        } else {
+            break;
+        }
+        ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return;
+            if (errno == EINTR)
+                continue;
+            conn_close(c);
+            return;
+        }
+        c->last_io = loop_now_ms();
+        if (c->head_off < c->head_len)
+            c->head_off += (size_t)w;
+        else
+            c->body_off += (size_t)w;
+    }
+    if (c->fw && c->record_served && c->job_id > 0)
+        served_complete(c);
+    shutdown(c->fd, SHUT_WR);
+    conn_close(c);
+}
+
+static void update_board(struct ota *o, struct ota_conn *c, const struct ota_http_request *req,
+                         const struct records_board *before, bool known,
+                         const struct ota_http_decision *d, const char *problem)
+{
+    struct records *rec = station_records(o->st);
+    struct records_board b;
+    records_board_init(&b);
+    snprintf(b.mac, sizeof(b.mac), "%s", c->mac);
+    if (!known)
+        snprintf(b.chip, sizeof(b.chip), "%s",
+                 req->header_chip == OTA_CHIP_ESP8266 ? "ESP8266" : "ESP32");
+    snprintf(b.ip, sizeof(b.ip), "%s", c->ip);
+    if (req->version[0])
+        snprintf(b.running_version, sizeof(b.running_version), "%s", req->version);
+    snprintf(b.online_state, sizeof(b.online_state), "online");
+    if (records_board_upsert(rec, &b, NULL) < 0)
+        return;
+    struct records_board_ota bo;
+    if (records_board_ota_get(rec, c->mac, &bo, NULL) < 0) {
+        records_board_ota_init(&bo);
+        snprintf(bo.mac, sizeof(bo.mac), "%s", c->mac);
+    }
+    bo.free_space = req->has_free_space ? (int64_t)req->free_space : -1;
+    bo.sketch_size = req->has_sketch_size ? (int64_t)req->sketch_size : -1;
+    bo.chip_size = req->has_chip_size ? (int64_t)req->chip_size : -1;
+    snprintf(bo.sketch_md5, sizeof(bo.sketch_md5), "%s", req->sketch_md5);
+    snprintf(bo.sdk_version, sizeof(bo.sdk_version), "%s", req->sdk_version);
+    bo.last_checkin = records_now_ms(rec);
+    bo.checkins++;
+    snprintf(bo.problem, sizeof(bo.problem), "%s",
+             problem ? problem : (d->problem ? d->reason : ""));
+    records_board_ota_put(rec, &bo, NULL);
+
+    bool was_online = known && strcmp(before->online_state, "online") == 0;
+    bool version_changed =
+        known && req->version[0] && strcmp(before->running_version, req->version) != 0;
+    if (!was_online || version_changed) {
+        json_object *j = json_object_new_object();
+        json_object_object_add(j, "ip", json_object_new_string(c->ip));
+        json_object_object_add(j, "version", json_object_new_string(req->version));
+        json_object_object_add(j, "enrolled", json_object_new_boolean(!known));
+        json_object_object_add(j, "previous_version",
+                               json_object_new_string(known ? before->running_version : ""));
+        station_post_event(o->st, was_online ? "board.version" : "board.online", NULL, c->mac, 0,
+                           json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN));
+        json_object_put(j);
+        log_board(LOG_LEVEL_INFO, NULL, c->mac, "%s at %s, running %s",
+                  was_online ? "reports a new version" : "online", c->ip,
+                  req->version[0] ? req->version : "(no version header)");
+    }
+    ota_slot_online(o, c->mac);
+    ota_bulk_on_checkin(o, c->mac, req->version);
+}
+
+void ota_slot_online(struct ota *o, const char *mac)
+{
+    /* A slot still showing this board awaiting the network moves on. */
+    const struct slot_table *t = station_slots(o->st);
+    for (size_t i = 0; t && i < t->n; i++) {
+        struct slot *s = t->v[i];
+        if (strcasecmp(s->mac, mac) == 0 && s->phase == BOARD_AWAITING_NETWORK && !s->job)
+            slot_set_phase(s, BOARD_ONLINE);
+    }
+}
+
+static const char *status_text(int status)
+{
+    switch (status) {
+    case 200:
+        return "OK";
+    case 304:
+        return "Not Modified";
+    case 400:
+        return "Bad Request";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Error";
+    }
+}
+
+static void answer_text(struct ota_conn *c, int status, const char *text)
+{
+    int n = snprintf(c->head, sizeof(c->head),
+                     "HTTP/1.0 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
+                     "Connection: close\r\n\r\n%s",
+                     status, status_text(status), strlen(text), text);
+    c->head_len = n > 0 && (size_t)n < sizeof(c->head) ? (size_t)n : 0;
+}
+
+/* Plain GET of /ota/fw/<name>/<version>.bin (SDK example clients, curl). */
+static struct ota_fw *plain_image(struct ota *o, const char *uri)
+{
+    char name[RECORDS_NAME_LEN], ver[RECORDS_NAME_LEN], ref[RECORDS_FIRMWARE_LEN];
+    const char *p = strncmp(uri, "/ota/fw/", 8) == 0 ? uri + 8 : NULL;
+    const char *slash = p ? strchr(p, '/') : NULL;
+    const char *dot = slash ? strstr(slash, ".bin") : NULL;
+    if (!dot || (size_t)(slash - p) >= sizeof(name) || (size_t)(dot - slash - 1) >= sizeof(ver))
+        return NULL;
+    memcpy(name, p, (size_t)(slash - p));
+    name[slash - p] = '\0';
+    memcpy(ver, slash + 1, (size_t)(dot - slash - 1));
+    ver[dot - slash - 1] = '\0';
+    snprintf(ref, sizeof(ref), "%s@%s", name, ver);
+    struct ota_fw *fw = NULL;
+    if (ota_fw_get(o, ref, &fw, NULL, 0) < 0)
+        return NULL;
+    if (ota_fw_policy(o, fw, NULL, 0) < 0) {
+        ota_fw_unref(fw);
+        return NULL;
+    }
+    return fw;
+}
+
+static void handle_request(struct ota_conn *c, const struct ota_http_request *req)
+{
+    struct ota *o = c->o;
+    const struct config *cfg = station_config(o->st);
+    struct records *rec = station_records(o->st);
+    struct ota_http_decision d;
+    memset(&d, 0, sizeof(d));
+    struct ota_fw *fw = NULL;
+    struct ota_http_image img;
+    memset(&img, 0, sizeof(img));
+
+    if (!req->has_sta_mac && !cfg->ota.strict) {
+        fw = plain_image(o, req->uri);
+        if (fw) {
+            img.version = fw->version;
+            img.md5 = fw->md5;
+            img.size = fw->size;
+            img.gzip = fw->gzip;
+        }
+        ota_http_decide_plain(req, fw ? &img : NULL, &d);
+    } else if (!req->has_sta_mac) {
+        struct ota_http_policy pol = {.strict = true};
+        ota_http_decide(req, NULL, &pol, &d);
+    } else {
+        const uint8_t *m = req->sta_mac;
+        snprintf(c->mac, sizeof(c->mac), "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3],
+                 m[4], m[5]);
+        snprintf(c->sketch_md5, sizeof(c->sketch_md5), "%s", req->sketch_md5);
+        struct records_board b;
+        bool known = records_board_get(rec, c->mac, &b, NULL) == 0;
+        struct ota_http_policy pol = {.strict = cfg->ota.strict,
+                                      .unknown = cfg->ota.enrol_unknown ? OTA_HTTP_UNKNOWN_ENROL
+                                                                        : OTA_HTTP_UNKNOWN_REFUSE};
+        char problem[300] = "";
+        struct ota_http_board hb;
+        memset(&hb, 0, sizeof(hb));
+        struct records_board_ota bo;
+        bool have_bo = known && records_board_ota_get(rec, c->mac, &bo, NULL) == 0;
+        if (known) {
+            hb.known = true;
+            char ref[RECORDS_FIRMWARE_LEN];
+            ota_target_of(o, &b, ref, sizeof(ref), NULL);
+            char ferr[256] = "";
+            if (ref[0] && ota_fw_get(o, ref, &fw, ferr, sizeof(ferr)) < 0) {
+                snprintf(problem, sizeof(problem), "target %s: %s", ref, ferr);
+            } else if (fw && ota_fw_policy(o, fw, ferr, sizeof(ferr)) < 0) {
+                snprintf(problem, sizeof(problem), "%s", ferr);
+                ota_fw_unref(fw);
+                fw = NULL;
+            }
+            if (fw) {
+                img.version = fw->version;
+                img.md5 = fw->md5;
+                img.size = fw->size;
+                img.gzip = fw->gzip;
+                hb.target = &img;
+            }
+            if (have_bo && bo.served_md5[0]) {
+                hb.served_md5 = bo.served_md5;
+                hb.served_version = bo.served_version;
+                hb.served_from_sketch_md5 = bo.served_sketch_md5;
+            }
+        }
+        ota_http_decide(req, known ? &hb : NULL, &pol, &d);
+        bool counts = d.action != OTA_HTTP_FORBIDDEN && d.action != OTA_HTTP_BAD_REQUEST &&
+                      d.action != OTA_HTTP_METHOD_NOT_ALLOWED && (known || d.enrol);
+        if (counts)
+            update_board(o, c, req, &b, known, &d, problem[0] ? problem : NULL);
+        if (problem[0] && counts)
+            ota_bulk_on_pull_problem(o, c->mac, problem);
+        if (!known && d.enrol) {
+            log_board(LOG_LEVEL_INFO, NULL, c->mac, "enrolled by check-in from %s", c->ip);
+            /* enrolled: no target known before the record existed; the next check-in gets one */
+        }
+        log_board(LOG_LEVEL_DEBUG, NULL, c->mac, "check-in from %s: %d (%s)", c->ip, d.status,
+                  d.reason);
+    }
+
+    int n = ota_http_format_response(&d, c->head, sizeof(c->head));
+    if (n < 0) {
+        answer_text(c, 500, "internal error\n");
+    } else {
+        c->head_len = (size_t)n;
+    }
+    if (d.action == OTA_HTTP_SERVE && fw && strcmp(req->method, "HEAD") != 0) {
+        c->fw = ota_fw_ref(fw);
+        c->record_served = d.record_served && c->mac[0];
+        if (c->record_served) {
+            struct records_job_new jn = {
+                .kind = "ota-pull", .board_mac = c->mac, .firmware = fw->ref, .stage = "transfer"};
+            if (records_job_begin(rec, &jn, &c->job_id, NULL) < 0)
+                c->job_id = 0;
+            else
+                records_job_log(rec, c->job_id, "info", d.reason, NULL);
+        }
+    }
+    ota_fw_unref(fw);
+    c->writing = true;
+    loop_del_fd(o->loop, c->fd);
+    if (loop_add_fd(o->loop, c->fd, EPOLLOUT, conn_io, c) < 0) {
+        conn_close(c);
+        return;
+    }
+    conn_write(c);
+}
+
+static void conn_read(struct ota_conn *c)
+{
+    for (;;) {
+        if (c->in_len >= sizeof(c->in))
+            break;
+        ssize_t r = recv(c->fd, c->in + c->in_len, sizeof(c->in) - c->in_len, 0);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            conn_close(c);
+            return;
+        }
+        if (r == 0) {
+            conn_close(c);
+            return;
+        }
+        c->in_len += (size_t)r;
+        c->last_io = loop_now_ms();
+    }
+    struct ota_http_request req;
+    struct ota_error oe;
+    ota_error_clear(&oe);
+    int rc = ota_http_parse_request(c->in, c->in_len, &req, &oe);
+    if (rc == 0 && c->in_len < sizeof(c->in))
+        return; /* more bytes needed */
+    if (rc <= 0) {
+        answer_text(c, 400, rc == -EMSGSIZE ? "request head too large\n" : "malformed request\n");
+        c->writing = true;
+        loop_del_fd(c->o->loop, c->fd);
+        if (loop_add_fd(c->o->loop, c->fd, EPOLLOUT, conn_io, c) < 0) {
+            conn_close(c);
+            return;
+        }
+        conn_write(c);
+        return;
+    }
+    handle_request(c, &req);
+}
+
+static void conn_io(void *ctx, int fd, uint32_t events)
+{
+    (void)fd;
+    struct ota_conn *c = ctx;
+    if (c->writing) {
+        if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
+            conn_write(c);
+        return;
+    }
+    if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+        conn_read(c);
+}
+
+static void on_accept(void *ctx, int fd, uint32_t events)
+{
+    (void)events;
+    struct ota *o = ctx;
+    for (int i = 0; i < 64; i++) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        int cfd = accept4(fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (cfd < 0)
+            return;
+        const struct config *cfg = station_config(o->st);
+        if (o->n_conns >= cfg->ota.max_connections) {
+            static const char busy[] = "HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\n"
+                                       "Connection: close\r\n\r\n";
+            (void)!send(cfd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+            close(cfd);
+            continue;
+        }
+        struct ota_conn *c = calloc(1, sizeof(*c));
+        if (!c) {
+            close(cfd);
+            continue;
+        }
+        c->o = o;
+        c->fd = cfd;
+        c->last_io = c->started = loop_now_ms();
+        if (ss.ss_family == AF_INET)
+            inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, c->ip, sizeof(c->ip));
+        else if (ss.ss_family == AF_INET6)
+            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, c->ip, sizeof(c->ip));
+        if (loop_add_fd(o->loop, cfd, EPOLLIN, conn_io, c) < 0) {
+            close(cfd);
+            free(c);
+            continue;
+        }
+        c->next = o->conns;
+        o->conns = c;
+        o->n_conns++;
+    }
+}
+
+static void on_sweep(void *ctx)
+{
+    struct ota *o = ctx;
+    int64_t now = loop_now_ms();
+    struct ota_conn *c = o->conns;
+    while (c) {
+        struct ota_conn *next = c->next;
+        if (now - c->last_io > CONN_IDLE_MS)
+            conn_close(c);
+        c = next;
+    }
+    ota_bulk_tick(o);
+}
+
+static int open_listener(struct ota *o, const struct config *cfg, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    socklen_t sl;
+    struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+    const char *host = cfg->ota.listen_host;
+    char h[128];
+    snprintf(h, sizeof(h), "%s", host);
+    if (h[0] == '[') {
+        memmove(h, h + 1, strlen(h));
+        char *rb = strchr(h, ']');
+        if (rb)
+            *rb = '\0';
+    }
+    if (inet_pton(AF_INET, h, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)cfg->ota.listen_port);
+        sl = sizeof(*a4);
+    } else if (inet_pton(AF_INET6, h, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)cfg->ota.listen_port);
+        sl = sizeof(*a6);
+    } else {
+        ota_errf(err, errlen, "ota.listen: \"%s\" is not an IP address", host);
+        return -EINVAL;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        ota_errf(err, errlen, "ota.listen: socket: %s", strerror(errno));
+        return -errno;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, (struct sockaddr *)&ss, sl) != 0 || listen(fd, 512) != 0) {
+        int e = errno;
+        ota_errf(err, errlen, "ota.listen: cannot listen on %s:%d: %s", host, cfg->ota.listen_port,
+                 strerror(e));
+        close(fd);
+        return -e;
+    }
+    sl = sizeof(ss);
+    getsockname(fd, (struct sockaddr *)&ss, &sl);
+    o->port = ntohs(ss.ss_family == AF_INET ? a4->sin_port : a6->sin6_port);
+    o->listen_fd = fd;
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/ota.port", station_data_dir(o->st));
+    FILE *f = fopen(path, "w");
+    if (f) {
+        fprintf(f, "%d\n", o->port);
+        fclose(f);
+    }
+    return loop_add_fd(o->loop, fd, EPOLLIN, on_accept, o);
+}
+
+int ota_new(struct station *st, struct loop *loop, struct ota **out, char *err, size_t errlen)
+{
+    struct ota *o = calloc(1, sizeof(*o));
+    if (!o) {
+        ota_errf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    o->st = st;
+    o->loop = loop;
+    o->listen_fd = -1;
+    o->port = -1;
+    o->msg_pipe[0] = o->msg_pipe[1] = -1;
+    o->next_bulk_id = 1;
+    const struct config *cfg = station_config(st);
+    int rc = 0;
+    if (cfg->ota.enabled)
+        rc = open_listener(o, cfg, err, errlen);
+    if (rc == 0 && pipe2(o->msg_pipe, O_CLOEXEC) != 0) {
+        ota_errf(err, errlen, "ota: pipe: %s", strerror(errno));
+        rc = -errno;
+    }
+    if (rc == 0)
+        fcntl(o->msg_pipe[0], F_SETFL, O_NONBLOCK); /* workers' end stays blocking */
+    if (rc == 0)
+        rc = loop_add_fd(loop, o->msg_pipe[0], EPOLLIN, ota_jobs_on_msg, o);
+    if (rc == 0) {
+        o->sweep = loop_timer_new(loop, on_sweep, o);
+        if (!o->sweep || loop_timer_arm(o->sweep, 1000, 1000) < 0)
+            rc = -ENOMEM;
+    }
+    if (rc < 0) {
+        if (!err || !err[0])
+            ota_errf(err, errlen, "ota: %s", strerror(-rc));
+        ota_free(o);
+        return rc;
+    }
+    ota_jobs_init(o);
+    if (o->port >= 0)
+        log_msg(LOG_LEVEL_NOTICE, "OTA update endpoint on %s:%d", cfg->ota.listen_host, o->port);
+    *out = o;
+    return 0;
+}
+
+int ota_port(const struct ota *o)
+{
+    return o ? o->port : -1;
+}
+
+void ota_free(struct ota *o)
+{
+    if (!o)
+        return;
+    o->stopping = true;
+    ota_jobs_free(o);
+    while (o->conns)
+        conn_close(o->conns);
+    if (o->listen_fd >= 0) {
+        loop_del_fd(o->loop, o->listen_fd);
+        close(o->listen_fd);
+    }
+    if (o->msg_pipe[0] >= 0) {
+        loop_del_fd(o->loop, o->msg_pipe[0]);
+        close(o->msg_pipe[0]);
+    }
+    if (o->msg_pipe[1] >= 0)
+        close(o->msg_pipe[1]);
+    loop_timer_free(o->sweep);
+    ota_invalidate(o);
+    free(o);
+}
+
+bool ota_checked_in_during(struct ota *o, const char *mac, int64_t job_id)
+{
+    if (!o || !mac || !mac[0])
+        return false;
+    struct records *rec = station_records(o->st);
+    struct records_board_ota bo;
+    struct records_job j;
+    return records_board_ota_get(rec, mac, &bo, NULL) == 0 &&
+           records_job_get(rec, job_id, &j, NULL) == 0 && bo.last_checkin >= j.started_at;
+}
+
+char *ota_board_json(struct ota *o, const char *mac)
+{
+    struct records_board_ota bo;
+    struct records *rec = station_records(o->st);
+    if (records_board_ota_get(rec, mac, &bo, NULL) < 0)
+        return NULL;
+    struct records_board b;
+    char target[RECORDS_FIRMWARE_LEN] = "";
+    bool pinned = false;
+    if (records_board_get(rec, mac, &b, NULL) == 0)
+        ota_target_of(o, &b, target, sizeof(target), &pinned);
+    const char *at = strchr(target, '@');
+    bool on_target = at && strcmp(at + 1, b.running_version) == 0;
+    char t1[RECORDS_TIME_LEN], t2[RECORDS_TIME_LEN];
+    json_object *j = json_object_new_object();
+    json_object_object_add(j, "free_space",
+                           bo.free_space >= 0 ? json_object_new_int64(bo.free_space) : NULL);
+    json_object_object_add(j, "sketch_size",
+                           bo.sketch_size >= 0 ? json_object_new_int64(bo.sketch_size) : NULL);
+    json_object_object_add(j, "sketch_md5", json_object_new_string(bo.sketch_md5));
+    json_object_object_add(j, "chip_size",
+                           bo.chip_size >= 0 ? json_object_new_int64(bo.chip_size) : NULL);
+    json_object_object_add(j, "sdk_version", json_object_new_string(bo.sdk_version));
+    json_object_object_add(j, "last_checkin",
+                           bo.last_checkin ? json_object_new_string(records_format_time(
+                                                 bo.last_checkin, t1, sizeof(t1)))
+                                           : NULL);
+    json_object_object_add(j, "checkins", json_object_new_int64(bo.checkins));
+    json_object_object_add(j, "served_version", json_object_new_string(bo.served_version));
+    json_object_object_add(
+        j, "served_at",
+        bo.served_at ? json_object_new_string(records_format_time(bo.served_at, t2, sizeof(t2)))
+                     : NULL);
+    json_object_object_add(j, "problem", bo.problem[0] ? json_object_new_string(bo.problem) : NULL);
+    json_object_object_add(j, "target", target[0] ? json_object_new_string(target) : NULL);
+    json_object_object_add(j, "target_pinned", json_object_new_boolean(pinned));
+    json_object_object_add(j, "on_target", json_object_new_boolean(on_target));
+    char *s = strdup(json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN));
+    json_object_put(j);
+    return s;
+}

@@ -1,0 +1,126 @@
+/*
+ * ota: the station's side of the hand-over from serial to network, on the loop
+ * thread.
+ *
+ * Owns:
+ *  - the device-facing HTTP update endpoint (config "ota.listen"): a small
+ *    non-blocking HTTP/1.0 server in the loop, separate from the REST API
+ *    because the ESP updaters want byte-exact answers (ota_http formats them:
+ *    HTTP/1.0, exact Content-Length with one space, lowercase x-MD5, never
+ *    chunked) and because the device network is not the operator network.
+ *    Any path is accepted (/ota/update, /ota/<name>.bin, ...): the board is
+ *    known by its STA MAC header, not by the URL;
+ *  - the check-in bookkeeping: a check-in links the MAC to the record written
+ *    by the serial flash (or enrols it, config ota.unknown_boards), stores IP,
+ *    running version, free space, sketch size/MD5, chip size, SDK version and
+ *    the time, and makes the board "online" (the slot too, when it still shows
+ *    awaiting_network);
+ *  - the image cache: "name@version" -> the set's app region (the OTA image),
+ *    its MD5 and the profile's signature verdict, loaded once from the catalog
+ *    and shared read-only with push workers (refcounted);
+ *  - push jobs (ota_job.c): one worker thread per push (espota, webform,
+ *    tcp), recorded as jobs of kind "ota-push", and bulk updates.
+ *
+ * Which firmware a board should run (its target): the board's pinned target
+ * (records target_firmware), else the active profile's OTA release for its
+ * chip family (profile "ota_firmware", falling back to "firmware"). A profile
+ * with require_signed refuses unsigned images before serving or pushing.
+ *
+ * Threads: everything here runs on the loop thread except the push workers,
+ * which only see a copy of their parameters and a reference to the image and
+ * report through a pipe read by the loop (ownership of a message moves with
+ * the pointer).
+ */
+#ifndef ESPSTATION_OTA_H
+#define ESPSTATION_OTA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct station;
+struct loop;
+struct ota;
+
+/* Creates the OTA manager; listens when the config enables ota.listen (the bound
+ * port is written to <data_dir>/ota.port). 0 or -errno with one line in err. */
+int ota_new(struct station *st, struct loop *loop, struct ota **out, char *err, size_t errlen);
+/* Cancels and joins push workers, closes connections. NULL allowed. */
+void ota_free(struct ota *o);
+/* Bound port of the update endpoint, -1 when disabled. */
+int ota_port(const struct ota *o);
+/* The catalog or the config changed: drops cached images. */
+void ota_invalidate(struct ota *o);
+/* True while push workers run (the station waits for them when stopping). */
+bool ota_busy(const struct ota *o);
+/* Cancels every push (daemon stopping). */
+void ota_cancel_all(struct ota *o);
+
+/* True when mac checked in at the update endpoint after job job_id started (the
+ * flash job's boot check was still running when the firmware came online). o NULL:
+ * false. */
+bool ota_checked_in_during(struct ota *o, const char *mac, int64_t job_id);
+
+/* Pins (firmware "name@version") or unpins (NULL) a board's target. The firmware
+ * must be in the catalog, for the board's chip family, and pass the profile's
+ * signature policy. 0, -ENOENT (no board / no firmware), -EINVAL, -EPERM. */
+int ota_set_target(struct ota *o, const char *mac, const char *firmware, char *err, size_t errlen);
+
+/* The target a board should run ("name@version" into buf, "" none) and whether it
+ * is pinned. 0 or -ENOENT (no board). */
+int ota_board_target(struct ota *o, const char *mac, char *buf, size_t len, bool *pinned);
+
+struct ota_push_request {
+    const char *mac;
+    const char *method;   /* "espota" (default), "webform", "tcp" */
+    const char *firmware; /* "name@version"; NULL = the board's target */
+    const char *password; /* NULL = the profile's ota_password */
+    int port;             /* device port; 0 = the protocol's default */
+    bool filesystem;      /* espota/webform: filesystem image (not used for now) */
+    int64_t bulk_id;      /* 0 = none */
+};
+
+/* Starts a push job (worker thread). *job_id gets its records id. -ENOENT no board
+ * or firmware, -EINVAL bad request (no IP known, bad method), -EPERM unsigned image
+ * on a signed-only profile, -EBUSY a push to this board runs, -EIO. */
+int ota_push(struct ota *o, const struct ota_push_request *r, int64_t *job_id, char *err,
+             size_t errlen);
+
+/* Cancels push job id: 0, or -ENOENT when no such push runs. */
+int ota_cancel_push(struct ota *o, int64_t job_id);
+
+/* ---- bulk updates --------------------------------------------------------------------- */
+
+struct ota_bulk_request {
+    /* selection (one of) */
+    const char *group; /* boards whose notes carry "group=<name>" */
+    const char *profile;
+    const char *chip;
+    const char *const *macs;
+    size_t n_macs;
+    const char *firmware; /* "name@version" (required) */
+    const char *method;   /* "pull" (default), "espota", "webform", "tcp" */
+    const char *password;
+    int port;
+    int concurrency;         /* 1..64, default 4 */
+    int retries;             /* 0..10, default 1 */
+    double max_failure_rate; /* 0..1, default 0.2 */
+    int timeout_s;           /* pull: how long to wait for a board to report the target; 300 */
+};
+
+/* Starts a bulk update. *bulk_id gets its id. -EINVAL (err names the field),
+ * -ENOENT (firmware), -EPERM (signature policy). */
+int ota_bulk_start(struct ota *o, const struct ota_bulk_request *r, int64_t *bulk_id, char *err,
+                   size_t errlen);
+
+/* JSON text of one bulk (malloc'd, caller frees), NULL when unknown. */
+char *ota_bulk_json(struct ota *o, int64_t bulk_id);
+/* JSON array of all bulks (malloc'd). */
+char *ota_bulk_list_json(struct ota *o);
+/* Cancels a bulk: 0 or -ENOENT. */
+int ota_bulk_cancel(struct ota *o, int64_t bulk_id);
+
+/* JSON object with the board's OTA state (malloc'd), NULL when it never checked in. */
+char *ota_board_json(struct ota *o, const char *mac);
+
+#endif

@@ -1,0 +1,97 @@
+/*
+ * ota_priv: what ota.c (update endpoint, check-ins, image cache) and
+ * ota_job.c (push workers, bulk updates) share. Not for other modules.
+ */
+#ifndef ESPSTATION_OTA_PRIV_H
+#define ESPSTATION_OTA_PRIV_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "ota.h"
+#include "ota_common.h"
+#include "records.h"
+
+/* One OTA image: the app region of a catalog set. Immutable once loaded; shared
+ * read-only with workers by reference count. */
+struct ota_fw {
+    atomic_int refs;
+    char ref[RECORDS_FIRMWARE_LEN]; /* "name@version" */
+    char name[RECORDS_NAME_LEN];
+    char version[RECORDS_NAME_LEN];
+    enum esp_chip chip;
+    uint8_t *data;
+    size_t size;
+    char md5[33];
+    bool gzip;
+    /* the last signature-policy verdict (loop thread only) */
+    char policy_key[600];
+    int policy_rc;
+    char policy_msg[256];
+    struct ota_fw *next; /* cache list (loop) */
+};
+
+struct ota_fw *ota_fw_ref(struct ota_fw *fw);
+void ota_fw_unref(struct ota_fw *fw); /* NULL allowed; any thread */
+
+struct ota_conn;
+struct ota_push;
+struct ota_bulk;
+struct loop_timer;
+
+struct ota {
+    struct station *st;
+    struct loop *loop;
+    int listen_fd;
+    int port;
+    bool stopping; /* ota_free runs */
+    struct ota_conn *conns;
+    int n_conns;
+    struct loop_timer *sweep;
+    struct ota_fw *cache;
+    /* push workers */
+    int msg_pipe[2];
+    struct ota_push *pushes;
+    int n_pushes;
+    /* bulks */
+    struct ota_bulk *bulks;
+    int64_t next_bulk_id;
+};
+
+/* Loads (or takes from the cache) "name@version"'s OTA image: a new reference.
+ * -ENOENT, -EINVAL (no app region / bad reference), -EBADMSG, -ENOMEM. */
+int ota_fw_get(struct ota *o, const char *ref, struct ota_fw **out, char *err, size_t errlen);
+
+/* The active profile's signature policy applied to fw (cached verdict): 0, or
+ * -EPERM / -EBADMSG / -ENOTSUP / -EINVAL with a message. */
+int ota_fw_policy(struct ota *o, struct ota_fw *fw, char *err, size_t errlen);
+
+/* Board chip text ("ESP32", "ESP8266", ...) to the ota_chip family. */
+enum ota_chip ota_chip_of(const char *chip_name);
+
+/* The board's target reference ("" none). */
+int ota_target_of(struct ota *o, const struct records_board *b, char *ref, size_t len,
+                  bool *pinned);
+
+/* A slot showing mac as awaiting_network (and idle) moves to online. */
+void ota_slot_online(struct ota *o, const char *mac);
+
+/* ota_job.c */
+void ota_jobs_init(struct ota *o);
+void ota_jobs_on_msg(void *ctx, int fd, uint32_t events);
+void ota_jobs_free(struct ota *o);
+/* A board checked in reporting version (pull bulks wait for it). */
+void ota_bulk_on_checkin(struct ota *o, const char *mac, const char *version);
+/* A pull to mac failed on the station side (serve problem / broken transfer). */
+void ota_bulk_on_pull_problem(struct ota *o, const char *mac, const char *why);
+/* Periodic (timeouts of pull bulks). */
+void ota_bulk_tick(struct ota *o);
+
+/* Formats into a fixed buffer, always NUL-terminated. */
+void ota_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+#endif
