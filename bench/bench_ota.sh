@@ -50,7 +50,7 @@ DPID=""
 cleanup() {
     local p
     for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    [ -n "$DPID" ] && kill -TERM "$DPID" 2>/dev/null || true
+    if [ -n "$DPID" ]; then kill -TERM "$DPID" 2>/dev/null || true; fi
     wait 2>/dev/null || true
     rm -rf "$WORK"
 }

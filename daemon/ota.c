@@ -82,6 +82,7 @@ void ota_fw_unref(struct ota_fw *fw)
     if (!fw || atomic_fetch_sub(&fw->refs, 1) != 1)
         return;
     free(fw->data);
+    free(fw->data2);
     free(fw);
 }
 
@@ -142,6 +143,16 @@ int ota_fw_get(struct ota *o, const char *ref, struct ota_fw **out, char *err, s
         return -ENOMEM;
     }
     memcpy(data, app->data, app->size);
+    for (const struct catalog_region *r = app + 1; r < set->regions + set->n_regions; r++) {
+        if (r->kind != CATALOG_KIND_APP)
+            continue;
+        fw->data2 = malloc(r->size ? r->size : 1);
+        if (fw->data2) {
+            memcpy(fw->data2, r->data, r->size);
+            fw->size2 = r->size;
+        }
+        break;
+    }
     atomic_init(&fw->refs, 1);
     snprintf(fw->ref, sizeof(fw->ref), "%s@%s", name, version);
     snprintf(fw->name, sizeof(fw->name), "%s", name);

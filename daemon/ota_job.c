@@ -154,7 +154,7 @@ static void *worker(void *arg)
         c.log = worker_log;
         c.log_ctx = p;
         enum ota_tcp_slot slot;
-        rc = ota_tcp_push(&c, p->fw->data, p->fw->size, p->fw->data, p->fw->size, &slot,
+        rc = ota_tcp_push(&c, p->fw->data, p->fw->size, p->fw->data2, p->fw->size2, &slot,
                           worker_progress, p, p->cancel_fd, &err);
         break;
     }
@@ -434,6 +434,14 @@ int ota_push(struct ota *o, const struct ota_push_request *r, int64_t *job_id, c
     if ((rc = ota_fw_policy(o, fw, err, errlen)) < 0) {
         ota_fw_unref(fw);
         return rc;
+    }
+    if (method == PUSH_TCP && !fw->data2) {
+        ota_errf(err, errlen,
+                 "raw TCP-OTA needs a firmware set with two app regions (user1 and user2 images, "
+                 "in that order): %s has one",
+                 fw->ref);
+        ota_fw_unref(fw);
+        return -EINVAL;
     }
     const struct config_profile *prof = config_profile(station_config(o->st), NULL);
     struct ota_push *p = calloc(1, sizeof(*p));

@@ -26,6 +26,8 @@ struct ota_fw {
     enum esp_chip chip;
     uint8_t *data;
     size_t size;
+    uint8_t *data2; /* a second app region (NONOS user2 for raw TCP-OTA), NULL none */
+    size_t size2;
     char md5[33];
     bool gzip;
     /* the last signature-policy verdict (loop thread only) */

@@ -1997,6 +1997,13 @@ static int slot_stat_cb(const char *slot, double mean, int64_t jobs, void *ctx)
     return 0;
 }
 
+static int count_job_cb(const struct records_job *j, void *ctx)
+{
+    (void)j;
+    (*(int64_t *)ctx)++;
+    return 0;
+}
+
 static void get_counters(struct api *a, struct api_response *resp)
 {
     struct records *r = station_records(a->st);
@@ -2013,9 +2020,21 @@ static void get_counters(struct api *a, struct api_response *resp)
         records_fail(resp, &re);
         return;
     }
+    /* Flash jobs only (the store's counters count every kind). */
+    int64_t flashed = 0;
+    struct records_job_filter jf;
+    records_job_filter_init(&jf);
+    jf.kind = "flash";
+    jf.state = RECORDS_JOB_PASSED;
+    jf.since = since;
+    if (records_job_list(r, &jf, count_job_cb, &flashed, &re) < 0) {
+        json_object_put(mean);
+        records_fail(resp, &re);
+        return;
+    }
     struct json_object *o = json_object_new_object();
     add(o, "since", jtime(since));
-    add(o, "flashed_today", json_object_new_int64(c.passed));
+    add(o, "flashed_today", json_object_new_int64(flashed));
     add(o, "passed", json_object_new_int64(c.passed));
     add(o, "failed", json_object_new_int64(c.failed));
     struct json_object *bs = json_object_new_object();

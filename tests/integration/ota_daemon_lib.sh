@@ -10,6 +10,7 @@ ESP_NETDEV="${ESP_NETDEV:-$(dirname "$ESP_SIM")/netdev/esp_netdev}"
 OTA_DRIVER="${OTA_DRIVER:-$(dirname "$ESP_SIM")/netdev/ota_driver}"
 [ -x "$ESP_NETDEV" ] || fail "esp_netdev not found at $ESP_NETDEV"
 NETDEV_PIDS=()
+export NETDEV_PID=""
 
 _ota_cleanup() {
     local rc=$? pid
@@ -32,7 +33,7 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-# start_netdev DIR ARGS...: esp_netdev in the background; waits for DIR/ready.
+# start_netdev DIR ARGS...: esp_netdev in the background; waits for DIR/ready. Sets NETDEV_PID.
 start_netdev() {
     local dir=$1
     shift
@@ -40,7 +41,7 @@ start_netdev() {
     "$ESP_NETDEV" --dir "$dir" "$@" >"$dir/stdout" 2>"$dir/stderr" &
     local pid=$!
     NETDEV_PIDS+=("$pid")
-    NETDEV_PID=$pid
+    NETDEV_PID=$pid # for callers
     local deadline=$((SECONDS + 10))
     until [ -s "$dir/ready" ]; do
         kill -0 "$pid" 2>/dev/null || fail "esp_netdev $* exited: $(cat "$dir/stderr")"

@@ -4,7 +4,7 @@
 # are skipped; 8 report an MD5 error at the end of every ArduinoOTA push. An
 # espota bulk with concurrency 4, no retries and max_failure_rate 0.2 stops once
 # more than 20 % of the 20 boards (5) failed: boards not started by then stay
-# pending, the running ones finish; progress and per-board results are visible
+# pending, the running ones finish (and may fail too); progress and per-board results are visible
 # in GET /api/v1/bulk/{id}, in the jobs and in the event stream journal
 # (bulk.started / bulk.board / bulk.stopped / bulk.finished). A pull bulk pins
 # the target of healthy boards and passes when their next check-in reports it.
@@ -52,15 +52,17 @@ expect_jq '.state == "running" and .counts.total == 20 and .counts.skipped == 2'
 wait_api "/api/v1/bulk/$BID" '.state == "stopped" and .counts.running == 0' 120
 api GET "/api/v1/bulk/$BID"
 log "bulk: $(jq -c .counts <<<"$RESP")"
-expect_jq '.counts.failed == 5 and .counts.pending > 0 and .counts.skipped == 2'
+# 5 failures stop it; up to 3 boards still running then may fail as well
+expect_jq '.counts.failed >= 5 and .counts.failed <= 8 and .counts.pending > 0 and .counts.skipped == 2'
+expect_jq '.counts.passed + .counts.failed + .counts.pending + .counts.skipped == 20'
 expect_jq '.reason | test("5 of 20 boards failed")'
 expect_jq '[.boards[] | select(.state == "failed") | .error | test("MD5|checksum")] | all'
 expect_jq '[.boards[] | select(.state == "passed" or .state == "failed") | .job_id] | all(. != null)'
 passed=$(jqr '.counts.passed')
 [ "$(db "SELECT count(*) FROM jobs WHERE kind = 'ota-push' AND state = 'passed';")" = "$passed" ] ||
     fail "passed jobs do not match the bulk counts"
-[ "$(db "SELECT count(*) FROM jobs WHERE kind = 'ota-push' AND state = 'failed';")" = 5 ] ||
-    fail "failed jobs"
+[ "$(db "SELECT count(*) FROM jobs WHERE kind = 'ota-push' AND state = 'failed';")" = "$(jqr .counts.failed)" ] ||
+    fail "failed jobs do not match the bulk counts"
 for k in bulk.started bulk.stopped bulk.finished; do
     [ "$(db "SELECT count(*) FROM events WHERE kind = '$k';")" = 1 ] || fail "no single $k event"
 done
