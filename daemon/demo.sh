@@ -80,12 +80,21 @@ MACS=(24:6f:28:00:00:01 18:fe:34:00:00:02 58:cf:79:00:00:03 48:27:e2:00:00:04
 JSON
 } >station.json
 
-ARGS=(--config "$DEMO_DIR/station.json" --no-udev)
+# The status page: port 8080 (DEMO_PORT) unless it is taken, then any free port.
+DEMO_PORT=${DEMO_PORT:-8080}
+if (exec 3<>"/dev/tcp/127.0.0.1/$DEMO_PORT") 2>/dev/null; then DEMO_PORT=0; fi
+ARGS=(--config "$DEMO_DIR/station.json" --no-udev --listen "127.0.0.1:$DEMO_PORT"
+      --port-file "$DEMO_DIR/http.port")
 [ -n "$STUB_DIR" ] && ARGS+=(--stub-dir "$STUB_DIR")
 "$ESPSTATIOND" "${ARGS[@]}" 2>daemon.log &
 DAEMON_PID=$!
+for _ in $(seq 50); do [ -s "$DEMO_DIR/http.port" ] && break; sleep 0.1; done
+URL="http://127.0.0.1:$(cat "$DEMO_DIR/http.port" 2>/dev/null || echo "$DEMO_PORT")/"
 echo "espstationd running (pid $DAEMON_PID); log: $DEMO_DIR/daemon.log"
-sleep 1
+echo
+echo "  >>> Status page: $URL  (open it now to watch the boards flash live)"
+echo "  >>> REST API:    ${URL}api/v1/slots   events: ${URL}api/v1/events"
+echo
 
 # --- plug the boards in, one after another ------------------------------------------------
 for i in $(seq 0 $((DEMO_BOARDS - 1))); do
@@ -122,6 +131,9 @@ echo "=== boards ==="
 sqlite3 -header -column -cmd '.timeout 2000' data/records.db \
     "SELECT mac, chip, slot, current_firmware, current_md5, running_version, online_state FROM boards"
 echo
-echo "Look at: the log above (journald form), the records database with"
+echo "Look at: the status page $URL, the log above (journald form), and the records:"
 echo "  sqlite3 $DEMO_DIR/data/records.db 'SELECT * FROM events'"
-echo "and, once the web issue lands, the status page."
+if [ -t 0 ] && [ "${DEMO_HOLD:-1}" != 0 ]; then
+    echo
+    read -r -p "The daemon keeps running for the status page; press Enter to stop the demo. " _ || true
+fi
