@@ -162,6 +162,35 @@ void job_cancel(struct job *j)
     pthread_mutex_unlock(&j->mu);
 }
 
+void job_port_back(struct job *j, const char *uri)
+{
+    pthread_mutex_lock(&j->mu);
+    snprintf(j->back_uri, sizeof(j->back_uri), "%s", uri);
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+}
+
+/* Waits (at most ms) for job_port_back(); copies the uri to out, "" if none came. */
+static void wait_port_back(struct job *j, int ms, char *out, size_t cap)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&j->mu);
+    while (!j->back_uri[0] && !j->cancelled) {
+        if (pthread_cond_timedwait(&j->cv, &j->mu, &until) != 0)
+            break;
+    }
+    snprintf(out, cap, "%s", j->back_uri);
+    j->back_uri[0] = '\0';
+    pthread_mutex_unlock(&j->mu);
+}
+
 void job_reply(struct job *j, struct job_plan *plan)
 {
     pthread_mutex_lock(&j->mu);
@@ -392,7 +421,17 @@ static int boot_check(struct worker *w, struct esp_error *err)
             /* USB-Serial/JTAG re-enumerates on reset: follow it. */
             wlog(w, LOG_LEVEL_INFO, "port re-enumerating after reset: reopening");
             reopened = true;
-            n = transport_reopen(w->t, p->reenum_grace_ms);
+            /* It comes back under another name (ttyACM0 -> ttyACM1): the
+             * station hands the new uri over (job_port_back); a name that
+             * stays (by-path link, pty) is simply reopened. */
+            char back[256];
+            wait_port_back(w->j, p->reenum_grace_ms, back, sizeof(back));
+            if (back[0] && strcmp(back, w->t->uri) != 0) {
+                wlog(w, LOG_LEVEL_INFO, "reopening the port as %s", back);
+                n = transport_reopen_at(w->t, back, 1000);
+            } else {
+                n = transport_reopen(w->t, back[0] ? 1000 : 200);
+            }
             if (n == 0) {
                 transport_set_baud(w->t, p->boot_baud);
                 continue;

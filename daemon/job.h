@@ -150,6 +150,7 @@ struct job {
     bool have_plan;       /* mu */
     bool cancelled;       /* mu */
     struct job_plan plan; /* mu */
+    char back_uri[256];   /* mu: the port's new uri after a re-enumeration, "" = none */
 
     /* (loop) */
     struct slot *slot;
@@ -170,6 +171,8 @@ struct job *job_new(const struct job_params *p, struct loop *loop, int64_t id);
 int job_start(struct job *j);
 /* Any thread; idempotent. */
 void job_cancel(struct job *j);
+/* (any thread) A USB-Serial/JTAG board came back as uri: the worker follows it. */
+void job_port_back(struct job *j, const char *uri);
 /* Loop thread: answers JOB_MSG_IDENTIFIED (plan->fw reference moves to the job). */
 void job_reply(struct job *j, struct job_plan *plan);
 /* Loop thread, after JOB_MSG_DONE (or for a job never started): joins and frees. */

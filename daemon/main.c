@@ -18,6 +18,7 @@
 
 #include "log.h"
 #include "loop.h"
+#include "ota.h"
 #include "station.h"
 #include "web.h"
 
@@ -230,6 +231,19 @@ int main(int argc, char **argv)
             return 1;
         }
     }
+    struct ota *ota = NULL;
+    if (rc == 0) {
+        /* The device-facing OTA endpoint (config "ota"), push jobs and bulk updates. */
+        rc = ota_new(st, loop, &ota, err, sizeof(err));
+        if (rc < 0) {
+            log_msg(LOG_LEVEL_ERROR, "%s", err);
+            web_free(web);
+            station_free(st);
+            loop_free(loop);
+            return 1;
+        }
+        station_set_ota(st, ota);
+    }
     if (rc == 0)
         rc = station_start(st);
     if (rc < 0) {
@@ -242,6 +256,8 @@ int main(int argc, char **argv)
     }
     /* loop_run returns once every job has ended (station_stop). */
     web_free(web);
+    station_set_ota(st, NULL);
+    ota_free(ota);
     station_free(st);
     loop_free(loop);
     log_msg(LOG_LEVEL_NOTICE, "stopped");

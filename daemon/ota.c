@@ -461,13 +461,7 @@ static void update_board(struct ota *o, struct ota_conn *c, const struct ota_htt
 
 void ota_slot_online(struct ota *o, const char *mac)
 {
-    /* A slot still showing this board awaiting the network moves on. */
-    const struct slot_table *t = station_slots(o->st);
-    for (size_t i = 0; t && i < t->n; i++) {
-        struct slot *s = t->v[i];
-        if (strcasecmp(s->mac, mac) == 0 && s->phase == BOARD_AWAITING_NETWORK && !s->job)
-            slot_set_phase(s, BOARD_ONLINE);
-    }
+    station_board_online(o->st, mac);
 }
 
 static const char *status_text(int status)

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -29,6 +30,7 @@
 #include "job.h"
 #include "log.h"
 #include "loop.h"
+#include "ota.h"
 #include "records.h"
 #include "slot.h"
 
@@ -39,6 +41,7 @@
 
 struct station {
     struct station_options opt;
+    struct ota *ota; /* borrowed, set by main */
     char *config_path;
     char data_dir[PATH_MAX];
     char stub_dir[PATH_MAX];
@@ -719,7 +722,9 @@ static void finish_job(struct station *st, struct job *j, struct job_result *r)
         snprintf(b.mac, sizeof(b.mac), "%s", j->mac);
         snprintf(b.current_firmware, sizeof(b.current_firmware), "%s", r->firmware);
         snprintf(b.current_md5, sizeof(b.current_md5), "%s", r->md5);
-        snprintf(b.online_state, sizeof(b.online_state), "%s", "awaiting_network");
+        /* A board whose firmware already checked in during the boot check stays online. */
+        snprintf(b.online_state, sizeof(b.online_state), "%s",
+                 ota_checked_in_during(st->ota, j->mac, j->id) ? "online" : "awaiting_network");
         snprintf(b.slot, sizeof(b.slot), "%s", slot_name(s));
         if (records_board_upsert(st->rec, &b, &re) < 0)
             rec_warn(&re);
@@ -764,6 +769,8 @@ static void finish_job(struct station *st, struct job *j, struct job_result *r)
         slog(s, LOG_LEVEL_NOTICE, "passed: %s written, %lld bytes in %.1f s (%.0f kbit/s)",
              r->firmware, (long long)r->bytes, secs, r->kbps > 0 ? r->kbps : 0.0);
         set_phase(st, s, BOARD_AWAITING_NETWORK);
+        if (j->mac[0] && ota_checked_in_during(st->ota, j->mac, j->id))
+            set_phase(st, s, BOARD_ONLINE);
         break;
     case RECORDS_JOB_SKIPPED:
         slot_count_result(s, false, true, st->opt.flag_after);
@@ -1062,6 +1069,7 @@ static void port_added(struct station *st, const struct port_event *ev)
         s->present = true;
         snprintf(s->uri, sizeof(s->uri), "%s", ev->uri);
         slog(s, LOG_LEVEL_INFO, "port back as %s: the job continues", ev->uri);
+        job_port_back(s->job, ev->uri);
         return;
     }
     if (s->present && (s->job || s->phase != BOARD_EMPTY)) {
@@ -1859,8 +1867,30 @@ int station_set_active_profile(struct station *st, const char *name, char *err, 
     return rc;
 }
 
+void station_set_ota(struct station *st, struct ota *o)
+{
+    st->ota = o;
+}
+
+struct ota *station_ota(const struct station *st)
+{
+    return st->ota;
+}
+
+void station_board_online(struct station *st, const char *mac)
+{
+    for (size_t i = 0; i < st->slots.n; i++) {
+        struct slot *s = st->slots.v[i];
+        if (strcasecmp(s->mac, mac) == 0 && s->phase == BOARD_AWAITING_NETWORK && !s->job) {
+            set_phase(st, s, BOARD_ONLINE);
+            notify_slot(st, s, false);
+        }
+    }
+}
+
 void station_catalog_changed(struct station *st)
 {
+    ota_invalidate(st->ota);
     fw_cache_clear(st);
     check_profiles(st);
 }

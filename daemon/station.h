@@ -168,6 +168,16 @@ int station_set_active_profile(struct station *st, const char *name, char *err, 
  * re-checks the profiles' references. */
 void station_catalog_changed(struct station *st);
 
+/* The network-OTA manager (daemon/ota.h), set once by main after both exist; the
+ * station tells it about catalog changes and asks it whether a board checked in
+ * during its flash job. NULL when none. */
+struct ota;
+void station_set_ota(struct station *st, struct ota *o);
+struct ota *station_ota(const struct station *st);
+/* The network side saw board mac (check-in, accepted push): a slot that shows it
+ * awaiting the network (and runs no job) moves to online; the hooks are told. */
+void station_board_online(struct station *st, const char *mac);
+
 /* Resolves the data directory the station would use (for --import-firmware). */
 int station_import_firmware(const struct station_options *o, const char *dir, bool replace);
 

@@ -519,6 +519,21 @@ int transport_reopen(struct transport *t, int timeout_ms)
     return t->ops->reopen(t, timeout_ms);
 }
 
+int transport_reopen_at(struct transport *t, const char *path, int timeout_ms)
+{
+    if (!t || !path || !*path)
+        return -EINVAL;
+    int rc = -ENOTSUP;
+    if (t->kind == TRANSPORT_SERIAL)
+        rc = tp_serial_set_path(t, path);
+    else if (t->kind == TRANSPORT_TERMIOS)
+        rc = tp_termios_set_path(t, path);
+    if (rc < 0)
+        return rc;
+    snprintf(t->uri, sizeof(t->uri), "%s", path);
+    return t->ops->reopen(t, timeout_ms);
+}
+
 void transport_close(struct transport *t)
 {
     if (t)

@@ -102,6 +102,9 @@ int transport_set_lines(struct transport *t, int dtr, int rts);
 int transport_flush_input(struct transport *t);
 int transport_drain(struct transport *t);
 int transport_reopen(struct transport *t, int timeout_ms);
+/* Like transport_reopen() but at a new device path (a USB-Serial/JTAG board that
+ * came back as another ttyACMn). Serial and termios ports only (-ENOTSUP). */
+int transport_reopen_at(struct transport *t, const char *path, int timeout_ms);
 void transport_close(struct transport *t); /* NULL allowed */
 
 #endif

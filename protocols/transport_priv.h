@@ -83,6 +83,8 @@ int tp_sleep_cancellable(int cancel_fd, int ms);
 int tp_open_error(struct esp_error *err, int e, const char *port);
 
 /* Backend constructors. They leave the rate alone: transport_open sets it afterwards. */
+int tp_serial_set_path(struct transport *t, const char *path);
+int tp_termios_set_path(struct transport *t, const char *path);
 int tp_serial_open(const char *uri, const char *path, struct transport **out,
                    struct esp_error *err);
 int tp_termios_open_path(const char *uri, const char *path, const char *note,

@@ -268,6 +268,15 @@ static int serial_reopen(struct transport *t, int timeout_ms)
     }
 }
 
+int tp_serial_set_path(struct transport *t, const char *path)
+{
+    struct serial_priv *p = priv_of(t);
+    if (strlen(path) >= sizeof(p->path))
+        return -ENAMETOOLONG;
+    snprintf(p->path, sizeof(p->path), "%s", path);
+    return 0;
+}
+
 static void serial_close(struct transport *t)
 {
     struct serial_priv *p = priv_of(t);

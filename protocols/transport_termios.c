@@ -406,6 +406,17 @@ static int open_path_fd(const char *path)
     return fd < 0 ? -errno : fd;
 }
 
+int tp_termios_set_path(struct transport *t, const char *path)
+{
+    struct termios_priv *p = priv_of(t);
+    if (!p->from_path)
+        return -ENOTSUP;
+    if (strlen(path) >= sizeof(p->path))
+        return -ENAMETOOLONG;
+    snprintf(p->path, sizeof(p->path), "%s", path);
+    return 0;
+}
+
 static int termios_reopen(struct transport *t, int timeout_ms)
 {
     struct termios_priv *p = priv_of(t);

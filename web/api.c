@@ -22,6 +22,7 @@
 #include "config.h"
 #include "esp_chip.h"
 #include "job.h"
+#include "ota.h"
 #include "records.h"
 #include "slot.h"
 #include "station.h"
@@ -385,6 +386,12 @@ static int body_object(const struct api_request *rq, struct api_response *resp, 
     }
     *out = o;
     return 0;
+}
+
+int api_body_object(const struct api_request *rq, struct api_response *resp, bool allow_empty,
+                    struct json_object **out)
+{
+    return body_object(rq, resp, allow_empty, out);
 }
 
 /* Refuses members not in allowed (NULL-terminated). prefix names the object in messages. */
@@ -1650,6 +1657,9 @@ static void get_board(struct api *a, const char *m, struct api_response *resp)
     }
     fill_chips(a->st, c.arr);
     add(o, "jobs", c.arr);
+    char *ota_state = station_ota(a->st) ? ota_board_json(station_ota(a->st), b.mac) : NULL;
+    add(o, "ota", ota_state ? json_tokener_parse(ota_state) : NULL);
+    free(ota_state);
     api_json(resp, 200, o);
 }
 
@@ -1838,6 +1848,16 @@ static struct json_object *profile_json(const struct config *cfg, const struct c
         add(bc, "capture", cap);
     }
     add(o, "boot_check", bc);
+    struct json_object *ofw = json_object_new_object();
+    for (size_t i = 0; i < p->n_ota_firmware; i++) {
+        char key[32], ref[2 * CATALOG_NAME_MAX + 2];
+        chip_key(p->ota_firmware[i].chip, key, sizeof(key));
+        snprintf(ref, sizeof(ref), "%s@%s", p->ota_firmware[i].name, p->ota_firmware[i].version);
+        add(ofw, key, json_object_new_string(ref));
+    }
+    add(o, "ota_firmware", ofw);
+    add(o, "require_signed", json_object_new_boolean(p->require_signed));
+    add(o, "public_key", jstr(p->public_key)); /* ota_password is a secret: never shown */
     return o;
 }
 
@@ -1914,6 +1934,8 @@ static void put_profile(struct api *a, const char *name, const struct api_reques
     struct json_object *bc;
     if (json_object_object_get_ex(o, "boot_check", &bc) && json_object_is_type(bc, json_type_null))
         json_object_object_del(o, "boot_check");
+    if (json_object_object_get_ex(o, "public_key", &bc) && json_object_is_type(bc, json_type_null))
+        json_object_object_del(o, "public_key");
     char err[512] = "";
     int rc = station_put_profile(
         a->st, name, json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN), err, sizeof(err));
@@ -2291,6 +2313,11 @@ static void route(struct api *a, const struct api_request *rq, struct api_respon
             return not_allowed(resp, "GET");
         if (!check_auth(a, rq, false, resp))
             get_boards(a, rq, resp);
+        return;
+    }
+    if (api_ota_match(v1)) {
+        if (!check_auth(a, rq, !get, resp))
+            api_ota_handle(station_ota(a->st), rq, v1, resp);
         return;
     }
     if ((rest = strip(v1, "boards/")) && *rest) {

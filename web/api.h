@@ -132,4 +132,14 @@ size_t api_parse_query(char *buf, struct api_kv *args, size_t max);
 /* Percent-decodes s in place ('+' stays '+' in paths). Returns s. */
 char *api_unescape(char *s);
 
+/* Parses the request body as a JSON object (answers 4xx itself; non-zero then). */
+int api_body_object(const struct api_request *rq, struct api_response *resp, bool allow_empty,
+                    struct json_object **out);
+
+/* Network OTA routes (api_ota.c): boards/{mac}/ota, boards/{mac}/target, bulk[/...]. */
+struct ota;
+bool api_ota_match(const char *v1);
+void api_ota_handle(struct ota *o, const struct api_request *rq, const char *v1,
+                    struct api_response *resp);
+
 #endif

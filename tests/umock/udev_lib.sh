@@ -97,7 +97,8 @@ trap udev_cleanup EXIT
 # umock_start PROG [ARGS...]: starts the harness (not yet the program: send
 # "start"), opens the control FIFO on fd 9.
 umock_start() {
-    umockdev-wrapper "$UMOCK_STATION" --sim "$ESP_SIM" --workdir "$UWORK" -- "$@" \
+    # shellcheck disable=SC2086 # UMOCK_OPTS: extra harness options, word-split
+    umockdev-wrapper "$UMOCK_STATION" --sim "$ESP_SIM" --workdir "$UWORK" ${UMOCK_OPTS:-} -- "$@" \
         >"$UWORK/harness.out" 2>&1 &
     UMOCK_PID=$!
     local i

@@ -50,6 +50,12 @@
  *    they stay attached until exit. umockdev keeps a dev node name forever
  *    in its table, so tty numbers are never reused.
  *  - Sims run without LD_PRELOAD/UMOCKDEV_DIR: they are the hardware side.
+ *  - --jtag-reenumerate-on-reset: boards added as 303a:1001 behave like the
+ *    ESP USB-Serial/JTAG peripheral. The download reset (DTR set while RTS
+ *    rises, then both released) reaches the sim as the classic BOOT-low
+ *    release, and a reset into the app (EN released, no download latch) makes
+ *    the chip drop off USB: the board is re-enumerated on its own (same
+ *    ID_PATH and flash, new ttyACM number), logged as "auto-reenumerate".
  *  - The program runs with libumock_fixup.so (next to this binary) preloaded
  *    in front of umockdev's preload: it answers realpath("/dev/ttyUSBn") like
  *    a real device node would (umock_fixup.c says why); --no-fixup drops it.
@@ -96,9 +102,11 @@ struct board {
     char *name, *chip, *id_path, *tag, *serial;
     char **sim_args; /* extra esp_sim args, NULL-terminated */
     guint16 vid, pid;
-    bool acm;   /* cdc_acm (Espressif native USB): ttyACMn, else ttyUSBn */
-    bool nosim; /* no board behind the port */
-    char *dir;  /* DIR/NAME */
+    bool acm;     /* cdc_acm (Espressif native USB): ttyACMn, else ttyUSBn */
+    bool nosim;   /* no board behind the port */
+    bool jtag;    /* 303a:1001 with --jtag-reenumerate-on-reset */
+    bool jtag_dl; /* (state_lock) USB-JTAG download latch: DTR was set when EN went low */
+    char *dir;    /* DIR/NAME */
     /* current incarnation (changes on reenumerate) */
     char devnode[64];
     char *usb_syspath, *intf_syspath, *serial_syspath, *tty_syspath;
@@ -142,6 +150,14 @@ static bool quitting;
 static int modem_sock = -1;
 static unsigned next_usb_port = 1, next_ttyusb, next_ttyacm;
 static GHashTable *incarnations; /* board name -> current incarnation (GUINT) */
+static bool jtag_reenum;         /* --jtag-reenumerate-on-reset */
+
+struct jtag_ev {
+    struct board *b;
+    unsigned incarnation;
+};
+static gboolean jtag_release(gpointer ud);
+static gboolean jtag_reenumerate(gpointer ud);
 
 static double ms_now(void)
 {
@@ -192,6 +208,26 @@ static void apply_modem(struct board *b, gulong req, unsigned v)
     if (b->mctrl == old)
         return;
     int dtr = !!(b->mctrl & TIOCM_DTR), rts = !!(b->mctrl & TIOCM_RTS);
+    bool jtag_boot_dl = false;
+    if (b->jtag) {
+        if (en_low(b->mctrl) && !en_low(old))
+            b->jtag_dl = (old & TIOCM_DTR) != 0; /* through (1,1): download requested */
+        if (!en_low(b->mctrl) && en_low(old)) {
+            struct jtag_ev *e = g_new0(struct jtag_ev, 1);
+            e->b = b;
+            e->incarnation = GPOINTER_TO_UINT(g_hash_table_lookup(incarnations, b->name));
+            if (b->jtag_dl && !boot_low(b->mctrl)) {
+                /* the peripheral holds BOOT low while the chip samples it */
+                jtag_boot_dl = true;
+                g_timeout_add(30, jtag_release, e);
+            } else if (!boot_low(b->mctrl)) {
+                g_timeout_add(30, jtag_reenumerate, e); /* the app boots: USB drops */
+            } else {
+                g_free(e);
+            }
+            b->jtag_dl = false;
+        }
+    }
     if (b->modem_log) {
         fprintf(b->modem_log, "%.3f DTR=%d RTS=%d EN=%s BOOT=%s %s %s\n", ms_now(), dtr, rts,
                 en_low(b->mctrl) ? "low" : "high", boot_low(b->mctrl) ? "low" : "high", op,
@@ -200,7 +236,8 @@ static void apply_modem(struct board *b, gulong req, unsigned v)
     }
     if (!b->nosim && modem_sock >= 0) {
         char msg[32];
-        int n = g_snprintf(msg, sizeof(msg), "DTR=%d RTS=%d\n", dtr, rts);
+        int n = jtag_boot_dl ? g_snprintf(msg, sizeof(msg), "DTR=1 RTS=0\n")
+                             : g_snprintf(msg, sizeof(msg), "DTR=%d RTS=%d\n", dtr, rts);
         /* non-blocking datagram: never waits; a vanished sim just misses it */
         (void)sendto(modem_sock, msg, (size_t)n, MSG_DONTWAIT, (struct sockaddr *)&b->modem_addr,
                      sizeof(b->modem_addr));
@@ -662,6 +699,7 @@ static void cmd_add(char **w, int n)
     }
     b->id_path = g_strdup(w[4]);
     b->acm = b->vid == 0x303a;
+    b->jtag = jtag_reenum && b->vid == 0x303a && b->pid == 0x1001;
     GPtrArray *sa = g_ptr_array_new();
     for (int i = 5; i < n; i++) {
         if (g_str_has_prefix(w[i], "+tag="))
@@ -731,6 +769,49 @@ static void cmd_reenumerate(char **w, int n)
 }
 
 static void on_prog_exit(GPid pid, gint status, gpointer ud);
+
+static bool jtag_current(struct jtag_ev *e)
+{
+    unsigned cur = GPOINTER_TO_UINT(g_hash_table_lookup(incarnations, e->b->name));
+    return e->b->present && cur == e->incarnation;
+}
+
+/* USB-JTAG download reset: the latch lets go of BOOT once the chip sampled it. */
+static gboolean jtag_release(gpointer ud)
+{
+    struct jtag_ev *e = ud;
+    g_mutex_lock(&state_lock);
+    if (jtag_current(e) && !e->b->nosim && modem_sock >= 0) {
+        char msg[32];
+        int n = g_snprintf(msg, sizeof(msg), "DTR=%d RTS=%d\n", !!(e->b->mctrl & TIOCM_DTR),
+                           !!(e->b->mctrl & TIOCM_RTS));
+        (void)sendto(modem_sock, msg, (size_t)n, MSG_DONTWAIT, (struct sockaddr *)&e->b->modem_addr,
+                     sizeof(e->b->modem_addr));
+    }
+    g_mutex_unlock(&state_lock);
+    g_free(e);
+    return G_SOURCE_REMOVE;
+}
+
+/* USB-JTAG reset into the app: the chip drops off USB and comes back. */
+static gboolean jtag_reenumerate(gpointer ud)
+{
+    struct jtag_ev *e = ud;
+    g_mutex_lock(&state_lock);
+    bool cur = jtag_current(e);
+    g_mutex_unlock(&state_lock);
+    if (cur && !quitting) {
+        struct board *b = e->b;
+        char old[64];
+        g_strlcpy(old, b->devnode, sizeof(old));
+        unplug(b);
+        if (plug(b))
+            say("ok auto-reenumerate %s %s -> %s sim_pid=%d", b->name, old, b->devnode,
+                (int)b->sim_pid);
+    }
+    g_free(e);
+    return G_SOURCE_REMOVE;
+}
 
 static void cmd_start(void)
 {
@@ -945,8 +1026,9 @@ static gboolean on_term(gpointer ud)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: umockdev-wrapper umock_station --sim ESP_SIM --workdir DIR "
-                    "[--ctl FIFO|-] [--no-fixup] -- PROG [ARGS...]\n");
+    fprintf(stderr,
+            "usage: umockdev-wrapper umock_station --sim ESP_SIM --workdir DIR "
+            "[--ctl FIFO|-] [--no-fixup] [--jtag-reenumerate-on-reset] -- PROG [ARGS...]\n");
 }
 
 int main(int argc, char **argv)
@@ -964,6 +1046,8 @@ int main(int argc, char **argv)
             workdir = argv[++i];
         } else if (strcmp(argv[i], "--ctl") == 0 && i + 1 < argc) {
             ctl = argv[++i];
+        } else if (strcmp(argv[i], "--jtag-reenumerate-on-reset") == 0) {
+            jtag_reenum = true;
         } else if (strcmp(argv[i], "--no-fixup") == 0) {
             no_fixup = true;
         } else {
