@@ -12,6 +12,7 @@
  * the bytes a board receives are exactly those the engine would produce.
  */
 #include "catalog.h"
+#include "json_msg.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -151,31 +152,6 @@ char *catalog_report_format(const struct catalog_report *rep, char *buf, size_t 
 
 /* ---- small helpers ------------------------------------------------------------------- */
 
-static void describe(json_object *v, char *buf, size_t n)
-{
-    switch (json_object_get_type(v)) {
-    case json_type_null:
-        snprintf(buf, n, "got null");
-        return;
-    case json_type_object:
-        snprintf(buf, n, "got an object");
-        return;
-    case json_type_array:
-        snprintf(buf, n, "got a list");
-        return;
-    default:
-        break;
-    }
-    const char *s =
-        json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-    if (!s)
-        s = "?";
-    if (strlen(s) > 60)
-        snprintf(buf, n, "got %.57s...", s);
-    else
-        snprintf(buf, n, "got %s", s);
-}
-
 /* String value without embedded NULs; NULL otherwise. */
 static const char *json_str(json_object *v)
 {
@@ -246,7 +222,7 @@ static json_object *parse_json(const char *text, size_t len, const char *what,
     }
     if (!json_object_is_type(root, json_type_object)) {
         char got[96];
-        describe(root, got, sizeof(got));
+        json_msg_describe(root, got, sizeof(got));
         rep_add(rep, false, -1, "%s: must be a JSON object { ... } (%s)", what, got);
         json_object_put(root);
         return NULL;
@@ -459,7 +435,7 @@ static void parse_name_field(json_object *root, const char *key, const char *exa
     const char *s = json_str(v);
     if (!s) {
         char got[96];
-        describe(v, got, sizeof(got));
+        json_msg_describe(v, got, sizeof(got));
         rep_add(rep, false, -1, "%s: must be a string (%s)", key, got);
         return;
     }
@@ -506,7 +482,7 @@ static void parse_region(json_object *e, size_t i, struct parsed *p, struct cata
     int ri = (int)i;
     char got[96];
     if (!json_object_is_type(e, json_type_object)) {
-        describe(e, got, sizeof(got));
+        json_msg_describe(e, got, sizeof(got));
         rep_add(rep, false, ri,
                 "regions[%zu]: must be an object {\"offset\": ..., \"file\": ..., \"kind\": ...} "
                 "(%s)",
@@ -526,7 +502,7 @@ static void parse_region(json_object *e, size_t i, struct parsed *p, struct cata
                 i);
     } else {
         int rc = parse_offset(v, &r->offset);
-        describe(v, got, sizeof(got));
+        json_msg_describe(v, got, sizeof(got));
         if (rc == -ERANGE) {
             rep_add(rep, false, ri, "regions[%zu].offset: must be from 0x0 to 0xffffffff (%s)", i,
                     got);
@@ -553,7 +529,7 @@ static void parse_region(json_object *e, size_t i, struct parsed *p, struct cata
     } else {
         const char *s = json_str(v);
         if (!s) {
-            describe(v, got, sizeof(got));
+            json_msg_describe(v, got, sizeof(got));
             rep_add(rep, false, ri, "regions[%zu].file: must be a string (%s)", i, got);
         } else if (!catalog_name_valid(s)) {
             rep_add(rep, false, ri,
@@ -578,7 +554,7 @@ static void parse_region(json_object *e, size_t i, struct parsed *p, struct cata
         const char *s = json_str(v);
         int k = s ? kind_from_string(s) : -EINVAL;
         if (k < 0) {
-            describe(v, got, sizeof(got));
+            json_msg_describe(v, got, sizeof(got));
             rep_add(rep, false, ri,
                     "regions[%zu].kind: must be \"bootloader\", \"app\" or "
                     "\"data\" (%s)",
@@ -617,7 +593,7 @@ static void parse_flash_params(json_object *root, struct parsed *p, struct catal
         const char *s = json_str(v);
         int mode = s ? esp_parse_flash_mode(s, &keep) : -EINVAL;
         if (mode < 0) {
-            describe(v, got, sizeof(got));
+            json_msg_describe(v, got, sizeof(got));
             rep_add(rep, false, -1,
                     "flash_mode: must be \"qio\", \"qout\", \"dio\", \"dout\" or "
                     "\"keep\" (%s)",
@@ -629,7 +605,7 @@ static void parse_flash_params(json_object *root, struct parsed *p, struct catal
     if (json_object_object_get_ex(root, "flash_size", &v)) {
         const char *s = json_str(v);
         uint32_t bytes = 0;
-        describe(v, got, sizeof(got));
+        json_msg_describe(v, got, sizeof(got));
         if (s && strcasecmp(s, "detect") == 0) {
             rep_add(rep, false, -1,
                     "flash_size: \"detect\" is not possible in a manifest; give the size the "
@@ -653,7 +629,7 @@ static void parse_flash_params(json_object *root, struct parsed *p, struct catal
     if (json_object_object_get_ex(root, "flash_freq", &v)) {
         const char *s = json_str(v);
         unsigned mhz = 0;
-        describe(v, got, sizeof(got));
+        json_msg_describe(v, got, sizeof(got));
         if (!s || esp_parse_flash_freq(s, &mhz, &keep) < 0) {
             rep_add(rep, false, -1, "flash_freq: must be a frequency like \"40m\" or \"keep\" (%s)",
                     got);
@@ -718,7 +694,7 @@ static int manifest_parse(const char *json, size_t len, struct parsed *p,
     if (json_object_object_get_ex(root, "description", &v)) {
         const char *s = json_str(v);
         if (!s || strlen(s) > 1000) {
-            describe(v, got, sizeof(got));
+            json_msg_describe(v, got, sizeof(got));
             rep_add(rep, false, -1,
                     "description: must be a string of at most 1000 characters "
                     "(%s)",
@@ -739,7 +715,7 @@ static int manifest_parse(const char *json, size_t len, struct parsed *p,
             for (int i = 0; i < ESP_CHIP_COUNT && used < sizeof(known); i++)
                 used += (size_t)snprintf(known + used, sizeof(known) - used, "%s%s", i ? ", " : "",
                                          esp_chip_get((enum esp_chip)i)->stub_name);
-            describe(v, got, sizeof(got));
+            json_msg_describe(v, got, sizeof(got));
             rep_add(rep, false, -1, "chip: unknown chip family (%s; known: %s)", got, known);
         } else {
             m->chip = chip->chip;
@@ -752,7 +728,7 @@ static int manifest_parse(const char *json, size_t len, struct parsed *p,
     if (!json_object_object_get_ex(root, "regions", &v)) {
         rep_add(rep, false, -1, "regions: missing (list of {\"offset\", \"file\", \"kind\"})");
     } else if (!json_object_is_type(v, json_type_array)) {
-        describe(v, got, sizeof(got));
+        json_msg_describe(v, got, sizeof(got));
         rep_add(rep, false, -1, "regions: must be a list (%s)", got);
     } else {
         size_t n = json_object_array_length(v);

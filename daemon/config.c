@@ -9,6 +9,7 @@
  * Input is untrusted text (it is fuzzed): nothing here asserts on content.
  */
 #include "config.h"
+#include "json_msg.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -64,32 +65,6 @@ static int fail_nomem(struct ctx *c)
     if (c->err && c->errlen > 0)
         snprintf(c->err, c->errlen, "%s: out of memory", c->origin);
     return -ENOMEM;
-}
-
-/* "got \"fast\"", "got 3.5", "got a list" for messages. */
-static void describe(json_object *v, char *buf, size_t n)
-{
-    switch (json_object_get_type(v)) {
-    case json_type_null:
-        snprintf(buf, n, "got null");
-        return;
-    case json_type_object:
-        snprintf(buf, n, "got an object");
-        return;
-    case json_type_array:
-        snprintf(buf, n, "got a list");
-        return;
-    default:
-        break;
-    }
-    const char *s =
-        json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-    if (!s)
-        s = "?";
-    if (strlen(s) > 60)
-        snprintf(buf, n, "got %.57s...", s);
-    else
-        snprintf(buf, n, "got %s", s);
 }
 
 static void join_key(char *out, size_t n, const char *parent, const char *key)
@@ -175,7 +150,7 @@ static int want_object(struct ctx *c, const char *path, json_object *v)
     if (json_object_is_type(v, json_type_object))
         return 0;
     char got[96];
-    describe(v, got, sizeof(got));
+    json_msg_describe(v, got, sizeof(got));
     return fail(c, path, "must be an object (%s)", got);
 }
 
@@ -184,7 +159,7 @@ static int want_array(struct ctx *c, const char *path, json_object *v)
     if (json_object_is_type(v, json_type_array))
         return 0;
     char got[96];
-    describe(v, got, sizeof(got));
+    json_msg_describe(v, got, sizeof(got));
     return fail(c, path, "must be a list (%s)", got);
 }
 
@@ -193,7 +168,7 @@ static int get_str(struct ctx *c, const char *path, json_object *v, size_t maxle
 {
     if (!json_object_is_type(v, json_type_string)) {
         char got[96];
-        describe(v, got, sizeof(got));
+        json_msg_describe(v, got, sizeof(got));
         return fail(c, path, "must be a string (%s)", got);
     }
     const char *s = json_object_get_string(v);
@@ -230,7 +205,7 @@ static int get_int(struct ctx *c, const char *path, json_object *v, long long mi
         }
     }
     char got[96];
-    describe(v, got, sizeof(got));
+    json_msg_describe(v, got, sizeof(got));
     return fail(c, path, "must be an integer from %lld to %lld (%s)", min, max, got);
 }
 
@@ -241,7 +216,7 @@ static int get_bool(struct ctx *c, const char *path, json_object *v, bool *out)
         return 0;
     }
     char got[96];
-    describe(v, got, sizeof(got));
+    json_msg_describe(v, got, sizeof(got));
     return fail(c, path, "must be true or false (%s)", got);
 }
 
@@ -963,7 +938,7 @@ static int parse_tree(struct ctx *c, const char *json, size_t len, json_object *
     }
     if (!json_object_is_type(root, json_type_object)) {
         char got[96];
-        describe(root, got, sizeof(got));
+        json_msg_describe(root, got, sizeof(got));
         json_object_put(root);
         return fail(c, NULL, "the top level must be an object { ... } (%s)", got);
     }

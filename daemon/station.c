@@ -643,6 +643,8 @@ static void slot_timer_fire(void *ctx)
 
 /* ---- finishing a job -------------------------------------------------------------------- */
 
+static void port_removed(struct station *st, const struct port_event *ev);
+
 static const char *removed_advice =
     "the board was unplugged (or its USB connection dropped) before the job ended; plug it in "
     "again to flash it";
@@ -822,6 +824,14 @@ static void finish_job(struct station *st, struct job *j, struct job_result *r)
         }
         break;
     }
+    }
+    if (removed && s->present && s->manual && manual_path(s->key + 4)) {
+        /* The worker saw the port vanish before the presence poll did. For a pty path
+         * that is an unplug: record it now and remember the identity the path had, so
+         * a stale symlink whose /dev/pts number another program reuses stays absent. */
+        struct port_event ev;
+        devsrc_manual_event(PORT_REMOVED, s->key + 4, NULL, &ev);
+        port_removed(st, &ev);
     }
     if (removed || !s->present) {
         s->in_grace = false;
