@@ -309,6 +309,7 @@ static int set_defaults(struct ctx *c, struct config *cfg)
     cfg->api.max_body_bytes = CONFIG_DEFAULT_MAX_BODY_BYTES;
     cfg->ota.enrol_unknown = true;
     cfg->ota.max_connections = 256;
+    cfg->ota.mdns_interval_s = 60;
     return 0;
 }
 
@@ -575,7 +576,8 @@ static int parse_api(struct ctx *c, struct config *cfg, json_object *v)
 static int parse_ota(struct ctx *c, struct config *cfg, json_object *v)
 {
     static const char *const keys[] = {"listen",      "unknown_boards",  "strict",
-                                       "espota_port", "max_connections", NULL};
+                                       "espota_port", "max_connections", "mdns_interval_s",
+                                       NULL};
     int rc;
     json_object *f;
     long long x;
@@ -623,6 +625,11 @@ static int parse_ota(struct ctx *c, struct config *cfg, json_object *v)
         if ((rc = get_int(c, "ota.max_connections", f, 1, 4096, &x)) < 0)
             return rc;
         cfg->ota.max_connections = (int)x;
+    }
+    if (json_object_object_get_ex(v, "mdns_interval_s", &f)) {
+        if ((rc = get_int(c, "ota.mdns_interval_s", f, 0, 86400, &x)) < 0)
+            return rc;
+        cfg->ota.mdns_interval_s = (int)x;
     }
     return 0;
 }

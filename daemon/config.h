@@ -102,6 +102,7 @@ struct config_ota {
     bool strict;         /* 403 for requests that are not from the ESP updaters */
     int espota_port;     /* local TCP port for ArduinoOTA connect-backs; 0 = ephemeral */
     int max_connections; /* 256 */
+    int mdns_interval_s; /* avahi-browse discovery period; 60, 0 = off */
 };
 
 struct config_api {

@@ -8,6 +8,7 @@
 #include "job.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <regex.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -346,6 +347,9 @@ static int wait_plan(struct job *j, struct job_plan *out)
     return rc;
 }
 
+#define OPEN_SETTLE_MS 2000
+#define OPEN_SETTLE_STEP_MS 100
+
 static bool is_cancelled(struct job *j)
 {
     pthread_mutex_lock(&j->mu);
@@ -562,7 +566,19 @@ static int run(struct worker *w, struct job_result *res)
     struct esp_error *err = &res->err;
 
     set_phase(w, BOARD_CONNECTING, "open");
-    int rc = transport_open(p->uri, 115200, &w->t, err);
+    /* A freshly plugged port can be announced before udev has created its node or
+     * applied its permissions: retry "does not exist"/"permission denied" for up to
+     * OPEN_SETTLE_MS before calling it a failure. */
+    int rc;
+    for (int waited = 0;; waited += OPEN_SETTLE_STEP_MS) {
+        esp_error_clear(err);
+        rc = transport_open(p->uri, 115200, &w->t, err);
+        if (rc >= 0 || (rc != -ENOENT && rc != -EACCES) || waited >= OPEN_SETTLE_MS ||
+            is_cancelled(j))
+            break;
+        struct pollfd pfd = {.fd = j->cancel_fd, .events = POLLIN};
+        poll(&pfd, 1, OPEN_SETTLE_STEP_MS);
+    }
     if (rc < 0) {
         w->t = NULL;
         return esp_error_set_if_unset(err, rc, ESP_STAGE_OPEN,

@@ -32,6 +32,7 @@
 #include "loop.h"
 #include "ota_http.h"
 #include "ota_image.h"
+#include "mdns.h"
 #include "ota_priv.h"
 #include "slot.h"
 #include "station.h"
@@ -827,6 +828,7 @@ int ota_new(struct station *st, struct loop *loop, struct ota **out, char *err, 
         return rc;
     }
     ota_jobs_init(o);
+    o->mdns = mdns_start(o, cfg->ota.mdns_interval_s);
     if (o->port >= 0)
         log_msg(LOG_LEVEL_NOTICE, "OTA update endpoint on %s:%d", cfg->ota.listen_host, o->port);
     *out = o;
@@ -843,6 +845,8 @@ void ota_free(struct ota *o)
     if (!o)
         return;
     o->stopping = true;
+    mdns_free(o->mdns);
+    o->mdns = NULL;
     ota_jobs_free(o);
     while (o->conns)
         conn_close(o->conns);
@@ -912,4 +916,34 @@ char *ota_board_json(struct ota *o, const char *mac)
     char *s = strdup(json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN));
     json_object_put(j);
     return s;
+}
+
+void ota_seen_mdns(struct ota *o, const char *mac, const char *ip, int port, int auth_upload)
+{
+    if (!o || !mac || !ip || !ip[0])
+        return;
+    struct records *rec = station_records(o->st);
+    struct records_board before;
+    if (records_board_get(rec, mac, &before, NULL) < 0)
+        return;
+    bool was_online = strcmp(before.online_state, "online") == 0;
+    if (strcmp(before.ip, ip) == 0 && was_online)
+        return;
+    struct records_board b;
+    records_board_init(&b);
+    snprintf(b.mac, sizeof(b.mac), "%s", before.mac);
+    snprintf(b.ip, sizeof(b.ip), "%s", ip);
+    snprintf(b.online_state, sizeof(b.online_state), "online");
+    if (records_board_upsert(rec, &b, NULL) < 0)
+        return;
+    json_object *j = json_object_new_object();
+    json_object_object_add(j, "ip", json_object_new_string(ip));
+    json_object_object_add(j, "source", json_object_new_string("mdns"));
+    json_object_object_add(j, "port", json_object_new_int(port));
+    if (!was_online)
+        station_post_event(o->st, "board.online", NULL, before.mac, 0,
+                           json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN));
+    json_object_put(j);
+    log_board(LOG_LEVEL_INFO, NULL, before.mac, "seen via mDNS at %s (ArduinoOTA port %d%s)", ip,
+              port, auth_upload == 1 ? ", password required" : "");
 }

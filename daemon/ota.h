@@ -123,4 +123,9 @@ int ota_bulk_cancel(struct ota *o, int64_t bulk_id);
 /* JSON object with the board's OTA state (malloc'd), NULL when it never checked in. */
 char *ota_board_json(struct ota *o, const char *mac);
 
+/* An mDNS advertisement (mdns.c) mapped to the known board mac: records ip as
+ * its address (so it can be pushed to) and marks it online. port/auth_upload
+ * (1 yes, 0 no, -1 unknown) are logged. Loop thread. */
+void ota_seen_mdns(struct ota *o, const char *mac, const char *ip, int port, int auth_upload);
+
 #endif

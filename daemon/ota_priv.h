@@ -62,6 +62,8 @@ struct ota {
     /* bulks */
     struct ota_bulk *bulks;
     int64_t next_bulk_id;
+    /* mDNS discovery (mdns.c), NULL off */
+    struct mdns *mdns;
 };
 
 /* Loads (or takes from the cache) "name@version"'s OTA image: a new reference.

@@ -8,7 +8,10 @@
 // Prints "mock listening on http://127.0.0.1:PORT" when ready. Stops on SIGTERM/SIGINT.
 // It simulates eight slots in every state the page knows (flashing, failed with
 // advice, flagged, awaiting network, online, skipped, empty, queued) and loops the
-// flashing one so progress keeps moving.
+// flashing one so progress keeps moving. Boards carry network-OTA state
+// (GET /boards/{mac}/ota, the "ota" member of GET /boards/{mac}), and there are
+// two bulk updates: #1 stopped (8 done, 5 failed, 2 skipped, 5 pending) and #2
+// running, finishing one board every --bulk-ms (2500) ms with bulk.* events.
 
 import http from 'node:http';
 import fs from 'node:fs';
@@ -35,6 +38,15 @@ const events = [];
 const jobs = [];
 const boards = new Map();
 const firmware = new Map();
+const otas = new Map(); // mac -> OTA record (docs/API.md "Network OTA")
+
+function setOta(mac, extra = {}) {
+  otas.set(mac, {
+    free_space: 1310720, sketch_size: 917504, sketch_md5: '0123456789abcdef0123456789abcdef', chip_size: 4194304,
+    sdk_version: '4.4.7', last_checkin: iso(Date.now() - 45e3), checkins: 12, served_version: null, served_at: null,
+    problem: null, target: null, target_pinned: false, on_target: false, ...extra,
+  });
+}
 
 function addBoard(mac, chip, extra = {}) {
   boards.set(mac, {
@@ -75,7 +87,8 @@ const pastMacs = [];
 for (let i = 0; i < 26; i++) {
   const mac = `24:6f:28:${(0x10 + i).toString(16)}:${(0x40 + i * 3).toString(16)}:${(0x80 + i * 5).toString(16).slice(-2)}`;
   pastMacs.push(mac);
-  addBoard(mac, i % 5 === 4 ? 'ESP8266' : 'ESP32', { current_firmware: i % 5 === 4 ? 'relay@1.0' : 'sensor-node@2.4.1', slot: `A${(i % 8) + 1}`, online_state: 'online', ip: `127.0.0.${20 + i}` });
+  addBoard(mac, i % 5 === 4 ? 'ESP8266' : 'ESP32', { current_firmware: i % 5 === 4 ? 'relay@1.0' : 'sensor-node@2.4.1', slot: `A${(i % 8) + 1}`, online_state: 'online', ip: `127.0.0.${20 + i}`, running_version: i % 5 === 4 ? '1.0' : '2.4.1' });
+  setOta(mac, i % 5 === 4 ? { target: 'relay@1.0', on_target: true, sdk_version: '2.2.2-dev(38a443e)', chip_size: 4194304 } : { target: 'sensor-node@2.4.1', on_target: true });
   const failed = i === 7 || i === 15 || i === 22;
   const start = T0 - (26 - i) * 140e3;
   const secs = 11 + (i * 7) % 6 + (i % 3) * 0.4;
@@ -119,7 +132,9 @@ function setupStatic() {
   const j3 = newJob('A3', '24:6f:28:7a:d8:92', 'sensor-node@2.4.1', 'passed', { stage: 'done', seconds: 12.4, ended_at: iso(), bytes: 944912, kbps: 812.3 });
   Object.assign(slots[2], { phase: 'awaiting_network', mac: j3.board, chip: 'ESP32', firmware: j3.firmware, job_id: j3.id, job_kind: 'flash', progress: { done: 944912, total: 944912, percent: 100, kbps: 812.3 } });
   // A4: online.
-  addBoard('18:fe:34:a1:b2:c3', 'ESP8266', { online_state: 'online', current_firmware: 'relay@1.0', ip: '127.0.0.42', running_version: '1.0', slot: 'A4', present_on: 'A4' });
+  addBoard('18:fe:34:a1:b2:c3', 'ESP8266', { online_state: 'online', current_firmware: 'relay@1.0', ip: '127.0.0.42', running_version: '1.0', target_firmware: 'relay@1.1', slot: 'A4', present_on: 'A4' });
+  setOta('18:fe:34:a1:b2:c3', { free_space: 2654208, sketch_size: 393216, chip_size: 4194304, sdk_version: '2.2.2-dev(38a443e)', checkins: 3,
+    last_checkin: iso(Date.now() - 20e3), served_version: '1.0', served_at: iso(Date.now() - 600e3), target: 'relay@1.1', target_pinned: true, on_target: false });
   const j4 = newJob('A4', '18:fe:34:a1:b2:c3', 'relay@1.0', 'passed', { stage: 'done', seconds: 9.1, ended_at: iso(), bytes: 393216, kbps: 455.0 });
   Object.assign(slots[3], { phase: 'online', mac: j4.board, chip: 'ESP8266', firmware: 'relay@1.0', job_id: j4.id, job_kind: 'flash', ip: '127.0.0.42', running_version: '1.0' });
   // A5: empty.
@@ -203,6 +218,71 @@ function a1Tick() {
     return;
   }
   if (el >= writeStart + writeLen + 5000) a1Start();
+}
+
+// ---- bulk updates --------------------------------------------------------------------
+
+const BULK_MS = Number(args['bulk-ms'] || 2500) / SPEED;
+const bulks = [];
+function bulkCounts(b) {
+  const c = { total: b.boards.length, pending: 0, running: 0, passed: 0, failed: 0, skipped: 0 };
+  for (const x of b.boards) c[x.state]++;
+  return c;
+}
+function bulkView(b, withBoards) {
+  const { boards: bb, ...rest } = b;
+  return { ...rest, counts: bulkCounts(b), ...(withBoards ? { boards: bb } : {}) };
+}
+function bulkMacs(prefix, n) {
+  return Array.from({ length: n }, (_, i) => `${prefix}:${(i + 1).toString(16).padStart(2, '0')}`);
+}
+// #1: stopped by its failure rate.
+{
+  const b = { id: 1, state: 'stopped', firmware: 'sensor-node@2.5.0', method: 'espota', concurrency: 4, retries: 0, max_failure_rate: 0.2,
+    created: iso(T0 - 1800e3), reason: 'stopped: 5 of 20 boards failed, more than the allowed 20 % (max_failure_rate 0.2)', boards: [] };
+  const states = [...Array(8).fill('passed'), ...Array(5).fill('failed'), ...Array(2).fill('skipped'), ...Array(5).fill('pending')];
+  bulkMacs('24:6f:28:b1:00', 20).forEach((mac, i) => {
+    addBoard(mac, 'ESP32', { online_state: 'online', ip: `127.0.1.${i + 1}`, running_version: states[i] === 'passed' || states[i] === 'skipped' ? '2.5.0' : '2.4.1' });
+    b.boards.push({ mac, state: states[i], attempts: states[i] === 'pending' || states[i] === 'skipped' ? 0 : 1, job_id: states[i] === 'pending' || states[i] === 'skipped' ? null : 40 + i,
+      error: states[i] === 'failed' ? `no answer from 127.0.1.${i + 1}:3232: is the board on the network and running ArduinoOTA?` : null });
+  });
+  bulks.push(b);
+}
+// #2: running, one board finishes every BULK_MS.
+{
+  const b = { id: 2, state: 'running', firmware: 'relay@1.1', method: 'pull', concurrency: 2, retries: 1, max_failure_rate: 0.5,
+    created: iso(), reason: null, boards: [] };
+  bulkMacs('84:cc:a8:20:00', 24).forEach((mac, i) => {
+    addBoard(mac, 'ESP8266', { online_state: 'online', ip: `127.0.2.${i + 1}`, running_version: '1.0', target_firmware: 'relay@1.1' });
+    setOta(mac, { target: 'relay@1.1', target_pinned: true, on_target: false, sdk_version: '2.2.2-dev(38a443e)' });
+    b.boards.push({ mac, state: i < 2 ? 'running' : 'pending', attempts: i < 2 ? 1 : 0, job_id: null, error: null });
+  });
+  bulks.push(b);
+}
+function bulkTick() {
+  for (const b of bulks) {
+    if (b.state !== 'running') continue;
+    const run = b.boards.find((x) => x.state === 'running');
+    if (run) {
+      const n = b.boards.indexOf(run);
+      const fail = n % 7 === 5;
+      Object.assign(run, fail
+        ? { state: 'failed', error: 'the board did not check in with relay@1.1 within 300 s (it still reports 1.0)' }
+        : { state: 'passed' });
+      if (!fail) {
+        Object.assign(boards.get(run.mac), { running_version: '1.1', current_firmware: 'relay@1.1' });
+        Object.assign(otas.get(run.mac), { on_target: true, served_version: '1.1', served_at: iso(), last_checkin: iso() });
+      }
+      emit('bulk.board', null, run.mac, null, { bulk_id: b.id, state: run.state, attempts: run.attempts, error: run.error });
+      const next = b.boards.find((x) => x.state === 'pending');
+      if (next) Object.assign(next, { state: 'running', attempts: 1 });
+    }
+    if (!b.boards.some((x) => x.state === 'running' || x.state === 'pending')) {
+      const c = bulkCounts(b);
+      b.state = c.failed ? 'failed' : 'passed';
+      emit('bulk.finished', null, null, null, { bulk_id: b.id, state: b.state, counts: c });
+    }
+  }
 }
 
 // ---- SSE ---------------------------------------------------------------------------
@@ -406,7 +486,28 @@ const server = http.createServer(async (req, res) => {
     if ((r = m(/^\/api\/v1\/boards\/([^/]+)$/))) {
       const mac = decodeURIComponent(r[1]).toLowerCase().replace(/-/g, ':');
       const b = boards.get(mac);
-      return b ? json(res, 200, { ...b, jobs: jobs.filter((j) => j.board === mac).map((j) => jobView(j)) }) : error(res, 404, 'not_found', `no board ${mac}`);
+      return b ? json(res, 200, { ...b, ota: otas.get(mac) || null, jobs: jobs.filter((j) => j.board === mac).map((j) => jobView(j)) }) : error(res, 404, 'not_found', `no board ${mac}`);
+    }
+    if ((r = m(/^\/api\/v1\/boards\/([^/]+)\/ota$/)) && req.method === 'GET') {
+      const mac = decodeURIComponent(r[1]).toLowerCase().replace(/-/g, ':');
+      const o = otas.get(mac);
+      return o ? json(res, 200, o) : error(res, 404, 'not_found', `board ${mac} never checked in at the OTA endpoint`, { field: 'mac' });
+    }
+    if (p === '/api/v1/bulk' && req.method === 'GET') return json(res, 200, { bulks: bulks.slice().reverse().map((b) => bulkView(b, false)) });
+    if ((r = m(/^\/api\/v1\/bulk\/(\d+)(\/cancel)?$/))) {
+      const b = bulks.find((x) => x.id === Number(r[1]));
+      if (!b) return error(res, 404, 'not_found', `no bulk update ${r[1]}`, { field: 'bulk' });
+      if (r[2]) {
+        if (req.method !== 'POST') return error(res, 405, 'method_not_allowed', 'use POST');
+        if (b.state === 'running') {
+          b.state = 'cancelled';
+          b.reason = 'cancelled by the operator';
+          for (const x of b.boards) if (x.state === 'running') x.state = 'passed';
+          emit('bulk.stopped', null, null, null, { bulk_id: b.id, state: b.state, counts: bulkCounts(b) });
+        }
+        return json(res, 202, bulkView(b, true));
+      }
+      return json(res, 200, bulkView(b, true));
     }
     if (p === '/api/v1/firmware' && req.method === 'GET') {
       return json(res, 200, { firmware: [...firmware.values()].map((f) => ({ name: f.name, version: f.version, chip: f.chip, regions: f.regions.length, total_bytes: f.total_bytes })) });
@@ -445,6 +546,8 @@ server.listen(Number(args.port || 0), '127.0.0.1', () => {
   console.log(`mock listening on http://127.0.0.1:${port}`);
   a1Start();
   setInterval(a1Tick, 250);
+  emit('bulk.started', null, null, null, { bulk_id: 2, firmware: 'relay@1.1', total: 24 });
+  setInterval(bulkTick, BULK_MS);
 });
 const stop = () => { for (const c of clients) c.end(); server.close(); process.exit(0); };
 process.on('SIGTERM', stop);

@@ -17,7 +17,9 @@
 //  4. uploading a bad firmware set (overlapping regions) shows the validation
 //     error naming the region; validating a wrong-chip set names the region too;
 //  plus the detail views open (job log, board), the live indicator says "live",
-//  and the page has no script errors. Screenshots land in --shots.
+//  the Bulk tab opens, and the page has no script errors. Screenshots land in --shots.
+//  Mock only: network OTA on the tiles and in the board detail (IP, running version,
+//  target), and the Bulk tab (counts, per-board results, live bulk.* updates, cancel).
 // Ends with "N passed, N failed" and exits non-zero on any failure.
 
 import fs from 'node:fs';
@@ -248,6 +250,26 @@ try {
     await page.keyboard.press('Escape');
   }
 
+  // Mock only: network OTA state on an online tile and in its board detail.
+  if (MOCK) {
+    const ota = await waitFor(() => page.evaluate(() => {
+      const n = [...document.querySelectorAll('#slots .slot')].find((x) => x.querySelector('.label').textContent.trim() === 'A4');
+      const o = n && n.querySelector('.ota');
+      return o && !o.hidden && /update pending/.test(o.innerText) ? o.innerText.replace(/\s+/g, ' ') : null;
+    }), 10000);
+    ok(!!ota && /127\.0\.0\.42/.test(ota) && /1\.0/.test(ota) && /relay@1\.1/.test(ota), 'an online tile shows IP, running version and "update pending → target"', String(ota));
+    const upToDate = await waitFor(() => page.evaluate(() => [...document.querySelectorAll('#slots .slot[data-phase="awaiting_network"] .ota, #slots .slot[data-phase="online"] .ota')]
+      .every((o) => o.hidden || !/undefined|null|NaN/.test(o.innerText))), 5000);
+    ok(!!upToDate, 'OTA lines on tiles have no undefined/null values');
+    await page.locator('#slots .slot:has(.label:text-is("A4")) .mac a').click();
+    const det = await waitFor(() => page.$eval('#detail-body', (n) => (n.closest('dialog').open && /Network OTA/i.test(n.innerText) && /history/i.test(n.innerText) ? n.innerText : null)).catch(() => null), 10000);
+    ok(!!det && /127\.0\.0\.42/.test(det) && /Running version\s+1\.0/.test(det), 'the board detail shows the IP and running version', String(det).slice(0, 400));
+    ok(!!det && /relay@1\.1/.test(det) && /pinned/.test(det) && /Last check-in/.test(det) && /Free space/.test(det) && /SDK\s+2\.2\.2/.test(det),
+      'the board detail shows the OTA record (target pinned, free space, SDK, last check-in)', String(det).slice(0, 600));
+    await page.screenshot({ path: path.join(SHOTS, 'board-ota.png') });
+    await page.keyboard.press('Escape');
+  }
+
   // 4. Bad firmware: overlapping regions (upload) and a wrong-chip image (validate).
   if (TOKEN) {
     await page.click('#settings-btn');
@@ -284,6 +306,55 @@ try {
   ok(!!imported && await page.$eval('#fw-result', (n) => /imported/i.test(n.innerText)), `a valid set uploads and appears in the catalog (${goodName.name}@${goodName.version})`,
     await page.$eval('#fw-result', (n) => n.innerText).catch(() => ''));
   await page.screenshot({ path: path.join(SHOTS, 'firmware-imported.png') });
+
+  // The Bulk tab: opens on the real station too (where OTA may be off: a note).
+  await page.click('.tabs a[data-view="bulk"]');
+  await page.waitForSelector('#view-bulk:not([hidden])');
+  const bulkShown = await waitFor(() => page.$eval('#bulk-list', (n) => n.children.length > 0), 10000);
+  ok(!!bulkShown, 'the Bulk tab shows the bulk updates (or says why there are none)', await page.$eval('#bulk-list', (n) => n.innerText).catch(() => ''));
+  if (MOCK) {
+    const counts = (id) => page.evaluate((id) => {
+      const c = document.querySelector(`#bulk-list .bulk[data-bulk="${id}"]`);
+      if (!c) return null;
+      const o = { state: c.dataset.state, text: c.innerText.replace(/\s+/g, ' ') };
+      for (const x of c.querySelectorAll('[data-count]')) o[x.dataset.count] = Number(x.dataset.value);
+      const bar = c.querySelector('.bulkbar');
+      o.barDone = Number(bar.dataset.done); o.barTotal = Number(bar.dataset.total);
+      return o;
+    }, id);
+    const b1 = await waitFor(() => counts(1), 10000);
+    ok(!!b1 && b1.state === 'stopped' && b1.passed === 8 && b1.failed === 5 && b1.skipped === 2 && b1.pending === 5 && b1.total === 20,
+      'bulk #1 is listed as stopped with 8 done / 5 failed / 2 skipped / 5 pending', JSON.stringify(b1));
+    ok(!!b1 && /8 done/.test(b1.text) && /5 failed/.test(b1.text) && /sensor-node@2\.5\.0/.test(b1.text) && b1.barDone === 15 && b1.barTotal === 20,
+      'bulk #1 shows its firmware, counts in words and a progress bar', JSON.stringify(b1));
+    await page.click('#bulk-list .bulk[data-bulk="1"]');
+    const det1 = await waitFor(() => page.evaluate(() => {
+      const d = document.querySelector('#bulk-detail');
+      if (d.dataset.bulk !== '1') return null;
+      const rows = [...d.querySelectorAll('tbody tr[data-mac]')];
+      return { rows: rows.length, failed: rows.filter((r) => r.dataset.state === 'failed').length, text: d.innerText };
+    }), 10000);
+    ok(!!det1 && det1.rows === 20 && det1.failed === 5 && /no answer from/.test(det1.text) && /max_failure_rate|failed/.test(det1.text),
+      'the bulk detail lists every board with its result and error', JSON.stringify(det1 && { ...det1, text: det1.text.slice(0, 300) }));
+    await page.click('#bulk-list .bulk[data-bulk="2"]');
+    const b2a = await waitFor(() => counts(2), 10000);
+    const navs2 = navs.length;
+    const b2b = b2a && await waitFor(async () => {
+      const c = await counts(2);
+      return c && c.passed + c.failed > b2a.passed + b2a.failed ? c : null;
+    }, 15000, 200);
+    ok(!!b2b && b2b.state === 'running' && navs.length === navs2, 'the running bulk #2 advances live (bulk.board events)', JSON.stringify({ b2a, b2b }));
+    const det2 = await waitFor(() => page.$eval('#bulk-detail', (d) => d.dataset.bulk === '2' && /passed/.test(d.innerText)), 10000);
+    ok(!!det2, 'the running bulk\'s detail shows per-board results');
+    await page.screenshot({ path: path.join(SHOTS, 'bulk.png') });
+    page.once('dialog', (d) => d.accept());
+    await page.click('#bulk-detail button.danger');
+    const cancelled = await waitFor(async () => { const c = await counts(2); return c && c.state === 'cancelled' ? c : null; }, 10000);
+    ok(!!cancelled && !(await page.$('#bulk-detail button.danger')), 'Cancel bulk (with the token) cancels it and the button goes away', JSON.stringify(await counts(2)));
+    await page.screenshot({ path: path.join(SHOTS, 'bulk-cancelled.png') });
+  } else {
+    await page.screenshot({ path: path.join(SHOTS, 'bulk.png') });
+  }
 
   // Phone-sized view of the station.
   await page.setViewportSize({ width: 390, height: 844 });

@@ -150,6 +150,50 @@ export function normBoard(r) {
     targetFirmware: r.target_firmware || '',
     onlineState: r.online_state || '',
     notes: r.notes || '',
+    ota: r.ota ? normOta(r.ota) : null,
+  };
+}
+
+// A board's OTA record (GET /boards/{mac}/ota, or the "ota" member of GET /boards/{mac}).
+export function normOta(r) {
+  return {
+    freeSpace: num(r.free_space),
+    sketchSize: num(r.sketch_size),
+    sketchMd5: r.sketch_md5 || '',
+    chipSize: num(r.chip_size),
+    sdkVersion: r.sdk_version || '',
+    lastCheckin: parseTime(r.last_checkin),
+    checkins: num(r.checkins) ?? 0,
+    servedVersion: r.served_version || '',
+    servedAt: parseTime(r.served_at),
+    problem: r.problem || '',
+    target: r.target || '',
+    targetPinned: !!r.target_pinned,
+    onTarget: !!r.on_target,
+  };
+}
+
+// A bulk update (GET /bulk lists them without "boards").
+export function normBulk(r) {
+  const c = r.counts || {};
+  const counts = {
+    total: num(c.total) ?? 0, pending: num(c.pending) ?? 0, running: num(c.running) ?? 0,
+    passed: num(c.passed) ?? 0, failed: num(c.failed) ?? 0, skipped: num(c.skipped) ?? 0,
+  };
+  return {
+    id: r.id,
+    state: r.state || '',
+    firmware: r.firmware || '',
+    method: r.method || '',
+    concurrency: num(r.concurrency),
+    retries: num(r.retries),
+    maxFailureRate: num(r.max_failure_rate),
+    created: parseTime(r.created),
+    reason: r.reason || '',
+    counts,
+    boards: Array.isArray(r.boards)
+      ? r.boards.map((b) => ({ mac: b.mac, state: b.state || '', attempts: num(b.attempts) ?? 0, jobId: b.job_id ?? null, error: b.error || '' }))
+      : null,
   };
 }
 
@@ -273,4 +317,23 @@ export async function reflash(slot, force = true) {
 export async function cancelJob(id) {
   await request('POST', `/jobs/${seg(id)}/cancel`, { json: {} });
   return { message: `Cancelling job ${id}…` };
+}
+export async function boardOta(mac) {
+  try {
+    return normOta(await request('GET', `/boards/${seg(mac)}/ota`));
+  } catch (err) {
+    if (err.status === 404 || err.status === 503) return null; // never checked in / no OTA on this station
+    throw err;
+  }
+}
+export async function bulks() {
+  const d = await request('GET', '/bulk');
+  return (d.bulks || []).map(normBulk);
+}
+export async function bulk(id) {
+  return normBulk(await request('GET', `/bulk/${seg(id)}`));
+}
+export async function cancelBulk(id) {
+  await request('POST', `/bulk/${seg(id)}/cancel`, { json: {} });
+  return { message: `Cancelling bulk ${id}: no new boards will start` };
 }

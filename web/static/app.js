@@ -18,6 +18,8 @@ const state = {
   jobs: [],           // recent jobs (normalized)
   counters: null,
   firmware: [],
+  bulks: [],
+  bulkSel: null,      // id of the bulk shown in detail
   view: 'station',
 };
 
@@ -37,6 +39,7 @@ function slotCard(key) {
     <div class="ident"><span class="chip"></span><span class="mac"></span></div>
     <div class="phase"></div>
     <div class="fwline"></div>
+    <div class="ota" hidden><span class="ip"></span><span class="ver"></span><span class="tgt"></span></div>
     <div class="bar" role="progressbar" aria-valuemin="0" aria-valuemax="100"><i></i></div>
     <div class="nums"><span class="bytes"></span><span class="pct"></span><span class="speed"></span><span class="elapsed"></span></div>
     <div class="why" hidden><div class="reason"></div><div class="advice"></div></div>
@@ -69,6 +72,7 @@ function renderSlot(s) {
   const fwn = $('.fwline', n);
   fwn.textContent = s.firmware ? `Firmware ${s.firmware}` : '';
   fwn.hidden = !s.firmware;
+  renderSlotOta(n, s);
 
   // Progress: shown while a job runs, and frozen at the end of a finished one.
   const bar = $('.bar', n);
@@ -103,6 +107,53 @@ function renderSlot(s) {
   flag.hidden = !s.flagged;
   if (s.flagged) flag.textContent = `⚑ Check this slot${s.failures ? ` — ${s.failures} failures in a row` : ''}`;
   return n;
+}
+
+// ---------------------------------------------------------------------------
+// Network OTA on the tiles: IP, running version and whether the board runs its
+// target (from GET /boards/{mac}/ota, cached per MAC; OTA events invalidate it).
+
+const OTA_PHASES = new Set(['awaiting_network', 'online']);
+const otaCache = new Map(); // mac -> {at, ota (normalized or null), pending}
+const OTA_TTL = 30000;
+
+function otaFor(mac) {
+  const c = otaCache.get(mac);
+  if (c && (c.pending || Date.now() - c.at < OTA_TTL)) return c.ota;
+  const entry = { at: Date.now(), ota: c ? c.ota : null, pending: true };
+  otaCache.set(mac, entry);
+  api.boardOta(mac).then((o) => { entry.ota = o; }, () => { /* keep the last known */ }).finally(() => {
+    entry.pending = false;
+    entry.at = Date.now();
+    for (const x of state.slots.values()) if (x.mac === mac) renderSlot(x);
+  });
+  return entry.ota;
+}
+
+function otaStatus(o) {
+  if (!o || !o.target) return null;
+  return o.onTarget
+    ? { cls: 'ok', text: '✔ up to date', title: `runs its target ${o.target}${o.targetPinned ? ' (pinned)' : ' (profile)'}` }
+    : { cls: 'pending', text: `⟳ update pending → ${o.target}`, title: `target ${o.target}${o.targetPinned ? ' (pinned)' : ' (profile)'}` };
+}
+
+function renderSlotOta(n, s) {
+  const box = $('.ota', n);
+  const show = OTA_PHASES.has(s.phase) && !!s.mac;
+  const o = show ? otaFor(s.mac) : null;
+  const st = otaStatus(o);
+  box.hidden = !(show && (s.ip || s.runningVersion || st));
+  if (box.hidden) return;
+  $('.ip', box).textContent = s.ip || '';
+  $('.ip', box).hidden = !s.ip;
+  $('.ver', box).textContent = s.runningVersion ? `v${s.runningVersion.replace(/^v/, '')}` : '';
+  $('.ver', box).hidden = !s.runningVersion;
+  $('.ver', box).title = 'running version';
+  const t = $('.tgt', box);
+  t.hidden = !st;
+  t.className = `tgt ${st ? st.cls : ''}`;
+  t.textContent = st ? st.text : '';
+  t.title = st ? st.title : '';
 }
 
 function updateElapsed(n, s) {
@@ -258,6 +309,7 @@ async function loadAll(what = { slots: true }) {
   showBanner(bad ? `Cannot read the station: ${bad.reason.message}` : '');
   if (state.view === 'firmware' && what.slots) loadFirmware().catch(() => {});
   if (state.view === 'records') loadRecords().catch(() => {});
+  if (state.view === 'bulk' && what.slots) loadBulks().catch(() => {});
 }
 
 // Coalesces bursts of events into one re-fetch; slots only when asked (the
@@ -288,7 +340,9 @@ function showBanner(msg) {
 // and an unnamed event still arrives through onmessage.
 const EVENT_KINDS = ['hello', 'slot.progress', 'port.added', 'port.removed', 'port.attached', 'port.detached',
   'job.requested', 'job.started', 'job.progress', 'board.identified', 'job.finished', 'job.interrupted',
-  'slot.flagged', 'firmware.imported', 'firmware.deleted', 'profile.changed'];
+  'slot.flagged', 'firmware.imported', 'firmware.deleted', 'profile.changed',
+  'board.online', 'board.version', 'board.target', 'ota.served', 'ota.push.started', 'ota.push.finished',
+  'bulk.started', 'bulk.board', 'bulk.stopped', 'bulk.finished'];
 
 let es = null;
 let backoff = 1000;
@@ -348,6 +402,13 @@ function handleEvent(kind, data) {
   // but a re-fetch also catches ports that came or went).
   scheduleRefetch(150, kind.startsWith('port.'));
   if (kind.startsWith('firmware.') && state.view === 'firmware') loadFirmware().catch(() => {});
+  // OTA state of a board moved: forget its cached record (tiles re-fetch it).
+  if (/^(board\.(online|version|target)|ota\.|bulk\.board)/.test(kind)) {
+    const mac = data.board;
+    if (mac) otaCache.delete(mac); else otaCache.clear();
+    for (const s of state.slots.values()) if (!mac || s.mac === mac) renderSlot(s);
+  }
+  if (kind.startsWith('bulk.')) scheduleBulkRefetch();
 }
 
 // A stream with heartbeats that has gone quiet is dead even if the socket isn't.
@@ -438,13 +499,11 @@ async function openBoard(mac, slot) {
       ['On slot now', board.presentOn || (board.mac && 'not plugged in')],
       ['Last slot', board.presentOn ? '' : board.slot],
       ['Firmware', board.firmware],
-      ['Running version', board.runningVersion],
-      ['Network', board.onlineState ? board.onlineState.replace(/_/g, ' ') : ''],
-      ['IP', board.ip],
       ['First seen', board.firstSeen ? new Date(board.firstSeen).toLocaleString() : ''],
       ['Last seen', board.lastSeen ? new Date(board.lastSeen).toLocaleString() : ''],
     ])];
     const s = slot || [...state.slots.values()].find((x) => x.mac === mac);
+    parts.push(otaSection(board));
     if (s) parts.push(slotActions(s));
     parts.push(el('h3', {}, `History (${jobs.length})`));
     const t = el('table', { class: 'records' });
@@ -456,6 +515,45 @@ async function openBoard(mac, slot) {
   } catch (err) {
     openDialog(`Board ${mac}`, el('p', { class: 'error-box' }, err.message));
   }
+}
+
+function ago(ms) {
+  if (ms == null) return '';
+  const s = Math.max(0, (Date.now() - ms) / 1000);
+  if (s < 60) return `${Math.round(s)} s ago`;
+  if (s < 3600) return `${Math.round(s / 60)} min ago`;
+  if (s < 86400) return `${Math.round(s / 3600)} h ago`;
+  return `${Math.round(s / 86400)} d ago`;
+}
+
+// The board's network / OTA record in its detail view.
+function otaSection(board) {
+  const o = board.ota;
+  const box = el('section', { class: 'ota-detail', 'aria-label': 'Network OTA' });
+  box.append(el('h3', {}, 'Network OTA'));
+  const online = board.onlineState ? board.onlineState.replace(/_/g, ' ') : '';
+  const st = otaStatus(o);
+  let target = '';
+  if (o && o.target) {
+    target = el('span', {}, el('span', { class: 'mono' }, o.target), ` (${o.targetPinned ? 'pinned' : 'from the profile'})`,
+      st ? el('span', { class: `tgt ${st.cls}` }, st.text.replace(/ →.*$/, '')) : '');
+  } else if (board.targetFirmware) {
+    target = el('span', { class: 'mono' }, board.targetFirmware);
+  }
+  box.append(kv([
+    ['Network', online ? el('span', { class: `netstate ${board.onlineState}` }, online) : 'unknown'],
+    ['IP', board.ip ? el('span', { class: 'mono' }, board.ip) : ''],
+    ['Running version', board.runningVersion],
+    ['Target', target],
+    ['Free space', o && o.freeSpace != null ? fmtBytes(o.freeSpace) : ''],
+    ['Sketch', o && o.sketchSize != null ? `${fmtBytes(o.sketchSize)}${o.chipSize ? ` of ${fmtBytes(o.chipSize)} flash` : ''}` : ''],
+    ['SDK', o ? o.sdkVersion : ''],
+    ['Last check-in', o && o.lastCheckin ? `${new Date(o.lastCheckin).toLocaleString()} (${ago(o.lastCheckin)}${o.checkins ? `, ${o.checkins} check-in${o.checkins === 1 ? '' : 's'}` : ''})` : ''],
+    ['Last served', o && o.servedVersion ? `${o.servedVersion}${o.servedAt ? ` at ${new Date(o.servedAt).toLocaleString()}` : ''}` : ''],
+  ]));
+  if (o && o.problem) box.append(el('div', { class: 'error-box' }, el('b', {}, 'OTA problem: '), o.problem));
+  if (!o) box.append(el('p', { class: 'hint' }, 'Never checked in at the station\'s OTA endpoint.'));
+  return box;
 }
 
 async function openJob(id) {
@@ -597,6 +695,145 @@ async function submitFirmware(validateOnly) {
 }
 
 // ---------------------------------------------------------------------------
+// Bulk view: network updates of many boards (GET /api/v1/bulk), live through bulk.* events.
+
+const BULK_WORD = { running: '▶ running', passed: '✔ passed', failed: '✖ failed', stopped: '⚠ stopped', cancelled: '■ cancelled', pending: '… pending', skipped: '↷ skipped' };
+
+function bulkBar(c) {
+  const bar = el('div', { class: 'bulkbar', role: 'img' });
+  const total = c.total || 1;
+  for (const k of ['passed', 'failed', 'skipped', 'running']) {
+    if (!c[k]) continue;
+    const seg = el('i', { class: k, title: `${c[k]} ${k}` });
+    seg.style.width = `${(100 * c[k]) / total}%`;
+    bar.append(seg);
+  }
+  const finished = c.passed + c.failed + c.skipped;
+  bar.setAttribute('aria-label', `${finished} of ${c.total} boards finished`);
+  bar.dataset.done = String(finished);
+  bar.dataset.total = String(c.total);
+  return bar;
+}
+
+function bulkCounts(c) {
+  const wrap = el('div', { class: 'bulkcounts' });
+  const add = (k, v, word) => { const s = el('span', { class: `cnt ${k}` }, el('b', {}, String(v)), ` ${word}`); s.dataset.count = k; s.dataset.value = String(v); wrap.append(s); };
+  add('passed', c.passed, 'done');
+  add('failed', c.failed, 'failed');
+  add('skipped', c.skipped, 'skipped');
+  add('pending', c.pending, 'pending');
+  if (c.running) add('running', c.running, 'running');
+  add('total', c.total, 'boards');
+  return wrap;
+}
+
+function bulkCard(b) {
+  const card = el('article', { class: `bulk${state.bulkSel === b.id ? ' selected' : ''}`, tabindex: '0', role: 'button' });
+  card.dataset.bulk = String(b.id);
+  card.dataset.state = b.state;
+  card.append(el('div', { class: 'title' },
+    el('b', {}, `#${b.id}`), el('span', { class: 'mono bfw' }, b.firmware),
+    el('span', { class: 'chiptag' }, b.method),
+    el('span', { class: `pill ${b.state}` }, BULK_WORD[b.state] || b.state),
+    el('span', { class: 'meta' }, b.created ? fmtTime(b.created) : '')));
+  card.append(bulkBar(b.counts), bulkCounts(b.counts));
+  if (b.reason) card.append(el('div', { class: 'hint reason' }, b.reason));
+  card.addEventListener('click', () => selectBulk(b.id));
+  card.addEventListener('keydown', (e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); selectBulk(b.id); } });
+  return card;
+}
+
+function selectBulk(id) {
+  state.bulkSel = id;
+  for (const c of document.querySelectorAll('#bulk-list .bulk')) c.classList.toggle('selected', c.dataset.bulk === String(id));
+  loadBulkDetail().catch((e) => toast(e.message, true));
+}
+
+async function loadBulks() {
+  const box = $('#bulk-list');
+  let list;
+  try {
+    list = await api.bulks();
+  } catch (err) {
+    box.replaceChildren(el('p', { class: 'empty-note' }, err.status === 503 ? 'Network OTA is not running on this station (no "ota" section in its configuration).' : `Cannot read the bulk updates: ${err.message}`));
+    $('#bulk-detail').replaceChildren();
+    return;
+  }
+  list.sort((a, b) => b.id - a.id);
+  state.bulks = list;
+  if (!list.length) {
+    box.replaceChildren(el('p', { class: 'empty-note' }, 'No bulk updates since the station started. Start one with POST /api/v1/bulk.'));
+    $('#bulk-detail').replaceChildren();
+    return;
+  }
+  box.replaceChildren(...list.map(bulkCard));
+  if (state.bulkSel == null || !list.some((b) => b.id === state.bulkSel)) state.bulkSel = (list.find((b) => b.state === 'running') || list[0]).id;
+  for (const c of box.querySelectorAll('.bulk')) c.classList.toggle('selected', c.dataset.bulk === String(state.bulkSel));
+  await loadBulkDetail();
+}
+
+async function loadBulkDetail() {
+  const out = $('#bulk-detail');
+  const id = state.bulkSel;
+  if (id == null) { out.replaceChildren(); return; }
+  let b;
+  try { b = await api.bulk(id); } catch (err) {
+    out.replaceChildren(el('p', { class: 'error-box' }, err.message));
+    return;
+  }
+  if (state.bulkSel !== id) return;
+  const head = el('div', { class: 'title' }, el('h2', {}, `Bulk #${b.id}`), el('span', { class: `pill ${b.state}` }, BULK_WORD[b.state] || b.state));
+  if (b.state === 'running') {
+    head.append(actionBtn('Cancel bulk', 'danger', async () => {
+      if (!confirm(`Cancel bulk #${b.id}? Boards not yet started stay pending; running ones finish.`)) return { message: 'Kept running.' };
+      const r = await api.cancelBulk(b.id);
+      scheduleBulkRefetch(0);
+      return r;
+    }));
+  }
+  const parts = [head, kv([
+    ['Firmware', el('span', { class: 'mono' }, b.firmware)],
+    ['Method', b.method],
+    ['Started', b.created ? new Date(b.created).toLocaleString() : ''],
+    ['Concurrency', b.concurrency],
+    ['Retries', b.retries],
+    ['Stops above', b.maxFailureRate != null ? `${Math.round(b.maxFailureRate * 100)} % failed` : ''],
+  ]), bulkBar(b.counts), bulkCounts(b.counts)];
+  if (b.reason) parts.push(el('div', { class: b.state === 'stopped' || b.state === 'failed' ? 'error-box' : 'hint' }, b.reason));
+  const t = el('table', { class: 'records bulk-boards' });
+  t.innerHTML = '<thead><tr><th>MAC</th><th>Result</th><th class="num">Attempts</th><th>Job</th><th>Error</th></tr></thead><tbody></tbody>';
+  const order = { failed: 0, running: 1, passed: 2, skipped: 3, pending: 4 };
+  const rows = (b.boards || []).slice().sort((x, y) => (order[x.state] ?? 9) - (order[y.state] ?? 9));
+  t.tBodies[0].replaceChildren(...rows.map((x) => {
+    const tr = el('tr');
+    tr.dataset.mac = x.mac;
+    tr.dataset.state = x.state;
+    tr.innerHTML = `<td class="mac"><a href="#" data-mac="${esc(x.mac)}">${esc(x.mac)}</a></td>
+      <td><span class="pill ${esc(x.state)}">${esc(BULK_WORD[x.state] || x.state)}</span></td>
+      <td class="num">${x.attempts || '–'}</td>
+      <td>${x.jobId != null ? `<a href="#" data-job="${esc(x.jobId)}">${esc(x.jobId)}</a>` : '–'}</td>
+      <td class="err">${esc(x.error || '')}</td>`;
+    return tr;
+  }));
+  if (!rows.length) t.tBodies[0].innerHTML = '<tr><td colspan="5" class="hint">No boards.</td></tr>';
+  t.addEventListener('click', (e) => {
+    const a = e.target.closest('a[data-mac]');
+    if (a) { e.preventDefault(); openBoard(a.dataset.mac); return; }
+    const j = e.target.closest('a[data-job]');
+    if (j) { e.preventDefault(); openJob(j.dataset.job); }
+  });
+  parts.push(el('h3', {}, `Boards (${rows.length})`), el('div', { class: 'table-wrap' }, t));
+  out.dataset.bulk = String(b.id);
+  out.replaceChildren(...parts);
+}
+
+let bulkTimer = 0;
+function scheduleBulkRefetch(delay = 200) {
+  if (state.view !== 'bulk' || bulkTimer) return;
+  bulkTimer = setTimeout(() => { bulkTimer = 0; loadBulks().catch(() => {}); }, delay);
+}
+
+// ---------------------------------------------------------------------------
 // Settings, toast, routing
 
 function openSettings() {
@@ -616,7 +853,7 @@ function toast(msg, err = false) {
 function route() {
   const h = location.hash.replace(/^#\/?/, '');
   const [view, arg] = h.split('/');
-  const v = ['records', 'firmware'].includes(view) ? view : 'station';
+  const v = ['records', 'firmware', 'bulk'].includes(view) ? view : 'station';
   state.view = v;
   for (const s of document.querySelectorAll('.view')) s.hidden = s.id !== `view-${v}`;
   for (const a of document.querySelectorAll('.tabs a')) {
@@ -624,6 +861,10 @@ function route() {
   }
   if (v === 'firmware') loadFirmware().catch((e) => toast(e.message, true));
   if (v === 'records') loadRecords().catch((e) => toast(e.message, true));
+  if (v === 'bulk') {
+    if (arg && /^\d+$/.test(arg)) state.bulkSel = Number(arg);
+    loadBulks().catch((e) => toast(e.message, true));
+  }
   if (view === 'board' && arg) openBoard(decodeURIComponent(arg));
   if (view === 'job' && arg) openJob(decodeURIComponent(arg));
 }

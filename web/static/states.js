@@ -77,7 +77,7 @@ export function slotView(s) {
     if (up) { v.tone = 'pass'; v.word = 'Up to date'; v.icon = '✔'; v.phase = 'Already carries this firmware'; }
     else { v.reason = s.errorMessage || ''; v.advice = s.errorAdvice || ''; v.phase = 'Skipped'; }
   } else if (s.phase === 'online') {
-    v.phase = [s.ip && `Online at ${s.ip}`, s.runningVersion && `running ${s.runningVersion}`].filter(Boolean).join(', ') || 'Online';
+    v.phase = 'Online — checked in';
   } else if (s.phase === 'cancelled' && s.errorMessage) {
     v.reason = s.errorMessage;
   }
