@@ -1549,24 +1549,35 @@ static int parse_job_id(const char *s, int64_t *id)
     return parse_i64(s, 1, INT64_MAX / 2, id);
 }
 
-static void get_job(struct api *a, const char *ids, struct api_response *resp)
+/* Loads the job named by ids into *j; on failure the answer (404 or a records error) is
+ * already in resp and -1 is returned. */
+static int load_job(struct api *a, const char *ids, int64_t *id, struct records_job *j,
+                    struct api_response *resp)
 {
-    int64_t id;
-    if (parse_job_id(ids, &id) < 0) {
+    if (parse_job_id(ids, id) < 0) {
         api_error(resp, 404, "not_found", "job", "no job \"%.40s\" (job ids are integers)", ids);
-        return;
+        return -1;
     }
-    struct records_job j;
     struct records_error re;
-    int rc = records_job_get(station_records(a->st), id, &j, &re);
+    int rc = records_job_get(station_records(a->st), *id, j, &re);
     if (rc == -ENOENT) {
-        api_error(resp, 404, "not_found", "job", "no job %lld", (long long)id);
-        return;
+        api_error(resp, 404, "not_found", "job", "no job %lld", (long long)*id);
+        return -1;
     }
     if (rc < 0) {
         records_fail(resp, &re);
-        return;
+        return -1;
     }
+    return 0;
+}
+
+static void get_job(struct api *a, const char *ids, struct api_response *resp)
+{
+    int64_t id;
+    struct records_job j;
+    struct records_error re;
+    if (load_job(a, ids, &id, &j, resp) < 0)
+        return;
     struct json_object *o = job_json(a->st, &j);
     fill_chips(a->st, o);
     struct log_ctx lc = {.arr = json_object_new_array()};
@@ -1583,22 +1594,11 @@ static void get_job(struct api *a, const char *ids, struct api_response *resp)
 static void cancel_job(struct api *a, const char *ids, struct api_response *resp)
 {
     int64_t id;
-    if (parse_job_id(ids, &id) < 0) {
-        api_error(resp, 404, "not_found", "job", "no job \"%.40s\" (job ids are integers)", ids);
-        return;
-    }
     struct records_job j;
     struct records_error re;
-    int rc = records_job_get(station_records(a->st), id, &j, &re);
-    if (rc == -ENOENT) {
-        api_error(resp, 404, "not_found", "job", "no job %lld", (long long)id);
+    if (load_job(a, ids, &id, &j, resp) < 0)
         return;
-    }
-    if (rc < 0) {
-        records_fail(resp, &re);
-        return;
-    }
-    rc = a->dry_run ? -ENOENT : station_cancel_job(a->st, id);
+    int rc = a->dry_run ? -ENOENT : station_cancel_job(a->st, id);
     if (rc == -ENOENT) {
         if (j.ended_at || records_job_state_is_final(j.state))
             api_error(resp, 409, "job_finished", "job", "job %lld already ended (%s)",
