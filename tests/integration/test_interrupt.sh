@@ -43,13 +43,22 @@ wait_bg() {
     return 0
 }
 
-# `timeout` forwards SIGTERM to the CLI: signal the timeout process.
+# signal_cli SIG: deliver SIG once to the CLI itself (the child of `timeout`). Signalling
+# the timeout process would deliver it twice (timeout forwards it to its child AND to its
+# process group), and the CLI treats a second Ctrl-C as "kill me now" on purpose.
+signal_cli() {
+    local child
+    child=$(cat "/proc/$BG_PID/task/$BG_PID/children" 2>/dev/null | awk '{print $1}')
+    [ -n "$child" ] || fail "cannot find the CLI process under timeout (pid $BG_PID)"
+    kill "-$1" "$child"
+}
+
 # --- SIGTERM during a paced ROM write (115200 Bd, ~90 s for 1 MiB) ---------------
 start_sim esp32 --link-speed 1
 run_bg -p "$SIM_PORT" --no-stub -b 115200 --json flash --no-compress 0x10000 "$WORK/big.bin"
 wait_progress
 sleep 0.5
-kill -TERM "$BG_PID"
+signal_cli TERM
 wait_bg 10
 [ "$LAST_RC" -eq 7 ] || fail "SIGTERM during flash: exit $LAST_RC, expected 7"
 assert_json '.ok' false
@@ -62,7 +71,7 @@ assert_json '.chip' ESP32
 # --- SIGINT, stub write ---------------------------------------------------------------
 run_bg -p "$SIM_PORT" -b 115200 --json flash 0x10000 "$WORK/big.bin"
 wait_progress
-kill -INT "$BG_PID"
+signal_cli INT
 wait_bg 10
 [ "$LAST_RC" -eq 7 ] || fail "SIGINT during flash: exit $LAST_RC, expected 7"
 assert_json '.ok' false
