@@ -345,8 +345,10 @@ static int parse_listen(struct ctx *c, struct config *cfg, json_object *v)
         port = -1;
     for (; *p && port >= 0; p++)
         port = isdigit((unsigned char)*p) ? port * 10 + (*p - '0') : -1;
-    if (port < 1 || port > 65535)
-        return fail(c, "listen", "port must be a number from 1 to 65535 (got \"%s\")", colon + 1);
+    if (port < 0 || port > 65535)
+        return fail(c, "listen",
+                    "port must be a number from 0 (any free port) to 65535 (got \"%s\")",
+                    colon + 1);
     char *h = strndup(host, hlen);
     if (!h)
         return fail_nomem(c);

@@ -177,7 +177,7 @@ EOJ
         slots="$slots${slots:+, }{\"id_path\": \"pci-0000:00:14.0-usb-0:1.$n:1.0\", \"label\": \"A$n\"}"
     done
     cat >"$UWORK/station.json" <<EOJ
-{"data_dir": "$UWORK/data", "stub_dir": "${STUB_DIR:-}",
+{"data_dir": "$UWORK/data", "stub_dir": "${STUB_DIR:-}", "listen": "127.0.0.1:0",
  "slots": [$slots],
  "profiles": {"line": {"firmware": {"esp32": "udevtest@1.0.0"}, "baud": 460800$extra}},
  "active_profile": "line"}

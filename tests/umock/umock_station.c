@@ -37,8 +37,9 @@
  *
  * Invariants / gotchas (README of the example):
  *  - The testbed is created before anything else (umockdev_in_mock_environment
- *    caches its first answer) and TMPDIR points into the work dir before
- *    that, so the testbed lives there.
+ *    caches its first answer) and TMPDIR points to a short directory under
+ *    /tmp before that (linked as WORKDIR/tmp): the testbed's per-device
+ *    ioctl sockets must fit in sun_path.
  *  - The handler is attached before the device is added (adding sends the
  *    uevent at once). It runs on umockdev's worker thread: all board state
  *    is under one mutex and the handler never blocks.
@@ -1065,11 +1066,22 @@ int main(int argc, char **argv)
         fprintf(stderr, "umock_station: must run under umockdev-wrapper\n");
         return 2;
     }
-    /* before anything else: TMPDIR (testbed location), then the testbed */
+    /* before anything else: TMPDIR (testbed location), then the testbed.
+     * The testbed holds a Unix socket per device (ioctl/dev/ttyUSBn) and
+     * sun_path has 108 bytes: under a deep work dir the socket cannot be
+     * bound and every ioctl on the port fails with ENOTTY. So the testbed
+     * lives in a short directory under /tmp, linked from WORKDIR/tmp. */
     g_mkdir_with_parents(workdir, 0755);
+    char shortdir[] = "/tmp/umock.XXXXXX";
+    if (!mkdtemp(shortdir)) {
+        fprintf(stderr, "umock_station: mkdtemp /tmp: %s\n", g_strerror(errno));
+        return 1;
+    }
     char *tmp = g_build_filename(workdir, "tmp", NULL);
-    g_mkdir_with_parents(tmp, 0755);
-    g_setenv("TMPDIR", tmp, TRUE);
+    (void)unlink(tmp);
+    if (symlink(shortdir, tmp) != 0)
+        fprintf(stderr, "umock_station: symlink %s: %s\n", tmp, g_strerror(errno));
+    g_setenv("TMPDIR", shortdir, TRUE);
     g_free(tmp);
     t0 = g_get_monotonic_time();
     tb = umockdev_testbed_new();
@@ -1130,6 +1142,7 @@ int main(int argc, char **argv)
 
     /* handlers stay attached until here: the program is gone */
     fclose(umock_log);
-    g_object_unref(tb);
+    g_object_unref(tb); /* removes the testbed directory */
+    (void)rmdir(shortdir);
     return prog_status < 0 ? 0 : prog_status;
 }

@@ -232,7 +232,7 @@ static const struct bad_case bad_cases[] = {
     {"{\"max_parallel\": 99999999999999999999999}", "config: max_parallel: must be an integer",
      true},
     {"{\"listen\": \"localhost:99999\"}",
-     "config: listen: port must be a number from 1 to 65535 (got \"99999\")"},
+     "config: listen: port must be a number from 0 (any free port) to 65535 (got \"99999\")"},
     {"{\"listen\": \"8080\"}", "config: listen: must be \"host:port\"", true},
     /* duplicates */
     {"{\"slots\": [{\"id_path\": \"p1\", \"label\": \"A1\"}, {\"id_path\": \"p2\", \"label\": "
