@@ -1,6 +1,6 @@
 /*
  * ota_priv: what ota.c (update endpoint, check-ins, image cache) and
- * ota_job.c (push workers, bulk updates) share. Not for other modules.
+ * ota_job.c (push workers) and ota_bulk.c (bulk updates) share. Not for other modules.
  */
 #ifndef ESPSTATION_OTA_PRIV_H
 #define ESPSTATION_OTA_PRIV_H
@@ -94,6 +94,13 @@ void ota_bulk_on_checkin(struct ota *o, const char *mac, const char *version);
 void ota_bulk_on_pull_problem(struct ota *o, const char *mac, const char *why);
 /* Periodic (timeouts of pull bulks). */
 void ota_bulk_tick(struct ota *o);
+
+/* ota_bulk.c */
+/* A push started by bulk bulk_id for mac ended (ok, or why). */
+void ota_bulk_on_push_done(struct ota *o, int64_t bulk_id, const char *mac, bool ok,
+                           const char *why);
+/* Frees every bulk (daemon stopping). */
+void ota_bulks_free(struct ota *o);
 
 /* Formats into a fixed buffer, always NUL-terminated. */
 void ota_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
