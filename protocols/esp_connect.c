@@ -281,7 +281,7 @@ static int usb_jtag_disable_wdt(struct esp_loader *l, struct esp_error *err)
     return 0;
 }
 
-int esp_loader_connect(struct esp_loader *l, struct esp_error *err)
+static int connect_once(struct esp_loader *l, struct esp_error *err)
 {
     esp_error_clear(err);
     l->stage = ESP_STAGE_RESET;
@@ -447,6 +447,45 @@ int esp_loader_connect(struct esp_loader *l, struct esp_error *err)
     l->connected = true;
     l->stage = ESP_STAGE_DETECT;
     return usb_jtag_disable_wdt(l, err);
+}
+
+/*
+ * Without a reset nothing restarts the ROM at its initial baud: a flasher stub
+ * left running by an earlier session (--after no-reset-stub) still listens at
+ * that session's baud, usually the configured one. So when nothing answers at
+ * the initial baud, try the configured baud once before giving up, and say so.
+ */
+int esp_loader_connect(struct esp_loader *l, struct esp_error *err)
+{
+    int rc = connect_once(l, err);
+    bool no_reset =
+        l->cfg.before == ESP_BEFORE_NO_RESET || l->cfg.before == ESP_BEFORE_NO_RESET_NO_SYNC;
+    uint32_t initial = l->cfg.initial_baud;
+    if (rc >= 0 || !no_reset || rc == -ENODEV || rc == -ECANCELED || !l->cfg.baud ||
+        l->cfg.baud == initial || !(l->t->caps & TRANSPORT_CAP_BAUD))
+        return rc;
+    struct esp_error first;
+    esp_error_clear(&first);
+    if (err)
+        first = *err;
+    esp_ldr_log(l, ESP_LOG_INFO,
+                "nothing answers at %u baud; trying %u baud (a flasher stub left running by an "
+                "earlier session listens there)",
+                initial, l->cfg.baud);
+    l->cfg.initial_baud = l->cfg.baud;
+    rc = connect_once(l, err);
+    l->cfg.initial_baud = initial;
+    if (rc >= 0)
+        return rc;
+    if (err) {
+        *err = first;
+        snprintf(err->advice, sizeof(err->advice),
+                 "nothing answered at %u or %u baud without a reset: let the station reset the "
+                 "board (--before default-reset), or give the baud a stub left running uses "
+                 "with --initial-baud",
+                 initial, l->cfg.baud);
+    }
+    return rc;
 }
 
 /* ---- detection ------------------------------------------------------------ */

@@ -444,6 +444,47 @@ int esp_loader_attach_flash(struct esp_loader *l, struct esp_error *err)
     return 0;
 }
 
+/* A stub that was uploaded but did not start (no OHAI, MEM_* refused) leaves a
+ * chip the ROM can take back after a reset; an unplugged board, a cancel or no
+ * memory cannot be helped that way. Without a reset (before=no-reset-no-sync)
+ * there is no way back to the ROM. */
+static bool stub_failure_is_recoverable(const struct esp_loader *l, int rc)
+{
+    if (rc == -ENODEV || rc == -ECANCELED || rc == -ENOMEM)
+        return false;
+    return l->stage == ESP_STAGE_STUB && l->cfg.before != ESP_BEFORE_NO_RESET_NO_SYNC;
+}
+
+/* A production line prefers a slow flash to none: reset into the bootloader
+ * again and go on through the ROM loader, saying why. When even that fails the
+ * stub's own error is reported (it is the cause), with the reconnect's words. */
+static int fall_back_to_rom(struct esp_loader *l, struct esp_error *err)
+{
+    struct esp_error stub_err;
+    esp_error_clear(&stub_err);
+    if (err)
+        stub_err = *err;
+    esp_ldr_log(l, ESP_LOG_WARN, "%s: resetting the chip to continue through the ROM loader",
+                stub_err.message);
+    struct esp_error cerr;
+    esp_error_clear(&cerr);
+    int rc = esp_loader_connect(l, &cerr);
+    if (rc < 0) {
+        if (err) {
+            *err = stub_err;
+            size_t n = strlen(err->message);
+            snprintf(err->message + n, sizeof(err->message) - n,
+                     "; reconnecting to the ROM loader failed too: %s", cerr.message);
+        }
+        return stub_err.code < 0 ? stub_err.code : rc;
+    }
+    esp_error_clear(err);
+    char why[300];
+    snprintf(why, sizeof(why), "the flasher stub did not start (%s)", stub_err.message);
+    warn_no_stub(l, why);
+    return 0;
+}
+
 int esp_loader_start(struct esp_loader *l, struct esp_error *err)
 {
     esp_error_clear(err);
@@ -452,6 +493,8 @@ int esp_loader_start(struct esp_loader *l, struct esp_error *err)
         return rc;
     if (l->cfg.use_stub) {
         rc = esp_loader_run_stub(l, err);
+        if (rc < 0 && stub_failure_is_recoverable(l, rc))
+            rc = fall_back_to_rom(l, err);
         if (rc < 0)
             return rc;
     }

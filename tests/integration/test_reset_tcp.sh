@@ -78,17 +78,19 @@ last_reset=$(sim_log_new | grep -E 'reset ->' | tail -n1 || true)
 [[ $last_reset == *"boot 0x13"* ]] || fail "EN pulse did not boot the firmware: '$last_reset'"
 
 # --after no-reset-stub leaves the stub running (at the -b baud, 460800 by
-# default, hence --initial-baud below; see findings F11): a --before no-reset
-# session finds it (SYNC replies with value 0) and does not upload it again; a
-# --before no-reset-no-sync session talks to it without even a SYNC.
+# default): a --before no-reset session finds nothing at 115200, says so, tries
+# the -b baud, finds the stub (SYNC replies with value 0) and does not upload it
+# again; a --before no-reset-no-sync session talks to it without even a SYNC
+# (here with --initial-baud given explicitly).
 make_image 30000 "$WORK/small.bin" 402
 expect_exit 0 -p "$SIM_PORT" --after no-reset-stub --json flash 0x60000 "$WORK/small.bin"
 assert_json '.stub' true
 assert_json '.baud' 460800
 sim_log_mark
-expect_exit 0 -p "$SIM_PORT" --initial-baud 460800 --before no-reset --after no-reset-stub \
+expect_exit 0 -p "$SIM_PORT" --before no-reset --after no-reset-stub \
     --json verify 0x60000 "$WORK/small.bin"
 assert_json '.stub' true
+json_log_has 'trying 460800 baud' || fail "the CLI did not say it retried at the -b baud"
 sim_log_new_has 'MEM_BEGIN' && fail "the running stub was uploaded again"
 sim_log_new_has 'EN low' && fail "--before no-reset reset the board"
 sim_log_mark
@@ -97,6 +99,10 @@ expect_exit 0 -p "$SIM_PORT" --initial-baud 460800 --before no-reset-no-sync --j
 cmp "$WORK/nosync.bin" "$WORK/small.bin" || fail "read through the already running stub differs"
 sim_log_new_has 'cmd SYNC' && fail "--before no-reset-no-sync sent a SYNC"
 sim_log_new_has 'MEM_BEGIN' && fail "--before no-reset-no-sync uploaded the stub again"
+# nothing at either baud without a reset: the advice names both and the way out
+sim_log_mark
+expect_exit 3 -p "$SIM_PORT" --before no-reset -b 230400 --json info
+assert_json_true '.error.advice | test("115200 or 230400")'
 
 # ESP8266 (74880 Bd boot banner) with a strict reset, ROM and stub.
 start_sim esp8266 --strict-reset
