@@ -65,26 +65,71 @@ static bool next_field(const char **p, const char *end, char *out, size_t outlen
     return ok;
 }
 
-/* TXT part: "k=v" "k=v" ... (avahi quotes each string). */
+/* The next TXT string of [*p, end): avahi-browse prints each one in double
+ * quotes with '"' and '\\' backslash-escaped and bytes outside printable ASCII
+ * as "\DDD" (decimal); ';' is not escaped. Unescaped into out (truncated to
+ * outlen - 1; *nul set when it held a NUL byte). Returns false when no string
+ * is left. */
+static bool next_txt(const char **p, const char *end, char *out, size_t outlen, bool *nul)
+{
+    const char *s = *p;
+    while (s < end && *s != '"')
+        s++;
+    if (s >= end) {
+        *p = s;
+        return false;
+    }
+    s++;
+    size_t n = 0;
+    *nul = false;
+    while (s < end && *s != '"') {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '\\' && s + 1 < end) {
+            if (s + 3 < end && isdigit((unsigned char)s[1]) && isdigit((unsigned char)s[2]) &&
+                isdigit((unsigned char)s[3])) {
+                int v = (s[1] - '0') * 100 + (s[2] - '0') * 10 + (s[3] - '0');
+                ch = (unsigned char)(v > 255 ? 0 : v);
+                s += 4;
+            } else {
+                ch = (unsigned char)s[1];
+                s += 2;
+            }
+        } else {
+            s++;
+        }
+        if (ch == '\0')
+            *nul = true;
+        else if (n + 1 < outlen)
+            out[n++] = (char)ch;
+    }
+    out[n] = '\0';
+    *p = s < end ? s + 1 : s;
+    return true;
+}
+
+/* TXT part: "k=v" "k=v" ... (avahi quotes and escapes each string). board= is
+ * kept without one pair of surrounding quotes (the ESP8266 core advertises
+ * board="ESP8266_GENERIC" with them); a string holding a NUL is ignored. */
 static void parse_txt(const char *s, const char *end, struct mdns_record *out)
 {
-    while (s < end) {
-        while (s < end && *s != '"')
-            s++;
-        if (s >= end)
-            return;
-        const char *b = ++s;
-        while (s < end && *s != '"')
-            s++;
-        size_t len = (size_t)(s - b);
-        if (s < end)
-            s++;
-        if (len > 6 && strncmp(b, "board=", 6) == 0) {
-            size_t v = len - 6 < sizeof(out->board) ? len - 6 : sizeof(out->board) - 1;
-            memcpy(out->board, b + 6, v);
-            out->board[v] = '\0';
-        } else if (len > 12 && strncmp(b, "auth_upload=", 12) == 0) {
-            out->auth_upload = (len - 12 == 3 && strncmp(b + 12, "yes", 3) == 0) ? 1 : 0;
+    char txt[MDNS_BOARD_LEN + 16];
+    bool nul = false;
+    while (next_txt(&s, end, txt, sizeof(txt), &nul)) {
+        if (nul)
+            continue;
+        if (strncmp(txt, "board=", 6) == 0) {
+            const char *v = txt + 6;
+            size_t vl = strlen(v);
+            if (vl >= 2 && v[0] == '"' && v[vl - 1] == '"') {
+                v++;
+                vl -= 2;
+            }
+            if (vl >= sizeof(out->board))
+                vl = sizeof(out->board) - 1;
+            memcpy(out->board, v, vl);
+            out->board[vl] = '\0';
+        } else if (strncmp(txt, "auth_upload=", 12) == 0) {
+            out->auth_upload = strcmp(txt + 12, "yes") == 0 ? 1 : 0;
         }
     }
 }

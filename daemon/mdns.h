@@ -32,7 +32,7 @@ struct mdns_record {
     char host[MDNS_NAME_LEN]; /* "esp32-246f28000c01.local" */
     char address[MDNS_ADDR_LEN];
     int port;
-    char board[MDNS_BOARD_LEN]; /* TXT board=..., "" none */
+    char board[MDNS_BOARD_LEN]; /* TXT board=... unescaped, outer quotes dropped; "" none */
     int auth_upload;            /* TXT auth_upload: 1 yes, 0 no, -1 absent */
 };
 

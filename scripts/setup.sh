@@ -8,7 +8,8 @@ BUILD_ROOT=${1:-$ROOT/build}
 
 PKGS=(build-essential cmake pkg-config clang clang-format libclang-rt-14-dev
       libserialport-dev zlib1g-dev libssl-dev libjson-c-dev libsqlite3-dev
-      libmicrohttpd-dev libudev-dev libcmocka-dev umockdev libumockdev-dev jq openssl sqlite3 python3 curl wrk chromium nodejs fonts-dejavu-core)
+      libmicrohttpd-dev libarchive-dev libudev-dev libcmocka-dev umockdev libumockdev-dev jq openssl sqlite3 python3 curl wrk chromium nodejs fonts-dejavu-core
+      avahi-daemon avahi-utils dbus iproute2)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -22,6 +23,17 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing ${missing[*]}"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# avahi-daemon is for tests/integration/test_daemon_mdns_avahi.sh only, which runs
+# private instances (own netns, dbus, /run): when installed here, keep the system
+# service off, else every daemon test's avahi-browse would see the LAN's boards.
+if [[ " ${missing[*]} " == *" avahi-daemon "* ]]; then
+    if [ -d /run/systemd/system ]; then
+        $SUDO systemctl disable --now avahi-daemon.service avahi-daemon.socket >/dev/null 2>&1 || true
+    elif [ -x /etc/init.d/avahi-daemon ]; then
+        $SUDO /etc/init.d/avahi-daemon stop >/dev/null 2>&1 || true
+        $SUDO update-rc.d avahi-daemon disable >/dev/null 2>&1 || true
+    fi
 fi
 
 "$ROOT/scripts/fetch-stubs.sh" "$BUILD_ROOT/stubs"

@@ -2,6 +2,10 @@
  * test_daemon_mdns: the avahi-browse --parsable parser (resolved lines, avahi
  * escapes, IPv6, malformed lines) and the ArduinoOTA hostname -> MAC matching
  * (esp8266-XXXXXX = last 3 MAC bytes, esp32-XXXXXXXXXXXX = the whole MAC).
+ * test_parse_real_avahi uses lines captured from avahi-browse 0.8 (Debian 12)
+ * against a real avahi-daemon (tests/integration/test_daemon_mdns_avahi.sh):
+ * TXT strings escape '"' and '\' with a backslash and other bytes as \DDD,
+ * and leave ';' unescaped.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -66,6 +70,53 @@ static void test_parse_escapes(void **state)
     /* \000 would be an embedded NUL: rejected */
     assert_int_equal(parse("=;e;IPv4;a\\000b;_arduino._tcp;local;h.local;1.2.3.4;1", &r), -EINVAL);
     assert_int_equal(parse("=;e;IPv4;a\\300b;_arduino._tcp;local;h.local;1.2.3.4;1", &r), -EINVAL);
+}
+
+static void test_parse_real_avahi(void **state)
+{
+    (void)state;
+    struct mdns_record r;
+    /* the ESP8266 core's board TXT value carries quotes: escaped by avahi */
+    const char *l = "=;avps0;IPv4;Kitchen\\032esp8266;_arduino._tcp;local;esp8266-005d08.local;"
+                    "10.77.0.8;8266;\"auth_upload=no\" \"board=\\\"ESP8266_GENERIC\\\"\" "
+                    "\"ssh_upload=no\" \"tcp_check=no\"";
+    assert_int_equal(parse(l, &r), 1);
+    assert_string_equal(r.iface, "avps0");
+    assert_string_equal(r.name, "Kitchen esp8266");
+    assert_string_equal(r.host, "esp8266-005d08.local");
+    assert_string_equal(r.address, "10.77.0.8");
+    assert_int_equal(r.port, 8266);
+    assert_string_equal(r.board, "ESP8266_GENERIC");
+    assert_int_equal(r.auth_upload, 0);
+
+    /* an escaped quote must not end the string: auth_upload after it is seen */
+    l = "=;avps0;IPv4;esp32-246f28005d01;_arduino._tcp;local;esp32-246f28005d01.local;"
+        "10.77.0.2;3232;\"board=\\\"a b\\\"\" \"auth_upload=yes\"";
+    assert_int_equal(parse(l, &r), 1);
+    assert_string_equal(r.board, "a b");
+    assert_int_equal(r.auth_upload, 1);
+
+    /* service name with ';' '.' '\\' '"' and UTF-8 (\\DDD); a TXT value with an
+     * unescaped ';', a tab (\\009) and UTF-8; TXT strings without '=' */
+    l = "=;avps0;IPv4;a\\059b\\.c\\\\d\\032\\034q\\034\\032\\195\\169;_arduino._tcp;local;"
+        "esp32-246f28005d01.local;10.77.0.2;3232;\"empty=\" \"novalue\" "
+        "\"board=a\\\\b \\\"x\\\";y\\009z \\195\\169\"";
+    assert_int_equal(parse(l, &r), 1);
+    assert_string_equal(r.name, "a;b.c\\d \"q\" \xc3\xa9");
+    assert_string_equal(r.board, "a\\b \"x\";y\tz \xc3\xa9");
+    assert_int_equal(r.auth_upload, -1);
+
+    /* a TXT string holding \\000 is ignored, the others still count */
+    l = "=;e;IPv4;n;_arduino._tcp;local;h.local;1.2.3.4;1;\"board=x\\000y\" \"auth_upload=yes\"";
+    assert_int_equal(parse(l, &r), 1);
+    assert_string_equal(r.board, "");
+    assert_int_equal(r.auth_upload, 1);
+    /* unterminated last string, over-long board value: truncated, terminated */
+    char big[512];
+    snprintf(big, sizeof(big), "=;e;IPv4;n;_arduino._tcp;local;h.local;1.2.3.4;1;\"board=%0200d",
+             7);
+    assert_int_equal(parse(big, &r), 1);
+    assert_int_equal(strlen(r.board), MDNS_BOARD_LEN - 1);
 }
 
 static void test_parse_ipv6_and_skips(void **state)
@@ -175,6 +226,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_resolved),
         cmocka_unit_test(test_parse_escapes),
+        cmocka_unit_test(test_parse_real_avahi),
         cmocka_unit_test(test_parse_ipv6_and_skips),
         cmocka_unit_test(test_parse_malformed),
         cmocka_unit_test(test_mac_tail),
