@@ -50,7 +50,7 @@ struct catalog {
 
 /* ---- names and kinds ----------------------------------------------------------------- */
 
-static const char *const kind_names[] = {"bootloader", "app", "data"};
+static const char *const kind_names[] = {"bootloader", "app", "data", "filesystem"};
 
 const char *catalog_kind_to_string(enum catalog_kind kind)
 {
@@ -549,15 +549,16 @@ static void parse_region(json_object *e, size_t i, struct parsed *p, struct cata
         }
     }
     if (!json_object_object_get_ex(e, "kind", &v)) {
-        rep_add(rep, false, ri, "regions[%zu].kind: missing (bootloader, app or data)", i);
+        rep_add(rep, false, ri, "regions[%zu].kind: missing (bootloader, app, data or filesystem)",
+                i);
     } else {
         const char *s = json_str(v);
         int k = s ? kind_from_string(s) : -EINVAL;
         if (k < 0) {
             json_msg_describe(v, got, sizeof(got));
             rep_add(rep, false, ri,
-                    "regions[%zu].kind: must be \"bootloader\", \"app\" or "
-                    "\"data\" (%s)",
+                    "regions[%zu].kind: must be \"bootloader\", \"app\", \"data\" or "
+                    "\"filesystem\" (%s)",
                     i, got);
         } else {
             r->kind = (enum catalog_kind)k;
@@ -850,13 +851,44 @@ static void free_loaded(struct loaded *l, size_t n)
     free(l);
 }
 
+/* A filesystem image (SPIFFS, LittleFS, FAT) is not an ESP image: only its place and size
+ * are checked. One per set (network OTA sends "the" filesystem image), on a sector. */
+static void check_filesystem(const struct parsed *p, const char *label, size_t i, int *first_fs,
+                             const uint8_t *data, size_t len, struct catalog_report *rep)
+{
+    const struct catalog_manifest_region *r = &p->m->regions[i];
+    int ri = (int)i;
+    if (*first_fs >= 0)
+        rep_add(rep, false, ri,
+                "%s: a second filesystem image (the first is regions[%d]); a set carries at "
+                "most one (declare the others as kind \"data\")",
+                label, *first_fs);
+    else
+        *first_fs = ri;
+    if (p->region_offset_ok[i] && r->offset % CATALOG_SECTOR_BYTES != 0)
+        rep_add(rep, false, ri,
+                "%s: a filesystem image must start on a 4 KiB flash sector, not at 0x%x (use the "
+                "offset of the spiffs/littlefs/fat partition in the partition table)",
+                label, r->offset);
+    if (len % CATALOG_SECTOR_BYTES != 0)
+        rep_add(rep, true, ri,
+                "%s: %zu bytes is not a whole number of 4 KiB sectors; filesystem images "
+                "(mkspiffs, mklittlefs, FAT) are usually exactly the partition's size",
+                label, len);
+    if (len > 0 && data[0] == 0xE9)
+        rep_add(rep, true, ri,
+                "%s: starts like an ESP application image (0xE9); if it is the app, declare it "
+                "as kind \"app\"",
+                label);
+}
+
 static void check_files(struct parsed *p, catalog_load_fn load, void *ctx, struct loaded *l,
                         struct catalog_report *rep)
 {
     struct catalog_manifest *m = p->m;
     const struct esp_chip_desc *chip = p->chip_ok ? esp_chip_get(m->chip) : NULL;
     char label[128], other[128];
-    int first_boot = -1;
+    int first_boot = -1, first_fs = -1;
 
     for (size_t i = 0; i < m->n_regions; i++) {
         struct catalog_manifest_region *r = &m->regions[i];
@@ -924,6 +956,8 @@ static void check_files(struct parsed *p, catalog_load_fn load, void *ctx, struc
         }
         if (r->kind == CATALOG_KIND_BOOTLOADER || r->kind == CATALOG_KIND_APP)
             check_image(chip, label, ri, l[i].data, l[i].len, rep);
+        if (r->kind == CATALOG_KIND_FILESYSTEM)
+            check_filesystem(p, label, i, &first_fs, l[i].data, l[i].len, rep);
     }
 
     /* Overlaps, with the address ranges so the fix is obvious. */

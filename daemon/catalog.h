@@ -42,8 +42,13 @@
 enum catalog_kind {
     CATALOG_KIND_BOOTLOADER = 0, /* 2nd-stage bootloader: an ESP image at the chip's offset */
     CATALOG_KIND_APP,            /* application: an ESP image */
-    CATALOG_KIND_DATA,           /* anything else (partition table, NVS, SPIFFS, ...) */
+    CATALOG_KIND_DATA,           /* anything else (partition table, NVS, ...) */
+    CATALOG_KIND_FILESYSTEM,     /* a SPIFFS/LittleFS/FAT image: not an ESP image; at most one
+                                    per set, on a 4 KiB sector; the network OTA filesystem image */
 };
+
+/* Bytes of a flash sector: a filesystem region starts on one. */
+#define CATALOG_SECTOR_BYTES 4096u
 
 const char *catalog_kind_to_string(enum catalog_kind kind);
 

@@ -310,6 +310,8 @@ static int set_defaults(struct ctx *c, struct config *cfg)
     cfg->ota.enrol_unknown = true;
     cfg->ota.max_connections = 256;
     cfg->ota.mdns_interval_s = 60;
+    if (dup_str(c, "admin", &cfg->ota.webform_user) < 0)
+        return -ENOMEM;
     return 0;
 }
 
@@ -577,9 +579,9 @@ static int parse_api(struct ctx *c, struct config *cfg, json_object *v)
 /* "ota": the device-facing HTTP update endpoint and the push defaults. */
 static int parse_ota(struct ctx *c, struct config *cfg, json_object *v)
 {
-    static const char *const keys[] = {"listen",      "unknown_boards",  "strict",
-                                       "espota_port", "max_connections", "mdns_interval_s",
-                                       NULL};
+    static const char *const keys[] = {
+        "listen",          "unknown_boards",  "strict",       "espota_port",
+        "max_connections", "mdns_interval_s", "webform_user", NULL};
     int rc;
     json_object *f;
     long long x;
@@ -632,6 +634,18 @@ static int parse_ota(struct ctx *c, struct config *cfg, json_object *v)
         if ((rc = get_int(c, "ota.mdns_interval_s", f, 0, 86400, &x)) < 0)
             return rc;
         cfg->ota.mdns_interval_s = (int)x;
+    }
+    if (json_object_object_get_ex(v, "webform_user", &f)) {
+        if ((rc = get_str(c, "ota.webform_user", f, 64, &s)) < 0)
+            return rc;
+        for (const char *p = s; *p; p++)
+            if (*p == ':' || (unsigned char)*p < 0x20 || *p == 0x7F)
+                return fail(c, "ota.webform_user",
+                            "must not contain ':' or control characters (HTTP Basic "
+                            "authentication cannot carry them; got \"%s\")",
+                            s);
+        if ((rc = dup_str(c, s, &cfg->ota.webform_user)) < 0)
+            return rc;
     }
     return 0;
 }
@@ -1228,6 +1242,7 @@ void config_free(struct config *cfg)
     free(cfg->stub_dir);
     free(cfg->api.token);
     free(cfg->ota.listen_host);
+    free(cfg->ota.webform_user);
     for (size_t i = 0; i < cfg->n_profiles; i++)
         profile_free(&cfg->profiles[i]);
     free(cfg->profiles);

@@ -103,6 +103,7 @@ struct config_ota {
     int espota_port;     /* local TCP port for ArduinoOTA connect-backs; 0 = ephemeral */
     int max_connections; /* 256 */
     int mdns_interval_s; /* avahi-browse discovery period; 60, 0 = off */
+    char *webform_user;  /* HTTP Basic user for web-form pushes; "admin" */
 };
 
 struct config_api {

@@ -55,7 +55,8 @@ static void usage(FILE *f)
         "  -h, --help                 this text\n"
         "  -V, --version              version\n"
         "Signals: SIGTERM/SIGINT stop (running jobs are cancelled and recorded),\n"
-        "SIGHUP reloads the configuration and rescans the firmware catalog.\n",
+        "SIGHUP reloads the configuration and rescans the firmware catalog (a changed\n"
+        "ota.listen is bound anew; the old listener stays if that fails).\n",
         default_stub_dir[0] ? default_stub_dir : "none");
 }
 

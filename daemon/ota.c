@@ -47,7 +47,10 @@ struct ota_conn {
     size_t in_len;
     char head[1024];
     size_t head_len, head_off;
-    struct ota_fw *fw; /* body to send (SERVE), referenced */
+    struct ota_fw *fw;   /* body to send (SERVE), referenced */
+    const uint8_t *body; /* fw's app or filesystem image */
+    size_t body_len;
+    bool fs; /* x-…-mode: spiffs (the filesystem image) */
     size_t body_off;
     bool writing;
     bool record_served;
@@ -84,6 +87,7 @@ void ota_fw_unref(struct ota_fw *fw)
         return;
     free(fw->data);
     free(fw->data2);
+    free(fw->fs_data);
     free(fw);
 }
 
@@ -125,25 +129,40 @@ int ota_fw_get(struct ota *o, const char *ref, struct ota_fw **out, char *err, s
             app = &set->regions[i];
             break;
         }
-    if (!app && set->n_regions == 1)
+    if (!app && set->n_regions == 1 && set->regions[0].kind != CATALOG_KIND_FILESYSTEM)
         app = &set->regions[0];
     if (!app) {
         catalog_free_set(set);
         ota_errf(err, errlen,
-                 "%s has no application region: an OTA update replaces the app only (mark the "
-                 "app region \"kind\": \"app\" in the manifest)",
+                 "%s has no application region: network OTA needs the set's app (mark the "
+                 "app region \"kind\": \"app\" in the manifest; a filesystem image goes beside "
+                 "it as \"kind\": \"filesystem\")",
                  ref);
         return -EINVAL;
     }
+    const struct catalog_region *fsr = NULL;
+    for (size_t i = 0; i < set->n_regions && !fsr; i++)
+        if (set->regions[i].kind == CATALOG_KIND_FILESYSTEM)
+            fsr = &set->regions[i];
     struct ota_fw *fw = calloc(1, sizeof(*fw));
     uint8_t *data = fw ? malloc(app->size ? app->size : 1) : NULL;
-    if (!fw || !data) {
+    uint8_t *fs_data = fw && fsr ? malloc(fsr->size ? fsr->size : 1) : NULL;
+    if (!fw || !data || (fsr && !fs_data)) {
         free(fw);
+        free(data);
+        free(fs_data);
         catalog_free_set(set);
         ota_errf(err, errlen, "out of memory");
         return -ENOMEM;
     }
     memcpy(data, app->data, app->size);
+    if (fsr) {
+        memcpy(fs_data, fsr->data, fsr->size);
+        fw->fs_data = fs_data;
+        fw->fs_size = fsr->size;
+        fw->fs_offset = fsr->offset;
+        snprintf(fw->fs_md5, sizeof(fw->fs_md5), "%s", fsr->md5);
+    }
     for (const struct catalog_region *r = app + 1; r < set->regions + set->n_regions; r++) {
         if (r->kind != CATALOG_KIND_APP)
             continue;
@@ -240,6 +259,27 @@ int ota_fw_policy(struct ota *o, struct ota_fw *fw, char *err, size_t errlen)
     return rc;
 }
 
+int ota_fw_fs_policy(struct ota *o, const struct ota_fw *fw, char *err, size_t errlen)
+{
+    if (!fw->fs_data) {
+        ota_errf(err, errlen,
+                 "%s has no filesystem image (add the SPIFFS/LittleFS/FAT image to its manifest "
+                 "as a region with \"kind\": \"filesystem\" and import the set again)",
+                 fw->ref);
+        return -ENOENT;
+    }
+    const struct config_profile *p = config_profile(station_config(o->st), NULL);
+    if (p && p->require_signed) {
+        ota_errf(err, errlen,
+                 "refusing %s's filesystem image: profile %s requires signed images and the "
+                 "station cannot verify a filesystem image (update the filesystem over serial, "
+                 "or turn require_signed off)",
+                 fw->ref, p->name);
+        return -EPERM;
+    }
+    return 0;
+}
+
 int ota_target_of(struct ota *o, const struct records_board *b, char *ref, size_t len, bool *pinned)
 {
     ref[0] = '\0';
@@ -334,7 +374,8 @@ static void conn_close(struct ota_conn *c)
         res.error_advice = "the board retries at its next check-in; check Wi-Fi and power";
         res.bytes = (int64_t)c->body_off;
         records_job_finish(station_records(o->st), c->job_id, &res, NULL);
-        ota_bulk_on_pull_problem(o, c->mac, res.error_message);
+        if (!c->fs) /* pull bulks wait for the app */
+            ota_bulk_on_pull_problem(o, c->mac, res.error_message);
     }
     ota_fw_unref(c->fw);
     free(c);
@@ -346,28 +387,33 @@ static void served_complete(struct ota_conn *c)
 {
     struct ota *o = c->o;
     struct records *rec = station_records(o->st);
-    struct records_board_ota bo;
-    if (records_board_ota_get(rec, c->mac, &bo, NULL) < 0) {
-        records_board_ota_init(&bo);
-        snprintf(bo.mac, sizeof(bo.mac), "%s", c->mac);
+    if (!c->fs) {
+        /* The sketch memory (ota_http's "served"); a filesystem image is remembered by its
+         * passed ota-pull-fs job (fs_served). */
+        struct records_board_ota bo;
+        if (records_board_ota_get(rec, c->mac, &bo, NULL) < 0) {
+            records_board_ota_init(&bo);
+            snprintf(bo.mac, sizeof(bo.mac), "%s", c->mac);
+        }
+        snprintf(bo.served_md5, sizeof(bo.served_md5), "%s", c->fw->md5);
+        snprintf(bo.served_version, sizeof(bo.served_version), "%s", c->fw->version);
+        snprintf(bo.served_sketch_md5, sizeof(bo.served_sketch_md5), "%s", c->sketch_md5);
+        bo.served_at = records_now_ms(rec);
+        records_board_ota_put(rec, &bo, NULL);
     }
-    snprintf(bo.served_md5, sizeof(bo.served_md5), "%s", c->fw->md5);
-    snprintf(bo.served_version, sizeof(bo.served_version), "%s", c->fw->version);
-    snprintf(bo.served_sketch_md5, sizeof(bo.served_sketch_md5), "%s", c->sketch_md5);
-    bo.served_at = records_now_ms(rec);
-    records_board_ota_put(rec, &bo, NULL);
     struct records_job_result res;
     records_job_result_init(&res);
     res.state = RECORDS_JOB_PASSED;
-    res.bytes = (int64_t)c->fw->size;
-    res.wire_bytes = (int64_t)(c->fw->size + c->head_len);
+    res.bytes = (int64_t)c->body_len;
+    res.wire_bytes = (int64_t)(c->body_len + c->head_len);
     records_job_finish(rec, c->job_id, &res, NULL);
     char data[300];
-    snprintf(data, sizeof(data), "{\"firmware\":\"%s\",\"bytes\":%zu,\"method\":\"pull\"}",
-             c->fw->ref, c->fw->size);
+    snprintf(data, sizeof(data),
+             "{\"firmware\":\"%s\",\"bytes\":%zu,\"method\":\"pull\",\"image\":\"%s\"}", c->fw->ref,
+             c->body_len, c->fs ? "filesystem" : "app");
     station_post_event(o->st, "ota.served", NULL, c->mac, c->job_id, data);
-    log_board(LOG_LEVEL_INFO, NULL, c->mac, "pull: served %s (%zu bytes) to %s", c->fw->ref,
-              c->fw->size, c->ip);
+    log_board(LOG_LEVEL_INFO, NULL, c->mac, "pull: served %s%s (%zu bytes) to %s", c->fw->ref,
+              c->fs ? " filesystem image" : "", c->body_len, c->ip);
     c->job_id = 0;
 }
 
@@ -379,9 +425,9 @@ static void conn_write(struct ota_conn *c)
         if (c->head_off < c->head_len) {
             p = c->head + c->head_off;
             n = c->head_len - c->head_off;
-        } else if (c->fw && c->body_off < c->fw->size) {
-            p = c->fw->data + c->body_off;
-            n = c->fw->size - c->body_off;
+        } else if (c->body && c->body_off < c->body_len) {
+            p = c->body + c->body_off;
+            n = c->body_len - c->body_off;
         } else {
             break;
         }
@@ -520,6 +566,40 @@ static struct ota_fw *plain_image(struct ota *o, const char *uri)
     return fw;
 }
 
+struct fs_seen {
+    int64_t id;
+    char firmware[RECORDS_FIRMWARE_LEN];
+};
+
+static int fs_seen_cb(const struct records_job *j, void *ctx)
+{
+    struct fs_seen *s = ctx;
+    if (j->id > s->id) {
+        s->id = j->id;
+        snprintf(s->firmware, sizeof(s->firmware), "%s", j->firmware);
+    }
+    return 1;
+}
+
+/* The station's own knowledge of the filesystem image a board holds: the newest passed
+ * job that wrote one (a serial flash of a set, a filesystem pull or push). True when it
+ * was ref's: a mode-spiffs check-in then gets 304. */
+static bool fs_served(struct ota *o, const char *mac, const char *ref)
+{
+    static const char *const kinds[] = {"flash", "ota-pull-fs", "ota-push-fs"};
+    struct fs_seen seen = {0};
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        struct records_job_filter f;
+        records_job_filter_init(&f);
+        f.board_mac = mac;
+        f.kind = kinds[i];
+        f.state = RECORDS_JOB_PASSED;
+        f.limit = 1;
+        records_job_list(station_records(o->st), &f, fs_seen_cb, &seen, NULL);
+    }
+    return seen.id > 0 && strcmp(seen.firmware, ref) == 0;
+}
+
 static void handle_request(struct ota_conn *c, const struct ota_http_request *req)
 {
     struct ota *o = c->o;
@@ -528,8 +608,10 @@ static void handle_request(struct ota_conn *c, const struct ota_http_request *re
     struct ota_http_decision d;
     memset(&d, 0, sizeof(d));
     struct ota_fw *fw = NULL;
-    struct ota_http_image img;
+    struct ota_http_image img, fsimg;
     memset(&img, 0, sizeof(img));
+    memset(&fsimg, 0, sizeof(fsimg));
+    bool fs_mode = false, fs_missing = false;
 
     if (!req->has_sta_mac && !cfg->ota.strict) {
         fw = plain_image(o, req->uri);
@@ -558,7 +640,28 @@ static void handle_request(struct ota_conn *c, const struct ota_http_request *re
         memset(&hb, 0, sizeof(hb));
         struct records_board_ota bo;
         bool have_bo = known && records_board_ota_get(rec, c->mac, &bo, NULL) == 0;
-        if (known) {
+        fs_mode = req->mode == OTA_HTTP_MODE_SPIFFS;
+        if (known && fs_mode) {
+            /* The filesystem image of the target set (ESP8266httpUpdate::updateFS /
+             * HTTPUpdate::updateSpiffs). Served once per set: no version to compare. */
+            hb.known = true;
+            char ref[RECORDS_FIRMWARE_LEN];
+            ota_target_of(o, &b, ref, sizeof(ref), NULL);
+            char ferr[256] = "";
+            int frc = 0;
+            if (ref[0] && ota_fw_get(o, ref, &fw, ferr, sizeof(ferr)) < 0)
+                snprintf(problem, sizeof(problem), "target %s: %s", ref, ferr);
+            else if (fw && (frc = ota_fw_fs_policy(o, fw, ferr, sizeof(ferr))) < 0) {
+                snprintf(problem, sizeof(problem), "%s", ferr);
+                fs_missing = frc == -ENOENT;
+            } else if (fw) {
+                fsimg.md5 = fw->fs_md5;
+                fsimg.size = fw->fs_size;
+                hb.fs_target = &fsimg;
+                if (fs_served(o, c->mac, fw->ref))
+                    hb.served_md5 = fw->fs_md5;
+            }
+        } else if (known) {
             hb.known = true;
             char ref[RECORDS_FIRMWARE_LEN];
             ota_target_of(o, &b, ref, sizeof(ref), NULL);
@@ -584,6 +687,14 @@ static void handle_request(struct ota_conn *c, const struct ota_http_request *re
             }
         }
         ota_http_decide(req, known ? &hb : NULL, &pol, &d);
+        if (fs_missing && d.action == OTA_HTTP_NOT_MODIFIED) {
+            /* A clear refusal (the updater reports 404 as "file not found"), not "nothing
+             * new": the board asks for a filesystem image its target set does not have. */
+            d.action = OTA_HTTP_NOT_FOUND;
+            d.status = 404;
+            d.image = NULL;
+            snprintf(d.reason, sizeof(d.reason), "target %s has no filesystem image", fw->ref);
+        }
         bool counts = d.action != OTA_HTTP_FORBIDDEN && d.action != OTA_HTTP_BAD_REQUEST &&
                       d.action != OTA_HTTP_METHOD_NOT_ALLOWED && (known || d.enrol);
         if (counts)
@@ -606,14 +717,24 @@ static void handle_request(struct ota_conn *c, const struct ota_http_request *re
     }
     if (d.action == OTA_HTTP_SERVE && fw && strcmp(req->method, "HEAD") != 0) {
         c->fw = ota_fw_ref(fw);
+        c->fs = fs_mode && d.image == &fsimg;
+        c->body = c->fs ? fw->fs_data : fw->data;
+        c->body_len = c->fs ? fw->fs_size : fw->size;
         c->record_served = d.record_served && c->mac[0];
         if (c->record_served) {
-            struct records_job_new jn = {
-                .kind = "ota-pull", .board_mac = c->mac, .firmware = fw->ref, .stage = "transfer"};
-            if (records_job_begin(rec, &jn, &c->job_id, NULL) < 0)
+            struct records_job_new jn = {.kind = c->fs ? "ota-pull-fs" : "ota-pull",
+                                         .board_mac = c->mac,
+                                         .firmware = fw->ref,
+                                         .stage = "transfer"};
+            if (records_job_begin(rec, &jn, &c->job_id, NULL) < 0) {
                 c->job_id = 0;
-            else
-                records_job_log(rec, c->job_id, "info", d.reason, NULL);
+            } else {
+                char line[400];
+                snprintf(line, sizeof(line), "%s image of %s (%zu bytes, md5 %s): %s",
+                         c->fs ? "filesystem" : "app", fw->ref, c->body_len,
+                         c->fs ? fw->fs_md5 : fw->md5, d.reason);
+                records_job_log(rec, c->job_id, "info", line, NULL);
+            }
         }
     }
     ota_fw_unref(fw);
@@ -735,14 +856,15 @@ static void on_sweep(void *ctx)
     ota_bulk_tick(o);
 }
 
-static int open_listener(struct ota *o, const struct config *cfg, char *err, size_t errlen)
+/* A listening socket on host:port (an IP literal, IPv6 possibly in brackets): the fd,
+ * its bound port into *bound; -errno with one line in err. */
+static int bind_listener(const char *host, int port, int *bound, char *err, size_t errlen)
 {
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof(ss));
     socklen_t sl;
     struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
     struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
-    const char *host = cfg->ota.listen_host;
     char h[128];
     snprintf(h, sizeof(h), "%s", host);
     if (h[0] == '[') {
@@ -753,11 +875,11 @@ static int open_listener(struct ota *o, const struct config *cfg, char *err, siz
     }
     if (inet_pton(AF_INET, h, &a4->sin_addr) == 1) {
         a4->sin_family = AF_INET;
-        a4->sin_port = htons((uint16_t)cfg->ota.listen_port);
+        a4->sin_port = htons((uint16_t)port);
         sl = sizeof(*a4);
     } else if (inet_pton(AF_INET6, h, &a6->sin6_addr) == 1) {
         a6->sin6_family = AF_INET6;
-        a6->sin6_port = htons((uint16_t)cfg->ota.listen_port);
+        a6->sin6_port = htons((uint16_t)port);
         sl = sizeof(*a6);
     } else {
         ota_errf(err, errlen, "ota.listen: \"%s\" is not an IP address", host);
@@ -765,30 +887,151 @@ static int open_listener(struct ota *o, const struct config *cfg, char *err, siz
     }
     int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-        ota_errf(err, errlen, "ota.listen: socket: %s", strerror(errno));
-        return -errno;
+        int e = errno;
+        ota_errf(err, errlen, "ota.listen: socket: %s", strerror(e));
+        return -e;
     }
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     if (bind(fd, (struct sockaddr *)&ss, sl) != 0 || listen(fd, 512) != 0) {
         int e = errno;
-        ota_errf(err, errlen, "ota.listen: cannot listen on %s:%d: %s", host, cfg->ota.listen_port,
-                 strerror(e));
+        ota_errf(err, errlen, "ota.listen: cannot listen on %s:%d: %s", host, port, strerror(e));
         close(fd);
         return -e;
     }
     sl = sizeof(ss);
     getsockname(fd, (struct sockaddr *)&ss, &sl);
-    o->port = ntohs(ss.ss_family == AF_INET ? a4->sin_port : a6->sin6_port);
-    o->listen_fd = fd;
+    *bound = ntohs(ss.ss_family == AF_INET ? a4->sin_port : a6->sin6_port);
+    return fd;
+}
+
+static void write_port_file(struct ota *o)
+{
     char path[4096];
     snprintf(path, sizeof(path), "%s/ota.port", station_data_dir(o->st));
-    FILE *f = fopen(path, "w");
-    if (f) {
-        fprintf(f, "%d\n", o->port);
-        fclose(f);
+    if (o->port < 0) {
+        unlink(path);
+        return;
     }
-    return loop_add_fd(o->loop, fd, EPOLLIN, on_accept, o);
+    /* Written whole under a temporary name, then renamed: a reader never sees half. */
+    char tmp[4200];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return;
+    fprintf(f, "%d\n", o->port);
+    if (fclose(f) == 0)
+        rename(tmp, path);
+    else
+        unlink(tmp);
+}
+
+static void close_listener(struct ota *o)
+{
+    if (o->listen_fd >= 0) {
+        loop_del_fd(o->loop, o->listen_fd);
+        close(o->listen_fd);
+    }
+    o->listen_fd = -1;
+    o->port = -1;
+    o->listen_host[0] = '\0';
+    o->listen_cfg_port = 0;
+}
+
+/* Makes fd (bound to port, for config host:cfg_port) the listener. */
+static int install_listener(struct ota *o, int fd, int port, const char *host, int cfg_port)
+{
+    int rc = loop_add_fd(o->loop, fd, EPOLLIN, on_accept, o);
+    if (rc < 0) {
+        close(fd);
+        return rc;
+    }
+    o->listen_fd = fd;
+    o->port = port;
+    snprintf(o->listen_host, sizeof(o->listen_host), "%s", host);
+    o->listen_cfg_port = cfg_port;
+    write_port_file(o);
+    return 0;
+}
+
+static int open_listener(struct ota *o, const struct config *cfg, char *err, size_t errlen)
+{
+    int port = -1;
+    int fd = bind_listener(cfg->ota.listen_host, cfg->ota.listen_port, &port, err, errlen);
+    if (fd < 0)
+        return fd;
+    return install_listener(o, fd, port, cfg->ota.listen_host, cfg->ota.listen_port);
+}
+
+void ota_reload(struct ota *o)
+{
+    if (!o)
+        return;
+    const struct config *cfg = station_config(o->st);
+    bool want = cfg->ota.enabled;
+    bool have = o->listen_fd >= 0;
+    if (want && have && strcmp(cfg->ota.listen_host, o->listen_host) == 0 &&
+        cfg->ota.listen_port == o->listen_cfg_port)
+        return; /* unchanged */
+    if (!want) {
+        if (have) {
+            log_msg(LOG_LEVEL_NOTICE,
+                    "ota.listen removed: the OTA update endpoint on %s:%d is closed (%d "
+                    "download(s) in flight finish)",
+                    o->listen_host, o->port, o->n_conns);
+            close_listener(o);
+            write_port_file(o);
+        }
+        return;
+    }
+    char err[300] = "";
+    int port = -1;
+    int fd = bind_listener(cfg->ota.listen_host, cfg->ota.listen_port, &port, err, sizeof(err));
+    if (fd == -EADDRINUSE && have && cfg->ota.listen_port == o->port) {
+        /* Same port, another address (e.g. 127.0.0.1 -> 0.0.0.0): the old socket holds
+         * it. Close it, bind, and take the old address back if that fails. */
+        char old_host[sizeof(o->listen_host)];
+        snprintf(old_host, sizeof(old_host), "%s", o->listen_host);
+        int old_cfg_port = o->listen_cfg_port, old_port = o->port;
+        close_listener(o);
+        fd = bind_listener(cfg->ota.listen_host, cfg->ota.listen_port, &port, err, sizeof(err));
+        if (fd < 0) {
+            char err2[300] = "";
+            int back = -1;
+            int ofd = bind_listener(old_host, old_port, &back, err2, sizeof(err2));
+            if (ofd < 0 || install_listener(o, ofd, back, old_host, old_cfg_port) < 0) {
+                log_msg(LOG_LEVEL_ERROR,
+                        "%s; the old address %s:%d could not be taken back either (%s): the "
+                        "OTA update endpoint is off until ota.listen names a free address and "
+                        "the configuration is reloaded (SIGHUP)",
+                        err, old_host, old_port, err2);
+                write_port_file(o);
+                return;
+            }
+            have = true;
+        } else {
+            have = false;
+        }
+    }
+    if (fd < 0) {
+        log_msg(LOG_LEVEL_ERROR,
+                "%s: keeping the OTA update endpoint on %s:%d (choose a free address for "
+                "ota.listen and reload with SIGHUP, or stop what holds the port)",
+                err, o->listen_host[0] ? o->listen_host : "(none)", o->port);
+        return;
+    }
+    char old[160] = "";
+    if (have)
+        snprintf(old, sizeof(old), " (was %s:%d; %d download(s) in flight finish there)",
+                 o->listen_host, o->port, o->n_conns);
+    close_listener(o);
+    if (install_listener(o, fd, port, cfg->ota.listen_host, cfg->ota.listen_port) < 0) {
+        log_msg(LOG_LEVEL_ERROR, "ota.listen: cannot watch the new listener on %s:%d",
+                cfg->ota.listen_host, port);
+        write_port_file(o);
+        return;
+    }
+    log_msg(LOG_LEVEL_NOTICE, "OTA update endpoint now on %s:%d%s", o->listen_host, o->port, old);
 }
 
 int ota_new(struct station *st, struct loop *loop, struct ota **out, char *err, size_t errlen)

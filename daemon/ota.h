@@ -51,6 +51,12 @@ void ota_free(struct ota *o);
 int ota_port(const struct ota *o);
 /* The catalog or the config changed: drops cached images. */
 void ota_invalidate(struct ota *o);
+/* The config was reloaded (station_reload, loop thread): when ota.listen changed, binds the
+ * new address first and only then closes the old listener (connections already accepted,
+ * i.e. downloads in flight, finish on their own sockets); a bind failure keeps the old
+ * listener and logs an error naming the address. <data_dir>/ota.port gets the bound port
+ * (removed when ota.listen was removed). NULL allowed. */
+void ota_reload(struct ota *o);
 /* True while push workers run (the station waits for them when stopping). */
 bool ota_busy(const struct ota *o);
 /* Cancels every push (daemon stopping). */
@@ -75,8 +81,10 @@ struct ota_push_request {
     const char *method;   /* "espota" (default), "webform", "tcp" */
     const char *firmware; /* "name@version"; NULL = the board's target */
     const char *password; /* NULL = the profile's ota_password */
+    const char *user;     /* webform: HTTP Basic user; NULL = config ota.webform_user */
     int port;             /* device port; 0 = the protocol's default */
-    bool filesystem;      /* espota/webform: filesystem image (not used for now) */
+    bool filesystem;      /* the set's filesystem region instead of the app (espota cmd 100,
+                             web-form field "filesystem"; tcp: refused with -EINVAL) */
     int64_t bulk_id;      /* 0 = none */
 };
 
@@ -93,7 +101,7 @@ int ota_cancel_push(struct ota *o, int64_t job_id);
 
 struct ota_bulk_request {
     /* selection (one of) */
-    const char *group; /* boards whose notes carry "group=<name>" */
+    const char *group; /* boards in this group (records board groups) */
     const char *profile;
     const char *chip;
     const char *const *macs;
@@ -101,6 +109,9 @@ struct ota_bulk_request {
     const char *firmware; /* "name@version" (required) */
     const char *method;   /* "pull" (default), "espota", "webform", "tcp" */
     const char *password;
+    const char *user; /* webform: HTTP Basic user; NULL = config ota.webform_user */
+    bool filesystem;  /* push the filesystem image (espota/webform only; api_ota.c refuses
+                         it with pull and tcp) */
     int port;
     int concurrency;         /* 1..64, default 4 */
     int retries;             /* 0..10, default 1 */
@@ -113,9 +124,10 @@ struct ota_bulk_request {
 int ota_bulk_start(struct ota *o, const struct ota_bulk_request *r, int64_t *bulk_id, char *err,
                    size_t errlen);
 
-/* JSON text of one bulk (malloc'd, caller frees), NULL when unknown. */
+/* JSON text of one bulk, read from the records (malloc'd, caller frees), NULL when
+ * unknown. Bulks are stored and resumed after a restart (ota_bulk.c). */
 char *ota_bulk_json(struct ota *o, int64_t bulk_id);
-/* JSON array of all bulks (malloc'd). */
+/* JSON {"bulks": [...]} of the stored bulks, newest first (malloc'd). */
 char *ota_bulk_list_json(struct ota *o);
 /* Cancels a bulk: 0 or -ENOENT. */
 int ota_bulk_cancel(struct ota *o, int64_t bulk_id);

@@ -2,15 +2,33 @@
  * ota_bulk.c: bulk updates for the OTA manager (ota.h): "update these boards
  * (by group, profile, chip or list) to firmware X".
  *
- * A bulk update lives in memory on the loop thread (its per-board pushes are
- * recorded as jobs; its progress goes to the event stream as "bulk.*"
- * events). It starts at most `concurrency` boards at a time, retries a failed
- * board up to `retries` times, skips boards already running the target, and
- * stops starting new boards once the failed boards exceed
- * max_failure_rate × selected boards (that many failures already guarantee
- * the run's failure rate passes the threshold). A "pull" bulk pins each
- * board's target and waits (timeout_s) for the board to check in with the
- * target's version.
+ * A bulk update runs on the loop thread (its per-board pushes are recorded as
+ * jobs; its progress goes to the event stream as "bulk.*" events). It starts
+ * at most `concurrency` boards at a time, retries a failed board up to
+ * `retries` times, skips boards already running the target, and stops
+ * starting new boards once the failed boards exceed max_failure_rate ×
+ * selected boards (that many failures already guarantee the run's failure
+ * rate passes the threshold). A "pull" bulk pins each board's target and
+ * waits (timeout_s) for the board to check in with the target's version.
+ *
+ * Persistence: every bulk is stored in the records (records_bulk_*), and every
+ * change of a bulk or one of its boards is written when it happens, so the
+ * REST answers (ota_bulk_json, ota_bulk_list_json) are read from the store and
+ * a restart loses nothing. The in-memory struct ota_bulk is the working copy
+ * of a bulk this process runs (or ran). At start-up (the first sweep tick, or
+ * the first bulk call, whichever comes first) the store's "running" bulks are
+ * resumed: a push board left "running" goes back to "pending" (its job was
+ * marked interrupted by the records' start-up recovery; the interrupted
+ * attempt still counts against `retries`, but the board always gets one more
+ * attempt) unless its job had passed; a pull board left "running" keeps
+ * waiting with a fresh deadline; a "bulk.resumed" event is posted. While the
+ * daemon stops (SIGTERM), pushes cancelled under a bulk return their boards to
+ * "pending" and nothing new starts: the bulk stays "running" in the store and
+ * resumes at the next start.
+ *
+ * Passwords: the password given for a bulk is kept in memory only, never
+ * written to the store; a resumed push bulk uses the profile's ota_password
+ * (logged when the bulk had its own).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -26,14 +44,26 @@
 #include "ota_priv.h"
 #include "station.h"
 
+/* Bulks listed by GET /api/v1/bulk (newest first). */
+#define BULK_LIST_MAX 1000
+
 /* ---- bulk state ------------------------------------------------------------------------- */
 
 enum bulk_board_state { BB_PENDING = 0, BB_RUNNING, BB_PASSED, BB_FAILED, BB_SKIPPED };
 
+static const char *const bb_names[] = {"pending", "running", "passed", "failed", "skipped"};
+
 static const char *bb_name(enum bulk_board_state s)
 {
-    static const char *const n[] = {"pending", "running", "passed", "failed", "skipped"};
-    return n[s];
+    return bb_names[s];
+}
+
+static enum bulk_board_state bb_from(const char *s)
+{
+    for (int i = 0; i < 5; i++)
+        if (strcmp(s, bb_names[i]) == 0)
+            return (enum bulk_board_state)i;
+    return BB_FAILED;
 }
 
 struct bulk_board {
@@ -46,11 +76,13 @@ struct bulk_board {
 };
 
 struct ota_bulk {
-    int64_t id;
+    int64_t id; /* the records' bulk id */
     char firmware[RECORDS_FIRMWARE_LEN];
     char version[RECORDS_NAME_LEN];
     char method[16];
-    char password[129];
+    char password[129]; /* memory only */
+    char user[65];      /* webform Basic user, "" = config ota.webform_user (stored) */
+    bool filesystem;    /* push the filesystem image (stored) */
     int port;
     int concurrency, retries, timeout_s;
     double max_failure_rate;
@@ -58,7 +90,6 @@ struct ota_bulk {
     size_t n;
     char state[16]; /* running, passed, failed, stopped, cancelled */
     char reason[256];
-    int64_t created;
     bool cancelled;
     bool pumping;      /* bulk_pump is on the stack (done -> pump recursion) */
     bool end_reported; /* "bulk.finished" posted */
@@ -66,6 +97,7 @@ struct ota_bulk {
 };
 
 static void bulk_pump(struct ota *o, struct ota_bulk *b);
+static void bulks_resume(struct ota *o);
 
 static struct ota_bulk *bulk_find(struct ota *o, int64_t id)
 {
@@ -75,11 +107,54 @@ static struct ota_bulk *bulk_find(struct ota *o, int64_t id)
     return NULL;
 }
 
+/* The daemon is stopping: pushes are being cancelled, nothing new starts. */
+static bool bulk_stopping(struct ota *o)
+{
+    return o->stopping || station_stopping(o->st);
+}
+
+/* ---- persistence ------------------------------------------------------------------------ */
+
+static void bulk_save_board(struct ota *o, struct ota_bulk *b, const struct bulk_board *bb)
+{
+    struct records_bulk_board rb;
+    struct records_error re;
+    memset(&rb, 0, sizeof(rb));
+    snprintf(rb.mac, sizeof(rb.mac), "%s", bb->mac);
+    snprintf(rb.state, sizeof(rb.state), "%s", bb_name(bb->state));
+    rb.attempts = bb->attempts;
+    rb.job_id = bb->job_id;
+    snprintf(rb.error, sizeof(rb.error), "%s", bb->error);
+    if (records_bulk_board_put(station_records(o->st), b->id, &rb, &re) < 0)
+        log_msg(LOG_LEVEL_WARN, "bulk %lld: cannot record board %s: %s", (long long)b->id, bb->mac,
+                re.message);
+}
+
+static void bulk_save_state(struct ota *o, struct ota_bulk *b)
+{
+    struct records_error re;
+    if (records_bulk_set_state(station_records(o->st), b->id, b->state, b->reason, &re) < 0)
+        log_msg(LOG_LEVEL_WARN, "bulk %lld: cannot record its state %s: %s", (long long)b->id,
+                b->state, re.message);
+}
+
+/* ---- running a bulk --------------------------------------------------------------------- */
+
 static void bulk_board_done(struct ota *o, struct ota_bulk *b, struct bulk_board *bb, bool ok,
                             const char *why)
 {
     if (bb->state != BB_RUNNING)
         return;
+    if (!ok && bulk_stopping(o) && strcmp(b->state, "running") == 0) {
+        /* SIGTERM cancelled the push: the board is tried again when the bulk resumes. */
+        bb->state = BB_PENDING;
+        snprintf(bb->error, sizeof(bb->error),
+                 "interrupted: espstationd stopped during attempt %d; the bulk resumes at the "
+                 "next start",
+                 bb->attempts);
+        bulk_save_board(o, b, bb);
+        return;
+    }
     if (ok) {
         bb->state = BB_PASSED;
         bb->error[0] = '\0';
@@ -90,6 +165,7 @@ static void bulk_board_done(struct ota *o, struct ota_bulk *b, struct bulk_board
         bb->state = BB_FAILED;
         snprintf(bb->error, sizeof(bb->error), "%s", why ? why : "failed");
     }
+    bulk_save_board(o, b, bb);
     char data[512];
     json_object *j = json_object_new_object();
     json_object_object_add(j, "bulk_id", json_object_new_int64(b->id));
@@ -130,7 +206,7 @@ static void bulk_counts(const struct ota_bulk *b, size_t c[5])
         c[b->boards[i].state]++;
 }
 
-static void bulk_event(struct ota *o, struct ota_bulk *b, const char *kind)
+static void bulk_event(struct ota *o, struct ota_bulk *b, const char *kind, int requeued)
 {
     size_t c[5];
     bulk_counts(b, c);
@@ -142,6 +218,8 @@ static void bulk_event(struct ota *o, struct ota_bulk *b, const char *kind)
     for (int i = 0; i < 5; i++)
         json_object_object_add(j, bb_name((enum bulk_board_state)i),
                                json_object_new_int64((int64_t)c[i]));
+    if (requeued >= 0)
+        json_object_object_add(j, "requeued", json_object_new_int(requeued));
     if (b->reason[0])
         json_object_object_add(j, "reason", json_object_new_string(b->reason));
     station_post_event(o->st, kind, NULL, NULL, 0,
@@ -162,20 +240,27 @@ static void bulk_start_board(struct ota *o, struct ota_bulk *b, struct bulk_boar
             return;
         }
         bb->deadline_ms = loop_now_ms() + (int64_t)b->timeout_s * 1000;
+        bulk_save_board(o, b, bb);
         return;
     }
     struct ota_push_request r = {.mac = bb->mac,
                                  .method = b->method,
                                  .firmware = b->firmware,
                                  .password = b->password[0] ? b->password : NULL,
+                                 .user = b->user[0] ? b->user : NULL,
+                                 .filesystem = b->filesystem,
                                  .port = b->port,
                                  .bulk_id = b->id};
-    int rc = ota_push(o, &r, &bb->job_id, err, sizeof(err));
+    int64_t job_id = 0;
+    int rc = ota_push(o, &r, &job_id, err, sizeof(err));
     if (rc < 0) {
         if (rc != -EBUSY)
             bb->attempts = b->retries + 1;
         bulk_board_done(o, b, bb, false, err);
+        return;
     }
+    bb->job_id = job_id;
+    bulk_save_board(o, b, bb);
 }
 
 static void bulk_pump(struct ota *o, struct ota_bulk *b)
@@ -189,6 +274,7 @@ static void bulk_pump(struct ota *o, struct ota_bulk *b)
         if (strcmp(b->state, "running") == 0) {
             if (b->cancelled) {
                 snprintf(b->state, sizeof(b->state), "cancelled");
+                bulk_save_state(o, b);
             } else if ((double)c[BB_FAILED] > b->max_failure_rate * (double)b->n) {
                 snprintf(b->state, sizeof(b->state), "stopped");
                 snprintf(b->reason, sizeof(b->reason),
@@ -196,13 +282,14 @@ static void bulk_pump(struct ota *o, struct ota_bulk *b)
                          "%.0f%%",
                          c[BB_FAILED], b->n, b->max_failure_rate * 100.0);
                 log_msg(LOG_LEVEL_WARN, "bulk %lld %s", (long long)b->id, b->reason);
-                bulk_event(o, b, "bulk.stopped");
+                bulk_save_state(o, b);
+                bulk_event(o, b, "bulk.stopped", -1);
             }
         }
         if (strcmp(b->state, "running") != 0) {
             if (c[BB_RUNNING] == 0 && !b->end_reported) {
                 b->end_reported = true;
-                bulk_event(o, b, "bulk.finished");
+                bulk_event(o, b, "bulk.finished", -1);
             }
             break;
         }
@@ -210,11 +297,14 @@ static void bulk_pump(struct ota *o, struct ota_bulk *b)
             if (c[BB_RUNNING] == 0) {
                 snprintf(b->state, sizeof(b->state), c[BB_FAILED] ? "failed" : "passed");
                 b->end_reported = true;
-                bulk_event(o, b, "bulk.finished");
+                bulk_save_state(o, b);
+                log_msg(LOG_LEVEL_NOTICE, "bulk %lld %s: %zu passed, %zu failed, %zu skipped",
+                        (long long)b->id, b->state, c[BB_PASSED], c[BB_FAILED], c[BB_SKIPPED]);
+                bulk_event(o, b, "bulk.finished", -1);
             }
             break;
         }
-        if ((int)c[BB_RUNNING] >= b->concurrency)
+        if ((int)c[BB_RUNNING] >= b->concurrency || bulk_stopping(o))
             break;
         struct bulk_board *next = NULL;
         for (size_t i = 0; i < b->n && !next; i++)
@@ -254,6 +344,7 @@ void ota_bulk_on_pull_problem(struct ota *o, const char *mac, const char *why)
 
 void ota_bulk_tick(struct ota *o)
 {
+    bulks_resume(o);
     int64_t now = loop_now_ms();
     for (struct ota_bulk *b = o->bulks; b; b = b->next) {
         if (strcmp(b->method, "pull") != 0)
@@ -272,6 +363,149 @@ void ota_bulk_tick(struct ota *o)
     }
 }
 
+/* ---- resuming after a restart ----------------------------------------------------------- */
+
+struct id_list {
+    int64_t *v;
+    size_t n, cap;
+};
+
+static int id_cb(const struct records_bulk *rb, void *ctx)
+{
+    struct id_list *l = ctx;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 8;
+        void *nv = realloc(l->v, cap * sizeof(*l->v));
+        if (!nv)
+            return 1;
+        l->v = nv;
+        l->cap = cap;
+    }
+    l->v[l->n++] = rb->id;
+    return 0;
+}
+
+struct load_ctx {
+    struct ota_bulk *b;
+    size_t cap;
+    bool nomem;
+};
+
+static int load_board_cb(const struct records_bulk_board *rb, void *ctx)
+{
+    struct load_ctx *l = ctx;
+    struct ota_bulk *b = l->b;
+    if (b->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 32;
+        void *nv = realloc(b->boards, cap * sizeof(*b->boards));
+        if (!nv) {
+            l->nomem = true;
+            return 1;
+        }
+        b->boards = nv;
+        l->cap = cap;
+    }
+    struct bulk_board *bb = &b->boards[b->n++];
+    memset(bb, 0, sizeof(*bb));
+    snprintf(bb->mac, sizeof(bb->mac), "%s", rb->mac);
+    bb->state = bb_from(rb->state);
+    bb->attempts = rb->attempts;
+    bb->job_id = rb->job_id;
+    snprintf(bb->error, sizeof(bb->error), "%s", rb->error);
+    return 0;
+}
+
+static void bulk_resume_one(struct ota *o, int64_t id)
+{
+    struct records *rec = station_records(o->st);
+    struct records_bulk rb;
+    struct records_error re;
+    if (bulk_find(o, id) || records_bulk_get(rec, id, &rb, &re) < 0)
+        return;
+    struct ota_bulk *b = calloc(1, sizeof(*b));
+    struct load_ctx l = {.b = b};
+    if (!b || records_bulk_boards(rec, id, load_board_cb, &l, &re) < 0 || l.nomem) {
+        log_msg(LOG_LEVEL_ERROR, "bulk %lld: cannot resume it: %s", (long long)id,
+                l.nomem || !b ? "out of memory" : re.message);
+        if (b)
+            free(b->boards);
+        free(b);
+        return;
+    }
+    b->id = rb.id;
+    snprintf(b->firmware, sizeof(b->firmware), "%s", rb.firmware);
+    snprintf(b->version, sizeof(b->version), "%s", rb.version);
+    snprintf(b->method, sizeof(b->method), "%s", rb.method);
+    b->port = rb.port;
+    snprintf(b->user, sizeof(b->user), "%s", rb.user);
+    b->filesystem = rb.filesystem;
+    b->concurrency = rb.concurrency > 0 ? rb.concurrency : 1;
+    b->retries = rb.retries;
+    b->timeout_s = rb.timeout_s > 0 ? rb.timeout_s : 300;
+    b->max_failure_rate = rb.max_failure_rate;
+    snprintf(b->state, sizeof(b->state), "running");
+    snprintf(b->reason, sizeof(b->reason), "%s", rb.reason);
+    bool pull = strcmp(b->method, "pull") == 0;
+    int requeued = 0, waiting = 0;
+    int64_t now = loop_now_ms();
+    for (size_t i = 0; i < b->n; i++) {
+        struct bulk_board *bb = &b->boards[i];
+        if (bb->state != BB_RUNNING)
+            continue;
+        if (pull) {
+            bb->deadline_ms = now + (int64_t)b->timeout_s * 1000; /* its target stays pinned */
+            waiting++;
+            continue;
+        }
+        struct records_job j;
+        if (bb->job_id && records_job_get(rec, bb->job_id, &j, NULL) == 0 &&
+            j.state == RECORDS_JOB_PASSED) {
+            bb->state = BB_PASSED; /* passed before the stop, not yet noted in the bulk */
+            bb->error[0] = '\0';
+        } else {
+            bb->state = BB_PENDING;
+            snprintf(bb->error, sizeof(bb->error),
+                     "interrupted: espstationd stopped during attempt %d (job %lld)", bb->attempts,
+                     (long long)bb->job_id);
+            requeued++;
+        }
+        bulk_save_board(o, b, bb);
+    }
+    b->next = o->bulks;
+    o->bulks = b;
+    size_t c[5];
+    bulk_counts(b, c);
+    log_msg(LOG_LEVEL_NOTICE,
+            "bulk %lld resumed after a restart: %s to %zu boards by %s (%d requeued, %d waiting "
+            "for check-in, %zu pending, %zu passed, %zu failed)",
+            (long long)b->id, b->firmware, b->n, b->method, requeued, waiting, c[BB_PENDING],
+            c[BB_PASSED], c[BB_FAILED]);
+    if (rb.password_given && !pull)
+        log_msg(LOG_LEVEL_WARN,
+                "bulk %lld: the password given with it is not stored; its resumed pushes use the "
+                "profile's ota_password",
+                (long long)b->id);
+    bulk_event(o, b, "bulk.resumed", requeued);
+    bulk_pump(o, b);
+}
+
+/* Loads and resumes the store's running bulks, once per process. */
+static void bulks_resume(struct ota *o)
+{
+    if (o->bulks_resumed)
+        return;
+    o->bulks_resumed = true;
+    struct id_list l = {0};
+    struct records_error re;
+    if (records_bulk_list(station_records(o->st), "running", 0, id_cb, &l, &re) < 0)
+        log_msg(LOG_LEVEL_ERROR, "cannot read the running bulk updates: %s", re.message);
+    for (size_t i = l.n; i-- > 0;) /* oldest first */
+        bulk_resume_one(o, l.v[i]);
+    free(l.v);
+}
+
+/* ---- starting a bulk -------------------------------------------------------------------- */
+
 struct select_ctx {
     const struct ota_bulk_request *r;
     const struct config_profile *prof;
@@ -285,14 +519,6 @@ static int select_cb(const struct records_board *b, void *ctx)
     const struct ota_bulk_request *r = s->r;
     if (r->chip && strcasecmp(b->chip, r->chip) != 0)
         return 0;
-    if (r->group) {
-        char tag[96];
-        snprintf(tag, sizeof(tag), "group=%s", r->group);
-        const char *p = strstr(b->notes, tag);
-        size_t tl = strlen(tag);
-        if (!p || (p[tl] && p[tl] != ' ' && p[tl] != ',' && p[tl] != ';'))
-            return 0;
-    }
     if (r->profile) {
         bool match = false;
         for (size_t i = 0; s->prof && i < s->prof->n_firmware && !match; i++) {
@@ -315,12 +541,37 @@ static int select_cb(const struct records_board *b, void *ctx)
     return 0;
 }
 
+/* How the boards were chosen, as stored and shown ("select"). */
+static void selection_text(const struct ota_bulk_request *r, char *buf, size_t len)
+{
+    json_object *j = json_object_new_object();
+    if (r->group)
+        json_object_object_add(j, "group", json_object_new_string(r->group));
+    else if (r->profile)
+        json_object_object_add(j, "profile", json_object_new_string(r->profile));
+    else if (r->chip)
+        json_object_object_add(j, "chip", json_object_new_string(r->chip));
+    else
+        json_object_object_add(j, "macs", json_object_new_int64((int64_t)r->n_macs));
+    const char *t = json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN);
+    if (strlen(t) < len)
+        snprintf(buf, len, "%s", t);
+    else
+        buf[0] = '\0';
+    json_object_put(j);
+}
+
 int ota_bulk_start(struct ota *o, const struct ota_bulk_request *r, int64_t *bulk_id, char *err,
                    size_t errlen)
 {
+    bulks_resume(o);
     int nsel = (r->group != NULL) + (r->profile != NULL) + (r->chip != NULL) + (r->macs != NULL);
     if (nsel != 1) {
         ota_errf(err, errlen, "select exactly one of group, profile, chip or macs");
+        return -EINVAL;
+    }
+    if (r->group && !records_group_name_ok(r->group)) {
+        ota_errf(err, errlen, "select.group: a group name is 1 to 64 of A-Z a-z 0-9 . _ -");
         return -EINVAL;
     }
     if (!r->firmware) {
@@ -362,53 +613,98 @@ int ota_bulk_start(struct ota *o, const struct ota_bulk_request *r, int64_t *bul
                 ota_errf(err, errlen, "no board %s in the records", r->macs[i]);
                 return -ENOENT;
             }
-            snprintf(sc.macs[sc.n++], RECORDS_MAC_LEN, "%s", b.mac);
+            bool dup = false;
+            for (size_t k = 0; k < sc.n && !dup; k++)
+                dup = strcmp(sc.macs[k], b.mac) == 0;
+            if (!dup) /* a MAC listed twice is updated once */
+                snprintf(sc.macs[sc.n++], RECORDS_MAC_LEN, "%s", b.mac);
         }
     } else {
-        records_board_list(rec, NULL, select_cb, &sc, NULL);
+        struct records_board_filter f = {.group = r->group};
+        records_board_list(rec, &f, select_cb, &sc, NULL);
     }
     if (sc.n == 0) {
         free(sc.macs);
         ota_fw_unref(fw);
-        ota_errf(err, errlen, "the selection matches no board");
+        if (r->group)
+            ota_errf(err, errlen,
+                     "the selection matches no board: no board is in group \"%s\" (set groups "
+                     "with PUT /api/v1/boards/{mac})",
+                     r->group);
+        else
+            ota_errf(err, errlen, "the selection matches no board");
         return -ENOENT;
     }
     struct ota_bulk *b = calloc(1, sizeof(*b));
+    struct records_bulk_board *rbs = calloc(sc.n, sizeof(*rbs));
     if (b)
         b->boards = calloc(sc.n, sizeof(*b->boards));
-    if (!b || !b->boards) {
+    if (!b || !b->boards || !rbs) {
+        if (b)
+            free(b->boards);
         free(b);
+        free(rbs);
         free(sc.macs);
         ota_fw_unref(fw);
+        ota_errf(err, errlen, "out of memory");
         return -ENOMEM;
     }
-    b->id = o->next_bulk_id++;
     snprintf(b->firmware, sizeof(b->firmware), "%s", fw->ref);
     snprintf(b->version, sizeof(b->version), "%s", fw->version);
     snprintf(b->method, sizeof(b->method), "%s", method);
     snprintf(b->password, sizeof(b->password), "%s", r->password ? r->password : "");
+    snprintf(b->user, sizeof(b->user), "%s", r->user ? r->user : "");
+    b->filesystem = r->filesystem;
     b->port = r->port;
     b->concurrency = r->concurrency > 0 ? r->concurrency : 4;
     b->retries = r->retries >= 0 ? r->retries : 1;
     b->timeout_s = r->timeout_s > 0 ? r->timeout_s : 300;
     b->max_failure_rate = r->max_failure_rate >= 0 ? r->max_failure_rate : 0.2;
-    b->created = records_now_ms(rec);
     snprintf(b->state, sizeof(b->state), "running");
     b->n = sc.n;
     for (size_t i = 0; i < sc.n; i++) {
         struct bulk_board *bb = &b->boards[i];
         snprintf(bb->mac, sizeof(bb->mac), "%s", sc.macs[i]);
         struct records_board rb;
-        if (records_board_get(rec, bb->mac, &rb, NULL) == 0 &&
+        /* a filesystem image leaves the app version as it is: nothing to skip by */
+        if (!b->filesystem && records_board_get(rec, bb->mac, &rb, NULL) == 0 &&
             strcmp(rb.running_version, fw->version) == 0 &&
             (!rb.current_firmware[0] ||
              strncmp(rb.current_firmware, fw->name, strlen(fw->name)) == 0)) {
             bb->state = BB_SKIPPED;
             snprintf(bb->error, sizeof(bb->error), "already runs %s", fw->version);
         }
+        snprintf(rbs[i].mac, sizeof(rbs[i].mac), "%s", bb->mac);
+        snprintf(rbs[i].state, sizeof(rbs[i].state), "%s", bb_name(bb->state));
+        snprintf(rbs[i].error, sizeof(rbs[i].error), "%s", bb->error);
     }
     free(sc.macs);
     ota_fw_unref(fw);
+
+    struct records_bulk stored;
+    memset(&stored, 0, sizeof(stored));
+    snprintf(stored.firmware, sizeof(stored.firmware), "%s", b->firmware);
+    snprintf(stored.version, sizeof(stored.version), "%s", b->version);
+    snprintf(stored.method, sizeof(stored.method), "%s", b->method);
+    selection_text(r, stored.selection, sizeof(stored.selection));
+    stored.port = b->port;
+    stored.concurrency = b->concurrency;
+    stored.retries = b->retries;
+    stored.timeout_s = b->timeout_s;
+    stored.max_failure_rate = b->max_failure_rate;
+    stored.password_given = b->password[0] != '\0';
+    snprintf(stored.user, sizeof(stored.user), "%s", b->user);
+    stored.filesystem = b->filesystem;
+    struct records_error re;
+    rc = records_bulk_create(rec, &stored, rbs, b->n, &re);
+    free(rbs);
+    if (rc < 0) {
+        free(b->boards);
+        free(b);
+        ota_errf(err, errlen, "cannot record the bulk update: %s", re.message);
+        return rc == -EINVAL ? -EIO : rc;
+    }
+    b->id = stored.id;
     b->next = o->bulks;
     o->bulks = b;
     *bulk_id = b->id;
@@ -417,81 +713,113 @@ int ota_bulk_start(struct ota *o, const struct ota_bulk_request *r, int64_t *bul
             "max failure rate %.2f)",
             (long long)b->id, b->firmware, b->n, b->method, b->concurrency, b->retries,
             b->max_failure_rate);
-    bulk_event(o, b, "bulk.started");
+    bulk_event(o, b, "bulk.started", -1);
     bulk_pump(o, b);
     return 0;
 }
 
 int ota_bulk_cancel(struct ota *o, int64_t bulk_id)
 {
+    bulks_resume(o);
     struct ota_bulk *b = bulk_find(o, bulk_id);
-    if (!b)
-        return -ENOENT;
+    if (!b) {
+        /* a finished bulk of an earlier run: nothing left to stop */
+        struct records_bulk rb;
+        return records_bulk_get(station_records(o->st), bulk_id, &rb, NULL) < 0 ? -ENOENT : 0;
+    }
     b->cancelled = true;
     bulk_pump(o, b);
     return 0;
 }
 
-static json_object *bulk_to_json(const struct ota_bulk *b, bool boards)
+/* ---- JSON (from the store) -------------------------------------------------------------- */
+
+static json_object *bulk_to_json(const struct records_bulk *b)
 {
-    size_t c[5];
-    bulk_counts(b, c);
     json_object *j = json_object_new_object();
     char t[RECORDS_TIME_LEN];
     json_object_object_add(j, "id", json_object_new_int64(b->id));
     json_object_object_add(j, "state", json_object_new_string(b->state));
     json_object_object_add(j, "firmware", json_object_new_string(b->firmware));
     json_object_object_add(j, "method", json_object_new_string(b->method));
+    json_object_object_add(j, "image",
+                           json_object_new_string(b->filesystem ? "filesystem" : "app"));
+    json_object_object_add(j, "select", b->selection[0] ? json_tokener_parse(b->selection) : NULL);
     json_object_object_add(j, "concurrency", json_object_new_int(b->concurrency));
     json_object_object_add(j, "retries", json_object_new_int(b->retries));
     json_object_object_add(j, "max_failure_rate", json_object_new_double(b->max_failure_rate));
-    json_object_object_add(j, "created",
-                           json_object_new_string(records_format_time(b->created, t, sizeof(t))));
+    json_object_object_add(j, "timeout_s", json_object_new_int(b->timeout_s));
+    json_object_object_add(
+        j, "created", json_object_new_string(records_format_time(b->created_at, t, sizeof(t))));
+    json_object_object_add(
+        j, "ended",
+        b->ended_at ? json_object_new_string(records_format_time(b->ended_at, t, sizeof(t)))
+                    : NULL);
     json_object_object_add(j, "reason", b->reason[0] ? json_object_new_string(b->reason) : NULL);
     json_object *cnt = json_object_new_object();
-    json_object_object_add(cnt, "total", json_object_new_int64((int64_t)b->n));
-    for (int i = 0; i < 5; i++)
-        json_object_object_add(cnt, bb_name((enum bulk_board_state)i),
-                               json_object_new_int64((int64_t)c[i]));
+    json_object_object_add(cnt, "total", json_object_new_int64(b->total));
+    json_object_object_add(cnt, "pending", json_object_new_int64(b->pending));
+    json_object_object_add(cnt, "running", json_object_new_int64(b->running));
+    json_object_object_add(cnt, "passed", json_object_new_int64(b->passed));
+    json_object_object_add(cnt, "failed", json_object_new_int64(b->failed));
+    json_object_object_add(cnt, "skipped", json_object_new_int64(b->skipped));
     json_object_object_add(j, "counts", cnt);
-    if (boards) {
-        json_object *arr = json_object_new_array();
-        for (size_t i = 0; i < b->n; i++) {
-            const struct bulk_board *bb = &b->boards[i];
-            json_object *e = json_object_new_object();
-            json_object_object_add(e, "mac", json_object_new_string(bb->mac));
-            json_object_object_add(e, "state", json_object_new_string(bb_name(bb->state)));
-            json_object_object_add(e, "attempts", json_object_new_int(bb->attempts));
-            json_object_object_add(e, "job_id",
-                                   bb->job_id ? json_object_new_int64(bb->job_id) : NULL);
-            json_object_object_add(e, "error",
-                                   bb->error[0] ? json_object_new_string(bb->error) : NULL);
-            json_object_array_add(arr, e);
-        }
-        json_object_object_add(j, "boards", arr);
-    }
     return j;
+}
+
+static int board_json_cb(const struct records_bulk_board *bb, void *ctx)
+{
+    json_object *arr = ctx;
+    json_object *e = json_object_new_object();
+    json_object_object_add(e, "mac", json_object_new_string(bb->mac));
+    json_object_object_add(e, "state", json_object_new_string(bb->state));
+    json_object_object_add(e, "attempts", json_object_new_int(bb->attempts));
+    json_object_object_add(e, "job_id", bb->job_id ? json_object_new_int64(bb->job_id) : NULL);
+    json_object_object_add(e, "error", bb->error[0] ? json_object_new_string(bb->error) : NULL);
+    json_object_array_add(arr, e);
+    return 0;
+}
+
+static char *json_take(json_object *j)
+{
+    char *s = strdup(json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN));
+    json_object_put(j);
+    return s;
 }
 
 char *ota_bulk_json(struct ota *o, int64_t bulk_id)
 {
-    struct ota_bulk *b = bulk_find(o, bulk_id);
-    if (!b)
+    bulks_resume(o);
+    struct records *rec = station_records(o->st);
+    struct records_bulk rb;
+    struct records_error re;
+    if (records_bulk_get(rec, bulk_id, &rb, &re) < 0) {
+        if (re.code != -ENOENT)
+            log_msg(LOG_LEVEL_WARN, "bulk %lld: %s", (long long)bulk_id, re.message);
         return NULL;
-    json_object *j = bulk_to_json(b, true);
-    char *s = strdup(json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN));
-    json_object_put(j);
-    return s;
+    }
+    json_object *j = bulk_to_json(&rb);
+    json_object *arr = json_object_new_array();
+    if (records_bulk_boards(rec, bulk_id, board_json_cb, arr, &re) < 0)
+        log_msg(LOG_LEVEL_WARN, "bulk %lld: %s", (long long)bulk_id, re.message);
+    json_object_object_add(j, "boards", arr);
+    return json_take(j);
+}
+
+static int list_cb(const struct records_bulk *rb, void *ctx)
+{
+    json_object_array_add((json_object *)ctx, bulk_to_json(rb));
+    return 0;
 }
 
 char *ota_bulk_list_json(struct ota *o)
 {
+    bulks_resume(o);
     json_object *arr = json_object_new_array();
-    for (struct ota_bulk *b = o->bulks; b; b = b->next)
-        json_object_array_add(arr, bulk_to_json(b, false));
+    struct records_error re;
+    if (records_bulk_list(station_records(o->st), NULL, BULK_LIST_MAX, list_cb, arr, &re) < 0)
+        log_msg(LOG_LEVEL_WARN, "cannot list bulk updates: %s", re.message);
     json_object *j = json_object_new_object();
     json_object_object_add(j, "bulks", arr);
-    char *s = strdup(json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN));
-    json_object_put(j);
-    return s;
+    return json_take(j);
 }

@@ -48,6 +48,8 @@ struct ota_push {
     int port;
     int local_port;
     char password[129];
+    char user[65]; /* webform Basic-auth user */
+    bool fs;       /* the filesystem image (espota cmd 100, web-form field "filesystem") */
     struct ota_fw *fw;
     int cancel_fd;
     int msg_fd; /* the pipe's write end */
@@ -117,6 +119,18 @@ static void worker_progress(void *ctx, uint64_t done, uint64_t total)
     post(p, m);
 }
 
+/* The bytes a push sends: the set's app or its filesystem image. */
+static const uint8_t *push_data(const struct ota_push *p, size_t *len)
+{
+    *len = p->fs ? p->fw->fs_size : p->fw->size;
+    return p->fs ? p->fw->fs_data : p->fw->data;
+}
+
+static const char *image_name(const struct ota_push *p)
+{
+    return p->fs ? "filesystem" : "app";
+}
+
 static void *worker(void *arg)
 {
     struct ota_push *p = arg;
@@ -125,15 +139,21 @@ static void *worker(void *arg)
     ota_error_clear(&err);
     int64_t t0 = mono_ms();
     int rc;
+    size_t len;
+    const uint8_t *data = push_data(p, &len);
     switch (p->method) {
     case PUSH_WEBFORM: {
+        /* Basic auth is sent only when both are set (HTTPUpdateServer without credentials
+         * takes anything). */
         struct ota_webform_config c = {.host = p->ip,
                                        .port = (uint16_t)p->port,
-                                       .user = p->password[0] ? "admin" : NULL,
+                                       .user = p->password[0] ? p->user : NULL,
                                        .password = p->password[0] ? p->password : NULL,
+                                       .filesystem = p->fs,
+                                       .filename = p->fs ? "filesystem.bin" : NULL,
                                        .log = worker_log,
                                        .log_ctx = p};
-        rc = ota_webform_push(&c, p->fw->data, p->fw->size, worker_progress, p, p->cancel_fd, &err);
+        rc = ota_webform_push(&c, data, len, worker_progress, p, p->cancel_fd, &err);
         break;
     }
     case PUSH_TCP: {
@@ -155,18 +175,18 @@ static void *worker(void *arg)
         c.device_ip = p->ip;
         c.device_port = (uint16_t)p->port;
         c.local_port = (uint16_t)p->local_port;
-        c.command = OTA_ESPOTA_CMD_FLASH;
+        c.command = p->fs ? OTA_ESPOTA_CMD_FS : OTA_ESPOTA_CMD_FLASH;
         c.password = p->password[0] ? p->password : NULL;
         c.log = worker_log;
         c.log_ctx = p;
-        rc = ota_espota_push(&c, p->fw->data, p->fw->size, worker_progress, p, p->cancel_fd, &err);
+        rc = ota_espota_push(&c, data, len, worker_progress, p, p->cancel_fd, &err);
         break;
     }
     }
     m->rc = rc;
     m->err = err;
     m->seconds = (double)(mono_ms() - t0) / 1000.0;
-    m->done = rc == 0 ? p->fw->size : p->last_done;
+    m->done = rc == 0 ? len : p->last_done;
     post(p, m);
     return NULL;
 }
@@ -212,19 +232,23 @@ static void push_finished(struct ota *o, struct ota_push *p, struct ota_msg *m)
     char msg[RECORDS_TEXT_LEN];
     res.seconds = m->seconds;
     res.bytes = (int64_t)m->done; /* failed: the last progress value */
+    size_t len;
+    push_data(p, &len);
     if (m->rc == 0) {
         res.state = RECORDS_JOB_PASSED;
-        res.bytes = (int64_t)p->fw->size;
+        res.bytes = (int64_t)len;
         struct records_board b;
         records_board_init(&b);
         snprintf(b.mac, sizeof(b.mac), "%s", p->mac);
-        snprintf(b.current_firmware, sizeof(b.current_firmware), "%s", p->fw->ref);
-        snprintf(b.running_version, sizeof(b.running_version), "%s", p->fw->version);
+        if (!p->fs) { /* a filesystem image leaves the app (and its version) as it was */
+            snprintf(b.current_firmware, sizeof(b.current_firmware), "%s", p->fw->ref);
+            snprintf(b.running_version, sizeof(b.running_version), "%s", p->fw->version);
+        }
         snprintf(b.online_state, sizeof(b.online_state), "online");
         records_board_upsert(rec, &b, NULL);
         ota_slot_online(o, p->mac); /* an accepted push proves the board is on the network */
-        log_board(LOG_LEVEL_INFO, NULL, p->mac, "%s push of %s to %s: OK (%.1f s)",
-                  method_name(p->method), p->fw->ref, p->ip, m->seconds);
+        log_board(LOG_LEVEL_INFO, NULL, p->mac, "%s push of %s's %s image to %s: OK (%.1f s)",
+                  method_name(p->method), p->fw->ref, image_name(p), p->ip, m->seconds);
     } else {
         res.state = m->rc == -ECANCELED ? RECORDS_JOB_CANCELLED : RECORDS_JOB_FAILED;
         res.result_code = m->rc;
@@ -239,13 +263,14 @@ static void push_finished(struct ota *o, struct ota_push *p, struct ota_msg *m)
         res.error_message = msg;
         res.error_advice = m->err.advice[0] ? m->err.advice : default_advice(m->rc);
         res.device_error = m->err.has_device_code ? m->err.device_code : -1;
-        log_board(LOG_LEVEL_WARN, NULL, p->mac, "%s push of %s to %s failed: %s",
-                  method_name(p->method), p->fw->ref, p->ip, msg);
+        log_board(LOG_LEVEL_WARN, NULL, p->mac, "%s push of %s's %s image to %s failed: %s",
+                  method_name(p->method), p->fw->ref, image_name(p), p->ip, msg);
     }
     records_job_finish(rec, p->id, &res, NULL);
     json_object *j = json_object_new_object();
     json_object_object_add(j, "method", json_object_new_string(method_name(p->method)));
     json_object_object_add(j, "firmware", json_object_new_string(p->fw->ref));
+    json_object_object_add(j, "image", json_object_new_string(image_name(p)));
     json_object_object_add(j, "state",
                            json_object_new_string(records_job_state_to_string(res.state)));
     if (res.error_message)
@@ -315,6 +340,27 @@ int ota_push(struct ota *o, const struct ota_push_request *r, int64_t *job_id, c
                  r->method);
         return -EINVAL;
     }
+    if (r->filesystem && method == PUSH_TCP) {
+        ota_errf(err, errlen,
+                 "image \"filesystem\": raw TCP-OTA has no filesystem mode (it flashes user1/user2 "
+                 "apps only); push the filesystem image with \"espota\" or \"webform\"");
+        return -EINVAL;
+    }
+    const struct config *cfg = station_config(o->st);
+    const char *user = r->user ? r->user : cfg->ota.webform_user;
+    if (!user)
+        user = "admin";
+    if (!*user || strlen(user) > 64 || strchr(user, ':')) {
+        ota_errf(err, errlen,
+                 "user: 1 to 64 characters without ':' or control characters (HTTP Basic "
+                 "authentication cannot carry them)");
+        return -EINVAL;
+    }
+    for (const char *u = user; *u; u++)
+        if ((unsigned char)*u < 0x20 || *u == 0x7F) {
+            ota_errf(err, errlen, "user: must not contain control characters");
+            return -EINVAL;
+        }
     if (!b.ip[0]) {
         ota_errf(err, errlen,
                  "no IP address known for %s: the board has not checked in and its boot check "
@@ -341,7 +387,14 @@ int ota_push(struct ota *o, const struct ota_push_request *r, int64_t *job_id, c
     int rc = ota_fw_get(o, ref, &fw, err, errlen);
     if (rc < 0)
         return rc;
-    if ((rc = ota_fw_policy(o, fw, err, errlen)) < 0) {
+    if (r->filesystem) {
+        char ferr[400] = "";
+        if ((rc = ota_fw_fs_policy(o, fw, ferr, sizeof(ferr))) < 0) {
+            ota_errf(err, errlen, "image \"filesystem\": %s", ferr);
+            ota_fw_unref(fw);
+            return rc == -ENOENT ? -EINVAL : rc;
+        }
+    } else if ((rc = ota_fw_policy(o, fw, err, errlen)) < 0) {
         ota_fw_unref(fw);
         return rc;
     }
@@ -368,10 +421,12 @@ int ota_push(struct ota *o, const struct ota_push_request *r, int64_t *job_id, c
     p->done = done;
     done->kind = MSG_DONE;
     p->method = method;
+    p->fs = r->filesystem;
+    snprintf(p->user, sizeof(p->user), "%s", user);
     p->bulk_id = r->bulk_id;
     p->chip = ota_chip_of(b.chip);
     p->port = r->port;
-    int base = station_config(o->st)->ota.espota_port;
+    int base = cfg->ota.espota_port;
     if (base > 0) {
         /* Concurrent pushes need distinct connect-back ports: the lowest of base, base+1, ...
          * that no running push uses. */
@@ -389,8 +444,10 @@ int ota_push(struct ota *o, const struct ota_push_request *r, int64_t *job_id, c
     snprintf(p->password, sizeof(p->password), "%s", pw ? pw : "");
     p->msg_fd = o->msg_pipe[1];
     p->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    struct records_job_new jn = {
-        .kind = "ota-push", .board_mac = b.mac, .firmware = fw->ref, .stage = "invite"};
+    struct records_job_new jn = {.kind = p->fs ? "ota-push-fs" : "ota-push",
+                                 .board_mac = b.mac,
+                                 .firmware = fw->ref,
+                                 .stage = "invite"};
     struct records_error re;
     if (p->cancel_fd < 0 || records_job_begin(rec, &jn, &p->id, &re) < 0) {
         ota_errf(err, errlen, "cannot record the job: %s",
@@ -399,9 +456,14 @@ int ota_push(struct ota *o, const struct ota_push_request *r, int64_t *job_id, c
         push_free(p);
         return -EIO;
     }
-    char line[300];
-    snprintf(line, sizeof(line), "%s push of %s (%zu bytes, md5 %s) to %s%s", method_name(method),
-             fw->ref, fw->size, fw->md5, b.ip, p->password[0] ? " with password" : "");
+    char line[400];
+    size_t len;
+    push_data(p, &len);
+    snprintf(line, sizeof(line), "%s push of %s's %s image (%zu bytes, md5 %s) to %s%s%s%s",
+             method_name(method), fw->ref, image_name(p), len, p->fs ? fw->fs_md5 : fw->md5, b.ip,
+             p->password[0] ? " with password" : "",
+             method == PUSH_WEBFORM && p->password[0] ? " as user " : "",
+             method == PUSH_WEBFORM && p->password[0] ? p->user : "");
     records_job_log(rec, p->id, "info", line, NULL);
     p->next = o->pushes;
     o->pushes = p;
@@ -422,6 +484,7 @@ int ota_push(struct ota *o, const struct ota_push_request *r, int64_t *job_id, c
     json_object *j = json_object_new_object();
     json_object_object_add(j, "method", json_object_new_string(method_name(method)));
     json_object_object_add(j, "firmware", json_object_new_string(fw->ref));
+    json_object_object_add(j, "image", json_object_new_string(image_name(p)));
     station_post_event(o->st, "ota.push.started", NULL, b.mac, p->id,
                        json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN));
     json_object_put(j);

@@ -16,8 +16,8 @@
 #include "ota_common.h"
 #include "records.h"
 
-/* One OTA image: the app region of a catalog set. Immutable once loaded; shared
- * read-only with workers by reference count. */
+/* One OTA image: the app region of a catalog set (and its filesystem region, if
+ * any). Immutable once loaded; shared read-only with workers by reference count. */
 struct ota_fw {
     atomic_int refs;
     char ref[RECORDS_FIRMWARE_LEN]; /* "name@version" */
@@ -30,6 +30,10 @@ struct ota_fw {
     size_t size2;
     char md5[33];
     bool gzip;
+    uint8_t *fs_data; /* the set's filesystem region (SPIFFS/LittleFS/FAT), NULL none */
+    size_t fs_size;
+    uint32_t fs_offset;
+    char fs_md5[33];
     /* the last signature-policy verdict (loop thread only) */
     char policy_key[600];
     int policy_rc;
@@ -50,7 +54,9 @@ struct ota {
     struct loop *loop;
     int listen_fd;
     int port;
-    bool stopping; /* ota_free runs */
+    char listen_host[128]; /* the ota.listen the listener was opened for ("" none) */
+    int listen_cfg_port;   /* its configured port (0 = any) */
+    bool stopping;         /* ota_free runs */
     struct ota_conn *conns;
     int n_conns;
     struct loop_timer *sweep;
@@ -61,7 +67,8 @@ struct ota {
     int n_pushes;
     /* bulks */
     struct ota_bulk *bulks;
-    int64_t next_bulk_id;
+    int64_t next_bulk_id; /* unused: bulk ids come from the records store */
+    bool bulks_resumed;   /* ota_bulk.c loaded the store's running bulks */
     /* mDNS discovery (mdns.c), NULL off */
     struct mdns *mdns;
 };
@@ -73,6 +80,11 @@ int ota_fw_get(struct ota *o, const char *ref, struct ota_fw **out, char *err, s
 /* The active profile's signature policy applied to fw (cached verdict): 0, or
  * -EPERM / -EBADMSG / -ENOTSUP / -EINVAL with a message. */
 int ota_fw_policy(struct ota *o, struct ota_fw *fw, char *err, size_t errlen);
+
+/* The filesystem image of fw may be served or pushed: 0; -ENOENT when the set has
+ * none, -EPERM on a signed-only profile (the station cannot verify a filesystem
+ * image); err says what to do. */
+int ota_fw_fs_policy(struct ota *o, const struct ota_fw *fw, char *err, size_t errlen);
 
 /* Board chip text ("ESP32", "ESP8266", ...) to the ota_chip family. */
 enum ota_chip ota_chip_of(const char *chip_name);

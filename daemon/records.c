@@ -107,6 +107,32 @@ static const char *const migrations[] = {
     "  sdk_version TEXT, last_checkin INTEGER, checkins INTEGER NOT NULL DEFAULT 0,"
     "  served_md5 TEXT, served_version TEXT, served_sketch_md5 TEXT, served_at INTEGER,"
     "  problem TEXT);",
+    /* 3: board groups (replacing "group=" tags in notes) and bulk updates that
+     * survive a restart (ota_bulk.c); a bulk's password is never stored */
+    "CREATE TABLE board_groups ("
+    "  mac TEXT NOT NULL REFERENCES boards (mac),"
+    "  name TEXT NOT NULL CHECK (length(name) BETWEEN 1 AND 64),"
+    "  PRIMARY KEY (mac, name)) WITHOUT ROWID;"
+    "CREATE INDEX board_groups_name ON board_groups (name, mac);"
+    "CREATE TABLE bulks ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  firmware TEXT NOT NULL, version TEXT NOT NULL, method TEXT NOT NULL,"
+    "  selection TEXT, port INTEGER NOT NULL DEFAULT 0,"
+    "  concurrency INTEGER NOT NULL, retries INTEGER NOT NULL, timeout_s INTEGER NOT NULL,"
+    "  max_failure_rate REAL NOT NULL, password_given INTEGER NOT NULL DEFAULT 0,"
+    "  web_user TEXT, filesystem INTEGER NOT NULL DEFAULT 0,"
+    "  state TEXT NOT NULL, reason TEXT,"
+    "  created_at INTEGER NOT NULL, ended_at INTEGER);"
+    "CREATE INDEX bulks_state ON bulks (state);"
+    "CREATE TABLE bulk_boards ("
+    "  bulk_id INTEGER NOT NULL REFERENCES bulks (id) ON DELETE CASCADE,"
+    "  pos INTEGER NOT NULL,"
+    "  mac TEXT NOT NULL,"
+    "  state TEXT NOT NULL CHECK (state IN ('pending', 'running', 'passed', 'failed',"
+    "                                       'skipped')),"
+    "  attempts INTEGER NOT NULL DEFAULT 0, job_id INTEGER, error TEXT,"
+    "  PRIMARY KEY (bulk_id, mac)) WITHOUT ROWID;"
+    "CREATE UNIQUE INDEX bulk_boards_pos ON bulk_boards (bulk_id, pos);",
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -116,6 +142,19 @@ static const char *const migrations[] = {
 #define BOARD_COLS                                                                                 \
     "mac, chip, revision, flash_id, flash_size, crystal_mhz, first_seen, last_seen, slot, "        \
     "current_firmware, current_md5, ip, running_version, target_firmware, online_state, notes"
+/* BOARD_COLS plus the board's groups, comma-separated (names never hold a comma). */
+#define BOARD_SELECT                                                                               \
+    BOARD_COLS ", (SELECT group_concat(name, ',') FROM board_groups g WHERE g.mac = boards.mac)"
+#define BULK_COLS                                                                                  \
+    "id, firmware, version, method, selection, port, concurrency, retries, timeout_s, "            \
+    "max_failure_rate, password_given, state, reason, created_at, ended_at, web_user, "            \
+    "filesystem, "                                                                                 \
+    "(SELECT count(*) FROM bulk_boards x WHERE x.bulk_id = bulks.id), "                            \
+    "(SELECT count(*) FROM bulk_boards x WHERE x.bulk_id = bulks.id AND x.state = 'pending'), "    \
+    "(SELECT count(*) FROM bulk_boards x WHERE x.bulk_id = bulks.id AND x.state = 'running'), "    \
+    "(SELECT count(*) FROM bulk_boards x WHERE x.bulk_id = bulks.id AND x.state = 'passed'), "     \
+    "(SELECT count(*) FROM bulk_boards x WHERE x.bulk_id = bulks.id AND x.state = 'failed'), "     \
+    "(SELECT count(*) FROM bulk_boards x WHERE x.bulk_id = bulks.id AND x.state = 'skipped')"
 #define JOB_COLS                                                                                   \
     "id, kind, board_mac, slot, firmware, state, stage, started_at, ended_at, result_code, "       \
     "error_stage, error_message, error_advice, device_status, device_error, error_op, "            \
@@ -155,6 +194,17 @@ enum stmt_id {
     ST_OTA_PUT,
     ST_OTA_GET,
     ST_BOARD_SET_TARGET,
+    ST_BOARD_SET_NOTES,
+    ST_BOARD_EXISTS,
+    ST_GROUPS_CLEAR,
+    ST_GROUP_ADD,
+    ST_BULK_CREATE,
+    ST_BULK_BOARD_ADD,
+    ST_BULK_SET_STATE,
+    ST_BULK_BOARD_PUT,
+    ST_BULK_GET,
+    ST_BULK_BOARDS,
+    ST_BULK_LIST,
     ST_COUNT
 };
 
@@ -176,7 +226,7 @@ static const char *const stmt_sql[ST_COUNT] = {
         "target_firmware = coalesce(excluded.target_firmware, target_firmware), "
         "online_state = coalesce(excluded.online_state, online_state), "
         "notes = coalesce(excluded.notes, notes)",
-    [ST_BOARD_GET] = "SELECT " BOARD_COLS " FROM boards WHERE mac = ?1",
+    [ST_BOARD_GET] = "SELECT " BOARD_SELECT " FROM boards WHERE mac = ?1",
     [ST_OTA_PUT] = "INSERT OR REPLACE INTO board_ota (mac, free_space, sketch_size, sketch_md5, "
                    "chip_size, sdk_version, last_checkin, checkins, served_md5, served_version, "
                    "served_sketch_md5, served_at, problem) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
@@ -185,9 +235,29 @@ static const char *const stmt_sql[ST_COUNT] = {
                    "last_checkin, checkins, served_md5, served_version, served_sketch_md5, "
                    "served_at, problem FROM board_ota WHERE mac = ?1",
     [ST_BOARD_SET_TARGET] = "UPDATE boards SET target_firmware = ?2 WHERE mac = ?1",
-    [ST_BOARD_LIST] = "SELECT " BOARD_COLS " FROM boards WHERE (?1 IS NULL OR chip = ?1) "
+    [ST_BOARD_LIST] = "SELECT " BOARD_SELECT " FROM boards WHERE (?1 IS NULL OR chip = ?1) "
                       "AND (?2 IS NULL OR current_firmware = ?2) "
+                      "AND (?5 IS NULL OR EXISTS (SELECT 1 FROM board_groups g "
+                      "WHERE g.mac = boards.mac AND g.name = ?5)) "
                       "ORDER BY last_seen DESC, mac LIMIT ?3 OFFSET ?4",
+    [ST_BOARD_SET_NOTES] = "UPDATE boards SET notes = ?2 WHERE mac = ?1",
+    [ST_BOARD_EXISTS] = "SELECT 1 FROM boards WHERE mac = ?1",
+    [ST_GROUPS_CLEAR] = "DELETE FROM board_groups WHERE mac = ?1",
+    [ST_GROUP_ADD] = "INSERT OR IGNORE INTO board_groups (mac, name) VALUES (?1, ?2)",
+    [ST_BULK_CREATE] = "INSERT INTO bulks (firmware, version, method, selection, port, "
+                       "concurrency, retries, timeout_s, max_failure_rate, password_given, state, "
+                       "reason, created_at, web_user, filesystem) VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
+                       "?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+    [ST_BULK_BOARD_ADD] = "INSERT INTO bulk_boards (bulk_id, pos, mac, state, attempts, job_id, "
+                          "error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [ST_BULK_SET_STATE] = "UPDATE bulks SET state = ?2, reason = ?3, ended_at = ?4 WHERE id = ?1",
+    [ST_BULK_BOARD_PUT] = "UPDATE bulk_boards SET state = ?3, attempts = ?4, job_id = ?5, "
+                          "error = ?6 WHERE bulk_id = ?1 AND mac = ?2",
+    [ST_BULK_GET] = "SELECT " BULK_COLS " FROM bulks WHERE id = ?1",
+    [ST_BULK_BOARDS] = "SELECT mac, state, attempts, job_id, error FROM bulk_boards "
+                       "WHERE bulk_id = ?1 ORDER BY pos",
+    [ST_BULK_LIST] = "SELECT " BULK_COLS " FROM bulks WHERE (?1 IS NULL OR state = ?1) "
+                     "ORDER BY id DESC LIMIT ?2",
     [ST_JOB_BEGIN] = "INSERT INTO jobs (kind, board_mac, slot, firmware, state, stage, "
                      "started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [ST_JOB_SET_BOARD] = "UPDATE jobs SET board_mac = ?2 WHERE id = ?1",
@@ -247,6 +317,8 @@ struct records {
         struct records_event event;
         struct records_firmware fw;
         struct records_log_line log;
+        struct records_bulk bulk;
+        struct records_bulk_board bulk_board;
     } row;
 };
 
@@ -1000,6 +1072,30 @@ void records_board_init(struct records_board *b)
     b->crystal_mhz = -1;
 }
 
+static int cmp_group(const void *x, const void *y)
+{
+    return strcmp((const char *)x, (const char *)y);
+}
+
+/* Column i: group names joined by ',' -> b->groups (sorted), b->n_groups. */
+static void read_groups(sqlite3_stmt *st, int i, struct records_board *b)
+{
+    const char *p = (const char *)sqlite3_column_text(st, i);
+    b->n_groups = 0;
+    while (p && *p && b->n_groups < RECORDS_GROUPS_MAX) {
+        size_t len = strcspn(p, ",");
+        if (len > 0 && len < RECORDS_GROUP_LEN) {
+            memcpy(b->groups[b->n_groups], p, len);
+            b->groups[b->n_groups][len] = '\0';
+            b->n_groups++;
+        }
+        p += len;
+        if (*p == ',')
+            p++;
+    }
+    qsort(b->groups, (size_t)b->n_groups, sizeof(b->groups[0]), cmp_group);
+}
+
 static void read_board(sqlite3_stmt *st, struct records_board *b)
 {
     records_board_init(b);
@@ -1019,6 +1115,7 @@ static void read_board(sqlite3_stmt *st, struct records_board *b)
     col_text(st, 13, b->target_firmware, sizeof(b->target_firmware));
     col_text(st, 14, b->online_state, sizeof(b->online_state));
     col_text(st, 15, b->notes, sizeof(b->notes));
+    read_groups(st, 16, b);
 }
 
 int records_board_upsert(struct records *r, const struct records_board *b,
@@ -1109,6 +1206,7 @@ int records_board_list(struct records *r, const struct records_board_filter *f, 
     bind_text(st, 2, f ? f->firmware : NULL);
     sqlite3_bind_int64(st, 3, f && f->limit > 0 ? f->limit : -1);
     sqlite3_bind_int64(st, 4, f && f->offset > 0 ? f->offset : 0);
+    bind_text(st, 5, f ? f->group : NULL);
     r->in_callback = true;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         read_board(st, &r->row.board);
@@ -2019,6 +2117,387 @@ int records_board_set_target(struct records *r, const char *mac, const char *tar
         ret = set_err(err, -ENOENT, "records: no board %s", norm);
     else
         ret = 0;
+    stmt_done(st);
+    return ret;
+}
+
+/* ---- board notes and groups ----------------------------------------------- */
+
+int records_board_set_notes(struct records *r, const char *mac, const char *notes,
+                            struct records_error *err)
+{
+    char norm[RECORDS_MAC_LEN];
+    sqlite3_stmt *st;
+    int rc, ret;
+    ENTER(r, err);
+    if ((ret = normalize_mac(mac, norm, err)) < 0)
+        return ret;
+    if ((ret = stmt_get(r, ST_BOARD_SET_NOTES, &st, err)) < 0)
+        return ret;
+    sqlite3_bind_text(st, 1, norm, -1, SQLITE_TRANSIENT);
+    bind_trunc(st, 2, notes, RECORDS_TEXT_LEN);
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE)
+        ret = db_err(r, err, rc, "cannot set the board's notes");
+    else if (sqlite3_changes(r->db) == 0)
+        ret = set_err(err, -ENOENT, "records: no board %s", norm);
+    else
+        ret = 0;
+    stmt_done(st);
+    return ret;
+}
+
+bool records_group_name_ok(const char *name)
+{
+    size_t len = name ? strnlen(name, RECORDS_GROUP_LEN) : 0;
+    if (len == 0 || len >= RECORDS_GROUP_LEN)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+/* Steps a one-shot cached write statement; SQLite rc. */
+static int step_once(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    stmt_done(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+int records_board_set_groups(struct records *r, const char *mac, const char *const *names, size_t n,
+                             struct records_error *err)
+{
+    char norm[RECORDS_MAC_LEN];
+    sqlite3_stmt *ex, *clear, *add;
+    size_t distinct = 0;
+    int rc, ret;
+    ENTER(r, err);
+    if ((ret = normalize_mac(mac, norm, err)) < 0)
+        return ret;
+    if (n && !names)
+        return set_err(err, -EINVAL, "records: no group names");
+    for (size_t i = 0; i < n; i++) {
+        bool dup = false;
+        if (!records_group_name_ok(names[i]))
+            return set_err(err, -EINVAL,
+                           "records: group name \"%.80s\" is not 1 to 64 of A-Z a-z 0-9 . _ -",
+                           names[i] ? names[i] : "(null)");
+        for (size_t k = 0; k < i && !dup; k++)
+            dup = strcmp(names[k], names[i]) == 0;
+        distinct += !dup;
+    }
+    if (distinct > RECORDS_GROUPS_MAX)
+        return set_err(err, -EINVAL, "records: %zu groups, at most %d per board", distinct,
+                       RECORDS_GROUPS_MAX);
+    if ((ret = stmt_get(r, ST_BOARD_EXISTS, &ex, err)) < 0 ||
+        (ret = stmt_get(r, ST_GROUPS_CLEAR, &clear, err)) < 0 ||
+        (ret = stmt_get(r, ST_GROUP_ADD, &add, err)) < 0)
+        return ret;
+    sqlite3_bind_text(ex, 1, norm, -1, SQLITE_TRANSIENT);
+    rc = sqlite3_step(ex);
+    stmt_done(ex);
+    if (rc == SQLITE_DONE)
+        return set_err(err, -ENOENT, "records: no board %s", norm);
+    if (rc != SQLITE_ROW)
+        return db_err(r, err, rc, "cannot read board");
+    rc = exec_sql(r, "BEGIN IMMEDIATE");
+    if (rc != SQLITE_OK)
+        return db_err(r, err, rc, "cannot set the board's groups");
+    sqlite3_bind_text(clear, 1, norm, -1, SQLITE_TRANSIENT);
+    rc = step_once(clear);
+    for (size_t i = 0; rc == SQLITE_OK && i < n; i++) {
+        sqlite3_bind_text(add, 1, norm, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(add, 2, names[i], -1, SQLITE_TRANSIENT);
+        rc = step_once(add);
+    }
+    if (rc == SQLITE_OK)
+        rc = exec_sql(r, "COMMIT");
+    if (rc != SQLITE_OK) {
+        ret = db_err(r, err, rc, "cannot set the board's groups");
+        exec_sql(r, "ROLLBACK");
+        return ret;
+    }
+    return 0;
+}
+
+/* ---- bulk updates ----------------------------------------------------------- */
+
+static bool bulk_state_final(const char *s)
+{
+    return strcmp(s, "running") != 0;
+}
+
+static bool bulk_board_state_ok(const char *s)
+{
+    static const char *const ok[] = {"pending", "running", "passed", "failed", "skipped"};
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+        if (strcmp(s, ok[i]) == 0)
+            return true;
+    return false;
+}
+
+int records_bulk_create(struct records *r, struct records_bulk *b,
+                        const struct records_bulk_board *boards, size_t n,
+                        struct records_error *err)
+{
+    sqlite3_stmt *cr, *add;
+    int rc, ret;
+    int64_t now;
+    ENTER(r, err);
+    if (!b || (n && !boards))
+        return set_err(err, -EINVAL, "records: no bulk");
+    if ((ret = check_array("bulk firmware", b->firmware, sizeof(b->firmware), err)) < 0 ||
+        (ret = check_array("bulk version", b->version, sizeof(b->version), err)) < 0 ||
+        (ret = check_token("bulk method", b->method, sizeof(b->method), err)) < 0 ||
+        (ret = check_array("bulk state", b->state, sizeof(b->state), err)) < 0 ||
+        (ret = check_array("bulk user", b->user, sizeof(b->user), err)) < 0)
+        return ret;
+    if (!memchr(b->selection, '\0', sizeof(b->selection)) ||
+        !memchr(b->reason, '\0', sizeof(b->reason)))
+        return set_err(err, -EINVAL, "records: bulk text is not NUL-terminated");
+    if (b->selection[0] && !json_object_text(b->selection))
+        return set_err(err, -EINVAL, "records: bulk selection is not a JSON object");
+    if (!b->firmware[0])
+        return set_err(err, -EINVAL, "records: bulk firmware missing");
+    for (size_t i = 0; i < n; i++) {
+        char mac[RECORDS_MAC_LEN];
+        if ((ret = check_array("bulk board MAC", boards[i].mac, sizeof(boards[i].mac), err)) < 0 ||
+            (ret = normalize_mac(boards[i].mac, mac, err)) < 0)
+            return ret;
+        if (!memchr(boards[i].state, '\0', sizeof(boards[i].state)) ||
+            !bulk_board_state_ok(boards[i].state))
+            return set_err(err, -EINVAL, "records: bad bulk board state");
+        if (!memchr(boards[i].error, '\0', sizeof(boards[i].error)))
+            return set_err(err, -EINVAL, "records: bulk board error is not NUL-terminated");
+    }
+    if ((ret = stmt_get(r, ST_BULK_CREATE, &cr, err)) < 0 ||
+        (ret = stmt_get(r, ST_BULK_BOARD_ADD, &add, err)) < 0)
+        return ret;
+    now = records_now_ms(r);
+    rc = run_stmt(r, ST_SYNC_FULL);
+    if (rc == SQLITE_OK)
+        rc = exec_sql(r, "BEGIN IMMEDIATE");
+    if (rc != SQLITE_OK) {
+        ret = db_err(r, err, rc, "cannot record the bulk update");
+        run_stmt(r, ST_SYNC_NORMAL);
+        return ret;
+    }
+    bind_text(cr, 1, b->firmware);
+    bind_text(cr, 2, b->version);
+    bind_text(cr, 3, b->method);
+    bind_text(cr, 4, b->selection);
+    sqlite3_bind_int(cr, 5, b->port);
+    sqlite3_bind_int(cr, 6, b->concurrency);
+    sqlite3_bind_int(cr, 7, b->retries);
+    sqlite3_bind_int(cr, 8, b->timeout_s);
+    sqlite3_bind_double(cr, 9, b->max_failure_rate);
+    sqlite3_bind_int(cr, 10, b->password_given ? 1 : 0);
+    bind_text(cr, 11, b->state[0] ? b->state : "running");
+    bind_trunc(cr, 12, b->reason, RECORDS_TEXT_LEN);
+    sqlite3_bind_int64(cr, 13, now);
+    bind_text(cr, 14, b->user);
+    sqlite3_bind_int(cr, 15, b->filesystem ? 1 : 0);
+    rc = step_once(cr);
+    int64_t id = sqlite3_last_insert_rowid(r->db);
+    for (size_t i = 0; rc == SQLITE_OK && i < n; i++) {
+        char mac[RECORDS_MAC_LEN];
+        normalize_mac(boards[i].mac, mac, NULL);
+        sqlite3_bind_int64(add, 1, id);
+        sqlite3_bind_int64(add, 2, (int64_t)i);
+        sqlite3_bind_text(add, 3, mac, -1, SQLITE_TRANSIENT);
+        bind_text(add, 4, boards[i].state);
+        sqlite3_bind_int(add, 5, boards[i].attempts);
+        bind_opt_int(add, 6, boards[i].job_id > 0 ? boards[i].job_id : -1);
+        bind_trunc(add, 7, boards[i].error, RECORDS_TEXT_LEN);
+        rc = step_once(add);
+    }
+    if (rc == SQLITE_OK)
+        rc = exec_sql(r, "COMMIT");
+    if (rc != SQLITE_OK) {
+        ret = db_err(r, err, rc, "cannot record the bulk update");
+        exec_sql(r, "ROLLBACK");
+        run_stmt(r, ST_SYNC_NORMAL);
+        return ret;
+    }
+    run_stmt(r, ST_SYNC_NORMAL);
+    b->id = id;
+    b->created_at = now;
+    b->ended_at = 0;
+    if (!b->state[0])
+        snprintf(b->state, sizeof(b->state), "running");
+    return 0;
+}
+
+int records_bulk_set_state(struct records *r, int64_t id, const char *state, const char *reason,
+                           struct records_error *err)
+{
+    sqlite3_stmt *st;
+    int rc, ret;
+    ENTER(r, err);
+    if ((ret = check_token("bulk state", state, RECORDS_STATE_LEN, err)) < 0)
+        return ret;
+    if ((ret = stmt_get(r, ST_BULK_SET_STATE, &st, err)) < 0)
+        return ret;
+    bool final = bulk_state_final(state);
+    sqlite3_bind_int64(st, 1, id);
+    bind_text(st, 2, state);
+    bind_trunc(st, 3, reason, RECORDS_TEXT_LEN);
+    if (final)
+        sqlite3_bind_int64(st, 4, records_now_ms(r));
+    else
+        sqlite3_bind_null(st, 4);
+    rc = final ? step_durable(r, st) : sqlite3_step(st);
+    if (rc != SQLITE_DONE)
+        ret = db_err(r, err, rc, "cannot record the bulk state");
+    else if (sqlite3_changes(r->db) == 0)
+        ret = set_err(err, -ENOENT, "records: no bulk %lld", (long long)id);
+    else
+        ret = 0;
+    stmt_done(st);
+    return ret;
+}
+
+int records_bulk_board_put(struct records *r, int64_t bulk_id, const struct records_bulk_board *bb,
+                           struct records_error *err)
+{
+    char mac[RECORDS_MAC_LEN];
+    sqlite3_stmt *st;
+    int rc, ret;
+    ENTER(r, err);
+    if (!bb)
+        return set_err(err, -EINVAL, "records: no bulk board");
+    if ((ret = check_array("bulk board MAC", bb->mac, sizeof(bb->mac), err)) < 0 ||
+        (ret = normalize_mac(bb->mac, mac, err)) < 0)
+        return ret;
+    if (!memchr(bb->state, '\0', sizeof(bb->state)) || !bulk_board_state_ok(bb->state) ||
+        !memchr(bb->error, '\0', sizeof(bb->error)))
+        return set_err(err, -EINVAL, "records: bad bulk board state");
+    if ((ret = stmt_get(r, ST_BULK_BOARD_PUT, &st, err)) < 0)
+        return ret;
+    sqlite3_bind_int64(st, 1, bulk_id);
+    sqlite3_bind_text(st, 2, mac, -1, SQLITE_TRANSIENT);
+    bind_text(st, 3, bb->state);
+    sqlite3_bind_int(st, 4, bb->attempts);
+    bind_opt_int(st, 5, bb->job_id > 0 ? bb->job_id : -1);
+    bind_trunc(st, 6, bb->error, RECORDS_TEXT_LEN);
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE)
+        ret = db_err(r, err, rc, "cannot record the bulk board");
+    else if (sqlite3_changes(r->db) == 0)
+        ret = set_err(err, -ENOENT, "records: no board %s in bulk %lld", mac, (long long)bulk_id);
+    else
+        ret = 0;
+    stmt_done(st);
+    return ret;
+}
+
+static void read_bulk(sqlite3_stmt *st, struct records_bulk *b)
+{
+    memset(b, 0, sizeof(*b));
+    b->id = col_int(st, 0, 0);
+    col_text(st, 1, b->firmware, sizeof(b->firmware));
+    col_text(st, 2, b->version, sizeof(b->version));
+    col_text(st, 3, b->method, sizeof(b->method));
+    col_text(st, 4, b->selection, sizeof(b->selection));
+    b->port = (int)col_int(st, 5, 0);
+    b->concurrency = (int)col_int(st, 6, 0);
+    b->retries = (int)col_int(st, 7, 0);
+    b->timeout_s = (int)col_int(st, 8, 0);
+    b->max_failure_rate = col_real(st, 9, 0);
+    b->password_given = col_int(st, 10, 0) != 0;
+    col_text(st, 11, b->state, sizeof(b->state));
+    col_text(st, 12, b->reason, sizeof(b->reason));
+    b->created_at = col_int(st, 13, 0);
+    b->ended_at = col_int(st, 14, 0);
+    col_text(st, 15, b->user, sizeof(b->user));
+    b->filesystem = col_int(st, 16, 0) != 0;
+    b->total = col_int(st, 17, 0);
+    b->pending = col_int(st, 18, 0);
+    b->running = col_int(st, 19, 0);
+    b->passed = col_int(st, 20, 0);
+    b->failed = col_int(st, 21, 0);
+    b->skipped = col_int(st, 22, 0);
+}
+
+int records_bulk_get(struct records *r, int64_t id, struct records_bulk *out,
+                     struct records_error *err)
+{
+    sqlite3_stmt *st;
+    int rc, ret;
+    ENTER(r, err);
+    if (!out)
+        return set_err(err, -EINVAL, "records: no output bulk");
+    if ((ret = stmt_get(r, ST_BULK_GET, &st, err)) < 0)
+        return ret;
+    sqlite3_bind_int64(st, 1, id);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        read_bulk(st, out);
+        ret = 0;
+    } else if (rc == SQLITE_DONE) {
+        ret = set_err(err, -ENOENT, "records: no bulk %lld", (long long)id);
+    } else {
+        ret = db_err(r, err, rc, "cannot read the bulk update");
+    }
+    stmt_done(st);
+    return ret;
+}
+
+int records_bulk_boards(struct records *r, int64_t id, records_bulk_board_cb cb, void *ctx,
+                        struct records_error *err)
+{
+    struct records_bulk b;
+    sqlite3_stmt *st;
+    int rc, ret, n = 0;
+    if ((ret = records_bulk_get(r, id, &b, err)) < 0)
+        return ret;
+    if ((ret = stmt_get(r, ST_BULK_BOARDS, &st, err)) < 0)
+        return ret;
+    sqlite3_bind_int64(st, 1, id);
+    r->in_callback = true;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct records_bulk_board *bb = &r->row.bulk_board;
+        memset(bb, 0, sizeof(*bb));
+        col_text(st, 0, bb->mac, sizeof(bb->mac));
+        col_text(st, 1, bb->state, sizeof(bb->state));
+        bb->attempts = (int)col_int(st, 2, 0);
+        bb->job_id = col_int(st, 3, 0);
+        col_text(st, 4, bb->error, sizeof(bb->error));
+        n++;
+        if (cb && cb(bb, ctx))
+            break;
+    }
+    r->in_callback = false;
+    ret =
+        (rc == SQLITE_ROW || rc == SQLITE_DONE) ? n : db_err(r, err, rc, "cannot list bulk boards");
+    stmt_done(st);
+    return ret;
+}
+
+int records_bulk_list(struct records *r, const char *state, int limit, records_bulk_cb cb,
+                      void *ctx, struct records_error *err)
+{
+    sqlite3_stmt *st;
+    int rc, ret, n = 0;
+    ENTER(r, err);
+    if ((ret = stmt_get(r, ST_BULK_LIST, &st, err)) < 0)
+        return ret;
+    bind_text(st, 1, state);
+    sqlite3_bind_int64(st, 2, limit > 0 ? limit : -1);
+    r->in_callback = true;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        read_bulk(st, &r->row.bulk);
+        n++;
+        if (cb && cb(&r->row.bulk, ctx))
+            break;
+    }
+    r->in_callback = false;
+    ret = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? n : db_err(r, err, rc, "cannot list bulks");
     stmt_done(st);
     return ret;
 }

@@ -58,6 +58,8 @@ struct records;
 #define RECORDS_EVENT_DATA_LEN 2048
 #define RECORDS_MANIFEST_LEN 16384
 #define RECORDS_TIME_LEN 32
+#define RECORDS_GROUP_LEN 65  /* board group name: [A-Za-z0-9._-], 1..64 chars */
+#define RECORDS_GROUPS_MAX 16 /* groups per board */
 
 struct records_error {
     int code;          /* negative errno, 0 when no error */
@@ -127,6 +129,10 @@ struct records_board {
     char target_firmware[RECORDS_FIRMWARE_LEN];
     char online_state[RECORDS_STATE_LEN];
     char notes[RECORDS_TEXT_LEN];
+    /* Output only (schema 3; set with records_board_set_groups): the board's
+     * groups, sorted by name. Ignored by upsert. */
+    char groups[RECORDS_GROUPS_MAX][RECORDS_GROUP_LEN];
+    int n_groups;
 };
 
 /* Clears b: strings "", numbers -1 ("keep stored" on upsert). */
@@ -142,6 +148,7 @@ int records_board_get(struct records *r, const char *mac, struct records_board *
 struct records_board_filter {
     const char *chip;     /* NULL = any */
     const char *firmware; /* current_firmware, NULL = any */
+    const char *group;    /* member of this group (exact, case-sensitive), NULL = any */
     int limit;            /* <= 0: no limit */
     int offset;
 };
@@ -151,6 +158,22 @@ typedef int (*records_board_cb)(const struct records_board *b, void *ctx);
 /* Boards ordered by last_seen, most recent first. Returns rows delivered. */
 int records_board_list(struct records *r, const struct records_board_filter *f, records_board_cb cb,
                        void *ctx, struct records_error *err);
+
+/* ---- board notes and groups (schema 3) -------------------------------------- */
+
+/* Sets a board's notes (free text, truncated to RECORDS_TEXT_LEN on a UTF-8
+ * boundary; NULL or "" clears them). -ENOENT when the MAC has no record. */
+int records_board_set_notes(struct records *r, const char *mac, const char *notes,
+                            struct records_error *err);
+
+/* True when name is a valid group name: 1..64 of [A-Za-z0-9._-]. */
+bool records_group_name_ok(const char *name);
+
+/* Replaces a board's groups with names[0..n) (n 0 clears; duplicates count
+ * once). -EINVAL for a bad name or more than RECORDS_GROUPS_MAX distinct
+ * names, -ENOENT when the MAC has no record. One transaction. */
+int records_board_set_groups(struct records *r, const char *mac, const char *const *names, size_t n,
+                             struct records_error *err);
 
 /* ---- network OTA state (schema 2) ------------------------------------------- */
 
@@ -387,6 +410,73 @@ typedef int (*records_firmware_cb)(const struct records_firmware *fw, void *ctx)
 /* By name, then newest first. chip NULL = any. Returns rows delivered. */
 int records_firmware_list(struct records *r, const char *chip, records_firmware_cb cb, void *ctx,
                           struct records_error *err);
+
+/* ---- bulk updates (schema 3) ---------------------------------------------- */
+
+/* A bulk update's parameters and state, as the OTA manager (ota_bulk.c) keeps
+ * them so a bulk survives a restart. Board states are "pending", "running",
+ * "passed", "failed", "skipped"; bulk states "running", "passed", "failed",
+ * "stopped", "cancelled" (any non-"running" state is final). The bulk's
+ * password is never stored: only whether one was given. */
+struct records_bulk {
+    int64_t id;                          /* output (create) */
+    char firmware[RECORDS_FIRMWARE_LEN]; /* "name@version" */
+    char version[RECORDS_NAME_LEN];
+    char method[RECORDS_STATE_LEN];   /* pull, espota, webform, tcp */
+    char selection[RECORDS_TEXT_LEN]; /* how boards were chosen, JSON object text or "" */
+    int port, concurrency, retries, timeout_s;
+    double max_failure_rate;
+    bool password_given;
+    char user[65];   /* webform: HTTP Basic user, "" = the config's */
+    bool filesystem; /* pushes the set's filesystem image, not the app */
+    char state[RECORDS_STATE_LEN];
+    char reason[RECORDS_TEXT_LEN];
+    int64_t created_at; /* unix ms (output: set by create) */
+    int64_t ended_at;   /* unix ms, 0 while running (output) */
+    /* output: boards per state */
+    int64_t total, pending, running, passed, failed, skipped;
+};
+
+struct records_bulk_board {
+    char mac[RECORDS_MAC_LEN];
+    char state[RECORDS_STATE_LEN];
+    int attempts;
+    int64_t job_id; /* last push job, 0 none */
+    char error[RECORDS_TEXT_LEN];
+};
+
+/* Stores a new bulk with its boards (in order; MACs distinct) in one durable
+ * transaction; b->id and b->created_at are set. State "running" when b->state
+ * is "". -EINVAL bad field, -EEXIST a MAC listed twice. */
+int records_bulk_create(struct records *r, struct records_bulk *b,
+                        const struct records_bulk_board *boards, size_t n,
+                        struct records_error *err);
+
+/* Sets a bulk's state and reason (NULL/"" none); a final state also sets
+ * ended_at and is durable on return. -ENOENT unknown bulk. */
+int records_bulk_set_state(struct records *r, int64_t id, const char *state, const char *reason,
+                           struct records_error *err);
+
+/* Updates one board of a bulk (state, attempts, job_id, error) by its MAC.
+ * Committed (survives kill -9), not synced. -ENOENT not in that bulk. */
+int records_bulk_board_put(struct records *r, int64_t bulk_id, const struct records_bulk_board *bb,
+                           struct records_error *err);
+
+/* -ENOENT when there is no such bulk. */
+int records_bulk_get(struct records *r, int64_t id, struct records_bulk *out,
+                     struct records_error *err);
+
+typedef int (*records_bulk_cb)(const struct records_bulk *b, void *ctx);
+typedef int (*records_bulk_board_cb)(const struct records_bulk_board *bb, void *ctx);
+
+/* A bulk's boards in their stored order. Returns rows delivered (-ENOENT
+ * unknown bulk). */
+int records_bulk_boards(struct records *r, int64_t id, records_bulk_board_cb cb, void *ctx,
+                        struct records_error *err);
+
+/* Bulks newest first; state NULL = any; limit <= 0 = all. Returns rows delivered. */
+int records_bulk_list(struct records *r, const char *state, int limit, records_bulk_cb cb,
+                      void *ctx, struct records_error *err);
 
 /* ---- counters ------------------------------------------------------------- */
 

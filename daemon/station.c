@@ -1422,6 +1422,7 @@ static void apply_config(struct station *st, struct config *cfg)
         }
     }
     fw_cache_clear(st);
+    ota_reload(st->ota); /* a changed ota.listen is re-bound (keeps the old one on failure) */
     check_profiles(st);
     poll_manual(st);
     start_queued(st);

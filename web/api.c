@@ -18,6 +18,7 @@
 
 #include <json-c/json.h>
 
+#include "bundle.h"
 #include "catalog.h"
 #include "config.h"
 #include "esp_chip.h"
@@ -586,6 +587,10 @@ static struct json_object *board_json(struct station *st, const struct records_b
     add(o, "target_firmware", jstr(b->target_firmware));
     add(o, "online_state", jstr(b->online_state));
     add(o, "notes", jstr(b->notes));
+    struct json_object *groups = json_object_new_array();
+    for (int i = 0; i < b->n_groups; i++)
+        json_object_array_add(groups, json_object_new_string(b->groups[i]));
+    add(o, "groups", groups);
     return o;
 }
 
@@ -1274,7 +1279,12 @@ static void get_boards(struct api *a, const struct api_request *rq, struct api_r
         api_error(resp, 400, "bad_request", "present", "present: expected true or false");
         return;
     }
-    struct records_board_filter f = {.chip = arg(rq, "chip")};
+    struct records_board_filter f = {.chip = arg(rq, "chip"), .group = arg(rq, "group")};
+    if (f.group && !records_group_name_ok(f.group)) {
+        api_error(resp, 400, "bad_request", "group",
+                  "group: a group name is 1 to 64 of A-Z a-z 0-9 . _ - (got \"%.80s\")", f.group);
+        return;
+    }
     if (c.fw && strchr(c.fw, '@'))
         f.firmware = c.fw; /* exact: the store filters */
     bool post = (c.fw && !f.firmware) || c.state || c.slot || c.present >= 0;
@@ -1661,6 +1671,103 @@ static void get_board(struct api *a, const char *m, struct api_response *resp)
     add(o, "ota", ota_state ? json_tokener_parse(ota_state) : NULL);
     free(ota_state);
     api_json(resp, 200, o);
+}
+
+/* PUT /api/v1/boards/{mac}: {"notes": "..." | null, "groups": ["line-a", ...] | null}, each
+ * member optional (absent: unchanged; null: cleared). Validates everything before writing. */
+static void put_board(struct api *a, const char *m, const struct api_request *rq,
+                      struct api_response *resp)
+{
+    char mac[RECORDS_MAC_LEN];
+    if (parse_mac(m, mac) < 0) {
+        api_error(resp, 400, "bad_request", "mac",
+                  "expected a MAC address like 24:6f:28:7a:d8:84, got \"%.40s\"", m);
+        return;
+    }
+    struct json_object *body = NULL, *v;
+    if (body_object(rq, resp, false, &body))
+        return;
+    static const char *const keys[] = {"notes", "groups", NULL};
+    const char *notes = NULL, *names[RECORDS_GROUPS_MAX];
+    bool set_notes = false, set_groups = false;
+    size_t n = 0;
+    if (check_members(body, NULL, keys, resp))
+        goto out;
+    if (json_object_object_get_ex(body, "notes", &v)) {
+        set_notes = true;
+        if (get_string(body, "notes", "notes", RECORDS_TEXT_LEN - 1, &notes, resp) > 1)
+            goto out;
+    }
+    if (json_object_object_get_ex(body, "groups", &v) && !json_object_is_type(v, json_type_null)) {
+        if (!json_object_is_type(v, json_type_array)) {
+            api_error(resp, 422, "validation_failed", "groups",
+                      "groups: an array of group names, e.g. [\"line-a\", \"batch-42\"]");
+            goto out;
+        }
+        size_t len = json_object_array_length(v);
+        for (size_t i = 0; i < len; i++) {
+            struct json_object *e = json_object_array_get_idx(v, i);
+            const char *g =
+                json_object_is_type(e, json_type_string) ? json_object_get_string(e) : NULL;
+            if (!g || !records_group_name_ok(g) ||
+                strlen(g) != (size_t)json_object_get_string_len(e)) {
+                api_error(resp, 422, "validation_failed", "groups",
+                          "groups[%zu]: a group name is 1 to 64 of A-Z a-z 0-9 . _ -", i);
+                goto out;
+            }
+            bool dup = false;
+            for (size_t k = 0; k < n && !dup; k++)
+                dup = strcmp(names[k], g) == 0;
+            if (dup)
+                continue;
+            if (n == RECORDS_GROUPS_MAX) {
+                api_error(resp, 422, "validation_failed", "groups",
+                          "groups: at most %d groups per board", RECORDS_GROUPS_MAX);
+                goto out;
+            }
+            names[n++] = g;
+        }
+        set_groups = true;
+    } else if (json_object_object_get_ex(body, "groups", &v)) {
+        set_groups = true; /* null clears */
+    }
+    struct records *rec = station_records(a->st);
+    struct records_board b;
+    struct records_error re;
+    int rc = records_board_get(rec, mac, &b, &re);
+    if (rc == 0 && set_notes)
+        rc = records_board_set_notes(rec, mac, notes, &re);
+    if (rc == 0 && set_groups)
+        rc = records_board_set_groups(rec, mac, names, n, &re);
+    if (rc == -ENOENT) {
+        api_error(resp, 404, "not_found", "mac", "no board %s in the records", mac);
+        goto out;
+    }
+    if (rc == 0)
+        rc = records_board_get(rec, mac, &b, &re);
+    if (rc < 0) {
+        records_fail(resp, &re);
+        goto out;
+    }
+    struct json_object *o = board_json(a->st, &b);
+    if (set_notes || set_groups) {
+        struct json_object *ev = json_object_new_object(), *changed = json_object_new_array();
+        if (set_notes)
+            json_object_array_add(changed, json_object_new_string("notes"));
+        if (set_groups)
+            json_object_array_add(changed, json_object_new_string("groups"));
+        add(ev, "changed", changed);
+        add(ev, "notes", jstr(b.notes));
+        struct json_object *g = NULL;
+        json_object_object_get_ex(o, "groups", &g);
+        add(ev, "groups", json_object_get(g));
+        station_post_event(a->st, "board.updated", NULL, b.mac, 0,
+                           json_object_to_json_string_ext(ev, JSON_C_TO_STRING_PLAIN));
+        json_object_put(ev);
+    }
+    api_json(resp, 200, o);
+out:
+    json_object_put(body);
 }
 
 /* ---- firmware ---------------------------------------------------------------------------- */
@@ -2321,8 +2428,13 @@ static void route(struct api *a, const struct api_request *rq, struct api_respon
         return;
     }
     if ((rest = strip(v1, "boards/")) && *rest) {
+        if (method_is(rq, "PUT")) {
+            if (!check_auth(a, rq, true, resp))
+                put_board(a, rest, rq, resp);
+            return;
+        }
         if (!get)
-            return not_allowed(resp, "GET");
+            return not_allowed(resp, "GET, PUT");
         if (!check_auth(a, rq, false, resp))
             get_board(a, rest, resp);
         return;
@@ -2375,8 +2487,11 @@ static void route(struct api *a, const struct api_request *rq, struct api_respon
             return;
         /* Reached only when the HTTP layer did not take it as a multipart upload. */
         return (void)api_error(resp, 415, "unsupported_media_type", NULL,
-                               "upload a firmware set as multipart/form-data: a \"manifest\" "
-                               "part and one file part per region file");
+                               "upload a firmware set as multipart/form-data (a \"manifest\" "
+                               "part and one file part per region file) or as one .tar, "
+                               ".tar.gz or .zip bundle (Content-Type application/x-tar, "
+                               "application/gzip, application/zip or "
+                               "application/octet-stream)");
     }
     if ((rest = strip(v1, "firmware/")) && *rest) {
         if (get) {
@@ -2476,8 +2591,11 @@ int api_upload_precheck(struct api *a, const struct api_request *rq, struct api_
     if (!method_is(rq, "POST") || (strcmp(rq->path, "/api/v1/firmware") != 0 &&
                                    strcmp(rq->path, "/api/v1/firmware/validate") != 0))
         return 0;
-    if (!ctype_is(rq->content_type, "multipart/form-data"))
-        return 0; /* api_handle answers 415 after the auth check */
+    /* multipart, or a tar / tar.gz / zip bundle (bundle.h); anything else: api_handle
+     * answers 415 after the auth check */
+    if (!ctype_is(rq->content_type, "multipart/form-data") &&
+        !bundle_content_type(rq->content_type))
+        return 0;
     if (check_auth(a, rq, true, resp))
         return 0;
     *validate_only = strcmp(rq->path, "/api/v1/firmware/validate") == 0;

@@ -2,7 +2,8 @@
  * api_ota: the REST routes of network OTA (docs/API.md "Network OTA"):
  *   PUT    /api/v1/boards/{mac}/target   {"firmware": "name@version" | null}
  *   GET    /api/v1/boards/{mac}/ota      the board's OTA state (last check-in, target)
- *   POST   /api/v1/boards/{mac}/ota      {"method", "firmware", "password", "port"} -> 202 job
+ *   POST   /api/v1/boards/{mac}/ota      {"method", "firmware", "image", "password", "user",
+ *                                          "port"} -> 202 job
  *   POST   /api/v1/bulk                  bulk update -> 202 bulk id
  *   GET    /api/v1/bulk, /api/v1/bulk/{id}
  *   POST   /api/v1/bulk/{id}/cancel
@@ -101,6 +102,24 @@ static int check_keys(struct json_object *o, const char *const *allowed, const c
     return 0;
 }
 
+/* Optional "image": "app" (default) or "filesystem". -1 (answered) otherwise. */
+static int opt_image(struct json_object *o, bool *filesystem, struct api_response *resp)
+{
+    const char *s = NULL;
+    *filesystem = false;
+    if (opt_str(o, "image", &s, resp))
+        return -1;
+    if (!s || strcmp(s, "app") == 0)
+        return 0;
+    if (strcmp(s, "filesystem") == 0) {
+        *filesystem = true;
+        return 0;
+    }
+    api_error(resp, 422, "validation_failed", "image",
+              "image: must be \"app\" or \"filesystem\" (got \"%.40s\")", s);
+    return -1;
+}
+
 static void ota_fail(struct api_response *resp, int rc, const char *field, const char *err)
 {
     switch (rc) {
@@ -160,10 +179,12 @@ static void board_push(struct ota *o, const char *mac, const struct api_request 
     struct json_object *b = NULL;
     if (api_body_object(rq, resp, true, &b))
         return;
-    static const char *const keys[] = {"method", "firmware", "password", "port", NULL};
+    static const char *const keys[] = {"method", "firmware", "image", "password",
+                                       "user",   "port",     NULL};
     struct ota_push_request r = {.mac = mac};
     if (check_keys(b, keys, "", resp) || opt_str(b, "method", &r.method, resp) ||
-        opt_str(b, "firmware", &r.firmware, resp) || opt_str(b, "password", &r.password, resp) ||
+        opt_str(b, "firmware", &r.firmware, resp) || opt_image(b, &r.filesystem, resp) ||
+        opt_str(b, "password", &r.password, resp) || opt_str(b, "user", &r.user, resp) ||
         opt_int(b, "port", 1, 65535, &r.port, resp)) {
         json_object_put(b);
         return;
@@ -173,6 +194,8 @@ static void board_push(struct ota *o, const char *mac, const struct api_request 
     int rc = ota_push(o, &r, &id, err, sizeof(err));
     if (rc < 0) {
         const char *field = rc == -ENOENT && strstr(err, "board") ? "mac"
+                            : strncmp(err, "image", 5) == 0       ? "image"
+                            : strncmp(err, "user:", 5) == 0       ? "user"
                             : strstr(err, "method")               ? "method"
                             : strstr(err, "IP")                   ? "mac"
                                                                   : "firmware";
@@ -180,7 +203,10 @@ static void board_push(struct ota *o, const char *mac, const struct api_request 
     } else {
         struct json_object *j = json_object_new_object();
         json_object_object_add(j, "job_id", json_object_new_int64(id));
-        json_object_object_add(j, "kind", json_object_new_string("ota-push"));
+        json_object_object_add(j, "kind",
+                               json_object_new_string(r.filesystem ? "ota-push-fs" : "ota-push"));
+        json_object_object_add(j, "image",
+                               json_object_new_string(r.filesystem ? "filesystem" : "app"));
         snprintf(resp->location, sizeof(resp->location), "/api/v1/jobs/%lld", (long long)id);
         api_json(resp, 202, j);
     }
@@ -193,7 +219,7 @@ static void bulk_post(struct ota *o, const struct api_request *rq, struct api_re
     if (api_body_object(rq, resp, false, &b))
         return;
     static const char *const keys[] = {
-        "select",      "firmware", "method",    "password",         "port",
+        "select",      "firmware", "method",    "password",         "port", "image", "user",
         "concurrency", "retries",  "timeout_s", "max_failure_rate", NULL};
     static const char *const skeys[] = {"group", "profile", "chip", "macs", NULL};
     struct ota_bulk_request r = {.retries = -1, .max_failure_rate = -1};
@@ -236,6 +262,7 @@ static void bulk_post(struct ota *o, const struct api_request *rq, struct api_re
         r.n_macs = n;
     }
     if (opt_str(b, "firmware", &r.firmware, resp) || opt_str(b, "method", &r.method, resp) ||
+        opt_image(b, &r.filesystem, resp) || opt_str(b, "user", &r.user, resp) ||
         opt_str(b, "password", &r.password, resp) || opt_int(b, "port", 1, 65535, &r.port, resp) ||
         opt_int(b, "concurrency", 1, 64, &r.concurrency, resp) ||
         opt_int(b, "retries", 0, 10, &r.retries, resp) ||
@@ -250,6 +277,13 @@ static void bulk_post(struct ota *o, const struct api_request *rq, struct api_re
             goto out;
         }
         r.max_failure_rate = d;
+    }
+    if (r.filesystem &&
+        (!r.method || strcmp(r.method, "pull") == 0 || strcmp(r.method, "tcp") == 0)) {
+        api_error(resp, 422, "validation_failed", "image",
+                  "image: a filesystem image is pushed with method \"espota\" or \"webform\" "
+                  "(a pull bulk waits for the app version; raw TCP-OTA has no filesystem mode)");
+        goto out;
     }
     char err[512] = "";
     int64_t id = 0;

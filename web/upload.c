@@ -9,6 +9,14 @@
  * catalog -- hashing and compressing megabytes must not stall the loop -- then
  * reports back through a pipe; the loop resumes the connection and answers.
  *
+ * A bundle (Content-Type application/x-tar, gzip, zip or octet-stream, see
+ * bundle.h) is streamed unparsed into <upload dir>/.bundle; the thread first
+ * extracts it into <upload dir>/x (bundle.c: paths rebuilt, links, devices,
+ * bombs refused) and removes the archive, then validates/imports the directory
+ * holding manifest.json exactly like a multipart upload. An unsafe or
+ * unreadable bundle is a 400 naming the entry; entries the set does not use
+ * are warnings.
+ *
  * Invariants: nothing outside the upload directory is ever written (names are
  * checked with catalog_name_valid() before use); the directory is removed when
  * the request ends, and stale ones are removed at start-up; the thread touches
@@ -28,6 +36,7 @@
 
 #include <json-c/json.h>
 
+#include "bundle.h"
 #include "catalog.h"
 #include "config.h"
 #include "log.h"
@@ -40,7 +49,10 @@ struct upload {
     struct MHD_Connection *c;
     struct MHD_PostProcessor *pp;
     char dir[PATH_MAX];
+    char setdir[PATH_MAX]; /* holds manifest.json: dir, or a bundle's extraction directory */
     bool validate_only, replace;
+    bool bundle;         /* an archive body, stored as <dir>/.bundle */
+    uint64_t bundle_max; /* unpacked bytes allowed (api.max_body_bytes, read on the loop) */
     int fd;
     char key[128], file[CATALOG_NAME_MAX];
     bool have_manifest;
@@ -56,6 +68,8 @@ struct upload {
     int rc;
     struct catalog_report rep;
     char name[CATALOG_NAME_MAX], version[CATALOG_NAME_MAX];
+    int bundle_rc; /* the extraction failed: 400 (or 500 for storage errors) with bres.err */
+    struct bundle_result bres;
 };
 
 static void fail(struct upload *u, int status, const char *code, const char *fmt, ...)
@@ -207,6 +221,21 @@ struct upload *upload_begin(struct web *w, struct MHD_Connection *c, bool valida
         free(u);
         return NULL;
     }
+    snprintf(u->setdir, sizeof(u->setdir), "%s", u->dir);
+    if (bundle_content_type(MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type"))) {
+        u->bundle = true;
+        u->bundle_max = station_config(w->st)->api.max_body_bytes;
+        char path[PATH_MAX + 16];
+        snprintf(path, sizeof(path), "%s/.bundle", u->dir);
+        u->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (u->fd < 0) {
+            api_error(resp, 500, "internal", NULL, "cannot store the upload: %s", strerror(errno));
+            remove_dir(u->dir);
+            free(u);
+            return NULL;
+        }
+        return u;
+    }
     u->pp = MHD_create_post_processor(c, 64 * 1024, on_part, u);
     if (!u->pp) {
         api_error(resp, 400, "bad_request", NULL,
@@ -231,15 +260,58 @@ void upload_feed(struct upload *u, const char *data, size_t len)
         close_part(u);
         return;
     }
+    if (u->bundle) {
+        while (len > 0 && !u->fail_status) {
+            ssize_t n = write(u->fd, data, len);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0) {
+                fail(u, 500, "internal", "cannot store the upload: %s",
+                     n < 0 ? strerror(errno) : "short write");
+                close_part(u);
+                return;
+            }
+            data += n;
+            len -= (size_t)n;
+        }
+        return;
+    }
     if (MHD_post_process(u->pp, data, len) != MHD_YES)
         fail(u, 400, "bad_request", "malformed multipart/form-data body");
+}
+
+/* On the thread: <dir>/.bundle -> <dir>/x; setdir names the directory holding manifest.json. */
+static int extract_bundle(struct upload *u)
+{
+    char archive[PATH_MAX + 16], x[PATH_MAX + 16];
+    snprintf(archive, sizeof(archive), "%s/.bundle", u->dir);
+    snprintf(x, sizeof(x), "%s/x", u->dir);
+    const struct bundle_limits lim = {
+        .max_entries = BUNDLE_MAX_ENTRIES,
+        .max_bytes = u->bundle_max,
+    };
+    int rc = mkdir(x, 0700) == 0 ? 0 : -errno;
+    if (rc < 0)
+        snprintf(u->bres.err, sizeof(u->bres.err), "cannot create %s: %s", x, strerror(-rc));
+    else
+        rc = bundle_extract_file(archive, x, &lim, &u->bres);
+    unlink(archive); /* no longer needed: free the space before hashing */
+    if (rc < 0) {
+        u->bundle_rc = rc;
+        log_msg(LOG_LEVEL_INFO, "firmware bundle refused: %s", u->bres.err);
+        return rc;
+    }
+    snprintf(u->setdir, sizeof(u->setdir), "%s%s%s", x, u->bres.root[0] ? "/" : "", u->bres.root);
+    return 0;
 }
 
 static void *worker(void *arg)
 {
     struct upload *u = arg;
+    if (u->bundle && extract_bundle(u) < 0)
+        goto done;
     char path[PATH_MAX + 32];
-    snprintf(path, sizeof(path), "%s/manifest.json", u->dir);
+    snprintf(path, sizeof(path), "%s/manifest.json", u->setdir);
     struct json_object *m = json_object_from_file(path), *v;
     if (m && json_object_object_get_ex(m, "name", &v) && json_object_is_type(v, json_type_string))
         snprintf(u->name, sizeof(u->name), "%s", json_object_get_string(v));
@@ -248,9 +320,10 @@ static void *worker(void *arg)
         snprintf(u->version, sizeof(u->version), "%s", json_object_get_string(v));
     json_object_put(m);
     if (u->validate_only)
-        u->rc = catalog_validate_dir(u->dir, &u->rep);
+        u->rc = catalog_validate_dir(u->setdir, &u->rep);
     else
-        u->rc = catalog_import(u->cat, u->dir, u->replace, &u->rep);
+        u->rc = catalog_import(u->cat, u->setdir, u->replace, &u->rep);
+done:
     /* Last touch: the loop takes over. */
     if (write(u->w->upload_pipe[1], &u, sizeof(u)) != (ssize_t)sizeof(u))
         abort(); /* the pipe outlives every thread (upload_fini joins them first) */
@@ -289,7 +362,7 @@ static void on_done(void *ctx, int fd, uint32_t events)
 static struct json_object *problems_json(const struct upload *u, bool warnings_only)
 {
     char path[PATH_MAX + 32];
-    snprintf(path, sizeof(path), "%s/manifest.json", u->dir);
+    snprintf(path, sizeof(path), "%s/manifest.json", u->setdir);
     struct json_object *m = json_object_from_file(path), *regs = NULL;
     if (m && (!json_object_object_get_ex(m, "regions", &regs) ||
               !json_object_is_type(regs, json_type_array)))
@@ -312,12 +385,28 @@ static struct json_object *problems_json(const struct upload *u, bool warnings_o
         json_object_object_add(o, "message", json_object_new_string(p->message));
         json_object_array_add(arr, o);
     }
+    for (size_t i = 0; i < u->bres.n_warnings; i++) {
+        struct json_object *o = json_object_new_object();
+        json_object_object_add(o, "severity", json_object_new_string("warning"));
+        json_object_object_add(o, "region", NULL);
+        json_object_object_add(o, "file", NULL);
+        json_object_object_add(o, "message", json_object_new_string(u->bres.warnings[i]));
+        json_object_array_add(arr, o);
+    }
     json_object_put(m);
     return arr;
 }
 
 static void answer(struct upload *u, struct api_response *resp)
 {
+    if (u->bundle_rc == -EINVAL || u->bundle_rc == -EFBIG) {
+        api_error(resp, 400, "bad_request", NULL, "%s", u->bres.err);
+        return;
+    }
+    if (u->bundle_rc < 0) {
+        api_error(resp, 500, "internal", NULL, "the bundle could not be unpacked: %s", u->bres.err);
+        return;
+    }
     if (u->rc == -EINVAL || (u->rc < 0 && u->rep.n_errors > 0 && u->rc != -EEXIST)) {
         char first[400] = "";
         for (size_t i = 0; i < u->rep.n && !first[0]; i++)
@@ -370,13 +459,16 @@ int upload_finish(struct upload *u, struct api_response *resp)
         answer(u, resp);
         return 0;
     }
-    if (!u->fail_status) {
+    if (!u->fail_status && u->pp) {
         if (MHD_destroy_post_processor(u->pp) != MHD_YES)
             fail(u, 400, "bad_request", "the multipart/form-data body ended early");
         u->pp = NULL;
     }
     close_part(u);
-    if (!u->fail_status && !u->have_manifest)
+    if (!u->fail_status && u->bundle && u->total == 0)
+        fail(u, 400, "bad_request",
+             "the body is empty: send the .tar, .tar.gz or .zip bundle as the request body");
+    if (!u->fail_status && !u->have_manifest && !u->bundle)
         fail(u, 400, "bad_request",
              "no \"manifest\" part: send the manifest JSON as the part named \"manifest\" and "
              "each region file as a file part named by its file name");
@@ -406,6 +498,7 @@ void upload_free(struct upload *u)
         close(u->fd);
     remove_dir(u->dir);
     catalog_report_free(&u->rep);
+    bundle_result_free(&u->bres);
     free(u);
 }
 

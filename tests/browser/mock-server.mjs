@@ -321,6 +321,21 @@ function readBody(req, limit = 64 << 20) {
 }
 
 // Minimal multipart/form-data parser: [{name, filename, data}].
+// A plain ustar bundle (the real station also reads tar.gz and zip) as upload parts.
+function parseTar(buf) {
+  const parts = [];
+  for (let pos = 0; pos + 512 <= buf.length;) {
+    const h = buf.subarray(pos, pos + 512);
+    if (h.every((b) => b === 0)) break;
+    const name = h.subarray(0, 100).toString().replace(/\0[^]*$/, '').replace(/^(\.\/)+/, '');
+    const size = parseInt(h.subarray(124, 136).toString().replace(/\0[^]*$/, '').trim() || '0', 8);
+    const data = buf.subarray(pos + 512, pos + 512 + size);
+    if (h[156] === 0x30 || h[156] === 0) parts.push(name === 'manifest.json' ? { name: 'manifest', filename: name, data } : { name, filename: name, data });
+    pos += 512 + Math.ceil(size / 512) * 512;
+  }
+  return parts;
+}
+
 function parseMultipart(buf, ctype) {
   const m = /boundary=(?:"([^"]+)"|([^;]+))/i.exec(ctype || '');
   if (!m) return null;
@@ -520,7 +535,9 @@ const server = http.createServer(async (req, res) => {
       return json(res, 200, { ...f, manifest: {} });
     }
     if ((p === '/api/v1/firmware' || p === '/api/v1/firmware/validate') && req.method === 'POST') {
-      const parts = parseMultipart(await readBody(req), req.headers['content-type']);
+      const ct = req.headers['content-type'] || '';
+      const body = await readBody(req);
+      const parts = /^application\/(x-tar|octet-stream)/i.test(ct) ? parseTar(body) : parseMultipart(body, ct);
       if (!parts) return error(res, 415, 'unsupported_media_type', 'expected multipart/form-data');
       const v = validate(parts);
       if (v.status !== 200) return json(res, v.status, p.endsWith('validate') && v.status === 422 ? { valid: false, error: v.err } : { error: v.err });

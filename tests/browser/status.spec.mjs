@@ -95,6 +95,25 @@ function makeBadSets(dir) {
   return { overlap, wrong, good };
 }
 
+// A plain ustar archive of [name, Buffer] pairs (a firmware bundle).
+function tarBundle(files) {
+  const blocks = [];
+  for (const [name, data] of files) {
+    const h = Buffer.alloc(512);
+    h.write(name, 0);
+    h.write('0000644\0', 100); h.write('0000000\0', 108); h.write('0000000\0', 116);
+    h.write(`${data.length.toString(8).padStart(11, '0')}\0`, 124);
+    h.write('00000000000\0', 136); h.write('        ', 148); h.write('0', 156);
+    h.write('ustar\0', 257); h.write('00', 263);
+    let sum = 0;
+    for (const b of h) sum += b;
+    h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
+    blocks.push(h, data, Buffer.alloc((512 - (data.length % 512)) % 512));
+  }
+  blocks.push(Buffer.alloc(1024));
+  return Buffer.concat(blocks);
+}
+
 // ---- page helpers ----------------------------------------------------------------
 
 async function slotInfo(page, label) {
@@ -276,6 +295,33 @@ try {
     await page.fill('#token-input', TOKEN);
     await page.click('#token-save');
   }
+
+  // Board detail: edit the board's groups and notes (real station: PUT /boards/{mac}).
+  if (!MOCK && TOKEN) {
+    const link = page.locator(`#slots .slot:has(.label:text-is("${FLASH_SLOT}")) .mac a`);
+    const mac = (await link.count()) ? await link.getAttribute('data-mac') : null;
+    ok(!!mac, `slot ${FLASH_SLOT} links its board (for editing groups)`);
+    if (mac) {
+      await link.click();
+      await page.waitForSelector('#detail-body .board-edit-form');
+      await page.fill('#board-groups', 'line-a bad/name');
+      await page.click('.board-edit-form button[type="submit"]');
+      const bad = await waitFor(() => page.$eval('.board-edit-form .form-msg.error', (n) => n.innerText || null).catch(() => null), 5000);
+      ok(!!bad && /bad\/name/.test(bad), 'a bad group name is refused in the form, naming it', String(bad));
+      await page.fill('#board-groups', 'line-a, batch-42');
+      await page.fill('#board-notes', 'bench 3');
+      await page.click('.board-edit-form button[type="submit"]');
+      const shown = await waitFor(() => page.$eval('#detail-body .board-edit .groups', (n) => n.innerText.replace(/\s+/g, ' ').trim())
+        .catch(() => null).then((t) => (t && /batch-42/.test(t) && /line-a/.test(t) ? t : null)), 10000);
+      ok(!!shown, 'saving shows the new groups in the board detail', String(shown));
+      const stored = await fetch(`${URL_}/api/v1/boards?group=batch-42`, { headers: { Authorization: `Bearer ${TOKEN}` } }).then((x) => x.json());
+      const sb = (stored.boards || [])[0] || {};
+      ok((stored.boards || []).length === 1 && sb.mac === mac && sb.notes === 'bench 3' && JSON.stringify(sb.groups) === '["batch-42","line-a"]',
+        'the station stored the groups and notes (GET /boards?group=batch-42)', JSON.stringify(stored));
+      await page.screenshot({ path: path.join(SHOTS, 'board-edit.png') });
+      await page.keyboard.press('Escape');
+    }
+  }
   await page.click('.tabs a[data-view="firmware"]');
   await page.waitForSelector('#view-firmware:not([hidden])');
   await page.setInputFiles('#fw-manifest', path.join(sets.overlap, 'manifest.json'));
@@ -306,6 +352,19 @@ try {
   ok(!!imported && await page.$eval('#fw-result', (n) => /imported/i.test(n.innerText)), `a valid set uploads and appears in the catalog (${goodName.name}@${goodName.version})`,
     await page.$eval('#fw-result', (n) => n.innerText).catch(() => ''));
   await page.screenshot({ path: path.join(SHOTS, 'firmware-imported.png') });
+  // The same set as one .tar through the bundle input (manifest and file inputs cleared).
+  const bundleMan = { ...goodName, version: `${goodName.version}-tar` };
+  const tarPath = path.join(tmpDir, 'fw-bundle.tar');
+  fs.writeFileSync(tarPath, tarBundle([['manifest.json', Buffer.from(JSON.stringify(bundleMan))],
+    ['app.bin', fs.readFileSync(path.join(sets.good, 'app.bin'))]]));
+  await page.setInputFiles('#fw-manifest', []);
+  await page.setInputFiles('#fw-files', []);
+  await page.setInputFiles('#fw-bundle', tarPath);
+  await page.click('#fw-submit');
+  const bundled = await waitFor(() => page.$$eval('#fw-list .fw', (ns, want) => ns.some((x) => x.dataset.fw === want), `${bundleMan.name}@${bundleMan.version}`), 15000);
+  ok(!!bundled && await page.$eval('#fw-result', (n) => /imported/i.test(n.innerText)), `a .tar bundle uploads through the bundle input and appears in the catalog (${bundleMan.name}@${bundleMan.version})`,
+    await page.$eval('#fw-result', (n) => n.innerText).catch(() => ''));
+  await page.setInputFiles('#fw-bundle', []);
 
   // The Bulk tab: opens on the real station too (where OTA may be off: a note).
   await page.click('.tabs a[data-view="bulk"]');

@@ -100,3 +100,21 @@ ota_port_of_daemon() {
 board_col() {
     db "SELECT $2 FROM boards WHERE mac = '$1';"
 }
+
+# fw_set_fs DIR NAME VERSION SIZE SEED FS_BYTES: an ESP32 firmware set with its app at
+# 0x10000 (carrying ESPSIM_VERSION=VERSION) and a filesystem image (FS_BYTES bytes of
+# seeded noise, not an ESP image) at 0x290000, kind "filesystem". FS_OFF is that offset.
+FS_OFF=0x290000
+fw_set_fs() {
+    local dir=$1 name=$2 ver=$3 size=$4 seed=$5 fsb=$6
+    mkdir -p "$dir"
+    python3 "$MKIMAGE" --chip esp32 --size "$size" --out "$dir/app.bin" --seed "$seed" \
+        --version "$ver" || fail "mkespimage failed"
+    python3 -c 'import random,sys; r=random.Random(int(sys.argv[1])); sys.stdout.buffer.write(bytes(r.getrandbits(8) for _ in range(int(sys.argv[2]))))' \
+        "$seed" "$fsb" >"$dir/spiffs.bin" || fail "cannot write $dir/spiffs.bin"
+    cat >"$dir/manifest.json" <<JSON
+{"name": "$name", "version": "$ver", "chip": "esp32", "flash_size": "4MB",
+ "regions": [{"offset": "0x10000", "file": "app.bin", "kind": "app"},
+             {"offset": "$FS_OFF", "file": "spiffs.bin", "kind": "filesystem"}]}
+JSON
+}

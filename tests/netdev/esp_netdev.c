@@ -15,15 +15,28 @@
  *   [--http-port N] [--web-user U] [--tcp-ota] [--tcp-ota-port N]
  *   [--checkin URL --interval MS] [--free-space N] [--fault F]
  *   [--sketch-md5 HEX --sketch-size N] [--flash FILE --flash-offset N]
+ *   [--fs-offset N] [--fs-size N] [--want-fs]
  * F: no-answer | wrong-password | no-space | stall:BYTES | glued-ok |
  *    error-line | no-connect-back. Ports default to 0 (ephemeral; real
  * devices use 8266/3232, 80, 65056). Writes DIR/ready ("udp=P http=P
  * tcpota=P") once listening, DIR/netdev.log, DIR/ota-<n>.bin per received
- * image, DIR/version (current version). Exits on SIGTERM/SIGINT.
+ * image, DIR/version (current version). Exits on SIGTERM/SIGINT. SIGUSR1
+ * makes it check in at once (benchmarks start many pulls at the same time).
  * --flash FILE/--flash-offset N (used by esp_sim's network persona): every
  * applied application image is also written into FILE at offset N (the
  * virtual board's flash), so a later serial read sees it. --sketch-md5/-size
  * describe the running image (default: derived from the version).
+ * Filesystem images (espota cmd 100, web-form field "filesystem", a pull in
+ * mode spiffs) are kept as DIR/fs-<n>.bin and DIR/fs.bin (the latest), and
+ * with --flash and --fs-offset N also written into FILE at N, so a test can
+ * compare them byte for byte. --fs-size N: the filesystem partition's size
+ * (a larger FS image is refused like the real Updater; default: no limit).
+ * Pending filesystem request: while DIR/want-fs exists (--want-fs creates it;
+ * a test may create or remove it at any time) every check-in round first
+ * checks in with x-…-mode: spiffs (ESP8266httpUpdate::updateFS /
+ * HTTPUpdate::updateSpiffs), then as usual with mode sketch.
+ * Web form: the Basic-auth user seen is logged ("web: Basic auth as user U",
+ * or "web: 401 (credentials; got user U)").
  * Version of an applied image: the printable text after "ESPSIM_VERSION=" or
  * "ESPVER:" in the image, else the ESP32 app description, else "md5:<8 hex>".
  *
@@ -88,6 +101,9 @@ struct netdev {
     uint64_t free_space, chip_size;
     char flash_path[PATH_MAX];
     uint64_t flash_offset;
+    bool fs_offset_given;
+    uint64_t fs_offset;
+    uint64_t fs_size; /* 0: no limit */
 
     int udp_fd, http_fd, tcpota_fd;
     int images;
@@ -107,11 +123,18 @@ struct netdev {
 };
 
 static volatile sig_atomic_t stop_flag;
+static volatile sig_atomic_t checkin_now;
 
 static void on_signal(int sig)
 {
     (void)sig;
     stop_flag = 1;
+}
+
+static void on_usr1(int sig)
+{
+    (void)sig;
+    checkin_now = 1;
 }
 
 static int64_t now_ms(void)
@@ -213,7 +236,22 @@ static void apply_image(struct netdev *d, const char *how, bool fs, const uint8_
     snprintf(path, sizeof(path), "%s/%s-%d.bin", d->dir, fs ? "fs" : "ota", d->images);
     write_file(path, img, len);
     if (fs) {
+        char latest[PATH_MAX + 16];
+        snprintf(latest, sizeof(latest), "%s/fs.bin", d->dir);
+        write_file(latest, img, len);
         logf_(d, "%s: filesystem image %zu bytes stored as %s", how, len, path);
+        if (d->flash_path[0] && d->fs_offset_given) {
+            int ffd = open(d->flash_path, O_WRONLY | O_CLOEXEC);
+            ssize_t w = ffd >= 0 ? pwrite(ffd, img, len, (off_t)d->fs_offset) : -1;
+            if (w != (ssize_t)len)
+                logf_(d, "%s: cannot write the filesystem image into %s: %s", how, d->flash_path,
+                      strerror(errno));
+            else
+                logf_(d, "%s: wrote the filesystem image (%zu bytes) into %s at 0x%" PRIx64, how,
+                      len, d->flash_path, d->fs_offset);
+            if (ffd >= 0)
+                close(ffd);
+        }
         return;
     }
     image_version(img, len, d->version, sizeof(d->version));
@@ -605,7 +643,9 @@ static void ota_udp(struct netdev *d)
             return;
         }
     }
-    bool fits = d->fault != FAULT_NO_SPACE && d->size <= d->free_space && d->size > 0;
+    /* U_FS checks against the filesystem partition, U_FLASH against the free sketch space. */
+    uint64_t room = d->cmd == 100 ? (d->fs_size ? d->fs_size : UINT64_MAX) : d->free_space;
+    bool fits = d->fault != FAULT_NO_SPACE && d->size <= room && d->size > 0;
     if (d->chip == CHIP_ESP8266) {
         if (!fits) {
             udp_reply(d, &d->inv_src, "ERR: ERROR[4]: Not Enough Space");
@@ -651,7 +691,22 @@ static bool basic_ok(struct netdev *d, const char *head)
     unsigned char b64[240];
     int n = snprintf(cred, sizeof(cred), "%s:%s", d->web_user, d->password);
     EVP_EncodeBlock(b64, (unsigned char *)cred, n);
-    return strcmp(v + 6, (char *)b64) == 0;
+    /* What the station sent, for the log: the user part of the decoded credentials. */
+    unsigned char got[200] = "";
+    size_t vl = strlen(v + 6);
+    if (vl < 240 && vl % 4 == 0) {
+        int gl = EVP_DecodeBlock(got, (const unsigned char *)v + 6, (int)vl);
+        got[gl > 0 ? gl : 0] = '\0';
+        char *colon = strchr((char *)got, ':');
+        if (colon)
+            *colon = '\0';
+    }
+    bool ok = strcmp(v + 6, (char *)b64) == 0;
+    if (ok)
+        logf_(d, "web: Basic auth as user %s", (char *)got);
+    else
+        logf_(d, "web: 401 (credentials; got user %s)", (char *)got);
+    return ok;
 }
 
 static void web_session(struct netdev *d, int fd)
@@ -683,7 +738,6 @@ static void web_session(struct netdev *d, int fd)
         return;
     }
     if (!basic_ok(d, head)) {
-        logf_(d, "web: 401 (credentials)");
         http_answer(fd, 401, "WWW-Authenticate: Basic realm=\"Login Required\"\r\n", "");
         free(body);
         return;
@@ -851,8 +905,18 @@ static void tcpota_session(struct netdev *d, int fd)
 
 /* ---- HTTP pull check-in -------------------------------------------------------------- */
 
-static void checkin(struct netdev *d)
+static bool want_fs(const struct netdev *d)
 {
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof(path), "%s/want-fs", d->dir);
+    return access(path, F_OK) == 0;
+}
+
+/* One check-in; fs: x-…-mode: spiffs (the filesystem image) instead of sketch. */
+static void checkin(struct netdev *d, bool fs)
+{
+    const char *mode = fs ? "spiffs" : "sketch";
+    const char *tag = fs ? "checkin-fs" : "checkin";
     struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)d->checkin_port)};
     inet_pton(AF_INET, d->checkin_host, &to.sin_addr);
     struct sockaddr_in me = {.sin_family = AF_INET};
@@ -860,7 +924,7 @@ static void checkin(struct netdev *d)
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0 || bind(fd, (struct sockaddr *)&me, sizeof(me)) != 0 ||
         connect(fd, (struct sockaddr *)&to, sizeof(to)) != 0) {
-        logf_(d, "checkin: connect to %s:%d failed: %s", d->checkin_host, d->checkin_port,
+        logf_(d, "%s: connect to %s:%d failed: %s", tag, d->checkin_host, d->checkin_port,
               strerror(errno));
         if (fd >= 0)
             close(fd);
@@ -884,9 +948,9 @@ static void checkin(struct netdev *d)
                      "x-ESP8266-AP-MAC: %s\r\nx-ESP8266-free-space: %" PRIu64 "\r\n"
                      "x-ESP8266-sketch-size: %" PRIu64 "\r\nx-ESP8266-sketch-md5: %s\r\n"
                      "x-ESP8266-chip-size: %" PRIu64 "\r\n"
-                     "x-ESP8266-sdk-version: 2.2.2-dev(38a443e)\r\nx-ESP8266-mode: sketch\r\n",
+                     "x-ESP8266-sdk-version: 2.2.2-dev(38a443e)\r\nx-ESP8266-mode: %s\r\n",
                      d->checkin_path, host, chip_id, d->mac, ap, d->free_space, d->sketch_size,
-                     d->sketch_md5, d->chip_size);
+                     d->sketch_md5, d->chip_size, mode);
         if (d->version[0])
             n +=
                 snprintf(req + n, sizeof(req) - (size_t)n, "x-ESP8266-version: %s\r\n", d->version);
@@ -898,9 +962,9 @@ static void checkin(struct netdev *d)
                      "x-ESP32-AP-MAC: %s\r\nx-ESP32-free-space: %" PRIu64 "\r\n"
                      "x-ESP32-sketch-size: %" PRIu64 "\r\nx-ESP32-sketch-md5: %s\r\n"
                      "x-ESP32-chip-size: %" PRIu64 "\r\nx-ESP32-sdk-version: v4.4.7-dirty\r\n"
-                     "x-ESP32-mode: sketch\r\n",
+                     "x-ESP32-mode: %s\r\n",
                      d->checkin_path, host, d->mac, ap, d->free_space, d->sketch_size,
-                     d->sketch_md5, d->chip_size);
+                     d->sketch_md5, d->chip_size, mode);
         if (d->version[0])
             n += snprintf(req + n, sizeof(req) - (size_t)n, "x-ESP32-version: %s\r\n", d->version);
         n += snprintf(req + n, sizeof(req) - (size_t)n, "\r\n");
@@ -909,11 +973,22 @@ static void checkin(struct netdev *d)
     int status = 0;
     if (send_all(fd, req, (size_t)n) < 0 || recv_head(fd, head, sizeof(head), 8000) < 0 ||
         sscanf(head, "HTTP/1.%*d %d", &status) != 1) {
-        logf_(d, "checkin: no answer");
+        logf_(d, "%s: no answer", tag);
         close(fd);
         return;
     }
-    logf_(d, "checkin: status=%d version=%s", status, d->version);
+    logf_(d, "%s: status=%d version=%s", tag, status, d->version);
+    if (status >= 400) {
+        /* the station's one-line reason (text body) */
+        char v[64], text[256] = "";
+        uint64_t tl =
+            header_value(head, "Content-Length", v, sizeof(v)) ? strtoull(v, NULL, 10) : 0;
+        if (tl > 0 && tl < sizeof(text) && recv_exact(fd, (uint8_t *)text, tl, 2000) == 0) {
+            text[tl] = '\0';
+            text[strcspn(text, "\r\n")] = '\0';
+            logf_(d, "%s: refused: %s", tag, text);
+        }
+    }
     if (status == 200) {
         char v[128], want_md5[64] = "";
         uint64_t clen = 0;
@@ -924,29 +999,29 @@ static void checkin(struct netdev *d)
             snprintf(want_md5, sizeof(want_md5), "%.40s", v);
         if (header_value(head, "Transfer-Encoding", v, sizeof(v)) ||
             header_value(head, "Content-Encoding", v, sizeof(v))) {
-            logf_(d, "checkin: HTTP_UE_SERVER_FAULTY_... encoded body refused");
+            logf_(d, "%s: HTTP_UE_SERVER_FAULTY_... encoded body refused", tag);
         } else if (!has_len || clen == 0) {
-            logf_(d, "checkin: -101 Server Did Not Report Size");
-        } else if (clen > d->free_space) {
-            logf_(d, "checkin: -100 Not Enough space");
+            logf_(d, "%s: -101 Server Did Not Report Size", tag);
+        } else if (fs ? d->fs_size && clen > d->fs_size : clen > d->free_space) {
+            logf_(d, "%s: -100 Not Enough space", tag);
         } else if (want_md5[0] && strlen(want_md5) != 32) {
-            logf_(d, "checkin: -105 wrong x-MD5 length");
+            logf_(d, "%s: -105 wrong x-MD5 length", tag);
         } else {
             uint8_t *img = malloc(clen);
             if (!img || recv_exact(fd, img, clen, 8000) < 0) {
-                logf_(d, "checkin: body incomplete");
-            } else if (img[0] != 0xE9 && !(d->chip == CHIP_ESP8266 && img[0] == 0x1F)) {
-                logf_(d, "checkin: -106 Verify Bin Header Failed");
+                logf_(d, "%s: body incomplete", tag);
+            } else if (!fs && img[0] != 0xE9 && !(d->chip == CHIP_ESP8266 && img[0] == 0x1F)) {
+                logf_(d, "%s: -106 Verify Bin Header Failed", tag);
             } else {
                 char md5[33];
                 digest_hex(EVP_md5(), img, clen, md5);
                 bool ok = !want_md5[0] || (d->chip == CHIP_ESP32 ? strcmp(md5, want_md5) == 0
                                                                  : strcasecmp(md5, want_md5) == 0);
                 if (!ok)
-                    logf_(d, "checkin: update error 7: MD5 mismatch (x-MD5 %s, body %s)", want_md5,
+                    logf_(d, "%s: update error 7: MD5 mismatch (x-MD5 %s, body %s)", tag, want_md5,
                           md5);
                 else
-                    apply_image(d, "pull", false, img, clen);
+                    apply_image(d, "pull", fs, img, clen);
             }
             free(img);
         }
@@ -963,6 +1038,7 @@ static void usage(void)
                     "  [--http-port N] [--web-user U] [--tcp-ota] [--tcp-ota-port N]\n"
                     "  [--checkin URL --interval MS] [--free-space N]\n"
                     "  [--sketch-md5 HEX --sketch-size N] [--flash FILE --flash-offset N]\n"
+                    "  [--fs-offset N] [--fs-size N] [--want-fs]\n"
                     "  [--fault no-answer|wrong-password|no-space|stall:BYTES|glued-ok|error-line|"
                     "no-connect-back]\n");
     exit(2);
@@ -1021,7 +1097,7 @@ int main(int argc, char **argv)
     d.chip_size = 4u * 1024u * 1024u;
     snprintf(d.version, sizeof(d.version), "1.0.0");
     snprintf(d.web_user, sizeof(d.web_user), "admin");
-    bool have_chip = false, free_given = false;
+    bool have_chip = false, free_given = false, want_fs_arg = false;
     char given_md5[33] = "";
     uint64_t given_size = 0;
     for (int i = 1; i < argc; i++) {
@@ -1031,6 +1107,9 @@ int main(int argc, char **argv)
         if (strcmp(a, "--tcp-ota") == 0) {
             if (d.tcpota_port < 0)
                 d.tcpota_port = 0;
+            takes = false;
+        } else if (strcmp(a, "--want-fs") == 0) {
+            want_fs_arg = true;
             takes = false;
         } else if (!v) {
             usage();
@@ -1083,6 +1162,11 @@ int main(int argc, char **argv)
             snprintf(d.flash_path, sizeof(d.flash_path), "%s", v);
         } else if (strcmp(a, "--flash-offset") == 0) {
             d.flash_offset = strtoull(v, NULL, 0);
+        } else if (strcmp(a, "--fs-offset") == 0) {
+            d.fs_offset = strtoull(v, NULL, 0);
+            d.fs_offset_given = true;
+        } else if (strcmp(a, "--fs-size") == 0) {
+            d.fs_size = strtoull(v, NULL, 0);
         } else {
             usage();
         }
@@ -1111,9 +1195,14 @@ int main(int argc, char **argv)
     if (given_size)
         d.sketch_size = given_size;
     save_version(&d);
+    if (want_fs_arg) {
+        snprintf(path, sizeof(path), "%s/want-fs", d.dir);
+        write_file(path, "", 0);
+    }
 
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
+    signal(SIGUSR1, on_usr1);
     signal(SIGPIPE, SIG_IGN);
     if (d.ota_port >= 0 && (d.udp_fd = listen_on(&d, SOCK_DGRAM, d.ota_port)) < 0) {
         perror("ota udp");
@@ -1165,8 +1254,14 @@ int main(int argc, char **argv)
                 tcpota_session(&d, fd);
             close(fd);
         }
+        if (checkin_now && d.checkin_host[0]) {
+            checkin_now = 0;
+            next_checkin = now_ms();
+        }
         if (now_ms() >= next_checkin) {
-            checkin(&d);
+            if (want_fs(&d))
+                checkin(&d, true);
+            checkin(&d, false);
             next_checkin = now_ms() + d.interval_ms;
         }
     }

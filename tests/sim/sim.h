@@ -234,6 +234,7 @@ struct sim_net {
     int ota_port;         /* --ota-port; -1 = the chip's (8266 / 3232) */
     int http_port;        /* --web-port; -1 = no /update form */
     int64_t app_offset;   /* --app-offset; -1 = chip default */
+    const char *fs_off;   /* --fs-offset: where the persona writes filesystem images; NULL none */
     int pid;              /* the running esp_netdev, 0 = none */
     bool announce;        /* print the version line at the next app tick */
     char version[64];

@@ -40,7 +40,8 @@ static void usage(void)
             "               [--stub-dir DIR] [--fault KIND[:ARG]]... [--master-fd N]\n"
             "               [--net-bind 127.0.0.x [--checkin URL] [--checkin-interval MS]\n"
             "                [--ota-password PW] [--ota-auth md5|pbkdf2] [--ota-port N]\n"
-            "                [--web-port N] [--net-fault F] [--netdev PATH] [--app-offset N]]\n");
+            "                [--web-port N] [--net-fault F] [--netdev PATH] [--app-offset N]\n"
+            "                [--fs-offset N]]\n");
 }
 
 static int parse_size(const char *arg, uint32_t *out)
@@ -157,6 +158,7 @@ static int parse_args(int argc, char **argv, struct sim *s, struct options *o)
                                              {"net-fault", required_argument, NULL, 'F'},
                                              {"netdev", required_argument, NULL, 'N'},
                                              {"app-offset", required_argument, NULL, 'a'},
+                                             {"fs-offset", required_argument, NULL, 'Z'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
     uint32_t flash_size = 4u << 20;
@@ -250,6 +252,9 @@ static int parse_args(int argc, char **argv, struct sim *s, struct options *o)
             break;
         case 'a':
             s->net.app_offset = strtoll(optarg, NULL, 0);
+            break;
+        case 'Z':
+            s->net.fs_off = optarg;
             break;
         case 'M':
             errno = 0;

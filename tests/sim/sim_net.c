@@ -9,7 +9,8 @@
  *
  * The persona itself is tests/netdev/esp_netdev, spawned as a child with the
  * chip, MAC, bind address, version, password, check-in URL and fault knob,
- * writing every image it applies back into DIR/flash.bin at the app offset.
+ * writing every image it applies back into DIR/flash.bin at the app offset
+ * (and, with --fs-offset N, every filesystem image at N).
  * It is killed (SIGKILL: a reset is a power cut to the firmware) on the next
  * chip reset, EN low, or when esp_sim exits. No valid app image: no persona,
  * logged. The console announces "I (<ms>) app: version <v> ip <addr>" at the
@@ -177,6 +178,10 @@ void sim_net_boot(struct sim *s)
     if (s->net.fault) {
         argv[n++] = "--fault";
         argv[n++] = s->net.fault;
+    }
+    if (s->net.fs_off) {
+        argv[n++] = "--fs-offset";
+        argv[n++] = s->net.fs_off;
     }
     argv[n] = NULL;
 

@@ -444,7 +444,9 @@ static void test_bad_manifests(void **state)
          0, "regions[0].offset: must be from 0x0 to 0xffffffff (got -4)"},
         {"{\"name\":\"demo\",\"version\":\"1\",\"chip\":\"esp32\",\"regions\":[{\"offset\":"
          "0,\"file\":\"partitions.bin\",\"kind\":\"firmware\"}]}",
-         0, "regions[0].kind: must be \"bootloader\", \"app\" or \"data\" (got \"firmware\")"},
+         0,
+         "regions[0].kind: must be \"bootloader\", \"app\", \"data\" or \"filesystem\" (got "
+         "\"firmware\")"},
         {"{\"name\":\"demo\",\"version\":\"1\",\"chip\":\"esp32\",\"regions\":[{\"offset\":"
          "0,\"file\":\"missing.bin\",\"kind\":\"data\"}]}",
          0, "regions[0] missing.bin: file not found next to manifest.json"},
@@ -623,6 +625,98 @@ static void test_bootloader_offset(void **state)
     set_free(&s);
 }
 
+/* A filesystem region (SPIFFS/LittleFS/FAT image) is not an ESP image: any bytes are taken,
+ * checked only for place, size and count; it imports and loads back with its kind. */
+static void test_filesystem_region(void **state)
+{
+    struct fixture *fx = *state;
+    struct set s;
+    demo_set(&s);
+    set_add_bytes(&s, "spiffs.bin", 3 * 4096, 0x20); /* not an ESP image at all */
+    static const char ok[] =
+        "{\"name\":\"fsdemo\",\"version\":\"1.0.0\",\"chip\":\"esp32\",\"flash_size\":\"4MB\","
+        "\"regions\":["
+        "{\"offset\":\"0x1000\",\"file\":\"bootloader.bin\",\"kind\":\"bootloader\"},"
+        "{\"offset\":\"0x8000\",\"file\":\"partitions.bin\",\"kind\":\"data\"},"
+        "{\"offset\":65536,\"file\":\"app.bin\",\"kind\":\"app\"},"
+        "{\"offset\":\"0x290000\",\"file\":\"spiffs.bin\",\"kind\":\"filesystem\"}]}";
+    struct catalog_report rep;
+    catalog_report_init(&rep);
+    assert_int_equal(catalog_validate_mem(ok, strlen(ok), mem_load, &s, &rep), 0);
+    if (rep.n)
+        dump(&rep);
+    assert_int_equal(rep.n, 0);
+    catalog_report_free(&rep);
+    assert_string_equal(catalog_kind_to_string(CATALOG_KIND_FILESYSTEM), "filesystem");
+
+    /* Import and load: the region keeps its kind, bytes and MD5. */
+    set_write(&s, fx->src, ok);
+    struct catalog *cat = NULL;
+    char err[256];
+    assert_int_equal(catalog_open(fx->data, &cat, err, sizeof(err)), 0);
+    catalog_report_init(&rep);
+    assert_int_equal(catalog_import(cat, fx->src, false, &rep), 0);
+    catalog_report_free(&rep);
+    struct catalog_set *set = NULL;
+    assert_int_equal(catalog_get(cat, "fsdemo", "1.0.0", &set, err, sizeof(err)), 0);
+    assert_int_equal(set->n_regions, 4);
+    assert_int_equal(set->regions[3].kind, CATALOG_KIND_FILESYSTEM);
+    assert_int_equal(set->regions[3].offset, 0x290000);
+    struct file *fsf = set_find(&s, "spiffs.bin");
+    assert_int_equal(set->regions[3].size, fsf->len);
+    assert_memory_equal(set->regions[3].data, fsf->data, fsf->len);
+    char md5[33];
+    hex_of(EVP_md5(), fsf->data, fsf->len, md5);
+    assert_string_equal(set->regions[3].md5, md5);
+    catalog_free_set(set);
+    catalog_close(cat);
+
+    /* Off a sector: refused, naming the offset. */
+    static const char unaligned[] =
+        "{\"name\":\"fsdemo\",\"version\":\"1\",\"chip\":\"esp32\",\"regions\":["
+        "{\"offset\":65536,\"file\":\"app.bin\",\"kind\":\"app\"},"
+        "{\"offset\":\"0x290800\",\"file\":\"spiffs.bin\",\"kind\":\"filesystem\"}]}";
+    expect_problem(&s, unaligned, false, 1,
+                   "regions[1] spiffs.bin: a filesystem image must start on a 4 KiB flash sector, "
+                   "not at 0x290800");
+    /* Two filesystem images: refused. */
+    set_add_bytes(&s, "fat.bin", 4096, 0x40);
+    static const char two[] =
+        "{\"name\":\"fsdemo\",\"version\":\"1\",\"chip\":\"esp32\",\"regions\":["
+        "{\"offset\":65536,\"file\":\"app.bin\",\"kind\":\"app\"},"
+        "{\"offset\":\"0x290000\",\"file\":\"spiffs.bin\",\"kind\":\"filesystem\"},"
+        "{\"offset\":\"0x300000\",\"file\":\"fat.bin\",\"kind\":\"filesystem\"}]}";
+    expect_problem(&s, two, false, 2,
+                   "regions[2] fat.bin: a second filesystem image (the first is regions[1])");
+    /* Does not fit the flash / overlaps the app: the usual region checks apply. */
+    static const char nofit[] =
+        "{\"name\":\"fsdemo\",\"version\":\"1\",\"chip\":\"esp32\",\"flash_size\":\"1MB\","
+        "\"regions\":[{\"offset\":\"0xFE000\",\"file\":\"spiffs.bin\",\"kind\":\"filesystem\"}]}";
+    expect_problem(&s, nofit, false, 0, "regions[0] spiffs.bin: does not fit the flash: ");
+    static const char overlap[] =
+        "{\"name\":\"fsdemo\",\"version\":\"1\",\"chip\":\"esp32\",\"regions\":["
+        "{\"offset\":65536,\"file\":\"app.bin\",\"kind\":\"app\"},"
+        "{\"offset\":\"0x10000\",\"file\":\"spiffs.bin\",\"kind\":\"filesystem\"}]}";
+    expect_problem(&s, overlap, false, 1, "regions[1] spiffs.bin (0x10000-0x12fff) overlaps");
+    /* Odd sizes and an app image declared as a filesystem: imported with a warning. */
+    set_add_bytes(&s, "odd.bin", 5000, 0x60);
+    static const char odd[] =
+        "{\"name\":\"fsdemo\",\"version\":\"1\",\"chip\":\"esp32\",\"regions\":["
+        "{\"offset\":\"0x290000\",\"file\":\"odd.bin\",\"kind\":\"filesystem\"}]}";
+    expect_problem(&s, odd, true, 0, "regions[0] odd.bin: 5000 bytes is not a whole number");
+    static const char appfs[] =
+        "{\"name\":\"fsdemo\",\"version\":\"1\",\"chip\":\"esp32\",\"regions\":["
+        "{\"offset\":\"0x290000\",\"file\":\"app.bin\",\"kind\":\"filesystem\"}]}";
+    expect_problem(&s, appfs, true, 0, "starts like an ESP application image");
+    /* A misspelt kind names the valid ones. */
+    static const char badkind[] =
+        "{\"name\":\"fsdemo\",\"version\":\"1\",\"chip\":\"esp32\",\"regions\":["
+        "{\"offset\":\"0x290000\",\"file\":\"spiffs.bin\",\"kind\":\"spiffs\"}]}";
+    expect_problem(&s, badkind, false, 0,
+                   "regions[0].kind: must be \"bootloader\", \"app\", \"data\" or \"filesystem\"");
+    set_free(&s);
+}
+
 static void test_interrupted_import(void **state)
 {
     struct fixture *fx = *state;
@@ -741,6 +835,7 @@ int main(void)
         cmocka_unit_test(test_overlap_and_fit),
         cmocka_unit_test(test_corrupt_images),
         cmocka_unit_test(test_bootloader_offset),
+        cmocka_unit_test_setup_teardown(test_filesystem_region, setup, teardown),
         cmocka_unit_test_setup_teardown(test_interrupted_import, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corruption_on_disk, setup, teardown),
     };

@@ -53,6 +53,7 @@ static void test_defaults_no_file(void **state)
     assert_null(cfg->active_profile);
     assert_null(config_profile(cfg, NULL));
     assert_null(config_slot_label(cfg, "pci-0000:00:14.0-usb-0:1:1.0"));
+    assert_string_equal(cfg->ota.webform_user, "admin");
     config_free(cfg);
 
     setenv("XDG_STATE_HOME", "/var/tmp/state", 1);
@@ -278,6 +279,12 @@ static const struct bad_case bad_cases[] = {
     {"{\"profiles\": {\"x\": {\"erase_all\": true, \"stub\": false}}}",
      "config: profiles.x.erase_all: erasing the whole chip needs the flasher stub, but stub is "
      "false"},
+    /* ota.webform_user: HTTP Basic cannot carry ':' in the user name */
+    {"{\"ota\": {\"webform_user\": \"ad:min\"}}",
+     "config: ota.webform_user: must not contain ':' or control characters (HTTP Basic "
+     "authentication cannot carry them; got \"ad:min\")"},
+    {"{\"ota\": {\"webform_user\": \"\"}}", "config: ota.webform_user: must not be empty"},
+    {"{\"ota\": {\"webform_user\": 7}}", "config: ota.webform_user: must be a string", true},
     {"{\"api\": {\"read_requires_token\": true}}",
      "config: api.read_requires_token: is true but no api.token is set (nobody could read the "
      "API)"},
@@ -309,6 +316,21 @@ static void test_errors_name_the_key(void **state)
             fail();
         }
     }
+}
+
+/* ota.webform_user is read and replaces the default. */
+static void test_ota_webform_user(void **state)
+{
+    (void)state;
+    static const char json[] = "{\"ota\": {\"listen\": \"127.0.0.1:0\", \"webform_user\": "
+                               "\"flasher-01\"}}";
+    char err[512];
+    struct config *cfg = NULL;
+    assert_int_equal(config_load_string(json, strlen(json), NULL, &cfg, err, sizeof(err)), 0);
+    assert_string_equal(cfg->ota.webform_user, "flasher-01");
+    assert_true(cfg->ota.enabled);
+    assert_int_equal(cfg->ota.listen_port, 0);
+    config_free(cfg);
 }
 
 static void test_file_errors(void **state)
@@ -363,6 +385,7 @@ int main(void)
         cmocka_unit_test(test_full_config_file),
         cmocka_unit_test(test_single_profile_is_active),
         cmocka_unit_test(test_errors_name_the_key),
+        cmocka_unit_test(test_ota_webform_user),
         cmocka_unit_test(test_file_errors),
         cmocka_unit_test(test_embedded_nul),
     };

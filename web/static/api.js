@@ -34,10 +34,11 @@ function qs(params = {}) {
 // Percent-encodes a slot id / MAC / firmware name for a path segment.
 const seg = (s) => encodeURIComponent(String(s));
 
-async function request(method, path, { body, json, query } = {}) {
+async function request(method, path, { body, json, query, contentType } = {}) {
   const headers = { Accept: 'application/json' };
   const t = getToken();
   if (t) headers.Authorization = `Bearer ${t}`;
+  if (contentType) headers['Content-Type'] = contentType;
   let payload = body;
   if (json !== undefined) {
     headers['Content-Type'] = 'application/json';
@@ -150,6 +151,7 @@ export function normBoard(r) {
     targetFirmware: r.target_firmware || '',
     onlineState: r.online_state || '',
     notes: r.notes || '',
+    groups: Array.isArray(r.groups) ? r.groups.map(String) : [],
     ota: r.ota ? normOta(r.ota) : null,
   };
 }
@@ -242,7 +244,7 @@ export function normValidation(body, err) {
   const messages = problems.map((p) => {
     const where = p.region != null
       ? `region ${p.region}${p.file ? ` (${p.file})` : ''}`
-      : p.file ? p.file : 'manifest';
+      : p.file ? p.file : /^bundle entry/.test(p.message || '') ? 'bundle' : 'manifest';
     return { level: p.severity === 'warning' ? 'warning' : p.severity === 'error' ? 'error' : (p.severity || 'error'), where, message: p.message || '', region: p.region ?? null, file: p.file ?? null };
   });
   const ok = !e && !err && b.valid !== false;
@@ -290,6 +292,10 @@ export async function board(mac) {
   const d = await request('GET', `/boards/${seg(mac)}`);
   return { board: normBoard(d), jobs: (d.jobs || []).map(normJob) };
 }
+// PUT /boards/{mac}: { notes?, groups? } (a member left out is kept). Returns the board.
+export async function updateBoard(mac, fields) {
+  return normBoard(await request('PUT', `/boards/${seg(mac)}`, { json: fields }));
+}
 export async function boards(query = {}) {
   const d = await request('GET', '/boards', { query });
   return (d.boards || []).map(normBoard);
@@ -308,6 +314,21 @@ export async function deleteFirmware(f) {
 export async function uploadFirmware(formData, validateOnly, replace = false) {
   const path = validateOnly ? '/firmware/validate' : '/firmware';
   const d = await request('POST', path, { body: formData, query: replace && !validateOnly ? { replace: 'true' } : {} });
+  return normValidation(d);
+}
+// A firmware bundle (.tar, .tar.gz, .zip) sent as the raw body. Browsers give such
+// files inconsistent (or no) types, so the type is set from the name; the station
+// recognises the format from the content anyway.
+export function bundleContentType(name) {
+  const n = (name || '').toLowerCase();
+  if (n.endsWith('.zip')) return 'application/zip';
+  if (n.endsWith('.tar')) return 'application/x-tar';
+  if (n.endsWith('.tar.gz') || n.endsWith('.tgz') || n.endsWith('.gz')) return 'application/gzip';
+  return 'application/octet-stream';
+}
+export async function uploadBundle(file, validateOnly, replace = false) {
+  const path = validateOnly ? '/firmware/validate' : '/firmware';
+  const d = await request('POST', path, { body: file, contentType: bundleContentType(file.name), query: replace && !validateOnly ? { replace: 'true' } : {} });
   return normValidation(d);
 }
 export async function reflash(slot, force = true) {

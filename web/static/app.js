@@ -503,6 +503,7 @@ async function openBoard(mac, slot) {
       ['Last seen', board.lastSeen ? new Date(board.lastSeen).toLocaleString() : ''],
     ])];
     const s = slot || [...state.slots.values()].find((x) => x.mac === mac);
+    parts.push(boardEditSection(board, slot));
     parts.push(otaSection(board));
     if (s) parts.push(slotActions(s));
     parts.push(el('h3', {}, `History (${jobs.length})`));
@@ -515,6 +516,51 @@ async function openBoard(mac, slot) {
   } catch (err) {
     openDialog(`Board ${mac}`, el('p', { class: 'error-box' }, err.message));
   }
+}
+
+// Groups and notes of a board in its detail view, editable (PUT /boards/{mac}).
+const GROUP_RE = /^[A-Za-z0-9._-]{1,64}$/;
+function boardEditSection(board, slot) {
+  const box = el('section', { class: 'board-edit', 'aria-label': 'Groups and notes' });
+  const chips = board.groups.length
+    ? el('span', { class: 'groups' }, board.groups.map((g) => el('span', { class: 'group-chip mono' }, g)))
+    : el('span', { class: 'hint' }, 'none');
+  box.append(el('h3', {}, 'Groups and notes'), kv([['Groups', chips], ['Notes', board.notes || '']]));
+  const form = el('form', { class: 'board-edit-form', novalidate: true });
+  const groups = el('input', { type: 'text', name: 'groups', id: 'board-groups', value: board.groups.join(' '),
+    placeholder: 'line-a batch-42', autocomplete: 'off', spellcheck: 'false' });
+  const notes = el('textarea', { name: 'notes', id: 'board-notes', rows: '3', maxlength: '511' });
+  notes.value = board.notes;
+  const msg = el('p', { class: 'form-msg', role: 'status', 'aria-live': 'polite' });
+  const save = el('button', { type: 'submit', class: 'primary' }, 'Save');
+  form.append(
+    el('label', { for: 'board-groups' }, 'Groups ', el('span', { class: 'hint' }, '(separated by spaces or commas; letters, digits, . _ -)')),
+    groups,
+    el('label', { for: 'board-notes' }, 'Notes'),
+    notes,
+    el('div', { class: 'form-row' }, save, msg));
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const names = groups.value.split(/[\s,]+/).filter(Boolean);
+    const bad = names.find((g) => !GROUP_RE.test(g));
+    msg.className = 'form-msg error';
+    if (bad) { msg.textContent = `"${bad}" is not a group name: use 1 to 64 letters, digits, dots, dashes or underscores.`; return; }
+    if (new Set(names).size > 16) { msg.textContent = 'At most 16 groups per board.'; return; }
+    save.disabled = true;
+    msg.className = 'form-msg';
+    msg.textContent = 'Saving…';
+    try {
+      await api.updateBoard(board.mac, { groups: names, notes: notes.value.trim() ? notes.value : null });
+      toast(`Board ${board.mac} saved`);
+      openBoard(board.mac, slot);
+    } catch (err) {
+      msg.className = 'form-msg error';
+      msg.textContent = err.message;
+      if (err.status === 401) openSettings();
+    } finally { save.disabled = false; }
+  });
+  box.append(form);
+  return box;
 }
 
 function ago(ms) {
@@ -675,15 +721,23 @@ function showValidation(res) {
 
 async function submitFirmware(validateOnly) {
   const man = $('#fw-manifest').files[0];
-  if (!man) { showValidation({ ok: false, summary: 'Choose the manifest.json first.', messages: [] }); return; }
+  const bundle = $('#fw-bundle').files[0];
+  if (bundle && (man || $('#fw-files').files.length)) {
+    showValidation({ ok: false, summary: 'Choose either a bundle or the manifest and its files, not both.', messages: [] });
+    return;
+  }
+  if (!man && !bundle) {
+    showValidation({ ok: false, summary: 'Choose the manifest.json and its files, or one .tar / .tar.gz / .zip bundle, first.', messages: [] });
+    return;
+  }
   const fd = new FormData();
-  fd.append('manifest', man, man.name);
+  if (man) fd.append('manifest', man, man.name);
   for (const f of $('#fw-files').files) fd.append(f.name, f, f.name); // part filename = manifest file name
   const btns = [$('#fw-validate'), $('#fw-submit')];
   btns.forEach((b) => { b.disabled = true; });
   $('#fw-result').replaceChildren(el('div', { class: 'hint' }, validateOnly ? 'Validating…' : 'Uploading…'));
   try {
-    const res = await api.uploadFirmware(fd, validateOnly);
+    const res = bundle ? await api.uploadBundle(bundle, validateOnly) : await api.uploadFirmware(fd, validateOnly);
     showValidation(res);
     if (res.ok && !validateOnly) loadFirmware().catch(() => {});
   } catch (err) {
