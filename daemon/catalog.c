@@ -31,6 +31,7 @@
 
 #include <json-c/json.h>
 #include <openssl/evp.h>
+#include <zlib.h>
 
 #include "esp_error.h"
 #include "esp_image.h"
@@ -65,6 +66,15 @@ static int kind_from_string(const char *s)
         if (strcmp(s, kind_names[i]) == 0)
             return (int)i;
     return -EINVAL;
+}
+
+static const char *const slot_names[] = {"", "user1", "user2"};
+
+const char *catalog_slot_to_string(enum catalog_slot slot)
+{
+    if ((unsigned)slot >= sizeof(slot_names) / sizeof(slot_names[0]))
+        return "";
+    return slot_names[slot];
 }
 
 bool catalog_name_valid(const char *s)
@@ -406,6 +416,7 @@ struct parsed {
     bool region_offset_ok[CATALOG_MAX_REGIONS];
     bool region_file_ok[CATALOG_MAX_REGIONS];
     bool region_kind_ok[CATALOG_MAX_REGIONS];
+    uint32_t slot_bytes; /* dual layout: the size of one slot (user2 offset - 0x1000), else 0 */
 };
 
 void catalog_manifest_free(struct catalog_manifest *m)
@@ -492,9 +503,10 @@ static void parse_region(json_object *e, size_t i, struct parsed *p, struct cata
     json_object_object_foreach(e, key, val)
     {
         (void)val;
-        if (strcmp(key, "offset") != 0 && strcmp(key, "file") != 0 && strcmp(key, "kind") != 0)
-            rep_add(rep, false, ri, "regions[%zu].%.60s: unknown key (valid: offset, file, kind)",
-                    i, key);
+        if (strcmp(key, "offset") != 0 && strcmp(key, "file") != 0 && strcmp(key, "kind") != 0 &&
+            strcmp(key, "slot") != 0)
+            rep_add(rep, false, ri,
+                    "regions[%zu].%.60s: unknown key (valid: offset, file, kind, slot)", i, key);
     }
     json_object *v;
     if (!json_object_object_get_ex(e, "offset", &v)) {
@@ -563,6 +575,91 @@ static void parse_region(json_object *e, size_t i, struct parsed *p, struct cata
         } else {
             r->kind = (enum catalog_kind)k;
             p->region_kind_ok[i] = true;
+        }
+    }
+    if (json_object_object_get_ex(e, "slot", &v)) {
+        const char *s = json_str(v);
+        if (s && strcmp(s, "user1") == 0) {
+            r->slot = CATALOG_SLOT_USER1;
+        } else if (s && strcmp(s, "user2") == 0) {
+            r->slot = CATALOG_SLOT_USER2;
+        } else {
+            json_msg_describe(v, got, sizeof(got));
+            rep_add(rep, false, ri,
+                    "regions[%zu].slot: must be \"user1\" or \"user2\" (the ESP8266 NONOS "
+                    "dual-image halves) (%s)",
+                    i, got);
+        }
+    }
+}
+
+/*
+ * The ESP8266 NONOS dual-image layout (catalog.h): what the manifest alone can tell.
+ * Sets p->slot_bytes when the user2 offset is one of the SDK's.
+ */
+static void check_slots(struct parsed *p, struct catalog_report *rep)
+{
+    struct catalog_manifest *m = p->m;
+    int user[3] = {-1, -1, -1};
+    size_t n_slots = 0;
+    for (size_t i = 0; i < m->n_regions; i++) {
+        const struct catalog_manifest_region *r = &m->regions[i];
+        if (r->slot == CATALOG_SLOT_NONE)
+            continue;
+        n_slots++;
+        int ri = (int)i;
+        if (p->region_kind_ok[i] && r->kind != CATALOG_KIND_APP)
+            rep_add(rep, false, ri,
+                    "regions[%zu].slot: only an app region has a slot (this one is kind "
+                    "\"%s\")",
+                    i, catalog_kind_to_string(r->kind));
+        if (p->chip_ok && m->chip != ESP_CHIP_ESP8266)
+            rep_add(rep, false, ri,
+                    "regions[%zu].slot: user1/user2 is the ESP8266 NONOS SDK dual-image layout; "
+                    "the %s has no such slots (its OTA partitions come from the partition "
+                    "table): remove \"slot\"",
+                    i, esp_chip_get(m->chip)->name);
+        if (user[r->slot] >= 0)
+            rep_add(rep, false, ri, "regions[%zu].slot: a second %s (the first is regions[%d])", i,
+                    catalog_slot_to_string(r->slot), user[r->slot]);
+        else
+            user[r->slot] = ri;
+    }
+    if (n_slots == 0)
+        return;
+    for (int s = CATALOG_SLOT_USER1; s <= CATALOG_SLOT_USER2; s++)
+        if (user[s] < 0)
+            rep_add(rep, false, -1,
+                    "regions: a dual-image set needs both a \"user1\" and a \"user2\" app "
+                    "region; %s is missing",
+                    catalog_slot_to_string((enum catalog_slot)s));
+    for (size_t i = 0; i < m->n_regions; i++)
+        if (p->region_kind_ok[i] && m->regions[i].kind == CATALOG_KIND_APP &&
+            m->regions[i].slot == CATALOG_SLOT_NONE)
+            rep_add(rep, false, (int)i,
+                    "regions[%zu]: an app without a slot in a dual-image set; the set holds "
+                    "exactly the user1 and user2 apps (declare other files as kind \"data\")",
+                    i);
+    int u1 = user[CATALOG_SLOT_USER1], u2 = user[CATALOG_SLOT_USER2];
+    if (u1 >= 0 && p->region_offset_ok[u1] && m->regions[u1].offset != CATALOG_USER1_OFFSET)
+        rep_add(rep, false, u1,
+                "regions[%d]: user1 must be at 0x%x (where boot_v1.x starts it), not at 0x%x", u1,
+                CATALOG_USER1_OFFSET, m->regions[u1].offset);
+    if (u2 >= 0 && p->region_offset_ok[u2]) {
+        uint32_t off = m->regions[u2].offset;
+        uint32_t slot = off - CATALOG_USER1_OFFSET;
+        if (off != 0x41000 && off != 0x81000 && off != 0x101000) {
+            rep_add(rep, false, u2,
+                    "regions[%d]: user2 must be at 0x41000, 0x81000 or 0x101000 (0x1000 past "
+                    "the half of a 512 KB, 1 MB or 2 MB application area), not at 0x%x",
+                    u2, off);
+        } else if (m->flash_size && m->flash_size < 2 * slot) {
+            rep_add(rep, false, u2,
+                    "regions[%d]: user2 at 0x%x means two %u KiB slots, which do not fit the "
+                    "%u KiB flash (flash_size)",
+                    u2, off, slot / 1024, m->flash_size / 1024);
+        } else {
+            p->slot_bytes = slot;
         }
     }
 }
@@ -746,6 +843,7 @@ static int manifest_parse(const char *json, size_t len, struct parsed *p,
             m->n_regions = n;
             for (size_t i = 0; i < n; i++)
                 parse_region(json_object_array_get_idx(v, i), i, p, rep);
+            check_slots(p, rep);
         }
     }
     json_object_put(root);
@@ -814,9 +912,9 @@ static void check_image(const struct esp_chip_desc *chip, const char *label, int
         }
         if (len > 0 && data[0] == 0xEA) {
             rep_add(rep, false, ri,
-                    "%s: ESP8266 \"V2\" image (first byte 0xea, for the SDK's boot_v1.x "
-                    "bootloader) cannot be checked; declare it as kind \"data\" to flash it "
-                    "as is",
+                    "%s: an ESP8266 \"V2\" image (first byte 0xea) is an application started "
+                    "by the SDK's boot_v1.x, not a bootloader the ROM can start; declare it as "
+                    "kind \"app\" (with \"slot\": \"user1\"/\"user2\" for a dual-image set)",
                     label);
             return;
         }
@@ -840,6 +938,214 @@ static void check_image(const struct esp_chip_desc *chip, const char *label, int
             rep_add(rep, false, ri, "%s: %s", label, err.message);
         }
     }
+}
+
+static uint32_t le32(const uint8_t *b)
+{
+    return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+}
+
+/* Slot size of a NONOS flash size map (V2 header byte 3, high nibble); 0: no dual layout. */
+static uint32_t size_map_slot(unsigned map)
+{
+    switch (map) {
+    case 0:
+        return 256u * 1024;
+    case 2:
+    case 3:
+    case 4:
+        return 512u * 1024;
+    case 5:
+    case 6:
+        return 1024u * 1024;
+    default:
+        return 0;
+    }
+}
+
+/*
+ * An ESP8266 SDK "V2" image (PROTOCOL-ROM.md §7.4): header EA 04 <mode> <map|freq>
+ * <entry u32>, the irom0 segment (address 0, length, data), then a complete ESP8266
+ * 0xE9 image holding the RAM segments and its checksum, then the SDK's CRC word (not
+ * checked here). The header checks are those raw TCP-OTA devices apply (§5).
+ */
+static void check_v2(const struct parsed *p, size_t i, const char *label, const uint8_t *d,
+                     size_t len, struct catalog_report *rep)
+{
+    const struct catalog_manifest_region *r = &p->m->regions[i];
+    int ri = (int)i;
+    if (len < 24) {
+        rep_add(rep, false, ri, "%s: %zu bytes is too short for an ESP8266 V2 image", label, len);
+        return;
+    }
+    unsigned map = d[3] >> 4;
+    uint32_t entry = le32(d + 4), irom_addr = le32(d + 8), irom_len = le32(d + 12);
+    if (d[1] != 0x04)
+        rep_add(rep, false, ri,
+                "%s: V2 header byte 1 is 0x%02x, not 0x04; not an image from the SDK's "
+                "gen_appbin.py or esptool elf2image --version 2",
+                label, d[1]);
+    if (d[2] > 3)
+        rep_add(rep, false, ri, "%s: V2 header flash mode %u is not QIO/QOUT/DIO/DOUT (0-3)", label,
+                d[2]);
+    if (map > 6)
+        rep_add(rep, false, ri, "%s: V2 header flash size map %u is not one of the SDK's (0-6)",
+                label, map);
+    if ((entry >> 16) != 0x4010)
+        rep_add(rep, false, ri,
+                "%s: entry address 0x%08x is not in IRAM (0x4010xxxx); boot_v1.x and raw "
+                "TCP-OTA devices refuse it",
+                label, entry);
+    if (irom_addr != 0)
+        rep_add(rep, false, ri, "%s: the irom0 segment's address is 0x%x, not 0", label, irom_addr);
+    if (irom_len % 4 != 0 || irom_len > len - 24) {
+        rep_add(rep, false, ri,
+                "%s: the irom0 segment (%u bytes) runs past the end of the %zu-byte file: "
+                "the image is truncated",
+                label, irom_len, len);
+        return;
+    }
+    struct esp_image_info info;
+    struct esp_error err;
+    esp_error_clear(&err);
+    if (esp_image_parse(d + 16 + irom_len, len - 16 - irom_len, true, &info, &err) != 0) {
+        rep_add(rep, false, ri,
+                "%s: the RAM part after the irom0 segment (at byte %u) is not a valid ESP8266 "
+                "image: %s",
+                label, 16 + irom_len, err.message);
+        return;
+    }
+    if (r->slot == CATALOG_SLOT_NONE || !p->slot_bytes)
+        return;
+    uint32_t want = size_map_slot(map);
+    if (map <= 6 && !want)
+        rep_add(rep, false, ri,
+                "%s: built for flash size map %u (256 KB), which has no room for user1 and "
+                "user2; rebuild for a 512 KB or larger map",
+                label, map);
+    else if (want && want != p->slot_bytes)
+        rep_add(rep, false, ri,
+                "%s: built for flash size map %u (%u KiB slots, user2 at 0x%x) but this set "
+                "puts user2 at 0x%x; build both images for the map of the board's flash",
+                label, map, want / 1024, CATALOG_USER1_OFFSET + want,
+                CATALOG_USER1_OFFSET + p->slot_bytes);
+    uint32_t max = p->slot_bytes - 0x5000;
+    if (len > max)
+        rep_add(rep, false, ri,
+                "%s: %zu bytes is too large for a %u KiB slot (at most %u: the slot less its 4 "
+                "KiB boot sector and 16 KiB of system parameters)",
+                label, len, p->slot_bytes / 1024, max);
+}
+
+/* Inflates a gzip stream, at most max bytes out. Trailing bytes after the stream (an
+ * ESP8266 signature trailer) are allowed. 0; -EFBIG; -EBADMSG with *why; -ENOMEM. */
+static int gunzip_bounded(const uint8_t *in, size_t len, size_t max, uint8_t **out, size_t *out_len,
+                          const char **why)
+{
+    *out = NULL;
+    *out_len = 0;
+    *why = "";
+    z_stream zs;
+    memset(&zs, 0, sizeof(zs));
+    if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK)
+        return -ENOMEM;
+    size_t cap = 64u * 1024, used = 0;
+    uint8_t *buf = malloc(cap);
+    int rc = buf ? 0 : -ENOMEM;
+    zs.next_in = (Bytef *)(uintptr_t)in;
+    zs.avail_in = (uInt)len;
+    while (rc == 0) {
+        if (used == cap) {
+            if (cap >= max) {
+                rc = -EFBIG;
+                break;
+            }
+            size_t ncap = cap * 2 > max ? max : cap * 2;
+            uint8_t *nb = realloc(buf, ncap);
+            if (!nb) {
+                rc = -ENOMEM;
+                break;
+            }
+            buf = nb;
+            cap = ncap;
+        }
+        zs.next_out = buf + used;
+        zs.avail_out = (uInt)(cap - used);
+        int zr = inflate(&zs, Z_NO_FLUSH);
+        used = cap - zs.avail_out;
+        if (zr == Z_STREAM_END)
+            break;
+        if (zr == Z_OK)
+            continue;
+        if (zr == Z_BUF_ERROR && zs.avail_out == 0)
+            continue;
+        *why = zr == Z_BUF_ERROR ? "the stream is truncated" : zs.msg ? zs.msg : "corrupt data";
+        rc = zr == Z_MEM_ERROR ? -ENOMEM : -EBADMSG;
+    }
+    inflateEnd(&zs);
+    if (rc < 0) {
+        free(buf);
+        return rc;
+    }
+    *out = buf;
+    *out_len = used;
+    return 0;
+}
+
+/* A gzip-compressed ESP8266 app (catalog.h): inflated (bounded) and the inner image checked. */
+static void check_gzip(const struct parsed *p, size_t i, const struct esp_chip_desc *chip,
+                       const char *label, const uint8_t *d, size_t len, struct catalog_report *rep)
+{
+    const struct catalog_manifest_region *r = &p->m->regions[i];
+    int ri = (int)i;
+    if (chip->chip != ESP_CHIP_ESP8266) {
+        rep_add(rep, false, ri,
+                "%s: a gzip-compressed image (first bytes 1f 8b); only ESP8266 boards (Arduino "
+                "Updater with eboot) take compressed images, the %s's bootloader and OTA "
+                "updaters accept only the plain 0xE9 app image: import the uncompressed .bin",
+                label, chip->name);
+        return;
+    }
+    if (r->kind == CATALOG_KIND_BOOTLOADER) {
+        rep_add(rep, false, ri,
+                "%s: a gzip-compressed bootloader; the ROM cannot start a compressed image: "
+                "use the plain bootloader .bin",
+                label);
+        return;
+    }
+    if (r->slot != CATALOG_SLOT_NONE) {
+        rep_add(rep, false, ri,
+                "%s: a gzip-compressed image as %s; boot_v1.x and raw TCP-OTA take only plain "
+                "SDK V2 images (first byte 0xea): import the uncompressed user%c.bin",
+                label, catalog_slot_to_string(r->slot), r->slot == CATALOG_SLOT_USER1 ? '1' : '2');
+        return;
+    }
+    uint8_t *img = NULL;
+    size_t n = 0;
+    const char *why = "";
+    int rc = gunzip_bounded(d, len, CATALOG_GZIP_MAX_INFLATED, &img, &n, &why);
+    if (rc == -EFBIG) {
+        rep_add(rep, false, ri,
+                "%s: the gzip stream inflates to more than %u MiB, larger than any ESP8266 "
+                "flash; not a compressed firmware image",
+                label, CATALOG_GZIP_MAX_INFLATED >> 20);
+    } else if (rc == -ENOMEM) {
+        rep_add(rep, false, ri, "%s: out of memory while inflating the gzip image", label);
+    } else if (rc < 0) {
+        rep_add(rep, false, ri,
+                "%s: the gzip stream is corrupt (%s); compress the image again with gzip -9", label,
+                why);
+    } else if (n == 0 || img[0] != 0xE9) {
+        rep_add(rep, false, ri,
+                "%s: the gzip stream inflates to %zu bytes that are not an ESP8266 app image "
+                "(first byte %s0x%02x, expected 0xe9); compress the sketch's .bin",
+                label, n, n ? "" : "none, ", n ? img[0] : 0);
+    } else {
+        char inner[160];
+        snprintf(inner, sizeof(inner), "%s (inflated)", label);
+        check_image(chip, inner, ri, img, n, rep);
+    }
+    free(img);
 }
 
 static void free_loaded(struct loaded *l, size_t n)
@@ -954,8 +1260,22 @@ static void check_files(struct parsed *p, catalog_load_fn load, void *ctx, struc
                     "second-stage bootloader (declare it as kind \"bootloader\" if it is one)",
                     label, r->offset);
         }
-        if (r->kind == CATALOG_KIND_BOOTLOADER || r->kind == CATALOG_KIND_APP)
-            check_image(chip, label, ri, l[i].data, l[i].len, rep);
+        if (r->kind == CATALOG_KIND_BOOTLOADER || r->kind == CATALOG_KIND_APP) {
+            const uint8_t *d = l[i].data;
+            size_t n = l[i].len;
+            bool esp8266 = chip->chip == ESP_CHIP_ESP8266;
+            if (n >= 2 && d[0] == 0x1F && d[1] == 0x8B)
+                check_gzip(p, i, chip, label, d, n, rep);
+            else if (esp8266 && r->kind == CATALOG_KIND_APP && d[0] == 0xEA)
+                check_v2(p, i, label, d, n, rep);
+            else if (esp8266 && r->slot != CATALOG_SLOT_NONE)
+                rep_add(rep, false, ri,
+                        "%s: %s holds an SDK V2 image (first byte 0xea, from gen_appbin.py or "
+                        "esptool elf2image --version 2); this file starts with 0x%02x",
+                        label, catalog_slot_to_string(r->slot), d[0]);
+            else
+                check_image(chip, label, ri, d, n, rep);
+        }
         if (r->kind == CATALOG_KIND_FILESYSTEM)
             check_filesystem(p, label, i, &first_fs, l[i].data, l[i].len, rep);
     }
@@ -1173,6 +1493,8 @@ static int store_region(const char *tmp, const struct catalog_manifest_region *r
     json_object_object_add(jr, "file", json_object_new_string(r->file));
     json_object_object_add(jr, "offset", json_object_new_int64(r->offset));
     json_object_object_add(jr, "kind", json_object_new_string(catalog_kind_to_string(r->kind)));
+    if (r->slot != CATALOG_SLOT_NONE)
+        json_object_object_add(jr, "slot", json_object_new_string(catalog_slot_to_string(r->slot)));
     json_object_object_add(jr, "size", json_object_new_int64((int64_t)l->len));
     json_object_object_add(jr, "sha256", json_object_new_string(sha));
     json_object_object_add(jr, "md5", json_object_new_string(md5));
@@ -1551,6 +1873,7 @@ static int load_region(const char *dir, const char *id, json_object *jr,
                        mr->file, advice);
     r->offset = mr->offset;
     r->kind = mr->kind;
+    r->slot = mr->slot;
     if (!(r->file = strdup(mr->file)))
         return -ENOMEM;
 
@@ -1582,6 +1905,7 @@ static int load_region(const char *dir, const char *id, json_object *jr,
         return set_err(err, errlen, -EBADMSG,
                        "firmware %s: the compressed copy of %s is corrupted on disk; %s", id,
                        mr->file, advice);
+    r->gzip = r->size >= 2 && r->data[0] == 0x1F && r->data[1] == 0x8B;
     return 0;
 }
 

@@ -52,6 +52,34 @@ enum catalog_kind {
 
 const char *catalog_kind_to_string(enum catalog_kind kind);
 
+/*
+ * ESP8266 NONOS SDK dual-image layout (boot_v1.x, "user1"/"user2"): an app
+ * region may name its slot ("slot": "user1" | "user2" in the manifest). A set
+ * with slots holds exactly one user1 app at 0x1000 and one user2 app at
+ * 0x1000 + the slot size (0x41000, 0x81000 or 0x101000 for 256, 512 or
+ * 1024 KiB slots; the size map in the image header must agree), both SDK "V2"
+ * images (first bytes EA 04), each at most the slot size minus 20 KiB.
+ */
+enum catalog_slot {
+    CATALOG_SLOT_NONE = 0,
+    CATALOG_SLOT_USER1,
+    CATALOG_SLOT_USER2,
+};
+
+const char *catalog_slot_to_string(enum catalog_slot slot); /* "", "user1", "user2" */
+
+/* Flash address of user1 in the dual-image layout. */
+#define CATALOG_USER1_OFFSET 0x1000u
+
+/*
+ * ESP8266 gzip-compressed app images (first bytes 1F 8B, Arduino Updater/eboot,
+ * PROTOCOL-OTA.md §7) are accepted as kind "app" of ESP8266 sets without a slot:
+ * the stream must inflate (at most this many bytes) to a valid ESP8266 image.
+ * They are network-OTA images: serial flashing refuses a set holding one (the
+ * ROM cannot boot a compressed image).
+ */
+#define CATALOG_GZIP_MAX_INFLATED (16u * 1024 * 1024)
+
 /* True if s is a safe name/version/file name (see the invariants above). */
 bool catalog_name_valid(const char *s);
 
@@ -83,6 +111,7 @@ struct catalog_manifest_region {
     uint32_t offset;
     char *file;
     enum catalog_kind kind;
+    enum catalog_slot slot; /* NONE unless the manifest says "slot" */
 };
 
 struct catalog_manifest {
@@ -174,6 +203,8 @@ void catalog_entries_free(struct catalog_entry *entries, size_t n);
 struct catalog_region {
     uint32_t offset;
     enum catalog_kind kind;
+    enum catalog_slot slot; /* user1/user2 of the ESP8266 dual layout, else NONE */
+    bool gzip;              /* the file is a gzip stream (ESP8266 OTA image, not for serial) */
     char *file;
     uint8_t *data;
     size_t size;

@@ -228,7 +228,8 @@ struct worker {
     int64_t write_t0_ms;   /* first write progress */
     int64_t write_ms;      /* time spent writing + verifying */
     uint64_t bytes_total;  /* sum of region sizes */
-    uint64_t bytes_before; /* finished regions */
+    uint64_t bytes_before;   /* finished regions */
+    unsigned regions_before; /* how many regions bytes_before holds */
 };
 
 static int64_t mono_ms(void)
@@ -311,8 +312,13 @@ static void engine_progress(void *ctx, const struct esp_progress *p)
         set_phase(w, BOARD_FLASHING, "erase");
     }
     bool region_end = p->stage == ESP_STAGE_WRITE && p->done == p->total;
-    if (region_end && p->region_index + 1 < p->region_count)
+    /* A region's end may be reported more than once (last block, then the
+     * write barrier): count each region once. */
+    if (region_end && p->region_index + 1 < p->region_count &&
+        p->region_index >= w->regions_before) {
         w->bytes_before += p->total;
+        w->regions_before = p->region_index + 1;
+    }
     if (!region_end && now - w->last_progress_ms < PROGRESS_EVERY_MS)
         return;
     w->last_progress_ms = now;
@@ -324,7 +330,7 @@ static void engine_progress(void *ctx, const struct esp_progress *p)
             ? (region_end && p->region_index + 1 < p->region_count ? w->bytes_before
                                                                    : w->bytes_before + p->done)
             : w->bytes_total;
-    m->done = done;
+    m->done = done < w->bytes_total || !w->bytes_total ? done : w->bytes_total;
     m->total = w->bytes_total;
     m->wire = p->wire_bytes;
     int64_t ms = w->write_t0_ms ? now - w->write_t0_ms : 0;
@@ -637,6 +643,20 @@ static int run(struct worker *w, struct job_result *res)
     const struct catalog_set *set = fw->set;
     snprintf(res->firmware, sizeof(res->firmware), "%s", fw->ref);
     snprintf(res->md5, sizeof(res->md5), "%s", fw->md5);
+    for (size_t i = 0; i < set->n_regions; i++) {
+        /* gzip OTA images are for network OTA only (docs/OTA.md, catalog.h) */
+        const struct catalog_region *gz = &set->regions[i];
+        if (!gz->gzip)
+            continue;
+        rc = esp_error_set(err, -EINVAL, ESP_STAGE_PREPARE,
+                           "flash a set with the uncompressed .bin over serial; keep the gzip "
+                           "set for network OTA (ota_firmware)",
+                           "%s: %s (0x%x) is a gzip-compressed OTA image, which the ROM "
+                           "cannot boot: not flashed over serial",
+                           fw->ref, gz->file, gz->offset);
+        job_firmware_unref(fw);
+        return rc;
+    }
 
     set_phase(w, BOARD_FLASHING, "stub");
     rc = esp_loader_start(w->l, err);

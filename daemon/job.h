@@ -160,6 +160,7 @@ struct job {
     enum board_phase phase;
     char mac[18];
     char chip[24];
+    char boot_ip[64]; /* the IP the boot check captured ("ip"), "" none */
     bool replied;
     int64_t started_ms;
     struct job *next;

@@ -123,12 +123,16 @@ int ota_fw_get(struct ota *o, const char *ref, struct ota_fw **out, char *err, s
         ota_errf(err, errlen, "%s", cerr[0] ? cerr : strerror(-rc));
         return rc;
     }
-    const struct catalog_region *app = NULL;
-    for (size_t i = 0; i < set->n_regions; i++)
-        if (set->regions[i].kind == CATALOG_KIND_APP) {
-            app = &set->regions[i];
-            break;
-        }
+    const struct catalog_region *app = NULL, *app2 = NULL;
+    for (size_t i = 0; i < set->n_regions; i++) {
+        const struct catalog_region *r = &set->regions[i];
+        if (r->kind != CATALOG_KIND_APP)
+            continue;
+        if (r->slot == CATALOG_SLOT_USER1 || (!app && r->slot == CATALOG_SLOT_NONE))
+            app = r;
+        else if (r->slot == CATALOG_SLOT_USER2 || (!app2 && r->slot == CATALOG_SLOT_NONE))
+            app2 = r;
+    }
     if (!app && set->n_regions == 1 && set->regions[0].kind != CATALOG_KIND_FILESYSTEM)
         app = &set->regions[0];
     if (!app) {
@@ -163,15 +167,14 @@ int ota_fw_get(struct ota *o, const char *ref, struct ota_fw **out, char *err, s
         fw->fs_offset = fsr->offset;
         snprintf(fw->fs_md5, sizeof(fw->fs_md5), "%s", fsr->md5);
     }
-    for (const struct catalog_region *r = app + 1; r < set->regions + set->n_regions; r++) {
-        if (r->kind != CATALOG_KIND_APP)
-            continue;
-        fw->data2 = malloc(r->size ? r->size : 1);
+    if (app2) {
+        fw->data2 = malloc(app2->size ? app2->size : 1);
         if (fw->data2) {
-            memcpy(fw->data2, r->data, r->size);
-            fw->size2 = r->size;
+            memcpy(fw->data2, app2->data, app2->size);
+            fw->size2 = app2->size;
+            snprintf(fw->md5_2, sizeof(fw->md5_2), "%s", app2->md5);
+            fw->dual = app->slot == CATALOG_SLOT_USER1 && app2->slot == CATALOG_SLOT_USER2;
         }
-        break;
     }
     atomic_init(&fw->refs, 1);
     snprintf(fw->ref, sizeof(fw->ref), "%s@%s", name, version);
@@ -374,6 +377,8 @@ static void conn_close(struct ota_conn *c)
         res.error_advice = "the board retries at its next check-in; check Wi-Fi and power";
         res.bytes = (int64_t)c->body_off;
         records_job_finish(station_records(o->st), c->job_id, &res, NULL);
+        o->counters.pulls_failed[c->fs ? 1 : 0]++; /* /metrics */
+        o->counters.pull_failed_bytes += (uint64_t)c->body_off;
         if (!c->fs) /* pull bulks wait for the app */
             ota_bulk_on_pull_problem(o, c->mac, res.error_message);
     }
@@ -542,27 +547,80 @@ static void answer_text(struct ota_conn *c, int status, const char *text)
     c->head_len = n > 0 && (size_t)n < sizeof(c->head) ? (size_t)n : 0;
 }
 
-/* Plain GET of /ota/fw/<name>/<version>.bin (SDK example clients, curl). */
-static struct ota_fw *plain_image(struct ota *o, const char *uri)
+struct ip_board {
+    const char *ip;
+    struct records_board b;
+    bool found;
+};
+
+static int ip_board_cb(const struct records_board *b, void *ctx)
 {
-    char name[RECORDS_NAME_LEN], ver[RECORDS_NAME_LEN], ref[RECORDS_FIRMWARE_LEN];
+    struct ip_board *s = ctx;
+    if (strcmp(b->ip, s->ip) != 0)
+        return 1;
+    s->b = *b;
+    s->found = true;
+    return 0;
+}
+
+/* The plain GET's part of a set: the app, or one half of a dual set. */
+struct plain_pick {
+    enum ota_http_userbin half; /* NONE: the app (data) */
+    const uint8_t *body;
+    size_t len;
+    const char *md5;
+};
+
+/*
+ * Plain GET by SDK example clients and curl (docs/OTA.md "Plain GET"):
+ *   /ota/fw/<name>/<version>.bin          the set's app (user1 of a dual set)
+ *   /ota/fw/<name>/<version>/user1.bin    the user1 / user2 half of a dual set
+ *   /ota/fw/<name>/<version>/user2.bin
+ *   any other path ending in user1.bin / user2.bin (NONOS system_upgrade_start builds
+ *   its own path): that half of the target set of the board the station knows at the
+ *   client's IP address.
+ */
+static struct ota_fw *plain_image(struct ota *o, const char *uri, const char *ip,
+                                  struct plain_pick *pick)
+{
+    char name[RECORDS_NAME_LEN], ver[RECORDS_NAME_LEN], ref[RECORDS_FIRMWARE_LEN] = "";
+    memset(pick, 0, sizeof(*pick));
+    pick->half = ota_http_userbin_from_uri(uri);
+    size_t ulen = strcspn(uri, "?#");
     const char *p = strncmp(uri, "/ota/fw/", 8) == 0 ? uri + 8 : NULL;
-    const char *slash = p ? strchr(p, '/') : NULL;
-    const char *dot = slash ? strstr(slash, ".bin") : NULL;
-    if (!dot || (size_t)(slash - p) >= sizeof(name) || (size_t)(dot - slash - 1) >= sizeof(ver))
-        return NULL;
-    memcpy(name, p, (size_t)(slash - p));
-    name[slash - p] = '\0';
-    memcpy(ver, slash + 1, (size_t)(dot - slash - 1));
-    ver[dot - slash - 1] = '\0';
-    snprintf(ref, sizeof(ref), "%s@%s", name, ver);
+    const char *slash = p ? memchr(p, '/', ulen - 8) : NULL;
+    const char *end = slash ? p + (ulen - 8) : NULL; /* name/version part ends here */
+    if (slash && pick->half != OTA_HTTP_USERBIN_NONE)
+        end -= 10; /* "/userN.bin" */
+    else if (slash && end - slash > 4 && memcmp(end - 4, ".bin", 4) == 0)
+        end -= 4;
+    else
+        slash = NULL;
+    if (slash && end > slash + 1 && (size_t)(slash - p) < sizeof(name) &&
+        (size_t)(end - slash - 1) < sizeof(ver) &&
+        !memchr(slash + 1, '/', (size_t)(end - slash - 1))) {
+        memcpy(name, p, (size_t)(slash - p));
+        name[slash - p] = '\0';
+        memcpy(ver, slash + 1, (size_t)(end - slash - 1));
+        ver[end - slash - 1] = '\0';
+        snprintf(ref, sizeof(ref), "%s@%s", name, ver);
+    } else if (pick->half != OTA_HTTP_USERBIN_NONE && ip) {
+        struct ip_board s = {.ip = ip};
+        records_board_list(station_records(o->st), NULL, ip_board_cb, &s, NULL);
+        if (s.found)
+            ota_target_of(o, &s.b, ref, sizeof(ref), NULL);
+    }
     struct ota_fw *fw = NULL;
-    if (ota_fw_get(o, ref, &fw, NULL, 0) < 0)
+    if (!ref[0] || ota_fw_get(o, ref, &fw, NULL, 0) < 0)
         return NULL;
-    if (ota_fw_policy(o, fw, NULL, 0) < 0) {
-        ota_fw_unref(fw);
+    if (ota_fw_policy(o, fw, NULL, 0) < 0 || (pick->half != OTA_HTTP_USERBIN_NONE && !fw->dual)) {
+        ota_fw_unref(fw); /* a userN.bin of a set without user1/user2 slots: 404 */
         return NULL;
     }
+    bool two = pick->half == OTA_HTTP_USERBIN_USER2;
+    pick->body = two ? fw->data2 : fw->data;
+    pick->len = two ? fw->size2 : fw->size;
+    pick->md5 = two ? fw->md5_2 : fw->md5;
     return fw;
 }
 
@@ -600,6 +658,24 @@ static bool fs_served(struct ota *o, const char *mac, const char *ref)
     return seen.id > 0 && strcmp(seen.firmware, ref) == 0;
 }
 
+/* /metrics: one request answered with status (ota_counters). */
+static void count_checkin(struct ota *o, int status)
+{
+    for (size_t i = 0; i < OTA_CHECKIN_STATUSES; i++) {
+        if (o->counters.checkins[i].status == 0)
+            o->counters.checkins[i].status = status;
+        if (o->counters.checkins[i].status == status) {
+            o->counters.checkins[i].n++;
+            return;
+        }
+    }
+}
+
+const struct ota_counters *ota_counters(const struct ota *o)
+{
+    return o ? &o->counters : NULL;
+}
+
 static void handle_request(struct ota_conn *c, const struct ota_http_request *req)
 {
     struct ota *o = c->o;
@@ -612,14 +688,15 @@ static void handle_request(struct ota_conn *c, const struct ota_http_request *re
     memset(&img, 0, sizeof(img));
     memset(&fsimg, 0, sizeof(fsimg));
     bool fs_mode = false, fs_missing = false;
+    struct plain_pick pick = {0};
 
     if (!req->has_sta_mac && !cfg->ota.strict) {
-        fw = plain_image(o, req->uri);
+        fw = plain_image(o, req->uri, c->ip, &pick);
         if (fw) {
             img.version = fw->version;
-            img.md5 = fw->md5;
-            img.size = fw->size;
-            img.gzip = fw->gzip;
+            img.md5 = pick.md5;
+            img.size = pick.len;
+            img.gzip = fw->gzip && pick.half == OTA_HTTP_USERBIN_NONE;
         }
         ota_http_decide_plain(req, fw ? &img : NULL, &d);
     } else if (!req->has_sta_mac) {
@@ -672,6 +749,15 @@ static void handle_request(struct ota_conn *c, const struct ota_http_request *re
                 snprintf(problem, sizeof(problem), "%s", ferr);
                 ota_fw_unref(fw);
                 fw = NULL;
+            } else if (fw && fw->dual) {
+                /* user1/user2 V2 images: the Arduino updater would refuse them (not 0xE9) */
+                snprintf(problem, sizeof(problem),
+                         "target %s is an ESP8266 NONOS dual-image set, which the Arduino "
+                         "updater cannot take: push it with method \"tcp\" or let the board "
+                         "fetch /ota/fw/%s/%s/user1.bin or user2.bin",
+                         fw->ref, fw->name, fw->version);
+                ota_fw_unref(fw);
+                fw = NULL;
             }
             if (fw) {
                 img.version = fw->version;
@@ -709,6 +795,7 @@ static void handle_request(struct ota_conn *c, const struct ota_http_request *re
                   d.reason);
     }
 
+    count_checkin(o, d.status);
     int n = ota_http_format_response(&d, c->head, sizeof(c->head));
     if (n < 0) {
         answer_text(c, 500, "internal error\n");
@@ -720,6 +807,10 @@ static void handle_request(struct ota_conn *c, const struct ota_http_request *re
         c->fs = fs_mode && d.image == &fsimg;
         c->body = c->fs ? fw->fs_data : fw->data;
         c->body_len = c->fs ? fw->fs_size : fw->size;
+        if (pick.body) { /* plain GET: the app or the user1/user2 half it named */
+            c->body = pick.body;
+            c->body_len = pick.len;
+        }
         c->record_served = d.record_served && c->mac[0];
         if (c->record_served) {
             struct records_job_new jn = {.kind = c->fs ? "ota-pull-fs" : "ota-pull",
@@ -775,6 +866,7 @@ static void conn_read(struct ota_conn *c)
     if (rc == 0 && c->in_len < sizeof(c->in))
         return; /* more bytes needed */
     if (rc <= 0) {
+        count_checkin(c->o, 400);
         answer_text(c, 400, rc == -EMSGSIZE ? "request head too large\n" : "malformed request\n");
         c->writing = true;
         loop_del_fd(c->o->loop, c->fd);
@@ -817,6 +909,7 @@ static void on_accept(void *ctx, int fd, uint32_t events)
                                        "Connection: close\r\n\r\n";
             (void)!send(cfd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
             close(cfd);
+            count_checkin(o, 503);
             continue;
         }
         struct ota_conn *c = calloc(1, sizeof(*c));

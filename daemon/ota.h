@@ -140,4 +140,19 @@ char *ota_board_json(struct ota *o, const char *mac);
  * (1 yes, 0 no, -1 unknown) are logged. Loop thread. */
 void ota_seen_mdns(struct ota *o, const char *mac, const char *ip, int port, int auth_upload);
 
+/* Counters since the daemon started that no event carries, for /metrics (loop thread):
+ * requests to the update endpoint by the HTTP status answered, and pulls that did not
+ * complete (index 0 app image, 1 filesystem image) with the bytes sent before the cut. */
+#define OTA_CHECKIN_STATUSES 12
+struct ota_counters {
+    struct {
+        int status; /* 0 = unused entry */
+        uint64_t n;
+    } checkins[OTA_CHECKIN_STATUSES];
+    uint64_t pulls_failed[2];
+    uint64_t pull_failed_bytes;
+};
+/* NULL when o is NULL. */
+const struct ota_counters *ota_counters(const struct ota *o);
+
 #endif

@@ -747,7 +747,10 @@ static json_object *bulk_to_json(const struct records_bulk *b)
     json_object_object_add(j, "select", b->selection[0] ? json_tokener_parse(b->selection) : NULL);
     json_object_object_add(j, "concurrency", json_object_new_int(b->concurrency));
     json_object_object_add(j, "retries", json_object_new_int(b->retries));
-    json_object_object_add(j, "max_failure_rate", json_object_new_double(b->max_failure_rate));
+    char rate[32];
+    snprintf(rate, sizeof(rate), "%.4g", b->max_failure_rate); /* 0.2, not 0.20000000000000001 */
+    json_object_object_add(j, "max_failure_rate",
+                           json_object_new_double_s(b->max_failure_rate, rate));
     json_object_object_add(j, "timeout_s", json_object_new_int(b->timeout_s));
     json_object_object_add(
         j, "created", json_object_new_string(records_format_time(b->created_at, t, sizeof(t))));

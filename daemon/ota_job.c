@@ -163,9 +163,19 @@ static void *worker(void *arg)
         c.port = (uint16_t)p->port;
         c.log = worker_log;
         c.log_ctx = p;
-        enum ota_tcp_slot slot;
+        /* The device names the half it is not running (GetNextFlash): user1 is the set's
+         * "slot": "user1" region (data), user2 its "user2" region (data2). */
+        enum ota_tcp_slot slot = OTA_TCP_SLOT_NONE;
         rc = ota_tcp_push(&c, p->fw->data, p->fw->size, p->fw->data2, p->fw->size2, &slot,
                           worker_progress, p, p->cancel_fd, &err);
+        if (slot == OTA_TCP_SLOT_USER2)
+            len = p->fw->size2;
+        if (slot != OTA_TCP_SLOT_NONE) {
+            char line[160];
+            snprintf(line, sizeof(line), "the device asked for %s: sent %s's %s (%zu bytes)",
+                     ota_tcp_slot_to_string(slot), p->fw->ref, ota_tcp_slot_to_string(slot), len);
+            worker_log(p, OTA_LOG_INFO, line);
+        }
         break;
     }
     default: {
@@ -236,7 +246,7 @@ static void push_finished(struct ota *o, struct ota_push *p, struct ota_msg *m)
     push_data(p, &len);
     if (m->rc == 0) {
         res.state = RECORDS_JOB_PASSED;
-        res.bytes = (int64_t)len;
+        res.bytes = (int64_t)(p->method == PUSH_TCP ? m->done : len); /* tcp: the half sent */
         struct records_board b;
         records_board_init(&b);
         snprintf(b.mac, sizeof(b.mac), "%s", p->mac);
@@ -273,6 +283,7 @@ static void push_finished(struct ota *o, struct ota_push *p, struct ota_msg *m)
     json_object_object_add(j, "image", json_object_new_string(image_name(p)));
     json_object_object_add(j, "state",
                            json_object_new_string(records_job_state_to_string(res.state)));
+    json_object_object_add(j, "bytes", json_object_new_int64(res.bytes)); /* /metrics */
     if (res.error_message)
         json_object_object_add(j, "error", json_object_new_string(res.error_message));
     station_post_event(o->st, "ota.push.finished", NULL, p->mac, p->id,
@@ -400,8 +411,9 @@ int ota_push(struct ota *o, const struct ota_push_request *r, int64_t *job_id, c
     }
     if (method == PUSH_TCP && !fw->data2) {
         ota_errf(err, errlen,
-                 "raw TCP-OTA needs a firmware set with two app regions (user1 and user2 images, "
-                 "in that order): %s has one",
+                 "raw TCP-OTA needs a firmware set with two app regions (an ESP8266 NONOS "
+                 "dual-image set: \"slot\": \"user1\" at 0x1000 and \"slot\": \"user2\"): "
+                 "%s has one",
                  fw->ref);
         ota_fw_unref(fw);
         return -EINVAL;

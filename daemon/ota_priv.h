@@ -17,7 +17,9 @@
 #include "records.h"
 
 /* One OTA image: the app region of a catalog set (and its filesystem region, if
- * any). Immutable once loaded; shared read-only with workers by reference count. */
+ * any). For an ESP8266 NONOS dual set, data is user1 and data2 user2 (by their
+ * "slot"); otherwise data is the first app region and data2 a second one, if any.
+ * Immutable once loaded; shared read-only with workers by reference count. */
 struct ota_fw {
     atomic_int refs;
     char ref[RECORDS_FIRMWARE_LEN]; /* "name@version" */
@@ -28,8 +30,10 @@ struct ota_fw {
     size_t size;
     uint8_t *data2; /* a second app region (NONOS user2 for raw TCP-OTA), NULL none */
     size_t size2;
+    char md5_2[33]; /* of data2 */
+    bool dual;      /* data/data2 are the set's user1/user2 slots (ESP8266 NONOS layout) */
     char md5[33];
-    bool gzip;
+    bool gzip;        /* data is a gzip-compressed ESP8266 image (served/pushed as is) */
     uint8_t *fs_data; /* the set's filesystem region (SPIFFS/LittleFS/FAT), NULL none */
     size_t fs_size;
     uint32_t fs_offset;
@@ -71,6 +75,7 @@ struct ota {
     bool bulks_resumed;   /* ota_bulk.c loaded the store's running bulks */
     /* mDNS discovery (mdns.c), NULL off */
     struct mdns *mdns;
+    struct ota_counters counters; /* /metrics (ota_counters) */
 };
 
 /* Loads (or takes from the cache) "name@version"'s OTA image: a new reference.

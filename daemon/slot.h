@@ -83,6 +83,7 @@ struct slot {
 
     struct job *job;          /* running job, NULL when none */
     int64_t job_id;           /* records id of the current or last job, 0 none */
+    char job_kind[16];        /* its kind ("flash", "erase", ...), "" none */
     struct loop_timer *timer; /* retry backoff / usb-jtag grace (owned by the station) */
     void *timer_ctx;          /* the timer's callback context (owned by the station) */
     bool in_grace;            /* usb-jtag board gone during reset: waiting for it */

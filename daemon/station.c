@@ -535,6 +535,8 @@ static void start_job(struct station *st, struct slot *s)
     st->running++;
     s->job = j;
     s->job_id = id;
+    snprintf(s->job_kind, sizeof(s->job_kind), "%s",
+             j->params.kind[0] ? j->params.kind : "flash");
     s->retry_pending = false;
     set_phase(st, s, BOARD_CONNECTING);
     snprintf(s->stage, sizeof(s->stage), "open");
@@ -684,6 +686,11 @@ static void finish_job(struct station *st, struct job *j, struct job_result *r)
     }
 
     const struct config_profile *prof = active_profile(st);
+    bool flash_ok =
+        flash && (state == RECORDS_JOB_PASSED || (state == RECORDS_JOB_SKIPPED && r->firmware[0]));
+    bool checked_in = flash_ok && j->mac[0] && ota_checked_in_during(st->ota, j->mac, j->id);
+    /* The boot check captured the IP of the new firmware: on the network (issue 5). */
+    bool boot_online = flash_ok && j->mac[0] && !checked_in && j->boot_ip[0] && !removed;
     struct records_job_result res;
     records_job_result_init(&res);
     res.state = state;
@@ -716,17 +723,16 @@ static void finish_job(struct station *st, struct job *j, struct job_result *r)
         if (records_board_upsert(st->rec, &b, &re) < 0)
             rec_warn(&re);
     }
-    if (flash &&
-        (state == RECORDS_JOB_PASSED || (state == RECORDS_JOB_SKIPPED && r->firmware[0])) &&
-        j->mac[0]) {
+    if (flash_ok && j->mac[0]) {
         struct records_board b;
         records_board_init(&b);
         snprintf(b.mac, sizeof(b.mac), "%s", j->mac);
         snprintf(b.current_firmware, sizeof(b.current_firmware), "%s", r->firmware);
         snprintf(b.current_md5, sizeof(b.current_md5), "%s", r->md5);
-        /* A board whose firmware already checked in during the boot check stays online. */
+        /* A board whose firmware already checked in during the boot check, or whose IP
+         * the boot check captured, is online. */
         snprintf(b.online_state, sizeof(b.online_state), "%s",
-                 ota_checked_in_during(st->ota, j->mac, j->id) ? "online" : "awaiting_network");
+                 checked_in || boot_online ? "online" : "awaiting_network");
         snprintf(b.slot, sizeof(b.slot), "%s", slot_name(s));
         if (records_board_upsert(st->rec, &b, &re) < 0)
             rec_warn(&re);
@@ -746,6 +752,15 @@ static void finish_job(struct station *st, struct job *j, struct job_result *r)
     json_object_object_add(
         d, "seconds", json_object_new_double((double)(loop_now_ms() - j->started_ms) / 1000.0));
     event(st, "job.finished", s, j->mac, j->id, d);
+    if (boot_online) {
+        struct json_object *o = jobj();
+        jset_str(o, "ip", j->boot_ip);
+        jset_str(o, "source", "boot-check");
+        if (r->firmware[0])
+            jset_str(o, "firmware", r->firmware);
+        event(st, "board.online", s, j->mac, j->id, o);
+        slog(s, LOG_LEVEL_INFO, "online at %s (boot check)", j->boot_ip);
+    }
 
     /* Decide and log once. */
     s->job = NULL;
@@ -771,7 +786,7 @@ static void finish_job(struct station *st, struct job *j, struct job_result *r)
         slog(s, LOG_LEVEL_NOTICE, "passed: %s written, %lld bytes in %.1f s (%.0f kbit/s)",
              r->firmware, (long long)r->bytes, secs, r->kbps > 0 ? r->kbps : 0.0);
         set_phase(st, s, BOARD_AWAITING_NETWORK);
-        if (j->mac[0] && ota_checked_in_during(st->ota, j->mac, j->id))
+        if (checked_in || boot_online)
             set_phase(st, s, BOARD_ONLINE);
         break;
     case RECORDS_JOB_SKIPPED:
@@ -988,12 +1003,14 @@ static void on_capture(struct station *st, struct job *j, const struct job_msg *
     struct records_board b;
     records_board_init(&b);
     snprintf(b.mac, sizeof(b.mac), "%s", j->mac);
-    if (strcmp(m->name, "version") == 0)
+    if (strcmp(m->name, "version") == 0) {
         scopy(b.running_version, sizeof(b.running_version), m->value);
-    else if (strcmp(m->name, "ip") == 0)
+    } else if (strcmp(m->name, "ip") == 0) {
         scopy(b.ip, sizeof(b.ip), m->value);
-    else
+        scopy(j->boot_ip, sizeof(j->boot_ip), m->value); /* online when the job ends */
+    } else {
         snprintf(b.notes, sizeof(b.notes), "boot %s=%s", m->name, m->value);
+    }
     struct records_error re;
     if (records_board_upsert(st->rec, &b, &re) < 0)
         rec_warn(&re);
@@ -1635,7 +1652,7 @@ const char *station_slot_job_kind(const struct station *st, const struct slot *s
     (void)st;
     if (s->job)
         return s->job->params.kind[0] ? s->job->params.kind : "flash";
-    return NULL;
+    return s->job_id > 0 && s->job_kind[0] ? s->job_kind : NULL; /* the last job's */
 }
 
 int64_t station_slot_elapsed_ms(const struct station *st, const struct slot *s)

@@ -53,6 +53,13 @@ struct api {
     bool dry_run;
     int64_t fake_job_id; /* dry run */
     struct api_metrics m;
+    struct ota_metric {
+        char name[16]; /* "pulls", "pushes", "bulk" */
+        char l1[24], l2[24];
+        uint64_t n;
+    } ota_m[64]; /* /metrics OTA counters from events (api_note_event) */
+    size_t n_ota_m;
+    uint64_t ota_served_bytes, ota_pushed_bytes;
     uint64_t gen;
     struct cache_entry cache[CACHE_ENTRIES];
     size_t cache_next;
@@ -2192,20 +2199,8 @@ static void get_counters(struct api *a, struct api_response *resp)
 
 static const double duration_bounds[API_DURATION_BUCKETS] = {1, 2, 5, 10, 20, 30, 60, 120, 300};
 
-void api_note_event(struct api *a, const struct records_event *e)
+static void count_job(struct api *a, const char *kind, const char *result)
 {
-    if (e->id > a->m.last_event_id)
-        a->m.last_event_id = e->id;
-    if (strcmp(e->kind, "job.finished") != 0 || !e->data[0])
-        return;
-    struct json_object *d = json_tokener_parse(e->data), *v;
-    if (!d)
-        return;
-    const char *kind = "flash", *result = "unknown";
-    if (json_object_object_get_ex(d, "kind", &v))
-        kind = json_object_get_string(v);
-    if (json_object_object_get_ex(d, "state", &v))
-        result = json_object_get_string(v);
     struct api_job_count *jc = NULL;
     for (size_t i = 0; i < a->m.n_jobs && !jc; i++)
         if (strcmp(a->m.jobs[i].kind, kind) == 0 && strcmp(a->m.jobs[i].result, result) == 0)
@@ -2217,6 +2212,77 @@ void api_note_event(struct api *a, const struct records_event *e)
     }
     if (jc)
         jc->n++;
+}
+
+static void count_ota(struct api *a, const char *name, const char *l1, const char *l2)
+{
+    struct ota_metric *c = NULL;
+    for (size_t i = 0; i < a->n_ota_m && !c; i++)
+        if (strcmp(a->ota_m[i].name, name) == 0 && strcmp(a->ota_m[i].l1, l1) == 0 &&
+            strcmp(a->ota_m[i].l2, l2) == 0)
+            c = &a->ota_m[i];
+    if (!c && a->n_ota_m < sizeof(a->ota_m) / sizeof(a->ota_m[0])) {
+        c = &a->ota_m[a->n_ota_m++];
+        snprintf(c->name, sizeof(c->name), "%s", name);
+        snprintf(c->l1, sizeof(c->l1), "%s", l1);
+        snprintf(c->l2, sizeof(c->l2), "%s", l2);
+    }
+    if (c)
+        c->n++;
+}
+
+/* A string member of d (a label value: letters, digits, '-', '_', '.' only), else def. */
+static const char *label_of(struct json_object *d, const char *key, const char *def)
+{
+    struct json_object *v;
+    const char *s = json_object_object_get_ex(d, key, &v) ? json_object_get_string(v) : NULL;
+    if (!s || !s[0])
+        return def;
+    for (const char *p = s; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_' && *p != '.')
+            return def;
+    return s;
+}
+
+static uint64_t bytes_of(struct json_object *d)
+{
+    struct json_object *v;
+    int64_t n = json_object_object_get_ex(d, "bytes", &v) ? json_object_get_int64(v) : 0;
+    return n > 0 ? (uint64_t)n : 0;
+}
+
+void api_note_event(struct api *a, const struct records_event *e)
+{
+    if (e->id > a->m.last_event_id)
+        a->m.last_event_id = e->id;
+    bool job = strcmp(e->kind, "job.finished") == 0, served = strcmp(e->kind, "ota.served") == 0,
+         pushed = strcmp(e->kind, "ota.push.finished") == 0,
+         bulk = strcmp(e->kind, "bulk.board") == 0;
+    if (!(job || served || pushed || bulk) || !e->data[0])
+        return;
+    struct json_object *d = json_tokener_parse(e->data), *v;
+    if (!d)
+        return;
+    if (served) { /* a complete pull (an incomplete one: ota_counters) */
+        bool fs = strcmp(label_of(d, "image", "app"), "filesystem") == 0;
+        count_job(a, fs ? "ota-pull-fs" : "ota-pull", "passed");
+        count_ota(a, "pulls", fs ? "filesystem" : "app", "passed");
+        a->ota_served_bytes += bytes_of(d);
+    } else if (pushed) {
+        bool fs = strcmp(label_of(d, "image", "app"), "filesystem") == 0;
+        const char *result = label_of(d, "state", "unknown");
+        count_job(a, fs ? "ota-push-fs" : "ota-push", result);
+        count_ota(a, "pushes", label_of(d, "method", "unknown"), result);
+        a->ota_pushed_bytes += bytes_of(d);
+    } else if (bulk) {
+        count_ota(a, "bulk", label_of(d, "state", "unknown"), "");
+    }
+    if (!job) {
+        json_object_put(d);
+        return;
+    }
+    const char *kind = label_of(d, "kind", "flash"), *result = label_of(d, "state", "unknown");
+    count_job(a, kind, result);
     if (strcmp(kind, "flash") == 0 && strcmp(result, "passed") == 0) {
         if (json_object_object_get_ex(d, "bytes", &v))
             a->m.flash_bytes += (uint64_t)json_object_get_int64(v);
@@ -2240,6 +2306,49 @@ static int count_board_cb(const struct records_board *b, void *ctx)
     return 0;
 }
 
+static void write_ota_metrics(const struct api *a, FILE *f, const struct ota_counters *oc,
+                              const char *const images[2])
+{
+    fprintf(f, "# HELP espstation_ota_checkins_total Requests to the OTA update endpoint, by "
+               "the HTTP status answered.\n"
+               "# TYPE espstation_ota_checkins_total counter\n");
+    for (size_t i = 0; oc && i < OTA_CHECKIN_STATUSES && oc->checkins[i].status; i++)
+        fprintf(f, "espstation_ota_checkins_total{answer=\"%d\"} %llu\n", oc->checkins[i].status,
+                (unsigned long long)oc->checkins[i].n);
+    fprintf(f, "# HELP espstation_ota_pulls_total Images served to pulling boards (HTTP OTA), "
+               "by image and result.\n"
+               "# TYPE espstation_ota_pulls_total counter\n");
+    for (size_t i = 0; i < a->n_ota_m; i++)
+        if (strcmp(a->ota_m[i].name, "pulls") == 0)
+            fprintf(f, "espstation_ota_pulls_total{image=\"%s\",result=\"%s\"} %llu\n",
+                    a->ota_m[i].l1, a->ota_m[i].l2, (unsigned long long)a->ota_m[i].n);
+    for (int i = 0; oc && i < 2; i++)
+        if (oc->pulls_failed[i])
+            fprintf(f, "espstation_ota_pulls_total{image=\"%s\",result=\"failed\"} %llu\n",
+                    images[i], (unsigned long long)oc->pulls_failed[i]);
+    fprintf(f, "# HELP espstation_ota_pushes_total Push jobs finished, by method and result.\n"
+               "# TYPE espstation_ota_pushes_total counter\n");
+    for (size_t i = 0; i < a->n_ota_m; i++)
+        if (strcmp(a->ota_m[i].name, "pushes") == 0)
+            fprintf(f, "espstation_ota_pushes_total{method=\"%s\",result=\"%s\"} %llu\n",
+                    a->ota_m[i].l1, a->ota_m[i].l2, (unsigned long long)a->ota_m[i].n);
+    fprintf(f,
+            "# HELP espstation_ota_bytes_total Image bytes sent over the network: served "
+            "to pulling boards, pushed to boards (incomplete transfers included).\n"
+            "# TYPE espstation_ota_bytes_total counter\n"
+            "espstation_ota_bytes_total{direction=\"served\"} %llu\n"
+            "espstation_ota_bytes_total{direction=\"pushed\"} %llu\n",
+            (unsigned long long)(a->ota_served_bytes + (oc ? oc->pull_failed_bytes : 0)),
+            (unsigned long long)a->ota_pushed_bytes);
+    fprintf(f, "# HELP espstation_ota_bulk_boards_total Boards of bulk updates ended, by "
+               "result (pending: failed, to be retried).\n"
+               "# TYPE espstation_ota_bulk_boards_total counter\n");
+    for (size_t i = 0; i < a->n_ota_m; i++)
+        if (strcmp(a->ota_m[i].name, "bulk") == 0)
+            fprintf(f, "espstation_ota_bulk_boards_total{result=\"%s\"} %llu\n", a->ota_m[i].l1,
+                    (unsigned long long)a->ota_m[i].n);
+}
+
 static void get_metrics(struct api *a, struct api_response *resp)
 {
     char *buf = NULL;
@@ -2250,11 +2359,18 @@ static void get_metrics(struct api *a, struct api_response *resp)
         return;
     }
     const struct api_metrics *m = &a->m;
+    const struct ota_counters *oc = ota_counters(station_ota(a->st));
+    static const char *const images[2] = {"app", "filesystem"};
     fprintf(f, "# HELP espstation_jobs_total Jobs finished since the daemon started.\n"
                "# TYPE espstation_jobs_total counter\n");
     for (size_t i = 0; i < m->n_jobs; i++)
         fprintf(f, "espstation_jobs_total{kind=\"%s\",result=\"%s\"} %llu\n", m->jobs[i].kind,
                 m->jobs[i].result, (unsigned long long)m->jobs[i].n);
+    for (int i = 0; oc && i < 2; i++) /* incomplete pulls post no event */
+        if (oc->pulls_failed[i])
+            fprintf(f, "espstation_jobs_total{kind=\"%s\",result=\"failed\"} %llu\n",
+                    i ? "ota-pull-fs" : "ota-pull", (unsigned long long)oc->pulls_failed[i]);
+    write_ota_metrics(a, f, oc, images);
     fprintf(f,
             "# HELP espstation_flash_bytes_total Image bytes written by passed flash jobs.\n"
             "# TYPE espstation_flash_bytes_total counter\n"
@@ -2361,6 +2477,12 @@ static void route_slots(struct api *a, const struct api_request *rq, const char 
                 if (check_auth(a, rq, true, resp))
                     return;
                 return slot_action(a, s, act, rq, resp);
+            }
+            if (method_is(rq, "POST")) { /* an action on a slot that does not exist: 404 */
+                if (check_auth(a, rq, true, resp))
+                    return;
+                (void)find_slot(a, id, resp);
+                return;
             }
         }
     }

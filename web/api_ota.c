@@ -213,6 +213,23 @@ static void board_push(struct ota *o, const char *mac, const struct api_request 
     json_object_put(b);
 }
 
+/* The request field an ota_bulk_start() message is about (its messages name
+ * the field first: "method ...", "select ...", "firmware ..."). */
+static const char *bulk_error_field(const char *err)
+{
+    static const char *const fields[] = {"method",  "select",    "firmware", "concurrency",
+                                         "retries", "timeout_s", "port",     "password",
+                                         "user",    "image"};
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+        size_t n = strlen(fields[i]);
+        if (strncmp(err, fields[i], n) == 0 && (err[n] == ' ' || err[n] == ':' || err[n] == '.'))
+            return fields[i];
+    }
+    if (strstr(err, "profile") || strstr(err, "board") || strstr(err, "selection"))
+        return "select";
+    return "firmware";
+}
+
 static void bulk_post(struct ota *o, const struct api_request *rq, struct api_response *resp)
 {
     struct json_object *b = NULL;
@@ -289,8 +306,7 @@ static void bulk_post(struct ota *o, const struct api_request *rq, struct api_re
     int64_t id = 0;
     int rc = ota_bulk_start(o, &r, &id, err, sizeof(err));
     if (rc < 0) {
-        ota_fail(resp, rc, strstr(err, "select") || strstr(err, "board") ? "select" : "firmware",
-                 err);
+        ota_fail(resp, rc, bulk_error_field(err), err);
         goto out;
     }
     char *s = ota_bulk_json(o, id);

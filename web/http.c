@@ -41,6 +41,7 @@
 
 #define MAX_ARGS 64
 #define MAX_CONNECTIONS 1000
+#define HTTP_CONN_MEMORY (32 * 1024) /* per connection: request head + I/O buffers */
 #define LISTEN_RETRY_MS 5000
 
 struct req {
@@ -523,12 +524,15 @@ static int start_listening(struct web *w, char *err, size_t errlen)
     uint16_t port = ntohs(w->v6 ? ((struct sockaddr_in6 *)&w->addr)->sin6_port
                                 : ((struct sockaddr_in *)&w->addr)->sin_port);
     errno = 0;
-    w->d = MHD_start_daemon(flags, port, NULL, NULL, on_request, w, MHD_OPTION_SOCK_ADDR,
-                            (struct sockaddr *)&w->addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
-                            w, MHD_OPTION_CONNECTION_LIMIT, (unsigned)MAX_CONNECTIONS,
-                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
-                            MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
-                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, w, MHD_OPTION_END);
+    /* The logger goes first, or MHD prints its option warnings to stderr itself. The
+     * connection memory bounds the request head (headers beyond ~32 KiB get MHD's own
+     * 431 HTML page, see docs/API.md "Errors"): pinned here, not left to MHD's default. */
+    w->d = MHD_start_daemon(
+        flags, port, NULL, NULL, on_request, w, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, w,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&w->addr, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, w, MHD_OPTION_CONNECTION_LIMIT, (unsigned)MAX_CONNECTIONS,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)120, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
     if (!w->d) {
         int e = errno ? errno : EADDRINUSE;
         snprintf(err, errlen, "cannot listen on %s: %s", w->listen, strerror(e));

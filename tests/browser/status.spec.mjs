@@ -246,12 +246,24 @@ try {
   // Job log of the failed slot's job, from the recent-jobs table.
   const failedRow = page.locator('#recent tbody tr', { has: page.locator('.pill.failed') }).first();
   if (await failedRow.count()) {
+    const failedId = await failedRow.getAttribute('data-job');
     await failedRow.click();
     const gotLog = await waitFor(() => page.$eval('#detail-body', (n) => !!n.querySelector('.log') && n.closest('dialog').open).catch(() => false), 10000);
     ok(!!gotLog, 'a failed job opens its log with the error detail');
     if (gotLog) {
       const txt = await page.$eval('#detail-body', (n) => n.innerText);
-      ok(/What to check|Check/i.test(txt) || /failed/i.test(txt), 'the job view shows the error and advice', txt.slice(0, 300));
+      // The error box must show this job's stored error message and advice, word for word.
+      const rec = await fetch(`${URL_}/api/v1/jobs/${encodeURIComponent(failedId)}`, { headers: TOKEN ? { Authorization: `Bearer ${TOKEN}` } : {} })
+        .then((x) => x.json()).catch((e) => ({ fetchError: String(e) }));
+      const box = await page.$eval('#detail-body', (n) => {
+        const b = n.querySelector('.error-box');
+        return b ? { reason: (b.querySelector('.reason') || {}).innerText || '', advice: (b.querySelector('.advice') || {}).innerText || '' } : null;
+      });
+      const err = (rec && rec.error) || {};
+      ok(rec && rec.state === 'failed' && !!err.message && !!err.advice, `job ${failedId} is failed with a message and advice in the API`, JSON.stringify(rec).slice(0, 300));
+      ok(!!box && /^Failed( during \S+)?: /.test(box.reason) && box.reason.includes(err.message || '\u0000'),
+        'the job view shows the error message', JSON.stringify({ box, message: err.message }));
+      ok(!!box && !!err.advice && box.advice.trim() === err.advice.trim(), 'the job view shows the advice (what to check)', JSON.stringify({ box, advice: err.advice, txt: txt.slice(0, 200) }));
       await page.screenshot({ path: path.join(SHOTS, 'job-log.png') });
     }
     await page.keyboard.press('Escape');
@@ -408,8 +420,12 @@ try {
     await page.screenshot({ path: path.join(SHOTS, 'bulk.png') });
     page.once('dialog', (d) => d.accept());
     await page.click('#bulk-detail button.danger');
-    const cancelled = await waitFor(async () => { const c = await counts(2); return c && c.state === 'cancelled' ? c : null; }, 10000);
-    ok(!!cancelled && !(await page.$('#bulk-detail button.danger')), 'Cancel bulk (with the token) cancels it and the button goes away', JSON.stringify(await counts(2)));
+    // the state word and the detail view (button removed) update separately: wait for both
+    const cancelled = await waitFor(async () => {
+      const c = await counts(2);
+      return c && c.state === 'cancelled' && !(await page.$('#bulk-detail button.danger')) ? c : null;
+    }, 10000);
+    ok(!!cancelled, 'Cancel bulk (with the token) cancels it and the button goes away', JSON.stringify(await counts(2)));
     await page.screenshot({ path: path.join(SHOTS, 'bulk-cancelled.png') });
   } else {
     await page.screenshot({ path: path.join(SHOTS, 'bulk.png') });

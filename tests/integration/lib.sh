@@ -34,6 +34,9 @@ TEST_NAME=$(basename "${0%.sh}")
 mkdir -p "$TEST_TMPDIR"
 WORK=$(mktemp -d "$TEST_TMPDIR/${TEST_NAME}.XXXXXX")
 export WORK
+# This test's own loopback /24 for board addresses: "$TNET.N" (testnet.sh).
+source "$(dirname "${BASH_SOURCE[0]}")/testnet.sh"
+claim_test_net "$TEST_NAME" || exit 1
 
 # Sims started by this test: pid and dir, same index.
 SIM_PIDS=()

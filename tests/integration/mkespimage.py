@@ -9,11 +9,18 @@ length, data), zero padding to a 16-byte boundary less one, the XOR checksum
 everything before it. Payload bytes are deterministic from --seed.
 
 usage: mkespimage.py --chip esp32|esp8266|esp32c3|esp32s3 --size BYTES --out FILE [--seed N]
-                     [--version V]
+                     [--version V] [--v2 [--map N]]
 
 --version V puts "ESPSIM_VERSION=V\0" at the start of the first segment: the virtual
 board's network persona (tests/sim, esp_netdev) reports V as the running version.
+
+--v2 (ESP8266 only) writes an ESP8266 NONOS SDK "V2" image (user1.bin/user2.bin of the
+dual-image layout, PROTOCOL-ROM.md §7.4): header EA 04 <mode> <map<<4> <entry 0x40100004>,
+the irom0 segment (address 0, about --size bytes, carrying the version marker), then a
+small ESP8266 0xE9 image of the RAM segments, then a CRC-32 word. --map N is the flash
+size map nibble (default 2: 1 MB, 512 KB + 512 KB, user2 at 0x81000).
 """
+import zlib
 import argparse
 import hashlib
 import struct
@@ -38,7 +45,30 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", required=True)
     ap.add_argument("--version", default=None)
+    ap.add_argument("--v2", action="store_true")
+    ap.add_argument("--map", type=int, default=2)
     a = ap.parse_args()
+    if a.v2:
+        if a.chip != "esp8266":
+            sys.exit("--v2 is an ESP8266 format")
+        irom = bytearray(payload(max(64, a.size // 4 * 4), a.seed + 7))
+        if a.version:
+            mark = b"ESPSIM_VERSION=" + a.version.encode() + b"\0"
+            irom[: len(mark)] = mark
+        ram = payload(256, a.seed + 2000)
+        inner = bytearray(struct.pack("<BBBBI", 0xE9, 1, 2, a.map << 4, 0x40100004))
+        inner += struct.pack("<II", 0x40100000, len(ram)) + ram
+        cks = 0xEF
+        for b in ram:
+            cks ^= b
+        inner += b"\0" * (15 - len(inner) % 16)
+        inner.append(cks)
+        img = bytearray(struct.pack("<BBBBIII", 0xEA, 0x04, 2, a.map << 4, 0x40100004, 0, len(irom)))
+        img += irom + inner
+        img += struct.pack("<I", zlib.crc32(bytes(img)) & 0xFFFFFFFF)
+        with open(a.out, "wb") as f:
+            f.write(img)
+        return
     esp8266 = a.chip == "esp8266"
     if not esp8266 and a.chip not in CHIP_IDS:
         sys.exit("unknown chip " + a.chip)

@@ -5,7 +5,7 @@
 # Content-Length and chunked), authentication (401 without/with a wrong token,
 # WWW-Authenticate; reads open; read_requires_token; ?access_token for GET;
 # no token configured: loopback may mutate), profiles (list, active, update
-# validated like the config, switch; kept over SIGHUP), the status page files
+# validated like the config, switch, one by name; kept over SIGHUP), the status page files
 # (index at /, content types, caching, 304, no traversal), HEAD, metrics.
 source "${INTEG_LIB:?INTEG_LIB (tests/integration/lib.sh) must be set}"
 source "$(dirname "$0")/daemon_lib.sh"
@@ -86,6 +86,13 @@ expect_jq '.active == "p1" and .persistence == "memory" and (.profiles | length 
 expect_jq '.profiles[] | select(.name == "p1") | .active and .baud == 460800 and .after == "hard-reset" and .boot_check == null'
 api GET /api/v1/profiles/active
 expect_jq '.name == "p1" and .active'
+# one profile by name: the inactive p2 with its own values (and defaults filled in)
+api GET /api/v1/profiles/p2
+expect_status 200
+expect_jq '.name == "p2" and (.active | not) and .baud == 115200 and .skip_if_same == false and .verify == true and .boot_check == null'
+api GET /api/v1/profiles/p1
+expect_status 200
+expect_jq '.name == "p1" and .active and .baud == 460800 and .skip_if_same == true'
 apij PUT /api/v1/profiles/p1 '{"firmware": {"esp32": "demo@1.0.0"}, "baud": "fast"}'
 expect_error 422 validation_failed baud
 jqr .error.message | grep -q 'profiles.p1.baud' || fail "message does not name the key: $RESP"
@@ -96,6 +103,9 @@ expect_error 400 bad_request name
 apij PUT /api/v1/profiles/p1 '{"name": "p1", "active": true, "firmware": {"esp32": "demo@1.0.0", "ESP32-C3": "c3@2"}, "baud": 230400, "boot_check": {"pattern": "ready ([0-9.]+)", "capture": ["ip"]}}'
 expect_status 200
 expect_jq '.baud == 230400 and .firmware.esp32 == "demo@1.0.0" and .firmware.esp32c3 == "c3@2" and .boot_check.capture == ["ip"] and .boot_check.timeout_ms == 10000'
+api GET /api/v1/profiles/p1
+expect_status 200
+expect_jq '.baud == 230400 and .firmware == {"esp32": "demo@1.0.0", "esp32c3": "c3@2"} and .boot_check.pattern == "ready ([0-9.]+)"'
 apij PUT /api/v1/profiles/p3 '{"erase_all": true}'
 expect_status 200
 expect_jq '.name == "p3" and .erase_all and (.active | not)'

@@ -27,7 +27,7 @@ M1=24:6f:28:00:0b:01
 M2=24:6f:28:00:0b:02
 M3=24:6f:28:00:0b:03
 for i in 1 2 3; do
-    start_netdev "$WORK/nd$i" --chip esp32 --mac "24:6f:28:00:0b:0$i" --bind "127.0.0.$((90 + i))" \
+    start_netdev "$WORK/nd$i" --chip esp32 --mac "24:6f:28:00:0b:0$i" --bind "$TNET.$((90 + i))" \
         --version 1.0.0 --checkin "http://127.0.0.1:$OTA_PORT/ota/update" --interval 300
 done
 wait_sql "SELECT count(*) FROM boards WHERE online_state = 'online';" 3 30

@@ -81,7 +81,7 @@ expect_error 400 bad_request mac
 # --- concurrent reflash requests for one slot: exactly one 202 -------------------------
 CURLS=()
 for i in $(seq 1 8); do
-    timeout 30 curl -s -o "$WORK/c$i.json" -w '%{http_code}' -X POST \
+    timeout 30 curl -s -o "$WORK/c$i.json" -D "$WORK/c$i.headers" -w '%{http_code}' -X POST \
         -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
         --data '{"force": true}' "$API/api/v1/slots/A1/reflash" >"$WORK/c$i.code" &
     CURLS+=($!)
@@ -93,7 +93,7 @@ n202=0
 n409=0
 for i in $(seq 1 8); do
     case $(cat "$WORK/c$i.code") in
-    202) n202=$((n202 + 1)) && JOB=$(jq -r .id "$WORK/c$i.json") ;;
+    202) n202=$((n202 + 1)) && JOB=$(jq -r .id "$WORK/c$i.json") && J202=$i ;;
     409)
         n409=$((n409 + 1))
         [ "$(jq -r .error.code "$WORK/c$i.json")" = slot_busy ] || fail "409 without slot_busy: $(cat "$WORK/c$i.json")"
@@ -103,7 +103,8 @@ for i in $(seq 1 8); do
 done
 [ $n202 = 1 ] && [ $n409 = 7 ] || fail "concurrent reflash: $n202 x 202, $n409 x 409 (expected 1 and 7)"
 log "concurrent reflash: one 202 (job $JOB), seven 409"
-grep -qi '^location: /api/v1/jobs/' "$WORK/resp.headers" || true
+loc=$(tr -d '\r' <"$WORK/c$J202.headers" | sed -n 's/^[Ll]ocation: //p')
+[ "$loc" = "/api/v1/jobs/$JOB" ] || fail "the 202 names its job in Location: '$loc' (job $JOB)"
 api GET "/api/v1/jobs/$JOB"
 expect_status 200
 expect_jq '.kind == "flash" and .slot == "A1" and (.state == "running" or .state == "passed")'

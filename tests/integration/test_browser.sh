@@ -11,7 +11,8 @@
 # Screenshots: <build>/screenshots/ and <build>/screenshots/mock/ (next to TEST_TMPDIR).
 #
 # Needs node and chromium (Debian packages nodejs, npm, chromium); prints SKIP and
-# exits 0 only when one of them is not installed. Installs the npm dependencies
+# exits 77 (CTest SKIP_RETURN_CODE: reported as skipped, not passed) only when one of
+# them is not installed. Installs the npm dependencies
 # (playwright-core, from tests/browser/package-lock.json) when node_modules is
 # missing; no browser is ever downloaded.
 set -euo pipefail
@@ -22,11 +23,11 @@ CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
 
 if ! command -v node >/dev/null 2>&1; then
     echo "SKIP: test_browser needs node (apt-get install nodejs npm)"
-    exit 0
+    exit 77 # CTest SKIP_RETURN_CODE
 fi
 if [ ! -x "$CHROMIUM" ]; then
     echo "SKIP: test_browser needs chromium at $CHROMIUM (apt-get install chromium)"
-    exit 0
+    exit 77 # CTest SKIP_RETURN_CODE
 fi
 
 source "${INTEG_LIB:?INTEG_LIB (tests/integration/lib.sh) must be set}"

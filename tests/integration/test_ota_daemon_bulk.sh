@@ -27,7 +27,7 @@ start_api_daemon "$WORK/station.json"
 
 for i in $(seq 1 20); do
     mac=$(printf '24:6f:28:00:0e:%02x' "$i")
-    args=(--chip esp32 --mac "$mac" --bind "127.0.0.$((40 + i))" --ota-port 3232 --version 1.0.0
+    args=(--chip esp32 --mac "$mac" --bind "$TNET.$((40 + i))" --ota-port 3232 --version 1.0.0
         --checkin "http://127.0.0.1:$OTA_PORT/ota/update" --interval 400)
     case $i in
     1 | 2) args+=(--version 2.0.0) ;;

@@ -28,7 +28,7 @@ start_api_daemon "$WORK/station.json"
 
 declare -A ND_PID
 netdev_args() { # netdev_args I: the board's esp_netdev arguments (no fault)
-    echo --chip esp32 --mac "24:6f:28:00:0d:0$1" --bind "127.0.0.$((110 + $1))" --ota-port 3232 \
+    echo --chip esp32 --mac "24:6f:28:00:0d:0$1" --bind "$TNET.$((110 + $1))" --ota-port 3232 \
         --version 1.0.0 --checkin "http://127.0.0.1:$OTA_PORT/ota/update" --interval 400
 }
 for i in 1 2 3 4 5 6; do

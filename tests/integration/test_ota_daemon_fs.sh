@@ -31,7 +31,7 @@ cmp -s "$WORK/f1/spiffs.bin" "$WORK/f2/spiffs.bin" && fail "the two filesystem i
 
 OTA_PORT=$(free_port)
 URL="http://127.0.0.1:$OTA_PORT/ota/update"
-start_sim esp32 --mac "$M1" --net-bind 127.0.0.31 --fs-offset "$FS_OFF" \
+start_sim esp32 --mac "$M1" --net-bind $TNET.31 --fs-offset "$FS_OFF" \
     --checkin "$URL" --checkin-interval 300
 S1=$SIM_DIR
 TOKEN=t0k3n
@@ -59,7 +59,7 @@ rm -f "$S1/net/want-fs"
 [ "$(db "SELECT count(*) FROM jobs WHERE kind = 'ota-pull-fs';")" = 0 ] || fail "served an FS image the board has"
 
 # --- pull, mode spiffs: a board the station never gave it -> 200 + exact bytes, then 304
-start_netdev "$WORK/nd2" --chip esp32 --mac "$M2" --bind 127.0.0.32 --version 1.0.0 --want-fs \
+start_netdev "$WORK/nd2" --chip esp32 --mac "$M2" --bind $TNET.32 --version 1.0.0 --want-fs \
     --fs-size 65536 --checkin "$URL" --interval 300
 wait_sql "SELECT state || ' ' || firmware || ' ' || bytes FROM jobs WHERE kind = 'ota-pull-fs' AND board_mac = '$M2';" \
     "passed fsdemo@1.0.0 $(size_of "$WORK/f1/spiffs.bin")" 30
@@ -117,7 +117,7 @@ flash_region_equals "$S1" 0x10000 "$WORK/f1/app.bin"
     fail "ota.push.finished does not name the filesystem image"
 
 # --- push with the web form: field "filesystem", Basic auth as ota.webform_user --------
-start_netdev "$WORK/web" --chip esp32 --mac "$M3" --bind 127.0.0.33 --version 1.0.0 \
+start_netdev "$WORK/web" --chip esp32 --mac "$M3" --bind $TNET.33 --version 1.0.0 \
     --http-port 0 --web-user flasher --password w3b --checkin "$URL" --interval 300
 WPORT=$(sed -n 's/.*http=\([0-9]*\).*/\1/p' "$WORK/web/ready")
 wait_sql "SELECT online_state FROM boards WHERE mac = '$M3';" online 20

@@ -25,10 +25,10 @@ import_fw "$WORK/e1"
 fw_set "$WORK/e2" e8266 2.0.0 esp8266 55000 14
 
 OTA_PORT=$(free_port)
-start_sim esp32 --mac "$MAC" --net-bind 127.0.0.2 \
+start_sim esp32 --mac "$MAC" --net-bind $TNET.2 \
     --checkin "http://127.0.0.1:$OTA_PORT/ota/update" --checkin-interval 300
 S1=$SIM_DIR
-start_sim esp8266 --mac "$M8" --net-bind 127.0.0.8 \
+start_sim esp8266 --mac "$M8" --net-bind $TNET.8 \
     --checkin "http://127.0.0.1:$OTA_PORT/ota/update" --checkin-interval 300
 S8=$SIM_DIR
 TOKEN=t0k3n
@@ -49,7 +49,7 @@ wait_sql "SELECT group_concat(state) FROM jobs WHERE kind = 'flash';" passed,pas
 wait_file_log 'net: persona up' "$S1/sim.log" 20
 wait_sql "SELECT online_state FROM boards WHERE mac = '$MAC';" online 30
 [ "$(board_col "$MAC" running_version)" = 1.0.0 ] || fail "running_version $(board_col "$MAC" running_version)"
-[ "$(board_col "$MAC" ip)" = 127.0.0.2 ] || fail "ip $(board_col "$MAC" ip)"
+[ "$(board_col "$MAC" ip)" = $TNET.2 ] || fail "ip $(board_col "$MAC" ip)"
 [ "$(board_col "$MAC" current_firmware)" = demo@1.0.0 ] || fail "current_firmware"
 wait_sql "SELECT checkins >= 2 FROM board_ota WHERE mac = '$MAC';" 1 20
 row=$(db "SELECT free_space, sketch_size, chip_size, sdk_version, last_checkin > 0 FROM board_ota WHERE mac = '$MAC';")
@@ -61,7 +61,7 @@ expect_jq '.phase == "online"'
     fail "expected exactly one board.online event"
 
 wait_sql "SELECT online_state || ' ' || running_version || ' ' || ip FROM boards WHERE mac = '$M8';" \
-    "online 1.0.0 127.0.0.8" 30
+    "online 1.0.0 $TNET.8" 30
 
 # a new release over REST -> the next check-in pulls it
 upload_fw "$WORK/fw2"
@@ -87,10 +87,10 @@ head -n1 "$WORK/h" | grep -q '^HTTP/1.0 200' || fail "plain GET status: $(head -
 grep -q "^Content-Length: $(stat -c %s "$WORK/fw2/app.bin")" "$WORK/h" || fail "Content-Length"
 
 # an unknown MAC is enrolled by its check-in
-start_netdev "$WORK/nd1" --chip esp8266 --mac 18:fe:34:00:0b:01 --bind 127.0.0.3 --version 0.9 \
+start_netdev "$WORK/nd1" --chip esp8266 --mac 18:fe:34:00:0b:01 --bind $TNET.3 --version 0.9 \
     --checkin "http://127.0.0.1:$OTA_PORT/ota/update" --interval 300
 wait_sql "SELECT online_state || ' ' || chip || ' ' || running_version || ' ' || ip FROM boards WHERE mac = '18:fe:34:00:0b:01';" \
-    "online ESP8266 0.9 127.0.0.3" 20
+    "online ESP8266 0.9 $TNET.3" 20
 api GET /api/v1/boards/18:fe:34:00:0b:01
 expect_status 200
 expect_jq '.ota.sdk_version == "2.2.2-dev(38a443e)" and .ota.checkins >= 1'
@@ -99,7 +99,7 @@ expect_jq '.ota.sdk_version == "2.2.2-dev(38a443e)" and .ota.checkins >= 1'
 stop_daemon
 jq '.ota.unknown_boards = "refuse"' "$CFG" >"$CFG.2"
 start_api_daemon "$CFG.2"
-start_netdev "$WORK/nd2" --chip esp32 --mac 24:6f:28:00:0b:02 --bind 127.0.0.9 --version 0.1 \
+start_netdev "$WORK/nd2" --chip esp32 --mac 24:6f:28:00:0b:02 --bind $TNET.9 --version 0.1 \
     --checkin "http://127.0.0.1:$OTA_PORT/ota/update" --interval 300
 wait_file_log 'checkin: status=404' "$WORK/nd2/netdev.log" 20
 [ "$(db "SELECT count(*) FROM boards WHERE mac = '24:6f:28:00:0b:02';")" = 0 ] || fail "refused MAC got a record"

@@ -40,7 +40,7 @@ cat >"$WORK/station.json" <<JSON
 JSON
 start_api_daemon "$WORK/station.json"
 MAC=18:fe:34:00:0d:01
-start_netdev "$WORK/nd" --chip esp8266 --mac "$MAC" --bind 127.0.0.21 --version 1.0.0 \
+start_netdev "$WORK/nd" --chip esp8266 --mac "$MAC" --bind $TNET.21 --version 1.0.0 \
     --ota-port 8266 --checkin "http://127.0.0.1:$OTA_PORT/ota/update" --interval 300
 wait_sql "SELECT online_state FROM boards WHERE mac = '$MAC';" online 20
 wait_sql "SELECT problem LIKE '%unsigned%' FROM board_ota WHERE mac = '$MAC';" 1 10

@@ -59,29 +59,29 @@ mkimg "$WORK/a.bin" 2.0.0 200000
 mkimg "$WORK/b.bin" 3.0.0 70000
 
 # 1. ESP8266, no password.
-start_netdev e1 --chip esp8266 --mac 24:6F:28:00:01:01 --bind 127.0.0.21
-drv espota --chip esp8266 --ip 127.0.0.21 --port "$ND_UDP" "$WORK/a.bin"
+start_netdev e1 --chip esp8266 --mac 24:6F:28:00:01:01 --bind $TNET.21
+drv espota --chip esp8266 --ip $TNET.21 --port "$ND_UDP" "$WORK/a.bin"
 expect_ok
 cmp "$WORK/a.bin" "$ND_DIR/ota-1.bin" || fail "received image differs"
 [ "$(cat "$ND_DIR/version")" = 2.0.0 ] || fail "board did not switch to 2.0.0"
 
 # 2. ESP8266 with password (legacy MD5 digest).
-start_netdev e2 --chip esp8266 --mac 24:6F:28:00:01:02 --bind 127.0.0.22 --password s3cret
-drv espota --chip esp8266 --ip 127.0.0.22 --port "$ND_UDP" --password s3cret "$WORK/b.bin"
+start_netdev e2 --chip esp8266 --mac 24:6F:28:00:01:02 --bind $TNET.22 --password s3cret
+drv espota --chip esp8266 --ip $TNET.22 --port "$ND_UDP" --password s3cret "$WORK/b.bin"
 expect_ok
 grep -q 'ota: authenticated' "$ND_DIR/netdev.log" || fail "no auth on the device"
 [ "$(cat "$ND_DIR/version")" = 3.0.0 ] || fail "board did not switch to 3.0.0"
 
 # 3. ESP32 with PBKDF2 auth (69-byte AUTH reply), glued "OK".
-start_netdev e3 --chip esp32 --mac 24:6F:28:00:01:03 --bind 127.0.0.23 --password s3cret \
+start_netdev e3 --chip esp32 --mac 24:6F:28:00:01:03 --bind $TNET.23 --password s3cret \
     --auth pbkdf2 --fault glued-ok
-drv espota --chip esp32 --ip 127.0.0.23 --port "$ND_UDP" --password s3cret "$WORK/a.bin"
+drv espota --chip esp32 --ip $TNET.23 --port "$ND_UDP" --password s3cret "$WORK/a.bin"
 expect_ok
 cmp "$WORK/a.bin" "$ND_DIR/ota-1.bin" || fail "received image differs (esp32)"
 grep -q 'PBKDF2' "$WORK/drv.err" || fail "station did not pick the PBKDF2 scheme"
 
 # 4. Filesystem image (command 100) does not change the version.
-drv espota --chip esp32 --ip 127.0.0.23 --port "$ND_UDP" --password s3cret --fs "$WORK/b.bin"
+drv espota --chip esp32 --ip $TNET.23 --port "$ND_UDP" --password s3cret --fs "$WORK/b.bin"
 expect_ok
 [ -f "$ND_DIR/fs-2.bin" ] || fail "filesystem image not stored as such"
 grep -q 'invitation cmd=100' "$ND_DIR/netdev.log" || fail "cmd 100 not sent"

@@ -49,21 +49,21 @@ expect_err() {
 { printf '\xe9\x03\x02\x20'; head -c 300000 /dev/urandom; } >"$WORK/img.bin"
 FAST=(--attempts 2 --invite-timeout 300 --accept-timeout 1500 --stall-timeout 1500)
 
-start_netdev wp --chip esp8266 --mac 24:6F:28:00:02:01 --bind 127.0.0.31 --password right \
+start_netdev wp --chip esp8266 --mac 24:6F:28:00:02:01 --bind $TNET.31 --password right \
     --fault wrong-password
-drv espota --ip 127.0.0.31 --port "$ND_UDP" --password right "${FAST[@]}" "$WORK/img.bin"
+drv espota --ip $TNET.31 --port "$ND_UDP" --password right "${FAST[@]}" "$WORK/img.bin"
 expect_err auth 'wrong OTA password'
 
-drv espota --ip 127.0.0.31 --port "$ND_UDP" "${FAST[@]}" "$WORK/img.bin"
+drv espota --ip $TNET.31 --port "$ND_UDP" "${FAST[@]}" "$WORK/img.bin"
 expect_err auth 'asks for an OTA password'
 
-start_netdev na --chip esp8266 --mac 24:6F:28:00:02:02 --bind 127.0.0.32 --fault no-answer
-drv espota --ip 127.0.0.32 --port "$ND_UDP" "${FAST[@]}" "$WORK/img.bin"
-expect_err timeout "no answer from 127.0.0.32:$ND_UDP: is the board on the network and running ArduinoOTA"
+start_netdev na --chip esp8266 --mac 24:6F:28:00:02:02 --bind $TNET.32 --fault no-answer
+drv espota --ip $TNET.32 --port "$ND_UDP" "${FAST[@]}" "$WORK/img.bin"
+expect_err timeout "no answer from $TNET.32:$ND_UDP: is the board on the network and running ArduinoOTA"
 [ "$(grep -c 'ignoring datagram' "$ND_DIR/netdev.log")" -eq 2 ] || fail "expected 2 invitations"
 
-start_netdev st --chip esp8266 --mac 24:6F:28:00:02:03 --bind 127.0.0.33 --fault stall:20000
-drv espota --ip 127.0.0.33 --port "$ND_UDP" "${FAST[@]}" "$WORK/img.bin"
+start_netdev st --chip esp8266 --mac 24:6F:28:00:02:03 --bind $TNET.33 --fault stall:20000
+drv espota --ip $TNET.33 --port "$ND_UDP" "${FAST[@]}" "$WORK/img.bin"
 expect_err timeout 'stage=transfer .*stalled: the board acknowledged about 2[0-9]{4} of 300004'
 for i in $(seq 1 60); do
     grep -q 'station closed the stalled transfer' "$ND_DIR/netdev.log" && break
@@ -72,25 +72,25 @@ done
 grep -q 'station closed the stalled transfer' "$ND_DIR/netdev.log" ||
     fail "the station did not close the stalled connection"
 
-start_netdev ns --chip esp8266 --mac 24:6F:28:00:02:04 --bind 127.0.0.34 --free-space 100000
-drv espota --ip 127.0.0.34 --port "$ND_UDP" "${FAST[@]}" "$WORK/img.bin"
+start_netdev ns --chip esp8266 --mac 24:6F:28:00:02:04 --bind $TNET.34 --free-space 100000
+drv espota --ip $TNET.34 --port "$ND_UDP" "${FAST[@]}" "$WORK/img.bin"
 expect_err 'no space' 'not enough space.*ERROR\[4\]: Not Enough Space'
 
-start_netdev ns32 --chip esp32 --mac 24:6F:28:00:02:05 --bind 127.0.0.35 --fault no-space
-drv espota --chip esp32 --ip 127.0.0.35 --port "$ND_UDP" "${FAST[@]}" "$WORK/img.bin"
+start_netdev ns32 --chip esp32 --mac 24:6F:28:00:02:05 --bind $TNET.35 --fault no-space
+drv espota --chip esp32 --ip $TNET.35 --port "$ND_UDP" "${FAST[@]}" "$WORK/img.bin"
 expect_err timeout 'never connected back.*firewall'
 [[ $DRV_OUT == *"does not fit"* ]] || fail "ESP32 silence advice lacks the space hint"
 
-start_netdev nc --chip esp32 --mac 24:6F:28:00:02:06 --bind 127.0.0.36 --fault no-connect-back
-drv espota --chip esp32 --ip 127.0.0.36 --port "$ND_UDP" "${FAST[@]}" "$WORK/img.bin"
+start_netdev nc --chip esp32 --mac 24:6F:28:00:02:06 --bind $TNET.36 --fault no-connect-back
+drv espota --chip esp32 --ip $TNET.36 --port "$ND_UDP" "${FAST[@]}" "$WORK/img.bin"
 expect_err timeout 'the board accepted but never connected back to 127\.0\.0\.[0-9]+:[0-9]+: a firewall on the station is probably blocking inbound TCP'
 
-start_netdev el --chip esp8266 --mac 24:6F:28:00:02:07 --bind 127.0.0.37 --fault error-line
-drv espota --ip 127.0.0.37 --port "$ND_UDP" "${FAST[@]}" "$WORK/img.bin"
+start_netdev el --chip esp8266 --mac 24:6F:28:00:02:07 --bind $TNET.37 --fault error-line
+drv espota --ip $TNET.37 --port "$ND_UDP" "${FAST[@]}" "$WORK/img.bin"
 expect_err 'checksum or signature' 'device=ERROR\[7\]: MD5 Failed'
 
 # Nothing listening: ICMP port unreachable.
-drv espota --ip 127.0.0.38 --port 9 "${FAST[@]}" "$WORK/img.bin"
+drv espota --ip $TNET.38 --port 9 "${FAST[@]}" "$WORK/img.bin"
 expect_err refused 'port unreachable'
 
 log "PASS"

@@ -46,8 +46,8 @@ pull() {
     grep -q 'status=304 version=7.0.0' "$dir/netdev.log" || fail "$chip: no 304 seen by board"
 }
 
-pull esp8266 24:6F:28:00:04:01 127.0.0.51
-pull esp32 24:6F:28:00:04:02 127.0.0.52
+pull esp8266 24:6F:28:00:04:01 $TNET.51
+pull esp32 24:6F:28:00:04:02 $TNET.52
 
 # Strict server: a browser is refused with 403.
 dir=$WORK/strict

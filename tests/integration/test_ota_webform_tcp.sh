@@ -55,28 +55,28 @@ expect_err() {
 { printf 'PK\x03\x04'; head -c 1000 /dev/urandom; } >"$WORK/zip.bin"
 
 # --- web form ---
-start_netdev web --chip esp8266 --mac 24:6F:28:00:03:01 --bind 127.0.0.41 --http-port 0 \
+start_netdev web --chip esp8266 --mac 24:6F:28:00:03:01 --bind $TNET.41 --http-port 0 \
     --password webpw
-drv webform --ip 127.0.0.41 --port "$ND_HTTP" --user admin --password webpw "$WORK/app.bin"
+drv webform --ip $TNET.41 --port "$ND_HTTP" --user admin --password webpw "$WORK/app.bin"
 expect_ok "Update Success"
 cmp "$WORK/app.bin" "$ND_DIR/ota-1.bin" || fail "web: received image differs"
 grep -q 'part name=firmware filename=firmware.bin' "$ND_DIR/netdev.log" || fail "web: part layout"
 [ "$(cat "$ND_DIR/version")" = 4.1.0 ] || fail "web: version not switched"
 
-drv webform --ip 127.0.0.41 --port "$ND_HTTP" --user admin --password nope "$WORK/app.bin"
+drv webform --ip $TNET.41 --port "$ND_HTTP" --user admin --password nope "$WORK/app.bin"
 expect_err auth 'wrong web-update credentials'
 
-drv webform --ip 127.0.0.41 --port "$ND_HTTP" --user admin --password webpw "$WORK/zip.bin"
+drv webform --ip $TNET.41 --port "$ND_HTTP" --user admin --password webpw "$WORK/zip.bin"
 expect_err invalid 'device=ERROR\[10\]: Magic byte is wrong'
 
-start_netdev web2 --chip esp32 --mac 24:6F:28:00:03:02 --bind 127.0.0.42 --http-port 0 \
+start_netdev web2 --chip esp32 --mac 24:6F:28:00:03:02 --bind $TNET.42 --http-port 0 \
     --free-space 1000
-drv webform --ip 127.0.0.42 --port "$ND_HTTP" "$WORK/app.bin"
+drv webform --ip $TNET.42 --port "$ND_HTTP" "$WORK/app.bin"
 expect_err 'no space' 'refused the update: Not Enough Space'
 
-start_netdev web3 --chip esp32 --mac 24:6F:28:00:03:03 --bind 127.0.0.43 --http-port 0 \
+start_netdev web3 --chip esp32 --mac 24:6F:28:00:03:03 --bind $TNET.43 --http-port 0 \
     --fault error-line
-drv webform --ip 127.0.0.43 --port "$ND_HTTP" "$WORK/app.bin"
+drv webform --ip $TNET.43 --port "$ND_HTTP" "$WORK/app.bin"
 expect_err 'device error' 'Flash Write Failed'
 
 # --- raw TCP-OTA ---
@@ -86,17 +86,17 @@ mkuser() { # mkuser FILE TAG: a NONOS user image with a valid first sector
 }
 mkuser "$WORK/user1.bin" u1-5.0
 mkuser "$WORK/user2.bin" u2-5.0
-start_netdev tcp --chip esp8266 --mac 24:6F:28:00:03:04 --bind 127.0.0.44 --tcp-ota --ota-port -1
-drv tcpota --ip 127.0.0.44 --port "$ND_TCP" "$WORK/user1.bin" "$WORK/user2.bin"
+start_netdev tcp --chip esp8266 --mac 24:6F:28:00:03:04 --bind $TNET.44 --tcp-ota --ota-port -1
+drv tcpota --ip $TNET.44 --port "$ND_TCP" "$WORK/user1.bin" "$WORK/user2.bin"
 expect_ok user2
 cmp "$WORK/user2.bin" "$ND_DIR/ota-1.bin" || fail "tcp-ota: user2 image differs"
-drv tcpota --ip 127.0.0.44 --port "$ND_TCP" "$WORK/user1.bin" "$WORK/user2.bin"
+drv tcpota --ip $TNET.44 --port "$ND_TCP" "$WORK/user1.bin" "$WORK/user2.bin"
 expect_ok user1
 cmp "$WORK/user1.bin" "$ND_DIR/ota-2.bin" || fail "tcp-ota: user1 image differs"
-drv tcpota --ip 127.0.0.44 --port "$ND_TCP" "$WORK/app.bin" "$WORK/app.bin"
+drv tcpota --ip $TNET.44 --port "$ND_TCP" "$WORK/app.bin" "$WORK/app.bin"
 expect_err invalid 'ERR: IROM magic missing\.'
 head -c 600000 /dev/zero >"$WORK/big.bin"
-drv tcpota --ip 127.0.0.44 --port "$ND_TCP" "$WORK/big.bin" "$WORK/big.bin"
+drv tcpota --ip $TNET.44 --port "$ND_TCP" "$WORK/big.bin" "$WORK/big.bin"
 expect_err error 'ERR: Firmware length is too big'
 
 log "PASS"

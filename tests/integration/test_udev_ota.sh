@@ -17,6 +17,9 @@
 #    holds the new app, the ota-pull jobs passed, /boards/{mac}/ota says
 #    on_target, the ESP32's slot shows online, check-ins get 304 again.
 source "$(dirname "$0")/../umock/udev_lib.sh"
+# this test's own loopback /24 for the boards' addresses ($TNET.N)
+source "$(dirname "$0")/testnet.sh"
+claim_test_net test_udev_ota || exit 1
 
 # the integration helpers (fw_set, upload_fw, apit/apij ...) on this work dir
 # shellcheck disable=SC2034 # WORK, MKIMAGE: read by api_lib.sh / ota_daemon_lib.sh
@@ -67,8 +70,8 @@ CHECKIN="http://127.0.0.1:$OTA_PORT/ota/update"
 udev_log "API at $API, OTA endpoint $CHECKIN"
 
 P=pci-0000:00:14.0-usb-0
-umock_cmd "add b32 esp32 10c4:ea60 $P:1.1:1.0 --strict-reset --mac $M32 --link-speed 0 --net-bind 127.0.0.2 --checkin $CHECKIN --checkin-interval 300"
-umock_cmd "add b8 esp8266 1a86:7523 $P:1.8:1.0 --mac $M8 --link-speed 0 --net-bind 127.0.0.8 --checkin $CHECKIN --checkin-interval 300"
+umock_cmd "add b32 esp32 10c4:ea60 $P:1.1:1.0 --strict-reset --mac $M32 --link-speed 0 --net-bind $TNET.2 --checkin $CHECKIN --checkin-interval 300"
+umock_cmd "add b8 esp8266 1a86:7523 $P:1.8:1.0 --mac $M8 --link-speed 0 --net-bind $TNET.8 --checkin $CHECKIN --checkin-interval 300"
 umock_sync
 
 # serial flash through the hotplug path, boot check, first check-ins
@@ -78,9 +81,9 @@ assert_reset_timeline b32
 assert_grep "$UWORK/b32/sim.log" 'reset -> download mode' "the ESP32 never entered download mode"
 wait_grep "$UWORK/b32/sim.log" 'net: persona up' 20
 wait_sql "select online_state || ' ' || running_version || ' ' || ip || ' ' || current_firmware || ' ' || slot from boards where mac = '$M32'" \
-    "online 1.0.0 127.0.0.2 demo@1.0.0 A1" 30
+    "online 1.0.0 $TNET.2 demo@1.0.0 A1" 30
 wait_sql "select online_state || ' ' || running_version || ' ' || ip || ' ' || current_firmware || ' ' || slot from boards where mac = '$M8'" \
-    "online 1.0.0 127.0.0.8 e8266@1.0.0 A8" 30
+    "online 1.0.0 $TNET.8 e8266@1.0.0 A8" 30
 wait_sql "select checkins >= 2 from board_ota where mac = '$M32'" 1 20
 row=$(sql "select sketch_size, chip_size, last_checkin > 0 from board_ota where mac = '$M32'")
 [ "$row" = "$(stat -c %s "$UWORK/fw1/app.bin")|4194304|1" ] || udev_fail "board_ota row of the ESP32: $row"

@@ -15,7 +15,7 @@
  *   [--http-port N] [--web-user U] [--tcp-ota] [--tcp-ota-port N]
  *   [--checkin URL --interval MS] [--free-space N] [--fault F]
  *   [--sketch-md5 HEX --sketch-size N] [--flash FILE --flash-offset N]
- *   [--fs-offset N] [--fs-size N] [--want-fs]
+ *   [--fs-offset N] [--fs-size N] [--want-fs] [--user2-offset N] [--running-slot 1|2]
  * F: no-answer | wrong-password | no-space | stall:BYTES | glued-ok |
  *    error-line | no-connect-back. Ports default to 0 (ephemeral; real
  * devices use 8266/3232, 80, 65056). Writes DIR/ready ("udp=P http=P
@@ -35,6 +35,10 @@
  * a test may create or remove it at any time) every check-in round first
  * checks in with x-…-mode: spiffs (ESP8266httpUpdate::updateFS /
  * HTTPUpdate::updateSpiffs), then as usual with mode sketch.
+ * Raw TCP-OTA (NONOS dual images): --running-slot says which half runs (default
+ * user1), GetNextFlash answers the other; an accepted image is written into
+ * FILE at --flash-offset (user1) or --user2-offset (user2), and DIR/slot gets
+ * the half now running ("1"/"2"), which esp_sim boots after a reset.
  * Web form: the Basic-auth user seen is logged ("web: Basic auth as user U",
  * or "web: 401 (credentials; got user U)").
  * Version of an applied image: the printable text after "ESPSIM_VERSION=" or
@@ -66,6 +70,7 @@
 #include <unistd.h>
 
 #include <openssl/evp.h>
+#include <zlib.h>
 
 #define MAX_IMAGE (16u * 1024u * 1024u)
 #define TCP_OTA_FIRMWARE_SIZE 503808u
@@ -101,6 +106,7 @@ struct netdev {
     uint64_t free_space, chip_size;
     char flash_path[PATH_MAX];
     uint64_t flash_offset;
+    uint64_t user2_offset; /* TCP-OTA: flash address of user2 (0: at flash_offset) */
     bool fs_offset_given;
     uint64_t fs_offset;
     uint64_t fs_size; /* 0: no limit */
@@ -255,6 +261,25 @@ static void apply_image(struct netdev *d, const char *how, bool fs, const uint8_
         return;
     }
     image_version(img, len, d->version, sizeof(d->version));
+    if (len > 2 && img[0] == 0x1F && img[1] == 0x8B) {
+        /* eboot inflates a gzip image while copying it: the version is inside */
+        uLongf cap = 16u * 1024u * 1024u;
+        uint8_t *plain = malloc(cap);
+        z_stream zs;
+        memset(&zs, 0, sizeof(zs));
+        if (plain && inflateInit2(&zs, 16 + MAX_WBITS) == Z_OK) {
+            zs.next_in = (Bytef *)(uintptr_t)img;
+            zs.avail_in = (uInt)len;
+            zs.next_out = plain;
+            zs.avail_out = (uInt)cap;
+            if (inflate(&zs, Z_FINISH) == Z_STREAM_END) {
+                image_version(plain, cap - zs.avail_out, d->version, sizeof(d->version));
+                logf_(d, "%s: gzip image inflates to %lu bytes", how, cap - zs.avail_out);
+            }
+            inflateEnd(&zs);
+        }
+        free(plain);
+    }
     /* The sketch MD5 is over the flash contents: an ESP8266 rewrites the flash-mode byte. */
     uint8_t *copy = malloc(len);
     if (copy) {
@@ -897,7 +922,14 @@ static void tcpota_session(struct netdev *d, int fd)
         int slot = d->running_slot == 1 ? 2 : 1;
         d->running_slot = slot;
         logf_(d, "tcpota: wrote user%d.bin (%" PRIu64 " bytes), running user%d", slot, len, slot);
+        uint64_t user1_offset = d->flash_offset;
+        if (slot == 2 && d->user2_offset)
+            d->flash_offset = d->user2_offset;
         apply_image(d, "tcpota", false, img, len);
+        d->flash_offset = user1_offset;
+        char sp[PATH_MAX + 16];
+        snprintf(sp, sizeof(sp), "%s/slot", d->dir);
+        write_file(sp, slot == 2 ? "2\n" : "1\n", 2);
         send_str(fd, "Flash upgrade success. Rebooting in 2s.\r\n");
     }
     free(img);
@@ -1033,14 +1065,15 @@ static void checkin(struct netdev *d, bool fs)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: esp_netdev --chip esp8266|esp32 --mac MAC --bind 127.0.0.x --dir DIR\n"
-                    "  [--version V] [--password PW] [--auth md5|pbkdf2] [--ota-port N]\n"
-                    "  [--http-port N] [--web-user U] [--tcp-ota] [--tcp-ota-port N]\n"
-                    "  [--checkin URL --interval MS] [--free-space N]\n"
-                    "  [--sketch-md5 HEX --sketch-size N] [--flash FILE --flash-offset N]\n"
-                    "  [--fs-offset N] [--fs-size N] [--want-fs]\n"
-                    "  [--fault no-answer|wrong-password|no-space|stall:BYTES|glued-ok|error-line|"
-                    "no-connect-back]\n");
+    fprintf(stderr,
+            "usage: esp_netdev --chip esp8266|esp32 --mac MAC --bind 127.0.0.x --dir DIR\n"
+            "  [--version V] [--password PW] [--auth md5|pbkdf2] [--ota-port N]\n"
+            "  [--http-port N] [--web-user U] [--tcp-ota] [--tcp-ota-port N]\n"
+            "  [--checkin URL --interval MS] [--free-space N]\n"
+            "  [--sketch-md5 HEX --sketch-size N] [--flash FILE --flash-offset N]\n"
+            "  [--fs-offset N] [--fs-size N] [--want-fs] [--user2-offset N] [--running-slot 1|2]\n"
+            "  [--fault no-answer|wrong-password|no-space|stall:BYTES|glued-ok|error-line|"
+            "no-connect-back]\n");
     exit(2);
 }
 
@@ -1165,6 +1198,10 @@ int main(int argc, char **argv)
         } else if (strcmp(a, "--fs-offset") == 0) {
             d.fs_offset = strtoull(v, NULL, 0);
             d.fs_offset_given = true;
+        } else if (strcmp(a, "--user2-offset") == 0) {
+            d.user2_offset = strtoull(v, NULL, 0);
+        } else if (strcmp(a, "--running-slot") == 0) {
+            d.running_slot = atoi(v) == 2 ? 2 : 1;
         } else if (strcmp(a, "--fs-size") == 0) {
             d.fs_size = strtoull(v, NULL, 0);
         } else {

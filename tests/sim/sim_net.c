@@ -11,6 +11,15 @@
  * chip, MAC, bind address, version, password, check-in URL and fault knob,
  * writing every image it applies back into DIR/flash.bin at the app offset
  * (and, with --fs-offset N, every filesystem image at N).
+ * ESP8266 NONOS dual-image firmware: when no --app-offset is given and the
+ * flash holds an SDK "V2" image (EA 04) at 0x1000 (user1), the board runs the
+ * NONOS persona instead: esp_netdev with --tcp-ota on port 65056 of the bind
+ * address (no ArduinoOTA, no HTTP check-in: a NONOS app has neither), user1
+ * at 0x1000 and user2 at 0x1000 + the slot size of the header's flash size
+ * map (0x41000 / 0x81000 / 0x101000). The running half is user1, or user2
+ * when net/slot (written by esp_netdev after a TCP-OTA) says "2" and a V2
+ * image is there; esp_netdev answers GetNextFlash with the other half and
+ * writes an applied image into flash.bin at that half's address.
  * It is killed (SIGKILL: a reset is a power cut to the firmware) on the next
  * chip reset, EN low, or when esp_sim exits. No valid app image: no persona,
  * logged. The console announces "I (<ms>) app: version <v> ip <addr>" at the
@@ -81,6 +90,29 @@ static const char *netdev_path(const struct sim *s, char *buf, size_t cap)
     return "esp_netdev";
 }
 
+/* Length of an ESP8266 SDK V2 image at img (header, irom0 segment, an 0xE9 image, the
+ * CRC word), 0 if it is not one. *slot_bytes gets the slot size of its size map (0 none). */
+static size_t v2_length(const uint8_t *img, size_t room, uint32_t *slot_bytes)
+{
+    *slot_bytes = 0;
+    if (room < 24 || img[0] != 0xEA || img[1] != 0x04)
+        return 0;
+    uint32_t irom = (uint32_t)img[12] | (uint32_t)img[13] << 8 | (uint32_t)img[14] << 16 |
+                    (uint32_t)img[15] << 24;
+    if (irom > room - 24)
+        return 0;
+    struct esp_image_info info;
+    if (esp_image_parse(img + 16 + irom, room - 16 - irom, true, &info, NULL) != 0)
+        return 0;
+    size_t len = 16 + irom + info.image_length + 4;
+    if (len > room)
+        return 0;
+    static const uint32_t kib[] = {256, 0, 512, 512, 512, 1024, 1024};
+    unsigned map = img[3] >> 4;
+    *slot_bytes = map < 7 ? kib[map] * 1024u : 0;
+    return len;
+}
+
 void sim_net_stop(struct sim *s)
 {
     if (s->net.pid <= 0)
@@ -105,15 +137,47 @@ void sim_net_boot(struct sim *s)
         return;
     }
     bool esp8266 = s->chip->chip == SIM_ESP8266;
-    const uint8_t *app = s->flash.mem + off;
-    size_t room = s->flash.size - off;
-    struct esp_image_info info;
-    int rc = esp_image_parse(app, room, esp8266, &info, NULL);
-    if (rc != 0 || info.image_length == 0 || info.image_length > room) {
-        sim_log("net: no valid app image at 0x%x (%d): no network persona", off, rc);
-        return;
+    /* ESP8266 NONOS dual-image layout: user1 at 0x1000 (see the header comment). */
+    uint32_t slot_bytes = 0, user2 = 0;
+    int running = 0;
+    size_t len = 0;
+    if (esp8266 && s->net.app_offset < 0 && s->flash.size > 0x1000) {
+        len = v2_length(s->flash.mem + 0x1000, s->flash.size - 0x1000, &slot_bytes);
+        if (len && slot_bytes && 0x1000 + slot_bytes < s->flash.size) {
+            off = 0x1000;
+            running = 1;
+            user2 = 0x1000 + slot_bytes;
+            char sp[PATH_MAX + 16], buf[8] = "";
+            snprintf(sp, sizeof(sp), "%s/net/slot", s->dir);
+            FILE *f = fopen(sp, "r");
+            if (f) {
+                if (!fgets(buf, sizeof(buf), f))
+                    buf[0] = '\0';
+                fclose(f);
+            }
+            uint32_t sb2;
+            size_t len2 =
+                buf[0] == '2' ? v2_length(s->flash.mem + user2, s->flash.size - user2, &sb2) : 0;
+            if (len2) {
+                off = user2;
+                running = 2;
+                len = len2;
+            }
+        } else {
+            len = 0;
+        }
     }
-    size_t len = info.image_length;
+    const uint8_t *app = s->flash.mem + off;
+    if (!running) {
+        size_t room = s->flash.size - off;
+        struct esp_image_info info;
+        int rc = esp_image_parse(app, room, esp8266, &info, NULL);
+        if (rc != 0 || info.image_length == 0 || info.image_length > room) {
+            sim_log("net: no valid app image at 0x%x (%d): no network persona", off, rc);
+            return;
+        }
+        len = info.image_length;
+    }
     if (ota_md5_hex(app, len, s->net.md5) != 0)
         return;
     find_version(app, len, s->net.md5, s->net.version, sizeof(s->net.version));
@@ -125,11 +189,11 @@ void sim_net_boot(struct sim *s)
     snprintf(flash, sizeof(flash), "%s/flash.bin", s->dir);
     snprintf(errf, sizeof(errf), "%s/netdev.err", dir);
     const char *prog = netdev_path(s, exe, sizeof(exe));
-    char mac[18], size[24], offs[24], port[16], interval[16], hp[16];
+    char mac[18], size[24], offs[24], port[16], interval[16], hp[16], u2[24], run[4];
     snprintf(mac, sizeof(mac), "%02X:%02X:%02X:%02X:%02X:%02X", s->mac[0], s->mac[1], s->mac[2],
              s->mac[3], s->mac[4], s->mac[5]);
     snprintf(size, sizeof(size), "%zu", len);
-    snprintf(offs, sizeof(offs), "0x%x", off);
+    snprintf(offs, sizeof(offs), "0x%x", running ? 0x1000u : off);
     snprintf(port, sizeof(port), "%d",
              s->net.ota_port >= 0 ? s->net.ota_port : (esp8266 ? 8266 : 3232));
     snprintf(interval, sizeof(interval), "%d", s->net.interval_ms > 0 ? s->net.interval_ms : 1000);
@@ -155,7 +219,18 @@ void sim_net_boot(struct sim *s)
     argv[n++] = "--flash-offset";
     argv[n++] = offs;
     argv[n++] = "--ota-port";
-    argv[n++] = port;
+    argv[n++] = running ? "-1" : port; /* a NONOS app runs no ArduinoOTA */
+    if (running) {
+        snprintf(u2, sizeof(u2), "0x%x", user2);
+        snprintf(run, sizeof(run), "%d", running);
+        argv[n++] = "--tcp-ota";
+        argv[n++] = "--tcp-ota-port";
+        argv[n++] = "65056";
+        argv[n++] = "--user2-offset";
+        argv[n++] = u2;
+        argv[n++] = "--running-slot";
+        argv[n++] = run;
+    }
     if (s->net.password) {
         argv[n++] = "--password";
         argv[n++] = s->net.password;
@@ -164,7 +239,7 @@ void sim_net_boot(struct sim *s)
         argv[n++] = "--auth";
         argv[n++] = s->net.auth;
     }
-    if (s->net.checkin) {
+    if (s->net.checkin && !running) {
         argv[n++] = "--checkin";
         argv[n++] = s->net.checkin;
         argv[n++] = "--interval";
@@ -209,6 +284,9 @@ void sim_net_boot(struct sim *s)
     }
     s->net.pid = pid;
     s->net.announce = true;
-    sim_log("net: persona up (pid %d) %s version %s md5 %s size %zu ip %s", (int)pid, prog,
-            s->net.version, s->net.md5, len, s->net.bind);
+    sim_log("net: persona up (pid %d) %s version %s md5 %s size %zu ip %s%s", (int)pid, prog,
+            s->net.version, s->net.md5, len, s->net.bind,
+            running == 1   ? " nonos user1 tcp-ota 65056"
+            : running == 2 ? " nonos user2 tcp-ota 65056"
+                           : "");
 }

@@ -207,15 +207,34 @@ flash_matches() {
     cmp -s <(tail -c +$((0x10000 + 1)) "$UWORK/$1/flash.bin" | head -c "$(stat -c %s "$FW_FILE")") "$FW_FILE"
 }
 
-# assert_reset_timeline BOARD: modem.log shows the classic bootloader reset:
-# EN low (RTS without DTR), then EN released with BOOT low at that moment
-# (DTR without RTS), then both released.
+# assert_reset_timeline BOARD [DELAY_MS]: modem.log shows the bootloader reset
+# (docs PROTOCOL-ROM.md 3.2, tight or classic): EN low (RTS without DTR) held
+# for at least 100 ms, then EN released with BOOT low at that moment (DTR
+# without RTS), then BOOT released DELAY_MS (the reset delay, default 50: the
+# first attempt's) later. The first such sequence in the log is checked. The
+# harness logs each change while the ioctl blocks, so the sleeps are lower
+# bounds (3 ms slack for rounding); a loaded machine only makes them longer,
+# up to RESET_SLACK_MS (default 1500) more.
 assert_reset_timeline() {
-    local f=$UWORK/$1/modem.log
-    awk '
-        / EN=low / { en = 1; next }
-        en && / EN=high BOOT=low / { boot = 1; next }
-        boot && / EN=high BOOT=high / { ok = 1; exit }
-        END { exit ok ? 0 : 1 }' "$f" ||
+    local f=$UWORK/$1/modem.log delay=${2:-50} got
+    got=$(awk '
+        { t = $1 + 0; en = ($0 ~ / EN=low /) ? "low" : "high"; boot = ($0 ~ / BOOT=low /) ? "low" : "high" }
+        st == 0 && en == "low" { t_en = t; st = 1; next }
+        st == 1 && en == "high" {
+            hold = t - t_en
+            if (boot == "low") { t_boot = t; st = 3 } else st = 2
+            next
+        }
+        st == 2 && en == "low" { t_en = t; st = 1; next }
+        st == 2 && boot == "low" { t_boot = t; st = 3; next }
+        st == 3 && en == "low" { t_en = t; st = 1; next }
+        st == 3 && boot == "high" { printf "%.3f %.3f\n", hold, t - t_boot; found = 1; exit }
+        END { if (!found) print "none" }' "$f")
+    [ "$got" != none ] ||
         udev_fail "modem.log of $1 lacks EN low -> (EN high, BOOT low) -> release: $(cat "$f")"
+    local hold=${got% *} gap=${got#* } slack=${RESET_SLACK_MS:-1500}
+    awk -v h="$hold" -v g="$gap" -v d="$delay" -v s="$slack" \
+        'BEGIN { exit !(h >= 97 && h <= 100 + s && g >= d - 3 && g <= d + s) }' ||
+        udev_fail "reset timing of $1: EN held low ${hold} ms (want >= 100), BOOT released ${gap} ms after EN (want ~${delay}): $(cat "$f")"
+    udev_log "reset timing of $1: EN low ${hold} ms, BOOT released ${gap} ms after EN"
 }

@@ -717,6 +717,354 @@ static void test_filesystem_region(void **state)
     set_free(&s);
 }
 
+/* ---- ESP8266 NONOS dual images (user1/user2) and gzip images ------------------------- */
+
+/* An SDK "V2" image: EA 04 <DIO> <map<<4> <entry 0x40100004>, the irom0 segment (address
+ * 0, irom_len bytes), a complete ESP8266 0xE9 image, a CRC word. */
+static uint8_t *build_v2(unsigned map, uint32_t irom_len, size_t *len)
+{
+    size_t inner_len;
+    uint8_t *inner = build_image(&esp8266_app, &inner_len);
+    size_t n = 16 + irom_len + inner_len + 4;
+    uint8_t *out = calloc(1, n);
+    assert_non_null(out);
+    out[0] = 0xEA;
+    out[1] = 0x04;
+    out[2] = 2;
+    out[3] = (uint8_t)(map << 4);
+    put32(out + 4, 0x40100004u);
+    put32(out + 8, 0);
+    put32(out + 12, irom_len);
+    for (uint32_t i = 0; i < irom_len; i++)
+        out[16 + i] = (uint8_t)(i * 7 + map);
+    memcpy(out + 16 + irom_len, inner, inner_len);
+    put32(out + n - 4, 0x12345678u);
+    free(inner);
+    *len = n;
+    return out;
+}
+
+static void set_add_v2(struct set *s, const char *name, unsigned map, uint32_t irom_len)
+{
+    size_t len;
+    uint8_t *d = build_v2(map, irom_len, &len);
+    set_add(s, name, d, len);
+}
+
+static uint8_t *gzip_of(const uint8_t *d, size_t n, size_t *out_len)
+{
+    z_stream zs;
+    memset(&zs, 0, sizeof(zs));
+    assert_int_equal(deflateInit2(&zs, 9, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY), Z_OK);
+    size_t cap = deflateBound(&zs, (uLong)n) + 64;
+    uint8_t *out = malloc(cap);
+    assert_non_null(out);
+    zs.next_in = (Bytef *)(uintptr_t)d;
+    zs.avail_in = (uInt)n;
+    zs.next_out = out;
+    zs.avail_out = (uInt)cap;
+    assert_int_equal(deflate(&zs, Z_FINISH), Z_STREAM_END);
+    *out_len = cap - zs.avail_out;
+    deflateEnd(&zs);
+    return out;
+}
+
+static void set_add_gzip(struct set *s, const char *name, const uint8_t *d, size_t n)
+{
+    size_t len;
+    uint8_t *z = gzip_of(d, n, &len);
+    set_add(s, name, z, len);
+}
+
+static void expect_ok(struct set *s, const char *manifest)
+{
+    struct catalog_report rep;
+    catalog_report_init(&rep);
+    int rc = catalog_validate_mem(manifest, strlen(manifest), mem_load, s, &rep);
+    if (rc != 0 || rep.n)
+        dump(&rep);
+    assert_int_equal(rc, 0);
+    assert_int_equal(rep.n, 0);
+    catalog_report_free(&rep);
+}
+
+#define DUAL_HEAD(flash)                                                                           \
+    "{\"name\":\"nonos\",\"version\":\"1.0.0\",\"chip\":\"esp8266\",\"flash_size\":\"" flash       \
+    "\",\"regions\":[{\"offset\":0,\"file\":\"boot.bin\",\"kind\":\"bootloader\"},"
+
+static const char dual_ok[] =
+    DUAL_HEAD("1MB") "{\"offset\":\"0x1000\",\"file\":\"user1.bin\",\"kind\":\"app\",\"slot\":"
+                     "\"user1\"},"
+                     "{\"offset\":\"0x81000\",\"file\":\"user2.bin\",\"kind\":\"app\",\"slot\":"
+                     "\"user2\"}]}";
+
+static void dual_set(struct set *s)
+{
+    memset(s, 0, sizeof(*s));
+    set_add_image(s, "boot.bin", &esp8266_app);
+    set_add_v2(s, "user1.bin", 2, 4096);
+    set_add_v2(s, "user2.bin", 2, 4096 + 512);
+}
+
+/* A dual set validates, imports and loads back with its slots; every layout mistake is
+ * named. */
+static void test_dual_images(void **state)
+{
+    struct fixture *fx = *state;
+    struct set s;
+    dual_set(&s);
+    expect_ok(&s, dual_ok);
+    assert_string_equal(catalog_slot_to_string(CATALOG_SLOT_USER2), "user2");
+
+    set_write(&s, fx->src, dual_ok);
+    struct catalog *cat = NULL;
+    char err[256];
+    assert_int_equal(catalog_open(fx->data, &cat, err, sizeof(err)), 0);
+    struct catalog_report rep;
+    catalog_report_init(&rep);
+    assert_int_equal(catalog_import(cat, fx->src, false, &rep), 0);
+    catalog_report_free(&rep);
+    struct catalog_set *set = NULL;
+    assert_int_equal(catalog_get(cat, "nonos", "1.0.0", &set, err, sizeof(err)), 0);
+    assert_int_equal(set->n_regions, 3);
+    assert_int_equal(set->regions[0].slot, CATALOG_SLOT_NONE);
+    assert_int_equal(set->regions[1].slot, CATALOG_SLOT_USER1);
+    assert_int_equal(set->regions[2].slot, CATALOG_SLOT_USER2);
+    assert_int_equal(set->regions[2].offset, 0x81000);
+    assert_false(set->regions[1].gzip);
+    struct file *u2 = set_find(&s, "user2.bin");
+    assert_int_equal(set->regions[2].size, u2->len);
+    assert_memory_equal(set->regions[2].data, u2->data, u2->len);
+    catalog_free_set(set);
+    catalog_close(cat);
+
+    /* 1 MiB slots (map 5/6) put user2 at 0x101000 */
+    struct set big;
+    memset(&big, 0, sizeof(big));
+    set_add_v2(&big, "user1.bin", 6, 1024);
+    set_add_v2(&big, "user2.bin", 6, 1024);
+    static const char big_ok[] =
+        "{\"name\":\"n\",\"version\":\"1\",\"chip\":\"esp8266\",\"flash_size\":\"4MB\",\"regions\":"
+        "["
+        "{\"offset\":\"0x1000\",\"file\":\"user1.bin\",\"kind\":\"app\",\"slot\":\"user1\"},"
+        "{\"offset\":\"0x101000\",\"file\":\"user2.bin\",\"kind\":\"app\",\"slot\":\"user2\"}]}";
+    expect_ok(&big, big_ok);
+    /* ... and images built for 512 KiB slots do not belong there */
+    static const char wrong_map[] =
+        "{\"name\":\"n\",\"version\":\"1\",\"chip\":\"esp8266\",\"flash_size\":\"4MB\",\"regions\":"
+        "["
+        "{\"offset\":\"0x1000\",\"file\":\"user1.bin\",\"kind\":\"app\",\"slot\":\"user1\"},"
+        "{\"offset\":\"0x101000\",\"file\":\"user2.bin\",\"kind\":\"app\",\"slot\":\"user2\"}]}";
+    expect_problem(&s, wrong_map, false, 1,
+                   "regions[1] user2.bin: built for flash size map 2 (512 KiB slots, user2 at "
+                   "0x81000) but this set puts user2 at 0x101000");
+    set_free(&big);
+
+    static const char odd_user2[] = DUAL_HEAD(
+        "4MB") "{\"offset\":\"0x1000\",\"file\":\"user1.bin\",\"kind\":\"app\",\"slot\":\"user1\"},"
+               "{\"offset\":\"0x90000\",\"file\":\"user2.bin\",\"kind\":\"app\",\"slot\":"
+               "\"user2\"}]}";
+    expect_problem(&s, odd_user2, false, 2,
+                   "regions[2]: user2 must be at 0x41000, 0x81000 or 0x101000");
+    static const char odd_user1[] = DUAL_HEAD(
+        "1MB") "{\"offset\":\"0x2000\",\"file\":\"user1.bin\",\"kind\":\"app\",\"slot\":\"user1\"},"
+               "{\"offset\":\"0x81000\",\"file\":\"user2.bin\",\"kind\":\"app\",\"slot\":"
+               "\"user2\"}]}";
+    expect_problem(&s, odd_user1, false, 1, "regions[1]: user1 must be at 0x1000");
+    static const char small_flash[] = DUAL_HEAD(
+        "512KB") "{\"offset\":\"0x1000\",\"file\":\"user1.bin\",\"kind\":\"app\",\"slot\":"
+                 "\"user1\"},"
+                 "{\"offset\":\"0x81000\",\"file\":\"user2.bin\",\"kind\":\"app\",\"slot\":"
+                 "\"user2\"}]}";
+    expect_problem(&s, small_flash, false, 2,
+                   "user2 at 0x81000 means two 512 KiB slots, which do not fit the 512 KiB flash");
+    static const char no_user2[] = DUAL_HEAD("1MB") "{\"offset\":\"0x1000\",\"file\":\"user1.bin\","
+                                                    "\"kind\":\"app\",\"slot\":\"user1\"}]}";
+    expect_problem(&s, no_user2, false, -1,
+                   "a dual-image set needs both a \"user1\" and a \"user2\" app region; user2 is "
+                   "missing");
+    static const char two_user1[] = DUAL_HEAD(
+        "1MB") "{\"offset\":\"0x1000\",\"file\":\"user1.bin\",\"kind\":\"app\",\"slot\":\"user1\"},"
+               "{\"offset\":\"0x81000\",\"file\":\"user2.bin\",\"kind\":\"app\",\"slot\":"
+               "\"user1\"}]}";
+    expect_problem(&s, two_user1, false, 2,
+                   "regions[2].slot: a second user1 (the first is regions[1])");
+    static const char bad_slot[] = DUAL_HEAD("1MB") "{\"offset\":\"0x1000\",\"file\":\"user1.bin\","
+                                                    "\"kind\":\"app\",\"slot\":\"user3\"}]}";
+    expect_problem(&s, bad_slot, false, 1, "regions[1].slot: must be \"user1\" or \"user2\"");
+    static const char data_slot[] =
+        DUAL_HEAD("1MB") "{\"offset\":\"0x1000\",\"file\":\"user1.bin\",\"kind\":\"data\",\"slot\":"
+                         "\"user1\"},"
+                         "{\"offset\":\"0x81000\",\"file\":\"user2.bin\",\"kind\":\"app\",\"slot\":"
+                         "\"user2\"}]}";
+    expect_problem(&s, data_slot, false, 1,
+                   "regions[1].slot: only an app region has a slot (this one is kind \"data\")");
+    static const char esp32_slot[] =
+        "{\"name\":\"n\",\"version\":\"1\",\"chip\":\"esp32\",\"regions\":["
+        "{\"offset\":\"0x10000\",\"file\":\"app.bin\",\"kind\":\"app\",\"slot\":\"user1\"}]}";
+    struct set e32;
+    demo_set(&e32);
+    expect_problem(&e32, esp32_slot, false, 0,
+                   "regions[0].slot: user1/user2 is the ESP8266 NONOS SDK dual-image layout; the "
+                   "ESP32 has no such slots");
+    set_free(&e32);
+    static const char extra_app[] = DUAL_HEAD(
+        "1MB") "{\"offset\":\"0x1000\",\"file\":\"user1.bin\",\"kind\":\"app\",\"slot\":\"user1\"},"
+               "{\"offset\":\"0x81000\",\"file\":\"user2.bin\",\"kind\":\"app\",\"slot\":\"user2\"}"
+               ","
+               "{\"offset\":\"0xF0000\",\"file\":\"boot2.bin\",\"kind\":\"app\"}]}";
+    set_add_image(&s, "boot2.bin", &esp8266_app);
+    expect_problem(&s, extra_app, false, 3,
+                   "regions[3]: an app without a slot in a dual-image set");
+
+    /* An 0xE9 image in a slot: refused, naming the first byte. */
+    static const char e9_slot[] = DUAL_HEAD(
+        "1MB") "{\"offset\":\"0x1000\",\"file\":\"boot2.bin\",\"kind\":\"app\",\"slot\":\"user1\"},"
+               "{\"offset\":\"0x81000\",\"file\":\"user2.bin\",\"kind\":\"app\",\"slot\":"
+               "\"user2\"}]}";
+    expect_problem(&s, e9_slot, false, 1,
+                   "regions[1] boot2.bin: user1 holds an SDK V2 image (first byte 0xea");
+
+    /* Broken V2 images: each header check and truncation is named. */
+    struct file *u1 = set_find(&s, "user1.bin");
+    put32(u1->data + 4, 0x40200000u);
+    expect_problem(&s, dual_ok, false, 1,
+                   "regions[1] user1.bin: entry address 0x40200000 is not in IRAM");
+    put32(u1->data + 4, 0x40100004u);
+    u1->data[1] = 0x03;
+    expect_problem(&s, dual_ok, false, 1, "regions[1] user1.bin: V2 header byte 1 is 0x03");
+    u1->data[1] = 0x04;
+    size_t full = u1->len;
+    u1->len = 2000;
+    expect_problem(&s, dual_ok, false, 1,
+                   "regions[1] user1.bin: the irom0 segment (4096 bytes) runs past the end");
+    u1->len = full;
+    u1->data[16 + 4096] = 0x00; /* the RAM part's magic */
+    expect_problem(&s, dual_ok, false, 1,
+                   "regions[1] user1.bin: the RAM part after the irom0 segment (at byte 4112) is "
+                   "not a valid ESP8266 image");
+    u1->data[16 + 4096] = 0xE9;
+    expect_ok(&s, dual_ok);
+    set_free(&s);
+
+    /* Too large for its slot: 512 KiB less 20 KiB at most. */
+    dual_set(&s);
+    struct file *u2b = set_find(&s, "user2.bin");
+    free(u2b->data);
+    u2b->data = build_v2(2, 0x7B000, &u2b->len);
+    expect_problem(&s, dual_ok, false, 2,
+                   "regions[2] user2.bin: 505908 bytes is too large for a 512 KiB slot (at most "
+                   "503808");
+    set_free(&s);
+
+    /* A V2 image as a plain app (no slot) is an app like any other. */
+    memset(&s, 0, sizeof(s));
+    set_add_v2(&s, "user1.bin", 2, 256);
+    static const char single[] =
+        "{\"name\":\"n\",\"version\":\"1\",\"chip\":\"esp8266\",\"regions\":["
+        "{\"offset\":\"0x1000\",\"file\":\"user1.bin\",\"kind\":\"app\"}]}";
+    expect_ok(&s, single);
+    static const char as_boot[] =
+        "{\"name\":\"n\",\"version\":\"1\",\"chip\":\"esp8266\",\"regions\":["
+        "{\"offset\":0,\"file\":\"user1.bin\",\"kind\":\"bootloader\"}]}";
+    expect_problem(&s, as_boot, false, 0, "is an application started by the SDK's boot_v1.x");
+    set_free(&s);
+}
+
+/* gzip ESP8266 apps: inflated (bounded), the inner image checked; ESP32 refuses them. */
+static void test_gzip_images(void **state)
+{
+    struct fixture *fx = *state;
+    struct set s;
+    memset(&s, 0, sizeof(s));
+    size_t alen;
+    uint8_t *app = build_image(&esp8266_app, &alen);
+    set_add_gzip(&s, "app.bin.gz", app, alen);
+    static const char ok[] =
+        "{\"name\":\"gz\",\"version\":\"1.0.0\",\"chip\":\"esp8266\",\"regions\":["
+        "{\"offset\":0,\"file\":\"app.bin.gz\",\"kind\":\"app\"}]}";
+    expect_ok(&s, ok);
+
+    set_write(&s, fx->src, ok);
+    struct catalog *cat = NULL;
+    char err[256];
+    assert_int_equal(catalog_open(fx->data, &cat, err, sizeof(err)), 0);
+    struct catalog_report rep;
+    catalog_report_init(&rep);
+    assert_int_equal(catalog_import(cat, fx->src, false, &rep), 0);
+    catalog_report_free(&rep);
+    struct catalog_set *set = NULL;
+    assert_int_equal(catalog_get(cat, "gz", "1.0.0", &set, err, sizeof(err)), 0);
+    assert_true(set->regions[0].gzip);
+    struct file *gz = set_find(&s, "app.bin.gz");
+    assert_int_equal(set->regions[0].size, gz->len); /* stored as is */
+    assert_memory_equal(set->regions[0].data, gz->data, gz->len);
+    catalog_free_set(set);
+    catalog_close(cat);
+
+    /* ESP32: refused, saying why. */
+    static const char esp32[] =
+        "{\"name\":\"gz\",\"version\":\"1\",\"chip\":\"esp32\",\"regions\":["
+        "{\"offset\":\"0x10000\",\"file\":\"app.bin.gz\",\"kind\":\"app\"}]}";
+    expect_problem(&s, esp32, false, 0,
+                   "regions[0] app.bin.gz: a gzip-compressed image (first bytes 1f 8b); only "
+                   "ESP8266 boards (Arduino Updater with eboot) take compressed images, the ESP32");
+    /* Truncated and corrupt streams. */
+    size_t full = gz->len;
+    gz->len = full / 2;
+    expect_problem(&s, ok, false, 0,
+                   "regions[0] app.bin.gz: the gzip stream is corrupt (the stream is truncated)");
+    gz->len = full;
+    gz->data[full - 6] ^= 0xFF; /* CRC32 trailer */
+    expect_problem(&s, ok, false, 0, "regions[0] app.bin.gz: the gzip stream is corrupt (");
+    gz->data[full - 6] ^= 0xFF;
+    expect_ok(&s, ok);
+    /* A gzip of a corrupt image: the inner problem is named. */
+    app[8 + 8 + 5] ^= 0x01;
+    set_add_gzip(&s, "bad.gz", app, alen);
+    static const char bad[] =
+        "{\"name\":\"gz\",\"version\":\"1\",\"chip\":\"esp8266\",\"regions\":["
+        "{\"offset\":0,\"file\":\"bad.gz\",\"kind\":\"app\"}]}";
+    expect_problem(&s, bad, false, 0,
+                   "regions[0] bad.gz (inflated): image is corrupted: image checksum mismatch");
+    /* A gzip of something else. */
+    static const uint8_t text[] = "not firmware at all";
+    set_add_gzip(&s, "text.gz", text, sizeof(text));
+    static const char txt[] =
+        "{\"name\":\"gz\",\"version\":\"1\",\"chip\":\"esp8266\",\"regions\":["
+        "{\"offset\":0,\"file\":\"text.gz\",\"kind\":\"app\"}]}";
+    expect_problem(&s, txt, false, 0,
+                   "regions[0] text.gz: the gzip stream inflates to 20 bytes that are not an "
+                   "ESP8266 app image (first byte 0x6e, expected 0xe9)");
+    /* A bomb: more than 16 MiB out. */
+    size_t big = 17u * 1024 * 1024;
+    uint8_t *zeros = calloc(1, big);
+    assert_non_null(zeros);
+    zeros[0] = 0xE9;
+    set_add_gzip(&s, "bomb.gz", zeros, big);
+    free(zeros);
+    static const char bomb[] =
+        "{\"name\":\"gz\",\"version\":\"1\",\"chip\":\"esp8266\",\"regions\":["
+        "{\"offset\":0,\"file\":\"bomb.gz\",\"kind\":\"app\"}]}";
+    expect_problem(&s, bomb, false, 0,
+                   "regions[0] bomb.gz: the gzip stream inflates to more than 16 MiB");
+    /* As a bootloader or in a slot: refused. */
+    static const char boot[] =
+        "{\"name\":\"gz\",\"version\":\"1\",\"chip\":\"esp8266\",\"regions\":["
+        "{\"offset\":0,\"file\":\"app.bin.gz\",\"kind\":\"bootloader\"}]}";
+    expect_problem(&s, boot, false, 0, "a gzip-compressed bootloader; the ROM cannot start");
+    set_add_v2(&s, "user2.bin", 2, 512);
+    static const char slot[] =
+        "{\"name\":\"gz\",\"version\":\"1\",\"chip\":\"esp8266\",\"regions\":["
+        "{\"offset\":\"0x1000\",\"file\":\"app.bin.gz\",\"kind\":\"app\",\"slot\":\"user1\"},"
+        "{\"offset\":\"0x81000\",\"file\":\"user2.bin\",\"kind\":\"app\",\"slot\":\"user2\"}]}";
+    expect_problem(&s, slot, false, 0,
+                   "regions[0] app.bin.gz: a gzip-compressed image as user1; boot_v1.x and raw "
+                   "TCP-OTA take only plain SDK V2 images");
+    free(app);
+    set_free(&s);
+}
+
 static void test_interrupted_import(void **state)
 {
     struct fixture *fx = *state;
@@ -836,6 +1184,8 @@ int main(void)
         cmocka_unit_test(test_corrupt_images),
         cmocka_unit_test(test_bootloader_offset),
         cmocka_unit_test_setup_teardown(test_filesystem_region, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dual_images, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gzip_images, setup, teardown),
         cmocka_unit_test_setup_teardown(test_interrupted_import, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corruption_on_disk, setup, teardown),
     };
