@@ -225,9 +225,9 @@ struct worker {
     enum board_phase phase;
     char stage[RECORDS_STATE_LEN];
     int64_t last_progress_ms;
-    int64_t write_t0_ms;   /* first write progress */
-    int64_t write_ms;      /* time spent writing + verifying */
-    uint64_t bytes_total;  /* sum of region sizes */
+    int64_t write_t0_ms;     /* first write progress */
+    int64_t write_ms;        /* time spent writing + verifying */
+    uint64_t bytes_total;    /* sum of region sizes */
     uint64_t bytes_before;   /* finished regions */
     unsigned regions_before; /* how many regions bytes_before holds */
 };

@@ -535,8 +535,7 @@ static void start_job(struct station *st, struct slot *s)
     st->running++;
     s->job = j;
     s->job_id = id;
-    snprintf(s->job_kind, sizeof(s->job_kind), "%s",
-             j->params.kind[0] ? j->params.kind : "flash");
+    snprintf(s->job_kind, sizeof(s->job_kind), "%s", j->params.kind[0] ? j->params.kind : "flash");
     s->retry_pending = false;
     set_phase(st, s, BOARD_CONNECTING);
     snprintf(s->stage, sizeof(s->stage), "open");
