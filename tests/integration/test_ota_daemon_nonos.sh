@@ -172,6 +172,18 @@ wait_file_log 'pull: applied' "$WORK/nd9/netdev.log" 10
 cmp -s "$WORK/nd9/ota-1.bin" "$WORK/gz/app.bin.gz" || fail "the device did not receive the gzip bytes as is"
 wait_sql "SELECT running_version FROM boards WHERE mac = '$M9';" 3.0.0 20
 
+# a gzip image is for network OTA only: a serial flash of that set is refused before
+# anything is written, with the reason and what to do
+md5_before=$(md5sum <"$S8/flash.bin")
+apij POST /api/v1/slots/N1/reflash '{"firmware": "gz8266@3.0.0", "force": true}'
+expect_status 202
+JG=$(jqr .id)
+wait_sql "SELECT state FROM jobs WHERE id = $JG;" failed 60
+msg=$(db "SELECT error_stage || '|' || error_message || '|' || error_advice FROM jobs WHERE id = $JG;")
+[[ $msg == *"gzip-compressed OTA image, which the ROM cannot boot"*"uncompressed .bin over serial"* ]] ||
+    fail "gzip serial flash refusal: '$msg'"
+[ "$(md5sum <"$S8/flash.bin")" = "$md5_before" ] || fail "the refused gzip set changed the flash"
+
 cp "$WORK/gz/app.bin.gz" "$WORK/gz32/"
 cat >"$WORK/gz32/manifest.json" <<JSON
 {"name": "gz32", "version": "1.0.0", "chip": "esp32",

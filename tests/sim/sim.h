@@ -65,6 +65,7 @@ const struct sim_chip_info *sim_chip_by_name(const char *name);
 int64_t sim_now(void);
 int sim_log_open(const char *path);
 void sim_log_close(void);
+void sim_log_set_mono(bool on); /* --log-mono: absolute CLOCK_MONOTONIC in every line */
 void sim_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 const char *sim_op_name(uint8_t op);
 

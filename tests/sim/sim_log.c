@@ -1,8 +1,11 @@
 /*
  * sim_log: DIR/sim.log. One line per event, prefixed with the milliseconds
  * since the simulator started (CLOCK_MONOTONIC), flushed at every line so a
- * test can tail it while the board runs. Also owns the clock and the opcode
- * names used in log lines.
+ * test can tail it while the board runs. With sim_log_set_mono() (--log-mono)
+ * each line also carries the absolute CLOCK_MONOTONIC time, "@<s>.<us>", so
+ * it can be set against other processes' logs on the same clock
+ * (bench/bench_daemon.sh). Also owns the clock and the opcode names used in
+ * log lines.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -12,6 +15,7 @@
 
 static FILE *log_file;
 static int64_t log_t0;
+static bool log_mono;
 
 int64_t sim_now(void)
 {
@@ -30,6 +34,11 @@ int sim_log_open(const char *path)
     return 0;
 }
 
+void sim_log_set_mono(bool on)
+{
+    log_mono = on;
+}
+
 void sim_log_close(void)
 {
     if (log_file)
@@ -41,8 +50,12 @@ void sim_log(const char *fmt, ...)
 {
     if (!log_file)
         return;
-    int64_t ms = (sim_now() - log_t0) / SIM_NS_PER_MS;
+    int64_t now = sim_now();
+    int64_t ms = (now - log_t0) / SIM_NS_PER_MS;
     fprintf(log_file, "%lld ", (long long)ms);
+    if (log_mono)
+        fprintf(log_file, "@%lld.%06lld ", (long long)(now / 1000000000LL),
+                (long long)(now % 1000000000LL / 1000));
     va_list ap;
     va_start(ap, fmt);
     vfprintf(log_file, fmt, ap);

@@ -36,7 +36,7 @@ static void usage(void)
     fprintf(stderr,
             "usage: esp_sim --chip esp8266|esp32|esp32c3|esp32s3 --dir DIR [--tcp PORT]\n"
             "               [--flash-size SIZE] [--flash-id HEX] [--mac aa:bb:cc:dd:ee:ff]\n"
-            "               [--link-speed F] [--strict-reset] [--no-boot-noise]\n"
+            "               [--link-speed F] [--strict-reset] [--no-boot-noise] [--log-mono]\n"
             "               [--stub-dir DIR] [--fault KIND[:ARG]]... [--master-fd N]\n"
             "               [--net-bind 127.0.0.x [--checkin URL] [--checkin-interval MS]\n"
             "                [--ota-password PW] [--ota-auth md5|pbkdf2] [--ota-port N]\n"
@@ -145,6 +145,7 @@ static int parse_args(int argc, char **argv, struct sim *s, struct options *o)
                                              {"link-speed", required_argument, NULL, 'l'},
                                              {"strict-reset", no_argument, NULL, 'r'},
                                              {"no-boot-noise", no_argument, NULL, 'n'},
+                                             {"log-mono", no_argument, NULL, 'L'},
                                              {"stub-dir", required_argument, NULL, 'S'},
                                              {"fault", required_argument, NULL, 'f'},
                                              {"master-fd", required_argument, NULL, 'M'},
@@ -215,6 +216,9 @@ static int parse_args(int argc, char **argv, struct sim *s, struct options *o)
             break;
         case 'n':
             s->no_boot_noise = true;
+            break;
+        case 'L':
+            sim_log_set_mono(true);
             break;
         case 'S':
             s->stub_dir = optarg;

@@ -19,7 +19,11 @@
  * timestamp: the DTR/RTS timeline the tests assert.
  *
  * Commands, one per line, from the FIFO DIR/ctl (or stdin with --ctl -),
- * executed in order; each is acknowledged in DIR/umock.log (and stdout):
+ * executed in order; each is acknowledged in DIR/umock.log (and stdout).
+ * Log times are ms since the harness started; the "ready" line gives that
+ * origin on CLOCK_MONOTONIC (t0_mono_us=), and "uevent add NAME DEVNODE
+ * since=MS" brackets the board's add uevents (sent between since= and the
+ * line's own time, before the board's sim is up).
  *   add NAME CHIP VID:PID ID_PATH [+tag=T] [+serial=S] [+nosim] [esp_sim args...]
  *                        (add NAME ... of a removed board plugs it in again
  *                        as it was; the rest of the line is ignored)
@@ -580,12 +584,15 @@ static bool plug(struct board *b)
     }
     b->handler = h; /* kept (and attached) until exit */
 
+    double t_uevent = ms_now();
     if (!umockdev_testbed_add_from_string(tb, desc, &err)) {
         say("error add %s: %s", b->name, err->message);
         g_clear_error(&err);
         g_free(desc);
         return false;
     }
+    /* the add uevents went out between since= and this line's time */
+    say("uevent add %s %s since=%.1f", b->name, b->devnode, t_uevent);
     g_free(desc);
     b->master_fd = umockdev_testbed_get_dev_fd(tb, b->devnode);
     if (b->master_fd < 0) {
@@ -1137,7 +1144,9 @@ int main(int argc, char **argv)
     g_unix_fd_add(ctl_fd, G_IO_IN | G_IO_HUP, on_ctl, NULL);
     g_unix_signal_add(SIGTERM, on_term, NULL);
     g_unix_signal_add(SIGINT, on_term, NULL);
-    say("ready root=%s", umockdev_testbed_get_root_dir(tb));
+    /* t0: the log's time origin on CLOCK_MONOTONIC (g_get_monotonic_time), so
+     * umock.log and modem.log times can be set against other logs */
+    say("ready root=%s t0_mono_us=%" G_GINT64_FORMAT, umockdev_testbed_get_root_dir(tb), t0);
     g_main_loop_run(loop);
 
     /* handlers stay attached until here: the program is gone */
