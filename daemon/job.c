@@ -354,7 +354,7 @@ static int wait_plan(struct job *j, struct job_plan *out)
 }
 
 #define OPEN_SETTLE_MS 2000
-#define OPEN_SETTLE_STEP_MS 100
+#define OPEN_SETTLE_STEP_MS 10 /* udev usually settles a node within tens of ms */
 
 static bool is_cancelled(struct job *j)
 {
