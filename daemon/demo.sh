@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # demo.sh: espstationd with a handful of virtual boards of mixed chips
-# "plugged in" one after another, flashed with a demo firmware set.
+# "plugged in" one after another, flashed with a demo firmware set; then the
+# hand-over to the network: each board boots the firmware, checks in at the
+# station's OTA endpoint and goes online; a new release (1.1.0) is uploaded over
+# the REST API and every board pulls it over the network at its next check-in.
 # Builds nothing. No root, no hardware, no udev: the boards are esp_sim
 # instances whose ptys are listed as manual ports; the daemon polls manual
 # ports that do not exist yet and starts a job when one appears.
@@ -43,21 +46,24 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # --- the demo firmware sets (valid ESP images, one per chip family) ------------------
-make_set() { # chip name offset
-    local chip=$1 dir="fw-$1"
+write_set() { # chip offset version seed -> fw-CHIP-VERSION/
+    local chip=$1 dir="fw-$1-$3"
     mkdir -p "$dir"
-    python3 "$MKIMAGE" --chip "$chip" --size $((256 * 1024)) --seed 42 --out "$dir/app.bin"
+    python3 "$MKIMAGE" --chip "$chip" --size $((256 * 1024)) --seed "$4" --version "$3" \
+        --out "$dir/app.bin"
     cat >"$dir/manifest.json" <<JSON
-{"name": "demo-$chip", "version": "1.0.0", "chip": "$chip",
+{"name": "demo-$chip", "version": "$3", "chip": "$chip",
  "description": "espstation demo application",
- "regions": [{"offset": "$3", "file": "app.bin", "kind": "app"}]}
+ "regions": [{"offset": "$2", "file": "app.bin", "kind": "app"}]}
 JSON
-    "$ESPSTATIOND" --data-dir "$DEMO_DIR/data" --import-firmware "$dir" --replace 2>>import.log
 }
-make_set esp32 demo 0x10000
-make_set esp32c3 demo 0x10000
-make_set esp32s3 demo 0x10000
-make_set esp8266 demo 0x0
+FAMILIES=(esp32 esp32c3 esp32s3 esp8266)
+offset_of() { [ "$1" = esp8266 ] && echo 0x0 || echo 0x10000; }
+for chip in "${FAMILIES[@]}"; do
+    write_set "$chip" "$(offset_of "$chip")" 1.0.0 42
+    "$ESPSTATIOND" --data-dir "$DEMO_DIR/data" --import-firmware "fw-$chip-1.0.0" --replace 2>>import.log
+    write_set "$chip" "$(offset_of "$chip")" 1.1.0 43 # the network release, uploaded over REST later
+done
 
 CHIPS=(esp32 esp8266 esp32c3 esp32s3 esp32 esp8266 esp32c3 esp32s3)
 MACS=(24:6f:28:00:00:01 18:fe:34:00:00:02 58:cf:79:00:00:03 48:27:e2:00:00:04
@@ -72,11 +78,12 @@ MACS=(24:6f:28:00:00:01 18:fe:34:00:00:02 58:cf:79:00:00:03 48:27:e2:00:00:04
     done
     cat <<'JSON'
 ],
+ "ota": {"listen": "127.0.0.1:0", "unknown_boards": "enrol"},
  "profiles": {"demo": {
    "firmware": {"esp32": "demo-esp32@1.0.0", "esp32c3": "demo-esp32c3@1.0.0",
                 "esp32s3": "demo-esp32s3@1.0.0", "esp8266": "demo-esp8266@1.0.0"},
-   "boot_check": {"pattern": "esp_sim ([a-z0-9]+) app running", "timeout_ms": 8000,
-                  "capture": ["version"]}}}}
+   "boot_check": {"pattern": "app: version ([^ ]+) ip ([0-9.]+)", "timeout_ms": 8000,
+                  "capture": ["version", "ip"]}}}}
 JSON
 } >station.json
 
@@ -90,7 +97,11 @@ ARGS=(--config "$DEMO_DIR/station.json" --no-udev --listen "127.0.0.1:$DEMO_PORT
 DAEMON_PID=$!
 for _ in $(seq 50); do [ -s "$DEMO_DIR/http.port" ] && break; sleep 0.1; done
 URL="http://127.0.0.1:$(cat "$DEMO_DIR/http.port" 2>/dev/null || echo "$DEMO_PORT")/"
+for _ in $(seq 50); do [ -s "$DEMO_DIR/data/ota.port" ] && break; sleep 0.1; done
+OTA_PORT=$(cat "$DEMO_DIR/data/ota.port" 2>/dev/null || true)
+[ -n "$OTA_PORT" ] || { echo "the station's OTA endpoint did not come up: see $DEMO_DIR/daemon.log"; exit 1; }
 echo "espstationd running (pid $DAEMON_PID); log: $DEMO_DIR/daemon.log"
+echo "OTA update endpoint for the boards: http://127.0.0.1:$OTA_PORT/ota/update"
 echo
 echo "  >>> Status page: $URL  (open it now to watch the boards flash live)"
 echo "  >>> REST API:    ${URL}api/v1/slots   events: ${URL}api/v1/events"
@@ -100,7 +111,10 @@ echo
 for i in $(seq 0 $((DEMO_BOARDS - 1))); do
     chip=${CHIPS[$i]}
     echo "plugging in board A$((i + 1)): $chip (MAC ${MACS[$i]})"
-    SARGS=(--chip "$chip" --dir "board$i" --link-speed "$DEMO_SPEED" --mac "${MACS[$i]}")
+    # after its serial flash the board boots, gets 127.0.0.(20+i) and checks in every 3 s
+    SARGS=(--chip "$chip" --dir "board$i" --link-speed "$DEMO_SPEED" --mac "${MACS[$i]}"
+        --net-bind "127.0.0.$((20 + i))" --checkin "http://127.0.0.1:$OTA_PORT/ota/update"
+        --checkin-interval 3000)
     [ -n "$STUB_DIR" ] && SARGS+=(--stub-dir "$STUB_DIR")
     "$ESP_SIM" "${SARGS[@]}" >"sim$i.log" 2>&1 &
     PIDS+=($!)
@@ -112,24 +126,60 @@ echo "waiting for the jobs to finish..."
 deadline=$((SECONDS + 180))
 while :; do
     done_n=$(sqlite3 -cmd '.timeout 2000' data/records.db \
-        "SELECT count(*) FROM jobs WHERE state IN ('passed','failed','skipped')" 2>/dev/null || echo 0)
+        "SELECT count(*) FROM jobs WHERE kind = 'flash' AND state IN ('passed','failed','skipped')" 2>/dev/null || echo 0)
     [ "$done_n" -ge "$DEMO_BOARDS" ] && break
     [ $SECONDS -lt $deadline ] || { echo "timed out waiting for the jobs"; break; }
     sleep 1
 done
 
+board_table() {
+    sqlite3 -header -column -cmd '.timeout 2000' data/records.db \
+        "SELECT mac, chip, slot, current_firmware, running_version, ip, online_state FROM boards ORDER BY slot"
+}
+wait_boards() { # SQL-condition what seconds
+    local deadline=$((SECONDS + $3)) n
+    while :; do
+        n=$(sqlite3 -cmd '.timeout 2000' data/records.db "SELECT count(*) FROM boards WHERE $1" 2>/dev/null || echo 0)
+        [ "$n" -ge "$DEMO_BOARDS" ] && return 0
+        [ $SECONDS -lt $deadline ] || { echo "timed out waiting for $2 ($n of $DEMO_BOARDS)"; return 1; }
+        sleep 1
+    done
+}
+
+echo
+echo "=== hand-over: the boards boot, check in over the network and go online ==="
+wait_boards "online_state = 'online'" "the boards to come online" 60 || true
+board_table
+
+echo
+echo "=== network OTA: release 1.1.0 uploaded over the REST API, pulled by every board ==="
+for chip in "${FAMILIES[@]}"; do
+    d="fw-$chip-1.1.0"
+    code=$(curl -s -o "upload-$chip.json" -w '%{http_code}' -F "manifest=@$d/manifest.json" \
+        -F "app.bin=@$d/app.bin" "${URL}api/v1/firmware")
+    echo "POST /api/v1/firmware demo-$chip@1.1.0 -> $code"
+done
+curl -s -o profile.json -w 'PUT /api/v1/profiles/demo (ota_firmware -> 1.1.0) -> %{http_code}\n' \
+    -X PUT -H 'Content-Type: application/json' --data @- "${URL}api/v1/profiles/demo" <<'JSON'
+{"firmware": {"esp32": "demo-esp32@1.0.0", "esp32c3": "demo-esp32c3@1.0.0",
+              "esp32s3": "demo-esp32s3@1.0.0", "esp8266": "demo-esp8266@1.0.0"},
+ "ota_firmware": {"esp32": "demo-esp32@1.1.0", "esp32c3": "demo-esp32c3@1.1.0",
+                  "esp32s3": "demo-esp32s3@1.1.0", "esp8266": "demo-esp8266@1.1.0"},
+ "boot_check": {"pattern": "app: version ([^ ]+) ip ([0-9.]+)", "timeout_ms": 8000,
+                "capture": ["version", "ip"]}}
+JSON
+echo "waiting for the boards' next check-ins..."
+wait_boards "running_version = '1.1.0'" "the boards to report 1.1.0" 60 || true
+board_table
+
 echo
 echo "=== daemon log ==="
 cat daemon.log
 echo
-echo "=== jobs (records: $DEMO_DIR/data/records.db) ==="
+echo "=== jobs (records: $DEMO_DIR/data/records.db): serial first flash, then OTA pulls ==="
 sqlite3 -header -column -cmd '.timeout 2000' data/records.db \
-    "SELECT id, slot, board_mac, firmware, state, round(seconds, 1) AS s, round(kbps) AS kbit_s,
+    "SELECT id, kind, slot, board_mac, firmware, state, round(seconds, 1) AS s, round(kbps) AS kbit_s,
             coalesce(error_message, '') AS error FROM jobs ORDER BY id"
-echo
-echo "=== boards ==="
-sqlite3 -header -column -cmd '.timeout 2000' data/records.db \
-    "SELECT mac, chip, slot, current_firmware, current_md5, running_version, online_state FROM boards"
 echo
 echo "Look at: the status page $URL, the log above (journald form), and the records:"
 echo "  sqlite3 $DEMO_DIR/data/records.db 'SELECT * FROM events'"

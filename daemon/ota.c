@@ -471,6 +471,17 @@ static void update_board(struct ota *o, struct ota_conn *c, const struct ota_htt
     snprintf(b.ip, sizeof(b.ip), "%s", c->ip);
     if (req->version[0])
         snprintf(b.running_version, sizeof(b.running_version), "%s", req->version);
+    /* A board that reports its target's version now runs that set (a pull it applied, or
+     * an update from elsewhere): its record names it, as a push or a serial flash would. */
+    char target[RECORDS_FIRMWARE_LEN];
+    bool pinned = false;
+    if (known && req->version[0] &&
+        ota_target_of(o, before, target, sizeof(target), &pinned) == 0 && target[0]) {
+        const char *at = strrchr(target, '@');
+        if (at && strcmp(at + 1, req->version) == 0 &&
+            strcmp(before->current_firmware, target) != 0)
+            snprintf(b.current_firmware, sizeof(b.current_firmware), "%s", target);
+    }
     snprintf(b.online_state, sizeof(b.online_state), "online");
     if (records_board_upsert(rec, &b, NULL) < 0)
         return;

@@ -3,7 +3,9 @@
 # espstationd and plugs in a handful of virtual boards of mixed chips
 # (tests/sim, realistic serial timing) one after another; the daemon flashes
 # each by profile with a bundled demo firmware set, verifies and resets it, and
-# records it. Then shows the CLI flashing a board directly, as a test bench would.
+# records it; the boards boot, check in at the station's OTA endpoint and go
+# online, and a release uploaded over the REST API reaches them over the network.
+# Then shows the CLI flashing a board directly, as a test bench would.
 #   DEMO_BOARDS=N (default 5), DEMO_GAP=seconds between plug-ins (default 2).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)

@@ -75,6 +75,9 @@ flash_region_equals "$S1" 0x10000 "$WORK/fw2/app.bin"
 grep -q 'pull: applied .* version now 2.0.0' "$S1/net/netdev.log" || fail "netdev did not apply"
 wait_file_log 'checkin: status=304 version=2.0.0' "$S1/net/netdev.log" 10
 wait_sql "SELECT running_version FROM boards WHERE mac = '$M8';" 2.0.0 30
+# a board that reports its target's version runs that set: the record names it
+[ "$(board_col "$MAC" current_firmware)" = demo@2.0.0 ] || fail "current_firmware after the pull"
+[ "$(board_col "$M8" current_firmware)" = e8266@2.0.0 ] || fail "ESP8266 current_firmware after the pull"
 flash_region_equals "$S8" 0x0 "$WORK/e2/app.bin"
 wait_file_log 'checkin: status=304 version=2.0.0' "$S8/net/netdev.log" 10
 [ "$(db "SELECT count(*) FROM jobs WHERE kind = 'ota-pull';")" = 2 ] || fail "served more than once"
