@@ -275,6 +275,7 @@ static void profile_defaults(struct config_profile *p)
     p->retries = 1;
     p->after = ESP_AFTER_HARD_RESET;
     p->boot_check.timeout_ms = CONFIG_DEFAULT_BOOT_TIMEOUT_MS;
+    p->boot_check.baud = CONFIG_DEFAULT_BOOT_BAUD;
 }
 
 static int set_defaults(struct ctx *c, struct config *cfg)
@@ -708,7 +709,7 @@ static int parse_firmware_map(struct ctx *c, const char *path, struct config_fir
 static int parse_boot_check(struct ctx *c, const char *path, struct config_boot_check *b,
                             json_object *v)
 {
-    static const char *const keys[] = {"pattern", "timeout_ms", "capture", NULL};
+    static const char *const keys[] = {"pattern", "timeout_ms", "baud", "capture", NULL};
     char kp[KEYPATH_MAX];
     json_object *f;
     int rc;
@@ -740,6 +741,13 @@ static int parse_boot_check(struct ctx *c, const char *path, struct config_boot_
         if ((rc = get_int(c, kp, f, 100, 600000, &x)) < 0)
             return rc;
         b->timeout_ms = (int)x;
+    }
+    if (json_object_object_get_ex(v, "baud", &f)) {
+        long long x;
+        join_key(kp, sizeof(kp), path, "baud");
+        if ((rc = get_int(c, kp, f, 9600, 5000000, &x)) < 0)
+            return rc;
+        b->baud = (uint32_t)x;
     }
     if (json_object_object_get_ex(v, "capture", &f)) {
         join_key(kp, sizeof(kp), path, "capture");
@@ -1072,6 +1080,81 @@ static int apply_overlay(struct ctx *c, json_object *root)
         json_object_object_add(root, "active_profile", json_object_get(active));
     json_object_put(ov);
     return 0;
+}
+
+/*
+ * The overlay file (<data_dir>/profiles.json, written by the daemon): checks
+ * its shape only; whether the profiles in it are valid is decided when it is
+ * merged over the config file (config_load_overlay).
+ */
+int config_overlay_check(const char *text, size_t len, const char *origin, char **norm, char *err,
+                         size_t errlen)
+{
+    if (norm)
+        *norm = NULL;
+    if (err && errlen)
+        err[0] = '\0';
+    struct ctx c = {.origin = origin ? origin : "profiles", .err = err, .errlen = errlen};
+    if (!text)
+        return fail(&c, NULL, "no text given");
+    json_object *root = NULL;
+    int rc = parse_tree(&c, text, len, &root);
+    if (rc < 0)
+        return rc;
+    static const char *const keys[] = {"format", "version", "profiles", "active_profile", NULL};
+    json_object *f, *profs = NULL, *active = NULL;
+    const char *s;
+    if ((rc = want_object(&c, NULL, root)) < 0 || (rc = check_keys(&c, NULL, root, keys)) < 0)
+        goto out;
+    if (!json_object_object_get_ex(root, "format", &f) ||
+        !json_object_is_type(f, json_type_string) ||
+        strcmp(json_object_get_string(f), CONFIG_OVERLAY_FORMAT) != 0) {
+        rc = fail(&c, "format", "must be \"%s\" (not a profile overlay file)",
+                  CONFIG_OVERLAY_FORMAT);
+        goto out;
+    }
+    if (!json_object_object_get_ex(root, "version", &f) || !json_object_is_type(f, json_type_int) ||
+        json_object_get_int64(f) != 1) {
+        rc = fail(&c, "version", "must be 1");
+        goto out;
+    }
+    if (json_object_object_get_ex(root, "profiles", &profs)) {
+        if ((rc = want_object(&c, "profiles", profs)) < 0)
+            goto out;
+        json_object_object_foreach(profs, name, prof)
+        {
+            char kp[KEYPATH_MAX];
+            join_key(kp, sizeof(kp), "profiles", name);
+            if (strlen(name) == 0 || strlen(name) > 64 || !chars_ok(name, "_-")) {
+                rc = fail(&c, kp, "not a valid profile name");
+                goto out;
+            }
+            if ((rc = want_object(&c, kp, prof)) < 0)
+                goto out;
+        }
+    }
+    if (json_object_object_get_ex(root, "active_profile", &active) && active &&
+        (rc = get_str(&c, "active_profile", active, 64, &s)) < 0)
+        goto out;
+    if (norm) {
+        json_object *o = json_object_new_object();
+        if (!o) {
+            rc = fail_nomem(&c);
+            goto out;
+        }
+        if (profs)
+            json_object_object_add(o, "profiles", json_object_get(profs));
+        if (json_object_object_get_ex(root, "active_profile", &active))
+            json_object_object_add(o, "active_profile", json_object_get(active));
+        const char *t = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+        *norm = t ? strdup(t) : NULL;
+        json_object_put(o);
+        if (!*norm)
+            rc = fail_nomem(&c);
+    }
+out:
+    json_object_put(root);
+    return rc;
 }
 
 static int load(struct ctx *c, const char *json, size_t len, const char *path, struct config **out)

@@ -34,6 +34,7 @@
 #define CONFIG_DEFAULT_UDEV_TAG "ESPSTATION"
 #define CONFIG_DEFAULT_BAUD 921600u
 #define CONFIG_DEFAULT_BOOT_TIMEOUT_MS 10000
+#define CONFIG_DEFAULT_BOOT_BAUD 115200u
 #define CONFIG_DEFAULT_MAX_BODY_BYTES (64u * 1024 * 1024)
 
 /* A USB-serial bridge whose ttys are ours (VID:PID as in udev ID_VENDOR_ID/ID_MODEL_ID). */
@@ -65,6 +66,7 @@ struct config_boot_check {
     bool enabled;     /* false when the profile has no boot_check */
     char *pattern;    /* POSIX extended regex, compiles with regcomp(REG_EXTENDED) */
     int timeout_ms;   /* 100 .. 600000 */
+    uint32_t baud;    /* console baud after reset: 115200; 9600 .. 5000000 */
     char **capture;   /* names of the pattern's groups 1..n_capture (e.g. "version", "ip") */
     size_t n_capture; /* <= number of groups in pattern */
 };
@@ -152,6 +154,20 @@ int config_load(const char *path, struct config **out, char *err, size_t errlen)
  */
 int config_load_overlay(const char *path, const char *overlay, struct config **out, char *err,
                         size_t errlen);
+
+/*
+ * The REST API's profile changes as the daemon keeps them on disk
+ * (<data_dir>/profiles.json): {"format": CONFIG_OVERLAY_FORMAT, "version": 1,
+ * "profiles": {name: profile, ...}, "active_profile": name | null} (profiles
+ * and active_profile optional). config_overlay_check() checks the shape of
+ * len bytes of such text (untrusted: the file may be damaged) and on success
+ * sets *norm (if norm; caller frees) to the overlay text for
+ * config_load_overlay(); the profiles' contents are validated there. 0,
+ * -EINVAL (err: one line, after origin, NULL = "profiles") or -ENOMEM.
+ */
+#define CONFIG_OVERLAY_FORMAT "espstation-profiles"
+int config_overlay_check(const char *text, size_t len, const char *origin, char **norm, char *err,
+                         size_t errlen);
 
 /*
  * Same for JSON text in memory (len bytes, need not be NUL-terminated). origin

@@ -418,6 +418,11 @@ static int boot_check(struct worker *w, struct esp_error *err)
     char line[512];
     size_t len = 0;
     char last[512] = "";
+    /* Bytes a text console does not send: many of them among the last ones read =
+     * the console runs at another baud. */
+    enum { TAIL = 128 };
+    bool tail_odd[TAIL] = {false};
+    size_t seen = 0, odd = 0;
     int64_t deadline = mono_ms() + p->boot_timeout_ms;
     int rc = -ETIMEDOUT;
     bool reopened = false;
@@ -453,6 +458,9 @@ static int boot_check(struct worker *w, struct esp_error *err)
         }
         for (int i = 0; i < n; i++) {
             char c = (char)buf[i];
+            bool o = buf[i] >= 0x7f || (buf[i] < 0x20 && c != '\n' && c != '\r' && c != '\t');
+            odd += (size_t)o - (size_t)tail_odd[seen % TAIL];
+            tail_odd[seen++ % TAIL] = o;
             if (c == '\n' || c == '\r' || len + 1 >= sizeof(line)) {
                 line[len] = '\0';
                 if (len == 0)
@@ -484,6 +492,15 @@ static int boot_check(struct worker *w, struct esp_error *err)
         }
     }
     regfree(&re);
+    size_t tail = seen < TAIL ? seen : TAIL;
+    if (rc == -ETIMEDOUT && tail >= 32 && odd * 4 >= tail)
+        return esp_error_set(err, -ETIMEDOUT, ESP_STAGE_FINISH,
+                             "set the profile's boot_check.baud to the rate the firmware prints "
+                             "at (e.g. 74880 for ESP8266 boot ROM output, or the app's "
+                             "Serial.begin rate)",
+                             "boot check: pattern not seen within %d ms; console output looks "
+                             "garbled at %u baud (%zu of the last %zu bytes are not text)",
+                             p->boot_timeout_ms, p->boot_baud, odd, tail);
     if (rc == -ETIMEDOUT)
         return esp_error_set(
             err, -ETIMEDOUT, ESP_STAGE_FINISH,

@@ -12,6 +12,7 @@
 #include "station.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <signal.h>
@@ -21,6 +22,7 @@
 #include <strings.h>
 #include <sys/epoll.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
@@ -37,7 +39,8 @@
 #define DEFAULT_RETRY_BACKOFF_MS 2000
 #define DEFAULT_MANUAL_POLL_MS 1000
 #define DEFAULT_REENUM_GRACE_MS 3000
-#define BOOT_CHECK_BAUD 115200u
+#define PROFILES_FILE "profiles.json"
+#define MAX_OVERLAY_BYTES (4u * 1024 * 1024)
 
 struct station {
     struct station_options opt;
@@ -382,7 +385,7 @@ static void fill_params(struct station *st, const struct slot *s, struct job_par
     scopy(p->stub_dir, sizeof(p->stub_dir), st->stub_dir);
     p->usb_jtag = s->usb_jtag;
     p->reenum_grace_ms = st->opt.reenum_grace_ms;
-    p->boot_baud = BOOT_CHECK_BAUD;
+    p->boot_baud = CONFIG_DEFAULT_BOOT_BAUD;
     const struct config_profile *prof = config_profile(st->cfg, NULL);
     if (!prof) {
         /* Identify and record only: nothing is written, the ROM is enough. */
@@ -402,6 +405,7 @@ static void fill_params(struct station *st, const struct slot *s, struct job_par
         p->boot_check = true;
         snprintf(p->boot_pattern, sizeof(p->boot_pattern), "%s", prof->boot_check.pattern);
         p->boot_timeout_ms = prof->boot_check.timeout_ms;
+        p->boot_baud = prof->boot_check.baud ? prof->boot_check.baud : CONFIG_DEFAULT_BOOT_BAUD;
         for (size_t i = 0; i < prof->boot_check.n_capture && i < JOB_MAX_CAPTURE; i++)
             snprintf(p->capture[i], sizeof(p->capture[i]), "%s", prof->boot_check.capture[i]);
         p->n_capture = prof->boot_check.n_capture < JOB_MAX_CAPTURE ? prof->boot_check.n_capture
@@ -1279,6 +1283,202 @@ static int load_config(const char *path, struct config **out, char *err, size_t 
     return config_load(path, out, err, errlen);
 }
 
+/* ---- profile overlay file (REST API profile changes, <data_dir>/profiles.json) ---------- */
+
+static void overlay_path(const struct station *st, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s/%s", st->data_dir, PROFILES_FILE);
+}
+
+const char *station_profiles_file(const struct station *st, char *buf, size_t len)
+{
+    overlay_path(st, buf, len);
+    return buf;
+}
+
+static void fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+}
+
+/* Moves an unusable overlay file aside (<file>.bad-<time>) and says what to do. */
+static void quarantine_overlay(const struct station *st, const char *why)
+{
+    char path[PATH_MAX + 32], bad[PATH_MAX + 64], stamp[32];
+    overlay_path(st, path, sizeof(path));
+    time_t now = time(NULL);
+    struct tm tm;
+    localtime_r(&now, &tm);
+    strftime(stamp, sizeof(stamp), "%Y%m%d-%H%M%S", &tm);
+    snprintf(bad, sizeof(bad), "%s.bad-%s", path, stamp);
+    for (int i = 1; i < 100 && access(bad, F_OK) == 0; i++)
+        snprintf(bad, sizeof(bad), "%s.bad-%s-%d", path, stamp, i);
+    if (rename(path, bad) != 0) {
+        log_msg(LOG_LEVEL_ERROR,
+                "profile changes file %s is unusable (%s) and cannot be moved aside: %s; "
+                "using the config file's profiles; the next profile change through the API "
+                "replaces it",
+                path, why, strerror(errno));
+        return;
+    }
+    fsync_dir(st->data_dir);
+    log_msg(LOG_LEVEL_ERROR,
+            "profile changes file %s is unusable (%s): moved aside to %s; using the config "
+            "file's profiles. Make the changes again through the API (PUT "
+            "/api/v1/profiles/...) or put them in the config file, then delete %s",
+            path, why, bad, bad);
+}
+
+/*
+ * Writes ov (the REST API's profile changes) to <data_dir>/profiles.json:
+ * temp file (mode 0600: it can hold ota_password) + fsync + rename + fsync of
+ * the directory, so a kill at any point leaves the old or the new file. No
+ * changes left: the file is removed.
+ */
+static int save_overlay(const struct station *st, struct json_object *ov, char *err, size_t errlen)
+{
+    char path[PATH_MAX + 32], tmp[PATH_MAX + 48];
+    overlay_path(st, path, sizeof(path));
+    struct json_object *profs = NULL, *active = NULL;
+    bool has_profs =
+        json_object_object_get_ex(ov, "profiles", &profs) && json_object_object_length(profs) > 0;
+    bool has_active = json_object_object_get_ex(ov, "active_profile", &active);
+    if (!has_profs && !has_active) {
+        if (unlink(path) != 0 && errno != ENOENT) {
+            snprintf(err, errlen, "cannot remove %s: %s", path, strerror(errno));
+            return -EIO;
+        }
+        fsync_dir(st->data_dir);
+        return 0;
+    }
+    struct json_object *doc = jobj();
+    if (!doc)
+        return -ENOMEM;
+    jset_str(doc, "format", CONFIG_OVERLAY_FORMAT);
+    jset_int(doc, "version", 1);
+    json_object_object_add(doc, "profiles", has_profs ? json_object_get(profs) : jobj());
+    if (has_active)
+        json_object_object_add(doc, "active_profile", json_object_get(active));
+    const char *text = json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PRETTY);
+    snprintf(tmp, sizeof(tmp), "%s.tmp-XXXXXX", path);
+    int fd = mkstemp(tmp); /* 0600 */
+    int rc = 0;
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot save the profile changes: cannot create %s: %s", tmp,
+                 strerror(errno));
+        json_object_put(doc);
+        return -EIO;
+    }
+    size_t len = strlen(text), off = 0;
+    while (off < len) {
+        ssize_t n = write(fd, text + off, len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            rc = -(n < 0 ? errno : EIO);
+            break;
+        }
+        off += (size_t)n;
+    }
+    if (rc == 0 && (write(fd, "\n", 1) != 1 || fsync(fd) != 0))
+        rc = -(errno ? errno : EIO);
+    if (close(fd) != 0 && rc == 0)
+        rc = -errno;
+    if (rc == 0 && rename(tmp, path) != 0)
+        rc = -errno;
+    json_object_put(doc);
+    if (rc < 0) {
+        unlink(tmp);
+        snprintf(err, errlen, "cannot save the profile changes to %s: %s", path, strerror(-rc));
+        return -EIO;
+    }
+    fsync_dir(st->data_dir);
+    return 0;
+}
+
+/* At start: the REST API's profile changes from the last run, applied on top of the
+ * config file exactly as on SIGHUP. An unusable file is moved aside, never fatal. */
+static void load_overlay_file(struct station *st)
+{
+    char path[PATH_MAX + 32];
+    overlay_path(st, path, sizeof(path));
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno != ENOENT)
+            log_msg(LOG_LEVEL_ERROR,
+                    "cannot read the profile changes file %s: %s; using the config file's "
+                    "profiles (fix its permissions and restart)",
+                    path, strerror(errno));
+        return;
+    }
+    char *buf = malloc(MAX_OVERLAY_BYTES + 1);
+    size_t len = 0;
+    int rerr = buf ? 0 : ENOMEM;
+    while (buf && len <= MAX_OVERLAY_BYTES) {
+        ssize_t n = read(fd, buf + len, MAX_OVERLAY_BYTES + 1 - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            rerr = errno;
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    close(fd);
+    if (rerr) {
+        log_msg(LOG_LEVEL_ERROR,
+                "cannot read the profile changes file %s: %s; using the config file's profiles",
+                path, strerror(rerr));
+        free(buf);
+        return;
+    }
+    char err[512] = "", *norm = NULL;
+    int rc = config_overlay_check(buf, len, PROFILES_FILE, &norm, err, sizeof(err));
+    free(buf);
+    if (rc < 0) {
+        quarantine_overlay(st, err);
+        return;
+    }
+    struct config *cfg = NULL;
+    rc = config_load_overlay(st->config_path, norm, &cfg, err, sizeof(err));
+    struct json_object *ov = rc == 0 ? json_tokener_parse(norm) : NULL;
+    free(norm);
+    if (rc < 0 || !ov) {
+        char why[700];
+        snprintf(why, sizeof(why), "its profiles do not fit the config file: %s", err);
+        quarantine_overlay(st, rc < 0 ? why : "out of memory");
+        config_free(cfg);
+        return;
+    }
+    config_free(st->cfg);
+    st->cfg = cfg;
+    resolve_dirs(st); /* the overlay holds profiles only: data_dir stays */
+    st->overlay = ov;
+    struct json_object *profs, *active;
+    char names[256] = "";
+    size_t used = 0;
+    if (json_object_object_get_ex(ov, "profiles", &profs)) {
+        json_object_object_foreach(profs, name, prof)
+        {
+            (void)prof;
+            if (used < sizeof(names))
+                used += (size_t)snprintf(names + used, sizeof(names) - used, "%s%s",
+                                         used ? ", " : "", name);
+        }
+    }
+    bool has_active = json_object_object_get_ex(ov, "active_profile", &active);
+    log_msg(LOG_LEVEL_NOTICE,
+            "profile changes made through the API loaded from %s: profiles %s; active profile "
+            "%s",
+            path, names[0] ? names : "(none)",
+            has_active ? (active ? json_object_get_string(active) : "(none)")
+                       : "(the config file's)");
+}
+
 int station_new(const struct station_options *o, struct loop *loop, struct station **out, char *err,
                 size_t errlen)
 {
@@ -1334,6 +1534,7 @@ int station_new(const struct station_options *o, struct loop *loop, struct stati
     rc = catalog_open(st->data_dir, &st->cat, err, errlen);
     if (rc < 0)
         goto fail;
+    load_overlay_file(st);
     loop_set_msg_handler(loop, on_message, destroy_message, st);
     log_msg(LOG_LEVEL_INFO, "data directory %s (records %s, firmware %s)", st->data_dir, path,
             catalog_root(st->cat));
@@ -1392,6 +1593,7 @@ int station_reload(struct station *st)
                     err);
             json_object_put(st->overlay);
             st->overlay = NULL;
+            quarantine_overlay(st, "its profiles do not fit the reloaded config file");
             cfg = plain;
             rc = 0;
         }
@@ -1823,6 +2025,12 @@ static int set_overlay(struct station *st, struct json_object *ov, char *err, si
     int rc = config_load_overlay(st->config_path,
                                  json_object_to_json_string_ext(ov, JSON_C_TO_STRING_PLAIN), &cfg,
                                  err, errlen);
+    if (rc == 0) {
+        /* Stored before it applies: an answered change survives a kill. */
+        rc = save_overlay(st, ov, err, errlen);
+        if (rc < 0)
+            config_free(cfg);
+    }
     if (rc < 0) {
         json_object_put(ov);
         return rc;
@@ -1861,7 +2069,9 @@ int station_put_profile(struct station *st, const char *name, const char *profil
     json_object_object_add(profs, name, prof);
     int rc = set_overlay(st, ov, err, errlen);
     if (rc == 0) {
-        log_msg(LOG_LEVEL_NOTICE, "profile %s updated through the API (in memory)", name);
+        log_msg(LOG_LEVEL_NOTICE,
+                "profile %s updated through the API (saved in %s/" PROFILES_FILE ")", name,
+                st->data_dir);
         struct json_object *d = jobj();
         jset_str(d, "name", name);
         json_object_object_add(d, "active",
@@ -1884,11 +2094,89 @@ int station_set_active_profile(struct station *st, const char *name, char *err, 
     json_object_object_add(ov, "active_profile", name ? json_object_new_string(name) : NULL);
     int rc = set_overlay(st, ov, err, errlen);
     if (rc == 0) {
-        log_msg(LOG_LEVEL_NOTICE, "active profile switched to %s through the API (in memory)",
-                name ? name : "(none)");
+        log_msg(LOG_LEVEL_NOTICE,
+                "active profile switched to %s through the API (saved in %s/" PROFILES_FILE ")",
+                name ? name : "(none)", st->data_dir);
         struct json_object *d = jobj();
         json_object_object_add(d, "name", name ? json_object_new_string(name) : NULL);
         json_object_object_add(d, "active", json_object_new_boolean(true));
+        event(st, "profile.changed", NULL, NULL, 0, d);
+    }
+    return rc;
+}
+
+bool station_profile_overridden(const struct station *st, const char *name)
+{
+    struct json_object *o;
+    if (!st->overlay)
+        return false;
+    if (!name)
+        return json_object_object_get_ex(st->overlay, "active_profile", &o);
+    return json_object_object_get_ex(st->overlay, "profiles", &o) &&
+           json_object_object_get_ex(o, name, NULL);
+}
+
+int station_delete_profile(struct station *st, const char *name, char *err, size_t errlen)
+{
+    if (name && !config_profile(st->cfg, name)) {
+        snprintf(err, errlen, "no profile named \"%s\"", name);
+        return -ENOENT;
+    }
+    if (!station_profile_overridden(st, name)) {
+        if (name)
+            snprintf(err, errlen,
+                     "profile \"%s\" is the config file's and has no change made through the "
+                     "API (edit the config file to change or remove it)",
+                     name);
+        else
+            snprintf(err, errlen,
+                     "the active profile is the config file's choice: no change made through "
+                     "the API to drop");
+        return -EALREADY;
+    }
+    struct json_object *ov = overlay_copy(st), *profs, *active;
+    if (!ov)
+        return -ENOMEM;
+    if (name && json_object_object_get_ex(ov, "profiles", &profs))
+        json_object_object_del(profs, name);
+    else if (!name)
+        json_object_object_del(ov, "active_profile");
+    /* An API-created profile that the API also made active: the config file's
+     * choice applies again. */
+    if (name && json_object_object_get_ex(ov, "active_profile", &active) && active &&
+        strcmp(json_object_get_string(active), name) == 0) {
+        struct json_object *tryov = NULL;
+        struct config *cfg = NULL;
+        char e2[512];
+        if (json_object_deep_copy(ov, &tryov, NULL) != 0)
+            tryov = NULL;
+        if (!tryov ||
+            config_load_overlay(st->config_path,
+                                json_object_to_json_string_ext(tryov, JSON_C_TO_STRING_PLAIN), &cfg,
+                                e2, sizeof(e2)) < 0)
+            json_object_object_del(ov, "active_profile");
+        json_object_put(tryov);
+        config_free(cfg);
+    }
+    int rc = set_overlay(st, ov, err, errlen);
+    if (rc == 0) {
+        bool still = name && config_profile(st->cfg, name) != NULL;
+        if (name)
+            log_msg(LOG_LEVEL_NOTICE, "profile %s %s through the API", name,
+                    still ? "reverted to the config file's version" : "removed");
+        else
+            log_msg(LOG_LEVEL_NOTICE,
+                    "active profile choice made through the API dropped: profile %s (the "
+                    "config file's)",
+                    st->cfg->active_profile ? st->cfg->active_profile : "(none)");
+        struct json_object *d = jobj();
+        const char *n = name ? name : st->cfg->active_profile;
+        json_object_object_add(d, "name", n ? json_object_new_string(n) : NULL);
+        json_object_object_add(d, "active",
+                               json_object_new_boolean(st->cfg->active_profile && n &&
+                                                       strcmp(st->cfg->active_profile, n) == 0));
+        if (name)
+            json_object_object_add(d, "removed", json_object_new_boolean(!still));
         event(st, "profile.changed", NULL, NULL, 0, d);
     }
     return rc;

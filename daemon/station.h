@@ -154,15 +154,24 @@ int station_cancel_job(struct station *st, int64_t id);
 int station_detach(struct station *st, struct slot *s);
 
 /*
- * Profile changes (kept in memory on top of the config file, so they survive SIGHUP
- * but not a restart). put: profile_json is a profile object as in the config file;
- * the whole config is validated again (err gets the config's message, naming the key).
- * active: name NULL = no active profile. 0, -EINVAL (validation), -ENOENT (no such
- * profile), -ENOMEM.
+ * Profile changes, applied on top of the config file (so they survive SIGHUP) and
+ * saved in <data_dir>/profiles.json before they apply (so they survive a restart or
+ * a kill; loaded by station_new, an unusable file is moved aside). put: profile_json
+ * is a profile object as in the config file; the whole config is validated again
+ * (err gets the config's message, naming the key). active: name NULL = no active
+ * profile. delete: drops the API's change to profile name (an API-created profile is
+ * removed, an edited one is the config file's again) or, name NULL, the API's active
+ * choice. 0, -EINVAL (validation), -ENOENT (no such profile), -EALREADY (delete:
+ * nothing changed through the API), -EIO (cannot save: err says why), -ENOMEM.
  */
 int station_put_profile(struct station *st, const char *name, const char *profile_json, char *err,
                         size_t errlen);
 int station_set_active_profile(struct station *st, const char *name, char *err, size_t errlen);
+int station_delete_profile(struct station *st, const char *name, char *err, size_t errlen);
+/* True if the API changed profile name (NULL: the active choice). */
+bool station_profile_overridden(const struct station *st, const char *name);
+/* The profile changes file's path (in buf). */
+const char *station_profiles_file(const struct station *st, char *buf, size_t len);
 
 /* The firmware catalog changed (import, replace, delete): drops cached sets and
  * re-checks the profiles' references. */

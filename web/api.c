@@ -1956,6 +1956,7 @@ static struct json_object *profile_json(const struct config *cfg, const struct c
         bc = json_object_new_object();
         add(bc, "pattern", jstr(p->boot_check.pattern));
         add(bc, "timeout_ms", json_object_new_int(p->boot_check.timeout_ms));
+        add(bc, "baud", json_object_new_int64(p->boot_check.baud));
         struct json_object *cap = json_object_new_array();
         for (size_t i = 0; i < p->boot_check.n_capture; i++)
             json_object_array_add(cap, json_object_new_string(p->boot_check.capture[i]));
@@ -1983,7 +1984,18 @@ static void get_profiles(struct api *a, struct api_response *resp)
         json_object_array_add(arr, profile_json(cfg, &cfg->profiles[i]));
     struct json_object *o = json_object_new_object();
     add(o, "active", jstr(cfg->active_profile));
-    add(o, "persistence", json_object_new_string("memory"));
+    add(o, "persistence", json_object_new_string("data_dir"));
+    char path[PATH_MAX + 32];
+    add(o, "overlay_file",
+        json_object_new_string(station_profiles_file(a->st, path, sizeof(path))));
+    struct json_object *changed = json_object_new_array();
+    for (size_t i = 0; i < cfg->n_profiles; i++)
+        if (station_profile_overridden(a->st, cfg->profiles[i].name))
+            json_object_array_add(changed, json_object_new_string(cfg->profiles[i].name));
+    struct json_object *ov = json_object_new_object();
+    add(ov, "profiles", changed);
+    add(ov, "active", json_object_new_boolean(station_profile_overridden(a->st, NULL)));
+    add(o, "overlay", ov);
     add(o, "profiles", arr);
     api_json(resp, 200, o);
 }
@@ -2065,6 +2077,38 @@ static void put_profile(struct api *a, const char *name, const struct api_reques
         return;
     }
     get_profile(a, name, resp);
+}
+
+/* DELETE /profiles/{name} (name NULL: /profiles/active): drops the API's change. */
+static void delete_profile(struct api *a, const char *name, struct api_response *resp)
+{
+    char err[512] = "";
+    int rc = station_delete_profile(a->st, name, err, sizeof(err));
+    if (rc == -ENOENT) {
+        api_error(resp, 404, "not_found", "profile", "%s", err);
+        return;
+    }
+    if (rc == -EALREADY) {
+        api_error(resp, 409, "not_changed", "profile", "%s", err);
+        return;
+    }
+    if (rc < 0) {
+        api_error(resp, rc == -EINVAL ? 422 : 500, rc == -EINVAL ? "validation_failed" : "internal",
+                  NULL, "%s", err[0] ? err : strerror(-rc));
+        return;
+    }
+    const struct config *cfg = station_config(a->st);
+    struct json_object *r = json_object_new_object();
+    if (name) {
+        const struct config_profile *p = config_profile(cfg, name);
+        add(r, "name", json_object_new_string(name));
+        add(r, "result", json_object_new_string(p ? "reverted" : "removed"));
+        add(r, "profile", p ? profile_json(cfg, p) : NULL);
+    } else {
+        add(r, "result", json_object_new_string("reverted"));
+    }
+    add(r, "active", jstr(cfg->active_profile));
+    api_json(resp, 200, r);
 }
 
 static void put_active(struct api *a, const struct api_request *rq, struct api_response *resp)
@@ -2641,11 +2685,14 @@ static void route(struct api *a, const struct api_request *rq, struct api_respon
                 get_profile(a, active ? NULL : rest, resp);
             return;
         }
-        if (!method_is(rq, "PUT"))
-            return not_allowed(resp, "GET, PUT");
+        bool del = method_is(rq, "DELETE");
+        if (!method_is(rq, "PUT") && !del)
+            return not_allowed(resp, "GET, PUT, DELETE");
         if (check_auth(a, rq, true, resp))
             return;
-        if (active)
+        if (del)
+            delete_profile(a, active ? NULL : rest, resp);
+        else if (active)
             put_active(a, rq, resp);
         else
             put_profile(a, rest, rq, resp);

@@ -1,7 +1,9 @@
 /*
  * fuzz_config: config_load_string on arbitrary text. It must never crash or
  * leak; a success yields a config whose lookups work, a failure yields no
- * config and a one-line message that names the source.
+ * config and a one-line message that names the source. The same text is also
+ * read as a profile changes file (<data_dir>/profiles.json:
+ * config_overlay_check, then merged over the defaults as the daemon does).
  */
 #include <errno.h>
 #include <stdint.h>
@@ -18,8 +20,31 @@ static void check(int cond)
         abort();
 }
 
+static void overlay(const uint8_t *data, size_t size)
+{
+    char err[512], *norm = NULL;
+    int rc = config_overlay_check((const char *)data, size, "fuzz", &norm, err, sizeof(err));
+    if (rc != 0) {
+        check(rc == -EINVAL || rc == -ENOMEM);
+        check(norm == NULL);
+        check(strncmp(err, "fuzz: ", 6) == 0);
+        for (const char *p = err; *p; p++)
+            check((unsigned char)*p >= 0x20 && *p != 0x7f);
+        return;
+    }
+    check(norm != NULL);
+    struct config *cfg = NULL;
+    rc = config_load_overlay(NULL, norm, &cfg, err, sizeof(err));
+    check(rc == 0 ? cfg != NULL : (cfg == NULL && (rc == -EINVAL || rc == -ENOMEM)));
+    if (cfg)
+        check(cfg->active_profile == NULL || config_profile(cfg, NULL) != NULL);
+    config_free(cfg);
+    free(norm);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    overlay(data, size);
     char err[512];
     struct config *cfg = NULL;
     int rc = config_load_string((const char *)data, size, "fuzz", &cfg, err, sizeof(err));

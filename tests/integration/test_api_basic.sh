@@ -82,7 +82,7 @@ expect_status 200 "reads are open"
 # --- profiles -----------------------------------------------------------------------------------------
 api GET /api/v1/profiles
 expect_status 200
-expect_jq '.active == "p1" and .persistence == "memory" and (.profiles | length == 2)'
+expect_jq '.active == "p1" and .persistence == "data_dir" and (.profiles | length == 2)'
 expect_jq '.profiles[] | select(.name == "p1") | .active and .baud == 460800 and .after == "hard-reset" and .boot_check == null'
 api GET /api/v1/profiles/active
 expect_jq '.name == "p1" and .active'

@@ -270,6 +270,7 @@ struct sim {
     bool want_exit;
     int64_t app_next_line; /* 0 = no app output */
     unsigned app_lines;
+    uint32_t app_baud; /* --app-baud: the app's console rate (SIM_INITIAL_BAUD) */
     /* session */
     uint32_t last_value; /* stale ROM reply value */
     bool spi_params_set;

@@ -493,7 +493,7 @@ void sim_board_step(struct sim *s, int64_t now)
                      200 + s->app_lines * 1000, s->chip->name, s->app_lines);
         }
         s->app_lines++;
-        board_text(s, line, SIM_INITIAL_BAUD);
+        board_text(s, line, s->app_baud ? s->app_baud : SIM_INITIAL_BAUD);
         s->app_next_line = now + APP_LINE_NS;
     }
 }

@@ -41,7 +41,7 @@ static void usage(void)
             "               [--net-bind 127.0.0.x [--checkin URL] [--checkin-interval MS]\n"
             "                [--ota-password PW] [--ota-auth md5|pbkdf2] [--ota-port N]\n"
             "                [--web-port N] [--net-fault F] [--netdev PATH] [--app-offset N]\n"
-            "                [--fs-offset N]]\n");
+            "                [--fs-offset N]] [--app-baud N]\n");
 }
 
 static int parse_size(const char *arg, uint32_t *out)
@@ -160,6 +160,7 @@ static int parse_args(int argc, char **argv, struct sim *s, struct options *o)
                                              {"netdev", required_argument, NULL, 'N'},
                                              {"app-offset", required_argument, NULL, 'a'},
                                              {"fs-offset", required_argument, NULL, 'Z'},
+                                             {"app-baud", required_argument, NULL, 'R'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
     uint32_t flash_size = 4u << 20;
@@ -259,6 +260,14 @@ static int parse_args(int argc, char **argv, struct sim *s, struct options *o)
             break;
         case 'Z':
             s->net.fs_off = optarg;
+            break;
+        case 'R':
+            errno = 0;
+            s->app_baud = (uint32_t)strtoul(optarg, &end, 10);
+            if (errno || *end || s->app_baud < 300 || s->app_baud > 5000000) {
+                fprintf(stderr, "esp_sim: --app-baud: 300 .. 5000000\n");
+                return -1;
+            }
             break;
         case 'M':
             errno = 0;

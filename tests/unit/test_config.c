@@ -228,6 +228,11 @@ static const struct bad_case bad_cases[] = {
     /* out of range */
     {"{\"profiles\": {\"p\": {\"baud\": 300}}}",
      "config: profiles.p.baud: must be an integer from 9600 to 5000000 (got 300)"},
+    {"{\"profiles\": {\"p\": {\"boot_check\": {\"pattern\": \"x\", \"baud\": 300}}}}",
+     "config: profiles.p.boot_check.baud: must be an integer from 9600 to 5000000 (got 300)"},
+    {"{\"profiles\": {\"p\": {\"boot_check\": {\"pattern\": \"x\", \"baud\": \"74880\"}}}}",
+     "config: profiles.p.boot_check.baud: must be an integer from 9600 to 5000000 (got "
+     "\"74880\")"},
     {"{\"profiles\": {\"p\": {\"retries\": -1}}}",
      "config: profiles.p.retries: must be an integer from 0 to 10 (got -1)"},
     {"{\"max_parallel\": 99999999999999999999999}", "config: max_parallel: must be an integer",
@@ -368,6 +373,100 @@ static void test_file_errors(void **state)
     assert_int_equal(strlen(small), sizeof(small) - 1);
 }
 
+static void test_boot_check_baud(void **state)
+{
+    (void)state;
+    static const char js[] = "{\"profiles\": {\"a\": {\"boot_check\": {\"pattern\": \"x\"}},"
+                             " \"b\": {\"boot_check\": {\"pattern\": \"y\", \"baud\": 74880}}}}";
+    char err[512];
+    struct config *cfg = NULL;
+    assert_int_equal(config_load_string(js, strlen(js), NULL, &cfg, err, sizeof(err)), 0);
+    assert_int_equal(config_profile(cfg, "a")->boot_check.baud, 115200);
+    assert_int_equal(config_profile(cfg, "b")->boot_check.baud, 74880);
+    config_free(cfg);
+}
+
+/* The profile changes file: its shape is checked, its profiles are validated when
+ * merged over the config (as the daemon does at start). */
+static void test_overlay_file(void **state)
+{
+    (void)state;
+    char err[512], *norm = NULL;
+    static const char good[] =
+        "{\"format\": \"espstation-profiles\", \"version\": 1, \"profiles\": {\"new-1\": "
+        "{\"baud\": 460800, \"ota_password\": \"s3cret\"}}, \"active_profile\": \"new-1\"}";
+    assert_int_equal(config_overlay_check(good, strlen(good), "f.json", &norm, err, sizeof(err)),
+                     0);
+    assert_string_equal(err, "");
+    assert_non_null(norm);
+    struct config *cfg = NULL;
+    static const char base[] = "{\"profiles\": {\"old\": {\"baud\": 115200}}}";
+    char path[] = "/tmp/test_config_overlay_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, base, strlen(base)), (ssize_t)strlen(base));
+    close(fd);
+    assert_int_equal(config_load_overlay(path, norm, &cfg, err, sizeof(err)), 0);
+    assert_int_equal(cfg->n_profiles, 2);
+    assert_string_equal(cfg->active_profile, "new-1");
+    assert_int_equal(config_profile(cfg, "new-1")->baud, 460800);
+    assert_string_equal(config_profile(cfg, "new-1")->ota_password, "s3cret");
+    assert_int_equal(config_profile(cfg, "old")->baud, 115200);
+    config_free(cfg);
+    free(norm);
+    norm = NULL;
+
+    /* shape fine, profile invalid: refused when merged, naming the key */
+    static const char badprof[] = "{\"format\": \"espstation-profiles\", \"version\": 1, "
+                                  "\"profiles\": {\"old\": {\"baud\": \"fast\"}}}";
+    assert_int_equal(
+        config_overlay_check(badprof, strlen(badprof), "f.json", &norm, err, sizeof(err)), 0);
+    assert_int_equal(config_load_overlay(path, norm, &cfg, err, sizeof(err)), -EINVAL);
+    assert_null(cfg);
+    assert_non_null(strstr(err, "profiles.old.baud: must be an integer"));
+    free(norm);
+    norm = NULL;
+    unlink(path);
+
+    static const struct {
+        const char *text, *message;
+    } bad[] = {
+        {"", "f.json: empty file (use {} for all defaults)"},
+        {"{\"format\": \"espstation-profiles\", \"version\": 1, \"profiles\": {",
+         "f.json: JSON syntax error at line 1, column 62: unexpected end of file (unclosed "
+         "object, list or string)"},
+        {"{\"version\": 1}", "f.json: format: must be \"espstation-profiles\" (not a profile "
+                             "overlay file)"},
+        {"{\"format\": \"espstation-profiles\", \"version\": 2}", "f.json: version: must be 1"},
+        {"{\"format\": \"espstation-profiles\", \"version\": 1, \"profiles\": []}",
+         "f.json: profiles: must be an object (got a list)"},
+        {"{\"format\": \"espstation-profiles\", \"version\": 1, \"profiles\": {\"a b\": {}}}",
+         "f.json: profiles.a b: not a valid profile name"},
+        {"{\"format\": \"espstation-profiles\", \"version\": 1, \"profiles\": {\"a\": 3}}",
+         "f.json: profiles.a: must be an object (got 3)"},
+        {"{\"format\": \"espstation-profiles\", \"version\": 1, \"active_profile\": 3}",
+         "f.json: active_profile: must be a string (got 3)"},
+        {"{\"format\": \"espstation-profiles\", \"version\": 1, \"extra\": 3}",
+         "f.json: extra: unknown key (valid keys here: format, version, profiles, "
+         "active_profile)"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        norm = (char *)"untouched";
+        int rc = config_overlay_check(bad[i].text, strlen(bad[i].text), "f.json", &norm, err,
+                                      sizeof(err));
+        if (rc != -EINVAL || strcmp(err, bad[i].message) != 0)
+            fail_msg("case %zu: rc %d, message \"%s\", expected \"%s\"", i, rc, err,
+                     bad[i].message);
+        assert_null(norm);
+    }
+    /* active_profile null (no active profile) is valid */
+    static const char nul[] =
+        "{\"format\": \"espstation-profiles\", \"version\": 1, \"active_profile\": null}";
+    assert_int_equal(config_overlay_check(nul, strlen(nul), NULL, &norm, err, sizeof(err)), 0);
+    assert_string_equal(norm, "{\"active_profile\":null}");
+    free(norm);
+}
+
 static void test_embedded_nul(void **state)
 {
     (void)state;
@@ -388,6 +487,8 @@ int main(void)
         cmocka_unit_test(test_ota_webform_user),
         cmocka_unit_test(test_file_errors),
         cmocka_unit_test(test_embedded_nul),
+        cmocka_unit_test(test_boot_check_baud),
+        cmocka_unit_test(test_overlay_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
