@@ -234,6 +234,25 @@ static const char *default_advice(int rc)
     }
 }
 
+/* The ota.push.finished event (the event stream and /metrics count pushes by it): posted
+ * for every push that got a job record, also one that failed before its worker ran. */
+static void post_finished(struct ota *o, const struct ota_push *p,
+                          const struct records_job_result *res)
+{
+    json_object *j = json_object_new_object();
+    json_object_object_add(j, "method", json_object_new_string(method_name(p->method)));
+    json_object_object_add(j, "firmware", json_object_new_string(p->fw->ref));
+    json_object_object_add(j, "image", json_object_new_string(image_name(p)));
+    json_object_object_add(j, "state",
+                           json_object_new_string(records_job_state_to_string(res->state)));
+    json_object_object_add(j, "bytes", json_object_new_int64(res->bytes)); /* /metrics */
+    if (res->error_message)
+        json_object_object_add(j, "error", json_object_new_string(res->error_message));
+    station_post_event(o->st, "ota.push.finished", NULL, p->mac, p->id,
+                       json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN));
+    json_object_put(j);
+}
+
 static void push_finished(struct ota *o, struct ota_push *p, struct ota_msg *m)
 {
     struct records *rec = station_records(o->st);
@@ -277,18 +296,7 @@ static void push_finished(struct ota *o, struct ota_push *p, struct ota_msg *m)
                   method_name(p->method), p->fw->ref, image_name(p), p->ip, msg);
     }
     records_job_finish(rec, p->id, &res, NULL);
-    json_object *j = json_object_new_object();
-    json_object_object_add(j, "method", json_object_new_string(method_name(p->method)));
-    json_object_object_add(j, "firmware", json_object_new_string(p->fw->ref));
-    json_object_object_add(j, "image", json_object_new_string(image_name(p)));
-    json_object_object_add(j, "state",
-                           json_object_new_string(records_job_state_to_string(res.state)));
-    json_object_object_add(j, "bytes", json_object_new_int64(res.bytes)); /* /metrics */
-    if (res.error_message)
-        json_object_object_add(j, "error", json_object_new_string(res.error_message));
-    station_post_event(o->st, "ota.push.finished", NULL, p->mac, p->id,
-                       json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN));
-    json_object_put(j);
+    post_finished(o, p, &res);
     int64_t bulk_id = p->bulk_id;
     char mac[RECORDS_MAC_LEN], why[256];
     snprintf(mac, sizeof(mac), "%s", p->mac);
@@ -484,9 +492,15 @@ int ota_push(struct ota *o, const struct ota_push_request *r, int64_t *job_id, c
         push_unlink(o, p);
         struct records_job_result res;
         records_job_result_init(&res);
+        res.state = RECORDS_JOB_FAILED;
         res.result_code = -EAGAIN;
+        res.error_stage = "invite";
+        res.bytes = 0;
         res.error_message = "cannot start a worker thread";
         records_job_finish(rec, p->id, &res, NULL);
+        post_finished(o, p, &res);
+        log_board(LOG_LEVEL_WARN, NULL, b.mac, "%s push of %s's %s image to %s failed: %s",
+                  method_name(method), fw->ref, image_name(p), b.ip, res.error_message);
         push_free(p);
         ota_errf(err, errlen, "cannot start a worker thread");
         return -EIO;

@@ -7,6 +7,7 @@
 //        [--overlap-fw DIR] [--wrongchip-fw DIR] [--good-fw DIR]   (made here when not given:
 //        DIR/manifest.json + part.bin, app.bin overlapping / an ESP32-C3 app.bin in an ESP32
 //        set / a valid ESP32 set "uploaded@1.0" with app.bin)
+//        [--bulk-macs M1,M2,... --bulk-firmware NAME@VER --bulk-fast N]
 //   node status.spec.mjs --mock --shots DIR       (starts mock-server.mjs itself)
 //
 // Checks, each printed as "ok N - ..." / "not ok N - ...":
@@ -19,7 +20,12 @@
 //  plus the detail views open (job log, board), the live indicator says "live",
 //  the Bulk tab opens, and the page has no script errors. Screenshots land in --shots.
 //  Mock only: network OTA on the tiles and in the board detail (IP, running version,
-//  target), and the Bulk tab (counts, per-board results, live bulk.* updates, cancel).
+//  target), and the Bulk tab with fixed data (counts, per-board results, live bulk.*
+//  updates, cancel). Real station with --bulk-macs: the spec starts an espota bulk over
+//  those boards (concurrency 1; the first --bulk-fast pass at once, the next two stall)
+//  while the Bulk tab is open, and checks it appears by itself with its firmware, its
+//  counts equal GET /api/v1/bulk/{id}, it advances live, the detail lists every board's
+//  result/job/error as the API does, and Cancel (with the token) cancels it.
 // Ends with "N passed, N failed" and exits non-zero on any failure.
 
 import fs from 'node:fs';
@@ -43,6 +49,12 @@ const FLASH_SLOT = opt('flash-slot', MOCK ? 'A1' : 'W1');
 const FAIL_SLOT = opt('fail-slot', MOCK ? 'A2' : 'F1');
 const SLOTS = (opt('slots', '') || [FLASH_SLOT, FAIL_SLOT].join(',')).split(',').filter(Boolean);
 const TMO = Number(opt('timeout', '90')) * 1000;
+// Real station: a bulk the spec starts itself (POST /api/v1/bulk, espota, concurrency 1):
+// --bulk-macs M1,M2,... in bulk order: the first --bulk-fast take the push at once, the
+// next two stall (so it keeps running), any after them are still pending at the cancel.
+const BULK_MACS = (opt('bulk-macs', '') || '').split(',').filter(Boolean);
+const BULK_FW = opt('bulk-firmware', '');
+const BULK_FAST = Number(opt('bulk-fast', '0'));
 fs.mkdirSync(SHOTS, { recursive: true });
 
 let passed = 0, failed = 0, n = 0;
@@ -148,6 +160,114 @@ async function waitFor(fn, tmo, every = 100) {
     await sleep(every);
   }
   return null;
+}
+
+// ---- the Bulk tab against the real station ---------------------------------------------
+
+// The bulk card's state and counts as the page shows them (a count the page leaves out,
+// "running" at 0, reads 0).
+async function bulkCard(page, id) {
+  return page.evaluate((id) => {
+    const c = document.querySelector(`#bulk-list .bulk[data-bulk="${id}"]`);
+    if (!c) return null;
+    const o = { state: c.dataset.state, text: c.innerText.replace(/\s+/g, ' '), running: 0 };
+    for (const x of c.querySelectorAll('[data-count]')) o[x.dataset.count] = Number(x.dataset.value);
+    const bar = c.querySelector('.bulkbar');
+    o.barDone = Number(bar.dataset.done); o.barTotal = Number(bar.dataset.total);
+    return o;
+  }, id);
+}
+const COUNT_KEYS = ['total', 'pending', 'running', 'passed', 'failed', 'skipped'];
+const sameCounts = (card, api) => !!card && !!api && COUNT_KEYS.every((k) => card[k] === (api.counts || {})[k]) && card.state === api.state;
+async function apiBulk(id) {
+  const r = await fetch(`${URL_}/api/v1/bulk/${id}`, { headers: TOKEN ? { Authorization: `Bearer ${TOKEN}` } : {} });
+  return r.status === 200 ? r.json() : { status: r.status };
+}
+// The page's card and GET /api/v1/bulk/{id} agree (read the page, the API, the page again,
+// so a bulk.board event in between cannot make a match by chance).
+async function cardMatchesApi(page, id, tmo = 10000) {
+  let last = null;
+  const got = await waitFor(async () => {
+    const a = await bulkCard(page, id);
+    const api = await apiBulk(id);
+    const b = await bulkCard(page, id);
+    last = { page: a, api: api && { state: api.state, counts: api.counts } };
+    return sameCounts(a, api) && JSON.stringify(a) === JSON.stringify(b) ? { card: a, api } : null;
+  }, tmo, 200);
+  return got || { mismatch: last };
+}
+
+async function realBulk(page, navs) {
+  const auth = { Authorization: `Bearer ${TOKEN}`, 'Content-Type': 'application/json' };
+  const navs0 = navs.length;
+  // Started while the Bulk tab is open: bulk.started makes the page list it by itself.
+  const r = await fetch(`${URL_}/api/v1/bulk`, {
+    method: 'POST', headers: auth,
+    body: JSON.stringify({ select: { macs: BULK_MACS }, firmware: BULK_FW, method: 'espota', concurrency: 1, retries: 0, max_failure_rate: 1 }),
+  });
+  const started = await r.json().catch(() => ({}));
+  ok(r.status === 202 && started.id != null && started.state === 'running', `POST /api/v1/bulk starts an espota bulk of ${BULK_MACS.length} boards`, `${r.status} ${JSON.stringify(started)}`);
+  const id = started.id;
+  if (id == null) return;
+  const first = await waitFor(async () => {
+    const c = await bulkCard(page, id);
+    return c && c.state === 'running' ? c : null;
+  }, 10000, 100);
+  ok(!!first && first.text.includes(BULK_FW) && /espota/.test(first.text) && first.total === BULK_MACS.length,
+    `bulk #${id} appears on the page by itself, running, with its firmware ${BULK_FW} and ${BULK_MACS.length} boards`, JSON.stringify(first));
+  if (!first) return;
+  log(`bulk #${id} first seen: ${first.passed} done / ${first.failed} failed / ${first.running} running / ${first.pending} pending`);
+  // Live: more boards finish while the page is watched (no reload), the bulk still running.
+  const moved = await waitFor(async () => {
+    const c = await bulkCard(page, id);
+    return c && c.passed + c.failed > first.passed + first.failed ? c : null;
+  }, 30000, 100);
+  ok(!!moved && navs.length === navs0, `bulk #${id} advances live on the page (bulk.board events, no reload)`, JSON.stringify({ first, moved, navs: navs.slice(navs0) }));
+  if (moved) log(`bulk #${id} then: ${moved.passed} done / ${moved.failed} failed / ${moved.running} running / ${moved.pending} pending (${moved.state})`);
+  const m1 = await cardMatchesApi(page, id);
+  ok(!!m1.card && m1.card.state === 'running' && m1.card.running === 1 && m1.card.barDone === m1.card.passed + m1.card.failed + m1.card.skipped && m1.card.barTotal === m1.card.total,
+    `bulk #${id}: the card's state and counts are those of GET /api/v1/bulk/${id}, and it is still running (a stalled board)`, JSON.stringify(m1.card || m1.mismatch));
+  // Per-board results in the detail (the running bulk is selected by itself; click it anyway).
+  await page.click(`#bulk-list .bulk[data-bulk="${id}"]`);
+  const det = await waitFor(async () => {
+    const d = await page.evaluate(() => {
+      const d = document.querySelector('#bulk-detail');
+      return { bulk: d.dataset.bulk, text: d.innerText, rows: [...d.querySelectorAll('tbody tr[data-mac]')].map((r) => ({ mac: r.dataset.mac, state: r.dataset.state, err: (r.querySelector('.err') || {}).innerText || '', job: (r.querySelector('a[data-job]') || { dataset: {} }).dataset.job || null })) };
+    });
+    if (d.bulk !== String(id)) return null;
+    const api = await apiBulk(id);
+    const want = (api.boards || []).map((b) => `${b.mac}=${b.state}:${b.job_id ?? ''}:${b.error || ''}`).sort().join(' ');
+    const have = d.rows.map((x) => `${x.mac}=${x.state}:${x.job ?? ''}:${x.err}`).sort().join(' ');
+    return want === have ? { ...d, api } : null;
+  }, 10000, 200);
+  ok(!!det && det.rows.length === BULK_MACS.length && det.rows.filter((x) => x.state === 'passed').length === BULK_FAST
+    && det.rows.every((x) => x.state !== 'passed' || /^\d+$/.test(x.job || '')) && det.text.includes(BULK_FW),
+    `bulk #${id}'s detail lists every board with the result, job and error of the API`, JSON.stringify(det && { rows: det.rows, api: det.api.boards }));
+  const failedRows = det ? det.rows.filter((x) => x.state === 'failed') : [];
+  if (failedRows.length) ok(failedRows.every((x) => x.err.length > 0), 'a failed board shows its error in the detail', JSON.stringify(failedRows));
+  await page.screenshot({ path: path.join(SHOTS, 'bulk.png') });
+  // Cancel with the token (set in the settings above): the bulk stops starting boards.
+  const btn = await page.$('#bulk-detail button.danger');
+  ok(!!btn, `the running bulk #${id} has a Cancel button`);
+  if (!btn) return;
+  page.once('dialog', (d) => d.accept());
+  await btn.click();
+  const cancelled = await waitFor(async () => {
+    const c = await bulkCard(page, id);
+    return c && c.state === 'cancelled' && !(await page.$('#bulk-detail button.danger')) ? c : null;
+  }, 10000, 100);
+  ok(!!cancelled, `Cancel bulk (with the token) cancels bulk #${id} and the button goes away`, JSON.stringify(await bulkCard(page, id)));
+  const after = await apiBulk(id);
+  const ac = after.counts || {};
+  ok(after.state === 'cancelled' && ac.passed === BULK_FAST && ac.running === 1 && ac.pending === BULK_MACS.length - BULK_FAST - 1 - ac.failed && ac.pending >= 1,
+    `GET /api/v1/bulk/${id} says cancelled; the stalled board still runs, the ones not yet started stay pending`, JSON.stringify(after && { state: after.state, counts: after.counts }));
+  // Cancelled means no new board starts: the counts stay put while the page is watched.
+  await sleep(1500);
+  const still = await apiBulk(id);
+  ok((still.counts || {}).pending === ac.pending && (still.counts || {}).passed === ac.passed, `no board of the cancelled bulk #${id} starts afterwards`, JSON.stringify(still.counts));
+  const m2 = await cardMatchesApi(page, id, 15000);
+  ok(!!m2.card, `after the cancel the page's counts of bulk #${id} match the API again`, JSON.stringify(m2.mismatch));
+  await page.screenshot({ path: path.join(SHOTS, 'bulk-cancelled.png') });
 }
 
 // ---- main ----------------------------------------------------------------------------
@@ -427,6 +547,8 @@ try {
     }, 10000);
     ok(!!cancelled, 'Cancel bulk (with the token) cancels it and the button goes away', JSON.stringify(await counts(2)));
     await page.screenshot({ path: path.join(SHOTS, 'bulk-cancelled.png') });
+  } else if (BULK_MACS.length) {
+    await realBulk(page, navs);
   } else {
     await page.screenshot({ path: path.join(SHOTS, 'bulk.png') });
   }

@@ -6,8 +6,13 @@
 # tests/browser/status.spec.mjs with Debian's chromium through playwright-core:
 # the page shows the slots, W1's progress advances live, F1 turns red with its
 # reason and advice, and uploads of bad firmware sets show the validation error
-# naming the region, and a valid upload lands in the catalog. Then the same spec runs against tests/browser/mock-server.mjs
-# (every tile state, and reconnecting after the server went away).
+# naming the region, and a valid upload lands in the catalog. Five network-only ESP32s
+# (esp_netdev on $TNET.41-45, enrolled by check-in; N3 and N4 stall every transfer) get a
+# real espota bulk, started by the spec (concurrency 1, no retries): the Bulk tab lists it
+# with its firmware and the counts of GET /api/v1/bulk/{id}, advances live while a stalled
+# board runs, shows per-board results, and Cancel (with the token) cancels it. Then the
+# same spec runs against tests/browser/mock-server.mjs (every tile state, and
+# reconnecting after the server went away).
 # Screenshots: <build>/screenshots/ and <build>/screenshots/mock/ (next to TEST_TMPDIR).
 #
 # Needs node and chromium (Debian packages nodejs, npm, chromium); prints SKIP and
@@ -32,6 +37,8 @@ fi
 
 source "${INTEG_LIB:?INTEG_LIB (tests/integration/lib.sh) must be set}"
 source "$HERE/daemon_lib.sh"
+source "$HERE/api_lib.sh"
+source "$HERE/ota_daemon_lib.sh"
 
 # --- npm dependencies (playwright-core only; never a browser download) ---------------
 if [ ! -f "$BROWSER_DIR/node_modules/playwright-core/package.json" ]; then
@@ -91,6 +98,10 @@ cat >"$WRONG/manifest.json" <<JSON
  "regions": [{"offset": "0x10000", "file": "app.bin", "kind": "app"}]}
 JSON
 
+# The bulk's firmware (network-only boards, pushed over espota).
+fw_set "$WORK/netfw" netfw 2.0 esp32 60000 17
+import_fw "$WORK/netfw"
+
 # --- boards and config -----------------------------------------------------------------
 start_sim esp32 --link-speed 1 --no-boot-noise
 W1=$SIM_DIR
@@ -99,9 +110,10 @@ F1=$SIM_DIR
 start_sim esp8266
 I1=$SIM_DIR
 TOKEN=browser-test-token-1234
+OTA_PORT=$(free_port)
 CFG=$WORK/station.json
 cat >"$CFG" <<JSON
-{"api": {"token": "$TOKEN"},
+{"api": {"token": "$TOKEN"}, "ota": {"listen": "127.0.0.1:$OTA_PORT"},
  "ports": [{"uri": "$W1/tty", "label": "W1"}, {"uri": "$F1/tty", "label": "F1"},
            {"uri": "$I1/tty", "label": "I1"}],
  "profiles": {"line": {"firmware": {"esp32": "big@1.0", "esp8266": "e8266@1.0"}, "retries": 0}}}
@@ -117,15 +129,41 @@ PORT=$(tr -d ' \r\n' <"$WORK/http.port")
 URL="http://127.0.0.1:$PORT"
 log "status page at $URL/"
 
+# Network-only boards for the bulk, in bulk order: N1, N2 take a push at once; N3 and N4
+# stop reading after 8 KiB (the daemon gives up after its 10 s stall timeout), so with
+# concurrency 1 the bulk is observably running for about 20 s and advances when N3
+# fails; N5 (a good board) is still pending when the spec cancels the bulk.
+NMACS=()
+for i in 1 2 3 4 5; do
+    mac=24:6f:28:00:b0:0$i
+    NMACS+=("$mac")
+    fault=()
+    case $i in 3 | 4) fault=(--fault stall:8192) ;; esac
+    start_netdev "$WORK/nd$i" --chip esp32 --mac "$mac" --bind "$TNET.$((40 + i))" --ota-port 3232 \
+        --version 1.0 --checkin "http://127.0.0.1:$OTA_PORT/ota/update" --interval 500 "${fault[@]}"
+done
+wait_sql "SELECT count(*) FROM boards WHERE mac LIKE '24:6f:28:00:b0:%' AND online_state = 'online';" 5 30
+
 # --- the browser test ---------------------------------------------------------------------
 rc=0
 TEST_TMPDIR=$WORK timeout 300 node "$BROWSER_DIR/status.spec.mjs" --url "$URL" --token "$TOKEN" \
     --shots "$SHOTS" --slots W1,F1,I1 --flash-slot W1 --fail-slot F1 --timeout 90 \
     --overlap-fw "$BAD" --wrongchip-fw "$WRONG" --good-fw "$GOOD" \
+    --bulk-macs "$(IFS=,; echo "${NMACS[*]}")" --bulk-firmware netfw@2.0 --bulk-fast 2 \
     >"$WORK/spec.out" 2>&1 || rc=$?
 cat "$WORK/spec.out" >&2
 [ "$rc" -eq 0 ] || fail "status.spec.mjs failed (rc=$rc); screenshots in $SHOTS"
 grep -Eq '^[0-9]+ passed, 0 failed$' "$WORK/spec.out" || fail "status.spec.mjs printed no summary"
+# The bulk the page showed really ran: N1 and N2 received netfw@2.0 over espota.
+for i in 1 2; do
+    cmp -s "$WORK/nd$i/ota-1.bin" "$WORK/netfw/app.bin" || fail "N$i did not receive netfw@2.0"
+done
+[ "$(db "SELECT state FROM bulks ORDER BY id DESC LIMIT 1;")" = cancelled ] ||
+    fail "the bulk is not cancelled in the records: $(db 'SELECT id, state FROM bulks;')"
+# Cancelled before its turn, N5 never got a push (and stays pending in the bulk).
+[ ! -e "$WORK/nd5/ota-1.bin" ] || fail "N5 received a push after the bulk was cancelled"
+[ "$(db "SELECT state FROM bulk_boards WHERE mac = '${NMACS[4]}';")" = pending ] ||
+    fail "N5 in the cancelled bulk: $(db "SELECT mac, state FROM bulk_boards;")"
 log "screenshots in $SHOTS"
 
 stop_daemon 0
