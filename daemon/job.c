@@ -526,7 +526,9 @@ static int do_reset(struct worker *w, struct esp_error *err)
     set_phase(w, BOARD_RESETTING, "finish");
     enum esp_after a = after_for(w);
     int rc = esp_loader_reset(w->l, a, err);
-    if (rc == 0)
+    /* Without modem lines the engine already said it could not reset: say nothing else. */
+    bool lines = w->t && (w->t->caps & TRANSPORT_CAP_MODEM_LINES);
+    if (rc == 0 && (lines || a != ESP_AFTER_HARD_RESET))
         wlog(w, LOG_LEVEL_INFO, "left the loader: %s", esp_after_to_string(a));
     return rc;
 }

@@ -653,6 +653,9 @@ static void port_removed(struct station *st, const struct port_event *ev);
 static const char *removed_advice =
     "the board was unplugged (or its USB connection dropped) before the job ended; plug it in "
     "again to flash it";
+static const char *removed_tcp_advice =
+    "check that the serial server (ser2net or similar) is running and reachable over the "
+    "network, and that the board is powered; the slot is flashed again when it answers";
 
 static void finish_job(struct station *st, struct job *j, struct job_result *r)
 {
@@ -678,8 +681,15 @@ static void finish_job(struct station *st, struct job *j, struct job_result *r)
             (void)re;
         }
         state = RECORDS_JOB_FAILED;
-        slot_removed_message(stage, j->phase, msg, sizeof(msg));
-        snprintf(advice, sizeof(advice), "%s", removed_advice);
+        if (strncmp(j->params.uri, "tcp://", 6) == 0) {
+            /* a ser2net-style serial server, not a USB cable */
+            snprintf(msg, sizeof(msg), "the serial server %.200s closed the connection during %s",
+                     j->params.uri, stage);
+            snprintf(advice, sizeof(advice), "%s", removed_tcp_advice);
+        } else {
+            slot_removed_message(stage, j->phase, msg, sizeof(msg));
+            snprintf(advice, sizeof(advice), "%s", removed_advice);
+        }
         err_stage = stage;
         e->code = -ENODEV;
     } else if (state == RECORDS_JOB_CANCELLED && j->stopping) {

@@ -446,13 +446,17 @@ int esp_loader_attach_flash(struct esp_loader *l, struct esp_error *err)
 
 /* A stub that was uploaded but did not start (no OHAI, MEM_* refused) leaves a
  * chip the ROM can take back after a reset; an unplugged board, a cancel or no
- * memory cannot be helped that way. Without a reset (before=no-reset-no-sync)
- * there is no way back to the ROM. */
+ * memory cannot be helped that way. Only a real reset leads back to the ROM:
+ * not without modem lines (a tcp:// serial server) and not when the caller
+ * chose no reset or a manual one. */
 static bool stub_failure_is_recoverable(const struct esp_loader *l, int rc)
 {
     if (rc == -ENODEV || rc == -ECANCELED || rc == -ENOMEM)
         return false;
-    return l->stage == ESP_STAGE_STUB && l->cfg.before != ESP_BEFORE_NO_RESET_NO_SYNC;
+    bool can_reset = !l->no_lines && (l->t->caps & TRANSPORT_CAP_MODEM_LINES) &&
+                     (l->cfg.before == ESP_BEFORE_DEFAULT_RESET ||
+                      l->cfg.before == ESP_BEFORE_USB_RESET);
+    return l->stage == ESP_STAGE_STUB && can_reset;
 }
 
 /* A production line prefers a slow flash to none: reset into the bootloader
