@@ -453,9 +453,9 @@ static bool stub_failure_is_recoverable(const struct esp_loader *l, int rc)
 {
     if (rc == -ENODEV || rc == -ECANCELED || rc == -ENOMEM)
         return false;
-    bool can_reset = !l->no_lines && (l->t->caps & TRANSPORT_CAP_MODEM_LINES) &&
-                     (l->cfg.before == ESP_BEFORE_DEFAULT_RESET ||
-                      l->cfg.before == ESP_BEFORE_USB_RESET);
+    bool can_reset =
+        !l->no_lines && (l->t->caps & TRANSPORT_CAP_MODEM_LINES) &&
+        (l->cfg.before == ESP_BEFORE_DEFAULT_RESET || l->cfg.before == ESP_BEFORE_USB_RESET);
     return l->stage == ESP_STAGE_STUB && can_reset;
 }
 
