@@ -327,15 +327,24 @@ struct records {
 static int set_err(struct records_error *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static int set_err(struct records_error *err, int code, const char *fmt, ...)
+static int vset_err(struct records_error *err, int code, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+
+static int vset_err(struct records_error *err, int code, const char *fmt, va_list ap)
 {
     if (err) {
-        va_list ap;
-        va_start(ap, fmt);
         err->code = code;
         vsnprintf(err->message, sizeof(err->message), fmt, ap);
-        va_end(ap);
     }
+    return code;
+}
+
+static int set_err(struct records_error *err, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vset_err(err, code, fmt, ap);
+    va_end(ap);
     return code;
 }
 
@@ -684,6 +693,94 @@ static int step_durable(struct records *r, sqlite3_stmt *st)
     rc = sqlite3_step(st);
     run_stmt(r, ST_SYNC_NORMAL);
     return rc;
+}
+
+/*
+ * The endings every accessor shares. The caller has bound the statement (and,
+ * for writes, stepped it: rc); each ending maps the result to 0 / -errno with
+ * the message, and resets the statement. `missing` is the printf format of the
+ * -ENOENT message ("records: no job %lld").
+ */
+
+/* Fills a caller's struct (void *: one reader serves get and list). */
+typedef void (*row_reader)(sqlite3_stmt *st, void *out);
+
+/* Steps a one-row query: read(st, out) on the row, -ENOENT without one. */
+static int get_one(struct records *r, sqlite3_stmt *st, row_reader read, void *out,
+                   const char *what, struct records_error *err, const char *missing, ...)
+    __attribute__((format(printf, 7, 8)));
+
+static int get_one(struct records *r, sqlite3_stmt *st, row_reader read, void *out,
+                   const char *what, struct records_error *err, const char *missing, ...)
+{
+    int rc = sqlite3_step(st), ret = 0;
+    if (rc == SQLITE_ROW) {
+        read(st, out);
+    } else if (rc == SQLITE_DONE) {
+        va_list ap;
+        va_start(ap, missing);
+        ret = vset_err(err, -ENOENT, missing, ap);
+        va_end(ap);
+    } else {
+        ret = db_err(r, err, rc, what);
+    }
+    stmt_done(st);
+    return ret;
+}
+
+/* A write that needs no row to match. */
+static int write_done(struct records *r, sqlite3_stmt *st, int rc, const char *what,
+                      struct records_error *err)
+{
+    int ret = rc == SQLITE_DONE ? 0 : db_err(r, err, rc, what);
+    stmt_done(st);
+    return ret;
+}
+
+/* A write by key that must change its row: -ENOENT when none matched. */
+static int change_one(struct records *r, sqlite3_stmt *st, int rc, const char *what,
+                      struct records_error *err, const char *missing, ...)
+    __attribute__((format(printf, 6, 7)));
+
+static int change_one(struct records *r, sqlite3_stmt *st, int rc, const char *what,
+                      struct records_error *err, const char *missing, ...)
+{
+    int ret = 0;
+    if (rc != SQLITE_DONE) {
+        ret = db_err(r, err, rc, what);
+    } else if (sqlite3_changes(r->db) == 0) {
+        va_list ap;
+        va_start(ap, missing);
+        ret = vset_err(err, -ENOENT, missing, ap);
+        va_end(ap);
+    }
+    stmt_done(st);
+    return ret;
+}
+
+/*
+ * A list: `while (next_row(r, st, &rc, &n)) { read; call back; }` then
+ * `return list_done(...)`. The caller's callback runs with r->in_callback set,
+ * so it cannot re-enter the store; the result is the number of rows read.
+ */
+static bool next_row(struct records *r, sqlite3_stmt *st, int *rc, int *n)
+{
+    r->in_callback = true;
+    *rc = sqlite3_step(st);
+    if (*rc != SQLITE_ROW)
+        return false;
+    (*n)++;
+    return true;
+}
+
+static int list_done(struct records *r, sqlite3_stmt *st, int rc, int n, const char *what,
+                     struct records_error *err)
+{
+    int ret;
+    r->in_callback = false;
+    ret = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? n : db_err(r, err, rc, what);
+    stmt_done(st);
+    return ret;
 }
 
 #define ENTER(r, err)                                                                              \
@@ -1096,8 +1193,9 @@ static void read_groups(sqlite3_stmt *st, int i, struct records_board *b)
     qsort(b->groups, (size_t)b->n_groups, sizeof(b->groups[0]), cmp_group);
 }
 
-static void read_board(sqlite3_stmt *st, struct records_board *b)
+static void read_board(sqlite3_stmt *st, void *out)
 {
+    struct records_board *b = out;
     records_board_init(b);
     col_text(st, 0, b->mac, sizeof(b->mac));
     col_text(st, 1, b->chip, sizeof(b->chip));
@@ -1123,7 +1221,7 @@ int records_board_upsert(struct records *r, const struct records_board *b,
 {
     char mac[RECORDS_MAC_LEN];
     sqlite3_stmt *st;
-    int rc, ret;
+    int ret;
     ENTER(r, err);
     if (!b)
         return set_err(err, -EINVAL, "records: no board");
@@ -1161,10 +1259,7 @@ int records_board_upsert(struct records *r, const struct records_board *b,
     bind_text(st, 13, b->target_firmware);
     bind_text(st, 14, b->online_state);
     bind_text(st, 15, b->notes);
-    rc = sqlite3_step(st);
-    ret = rc == SQLITE_DONE ? 0 : db_err(r, err, rc, "cannot record board");
-    stmt_done(st);
-    return ret;
+    return write_done(r, st, sqlite3_step(st), "cannot record board", err);
 }
 
 int records_board_get(struct records *r, const char *mac, struct records_board *out,
@@ -1172,7 +1267,7 @@ int records_board_get(struct records *r, const char *mac, struct records_board *
 {
     char norm[RECORDS_MAC_LEN];
     sqlite3_stmt *st;
-    int rc, ret;
+    int ret;
     ENTER(r, err);
     if (!out)
         return set_err(err, -EINVAL, "records: no output board");
@@ -1181,17 +1276,7 @@ int records_board_get(struct records *r, const char *mac, struct records_board *
     if ((ret = stmt_get(r, ST_BOARD_GET, &st, err)) < 0)
         return ret;
     sqlite3_bind_text(st, 1, norm, -1, SQLITE_TRANSIENT);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        read_board(st, out);
-        ret = 0;
-    } else if (rc == SQLITE_DONE) {
-        ret = set_err(err, -ENOENT, "records: no board %s", norm);
-    } else {
-        ret = db_err(r, err, rc, "cannot read board");
-    }
-    stmt_done(st);
-    return ret;
+    return get_one(r, st, read_board, out, "cannot read board", err, "records: no board %s", norm);
 }
 
 int records_board_list(struct records *r, const struct records_board_filter *f, records_board_cb cb,
@@ -1207,17 +1292,12 @@ int records_board_list(struct records *r, const struct records_board_filter *f, 
     sqlite3_bind_int64(st, 3, f && f->limit > 0 ? f->limit : -1);
     sqlite3_bind_int64(st, 4, f && f->offset > 0 ? f->offset : 0);
     bind_text(st, 5, f ? f->group : NULL);
-    r->in_callback = true;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while (next_row(r, st, &rc, &n)) {
         read_board(st, &r->row.board);
-        n++;
         if (cb && cb(&r->row.board, ctx))
             break;
     }
-    r->in_callback = false;
-    ret = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? n : db_err(r, err, rc, "cannot list boards");
-    stmt_done(st);
-    return ret;
+    return list_done(r, st, rc, n, "cannot list boards", err);
 }
 
 /* ---- jobs ----------------------------------------------------------------- */
@@ -1289,11 +1369,21 @@ static int job_state(struct records *r, int64_t id, enum records_job_state *stat
     return ret;
 }
 
-/* After an UPDATE matched no running job: says why. */
-static int job_not_running(struct records *r, int64_t id, struct records_error *err)
+/* Ends an UPDATE of a queued or running job (rc: its step). When it matched
+ * no row, says why: no such job, or the job is already final. */
+static int job_update_done(struct records *r, sqlite3_stmt *st, int rc, int64_t id,
+                           const char *what, struct records_error *err)
 {
     enum records_job_state s;
-    int ret = job_state(r, id, &s, NULL, NULL, NULL, err);
+    int ret;
+    if (rc != SQLITE_DONE)
+        ret = db_err(r, err, rc, what);
+    else
+        ret = sqlite3_changes(r->db) == 1 ? 0 : 1;
+    stmt_done(st);
+    if (ret != 1)
+        return ret;
+    ret = job_state(r, id, &s, NULL, NULL, NULL, err);
     if (ret < 0)
         return ret;
     return set_err(err, -EINVAL, "records: job %lld is already %s", (long long)id,
@@ -1313,23 +1403,19 @@ int records_job_set_board(struct records *r, int64_t id, const char *mac, struct
     sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_text(st, 2, norm, -1, SQLITE_TRANSIENT);
     rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE)
-        ret = sqlite3_changes(r->db) == 1
-                  ? 0
-                  : set_err(err, -ENOENT, "records: no job %lld", (long long)id);
-    else if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
-        ret = set_err(err, -ENOENT, "records: no board %s: record the board before its job", norm);
-    else
-        ret = db_err(r, err, rc, "cannot attach board to job");
-    stmt_done(st);
-    return ret;
+    if (rc == SQLITE_CONSTRAINT_FOREIGNKEY) {
+        stmt_done(st);
+        return set_err(err, -ENOENT, "records: no board %s: record the board before its job", norm);
+    }
+    return change_one(r, st, rc, "cannot attach board to job", err, "records: no job %lld",
+                      (long long)id);
 }
 
 int records_job_set_firmware(struct records *r, int64_t id, const char *firmware,
                              struct records_error *err)
 {
     sqlite3_stmt *st;
-    int rc, ret;
+    int ret;
     ENTER(r, err);
     if ((ret = check_text("job firmware", firmware, RECORDS_FIRMWARE_LEN, err)) < 0)
         return ret;
@@ -1337,22 +1423,15 @@ int records_job_set_firmware(struct records *r, int64_t id, const char *firmware
         return ret;
     sqlite3_bind_int64(st, 1, id);
     bind_text(st, 2, firmware);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE)
-        ret = sqlite3_changes(r->db) == 1
-                  ? 0
-                  : set_err(err, -ENOENT, "records: no job %lld", (long long)id);
-    else
-        ret = db_err(r, err, rc, "cannot set the job's firmware");
-    stmt_done(st);
-    return ret;
+    return change_one(r, st, sqlite3_step(st), "cannot set the job's firmware", err,
+                      "records: no job %lld", (long long)id);
 }
 
 int records_job_progress(struct records *r, int64_t id, const char *stage, int64_t bytes,
                          int64_t wire_bytes, struct records_error *err)
 {
     sqlite3_stmt *st;
-    int rc, ret;
+    int ret;
     ENTER(r, err);
     if ((ret = check_text("job stage", stage, RECORDS_STATE_LEN, err)) < 0)
         return ret;
@@ -1363,15 +1442,7 @@ int records_job_progress(struct records *r, int64_t id, const char *stage, int64
     bind_opt_int(st, 3, bytes);
     bind_opt_int(st, 4, wire_bytes);
     sqlite3_bind_int64(st, 5, records_now_ms(r));
-    rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE)
-        ret = db_err(r, err, rc, "cannot record job progress");
-    else
-        ret = sqlite3_changes(r->db) == 1 ? 0 : 1;
-    stmt_done(st);
-    if (ret == 1)
-        ret = job_not_running(r, id, err);
-    return ret;
+    return job_update_done(r, st, sqlite3_step(st), id, "cannot record job progress", err);
 }
 
 int records_job_log(struct records *r, int64_t id, const char *level, const char *line,
@@ -1424,7 +1495,7 @@ int records_job_finish(struct records *r, int64_t id, const struct records_job_r
     int64_t started, bytes, wire, now;
     double secs, kbps;
     sqlite3_stmt *st;
-    int rc, ret;
+    int ret;
     ENTER(r, err);
     if (!res)
         return set_err(err, -EINVAL, "records: no job result");
@@ -1467,19 +1538,12 @@ int records_job_finish(struct records *r, int64_t id, const struct records_job_r
         sqlite3_bind_null(st, 14);
     sqlite3_bind_int(st, 15, res->retries > 0 ? res->retries : 0);
     sqlite3_bind_double(st, 16, secs);
-    rc = step_durable(r, st);
-    if (rc != SQLITE_DONE)
-        ret = db_err(r, err, rc, "cannot record job result");
-    else
-        ret = sqlite3_changes(r->db) == 1 ? 0 : 1;
-    stmt_done(st);
-    if (ret == 1)
-        ret = job_not_running(r, id, err);
-    return ret;
+    return job_update_done(r, st, step_durable(r, st), id, "cannot record job result", err);
 }
 
-static void read_job(sqlite3_stmt *st, struct records_job *j)
+static void read_job(sqlite3_stmt *st, void *out)
 {
+    struct records_job *j = out;
     memset(j, 0, sizeof(*j));
     j->id = sqlite3_column_int64(st, 0);
     col_text(st, 1, j->kind, sizeof(j->kind));
@@ -1510,24 +1574,15 @@ int records_job_get(struct records *r, int64_t id, struct records_job *out,
                     struct records_error *err)
 {
     sqlite3_stmt *st;
-    int rc, ret;
+    int ret;
     ENTER(r, err);
     if (!out)
         return set_err(err, -EINVAL, "records: no output job");
     if ((ret = stmt_get(r, ST_JOB_GET, &st, err)) < 0)
         return ret;
     sqlite3_bind_int64(st, 1, id);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        read_job(st, out);
-        ret = 0;
-    } else if (rc == SQLITE_DONE) {
-        ret = set_err(err, -ENOENT, "records: no job %lld", (long long)id);
-    } else {
-        ret = db_err(r, err, rc, "cannot read job");
-    }
-    stmt_done(st);
-    return ret;
+    return get_one(r, st, read_job, out, "cannot read job", err, "records: no job %lld",
+                   (long long)id);
 }
 
 void records_job_filter_init(struct records_job_filter *f)
@@ -1581,17 +1636,12 @@ int records_job_list(struct records *r, const struct records_job_filter *f, reco
         stmt_done(st);
         return ret;
     }
-    r->in_callback = true;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while (next_row(r, st, &rc, &n)) {
         read_job(st, &r->row.job);
-        n++;
         if (cb && cb(&r->row.job, ctx))
             break;
     }
-    r->in_callback = false;
-    ret = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? n : db_err(r, err, rc, "cannot list jobs");
-    stmt_done(st);
-    return ret;
+    return list_done(r, st, rc, n, "cannot list jobs", err);
 }
 
 int records_job_log_list(struct records *r, int64_t id, records_log_cb cb, void *ctx,
@@ -1603,20 +1653,15 @@ int records_job_log_list(struct records *r, int64_t id, records_log_cb cb, void 
     if ((ret = stmt_get(r, ST_JOB_LOG_LIST, &st, err)) < 0)
         return ret;
     sqlite3_bind_int64(st, 1, id);
-    r->in_callback = true;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while (next_row(r, st, &rc, &n)) {
         struct records_log_line *l = &r->row.log;
         l->ts = col_int(st, 0, 0);
         col_text(st, 1, l->level, sizeof(l->level));
         col_text(st, 2, l->line, sizeof(l->line));
-        n++;
         if (cb && cb(l, ctx))
             break;
     }
-    r->in_callback = false;
-    ret = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? n : db_err(r, err, rc, "cannot read job log");
-    stmt_done(st);
-    return ret;
+    return list_done(r, st, rc, n, "cannot read job log", err);
 }
 
 /* ---- CSV ------------------------------------------------------------------ */
@@ -1764,8 +1809,7 @@ int records_events_since(struct records *r, int64_t after_id, int limit, records
         return ret;
     sqlite3_bind_int64(st, 1, after_id);
     sqlite3_bind_int64(st, 2, limit > 0 ? limit : -1);
-    r->in_callback = true;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while (next_row(r, st, &rc, &n)) {
         struct records_event *e = &r->row.event;
         e->id = sqlite3_column_int64(st, 0);
         e->ts = col_int(st, 1, 0);
@@ -1774,14 +1818,10 @@ int records_events_since(struct records *r, int64_t after_id, int limit, records
         col_text(st, 4, e->slot, sizeof(e->slot));
         e->job_id = col_int(st, 5, 0);
         col_text(st, 6, e->data, sizeof(e->data));
-        n++;
         if (cb && cb(e, ctx))
             break;
     }
-    r->in_callback = false;
-    ret = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? n : db_err(r, err, rc, "cannot read events");
-    stmt_done(st);
-    return ret;
+    return list_done(r, st, rc, n, "cannot read events", err);
 }
 
 int records_events_last_id(struct records *r, int64_t *id, struct records_error *err)
@@ -1860,8 +1900,9 @@ int records_firmware_put(struct records *r, const struct records_firmware *fw,
     return ret;
 }
 
-static void read_fw(sqlite3_stmt *st, struct records_firmware *fw)
+static void read_fw(sqlite3_stmt *st, void *out)
 {
+    struct records_firmware *fw = out;
     col_text(st, 0, fw->name, sizeof(fw->name));
     col_text(st, 1, fw->version, sizeof(fw->version));
     col_text(st, 2, fw->chip, sizeof(fw->chip));
@@ -1873,7 +1914,7 @@ int records_firmware_get(struct records *r, const char *name, const char *versio
                          struct records_firmware *out, struct records_error *err)
 {
     sqlite3_stmt *st;
-    int rc, ret;
+    int ret;
     ENTER(r, err);
     if (!out)
         return set_err(err, -EINVAL, "records: no output firmware");
@@ -1883,24 +1924,15 @@ int records_firmware_get(struct records *r, const char *name, const char *versio
         return ret;
     bind_text(st, 1, name);
     bind_text(st, 2, version);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        read_fw(st, out);
-        ret = 0;
-    } else if (rc == SQLITE_DONE) {
-        ret = set_err(err, -ENOENT, "records: no firmware %s@%s", name, version);
-    } else {
-        ret = db_err(r, err, rc, "cannot read firmware");
-    }
-    stmt_done(st);
-    return ret;
+    return get_one(r, st, read_fw, out, "cannot read firmware", err, "records: no firmware %s@%s",
+                   name, version);
 }
 
 int records_firmware_delete(struct records *r, const char *name, const char *version,
                             struct records_error *err)
 {
     sqlite3_stmt *st;
-    int rc, ret;
+    int ret;
     ENTER(r, err);
     if ((ret = check_fw_key(name, version, err)) < 0)
         return ret;
@@ -1908,15 +1940,8 @@ int records_firmware_delete(struct records *r, const char *name, const char *ver
         return ret;
     bind_text(st, 1, name);
     bind_text(st, 2, version);
-    rc = step_durable(r, st);
-    if (rc == SQLITE_DONE)
-        ret = sqlite3_changes(r->db) == 1
-                  ? 0
-                  : set_err(err, -ENOENT, "records: no firmware %s@%s", name, version);
-    else
-        ret = db_err(r, err, rc, "cannot delete firmware");
-    stmt_done(st);
-    return ret;
+    return change_one(r, st, step_durable(r, st), "cannot delete firmware", err,
+                      "records: no firmware %s@%s", name, version);
 }
 
 int records_firmware_list(struct records *r, const char *chip, records_firmware_cb cb, void *ctx,
@@ -1928,17 +1953,12 @@ int records_firmware_list(struct records *r, const char *chip, records_firmware_
     if ((ret = stmt_get(r, ST_FW_LIST, &st, err)) < 0)
         return ret;
     bind_text(st, 1, chip);
-    r->in_callback = true;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while (next_row(r, st, &rc, &n)) {
         read_fw(st, &r->row.fw);
-        n++;
         if (cb && cb(&r->row.fw, ctx))
             break;
     }
-    r->in_callback = false;
-    ret = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? n : db_err(r, err, rc, "cannot list firmware");
-    stmt_done(st);
-    return ret;
+    return list_done(r, st, rc, n, "cannot list firmware", err);
 }
 
 /* ---- counters ------------------------------------------------------------- */
@@ -1993,18 +2013,13 @@ int records_slot_flash_seconds(struct records *r, int64_t since, records_slot_st
     if ((ret = stmt_get(r, ST_SLOT_SECONDS, &st, err)) < 0)
         return ret;
     sqlite3_bind_int64(st, 1, since);
-    r->in_callback = true;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while (next_row(r, st, &rc, &n)) {
         char slot[RECORDS_SLOT_LEN];
         col_text(st, 0, slot, sizeof(slot));
-        n++;
         if (cb && cb(slot, sqlite3_column_double(st, 1), sqlite3_column_int64(st, 2), ctx))
             break;
     }
-    r->in_callback = false;
-    ret = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? n : db_err(r, err, rc, "cannot count slots");
-    stmt_done(st);
-    return ret;
+    return list_done(r, st, rc, n, "cannot count slots", err);
 }
 
 /* ---- network OTA state ---------------------------------------------------- */
@@ -2020,7 +2035,7 @@ int records_board_ota_put(struct records *r, const struct records_board_ota *o,
 {
     char mac[RECORDS_MAC_LEN];
     sqlite3_stmt *st;
-    int rc, ret;
+    int ret;
     ENTER(r, err);
     if (!o)
         return set_err(err, -EINVAL, "records: no OTA state");
@@ -2049,10 +2064,26 @@ int records_board_ota_put(struct records *r, const struct records_board_ota *o,
     bind_text(st, 11, o->served_sketch_md5);
     bind_opt_int(st, 12, o->served_at > 0 ? o->served_at : -1);
     bind_trunc(st, 13, o->problem, sizeof(o->problem));
-    rc = sqlite3_step(st);
-    ret = rc == SQLITE_DONE ? 0 : db_err(r, err, rc, "cannot record OTA state");
-    stmt_done(st);
-    return ret;
+    return write_done(r, st, sqlite3_step(st), "cannot record OTA state", err);
+}
+
+static void read_ota(sqlite3_stmt *st, void *out)
+{
+    struct records_board_ota *o = out;
+    records_board_ota_init(o);
+    col_text(st, 0, o->mac, sizeof(o->mac));
+    o->free_space = col_int(st, 1, -1);
+    o->sketch_size = col_int(st, 2, -1);
+    col_text(st, 3, o->sketch_md5, sizeof(o->sketch_md5));
+    o->chip_size = col_int(st, 4, -1);
+    col_text(st, 5, o->sdk_version, sizeof(o->sdk_version));
+    o->last_checkin = col_int(st, 6, 0);
+    o->checkins = col_int(st, 7, 0);
+    col_text(st, 8, o->served_md5, sizeof(o->served_md5));
+    col_text(st, 9, o->served_version, sizeof(o->served_version));
+    col_text(st, 10, o->served_sketch_md5, sizeof(o->served_sketch_md5));
+    o->served_at = col_int(st, 11, 0);
+    col_text(st, 12, o->problem, sizeof(o->problem));
 }
 
 int records_board_ota_get(struct records *r, const char *mac, struct records_board_ota *out,
@@ -2060,7 +2091,7 @@ int records_board_ota_get(struct records *r, const char *mac, struct records_boa
 {
     char norm[RECORDS_MAC_LEN];
     sqlite3_stmt *st;
-    int rc, ret;
+    int ret;
     ENTER(r, err);
     if (!out)
         return set_err(err, -EINVAL, "records: no output OTA state");
@@ -2069,30 +2100,8 @@ int records_board_ota_get(struct records *r, const char *mac, struct records_boa
     if ((ret = stmt_get(r, ST_OTA_GET, &st, err)) < 0)
         return ret;
     sqlite3_bind_text(st, 1, norm, -1, SQLITE_TRANSIENT);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        records_board_ota_init(out);
-        col_text(st, 0, out->mac, sizeof(out->mac));
-        out->free_space = col_int(st, 1, -1);
-        out->sketch_size = col_int(st, 2, -1);
-        col_text(st, 3, out->sketch_md5, sizeof(out->sketch_md5));
-        out->chip_size = col_int(st, 4, -1);
-        col_text(st, 5, out->sdk_version, sizeof(out->sdk_version));
-        out->last_checkin = col_int(st, 6, 0);
-        out->checkins = col_int(st, 7, 0);
-        col_text(st, 8, out->served_md5, sizeof(out->served_md5));
-        col_text(st, 9, out->served_version, sizeof(out->served_version));
-        col_text(st, 10, out->served_sketch_md5, sizeof(out->served_sketch_md5));
-        out->served_at = col_int(st, 11, 0);
-        col_text(st, 12, out->problem, sizeof(out->problem));
-        ret = 0;
-    } else if (rc == SQLITE_DONE) {
-        ret = set_err(err, -ENOENT, "records: no OTA state for %s", norm);
-    } else {
-        ret = db_err(r, err, rc, "cannot read OTA state");
-    }
-    stmt_done(st);
-    return ret;
+    return get_one(r, st, read_ota, out, "cannot read OTA state", err,
+                   "records: no OTA state for %s", norm);
 }
 
 int records_board_set_target(struct records *r, const char *mac, const char *target,
@@ -2100,7 +2109,7 @@ int records_board_set_target(struct records *r, const char *mac, const char *tar
 {
     char norm[RECORDS_MAC_LEN];
     sqlite3_stmt *st;
-    int rc, ret;
+    int ret;
     ENTER(r, err);
     if ((ret = normalize_mac(mac, norm, err)) < 0)
         return ret;
@@ -2110,15 +2119,8 @@ int records_board_set_target(struct records *r, const char *mac, const char *tar
         return ret;
     sqlite3_bind_text(st, 1, norm, -1, SQLITE_TRANSIENT);
     bind_text(st, 2, target);
-    rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE)
-        ret = db_err(r, err, rc, "cannot set the target firmware");
-    else if (sqlite3_changes(r->db) == 0)
-        ret = set_err(err, -ENOENT, "records: no board %s", norm);
-    else
-        ret = 0;
-    stmt_done(st);
-    return ret;
+    return change_one(r, st, sqlite3_step(st), "cannot set the target firmware", err,
+                      "records: no board %s", norm);
 }
 
 /* ---- board notes and groups ----------------------------------------------- */
@@ -2128,7 +2130,7 @@ int records_board_set_notes(struct records *r, const char *mac, const char *note
 {
     char norm[RECORDS_MAC_LEN];
     sqlite3_stmt *st;
-    int rc, ret;
+    int ret;
     ENTER(r, err);
     if ((ret = normalize_mac(mac, norm, err)) < 0)
         return ret;
@@ -2136,15 +2138,8 @@ int records_board_set_notes(struct records *r, const char *mac, const char *note
         return ret;
     sqlite3_bind_text(st, 1, norm, -1, SQLITE_TRANSIENT);
     bind_trunc(st, 2, notes, RECORDS_TEXT_LEN);
-    rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE)
-        ret = db_err(r, err, rc, "cannot set the board's notes");
-    else if (sqlite3_changes(r->db) == 0)
-        ret = set_err(err, -ENOENT, "records: no board %s", norm);
-    else
-        ret = 0;
-    stmt_done(st);
-    return ret;
+    return change_one(r, st, sqlite3_step(st), "cannot set the board's notes", err,
+                      "records: no board %s", norm);
 }
 
 bool records_group_name_ok(const char *name)
@@ -2337,7 +2332,7 @@ int records_bulk_set_state(struct records *r, int64_t id, const char *state, con
                            struct records_error *err)
 {
     sqlite3_stmt *st;
-    int rc, ret;
+    int ret;
     ENTER(r, err);
     if ((ret = check_token("bulk state", state, RECORDS_STATE_LEN, err)) < 0)
         return ret;
@@ -2351,15 +2346,8 @@ int records_bulk_set_state(struct records *r, int64_t id, const char *state, con
         sqlite3_bind_int64(st, 4, records_now_ms(r));
     else
         sqlite3_bind_null(st, 4);
-    rc = final ? step_durable(r, st) : sqlite3_step(st);
-    if (rc != SQLITE_DONE)
-        ret = db_err(r, err, rc, "cannot record the bulk state");
-    else if (sqlite3_changes(r->db) == 0)
-        ret = set_err(err, -ENOENT, "records: no bulk %lld", (long long)id);
-    else
-        ret = 0;
-    stmt_done(st);
-    return ret;
+    return change_one(r, st, final ? step_durable(r, st) : sqlite3_step(st),
+                      "cannot record the bulk state", err, "records: no bulk %lld", (long long)id);
 }
 
 int records_bulk_board_put(struct records *r, int64_t bulk_id, const struct records_bulk_board *bb,
@@ -2367,7 +2355,7 @@ int records_bulk_board_put(struct records *r, int64_t bulk_id, const struct reco
 {
     char mac[RECORDS_MAC_LEN];
     sqlite3_stmt *st;
-    int rc, ret;
+    int ret;
     ENTER(r, err);
     if (!bb)
         return set_err(err, -EINVAL, "records: no bulk board");
@@ -2385,19 +2373,13 @@ int records_bulk_board_put(struct records *r, int64_t bulk_id, const struct reco
     sqlite3_bind_int(st, 4, bb->attempts);
     bind_opt_int(st, 5, bb->job_id > 0 ? bb->job_id : -1);
     bind_trunc(st, 6, bb->error, RECORDS_TEXT_LEN);
-    rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE)
-        ret = db_err(r, err, rc, "cannot record the bulk board");
-    else if (sqlite3_changes(r->db) == 0)
-        ret = set_err(err, -ENOENT, "records: no board %s in bulk %lld", mac, (long long)bulk_id);
-    else
-        ret = 0;
-    stmt_done(st);
-    return ret;
+    return change_one(r, st, sqlite3_step(st), "cannot record the bulk board", err,
+                      "records: no board %s in bulk %lld", mac, (long long)bulk_id);
 }
 
-static void read_bulk(sqlite3_stmt *st, struct records_bulk *b)
+static void read_bulk(sqlite3_stmt *st, void *out)
 {
+    struct records_bulk *b = out;
     memset(b, 0, sizeof(*b));
     b->id = col_int(st, 0, 0);
     col_text(st, 1, b->firmware, sizeof(b->firmware));
@@ -2428,24 +2410,15 @@ int records_bulk_get(struct records *r, int64_t id, struct records_bulk *out,
                      struct records_error *err)
 {
     sqlite3_stmt *st;
-    int rc, ret;
+    int ret;
     ENTER(r, err);
     if (!out)
         return set_err(err, -EINVAL, "records: no output bulk");
     if ((ret = stmt_get(r, ST_BULK_GET, &st, err)) < 0)
         return ret;
     sqlite3_bind_int64(st, 1, id);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        read_bulk(st, out);
-        ret = 0;
-    } else if (rc == SQLITE_DONE) {
-        ret = set_err(err, -ENOENT, "records: no bulk %lld", (long long)id);
-    } else {
-        ret = db_err(r, err, rc, "cannot read the bulk update");
-    }
-    stmt_done(st);
-    return ret;
+    return get_one(r, st, read_bulk, out, "cannot read the bulk update", err,
+                   "records: no bulk %lld", (long long)id);
 }
 
 int records_bulk_boards(struct records *r, int64_t id, records_bulk_board_cb cb, void *ctx,
@@ -2459,8 +2432,7 @@ int records_bulk_boards(struct records *r, int64_t id, records_bulk_board_cb cb,
     if ((ret = stmt_get(r, ST_BULK_BOARDS, &st, err)) < 0)
         return ret;
     sqlite3_bind_int64(st, 1, id);
-    r->in_callback = true;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while (next_row(r, st, &rc, &n)) {
         struct records_bulk_board *bb = &r->row.bulk_board;
         memset(bb, 0, sizeof(*bb));
         col_text(st, 0, bb->mac, sizeof(bb->mac));
@@ -2468,15 +2440,10 @@ int records_bulk_boards(struct records *r, int64_t id, records_bulk_board_cb cb,
         bb->attempts = (int)col_int(st, 2, 0);
         bb->job_id = col_int(st, 3, 0);
         col_text(st, 4, bb->error, sizeof(bb->error));
-        n++;
         if (cb && cb(bb, ctx))
             break;
     }
-    r->in_callback = false;
-    ret =
-        (rc == SQLITE_ROW || rc == SQLITE_DONE) ? n : db_err(r, err, rc, "cannot list bulk boards");
-    stmt_done(st);
-    return ret;
+    return list_done(r, st, rc, n, "cannot list bulk boards", err);
 }
 
 int records_bulk_list(struct records *r, const char *state, int limit, records_bulk_cb cb,
@@ -2489,15 +2456,10 @@ int records_bulk_list(struct records *r, const char *state, int limit, records_b
         return ret;
     bind_text(st, 1, state);
     sqlite3_bind_int64(st, 2, limit > 0 ? limit : -1);
-    r->in_callback = true;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while (next_row(r, st, &rc, &n)) {
         read_bulk(st, &r->row.bulk);
-        n++;
         if (cb && cb(&r->row.bulk, ctx))
             break;
     }
-    r->in_callback = false;
-    ret = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? n : db_err(r, err, rc, "cannot list bulks");
-    stmt_done(st);
-    return ret;
+    return list_done(r, st, rc, n, "cannot list bulks", err);
 }

@@ -132,6 +132,35 @@ static int ensure_attached(struct esp_loader *l, struct esp_error *err)
     return rc;
 }
 
+/* Attaches the flash before an MD5 read, except on the ESP8266 ROM and in
+ * secure download mode, where the MD5 is asked for without an attach. */
+static int attach_for_md5(struct esp_loader *l, struct esp_error *err)
+{
+    if (esp_ldr_is_8266_rom(l) || l->info.secure_download_mode)
+        return 0;
+    return ensure_attached(l, err);
+}
+
+/* The start of a public operation: clears err, enters stage, needs a connection. */
+static int begin_op(struct esp_loader *l, enum esp_stage stage, struct esp_error *err)
+{
+    esp_error_clear(err);
+    l->stage = stage;
+    return esp_ldr_need_connected(l, err);
+}
+
+/* The stub's barrier after a region (see the top comment): END(1) with op
+ * FLASH_END or FLASH_DEFL_END; a failure is reported at addr. */
+static int stub_end_barrier(struct esp_loader *l, uint8_t op, int timeout_ms, uint32_t addr,
+                            struct esp_error *err)
+{
+    uint32_t flag = 1;
+    int rc = esp_ldr_cmd_words(l, op, &flag, 1, 0, timeout_ms, NULL, err);
+    if (rc < 0)
+        esp_error_set_address(err, addr);
+    return rc;
+}
+
 /* ---- ESP8266 ROM erase planning ---------------------------------------------- */
 
 #define SECTORS_PER_BLOCK 16u
@@ -316,16 +345,9 @@ static int flash_md5(struct esp_loader *l, uint32_t addr, uint32_t len, uint8_t 
 int esp_loader_flash_md5(struct esp_loader *l, uint32_t offset, uint32_t len, uint8_t md5[16],
                          struct esp_error *err)
 {
-    esp_error_clear(err);
-    l->stage = ESP_STAGE_VERIFY;
-    int rc = esp_ldr_need_connected(l, err);
-    if (rc < 0)
+    int rc = begin_op(l, ESP_STAGE_VERIFY, err);
+    if (rc < 0 || (rc = attach_for_md5(l, err)) < 0)
         return rc;
-    if (!esp_ldr_is_8266_rom(l) && !l->info.secure_download_mode) {
-        rc = ensure_attached(l, err);
-        if (rc < 0)
-            return rc;
-    }
     return flash_md5(l, offset, len, md5, err);
 }
 
@@ -462,13 +484,8 @@ static int write_raw(struct esp_loader *l, const struct wjob *j, struct esp_erro
     }
     if (rc < 0)
         return rc;
-    if (l->stub) {
-        uint32_t flag = 1;
-        rc = esp_ldr_cmd_words(l, ESP_OP_FLASH_END, &flag, 1, 0, esp_ldr_tmo(l, ESP_TMO_DEFAULT),
-                               NULL, err);
-        if (rc < 0)
-            esp_error_set_address(err, j->addr);
-    }
+    if (l->stub)
+        rc = stub_end_barrier(l, ESP_OP_FLASH_END, esp_ldr_tmo(l, ESP_TMO_DEFAULT), j->addr, err);
     return rc;
 }
 
@@ -586,13 +603,9 @@ static int write_compressed(struct esp_loader *l, const struct wjob *j, const ui
     free(outs);
     if (rc < 0)
         return rc;
-    if (l->stub) {
-        uint32_t flag = 1;
-        rc = esp_ldr_cmd_words(l, ESP_OP_FLASH_DEFL_END, &flag, 1, 0, stub_chunk_timeout(l, prev),
-                               NULL, err);
-        if (rc < 0)
-            esp_error_set_address(err, j->addr + (uint32_t)(written - prev));
-    }
+    if (l->stub)
+        rc = stub_end_barrier(l, ESP_OP_FLASH_DEFL_END, stub_chunk_timeout(l, prev),
+                              j->addr + (uint32_t)(written - prev), err);
     return rc;
 }
 
@@ -777,9 +790,7 @@ static void warn_rom8266_overerase(struct esp_loader *l, const struct esp_region
 int esp_loader_flash(struct esp_loader *l, const struct esp_region *regions, size_t n,
                      const struct esp_flash_opts *opts, struct esp_error *err)
 {
-    esp_error_clear(err);
-    l->stage = ESP_STAGE_PREPARE;
-    int rc = esp_ldr_need_connected(l, err);
+    int rc = begin_op(l, ESP_STAGE_PREPARE, err);
     if (rc < 0)
         return rc;
     struct esp_flash_opts defaults;
@@ -826,16 +837,9 @@ int esp_loader_flash(struct esp_loader *l, const struct esp_region *regions, siz
 int esp_loader_verify(struct esp_loader *l, const struct esp_region *regions, size_t n,
                       struct esp_error *err)
 {
-    esp_error_clear(err);
-    l->stage = ESP_STAGE_VERIFY;
-    int rc = esp_ldr_need_connected(l, err);
-    if (rc < 0)
+    int rc = begin_op(l, ESP_STAGE_VERIFY, err);
+    if (rc < 0 || (rc = attach_for_md5(l, err)) < 0)
         return rc;
-    if (!esp_ldr_is_8266_rom(l) && !l->info.secure_download_mode) {
-        rc = ensure_attached(l, err);
-        if (rc < 0)
-            return rc;
-    }
     char name[96];
     for (size_t i = 0; i < n; i++) {
         const struct esp_region *r = &regions[i];
@@ -886,9 +890,7 @@ int esp_loader_erase_all(struct esp_loader *l, struct esp_error *err)
 int esp_loader_erase_region(struct esp_loader *l, uint32_t offset, uint32_t len,
                             struct esp_error *err)
 {
-    esp_error_clear(err);
-    l->stage = ESP_STAGE_ERASE;
-    int rc = esp_ldr_need_connected(l, err);
+    int rc = begin_op(l, ESP_STAGE_ERASE, err);
     if (rc < 0)
         return rc;
     if (offset % ESP_SECTOR || len % ESP_SECTOR || len == 0)
@@ -1100,9 +1102,7 @@ static int read_rom(struct esp_loader *l, uint32_t offset, uint32_t len, uint8_t
 int esp_loader_read_flash(struct esp_loader *l, uint32_t offset, uint32_t len, uint8_t *out,
                           struct esp_error *err)
 {
-    esp_error_clear(err);
-    l->stage = ESP_STAGE_READ;
-    int rc = esp_ldr_need_connected(l, err);
+    int rc = begin_op(l, ESP_STAGE_READ, err);
     if (rc < 0)
         return rc;
     if (len == 0)

@@ -40,6 +40,8 @@
 #define PTY_SLAVE_MAJOR_LAST 143u
 /* flush_input on non-ttys reads away at most this much, so a flood cannot pin us. */
 #define DISCARD_LIMIT (1024 * 1024)
+/* How often reopen() looks for a port that is not back yet. */
+#define REOPEN_POLL_MS 100
 
 const char *transport_kind_to_string(enum transport_kind kind)
 {
@@ -301,6 +303,30 @@ int tp_sleep_cancellable(int cancel_fd, int ms)
             return -ECANCELED;
         return 0;
     }
+}
+
+int tp_reopen_retry(struct transport *t, int timeout_ms, int (*try_once)(struct transport *t))
+{
+    int64_t deadline = tp_now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    for (;;) {
+        if (try_once(t) == 0)
+            return 0;
+        int64_t left = deadline - tp_now_ms();
+        if (left <= 0)
+            return -ENODEV;
+        int rc =
+            tp_sleep_cancellable(t->cancel_fd, left < REOPEN_POLL_MS ? (int)left : REOPEN_POLL_MS);
+        if (rc < 0)
+            return rc;
+    }
+}
+
+int tp_copy_path(char *dst, size_t cap, const char *path)
+{
+    if (strlen(path) >= cap)
+        return -ENAMETOOLONG;
+    snprintf(dst, cap, "%s", path);
+    return 0;
 }
 
 int tp_lock_exclusive(int fd)

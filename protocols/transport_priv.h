@@ -76,6 +76,17 @@ int tp_lock_exclusive(int fd);
 int tp_sleep_cancellable(int cancel_fd, int ms);
 
 /*
+ * The retry loop of a backend's reopen(): calls try_once(t) every 100 ms
+ * (sleeping cancellably) until it returns 0 (port back; anything else: not
+ * yet) or timeout_ms has passed. try_once leaves io.gone set when it fails.
+ * Returns 0, -ENODEV when the time is up, or -ECANCELED.
+ */
+int tp_reopen_retry(struct transport *t, int timeout_ms, int (*try_once)(struct transport *t));
+
+/* Copies a port path into a backend's buffer: 0, or -ENAMETOOLONG. */
+int tp_copy_path(char *dst, size_t cap, const char *path);
+
+/*
  * Fills err (stage OPEN) for a failed open of `port` with errno e, with
  * technician advice (ENOENT: not plugged in, EACCES: dialout group / udev rules,
  * EBUSY: another program). Returns -e.

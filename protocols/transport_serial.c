@@ -32,8 +32,6 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-#define REOPEN_POLL_MS 100
-
 struct serial_priv {
     struct tp_fd io;
     struct sp_port *port; /* NULL while closed */
@@ -234,47 +232,41 @@ static int serial_drain(struct transport *t)
     return r == SP_OK ? 0 : port_failure(p, r, -EIO);
 }
 
-static int serial_reopen(struct transport *t, int timeout_ms)
+/* One reopen attempt (tp_reopen_retry): 0 with the port open and set up. */
+static int serial_reopen_once(struct transport *t)
 {
     struct serial_priv *p = priv_of(t);
     char why[128];
+    struct sp_port *port = NULL;
+    int fd = -1;
+    if (serial_try_open(p->path, &port, &fd, why, sizeof(why)) != 0)
+        return -ENODEV;
+    p->port = port;
+    p->io.fd = fd;
+    p->io.gone = false;
+    p->lines = tp_fd_has_lines(fd);
+    t->caps =
+        TRANSPORT_CAP_BAUD | TRANSPORT_CAP_REOPEN | (p->lines ? TRANSPORT_CAP_MODEM_LINES : 0u);
+    fill_identity(t);
+    if (t->baud == 0 || serial_set_baud(t, t->baud) == 0)
+        return 0;
+    serial_close_port(p);
+    p->io.gone = true;
+    return -ENODEV;
+}
 
+static int serial_reopen(struct transport *t, int timeout_ms)
+{
+    struct serial_priv *p = priv_of(t);
     serial_close_port(p);
     p->io.gone = true; /* until the port is back */
-    int64_t deadline = tp_now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
-    for (;;) {
-        struct sp_port *port = NULL;
-        int fd = -1;
-        if (serial_try_open(p->path, &port, &fd, why, sizeof(why)) == 0) {
-            p->port = port;
-            p->io.fd = fd;
-            p->io.gone = false;
-            p->lines = tp_fd_has_lines(fd);
-            t->caps = TRANSPORT_CAP_BAUD | TRANSPORT_CAP_REOPEN |
-                      (p->lines ? TRANSPORT_CAP_MODEM_LINES : 0u);
-            fill_identity(t);
-            if (t->baud == 0 || serial_set_baud(t, t->baud) == 0)
-                return 0;
-            serial_close_port(p);
-            p->io.gone = true;
-        }
-        int64_t left = deadline - tp_now_ms();
-        if (left <= 0)
-            return -ENODEV;
-        int rc =
-            tp_sleep_cancellable(t->cancel_fd, left < REOPEN_POLL_MS ? (int)left : REOPEN_POLL_MS);
-        if (rc < 0)
-            return rc;
-    }
+    return tp_reopen_retry(t, timeout_ms, serial_reopen_once);
 }
 
 int tp_serial_set_path(struct transport *t, const char *path)
 {
     struct serial_priv *p = priv_of(t);
-    if (strlen(path) >= sizeof(p->path))
-        return -ENAMETOOLONG;
-    snprintf(p->path, sizeof(p->path), "%s", path);
-    return 0;
+    return tp_copy_path(p->path, sizeof(p->path), path);
 }
 
 static void serial_close(struct transport *t)

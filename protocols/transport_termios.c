@@ -54,7 +54,6 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define REOPEN_POLL_MS 100
 #define SIDEBAND_SEND_TIMEOUT_MS 1000
 /* A UART tolerates a few percent of rate error; a driver that lands further away refused it. */
 #define BAUD_TOLERANCE_PERCENT 5
@@ -411,10 +410,33 @@ int tp_termios_set_path(struct transport *t, const char *path)
     struct termios_priv *p = priv_of(t);
     if (!p->from_path)
         return -ENOTSUP;
-    if (strlen(path) >= sizeof(p->path))
-        return -ENAMETOOLONG;
-    snprintf(p->path, sizeof(p->path), "%s", path);
-    return 0;
+    return tp_copy_path(p->path, sizeof(p->path), path);
+}
+
+/* One reopen attempt (tp_reopen_retry): 0 with the port open and set up. */
+static int termios_reopen_once(struct transport *t)
+{
+    struct termios_priv *p = priv_of(t);
+    int fd = open_path_fd(p->path);
+    if (fd < 0)
+        return fd;
+    p->io.fd = fd;
+    int rc = setup_fd(t);
+    if (rc == 0 && t->baud && p->is_tty)
+        rc = tty_set_speed(fd, t->baud);
+    if (rc == 0) {
+        p->io.gone = false;
+        if (t->baud && p->is_tty && p->modem_fd >= 0) {
+            char msg[32];
+            snprintf(msg, sizeof(msg), "BAUD=%u\n", (unsigned)t->baud);
+            rc = sideband_send(p, msg);
+        }
+        if (rc == 0)
+            return 0;
+    }
+    close_fds(p);
+    p->io.gone = true;
+    return rc;
 }
 
 static int termios_reopen(struct transport *t, int timeout_ms)
@@ -425,35 +447,7 @@ static int termios_reopen(struct transport *t, int timeout_ms)
 
     close_fds(p);
     p->io.gone = true; /* until the port is back */
-    int64_t deadline = tp_now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
-    for (;;) {
-        int fd = open_path_fd(p->path);
-        if (fd >= 0) {
-            p->io.fd = fd;
-            int rc = setup_fd(t);
-            if (rc == 0 && t->baud && p->is_tty)
-                rc = tty_set_speed(fd, t->baud);
-            if (rc == 0) {
-                p->io.gone = false;
-                if (t->baud && p->is_tty && p->modem_fd >= 0) {
-                    char msg[32];
-                    snprintf(msg, sizeof(msg), "BAUD=%u\n", (unsigned)t->baud);
-                    rc = sideband_send(p, msg);
-                }
-                if (rc == 0)
-                    return 0;
-            }
-            close_fds(p);
-            p->io.gone = true;
-        }
-        int64_t left = deadline - tp_now_ms();
-        if (left <= 0)
-            return -ENODEV;
-        int rc =
-            tp_sleep_cancellable(t->cancel_fd, left < REOPEN_POLL_MS ? (int)left : REOPEN_POLL_MS);
-        if (rc < 0)
-            return rc;
-    }
+    return tp_reopen_retry(t, timeout_ms, termios_reopen_once);
 }
 
 static void termios_close(struct transport *t)

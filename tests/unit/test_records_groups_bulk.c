@@ -25,56 +25,11 @@
 #include <sqlite3.h>
 
 #include "records.h"
-
-struct fx {
-    char dir[64];
-    char path[128];
-    int64_t now;
-    struct records *r;
-};
-
-static int64_t fake_clock(void *ctx)
-{
-    return ((struct fx *)ctx)->now;
-}
-
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
-}
+#include "records_fixture.h"
 
 static int setup(void **state)
 {
-    struct fx *f = calloc(1, sizeof(*f));
-    assert_non_null(f);
-    snprintf(f->dir, sizeof(f->dir), "/tmp/test_records_gb.XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    snprintf(f->path, sizeof(f->path), "%s/records.db", f->dir);
-    f->now = 1700000000000LL;
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fx *f = *state;
-    records_close(f->r);
-    nftw(f->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
-    free(f);
-    return 0;
-}
-
-static void fx_open(struct fx *f)
-{
-    struct records_error err;
-    int rc = records_open(f->path, &f->r, &err);
-    if (rc < 0)
-        print_error("records_open: %s\n", err.message);
-    assert_int_equal(rc, 0);
-    records_set_clock(f->r, fake_clock, f);
+    return setup_in(state, "/tmp/test_records_gb.XXXXXX");
 }
 
 static void fx_close(struct fx *f)
