@@ -9,7 +9,9 @@
  *
  * The station is real (records, catalog, config with a token and a profile,
  * one idle slot "F1") but never started, and the API runs in dry-run mode:
- * requests are validated completely, no job or thread is started.
+ * requests are validated completely, no job or thread is started. The OTA
+ * manager is real too (no update endpoint, no boards in the records), so the
+ * OTA and bulk routes parse and validate their bodies and then find no board.
  *
  * Checks: every answer has a status 200..599; a JSON answer parses; every
  * error (>= 400) is {"error": {"code": string, "message": string}}.
@@ -26,6 +28,7 @@
 #include "api.h"
 #include "log.h"
 #include "loop.h"
+#include "ota.h"
 #include "station.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -33,6 +36,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static struct loop *g_loop;
 static struct station *g_st;
 static struct api *g_api;
+static struct ota *g_ota;
 static char g_dir[64];
 
 static void check(int cond)
@@ -44,6 +48,8 @@ static void check(int cond)
 static void cleanup(void)
 {
     api_free(g_api);
+    station_set_ota(g_st, NULL);
+    ota_free(g_ota);
     station_free(g_st);
     loop_free(g_loop);
     if (g_dir[0]) {
@@ -81,6 +87,8 @@ static void init(void)
     /* Stopped before it starts: an attached port becomes an idle slot, no job runs. */
     station_stop(g_st);
     check(station_attach(g_st, "/nonexistent/fuzz-tty", "F1") == 0);
+    check(ota_new(g_st, g_loop, &g_ota, err, sizeof(err)) == 0);
+    station_set_ota(g_st, g_ota);
     g_api = api_new(g_st);
     check(g_api != NULL);
     api_set_dry_run(g_api, true);
