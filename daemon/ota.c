@@ -1150,7 +1150,6 @@ int ota_new(struct station *st, struct loop *loop, struct ota **out, char *err, 
     o->listen_fd = -1;
     o->port = -1;
     o->msg_pipe[0] = o->msg_pipe[1] = -1;
-    o->next_bulk_id = 1;
     const struct config *cfg = station_config(st);
     int rc = 0;
     if (cfg->ota.enabled)

@@ -71,7 +71,6 @@ struct ota {
     int n_pushes;
     /* bulks */
     struct ota_bulk *bulks;
-    int64_t next_bulk_id; /* unused: bulk ids come from the records store */
     bool bulks_resumed;   /* ota_bulk.c loaded the store's running bulks */
     /* mDNS discovery (mdns.c), NULL off */
     struct mdns *mdns;
