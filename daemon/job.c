@@ -775,6 +775,8 @@ static void *job_main(void *arg)
         if (res.err.code == 0)
             esp_error_set(&res.err, rc, ESP_STAGE_NONE, NULL, "%s", esp_errno_to_string(rc));
     }
+    if (w.l && esp_loader_info(w.l))
+        res.link_baud = esp_loader_info(w.l)->baud;
     if (w.l)
         res.wire_bytes = (int64_t)esp_loader_stats(w.l)->wire_tx;
     else if (w.t)

@@ -110,6 +110,7 @@ struct job_result {
     double kbps; /* effective, over the write; < 0 unknown */
     char firmware[RECORDS_FIRMWARE_LEN];
     char md5[33];
+    uint32_t link_baud; /* the serial rate in force when the job ended; 0 = never connected */
 };
 
 struct job;

@@ -71,7 +71,7 @@ struct ota {
     int n_pushes;
     /* bulks */
     struct ota_bulk *bulks;
-    bool bulks_resumed;   /* ota_bulk.c loaded the store's running bulks */
+    bool bulks_resumed; /* ota_bulk.c loaded the store's running bulks */
     /* mDNS discovery (mdns.c), NULL off */
     struct mdns *mdns;
     struct ota_counters counters; /* /metrics (ota_counters) */

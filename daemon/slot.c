@@ -4,6 +4,8 @@
  */
 #include "slot.h"
 
+#include "esp_error.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,6 +116,39 @@ bool slot_count_result(struct slot *s, bool failed, bool counts, int flag_after)
     return false;
 }
 
+bool slot_link_error(int code, int stage, bool has_device_status, uint8_t status, uint8_t error)
+{
+    switch (stage) {
+    case ESP_STAGE_BAUD:
+    case ESP_STAGE_ATTACH:
+    case ESP_STAGE_ERASE:
+    case ESP_STAGE_WRITE:
+    case ESP_STAGE_VERIFY:
+    case ESP_STAGE_READ:
+        break;
+    default:
+        return false;
+    }
+    if (code == -ETIMEDOUT || code == -EPROTO)
+        return true;
+    if (code == -EBADMSG)
+        return stage != ESP_STAGE_VERIFY; /* an MD5 mismatch is about the flash content */
+    if (code != -EIO || !has_device_status)
+        return false;
+    if (status >= 0xC0) /* stub: the code is the first status byte */
+        return status == 0xC0 || status == 0xC1 || status == 0xC7;
+    return status != 0 && (error == 0x07 || error == 0x0B || error == 0x0C);
+}
+
+uint32_t slot_baud_step_down(uint32_t baud)
+{
+    static const uint32_t steps[] = {460800, 230400, 115200};
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++)
+        if (steps[i] < baud)
+            return steps[i];
+    return 0;
+}
+
 void slot_clear_board(struct slot *s)
 {
     s->mac[0] = s->chip[0] = s->firmware[0] = s->stage[0] = '\0';
@@ -122,6 +157,7 @@ void slot_clear_board(struct slot *s)
     s->done = s->total = 0;
     s->kbps = 0;
     s->attempt = 0;
+    s->baud_retry = false;
 }
 
 void slot_table_init(struct slot_table *t)

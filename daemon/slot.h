@@ -87,6 +87,15 @@ struct slot {
     struct loop_timer *timer; /* retry backoff / usb-jtag grace (owned by the station) */
     void *timer_ctx;          /* the timer's callback context (owned by the station) */
     bool in_grace;            /* usb-jtag board gone during reset: waiting for it */
+
+    /* Link back-off: the highest baud the adapter/cable on this port carried reliably,
+     * learnt from link errors (slot_link_error); 0 = no limit. Jobs run at
+     * min(profile baud, baud_limit). Kept across boards, unplugs and replugs on the same
+     * port (it belongs to the port's cable and adapter); cleared by POST
+     * /slots/{id}/reset-baud, by detaching the port through the API, and at a restart (not
+     * stored). */
+    uint32_t baud_limit;
+    bool baud_retry; /* the pending retry is a back-off retry (not counted in attempt) */
 };
 
 /* A slot's display name: its label, else its key. */
@@ -102,6 +111,18 @@ char *slot_removed_message(const char *stage, enum board_phase phase, char *buf,
  * are not the slot's fault and are passed as counts=false), passed/skipped
  * clear them and the flag. Returns true when the slot has just become flagged. */
 bool slot_count_result(struct slot *s, bool failed, bool counts, int flag_after);
+
+/* True when a failed job's error looks like link trouble at a high baud: it happened after
+ * the baud change (stages baud, attach, erase, write, verify, read; esp_stage values) and
+ * is a timeout, a garbled/invalid reply (-ETIMEDOUT, -EPROTO, -EBADMSG outside verify), or
+ * a device error that reports corrupted data (stub 0xC0 bad length, 0xC1 bad checksum,
+ * 0xC7 inflate error; ROM 0x07 checksum, 0x0B/0x0C deflate). A flash write/SPI error, a
+ * wrong chip or an MD5 mismatch in verify are not link errors. */
+bool slot_link_error(int code, int stage, bool has_device_status, uint8_t status, uint8_t error);
+
+/* The back-off step below `baud`: 921600 -> 460800 -> 230400 -> 115200 (the next lower of
+ * those below `baud`); 0 when baud <= 115200 (nothing lower to try). */
+uint32_t slot_baud_step_down(uint32_t baud);
 
 /* Clears the per-board fields (mac, chip, progress, error) for a new board. */
 void slot_clear_board(struct slot *s);

@@ -516,6 +516,10 @@ static void start_job(struct station *st, struct slot *s)
         rq->job_id = id;
         apply_req(rq, &p);
     }
+    /* The slot's learnt link limit (back-off after link errors) caps every job on it. */
+    bool capped = s->baud_limit && p.baud > s->baud_limit;
+    if (capped)
+        p.baud = s->baud_limit;
     struct job *j = job_new(&p, st->loop, id);
     int rc = j ? job_start(j) : -ENOMEM;
     if (rc < 0) {
@@ -548,8 +552,10 @@ static void start_job(struct station *st, struct slot *s)
     jset_int(d, "attempt", s->attempt + 1);
     jset_str(d, "kind", p.kind[0] ? p.kind : "flash");
     event(st, "job.started", s, NULL, id, d);
-    slog(s, LOG_LEVEL_INFO, "job %lld started on %s%s", (long long)id, s->uri,
-         s->attempt ? " (retry)" : "");
+    slog(s, LOG_LEVEL_INFO, "job %lld started on %s%s%s", (long long)id, s->uri,
+         s->attempt || s->baud_retry ? " (retry)" : "",
+         capped ? " (baud limited by the slot)" : "");
+    s->baud_retry = false;
 }
 
 /* Starts a job for the board on s now, or queues it. */
@@ -817,11 +823,40 @@ static void finish_job(struct station *st, struct job *j, struct job_result *r)
             snprintf(dev, sizeof(dev), " (device status 0x%02X error 0x%02X)",
                      (unsigned)res.device_status, (unsigned)res.device_error);
         int retries = prof ? prof->retries : 0;
+        /* Link back-off: link errors after the baud change at a rate above 115200 teach the
+         * slot a lower limit, and the board is tried again at once at that rate, outside the
+         * profile's retries budget (at most once per step down, so it ends). */
+        uint32_t lower = 0;
+        if (!removed && !st->stopping && s->present && e->code && r->link_baud > 115200 &&
+            slot_link_error(e->code, (int)e->stage, e->has_device_status, e->status, e->error))
+            lower = slot_baud_step_down(r->link_baud);
+        if (lower && (!s->baud_limit || lower < s->baud_limit)) {
+            s->baud_limit = lower;
+            struct json_object *bd = jobj();
+            jset_int(bd, "failed_baud", r->link_baud);
+            jset_int(bd, "baud_limit", lower);
+            jset_str(bd, "stage", err_stage ? err_stage : "");
+            event(st, "slot.baud_limited", s, j->mac, j->id, bd);
+            slog(s, LOG_LEVEL_WARN,
+                 "link errors at %u baud on slot %s: %s at %u; the slot keeps this limit "
+                 "-- check the cable/adapter",
+                 (unsigned)r->link_baud, slot_name(s), rq ? "limited" : "retrying",
+                 (unsigned)lower);
+        } else {
+            lower = 0;
+        }
         /* A job asked for through the API is not retried: the caller decides. */
-        bool retry = !rq && !removed && !st->stopping && s->present && s->attempt < retries;
+        bool baud_retry = lower && !rq;
+        bool retry =
+            !rq && !removed && !st->stopping && s->present && (baud_retry || s->attempt < retries);
         if (removed) {
             slot_count_result(s, true, false, st->opt.flag_after);
             slog(s, LOG_LEVEL_WARN, "failed: %s", msg);
+        } else if (baud_retry) {
+            /* Not the board's fault nor a new failure of the slot: the limit is the finding. */
+            slot_count_result(s, true, false, st->opt.flag_after);
+            slog(s, LOG_LEVEL_ERROR, "failed during %s at %u baud: %s%s; retrying at once at %u",
+                 err_stage ? err_stage : "?", (unsigned)r->link_baud, msg, dev, (unsigned)lower);
         } else {
             bool flagged = slot_count_result(s, true, true, st->opt.flag_after);
             if (retry)
@@ -842,10 +877,13 @@ static void finish_job(struct station *st, struct job *j, struct job_result *r)
         }
         set_phase(st, s, BOARD_FAILED);
         if (retry) {
-            s->attempt++;
+            if (baud_retry)
+                s->baud_retry = true;
+            else
+                s->attempt++;
             s->retry_pending = true;
             set_phase(st, s, BOARD_QUEUED);
-            if (slot_timer_arm(st, s, st->opt.retry_backoff_ms) < 0) {
+            if (slot_timer_arm(st, s, baud_retry ? 1 : st->opt.retry_backoff_ms) < 0) {
                 s->retry_pending = false;
                 set_phase(st, s, BOARD_FAILED);
             }
@@ -1852,6 +1890,20 @@ struct slot *station_find_slot(const struct station *st, const char *id)
     return NULL;
 }
 
+uint32_t station_slot_reset_baud(struct station *st, struct slot *s)
+{
+    uint32_t was = s->baud_limit;
+    if (!was)
+        return 0;
+    s->baud_limit = 0;
+    struct json_object *d = jobj();
+    jset_int(d, "baud_limit", was);
+    event(st, "slot.baud_limit_cleared", s, s->mac[0] ? s->mac : NULL, 0, d);
+    slog(s, LOG_LEVEL_NOTICE, "baud limit %u cleared: jobs run at the profile's baud again",
+         (unsigned)was);
+    return was;
+}
+
 bool station_slot_busy(const struct station *st, const struct slot *s)
 {
     return s->job || s->phase == BOARD_QUEUED || s->retry_pending || s->in_grace ||
@@ -2025,6 +2077,9 @@ int station_detach(struct station *st, struct slot *s)
     snprintf(ev.slot_key, sizeof(ev.slot_key), "%s", s->key);
     slog(s, LOG_LEVEL_NOTICE, "detached through the API");
     port_removed(st, &ev);
+    /* Taken out of service on purpose: whatever cable/adapter comes back is tried at full
+     * speed again (an unplug or a board change keeps the limit). */
+    station_slot_reset_baud(st, s);
     return 0;
 }
 

@@ -102,6 +102,10 @@ const char *station_slot_job_kind(const struct station *st, const struct slot *s
 int64_t station_slot_elapsed_ms(const struct station *st, const struct slot *s);
 /* The slot whose running job has records id `id`, NULL when no such job runs. */
 struct slot *station_slot_of_job(const struct station *st, int64_t id);
+/* Forgets the slot's learnt baud limit (link back-off): later jobs run at the profile's
+ * baud again. Logs and emits slot.baud_limit_cleared when there was one. Returns the
+ * limit that was cleared (0 when none). */
+uint32_t station_slot_reset_baud(struct station *st, struct slot *s);
 
 /*
  * Observers (the web layer's event stream). event: called after every append to

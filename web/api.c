@@ -561,6 +561,7 @@ struct json_object *api_slot_json(struct station *st, const struct slot *s)
     add(o, "failures", json_object_new_int(s->failures));
     add(o, "flagged", json_object_new_boolean(s->flagged));
     add(o, "attempt", json_object_new_int(s->attempt));
+    add(o, "baud_limit", s->baud_limit ? json_object_new_int64(s->baud_limit) : NULL);
     return o;
 }
 
@@ -1092,6 +1093,22 @@ static void slot_action(struct api *a, struct slot *s, const char *action,
     }
     start_request(a, s, &r, resp);
 out:
+    json_object_put(o);
+}
+
+/* POST /slots/{id}/reset-baud: forget the slot's learnt baud limit (link back-off). No
+ * job is started; the answer is the slot. */
+static void slot_reset_baud(struct api *a, struct slot *s, const struct api_request *rq,
+                            struct api_response *resp)
+{
+    struct json_object *o;
+    if (body_object(rq, resp, true, &o))
+        return;
+    static const char *const keys[] = {NULL};
+    if (!check_members(o, NULL, keys, resp)) {
+        station_slot_reset_baud(a->st, s);
+        api_json(resp, 200, api_slot_json(a->st, s));
+    }
     json_object_put(o);
 }
 
@@ -2506,7 +2523,7 @@ static const char *action_suffix(const char *rest, const char *const *words, siz
 static void route_slots(struct api *a, const struct api_request *rq, const char *rest,
                         struct api_response *resp)
 {
-    static const char *const actions[] = {"reset", "reflash", "erase", "info", NULL};
+    static const char *const actions[] = {"reset", "reflash", "erase", "info", "reset-baud", NULL};
     size_t idlen = 0;
     const char *act = action_suffix(rest, actions, &idlen);
     if (act) {
@@ -2520,6 +2537,8 @@ static void route_slots(struct api *a, const struct api_request *rq, const char 
                     return not_allowed(resp, "POST");
                 if (check_auth(a, rq, true, resp))
                     return;
+                if (strcmp(act, "reset-baud") == 0)
+                    return slot_reset_baud(a, s, rq, resp);
                 return slot_action(a, s, act, rq, resp);
             }
             if (method_is(rq, "POST")) { /* an action on a slot that does not exist: 404 */

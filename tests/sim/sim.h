@@ -85,6 +85,9 @@ struct sim_faults {
     bool md5_mismatch;
     bool silent;
     bool no_download_answer;
+    uint32_t noisy_above; /* 0 = off: above this board baud, host->board bytes get bit flips */
+    bool noisy_fired;
+    uint64_t noisy_bytes; /* host->board bytes received while noisy */
     /* counters */
     unsigned replies;  /* reply frames produced in download mode */
     unsigned commands; /* commands received in download mode */
@@ -97,6 +100,10 @@ int sim_fault_parse(struct sim_faults *f, const char *spec);
 /* True when the reply frame with this 1-based number must be dropped / corrupted. */
 bool sim_fault_drop_reply(struct sim_faults *f, unsigned n);
 bool sim_fault_corrupt_reply(struct sim_faults *f, unsigned n);
+/* noisy-above: the byte as it arrives at a board running at board_baud (a bit flipped in
+ * one byte of every SIM_NOISY_PERIOD while board_baud > noisy_above; deterministic). */
+#define SIM_NOISY_PERIOD 211
+uint8_t sim_fault_noisy(struct sim_faults *f, uint8_t byte, uint32_t board_baud);
 /* True when [addr, addr+len) touches a write-error address. */
 bool sim_fault_write_error(const struct sim_faults *f, uint32_t addr, uint32_t len);
 

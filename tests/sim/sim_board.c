@@ -474,6 +474,8 @@ void sim_board_step(struct sim *s, int64_t now)
         }
         if (!board_listens(s))
             continue;
+        if (!garbled)
+            b = sim_fault_noisy(&s->faults, b, s->baud);
         if (!sim_slip_feed(&s->slip, b, garbled, hb))
             continue;
         handle_frame(s, s->slip.buf, s->slip.len, s->slip.garbled, s->slip.garbled_baud);

@@ -70,6 +70,10 @@ int sim_fault_parse(struct sim_faults *f, const char *spec)
         if (errno || *end || a > 0xFFFFFFFFul || f->n_write_error >= SIM_MAX_FAULT_ARGS)
             goto bad;
         f->write_error_addr[f->n_write_error++] = (uint32_t)a;
+    } else if (strcmp(kind, "noisy-above") == 0) {
+        if (parse_num(arg, &v) || v == 0 || v > 0xFFFFFFFFu)
+            goto bad;
+        f->noisy_above = (uint32_t)v;
     } else if (strcmp(kind, "md5-mismatch") == 0 && !arg) {
         f->md5_mismatch = true;
     } else if (strcmp(kind, "silent") == 0 && !arg) {
@@ -111,4 +115,21 @@ bool sim_fault_write_error(const struct sim_faults *f, uint32_t addr, uint32_t l
             return true;
     }
     return false;
+}
+
+uint8_t sim_fault_noisy(struct sim_faults *f, uint8_t byte, uint32_t board_baud)
+{
+    if (!f->noisy_above || board_baud <= f->noisy_above)
+        return byte;
+    f->noisy_bytes++;
+    if (f->noisy_bytes % SIM_NOISY_PERIOD != 0)
+        return byte;
+    if (!f->noisy_fired) {
+        f->noisy_fired = true;
+        sim_log("fault noisy-above fired (board at %u baud > %u: a bit flipped in 1 of every "
+                "%u host bytes)",
+                board_baud, f->noisy_above, SIM_NOISY_PERIOD);
+    }
+    /* walk the flipped bit through the byte so that both SLIP specials and data suffer */
+    return (uint8_t)(byte ^ (1u << ((f->noisy_bytes / SIM_NOISY_PERIOD) % 8)));
 }

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "devsrc.h"
+#include "esp_error.h"
 #include "slot.h"
 
 static void test_names_unique(void **state)
@@ -198,6 +199,42 @@ static void test_manual_event(void **state)
     assert_string_equal(port_event_kind_to_string(PORT_ADDED), "added");
 }
 
+/* Link back-off: which errors mean "the link is bad at this rate", and the step down. */
+static void test_link_backoff(void **state)
+{
+    (void)state;
+    assert_int_equal(slot_baud_step_down(921600), 460800);
+    assert_int_equal(slot_baud_step_down(460800), 230400);
+    assert_int_equal(slot_baud_step_down(230400), 115200);
+    assert_int_equal(slot_baud_step_down(115200), 0);
+    assert_int_equal(slot_baud_step_down(9600), 0);
+    assert_int_equal(slot_baud_step_down(2000000), 460800);
+    assert_int_equal(slot_baud_step_down(1500000), 460800);
+    assert_int_equal(slot_baud_step_down(300000), 230400);
+
+    /* timeouts and garbled replies after the baud change */
+    assert_true(slot_link_error(-ETIMEDOUT, ESP_STAGE_WRITE, false, 0, 0));
+    assert_true(slot_link_error(-EPROTO, ESP_STAGE_VERIFY, false, 0, 0));
+    assert_true(slot_link_error(-ETIMEDOUT, ESP_STAGE_ATTACH, false, 0, 0));
+    assert_true(slot_link_error(-EBADMSG, ESP_STAGE_READ, false, 0, 0));
+    /* ... but not before it, nor an MD5 mismatch */
+    assert_false(slot_link_error(-ETIMEDOUT, ESP_STAGE_SYNC, false, 0, 0));
+    assert_false(slot_link_error(-ETIMEDOUT, ESP_STAGE_STUB, false, 0, 0));
+    assert_false(slot_link_error(-EBADMSG, ESP_STAGE_VERIFY, false, 0, 0));
+    assert_false(slot_link_error(-EINVAL, ESP_STAGE_WRITE, false, 0, 0));
+    assert_false(slot_link_error(-ENODEV, ESP_STAGE_WRITE, false, 0, 0));
+    /* stub: checksum / inflate / length are the data arriving corrupted */
+    assert_true(slot_link_error(-EIO, ESP_STAGE_WRITE, true, 0xC1, 0));
+    assert_true(slot_link_error(-EIO, ESP_STAGE_WRITE, true, 0xC7, 0));
+    assert_true(slot_link_error(-EIO, ESP_STAGE_WRITE, true, 0xC0, 0));
+    assert_false(slot_link_error(-EIO, ESP_STAGE_WRITE, true, 0xC4, 0)); /* SPI failed */
+    assert_false(slot_link_error(-EIO, ESP_STAGE_WRITE, true, 0xC5, 0)); /* write-protected */
+    /* ROM: checksum error yes, flash write error no */
+    assert_true(slot_link_error(-EIO, ESP_STAGE_WRITE, true, 0x01, 0x07));
+    assert_false(slot_link_error(-EIO, ESP_STAGE_WRITE, true, 0x01, 0x08));
+    assert_false(slot_link_error(-EIO, ESP_STAGE_WRITE, false, 0, 0));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -205,6 +242,7 @@ int main(void)
         cmocka_unit_test(test_refused),      cmocka_unit_test(test_removal_each_stage),
         cmocka_unit_test(test_active),       cmocka_unit_test(test_flagging),
         cmocka_unit_test(test_table),        cmocka_unit_test(test_manual_event),
+        cmocka_unit_test(test_link_backoff),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -94,6 +94,7 @@ export function normSlot(r) {
     deviceError: err ? num(err.device_error) : null,
     failures: num(r.failures) ?? 0,
     flagged: !!r.flagged,
+    baudLimit: num(r.baud_limit) ?? null,
     attempt: num(r.attempt) ?? 0,
     ip: r.ip || '',
     runningVersion: r.running_version || '',

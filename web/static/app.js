@@ -43,7 +43,8 @@ function slotCard(key) {
     <div class="bar" role="progressbar" aria-valuemin="0" aria-valuemax="100"><i></i></div>
     <div class="nums"><span class="bytes"></span><span class="pct"></span><span class="speed"></span><span class="elapsed"></span></div>
     <div class="why" hidden><div class="reason"></div><div class="advice"></div></div>
-    <div class="flag-note" hidden>⚑ Check this slot</div>`;
+    <div class="flag-note" hidden>⚑ Check this slot</div>
+    <div class="baud-note" hidden></div>`;
   n.addEventListener('click', (e) => {
     const a = e.target.closest('a[data-mac]');
     if (a) { e.preventDefault(); openBoard(a.dataset.mac); return; }
@@ -106,6 +107,13 @@ function renderSlot(s) {
   const flag = $('.flag-note', n);
   flag.hidden = !s.flagged;
   if (s.flagged) flag.textContent = `⚑ Check this slot${s.failures ? ` — ${s.failures} failures in a row` : ''}`;
+  // Link back-off: the slot runs below the profile's baud (docs/API.md baud_limit).
+  const bn = $('.baud-note', n);
+  bn.hidden = !s.baudLimit;
+  if (s.baudLimit) {
+    bn.textContent = `limited to ${s.baudLimit} Bd`;
+    bn.title = 'Link errors at a higher baud on this slot: check the cable/adapter. POST /api/v1/slots/{id}/reset-baud clears the limit.';
+  }
   return n;
 }
 
@@ -340,7 +348,7 @@ function showBanner(msg) {
 // and an unnamed event still arrives through onmessage.
 const EVENT_KINDS = ['hello', 'slot.progress', 'port.added', 'port.removed', 'port.attached', 'port.detached',
   'job.requested', 'job.started', 'job.progress', 'board.identified', 'job.finished', 'job.interrupted',
-  'slot.flagged', 'firmware.imported', 'firmware.deleted', 'profile.changed',
+  'slot.flagged', 'slot.baud_limited', 'slot.baud_limit_cleared', 'firmware.imported', 'firmware.deleted', 'profile.changed',
   'board.online', 'board.version', 'board.target', 'ota.served', 'ota.push.started', 'ota.push.finished',
   'bulk.started', 'bulk.board', 'bulk.stopped', 'bulk.finished'];
 
