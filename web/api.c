@@ -297,12 +297,11 @@ static int time_range(const struct api_request *rq, struct api_response *resp, i
     return 0;
 }
 
-/* Normalises a MAC (any case, ':' or '-') to "aa:bb:cc:dd:ee:ff". */
-static int parse_mac(const char *s, char out[RECORDS_MAC_LEN])
+int api_parse_mac(const char *s, size_t len, char out[RECORDS_MAC_LEN])
 {
-    if (!s || strlen(s) != 17)
+    if (!s || len != 17)
         return -EINVAL;
-    for (int i = 0; i < 17; i++) {
+    for (size_t i = 0; i < 17; i++) {
         char c = s[i];
         if (i % 3 == 2) {
             if (c != ':' && c != '-')
@@ -316,6 +315,11 @@ static int parse_mac(const char *s, char out[RECORDS_MAC_LEN])
     }
     out[17] = '\0';
     return 0;
+}
+
+static int parse_mac(const char *s, char out[RECORDS_MAC_LEN])
+{
+    return api_parse_mac(s, s ? strlen(s) : 0, out);
 }
 
 /* The chip family key of the config ("esp32c3") for a chip. */
@@ -1336,18 +1340,24 @@ static void get_boards(struct api *a, const struct api_request *rq, struct api_r
         cache_put(a, key, resp);
 }
 
+/* The filters the records query cannot apply: firmware name (any version) and a MAC list. */
+static bool job_wanted(const struct list_ctx *c, const struct records_job *j)
+{
+    if (!fw_match(c->fw, j->firmware))
+        return false;
+    if (!c->macs)
+        return true;
+    for (size_t i = 0; i < c->n_macs; i++)
+        if (strcmp(c->macs[i], j->board_mac) == 0)
+            return true;
+    return false;
+}
+
 static int job_cb(const struct records_job *j, void *ctx)
 {
     struct list_ctx *c = ctx;
-    if (!fw_match(c->fw, j->firmware))
+    if (!job_wanted(c, j))
         return 0;
-    if (c->macs) {
-        bool found = false;
-        for (size_t i = 0; i < c->n_macs && !found; i++)
-            found = strcmp(c->macs[i], j->board_mac) == 0;
-        if (!found)
-            return 0;
-    }
     if (!page_take(c))
         return c->paging && c->left <= 0 && c->skip <= 0;
     json_object_array_add(c->arr, job_json(c->a->st, j));
@@ -1460,15 +1470,8 @@ static void list_jobs(struct api *a, const struct api_request *rq, struct api_re
 static int id_cb(const struct records_job *j, void *ctx)
 {
     struct list_ctx *c = ctx;
-    if (!fw_match(c->fw, j->firmware))
+    if (!job_wanted(c, j))
         return 0;
-    if (c->macs) {
-        bool found = false;
-        for (size_t i = 0; i < c->n_macs && !found; i++)
-            found = strcmp(c->macs[i], j->board_mac) == 0;
-        if (!found)
-            return 0;
-    }
     /* c->skip counts ids; the ids go into arr as ints */
     json_object_array_add(c->arr, json_object_new_int64(j->id));
     return 0;

@@ -113,6 +113,10 @@ int api_upload_precheck(struct api *a, const struct api_request *rq, struct api_
 int api_error(struct api_response *resp, int status, const char *code, const char *field,
               const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
+/* Normalises a MAC of len characters (any case, ':' or '-') to "aa:bb:cc:dd:ee:ff" in out
+ * (18 bytes). 0, or -EINVAL when it is not a MAC. */
+int api_parse_mac(const char *s, size_t len, char out[18]);
+
 /* Sets resp's body to the JSON text of o (consumed) with status. */
 void api_json(struct api_response *resp, int status, struct json_object *o);
 

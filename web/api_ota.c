@@ -27,26 +27,6 @@ static bool is_method(const struct api_request *rq, const char *m)
     return strcmp(rq->method, m) == 0;
 }
 
-static int norm_mac(const char *s, size_t len, char out[RECORDS_MAC_LEN])
-{
-    if (len != 17)
-        return -EINVAL;
-    for (size_t i = 0; i < 17; i++) {
-        char c = s[i];
-        if (i % 3 == 2) {
-            if (c != ':' && c != '-')
-                return -EINVAL;
-            out[i] = ':';
-        } else {
-            if (!isxdigit((unsigned char)c))
-                return -EINVAL;
-            out[i] = (char)tolower((unsigned char)c);
-        }
-    }
-    out[17] = '\0';
-    return 0;
-}
-
 static void not_allowed(struct api_response *resp, const char *allow)
 {
     snprintf(resp->allow, sizeof(resp->allow), "%s", allow);
@@ -344,7 +324,7 @@ void api_ota_handle(struct ota *o, const struct api_request *rq, const char *v1,
         const char *rest = v1 + 7;
         const char *slash = strchr(rest, '/');
         char mac[RECORDS_MAC_LEN];
-        if (norm_mac(rest, (size_t)(slash - rest), mac) < 0)
+        if (api_parse_mac(rest, (size_t)(slash - rest), mac) < 0)
             return (void)api_error(resp, 400, "bad_request", "mac",
                                    "mac: expected aa:bb:cc:dd:ee:ff");
         if (strcmp(slash, "/target") == 0) {
