@@ -128,15 +128,47 @@ void ota_espota_acks_init(struct ota_espota_acks *a)
     memset(a, 0, sizeof(*a));
 }
 
-static void flush_pending(struct ota_espota_acks *a, uint64_t sent)
+static uint64_t digits_value(const uint8_t *d, int n)
 {
-    if (a->pending_digits == 0)
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v = v * 10 + d[i];
+    return v;
+}
+
+static void pending_commit(struct ota_espota_acks *a, int keep)
+{
+    int done = a->pending_len - keep;
+    a->acked += digits_value(a->pending, done);
+    memmove(a->pending, a->pending + done, (size_t)keep);
+    a->pending_len = keep;
+}
+
+/* One more digit of the ack stream (see the header for the rules). */
+static void ack_digit(struct ota_espota_acks *a, uint8_t d)
+{
+    int n = a->pending_len;
+    if (n < OTA_ESPOTA_ACK_DIGITS && n > 0 &&
+        digits_value(a->pending, n) * 10 + d <= OTA_ESPOTA_MAX_ACK) {
+        a->pending[a->pending_len++] = d; /* the count grows */
         return;
-    a->acked += a->pending;
-    if (a->acked > sent)
-        a->acked = sent;
-    a->pending = 0;
-    a->pending_digits = 0;
+    }
+    if (d != 0) {
+        pending_commit(a, 0); /* a new count starts */
+        a->pending[a->pending_len++] = d;
+        return;
+    }
+    /* A '0' cannot start a count: it ends one that began inside the pending
+     * digits. Take the shortest such tail that starts non-zero and still fits. */
+    for (int k = 1; k < n; k++) {
+        const uint8_t *tail = a->pending + n - k;
+        if (tail[0] != 0 && digits_value(tail, k) * 10 <= OTA_ESPOTA_MAX_ACK) {
+            pending_commit(a, k);
+            a->pending[a->pending_len++] = 0;
+            return;
+        }
+    }
+    /* Not the shape of any ack stream: the digit means nothing. */
 }
 
 static void text_done(struct ota_espota_acks *a)
@@ -148,25 +180,17 @@ static void text_done(struct ota_espota_acks *a)
 }
 
 enum ota_espota_verdict ota_espota_acks_feed(struct ota_espota_acks *a, const uint8_t *buf,
-                                             size_t len, uint64_t sent)
+                                             size_t len)
 {
     for (size_t i = 0; i < len && a->verdict == OTA_ESPOTA_VERDICT_NONE; i++) {
         uint8_t c = buf[i];
         a->ack_bytes++;
         if (!a->in_text) {
             if (c >= '0' && c <= '9') {
-                uint64_t outstanding = sent > a->acked ? sent - a->acked : 0;
-                if (outstanding > OTA_ESPOTA_MAX_ACK)
-                    outstanding = OTA_ESPOTA_MAX_ACK;
-                uint64_t d = (uint64_t)(c - '0');
-                if (a->pending_digits > 0 &&
-                    (a->pending_digits >= 10 || a->pending * 10 + d > outstanding))
-                    flush_pending(a, sent);
-                a->pending = a->pending * 10 + d;
-                a->pending_digits++;
+                ack_digit(a, (uint8_t)(c - '0'));
                 continue;
             }
-            flush_pending(a, sent);
+            pending_commit(a, 0);
             if (isspace(c))
                 continue; /* tolerated between counts and before the verdict */
             a->in_text = true;
@@ -196,7 +220,7 @@ enum ota_espota_verdict ota_espota_acks_finish(struct ota_espota_acks *a)
 
 uint64_t ota_espota_acks_estimate(const struct ota_espota_acks *a, uint64_t sent)
 {
-    uint64_t v = a->acked + a->pending;
+    uint64_t v = a->acked + digits_value(a->pending, a->pending_len);
     return v > sent ? sent : v;
 }
 
@@ -731,7 +755,7 @@ static int read_acks(struct ota_espota *s, struct ota_error *err)
         if (n == 0)
             return 0;
         s->last_activity = ota_now_ms();
-        if (ota_espota_acks_feed(&s->acks, buf, (size_t)n, s->sent) != OTA_ESPOTA_VERDICT_NONE)
+        if (ota_espota_acks_feed(&s->acks, buf, (size_t)n) != OTA_ESPOTA_VERDICT_NONE)
             return 1;
     }
 }

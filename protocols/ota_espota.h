@@ -23,13 +23,16 @@
  * must outlive the instance.
  *
  * Acks: the device writes a decimal count after each read, with no
- * separator, so "14601460" may be two acks. They are parsed greedily, a
- * number growing only while it stays <= min(bytes outstanding,
- * OTA_ESPOTA_MAX_ACK); this splits the real acks (1460, 4096) correctly and
- * otherwise errs towards over-counting; the result is clamped
- * to the bytes sent and used as liveness and progress only. Success is the
- * text "OK" (also glued to the last count, "392OK"); any other text is the
- * device's error line.
+ * separator, so "14601460" may be two acks. A count is never 0, never starts
+ * with '0' and is at most OTA_ESPOTA_MAX_ACK. Digits are read greedily (a
+ * device reads as much as it can, so acks are mostly full-size): a count grows
+ * while it stays <= OTA_ESPOTA_MAX_ACK; a '0' that can neither grow it nor
+ * start a count takes the count's last digits with it ("5964" + "0" is
+ * 596 + "40..."). Every chunking of the stream gives the same split. A short
+ * ack glued to a full one can still be misread ("123"+"1460" reads as 1231 +
+ * 460), so the sum is an estimate, clamped to the bytes sent and used as
+ * liveness and progress only. Success is the text "OK" (also glued to the last
+ * count, "392OK"); any other text is the device's error line.
  */
 #ifndef OTA_ESPOTA_H
 #define OTA_ESPOTA_H
@@ -50,6 +53,7 @@
 /* Largest single ack a device writes (ESP8266: one 4 KiB sector buffer; ESP32: 1460),
  * with margin; bounds the greedy split of glued acks. */
 #define OTA_ESPOTA_MAX_ACK 8192
+#define OTA_ESPOTA_ACK_DIGITS 4 /* digits of OTA_ESPOTA_MAX_ACK */
 
 /* Which stored secret H to assume for the PBKDF2 scheme. */
 enum ota_espota_hash {
@@ -125,9 +129,9 @@ enum ota_espota_verdict {
 };
 
 struct ota_espota_acks {
-    uint64_t acked;   /* completed ack numbers, summed, clamped to sent */
-    uint64_t pending; /* digits not yet known to be complete */
-    int pending_digits;
+    uint64_t acked;                         /* counts known to be complete, summed */
+    uint8_t pending[OTA_ESPOTA_ACK_DIGITS]; /* digits of the count still growing */
+    int pending_len;
     uint64_t ack_bytes; /* bytes of ack stream seen (liveness) */
     bool in_text;       /* a non-digit was seen: the rest is the verdict text */
     enum ota_espota_verdict verdict;
@@ -138,17 +142,16 @@ struct ota_espota_acks {
 void ota_espota_acks_init(struct ota_espota_acks *a);
 
 /*
- * Feeds TCP bytes from the device. sent = image bytes sent so far (bounds the
- * ack numbers). Returns the verdict so far (NONE, OK, or ERROR once the error
+ * Feeds TCP bytes from the device. Returns the verdict so far (NONE, OK, or ERROR once the error
  * line is complete).
  */
 enum ota_espota_verdict ota_espota_acks_feed(struct ota_espota_acks *a, const uint8_t *buf,
-                                             size_t len, uint64_t sent);
+                                             size_t len);
 
 /* End of stream: an unterminated error text becomes ERROR. Returns the verdict. */
 enum ota_espota_verdict ota_espota_acks_finish(struct ota_espota_acks *a);
 
-/* Bytes the device has acknowledged, best estimate (includes pending digits), <= sent. */
+/* Bytes the device has acknowledged, best estimate (includes the growing count), <= sent. */
 uint64_t ota_espota_acks_estimate(const struct ota_espota_acks *a, uint64_t sent);
 
 /*
