@@ -133,6 +133,12 @@ static const char *const migrations[] = {
     "  attempts INTEGER NOT NULL DEFAULT 0, job_id INTEGER, error TEXT,"
     "  PRIMARY KEY (bulk_id, mac)) WITHOUT ROWID;"
     "CREATE UNIQUE INDEX bulk_boards_pos ON bulk_boards (bulk_id, pos);",
+    /* 4: what the station learned about a slot's link (by slot key: the
+     * physical port), kept across restarts */
+    "CREATE TABLE slot_link ("
+    "  slot_key TEXT PRIMARY KEY NOT NULL,"
+    "  baud_limit INTEGER NOT NULL CHECK (baud_limit > 0),"
+    "  updated INTEGER NOT NULL) WITHOUT ROWID;",
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -205,6 +211,9 @@ enum stmt_id {
     ST_BULK_GET,
     ST_BULK_BOARDS,
     ST_BULK_LIST,
+    ST_SLOT_BAUD_GET,
+    ST_SLOT_BAUD_SET,
+    ST_SLOT_BAUD_CLEAR,
     ST_COUNT
 };
 
@@ -241,6 +250,11 @@ static const char *const stmt_sql[ST_COUNT] = {
                       "WHERE g.mac = boards.mac AND g.name = ?5)) "
                       "ORDER BY last_seen DESC, mac LIMIT ?3 OFFSET ?4",
     [ST_BOARD_SET_NOTES] = "UPDATE boards SET notes = ?2 WHERE mac = ?1",
+    [ST_SLOT_BAUD_GET] = "SELECT baud_limit FROM slot_link WHERE slot_key = ?1",
+    [ST_SLOT_BAUD_SET] =
+        "INSERT INTO slot_link (slot_key, baud_limit, updated) VALUES (?1, ?2, ?3) "
+        "ON CONFLICT (slot_key) DO UPDATE SET baud_limit = ?2, updated = ?3",
+    [ST_SLOT_BAUD_CLEAR] = "DELETE FROM slot_link WHERE slot_key = ?1",
     [ST_BOARD_EXISTS] = "SELECT 1 FROM boards WHERE mac = ?1",
     [ST_GROUPS_CLEAR] = "DELETE FROM board_groups WHERE mac = ?1",
     [ST_GROUP_ADD] = "INSERT OR IGNORE INTO board_groups (mac, name) VALUES (?1, ?2)",
@@ -2140,6 +2154,51 @@ int records_board_set_notes(struct records *r, const char *mac, const char *note
     bind_trunc(st, 2, notes, RECORDS_TEXT_LEN);
     return change_one(r, st, sqlite3_step(st), "cannot set the board's notes", err,
                       "records: no board %s", norm);
+}
+
+int records_slot_baud_limit_set(struct records *r, const char *slot_key, uint32_t baud,
+                                struct records_error *err)
+{
+    sqlite3_stmt *st;
+    int ret;
+    ENTER(r, err);
+    if (!slot_key || !*slot_key)
+        return set_err(err, -EINVAL, "records: slot key missing");
+    if ((ret = check_text("slot key", slot_key, RECORDS_TEXT_LEN, err)) < 0)
+        return ret;
+    if ((ret = stmt_get(r, baud ? ST_SLOT_BAUD_SET : ST_SLOT_BAUD_CLEAR, &st, err)) < 0)
+        return ret;
+    sqlite3_bind_text(st, 1, slot_key, -1, SQLITE_TRANSIENT);
+    if (baud) {
+        sqlite3_bind_int64(st, 2, baud);
+        sqlite3_bind_int64(st, 3, records_now_ms(r));
+    }
+    return write_done(r, st, step_durable(r, st), "cannot store the slot's baud limit", err);
+}
+
+static void read_baud(sqlite3_stmt *st, void *out)
+{
+    int64_t v = col_int(st, 0, 0);
+    *(uint32_t *)out = v > 0 && v <= UINT32_MAX ? (uint32_t)v : 0;
+}
+
+int records_slot_baud_limit_get(struct records *r, const char *slot_key, uint32_t *baud,
+                                struct records_error *err)
+{
+    sqlite3_stmt *st;
+    int ret;
+    ENTER(r, err);
+    *baud = 0;
+    if (!slot_key || !*slot_key)
+        return set_err(err, -EINVAL, "records: slot key missing");
+    if ((ret = check_text("slot key", slot_key, RECORDS_TEXT_LEN, err)) < 0)
+        return ret;
+    if ((ret = stmt_get(r, ST_SLOT_BAUD_GET, &st, err)) < 0)
+        return ret;
+    sqlite3_bind_text(st, 1, slot_key, -1, SQLITE_TRANSIENT);
+    ret = get_one(r, st, read_baud, baud, "cannot read the slot's baud limit", err,
+                  "records: no baud limit for slot %s", slot_key);
+    return ret == -ENOENT ? 0 : ret;
 }
 
 bool records_group_name_ok(const char *name)

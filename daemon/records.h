@@ -166,6 +166,13 @@ int records_board_list(struct records *r, const struct records_board_filter *f, 
 int records_board_set_notes(struct records *r, const char *mac, const char *notes,
                             struct records_error *err);
 
+/* A slot's learned baud limit (0 = none), by slot key, kept across restarts.
+ * set with 0 clears it; get gives 0 when none is stored. */
+int records_slot_baud_limit_set(struct records *r, const char *slot_key, uint32_t baud,
+                                struct records_error *err);
+int records_slot_baud_limit_get(struct records *r, const char *slot_key, uint32_t *baud,
+                                struct records_error *err);
+
 /* True when name is a valid group name: 1..64 of [A-Za-z0-9._-]. */
 bool records_group_name_ok(const char *name);
 

@@ -91,11 +91,12 @@ struct slot {
     /* Link back-off: the highest baud the adapter/cable on this port carried reliably,
      * learnt from link errors (slot_link_error); 0 = no limit. Jobs run at
      * min(profile baud, baud_limit). Kept across boards, unplugs and replugs on the same
-     * port (it belongs to the port's cable and adapter); cleared by POST
-     * /slots/{id}/reset-baud, by detaching the port through the API, and at a restart (not
-     * stored). */
+     * port (it belongs to the port's cable and adapter) and across restarts (records
+     * slot_link, loaded when the port is first seen); cleared by POST
+     * /slots/{id}/reset-baud and by detaching the port through the API. */
     uint32_t baud_limit;
-    bool baud_retry; /* the pending retry is a back-off retry (not counted in attempt) */
+    bool link_loaded; /* baud_limit has been read from the records */
+    bool baud_retry;  /* the pending retry is a back-off retry (not counted in attempt) */
 };
 
 /* A slot's display name: its label, else its key. */

@@ -656,6 +656,15 @@ static void slot_timer_fire(void *ctx)
 
 static void port_removed(struct station *st, const struct port_event *ev);
 
+/* Keeps the slot's learnt baud limit (0 = none) in the records across restarts. */
+static void store_baud_limit(struct station *st, const struct slot *s)
+{
+    struct records_error re;
+    if (records_slot_baud_limit_set(st->rec, s->key, s->baud_limit, &re) < 0)
+        log_msg(LOG_LEVEL_WARN, "records: the baud limit of slot %s is not kept: %s", s->key,
+                re.message);
+}
+
 static const char *removed_advice =
     "the board was unplugged (or its USB connection dropped) before the job ended; plug it in "
     "again to flash it";
@@ -832,6 +841,7 @@ static void finish_job(struct station *st, struct job *j, struct job_result *r)
             lower = slot_baud_step_down(r->link_baud);
         if (lower && (!s->baud_limit || lower < s->baud_limit)) {
             s->baud_limit = lower;
+            store_baud_limit(st, s);
             struct json_object *bd = jobj();
             jset_int(bd, "failed_baud", r->link_baud);
             jset_int(bd, "baud_limit", lower);
@@ -1137,6 +1147,17 @@ static void port_added(struct station *st, const struct port_event *ev)
     if (!s) {
         log_msg(LOG_LEVEL_ERROR, "out of memory: port %s ignored", ev->uri);
         return;
+    }
+    if (!s->link_loaded) {
+        struct records_error re;
+        if (records_slot_baud_limit_get(st->rec, s->key, &s->baud_limit, &re) < 0)
+            log_msg(LOG_LEVEL_WARN, "records: %s", re.message);
+        else if (s->baud_limit)
+            log_msg(LOG_LEVEL_NOTICE,
+                    "slot %s: baud limited to %u (learnt from link errors earlier; POST "
+                    "/api/v1/slots/{id}/reset-baud forgets it)",
+                    s->key, (unsigned)s->baud_limit);
+        s->link_loaded = true;
     }
     const char *label = ev->label[0] ? ev->label : config_slot_label(st->cfg, ev->slot_key);
     snprintf(s->label, sizeof(s->label), "%s", label ? label : "");
@@ -1896,6 +1917,7 @@ uint32_t station_slot_reset_baud(struct station *st, struct slot *s)
     if (!was)
         return 0;
     s->baud_limit = 0;
+    store_baud_limit(st, s);
     struct json_object *d = jobj();
     jset_int(d, "baud_limit", was);
     event(st, "slot.baud_limit_cleared", s, s->mac[0] ? s->mac : NULL, 0, d);

@@ -6,7 +6,9 @@
 # "baud_limit": 460800 in the slot JSON) and the board is retried at once at 460800
 # outside the retries budget, which passes and leaves the image in the flash. The
 # next job on A1 starts at 460800 (only that CHANGE_BAUDRATE in sim.log), and
-# POST /slots/A1/reset-baud clears the limit. A2's board has a flash write error
+# limit outlives a daemon restart (records slot_link: the first job after the
+# restart also runs at 460800), and POST /slots/A1/reset-baud clears it, in the
+# records too. A2's board has a flash write error
 # (not a link error): it fails once, no limit, no retry.
 source "${INTEG_LIB:?INTEG_LIB (tests/integration/lib.sh) must be set}"
 source "$(dirname "$0")/daemon_lib.sh"
@@ -84,6 +86,23 @@ bauds=$(tail -n +"$((n0 + 1))" "$NOISY/sim.log" | grep -o 'cmd CHANGE_BAUDRATE n
 [ "$bauds" = "460800 " ] || fail "next job on A1: CHANGE_BAUDRATE '$bauds', expected 460800 only"
 flash_region_equals "$NOISY" 0x10000 "$FW/app.bin"
 
+# --- the limit outlives a restart -------------------------------------------------------
+stop_daemon
+[ "$(db "SELECT baud_limit FROM slot_link WHERE slot_key = 'uri:$NOISY/tty'")" = 460800 ] ||
+    fail "limit not in the records: $(db "SELECT * FROM slot_link")"
+[ "$(db "SELECT count(*) FROM slot_link")" = 1 ] || fail "A2 has a stored limit"
+n0=$(wc -l <"$NOISY/sim.log")
+done_before=$(db "SELECT count(*) FROM jobs WHERE slot = 'A1' AND state = 'passed'")
+start_api_daemon "$CFG"
+wait_sql "SELECT count(*) FROM jobs WHERE slot = 'A1' AND state = 'passed'" $((done_before + 1)) 60
+bauds=$(tail -n +"$((n0 + 1))" "$NOISY/sim.log" | grep -o 'cmd CHANGE_BAUDRATE new=[0-9]*' |
+    sed 's/.*new=//' | tr '\n' ' ')
+[ "$bauds" = "460800 " ] || fail "first job after the restart: CHANGE_BAUDRATE '$bauds'"
+grep -q 'baud limited to 460800 (learnt from link errors earlier' "$DAEMON_LOG" ||
+    fail "restart did not log the stored limit"
+api GET /api/v1/slots/A1
+expect_jq '.baud_limit == 460800'
+
 # --- reset-baud clears the limit --------------------------------------------------------
 api POST /api/v1/slots/A1/reset-baud
 expect_status 401 "reset-baud without a token"
@@ -98,4 +117,5 @@ grep -q 'baud limit 460800 cleared' "$DAEMON_LOG" || fail "clearing not logged"
 apij POST /api/v1/slots/A9/reset-baud '{}'
 expect_status 404 "reset-baud on an unknown slot"
 stop_daemon
+[ "$(db "SELECT count(*) FROM slot_link")" = 0 ] || fail "reset-baud left the stored limit"
 done_ok

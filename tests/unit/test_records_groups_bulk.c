@@ -6,7 +6,8 @@
  * group filter of the board list, unknown MACs), and the persistent bulk
  * updates (create with boards, per-board updates, state changes with
  * ended_at, counts, listing newest first with a state filter, survival across
- * a close/reopen, bad input refused, and the password never stored).
+ * a close/reopen, bad input refused, and the password never stored); schema 4's
+ * per-slot baud limit.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -85,11 +86,12 @@ static void test_migrates_schema2_in_place(void **state)
 {
     struct fx *f = *state;
     char out[256];
-    /* A schema-2 database: today's store without schema 3's objects. */
+    /* A schema-2 database: today's store without schema 3's and 4's objects. */
     fx_open(f);
     assert_true(records_schema_latest() >= 3);
     fx_close(f);
     static const char *const to_v2[] = {
+        "DROP TABLE slot_link",
         "DROP TABLE bulk_boards",
         "DROP TABLE bulks",
         "DROP TABLE board_groups",
@@ -117,8 +119,8 @@ static void test_migrates_schema2_in_place(void **state)
     const char *g[] = {"line-a"};
     set_groups(f, "24:6f:28:00:00:01", g, 1);
     fx_close(f);
-    static const char *const tables[] = {"board_groups", "bulks", "bulk_boards"};
-    for (size_t i = 0; i < 3; i++) {
+    static const char *const tables[] = {"board_groups", "bulks", "bulk_boards", "slot_link"};
+    for (size_t i = 0; i < 4; i++) {
         char sql[128];
         snprintf(sql, sizeof(sql), "SELECT count(*) FROM sqlite_master WHERE name = '%s'",
                  tables[i]);
@@ -163,6 +165,35 @@ static void test_board_notes(void **state)
     assert_int_equal(records_board_set_notes(f->r, "24:6f:28:00:00:99", "x", &err), -ENOENT);
     assert_non_null(strstr(err.message, "no board 24:6f:28:00:00:99"));
     assert_int_equal(records_board_set_notes(f->r, "not-a-mac", "x", &err), -EINVAL);
+}
+
+/* A slot's learnt baud limit: stored by slot key, replaced, cleared, kept across
+ * a close/reopen, independent per slot; bad keys refused. */
+static void test_slot_baud_limit(void **state)
+{
+    struct fx *f = *state;
+    struct records_error err;
+    uint32_t baud = 7;
+    const char *a1 = "pci-0000:00:14.0-usb-0:1.1:1.0-port0", *a2 = "uri:tcp://10.0.0.5:4000";
+    fx_open(f);
+    assert_int_equal(records_slot_baud_limit_get(f->r, a1, &baud, &err), 0);
+    assert_int_equal(baud, 0);
+    assert_int_equal(records_slot_baud_limit_set(f->r, a1, 460800, &err), 0);
+    assert_int_equal(records_slot_baud_limit_set(f->r, a2, 230400, &err), 0);
+    assert_int_equal(records_slot_baud_limit_set(f->r, a1, 230400, &err), 0);
+    fx_close(f);
+    fx_open(f);
+    assert_int_equal(records_slot_baud_limit_get(f->r, a1, &baud, &err), 0);
+    assert_int_equal(baud, 230400);
+    assert_int_equal(records_slot_baud_limit_set(f->r, a1, 0, &err), 0);
+    assert_int_equal(records_slot_baud_limit_get(f->r, a1, &baud, &err), 0);
+    assert_int_equal(baud, 0);
+    assert_int_equal(records_slot_baud_limit_get(f->r, a2, &baud, &err), 0);
+    assert_int_equal(baud, 230400);
+    /* clearing what is not there is fine */
+    assert_int_equal(records_slot_baud_limit_set(f->r, "uri:/dev/pts/9", 0, &err), 0);
+    assert_int_equal(records_slot_baud_limit_set(f->r, "bad\nkey", 460800, &err), -EINVAL);
+    assert_int_equal(records_slot_baud_limit_get(f->r, "", &baud, &err), -EINVAL);
 }
 
 struct names {
@@ -511,6 +542,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_migrates_schema2_in_place, setup, teardown),
         cmocka_unit_test_setup_teardown(test_board_notes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_slot_baud_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_board_groups, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bulk_lifecycle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bulk_bad_input, setup, teardown),
