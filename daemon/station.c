@@ -1477,11 +1477,12 @@ static void load_overlay_file(struct station *st)
     overlay_path(st, path, sizeof(path));
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        if (errno != ENOENT)
-            log_msg(LOG_LEVEL_ERROR,
-                    "cannot read the profile changes file %s: %s; using the config file's "
-                    "profiles (fix its permissions and restart)",
-                    path, strerror(errno));
+        if (errno != ENOENT) {
+            /* Moved aside so the next change through the API does not replace it. */
+            char why[128];
+            snprintf(why, sizeof(why), "cannot open it: %s", strerror(errno));
+            quarantine_overlay(st, why);
+        }
         return;
     }
     char *buf = malloc(MAX_OVERLAY_BYTES + 1);
@@ -1499,9 +1500,9 @@ static void load_overlay_file(struct station *st)
     }
     close(fd);
     if (rerr) {
-        log_msg(LOG_LEVEL_ERROR,
-                "cannot read the profile changes file %s: %s; using the config file's profiles",
-                path, strerror(rerr));
+        char why[128];
+        snprintf(why, sizeof(why), "cannot read it: %s", strerror(rerr));
+        quarantine_overlay(st, why);
         free(buf);
         return;
     }

@@ -6,7 +6,7 @@
 # profile to the config file's version, removes an API-created one (its active
 # choice with it) and drops the active choice; with nothing left the file is
 # removed. Changes a SIGHUP'd config file no longer fits are dropped and the file is
-# moved aside. An unusable file (bad JSON; a profile the config validator refuses)
+# moved aside. An unusable file (bad JSON; a profile the config validator refuses; unreadable)
 # does not stop the daemon: it logs the file and what to do, moves it aside
 # (profiles.json.bad-<time>) and starts with the config file's profiles.
 source "${INTEG_LIB:?INTEG_LIB (tests/integration/lib.sh) must be set}"
@@ -157,6 +157,21 @@ wait_log "profile changes file $PF is unusable \(its profiles do not fit the con
 ls "$PF".bad-* >/dev/null 2>&1 || fail "not moved aside"
 api GET /api/v1/profiles
 expect_jq '.active == "base" and (.profiles[] | select(.name == "base") | .baud == 460800)'
+stop_daemon
+rm -rf "$PF".bad-*
+
+# a file that cannot be read (here: a directory, which root cannot read either) is moved
+# aside too, so the next change through the API does not replace what it holds
+mkdir "$PF"
+echo keep >"$PF/marker"
+start_api_daemon "$CFG"
+wait_log "profile changes file $PF is unusable \(cannot read it: Is a directory\): moved aside to $PF\.bad-[0-9-]+" 5
+bad=$(ls -d "$PF".bad-*) || fail "not moved aside"
+[ "$(cat "$bad/marker")" = keep ] || fail "what it held is gone"
+apij PUT /api/v1/profiles/active '{"name": "other"}'
+expect_status 200
+jq -e '.active_profile == "other"' "$PF" >/dev/null || fail "no fresh $PF"
+[ "$(cat "$bad/marker")" = keep ] || fail "the API change replaced the unreadable file"
 stop_daemon
 stop_sim
 done_ok
