@@ -53,7 +53,9 @@ struct ota_conn {
     bool fs; /* x-…-mode: spiffs (the filesystem image) */
     size_t body_off;
     bool writing;
-    bool record_served;
+    bool record_served; /* a GET answered with an image: counted, and a job when mac */
+    bool plain;         /* an SDK plain GET (no updater headers) */
+    const char *half;   /* plain GET of a dual set: "user1" / "user2", else NULL */
     char mac[RECORDS_MAC_LEN];
     char sketch_md5[33];
     int64_t job_id;
@@ -364,7 +366,11 @@ static void conn_close(struct ota_conn *c)
     o->n_conns--;
     loop_del_fd(o->loop, c->fd);
     close(c->fd);
-    if (c->job_id > 0) {
+    if (c->record_served && c->job_id == 0) {
+        /* a plain GET from an address the station knows no board at: metrics only */
+        o->counters.plain_pulls_failed[c->fs ? 1 : 0]++;
+        o->counters.pull_failed_bytes += (uint64_t)c->body_off;
+    } else if (c->job_id > 0) {
         /* a SERVE that did not complete */
         struct records_job_result res;
         records_job_result_init(&res);
@@ -379,7 +385,7 @@ static void conn_close(struct ota_conn *c)
         records_job_finish(station_records(o->st), c->job_id, &res, NULL);
         o->counters.pulls_failed[c->fs ? 1 : 0]++; /* /metrics */
         o->counters.pull_failed_bytes += (uint64_t)c->body_off;
-        if (!c->fs) /* pull bulks wait for the app */
+        if (!c->fs && !c->plain) /* pull bulks wait for the app */
             ota_bulk_on_pull_problem(o, c->mac, res.error_message);
     }
     ota_fw_unref(c->fw);
@@ -392,7 +398,7 @@ static void served_complete(struct ota_conn *c)
 {
     struct ota *o = c->o;
     struct records *rec = station_records(o->st);
-    if (!c->fs) {
+    if (!c->fs && !c->plain && c->mac[0]) {
         /* The sketch memory (ota_http's "served"); a filesystem image is remembered by its
          * passed ota-pull-fs job (fs_served). */
         struct records_board_ota bo;
@@ -406,20 +412,29 @@ static void served_complete(struct ota_conn *c)
         bo.served_at = records_now_ms(rec);
         records_board_ota_put(rec, &bo, NULL);
     }
-    struct records_job_result res;
-    records_job_result_init(&res);
-    res.state = RECORDS_JOB_PASSED;
-    res.bytes = (int64_t)c->body_len;
-    res.wire_bytes = (int64_t)(c->body_len + c->head_len);
-    records_job_finish(rec, c->job_id, &res, NULL);
-    char data[300];
+    if (c->job_id > 0) {
+        struct records_job_result res;
+        records_job_result_init(&res);
+        res.state = RECORDS_JOB_PASSED;
+        res.bytes = (int64_t)c->body_len;
+        res.wire_bytes = (int64_t)(c->body_len + c->head_len);
+        records_job_finish(rec, c->job_id, &res, NULL);
+    }
+    char extra[160] = "", data[400];
+    if (c->plain)
+        snprintf(extra, sizeof(extra), ",\"plain\":true,\"ip\":\"%s\"%s%s%s", c->ip,
+                 c->half ? ",\"half\":\"" : "", c->half ? c->half : "", c->half ? "\"" : "");
     snprintf(data, sizeof(data),
-             "{\"firmware\":\"%s\",\"bytes\":%zu,\"method\":\"pull\",\"image\":\"%s\"}", c->fw->ref,
-             c->body_len, c->fs ? "filesystem" : "app");
-    station_post_event(o->st, "ota.served", NULL, c->mac, c->job_id, data);
-    log_board(LOG_LEVEL_INFO, NULL, c->mac, "pull: served %s%s (%zu bytes) to %s", c->fw->ref,
-              c->fs ? " filesystem image" : "", c->body_len, c->ip);
+             "{\"firmware\":\"%s\",\"bytes\":%zu,\"method\":\"pull\",\"image\":\"%s\"%s}",
+             c->fw->ref, c->body_len, c->fs ? "filesystem" : "app", extra);
+    station_post_event(o->st, "ota.served", NULL, c->mac[0] ? c->mac : NULL,
+                       c->job_id > 0 ? c->job_id : 0, data);
+    log_board(LOG_LEVEL_INFO, NULL, c->mac[0] ? c->mac : NULL,
+              "pull: served %s%s%s%s (%zu bytes) to %s%s", c->fw->ref,
+              c->fs ? " filesystem image" : "", c->half ? " " : "", c->half ? c->half : "",
+              c->body_len, c->ip, c->plain ? " (plain GET)" : "");
     c->job_id = 0;
+    c->record_served = false;
 }
 
 static void conn_write(struct ota_conn *c)
@@ -451,7 +466,7 @@ static void conn_write(struct ota_conn *c)
         else
             c->body_off += (size_t)w;
     }
-    if (c->fw && c->record_served && c->job_id > 0)
+    if (c->fw && c->record_served)
         served_complete(c);
     shutdown(c->fd, SHUT_WR);
     conn_close(c);
@@ -580,6 +595,7 @@ struct plain_pick {
     const uint8_t *body;
     size_t len;
     const char *md5;
+    struct ip_board at; /* the board the station knows at the client's address, if any */
 };
 
 /*
@@ -597,6 +613,10 @@ static struct ota_fw *plain_image(struct ota *o, const char *uri, const char *ip
     char name[RECORDS_NAME_LEN], ver[RECORDS_NAME_LEN], ref[RECORDS_FIRMWARE_LEN] = "";
     memset(pick, 0, sizeof(*pick));
     pick->half = ota_http_userbin_from_uri(uri);
+    if (ip) {
+        pick->at.ip = ip;
+        records_board_list(station_records(o->st), NULL, ip_board_cb, &pick->at, NULL);
+    }
     size_t ulen = strcspn(uri, "?#");
     const char *p = strncmp(uri, "/ota/fw/", 8) == 0 ? uri + 8 : NULL;
     const char *slash = p ? memchr(p, '/', ulen - 8) : NULL;
@@ -615,11 +635,8 @@ static struct ota_fw *plain_image(struct ota *o, const char *uri, const char *ip
         memcpy(ver, slash + 1, (size_t)(end - slash - 1));
         ver[end - slash - 1] = '\0';
         snprintf(ref, sizeof(ref), "%s@%s", name, ver);
-    } else if (pick->half != OTA_HTTP_USERBIN_NONE && ip) {
-        struct ip_board s = {.ip = ip};
-        records_board_list(station_records(o->st), NULL, ip_board_cb, &s, NULL);
-        if (s.found)
-            ota_target_of(o, &s.b, ref, sizeof(ref), NULL);
+    } else if (pick->half != OTA_HTTP_USERBIN_NONE && pick->at.found) {
+        ota_target_of(o, &pick->at.b, ref, sizeof(ref), NULL);
     }
     struct ota_fw *fw = NULL;
     if (!ref[0] || ota_fw_get(o, ref, &fw, NULL, 0) < 0)
@@ -703,6 +720,11 @@ static void handle_request(struct ota_conn *c, const struct ota_http_request *re
 
     if (!req->has_sta_mac && !cfg->ota.strict) {
         fw = plain_image(o, req->uri, c->ip, &pick);
+        c->plain = true;
+        if (pick.half != OTA_HTTP_USERBIN_NONE)
+            c->half = pick.half == OTA_HTTP_USERBIN_USER2 ? "user2" : "user1";
+        if (pick.at.found) /* the download goes into that board's history */
+            snprintf(c->mac, sizeof(c->mac), "%s", pick.at.b.mac);
         if (fw) {
             img.version = fw->version;
             img.md5 = pick.md5;
@@ -822,8 +844,8 @@ static void handle_request(struct ota_conn *c, const struct ota_http_request *re
             c->body = pick.body;
             c->body_len = pick.len;
         }
-        c->record_served = d.record_served && c->mac[0];
-        if (c->record_served) {
+        c->record_served = d.record_served;
+        if (c->record_served && c->mac[0]) {
             struct records_job_new jn = {.kind = c->fs ? "ota-pull-fs" : "ota-pull",
                                          .board_mac = c->mac,
                                          .firmware = fw->ref,
@@ -832,9 +854,15 @@ static void handle_request(struct ota_conn *c, const struct ota_http_request *re
                 c->job_id = 0;
             } else {
                 char line[400];
-                snprintf(line, sizeof(line), "%s image of %s (%zu bytes, md5 %s): %s",
-                         c->fs ? "filesystem" : "app", fw->ref, c->body_len,
-                         c->fs ? fw->fs_md5 : fw->md5, d.reason);
+                snprintf(line, sizeof(line), "%s image of %s (%zu bytes, md5 %s): %s%s",
+                         c->half ? c->half
+                         : c->fs ? "filesystem"
+                                 : "app",
+                         fw->ref, c->body_len,
+                         c->fs       ? fw->fs_md5
+                         : pick.body ? pick.md5
+                                     : fw->md5,
+                         d.reason, c->plain ? " (plain GET from the board's address)" : "");
                 records_job_log(rec, c->job_id, "info", line, NULL);
             }
         }

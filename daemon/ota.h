@@ -149,7 +149,8 @@ struct ota_counters {
         int status; /* 0 = unused entry */
         uint64_t n;
     } checkins[OTA_CHECKIN_STATUSES];
-    uint64_t pulls_failed[2];
+    uint64_t pulls_failed[2];       /* incomplete pulls with a job (app, filesystem) */
+    uint64_t plain_pulls_failed[2]; /* incomplete plain GETs from unknown addresses (no job) */
     uint64_t pull_failed_bytes;
 };
 /* NULL when o is NULL. */

@@ -2329,7 +2329,8 @@ void api_note_event(struct api *a, const struct records_event *e)
         return;
     if (served) { /* a complete pull (an incomplete one: ota_counters) */
         bool fs = strcmp(label_of(d, "image", "app"), "filesystem") == 0;
-        count_job(a, fs ? "ota-pull-fs" : "ota-pull", "passed");
+        if (e->job_id > 0) /* a plain GET from an unknown address has no job */
+            count_job(a, fs ? "ota-pull-fs" : "ota-pull", "passed");
         count_ota(a, "pulls", fs ? "filesystem" : "app", "passed");
         a->ota_served_bytes += bytes_of(d);
     } else if (pushed) {
@@ -2387,9 +2388,10 @@ static void write_ota_metrics(const struct api *a, FILE *f, const struct ota_cou
             fprintf(f, "espstation_ota_pulls_total{image=\"%s\",result=\"%s\"} %llu\n",
                     a->ota_m[i].l1, a->ota_m[i].l2, (unsigned long long)a->ota_m[i].n);
     for (int i = 0; oc && i < 2; i++)
-        if (oc->pulls_failed[i])
+        if (oc->pulls_failed[i] + oc->plain_pulls_failed[i])
             fprintf(f, "espstation_ota_pulls_total{image=\"%s\",result=\"failed\"} %llu\n",
-                    images[i], (unsigned long long)oc->pulls_failed[i]);
+                    images[i],
+                    (unsigned long long)(oc->pulls_failed[i] + oc->plain_pulls_failed[i]));
     fprintf(f, "# HELP espstation_ota_pushes_total Push jobs finished, by method and result.\n"
                "# TYPE espstation_ota_pushes_total counter\n");
     for (size_t i = 0; i < a->n_ota_m; i++)

@@ -13,7 +13,9 @@
 #    user2.bin give the exact head (HTTP/1.0 200, "Content-Length: <n>" with one
 #    space, Connection: close) and the half's bytes, then the connection closes; a
 #    path ending in user2.bin from the board's own IP gets its target's user2; a
-#    set without slots has no user1.bin (404).
+#    set without slots has no user1.bin (404). Every image served counts in /metrics
+#    and posts ota.served ("plain": true); the one fetched from the board's own
+#    address is also an ota-pull job in that board's history.
 #  - A gzip ESP8266 image is uploaded, pulled by an ESP8266 check-in (served as is:
 #    the device receives the gzip bytes) and refused for an ESP32 set with a message
 #    saying why.
@@ -135,6 +137,13 @@ expect_error 422 validation_failed firmware
 jqr .error.message | grep -q 'dual-image set' || fail "tcp message: $RESP"
 
 # --- SDK plain GET of user1/user2 ------------------------------------------------------------
+pull_metric() {
+    api GET /metrics
+    awk '$1 == "espstation_ota_pulls_total{image=\"app\",result=\"passed\"}" { print $2 }' <<<"$RESP"
+}
+pulls0=$(pull_metric)
+pulls0=${pulls0:-0}
+jobs0=$(db "SELECT count(*) FROM jobs WHERE kind = 'ota-pull';")
 raw_get /ota/fw/nonos/2.0.0/user1.bin "$WORK/g1"
 expect_sdk_head "$WORK/g1" "$WORK/n2/user1.bin"
 raw_get /ota/fw/nonos/2.0.0/user2.bin "$WORK/g2"
@@ -148,6 +157,20 @@ raw_get /ota/fw/plain8266/1.0.0/user1.bin "$WORK/g5"
 head -n1 "$WORK/g5.head" | grep -q '^HTTP/1.0 404' || fail "user1.bin of a set without slots: $(head -n1 "$WORK/g5.head")"
 raw_get /fw/user2.bin "$WORK/g6" $TNET.39 # an IP the station does not know
 head -n1 "$WORK/g6.head" | grep -q '^HTTP/1.0 404' || fail "user2.bin from an unknown IP: $(head -n1 "$WORK/g6.head")"
+# Four images served (g1-g4): all in /metrics; only g4 came from a board's address, so it
+# alone is a job in that board's history (with the half it took), and an ota.served event
+# says it was a plain GET.
+wait_sql "SELECT count(*) FROM jobs WHERE kind = 'ota-pull';" $((jobs0 + 1)) 10
+row=$(db "SELECT board_mac || '|' || firmware || '|' || state || '|' || bytes FROM jobs WHERE kind = 'ota-pull' ORDER BY id DESC LIMIT 1;")
+[ "$row" = "$M8|nonos@2.0.0|passed|$(stat -c %s "$WORK/n2/user2.bin")" ] || fail "plain GET job: '$row'"
+JP=$(db "SELECT id FROM jobs WHERE kind = 'ota-pull' ORDER BY id DESC LIMIT 1;")
+db "SELECT line FROM job_log WHERE job_id = $JP;" | grep -q "user2 image of nonos@2.0.0.*plain GET from the board's address" ||
+    fail "plain GET job log: $(db "SELECT line FROM job_log WHERE job_id = $JP;")"
+ev=$(db "SELECT data FROM events WHERE kind = 'ota.served' AND job_id = $JP;")
+[ "$(jq -c '[.plain, .half, .ip]' <<<"$ev")" = "[true,\"user2\",\"$TNET.31\"]" ] || fail "ota.served: $ev"
+[ "$(db "SELECT count(*) FROM events WHERE kind = 'ota.served' AND board_mac IS NULL AND json_extract(data, '$.plain');")" = 3 ] ||
+    fail "plain GETs from unknown addresses: no events"
+[ "$(pull_metric)" = $((pulls0 + 4)) ] || fail "/metrics pulls: $(pull_metric), expected $((pulls0 + 4))"
 
 # --- gzip ESP8266 image: imported, pulled as is; refused for an ESP32 set --------------------
 mkdir -p "$WORK/gz" "$WORK/gz32"
