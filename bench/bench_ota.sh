@@ -10,6 +10,10 @@
 #      CPU time (utime+stime from /proc) over that window.
 #   2. push: one ArduinoOTA push of the 1 MiB image, then P boards (default 16)
 #      pushed in parallel (a bulk with concurrency P): total wall time of each.
+#   3. fleet: "update all" - one bulk over every board (select by chip), ArduinoOTA
+#      push at concurrency P; the 1 + P boards from step 2 already run the
+#      release and must be skipped. Wall time, boards/minute, counts, and the
+#      station's CPU time and peak RSS (VmHWM) after it.
 #
 # Usage: bench/bench_ota.sh [--build DIR] [--daemon PATH] [--boards N]
 #                           [--pushes P] [--size BYTES]
@@ -28,7 +32,7 @@ while [ $# -gt 0 ]; do
     --boards) BOARDS=$2; shift 2 ;;
     --pushes) PUSHES=$2; shift 2 ;;
     --size) SIZE=$2; shift 2 ;;
-    -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "bench_ota: unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -149,3 +153,32 @@ one_rec=$(db "SELECT ended_at - started_at FROM jobs WHERE id = $id;")
 par_rec=$(db "SELECT max(ended_at) - min(started_at) FROM jobs WHERE kind = 'ota-push' AND id > $id;")
 echo "$PUSHES parallel pushes  $(python3 -c "print(f'{($t1-$t0)/1000:.2f} s wall (REST polling, 0.1 s steps)')") $counts"
 echo "from the job records one push $one_rec ms, $PUSHES parallel $par_rec ms (first start -> last end): $(python3 -c "print(f'{$par_rec/max($one_rec,1):.1f}x')")"
+
+echo "== fleet: update all $NB boards to big@3.0.0 (espota, concurrency $PUSHES) =="
+c0=$(cpu_ticks "$DPID")
+t0=$(now_ms)
+bid=$(curl -sS -X POST -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+    --data "{\"select\": {\"chip\": \"ESP32\"}, \"firmware\": \"big@3.0.0\", \"method\": \"espota\", \"concurrency\": $PUSHES, \"retries\": 1}" \
+    "$API/api/v1/bulk" | jq -r .id)
+[ "$bid" != null ] || { echo "bench_ota: the fleet bulk was refused" >&2; exit 1; }
+deadline=$((SECONDS + 900))
+until curl -sS "$API/api/v1/bulk/$bid" | jq -e '.state != "running"' >/dev/null; do
+    [ $SECONDS -lt $deadline ] || { echo "bench_ota: fleet bulk did not end" >&2; exit 1; }
+    sleep 0.2
+done
+t1=$(now_ms)
+c1=$(cpu_ticks "$DPID")
+b=$(curl -sS "$API/api/v1/bulk/$bid")
+hwm=$(awk '/VmHWM/ {print $2}' "/proc/$DPID/status")
+python3 - "$t0" "$t1" "$c0" "$c1" "$(getconf CLK_TCK)" "$hwm" "$(jq -c .counts <<<"$b")" "$(jq -r .state <<<"$b")" <<'PY'
+import json, sys
+t0, t1, c0, c1, hz, hwm = map(int, sys.argv[1:7])
+counts, state = json.loads(sys.argv[7]), sys.argv[8]
+wall = (t1 - t0) / 1000.0
+pushed = counts.get("passed", 0)
+print(f"bulk state           {state} {sys.argv[7]}")
+print(f"wall                 {wall:.2f} s, {pushed / wall * 60:.0f} boards/minute pushed "
+      f"({counts.get('skipped', 0)} already on the release were skipped)")
+print(f"station CPU          {(c1 - c0) / hz:.2f} s ({100 * (c1 - c0) / hz / max(wall, 0.001):.0f} % of one core)")
+print(f"station peak RSS     {hwm / 1024:.1f} MiB (VmHWM, whole run)")
+PY

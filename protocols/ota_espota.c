@@ -960,7 +960,7 @@ int ota_espota_push(const struct ota_espota_config *cfg, const uint8_t *image, s
         rc = ota_espota_step(s, err);
         uint64_t acked = 0;
         ota_espota_get_progress(s, NULL, &acked, NULL);
-        if (progress && acked != last) {
+        if (progress && acked > last) { /* the glued-ack estimate can step back */
             progress(progress_ctx, acked, len);
             last = acked;
         }
