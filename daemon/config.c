@@ -778,12 +778,77 @@ static int parse_boot_check(struct ctx *c, const char *path, struct config_boot_
     return 0;
 }
 
+static int parse_per_board(struct ctx *c, const char *path, struct config_profile *p,
+                           json_object *v)
+{
+    static const char *const keys[] = {"name", "offset", "dir", NULL};
+    int rc;
+    if ((rc = want_array(c, path, v)) < 0)
+        return rc;
+    size_t n = json_object_array_length(v);
+    if (n > CONFIG_MAX_PER_BOARD)
+        return fail(c, path, "at most %d per-board regions (got %zu)", CONFIG_MAX_PER_BOARD, n);
+    p->per_board = calloc(n ? n : 1, sizeof(*p->per_board));
+    if (!p->per_board)
+        return fail_nomem(c);
+    for (size_t i = 0; i < n; i++) {
+        char ep[KEYPATH_MAX], kp[KEYPATH_MAX];
+        join_index(ep, sizeof(ep), path, i);
+        json_object *e = json_object_array_get_idx(v, i), *f;
+        struct config_per_board *pb = &p->per_board[i];
+        p->n_per_board = i + 1;
+        if ((rc = want_object(c, ep, e)) < 0 || (rc = check_keys(c, ep, e, keys)) < 0)
+            return rc;
+        const char *s;
+        join_key(kp, sizeof(kp), ep, "name");
+        if (!json_object_object_get_ex(e, "name", &f))
+            return fail(c, kp, "missing (the pool's name, e.g. \"nvs\")");
+        if ((rc = get_str(c, kp, f, 33, &s)) < 0)
+            return rc;
+        if (!*s || !chars_ok(s, "_-"))
+            return fail(c, kp, "\"%s\": use letters, digits, '_' and '-' only", s);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(p->per_board[j].name, s) == 0)
+                return fail(c, kp, "duplicate pool name \"%s\"", s);
+        if ((rc = dup_str(c, s, &pb->name)) < 0)
+            return rc;
+        join_key(kp, sizeof(kp), ep, "offset");
+        if (!json_object_object_get_ex(e, "offset", &f))
+            return fail(c, kp, "missing (the flash offset, e.g. \"0x9000\")");
+        long long off = -1;
+        if (json_object_is_type(f, json_type_string)) {
+            const char *os = json_object_get_string(f);
+            char *end = NULL;
+            errno = 0;
+            if ((os[0] == '0' && (os[1] == 'x' || os[1] == 'X')) && os[2])
+                off = strtoll(os + 2, &end, 16);
+            if (!end || *end || errno)
+                off = -1;
+        } else if (json_object_is_type(f, json_type_int)) {
+            off = json_object_get_int64(f);
+        }
+        if (off < 0 || off > 0x7FFFFFFF || off % 4096)
+            return fail(c, kp, "must be a flash offset in 0x hex, 4 KiB aligned (e.g. \"0x9000\")");
+        pb->offset = (uint32_t)off;
+        for (size_t j = 0; j < i; j++)
+            if (p->per_board[j].offset == pb->offset)
+                return fail(c, kp, "0x%x is already the offset of pool \"%s\"", pb->offset,
+                            p->per_board[j].name);
+        join_key(kp, sizeof(kp), ep, "dir");
+        if (!json_object_object_get_ex(e, "dir", &f))
+            return fail(c, kp, "missing (the directory holding one .bin file per board)");
+        if ((rc = get_path(c, kp, f, &pb->dir)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
 static int parse_profile(struct ctx *c, const char *path, struct config_profile *p, json_object *v)
 {
     static const char *const keys[] = {
-        "firmware",     "erase_all",      "baud",       "stub",         "compress",
-        "verify",       "skip_if_same",   "boot_check", "retries",      "after",
-        "ota_firmware", "require_signed", "public_key", "ota_password", NULL};
+        "firmware",     "erase_all",    "baud",      "stub",  "compress",     "verify",
+        "skip_if_same", "boot_check",   "retries",   "after", "ota_firmware", "require_signed",
+        "public_key",   "ota_password", "per_board", NULL};
     int rc;
     char kp[KEYPATH_MAX];
     json_object *f;
@@ -867,6 +932,11 @@ static int parse_profile(struct ctx *c, const char *path, struct config_profile 
     if (json_object_object_get_ex(v, "boot_check", &f)) {
         join_key(kp, sizeof(kp), path, "boot_check");
         if ((rc = parse_boot_check(c, kp, &p->boot_check, f)) < 0)
+            return rc;
+    }
+    if (json_object_object_get_ex(v, "per_board", &f)) {
+        join_key(kp, sizeof(kp), path, "per_board");
+        if ((rc = parse_per_board(c, kp, p, f)) < 0)
             return rc;
     }
     if (p->erase_all && !p->stub) {
@@ -1294,6 +1364,11 @@ static void profile_free(struct config_profile *p)
     free(p->ota_firmware);
     free(p->public_key);
     free(p->ota_password);
+    for (size_t i = 0; i < p->n_per_board; i++) {
+        free(p->per_board[i].name);
+        free(p->per_board[i].dir);
+    }
+    free(p->per_board);
     free(p->boot_check.pattern);
     for (size_t i = 0; i < p->boot_check.n_capture; i++)
         free(p->boot_check.capture[i]);

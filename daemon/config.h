@@ -71,6 +71,16 @@ struct config_boot_check {
     size_t n_capture; /* <= number of groups in pattern */
 };
 
+/* "per_board": a region whose bytes differ per board (ESP-IDF mfg_gen NVS images,
+ * certificates, serial numbers): each board takes one file of the pool directory,
+ * in name order, never given to another board (records pool_items). */
+#define CONFIG_MAX_PER_BOARD 4
+struct config_per_board {
+    char *name;      /* pool name: [A-Za-z0-9_-], 1..32; the records key */
+    char *dir;       /* directory of *.bin files */
+    uint32_t offset; /* flash offset, 4 KiB aligned */
+};
+
 struct config_profile {
     char *name;
     struct config_firmware_ref *firmware; /* at most one per chip family */
@@ -93,6 +103,8 @@ struct config_profile {
     bool require_signed;
     char *public_key;   /* NULL = none */
     char *ota_password; /* NULL = none */
+    struct config_per_board *per_board;
+    size_t n_per_board;
 };
 
 /* "ota": the device-facing HTTP update endpoint (off unless listen is set). */

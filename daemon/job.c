@@ -192,11 +192,19 @@ static void wait_port_back(struct job *j, int ms, char *out, size_t cap)
     pthread_mutex_unlock(&j->mu);
 }
 
+void job_plan_free_extra(struct job_plan *p)
+{
+    for (size_t i = 0; i < p->n_extra; i++)
+        free(p->extra[i].data);
+    p->n_extra = 0;
+}
+
 void job_reply(struct job *j, struct job_plan *plan)
 {
     pthread_mutex_lock(&j->mu);
     j->plan = *plan;
     plan->fw = NULL;
+    plan->n_extra = 0; /* the data moved with it */
     j->have_plan = true;
     pthread_cond_broadcast(&j->cv);
     pthread_mutex_unlock(&j->mu);
@@ -209,6 +217,7 @@ void job_free(struct job *j)
     if (j->started)
         pthread_join(j->thread, NULL);
     job_firmware_unref(j->plan.fw);
+    job_plan_free_extra(&j->plan);
     free(j->done_msg);
     close(j->cancel_fd);
     pthread_cond_destroy(&j->cv);
@@ -230,6 +239,7 @@ struct worker {
     uint64_t bytes_total;    /* sum of region sizes */
     uint64_t bytes_before;   /* finished regions */
     unsigned regions_before; /* how many regions bytes_before holds */
+    struct job_plan extra;   /* the plan's per-board regions (extra[] only), freed at the end */
 };
 
 static int64_t mono_ms(void)
@@ -348,6 +358,7 @@ static int wait_plan(struct job *j, struct job_plan *out)
     if (!rc) {
         *out = j->plan;
         j->plan.fw = NULL; /* the worker holds the reference now */
+        j->plan.n_extra = 0;
     }
     pthread_mutex_unlock(&j->mu);
     return rc;
@@ -642,6 +653,9 @@ static int run(struct worker *w, struct job_result *res)
     rc = wait_plan(j, &plan);
     if (rc < 0)
         return esp_error_set(err, rc, ESP_STAGE_IDENTIFY, NULL, "cancelled");
+    memcpy(w->extra.extra, plan.extra, sizeof(plan.extra)); /* freed by job_main */
+    w->extra.n_extra = plan.n_extra;
+    plan.n_extra = 0;
     if (p->kind[0] && strcmp(p->kind, "flash") != 0) {
         job_firmware_unref(plan.fw);
         return run_action(w, res);
@@ -652,8 +666,9 @@ static int run(struct worker *w, struct job_result *res)
         if (rc < 0)
             return rc;
         res->state = plan.nofw_state;
-        esp_error_set(err, 0, ESP_STAGE_IDENTIFY, plan.advice[0] ? plan.advice : NULL, "%s",
-                      plan.message);
+        esp_error_set(err, plan.prepare_failed,
+                      plan.prepare_failed ? ESP_STAGE_PREPARE : ESP_STAGE_IDENTIFY,
+                      plan.advice[0] ? plan.advice : NULL, "%s", plan.message);
         set_phase(w, plan.nofw_state == RECORDS_JOB_SKIPPED ? BOARD_SKIPPED : BOARD_RESETTING,
                   "identify");
         return 1;
@@ -685,7 +700,7 @@ static int run(struct worker *w, struct job_result *res)
     }
     post_info(w, JOB_MSG_FLASH_INFO);
 
-    struct esp_region regs[CATALOG_MAX_REGIONS];
+    struct esp_region regs[CATALOG_MAX_REGIONS + JOB_MAX_EXTRA];
     size_t n = set->n_regions < CATALOG_MAX_REGIONS ? set->n_regions : CATALOG_MAX_REGIONS;
     w->bytes_total = 0;
     for (size_t i = 0; i < n; i++) {
@@ -697,6 +712,13 @@ static int run(struct worker *w, struct job_result *res)
                                       .zlen = cr->zsize,
                                       .name = cr->file};
         w->bytes_total += cr->size;
+    }
+    for (size_t i = 0; i < w->extra.n_extra; i++) {
+        /* this board's own data (profile per_board): compressed by the engine */
+        const struct job_extra *x = &w->extra.extra[i];
+        regs[n++] = (struct esp_region){
+            .offset = x->offset, .data = x->data, .len = x->len, .name = x->name};
+        w->bytes_total += x->len;
     }
     struct esp_flash_opts opts;
     esp_flash_opts_init(&opts);
@@ -782,6 +804,7 @@ static void *job_main(void *arg)
     else if (w.t)
         res.wire_bytes = (int64_t)w.t->bytes_written;
     snprintf(res.stage, sizeof(res.stage), "%s", w.stage);
+    job_plan_free_extra(&w.extra);
     esp_loader_free(w.l);
     transport_close(w.t);
     done->kind = JOB_MSG_DONE;

@@ -83,10 +83,23 @@ struct job_params {
 };
 
 /* The loop's answer after identify. */
+/* A per-board region (profile "per_board"): this board's file of a pool. */
+struct job_extra {
+    uint32_t offset;
+    uint8_t *data; /* owned (malloc) */
+    size_t len;
+    char name[160]; /* "nvs:0001.bin" for logs and MD5 messages */
+};
+#define JOB_MAX_EXTRA 4
+
 struct job_plan {
-    struct job_firmware *fw;           /* reference moved to the job; NULL: nothing to write */
+    struct job_firmware *fw;               /* reference moved to the job; NULL: nothing to write */
+    struct job_extra extra[JOB_MAX_EXTRA]; /* data moved with the plan, like fw */
+    size_t n_extra;
     enum records_job_state nofw_state; /* when fw is NULL: SKIPPED or FAILED */
     char message[256];                 /* when fw is NULL: why */
+    int prepare_failed; /* when fw is NULL: < 0 (-errno) the set was fine, its per-board
+                           data was not (stage "prepare"); 0 otherwise */
     char advice[256];
 };
 
@@ -101,6 +114,9 @@ enum job_msg_kind {
 };
 
 const char *job_msg_kind_to_string(enum job_msg_kind k);
+
+/* Frees the plan's per-board data (extra[].data) and sets n_extra to 0. */
+void job_plan_free_extra(struct job_plan *p);
 
 struct job_result {
     enum records_job_state state;  /* PASSED, FAILED, SKIPPED, CANCELLED */

@@ -139,6 +139,15 @@ static const char *const migrations[] = {
     "  slot_key TEXT PRIMARY KEY NOT NULL,"
     "  baud_limit INTEGER NOT NULL CHECK (baud_limit > 0),"
     "  updated INTEGER NOT NULL) WITHOUT ROWID;",
+    /* 5: per-board data pools (profile "per_board"): which file of a pool went to
+     * which board; a file is never given to a second board */
+    "CREATE TABLE pool_items ("
+    "  pool TEXT NOT NULL, file TEXT NOT NULL,"
+    "  mac TEXT NOT NULL CHECK (length(mac) = 17),"
+    "  md5 TEXT, job_id INTEGER, assigned_at INTEGER NOT NULL,"
+    "  PRIMARY KEY (pool, file)) WITHOUT ROWID;"
+    "CREATE UNIQUE INDEX pool_items_mac ON pool_items (pool, mac);"
+    "CREATE INDEX pool_items_board ON pool_items (mac);",
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -214,6 +223,11 @@ enum stmt_id {
     ST_SLOT_BAUD_GET,
     ST_SLOT_BAUD_SET,
     ST_SLOT_BAUD_CLEAR,
+    ST_POOL_OF_MAC,
+    ST_POOL_FILE_USED,
+    ST_POOL_ASSIGN,
+    ST_POOL_COUNT,
+    ST_POOL_OF_BOARD,
     ST_COUNT
 };
 
@@ -255,6 +269,14 @@ static const char *const stmt_sql[ST_COUNT] = {
         "INSERT INTO slot_link (slot_key, baud_limit, updated) VALUES (?1, ?2, ?3) "
         "ON CONFLICT (slot_key) DO UPDATE SET baud_limit = ?2, updated = ?3",
     [ST_SLOT_BAUD_CLEAR] = "DELETE FROM slot_link WHERE slot_key = ?1",
+    [ST_POOL_OF_MAC] = "SELECT pool, file, mac, md5, job_id, assigned_at FROM pool_items "
+                       "WHERE pool = ?1 AND mac = ?2",
+    [ST_POOL_FILE_USED] = "SELECT 1 FROM pool_items WHERE pool = ?1 AND file = ?2",
+    [ST_POOL_ASSIGN] = "INSERT INTO pool_items (pool, file, mac, md5, job_id, assigned_at) "
+                       "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_POOL_COUNT] = "SELECT count(*) FROM pool_items WHERE pool = ?1",
+    [ST_POOL_OF_BOARD] = "SELECT pool, file, mac, md5, job_id, assigned_at FROM pool_items "
+                         "WHERE mac = ?1 ORDER BY pool",
     [ST_BOARD_EXISTS] = "SELECT 1 FROM boards WHERE mac = ?1",
     [ST_GROUPS_CLEAR] = "DELETE FROM board_groups WHERE mac = ?1",
     [ST_GROUP_ADD] = "INSERT OR IGNORE INTO board_groups (mac, name) VALUES (?1, ?2)",
@@ -2199,6 +2221,136 @@ int records_slot_baud_limit_get(struct records *r, const char *slot_key, uint32_
     ret = get_one(r, st, read_baud, baud, "cannot read the slot's baud limit", err,
                   "records: no baud limit for slot %s", slot_key);
     return ret == -ENOENT ? 0 : ret;
+}
+
+/* ---- per-board data pools -------------------------------------------------- */
+
+static int check_pool_key(const char *what, const char *s, struct records_error *err)
+{
+    if (!s || !*s)
+        return set_err(err, -EINVAL, "records: %s missing", what);
+    return check_text(what, s, RECORDS_POOL_FILE_LEN, err);
+}
+
+static void read_pool_item(sqlite3_stmt *st, void *out)
+{
+    struct records_pool_item *it = out;
+    memset(it, 0, sizeof(*it));
+    col_text(st, 0, it->pool, sizeof(it->pool));
+    col_text(st, 1, it->file, sizeof(it->file));
+    col_text(st, 2, it->mac, sizeof(it->mac));
+    col_text(st, 3, it->md5, sizeof(it->md5));
+    it->job_id = col_int(st, 4, 0);
+    it->assigned_at = col_int(st, 5, 0);
+}
+
+int records_pool_item_of(struct records *r, const char *pool, const char *mac,
+                         struct records_pool_item *out, struct records_error *err)
+{
+    char norm[RECORDS_MAC_LEN];
+    sqlite3_stmt *st;
+    int ret;
+    ENTER(r, err);
+    if ((ret = check_pool_key("pool name", pool, err)) < 0 ||
+        (ret = normalize_mac(mac, norm, err)) < 0)
+        return ret;
+    if ((ret = stmt_get(r, ST_POOL_OF_MAC, &st, err)) < 0)
+        return ret;
+    sqlite3_bind_text(st, 1, pool, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, norm, -1, SQLITE_TRANSIENT);
+    return get_one(r, st, read_pool_item, out, "cannot read the pool", err,
+                   "records: %s has no file of pool %s", norm, pool);
+}
+
+int records_pool_file_used(struct records *r, const char *pool, const char *file,
+                           struct records_error *err)
+{
+    sqlite3_stmt *st;
+    int ret;
+    ENTER(r, err);
+    if ((ret = check_pool_key("pool name", pool, err)) < 0 ||
+        (ret = check_pool_key("pool file", file, err)) < 0)
+        return ret;
+    if ((ret = stmt_get(r, ST_POOL_FILE_USED, &st, err)) < 0)
+        return ret;
+    sqlite3_bind_text(st, 1, pool, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, file, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(st);
+    ret = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : db_err(r, err, rc, "cannot read the pool");
+    stmt_done(st);
+    return ret;
+}
+
+int records_pool_assign(struct records *r, const struct records_pool_item *it,
+                        struct records_error *err)
+{
+    char norm[RECORDS_MAC_LEN];
+    sqlite3_stmt *st;
+    int ret;
+    ENTER(r, err);
+    if (!it)
+        return set_err(err, -EINVAL, "records: no pool item");
+    if ((ret = check_pool_key("pool name", it->pool, err)) < 0 ||
+        (ret = check_pool_key("pool file", it->file, err)) < 0 ||
+        (ret = normalize_mac(it->mac, norm, err)) < 0 ||
+        (ret = check_text("pool file md5", it->md5, sizeof(it->md5), err)) < 0)
+        return ret;
+    if ((ret = stmt_get(r, ST_POOL_ASSIGN, &st, err)) < 0)
+        return ret;
+    sqlite3_bind_text(st, 1, it->pool, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, it->file, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 3, norm, -1, SQLITE_TRANSIENT);
+    bind_text(st, 4, it->md5);
+    bind_opt_int(st, 5, it->job_id > 0 ? it->job_id : -1);
+    sqlite3_bind_int64(st, 6, records_now_ms(r));
+    int rc = step_durable(r, st);
+    if ((rc & 0xff) == SQLITE_CONSTRAINT) {
+        stmt_done(st);
+        return set_err(err, -EEXIST, "records: %s of pool %s is taken, or %s already has one",
+                       it->file, it->pool, norm);
+    }
+    return write_done(r, st, rc, "cannot record the pool file", err);
+}
+
+int records_pool_count(struct records *r, const char *pool, int64_t *used,
+                       struct records_error *err)
+{
+    sqlite3_stmt *st;
+    int ret;
+    ENTER(r, err);
+    *used = 0;
+    if ((ret = check_pool_key("pool name", pool, err)) < 0)
+        return ret;
+    if ((ret = stmt_get(r, ST_POOL_COUNT, &st, err)) < 0)
+        return ret;
+    sqlite3_bind_text(st, 1, pool, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *used = sqlite3_column_int64(st, 0);
+    ret = rc == SQLITE_ROW ? 0 : db_err(r, err, rc, "cannot count the pool");
+    stmt_done(st);
+    return ret;
+}
+
+int records_pool_items_of_board(struct records *r, const char *mac, records_pool_cb cb, void *ctx,
+                                struct records_error *err)
+{
+    char norm[RECORDS_MAC_LEN];
+    sqlite3_stmt *st;
+    int rc, ret, n = 0;
+    ENTER(r, err);
+    if ((ret = normalize_mac(mac, norm, err)) < 0)
+        return ret;
+    if ((ret = stmt_get(r, ST_POOL_OF_BOARD, &st, err)) < 0)
+        return ret;
+    sqlite3_bind_text(st, 1, norm, -1, SQLITE_TRANSIENT);
+    while (next_row(r, st, &rc, &n)) {
+        struct records_pool_item it;
+        read_pool_item(st, &it);
+        if (cb && cb(&it, ctx))
+            break;
+    }
+    return list_done(r, st, rc, n, "cannot list the board's pool files", err);
 }
 
 bool records_group_name_ok(const char *name)

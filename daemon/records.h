@@ -173,6 +173,37 @@ int records_slot_baud_limit_set(struct records *r, const char *slot_key, uint32_
 int records_slot_baud_limit_get(struct records *r, const char *slot_key, uint32_t *baud,
                                 struct records_error *err);
 
+/* Per-board data pools (profile "per_board"): file `file` of pool `pool` went to
+ * board `mac`. A file goes to one board only, and a board holds at most one file
+ * of each pool (a re-flash gets the same file again). */
+#define RECORDS_POOL_FILE_LEN 256
+struct records_pool_item {
+    char pool[RECORDS_POOL_FILE_LEN];
+    char file[RECORDS_POOL_FILE_LEN]; /* file name inside the pool directory */
+    char mac[RECORDS_MAC_LEN];
+    char md5[33];        /* of the file when assigned, "" unknown */
+    int64_t job_id;      /* the job that took it, 0 none */
+    int64_t assigned_at; /* unix ms */
+};
+typedef int (*records_pool_cb)(const struct records_pool_item *it, void *ctx);
+
+/* The board's file of the pool: 0, -ENOENT when it has none. */
+int records_pool_item_of(struct records *r, const char *pool, const char *mac,
+                         struct records_pool_item *out, struct records_error *err);
+/* 1 when the file of the pool went to some board, 0 when it is free, < 0 error. */
+int records_pool_file_used(struct records *r, const char *pool, const char *file,
+                           struct records_error *err);
+/* Gives it->file to it->mac (durable). -EEXIST when the file is taken or the board
+ * already holds a file of that pool. */
+int records_pool_assign(struct records *r, const struct records_pool_item *it,
+                        struct records_error *err);
+/* How many files of the pool went to boards. */
+int records_pool_count(struct records *r, const char *pool, int64_t *used,
+                       struct records_error *err);
+/* The board's files, by pool name; returns how many or < 0. */
+int records_pool_items_of_board(struct records *r, const char *mac, records_pool_cb cb, void *ctx,
+                                struct records_error *err);
+
 /* True when name is a valid group name: 1..64 of [A-Za-z0-9._-]. */
 bool records_group_name_ok(const char *name);
 

@@ -33,6 +33,7 @@
 #include "log.h"
 #include "loop.h"
 #include "ota.h"
+#include "pool.h"
 #include "records.h"
 #include "slot.h"
 
@@ -857,8 +858,11 @@ static void finish_job(struct station *st, struct job *j, struct job_result *r)
         }
         /* A job asked for through the API is not retried: the caller decides. */
         bool baud_retry = lower && !rq;
-        bool retry =
-            !rq && !removed && !st->stopping && s->present && (baud_retry || s->attempt < retries);
+        /* A failure before anything is written (the set or its per-board data does not fit
+         * this board) fails the same way again: not retried. */
+        bool again = !(e->code && e->stage == ESP_STAGE_PREPARE);
+        bool retry = !rq && !removed && !st->stopping && s->present &&
+                     (baud_retry || (again && s->attempt < retries));
         if (removed) {
             slot_count_result(s, true, false, st->opt.flag_after);
             slog(s, LOG_LEVEL_WARN, "failed: %s", msg);
@@ -937,6 +941,49 @@ static void mac_string(const struct esp_chip_info *ci, char *out, size_t len)
              ci->mac[3], ci->mac[4], ci->mac[5]);
 }
 
+/* The active profile's per-board regions for this board (pool.h): on failure the plan
+ * gets the message and advice, the regions taken so far stay recorded for the board. */
+static int take_per_board(struct station *st, struct job *j, struct job_plan *plan)
+{
+    const struct config_profile *prof = active_profile(st);
+    struct slot *s = j->slot;
+    for (size_t i = 0; prof && i < prof->n_per_board && i < JOB_MAX_EXTRA; i++) {
+        const struct config_per_board *pb = &prof->per_board[i];
+        struct pool_status ps;
+        if (!j->mac[0]) {
+            snprintf(plan->message, sizeof(plan->message),
+                     "pool %s: the board's MAC is unknown, so it cannot be given per-board data",
+                     pb->name);
+            snprintf(plan->advice, sizeof(plan->advice), "check the chip's eFuse MAC");
+            job_plan_free_extra(plan);
+            return -EINVAL;
+        }
+        int rc =
+            pool_take(st->rec, pb, j->mac, j->id, &plan->extra[plan->n_extra], &ps, plan->message,
+                      sizeof(plan->message), plan->advice, sizeof(plan->advice));
+        struct json_object *d = jobj();
+        jset_str(d, "pool", pb->name);
+        if (rc < 0) {
+            jset_str(d, "error", plan->message);
+            event(st, "pool.failed", s, j->mac, j->id, d);
+            slog(s, LOG_LEVEL_ERROR, "%s", plan->message);
+            job_plan_free_extra(plan);
+            return rc;
+        }
+        plan->n_extra++;
+        jset_str(d, "file", ps.file);
+        jset_int(d, "offset", pb->offset);
+        json_object_object_add(d, "reused", json_object_new_boolean(ps.reused));
+        jset_int(d, "free", ps.free);
+        event(st, "pool.assigned", s, j->mac, j->id, d);
+        slog(s, ps.free < 10 ? LOG_LEVEL_WARN : LOG_LEVEL_INFO,
+             "pool %s: %s %s at 0x%x (%lld free%s)", pb->name, ps.file,
+             ps.reused ? "again (this board's)" : "given to this board", pb->offset,
+             (long long)ps.free, ps.free < 10 ? ": add files soon" : "");
+    }
+    return 0;
+}
+
 static void on_identified(struct station *st, struct job *j, const struct job_msg *m)
 {
     struct slot *s = j->slot;
@@ -1007,6 +1054,13 @@ static void on_identified(struct station *st, struct job *j, const struct job_ms
         } else if (records_job_set_firmware(st->rec, j->id, plan.fw->ref, &re) < 0) {
             rec_warn(&re);
         }
+    }
+    int prc = plan.fw ? take_per_board(st, j, &plan) : 0;
+    if (prc < 0) {
+        job_firmware_unref(plan.fw);
+        plan.fw = NULL;
+        plan.nofw_state = RECORDS_JOB_FAILED;
+        plan.prepare_failed = prc;
     }
     j->replied = true;
     job_reply(j, &plan);

@@ -941,7 +941,8 @@ int ota_espota_push(const struct ota_espota_config *cfg, const uint8_t *image, s
     if (!s)
         return err ? err->code : -EINVAL;
     int rc = ota_espota_start(s, err);
-    uint64_t last = UINT64_MAX;
+    uint64_t last = 0;
+    bool reported = false;
     while (rc > 0) {
         struct pollfd fds[4];
         int timeout = 0;
@@ -960,9 +961,10 @@ int ota_espota_push(const struct ota_espota_config *cfg, const uint8_t *image, s
         rc = ota_espota_step(s, err);
         uint64_t acked = 0;
         ota_espota_get_progress(s, NULL, &acked, NULL);
-        if (progress && acked > last) { /* the glued-ack estimate can step back */
+        if (progress && (!reported || acked > last)) { /* the estimate can step back */
             progress(progress_ctx, acked, len);
             last = acked;
+            reported = true;
         }
     }
     ota_espota_free(s);

@@ -24,6 +24,7 @@
 #include "esp_chip.h"
 #include "job.h"
 #include "ota.h"
+#include "pool.h"
 #include "records.h"
 #include "slot.h"
 #include "station.h"
@@ -1655,6 +1656,18 @@ static void cancel_job(struct api *a, const char *ids, struct api_response *resp
 
 /* ---- boards ----------------------------------------------------------------------------- */
 
+static int pool_item_cb(const struct records_pool_item *it, void *ctx)
+{
+    struct json_object *o = json_object_new_object();
+    add(o, "pool", json_object_new_string(it->pool));
+    add(o, "file", json_object_new_string(it->file));
+    add(o, "md5", jstr(it->md5));
+    add(o, "job_id", it->job_id > 0 ? json_object_new_int64(it->job_id) : NULL);
+    add(o, "assigned", jtime(it->assigned_at));
+    json_object_array_add(ctx, o);
+    return 0;
+}
+
 static int history_cb(const struct records_job *j, void *ctx)
 {
     struct list_ctx *c = ctx;
@@ -1694,9 +1707,62 @@ static void get_board(struct api *a, const char *m, struct api_response *resp)
     }
     fill_chips(a->st, c.arr);
     add(o, "jobs", c.arr);
+    struct json_object *items = json_object_new_array();
+    if (records_pool_items_of_board(station_records(a->st), b.mac, pool_item_cb, items, &re) < 0) {
+        json_object_put(items);
+        json_object_put(o);
+        records_fail(resp, &re);
+        return;
+    }
+    add(o, "per_board", items);
     char *ota_state = station_ota(a->st) ? ota_board_json(station_ota(a->st), b.mac) : NULL;
     add(o, "ota", ota_state ? json_tokener_parse(ota_state) : NULL);
     free(ota_state);
+    api_json(resp, 200, o);
+}
+
+/* GET /api/v1/pools: every per-board data pool named by a profile, with its counts. */
+static void get_pools(struct api *a, struct api_response *resp)
+{
+    const struct config *cfg = station_config(a->st);
+    struct json_object *arr = json_object_new_array();
+    for (size_t i = 0; i < cfg->n_profiles; i++) {
+        const struct config_profile *p = &cfg->profiles[i];
+        for (size_t k = 0; k < p->n_per_board; k++) {
+            const struct config_per_board *pb = &p->per_board[k];
+            struct json_object *o = NULL;
+            for (size_t n = 0; n < json_object_array_length(arr) && !o; n++) {
+                struct json_object *e = json_object_array_get_idx(arr, n), *v;
+                if (json_object_object_get_ex(e, "name", &v) &&
+                    streq(json_object_get_string(v), pb->name))
+                    o = e;
+            }
+            if (!o) {
+                struct pool_status ps;
+                if (pool_stat(station_records(a->st), pb, &ps) < 0)
+                    ps.files = -1;
+                char off[16];
+                snprintf(off, sizeof(off), "0x%x", pb->offset);
+                o = json_object_new_object();
+                add(o, "name", json_object_new_string(pb->name));
+                add(o, "dir", json_object_new_string(pb->dir));
+                add(o, "offset", json_object_new_string(off));
+                add(o, "files", ps.files >= 0 ? json_object_new_int64(ps.files) : NULL);
+                add(o, "used", json_object_new_int64(ps.used));
+                add(o, "free", ps.files >= 0 ? json_object_new_int64(ps.free) : NULL);
+                add(o, "readable", json_object_new_boolean(ps.files >= 0));
+                add(o, "profiles", json_object_new_array());
+                json_object_array_add(arr, o);
+            }
+            struct json_object *profs;
+            json_object_object_get_ex(o, "profiles", &profs);
+            json_object_array_add(profs, json_object_new_string(p->name));
+            if (cfg->active_profile && streq(cfg->active_profile, p->name))
+                add(o, "active", json_object_new_boolean(true));
+        }
+    }
+    struct json_object *o = json_object_new_object();
+    add(o, "pools", arr);
     api_json(resp, 200, o);
 }
 
@@ -1993,6 +2059,17 @@ static struct json_object *profile_json(const struct config *cfg, const struct c
     add(o, "ota_firmware", ofw);
     add(o, "require_signed", json_object_new_boolean(p->require_signed));
     add(o, "public_key", jstr(p->public_key)); /* ota_password is a secret: never shown */
+    struct json_object *pbs = json_object_new_array();
+    for (size_t i = 0; i < p->n_per_board; i++) {
+        struct json_object *pb = json_object_new_object();
+        char off[16];
+        snprintf(off, sizeof(off), "0x%x", p->per_board[i].offset);
+        add(pb, "name", json_object_new_string(p->per_board[i].name));
+        add(pb, "offset", json_object_new_string(off));
+        add(pb, "dir", json_object_new_string(p->per_board[i].dir));
+        json_object_array_add(pbs, pb);
+    }
+    add(o, "per_board", pbs);
     return o;
 }
 
@@ -2486,6 +2563,20 @@ static void get_metrics(struct api *a, struct api_response *resp)
     for (int c = 1; c <= 5; c++)
         fprintf(f, "espstation_http_requests_total{code=\"%dxx\"} %llu\n", c,
                 (unsigned long long)m->http_by_class[c]);
+    const struct config *cfg = station_config(a->st);
+    const struct config_profile *ap = NULL;
+    for (size_t i = 0; i < cfg->n_profiles && cfg->active_profile; i++)
+        if (streq(cfg->profiles[i].name, cfg->active_profile))
+            ap = &cfg->profiles[i];
+    if (ap && ap->n_per_board)
+        fprintf(f, "# HELP espstation_pool_free Files of the active profile's per-board data "
+                   "pools not yet given to a board.\n# TYPE espstation_pool_free gauge\n");
+    for (size_t i = 0; ap && i < ap->n_per_board; i++) {
+        struct pool_status ps;
+        if (pool_stat(station_records(a->st), &ap->per_board[i], &ps) == 0 && ps.files >= 0)
+            fprintf(f, "espstation_pool_free{pool=\"%s\"} %lld\n", ap->per_board[i].name,
+                    (long long)ps.free);
+    }
     fclose(f);
     set_body(resp, 200, "text/plain; version=0.0.4; charset=utf-8", buf ? buf : "", buf ? len : 0);
     free(buf);
@@ -2693,6 +2784,13 @@ static void route(struct api *a, const struct api_request *rq, struct api_respon
             return not_allowed(resp, "GET, DELETE");
         if (!check_auth(a, rq, true, resp))
             delete_firmware(a, rest, resp);
+        return;
+    }
+    if (strcmp(v1, "pools") == 0) {
+        if (!get)
+            return not_allowed(resp, "GET");
+        if (!check_auth(a, rq, false, resp))
+            get_pools(a, resp);
         return;
     }
     if (strcmp(v1, "profiles") == 0) {

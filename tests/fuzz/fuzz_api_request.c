@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
@@ -69,11 +70,14 @@ static void init(void)
     snprintf(g_dir, sizeof(g_dir), "/tmp/fuzz_api.XXXXXX");
     check(mkdtemp(g_dir) != NULL);
     char cfg[128];
+    snprintf(cfg, sizeof(cfg), "%s/pool", g_dir);
+    check(mkdir(cfg, 0700) == 0); /* the per-board pool: empty, so GET /pools counts 0 */
     snprintf(cfg, sizeof(cfg), "%s/station.json", g_dir);
     FILE *f = fopen(cfg, "w");
     check(f != NULL);
     fputs("{\"api\": {\"token\": \"fuzz-token\", \"max_body_bytes\": 4096},"
-          " \"profiles\": {\"p1\": {\"baud\": 460800}}}",
+          " \"profiles\": {\"p1\": {\"baud\": 460800, \"per_board\": [{\"name\": \"nvs\","
+          " \"offset\": \"0x9000\", \"dir\": \"pool\"}]}}}",
           f);
     fclose(f);
     struct station_options o;

@@ -284,6 +284,28 @@ static const struct bad_case bad_cases[] = {
     {"{\"profiles\": {\"x\": {\"erase_all\": true, \"stub\": false}}}",
      "config: profiles.x.erase_all: erasing the whole chip needs the flasher stub, but stub is "
      "false"},
+    /* per-board data pools */
+    {"{\"profiles\": {\"x\": {\"per_board\": [{\"name\": \"nvs\", \"offset\": \"0x9100\", "
+     "\"dir\": \"/p\"}]}}}",
+     "config: profiles.x.per_board[0].offset: must be a flash offset in 0x hex, 4 KiB aligned "
+     "(e.g. \"0x9000\")"},
+    {"{\"profiles\": {\"x\": {\"per_board\": [{\"name\": \"nvs\", \"offset\": \"9000\", "
+     "\"dir\": \"/p\"}]}}}",
+     "config: profiles.x.per_board[0].offset: must be a flash offset", true},
+    {"{\"profiles\": {\"x\": {\"per_board\": [{\"name\": \"n v\", \"offset\": \"0x9000\", "
+     "\"dir\": \"/p\"}]}}}",
+     "config: profiles.x.per_board[0].name: \"n v\": use letters, digits, '_' and '-' only"},
+    {"{\"profiles\": {\"x\": {\"per_board\": [{\"name\": \"a\", \"offset\": \"0x9000\", "
+     "\"dir\": \"/p\"}, {\"name\": \"b\", \"offset\": 36864, \"dir\": \"/q\"}]}}}",
+     "config: profiles.x.per_board[1].offset: 0x9000 is already the offset of pool \"a\""},
+    {"{\"profiles\": {\"x\": {\"per_board\": [{\"name\": \"a\", \"offset\": \"0x9000\"}]}}}",
+     "config: profiles.x.per_board[0].dir: missing (the directory holding one .bin file per "
+     "board)"},
+    {"{\"profiles\": {\"x\": {\"per_board\": {}}}}",
+     "config: profiles.x.per_board: must be a list (got an object)"},
+    {"{\"profiles\": {\"x\": {\"per_board\": [{\"name\": \"a\", \"offset\": \"0x9000\", "
+     "\"dir\": \"/p\", \"size\": 1}]}}}",
+     "config: profiles.x.per_board[0].size: unknown key", true},
     /* ota.webform_user: HTTP Basic cannot carry ':' in the user name */
     {"{\"ota\": {\"webform_user\": \"ad:min\"}}",
      "config: ota.webform_user: must not contain ':' or control characters (HTTP Basic "
@@ -321,6 +343,29 @@ static void test_errors_name_the_key(void **state)
             fail();
         }
     }
+}
+
+/* per_board: pools (config_load_string keeps a relative dir as given). */
+static void test_per_board(void **state)
+{
+    (void)state;
+    static const char js[] =
+        "{\"profiles\": {\"line\": {\"per_board\": [{\"name\": \"nvs\", \"offset\": "
+        "\"0x9000\", \"dir\": \"pools/nvs\"}, {\"name\": \"cert-1\", \"offset\": 2097152, "
+        "\"dir\": \"/srv/certs\"}]}}}";
+    char err[512];
+    struct config *cfg = NULL;
+    assert_int_equal(config_load_string(js, strlen(js), NULL, &cfg, err, sizeof(err)), 0);
+    const struct config_profile *p = config_profile(cfg, NULL);
+    assert_non_null(p);
+    assert_int_equal(p->n_per_board, 2);
+    assert_string_equal(p->per_board[0].name, "nvs");
+    assert_int_equal(p->per_board[0].offset, 0x9000);
+    assert_string_equal(p->per_board[0].dir, "pools/nvs");
+    assert_string_equal(p->per_board[1].name, "cert-1");
+    assert_int_equal(p->per_board[1].offset, 0x200000);
+    assert_string_equal(p->per_board[1].dir, "/srv/certs");
+    config_free(cfg);
 }
 
 /* ota.webform_user is read and replaces the default. */
@@ -485,6 +530,7 @@ int main(void)
         cmocka_unit_test(test_single_profile_is_active),
         cmocka_unit_test(test_errors_name_the_key),
         cmocka_unit_test(test_ota_webform_user),
+        cmocka_unit_test(test_per_board),
         cmocka_unit_test(test_file_errors),
         cmocka_unit_test(test_embedded_nul),
         cmocka_unit_test(test_boot_check_baud),

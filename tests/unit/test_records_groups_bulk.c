@@ -7,7 +7,7 @@
  * updates (create with boards, per-board updates, state changes with
  * ended_at, counts, listing newest first with a state filter, survival across
  * a close/reopen, bad input refused, and the password never stored); schema 4's
- * per-slot baud limit.
+ * per-slot baud limit; schema 5's per-board pools.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -91,6 +91,7 @@ static void test_migrates_schema2_in_place(void **state)
     assert_true(records_schema_latest() >= 3);
     fx_close(f);
     static const char *const to_v2[] = {
+        "DROP TABLE pool_items",
         "DROP TABLE slot_link",
         "DROP TABLE bulk_boards",
         "DROP TABLE bulks",
@@ -119,8 +120,9 @@ static void test_migrates_schema2_in_place(void **state)
     const char *g[] = {"line-a"};
     set_groups(f, "24:6f:28:00:00:01", g, 1);
     fx_close(f);
-    static const char *const tables[] = {"board_groups", "bulks", "bulk_boards", "slot_link"};
-    for (size_t i = 0; i < 4; i++) {
+    static const char *const tables[] = {"board_groups", "bulks", "bulk_boards", "slot_link",
+                                         "pool_items"};
+    for (size_t i = 0; i < 5; i++) {
         char sql[128];
         snprintf(sql, sizeof(sql), "SELECT count(*) FROM sqlite_master WHERE name = '%s'",
                  tables[i]);
@@ -194,6 +196,62 @@ static void test_slot_baud_limit(void **state)
     assert_int_equal(records_slot_baud_limit_set(f->r, "uri:/dev/pts/9", 0, &err), 0);
     assert_int_equal(records_slot_baud_limit_set(f->r, "bad\nkey", 460800, &err), -EINVAL);
     assert_int_equal(records_slot_baud_limit_get(f->r, "", &baud, &err), -EINVAL);
+}
+
+static int count_items(const struct records_pool_item *it, void *ctx)
+{
+    (void)it;
+    (*(int *)ctx)++;
+    return 0;
+}
+
+/* Per-board pools (schema 5): a file goes to one board, a board holds one file per
+ * pool, both kept across a reopen; lookups by board; bad input refused. */
+static void test_pool_items(void **state)
+{
+    struct fx *f = *state;
+    struct records_error err;
+    struct records_pool_item it = {.job_id = 7}, got;
+    int64_t used = -1;
+    fx_open(f);
+    snprintf(it.pool, sizeof(it.pool), "nvs");
+    snprintf(it.file, sizeof(it.file), "0001.bin");
+    snprintf(it.mac, sizeof(it.mac), "24-6F-28-00-00-01");
+    snprintf(it.md5, sizeof(it.md5), "0123456789abcdef0123456789abcdef");
+    assert_int_equal(records_pool_file_used(f->r, "nvs", "0001.bin", &err), 0);
+    assert_int_equal(records_pool_assign(f->r, &it, &err), 0);
+    assert_int_equal(records_pool_file_used(f->r, "nvs", "0001.bin", &err), 1);
+    assert_int_equal(records_pool_file_used(f->r, "certs", "0001.bin", &err), 0);
+    /* the same file to another board, or a second file to the same board: refused */
+    snprintf(it.mac, sizeof(it.mac), "24:6f:28:00:00:02");
+    assert_int_equal(records_pool_assign(f->r, &it, &err), -EEXIST);
+    assert_non_null(strstr(err.message, "0001.bin of pool nvs is taken"));
+    snprintf(it.mac, sizeof(it.mac), "24:6f:28:00:00:01");
+    snprintf(it.file, sizeof(it.file), "0002.bin");
+    assert_int_equal(records_pool_assign(f->r, &it, &err), -EEXIST);
+    /* another pool is independent */
+    snprintf(it.pool, sizeof(it.pool), "certs");
+    assert_int_equal(records_pool_assign(f->r, &it, &err), 0);
+    fx_close(f);
+    fx_open(f);
+    assert_int_equal(records_pool_item_of(f->r, "nvs", "24:6f:28:00:00:01", &got, &err), 0);
+    assert_string_equal(got.file, "0001.bin");
+    assert_string_equal(got.mac, "24:6f:28:00:00:01");
+    assert_string_equal(got.md5, "0123456789abcdef0123456789abcdef");
+    assert_int_equal(got.job_id, 7);
+    assert_true(got.assigned_at > 0);
+    assert_int_equal(records_pool_item_of(f->r, "nvs", "24:6f:28:00:00:02", &got, &err), -ENOENT);
+    assert_int_equal(records_pool_count(f->r, "nvs", &used, &err), 0);
+    assert_int_equal(used, 1);
+    int n = 0;
+    assert_int_equal(records_pool_items_of_board(f->r, "24:6f:28:00:00:01", count_items, &n, &err),
+                     2);
+    assert_int_equal(n, 2);
+    /* bad input */
+    assert_int_equal(records_pool_file_used(f->r, "", "x.bin", &err), -EINVAL);
+    assert_int_equal(records_pool_item_of(f->r, "nvs", "not-a-mac", &got, &err), -EINVAL);
+    snprintf(it.file, sizeof(it.file), "bad\x01name.bin");
+    assert_int_equal(records_pool_assign(f->r, &it, &err), -EINVAL);
 }
 
 struct names {
@@ -543,6 +601,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_migrates_schema2_in_place, setup, teardown),
         cmocka_unit_test_setup_teardown(test_board_notes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slot_baud_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pool_items, setup, teardown),
         cmocka_unit_test_setup_teardown(test_board_groups, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bulk_lifecycle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bulk_bad_input, setup, teardown),

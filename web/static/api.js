@@ -154,6 +154,10 @@ export function normBoard(r) {
     notes: r.notes || '',
     groups: Array.isArray(r.groups) ? r.groups.map(String) : [],
     ota: r.ota ? normOta(r.ota) : null,
+    // per-board data pool files (GET /boards/{mac} only)
+    perBoard: Array.isArray(r.per_board)
+      ? r.per_board.map((p) => ({ pool: String(p.pool || ''), file: String(p.file || ''), md5: p.md5 || '' }))
+      : [],
   };
 }
 

@@ -507,6 +507,7 @@ async function openBoard(mac, slot) {
       ['On slot now', board.presentOn || (board.mac && 'not plugged in')],
       ['Last slot', board.presentOn ? '' : board.slot],
       ['Firmware', board.firmware],
+      ['Per-board data', board.perBoard.map((p) => `${p.pool}: ${p.file}`).join(', ')],
       ['First seen', board.firstSeen ? new Date(board.firstSeen).toLocaleString() : ''],
       ['Last seen', board.lastSeen ? new Date(board.lastSeen).toLocaleString() : ''],
     ])];
