@@ -418,6 +418,7 @@ int main(int argc, char **argv)
     sigprocmask(SIG_BLOCK, &block, NULL);
 
     int rc = 1, modem_fd = -1;
+    bool tty_linked = false; /* DIR/tty is ours to remove at exit */
     char ready[4096 + 8];
     path_in(path, sizeof(path), o.dir, "flash.bin");
     if (sim_flash_open(&s.flash, path, s.flash.size, speed) != 0) {
@@ -451,6 +452,7 @@ int main(int argc, char **argv)
                 fprintf(stderr, "esp_sim: cannot create %s: %s\n", path, strerror(errno));
                 goto out;
             }
+            tty_linked = true;
         }
         modem_fd = open_modem(modem_path);
         if (modem_fd < 0) {
@@ -486,6 +488,12 @@ int main(int argc, char **argv)
     rc = 0;
 out:
     sim_board_free(&s);
+    if (tty_linked) {
+        /* Like a real unplug removing /dev/ttyUSBn: the port is gone before the pty is
+         * released, so DIR/tty can never lead to the next board that gets this pts. */
+        path_in(path, sizeof(path), o.dir, "tty");
+        unlink(path);
+    }
     sim_link_close(&s.link);
     sim_flash_close(&s.flash);
     if (modem_fd >= 0) {
