@@ -158,10 +158,19 @@ expect_exit 0 -p "$SIM_PORT" --before no-reset --no-stub --json info
 assert_json '.chip' ESP32
 assert_json '.stub' false
 
-# A TCP port nobody listens on: exit 2 (cannot open port), quickly.
-port=${SIM_PORT##*:}
+# A TCP port nobody listens on: exit 2 (cannot open port), quickly. The port is held
+# bound but not listening by a helper, so connects are refused and no other test's
+# server can take it meanwhile (a just-closed port could be reused by one).
 stop_sim
+python3 -c 'import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1], flush=True)
+time.sleep(120)' >"$WORK/closed.port" &
+HOLDER=$!
+for _ in $(seq 100); do [ -s "$WORK/closed.port" ] && break; sleep 0.05; done
+port=$(cat "$WORK/closed.port")
+[ -n "$port" ] || fail "no closed port"
 expect_exit 2 -p "tcp://127.0.0.1:$port" --json info
+kill "$HOLDER" 2>/dev/null || true
 assert_json '.error.stage | ascii_downcase' open
 
 # The strict board is still fine after all that.
