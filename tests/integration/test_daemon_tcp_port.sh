@@ -36,8 +36,10 @@ CFG=$WORK/station.json
 cat >"$CFG" <<JSON
 {"api": {"token": "$TOKEN"},
  "ports": [{"uri": "$U1", "label": "T1"}],
- "profiles": {"line": {"firmware": {"esp32": "tcpfw@1.0.0"}}}}
+ "profiles": {"line": {"firmware": {"esp32": "tcpfw@1.0.0"}, "retries": 0}}}
 JSON
+# retries 0: T3's server is killed below; a retry would connect to its old port, which by
+# then may belong to another test's virtual board.
 start_api_daemon "$CFG"
 
 # --- the config's tcp:// port, then one attached through the API -----------------------
