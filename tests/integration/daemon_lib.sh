@@ -94,6 +94,19 @@ import_fw() {
     ! grep -q Sanitizer "$WORK/import.err" || fail "sanitizer report during import"
 }
 
+# import_esp32_app SEED: the set app@1.0 (one ESP32 app of 40000 bytes at 0x10000, 4 MB
+# flash) in $WORK/fw, imported; $FW is that directory, $FW/app.bin the image.
+import_esp32_app() {
+    FW=$WORK/fw
+    mkdir -p "$FW"
+    make_image_esp esp32 40000 "$FW/app.bin" "$1"
+    cat >"$FW/manifest.json" <<JSON
+{"name": "app", "version": "1.0", "chip": "esp32", "flash_size": "4MB",
+ "regions": [{"offset": "0x10000", "file": "app.bin", "kind": "app"}]}
+JSON
+    import_fw "$FW"
+}
+
 # make_image_esp CHIP SIZE FILE SEED: a valid ESP image (see mkespimage.py).
 make_image_esp() {
     python3 "$MKIMAGE" --chip "$1" --size "$2" --out "$3" --seed "$4" || fail "mkespimage failed"

@@ -9,14 +9,7 @@ source "${INTEG_LIB:?INTEG_LIB (tests/integration/lib.sh) must be set}"
 source "$(dirname "$0")/daemon_lib.sh"
 source "$(dirname "$0")/api_lib.sh"
 
-FW=$WORK/fw
-mkdir -p "$FW"
-make_image_esp esp32 40000 "$FW/app.bin" 7
-cat >"$FW/manifest.json" <<JSON
-{"name": "app", "version": "1.0", "chip": "esp32", "flash_size": "4MB",
- "regions": [{"offset": "0x10000", "file": "app.bin", "kind": "app"}]}
-JSON
-import_fw "$FW"
+import_esp32_app 7
 
 start_sim esp32 --app-baud 74880
 TOKEN=boot-baud-token
