@@ -7,7 +7,8 @@
 #  - A3, attached later over REST, finds the pool exhausted: the job fails at stage
 #    "prepare" with "pool nvs is exhausted" and what to do, a pool.failed event, and
 #    nothing is written; /metrics espstation_pool_free is 0.
-#  - A file added to the directory: a re-flash of A3 takes it.
+#  - An empty file added to the directory is refused by name (not given to A3); filled,
+#    a re-flash of A3 takes it.
 #  - A forced re-flash of A1 writes A1's own file again (no new file used); a plain
 #    re-flash of A2 is skipped (the flash already holds the set and A2's file).
 #  - A2's file changed on disk: a forced re-flash of A2 fails ("changed since it was
@@ -90,7 +91,16 @@ fi
 api GET /metrics
 grep -qx 'espstation_pool_free{pool="nvs"} 0' <<<"$RESP" || fail "pool metric: $(grep pool <<<"$RESP")"
 
-# --- a new file: A3 takes it --------------------------------------------------------------
+# --- an empty file is refused by name; a real one: A3 takes it ----------------------------
+: >"$POOL/0003.bin"
+apij POST /api/v1/slots/A3/reflash '{}'
+expect_status 202 "reflash A3 (empty pool file)"
+JE=$(jqr .id)
+wait_sql "SELECT state FROM jobs WHERE id = $JE" failed 60
+msg=$(db "SELECT error_stage || '|' || error_message FROM jobs WHERE id = $JE")
+[ "$msg" = "prepare|pool nvs: $POOL/0003.bin cannot be used: empty or larger than 16 MiB" ] ||
+    fail "empty pool file: $msg"
+[ -z "$(file_of $M3)" ] || fail "A3 was given the empty file"
 head -c 4000 /dev/urandom >"$POOL/0003.bin"
 apij POST /api/v1/slots/A3/reflash '{}'
 expect_status 202 "reflash A3"
