@@ -751,10 +751,23 @@ static void handle_request(struct ota_conn *c, const struct ota_http_request *re
         struct records_board_ota bo;
         bool have_bo = known && records_board_ota_get(rec, c->mac, &bo, NULL) == 0;
         fs_mode = req->mode == OTA_HTTP_MODE_SPIFFS;
-        if (known && fs_mode) {
+        /* An unknown board under "enrol" is answered as a known one: its record is made
+         * from this check-in (chip from the header prefix), and its target is the
+         * profile's for that chip. A sketch that checks in only in setup() gets its
+         * update on this first check-in, not on one that may never come. */
+        bool enrolling = !known && cfg->ota.enrol_unknown;
+        if (enrolling) {
+            records_board_init(&b);
+            snprintf(c->mac, sizeof(c->mac), "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2],
+                     m[3], m[4], m[5]);
+            snprintf(b.mac, sizeof(b.mac), "%s", c->mac);
+            snprintf(b.chip, sizeof(b.chip), "%s",
+                     req->header_chip == OTA_CHIP_ESP8266 ? "ESP8266" : "ESP32");
+        }
+        if ((known || enrolling) && fs_mode) {
             /* The filesystem image of the target set (ESP8266httpUpdate::updateFS /
              * HTTPUpdate::updateSpiffs). Served once per set: no version to compare. */
-            hb.known = true;
+            hb.known = known;
             char ref[RECORDS_FIRMWARE_LEN];
             ota_target_of(o, &b, ref, sizeof(ref), NULL);
             char ferr[256] = "";
@@ -771,8 +784,8 @@ static void handle_request(struct ota_conn *c, const struct ota_http_request *re
                 if (fs_served(o, c->mac, fw->ref))
                     hb.served_md5 = fw->fs_md5;
             }
-        } else if (known) {
-            hb.known = true;
+        } else if (known || enrolling) {
+            hb.known = known;
             char ref[RECORDS_FIRMWARE_LEN];
             ota_target_of(o, &b, ref, sizeof(ref), NULL);
             char ferr[256] = "";
@@ -805,7 +818,7 @@ static void handle_request(struct ota_conn *c, const struct ota_http_request *re
                 hb.served_from_sketch_md5 = bo.served_sketch_md5;
             }
         }
-        ota_http_decide(req, known ? &hb : NULL, &pol, &d);
+        ota_http_decide(req, known || enrolling ? &hb : NULL, &pol, &d);
         if (fs_missing && d.action == OTA_HTTP_NOT_MODIFIED) {
             /* A clear refusal (the updater reports 404 as "file not found"), not "nothing
              * new": the board asks for a filesystem image its target set does not have. */
@@ -821,8 +834,8 @@ static void handle_request(struct ota_conn *c, const struct ota_http_request *re
         if (problem[0] && counts)
             ota_bulk_on_pull_problem(o, c->mac, problem);
         if (!known && d.enrol) {
-            log_board(LOG_LEVEL_INFO, NULL, c->mac, "enrolled by check-in from %s", c->ip);
-            /* enrolled: no target known before the record existed; the next check-in gets one */
+            log_board(LOG_LEVEL_INFO, NULL, c->mac, "enrolled by check-in from %s: %d (%s)", c->ip,
+                      d.status, d.reason);
         }
         log_board(LOG_LEVEL_DEBUG, NULL, c->mac, "check-in from %s: %d (%s)", c->ip, d.status,
                   d.reason);
@@ -879,6 +892,11 @@ static void handle_request(struct ota_conn *c, const struct ota_http_request *re
 
 static void conn_read(struct ota_conn *c)
 {
+    /* A client may send its whole request and half-close at once (shutdown(SHUT_WR)
+     * right after the head, or a FIN in the same segment): recv() then returns the
+     * head and, on the next call, 0. The buffered head is still a request to answer;
+     * only a connection that closes before a complete head is dropped unanswered. */
+    bool eof = false;
     for (;;) {
         if (c->in_len >= sizeof(c->in))
             break;
@@ -892,16 +910,24 @@ static void conn_read(struct ota_conn *c)
             return;
         }
         if (r == 0) {
-            conn_close(c);
-            return;
+            eof = true;
+            break;
         }
         c->in_len += (size_t)r;
         c->last_io = loop_now_ms();
+    }
+    if (eof && c->in_len == 0) {
+        conn_close(c);
+        return;
     }
     struct ota_http_request req;
     struct ota_error oe;
     ota_error_clear(&oe);
     int rc = ota_http_parse_request(c->in, c->in_len, &req, &oe);
+    if (rc == 0 && eof) { /* closed mid-head: nobody is left to answer */
+        conn_close(c);
+        return;
+    }
     if (rc == 0 && c->in_len < sizeof(c->in))
         return; /* more bytes needed */
     if (rc <= 0) {

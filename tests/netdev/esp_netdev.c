@@ -13,7 +13,7 @@
  * Usage: esp_netdev --chip esp8266|esp32 --mac MAC --bind 127.0.0.x --dir DIR
  *   [--version V] [--password PW] [--auth md5|pbkdf2] [--ota-port N]
  *   [--http-port N] [--web-user U] [--tcp-ota] [--tcp-ota-port N]
- *   [--checkin URL --interval MS] [--free-space N] [--fault F]
+ *   [--checkin URL --interval MS|once] [--free-space N] [--fault F]
  *   [--sketch-md5 HEX --sketch-size N] [--flash FILE --flash-offset N]
  *   [--fs-offset N] [--fs-size N] [--want-fs] [--user2-offset N] [--running-slot 1|2]
  * F: no-answer | wrong-password | no-space | stall:BYTES | glued-ok |
@@ -22,6 +22,8 @@
  * tcpota=P") once listening, DIR/netdev.log, DIR/ota-<n>.bin per received
  * image, DIR/version (current version). Exits on SIGTERM/SIGINT. SIGUSR1
  * makes it check in at once (benchmarks start many pulls at the same time).
+ * --interval once: a sketch that calls the updater only in setup(): one
+ * check-in at boot, and one more after an applied pull (the updater reboots).
  * --flash FILE/--flash-offset N (used by esp_sim's network persona): every
  * applied application image is also written into FILE at offset N (the
  * virtual board's flash), so a later serial read sees it. --sketch-md5/-size
@@ -103,6 +105,7 @@ struct netdev {
     int checkin_port;
     char checkin_path[256];
     int interval_ms;
+    bool checkin_once; /* --interval once: one check-in at boot, none after */
     uint64_t free_space, chip_size;
     char flash_path[PATH_MAX];
     uint64_t flash_offset;
@@ -1069,7 +1072,7 @@ static void usage(void)
             "usage: esp_netdev --chip esp8266|esp32 --mac MAC --bind 127.0.0.x --dir DIR\n"
             "  [--version V] [--password PW] [--auth md5|pbkdf2] [--ota-port N]\n"
             "  [--http-port N] [--web-user U] [--tcp-ota] [--tcp-ota-port N]\n"
-            "  [--checkin URL --interval MS] [--free-space N]\n"
+            "  [--checkin URL --interval MS|once] [--free-space N]\n"
             "  [--sketch-md5 HEX --sketch-size N] [--flash FILE --flash-offset N]\n"
             "  [--fs-offset N] [--fs-size N] [--want-fs] [--user2-offset N] [--running-slot 1|2]\n"
             "  [--fault no-answer|wrong-password|no-space|stall:BYTES|glued-ok|error-line|"
@@ -1180,7 +1183,10 @@ int main(int argc, char **argv)
             if (parse_url(&d, v) < 0)
                 usage();
         } else if (strcmp(a, "--interval") == 0) {
-            d.interval_ms = atoi(v);
+            /* "once": the sketch calls ESPhttpUpdate.update() only in setup(), as many
+             * real sketches do, so the first check-in after boot is the only one. */
+            d.checkin_once = strcmp(v, "once") == 0;
+            d.interval_ms = d.checkin_once ? 0 : atoi(v);
         } else if (strcmp(a, "--free-space") == 0) {
             d.free_space = strtoull(v, NULL, 10);
             free_given = true;
@@ -1298,8 +1304,14 @@ int main(int argc, char **argv)
         if (now_ms() >= next_checkin) {
             if (want_fs(&d))
                 checkin(&d, true);
+            char before[sizeof(d.sketch_md5)];
+            memcpy(before, d.sketch_md5, sizeof(before));
             checkin(&d, false);
             next_checkin = now_ms() + d.interval_ms;
+            /* With rebootOnUpdate (the updaters' default) an applied image restarts the
+             * board, so a setup()-only sketch checks in once more, from the new firmware. */
+            if (d.checkin_once && strcmp(before, d.sketch_md5) == 0)
+                next_checkin = INT64_MAX;
         }
     }
     logf_(&d, "down");

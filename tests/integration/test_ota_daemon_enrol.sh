@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# test_ota_daemon_enrol: the OTA endpoint as real sketches and clients reach it.
+# 1. unknown_boards "enrol": a board the station has never seen, running a sketch
+#    that calls the updater only in setup() (esp_netdev --interval once), is
+#    answered on that first check-in as a known board: 200 and the profile's
+#    target, not 304. It applies it, reboots, checks in once more with the new
+#    version and gets 304. The same for an ESP8266. With no target in the profile
+#    the first check-in is a 304 that names the reason, and the record exists.
+# 2. A complete check-in followed at once by the client's FIN (shutdown(SHUT_WR)
+#    right after the head, as some HTTP clients and proxies do) is answered every
+#    time; a connection that closes mid-head is dropped without an answer.
+source "${INTEG_LIB:?INTEG_LIB (tests/integration/lib.sh) must be set}"
+source "$(dirname "$0")/daemon_lib.sh"
+source "$(dirname "$0")/api_lib.sh"
+source "$(dirname "$0")/ota_daemon_lib.sh"
+
+fw_set "$WORK/fw2" demo 2.0.0 esp32 60000 21
+fw_set "$WORK/e2" e8266 2.0.0 esp8266 50000 22
+OTA_PORT=$(free_port)
+TOKEN=t0k3n
+CFG=$WORK/station.json
+cat >"$CFG" <<JSON
+{"ports": [], "api": {"token": "$TOKEN"},
+ "ota": {"listen": "127.0.0.1:$OTA_PORT", "unknown_boards": "enrol"},
+ "profiles": {"line": {"firmware": {"esp32": "demo@2.0.0", "esp8266": "e8266@2.0.0"}}}}
+JSON
+start_api_daemon "$CFG"
+upload_fw "$WORK/fw2"
+upload_fw "$WORK/e2"
+
+# --- 1. first check-in of an unknown board ------------------------------------------
+M1=24:6f:28:00:0e:01
+M8=18:fe:34:00:0e:08
+start_netdev "$WORK/nd1" --chip esp32 --mac "$M1" --bind $TNET.11 --version 1.0.0 \
+    --checkin "http://127.0.0.1:$OTA_PORT/ota/update" --interval once
+start_netdev "$WORK/nd8" --chip esp8266 --mac "$M8" --bind $TNET.12 --version 1.0.0 \
+    --checkin "http://127.0.0.1:$OTA_PORT/ota/update" --interval once
+for nd in nd1 nd8; do
+    wait_file_log 'checkin: status=' "$WORK/$nd/netdev.log" 20
+    first=$(grep -m1 'checkin: status=' "$WORK/$nd/netdev.log")
+    case "$first" in
+    *'status=200 version=1.0.0'*) ;;
+    *) fail "$nd: the first check-in of an enrolled board was answered '$first', not 200 with the target" ;;
+    esac
+    wait_file_log 'pull: applied .* version now 2.0.0' "$WORK/$nd/netdev.log" 20
+    wait_file_log 'checkin: status=304 version=2.0.0' "$WORK/$nd/netdev.log" 20
+done
+wait_sql "SELECT chip || ' ' || running_version || ' ' || ip FROM boards WHERE mac = '$M1';" \
+    "ESP32 2.0.0 $TNET.11" 10
+wait_sql "SELECT chip || ' ' || running_version || ' ' || ip FROM boards WHERE mac = '$M8';" \
+    "ESP8266 2.0.0 $TNET.12" 10
+wait_sql "SELECT state || ' ' || firmware FROM jobs WHERE kind = 'ota-pull' AND board_mac = '$M1';" \
+    "passed demo@2.0.0" 10
+wait_sql "SELECT state || ' ' || firmware FROM jobs WHERE kind = 'ota-pull' AND board_mac = '$M8';" \
+    "passed e8266@2.0.0" 10
+[ "$(db "SELECT current_firmware FROM boards WHERE mac = '$M1';")" = demo@2.0.0 ] ||
+    fail "current_firmware of the enrolled board after its pull"
+# exactly two check-ins each: the one at boot and the one after the update's reboot
+sleep 1
+for nd in nd1 nd8; do
+    n=$(grep -c 'checkin: status=' "$WORK/$nd/netdev.log")
+    [ "$n" = 2 ] || fail "$nd: $n check-ins, expected 2 (setup() after boot and after the reboot)"
+done
+
+# a board whose chip the profile has no firmware for: a 304 with the reason, a record
+MC=24:6f:28:00:0e:0c
+jq '.profiles.line.firmware = {"esp8266": "e8266@2.0.0"}' "$CFG" >"$CFG.2"
+stop_daemon
+start_api_daemon "$CFG.2"
+start_netdev "$WORK/ndc" --chip esp32 --mac "$MC" --bind $TNET.13 --version 1.0.0 \
+    --checkin "http://127.0.0.1:$OTA_PORT/ota/update" --interval once
+wait_file_log 'checkin: status=304 version=1.0.0' "$WORK/ndc/netdev.log" 20
+wait_sql "SELECT chip || ' ' || running_version FROM boards WHERE mac = '$MC';" "ESP32 1.0.0" 10
+wait_log 'enrolled by check-in from .*: 304 \(no target firmware' 10
+
+# --- 2. a complete request with the client's FIN right behind it -------------------
+python3 - "$OTA_PORT" "$M8" <<'PY' || fail "half-closed requests were not all answered"
+import socket, sys
+port, mac = int(sys.argv[1]), sys.argv[2]
+head = ("GET /ota/update HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUser-Agent: ESP8266-http-Update\r\n"
+        "Connection: close\r\nx-ESP8266-STA-MAC: %s\r\nx-ESP8266-AP-MAC: %s\r\n"
+        "x-ESP8266-free-space: 1044464\r\nx-ESP8266-sketch-size: 300000\r\n"
+        "x-ESP8266-sketch-md5: 00112233445566778899aabbccddeeff\r\nx-ESP8266-chip-size: 4194304\r\n"
+        "x-ESP8266-sdk-version: 2.2.2-dev(38a443e)\r\nx-ESP8266-mode: sketch\r\n"
+        "x-ESP8266-version: 2.0.0\r\n\r\n" % (port, mac.upper(), mac.upper())).encode()
+answered = 0
+for i in range(40):
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(head)
+    s.shutdown(socket.SHUT_WR)  # FIN right behind the head
+    data = b""
+    try:
+        while True:
+            b = s.recv(4096)
+            if not b:
+                break
+            data += b
+    except socket.timeout:
+        pass
+    s.close()
+    if data.startswith(b"HTTP/1.") and b" 304 " in data.split(b"\r\n")[0]:
+        answered += 1
+    else:
+        print("try %d: answer %r" % (i, data[:80]), file=sys.stderr)
+# closed mid-head: no answer, no crash
+s = socket.create_connection(("127.0.0.1", port), timeout=5)
+s.sendall(head[:40])
+s.shutdown(socket.SHUT_WR)
+rest = s.recv(4096)
+s.close()
+print("answered %d of 40; mid-head close got %d bytes" % (answered, len(rest)), file=sys.stderr)
+sys.exit(0 if answered == 40 and rest == b"" else 1)
+PY
+api GET /api/v1/slots
+expect_status 200
+
+stop_daemon
+integrity_ok
+done_ok
