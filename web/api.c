@@ -1,10 +1,12 @@
 /*
- * api: see api.h. The router, authentication, and every JSON handler.
+ * api: see api.h. The JSON handlers (the route table, its dispatcher and the policy
+ * checks are in routes.c).
  *
  * Shapes are documented in docs/API.md (authoritative): change both together.
  * Absent values are JSON null, never -1 or "". Times are ISO-8601 UTC strings.
  */
 #include "api.h"
+#include "api_priv.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -679,62 +681,6 @@ struct json_object *api_event_json(const struct records_event *e)
     add(o, "job", e->job_id > 0 ? json_object_new_int64(e->job_id) : NULL);
     add(o, "data", e->data[0] ? json_tokener_parse(e->data) : NULL);
     return o;
-}
-
-/* ---- authentication ------------------------------------------------------------------ */
-
-static bool token_ok(const char *want, const char *got)
-{
-    size_t n = strlen(want), m = strlen(got);
-    unsigned char diff = (unsigned char)(n != m);
-    for (size_t i = 0; i < m; i++)
-        diff |= (unsigned char)(got[i] ^ want[i % (n ? n : 1)]);
-    return diff == 0;
-}
-
-static const char *bearer(const struct api_request *rq)
-{
-    const char *h = rq->authorization;
-    if (h) {
-        while (*h == ' ')
-            h++;
-        if (strncasecmp(h, "Bearer ", 7) == 0) {
-            h += 7;
-            while (*h == ' ')
-                h++;
-            return h;
-        }
-        return "";
-    }
-    return NULL;
-}
-
-/* 0 when allowed, else the status written into resp. */
-static int check_auth(struct api *a, const struct api_request *rq, bool mutating,
-                      struct api_response *resp)
-{
-    const struct config *cfg = station_config(a->st);
-    const char *token = cfg->api.token;
-    if (!token || !*token) {
-        if (mutating && !rq->loopback)
-            return api_error(resp, 403, "forbidden", NULL,
-                             "no API token is configured, so changes are accepted only from this "
-                             "machine (loopback); set api.token in the config to allow them "
-                             "with Authorization: Bearer <token>");
-        return 0;
-    }
-    if (!mutating && !cfg->api.read_requires_token)
-        return 0;
-    const char *got = bearer(rq);
-    if (!got && !mutating)
-        got = arg(rq, "access_token");
-    if (got && token_ok(token, got))
-        return 0;
-    resp->auth_challenge = true;
-    return api_error(
-        resp, 401, "unauthorized", NULL,
-        got ? "wrong token in Authorization: Bearer"
-            : "this call needs Authorization: Bearer <token> (api.token in the config)");
 }
 
 /* ---- slots and ports ------------------------------------------------------------------ */
@@ -2582,321 +2528,242 @@ static void get_metrics(struct api *a, struct api_response *resp)
     free(buf);
 }
 
-/* ---- router ------------------------------------------------------------------------------ */
+/* ---- route handlers (the table and the policy checks are in routes.c) ---------------------- */
 
-static bool method_is(const struct api_request *rq, const char *m)
+struct station *api_station(struct api *a)
 {
-    return streq(rq->method, m);
+    return a->st;
 }
 
-static void not_allowed(struct api_response *resp, const char *allow)
+const char *api_arg(const struct api_request *rq, const char *key)
 {
-    snprintf(resp->allow, sizeof(resp->allow), "%s", allow);
-    api_error(resp, 405, "method_not_allowed", NULL, "use %s here", allow);
+    return arg(rq, key);
 }
 
-static const char *strip(const char *path, const char *prefix)
+bool api_ctype_is(const char *ct, const char *want)
 {
-    size_t n = strlen(prefix);
-    return strncmp(path, prefix, n) == 0 ? path + n : NULL;
+    return ctype_is(ct, want);
 }
 
-/* "rest" ends with "/word": returns word (one of the given), and the id length. */
-static const char *action_suffix(const char *rest, const char *const *words, size_t *idlen)
+int api_parse_bool(const char *s)
 {
-    const char *slash = strrchr(rest, '/');
-    if (!slash || slash == rest)
-        return NULL;
-    for (size_t i = 0; words[i]; i++) {
-        if (strcmp(slash + 1, words[i]) == 0) {
-            *idlen = (size_t)(slash - rest);
-            return words[i];
-        }
-    }
-    return NULL;
+    return parse_bool(s);
 }
 
-static void route_slots(struct api *a, const struct api_request *rq, const char *rest,
-                        struct api_response *resp)
+API_HANDLER(api_h_metrics)
 {
-    static const char *const actions[] = {"reset", "reflash", "erase", "info", "reset-baud", NULL};
-    size_t idlen = 0;
-    const char *act = action_suffix(rest, actions, &idlen);
-    if (act) {
-        char id[300];
-        if (idlen < sizeof(id)) {
-            memcpy(id, rest, idlen);
-            id[idlen] = '\0';
-            struct slot *s = station_find_slot(a->st, id);
-            if (s) {
-                if (!method_is(rq, "POST"))
-                    return not_allowed(resp, "POST");
-                if (check_auth(a, rq, true, resp))
-                    return;
-                if (strcmp(act, "reset-baud") == 0)
-                    return slot_reset_baud(a, s, rq, resp);
-                return slot_action(a, s, act, rq, resp);
-            }
-            if (method_is(rq, "POST")) { /* an action on a slot that does not exist: 404 */
-                if (check_auth(a, rq, true, resp))
-                    return;
-                (void)find_slot(a, id, resp);
-                return;
-            }
-        }
-    }
-    if (!method_is(rq, "GET"))
-        return not_allowed(resp, "GET");
-    if (check_auth(a, rq, false, resp))
-        return;
-    struct slot *s = find_slot(a, rest, resp);
+    (void)rq;
+    (void)p;
+    get_metrics(a, resp);
+}
+
+API_HANDLER(api_h_slots)
+{
+    (void)p;
+    get_slots(a, rq, resp);
+}
+
+API_HANDLER(api_h_slot)
+{
+    (void)rq;
+    struct slot *s = find_slot(a, p->v[0], resp);
     if (s)
         api_json(resp, 200, api_slot_json(a->st, s));
 }
 
-static void route(struct api *a, const struct api_request *rq, struct api_response *resp)
+/* POST /slots/{id}/{reflash|erase|info|reset}: the action is the path's last segment. */
+API_HANDLER(api_h_slot_action)
 {
-    const char *p = rq->path;
-    const char *rest;
-    bool get = method_is(rq, "GET") || method_is(rq, "HEAD");
-    bool mutating = !get;
-
-    if (strcmp(p, "/metrics") == 0) {
-        if (!get)
-            return not_allowed(resp, "GET");
-        if (check_auth(a, rq, false, resp))
-            return;
-        return get_metrics(a, resp);
-    }
-    const char *v1 = strip(p, "/api/v1/");
-    if (!v1)
-        return (void)api_error(resp, 404, "not_found", NULL, "no such resource: %.200s", p);
-
-    /* Simple collection routes: path -> allowed methods. */
-    if (strcmp(v1, "slots") == 0) {
-        if (!get)
-            return not_allowed(resp, "GET");
-        if (!check_auth(a, rq, false, resp))
-            get_slots(a, rq, resp);
-        return;
-    }
-    if ((rest = strip(v1, "slots/")) && *rest)
-        return route_slots(a, rq, rest, resp);
-    if (strcmp(v1, "ports") == 0) {
-        if (!method_is(rq, "POST"))
-            return not_allowed(resp, "POST");
-        if (!check_auth(a, rq, true, resp))
-            post_ports(a, rq, resp);
-        return;
-    }
-    if ((rest = strip(v1, "ports/")) && *rest) {
-        if (!method_is(rq, "DELETE"))
-            return not_allowed(resp, "DELETE");
-        if (!check_auth(a, rq, true, resp))
-            delete_port(a, rest, resp);
-        return;
-    }
-    if (strcmp(v1, "boards") == 0) {
-        if (!get)
-            return not_allowed(resp, "GET");
-        if (!check_auth(a, rq, false, resp))
-            get_boards(a, rq, resp);
-        return;
-    }
-    if (api_ota_match(v1)) {
-        if (!check_auth(a, rq, !get, resp))
-            api_ota_handle(station_ota(a->st), rq, v1, resp);
-        return;
-    }
-    if ((rest = strip(v1, "boards/")) && *rest) {
-        if (method_is(rq, "PUT")) {
-            if (!check_auth(a, rq, true, resp))
-                put_board(a, rest, rq, resp);
-            return;
-        }
-        if (!get)
-            return not_allowed(resp, "GET, PUT");
-        if (!check_auth(a, rq, false, resp))
-            get_board(a, rest, resp);
-        return;
-    }
-    if (strcmp(v1, "jobs") == 0) {
-        if (get) {
-            if (!check_auth(a, rq, false, resp))
-                list_jobs(a, rq, resp, false);
-            return;
-        }
-        if (!method_is(rq, "POST"))
-            return not_allowed(resp, "GET, POST");
-        if (!check_auth(a, rq, true, resp))
-            post_jobs(a, rq, resp);
-        return;
-    }
-    if ((rest = strip(v1, "jobs/")) && *rest) {
-        static const char *const words[] = {"cancel", NULL};
-        size_t idlen;
-        if (action_suffix(rest, words, &idlen)) {
-            char id[48];
-            if (idlen >= sizeof(id))
-                return (void)api_error(resp, 404, "not_found", "job", "no such job");
-            memcpy(id, rest, idlen);
-            id[idlen] = '\0';
-            if (!method_is(rq, "POST"))
-                return not_allowed(resp, "POST");
-            if (!check_auth(a, rq, true, resp))
-                cancel_job(a, id, resp);
-            return;
-        }
-        if (strchr(rest, '/'))
-            return (void)api_error(resp, 404, "not_found", NULL, "no such resource: %.200s", p);
-        if (!get)
-            return not_allowed(resp, "GET");
-        if (!check_auth(a, rq, false, resp))
-            get_job(a, rest, resp);
-        return;
-    }
-    if (strcmp(v1, "firmware") == 0 || strcmp(v1, "firmware/validate") == 0) {
-        bool validate = strcmp(v1, "firmware/validate") == 0;
-        if (get && !validate) {
-            if (!check_auth(a, rq, false, resp))
-                get_firmware_list(a, rq, resp);
-            return;
-        }
-        if (!method_is(rq, "POST"))
-            return not_allowed(resp, validate ? "POST" : "GET, POST");
-        if (check_auth(a, rq, true, resp))
-            return;
-        /* Reached only when the HTTP layer did not take it as a multipart upload. */
-        return (void)api_error(resp, 415, "unsupported_media_type", NULL,
-                               "upload a firmware set as multipart/form-data (a \"manifest\" "
-                               "part and one file part per region file) or as one .tar, "
-                               ".tar.gz or .zip bundle (Content-Type application/x-tar, "
-                               "application/gzip, application/zip or "
-                               "application/octet-stream)");
-    }
-    if ((rest = strip(v1, "firmware/")) && *rest) {
-        if (get) {
-            if (!check_auth(a, rq, false, resp))
-                get_firmware(a, rest, resp);
-            return;
-        }
-        if (!method_is(rq, "DELETE"))
-            return not_allowed(resp, "GET, DELETE");
-        if (!check_auth(a, rq, true, resp))
-            delete_firmware(a, rest, resp);
-        return;
-    }
-    if (strcmp(v1, "pools") == 0) {
-        if (!get)
-            return not_allowed(resp, "GET");
-        if (!check_auth(a, rq, false, resp))
-            get_pools(a, resp);
-        return;
-    }
-    if (strcmp(v1, "profiles") == 0) {
-        if (!get)
-            return not_allowed(resp, "GET");
-        if (!check_auth(a, rq, false, resp))
-            get_profiles(a, resp);
-        return;
-    }
-    if ((rest = strip(v1, "profiles/")) && *rest && !strchr(rest, '/')) {
-        bool active = strcmp(rest, "active") == 0;
-        if (get) {
-            if (!check_auth(a, rq, false, resp))
-                get_profile(a, active ? NULL : rest, resp);
-            return;
-        }
-        bool del = method_is(rq, "DELETE");
-        if (!method_is(rq, "PUT") && !del)
-            return not_allowed(resp, "GET, PUT, DELETE");
-        if (check_auth(a, rq, true, resp))
-            return;
-        if (del)
-            delete_profile(a, active ? NULL : rest, resp);
-        else if (active)
-            put_active(a, rq, resp);
-        else
-            put_profile(a, rest, rq, resp);
-        return;
-    }
-    if (strcmp(v1, "records") == 0) {
-        if (!get)
-            return not_allowed(resp, "GET");
-        if (check_auth(a, rq, false, resp))
-            return;
-        const char *fmt = arg(rq, "format");
-        if (fmt && strcmp(fmt, "csv") == 0)
-            return records_csv(a, rq, resp);
-        if (fmt && strcmp(fmt, "json") != 0)
-            return (void)api_error(resp, 400, "bad_request", "format",
-                                   "format: json (default) or csv");
-        return list_jobs(a, rq, resp, true);
-    }
-    if (strcmp(v1, "counters") == 0) {
-        if (!get)
-            return not_allowed(resp, "GET");
-        if (!check_auth(a, rq, false, resp))
-            get_counters(a, resp);
-        return;
-    }
-    if (strcmp(v1, "events") == 0) {
-        if (!method_is(rq, "GET"))
-            return not_allowed(resp, "GET");
-        if (check_auth(a, rq, false, resp))
-            return;
-        const char *id = rq->last_event_id;
-        if (!id || !*id)
-            id = arg(rq, "last_event_id");
-        int64_t after = -1;
-        if (id && *id && parse_i64(id, 0, INT64_MAX / 2, &after) < 0)
-            return (void)api_error(resp, 400, "bad_request", "Last-Event-ID",
-                                   "Last-Event-ID: expected an event id (integer)");
-        resp->sse = true;
-        resp->sse_after = after;
-        resp->status = 200;
-        return;
-    }
-    (void)mutating;
-    api_error(resp, 404, "not_found", NULL, "no such resource: %.200s", p);
+    struct slot *s = find_slot(a, p->v[0], resp);
+    if (s)
+        slot_action(a, s, strrchr(rq->path, '/') + 1, rq, resp);
 }
 
-void api_handle(struct api *a, const struct api_request *rq, struct api_response *resp)
+API_HANDLER(api_h_slot_reset_baud)
 {
-    api_response_init(resp);
-    if (!rq->method || !rq->path || rq->path[0] != '/') {
-        api_error(resp, 400, "bad_request", NULL, "malformed request line");
-    } else if (strlen(rq->path) > 2048) {
-        api_error(resp, 404, "not_found", NULL, "path too long");
-    } else {
-        route(a, rq, resp);
-    }
-    if (!resp->sse && resp->status >= 100 && resp->status < 600)
-        a->m.http_by_class[resp->status / 100]++;
+    struct slot *s = find_slot(a, p->v[0], resp);
+    if (s)
+        slot_reset_baud(a, s, rq, resp);
 }
 
-int api_upload_precheck(struct api *a, const struct api_request *rq, struct api_response *resp,
-                        bool *validate_only, bool *replace)
+API_HANDLER(api_h_port_attach)
 {
-    api_response_init(resp);
-    if (!method_is(rq, "POST") || (strcmp(rq->path, "/api/v1/firmware") != 0 &&
-                                   strcmp(rq->path, "/api/v1/firmware/validate") != 0))
-        return 0;
-    /* multipart, or a tar / tar.gz / zip bundle (bundle.h); anything else: api_handle
-     * answers 415 after the auth check */
-    if (!ctype_is(rq->content_type, "multipart/form-data") &&
-        !bundle_content_type(rq->content_type))
-        return 0;
-    if (check_auth(a, rq, true, resp))
-        return 0;
-    *validate_only = strcmp(rq->path, "/api/v1/firmware/validate") == 0;
-    int r = parse_bool(arg(rq, "replace"));
-    if (arg(rq, "replace") && r < 0) {
-        api_error(resp, 400, "bad_request", "replace", "replace: expected true or false");
-        return 0;
-    }
-    *replace = r == 1;
-    return 1;
+    (void)p;
+    post_ports(a, rq, resp);
+}
+
+API_HANDLER(api_h_port_detach)
+{
+    (void)rq;
+    delete_port(a, p->v[0], resp);
+}
+
+API_HANDLER(api_h_boards)
+{
+    (void)p;
+    get_boards(a, rq, resp);
+}
+
+API_HANDLER(api_h_board)
+{
+    (void)rq;
+    get_board(a, p->v[0], resp);
+}
+
+API_HANDLER(api_h_board_put)
+{
+    put_board(a, p->v[0], rq, resp);
+}
+
+API_HANDLER(api_h_pools)
+{
+    (void)rq;
+    (void)p;
+    get_pools(a, resp);
+}
+
+API_HANDLER(api_h_jobs)
+{
+    (void)p;
+    list_jobs(a, rq, resp, false);
+}
+
+API_HANDLER(api_h_job_start)
+{
+    (void)p;
+    post_jobs(a, rq, resp);
+}
+
+API_HANDLER(api_h_job)
+{
+    (void)rq;
+    get_job(a, p->v[0], resp);
+}
+
+API_HANDLER(api_h_job_cancel)
+{
+    (void)rq;
+    cancel_job(a, p->v[0], resp);
+}
+
+API_HANDLER(api_h_firmware_list)
+{
+    (void)p;
+    get_firmware_list(a, rq, resp);
+}
+
+/* Reached only when the HTTP layer did not take the body as an upload. */
+API_HANDLER(api_h_firmware_upload)
+{
+    (void)a;
+    (void)rq;
+    (void)p;
+    api_error(resp, 415, "unsupported_media_type", NULL,
+              "upload a firmware set as multipart/form-data (a \"manifest\" part and one file "
+              "part per region file) or as one .tar, .tar.gz or .zip bundle (Content-Type "
+              "application/x-tar, application/gzip, application/zip or "
+              "application/octet-stream)");
+}
+
+/* {name}/{version} as split_fw() expects it. */
+static void fw_rest(const struct route_params *p, char *out, size_t len)
+{
+    snprintf(out, len, "%s/%s", p->v[0], p->v[1]);
+}
+
+API_HANDLER(api_h_firmware)
+{
+    (void)rq;
+    char rest[ROUTE_MAX_PATH + 2];
+    fw_rest(p, rest, sizeof(rest));
+    get_firmware(a, rest, resp);
+}
+
+API_HANDLER(api_h_firmware_delete)
+{
+    (void)rq;
+    char rest[ROUTE_MAX_PATH + 2];
+    fw_rest(p, rest, sizeof(rest));
+    delete_firmware(a, rest, resp);
+}
+
+API_HANDLER(api_h_profiles)
+{
+    (void)rq;
+    (void)p;
+    get_profiles(a, resp);
+}
+
+API_HANDLER(api_h_profile)
+{
+    (void)rq;
+    get_profile(a, p->v[0], resp);
+}
+
+API_HANDLER(api_h_profile_put)
+{
+    put_profile(a, p->v[0], rq, resp);
+}
+
+API_HANDLER(api_h_profile_delete)
+{
+    (void)rq;
+    delete_profile(a, p->v[0], resp);
+}
+
+API_HANDLER(api_h_profile_active)
+{
+    (void)rq;
+    (void)p;
+    get_profile(a, NULL, resp);
+}
+
+API_HANDLER(api_h_profile_active_put)
+{
+    (void)p;
+    put_active(a, rq, resp);
+}
+
+API_HANDLER(api_h_profile_active_delete)
+{
+    (void)rq;
+    (void)p;
+    delete_profile(a, NULL, resp);
+}
+
+API_HANDLER(api_h_records)
+{
+    (void)p;
+    const char *fmt = arg(rq, "format");
+    if (fmt && strcmp(fmt, "csv") == 0)
+        return records_csv(a, rq, resp);
+    if (fmt && strcmp(fmt, "json") != 0)
+        return (void)api_error(resp, 400, "bad_request", "format", "format: json (default) or csv");
+    list_jobs(a, rq, resp, true);
+}
+
+API_HANDLER(api_h_counters)
+{
+    (void)rq;
+    (void)p;
+    get_counters(a, resp);
+}
+
+/* The event stream: classified here, served by the HTTP layer (resp->sse). */
+API_HANDLER(api_h_events)
+{
+    (void)a;
+    (void)p;
+    const char *id = rq->last_event_id;
+    if (!id || !*id)
+        id = arg(rq, "last_event_id");
+    int64_t after = -1;
+    if (id && *id && parse_i64(id, 0, INT64_MAX / 2, &after) < 0)
+        return (void)api_error(resp, 400, "bad_request", "Last-Event-ID",
+                               "Last-Event-ID: expected an event id (integer)");
+    resp->sse = true;
+    resp->sse_after = after;
+    resp->status = 200;
 }
 
 /* ---- construction -------------------------------------------------------------------------- */

@@ -1,5 +1,6 @@
 /*
- * api: the REST API's router and handlers, without sockets.
+ * api: the REST API's router and handlers, without sockets (the route table and
+ * the policy checks: routes.h; the handlers: api.c, api_ota.c).
  *
  * api_handle() takes one request (method, decoded path, query arguments, the
  * few headers that matter, the body) and fills a response (status, body,
@@ -139,11 +140,5 @@ char *api_unescape(char *s);
 /* Parses the request body as a JSON object (answers 4xx itself; non-zero then). */
 int api_body_object(const struct api_request *rq, struct api_response *resp, bool allow_empty,
                     struct json_object **out);
-
-/* Network OTA routes (api_ota.c): boards/{mac}/ota, boards/{mac}/target, bulk[/...]. */
-struct ota;
-bool api_ota_match(const char *v1);
-void api_ota_handle(struct ota *o, const struct api_request *rq, const char *v1,
-                    struct api_response *resp);
 
 #endif

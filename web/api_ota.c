@@ -7,7 +7,8 @@
  *   POST   /api/v1/bulk                  bulk update -> 202 bulk id
  *   GET    /api/v1/bulk, /api/v1/bulk/{id}
  *   POST   /api/v1/bulk/{id}/cancel
- * Turns HTTP into calls on the daemon's OTA manager (daemon/ota.h); never blocks.
+ * Turns HTTP into calls on the daemon's OTA manager (daemon/ota.h); never blocks. The
+ * routes and their policies are rows of the table in routes.c.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -18,20 +19,10 @@
 #include <json-c/json.h>
 
 #include "api.h"
+#include "api_priv.h"
 #include "ota.h"
 #include "records.h"
 #include "station.h"
-
-static bool is_method(const struct api_request *rq, const char *m)
-{
-    return strcmp(rq->method, m) == 0;
-}
-
-static void not_allowed(struct api_response *resp, const char *allow)
-{
-    snprintf(resp->allow, sizeof(resp->allow), "%s", allow);
-    api_error(resp, 405, "method_not_allowed", NULL, "allowed: %s", allow);
-}
 
 /* Optional string member; -1 (answered) when present but not a string. */
 static int opt_str(struct json_object *o, const char *key, const char **out,
@@ -114,6 +105,9 @@ static void ota_fail(struct api_response *resp, int rc, const char *field, const
         break;
     case -EBUSY:
         api_error(resp, 409, "busy", field, "%s", err);
+        break;
+    case -EACCES: /* the board's address is not confirmed (board_addr.h) */
+        api_error(resp, 409, "address_unconfirmed", field, "%s", err);
         break;
     case -EINVAL:
     case -ENOTSUP:
@@ -306,67 +300,106 @@ static void json_text(struct api_response *resp, int status, char *s)
     api_json(resp, status, j);
 }
 
-bool api_ota_match(const char *v1)
+/* The OTA manager, or NULL with 503 in resp. */
+static struct ota *ota_of(struct api *a, struct api_response *resp)
 {
-    if (strcmp(v1, "bulk") == 0 || strncmp(v1, "bulk/", 5) == 0)
-        return true;
-    const char *rest = strncmp(v1, "boards/", 7) == 0 ? v1 + 7 : NULL;
-    const char *slash = rest ? strchr(rest, '/') : NULL;
-    return slash && (strcmp(slash, "/ota") == 0 || strcmp(slash, "/target") == 0);
+    struct ota *o = station_ota(api_station(a));
+    if (!o)
+        api_error(resp, 503, "unavailable", NULL, "network OTA is not running");
+    return o;
 }
 
-void api_ota_handle(struct ota *o, const struct api_request *rq, const char *v1,
+/* The {mac} of the path, normalised into mac; -1 with 400 in resp. */
+static int path_mac(const struct route_params *p, char mac[RECORDS_MAC_LEN],
                     struct api_response *resp)
 {
-    if (!o)
-        return (void)api_error(resp, 503, "unavailable", NULL, "network OTA is not running");
-    if (strncmp(v1, "boards/", 7) == 0) {
-        const char *rest = v1 + 7;
-        const char *slash = strchr(rest, '/');
-        char mac[RECORDS_MAC_LEN];
-        if (api_parse_mac(rest, (size_t)(slash - rest), mac) < 0)
-            return (void)api_error(resp, 400, "bad_request", "mac",
-                                   "mac: expected aa:bb:cc:dd:ee:ff");
-        if (strcmp(slash, "/target") == 0) {
-            if (!is_method(rq, "PUT"))
-                return not_allowed(resp, "PUT");
-            return board_target(o, mac, rq, resp);
-        }
-        if (is_method(rq, "POST"))
-            return board_push(o, mac, rq, resp);
-        if (!is_method(rq, "GET") && !is_method(rq, "HEAD"))
-            return not_allowed(resp, "GET, POST");
-        char *s = ota_board_json(o, mac);
-        if (!s)
-            return (void)api_error(resp, 404, "not_found", "mac",
-                                   "board %s never checked in at the OTA endpoint", mac);
-        return json_text(resp, 200, s);
+    if (api_parse_mac(p->v[0], strlen(p->v[0]), mac) < 0) {
+        api_error(resp, 400, "bad_request", "mac", "mac: expected aa:bb:cc:dd:ee:ff");
+        return -1;
     }
-    if (strcmp(v1, "bulk") == 0) {
-        if (is_method(rq, "POST"))
-            return bulk_post(o, rq, resp);
-        if (!is_method(rq, "GET") && !is_method(rq, "HEAD"))
-            return not_allowed(resp, "GET, POST");
-        return json_text(resp, 200, ota_bulk_list_json(o));
-    }
-    const char *rest = v1 + 5;
+    return 0;
+}
+
+/* The {id} of a bulk path; -1 with 404 in resp. */
+static int path_bulk_id(const struct route_params *p, long long *id, struct api_response *resp)
+{
     char *end = NULL;
-    long long id = strtoll(rest, &end, 10);
-    if (end == rest || id <= 0)
-        return (void)api_error(resp, 404, "not_found", "bulk", "no such bulk update");
-    if (strcmp(end, "/cancel") == 0) {
-        if (!is_method(rq, "POST"))
-            return not_allowed(resp, "POST");
-        if (ota_bulk_cancel(o, id) < 0)
-            return (void)api_error(resp, 404, "not_found", "bulk", "no bulk update %lld", id);
-        return json_text(resp, 202, ota_bulk_json(o, id));
+    *id = strtoll(p->v[0], &end, 10);
+    if (end == p->v[0] || *end || *id <= 0) {
+        api_error(resp, 404, "not_found", "bulk", "no such bulk update");
+        return -1;
     }
-    if (*end)
-        return (void)api_error(resp, 404, "not_found", NULL, "no such resource");
-    if (!is_method(rq, "GET") && !is_method(rq, "HEAD"))
-        return not_allowed(resp, "GET");
+    return 0;
+}
+
+API_HANDLER(api_h_board_target)
+{
+    char mac[RECORDS_MAC_LEN];
+    struct ota *o = ota_of(a, resp);
+    if (o && path_mac(p, mac, resp) == 0)
+        board_target(o, mac, rq, resp);
+}
+
+API_HANDLER(api_h_board_ota)
+{
+    (void)rq;
+    char mac[RECORDS_MAC_LEN];
+    struct ota *o = ota_of(a, resp);
+    if (!o || path_mac(p, mac, resp) < 0)
+        return;
+    char *s = ota_board_json(o, mac);
+    if (!s)
+        return (void)api_error(resp, 404, "not_found", "mac",
+                               "board %s never checked in at the OTA endpoint", mac);
+    json_text(resp, 200, s);
+}
+
+API_HANDLER(api_h_board_ota_push)
+{
+    char mac[RECORDS_MAC_LEN];
+    struct ota *o = ota_of(a, resp);
+    if (o && path_mac(p, mac, resp) == 0)
+        board_push(o, mac, rq, resp);
+}
+
+API_HANDLER(api_h_bulk_list)
+{
+    (void)rq;
+    (void)p;
+    struct ota *o = ota_of(a, resp);
+    if (o)
+        json_text(resp, 200, ota_bulk_list_json(o));
+}
+
+API_HANDLER(api_h_bulk_start)
+{
+    (void)p;
+    struct ota *o = ota_of(a, resp);
+    if (o)
+        bulk_post(o, rq, resp);
+}
+
+API_HANDLER(api_h_bulk)
+{
+    (void)rq;
+    long long id;
+    struct ota *o = ota_of(a, resp);
+    if (!o || path_bulk_id(p, &id, resp) < 0)
+        return;
     char *s = ota_bulk_json(o, id);
     if (!s)
         return (void)api_error(resp, 404, "not_found", "bulk", "no bulk update %lld", id);
     json_text(resp, 200, s);
+}
+
+API_HANDLER(api_h_bulk_cancel)
+{
+    (void)rq;
+    long long id;
+    struct ota *o = ota_of(a, resp);
+    if (!o || path_bulk_id(p, &id, resp) < 0)
+        return;
+    if (ota_bulk_cancel(o, id) < 0)
+        return (void)api_error(resp, 404, "not_found", "bulk", "no bulk update %lld", id);
+    json_text(resp, 202, ota_bulk_json(o, id));
 }
