@@ -38,6 +38,7 @@ enum cli_exit {
     CLI_EXIT_REFUSED = 6,
     CLI_EXIT_INTERRUPTED = 7,
     CLI_EXIT_REMOVED = 8,
+    CLI_EXIT_UNSUPPORTED = 9, /* the loader in use cannot do it (e.g. chip erase without stub) */
 };
 
 /* ---- options.c ---------------------------------------------------------- */

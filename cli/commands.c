@@ -300,6 +300,26 @@ static void advise_force(struct esp_error *err)
         memcpy(err->advice, advice, (size_t)k + 1);
 }
 
+/* The ROM loader has no chip erase (exit 9): say how to get one, or what to do instead. */
+static void advise_chip_erase(struct cmd *c, bool flash_cmd)
+{
+    const struct esp_chip_info *ci = chip_info(c);
+    const char *how = c->opt->no_stub
+                          ? "drop --no-stub"
+                          : "make the flasher stub available (--stub-dir, $ESPSTATION_STUB_DIR; "
+                            "not in secure download mode)";
+    if (flash_cmd) {
+        snprintf(c->err.advice, sizeof(c->err.advice), "%s, or flash without --erase-all", how);
+        return;
+    }
+    char size[24] = "SIZE";
+    if (ci && ci->flash_size)
+        snprintf(size, sizeof(size), "0x%" PRIx32, ci->flash_size);
+    snprintf(c->err.advice, sizeof(c->err.advice),
+             "%s, or erase through the ROM loader (slower): espstation erase --region 0 %s", how,
+             size);
+}
+
 static int cmd_flash(struct cmd *c)
 {
     const struct cli_options *opt = c->opt;
@@ -351,6 +371,8 @@ static int cmd_flash(struct cmd *c)
         if (r == -EINVAL && c->err.stage == ESP_STAGE_PREPARE && !opt->force &&
             image_check_refuses(c, files, n))
             advise_force(&c->err);
+        if (r == -ENOTSUP && c->err.stage == ESP_STAGE_ERASE && fo.erase_all)
+            advise_chip_erase(c, true);
         double t_end = cli_now();
         double secs = c->out->write_seen ? c->out->write_t1 - t0 : t_end - t0;
         uint64_t wire = esp_loader_stats(c->s.l)->wire_tx - wire0;
@@ -379,6 +401,12 @@ static int cmd_flash(struct cmd *c)
                      "Flashed %" PRIu64 " bytes in %zu region%s in %.1f s (%.1f kbit/s effective, "
                      "%" PRIu64 " bytes on the wire)",
                      bytes, n, n == 1 ? "" : "s", secs, kbit_per_s(bytes, secs), wire);
+            if (ci->stub_fallback) {
+                cli_logf(c->out, ESP_LOG_WARN, "%s", ESP_STUB_FALLBACK_WARNING);
+                json_object *warn = json_object_new_array();
+                json_object_array_add(warn, json_object_new_string(ESP_STUB_FALLBACK_WARNING));
+                json_object_object_add(c->res, "warnings", warn);
+            }
         }
     }
     add_regions_json(c, files, n, verified);
@@ -485,6 +513,8 @@ static int cmd_erase(struct cmd *c)
     } else {
         cli_logf(c->out, ESP_LOG_INFO, "Erasing the whole flash (this may take a while)...");
         r = esp_loader_erase_all(c->s.l, &c->err);
+        if (r == -ENOTSUP)
+            advise_chip_erase(c, false);
     }
     double secs = cli_now() - t0;
     json_object_object_add(c->res, "erase_all", json_object_new_boolean(!opt->region));

@@ -132,7 +132,9 @@ void cli_print_help(FILE *f)
         "  2 cannot open the port          does not fit, overlap, bad file)\n"
         "  3 could not connect (no sync, 7 interrupted (SIGINT/SIGTERM)\n"
         "    wrong boot mode, no data)   8 board removed (port vanished)\n"
-        "  4 device or protocol error during an operation\n",
+        "  4 device or protocol error during an operation\n"
+        "  9 not supported by the loader in use (whole-chip erase or verify without\n"
+        "    the stub, a command the chip refuses as unsupported)\n",
         ESPSTATION_VERSION,
         ESPSTATION_DEFAULT_STUB_DIR[0] ? ESPSTATION_DEFAULT_STUB_DIR : "(none)");
 }

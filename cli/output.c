@@ -302,6 +302,11 @@ int cli_exit_code(const struct esp_error *err)
         return CLI_EXIT_REFUSED;
     if (code == -EBADMSG && st == ESP_STAGE_VERIFY)
         return CLI_EXIT_VERIFY;
+    /* A refusal of what the loader in use cannot do (chip erase or MD5 through a ROM
+     * without stub, a command the device calls unsupported), not a device failure. */
+    if (code == -ENOTSUP && (st == ESP_STAGE_ERASE || st == ESP_STAGE_WRITE ||
+                             st == ESP_STAGE_VERIFY || st == ESP_STAGE_READ))
+        return CLI_EXIT_UNSUPPORTED;
     return CLI_EXIT_DEVICE;
 }
 

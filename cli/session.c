@@ -233,6 +233,12 @@ int cli_session_connect(struct cli_session *s, bool start, struct esp_error *err
         return r;
     if (start) {
         r = esp_loader_start(s->l, err);
+        if (r < 0 && err->stage == ESP_STAGE_STUB && r != -ENODEV && r != -ECANCELED &&
+            err->advice[0] && !s->opt->no_stub) {
+            /* the stub did not start and no reset could bring the ROM back: say how */
+            size_t n = strlen(err->advice);
+            snprintf(err->advice + n, sizeof(err->advice) - n, " (--no-stub)");
+        }
         if (r < 0)
             return r;
         note_missing_stub(s);

@@ -532,6 +532,20 @@ static enum esp_after after_for(const struct worker *w)
     return w->j->params.after;
 }
 
+/* esp_loader_start for a job: a stub that did not start where no reset could lead
+ * back to the ROM loader gets the station's way of flashing without it in its advice. */
+static int start_loader(struct worker *w, struct esp_error *err)
+{
+    int rc = esp_loader_start(w->l, err);
+    if (rc < 0 && err->stage == ESP_STAGE_STUB && rc != -ENODEV && rc != -ECANCELED &&
+        err->advice[0]) {
+        size_t n = strlen(err->advice);
+        snprintf(err->advice + n, sizeof(err->advice) - n,
+                 " (set \"stub\": false in the profile for this board)");
+    }
+    return rc;
+}
+
 static int do_reset(struct worker *w, struct esp_error *err)
 {
     set_phase(w, BOARD_RESETTING, "finish");
@@ -553,7 +567,7 @@ static int run_action(struct worker *w, struct job_result *res)
     int rc;
     if (strcmp(p->kind, "info") == 0 || strcmp(p->kind, "erase") == 0) {
         set_phase(w, strcmp(p->kind, "erase") == 0 ? BOARD_FLASHING : BOARD_IDENTIFYING, "stub");
-        rc = esp_loader_start(w->l, err);
+        rc = start_loader(w, err);
         if (rc < 0)
             return rc;
         post_info(w, JOB_MSG_FLASH_INFO);
@@ -693,7 +707,7 @@ static int run(struct worker *w, struct job_result *res)
     }
 
     set_phase(w, BOARD_FLASHING, "stub");
-    rc = esp_loader_start(w->l, err);
+    rc = start_loader(w, err);
     if (rc < 0) {
         job_firmware_unref(fw);
         return rc;
@@ -762,6 +776,11 @@ static int run(struct worker *w, struct job_result *res)
     res->kbps = ms > 0 ? (double)w->bytes_total * 8.0 / (double)ms : -1;
     wlog(w, LOG_LEVEL_INFO, "wrote %s: %llu bytes in %.1f s (%.0f kbit/s)", res->firmware,
          (unsigned long long)w->bytes_total, (double)ms / 1000.0, res->kbps);
+    if (esp_loader_info(w->l)->stub_fallback) {
+        /* A passed job that took the slow road says so in its record (log and event). */
+        res->stub_fallback = true;
+        wlog(w, LOG_LEVEL_WARN, "%s", ESP_STUB_FALLBACK_WARNING);
+    }
 
     rc = do_reset(w, err);
     if (rc < 0)

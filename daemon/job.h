@@ -127,6 +127,7 @@ struct job_result {
     char firmware[RECORDS_FIRMWARE_LEN];
     char md5[33];
     uint32_t link_baud; /* the serial rate in force when the job ended; 0 = never connected */
+    bool stub_fallback; /* flashed through the ROM loader: the stub did not start */
 };
 
 struct job;

@@ -183,11 +183,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "espstationd: --replace needs --import-firmware\n");
         return 2;
     }
-    if (!o.stub_dir) {
-        const char *env = getenv("ESPSTATION_STUB_DIR");
-        if (env && *env)
-            o.stub_dir = env;
-    }
+    /* Only --stub-dir overrides the config's stub_dir; the environment and the
+     * build's default come after it (station.c resolve_dirs). */
+    o.stub_dir_env = getenv("ESPSTATION_STUB_DIR");
+    o.stub_dir_build = default_stub_dir;
     log_init(LOG_MODE_AUTO, level);
 
     if (import_dir)
@@ -212,8 +211,6 @@ int main(int argc, char **argv)
         return 1;
     }
     char err[512] = "";
-    if (!o.stub_dir && default_stub_dir[0])
-        o.stub_dir = default_stub_dir;
     rc = station_new(&o, loop, &st, err, sizeof(err));
     if (rc < 0) {
         log_msg(LOG_LEVEL_ERROR, "%s", err[0] ? err : strerror(-rc));

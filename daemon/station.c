@@ -50,6 +50,8 @@ struct station {
     char data_dir[PATH_MAX];
     char stub_dir[PATH_MAX];
     char stub_override[PATH_MAX];
+    char stub_env[PATH_MAX];   /* $ESPSTATION_STUB_DIR, "" none */
+    char stub_build[PATH_MAX]; /* the build's default, "" none */
     char data_override[PATH_MAX];
     struct config *cfg;
     struct records *rec;
@@ -238,14 +240,31 @@ static bool manual_present(const char *uri)
     return manual_id(uri) != 0;
 }
 
+/* The stub directory, first named of: --stub-dir, the config's stub_dir,
+ * $ESPSTATION_STUB_DIR, the build's default (the order --help and CONFIG.md state).
+ * A change (or the first choice) is logged with where it came from. */
 static void resolve_dirs(struct station *st)
 {
     snprintf(st->data_dir, sizeof(st->data_dir), "%s",
              st->data_override[0] ? st->data_override : st->cfg->data_dir);
-    snprintf(st->stub_dir, sizeof(st->stub_dir), "%s",
-             st->stub_override[0]                      ? st->stub_override
-             : st->cfg->stub_dir && *st->cfg->stub_dir ? st->cfg->stub_dir
-                                                       : "");
+    const char *cfg_stub = st->cfg->stub_dir && *st->cfg->stub_dir ? st->cfg->stub_dir : NULL;
+    const struct {
+        const char *dir, *from;
+    } order[] = {
+        {st->stub_override, "--stub-dir"},
+        {cfg_stub, "config stub_dir"},
+        {st->stub_env, "$ESPSTATION_STUB_DIR"},
+        {st->stub_build, "the build's default"},
+    };
+    const char *dir = "", *from = NULL;
+    for (size_t i = 0; i < sizeof(order) / sizeof(order[0]) && !from; i++)
+        if (order[i].dir && order[i].dir[0]) {
+            dir = order[i].dir;
+            from = order[i].from;
+        }
+    if (strcmp(dir, st->stub_dir) != 0 && from)
+        log_msg(LOG_LEVEL_INFO, "flasher stubs from %s (%s)", dir, from);
+    snprintf(st->stub_dir, sizeof(st->stub_dir), "%s", dir);
 }
 
 static int mkdir_p(const char *path)
@@ -778,6 +797,11 @@ static void finish_job(struct station *st, struct job *j, struct job_result *r)
     jset_str(d, "kind", kind);
     if (r->bytes >= 0)
         jset_int(d, "bytes", r->bytes);
+    if (r->stub_fallback) {
+        struct json_object *warn = json_object_new_array();
+        json_object_array_add(warn, json_object_new_string(ESP_STUB_FALLBACK_WARNING));
+        json_object_object_add(d, "warnings", warn);
+    }
     json_object_object_add(
         d, "seconds", json_object_new_double((double)(loop_now_ms() - j->started_ms) / 1000.0));
     event(st, "job.finished", s, j->mac, j->id, d);
@@ -1627,8 +1651,13 @@ int station_new(const struct station_options *o, struct loop *loop, struct stati
         snprintf(st->data_override, sizeof(st->data_override), "%s", o->data_dir);
     if (o->stub_dir)
         snprintf(st->stub_override, sizeof(st->stub_override), "%s", o->stub_dir);
+    if (o->stub_dir_env)
+        snprintf(st->stub_env, sizeof(st->stub_env), "%s", o->stub_dir_env);
+    if (o->stub_dir_build)
+        snprintf(st->stub_build, sizeof(st->stub_build), "%s", o->stub_dir_build);
     st->opt.config_path = st->config_path;
     st->opt.data_dir = st->opt.stub_dir = NULL;
+    st->opt.stub_dir_env = st->opt.stub_dir_build = NULL;
     slot_table_init(&st->slots);
 
     int rc = load_config(st->config_path, &st->cfg, err, errlen);

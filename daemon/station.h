@@ -33,11 +33,15 @@ struct station_options {
     const char *config_path; /* NULL: defaults */
     const char *data_dir;    /* overrides the config's; NULL keeps it */
     const char *stub_dir;    /* overrides the config's; NULL keeps it */
-    int flag_after;          /* consecutive failures before a slot is flagged; 0 = 3 */
-    int retry_backoff_ms;    /* 0 = 2000 */
-    int manual_poll_ms;      /* 0 = 1000 */
-    int reenum_grace_ms;     /* USB-Serial/JTAG re-enumeration grace; 0 = 3000 */
-    bool no_udev;            /* do not start the udev source */
+    /* Where the stubs are when neither stub_dir above nor the config's stub_dir names a
+     * directory, in this order: $ESPSTATION_STUB_DIR, then the build's default. */
+    const char *stub_dir_env;   /* NULL or "": none */
+    const char *stub_dir_build; /* NULL or "": none */
+    int flag_after;             /* consecutive failures before a slot is flagged; 0 = 3 */
+    int retry_backoff_ms;       /* 0 = 2000 */
+    int manual_poll_ms;         /* 0 = 1000 */
+    int reenum_grace_ms;        /* USB-Serial/JTAG re-enumeration grace; 0 = 3000 */
+    bool no_udev;               /* do not start the udev source */
 };
 
 /* Loads the config, opens the records store (crash recovery) and the catalog.

@@ -109,10 +109,16 @@ static void report(struct esp_loader *l, enum esp_stage stage, size_t idx, size_
     l->cfg.progress(l->cfg.progress_ctx, &p);
 }
 
-static bool five_word_begin(const struct esp_loader *l)
+/* The 5th FLASH_BEGIN / FLASH_DEFL_BEGIN word (encrypted write) goes only to the ROM
+ * of chips whose ROM takes it (S2 and later; not ESP8266, not ESP32), as esptool up
+ * to 5.1 and esp-serial-flasher do. A stub always gets four words: the legacy stubs
+ * of the esptool 4.x generation refuse a 20-byte body (status 01 00), and we never
+ * write encrypted (PROTOCOL-ROM.md §2.1). */
+size_t esp_ldr_begin_words(const struct esp_loader *l)
 {
     const struct esp_chip_desc *c = l->info.chip;
-    return l->stub || (c->chip != ESP_CHIP_ESP8266 && c->chip != ESP_CHIP_ESP32);
+    bool five = !l->stub && c && c->chip != ESP_CHIP_ESP8266 && c->chip != ESP_CHIP_ESP32;
+    return five ? 5 : 4;
 }
 
 static size_t write_block_size(const struct esp_loader *l)
@@ -435,8 +441,7 @@ static int write_raw_part(struct esp_loader *l, const struct wjob *j, size_t fro
     uint32_t w[5] = {erase, nblocks, (uint32_t)block, addr, 0};
     int tmo = l->stub ? esp_ldr_tmo(l, ESP_TMO_DEFAULT)
                       : esp_ldr_tmo_per_mb(l, ESP_TMO_ERASE_PER_MB, len);
-    int rc =
-        esp_ldr_cmd_words(l, ESP_OP_FLASH_BEGIN, w, five_word_begin(l) ? 5 : 4, 0, tmo, NULL, err);
+    int rc = esp_ldr_cmd_words(l, ESP_OP_FLASH_BEGIN, w, esp_ldr_begin_words(l), 0, tmo, NULL, err);
     if (rc < 0) {
         esp_error_set_address(err, addr);
         return rc;
@@ -574,8 +579,8 @@ static int write_compressed(struct esp_loader *l, const struct wjob *j, const ui
     uint32_t w[5] = {size, (uint32_t)nchunks, (uint32_t)block, j->addr, 0};
     int tmo = l->stub ? esp_ldr_tmo(l, ESP_TMO_DEFAULT)
                       : esp_ldr_tmo_per_mb(l, ESP_TMO_ERASE_PER_MB, size);
-    rc = esp_ldr_cmd_words(l, ESP_OP_FLASH_DEFL_BEGIN, w, five_word_begin(l) ? 5 : 4, 0, tmo, NULL,
-                           err);
+    rc =
+        esp_ldr_cmd_words(l, ESP_OP_FLASH_DEFL_BEGIN, w, esp_ldr_begin_words(l), 0, tmo, NULL, err);
     if (rc < 0) {
         free(outs);
         esp_error_set_address(err, j->addr);
@@ -872,10 +877,22 @@ int esp_loader_erase_all(struct esp_loader *l, struct esp_error *err)
     int rc = esp_ldr_need_connected(l, err);
     if (rc < 0)
         return rc;
-    if (!l->stub)
-        return esp_error_set(err, -ENOTSUP, l->stage,
-                             "enable the flasher stub (stub directory) to erase the whole chip",
-                             "erasing the whole flash needs the flasher stub");
+    if (!l->stub) {
+        /* Not a device failure: the ROM loader has no chip-erase command (0xD0 is the stub's). */
+        char advice[sizeof(err->advice)];
+        if (l->info.flash_size)
+            snprintf(advice, sizeof(advice),
+                     "use the flasher stub (stub files for this chip), or erase the range "
+                     "0x0+0x%X through the ROM loader (erase region, slower)",
+                     l->info.flash_size);
+        else
+            snprintf(advice, sizeof(advice),
+                     "use the flasher stub (stub files for this chip), or erase a range through "
+                     "the ROM loader (erase region, slower)");
+        return esp_error_set(err, -ENOTSUP, l->stage, advice,
+                             "erasing the whole flash needs the flasher stub: the ROM loader "
+                             "has no chip erase");
+    }
     rc = ensure_attached(l, err);
     if (rc < 0)
         return rc;
@@ -960,8 +977,7 @@ int esp_loader_erase_region(struct esp_loader *l, uint32_t offset, uint32_t len,
             return rc;
         uint32_t w[5] = {len, (len + ESP_ROM_WRITE_SIZE - 1) / ESP_ROM_WRITE_SIZE,
                          ESP_ROM_WRITE_SIZE, offset, 0};
-        rc = esp_ldr_cmd_words(l, ESP_OP_FLASH_BEGIN, w, five_word_begin(l) ? 5 : 4, 0, tmo, NULL,
-                               err);
+        rc = esp_ldr_cmd_words(l, ESP_OP_FLASH_BEGIN, w, esp_ldr_begin_words(l), 0, tmo, NULL, err);
     }
     if (rc < 0) {
         esp_error_set_address(err, offset);

@@ -103,6 +103,10 @@ struct esp_loader_config {
     void *manual_boot_ctx;
 };
 
+/* What a job that went on through the ROM loader after the stub did not start
+ * (esp_chip_info.stub_fallback) records as its warning. */
+#define ESP_STUB_FALLBACK_WARNING "stub did not start; flashed through the ROM loader, slower"
+
 /* Fills cfg with the defaults above. */
 void esp_loader_config_init(struct esp_loader_config *cfg);
 
@@ -122,6 +126,9 @@ struct esp_chip_info {
     bool flash_encryption;
     bool secure_download_mode;
     bool stub_running;
+    /* The stub was uploaded but did not start; the chip was reset into the ROM
+     * loader, which does the work (front ends record ESP_STUB_FALLBACK_WARNING). */
+    bool stub_fallback;
     bool usb_jtag; /* 303a:1001 */
     uint32_t baud; /* rate in force */
 };
@@ -175,7 +182,10 @@ int esp_loader_identify(struct esp_loader *l, struct esp_error *err);
 
 /* Upload the stub if configured and available (logs a warning and stays on
  * the ROM when not), change baud if configured, attach SPI flash and set its
- * size (detected via JEDEC unless configured). */
+ * size (detected via JEDEC unless configured). A stub that is uploaded but does
+ * not start: where the port can reset the board, the chip is reset into the ROM
+ * loader, which does the work (info.stub_fallback set, warned); where it cannot,
+ * fails at stage STUB with advice to flash without the stub. */
 int esp_loader_start(struct esp_loader *l, struct esp_error *err);
 
 /* Individual steps (esp_loader_start calls them). */

@@ -188,6 +188,12 @@ int esp_ldr_line_reset(struct esp_loader *l, enum esp_reset_kind kind, int delay
 /* SPI_SET_PARAMS(0, size, 64 KiB, 4 KiB, 256, 0xFFFF). */
 int esp_ldr_spi_set_params(struct esp_loader *l, uint32_t size, struct esp_error *err);
 
+/* ---- esp_flash.c ---- */
+
+/* Words to send in FLASH_BEGIN / FLASH_DEFL_BEGIN: 5 (with the encrypt word) only to
+ * the ROM of S2 and later chips, 4 to the ESP8266/ESP32 ROMs and to every stub. */
+size_t esp_ldr_begin_words(const struct esp_loader *l);
+
 /* ---- esp_connect.c ---- */
 
 /* Chip detection once SYNC worked (or was skipped). */

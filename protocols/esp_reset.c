@@ -160,11 +160,9 @@ static int begin_end(struct esp_loader *l, uint32_t flag, bool reply_optional,
                      struct esp_error *err)
 {
     uint32_t w[5] = {0, 0, ESP_ROM_WRITE_SIZE, 0, 0};
-    bool five = l->stub || (l->info.chip && l->info.chip->chip != ESP_CHIP_ESP8266 &&
-                            l->info.chip->chip != ESP_CHIP_ESP32);
     if (l->stub)
         w[2] = esp_ldr_is_usb_otg(l) ? ESP_OTG_WRITE_SIZE : ESP_STUB_WRITE_SIZE;
-    int rc = esp_ldr_cmd_words(l, ESP_OP_FLASH_BEGIN, w, five ? 5 : 4, 0,
+    int rc = esp_ldr_cmd_words(l, ESP_OP_FLASH_BEGIN, w, esp_ldr_begin_words(l), 0,
                                esp_ldr_tmo(l, ESP_TMO_DEFAULT), NULL, err);
     if (rc < 0)
         return rc;

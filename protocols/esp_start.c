@@ -449,14 +449,24 @@ int esp_loader_attach_flash(struct esp_loader *l, struct esp_error *err)
  * memory cannot be helped that way. Only a real reset leads back to the ROM:
  * not without modem lines (a tcp:// serial server) and not when the caller
  * chose no reset or a manual one. */
+static bool stub_failure_is_device(const struct esp_loader *l, int rc)
+{
+    return l->stage == ESP_STAGE_STUB && rc != -ENODEV && rc != -ECANCELED && rc != -ENOMEM;
+}
+
+/* Why no reset can lead back to the ROM loader; NULL when one can. */
+static const char *no_reset_reason(const struct esp_loader *l)
+{
+    if (l->no_lines || !(l->t->caps & TRANSPORT_CAP_MODEM_LINES))
+        return "no DTR/RTS lines, e.g. tcp://";
+    if (l->cfg.before != ESP_BEFORE_DEFAULT_RESET && l->cfg.before != ESP_BEFORE_USB_RESET)
+        return "before is no-reset or manual";
+    return NULL;
+}
+
 static bool stub_failure_is_recoverable(const struct esp_loader *l, int rc)
 {
-    if (rc == -ENODEV || rc == -ECANCELED || rc == -ENOMEM)
-        return false;
-    bool can_reset =
-        !l->no_lines && (l->t->caps & TRANSPORT_CAP_MODEM_LINES) &&
-        (l->cfg.before == ESP_BEFORE_DEFAULT_RESET || l->cfg.before == ESP_BEFORE_USB_RESET);
-    return l->stage == ESP_STAGE_STUB && can_reset;
+    return stub_failure_is_device(l, rc) && !no_reset_reason(l);
 }
 
 /* A production line prefers a slow flash to none: reset into the bootloader
@@ -486,7 +496,19 @@ static int fall_back_to_rom(struct esp_loader *l, struct esp_error *err)
     char why[300];
     snprintf(why, sizeof(why), "the flasher stub did not start (%s)", stub_err.message);
     warn_no_stub(l, why);
+    l->info.stub_fallback = true;
     return 0;
+}
+
+/* The stub did not start and no reset can bring the ROM loader back: say what to do. */
+static void advise_no_fallback(const struct esp_loader *l, struct esp_error *err)
+{
+    if (!err)
+        return;
+    snprintf(err->advice, sizeof(err->advice),
+             "no reset can bring back the ROM loader (%s): put the board into download mode "
+             "again and flash without the stub (ROM loader only, slower)",
+             no_reset_reason(l));
 }
 
 int esp_loader_start(struct esp_loader *l, struct esp_error *err)
@@ -499,6 +521,8 @@ int esp_loader_start(struct esp_loader *l, struct esp_error *err)
         rc = esp_loader_run_stub(l, err);
         if (rc < 0 && stub_failure_is_recoverable(l, rc))
             rc = fall_back_to_rom(l, err);
+        else if (rc < 0 && stub_failure_is_device(l, rc))
+            advise_no_fallback(l, err);
         if (rc < 0)
             return rc;
     }

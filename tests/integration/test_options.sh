@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Command options and input validation through the real CLI: --no-verify,
-# --erase-all/erase without the stub, verify on the ESP8266 ROM, bad input
+# --erase-all/erase without the stub and verify on the ESP8266 ROM (refused as
+# unsupported, exit 9), bad input
 # and output files refused before the board is touched, --flash-size detect.
 source "${INTEG_LIB:?}"
 
@@ -44,16 +45,24 @@ expect_exit "3|4" -p "$SIM_PORT" --json read 0x10000 50000 "$WORK/new.bin"
 [ ! -e "$WORK/new.bin" ] || fail "a failed read left a partial new file behind"
 stop_sim
 
-# --- whole-chip erase needs the stub --------------------------------------------------
+# --- whole-chip erase needs the stub: refused as unsupported (exit 9), with advice ----
 SIM_DIR=${SIM_DIRS[0]}
 SIM_PID=${SIM_PIDS[0]}
 SIM_PORT=$SIM_DIR/tty
-cli -p "$SIM_PORT" --no-stub --json erase || true
-[ "$LAST_RC" -ne 0 ] || fail "erase (whole chip) with --no-stub claimed success"
+sim_log_mark
+expect_exit 9 -p "$SIM_PORT" --no-stub --json erase
 assert_json '.ok' false
+assert_json '.error.stage' erase
+assert_json '.error.code' not_supported
 assert_json_true '.error.message | test("stub"; "i")'
-cli -p "$SIM_PORT" --no-stub --json flash --erase-all 0x10000 "$WORK/app.bin" || true
-[ "$LAST_RC" -ne 0 ] || fail "flash --erase-all with --no-stub claimed success"
+assert_json_true '.error.advice | test("drop --no-stub")'
+assert_json_true '.error.advice | test("erase --region 0 0x400000")'
+sim_log_new_has 'ERASE_FLASH' && fail "a chip erase was sent to the ROM loader"
+expect_exit 9 -p "$SIM_PORT" --no-stub --json flash --erase-all 0x10000 "$WORK/app.bin"
+assert_json_true '.error.advice | test("without --erase-all")'
+# The ROM's way that the advice names works: erase the whole range region by region.
+expect_exit 0 -p "$SIM_PORT" --no-stub --json erase --region 0x3F0000 0x10000
+model_erase "$WORK/model.bin" 0x3F0000 0x10000
 flash_equals_model "$SIM_DIR" "$WORK/model.bin"
 
 # --- --flash-size detect patches the bootloader header with the JEDEC size ---------
@@ -80,8 +89,7 @@ cmp -s -i $((0x1004)):4 "$SIM_DIR/flash.bin" "$WORK/boot.bin" -n $(($(size_of "$
 # --- ESP8266 ROM cannot verify: verify must not pass -----------------------------------
 start_sim esp8266
 expect_exit 0 -p "$SIM_PORT" --no-stub --json flash 0x10000 "$WORK/app.bin"
-cli -p "$SIM_PORT" --no-stub --json verify 0x10000 "$WORK/app.bin" || true
-[ "$LAST_RC" -ne 0 ] || fail "verify on the ESP8266 ROM (no MD5) claimed success"
+expect_exit 9 -p "$SIM_PORT" --no-stub --json verify 0x10000 "$WORK/app.bin"
 assert_json '.ok' false
 # With the stub it works.
 expect_exit 0 -p "$SIM_PORT" --json verify 0x10000 "$WORK/app.bin"

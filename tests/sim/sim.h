@@ -83,6 +83,7 @@ struct sim_faults {
     uint32_t write_error_addr[SIM_MAX_FAULT_ARGS];
     size_t n_write_error;
     bool md5_mismatch;
+    bool stub_no_ohai; /* every uploaded stub hangs before its OHAI */
     bool silent;
     bool no_download_answer;
     uint32_t noisy_above; /* 0 = off: above this board baud, host->board bytes get bit flips */
@@ -259,6 +260,9 @@ struct sim {
     double speed;
     bool strict_reset, no_boot_noise;
     const char *stub_dir;
+    /* --stub-gen legacy: the flasher stub of the esptool 4.x generation, which takes
+     * FLASH_BEGIN/FLASH_DEFL_BEGIN with 4 words only (PROTOCOL-ROM.md §2.1, §6.3) */
+    bool stub_legacy;
     struct sim_faults faults;
     struct sim_net net;
     /* parts */

@@ -76,6 +76,8 @@ int sim_fault_parse(struct sim_faults *f, const char *spec)
         f->noisy_above = (uint32_t)v;
     } else if (strcmp(kind, "md5-mismatch") == 0 && !arg) {
         f->md5_mismatch = true;
+    } else if (strcmp(kind, "stub-no-ohai") == 0 && !arg) {
+        f->stub_no_ohai = true;
     } else if (strcmp(kind, "silent") == 0 && !arg) {
         f->silent = true;
     } else if (strcmp(kind, "no-download-banner-answer") == 0 && !arg) {

@@ -37,7 +37,8 @@ static void usage(void)
             "usage: esp_sim --chip esp8266|esp32|esp32c3|esp32s3 --dir DIR [--tcp PORT]\n"
             "               [--flash-size SIZE] [--flash-id HEX] [--mac aa:bb:cc:dd:ee:ff]\n"
             "               [--link-speed F] [--strict-reset] [--no-boot-noise] [--log-mono]\n"
-            "               [--stub-dir DIR] [--fault KIND[:ARG]]... [--master-fd N]\n"
+            "               [--stub-dir DIR] [--stub-gen current|legacy] [--fault KIND[:ARG]]...\n"
+            "               [--master-fd N]\n"
             "               [--net-bind 127.0.0.x [--checkin URL] [--checkin-interval MS]\n"
             "                [--ota-password PW] [--ota-auth md5|pbkdf2] [--ota-port N]\n"
             "                [--web-port N] [--net-fault F] [--netdev PATH] [--app-offset N]\n"
@@ -147,6 +148,7 @@ static int parse_args(int argc, char **argv, struct sim *s, struct options *o)
                                              {"no-boot-noise", no_argument, NULL, 'n'},
                                              {"log-mono", no_argument, NULL, 'L'},
                                              {"stub-dir", required_argument, NULL, 'S'},
+                                             {"stub-gen", required_argument, NULL, 'G'},
                                              {"fault", required_argument, NULL, 'f'},
                                              {"master-fd", required_argument, NULL, 'M'},
                                              {"net-bind", required_argument, NULL, 'B'},
@@ -223,6 +225,13 @@ static int parse_args(int argc, char **argv, struct sim *s, struct options *o)
             break;
         case 'S':
             s->stub_dir = optarg;
+            break;
+        case 'G':
+            if (strcmp(optarg, "legacy") != 0 && strcmp(optarg, "current") != 0) {
+                fprintf(stderr, "esp_sim: bad --stub-gen '%s' (current or legacy)\n", optarg);
+                return -1;
+            }
+            s->stub_legacy = strcmp(optarg, "legacy") == 0;
             break;
         case 'f':
             if (sim_fault_parse(&s->faults, optarg))

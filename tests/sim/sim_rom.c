@@ -286,6 +286,13 @@ static void rom_mem(struct sim *s, uint8_t op, const uint8_t *b, size_t len, uin
         return;
     }
     sim_reply(s, op, value, NULL, 0, 0, 0);
+    if (s->faults.stub_no_ohai) {
+        /* The jump happens, the stub never gets to its hello (a brown-out under the
+         * stub's faster clock, a stub built for another revision): silent until reset. */
+        sim_log("fault stub-no-ohai fired (stub started, never says OHAI)");
+        sim_defer(s, 0, SIM_POST_DEAD, 0);
+        return;
+    }
     sim_defer(s, 0, SIM_POST_OHAI, 0);
 #undef MEM_FAIL
 }

@@ -43,8 +43,19 @@ static void after_idle(struct sim *s, int64_t extra, enum sim_post post, uint32_
     sim_defer(s, t > now ? t : 0, post, arg);
 }
 
+/* The esptool 4.x generation of the legacy stub (--stub-gen legacy) takes only the
+ * four words of FLASH_BEGIN / FLASH_DEFL_BEGIN and answers a 20-byte body (the
+ * encrypt word) with status 01 00, as seen on ESP32/C3 boards running those stubs
+ * (PROTOCOL-ROM.md §2.1). Newer stubs take 16 or 20 bytes. */
+#define S_LEGACY_REFUSED 0x01
+
 static void stub_begin(struct sim *s, uint8_t op, const uint8_t *b, size_t len)
 {
+    if (s->stub_legacy && len == 20) {
+        sim_log("legacy stub: %s with 5 words refused (01 00)", sim_op_name(op));
+        reply(s, op, S_LEGACY_REFUSED);
+        return;
+    }
     if (len != 16 && len != 20) {
         reply(s, op, S_BAD_LEN);
         return;
@@ -331,7 +342,14 @@ void sim_stub_command(struct sim *s, uint8_t op, const uint8_t *b, size_t len, u
         s->spi_total_size = sim_u32(b + 4);
         reply(s, op, 0);
         return;
-    case 0x0D: /* SPI_ATTACH: the new stub takes 4 or 8 bytes */
+    case 0x0D: /* SPI_ATTACH: the new stub takes 4 or 8 bytes, the legacy one only 4
+                * (PROTOCOL-ROM.md §2; its refusal code is taken to be that of its
+                * FLASH_BEGIN length check) */
+        if (s->stub_legacy && len == 8) {
+            sim_log("legacy stub: SPI_ATTACH with 8 bytes refused (01 00)");
+            reply(s, op, S_LEGACY_REFUSED);
+            return;
+        }
         reply(s, op, (len == 4 || len == 8) ? 0 : S_BAD_LEN);
         return;
     case 0x0F: {

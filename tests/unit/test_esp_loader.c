@@ -87,6 +87,10 @@ struct fake {
     bool zs_init;
     uint32_t w_pos;
 
+    /* Stub behaviour. */
+    bool legacy_stub;  /* esptool 4.x stub: a 20-byte FLASH_(DEFL_)BEGIN gets status 01 00 */
+    bool stub_no_ohai; /* MEM_END answered, the stub never says OHAI (the ROM is gone) */
+
     /* Faults. */
     int lose_data_seq; /* this DATA seq is lost once (no effect, no reply) */
     bool lost_once;
@@ -256,11 +260,21 @@ static void handle(struct fake *f, const uint8_t *p, size_t n)
         return;
     case ESP_OP_MEM_END:
         ok(f, op);
+        if (f->stub_no_ohai)
+            return;
         out_frame(f, (const uint8_t *)"OHAI", 4);
         f->stub = true;
         return;
     case ESP_OP_FLASH_BEGIN:
     case ESP_OP_FLASH_DEFL_BEGIN:
+        /* Argument counts as the real responders take them (PROTOCOL-ROM.md §2.1):
+         * ESP8266/ESP32 ROM 4 words; S2+ ROM (the ones with security info) 4 or 5;
+         * current stubs 4 or 5; the esptool 4.x legacy stub 4 only, 5 -> 01 00. */
+        if (blen == 20 && ((f->stub && f->legacy_stub) || (!f->stub && !f->secinfo))) {
+            reply(f, op, 0, NULL, 0, true, 0x01);
+            return;
+        }
+        assert_true(blen == 16 || blen == 20);
         f->w_size = esp_get_u32(b);
         f->w_block = esp_get_u32(b + 8);
         f->w_off = esp_get_u32(b + 12);
@@ -1179,7 +1193,7 @@ static void test_stub_defl_write(void **state)
 
     r = find_op(f, ESP_OP_FLASH_DEFL_BEGIN, 0);
     assert_non_null(r);
-    assert_int_equal(r->len, 20); /* 5 words to the stub */
+    assert_int_equal(r->len, 16); /* 4 words to any stub */
     assert_int_equal(esp_get_u32(r->body), len);
     assert_int_equal(esp_get_u32(r->body + 8), 0x4000);
     assert_int_equal(esp_get_u32(r->body + 12), 0x10000);
@@ -1209,6 +1223,134 @@ static void test_stub_defl_write(void **state)
     assert_int_equal(esp_loader_verify(l, &reg, 1, &err), -EBADMSG);
     assert_int_equal(err.stage, ESP_STAGE_VERIFY);
     free(d);
+    esp_loader_free(l);
+    fake_free(f);
+}
+
+/* Writes one small region through l; returns the first FLASH_(DEFL_)BEGIN's record. */
+static const struct rec *write_small(struct fake *f, struct esp_loader *l, bool compress)
+{
+    uint8_t d[5000];
+    fill_pattern(d, sizeof(d), 3);
+    struct esp_region reg = {.offset = 0x20000, .data = d, .len = sizeof(d), .name = "app"};
+    struct esp_flash_opts opts;
+    esp_flash_opts_init(&opts);
+    opts.compress = compress;
+    struct esp_error err;
+    size_t from = f->nrec;
+    int rc = esp_loader_flash(l, &reg, 1, &opts, &err);
+    if (rc < 0)
+        print_message("flash: %s (%s)\n", err.message, err.advice);
+    assert_int_equal(rc, 0);
+    assert_memory_equal(f->flash + 0x20000, d, sizeof(d));
+    uint8_t op = compress ? ESP_OP_FLASH_DEFL_BEGIN : ESP_OP_FLASH_BEGIN;
+    for (size_t i = from; i < f->nrec; i++)
+        if (f->recs[i].op == op)
+            return &f->recs[i];
+    fail_msg("no %s sent", compress ? "FLASH_DEFL_BEGIN" : "FLASH_BEGIN");
+    return NULL;
+}
+
+/* The encrypt word goes to the S2+ ROMs only: 4 words to the ESP32 ROM and to every
+ * stub, so a legacy (esptool 4.x) stub that refuses 5 words with 01 00 flashes. */
+static void test_begin_words(void **state)
+{
+    (void)state;
+    /* ESP32 ROM: 4 words (its ROM refuses 5). */
+    struct fake *f = fake_new(FAKE_ROM_ESP32, 0x00F01D83);
+    struct esp_loader *l = loader_for(f, NULL);
+    struct esp_error err;
+    assert_int_equal(esp_loader_connect(l, &err), 0);
+    assert_int_equal(esp_loader_start(l, &err), 0);
+    assert_int_equal(write_small(f, l, true)->len, 16);
+    esp_loader_free(l);
+    fake_free(f);
+
+    /* ESP32-C3 ROM (no C3 stub in the dir): 5 words, encrypt 0. */
+    f = fake_new(FAKE_ROM_ESP32, 0xDEADBEEF);
+    f->secinfo = true;
+    f->secinfo_chip = 5;
+    l = loader_for(f, stub_dir);
+    assert_int_equal(esp_loader_connect(l, &err), 0);
+    assert_int_equal(esp_loader_start(l, &err), 0);
+    assert_false(esp_loader_info(l)->stub_running);
+    const struct rec *r = write_small(f, l, true);
+    assert_int_equal(r->len, 20);
+    assert_int_equal(esp_get_u32(r->body + 16), 0);
+    esp_loader_free(l);
+    fake_free(f);
+
+    /* Legacy stub on an ESP32: 4 words, compressed and raw, and the soft reset's
+     * FLASH_BEGIN(0, 0) too. */
+    for (int compress = 1; compress >= 0; compress--) {
+        f = fake_new(FAKE_ROM_ESP32, 0x00F01D83);
+        f->legacy_stub = true;
+        l = loader_for(f, stub_dir);
+        assert_int_equal(esp_loader_connect(l, &err), 0);
+        assert_int_equal(esp_loader_start(l, &err), 0);
+        assert_true(esp_loader_info(l)->stub_running);
+        assert_int_equal(write_small(f, l, compress)->len, 16);
+        size_t before = count_op(f, ESP_OP_FLASH_BEGIN);
+        assert_int_equal(esp_loader_reset(l, ESP_AFTER_SOFT_RESET, &err), 0);
+        if (count_op(f, ESP_OP_FLASH_BEGIN) > before)
+            assert_int_equal(find_op(f, ESP_OP_FLASH_BEGIN, before)->len, 16);
+        esp_loader_free(l);
+        fake_free(f);
+    }
+}
+
+/* A stub that never says OHAI: with modem lines the chip is reset into the ROM
+ * loader and the write goes on there (flagged for the job record); without them
+ * the start fails at stage stub with advice to flash without the stub. */
+static void test_stub_no_ohai(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(FAKE_ROM_ESP32, 0x00F01D83);
+    f->stub_no_ohai = true;
+    struct esp_loader *l = loader_for(f, stub_dir);
+    struct esp_error err;
+    assert_int_equal(esp_loader_connect(l, &err), 0);
+    size_t syncs = count_op(f, ESP_OP_SYNC);
+    assert_int_equal(esp_loader_start(l, &err), 0);
+    const struct esp_chip_info *ci = esp_loader_info(l);
+    assert_false(ci->stub_running);
+    assert_true(ci->stub_fallback);
+    assert_true(count_op(f, ESP_OP_SYNC) > syncs); /* reset and SYNC again */
+    assert_non_null(strstr(f->log, "did not start"));
+    assert_int_equal(write_small(f, l, true)->len, 16); /* the ESP32 ROM */
+    esp_loader_free(l);
+    fake_free(f);
+
+    f = fake_new(FAKE_ROM_ESP32, 0x00F01D83);
+    f->stub_no_ohai = true;
+    f->has_lines = false;
+    f->t.caps = TRANSPORT_CAP_BAUD;
+    l = loader_for(f, stub_dir);
+    assert_int_equal(esp_loader_connect(l, &err), 0);
+    assert_int_equal(esp_loader_start(l, &err), -ETIMEDOUT);
+    assert_int_equal(err.stage, ESP_STAGE_STUB);
+    assert_false(esp_loader_info(l)->stub_fallback);
+    assert_non_null(strstr(err.advice, "no reset can bring back the ROM loader"));
+    assert_non_null(strstr(err.advice, "DTR/RTS"));
+    assert_non_null(strstr(err.advice, "flash without the stub"));
+    esp_loader_free(l);
+    fake_free(f);
+}
+
+/* The ROM loader has no chip erase: refused as unsupported, with the ROM's way out. */
+static void test_erase_all_needs_stub(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(FAKE_ROM_ESP32, 0x00F01D83);
+    struct esp_loader *l = loader_for(f, NULL);
+    struct esp_error err;
+    assert_int_equal(esp_loader_connect(l, &err), 0);
+    assert_int_equal(esp_loader_start(l, &err), 0);
+    assert_int_equal(esp_loader_erase_all(l, &err), -ENOTSUP);
+    assert_int_equal(err.stage, ESP_STAGE_ERASE);
+    assert_false(err.has_device_status);
+    assert_non_null(strstr(err.advice, "0x0+0x400000"));
+    assert_int_equal(count_op(f, ESP_OP_ERASE_FLASH), 0);
     esp_loader_free(l);
     fake_free(f);
 }
@@ -1452,6 +1594,9 @@ int main(void)
         cmocka_unit_test(test_rom8266_split_at_block),
         cmocka_unit_test(test_rom8266_erase_region),
         cmocka_unit_test(test_stub_defl_write),
+        cmocka_unit_test(test_begin_words),
+        cmocka_unit_test(test_stub_no_ohai),
+        cmocka_unit_test(test_erase_all_needs_stub),
         cmocka_unit_test(test_read_flash_reply_lost),
         cmocka_unit_test(test_md5_mismatch),
         cmocka_unit_test(test_device_error_0x08),
