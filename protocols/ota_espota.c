@@ -7,7 +7,9 @@
  * Invariants: step() never blocks; every socket is non-blocking; device
  * input is parsed, never asserted; deadlines are per stage; the listener is
  * bound to the address that routes to the board, because the device dials
- * the invitation's source address.
+ * the invitation's source address. Transfer: progress and liveness come from
+ * the bytes the device's TCP took (sent - SIOCOUTQ, the send buffer kept
+ * small) and from its counts; the outcome only from its verdict text.
  */
 #include "ota_espota.h"
 
@@ -22,8 +24,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <linux/sockios.h>
 
 #include <openssl/evp.h>
 
@@ -132,43 +137,48 @@ static uint64_t digits_value(const uint8_t *d, int n)
 {
     uint64_t v = 0;
     for (int i = 0; i < n; i++)
-        v = v * 10 + d[i];
+        v = v > (UINT64_MAX - d[i]) / 10 ? UINT64_MAX : v * 10 + d[i];
     return v;
 }
 
-static void pending_commit(struct ota_espota_acks *a, int keep)
+/* Commits all but the last keep pending digits as one count; the sum stays <= bound. */
+static void pending_commit(struct ota_espota_acks *a, int keep, uint64_t bound)
 {
     int done = a->pending_len - keep;
-    a->acked += digits_value(a->pending, done);
+    uint64_t v = digits_value(a->pending, done);
+    a->acked = v > bound - a->acked ? bound : a->acked + v;
     memmove(a->pending, a->pending + done, (size_t)keep);
     a->pending_len = keep;
 }
 
-/* One more digit of the ack stream (see the header for the rules). */
-static void ack_digit(struct ota_espota_acks *a, uint8_t d)
+/* One more digit of the count stream (see the header for the rules). */
+static void ack_digit(struct ota_espota_acks *a, uint8_t d, uint64_t bound)
 {
+    uint64_t room = bound - a->acked; /* acked <= bound always */
     int n = a->pending_len;
-    if (n < OTA_ESPOTA_ACK_DIGITS && n > 0 &&
-        digits_value(a->pending, n) * 10 + d <= OTA_ESPOTA_MAX_ACK) {
+    uint64_t p = digits_value(a->pending, n);
+    if (n > 0 && n < OTA_ESPOTA_COUNT_DIGITS && room >= d && p <= (room - d) / 10) {
         a->pending[a->pending_len++] = d; /* the count grows */
         return;
     }
     if (d != 0) {
-        pending_commit(a, 0); /* a new count starts */
+        pending_commit(a, 0, bound); /* a new count starts */
         a->pending[a->pending_len++] = d;
         return;
     }
-    /* A '0' cannot start a count: it ends one that began inside the pending
-     * digits. Take the shortest such tail that starts non-zero and still fits. */
+    /* A '0' cannot start a count: it ends one that began inside the pending digits. Take the
+     * shortest such tail that starts non-zero and, with the head committed, still fits. */
     for (int k = 1; k < n; k++) {
         const uint8_t *tail = a->pending + n - k;
-        if (tail[0] != 0 && digits_value(tail, k) * 10 <= OTA_ESPOTA_MAX_ACK) {
-            pending_commit(a, k);
+        uint64_t head = digits_value(a->pending, n - k);
+        uint64_t t = digits_value(tail, k);
+        if (tail[0] != 0 && head <= room && t <= (room - head) / 10) {
+            pending_commit(a, k, bound);
             a->pending[a->pending_len++] = 0;
             return;
         }
     }
-    /* Not the shape of any ack stream: the digit means nothing. */
+    /* Not the shape of any count stream within the bound: the digit means nothing. */
 }
 
 static void text_done(struct ota_espota_acks *a)
@@ -180,17 +190,19 @@ static void text_done(struct ota_espota_acks *a)
 }
 
 enum ota_espota_verdict ota_espota_acks_feed(struct ota_espota_acks *a, const uint8_t *buf,
-                                             size_t len)
+                                             size_t len, uint64_t bound)
 {
+    if (bound < a->acked)
+        bound = a->acked; /* the bound never decreases; tolerate a caller that lets it */
     for (size_t i = 0; i < len && a->verdict == OTA_ESPOTA_VERDICT_NONE; i++) {
         uint8_t c = buf[i];
         a->ack_bytes++;
         if (!a->in_text) {
             if (c >= '0' && c <= '9') {
-                ack_digit(a, (uint8_t)(c - '0'));
+                ack_digit(a, (uint8_t)(c - '0'), bound);
                 continue;
             }
-            pending_commit(a, 0);
+            pending_commit(a, 0, bound);
             if (isspace(c))
                 continue; /* tolerated between counts and before the verdict */
             a->in_text = true;
@@ -218,10 +230,11 @@ enum ota_espota_verdict ota_espota_acks_finish(struct ota_espota_acks *a)
     return a->verdict;
 }
 
-uint64_t ota_espota_acks_estimate(const struct ota_espota_acks *a, uint64_t sent)
+uint64_t ota_espota_acks_estimate(const struct ota_espota_acks *a, uint64_t bound)
 {
-    uint64_t v = a->acked + digits_value(a->pending, a->pending_len);
-    return v > sent ? sent : v;
+    uint64_t p = digits_value(a->pending, a->pending_len);
+    uint64_t v = p > UINT64_MAX - a->acked ? UINT64_MAX : a->acked + p;
+    return v > bound ? bound : v;
 }
 
 int ota_espota_classify_error(const char *text, int *device_code, const char **advice)
@@ -334,13 +347,14 @@ struct ota_espota {
 
     int invites_sent;
     int64_t deadline;      /* of the current stage */
-    int64_t last_activity; /* transfer: last send progress or ack byte */
+    int64_t last_activity; /* transfer: the device's TCP took bytes, or a count byte came */
     int auth_round;        /* PBKDF2 AUTO: 0 = SHA-256 secret, 1 = MD5 secret */
     bool auth_retried;     /* one abandon + re-invite after an auth timeout */
     bool refused;          /* ICMP port unreachable seen */
     size_t nonce_len;      /* scheme of the last AUTH */
 
-    uint64_t sent;
+    uint64_t sent;      /* handed to the kernel */
+    uint64_t delivered; /* taken by the device's TCP (sent - SIOCOUTQ), never decreasing */
     struct ota_espota_acks acks;
     struct ota_error err;
 };
@@ -449,6 +463,8 @@ struct ota_espota *ota_espota_new(const struct ota_espota_config *cfg, const uin
         s->cfg.result_timeout_ms = 60000;
     if (!s->cfg.chunk_size)
         s->cfg.chunk_size = 1460;
+    if (s->cfg.sndbuf <= 0)
+        s->cfg.sndbuf = OTA_ESPOTA_SNDBUF;
     if (ota_md5_hex(image, len, s->md5) < 0) {
         ota_error_set(err, -EIO, OTA_STAGE_PREPARE, NULL, "MD5 computation failed");
         free(s);
@@ -718,6 +734,9 @@ static int step_accept(struct ota_espota *s, struct ota_error *err)
         }
         s->tcp_fd = fd;
         close_fd(&s->listen_fd);
+        /* A small send buffer: what left it is what the device took (a device may take only
+         * 10-30 KB/s; an autotuned buffer would swallow the whole image at once). */
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &s->cfg.sndbuf, sizeof(s->cfg.sndbuf));
         s->state = OTA_ESPOTA_SENDING;
         s->last_activity = ota_now_ms();
         LOG(s, OTA_LOG_INFO, "espota: %s connected back; streaming", s->device_ip);
@@ -737,6 +756,20 @@ static int step_accept(struct ota_espota *s, struct ota_error *err)
                 s->local_ip, s->listen_port);
 }
 
+/* Bytes the device's TCP took: sent minus what is still in our send queue. Never decreasing;
+ * any growth counts as activity. Without SIOCOUTQ: sent (ahead by at most the send buffer). */
+static void update_delivered(struct ota_espota *s, int64_t now)
+{
+    uint64_t d = s->sent;
+    int outq = 0;
+    if (s->tcp_fd >= 0 && ioctl(s->tcp_fd, SIOCOUTQ, &outq) == 0 && outq >= 0)
+        d = (uint64_t)outq >= s->sent ? 0 : s->sent - (uint64_t)outq;
+    if (d > s->delivered) {
+        s->delivered = d;
+        s->last_activity = now;
+    }
+}
+
 /* Reads what the device sent; returns 1 running, 0 EOF, <0 failure. */
 static int read_acks(struct ota_espota *s, struct ota_error *err)
 {
@@ -754,8 +787,11 @@ static int read_acks(struct ota_espota *s, struct ota_error *err)
         }
         if (n == 0)
             return 0;
-        s->last_activity = ota_now_ms();
-        if (ota_espota_acks_feed(&s->acks, buf, (size_t)n) != OTA_ESPOTA_VERDICT_NONE)
+        int64_t now = ota_now_ms();
+        s->last_activity = now;
+        /* The device counted only bytes its TCP had acknowledged before it wrote the count. */
+        update_delivered(s, now);
+        if (ota_espota_acks_feed(&s->acks, buf, (size_t)n, s->delivered) != OTA_ESPOTA_VERDICT_NONE)
             return 1;
     }
 }
@@ -774,15 +810,15 @@ static int verdict(struct ota_espota *s, struct ota_error *err, bool eof)
         return 0;
     }
     if (v == OTA_ESPOTA_VERDICT_ERROR)
-        return device_error(s, err, s->sent < s->len ? OTA_STAGE_TRANSFER : OTA_STAGE_RESULT,
+        return device_error(s, err, s->delivered < s->len ? OTA_STAGE_TRANSFER : OTA_STAGE_RESULT,
                             s->acks.text);
     if (!eof)
         return 1;
-    if (s->sent < s->len)
+    if (s->delivered < s->len)
         return fail(s, err, -ECONNRESET, OTA_STAGE_TRANSFER,
                     "the board dropped the connection: check Wi-Fi signal and power, then retry",
-                    "%s closed the connection after %" PRIu64 " of %zu bytes", s->device_ip,
-                    s->sent, s->len);
+                    "%s closed the connection after taking %" PRIu64 " of %zu bytes", s->device_ip,
+                    s->delivered, s->len);
     return fail(s, err, -EIO, OTA_STAGE_RESULT,
                 "the final OK can be lost before the reboot: check the version the board "
                 "reports after it restarts before retrying",
@@ -791,16 +827,14 @@ static int verdict(struct ota_espota *s, struct ota_error *err, bool eof)
 
 static int step_transfer(struct ota_espota *s, struct ota_error *err)
 {
-    int64_t now = ota_now_ms();
     bool write_failed = false;
-    while (s->state == OTA_ESPOTA_SENDING && s->sent < s->len) {
+    while (s->sent < s->len) {
         size_t n = s->len - s->sent;
         if (n > s->cfg.chunk_size)
             n = s->cfg.chunk_size;
         ssize_t w = send(s->tcp_fd, s->image + s->sent, n, MSG_NOSIGNAL);
         if (w > 0) {
             s->sent += (uint64_t)w;
-            s->last_activity = now;
             continue;
         }
         if (w < 0 && errno == EINTR)
@@ -813,30 +847,32 @@ static int step_transfer(struct ota_espota *s, struct ota_error *err)
     int rc = read_acks(s, err);
     if (rc < 0)
         return rc;
-    if (s->sent == s->len && s->state == OTA_ESPOTA_SENDING) {
+    int64_t now = ota_now_ms();
+    update_delivered(s, now);
+    if (s->delivered == s->len && s->state == OTA_ESPOTA_SENDING) {
         s->state = OTA_ESPOTA_WAITING_RESULT;
         s->deadline = now + s->cfg.result_timeout_ms;
-        LOG(s, OTA_LOG_DEBUG, "espota: all %zu bytes sent; waiting for the verdict", s->len);
+        LOG(s, OTA_LOG_DEBUG, "espota: the board took all %zu bytes; waiting for the verdict",
+            s->len);
     }
     rc = verdict(s, err, rc == 0 || write_failed);
     if (rc <= 0)
         return rc;
-    now = ota_now_ms();
-    uint64_t acked = ota_espota_acks_estimate(&s->acks, s->sent);
-    bool all_acked = s->sent == s->len && acked >= s->len;
-    if (!all_acked && now - s->last_activity >= s->cfg.stall_timeout_ms)
+    if (s->state == OTA_ESPOTA_SENDING && now - s->last_activity >= s->cfg.stall_timeout_ms)
         return fail(s, err, -ETIMEDOUT, OTA_STAGE_TRANSFER,
                     "the board stopped taking data: check Wi-Fi signal and power, then retry "
                     "(the station closed the connection, which is the only way an ESP8266 "
                     "aborts)",
                     "transfer to %s stalled: the board acknowledged about %" PRIu64
-                    " of %zu bytes (%" PRIu64 " sent) and nothing more for %d ms",
-                    s->device_ip, acked, s->len, s->sent, s->cfg.stall_timeout_ms);
+                    " of %zu bytes (its TCP took %" PRIu64 ", %" PRIu64
+                    " sent) and nothing moved for %d ms",
+                    s->device_ip, ota_espota_acks_estimate(&s->acks, s->delivered), s->len,
+                    s->delivered, s->sent, s->cfg.stall_timeout_ms);
     if (s->state == OTA_ESPOTA_WAITING_RESULT && now >= s->deadline)
         return fail(s, err, -ETIMEDOUT, OTA_STAGE_RESULT,
                     "the board may still have applied the image: check the version it reports "
                     "after it restarts",
-                    "no verdict from %s within %d ms after the last byte", s->device_ip,
+                    "no verdict from %s within %d ms after it took the last byte", s->device_ip,
                     s->cfg.result_timeout_ms);
     return 1;
 }
@@ -882,13 +918,12 @@ int ota_espota_poll_fds(const struct ota_espota *s, struct pollfd *fds, int max,
     case OTA_ESPOTA_SENDING:
     case OTA_ESPOTA_WAITING_RESULT: {
         short ev = POLLIN;
-        if (s->state == OTA_ESPOTA_SENDING)
+        if (s->sent < s->len)
             ev |= POLLOUT;
         if (n < max)
             fds[n++] = (struct pollfd){.fd = s->tcp_fd, .events = ev};
-        int64_t stall = s->last_activity + s->cfg.stall_timeout_ms;
-        if (s->state == OTA_ESPOTA_SENDING || stall < deadline)
-            deadline = stall;
+        if (s->state == OTA_ESPOTA_SENDING)
+            deadline = s->last_activity + s->cfg.stall_timeout_ms;
         break;
     }
     default:
@@ -897,7 +932,8 @@ int ota_espota_poll_fds(const struct ota_espota *s, struct pollfd *fds, int max,
     }
     if (timeout_ms) {
         int t = ota_ms_until(deadline);
-        /* Wake at least every 500 ms (stall bookkeeping, progress). */
+        /* Wake at least every 500 ms: the send queue drains without an event once all is
+         * queued (progress, stall bookkeeping). */
         *timeout_ms = t > 500 ? 500 : t;
     }
     return n;
@@ -921,13 +957,13 @@ uint16_t ota_espota_listen_port(const struct ota_espota *s)
     return s->listen_port;
 }
 
-void ota_espota_get_progress(const struct ota_espota *s, uint64_t *sent, uint64_t *acked,
+void ota_espota_get_progress(const struct ota_espota *s, uint64_t *sent, uint64_t *done,
                              uint64_t *total)
 {
     if (sent)
         *sent = s->sent;
-    if (acked)
-        *acked = s->state == OTA_ESPOTA_DONE ? s->len : ota_espota_acks_estimate(&s->acks, s->sent);
+    if (done)
+        *done = s->state == OTA_ESPOTA_DONE ? s->len : s->delivered; /* delivered <= sent <= len */
     if (total)
         *total = s->len;
 }
@@ -959,11 +995,11 @@ int ota_espota_push(const struct ota_espota_config *cfg, const uint8_t *image, s
             break;
         }
         rc = ota_espota_step(s, err);
-        uint64_t acked = 0;
-        ota_espota_get_progress(s, NULL, &acked, NULL);
-        if (progress && (!reported || acked > last)) { /* the estimate can step back */
-            progress(progress_ctx, acked, len);
-            last = acked;
+        uint64_t done = 0;
+        ota_espota_get_progress(s, NULL, &done, NULL);
+        if (progress && (!reported || done > last)) {
+            progress(progress_ctx, done, len);
+            last = done;
             reported = true;
         }
     }

@@ -22,17 +22,27 @@
  * socket + one TCP listener; no globals. The image buffer is borrowed and
  * must outlive the instance.
  *
- * Acks: the device writes a decimal count after each read, with no
- * separator, so "14601460" may be two acks. A count is never 0, never starts
- * with '0' and is at most OTA_ESPOTA_MAX_ACK. Digits are read greedily (a
- * device reads as much as it can, so acks are mostly full-size): a count grows
- * while it stays <= OTA_ESPOTA_MAX_ACK; a '0' that can neither grow it nor
- * start a count takes the count's last digits with it ("5964" + "0" is
- * 596 + "40..."). Every chunking of the stream gives the same split. A short
- * ack glued to a full one can still be misread ("123"+"1460" reads as 1231 +
- * 460), so the sum is an estimate, clamped to the bytes sent and used as
- * liveness and progress only. Success is the text "OK" (also glued to the last
- * count, "392OK"); any other text is the device's error line.
+ * Counts ("acks"): the device writes a decimal count, with no separator,
+ * each time its write call returns: an ESP32 after every read (<= 1460), an
+ * ESP8266 when Update.write(client) returns, which it does only when the
+ * stream runs dry or the image is complete, so a healthy push may get a
+ * single count for the whole image ("300032"). Glued counts of any size
+ * cannot be split exactly ("300032" may be 3000 + 32), so they are a hint and
+ * a sign of life, never the outcome:
+ *  - progress is the bytes that left the station's send queue (sent minus
+ *    SIOCOUTQ: the device's TCP took them), never more than the image and
+ *    never going back; the transfer socket's send buffer is kept small
+ *    (sndbuf) so this tracks the device, not the kernel;
+ *  - "stalled" is declared only when neither the counts nor those bytes
+ *    moved for stall_timeout_ms;
+ *  - success is the device's text "OK" (also glued to the last count,
+ *    "392OK"), failure its error text (or a timeout / lost connection).
+ * Count digits are split greedily under a bound, the bytes the device's TCP
+ * had taken when they arrived: a count grows while the sum stays within the
+ * bound, another digit starts a new count, and a '0' that can do neither
+ * (a count never starts with 0) takes the shortest tail of the growing
+ * count that still fits. The sum never exceeds the bound, and any chunking
+ * of the stream gives the same split for the same bound.
  */
 #ifndef OTA_ESPOTA_H
 #define OTA_ESPOTA_H
@@ -50,10 +60,8 @@
 #define OTA_ESPOTA_CMD_FS 100   /* U_FS / U_SPIFFS: filesystem image */
 #define OTA_ESPOTA_CMD_AUTH 200 /* U_AUTH: the auth answer */
 #define OTA_ESPOTA_PBKDF2_ROUNDS 10000
-/* Largest single ack a device writes (ESP8266: one 4 KiB sector buffer; ESP32: 1460),
- * with margin; bounds the greedy split of glued acks. */
-#define OTA_ESPOTA_MAX_ACK 8192
-#define OTA_ESPOTA_ACK_DIGITS 4 /* digits of OTA_ESPOTA_MAX_ACK */
+#define OTA_ESPOTA_COUNT_DIGITS 20 /* digits of the largest count held (UINT64_MAX) */
+#define OTA_ESPOTA_SNDBUF 16384    /* default SO_SNDBUF of the transfer socket */
 
 /* Which stored secret H to assume for the PBKDF2 scheme. */
 enum ota_espota_hash {
@@ -77,9 +85,11 @@ struct ota_espota_config {
     int invite_timeout_ms; /* wait per invitation; 0: 2500 */
     int auth_timeout_ms;   /* wait for the auth verdict (PBKDF2 is slow on the device); 0: 10000 */
     int accept_timeout_ms; /* wait for the connect-back; 0: 10000 */
-    int stall_timeout_ms;  /* no progress/acks mid-transfer; 0: 10000 */
-    int result_timeout_ms; /* wait for OK after the last byte; 0: 60000 */
+    int stall_timeout_ms;  /* neither counts nor delivered bytes moved; 0: 10000 */
+    int result_timeout_ms; /* wait for OK once the device's TCP took the last byte; 0: 60000 */
     size_t chunk_size;     /* bytes per send; 0: 1460 */
+    int sndbuf;            /* SO_SNDBUF of the transfer socket (the kernel doubles it);
+                              0: OTA_ESPOTA_SNDBUF */
     ota_log_fn log;
     void *log_ctx;
 };
@@ -89,8 +99,8 @@ enum ota_espota_state {
     OTA_ESPOTA_INVITING,
     OTA_ESPOTA_AUTHENTICATING,
     OTA_ESPOTA_ACCEPTING,
-    OTA_ESPOTA_SENDING,
-    OTA_ESPOTA_WAITING_RESULT,
+    OTA_ESPOTA_SENDING,        /* the device's TCP has not taken every byte yet */
+    OTA_ESPOTA_WAITING_RESULT, /* it has; waiting for "OK" or an error text */
     OTA_ESPOTA_DONE,
     OTA_ESPOTA_FAILED,
     OTA_ESPOTA_STATE_COUNT
@@ -129,8 +139,8 @@ enum ota_espota_verdict {
 };
 
 struct ota_espota_acks {
-    uint64_t acked;                         /* counts known to be complete, summed */
-    uint8_t pending[OTA_ESPOTA_ACK_DIGITS]; /* digits of the count still growing */
+    uint64_t acked;                           /* counts read as complete, summed; <= bound */
+    uint8_t pending[OTA_ESPOTA_COUNT_DIGITS]; /* digits of the count still growing */
     int pending_len;
     uint64_t ack_bytes; /* bytes of ack stream seen (liveness) */
     bool in_text;       /* a non-digit was seen: the rest is the verdict text */
@@ -142,17 +152,18 @@ struct ota_espota_acks {
 void ota_espota_acks_init(struct ota_espota_acks *a);
 
 /*
- * Feeds TCP bytes from the device. Returns the verdict so far (NONE, OK, or ERROR once the error
- * line is complete).
+ * Feeds TCP bytes from the device. bound: the bytes the device can have counted so far (the
+ * station passes what its TCP has taken; never decreasing between calls). Returns the verdict so
+ * far (NONE, OK, or ERROR once the error line is complete).
  */
 enum ota_espota_verdict ota_espota_acks_feed(struct ota_espota_acks *a, const uint8_t *buf,
-                                             size_t len);
+                                             size_t len, uint64_t bound);
 
 /* End of stream: an unterminated error text becomes ERROR. Returns the verdict. */
 enum ota_espota_verdict ota_espota_acks_finish(struct ota_espota_acks *a);
 
-/* Bytes the device has acknowledged, best estimate (includes the growing count), <= sent. */
-uint64_t ota_espota_acks_estimate(const struct ota_espota_acks *a, uint64_t sent);
+/* What the device's counts add up to, best reading (includes the growing count), <= bound. */
+uint64_t ota_espota_acks_estimate(const struct ota_espota_acks *a, uint64_t bound);
 
 /*
  * Maps a device error text (UDP "ERR: ..." or the TCP error line) to -errno
@@ -206,12 +217,17 @@ void ota_espota_cancel(struct ota_espota *s, struct ota_error *err);
 
 enum ota_espota_state ota_espota_get_state(const struct ota_espota *s);
 uint16_t ota_espota_listen_port(const struct ota_espota *s);
-void ota_espota_get_progress(const struct ota_espota *s, uint64_t *sent, uint64_t *acked,
+/*
+ * sent: bytes handed to the kernel; done: bytes the device's TCP took (sent minus SIOCOUTQ;
+ * the whole image once the device said OK), never decreasing, <= total. Any pointer may be NULL.
+ */
+void ota_espota_get_progress(const struct ota_espota *s, uint64_t *sent, uint64_t *done,
                              uint64_t *total);
 
 /*
  * Blocking push: start, poll/step until done, failure or cancel_fd readable
- * (-ECANCELED). progress (may be NULL) gets acknowledged bytes.
+ * (-ECANCELED). progress (may be NULL) gets `done` of ota_espota_get_progress
+ * each time it grows (never backwards, never past len).
  */
 int ota_espota_push(const struct ota_espota_config *cfg, const uint8_t *image, size_t len,
                     ota_progress_fn progress, void *progress_ctx, int cancel_fd,

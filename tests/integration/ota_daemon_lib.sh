@@ -34,11 +34,13 @@ free_port() {
 }
 
 # start_netdev DIR ARGS...: esp_netdev in the background; waits for DIR/ready. Sets NETDEV_PID.
+# Functional tests run fast: --erase-ms 0 (instant flash erase) unless given.
 start_netdev() {
-    local dir=$1
+    local dir=$1 a speed=(--erase-ms 0)
     shift
+    for a in "$@"; do [ "$a" != --erase-ms ] || speed=(); done
     mkdir -p "$dir"
-    "$ESP_NETDEV" --dir "$dir" "$@" >"$dir/stdout" 2>"$dir/stderr" &
+    "$ESP_NETDEV" --dir "$dir" "${speed[@]}" "$@" >"$dir/stdout" 2>"$dir/stderr" &
     local pid=$!
     NETDEV_PIDS+=("$pid")
     NETDEV_PID=$pid # for callers

@@ -12,12 +12,15 @@ DRV=$NETDEV_DIR/ota_driver
 
 # start_netdev NAME ARGS...: starts esp_netdev in $WORK/NAME, waits for its ready file,
 # sets ND_DIR, ND_UDP, ND_HTTP, ND_TCP (empty for a listener it does not run).
+# Functional tests run fast: --erase-ms 0 (instant flash erase) unless given; the
+# receive window stays the device's real one.
 start_netdev() {
-    local name=$1
+    local name=$1 a speed=(--erase-ms 0)
     shift
+    for a in "$@"; do [ "$a" != --erase-ms ] || speed=(); done
     ND_DIR=$WORK/$name
     mkdir -p "$ND_DIR"
-    "$NETDEV" --dir "$ND_DIR" "$@" 2>"$ND_DIR/stderr" &
+    "$NETDEV" --dir "$ND_DIR" "${speed[@]}" "$@" 2>"$ND_DIR/stderr" &
     SIM_PIDS+=($!)
     SIM_DIRS+=("$ND_DIR")
     for _ in $(seq 1 100); do

@@ -42,13 +42,17 @@ for i in $(seq 1 60); do
 done
 grep -q 'station closed the stalled transfer' "$ND_DIR/netdev.log" ||
     fail "the station did not close the stalled connection"
-# The figure is read from glued decimal acks, so it is an estimate: it must be
-# within a quarter of what the board really took (its own log says).
+# The acknowledged figure is read from glued decimal counts, so it is an
+# estimate: it must be within a quarter of what the board really took (its own
+# log says). What its TCP took (the station's send queue) is at least that.
 took=$(sed -n 's/.*ota: stalling at \([0-9]*\) bytes.*/\1/p' "$ND_DIR/netdev.log" | head -1)
 said=$(sed -n 's/.*acknowledged about \([0-9]*\) of.*/\1/p' <<<"$DRV_OUT")
+tcp=$(sed -n 's/.*its TCP took \([0-9]*\),.*/\1/p' <<<"$DRV_OUT")
 [ -n "$took" ] && [ "$took" -eq 20000 ] || fail "the board stalled at '$took', not 20000"
 [ $((said * 4)) -ge $((took * 3)) ] && [ $((said * 4)) -le $((took * 5)) ] ||
     fail "the station said about $said bytes were acknowledged; the board took $took"
+[ -n "$tcp" ] && [ "$tcp" -ge "$took" ] && [ "$tcp" -lt 300004 ] ||
+    fail "the station said the board's TCP took '$tcp' bytes; the board read $took"
 
 start_netdev ns --chip esp8266 --mac 24:6F:28:00:02:04 --bind $TNET.34 --free-space 100000
 drv espota --ip $TNET.34 --port "$ND_UDP" "${FAST[@]}" "$WORK/img.bin"

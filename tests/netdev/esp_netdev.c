@@ -16,6 +16,7 @@
  *   [--checkin URL --interval MS|once] [--free-space N] [--fault F]
  *   [--sketch-md5 HEX --sketch-size N] [--flash FILE --flash-offset N]
  *   [--fs-offset N] [--fs-size N] [--want-fs] [--user2-offset N] [--running-slot 1|2]
+ *   [--rcvbuf BYTES] [--erase-ms MS] [--drain-ms MS]
  * F: no-answer | wrong-password | no-space | stall:BYTES | glued-ok |
  *    error-line | no-connect-back. Ports default to 0 (ephemeral; real
  * devices use 8266/3232, 80, 65056). Writes DIR/ready ("udp=P http=P
@@ -45,6 +46,21 @@
  * or "web: 401 (credentials; got user U)").
  * Version of an applied image: the printable text after "ESPSIM_VERSION=" or
  * "ESPVER:" in the image, else the ESP32 app description, else "md5:<8 hex>".
+ *
+ * ArduinoOTA transfer speed (the device is often slower than the network):
+ * --rcvbuf BYTES: the receive window of the connect-back socket (SO_RCVBUF
+ * and TCP_WINDOW_CLAMP, set before connect); default the lwIP TCP_WND,
+ * 5840 (ESP8266 core: 4 x MSS) or 5744 (ESP-IDF default); 0: the kernel's.
+ * --erase-ms MS: the time a 4 KiB sector erase takes before the Updater
+ * writes a full sector buffer (default 45, a typical SPI NOR tSE; datasheets
+ * allow up to 400); 0: instant. --drain-ms MS (ESP8266): Update.write(client)
+ * keeps reading while data comes within MS (default 1000, the Stream
+ * timeout) and only then returns; its count is written after it returns, so
+ * a station that keeps the socket fed gets one count for the whole image.
+ * 0: the call returns as soon as nothing is waiting. An ESP32 writes a count
+ * after every read of at most 1460 bytes. The functional tests choose
+ * --erase-ms 0 (ota_netdev_lib.sh, ota_daemon_lib.sh); esp_sim passes its
+ * flash model's sector erase time (0 at --link-speed 0).
  *
  * Deliberate differences from real firmware: the success tail pauses are
  * 250 ms (not ~1 s), and the web form refuses a request without a file part
@@ -113,6 +129,9 @@ struct netdev {
     bool fs_offset_given;
     uint64_t fs_offset;
     uint64_t fs_size; /* 0: no limit */
+    int rcvbuf;       /* ArduinoOTA connect-back receive window; 0: the kernel's; -1: per chip */
+    int erase_ms;     /* per 4 KiB sector erase */
+    int drain_ms;     /* ESP8266 Update.write(client): returns after this long without data */
 
     int udp_fd, http_fd, tcpota_fd;
     int images;
@@ -487,6 +506,28 @@ static bool auth_ok(struct netdev *d, const char *cnonce, const char *response)
     return d->fault != FAULT_WRONG_PASSWORD && strcmp(expect, response) == 0;
 }
 
+/*
+ * The connect-back transfer. Real-device facts it models, each with its knob:
+ *  - lwIP advertises a small receive window (TCP_WND 5840 in the ESP8266 core's lwIP, 5744 in
+ *    ESP-IDF): --rcvbuf.
+ *  - Both Updaters collect a 4 KiB sector in RAM, then erase that sector and write it; a sector
+ *    erase takes 40-400 ms on real chips and the device reads nothing meanwhile: --erase-ms.
+ *  - ESP8266 (ArduinoOTA::_runUpdate): Update.write(client) keeps reading while the stream gives
+ *    data (Updater::writeStream), writing flash as it goes, and returns only at the end of the
+ *    image or after a read found nothing; only then is its count printed (decimal, no separator).
+ *    A station that keeps the socket fed gets one count for the whole image: --drain-ms.
+ *  - ESP32: one client.read of at most 1460 bytes, Update.write(buf), its count printed; after
+ *    1 s without data the last count again, up to 3 times, then "Receive Failed".
+ */
+static void sector_done(struct netdev *d, size_t *sector, bool last)
+{
+    while (*sector >= 4096 || (last && *sector > 0)) {
+        if (d->erase_ms > 0)
+            sleep_ms(d->erase_ms); /* erase before the write, like _writeBuffer */
+        *sector = *sector >= 4096 ? *sector - 4096 : 0;
+    }
+}
+
 static void ota_receive(struct netdev *d, const struct sockaddr_in *back)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -496,6 +537,11 @@ static void ota_receive(struct netdev *d, const struct sockaddr_in *back)
     to.sin_port = htons((uint16_t)d->port);
     char ip[INET_ADDRSTRLEN];
     inet_ntop(AF_INET, &to.sin_addr, ip, sizeof(ip));
+    if (fd >= 0 && d->rcvbuf > 0) {
+        /* Before connect: the window is announced in the SYN. */
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &d->rcvbuf, sizeof(d->rcvbuf));
+        setsockopt(fd, IPPROTO_TCP, TCP_WINDOW_CLAMP, &d->rcvbuf, sizeof(d->rcvbuf));
+    }
     if (fd < 0 || bind(fd, (struct sockaddr *)&me, sizeof(me)) != 0 ||
         connect(fd, (struct sockaddr *)&to, sizeof(to)) != 0) {
         logf_(d, "ota: Connect Failed to %s:%u (%s)", ip, d->port, strerror(errno));
@@ -503,12 +549,16 @@ static void ota_receive(struct netdev *d, const struct sockaddr_in *back)
             close(fd);
         return;
     }
-    logf_(d, "ota: connected back to %s:%u, receiving %" PRIu64 " bytes", ip, d->port, d->size);
+    logf_(d,
+          "ota: connected back to %s:%u, receiving %" PRIu64
+          " bytes (window %d, erase %d ms/sector, drain %d ms)",
+          ip, d->port, d->size, d->rcvbuf, d->erase_ms, d->drain_ms);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    bool esp32 = d->chip == CHIP_ESP32;
     uint8_t *img = malloc(d->size ? d->size : 1);
     uint64_t got = 0;
-    size_t max_read = d->chip == CHIP_ESP32 ? 1460 : 4096;
+    size_t sector = 0; /* bytes in the Updater's sector buffer */
     char ack[32];
     int retries = 0;
     bool failed = false;
@@ -526,39 +576,56 @@ static void ota_receive(struct netdev *d, const struct sockaddr_in *back)
             failed = true;
             break;
         }
-        int wait = d->chip == CHIP_ESP32 ? 1000 : 60000;
+        int wait = esp32 ? 1000 : 60000;
         if (!wait_fd(fd, POLLIN, wait)) {
-            if (d->chip == CHIP_ESP32 && retries < 3) {
+            if (esp32 && retries < 3) {
                 retries++;
                 snprintf(ack, sizeof(ack), "%" PRIu64, last_count);
                 send_str(fd, ack);
                 continue;
             }
             logf_(d, "ota: Receive Failed at %" PRIu64 " bytes", got);
-            send_str(fd,
-                     d->chip == CHIP_ESP32 ? "Receive Failed" : "ERROR[6]: Stream Read Timeout\n");
+            send_str(fd, esp32 ? "Receive Failed" : "ERROR[6]: Stream Read Timeout\n");
             failed = true;
             break;
         }
-        size_t want = max_read;
-        if (want > d->size - got)
-            want = (size_t)(d->size - got);
-        if (d->fault == FAULT_STALL && got + want > d->stall_bytes)
-            want = (size_t)(d->stall_bytes - got);
-        ssize_t n = want ? recv(fd, img + got, want, 0) : 0;
-        if (want && n <= 0) {
+        /* One Update.write: ESP32 one read; ESP8266 reads (into the sector buffer's room) until
+         * the stream stays quiet for drain_ms, the image is complete or (fault) the stall point. */
+        uint64_t count = 0;
+        bool lost = false;
+        do {
+            size_t want = esp32 ? 1460 : 4096 - sector;
+            if (want > d->size - got)
+                want = (size_t)(d->size - got);
+            if (d->fault == FAULT_STALL && got + want > d->stall_bytes)
+                want = (size_t)(d->stall_bytes - got);
+            if (want == 0)
+                break;
+            ssize_t n = recv(fd, img + got, want, 0);
+            if (n <= 0) {
+                lost = true;
+                break;
+            }
+            got += (uint64_t)n;
+            count += (uint64_t)n;
+            sector += (size_t)n;
+            sector_done(d, &sector, got == d->size);
+        } while (!esp32 && got < d->size && !stop_flag && wait_fd(fd, POLLIN, d->drain_ms));
+        if (lost) {
             logf_(d, "ota: connection lost at %" PRIu64 " bytes", got);
             failed = true;
             break;
         }
-        if (n <= 0)
+        if (count == 0)
             continue;
         retries = 0;
-        got += (uint64_t)n;
-        last_count = (uint64_t)n;
+        last_count = count;
         if (d->fault == FAULT_GLUED_OK && got == d->size)
             break; /* the last count goes out glued to OK */
-        snprintf(ack, sizeof(ack), "%zd", n);
+        if (!esp32)
+            logf_(d, "ota: Update.write returned %" PRIu64 " (%" PRIu64 " of %" PRIu64 ")", count,
+                  got, d->size);
+        snprintf(ack, sizeof(ack), "%" PRIu64, count);
         send_str(fd, ack);
     }
     if (!failed && img && got == d->size) {
@@ -1075,6 +1142,7 @@ static void usage(void)
             "  [--checkin URL --interval MS|once] [--free-space N]\n"
             "  [--sketch-md5 HEX --sketch-size N] [--flash FILE --flash-offset N]\n"
             "  [--fs-offset N] [--fs-size N] [--want-fs] [--user2-offset N] [--running-slot 1|2]\n"
+            "  [--rcvbuf BYTES] [--erase-ms MS] [--drain-ms MS]\n"
             "  [--fault no-answer|wrong-password|no-space|stall:BYTES|glued-ok|error-line|"
             "no-connect-back]\n");
     exit(2);
@@ -1131,6 +1199,9 @@ int main(int argc, char **argv)
     d.tcpota_port = -1;
     d.running_slot = 1;
     d.chip_size = 4u * 1024u * 1024u;
+    d.rcvbuf = -1;
+    d.erase_ms = 45;
+    d.drain_ms = 1000;
     snprintf(d.version, sizeof(d.version), "1.0.0");
     snprintf(d.web_user, sizeof(d.web_user), "admin");
     bool have_chip = false, free_given = false, want_fs_arg = false;
@@ -1210,6 +1281,12 @@ int main(int argc, char **argv)
             d.running_slot = atoi(v) == 2 ? 2 : 1;
         } else if (strcmp(a, "--fs-size") == 0) {
             d.fs_size = strtoull(v, NULL, 0);
+        } else if (strcmp(a, "--rcvbuf") == 0) {
+            d.rcvbuf = atoi(v);
+        } else if (strcmp(a, "--erase-ms") == 0) {
+            d.erase_ms = atoi(v);
+        } else if (strcmp(a, "--drain-ms") == 0) {
+            d.drain_ms = atoi(v);
         } else {
             usage();
         }
@@ -1220,6 +1297,10 @@ int main(int argc, char **argv)
         usage();
     if (!free_given)
         d.free_space = d.chip == CHIP_ESP8266 ? 1044464u : 1310720u;
+    if (d.rcvbuf < 0)
+        d.rcvbuf = d.chip == CHIP_ESP8266 ? 5840 : 5744; /* lwIP TCP_WND */
+    if (d.erase_ms < 0 || d.drain_ms < 0)
+        usage();
     if (d.checkin_host[0] && d.interval_ms <= 0)
         d.interval_ms = 1000;
     char path[PATH_MAX + 16];

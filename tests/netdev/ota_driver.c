@@ -8,7 +8,8 @@
  *   ota_driver espota --ip IP --port N [--chip esp8266|esp32] [--password PW]
  *       [--hash auto|sha256|md5] [--fs] [--local-port N] [--attempts N]
  *       [--invite-timeout MS] [--auth-timeout MS] [--accept-timeout MS]
- *       [--stall-timeout MS] [--result-timeout MS] IMAGE
+ *       [--stall-timeout MS] [--result-timeout MS] [--progress FILE] IMAGE
+ *     --progress FILE: every progress report appended as "<done> <total>" lines
  *   ota_driver webform --ip IP --port N [--user U] [--password PW] [--fs] IMAGE
  *   ota_driver tcpota --ip IP --port N USER1 USER2
  *   ota_driver serve --bind IP --port-file F --image FILE --version V --mac MAC
@@ -100,9 +101,11 @@ static int opt_int(int argc, char **argv, const char *name, int dflt)
 
 static void progress_cb(void *ctx, uint64_t done, uint64_t total)
 {
-    (void)ctx;
-    (void)done;
-    (void)total;
+    FILE *f = ctx;
+    if (f) {
+        fprintf(f, "%" PRIu64 " %" PRIu64 "\n", done, total);
+        fflush(f);
+    }
 }
 
 static int cmd_espota(int argc, char **argv)
@@ -133,8 +136,14 @@ static int cmd_espota(int argc, char **argv)
         cfg.pbkdf2_hash = OTA_ESPOTA_HASH_SHA256;
     else if (h && strcmp(h, "md5") == 0)
         cfg.pbkdf2_hash = OTA_ESPOTA_HASH_MD5;
+    const char *pf = opt(argc, argv, "--progress");
+    FILE *progress = pf ? fopen(pf, "w") : NULL;
+    if (pf && !progress)
+        usage();
     struct ota_error err;
-    int rc = ota_espota_push(&cfg, img, len, progress_cb, NULL, -1, &err);
+    int rc = ota_espota_push(&cfg, img, len, progress_cb, progress, -1, &err);
+    if (progress)
+        fclose(progress);
     char details[64];
     snprintf(details, sizeof(details), "pushed %zu bytes", len);
     free(img);

@@ -258,6 +258,13 @@ void sim_net_boot(struct sim *s)
         argv[n++] = "--fs-offset";
         argv[n++] = s->net.fs_off;
     }
+    /* The persona's Updater erases each 4 KiB sector before writing it, on this board's flash:
+     * sim_flash.c's 45 ms sector erase, scaled by --link-speed (0 at --link-speed 0). */
+    char erase[24];
+    snprintf(erase, sizeof(erase), "%lld",
+             (long long)(sim_flash_scaled(&s->flash, 45 * SIM_NS_PER_MS) / SIM_NS_PER_MS));
+    argv[n++] = "--erase-ms";
+    argv[n++] = erase;
     argv[n] = NULL;
 
     pid_t pid = fork();
