@@ -232,6 +232,13 @@ struct sim_read_op {
 };
 
 /* The network persona (sim_net.c): configuration and the esp_netdev child. */
+enum sim_net_state {
+    SIM_NET_OFF,      /* no persona (no --net-bind, not in the app, no valid app image) */
+    SIM_NET_STARTING, /* esp_netdev runs, DIR/net/ready not there yet */
+    SIM_NET_UP,       /* DIR/net/ready written: the persona serves */
+    SIM_NET_FAILED,   /* could not run, exited, or no ready in time: DIR/net/failed */
+};
+
 struct sim_net {
     const char *bind;     /* --net-bind 127.0.0.x; NULL = no persona */
     const char *checkin;  /* --checkin URL */
@@ -245,7 +252,13 @@ struct sim_net {
     int64_t app_offset;   /* --app-offset; -1 = chip default */
     const char *fs_off;   /* --fs-offset: where the persona writes filesystem images; NULL none */
     int pid;              /* the running esp_netdev, 0 = none */
-    bool announce;        /* print the version line at the next app tick */
+    int start_timeout_ms; /* --net-start-timeout: DIR/net/ready must appear within this */
+    enum sim_net_state state;
+    int64_t start_deadline; /* SIM_NET_STARTING: give up at this sim_now() */
+    char failed[256];       /* SIM_NET_FAILED: why (also in DIR/net/failed) */
+    char up_line[1024];     /* what "net: persona up" logs after the pid */
+    int64_t err_start;      /* size of DIR/net/netdev.err when this boot's persona started */
+    bool announce;          /* print the version line at the next app tick */
     char version[64];
     char md5[33];
     uint32_t size;
@@ -346,6 +359,12 @@ void sim_board_reset_session(struct sim *s);
 /* sim_net.c: start (after an app boot) / stop (reset, exit) the network persona. */
 void sim_net_boot(struct sim *s);
 void sim_net_stop(struct sim *s);
+void sim_net_step(struct sim *s, int64_t now);
+int64_t sim_net_next_event(const struct sim *s);
+const char *sim_net_state_to_string(enum sim_net_state st);
+/* The app's first console line about the network: 1 = written to line (version and IP, or
+ * the failure), 0 = nothing to say (a plain tick line), -1 = hold the tick (still starting). */
+int sim_net_app_line(struct sim *s, unsigned ms, char *line, size_t cap);
 uint32_t sim_net_app_offset(const struct sim *s);
 /* Staging of replies during command handling. */
 void sim_reply(struct sim *s, uint8_t op, uint32_t value, const uint8_t *data, size_t data_len,

@@ -484,16 +484,18 @@ void sim_board_step(struct sim *s, int64_t now)
     }
     if (s->rd.active && !s->defer_at)
         sim_stub_read_pump(s);
+    sim_net_step(s, now);
     if (s->state == SIM_ST_APP && s->app_next_line && now >= s->app_next_line) {
-        char line[160];
-        if (s->net.announce) {
-            s->net.announce = false;
-            snprintf(line, sizeof(line), "I (%u) app: version %s ip %s\r\n",
-                     200 + s->app_lines * 1000, s->net.version, s->net.bind);
-        } else {
+        char line[384];
+        /* The first line about the network waits until the persona is up (or failed). */
+        int net = sim_net_app_line(s, 200 + s->app_lines * 1000, line, sizeof(line));
+        if (net < 0) {
+            s->app_next_line = now + 10 * SIM_NS_PER_MS;
+            return;
+        }
+        if (net == 0)
             snprintf(line, sizeof(line), "I (%u) app: esp_sim %s app running, tick %u\r\n",
                      200 + s->app_lines * 1000, s->chip->name, s->app_lines);
-        }
         s->app_lines++;
         board_text(s, line, s->app_baud ? s->app_baud : SIM_INITIAL_BAUD);
         s->app_next_line = now + APP_LINE_NS;
@@ -509,5 +511,6 @@ int64_t sim_board_next_event(const struct sim *s)
         t = s->defer_at;
     if (s->state == SIM_ST_APP && s->app_next_line && s->app_next_line < t)
         t = s->app_next_line;
-    return t;
+    int64_t tn = sim_net_next_event(s);
+    return tn < t ? tn : t;
 }

@@ -42,7 +42,7 @@ static void usage(void)
             "               [--net-bind 127.0.0.x [--checkin URL] [--checkin-interval MS]\n"
             "                [--ota-password PW] [--ota-auth md5|pbkdf2] [--ota-port N]\n"
             "                [--web-port N] [--net-fault F] [--netdev PATH] [--app-offset N]\n"
-            "                [--fs-offset N]] [--app-baud N]\n");
+            "                [--fs-offset N] [--net-start-timeout MS]] [--app-baud N]\n");
 }
 
 static int parse_size(const char *arg, uint32_t *out)
@@ -163,6 +163,7 @@ static int parse_args(int argc, char **argv, struct sim *s, struct options *o)
                                              {"app-offset", required_argument, NULL, 'a'},
                                              {"fs-offset", required_argument, NULL, 'Z'},
                                              {"app-baud", required_argument, NULL, 'R'},
+                                             {"net-start-timeout", required_argument, NULL, 'T'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
     uint32_t flash_size = 4u << 20;
@@ -269,6 +270,15 @@ static int parse_args(int argc, char **argv, struct sim *s, struct options *o)
             break;
         case 'Z':
             s->net.fs_off = optarg;
+            break;
+        case 'T':
+            errno = 0;
+            s->net.start_timeout_ms = (int)strtol(optarg, &end, 10);
+            if (errno || *end || end == optarg || s->net.start_timeout_ms < 1 ||
+                s->net.start_timeout_ms > 600000) {
+                fprintf(stderr, "esp_sim: --net-start-timeout: 1 .. 600000 ms\n");
+                return -1;
+            }
             break;
         case 'R':
             errno = 0;
@@ -393,6 +403,7 @@ int main(int argc, char **argv)
     s.net.ota_port = -1;
     s.net.http_port = -1;
     s.net.app_offset = -1;
+    s.net.start_timeout_ms = 5000;
     if (parse_args(argc, argv, &s, &o) != 0)
         return 2;
     double speed = s.speed;

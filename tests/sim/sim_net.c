@@ -23,12 +23,24 @@
  * It is killed (SIGKILL: a reset is a power cut to the firmware) on the next
  * chip reset, EN low, or when esp_sim exits. No valid app image: no persona,
  * logged. The console announces "I (<ms>) app: version <v> ip <addr>" at the
- * first app tick so the daemon's boot check can capture both.
+ * first app tick after the persona is up, so the daemon's boot check can
+ * capture both.
+ *
+ * Start-up is checked: the persona is "up" only once it wrote DIR/net/ready.
+ * If esp_netdev cannot be run (exec error, reported through a close-on-exec
+ * pipe), exits, or writes no ready file within --net-start-timeout MS (default
+ * 5000), the board logs "net: persona failed: <why>", writes the reason to
+ * DIR/net/failed (removed at the next app boot) and its console prints
+ * "E (<ms>) app: version <v> network failed: <why>" instead of the IP line.
+ * Real-device fact: firmware whose network stack does not come up logs an
+ * error on the console instead of its address (ESP-IDF "E (..) wifi: ..."), so
+ * a boot check waiting for the IP fails rather than passing a dead board.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,16 +125,166 @@ static size_t v2_length(const uint8_t *img, size_t room, uint32_t *slot_bytes)
     return len;
 }
 
+const char *sim_net_state_to_string(enum sim_net_state st)
+{
+    switch (st) {
+    case SIM_NET_OFF:
+        return "off";
+    case SIM_NET_STARTING:
+        return "starting";
+    case SIM_NET_UP:
+        return "up";
+    case SIM_NET_FAILED:
+        return "failed";
+    }
+    return "?";
+}
+
+static void net_path(const struct sim *s, const char *name, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%s/net/%s", s->dir, name);
+}
+
+/* The first non-empty line this boot's persona wrote to DIR/net/netdev.err (what it said
+ * before it died: an option error comes before the usage text; the file keeps earlier
+ * boots' lines too). */
+static void first_err_line(const struct sim *s, char *out, size_t cap)
+{
+    char path[PATH_MAX + 16], line[256];
+    out[0] = '\0';
+    net_path(s, "netdev.err", path, sizeof(path));
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    if (fseeko(f, s->net.err_start, SEEK_SET) != 0) {
+        fclose(f);
+        return;
+    }
+    while (fgets(line, sizeof(line), f)) {
+        line[strcspn(line, "\r\n")] = '\0';
+        if (line[0]) {
+            snprintf(out, cap, "%s", line);
+            break;
+        }
+    }
+    fclose(f);
+}
+
+/* The persona could not start: log it, write DIR/net/failed, print it on the console. */
+static void net_failed(struct sim *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void net_failed(struct sim *s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->net.failed, sizeof(s->net.failed), fmt, ap);
+    va_end(ap);
+    s->net.state = SIM_NET_FAILED;
+    s->net.start_deadline = 0;
+    sim_log("net: persona failed: %s", s->net.failed);
+    char tmp[PATH_MAX + 16], fin[PATH_MAX + 16];
+    net_path(s, "failed.tmp", tmp, sizeof(tmp));
+    net_path(s, "failed", fin, sizeof(fin));
+    FILE *f = fopen(tmp, "w");
+    if (f) {
+        fprintf(f, "%s\n", s->net.failed);
+        if (fclose(f) == 0)
+            rename(tmp, fin);
+    }
+}
+
+static void reap(struct sim *s, int st)
+{
+    char why[200];
+    first_err_line(s, why, sizeof(why));
+    int pid = s->net.pid;
+    s->net.pid = 0;
+    if (WIFEXITED(st))
+        net_failed(s, "esp_netdev (pid %d) exited with status %d%s%s%s", pid, WEXITSTATUS(st),
+                   s->net.state == SIM_NET_UP ? " while up" : " before it was ready",
+                   why[0] ? ": " : "", why);
+    else
+        net_failed(s, "esp_netdev (pid %d) killed by signal %d%s%s%s", pid,
+                   WIFSIGNALED(st) ? WTERMSIG(st) : 0,
+                   s->net.state == SIM_NET_UP ? " while up" : " before it was ready",
+                   why[0] ? ": " : "", why);
+}
+
+void sim_net_step(struct sim *s, int64_t now)
+{
+    if (s->net.pid <= 0 || (s->net.state != SIM_NET_STARTING && s->net.state != SIM_NET_UP))
+        return;
+    int st;
+    pid_t r = waitpid(s->net.pid, &st, WNOHANG);
+    if (r == s->net.pid) {
+        reap(s, st);
+        return;
+    }
+    if (s->net.state != SIM_NET_STARTING)
+        return;
+    char ready[PATH_MAX + 16];
+    net_path(s, "ready", ready, sizeof(ready));
+    if (access(ready, F_OK) == 0) {
+        s->net.state = SIM_NET_UP;
+        s->net.start_deadline = 0;
+        sim_log("net: persona up (pid %d) %s", s->net.pid, s->net.up_line);
+        return;
+    }
+    if (now >= s->net.start_deadline) {
+        int pid = s->net.pid;
+        kill(pid, SIGKILL);
+        while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+            ;
+        s->net.pid = 0;
+        net_failed(s, "esp_netdev (pid %d) wrote no %s within %d ms (killed)", pid, ready,
+                   s->net.start_timeout_ms);
+    }
+}
+
+/* While starting, the loop looks for DIR/net/ready every 10 ms. */
+int64_t sim_net_next_event(const struct sim *s)
+{
+    if (s->net.state != SIM_NET_STARTING)
+        return INT64_MAX;
+    int64_t t = sim_now() + 10 * SIM_NS_PER_MS;
+    return s->net.start_deadline < t ? s->net.start_deadline : t;
+}
+
+int sim_net_app_line(struct sim *s, unsigned ms, char *line, size_t cap)
+{
+    if (!s->net.announce)
+        return 0;
+    switch (s->net.state) {
+    case SIM_NET_STARTING:
+        return -1;
+    case SIM_NET_UP:
+        s->net.announce = false;
+        snprintf(line, cap, "I (%u) app: version %s ip %s\r\n", ms, s->net.version, s->net.bind);
+        return 1;
+    case SIM_NET_FAILED:
+        s->net.announce = false;
+        snprintf(line, cap, "E (%u) app: version %s network failed: %s\r\n", ms, s->net.version,
+                 s->net.failed);
+        return 1;
+    case SIM_NET_OFF:
+        break;
+    }
+    s->net.announce = false;
+    return 0;
+}
+
 void sim_net_stop(struct sim *s)
 {
-    if (s->net.pid <= 0)
-        return;
-    kill(s->net.pid, SIGKILL);
-    int st;
-    while (waitpid(s->net.pid, &st, 0) < 0 && errno == EINTR)
-        ;
-    sim_log("net: persona stopped (pid %d)", (int)s->net.pid);
+    if (s->net.pid > 0) {
+        kill(s->net.pid, SIGKILL);
+        int st;
+        while (waitpid(s->net.pid, &st, 0) < 0 && errno == EINTR)
+            ;
+        sim_log("net: persona stopped (pid %d, was %s)", (int)s->net.pid,
+                sim_net_state_to_string(s->net.state));
+    }
     s->net.pid = 0;
+    s->net.state = SIM_NET_OFF;
+    s->net.start_deadline = 0;
     s->net.announce = false;
 }
 
@@ -186,8 +348,15 @@ void sim_net_boot(struct sim *s)
     char dir[PATH_MAX], flash[PATH_MAX + 16], errf[PATH_MAX + 16], exe[PATH_MAX];
     snprintf(dir, sizeof(dir), "%s/net", s->dir);
     mkdir(dir, 0755);
+    /* This boot's persona must write its own ready file; the last boot's verdict goes. */
+    net_path(s, "ready", errf, sizeof(errf));
+    unlink(errf);
+    net_path(s, "failed", errf, sizeof(errf));
+    unlink(errf);
     snprintf(flash, sizeof(flash), "%s/flash.bin", s->dir);
     snprintf(errf, sizeof(errf), "%s/netdev.err", dir);
+    struct stat est;
+    s->net.err_start = stat(errf, &est) == 0 ? (int64_t)est.st_size : 0;
     const char *prog = netdev_path(s, exe, sizeof(exe));
     char mac[18], size[24], offs[24], port[16], interval[16], hp[16], u2[24], run[4];
     snprintf(mac, sizeof(mac), "%02X:%02X:%02X:%02X:%02X:%02X", s->mac[0], s->mac[1], s->mac[2],
@@ -267,9 +436,23 @@ void sim_net_boot(struct sim *s)
     argv[n++] = erase;
     argv[n] = NULL;
 
+    snprintf(s->net.up_line, sizeof(s->net.up_line), "%s version %s md5 %s size %zu ip %s%s", prog,
+             s->net.version, s->net.md5, len, s->net.bind,
+             running == 1   ? " nonos user1 tcp-ota 65056"
+             : running == 2 ? " nonos user2 tcp-ota 65056"
+                            : "");
+    s->net.announce = true; /* the IP line, or the failure, at the first app tick */
+    /* An exec error comes back through a close-on-exec pipe (EOF = exec worked). */
+    int ep[2];
+    if (pipe2(ep, O_CLOEXEC) != 0) {
+        net_failed(s, "pipe: %s", strerror(errno));
+        return;
+    }
     pid_t pid = fork();
     if (pid < 0) {
-        sim_log("net: fork failed: %s", strerror(errno));
+        close(ep[0]);
+        close(ep[1]);
+        net_failed(s, "fork: %s", strerror(errno));
         return;
     }
     if (pid == 0) {
@@ -285,15 +468,34 @@ void sim_net_boot(struct sim *s)
             dup2(efd >= 0 ? efd : nfd, 2);
         }
         for (int fd = 3; fd < 4096; fd++)
-            close(fd);
+            if (fd != ep[1])
+                close(fd);
         execv(prog, (char *const *)argv);
+        int e = errno;
+        ssize_t w = write(ep[1], &e, sizeof(e));
+        (void)w;
         _exit(127);
     }
+    close(ep[1]);
+    int child_errno = 0;
+    ssize_t r;
+    while ((r = read(ep[0], &child_errno, sizeof(child_errno))) < 0 && errno == EINTR)
+        ;
+    close(ep[0]);
+    if (r == (ssize_t)sizeof(child_errno)) {
+        int st;
+        while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+            ;
+        net_failed(s, "cannot run %s: %s%s", prog, strerror(child_errno),
+                   s->net.netdev ? ""
+                                 : " (not found next to esp_sim as netdev/esp_netdev, "
+                                   "../netdev/esp_netdev or esp_netdev; build the esp_netdev "
+                                   "target or give --netdev PATH)");
+        return;
+    }
     s->net.pid = pid;
-    s->net.announce = true;
-    sim_log("net: persona up (pid %d) %s version %s md5 %s size %zu ip %s%s", (int)pid, prog,
-            s->net.version, s->net.md5, len, s->net.bind,
-            running == 1   ? " nonos user1 tcp-ota 65056"
-            : running == 2 ? " nonos user2 tcp-ota 65056"
-                           : "");
+    s->net.state = SIM_NET_STARTING;
+    int ms = s->net.start_timeout_ms > 0 ? s->net.start_timeout_ms : 5000;
+    s->net.start_deadline = sim_now() + ms * SIM_NS_PER_MS;
+    sim_log("net: persona starting (pid %d) %s", (int)pid, prog);
 }
