@@ -246,7 +246,7 @@ struct sim_net {
     const char *auth;     /* --ota-auth md5|pbkdf2 */
     const char *fault;    /* --net-fault */
     const char *netdev;   /* --netdev PATH; NULL = next to esp_sim */
-    int interval_ms;      /* --checkin-interval */
+    int interval_ms;      /* --checkin-interval; -1 = "once" (one check-in per boot) */
     int ota_port;         /* --ota-port; -1 = the chip's (8266 / 3232) */
     int http_port;        /* --web-port; -1 = no /update form */
     int64_t app_offset;   /* --app-offset; -1 = chip default */

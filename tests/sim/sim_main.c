@@ -245,7 +245,7 @@ static int parse_args(int argc, char **argv, struct sim *s, struct options *o)
             s->net.checkin = optarg;
             break;
         case 'I':
-            s->net.interval_ms = atoi(optarg);
+            s->net.interval_ms = strcmp(optarg, "once") == 0 ? -1 : atoi(optarg);
             break;
         case 'P':
             s->net.password = optarg;

@@ -365,7 +365,11 @@ void sim_net_boot(struct sim *s)
     snprintf(offs, sizeof(offs), "0x%x", running ? 0x1000u : off);
     snprintf(port, sizeof(port), "%d",
              s->net.ota_port >= 0 ? s->net.ota_port : (esp8266 ? 8266 : 3232));
-    snprintf(interval, sizeof(interval), "%d", s->net.interval_ms > 0 ? s->net.interval_ms : 1000);
+    if (s->net.interval_ms < 0) /* --checkin-interval once */
+        snprintf(interval, sizeof(interval), "once");
+    else
+        snprintf(interval, sizeof(interval), "%d",
+                 s->net.interval_ms > 0 ? s->net.interval_ms : 1000);
     const char *argv[40];
     size_t n = 0;
     argv[n++] = prog;
