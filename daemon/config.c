@@ -308,8 +308,11 @@ static int set_defaults(struct ctx *c, struct config *cfg)
     }
     cfg->api.read_requires_token = false;
     cfg->api.max_body_bytes = CONFIG_DEFAULT_MAX_BODY_BYTES;
+    cfg->api.max_connections = CONFIG_DEFAULT_API_MAX_CONNECTIONS;
+    cfg->api.idle_timeout_s = CONFIG_DEFAULT_API_IDLE_TIMEOUT_S;
     cfg->ota.enrol_unknown = true;
-    cfg->ota.max_connections = 256;
+    cfg->ota.max_connections = CONFIG_DEFAULT_OTA_MAX_CONNECTIONS;
+    cfg->ota.idle_timeout_s = CONFIG_DEFAULT_OTA_IDLE_TIMEOUT_S;
     cfg->ota.mdns_interval_s = 60;
     if (dup_str(c, "admin", &cfg->ota.webform_user) < 0)
         return -ENOMEM;
@@ -547,7 +550,8 @@ static int parse_ports(struct ctx *c, struct config *cfg, json_object *v)
 
 static int parse_api(struct ctx *c, struct config *cfg, json_object *v)
 {
-    static const char *const keys[] = {"token", "read_requires_token", "max_body_bytes", NULL};
+    static const char *const keys[] = {"token",           "read_requires_token", "max_body_bytes",
+                                       "max_connections", "idle_timeout_s",      NULL};
     int rc;
     json_object *f;
     long long x;
@@ -571,6 +575,16 @@ static int parse_api(struct ctx *c, struct config *cfg, json_object *v)
             return rc;
         cfg->api.max_body_bytes = (size_t)x;
     }
+    if (json_object_object_get_ex(v, "max_connections", &f)) {
+        if ((rc = get_int(c, "api.max_connections", f, 1, 65536, &x)) < 0)
+            return rc;
+        cfg->api.max_connections = (int)x;
+    }
+    if (json_object_object_get_ex(v, "idle_timeout_s", &f)) {
+        if ((rc = get_int(c, "api.idle_timeout_s", f, 1, 3600, &x)) < 0)
+            return rc;
+        cfg->api.idle_timeout_s = (int)x;
+    }
     if (cfg->api.read_requires_token && !cfg->api.token)
         return fail(c, "api.read_requires_token",
                     "is true but no api.token is set (nobody could read the API)");
@@ -580,9 +594,9 @@ static int parse_api(struct ctx *c, struct config *cfg, json_object *v)
 /* "ota": the device-facing HTTP update endpoint and the push defaults. */
 static int parse_ota(struct ctx *c, struct config *cfg, json_object *v)
 {
-    static const char *const keys[] = {
-        "listen",          "unknown_boards",  "strict",       "espota_port",
-        "max_connections", "mdns_interval_s", "webform_user", NULL};
+    static const char *const keys[] = {"listen",       "unknown_boards",  "strict",
+                                       "espota_port",  "max_connections", "mdns_interval_s",
+                                       "webform_user", "idle_timeout_s",  NULL};
     int rc;
     json_object *f;
     long long x;
@@ -630,6 +644,11 @@ static int parse_ota(struct ctx *c, struct config *cfg, json_object *v)
         if ((rc = get_int(c, "ota.max_connections", f, 1, 4096, &x)) < 0)
             return rc;
         cfg->ota.max_connections = (int)x;
+    }
+    if (json_object_object_get_ex(v, "idle_timeout_s", &f)) {
+        if ((rc = get_int(c, "ota.idle_timeout_s", f, 1, 3600, &x)) < 0)
+            return rc;
+        cfg->ota.idle_timeout_s = (int)x;
     }
     if (json_object_object_get_ex(v, "mdns_interval_s", &f)) {
         if ((rc = get_int(c, "ota.mdns_interval_s", f, 0, 86400, &x)) < 0)

@@ -36,6 +36,10 @@
 #define CONFIG_DEFAULT_BOOT_TIMEOUT_MS 10000
 #define CONFIG_DEFAULT_BOOT_BAUD 115200u
 #define CONFIG_DEFAULT_MAX_BODY_BYTES (64u * 1024 * 1024)
+#define CONFIG_DEFAULT_API_MAX_CONNECTIONS 1000
+#define CONFIG_DEFAULT_API_IDLE_TIMEOUT_S 60
+#define CONFIG_DEFAULT_OTA_MAX_CONNECTIONS 256
+#define CONFIG_DEFAULT_OTA_IDLE_TIMEOUT_S 30
 
 /* A USB-serial bridge whose ttys are ours (VID:PID as in udev ID_VENDOR_ID/ID_MODEL_ID). */
 struct config_bridge {
@@ -115,7 +119,8 @@ struct config_ota {
     bool enrol_unknown;  /* true: an unknown MAC checking in gets a record; false: 404 */
     bool strict;         /* 403 for requests that are not from the ESP updaters */
     int espota_port;     /* local TCP port for ArduinoOTA connect-backs; 0 = ephemeral */
-    int max_connections; /* 256 */
+    int max_connections; /* 256; 1 .. 4096, lowered to the fd budget (fdbudget.h) */
+    int idle_timeout_s;  /* a connection without I/O for this long is closed; 30, 1 .. 3600 */
     int mdns_interval_s; /* avahi-browse discovery period; 60, 0 = off */
     char *webform_user;  /* HTTP Basic user for web-form pushes; "admin" */
 };
@@ -124,6 +129,8 @@ struct config_api {
     char *token;              /* bearer token for mutating calls; NULL = none configured */
     bool read_requires_token; /* false */
     size_t max_body_bytes;    /* 64 MiB; 1 KiB .. 1 GiB */
+    int max_connections;      /* 1000; 1 .. 65536, lowered to the fd budget; at start only */
+    int idle_timeout_s;       /* 60; 1 .. 3600; at start only */
 };
 
 struct config {

@@ -125,13 +125,16 @@ struct job *job_new(const struct job_params *p, struct loop *loop, int64_t id)
     j->loop = loop;
     j->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (j->cancel_fd < 0) {
+        int e = errno; /* EMFILE is not ENOMEM: the caller reports which */
         free(j);
+        errno = e;
         return NULL;
     }
     j->done_msg = calloc(1, sizeof(*j->done_msg));
     if (!j->done_msg) {
         close(j->cancel_fd);
         free(j);
+        errno = ENOMEM;
         return NULL;
     }
     pthread_mutex_init(&j->mu, NULL);

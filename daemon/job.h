@@ -184,7 +184,8 @@ struct job {
     struct job *next;
 };
 
-/* Creates a job (thread not started). NULL on failure. */
+/* Creates a job (thread not started). NULL on failure with errno set: ENOMEM, or
+ * EMFILE / ENFILE when no descriptor is left for its cancel eventfd. */
 struct job *job_new(const struct job_params *p, struct loop *loop, int64_t id);
 /* Starts the worker. 0 or -errno. */
 int job_start(struct job *j);

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fdbudget.h"
 #include "log.h"
 #include "loop.h"
 #include "ota.h"
@@ -195,6 +196,11 @@ int main(int argc, char **argv)
     /* A closed log pipe or TCP peer must give EPIPE, not kill the station. */
     signal(SIGPIPE, SIG_IGN);
 
+    /* Every descriptor the hard limit allows, before anything is opened (fdbudget.h). */
+    struct fd_budget budget;
+    memset(&budget, 0, sizeof(budget));
+    int raise_rc = fd_budget_raise_limit(&budget.raised_from, &budget.limit, &budget.hard);
+
     struct loop *loop = NULL;
     int rc = loop_new(&loop);
     if (rc < 0) {
@@ -217,6 +223,21 @@ int main(int argc, char **argv)
         loop_free(loop);
         return 1;
     }
+    /* The reserve for jobs and the servers' connection caps, before the servers start. */
+    if (raise_rc < 0)
+        log_msg(LOG_LEVEL_WARN, "open files: cannot raise the soft limit %ld to the hard limit: %s",
+                budget.limit, strerror(-raise_rc));
+    fd_budget_compute(&budget, budget.limit, station_config(st), 0);
+    char line[400];
+    fd_budget_describe(&budget, line, sizeof(line));
+    log_msg(LOG_LEVEL_NOTICE, "%s", line);
+    if (budget.short_by > 0)
+        log_msg(LOG_LEVEL_ERROR,
+                "open files: the limit %ld is %ld short of the reserve for max_parallel %d and "
+                "the smallest connection caps: jobs may fail with \"too many open files\"; "
+                "raise LimitNOFILE (systemd) or ulimit -n, or lower max_parallel",
+                budget.limit, budget.short_by, station_config(st)->max_parallel);
+    station_set_fd_budget(st, &budget);
     rc = loop_signals(loop, sigs, 3, station_on_signal, st);
     struct web *web = NULL;
     if (rc == 0) {

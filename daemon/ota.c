@@ -8,7 +8,15 @@
  *    exactly image->size bytes for a 200) and is closed: HTTP/1.0 semantics,
  *    which is what the ESP updaters ask for.
  *  - Nothing blocks: sockets are non-blocking, the loop waits for EPOLLIN and
- *    then EPOLLOUT; idle connections are closed after 30 s.
+ *    then EPOLLOUT; connections without I/O for ota.idle_timeout_s (30 s) are
+ *    closed.
+ *  - At most the fd budget's OTA cap of connections (daemon/fdbudget.h): at the
+ *    cap a newcomer takes the place of the longest-silent connection still
+ *    waiting for its request head, else it gets 503. When accept() finds no
+ *    descriptor (EMFILE, ENFILE) the listener rests ACCEPT_PAUSE_MS instead of
+ *    being polled again at once (the pending connection keeps it readable).
+ *  - "Served" (the ota_http memory that prevents update loops) is recorded
+ *    only after the whole body went out.
  *  - "Served" (the ota_http memory that prevents update loops) is recorded
  *    only after the whole body went out.
  */
@@ -37,7 +45,8 @@
 #include "slot.h"
 #include "station.h"
 
-#define CONN_IDLE_MS 30000
+#define ACCEPT_PAUSE_MS 250
+#define OTA_WARN_EVERY_MS 60000 /* at most one warning a minute per kind */
 
 struct ota_conn {
     struct ota *o;
@@ -958,6 +967,71 @@ static void conn_io(void *ctx, int fd, uint32_t events)
         conn_read(c);
 }
 
+static void on_accept(void *ctx, int fd, uint32_t events);
+
+static bool warn_due(int64_t *last)
+{
+    int64_t now = loop_now_ms();
+    if (*last != 0 && now - *last < OTA_WARN_EVERY_MS)
+        return false;
+    *last = now;
+    return true;
+}
+
+static void accept_resume(void *ctx)
+{
+    struct ota *o = ctx;
+    if (!o->accept_paused)
+        return; /* the listener was replaced meanwhile */
+    o->accept_paused = false;
+    if (o->listen_fd >= 0 && loop_add_fd(o->loop, o->listen_fd, EPOLLIN, on_accept, o) < 0)
+        log_msg(LOG_LEVEL_ERROR, "OTA endpoint: cannot watch the listener again: the endpoint "
+                                 "is off until ota.listen is reloaded (SIGHUP)");
+}
+
+/* accept() failed for want of a descriptor or memory: the connection stays queued and
+ * the listener readable, so polling it again would spin. Rest instead. */
+static void accept_pause(struct ota *o, int e)
+{
+    if (!o->accept_timer || loop_timer_arm(o->accept_timer, ACCEPT_PAUSE_MS, 0) < 0)
+        return; /* cannot rest: better to spin than to stop serving */
+    loop_del_fd(o->loop, o->listen_fd);
+    o->accept_paused = true;
+    if (warn_due(&o->accept_log_ms))
+        log_msg(LOG_LEVEL_WARN,
+                "OTA endpoint: cannot accept a connection (%s) with %d open: not accepting "
+                "for %d ms (see the 'open files' line at start)",
+                strerror(e), o->n_conns, ACCEPT_PAUSE_MS);
+}
+
+static int ota_cap(const struct ota *o)
+{
+    int cap = station_fd_budget(o->st)->ota_max;
+    return cap > 0 ? cap : station_config(o->st)->ota.max_connections;
+}
+
+/* At the cap: the longest-silent connection still waiting for its request head (an
+ * ESP updater sends its head right after connecting), closed; false when every one
+ * is being answered. */
+static bool make_room(struct ota *o)
+{
+    struct ota_conn *victim = NULL;
+    for (struct ota_conn *c = o->conns; c; c = c->next)
+        if (!c->writing && (!victim || c->last_io < victim->last_io))
+            victim = c;
+    if (!victim)
+        return false;
+    conn_close(victim);
+    o->evicted++;
+    if (warn_due(&o->evict_log_ms))
+        log_msg(LOG_LEVEL_WARN,
+                "OTA endpoint: %d connections, its cap: closing the longest-silent one to make "
+                "room (%llu so far); is a client holding connections open? (cap: see the 'open "
+                "files' line at start, ota.max_connections)",
+                o->n_conns + 1, (unsigned long long)o->evicted);
+    return true;
+}
+
 static void on_accept(void *ctx, int fd, uint32_t events)
 {
     (void)events;
@@ -966,10 +1040,12 @@ static void on_accept(void *ctx, int fd, uint32_t events)
         struct sockaddr_storage ss;
         socklen_t sl = sizeof(ss);
         int cfd = accept4(fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (cfd < 0)
+        if (cfd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                accept_pause(o, errno);
             return;
-        const struct config *cfg = station_config(o->st);
-        if (o->n_conns >= cfg->ota.max_connections) {
+        }
+        if (o->n_conns >= ota_cap(o) && !make_room(o)) {
             static const char busy[] = "HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\n"
                                        "Connection: close\r\n\r\n";
             (void)!send(cfd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -1004,10 +1080,11 @@ static void on_sweep(void *ctx)
 {
     struct ota *o = ctx;
     int64_t now = loop_now_ms();
+    int64_t idle_ms = (int64_t)station_config(o->st)->ota.idle_timeout_s * 1000;
     struct ota_conn *c = o->conns;
     while (c) {
         struct ota_conn *next = c->next;
-        if (now - c->last_io > CONN_IDLE_MS)
+        if (now - c->last_io > idle_ms)
             conn_close(c);
         c = next;
     }
@@ -1087,9 +1164,12 @@ static void write_port_file(struct ota *o)
 static void close_listener(struct ota *o)
 {
     if (o->listen_fd >= 0) {
-        loop_del_fd(o->loop, o->listen_fd);
+        loop_del_fd(o->loop, o->listen_fd); /* -ENOENT while resting: harmless */
         close(o->listen_fd);
     }
+    o->accept_paused = false;
+    if (o->accept_timer)
+        loop_timer_disarm(o->accept_timer);
     o->listen_fd = -1;
     o->port = -1;
     o->listen_host[0] = '\0';
@@ -1218,7 +1298,8 @@ int ota_new(struct station *st, struct loop *loop, struct ota **out, char *err, 
         rc = loop_add_fd(loop, o->msg_pipe[0], EPOLLIN, ota_jobs_on_msg, o);
     if (rc == 0) {
         o->sweep = loop_timer_new(loop, on_sweep, o);
-        if (!o->sweep || loop_timer_arm(o->sweep, 1000, 1000) < 0)
+        o->accept_timer = loop_timer_new(loop, accept_resume, o);
+        if (!o->sweep || !o->accept_timer || loop_timer_arm(o->sweep, 1000, 1000) < 0)
             rc = -ENOMEM;
     }
     if (rc < 0) {
@@ -1261,6 +1342,7 @@ void ota_free(struct ota *o)
     if (o->msg_pipe[1] >= 0)
         close(o->msg_pipe[1]);
     loop_timer_free(o->sweep);
+    loop_timer_free(o->accept_timer);
     ota_invalidate(o);
     free(o);
 }

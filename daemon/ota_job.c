@@ -488,12 +488,13 @@ int ota_push(struct ota *o, const struct ota_push_request *r, int64_t *job_id, c
     p->next = o->pushes;
     o->pushes = p;
     o->n_pushes++;
-    if (pthread_create(&p->thread, NULL, worker, p) != 0) {
+    int prc = pthread_create(&p->thread, NULL, worker, p);
+    if (prc != 0) {
         push_unlink(o, p);
         struct records_job_result res;
         records_job_result_init(&res);
         res.state = RECORDS_JOB_FAILED;
-        res.result_code = -EAGAIN;
+        res.result_code = -prc; /* the true errno (EAGAIN: threads or memory) */
         res.error_stage = "invite";
         res.bytes = 0;
         res.error_message = "cannot start a worker thread";

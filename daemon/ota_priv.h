@@ -64,6 +64,12 @@ struct ota {
     struct ota_conn *conns;
     int n_conns;
     struct loop_timer *sweep;
+    /* accept() found no descriptor (EMFILE...): the listener rests, accept_timer wakes it */
+    struct loop_timer *accept_timer;
+    bool accept_paused;
+    int64_t accept_log_ms; /* the last such warning */
+    uint64_t evicted;      /* connections closed to make room at the cap */
+    int64_t evict_log_ms;  /* the last "at its cap" warning */
     struct ota_fw *cache;
     /* push workers */
     int msg_pipe[2];

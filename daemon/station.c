@@ -72,6 +72,8 @@ struct station {
     struct station_hooks hooks;
     struct station_req *reqs;    /* REST API job requests, pending or running */
     struct json_object *overlay; /* REST API profile changes (config_load_overlay), or NULL */
+    struct fd_budget budget;     /* set by main (station_set_fd_budget) */
+    int api_idle_start;          /* api.idle_timeout_s the REST API was started with */
 };
 
 /*
@@ -541,13 +543,26 @@ static void start_job(struct station *st, struct slot *s)
     if (capped)
         p.baud = s->baud_limit;
     struct job *j = job_new(&p, st->loop, id);
-    int rc = j ? job_start(j) : -ENOMEM;
+    int rc = j ? job_start(j) : -(errno ? errno : ENOMEM);
     if (rc < 0) {
-        slog(s, LOG_LEVEL_ERROR, "cannot start a worker thread: %s", strerror(-rc));
+        /* The true errno, with a stage: "too many open files" sends the technician to the
+         * open-file limit, "cannot allocate memory" to the machine. */
+        bool fds = rc == -EMFILE || rc == -ENFILE;
+        char msg[160];
+        snprintf(msg, sizeof(msg), "cannot start the job%s: %s",
+                 j ? " (no worker thread)" : " (no cancel eventfd)", strerror(-rc));
+        slog(s, LOG_LEVEL_ERROR, "%s", msg);
         struct records_job_result res;
         records_job_result_init(&res);
         res.result_code = rc;
-        res.error_message = "cannot start a worker thread";
+        res.error_stage = "open";
+        res.error_message = msg;
+        res.error_advice =
+            fds ? "the station ran out of file descriptors: see the 'open files' line at start, "
+                  "raise LimitNOFILE or lower max_parallel, and look for clients holding many "
+                  "connections; unplug and replug the board to try again"
+                : "the station is short of memory or threads: check the machine, then unplug "
+                  "and replug the board to try again";
         records_job_finish(st->rec, id, &res, &re);
         job_free(j);
         req_free(st, rq);
@@ -1729,6 +1744,7 @@ static const char *overlay_text(const struct station *st)
 }
 
 static void apply_config(struct station *st, struct config *cfg);
+static void budget_reload(struct station *st);
 
 int station_reload(struct station *st)
 {
@@ -1756,6 +1772,7 @@ int station_reload(struct station *st)
         return rc;
     }
     apply_config(st, cfg);
+    budget_reload(st);
     log_msg(LOG_LEVEL_NOTICE, "configuration reloaded%s%s: profile %s, max_parallel %d",
             st->config_path ? " from " : "", st->config_path ? st->config_path : "",
             active_profile(st) ? active_profile(st)->name : "(none)", st->cfg->max_parallel);
@@ -2361,6 +2378,45 @@ void station_set_ota(struct station *st, struct ota *o)
 struct ota *station_ota(const struct station *st)
 {
     return st->ota;
+}
+
+void station_set_fd_budget(struct station *st, const struct fd_budget *b)
+{
+    st->budget = *b;
+    st->api_idle_start = st->cfg->api.idle_timeout_s;
+}
+
+const struct fd_budget *station_fd_budget(const struct station *st)
+{
+    return &st->budget;
+}
+
+/* After a reload: the budget for the new config. The REST API keeps the cap and idle
+ * timeout it was started with (libmicrohttpd takes them once); the OTA cap moves. */
+static void budget_reload(struct station *st)
+{
+    struct fd_budget *b = &st->budget;
+    if (b->limit <= 0)
+        return; /* never set (unit tests) */
+    struct fd_budget old = *b;
+    fd_budget_compute(b, old.limit, st->cfg, old.api_max);
+    if (st->cfg->api.max_connections != old.api_want ||
+        st->cfg->api.idle_timeout_s != st->api_idle_start)
+        log_msg(LOG_LEVEL_NOTICE,
+                "api.max_connections and api.idle_timeout_s take effect at the next start "
+                "(the REST API keeps %d connections, %d s)",
+                b->api_max, st->api_idle_start);
+    if (b->short_by > 0)
+        log_msg(LOG_LEVEL_ERROR,
+                "open files: the limit %ld is %ld short of what max_parallel %d needs beside "
+                "the REST API's %d connections: jobs may fail with \"too many open files\"; "
+                "raise LimitNOFILE (systemd) or lower max_parallel, then restart",
+                b->limit, b->short_by, st->cfg->max_parallel, b->api_max);
+    else if (b->ota_max != old.ota_max || b->jobs != old.jobs) {
+        char line[400];
+        fd_budget_describe(b, line, sizeof(line));
+        log_msg(LOG_LEVEL_INFO, "%s", line);
+    }
 }
 
 void station_board_online(struct station *st, const char *mac)

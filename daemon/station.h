@@ -25,6 +25,7 @@
 
 #include "devsrc.h"
 #include "config.h"
+#include "fdbudget.h"
 
 struct loop;
 struct station;
@@ -191,6 +192,11 @@ void station_catalog_changed(struct station *st);
 struct ota;
 void station_set_ota(struct station *st, struct ota *o);
 struct ota *station_ota(const struct station *st);
+/* The open-file budget (fdbudget.h), set once by main before the servers start; a
+ * reload computes it again for the new config (the REST API's cap kept). The
+ * servers read their connection caps from it. All zero until set. */
+void station_set_fd_budget(struct station *st, const struct fd_budget *b);
+const struct fd_budget *station_fd_budget(const struct station *st);
 /* The network side saw board mac (check-in, accepted push): a slot that shows it
  * awaiting the network (and runs no job) moves to online; the hooks are told. */
 void station_board_online(struct station *st, const char *mac);

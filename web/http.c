@@ -13,6 +13,12 @@
  *  - A body larger than api.max_body_bytes is refused with 413 as soon as
  *    Content-Length says so, else when it crosses the limit (the rest is
  *    discarded, nothing is buffered beyond the limit).
+ *  - At most w->max_conns connections (the fd budget's REST API cap, see
+ *    daemon/fdbudget.h), each closed after api.idle_timeout_s without I/O. A
+ *    full server still answers a newcomer: reaching the cap closes the
+ *    longest-idle connection (one waiting for a request, or whose request body
+ *    stalled), never one inside an event stream or an upload being validated.
+ *    Event streams take at most half the cap.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -40,7 +46,8 @@
 #endif
 
 #define MAX_ARGS 64
-#define MAX_CONNECTIONS 1000
+#define EVICT_STALL_MS 10000         /* a request body silent this long may be closed at the cap */
+#define EVICT_LOG_MS 60000           /* at most one "at its cap" warning per minute */
 #define HTTP_CONN_MEMORY (32 * 1024) /* per connection: request head + I/O buffers */
 #define LISTEN_RETRY_MS 5000
 
@@ -95,6 +102,135 @@ void web_kick(struct web *w)
     w->kick_pending = true;
     if (!w->in_run)
         loop_timer_arm(w->mhd_timer, 1, 0);
+}
+
+/* ---- connections: the cap and making room ------------------------------------------------ */
+
+/* One accepted connection (MHD's socket context). w->conns is ordered by when each became
+ * idle (accepted, or its last request answered), oldest first; a busy one keeps its place. */
+struct web_conn {
+    struct MHD_Connection *c;
+    int fd;
+    bool busy;     /* a request is being received or answered */
+    bool pinned;   /* an event stream, or an upload suspended for validation */
+    bool closing;  /* shut down to make room: MHD closes it on its next run */
+    int64_t since; /* idle: since when; busy: the request's last activity */
+    struct web_conn *prev, *next;
+};
+
+static void conn_unlink(struct web *w, struct web_conn *wc)
+{
+    if (wc->prev)
+        wc->prev->next = wc->next;
+    else
+        w->conns = wc->next;
+    if (wc->next)
+        wc->next->prev = wc->prev;
+    else
+        w->conns_tail = wc->prev;
+    wc->prev = wc->next = NULL;
+}
+
+static void conn_append(struct web *w, struct web_conn *wc)
+{
+    wc->prev = w->conns_tail;
+    wc->next = NULL;
+    if (w->conns_tail)
+        w->conns_tail->next = wc;
+    else
+        w->conns = wc;
+    w->conns_tail = wc;
+}
+
+static struct web_conn *conn_of(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+/* The connection to close for a newcomer: the longest idle, else the longest-stalled
+ * request that is not pinned; NULL when every other one is working. */
+static struct web_conn *room_victim(struct web *w, const struct web_conn *newcomer)
+{
+    int64_t now = loop_now_ms();
+    struct web_conn *stalled = NULL;
+    for (struct web_conn *wc = w->conns; wc; wc = wc->next) {
+        if (wc == newcomer || wc->closing || wc->pinned)
+            continue;
+        if (!wc->busy)
+            return wc; /* the list is in idle order: the first idle one is the oldest */
+        if (now - wc->since >= EVICT_STALL_MS && (!stalled || wc->since < stalled->since))
+            stalled = wc;
+    }
+    return stalled;
+}
+
+/* At the cap: shut the victim down (not close: MHD owns the fd and closes it when it
+ * reads the end, which the shutdown makes readable at once). */
+static void make_room(struct web *w, struct web_conn *newcomer)
+{
+    struct web_conn *v = room_victim(w, newcomer);
+    if (!v)
+        return; /* MHD stops accepting until one ends (or times out) */
+    v->closing = true;
+    shutdown(v->fd, SHUT_RDWR);
+    w->evicted++;
+    web_kick(w);
+    int64_t now = loop_now_ms();
+    if (w->evict_log_ms == 0 || now - w->evict_log_ms >= EVICT_LOG_MS) {
+        w->evict_log_ms = now;
+        log_msg(LOG_LEVEL_WARN,
+                "REST API: %d connections, its cap: closing the longest-idle one to make room "
+                "(%llu so far); is a client holding connections open? (cap: see the 'open "
+                "files' line at start, api.max_connections)",
+                w->n_conns, (unsigned long long)w->evicted);
+    }
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    struct web *w = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+        struct web_conn *wc = *socket_context;
+        if (wc) {
+            conn_unlink(w, wc);
+            w->n_conns--;
+            /* At its limit (or after accept() found no descriptor) MHD took its listener out
+             * of its epoll set; it puts it back only at the start of a run, and nothing else
+             * may come to start one. */
+            web_kick(w);
+            free(wc);
+            *socket_context = NULL;
+        }
+        return;
+    }
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    struct web_conn *wc = calloc(1, sizeof(*wc));
+    if (!wc || !ci) {
+        free(wc);
+        return; /* untracked: never chosen to make room, otherwise served as usual */
+    }
+    wc->c = c;
+    wc->fd = ci->connect_fd;
+    wc->since = loop_now_ms();
+    conn_append(w, wc);
+    w->n_conns++;
+    *socket_context = wc;
+    if (w->n_conns >= w->max_conns)
+        make_room(w, wc);
+}
+
+/* A request began (busy) or moved (more body). */
+static void conn_activity(struct MHD_Connection *c)
+{
+    struct web_conn *wc = conn_of(c);
+    if (wc) {
+        wc->busy = true;
+        wc->since = loop_now_ms();
+    }
 }
 
 /* ---- responses ---------------------------------------------------------------------------- */
@@ -315,6 +451,19 @@ static enum MHD_Result dispatch(struct web *w, struct MHD_Connection *c, struct 
     api_handle(w->api, &rq, &resp);
     r->dispatched = true;
     if (resp.sse) {
+        /* Streams hold their connection for good: half the cap stays for requests. */
+        int max_streams = w->max_conns / 2 > 0 ? w->max_conns / 2 : 1;
+        if (w->n_clients >= max_streams) {
+            char msg[160];
+            snprintf(msg, sizeof(msg),
+                     "%d event streams are open, the most this station serves; close one "
+                     "(another tab?) and retry",
+                     w->n_clients);
+            return queue_error(w, c, 503, "unavailable", msg);
+        }
+        struct web_conn *wc = conn_of(c);
+        if (wc)
+            wc->pinned = true;
         struct MHD_Response *sr = sse_response(w, c, resp.sse_after);
         if (!sr)
             return queue_error(w, c, 503, "unavailable", "cannot open the event stream");
@@ -346,6 +495,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     (void)version;
     struct web *w = cls;
     struct req *r = *con_cls;
+    conn_activity(c);
     if (!r) {
         r = calloc(1, sizeof(*r));
         if (!r)
@@ -430,6 +580,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (!r->upload_waiting) {
             if (upload_finish(r->up, &resp) == 1) {
                 r->upload_waiting = true;
+                struct web_conn *wc = conn_of(c);
+                if (wc)
+                    wc->pinned = true; /* validating: silent, not stalled */
                 MHD_suspend_connection(c);
                 return MHD_YES;
             }
@@ -450,9 +603,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)cls;
-    (void)c;
+    struct web *w = cls;
     (void)toe;
+    struct web_conn *wc = conn_of(c);
+    if (wc) {
+        /* idle again (keep-alive): the newest idle one */
+        wc->busy = wc->pinned = false;
+        wc->since = loop_now_ms();
+        conn_unlink(w, wc);
+        conn_append(w, wc);
+    }
     struct req *r = *con_cls;
     if (!r)
         return;
@@ -524,15 +684,22 @@ static int start_listening(struct web *w, char *err, size_t errlen)
     uint16_t port = ntohs(w->v6 ? ((struct sockaddr_in6 *)&w->addr)->sin6_port
                                 : ((struct sockaddr_in *)&w->addr)->sin_port);
     errno = 0;
+    /* The cap comes from the fd budget (set by main before the servers start; a bare
+     * station, as in some tests, gets the configured value). The idle timeout is
+     * api.idle_timeout_s: both are taken once, here. */
+    const struct config *cfg = station_config(w->st);
+    int cap = station_fd_budget(w->st)->api_max;
+    w->max_conns = cap > 0 ? cap : cfg->api.max_connections;
     /* The logger goes first, or MHD prints its option warnings to stderr itself. The
      * connection memory bounds the request head (headers beyond ~32 KiB get MHD's own
      * 431 HTML page, see docs/API.md "Errors"): pinned here, not left to MHD's default. */
     w->d = MHD_start_daemon(
         flags, port, NULL, NULL, on_request, w, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, w,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&w->addr, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, w, MHD_OPTION_CONNECTION_LIMIT, (unsigned)MAX_CONNECTIONS,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)120, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
+        on_completed, w, MHD_OPTION_NOTIFY_CONNECTION, on_connection, w,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)w->max_conns, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)HTTP_CONN_MEMORY, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->api.idle_timeout_s,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
     if (!w->d) {
         int e = errno ? errno : EADDRINUSE;
         snprintf(err, errlen, "cannot listen on %s: %s", w->listen, strerror(e));
@@ -668,9 +835,14 @@ void web_free(struct web *w)
         MHD_run(w->d);
         if (w->epfd >= 0)
             loop_del_fd(w->loop, w->epfd);
-        MHD_stop_daemon(w->d);
+        MHD_stop_daemon(w->d); /* tells on_connection about every connection it closes */
     } else {
         sse_fini(w);
+    }
+    while (w->conns) {
+        struct web_conn *wc = w->conns;
+        conn_unlink(w, wc);
+        free(wc);
     }
     loop_timer_free(w->mhd_timer);
     loop_timer_free(w->retry_timer);

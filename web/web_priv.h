@@ -21,6 +21,7 @@ struct loop_timer;
 struct slot;
 struct sse_client;
 struct upload;
+struct web_conn;
 
 /* Per-slot throttle of the non-persisted "slot.progress" event. */
 struct web_slot_mark {
@@ -46,6 +47,13 @@ struct web {
     struct loop_timer *mhd_timer; /* MHD_get_timeout(), and "run soon" after a resume */
     bool in_run;                  /* inside MHD_run: a kick is a re-arm, never a recursion */
     bool kick_pending;            /* run again as soon as the current MHD_run returns */
+
+    /* connections (http.c): every accepted one, the longest idle first */
+    struct web_conn *conns, *conns_tail;
+    int n_conns;
+    int max_conns;        /* the fd budget's REST API cap: MHD's connection limit */
+    uint64_t evicted;     /* connections closed to make room at the cap */
+    int64_t evict_log_ms; /* the last "at its cap" warning */
 
     /* event stream (sse.c) */
     struct sse_client *clients;

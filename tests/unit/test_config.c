@@ -49,6 +49,10 @@ static void test_defaults_no_file(void **state)
     assert_null(cfg->api.token);
     assert_false(cfg->api.read_requires_token);
     assert_int_equal(cfg->api.max_body_bytes, 64 * 1024 * 1024);
+    assert_int_equal(cfg->api.max_connections, 1000);
+    assert_int_equal(cfg->api.idle_timeout_s, 60);
+    assert_int_equal(cfg->ota.max_connections, 256);
+    assert_int_equal(cfg->ota.idle_timeout_s, 30);
     assert_int_equal(cfg->n_profiles, 0);
     assert_null(cfg->active_profile);
     assert_null(config_profile(cfg, NULL));
@@ -90,7 +94,7 @@ static const char full_config[] =
     "            {\"uri\": \"/dev/pts/7\"}],\n"
     "  \"stub_dir\": \"/opt/stubs\",\n"
     "  \"api\": {\"token\": \"s3cret-token\", \"read_requires_token\": true,\n"
-    "          \"max_body_bytes\": 1048576},\n"
+    "          \"max_body_bytes\": 1048576, \"max_connections\": 50, \"idle_timeout_s\": 5},\n"
     "  \"profiles\": {\n"
     "    \"line1\": {\n"
     "      \"firmware\": {\"esp32\": \"demo@1.0.0\", \"ESP32-C3\": \"demo-c3@2.1\"},\n"
@@ -145,6 +149,8 @@ static void test_full_config_file(void **state)
     assert_string_equal(cfg->api.token, "s3cret-token");
     assert_true(cfg->api.read_requires_token);
     assert_int_equal(cfg->api.max_body_bytes, 1048576);
+    assert_int_equal(cfg->api.max_connections, 50);
+    assert_int_equal(cfg->api.idle_timeout_s, 5);
     assert_int_equal(cfg->n_profiles, 2);
     assert_string_equal(cfg->active_profile, "bench");
 
@@ -240,6 +246,12 @@ static const struct bad_case bad_cases[] = {
     {"{\"listen\": \"localhost:99999\"}",
      "config: listen: port must be a number from 0 (any free port) to 65535 (got \"99999\")"},
     {"{\"listen\": \"8080\"}", "config: listen: must be \"host:port\"", true},
+    {"{\"api\": {\"max_connections\": 0}}",
+     "config: api.max_connections: must be an integer from 1 to 65536 (got 0)"},
+    {"{\"api\": {\"idle_timeout_s\": 0}}",
+     "config: api.idle_timeout_s: must be an integer from 1 to 3600 (got 0)"},
+    {"{\"ota\": {\"idle_timeout_s\": 7200}}",
+     "config: ota.idle_timeout_s: must be an integer from 1 to 3600 (got 7200)"},
     /* duplicates */
     {"{\"slots\": [{\"id_path\": \"p1\", \"label\": \"A1\"}, {\"id_path\": \"p2\", \"label\": "
      "\"A2\"}, {\"id_path\": \"p3\", \"label\": \"A1\"}]}",
