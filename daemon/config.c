@@ -548,10 +548,49 @@ static int parse_ports(struct ctx *c, struct config *cfg, json_object *v)
     return 0;
 }
 
+/* "api.allowed_hosts": ["station-3.lan", ...]: DNS names, no port, no wildcard. */
+static int parse_allowed_hosts(struct ctx *c, struct config *cfg, json_object *v)
+{
+    int rc;
+    if ((rc = want_array(c, "api.allowed_hosts", v)) < 0)
+        return rc;
+    size_t n = json_object_array_length(v);
+    if (n > 32)
+        return fail(c, "api.allowed_hosts", "at most 32 names (%zu given)", n);
+    char **names = calloc(n ? n : 1, sizeof(*names));
+    if (!names)
+        return fail_nomem(c);
+    cfg->api.allowed_hosts = names;
+    for (size_t i = 0; i < n; i++) {
+        char path[64];
+        snprintf(path, sizeof(path), "api.allowed_hosts[%zu]", i);
+        const char *s;
+        if ((rc = get_str(c, path, json_object_array_get_idx(v, i), 253, &s)) < 0)
+            return rc;
+        for (const char *p = s; *p; p++)
+            if (!isalnum((unsigned char)*p) && *p != '-' && *p != '.')
+                return fail(c, path,
+                            "\"%s\": a host name (letters, digits, '-' and '.'; no port, no "
+                            "scheme); IP addresses are always allowed",
+                            s);
+        if ((rc = dup_str(c, s, &names[i])) < 0)
+            return rc;
+        for (char *p = names[i]; *p; p++)
+            *p = (char)tolower((unsigned char)*p);
+        cfg->api.n_allowed_hosts = i + 1;
+    }
+    return 0;
+}
+
 static int parse_api(struct ctx *c, struct config *cfg, json_object *v)
 {
-    static const char *const keys[] = {"token",           "read_requires_token", "max_body_bytes",
-                                       "max_connections", "idle_timeout_s",      NULL};
+    static const char *const keys[] = {"token",
+                                       "read_requires_token",
+                                       "max_body_bytes",
+                                       "max_connections",
+                                       "idle_timeout_s",
+                                       "allowed_hosts",
+                                       NULL};
     int rc;
     json_object *f;
     long long x;
@@ -585,6 +624,9 @@ static int parse_api(struct ctx *c, struct config *cfg, json_object *v)
             return rc;
         cfg->api.idle_timeout_s = (int)x;
     }
+    if (json_object_object_get_ex(v, "allowed_hosts", &f) &&
+        (rc = parse_allowed_hosts(c, cfg, f)) < 0)
+        return rc;
     if (cfg->api.read_requires_token && !cfg->api.token)
         return fail(c, "api.read_requires_token",
                     "is true but no api.token is set (nobody could read the API)");
@@ -1418,6 +1460,9 @@ void config_free(struct config *cfg)
     free(cfg->ports);
     free(cfg->stub_dir);
     free(cfg->api.token);
+    for (size_t i = 0; i < cfg->api.n_allowed_hosts; i++)
+        free(cfg->api.allowed_hosts[i]);
+    free(cfg->api.allowed_hosts);
     free(cfg->ota.listen_host);
     free(cfg->ota.webform_user);
     for (size_t i = 0; i < cfg->n_profiles; i++)

@@ -131,6 +131,11 @@ struct config_api {
     size_t max_body_bytes;    /* 64 MiB; 1 KiB .. 1 GiB */
     int max_connections;      /* 1000; 1 .. 65536, lowered to the fd budget; at start only */
     int idle_timeout_s;       /* 60; 1 .. 3600; at start only */
+    /* Host names (besides IP literals, localhost and this machine's name) that a
+     * request's Host header may carry: a reverse proxy's or a DNS name of the
+     * station. Lowercase, no port. Anything else is refused (DNS rebinding). */
+    char **allowed_hosts;
+    size_t n_allowed_hosts;
 };
 
 struct config {

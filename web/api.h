@@ -46,6 +46,9 @@ struct api_request {
     const char *content_type;  /* NULL when absent */
     const char *authorization; /* NULL when absent */
     const char *last_event_id; /* NULL when absent */
+    const char *host;          /* Host header; NULL when absent */
+    const char *origin;        /* Origin header (browsers); NULL when absent */
+    const char *fetch_site;    /* Sec-Fetch-Site header (browsers); NULL when absent */
     bool loopback;             /* the client connects from 127.0.0.0/8 or ::1 */
     const char *body;
     size_t body_len;

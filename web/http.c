@@ -38,6 +38,7 @@
 #include "config.h"
 #include "log.h"
 #include "loop.h"
+#include "routes.h"
 #include "station.h"
 #include "web_priv.h"
 
@@ -324,6 +325,15 @@ static bool static_path_ok(const char *rel)
 static enum MHD_Result serve_static(struct web *w, struct MHD_Connection *c, const char *url,
                                     const char *method)
 {
+    /* A foreign Host is refused here too: a rebound name gets no page to run in. */
+    const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+    if (!api_host_allowed(w->api, host)) {
+        struct api_response resp;
+        api_response_init(&resp);
+        api_host_refused(host, &resp);
+        api_metrics(w->api)->http_by_class[4]++;
+        return queue_api(c, &resp);
+    }
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
         struct api_response resp;
         api_response_init(&resp);
@@ -436,6 +446,9 @@ static void fill_request(struct MHD_Connection *c, const char *url, const char *
     rq->content_type = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
     rq->authorization = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
     rq->last_event_id = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID");
+    rq->host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+    rq->origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
+    rq->fetch_site = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Sec-Fetch-Site");
     rq->loopback = is_loopback(c);
 }
 

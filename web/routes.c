@@ -4,20 +4,28 @@
  */
 #include "routes.h"
 
+#include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
 
 #include "api_priv.h"
 #include "bundle.h"
 #include "config.h"
 #include "station.h"
 
+static API_HANDLER(api_h_routes);
+
 /* clang-format off */
 const struct route api_routes[] = {
     /* method   pattern                                    policy        flags          handler */
     {"GET",    "/metrics",                                ROUTE_READ,   0,             api_h_metrics},
+    {"GET",    "/api/v1/routes",                          ROUTE_READ,   0,             api_h_routes},
     {"GET",    "/api/v1/slots",                           ROUTE_READ,   0,             api_h_slots},
     {"GET",    "/api/v1/slots/{id*}",                     ROUTE_READ,   0,             api_h_slot},
     {"POST",   "/api/v1/slots/{id*}/reflash",             ROUTE_CHANGE, 0,             api_h_slot_action},
@@ -193,11 +201,177 @@ static int check_token(struct api *a, const struct api_request *rq, bool change,
             : "this call needs Authorization: Bearer <token> (api.token in the config)");
 }
 
-/* The route's policy: 0 when the request may reach the handler, else the status. */
+/* Splits a Host value ("name", "name:port", "[v6]", "[v6]:port") into a lowercase name
+ * (brackets kept for v6) and the port (-1 when absent). false when malformed. */
+static bool split_host(const char *h, char *name, size_t len, long *port)
+{
+    const char *colon;
+    size_t n;
+    if (*h == '[') {
+        const char *end = strchr(h, ']');
+        if (!end)
+            return false;
+        n = (size_t)(end - h) + 1;
+        colon = end[1] == ':' ? end + 1 : NULL;
+        if (end[1] && !colon)
+            return false;
+    } else {
+        colon = strchr(h, ':');
+        n = colon ? (size_t)(colon - h) : strlen(h);
+    }
+    if (n == 0 || n >= len)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        name[i] = (char)tolower((unsigned char)h[i]);
+    name[n] = '\0';
+    *port = -1;
+    if (colon) {
+        char *end;
+        *port = strtol(colon + 1, &end, 10);
+        if (end == colon + 1 || *end || *port < 0 || *port > 65535)
+            return false;
+    }
+    return true;
+}
+
+bool api_host_allowed(struct api *a, const char *host)
+{
+    if (!host)
+        return true; /* HTTP/1.0 without Host: not a browser */
+    char name[260];
+    long port;
+    if (!split_host(host, name, sizeof(name), &port))
+        return false;
+    size_t n = strlen(name);
+    if (n > 1 && name[n - 1] == '.')
+        name[--n] = '\0'; /* "localhost." is "localhost" */
+    /* An IP literal cannot be rebound: a page can only be of that address's origin, and a
+     * request with that Host reaching this listener means the address is this station. */
+    unsigned char buf[16];
+    if (inet_pton(AF_INET, name, buf) == 1)
+        return true;
+    if (name[0] == '[' && name[n - 1] == ']') {
+        name[n - 1] = '\0';
+        return inet_pton(AF_INET6, name + 1, buf) == 1;
+    }
+    if (strcmp(name, "localhost") == 0)
+        return true;
+    char self[256 + 8];
+    if (gethostname(self, 256) == 0) {
+        self[255] = '\0';
+        if (strcasecmp(name, self) == 0)
+            return true;
+        size_t sl = strlen(self);
+        snprintf(self + sl, sizeof(self) - sl, ".local"); /* its mDNS name (avahi) */
+        if (strcasecmp(name, self) == 0)
+            return true;
+    }
+    const struct config *cfg = station_config(api_station(a));
+    for (size_t i = 0; i < cfg->api.n_allowed_hosts; i++)
+        if (strcmp(name, cfg->api.allowed_hosts[i]) == 0)
+            return true;
+    return false;
+}
+
+/* The Origin a browser sent is this station's own origin: "http(s)://" + the Host the
+ * request was sent to (a port the Origin leaves out is its scheme's default). */
+static bool same_origin(const char *origin, const char *host)
+{
+    long dport;
+    if (strncasecmp(origin, "http://", 7) == 0)
+        dport = 80, origin += 7;
+    else if (strncasecmp(origin, "https://", 8) == 0)
+        dport = 443, origin += 8;
+    else
+        return false; /* "null" (sandboxed frames, file:, privacy redirects), other schemes */
+    if (!host)
+        return false;
+    char on[260], hn[260];
+    long op, hp;
+    if (!split_host(origin, on, sizeof(on), &op) || !split_host(host, hn, sizeof(hn), &hp) ||
+        strcmp(on, hn) != 0)
+        return false;
+    return (op < 0 ? dport : op) == (hp < 0 ? dport : hp);
+}
+
+/* A change must not come from a page of another origin: an Origin header (every browser
+ * sends one with a POST, PUT or DELETE; "null" when it hides it) must be this station's,
+ * and Sec-Fetch-Site, when sent, must be "same-origin" or "none" (typed by the user). */
+static int check_origin(const struct api_request *rq, struct api_response *resp)
+{
+    if (rq->origin && !same_origin(rq->origin, rq->host))
+        return api_error(resp, 403, "forbidden", "Origin",
+                         "cross-origin request refused: Origin %.100s is not this station "
+                         "(%.100s); changes are accepted from the station's own status page or "
+                         "from clients that send no Origin",
+                         rq->origin, rq->host ? rq->host : "no Host header");
+    if (rq->fetch_site && strcmp(rq->fetch_site, "same-origin") != 0 &&
+        strcmp(rq->fetch_site, "none") != 0)
+        return api_error(resp, 403, "forbidden", "Sec-Fetch-Site",
+                         "cross-origin request refused (Sec-Fetch-Site: %.40s)", rq->fetch_site);
+    return 0;
+}
+
+/* A POST that changes something is a JSON request: a page of another origin cannot send
+ * one without a CORS preflight, which this server never grants. Uploads (multipart, a
+ * bundle) are taken by the HTTP layer before this check. */
+static int check_json(const struct route *r, const struct api_request *rq,
+                      struct api_response *resp)
+{
+    if (strcmp(r->method, "POST") != 0 || api_ctype_is(rq->content_type, "application/json"))
+        return 0;
+    if (r->flags & ROUTE_UPLOAD) {
+        if (api_ctype_is(rq->content_type, "multipart/form-data") ||
+            bundle_content_type(rq->content_type))
+            return 0; /* streamed by the HTTP layer (api_upload_precheck) */
+        return api_error(resp, 415, "unsupported_media_type", NULL,
+                         "upload a firmware set as multipart/form-data (a \"manifest\" part and "
+                         "one file part per region file) or as one .tar, .tar.gz or .zip bundle "
+                         "(Content-Type application/x-tar, application/gzip, application/zip or "
+                         "application/octet-stream)");
+    }
+    return api_error(resp, 415, "unsupported_media_type", NULL,
+                     "send Content-Type: application/json with every POST (an empty body is "
+                     "allowed where every field is optional; got %.80s)",
+                     rq->content_type ? rq->content_type : "no Content-Type");
+}
+
+/* The route's policy: 0 when the request may reach the handler, else the status. The
+ * order makes the answer tell the most useful thing first: a page of another origin is
+ * refused whatever token it holds. */
 static int check_policy(struct api *a, const struct route *r, const struct api_request *rq,
                         struct api_response *resp)
 {
-    return check_token(a, rq, r->policy == ROUTE_CHANGE, resp);
+    if (r->policy == ROUTE_READ)
+        return check_token(a, rq, false, resp);
+    int rc = check_origin(rq, resp);
+    if (rc == 0)
+        rc = check_token(a, rq, true, resp);
+    if (rc == 0)
+        rc = check_json(r, rq, resp);
+    return rc;
+}
+
+/* GET /api/v1/routes: the table itself (docs/API.md "Who may do what"). */
+static API_HANDLER(api_h_routes)
+{
+    (void)a;
+    (void)rq;
+    (void)p;
+    struct json_object *arr = json_object_new_array();
+    for (size_t i = 0; i < api_routes_count; i++) {
+        const struct route *r = &api_routes[i];
+        struct json_object *o = json_object_new_object();
+        json_object_object_add(o, "method", json_object_new_string(r->method));
+        json_object_object_add(o, "path", json_object_new_string(r->pattern));
+        json_object_object_add(o, "policy",
+                               json_object_new_string(route_policy_to_string(r->policy)));
+        json_object_object_add(o, "upload", json_object_new_boolean(r->flags & ROUTE_UPLOAD));
+        json_object_array_add(arr, o);
+    }
+    struct json_object *o = json_object_new_object();
+    json_object_object_add(o, "routes", arr);
+    api_json(resp, 200, o);
 }
 
 /* ---- dispatch ------------------------------------------------------------------------------ */
@@ -249,6 +423,19 @@ static const struct route *find_route(const struct api_request *rq, struct route
     return NULL;
 }
 
+void api_host_refused(const char *host, struct api_response *resp)
+{
+    api_error(resp, 403, "forbidden", "Host",
+              "Host \"%.100s\" is not a name of this station: use its IP address, localhost or "
+              "its host name, or add the name to api.allowed_hosts in the config",
+              host ? host : "");
+}
+
+static void host_refused(const struct api_request *rq, struct api_response *resp)
+{
+    api_host_refused(rq->host, resp);
+}
+
 void api_handle(struct api *a, const struct api_request *rq, struct api_response *resp)
 {
     api_response_init(resp);
@@ -258,6 +445,8 @@ void api_handle(struct api *a, const struct api_request *rq, struct api_response
         api_error(resp, 400, "bad_request", NULL, "malformed request line");
     } else if (strlen(rq->path) > ROUTE_MAX_PATH) {
         api_error(resp, 404, "not_found", NULL, "path too long");
+    } else if (!api_host_allowed(a, rq->host)) {
+        host_refused(rq, resp);
     } else if ((r = find_route(rq, &p, resp)) != NULL && check_policy(a, r, rq, resp) == 0) {
         r->fn(a, rq, &p, resp);
     }
@@ -284,6 +473,10 @@ int api_upload_precheck(struct api *a, const struct api_request *rq, struct api_
     if (!api_ctype_is(rq->content_type, "multipart/form-data") &&
         !bundle_content_type(rq->content_type))
         return 0;
+    if (!api_host_allowed(a, rq->host)) {
+        host_refused(rq, resp);
+        return 0;
+    }
     if (check_policy(a, r, rq, resp))
         return 0;
     *validate_only = strcmp(r->pattern, "/api/v1/firmware/validate") == 0;

@@ -5,14 +5,23 @@
  * of api_routes[]: method, path pattern, policy, handler. The dispatcher
  * (api_handle, api_upload_precheck in routes.c) matches the request against
  * the table, applies the row's policy and only then calls the handler, so no
- * handler checks a token by itself, and a test can walk
+ * handler checks a token, an Origin or a Host by itself, and a test can walk
  * the table (tests/unit/test_api_routes.c, and GET /api/v1/routes for the
  * integration test).
  *
  * Policies:
  *  - ROUTE_READ: GET (and HEAD). Open, or the token when api.read_requires_token.
- *  - ROUTE_CHANGE: POST, PUT, DELETE. The token when one is configured (401),
- *    else a loopback client only (403).
+ *  - ROUTE_CHANGE: POST, PUT, DELETE. Refused (403) from a page of another
+ *    origin (an Origin that is not this station's, Sec-Fetch-Site other than
+ *    same-origin/none); then the token when one is configured (401), else a
+ *    loopback client only (403); a POST must be a JSON request (Content-Type:
+ *    application/json, even with an empty body; 415), except an upload's
+ *    multipart or bundle body on an upload route. A page of another origin can
+ *    send neither a JSON POST nor a PUT or DELETE without a CORS preflight,
+ *    which this server never grants; the Origin check also covers multipart
+ *    form posts, which need no preflight.
+ * Every request, whatever its route, first needs a Host that names this
+ * station (api_host_allowed(); 403), against DNS rebinding.
  *
  * Device-facing routes (the check-ins of boards, which can send neither a
  * token nor an Origin) are not in this table: they are served by daemon/ota.c
@@ -70,5 +79,12 @@ extern const size_t api_routes_count;
 /* Matches path against pattern; on a match fills p (may be NULL) and returns the number
  * of literal characters of the pattern (its specificity, >= 1), else -1. */
 int route_match(const char *pattern, const char *path, struct route_params *p);
+
+/* The Host header names this station: absent (an HTTP/1.0 client), an IP address
+ * literal, "localhost", this machine's host name (also with ".local"), or a name in
+ * api.allowed_hosts. The port is not compared (a proxy may forward another one). */
+bool api_host_allowed(struct api *a, const char *host);
+/* Fills resp with the 403 for a Host that api_host_allowed() refused. */
+void api_host_refused(const char *host, struct api_response *resp);
 
 #endif

@@ -9,7 +9,8 @@ import path from 'node:path';
 
 export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 
-export async function launch({ width = 1920, height = 1080 } = {}) {
+// args: extra chromium switches (e.g. --host-resolver-rules for a second origin).
+export async function launch({ width = 1920, height = 1080, args = [] } = {}) {
   const profile = fs.mkdtempSync(path.join(process.env.TEST_TMPDIR || os.tmpdir(), 'chromium-profile-'));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
@@ -17,7 +18,7 @@ export async function launch({ width = 1920, height = 1080 } = {}) {
     viewport: { width, height },
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--disable-dev-shm-usage'],
+      '--disable-dev-shm-usage', ...args],
     timeout: 60000,
   });
   const close = async () => {

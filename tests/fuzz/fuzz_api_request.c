@@ -5,7 +5,8 @@
  * Input: "METHOD TARGET\n", header lines "Name: value\n", an empty line, the
  * body. TARGET is a path with an optional "?query" (percent-decoded here as
  * libmicrohttpd would). Known headers: Content-Type, Authorization,
- * Last-Event-ID; "X-Remote: 1" makes the client non-loopback.
+ * Last-Event-ID, Host, Origin, Sec-Fetch-Site; "X-Remote: 1" makes the client
+ * non-loopback.
  *
  * The station is real (records, catalog, config with a token and a profile,
  * one idle slot "F1") but never started, and the API runs in dry-run mode:
@@ -153,6 +154,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 rq.authorization = v;
             else if (!strcasecmp(p, "Last-Event-ID"))
                 rq.last_event_id = v;
+            else if (!strcasecmp(p, "Host"))
+                rq.host = v;
+            else if (!strcasecmp(p, "Origin"))
+                rq.origin = v;
+            else if (!strcasecmp(p, "Sec-Fetch-Site"))
+                rq.fetch_site = v;
             else if (!strcasecmp(p, "X-Remote"))
                 rq.loopback = strcmp(v, "1") != 0;
         }

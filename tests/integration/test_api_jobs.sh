@@ -150,13 +150,13 @@ apij POST /api/v1/slots/A1/reflash '{"force": true}'
 expect_status 202
 JOB3=$(jqr .id)
 wait_api /api/v1/slots/A1 '.phase == "flashing" or .phase == "verifying"' 60
-apit POST "/api/v1/jobs/$JOB3/cancel"
+apit POST "/api/v1/jobs/$JOB3/cancel" -H 'Content-Type: application/json'
 expect_status 202
 wait_api "/api/v1/jobs/$JOB3" '.state == "cancelled"' 60
 expect_jq '.error.message != null'
-apit POST "/api/v1/jobs/$JOB3/cancel"
+apit POST "/api/v1/jobs/$JOB3/cancel" -H 'Content-Type: application/json'
 expect_error 409 job_finished
-apit POST /api/v1/jobs/999999/cancel
+apit POST /api/v1/jobs/999999/cancel -H 'Content-Type: application/json'
 expect_error 404 not_found
 api GET /api/v1/jobs/999999
 expect_error 404 not_found job
@@ -173,7 +173,7 @@ expect_jq '[.log[].line] | any(test("flash id"))'
 wait_api /api/v1/slots/A2 '.phase == "idle" and (.busy | not)' 30
 api GET /api/v1/boards/24:6f:28:00:00:02
 expect_jq '.flash_size > 0'
-apit POST /api/v1/slots/A2/reset
+apit POST /api/v1/slots/A2/reset -H 'Content-Type: application/json'
 expect_status 202
 JR=$(jqr .id)
 wait_api "/api/v1/jobs/$JR" '.state == "passed" and .kind == "reset"' 60
@@ -221,7 +221,7 @@ apit DELETE /api/v1/ports/B1
 expect_error 409 slot_empty
 apit DELETE /api/v1/ports/nope
 expect_error 404 not_found
-apit POST /api/v1/slots/B1/info
+apit POST /api/v1/slots/B1/info -H 'Content-Type: application/json'
 expect_error 409 slot_empty slot
 
 # --- records, CSV, counters, metrics ------------------------------------------------------------------

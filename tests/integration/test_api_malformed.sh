@@ -99,14 +99,14 @@ still_up() {
 still_up start
 
 # --- a header line without a colon: 400 "Request malformed" ------------------------------------
-printf 'GET /api/v1/slots HTTP/1.1\r\nHost: x\r\nBadHeaderLine\r\n\r\n' | req nocolon
+printf 'GET /api/v1/slots HTTP/1.1\r\nHost: 127.0.0.1\r\nBadHeaderLine\r\n\r\n' | req nocolon
 expect_mhd_page nocolon "HTTP/1.1 400 Bad Request" "Request malformed"
 grep -q 'syntactically incorrect' "$REPLY" || fail "nocolon: page text"
 still_up "a header line without a colon"
 
 # --- a ~300 kB header: 431 (headers must fit the 32 KiB connection memory) ------------------------
 {
-    printf 'GET /api/v1/slots HTTP/1.1\r\nHost: x\r\nX-Big: '
+    printf 'GET /api/v1/slots HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: '
     head -c 300000 /dev/zero | tr '\0' a
     printf '\r\n\r\n'
 } | req bighdr
@@ -115,7 +115,7 @@ still_up "a 300 kB header"
 
 # a 16 KiB header still reaches the API
 {
-    printf 'GET /api/v1/counters HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: '
+    printf 'GET /api/v1/counters HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nX-Big: '
     head -c 16384 /dev/zero | tr '\0' a
     printf '\r\n\r\n'
 } | req midhdr
@@ -124,15 +124,15 @@ raw midhdr
 grep -qi '^content-type: application/json' "$REPLY" || fail "16 KiB header: not JSON"
 
 # --- unsupported HTTP versions: 505 ---------------------------------------------------------------
-printf 'GET /api/v1/slots HTTP/9.9\r\nHost: x\r\n\r\n' | req http99
+printf 'GET /api/v1/slots HTTP/9.9\r\nHost: 127.0.0.1\r\n\r\n' | req http99
 expect_mhd_page http99 "HTTP/1.1 505 HTTP Version Not Supported" "Requested HTTP version is not supported"
 still_up "HTTP/9.9"
-printf 'GET /api/v1/slots HTTP/0.9\r\nHost: x\r\n\r\n' | req http09
+printf 'GET /api/v1/slots HTTP/0.9\r\nHost: 127.0.0.1\r\n\r\n' | req http09
 expect_mhd_page http09 "HTTP/1.1 505 HTTP Version Not Supported" "Requested HTTP version is not supported"
 still_up "HTTP/0.9"
 
 # --- Content-Length: abc: 400 ("wrong value for Content-Length") -----------------------------------
-printf 'POST /api/v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: abc\r\n\r\n' |
+printf 'POST /api/v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: abc\r\n\r\n' |
     req clabc
 expect_mhd_page clabc "HTTP/1.1 400 Bad Request" "Request malformed"
 heads=$(grep -c '^HTTP/1.1 400 Bad Request' "$REPLY" || true)
@@ -144,13 +144,13 @@ esac
 still_up "Content-Length: abc"
 
 # --- a Content-Length beyond 2^64: 413 (MHD's page, not the API's payload_too_large) -------------
-printf 'POST /api/v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 99999999999999999999999\r\n\r\n' |
+printf 'POST /api/v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 99999999999999999999999\r\n\r\n' |
     req clhuge
 expect_mhd_page clhuge "HTTP/1.1 413 Content Too Large" "Request content too large"
 still_up "a huge Content-Length"
 
 # --- a malformed chunk size: 400 ------------------------------------------------------------------
-printf 'POST /api/v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n{}\r\n0\r\n\r\n' \
+printf 'POST /api/v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n{}\r\n0\r\n\r\n' \
     "$TOKEN" | req badchunk
 expect_mhd_page badchunk "HTTP/1.1 400 Bad Request" "Request malformed"
 grep -q 'chunked encoding' "$REPLY" || fail "badchunk: page text"
@@ -167,12 +167,12 @@ fi
 still_up "a request that is not HTTP"
 
 # --- everything the API itself answers stays JSON on the same listener ---------------------------
-printf 'GET /api/v1/nothing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' | req notfound
+printf 'GET /api/v1/nothing HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' | req notfound
 raw notfound
 [ "$(head -n 1 "$REPLY" | tr -d '\r')" = "HTTP/1.1 404 Not Found" ] || fail "404: $(head -n 1 "$REPLY")"
 grep -qi '^content-type: application/json' "$REPLY" || fail "404 is not JSON"
 grep -q '"code":"not_found"' "$REPLY" || fail "404 body: $(cat "$REPLY")"
-printf 'POST /api/v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: 5\r\nConnection: close\r\n\r\n{"a":' \
+printf 'POST /api/v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: 5\r\nConnection: close\r\n\r\n{"a":' \
     "$TOKEN" | req badjson
 raw badjson
 [ "$(head -n 1 "$REPLY" | tr -d '\r')" = "HTTP/1.1 400 Bad Request" ] || fail "bad JSON: $(head -n 1 "$REPLY")"

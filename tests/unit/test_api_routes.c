@@ -4,7 +4,11 @@
  * own row), the matcher captures what it should, and every changing route
  * refuses a request without the token or with a wrong one (401), and, with no
  * token configured, a client that is not on loopback (403) -- before its
- * handler runs. Every read route answers without a token.
+ * handler runs. Every read route answers without a token. Cross-site requests:
+ * every changing route refuses, with or without a token configured, a request
+ * from a page of another origin (Origin, Sec-Fetch-Site), a foreign Host (DNS
+ * rebinding; every route) and a POST that is not JSON (415); the station's own
+ * origin and clients without an Origin (curl) still reach the handler.
  *
  * The station is real (records, catalog, OTA manager, one idle slot "F1") but
  * stopped, and the API runs in dry-run mode, as in tests/fuzz/fuzz_api_request.c.
@@ -73,7 +77,8 @@ static int setup_with(void **state, const char *config)
 
 static int setup_token(void **state)
 {
-    return setup_with(state, "{\"api\": {\"token\": \"" TOKEN "\"},"
+    return setup_with(state, "{\"api\": {\"token\": \"" TOKEN "\","
+                             " \"allowed_hosts\": [\"station-3.lan\"]},"
                              " \"profiles\": {\"p1\": {\"baud\": 460800}}}");
 }
 
@@ -143,6 +148,7 @@ static void make_request(struct req *r, const struct route *rt)
     r->rq.method = rt->method;
     r->rq.path = r->path;
     r->rq.loopback = true;
+    r->rq.host = "127.0.0.1:8080";
     if (rt->policy == ROUTE_CHANGE) {
         r->rq.content_type = "application/json";
         r->rq.body = "{}";
@@ -339,6 +345,140 @@ static void test_405_and_404(void **state)
     api_response_free(&resp);
 }
 
+/* Every changing route: a page of another origin, a foreign Host, a non-JSON POST are
+ * refused even with the right token, before the handler; the station's own origin passes. */
+static void expect_refused(struct fixture *f, const struct route *rt, const struct req *r, int want,
+                           const char *field, const char *what)
+{
+    struct api_response resp;
+    int st = send_req(f, r, &resp);
+    if (st != want || (field && !strstr(resp.body, field)))
+        fail_msg("%s %s %s: %d %s", rt->method, r->path, what, st, resp.body);
+    api_response_free(&resp);
+    if ((rt->flags & ROUTE_UPLOAD) && want != 415) {
+        /* the same request as an upload (multipart): refused the same way */
+        struct req u = *r;
+        u.rq.path = u.path;
+        u.rq.authorization = r->rq.authorization ? u.auth : NULL;
+        u.rq.content_type = "multipart/form-data; boundary=x";
+        bool validate = false, replace = false;
+        if (api_upload_precheck(f->api, &u.rq, &resp, &validate, &replace) != 0 ||
+            resp.status != want)
+            fail_msg("upload %s %s: %d %s", r->path, what, resp.status, resp.body);
+        api_response_free(&resp);
+    }
+}
+
+static void walk_cross_origin(struct fixture *f, const char *token)
+{
+    for (size_t i = 0; i < api_routes_count; i++) {
+        const struct route *rt = &api_routes[i];
+        struct req r;
+        struct api_response resp;
+        make_request(&r, rt);
+        if (token)
+            with_token(&r, token);
+        if (rt->policy == ROUTE_CHANGE) {
+            static const char *const origins[] = {
+                "http://evil.example",     "http://127.0.0.1:9090",
+                "https://127.0.0.1",       "null",
+                "http://127.0.0.1",        "file://",
+                "http://127.0.0.1:8080.x", "http://evil.example:8080"};
+            for (size_t k = 0; k < sizeof(origins) / sizeof(origins[0]); k++) {
+                r.rq.origin = origins[k];
+                expect_refused(f, rt, &r, 403, "Origin", origins[k]);
+            }
+            r.rq.origin = NULL;
+            static const char *const sites[] = {"cross-site", "same-site"};
+            for (size_t k = 0; k < 2; k++) {
+                r.rq.fetch_site = sites[k];
+                expect_refused(f, rt, &r, 403, "Sec-Fetch-Site", sites[k]);
+            }
+            r.rq.fetch_site = NULL;
+            if (strcmp(rt->method, "POST") == 0) {
+                /* what a form or a no-cors fetch can send without a preflight */
+                static const char *const simple[] = {NULL, "text/plain", "text/plain;charset=UTF-8",
+                                                     "application/x-www-form-urlencoded"};
+                for (size_t k = 0; k < sizeof(simple) / sizeof(simple[0]); k++) {
+                    r.rq.content_type = simple[k];
+                    expect_refused(f, rt, &r, 415, NULL, simple[k] ? simple[k] : "no type");
+                }
+                r.rq.content_type = "application/json";
+            }
+            /* the station's own page (any spelling of its own origin) reaches the handler */
+            r.rq.origin = "http://127.0.0.1:8080";
+            r.rq.fetch_site = "same-origin";
+            int st = send_req(f, &r, &resp);
+            if (st == 401 || st == 403 || (st == 415 && !(rt->flags & ROUTE_UPLOAD)))
+                fail_msg("%s %s same-origin: %d %s", rt->method, r.path, st, resp.body);
+            api_response_free(&resp);
+            if (rt->flags & ROUTE_UPLOAD) { /* the status page's own upload */
+                bool validate = false, replace = false;
+                r.rq.content_type = "multipart/form-data; boundary=x";
+                assert_int_equal(api_upload_precheck(f->api, &r.rq, &resp, &validate, &replace), 1);
+                api_response_free(&resp);
+                r.rq.content_type = "application/json";
+            }
+            r.rq.origin = NULL;
+            r.rq.fetch_site = NULL;
+        } else {
+            /* reads: another origin may send them (it cannot read the answer) */
+            r.rq.origin = "http://evil.example";
+            r.rq.fetch_site = "cross-site";
+            int st = send_req(f, &r, &resp);
+            if (st == 401 || st == 403)
+                fail_msg("%s %s cross-origin read: %d %s", rt->method, r.path, st, resp.body);
+            api_response_free(&resp);
+            r.rq.origin = NULL;
+            r.rq.fetch_site = NULL;
+        }
+        /* DNS rebinding: a foreign Host is refused on every route */
+        static const char *const hosts[] = {
+            "evil.example", "evil.example:8080", "127.0.0.1.evil.example", "", "[::1", "x:99999"};
+        for (size_t k = 0; k < sizeof(hosts) / sizeof(hosts[0]); k++) {
+            r.rq.host = hosts[k];
+            expect_refused(f, rt, &r, 403, "Host", hosts[k]);
+        }
+    }
+}
+
+static void test_cross_origin_with_token(void **state)
+{
+    walk_cross_origin(*state, TOKEN);
+}
+
+static void test_cross_origin_no_token(void **state)
+{
+    walk_cross_origin(*state, NULL);
+}
+
+static void test_hosts(void **state)
+{
+    struct fixture *f = *state;
+    static const char *const ok[] = {
+        NULL,         "127.0.0.1",     "127.0.0.1:8080",     "10.1.2.3:80",
+        "[::1]:8080", "[fe80::1]",     "localhost",          "LocalHost:8080",
+        "localhost.", "station-3.lan", "Station-3.LAN:8080",
+    };
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+        if (!api_host_allowed(f->api, ok[i]))
+            fail_msg("Host %s refused", ok[i]);
+    static const char *const bad[] = {"evil.example",     "station-3.lan.evil.example",
+                                      "127.0.0.1.nip.io", "[::1",
+                                      "[nothex]:80",      "localhost:",
+                                      "station-4.lan",    "::1"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (api_host_allowed(f->api, bad[i]))
+            fail_msg("Host %s allowed", bad[i]);
+    char self[300];
+    if (gethostname(self, 256) == 0) {
+        self[255] = '\0';
+        assert_true(api_host_allowed(f->api, self));
+        strcat(self, ".local:8080");
+        assert_true(api_host_allowed(f->api, self));
+    }
+}
+
 int main(void)
 {
     log_init(LOG_MODE_JOURNAL, LOG_LEVEL_ERROR);
@@ -349,6 +489,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_read_routes_open, setup_token, teardown),
         cmocka_unit_test_setup_teardown(test_405_and_404, setup_token, teardown),
         cmocka_unit_test_setup_teardown(test_no_token_loopback_only, setup_no_token, teardown),
+        cmocka_unit_test_setup_teardown(test_cross_origin_with_token, setup_token, teardown),
+        cmocka_unit_test_setup_teardown(test_cross_origin_no_token, setup_no_token, teardown),
+        cmocka_unit_test_setup_teardown(test_hosts, setup_token, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
