@@ -417,8 +417,47 @@ static int open_fd_uri(const char *uri, const char *num, struct transport **out,
     return tp_termios_open_fd(uri, fd, out, err);
 }
 
+int transport_uri_check(const char *uri, struct esp_error *err)
+{
+    static const char advice[] = "use a device path, pty:/path, fd:N or tcp://host:port";
+    if (!uri || !*uri)
+        return esp_error_set(err, -EINVAL, ESP_STAGE_OPEN, advice, "no port given");
+    const char *hp = has_prefix(uri, "tcp://")      ? uri + 6
+                     : has_prefix(uri, "socket://") ? uri + 9
+                                                    : NULL;
+    if (hp) {
+        if (!tp_tcp_address_ok(hp))
+            return esp_error_set(err, -EINVAL, ESP_STAGE_OPEN,
+                                 "write tcp://host:port, e.g. tcp://192.168.1.20:4000 or "
+                                 "tcp://[fe80::1]:4000",
+                                 "\"%s\" is not a valid TCP address (host:port)", uri);
+        return 0;
+    }
+    if (has_prefix(uri, "fd:")) {
+        const char *num = uri + 3;
+        if (!*num || strspn(num, "0123456789") != strlen(num) || strlen(num) > 9)
+            return esp_error_set(err, -EINVAL, ESP_STAGE_OPEN,
+                                 "write fd:N with N a decimal file descriptor number",
+                                 "\"%s\" is not a valid fd: URI", uri);
+        return 0;
+    }
+    const char *path = has_prefix(uri, "pty:")      ? uri + 4
+                       : has_prefix(uri, "serial:") ? uri + 7
+                                                    : uri;
+    if (path == uri && strstr(uri, "://"))
+        return esp_error_set(err, -EINVAL, ESP_STAGE_OPEN, advice, "unsupported port URI \"%s\"",
+                             uri);
+    if (*path == '\0')
+        return esp_error_set(err, -EINVAL, ESP_STAGE_OPEN, advice, "port URI \"%s\" names no path",
+                             uri);
+    return 0;
+}
+
 static int open_backend(const char *uri, struct transport **out, struct esp_error *err)
 {
+    int rc = transport_uri_check(uri, err);
+    if (rc < 0)
+        return rc;
     if (has_prefix(uri, "tcp://"))
         return tp_tcp_open(uri, uri + 6, out, err);
     if (has_prefix(uri, "socket://")) /* esptool's spelling of the same thing */
@@ -434,15 +473,7 @@ static int open_backend(const char *uri, struct transport **out, struct esp_erro
     } else if (has_prefix(uri, "serial:")) {
         path = uri + 7;
         force_serial = true;
-    } else if (strstr(uri, "://")) {
-        return esp_error_set(err, -EINVAL, ESP_STAGE_OPEN,
-                             "use a device path, pty:/path, fd:N or tcp://host:port",
-                             "unsupported port URI \"%s\"", uri);
     }
-    if (*path == '\0')
-        return esp_error_set(err, -EINVAL, ESP_STAGE_OPEN,
-                             "use a device path, pty:/path, fd:N or tcp://host:port",
-                             "port URI \"%s\" names no path", uri);
 
     if (force_pty || (!force_serial && is_pty_slave(path)))
         return tp_termios_open_path(uri, path, NULL, out, err);

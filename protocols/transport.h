@@ -88,6 +88,12 @@ struct transport {
     void *priv; /* backend state */
 };
 
+/* Checks the form of uri without opening anything: tcp://host:port (or socket://) with a
+ * port 1..65535, fd:N with N decimal, pty:PATH / serial:PATH / PATH with a non-empty path,
+ * no other scheme. Returns 0, or -EINVAL with err filled (stage OPEN, message, advice).
+ * transport_open() applies the same check first. */
+int transport_uri_check(const char *uri, struct esp_error *err);
+
 /* Opens uri at baud (set after open, as the CH341 driver needs). Returns 0 and
  * *out, or -errno with err filled (stage OPEN, message naming the port,
  * advice such as "is the board plugged in? is another program using the port?

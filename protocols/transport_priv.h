@@ -101,6 +101,8 @@ int tp_serial_open(const char *uri, const char *path, struct transport **out,
 int tp_termios_open_path(const char *uri, const char *path, const char *note,
                          struct transport **out, struct esp_error *err);
 int tp_termios_open_fd(const char *uri, int fd, struct transport **out, struct esp_error *err);
+/* hostport is "host:port" or "[v6]:port" with a port 1..65535 (transport_uri_check). */
+bool tp_tcp_address_ok(const char *hostport);
 int tp_tcp_open(const char *uri, const char *hostport, struct transport **out,
                 struct esp_error *err);
 

@@ -183,6 +183,12 @@ static void tune_socket(int s)
     (void)setsockopt(s, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
 }
 
+bool tp_tcp_address_ok(const char *hostport)
+{
+    char host[192], port[8];
+    return split_hostport(hostport, host, sizeof(host), port, sizeof(port));
+}
+
 int tp_tcp_open(const char *uri, const char *hostport, struct transport **out,
                 struct esp_error *err)
 {

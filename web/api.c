@@ -30,6 +30,7 @@
 #include "records.h"
 #include "slot.h"
 #include "station.h"
+#include "transport.h"
 
 #define DEFAULT_LIMIT 100
 #define MAX_LIMIT 1000
@@ -465,8 +466,11 @@ static int get_boolean(struct json_object *o, const char *key, const char *field
     return 1;
 }
 
+/* Optional integer member: 0 absent, 1 present (*out), or the error status. With
+ * hex_string, a string holding a number ("0x1000", as offsets are written in manifests) is
+ * taken too; otherwise only a JSON integer. */
 static int get_integer(struct json_object *o, const char *key, const char *field, int64_t lo,
-                       int64_t hi, int64_t *out, struct api_response *resp)
+                       int64_t hi, bool hex_string, int64_t *out, struct api_response *resp)
 {
     struct json_object *v;
     if (!json_object_object_get_ex(o, key, &v) || json_object_is_type(v, json_type_null))
@@ -475,7 +479,7 @@ static int get_integer(struct json_object *o, const char *key, const char *field
     if (json_object_is_type(v, json_type_int)) {
         errno = 0;
         x = json_object_get_int64(v);
-    } else if (json_object_is_type(v, json_type_string)) {
+    } else if (hex_string && json_object_is_type(v, json_type_string)) {
         /* "0x1000" for offsets, as in manifests */
         const char *s = json_object_get_string(v);
         char *end;
@@ -744,6 +748,33 @@ static bool label_ok(const char *s)
     return true;
 }
 
+/* A port URI that can open: the transport's own syntax check (tcp://host:port with a
+ * port, a non-empty pty:/serial: path, no unknown scheme), an absolute path (the daemon's
+ * working directory means nothing to an API client), and no fd:N (that names one of the
+ * daemon's own descriptors, which the transport would take over and close). 0 or the
+ * status written. */
+static int port_uri_check(const char *uri, struct api_response *resp)
+{
+    struct esp_error e;
+    esp_error_clear(&e);
+    if (transport_uri_check(uri, &e) < 0)
+        return api_error(resp, 422, "validation_failed", "uri", "uri: %s (%s)", e.message,
+                         e.advice);
+    if (strncmp(uri, "fd:", 3) == 0)
+        return api_error(resp, 422, "validation_failed", "uri",
+                         "uri: fd:N names a descriptor of the daemon itself; attach a device "
+                         "path, pty:/path or tcp://host:port");
+    const char *path = strncmp(uri, "pty:", 4) == 0      ? uri + 4
+                       : strncmp(uri, "serial:", 7) == 0 ? uri + 7
+                                                         : uri;
+    if (!strstr(uri, "://") && path[0] != '/')
+        return api_error(resp, 422, "validation_failed", "uri",
+                         "uri: \"%s\" is not an absolute path (write /dev/ttyUSB0, "
+                         "pty:/dev/pts/5 or tcp://host:port)",
+                         uri);
+    return 0;
+}
+
 static void post_ports(struct api *a, const struct api_request *rq, struct api_response *resp)
 {
     struct json_object *o;
@@ -767,6 +798,8 @@ static void post_ports(struct api *a, const struct api_request *rq, struct api_r
             goto out;
         }
     }
+    if (port_uri_check(uri, resp))
+        goto out;
     if (label && !label_ok(label)) {
         api_error(resp, 422, "validation_failed", "label",
                   "label: up to 32 letters, digits, spaces and _ . - /");
@@ -894,7 +927,7 @@ static int job_options(struct json_object *opts, struct station_job_request *r,
     if (get_boolean(opts, "erase_all", "options.erase_all", &r->erase_all, resp) > 1 ||
         get_boolean(opts, "verify", "options.verify", &r->verify, resp) > 1)
         return resp->status;
-    int rc = get_integer(opts, "baud", "options.baud", 9600, 5000000, &baud, resp);
+    int rc = get_integer(opts, "baud", "options.baud", 9600, 5000000, false, &baud, resp);
     if (rc > 1)
         return rc;
     if (rc == 1)
@@ -1009,8 +1042,8 @@ static void slot_action(struct api *a, struct slot *s, const char *action,
         int all = -1;
         int64_t off = -1, size = -1;
         if (check_members(o, NULL, keys, resp) || get_boolean(o, "all", "all", &all, resp) > 1 ||
-            get_integer(o, "offset", "offset", 0, 0x7ffff000, &off, resp) > 1 ||
-            get_integer(o, "size", "size", 4096, 0x7ffff000, &size, resp) > 1)
+            get_integer(o, "offset", "offset", 0, 0x7ffff000, true, &off, resp) > 1 ||
+            get_integer(o, "size", "size", 4096, 0x7ffff000, true, &size, resp) > 1)
             goto out;
         if ((off >= 0) != (size >= 0)) {
             api_error(resp, 422, "validation_failed", off >= 0 ? "size" : "offset",
@@ -2803,7 +2836,7 @@ char *api_unescape(char *s)
             char hex[3] = {r[1], r[2], 0};
             char c = (char)strtol(hex, NULL, 16);
             if (c == '\0')
-                c = '?'; /* never cut a string short */
+                c = 0x7f; /* never cut a string short; a control byte the router refuses */
             *w++ = c;
             r += 2;
         } else {

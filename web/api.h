@@ -137,7 +137,8 @@ struct json_object *api_firmware_json(struct station *st, const char *name, cons
  * For callers without an HTTP library (the fuzz target). Returns the count. */
 size_t api_parse_query(char *buf, struct api_kv *args, size_t max);
 
-/* Percent-decodes s in place ('+' stays '+' in paths). Returns s. */
+/* Percent-decodes s in place ('+' stays '+' in paths); a decoded NUL becomes 0x7F, a
+ * control byte the router refuses, as the HTTP layer does. Returns s. */
 char *api_unescape(char *s);
 
 /* Parses the request body as a JSON object (answers 4xx itself; non-zero then). */

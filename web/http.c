@@ -21,10 +21,12 @@
  *    Event streams take at most half the cap.
  */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,15 +48,20 @@
 #define ESPSTATION_WEB_ROOT ""
 #endif
 
-#define MAX_ARGS 64
+#define MAX_ARGS 64  /* query parameters; more are refused (400) */
+#define MAX_URL 8192 /* request target; longer is refused (414), see docs/API.md "Limits" */
+
 #define EVICT_STALL_MS 10000         /* a request body silent this long may be closed at the cap */
 #define EVICT_LOG_MS 60000           /* at most one "at its cap" warning per minute */
 #define HTTP_CONN_MEMORY (32 * 1024) /* per connection: request head + I/O buffers */
 #define LISTEN_RETRY_MS 5000
 
 struct req {
+    bool started; /* on_request has seen the request (r may come from on_uri) */
     bool api;
     bool dispatched;
+    size_t n_query; /* query parameters counted by on_uri when more than MAX_ARGS */
+    bool url_long;  /* the request target is longer than MAX_URL */
     char *body;
     size_t len, cap;
     bool too_big;
@@ -501,6 +508,90 @@ static enum MHD_Result too_large(struct web *w, struct MHD_Connection *c)
     return queue_error(w, c, 413, "payload_too_large", msg);
 }
 
+/*
+ * MHD_OPTION_URI_LOG_CALLBACK: the raw request target, before MHD splits off the query and
+ * decodes it. MHD keeps every query parameter in the connection's memory (32 KiB, with the
+ * request head and the answer's head): about 500 of them left no room for any answer, not
+ * even MHD's own error page, and the client got nothing. More than MAX_ARGS are counted
+ * here and the query is cut at its first byte so that MHD stores none of them (the target
+ * is in MHD's read buffer, ours to change before it is parsed: "processing the URI" is
+ * what this callback is for); on_request then answers 400.
+ */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
+{
+    (void)cls;
+    (void)c;
+    struct req *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    r->url_long = strlen(uri) > MAX_URL;
+    const char *q = strchr(uri, '?');
+    if (q) {
+        size_t n = 1;
+        for (const char *p = q + 1; *p; p++)
+            n += *p == '&';
+        if (n > MAX_ARGS) {
+            r->n_query = n;
+            *(char *)(uintptr_t)(q + 1) = '\0';
+        }
+    }
+    return r;
+}
+
+/*
+ * MHD_OPTION_UNESCAPE_CALLBACK: %HH decoding of the path and of query keys and values, as
+ * MHD's own, except that a decoded NUL becomes 0x7F: the path reaches on_request as a C
+ * string, where %00 cut it short (DELETE /api/v1/firmware/app/1.0%00.json deleted app@1.0).
+ * 0x7F is a control byte like the others (%01-%1F), which the API refuses (400).
+ */
+static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    (void)c;
+    char *w = s;
+    for (const char *p = s; *p; p++) {
+        if (p[0] == '%' && isxdigit((unsigned char)p[1]) && isxdigit((unsigned char)p[2])) {
+            char hex[3] = {p[1], p[2], '\0'};
+            char ch = (char)strtol(hex, NULL, 16);
+            *w++ = ch ? ch : (char)0x7f;
+            p += 2;
+        } else {
+            *w++ = *p;
+        }
+    }
+    *w = '\0';
+    return (size_t)(w - s);
+}
+
+/* A NUL or control byte (decoded) in s. */
+static bool has_control(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return true;
+    return false;
+}
+
+/* Refusals decided from the request line alone (the request target). */
+static enum MHD_Result refuse_target(struct web *w, struct MHD_Connection *c, struct req *r,
+                                     const char *url)
+{
+    char msg[200];
+    r->dispatched = true;
+    if (r->url_long) {
+        snprintf(msg, sizeof(msg), "the request target is longer than %d bytes", MAX_URL);
+        return queue_error(w, c, 414, "uri_too_long", msg);
+    }
+    if (r->n_query) {
+        snprintf(msg, sizeof(msg), "%zu query parameters: at most %d are accepted", r->n_query,
+                 MAX_ARGS);
+        return queue_error(w, c, 400, "bad_request", msg);
+    }
+    (void)url;
+    return queue_error(w, c, 400, "bad_request",
+                       "the path holds a NUL or control byte (%00-%1F, %7F): refused");
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
@@ -510,10 +601,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     struct req *r = *con_cls;
     conn_activity(c);
     if (!r) {
-        r = calloc(1, sizeof(*r));
+        r = calloc(1, sizeof(*r)); /* on_uri had no memory */
         if (!r)
             return MHD_NO;
         *con_cls = r;
+    }
+    if (!r->started) {
+        r->started = true;
+        if (r->url_long || r->n_query || has_control(url))
+            return refuse_target(w, c, r, url);
         r->api = strncmp(url, "/api/", 5) == 0 || strcmp(url, "/metrics") == 0;
         /* Answers are queued once the request is complete (an answer queued earlier makes
          * MHD close the connection: no keep-alive). Only refusals go out at once. */
@@ -710,6 +806,7 @@ static int start_listening(struct web *w, char *err, size_t errlen)
         flags, port, NULL, NULL, on_request, w, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, w,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&w->addr, MHD_OPTION_NOTIFY_COMPLETED,
         on_completed, w, MHD_OPTION_NOTIFY_CONNECTION, on_connection, w,
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, w, MHD_OPTION_UNESCAPE_CALLBACK, unescape, w,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)w->max_conns, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)HTTP_CONN_MEMORY, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->api.idle_timeout_s,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);

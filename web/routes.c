@@ -423,6 +423,14 @@ static const struct route *find_route(const struct api_request *rq, struct route
     return NULL;
 }
 
+static bool has_control(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return true;
+    return false;
+}
+
 void api_host_refused(const char *host, struct api_response *resp)
 {
     api_error(resp, 403, "forbidden", "Host",
@@ -445,6 +453,10 @@ void api_handle(struct api *a, const struct api_request *rq, struct api_response
         api_error(resp, 400, "bad_request", NULL, "malformed request line");
     } else if (strlen(rq->path) > ROUTE_MAX_PATH) {
         api_error(resp, 404, "not_found", NULL, "path too long");
+    } else if (has_control(rq->path)) {
+        /* %00 decoded (the HTTP layer makes it 0x7F) or another control byte */
+        api_error(resp, 400, "bad_request", NULL,
+                  "the path holds a NUL or control byte (%%00-%%1F, %%7F): refused");
     } else if (!api_host_allowed(a, rq->host)) {
         host_refused(rq, resp);
     } else if ((r = find_route(rq, &p, resp)) != NULL && check_policy(a, r, rq, resp) == 0) {

@@ -298,6 +298,7 @@ static int extract_bundle(struct upload *u)
     unlink(archive); /* no longer needed: free the space before hashing */
     if (rc < 0) {
         u->bundle_rc = rc;
+        u->rc = rc; /* nothing was imported: no firmware.imported event (on_done) */
         log_msg(LOG_LEVEL_INFO, "firmware bundle refused: %s", u->bres.err);
         return rc;
     }
@@ -340,7 +341,7 @@ static void on_done(void *ctx, int fd, uint32_t events)
         u->running = false;
         u->finished = true;
         w->uploads_running--;
-        if (!u->validate_only && u->rc == 0) {
+        if (!u->validate_only && u->rc == 0 && u->bundle_rc == 0 && u->name[0]) {
             station_catalog_changed(w->st);
             struct json_object *d = json_object_new_object();
             json_object_object_add(d, "name", json_object_new_string(u->name));

@@ -6,8 +6,9 @@
 # nothing; a bad image is a 422 naming the region; path traversal, absolute
 # paths, symlinks, hard links, devices/FIFOs, duplicates, a zip bomb, a gzip
 # bomb, too many entries, no manifest and garbage are 400 naming the entry and
-# the problem, and leave nothing in uploads/ or the catalog; other content
-# types stay 415; the body limit is still 413.
+# the problem, and leave nothing in uploads/ or the catalog, and post no
+# firmware.imported event (a refused bundle used to post one with an empty name);
+# other content types stay 415; the body limit is still 413.
 source "${INTEG_LIB:?INTEG_LIB (tests/integration/lib.sh) must be set}"
 source "$(dirname "$0")/daemon_lib.sh"
 source "$(dirname "$0")/api_lib.sh"
@@ -79,8 +80,15 @@ nothing_left() { # CONTEXT: no upload temp dirs, catalog unchanged (names given 
     local have
     have=$(find "$DATA_DIR/firmware" -mindepth 1 -maxdepth 1 ! -name '.*' -printf '%f\n' | sort | tr '\n' ' ')
     [ "$have" = "$KEEP" ] || fail "$1: catalog holds '$have', expected '$KEEP'"
+    # a refused upload announces nothing: the journal's firmware.imported events are the
+    # imports so far (IMPORTED), none of them nameless
+    local ev
+    ev=$(db "SELECT count(*) FROM events WHERE kind = 'firmware.imported';")
+    [ "$ev" = "$IMPORTED" ] ||
+        fail "$1: $ev firmware.imported event(s), expected $IMPORTED: $(db "SELECT id, data FROM events WHERE kind = 'firmware.imported';")"
 }
 KEEP=""
+IMPORTED=0
 
 G="$GOOD"
 ROOTFILES="for n in ('manifest.json', 'bootloader.bin', 'part.bin', 'app.bin', 'README.txt'): tfile(t, n, rd('$G/' + n))"
@@ -101,6 +109,7 @@ expect_status 201
 expect_jq '.imported.name == "bt" and .imported.version == "1.0.0" and (.imported.regions | length) == 3'
 expect_jq '[.warnings[] | select(.message | test("README.txt"))] | length == 1'
 KEEP="bt "
+IMPORTED=1
 nothing_left "tar import"
 api GET /api/v1/firmware/bt/1.0.0
 expect_status 200
@@ -128,6 +137,7 @@ post /api/v1/firmware "$WORK/good2.tgz" application/octet-stream
 expect_status 201
 expect_jq '.imported.version == "2.0.1" and .warnings == []'
 KEEP="bgz bt "
+IMPORTED=3
 nothing_left "tar.gz import"
 
 # --- zip -----------------------------------------------------------------------------------------------------
@@ -140,6 +150,7 @@ post /api/v1/firmware "$WORK/good.zip" application/zip
 expect_status 201
 expect_jq '.imported.name == "bzip" and .warnings == []'
 KEEP="bgz bt bzip "
+IMPORTED=4
 nothing_left "zip import"
 api GET /api/v1/firmware
 expect_jq '[.firmware[] | "\(.name)@\(.version)"] == ["bgz@2.0.0", "bgz@2.0.1", "bt@1.0.0", "bzip@3.0.0"]'

@@ -9,7 +9,8 @@
 # (400), a ~300 kB header (431), HTTP/9.9 and HTTP/0.9 (505), Content-Length:
 # abc (400; MHD 0.9.75 sends that answer's head twice, logged, not required),
 # a Content-Length beyond 2^64 (413), a malformed chunk size (400), a request
-# line that is not HTTP (closed, no answer or a 400). Headers of 16 KiB still
+# line that is not HTTP (closed, no answer or a 400), a request target over the
+# 32 KiB (414; a 20 kB one gets the API's JSON 414). Headers of 16 KiB still
 # reach the API (JSON), and app-level errors on the same port stay JSON.
 source "${INTEG_LIB:?INTEG_LIB (tests/integration/lib.sh) must be set}"
 source "$(dirname "$0")/daemon_lib.sh"
@@ -122,6 +123,25 @@ still_up "a 300 kB header"
 raw midhdr
 [ "$(head -n 1 "$REPLY" | tr -d '\r')" = "HTTP/1.1 200 OK" ] || fail "16 KiB header: $(head -n 1 "$REPLY")"
 grep -qi '^content-type: application/json' "$REPLY" || fail "16 KiB header: not JSON"
+
+# --- a request target beyond the 32 KiB connection memory: MHD's 414 (under it: the API's JSON 414,
+# test_api_input.sh) ---------------------------------------------------------------------------------
+{
+    printf 'GET /api/v1/slots?x='
+    head -c 40000 /dev/zero | tr '\0' a
+    printf ' HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'
+} | req bigurl
+expect_mhd_page bigurl "HTTP/1.1 414 URI Too Long" "Request too big"
+still_up "a 40 kB request target"
+{
+    printf 'GET /api/v1/slots?x='
+    head -c 20000 /dev/zero | tr '\0' a
+    printf ' HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n'
+} | req midurl
+raw midurl
+[ "$(head -n 1 "$REPLY" | tr -d '\r')" = "HTTP/1.1 414 URI Too Long" ] || fail "20 kB target: $(head -n 1 "$REPLY")"
+grep -qi '^content-type: application/json' "$REPLY" || fail "20 kB target: not JSON"
+grep -q '"uri_too_long"' "$REPLY" || fail "20 kB target: $(cat "$REPLY")"
 
 # --- unsupported HTTP versions: 505 ---------------------------------------------------------------
 printf 'GET /api/v1/slots HTTP/9.9\r\nHost: 127.0.0.1\r\n\r\n' | req http99

@@ -841,6 +841,41 @@ static void test_bad_uris(void **state)
     assert_int_equal(open_fail(longuri, &err), -ENAMETOOLONG);
 }
 
+/* transport_uri_check: the form of a URI, nothing opened (POST /api/v1/ports uses it). */
+static void test_uri_check(void **state)
+{
+    (void)state;
+    static const struct bad_uri bad[] = {
+        {"", -EINVAL, "no port given"},
+        {"tcp://", -EINVAL, "not a valid TCP address"},
+        {"tcp://nohostport", -EINVAL, "not a valid TCP address"},
+        {"tcp://:4000", -EINVAL, "not a valid TCP address"},
+        {"tcp://host:0", -EINVAL, "not a valid TCP address"},
+        {"tcp://host:99999", -EINVAL, "not a valid TCP address"},
+        {"socket://", -EINVAL, "not a valid TCP address"},
+        {"fd:", -EINVAL, "not a valid fd: URI"},
+        {"fd:-1", -EINVAL, "not a valid fd: URI"},
+        {"fd:3x", -EINVAL, "not a valid fd: URI"},
+        {"rfc2217://host:4000", -EINVAL, "unsupported port URI"},
+        {"pty:", -EINVAL, "names no path"},
+        {"serial:", -EINVAL, "names no path"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct esp_error err;
+        esp_error_clear(&err);
+        int rc = transport_uri_check(bad[i].uri, &err);
+        if (rc != bad[i].code || !strstr(err.message, bad[i].in_message) || !err.advice[0])
+            fail_msg("%s: rc %d message \"%s\"", bad[i].uri, rc, err.message);
+    }
+    static const char *const good[] = {
+        "tcp://h:1",  "tcp://[::1]:4000",    "socket://10.0.0.5:23", "fd:3",
+        "pty:/tmp/x", "serial:/dev/ttyUSB9", "/nonexistent",         "COM3"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        if (transport_uri_check(good[i], NULL) != 0)
+            fail_msg("%s refused", good[i]);
+    assert_int_equal(transport_uri_check(NULL, NULL), -EINVAL);
+}
+
 static void test_null_transport(void **state)
 {
     (void)state;
@@ -876,6 +911,7 @@ int main(void)
         cmocka_unit_test(test_tcp_echo_and_peer_close),
         cmocka_unit_test(test_tcp_refused),
         cmocka_unit_test(test_bad_uris),
+        cmocka_unit_test(test_uri_check),
         cmocka_unit_test(test_null_transport),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
