@@ -799,6 +799,34 @@ static int run(struct worker *w, struct job_result *res)
     return 0;
 }
 
+/*
+ * After a write, verify or read timed out (stage WRITE/VERIFY/READ: the board had answered
+ * at this baud): did the link lose a frame, or did the board stop answering? A lossy
+ * cable loses or garbles some frames, but the board still answers the next one; a hung or
+ * browned-out chip (esp_sim --fault stall:N) answers nothing at all. A READ_REG (the
+ * loader tries it write_block_attempts times) settles it: a reply of any kind, or a junk
+ * frame, is a live board behind a bad link. Only that may lower the slot's baud.
+ */
+static bool board_stopped_answering(struct worker *w, const struct esp_error *e)
+{
+    if (!w->l || e->code != -ETIMEDOUT || is_cancelled(w->j))
+        return false;
+    if (e->stage != ESP_STAGE_WRITE && e->stage != ESP_STAGE_VERIFY && e->stage != ESP_STAGE_READ)
+        return false;
+    unsigned junk = esp_loader_stats(w->l)->frames_dropped;
+    struct esp_error pe;
+    esp_error_clear(&pe);
+    uint32_t v;
+    int rc = esp_loader_read_reg(w->l, ESP_CHIP_DETECT_MAGIC_REG, &v, &pe);
+    bool silent = rc == -ETIMEDOUT && esp_loader_stats(w->l)->frames_dropped == junk;
+    if (silent)
+        wlog(w, LOG_LEVEL_WARN,
+             "the board stopped answering during %s at %u baud (no reply to a probe either): "
+             "a board fault (hung or browned-out chip), not the link; the slot keeps its baud",
+             esp_stage_to_string(e->stage), (unsigned)esp_loader_info(w->l)->baud);
+    return silent;
+}
+
 static void *job_main(void *arg)
 {
     struct worker w;
@@ -818,6 +846,7 @@ static void *job_main(void *arg)
         res.state = cancelled && rc != -ENODEV ? RECORDS_JOB_CANCELLED : RECORDS_JOB_FAILED;
         if (res.err.code == 0)
             esp_error_set(&res.err, rc, ESP_STAGE_NONE, NULL, "%s", esp_errno_to_string(rc));
+        res.board_silent = board_stopped_answering(&w, &res.err);
     }
     if (w.l && esp_loader_info(w.l))
         res.link_baud = esp_loader_info(w.l)->baud;

@@ -128,6 +128,9 @@ struct job_result {
     char md5[33];
     uint32_t link_baud; /* the serial rate in force when the job ended; 0 = never connected */
     bool stub_fallback; /* flashed through the ROM loader: the stub did not start */
+    /* A write/verify/read timed out and the board then answered nothing, not even junk:
+     * it stopped answering (a hung chip), which is not a link error (no baud back-off). */
+    bool board_silent;
 };
 
 struct job;

@@ -877,6 +877,7 @@ static void finish_job(struct station *st, struct job *j, struct job_result *r)
          * profile's retries budget (at most once per step down, so it ends). */
         uint32_t lower = 0;
         if (!removed && !st->stopping && s->present && e->code && r->link_baud > 115200 &&
+            !r->board_silent &&
             slot_link_error(e->code, (int)e->stage, e->has_device_status, e->status, e->error))
             lower = slot_baud_step_down(r->link_baud);
         if (lower && (!s->baud_limit || lower < s->baud_limit)) {
