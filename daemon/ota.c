@@ -19,6 +19,12 @@
  *    only after the whole body went out.
  *  - "Served" (the ota_http memory that prevents update loops) is recorded
  *    only after the whole body went out.
+ *  - A pull (an image served) ends when the board closes the connection after
+ *    the whole body was handed to the socket (our side is shut down first): the
+ *    kernel takes a small image in one send(), so "handed over" says nothing of
+ *    when the board had it. The job's duration runs from the first byte of the
+ *    response to the board's close; a board that resets the connection or stays
+ *    silent until the idle timeout has no known duration (seconds, kbps null).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -31,6 +37,7 @@
 #include <strings.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
@@ -70,6 +77,8 @@ struct ota_conn {
     int64_t job_id;
     int64_t last_io;
     int64_t started;
+    int64_t first_us; /* monotonic time of the response's first byte handed to the socket */
+    bool draining;    /* whole image handed over, our side shut: waiting for the board's close */
     struct ota_conn *next;
 };
 
@@ -364,9 +373,23 @@ int ota_set_target(struct ota *o, const char *mac, const char *firmware, char *e
 
 /* ---- the update endpoint -------------------------------------------------------------- */
 
+static void served_complete(struct ota_conn *c, double seconds, const char *why_unknown);
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static void conn_close(struct ota_conn *c)
 {
     struct ota *o = c->o;
+    if (c->draining)
+        served_complete(c, -1,
+                        o->stopping
+                            ? "the station stopped before the board closed the connection"
+                            : "the board did not close the connection before the idle timeout");
     for (struct ota_conn **pp = &o->conns; *pp; pp = &(*pp)->next)
         if (*pp == c) {
             *pp = c->next;
@@ -403,10 +426,13 @@ static void conn_close(struct ota_conn *c)
 
 static void conn_io(void *ctx, int fd, uint32_t events);
 
-static void served_complete(struct ota_conn *c)
+/* The whole image went out; seconds: from the first byte of the response to the board's
+ * close, < 0 when not known (why_unknown says why). */
+static void served_complete(struct ota_conn *c, double seconds, const char *why_unknown)
 {
     struct ota *o = c->o;
     struct records *rec = station_records(o->st);
+    c->draining = false;
     if (!c->fs && !c->plain && c->mac[0]) {
         /* The sketch memory (ota_http's "served"); a filesystem image is remembered by its
          * passed ota-pull-fs job (fs_served). */
@@ -427,6 +453,17 @@ static void served_complete(struct ota_conn *c)
         res.state = RECORDS_JOB_PASSED;
         res.bytes = (int64_t)c->body_len;
         res.wire_bytes = (int64_t)(c->body_len + c->head_len);
+        res.seconds = seconds;
+        res.duration_unknown = !(seconds > 0);
+        char line[300];
+        if (seconds > 0)
+            snprintf(line, sizeof(line), "the board took %zu bytes in %.3f s (%.0f kbit/s)",
+                     c->body_len, seconds, (double)c->body_len * 8 / 1000 / seconds);
+        else
+            snprintf(line, sizeof(line),
+                     "all %zu bytes handed over, but %s: the transfer's duration is not known",
+                     c->body_len, why_unknown ? why_unknown : "no time was measured");
+        records_job_log(rec, c->job_id, "info", line, NULL);
         records_job_finish(rec, c->job_id, &res, NULL);
     }
     char extra[160] = "", data[400];
@@ -470,14 +507,45 @@ static void conn_write(struct ota_conn *c)
             return;
         }
         c->last_io = loop_now_ms();
+        if (!c->first_us)
+            c->first_us = mono_us();
         if (c->head_off < c->head_len)
             c->head_off += (size_t)w;
         else
             c->body_off += (size_t)w;
     }
-    if (c->fw && c->record_served)
-        served_complete(c);
     shutdown(c->fd, SHUT_WR);
+    if (c->fw && c->record_served) {
+        /* Handed over, not yet taken: the pull ends at the board's close (conn_drain). Still
+         * "writing" for everyone else: the answer is not over. */
+        c->draining = true;
+        loop_del_fd(c->o->loop, c->fd);
+        if (loop_add_fd(c->o->loop, c->fd, EPOLLIN, conn_io, c) < 0)
+            conn_close(c);
+        return;
+    }
+    conn_close(c);
+}
+
+/* After the image: reads (and drops) whatever the board still sends until it closes. A
+ * clean close (FIN) after the whole image is the pull's end; a reset is not: a board that
+ * refused the image after the head may never have read it. */
+static void conn_drain(struct ota_conn *c)
+{
+    char buf[512];
+    ssize_t r;
+    for (;;) {
+        r = recv(c->fd, buf, sizeof(buf), 0);
+        if (r > 0 || (r < 0 && errno == EINTR))
+            continue;
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        break;
+    }
+    if (r == 0 && c->first_us)
+        served_complete(c, (double)(mono_us() - c->first_us) / 1e6, NULL);
+    else
+        served_complete(c, -1, "the board reset the connection instead of closing it");
     conn_close(c);
 }
 
@@ -958,6 +1026,11 @@ static void conn_io(void *ctx, int fd, uint32_t events)
 {
     (void)fd;
     struct ota_conn *c = ctx;
+    if (c->draining) {
+        if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+            conn_drain(c);
+        return;
+    }
     if (c->writing) {
         if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
             conn_write(c);

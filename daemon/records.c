@@ -1550,7 +1550,9 @@ int records_job_finish(struct records *r, int64_t id, const struct records_job_r
         bytes = res->bytes;
     if (res->wire_bytes >= 0)
         wire = res->wire_bytes;
-    secs = res->seconds >= 0 ? res->seconds : (now > started ? (double)(now - started) / 1e3 : 0);
+    secs = res->duration_unknown ? -1
+           : res->seconds >= 0   ? res->seconds
+                                 : (now > started ? (double)(now - started) / 1e3 : 0);
     kbps = res->kbps >= 0 ? res->kbps : (secs > 0 ? (double)bytes * 8 / 1000 / secs : -1);
 
     if ((ret = stmt_get(r, ST_JOB_FINISH, &st, err)) < 0)
@@ -1573,7 +1575,10 @@ int records_job_finish(struct records *r, int64_t id, const struct records_job_r
     else
         sqlite3_bind_null(st, 14);
     sqlite3_bind_int(st, 15, res->retries > 0 ? res->retries : 0);
-    sqlite3_bind_double(st, 16, secs);
+    if (secs >= 0)
+        sqlite3_bind_double(st, 16, secs);
+    else
+        sqlite3_bind_null(st, 16);
     return job_update_done(r, st, step_durable(r, st), id, "cannot record job result", err);
 }
 

@@ -313,6 +313,9 @@ struct records_job_result {
     double kbps;                  /* effective kbit/s; < 0: bytes*8/1000/seconds */
     int retries;
     double seconds; /* measured duration; < 0: ended_at - started_at */
+    /* The duration is not known (e.g. an OTA pull whose board never said it had the whole
+     * image): seconds and, unless kbps >= 0 is given, kbps are stored NULL. */
+    bool duration_unknown;
 };
 
 /* Sets numbers to -1 ("none"/"compute"), strings NULL, state FAILED. */

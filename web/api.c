@@ -555,6 +555,9 @@ struct json_object *api_slot_json(struct station *st, const struct slot *s)
     bool have_board = s->mac[0] && records_board_get(station_records(st), s->mac, &b, &re) == 0;
     add(o, "ip", have_board ? jstr(b.ip) : NULL);
     add(o, "running_version", have_board ? jstr(b.running_version) : NULL);
+    /* What the board carries now (its record): differs from `firmware` (the slot's last job)
+     * after an update over the network. */
+    add(o, "board_firmware", have_board ? jstr(b.current_firmware) : NULL);
     struct records_job lj;
     bool have_job = !s->job && s->job_id > 0 &&
                     records_job_get(station_records(st), s->job_id, &lj, &re) == 0 && lj.ended_at;

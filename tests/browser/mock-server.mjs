@@ -440,7 +440,8 @@ const server = http.createServer(async (req, res) => {
       req.on('close', () => { clients.delete(res); clearInterval(hb); });
       return;
     }
-    if (p === '/api/v1/slots') return json(res, 200, { slots });
+    // board_firmware: the board's record, as the station reports it (docs/API.md "Slot").
+    if (p === '/api/v1/slots') return json(res, 200, { slots: slots.map((s) => ({ ...s, board_firmware: (boards.get(s.mac) || {}).current_firmware ?? null })) });
     if ((r = m(/^\/api\/v1\/slots\/([^/]+)$/))) {
       const s = slots.find((x) => x.id === decodeURIComponent(r[1]));
       return s ? json(res, 200, s) : error(res, 404, 'not_found', `no slot ${r[1]}`);

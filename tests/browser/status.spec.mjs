@@ -8,6 +8,7 @@
 //        DIR/manifest.json + part.bin, app.bin overlapping / an ESP32-C3 app.bin in an ESP32
 //        set / a valid ESP32 set "uploaded@1.0" with app.bin)
 //        [--bulk-macs M1,M2,... --bulk-firmware NAME@VER --bulk-fast N]
+//        [--pull-slot P1 --pull-firmware NAME@VER [--pull-log FILE]]
 //   node status.spec.mjs --mock --shots DIR       (starts mock-server.mjs itself)
 //
 // Checks, each printed as "ok N - ..." / "not ok N - ...":
@@ -26,6 +27,14 @@
 //  while the Bulk tab is open, and checks it appears by itself with its firmware, its
 //  counts equal GET /api/v1/bulk/{id}, it advances live, the detail lists every board's
 //  result/job/error as the API does, and Cancel (with the token) cancels it.
+//  Real station with --pull-slot: the board on that slot was flashed serially and checks in
+//  over the network; the spec pins its target to --pull-firmware (PUT /boards/{mac}/target),
+//  the board pulls it at its next check-in, and then (live, no reload) the tile names the
+//  firmware the board runs and notes the set the slot flashed; the pull's job passed, its
+//  duration covers the time the board itself took to receive the image (the last
+//  "pull: received N bytes in X ms" of --pull-log, esp_netdev's log), its kbit/s is bytes over
+//  that duration (or both null), and its recent-jobs row shows those figures (never "0.0 s";
+//  "–" where unknown).
 // Ends with "N passed, N failed" and exits non-zero on any failure.
 
 import fs from 'node:fs';
@@ -55,6 +64,9 @@ const TMO = Number(opt('timeout', '90')) * 1000;
 const BULK_MACS = (opt('bulk-macs', '') || '').split(',').filter(Boolean);
 const BULK_FW = opt('bulk-firmware', '');
 const BULK_FAST = Number(opt('bulk-fast', '0'));
+const PULL_SLOT = opt('pull-slot', '');
+const PULL_FW = opt('pull-firmware', '');
+const PULL_LOG = opt('pull-log', '');
 fs.mkdirSync(SHOTS, { recursive: true });
 
 let passed = 0, failed = 0, n = 0;
@@ -270,6 +282,101 @@ async function realBulk(page, navs) {
   await page.screenshot({ path: path.join(SHOTS, 'bulk-cancelled.png') });
 }
 
+// ---- an update over the network on the real station ------------------------------------
+
+async function pullTile(page) {
+  return page.evaluate((label) => {
+    for (const n of document.querySelectorAll('#slots .slot')) {
+      if (n.querySelector('.label').textContent.trim() !== label) continue;
+      const fw = n.querySelector('.fwline');
+      const a = n.querySelector('.mac a');
+      const tgt = n.querySelector('.ota .tgt');
+      const text = fw.hidden ? '' : fw.innerText.replace(/\s+/g, ' ').trim();
+      return {
+        phase: n.dataset.phase, mac: a ? a.dataset.mac : '', text,
+        runs: (/^Firmware (\S+)/.exec(text) || [])[1] || '', flashed: (/flashed here: (\S+)/.exec(text) || [])[1] || '',
+        tgt: tgt && !tgt.hidden ? tgt.innerText.trim() : '', ver: (n.querySelector('.ota .ver') || {}).innerText || '',
+      };
+    }
+    return null;
+  }, PULL_SLOT);
+}
+
+// A duration cell of the jobs table ("850 ms", "2.9 s", "12 s", "1:05") in seconds; NaN otherwise.
+function cellSeconds(t) {
+  let m;
+  if ((m = /^(\d+) ms$/.exec(t))) return Number(m[1]) / 1000;
+  if ((m = /^(\d+(?:\.\d+)?) s$/.exec(t))) return Number(m[1]);
+  if ((m = /^(\d+):(\d\d)$/.exec(t))) return Number(m[1]) * 60 + Number(m[2]);
+  return NaN;
+}
+
+async function realPull(page, navs) {
+  const auth = { Authorization: `Bearer ${TOKEN}`, 'Content-Type': 'application/json' };
+  const before = await waitFor(async () => {
+    const t = await pullTile(page);
+    return t && t.phase === 'online' && t.mac && t.runs ? t : null;
+  }, TMO, 200);
+  ok(!!before, `${PULL_SLOT} is online after its serial flash`, JSON.stringify(await pullTile(page)));
+  if (!before) return;
+  const flashed = before.runs;
+  log(`${PULL_SLOT} before the pull: "${before.text}" ${before.ver}`);
+  ok(flashed !== PULL_FW && !before.flashed, `${PULL_SLOT}'s tile names the set it flashed (${flashed}) before the update`, JSON.stringify(before));
+  const navs0 = navs.length;
+  const r = await fetch(`${URL_}/api/v1/boards/${encodeURIComponent(before.mac)}/target`, { method: 'PUT', headers: auth, body: JSON.stringify({ firmware: PULL_FW }) });
+  ok(r.status === 200, `PUT /api/v1/boards/${before.mac}/target ${PULL_FW}`, `${r.status} ${await r.text()}`);
+  // The board pulls at its next check-in and reports the new version at the one after: the
+  // tile's OTA line says so (v1.1.0, up to date), and its firmware line must agree.
+  const want = PULL_FW.split('@')[1];
+  const reported = await waitFor(async () => {
+    const t = await pullTile(page);
+    return t && t.ver === `v${want}` && /up to date/.test(t.tgt) ? t : null;
+  }, 60000, 200);
+  ok(!!reported, `${PULL_SLOT}'s board reports v${want} and is up to date after the pull`, JSON.stringify(await pullTile(page)));
+  const after = reported && await waitFor(async () => {
+    const t = await pullTile(page);
+    return t && t.runs === PULL_FW ? t : null;
+  }, 5000, 200);
+  ok(!!after && after.flashed === flashed && navs.length === navs0,
+    `then ${PULL_SLOT}'s tile names what the board runs (${PULL_FW}) and notes the set the slot flashed (${flashed}), live`,
+    JSON.stringify({ now: after || await pullTile(page), navs: navs.slice(navs0) }));
+  if (after) log(`${PULL_SLOT} after the pull: "${after.text}" ${after.ver} ${after.tgt}`);
+  await page.screenshot({ path: path.join(SHOTS, 'ota-pull.png') });
+
+  // The pull's job in the API: passed, with a duration that covers what the board took.
+  const q = new URLSearchParams({ mac: before.mac, kind: 'ota-pull', limit: '1' });
+  const recs = await fetch(`${URL_}/api/v1/records?${q}`, { headers: { Authorization: `Bearer ${TOKEN}` } }).then((x) => x.json()).catch(() => ({}));
+  const job = (recs.records || [])[0];
+  ok(!!job && job.state === 'passed' && job.firmware === PULL_FW && job.bytes > 0, `the pull is a passed ota-pull job of ${PULL_FW}`, JSON.stringify(recs).slice(0, 400));
+  if (!job) return;
+  log(`pull job #${job.id}: ${job.bytes} bytes, seconds ${job.seconds}, kbps ${job.kbps}`);
+  const consistent = job.seconds == null ? job.kbps == null
+    : job.seconds > 0 && job.kbps > 0 && Math.abs(job.kbps - (job.bytes * 8) / 1000 / job.seconds) <= job.kbps * 0.01;
+  ok(consistent, 'the pull\'s kbps is its bytes over its seconds (or both are null)', JSON.stringify(job));
+  if (PULL_LOG) {
+    const m = [...fs.readFileSync(PULL_LOG, 'utf8').matchAll(/pull: received (\d+) bytes in (\d+) ms/g)].pop();
+    ok(!!m && Number(m[1]) === job.bytes, 'the board logged how long it took to receive the image', m ? m[0] : 'no "pull: received" line');
+    if (m) {
+      const boardS = Number(m[2]) / 1000;
+      log(`the board received ${m[1]} bytes in ${boardS} s; the station says ${job.seconds} s`);
+      ok(job.seconds != null && job.seconds >= boardS - 0.005 && job.seconds <= boardS + 2,
+        `the pull's duration (${job.seconds} s) covers the board's own ${boardS} s (from the response's first byte to the board's close)`, JSON.stringify(job));
+    }
+  }
+  // ... and its row in the recent jobs.
+  const row = await waitFor(() => page.evaluate((id) => {
+    const tr = document.querySelector(`#recent tbody tr[data-job="${id}"]`);
+    if (!tr) return null;
+    const td = [...tr.querySelectorAll('td')].map((x) => x.innerText.trim());
+    return { firmware: td[4], dur: td[6], kbps: td[7] };
+  }, String(job.id)), 10000, 200);
+  const durOk = !!row && (job.seconds == null ? /^[–—-]$/.test(row.dur)
+    : row.dur !== '0.0 s' && Math.abs(cellSeconds(row.dur) - job.seconds) <= Math.max(0.06, job.seconds * 0.02));
+  const kbpsOk = !!row && (job.kbps == null ? /^[–—-]$/.test(row.kbps) : row.kbps === String(Math.round(job.kbps)));
+  ok(durOk && kbpsOk && row.firmware === PULL_FW, `the pull's row in the recent jobs shows its duration and kbit/s (${row ? `${row.dur}, ${row.kbps}` : 'no row'})`,
+    JSON.stringify({ row, seconds: job.seconds, kbps: job.kbps }));
+}
+
 // ---- main ----------------------------------------------------------------------------
 
 let mock = null;
@@ -400,6 +507,9 @@ try {
     await page.screenshot({ path: path.join(SHOTS, 'board-detail.png') });
     await page.keyboard.press('Escape');
   }
+
+  // Real station: a board flashed serially, then updated over the network.
+  if (!MOCK && PULL_SLOT && PULL_FW && TOKEN) await realPull(page, navs);
 
   // Mock only: network OTA state on an online tile and in its board detail.
   if (MOCK) {

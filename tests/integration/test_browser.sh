@@ -10,7 +10,12 @@
 # (esp_netdev on $TNET.41-45, enrolled by check-in; N3 and N4 stall every transfer) get a
 # real espota bulk, started by the spec (concurrency 1, no retries): the Bulk tab lists it
 # with its firmware and the counts of GET /api/v1/bulk/{id}, advances live while a stalled
-# board runs, shows per-board results, and Cancel (with the token) cancels it. Then the
+# board runs, shows per-board results, and Cancel (with the token) cancels it. P1 (an
+# ESP32-C3 with a network persona) is flashed pullc3@1.0.0 over serial and checks in; the
+# spec pins its target to pullc3@1.1.0, the board pulls it over HTTP (its persona erases
+# each 4 KiB sector in 20 ms, so the pull takes a real-looking while), and the tile must then
+# name pullc3@1.1.0 (noting the set the slot flashed), the pull's job and its recent-jobs row
+# a duration that covers the board's own receive time and bytes over it as kbit/s. Then the
 # same spec runs against tests/browser/mock-server.mjs (every tile state, and
 # reconnecting after the server went away).
 # Screenshots: <build>/screenshots/ and <build>/screenshots/mock/ (next to TEST_TMPDIR).
@@ -101,6 +106,11 @@ JSON
 # The bulk's firmware (network-only boards, pushed over espota).
 fw_set "$WORK/netfw" netfw 2.0 esp32 60000 17
 import_fw "$WORK/netfw"
+# P1's serial set and the release it pulls later (ESPSIM_VERSION inside: the board reports it).
+fw_set "$WORK/pull1" pullc3 1.0.0 esp32c3 131072 18
+import_fw "$WORK/pull1"
+fw_set "$WORK/pull2" pullc3 1.1.0 esp32c3 131072 19
+import_fw "$WORK/pull2"
 
 # --- boards and config -----------------------------------------------------------------
 start_sim esp32 --link-speed 1 --no-boot-noise
@@ -111,12 +121,23 @@ start_sim esp8266
 I1=$SIM_DIR
 TOKEN=browser-test-token-1234
 OTA_PORT=$(free_port)
+# P1's network persona: esp_netdev with a real flash's pace (20 ms per 4 KiB sector erase,
+# after esp_sim's own arguments so it wins), checking in every 500 ms.
+cat >"$WORK/netdev-paced" <<SH
+#!/bin/sh
+exec "$ESP_NETDEV" "\$@" --erase-ms 20
+SH
+chmod +x "$WORK/netdev-paced"
+start_sim esp32c3 --mac 58:cf:79:00:0c:01 --net-bind "$TNET.50" --netdev "$WORK/netdev-paced" \
+    --checkin "http://127.0.0.1:$OTA_PORT/ota/update" --checkin-interval 500
+P1=$SIM_DIR
 CFG=$WORK/station.json
 cat >"$CFG" <<JSON
 {"api": {"token": "$TOKEN"}, "ota": {"listen": "127.0.0.1:$OTA_PORT"},
  "ports": [{"uri": "$W1/tty", "label": "W1"}, {"uri": "$F1/tty", "label": "F1"},
-           {"uri": "$I1/tty", "label": "I1"}],
- "profiles": {"line": {"firmware": {"esp32": "big@1.0", "esp8266": "e8266@1.0"}, "retries": 0}}}
+           {"uri": "$I1/tty", "label": "I1"}, {"uri": "$P1/tty", "label": "P1"}],
+ "profiles": {"line": {"firmware": {"esp32": "big@1.0", "esp8266": "e8266@1.0",
+                                    "esp32c3": "pullc3@1.0.0"}, "retries": 0}}}
 JSON
 
 start_daemon "$CFG" --listen 127.0.0.1:0 --port-file "$WORK/http.port" --web-root "$SRC/web/static"
@@ -147,13 +168,16 @@ wait_sql "SELECT count(*) FROM boards WHERE mac LIKE '24:6f:28:00:b0:%' AND onli
 # --- the browser test ---------------------------------------------------------------------
 rc=0
 TEST_TMPDIR=$WORK timeout 300 node "$BROWSER_DIR/status.spec.mjs" --url "$URL" --token "$TOKEN" \
-    --shots "$SHOTS" --slots W1,F1,I1 --flash-slot W1 --fail-slot F1 --timeout 90 \
+    --shots "$SHOTS" --slots W1,F1,I1,P1 --flash-slot W1 --fail-slot F1 --timeout 90 \
     --overlap-fw "$BAD" --wrongchip-fw "$WRONG" --good-fw "$GOOD" \
+    --pull-slot P1 --pull-firmware pullc3@1.1.0 --pull-log "$P1/net/netdev.log" \
     --bulk-macs "$(IFS=,; echo "${NMACS[*]}")" --bulk-firmware netfw@2.0 --bulk-fast 2 \
     >"$WORK/spec.out" 2>&1 || rc=$?
 cat "$WORK/spec.out" >&2
 [ "$rc" -eq 0 ] || fail "status.spec.mjs failed (rc=$rc); screenshots in $SHOTS"
 grep -Eq '^[0-9]+ passed, 0 failed$' "$WORK/spec.out" || fail "status.spec.mjs printed no summary"
+# P1 really runs what its tile said: the pulled app is in its flash.
+flash_region_equals "$P1" 0x10000 "$WORK/pull2/app.bin"
 # The bulk the page showed really ran: N1 and N2 received netfw@2.0 over espota.
 for i in 1 2; do
     cmp -s "$WORK/nd$i/ota-1.bin" "$WORK/netfw/app.bin" || fail "N$i did not receive netfw@2.0"

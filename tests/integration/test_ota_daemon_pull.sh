@@ -9,7 +9,10 @@
 # release over REST; the next check-in gets 200 + image, the board reports
 # 2.0.0, the virtual flash holds the new app, and later check-ins get 304.
 # The same for an ESP8266 (app at 0x0, simple layout; its sketch MD5 is of the
-# flash, whose header the serial flash patched). An unknown MAC is enrolled.
+# flash, whose header the serial flash patched). An unknown MAC is enrolled (and, its first
+# check-in answered with the profile's target, pulls it at a real flash's pace: the pull job's
+# seconds in the API cover the time the board took, from the response to its close, and its
+# kbps is bytes over them).
 source "${INTEG_LIB:?INTEG_LIB (tests/integration/lib.sh) must be set}"
 source "$(dirname "$0")/daemon_lib.sh"
 source "$(dirname "$0")/api_lib.sh"
@@ -89,14 +92,28 @@ cmp -s "$WORK/plain.bin" "$WORK/fw2/app.bin" || fail "plain GET body differs"
 head -n1 "$WORK/h" | grep -q '^HTTP/1.0 200' || fail "plain GET status: $(head -n1 "$WORK/h")"
 grep -q "^Content-Length: $(stat -c %s "$WORK/fw2/app.bin")" "$WORK/h" || fail "Content-Length"
 
-# an unknown MAC is enrolled by its check-in
+# an unknown MAC is enrolled by its check-in (20 ms per 4 KiB sector erase: a real flash's pace)
 start_netdev "$WORK/nd1" --chip esp8266 --mac 18:fe:34:00:0b:01 --bind $TNET.3 --version 0.9 \
-    --checkin "http://127.0.0.1:$OTA_PORT/ota/update" --interval 300
+    --checkin "http://127.0.0.1:$OTA_PORT/ota/update" --interval 300 --erase-ms 20
 wait_sql "SELECT online_state || ' ' || chip || ' ' || running_version || ' ' || ip FROM boards WHERE mac = '18:fe:34:00:0b:01';" \
     "online ESP8266 0.9 $TNET.3" 20
 api GET /api/v1/boards/18:fe:34:00:0b:01
 expect_status 200
 expect_jq '.ota.sdk_version == "2.2.2-dev(38a443e)" and .ota.checkins >= 1'
+# ... and its first check-in got the profile's target: the pull's figures in the API. The
+# board logs the time from the response head to its last sector written; the station's
+# duration runs from its response's first byte to the board's close, so it is at least that.
+wait_file_log 'pull: received' "$WORK/nd1/netdev.log" 20
+wait_sql "SELECT state || ' ' || bytes FROM jobs WHERE kind = 'ota-pull' AND board_mac = '18:fe:34:00:0b:01';" \
+    "passed $(stat -c %s "$WORK/e2/app.bin")" 20
+rx=$(grep -o 'pull: received [0-9]* bytes in [0-9]* ms' "$WORK/nd1/netdev.log" | tail -n 1)
+ms=$(awk '{ print $6 }' <<<"$rx")
+[ "$ms" -ge 200 ] || fail "the board took the image too fast for its 14 sector erases: $rx"
+api GET "/api/v1/records?kind=ota-pull&mac=18:fe:34:00:0b:01&limit=1"
+expect_status 200
+expect_jq ".records[0] | .seconds != null and .seconds >= $ms / 1000 - 0.005 and .seconds <= $ms / 1000 + 2"
+expect_jq '.records[0] | .kbps > 0 and (.kbps - .bytes * 8 / 1000 / .seconds | fabs) <= .kbps * 0.01'
+log "pull of $(jq -r '.records[0].bytes' <<<"$RESP") bytes: the board took $ms ms, the station says $(jq -r '.records[0] | "\(.seconds) s, \(.kbps) kbit/s"' <<<"$RESP")"
 
 # with unknown_boards = refuse an unknown MAC gets 404 and no record; known ones still work
 stop_daemon

@@ -61,6 +61,10 @@
  * after every read of at most 1460 bytes. The functional tests choose
  * --erase-ms 0 (ota_netdev_lib.sh, ota_daemon_lib.sh); esp_sim passes its
  * flash model's sector erase time (0 at --link-speed 0).
+ * The HTTP pull takes its image at the same pace: the check-in socket gets the
+ * same window and the body goes through the same sector buffer (--erase-ms per
+ * 4 KiB); "pull: received N bytes in T ms" in the log is the time from the
+ * response head to the last sector written.
  *
  * Deliberate differences from real firmware: the success tail pauses are
  * 250 ms (not ~1 s), and the web form refuses a request without a file part
@@ -1014,6 +1018,29 @@ static bool want_fs(const struct netdev *d)
     return access(path, F_OK) == 0;
 }
 
+/*
+ * The body of a pull (200): HTTPUpdate / ESP8266httpUpdate hand the socket to
+ * Update.writeStream(), which fills the Updater's 4 KiB sector buffer and then erases and
+ * writes the sector while reading nothing (--erase-ms each, as in the push), behind the same
+ * lwIP receive window (--rcvbuf, set on the check-in socket before connect). 0, or -1 when
+ * the stream ends or stays quiet for timeout_ms.
+ */
+static int pull_body(struct netdev *d, int fd, uint8_t *img, size_t len, int timeout_ms)
+{
+    size_t got = 0, sector = 0;
+    while (got < len) {
+        size_t want = 4096 - sector;
+        if (want > len - got)
+            want = len - got;
+        if (recv_exact(fd, img + got, want, timeout_ms) < 0)
+            return -1;
+        got += want;
+        sector += want;
+        sector_done(d, &sector, got == len);
+    }
+    return 0;
+}
+
 /* One check-in; fs: x-…-mode: spiffs (the filesystem image) instead of sketch. */
 static void checkin(struct netdev *d, bool fs)
 {
@@ -1024,6 +1051,10 @@ static void checkin(struct netdev *d, bool fs)
     struct sockaddr_in me = {.sin_family = AF_INET};
     inet_pton(AF_INET, d->bind_ip, &me.sin_addr);
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && d->rcvbuf > 0) { /* the lwIP window, announced in the SYN */
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &d->rcvbuf, sizeof(d->rcvbuf));
+        setsockopt(fd, IPPROTO_TCP, TCP_WINDOW_CLAMP, &d->rcvbuf, sizeof(d->rcvbuf));
+    }
     if (fd < 0 || bind(fd, (struct sockaddr *)&me, sizeof(me)) != 0 ||
         connect(fd, (struct sockaddr *)&to, sizeof(to)) != 0) {
         logf_(d, "%s: connect to %s:%d failed: %s", tag, d->checkin_host, d->checkin_port,
@@ -1110,7 +1141,11 @@ static void checkin(struct netdev *d, bool fs)
             logf_(d, "%s: -105 wrong x-MD5 length", tag);
         } else {
             uint8_t *img = malloc(clen);
-            if (!img || recv_exact(fd, img, clen, 8000) < 0) {
+            int64_t t0 = now_ms(); /* the head is in: the body starts */
+            bool whole = img && pull_body(d, fd, img, clen, 8000) == 0;
+            if (whole) /* head to last sector written (tests compare the station's figure) */
+                logf_(d, "pull: received %" PRIu64 " bytes in %" PRId64 " ms", clen, now_ms() - t0);
+            if (!whole) {
                 logf_(d, "%s: body incomplete", tag);
             } else if (!fs && img[0] != 0xE9 && !(d->chip == CHIP_ESP8266 && img[0] == 0x1F)) {
                 logf_(d, "%s: -106 Verify Bin Header Failed", tag);

@@ -486,6 +486,43 @@ static void test_job_queued_and_truncation(void **state)
     assert_int_equal(j.error_address, -1);
 }
 
+/* A job whose duration is not known (an OTA pull whose board never closed cleanly) keeps
+ * seconds and kbps NULL (-1), not ended_at - started_at and a rate computed from it. */
+static void test_job_duration_unknown(void **state)
+{
+    struct fx *f = *state;
+    struct records_job j;
+    fx_open(f);
+    struct records_job_new nj = {.kind = "ota-pull", .slot = "B1"};
+    int64_t id, id2;
+    assert_int_equal(records_job_begin(f->r, &nj, &id, NULL), 0);
+    f->now += 2;
+    struct records_job_result res;
+    records_job_result_init(&res);
+    res.state = RECORDS_JOB_PASSED;
+    res.bytes = 262144;
+    res.duration_unknown = true;
+    assert_int_equal(records_job_finish(f->r, id, &res, NULL), 0);
+    assert_int_equal(records_job_get(f->r, id, &j, NULL), 0);
+    assert_int_equal(j.state, RECORDS_JOB_PASSED);
+    assert_int_equal(j.bytes, 262144);
+    assert_true(j.seconds < 0);
+    assert_true(j.kbps < 0);
+    assert_int_equal(j.ended_at, f->now);
+
+    /* Measured: the given seconds, and kbps from the bytes over them. */
+    assert_int_equal(records_job_begin(f->r, &nj, &id2, NULL), 0);
+    f->now += 2;
+    records_job_result_init(&res);
+    res.state = RECORDS_JOB_PASSED;
+    res.bytes = 262144;
+    res.seconds = 2.5;
+    assert_int_equal(records_job_finish(f->r, id2, &res, NULL), 0);
+    assert_int_equal(records_job_get(f->r, id2, &j, NULL), 0);
+    assert_true(j.seconds == 2.5);
+    assert_true(j.kbps > 838.86 && j.kbps < 838.87); /* 262144 * 8 / 1000 / 2.5 */
+}
+
 struct id_list {
     int n;
     int64_t ids[32];
@@ -1346,6 +1383,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_callback_reentry_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_job_lifecycle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_job_queued_and_truncation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_job_duration_unknown, setup, teardown),
         cmocka_unit_test_setup_teardown(test_job_list_filters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_events_append_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_events_since, setup, teardown),

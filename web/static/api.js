@@ -84,6 +84,7 @@ export function normSlot(r) {
     mac: r.mac || '',
     chip: r.chip || '',
     firmware: r.firmware || '',
+    boardFirmware: r.board_firmware || '',
     jobId: r.job_id ?? null,
     jobKind: r.job_kind || '',
     startedAt: elapsed != null ? Date.now() - elapsed : null,

@@ -70,9 +70,11 @@ function renderSlot(s) {
   $('.chip', n).textContent = s.chip || '';
   $('.mac', n).innerHTML = s.mac ? `<a href="#" data-mac="${esc(s.mac)}">${esc(s.mac)}</a>` : '';
   $('.phase', n).textContent = v.phase;
+  const fw = slotFirmware(s, v);
   const fwn = $('.fwline', n);
-  fwn.textContent = s.firmware ? `Firmware ${s.firmware}` : '';
-  fwn.hidden = !s.firmware;
+  fwn.replaceChildren(...(fw.runs ? [el('span', { class: 'fwrun' }, `Firmware ${fw.runs}`)] : []),
+    ...(fw.flashed ? [el('span', { class: 'fwnote', title: `The board reports ${fw.runs}: it was updated over the network after this slot flashed ${fw.flashed}.` }, `⇡ updated over the network · flashed here: ${fw.flashed}`)] : []));
+  fwn.hidden = !fw.runs;
   renderSlotOta(n, s);
 
   // Progress: shown while a job runs, and frozen at the end of a finished one.
@@ -115,6 +117,15 @@ function renderSlot(s) {
     bn.title = 'Link errors at a higher baud on this slot: check the cable/adapter. POST /api/v1/slots/{id}/reset-baud clears the limit.';
   }
   return n;
+}
+
+// The firmware a tile names: what the board carries (its record) once the slot's job is over,
+// which after an update over the network is not the set the slot flashed (`flashed`, then
+// shown as a note); while a job runs or after a failed one, the job's set.
+function slotFirmware(s, v) {
+  if (v.active || s.phase === 'failed' || !s.boardFirmware) return { runs: s.firmware, flashed: '' };
+  const updated = !!s.firmware && s.boardFirmware !== s.firmware;
+  return { runs: s.boardFirmware, flashed: updated ? s.firmware : '' };
 }
 
 // ---------------------------------------------------------------------------
@@ -407,8 +418,9 @@ function handleEvent(kind, data) {
     return;
   }
   // A persisted event: counters and recent jobs moved (slots follow by slot.progress,
-  // but a re-fetch also catches ports that came or went).
-  scheduleRefetch(150, kind.startsWith('port.'));
+  // but a re-fetch also catches ports that came or went, and a board that now runs other
+  // firmware than its slot flashed: its tile names the board's record).
+  scheduleRefetch(150, kind.startsWith('port.') || kind === 'board.version' || kind === 'board.online');
   if (kind.startsWith('firmware.') && state.view === 'firmware') loadFirmware().catch(() => {});
   // OTA state of a board moved: forget its cached record (tiles re-fetch it).
   if (/^(board\.(online|version|target)|ota\.|bulk\.board)/.test(kind)) {

@@ -37,6 +37,7 @@ export function fmtClock(s) {
 
 export function fmtDuration(s) {
   if (s == null || !Number.isFinite(s)) return '–';
+  if (s < 1) return s < 0.0005 ? '< 1 ms' : `${Math.round(s * 1000)} ms`;
   if (s < 10) return `${s.toFixed(1)} s`;
   if (s < 90) return `${Math.round(s)} s`;
   return fmtClock(s);
