@@ -1081,6 +1081,19 @@ static void on_identified(struct station *st, struct job *j, const struct job_ms
         pick = 1;
     }
     plan.nofw_state = pick < 0 ? RECORDS_JOB_FAILED : RECORDS_JOB_SKIPPED;
+    if (pick == 0 && ci->chip && !active_profile(st)) {
+        /* The line stands still for this board: say so where the technician looks. */
+        struct json_object *np = jobj();
+        struct json_object *names = json_object_new_array();
+        for (size_t i = 0; i < st->cfg->n_profiles; i++)
+            json_object_array_add(names, json_object_new_string(st->cfg->profiles[i].name));
+        jset_str(np, "chip", j->chip);
+        json_object_object_add(np, "profiles", names);
+        jset_str(np, "message", plan.message);
+        jset_str(np, "advice", plan.advice);
+        event(st, "slot.no_profile", s, j->mac, j->id, np);
+        slog(s, LOG_LEVEL_WARN, "%s -- %s", plan.message, plan.advice);
+    }
     if (pick > 0) {
         char err[512] = "";
         int rc = fw_get(st, ref, &plan.fw, err, sizeof(err));
@@ -1120,9 +1133,25 @@ int station_choose_firmware(const struct config *cfg, const struct esp_chip_desc
     }
     const struct config_profile *prof = config_profile(cfg, NULL);
     if (!prof) {
-        snprintf(msg, msglen, "no active profile: %s identified and recorded, not flashed",
-                 chip->name);
-        snprintf(advice, advlen, "set active_profile in the config to flash boards");
+        char names[200] = "";
+        size_t used = 0;
+        for (size_t i = 0; i < cfg->n_profiles && used < sizeof(names); i++)
+            used += (size_t)snprintf(names + used, sizeof(names) - used, "%s%s", i ? ", " : "",
+                                     cfg->profiles[i].name);
+        snprintf(msg, msglen,
+                 "no active profile: %s identified and recorded, not flashed (%zu profile(s) "
+                 "defined, none chosen)",
+                 chip->name, cfg->n_profiles);
+        if (cfg->n_profiles)
+            snprintf(advice, advlen,
+                     "choose the profile to flash with: PUT /api/v1/profiles/active "
+                     "{\"name\": \"%s\"} or active_profile in the config (profiles: %s), "
+                     "then plug the board in again",
+                     cfg->profiles[0].name, names);
+        else
+            snprintf(advice, advlen,
+                     "define a profile (PUT /api/v1/profiles/NAME or \"profiles\" in the config) "
+                     "to flash boards");
         return 0;
     }
     *ref = config_profile_firmware(prof, chip->chip);
@@ -2256,16 +2285,36 @@ int station_put_profile(struct station *st, const char *name, const char *profil
         return -ENOMEM;
     }
     json_object_object_add(profs, name, prof);
+    /* The only profile is active without being named (config.c). A second one must not stop
+     * the line: the one that was active is named in the overlay and stays active. */
+    char kept[80] = "";
+    if (st->cfg->active_profile && !json_object_object_get_ex(ov, "active_profile", NULL)) {
+        struct config *trial = NULL;
+        char e2[512];
+        if (config_load_overlay(st->config_path,
+                                json_object_to_json_string_ext(ov, JSON_C_TO_STRING_PLAIN), &trial,
+                                e2, sizeof(e2)) == 0 &&
+            !trial->active_profile) {
+            snprintf(kept, sizeof(kept), "%s", st->cfg->active_profile);
+            json_object_object_add(ov, "active_profile", json_object_new_string(kept));
+        }
+        config_free(trial);
+    }
     int rc = set_overlay(st, ov, err, errlen);
     if (rc == 0) {
         log_msg(LOG_LEVEL_NOTICE,
-                "profile %s updated through the API (saved in %s/" PROFILES_FILE ")", name,
-                st->data_dir);
+                "profile %s updated through the API (saved in %s/" PROFILES_FILE ")%s%s%s", name,
+                st->data_dir, kept[0] ? "; profile " : "", kept,
+                kept[0] ? " was active as the only profile and stays active (switch with PUT "
+                          "/api/v1/profiles/active)"
+                        : "");
         struct json_object *d = jobj();
         jset_str(d, "name", name);
         json_object_object_add(d, "active",
                                json_object_new_boolean(st->cfg->active_profile &&
                                                        strcmp(st->cfg->active_profile, name) == 0));
+        if (kept[0])
+            jset_str(d, "kept_active", kept);
         event(st, "profile.changed", NULL, NULL, 0, d);
     }
     return rc;
