@@ -88,9 +88,12 @@ fw "$WORK/f2" 2.0.0 1
 fw "$WORK/f3" 3.0.0 2
 IMG=$(stat -c %s "$WORK/f2/app.bin")
 OTA_PORT=$(free_port)
+# The boards send the profile's checkin_auth (the sketch's setAuthorization): their check-ins
+# confirm their addresses (pushes go only there) and are not held by the enrolment rate limit.
+AUTH='"checkin_auth": {"user": "bench", "password": "bench-checkin"}'
 cat >"$WORK/station.json" <<JSON
 {"api": {"token": "$TOKEN"}, "ota": {"listen": "127.0.0.1:$OTA_PORT", "max_connections": 1024},
- "profiles": {"fleet": {"ota_firmware": {"esp32": "big@1.0.0"}}}}
+ "profiles": {"fleet": {"ota_firmware": {"esp32": "big@1.0.0"}, $AUTH}}}
 JSON
 "$DAEMON" --config "$WORK/station.json" --data-dir "$DATA" --no-udev --listen 127.0.0.1:0 \
     --port-file "$WORK/port" --log-level warn >"$WORK/daemon.log" 2>&1 &
@@ -103,7 +106,7 @@ for i in $(seq 1 "$NB"); do
     "$NETDEV" --chip esp32 --mac "$(printf '24:6f:28:01:%02x:%02x' $((i / 256)) $((i % 256)))" \
         --bind "127.0.$((1 + i / 250)).$((2 + i % 250))" --dir "$WORK/nd$i" --version 1.0.0 \
         --ota-port 3232 --checkin "http://127.0.0.1:$OTA_PORT/ota/update" --interval 600000 \
-        --erase-ms "$ERASE_MS" >/dev/null 2>&1 &
+        --checkin-auth bench:bench-checkin --erase-ms "$ERASE_MS" >/dev/null 2>&1 &
     PIDS+=($!)
 done
 wait_for "SELECT count(*) FROM boards WHERE online_state = 'online';" "$NB" 60
@@ -112,7 +115,7 @@ echo "== pull: $NB boards, image $IMG bytes =="
 c0=$(cpu_ticks "$DPID")
 t0=$(now_ms)
 curl -sS -o /dev/null -X PUT -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
-    --data '{"ota_firmware": {"esp32": "big@2.0.0"}}' "$API/api/v1/profiles/fleet"
+    --data "{\"ota_firmware\": {\"esp32\": \"big@2.0.0\"}, $AUTH}" "$API/api/v1/profiles/fleet"
 kill -USR1 "${PIDS[@]:0:$BOARDS}"
 wait_for "SELECT count(*) >= $BOARDS FROM jobs WHERE kind = 'ota-pull' AND state = 'passed';" 1 300
 t1=$(now_ms)

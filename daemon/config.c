@@ -314,6 +314,8 @@ static int set_defaults(struct ctx *c, struct config *cfg)
     cfg->ota.max_connections = CONFIG_DEFAULT_OTA_MAX_CONNECTIONS;
     cfg->ota.idle_timeout_s = CONFIG_DEFAULT_OTA_IDLE_TIMEOUT_S;
     cfg->ota.mdns_interval_s = 60;
+    cfg->ota.enrol_rate_per_min = 30;
+    cfg->ota.enrol_max = 500;
     if (dup_str(c, "admin", &cfg->ota.webform_user) < 0)
         return -ENOMEM;
     return 0;
@@ -636,9 +638,17 @@ static int parse_api(struct ctx *c, struct config *cfg, json_object *v)
 /* "ota": the device-facing HTTP update endpoint and the push defaults. */
 static int parse_ota(struct ctx *c, struct config *cfg, json_object *v)
 {
-    static const char *const keys[] = {"listen",       "unknown_boards",  "strict",
-                                       "espota_port",  "max_connections", "mdns_interval_s",
-                                       "webform_user", "idle_timeout_s",  NULL};
+    static const char *const keys[] = {"listen",
+                                       "unknown_boards",
+                                       "strict",
+                                       "espota_port",
+                                       "max_connections",
+                                       "mdns_interval_s",
+                                       "webform_user",
+                                       "idle_timeout_s",
+                                       "enrol_rate_per_min",
+                                       "enrol_max",
+                                       NULL};
     int rc;
     json_object *f;
     long long x;
@@ -707,6 +717,63 @@ static int parse_ota(struct ctx *c, struct config *cfg, json_object *v)
                             "authentication cannot carry them; got \"%s\")",
                             s);
         if ((rc = dup_str(c, s, &cfg->ota.webform_user)) < 0)
+            return rc;
+    }
+    if (json_object_object_get_ex(v, "enrol_rate_per_min", &f)) {
+        if ((rc = get_int(c, "ota.enrol_rate_per_min", f, 1, 6000, &x)) < 0)
+            return rc;
+        cfg->ota.enrol_rate_per_min = (int)x;
+    }
+    if (json_object_object_get_ex(v, "enrol_max", &f)) {
+        if ((rc = get_int(c, "ota.enrol_max", f, 0, 1000000, &x)) < 0)
+            return rc;
+        cfg->ota.enrol_max = (int)x;
+    }
+    return 0;
+}
+
+/* "checkin_auth": {"user": U, "password": P, "required": false}. */
+static int parse_checkin_auth(struct ctx *c, const char *path, struct config_profile *p,
+                              json_object *v)
+{
+    static const char *const keys[] = {"user", "password", "required", NULL};
+    char kp[KEYPATH_MAX];
+    json_object *f;
+    const char *s;
+    int rc;
+    if ((rc = want_object(c, path, v)) < 0 || (rc = check_keys(c, path, v, keys)) < 0)
+        return rc;
+    join_key(kp, sizeof(kp), path, "user");
+    if (!json_object_object_get_ex(v, "user", &f))
+        return fail(c, kp, "is required (the HTTP Basic user the boards' updaters send)");
+    if ((rc = get_str(c, kp, f, 64, &s)) < 0)
+        return rc;
+    if (!*s)
+        return fail(c, kp, "must not be empty");
+    for (const char *q = s; *q; q++)
+        if (*q == ':' || (unsigned char)*q < 0x20 || *q == 0x7F)
+            return fail(c, kp,
+                        "must not contain ':' or control characters (HTTP Basic "
+                        "authentication cannot carry them)");
+    if ((rc = dup_str(c, s, &p->checkin_user)) < 0)
+        return rc;
+    join_key(kp, sizeof(kp), path, "password");
+    if (!json_object_object_get_ex(v, "password", &f))
+        return fail(c, kp, "is required");
+    if ((rc = get_str(c, kp, f, 128, &s)) < 0)
+        return rc;
+    if (strlen(s) < 8)
+        return fail(c, kp,
+                    "must be at least 8 characters (anyone on the device network can try "
+                    "passwords)");
+    for (const char *q = s; *q; q++)
+        if ((unsigned char)*q < 0x20 || *q == 0x7F)
+            return fail(c, kp, "must not contain control characters");
+    if ((rc = dup_str(c, s, &p->checkin_password)) < 0)
+        return rc;
+    if (json_object_object_get_ex(v, "required", &f)) {
+        join_key(kp, sizeof(kp), path, "required");
+        if ((rc = get_bool(c, kp, f, &p->checkin_required)) < 0)
             return rc;
     }
     return 0;
@@ -907,9 +974,10 @@ static int parse_per_board(struct ctx *c, const char *path, struct config_profil
 static int parse_profile(struct ctx *c, const char *path, struct config_profile *p, json_object *v)
 {
     static const char *const keys[] = {
-        "firmware",     "erase_all",    "baud",      "stub",  "compress",     "verify",
-        "skip_if_same", "boot_check",   "retries",   "after", "ota_firmware", "require_signed",
-        "public_key",   "ota_password", "per_board", NULL};
+        "firmware",     "erase_all",      "baud",       "stub",         "compress",
+        "verify",       "skip_if_same",   "boot_check", "retries",      "after",
+        "ota_firmware", "require_signed", "public_key", "ota_password", "per_board",
+        "checkin_auth", "diff",           NULL};
     int rc;
     char kp[KEYPATH_MAX];
     json_object *f;
@@ -982,6 +1050,11 @@ static int parse_profile(struct ctx *c, const char *path, struct config_profile 
         const char *s;
         join_key(kp, sizeof(kp), path, "ota_password");
         if ((rc = get_str(c, kp, f, 128, &s)) < 0 || (rc = dup_str(c, s, &p->ota_password)) < 0)
+            return rc;
+    }
+    if (json_object_object_get_ex(v, "checkin_auth", &f)) {
+        join_key(kp, sizeof(kp), path, "checkin_auth");
+        if ((rc = parse_checkin_auth(c, kp, p, f)) < 0)
             return rc;
     }
     if (p->require_signed && !p->public_key) {
@@ -1413,6 +1486,8 @@ int config_load_overlay(const char *path, const char *overlay, struct config **o
 static void profile_free(struct config_profile *p)
 {
     free(p->name);
+    free(p->checkin_user);
+    free(p->checkin_password);
     for (size_t i = 0; i < p->n_firmware; i++) {
         free(p->firmware[i].name);
         free(p->firmware[i].version);

@@ -107,6 +107,13 @@ struct config_profile {
     bool require_signed;
     char *public_key;   /* NULL = none */
     char *ota_password; /* NULL = none */
+    /* "checkin_auth": HTTP Basic credentials the boards' updaters send with their
+     * check-ins (HTTPUpdate / ESP8266httpUpdate setAuthorization). A check-in with
+     * them confirms the address it comes from (pushes go only to confirmed
+     * addresses); wrong ones are refused; required: one without them too. */
+    char *checkin_user;     /* NULL = no checkin_auth */
+    char *checkin_password; /* set when checkin_user is */
+    bool checkin_required;  /* false */
     struct config_per_board *per_board;
     size_t n_per_board;
 };
@@ -123,6 +130,12 @@ struct config_ota {
     int idle_timeout_s;  /* a connection without I/O for this long is closed; 30, 1 .. 3600 */
     int mdns_interval_s; /* avahi-browse discovery period; 60, 0 = off */
     char *webform_user;  /* HTTP Basic user for web-form pushes; "admin" */
+    /* Enrolment by check-ins without credentials (unknown_boards "enrol"): at most
+     * enrol_rate_per_min new boards a minute (a burst of as many), and at most
+     * enrol_max boards known only that way (unconfirmed address, never flashed over
+     * serial). Check-ins with the profile's checkin_auth are not limited. */
+    int enrol_rate_per_min; /* 30; 1 .. 6000 */
+    int enrol_max;          /* 500; 0 .. 1000000 (0: none) */
 };
 
 struct config_api {

@@ -42,6 +42,7 @@
 
 #include <json-c/json.h>
 
+#include "board_addr.h"
 #include "catalog.h"
 #include "log.h"
 #include "loop.h"
@@ -73,6 +74,8 @@ struct ota_conn {
     bool plain;         /* an SDK plain GET (no updater headers) */
     const char *half;   /* plain GET of a dual set: "user1" / "user2", else NULL */
     char mac[RECORDS_MAC_LEN];
+    bool claim; /* a check-in without credentials for a board confirmed at another address:
+                   answered, but nothing goes into that board's record (board_addr.h) */
     char sketch_md5[33];
     int64_t job_id;
     int64_t last_io;
@@ -433,7 +436,7 @@ static void served_complete(struct ota_conn *c, double seconds, const char *why_
     struct ota *o = c->o;
     struct records *rec = station_records(o->st);
     c->draining = false;
-    if (!c->fs && !c->plain && c->mac[0]) {
+    if (!c->fs && !c->plain && c->mac[0] && !c->claim) {
         /* The sketch memory (ota_http's "served"); a filesystem image is remembered by its
          * passed ota-pull-fs job (fs_served). */
         struct records_board_ota bo;
@@ -551,7 +554,8 @@ static void conn_drain(struct ota_conn *c)
 
 static void update_board(struct ota *o, struct ota_conn *c, const struct ota_http_request *req,
                          const struct records_board *before, bool known,
-                         const struct ota_http_decision *d, const char *problem)
+                         const struct ota_http_decision *d, const char *problem,
+                         enum board_addr_source src)
 {
     struct records *rec = station_records(o->st);
     struct records_board b;
@@ -560,7 +564,6 @@ static void update_board(struct ota *o, struct ota_conn *c, const struct ota_htt
     if (!known)
         snprintf(b.chip, sizeof(b.chip), "%s",
                  req->header_chip == OTA_CHIP_ESP8266 ? "ESP8266" : "ESP32");
-    snprintf(b.ip, sizeof(b.ip), "%s", c->ip);
     if (req->version[0])
         snprintf(b.running_version, sizeof(b.running_version), "%s", req->version);
     /* A board that reports its target's version now runs that set (a pull it applied, or
@@ -577,6 +580,8 @@ static void update_board(struct ota *o, struct ota_conn *c, const struct ota_htt
     snprintf(b.online_state, sizeof(b.online_state), "online");
     if (records_board_upsert(rec, &b, NULL) < 0)
         return;
+    if (!known) /* a known board's address was noted before (handle_request) */
+        board_addr_note(o->st, c->mac, c->ip, src, NULL, 0);
     struct records_board_ota bo;
     if (records_board_ota_get(rec, c->mac, &bo, NULL) < 0) {
         records_board_ota_init(&bo);
@@ -634,6 +639,8 @@ static const char *status_text(int status)
         return "Not Found";
     case 405:
         return "Method Not Allowed";
+    case 429:
+        return "Too Many Requests";
     case 503:
         return "Service Unavailable";
     default:
@@ -659,11 +666,31 @@ struct ip_board {
 static int ip_board_cb(const struct records_board *b, void *ctx)
 {
     struct ip_board *s = ctx;
-    if (strcmp(b->ip, s->ip) != 0)
-        return 1;
+    if (!b->ip_confirmed || strcmp(b->ip, s->ip) != 0)
+        return 1; /* only a confirmed address says which board is asking */
     s->b = *b;
     s->found = true;
     return 0;
+}
+
+/* A set the endpoint may serve by name: one a profile names (firmware or ota_firmware, for
+ * any chip) or a board's pinned target. Any other catalog set (an old release, a set for
+ * another customer) is not handed to whoever asks for its path. */
+static bool serve_allowed(struct ota *o, const char *ref)
+{
+    const struct config *cfg = station_config(o->st);
+    char r[RECORDS_FIRMWARE_LEN];
+    for (size_t i = 0; i < cfg->n_profiles; i++) {
+        const struct config_profile *p = &cfg->profiles[i];
+        for (size_t k = 0; k < p->n_firmware + p->n_ota_firmware; k++) {
+            const struct config_firmware_ref *f =
+                k < p->n_firmware ? &p->firmware[k] : &p->ota_firmware[k - p->n_firmware];
+            snprintf(r, sizeof(r), "%s@%s", f->name, f->version);
+            if (strcmp(r, ref) == 0)
+                return true;
+        }
+    }
+    return records_board_target_used(station_records(o->st), ref, NULL) > 0;
 }
 
 /* The plain GET's part of a set: the app, or one half of a dual set. */
@@ -712,6 +739,13 @@ static struct ota_fw *plain_image(struct ota *o, const char *uri, const char *ip
         memcpy(ver, slash + 1, (size_t)(end - slash - 1));
         ver[end - slash - 1] = '\0';
         snprintf(ref, sizeof(ref), "%s@%s", name, ver);
+        if (!serve_allowed(o, ref)) {
+            log_msg(LOG_LEVEL_DEBUG,
+                    "plain GET %s from %s: %s is not named by a profile or a "
+                    "board's target: 404",
+                    uri, ip ? ip : "?", ref);
+            return NULL;
+        }
     } else if (pick->half != OTA_HTTP_USERBIN_NONE && pick->at.found) {
         ota_target_of(o, &pick->at.b, ref, sizeof(ref), NULL);
     }
@@ -781,6 +815,116 @@ const struct ota_counters *ota_counters(const struct ota *o)
     return o ? &o->counters : NULL;
 }
 
+/* Equal strings, compared in time independent of where they differ. */
+static bool secret_eq(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    volatile unsigned char d = la != lb;
+    for (size_t i = 0; i < la; i++)
+        d |= (unsigned char)(a[i] ^ (lb ? b[i % lb] : 0));
+    return d == 0;
+}
+
+/* The request's credentials against the profiles' checkin_auth (any profile's: a board
+ * of any of the station's profiles may check in): 1 they match one, 0 none sent (or no
+ * profile sets checkin_auth), -1 wrong or not HTTP Basic. */
+static int checkin_auth(const struct config *cfg, const struct ota_http_request *req)
+{
+    bool any = false, ok = false;
+    for (size_t i = 0; i < cfg->n_profiles; i++) {
+        const struct config_profile *p = &cfg->profiles[i];
+        if (!p->checkin_user)
+            continue;
+        any = true;
+        if (req->has_basic_auth) {
+            bool user = secret_eq(req->auth_user, p->checkin_user);
+            bool pass = secret_eq(req->auth_password, p->checkin_password);
+            ok |= user && pass;
+        }
+    }
+    if (!any || !req->has_authorization)
+        return 0;
+    return ok ? 1 : -1;
+}
+
+/* A refused check-in that no board record shows: logged at most once a minute with the count. */
+static void auth_refused(struct ota *o, const char *ip, const char *mac, const char *why)
+{
+    int64_t now = loop_now_ms();
+    o->auth_refused++;
+    log_board(LOG_LEVEL_DEBUG, NULL, mac, "check-in from %s refused: %s", ip, why);
+    if (o->auth_log_ms && now - o->auth_log_ms < 60000)
+        return;
+    log_board(LOG_LEVEL_WARN, NULL, mac,
+              "check-in from %s refused: %s (%llu such refusal(s) since the last warning; a "
+              "board with old credentials, or someone trying MACs)",
+              ip, why, (unsigned long long)o->auth_refused);
+    o->auth_refused = 0;
+    o->auth_log_ms = now;
+}
+
+/* A check-in without the profile's credentials would enrol mac. 0: go on; else the HTTP
+ * status to answer (403 the cap, 429 the rate) with text. ota.enrol_limited is posted at
+ * most once a minute with the refusals since the last one. */
+static int enrol_gate(struct ota *o, const char *mac, const char *ip, char *text, size_t len)
+{
+    const struct config *cfg = station_config(o->st);
+    int64_t now = loop_now_ms(), known = 0;
+    double rate = cfg->ota.enrol_rate_per_min;
+    int status = 0;
+    const char *reason;
+    if (records_board_count_unconfirmed(station_records(o->st), &known, NULL) < 0 ||
+        known >= cfg->ota.enrol_max) {
+        status = 403;
+        reason = "cap";
+        snprintf(text, len,
+                 "enrolment refused: the station knows %lld board(s) only from check-ins without "
+                 "credentials (ota.enrol_max %d); confirm or remove them, raise ota.enrol_max, "
+                 "or give the boards the profile's checkin_auth\n",
+                 (long long)known, cfg->ota.enrol_max);
+    } else {
+        if (o->enrol_refill_ms == 0 || o->enrol_tokens > rate) {
+            o->enrol_tokens = rate; /* a full bucket: a burst of one minute's worth */
+            o->enrol_refill_ms = now;
+        }
+        o->enrol_tokens += (double)(now - o->enrol_refill_ms) * rate / 60000.0;
+        if (o->enrol_tokens > rate)
+            o->enrol_tokens = rate;
+        o->enrol_refill_ms = now;
+        if (o->enrol_tokens >= 1.0) {
+            o->enrol_tokens -= 1.0;
+            return 0;
+        }
+        status = 429;
+        reason = "rate";
+        snprintf(text, len,
+                 "enrolment rate limit: at most %d new board(s) a minute "
+                 "(ota.enrol_rate_per_min); check in again later\n",
+                 cfg->ota.enrol_rate_per_min);
+    }
+    o->enrol_refused++;
+    log_board(LOG_LEVEL_DEBUG, NULL, mac, "enrolment from %s refused (%s)", ip, reason);
+    if (!o->enrol_event_ms || now - o->enrol_event_ms >= 60000) {
+        json_object *j = json_object_new_object();
+        json_object_object_add(j, "reason", json_object_new_string(reason));
+        json_object_object_add(j, "refused", json_object_new_int64((int64_t)o->enrol_refused));
+        json_object_object_add(j, "ip", json_object_new_string(ip));
+        json_object_object_add(j, "rate_per_min", json_object_new_int(cfg->ota.enrol_rate_per_min));
+        json_object_object_add(j, "max", json_object_new_int(cfg->ota.enrol_max));
+        json_object_object_add(j, "unconfirmed_boards", json_object_new_int64(known));
+        station_post_event(o->st, "ota.enrol_limited", NULL, NULL, 0,
+                           json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN));
+        json_object_put(j);
+        log_msg(LOG_LEVEL_WARN,
+                "OTA endpoint: enrolment of unknown boards by check-ins without credentials "
+                "refused (%s; %llu refusal(s) in this minute, e.g. %s from %s): %s",
+                reason, (unsigned long long)o->enrol_refused, mac, ip, text);
+        o->enrol_refused = 0;
+        o->enrol_event_ms = now;
+    }
+    return status;
+}
+
 static void handle_request(struct ota_conn *c, const struct ota_http_request *req)
 {
     struct ota *o = c->o;
@@ -794,6 +938,8 @@ static void handle_request(struct ota_conn *c, const struct ota_http_request *re
     memset(&fsimg, 0, sizeof(fsimg));
     bool fs_mode = false, fs_missing = false;
     struct plain_pick pick = {0};
+    int refuse = 0; /* a refusal answered with refuse_text before any decision */
+    char refuse_text[400] = "";
 
     if (!req->has_sta_mac && !cfg->ota.strict) {
         fw = plain_image(o, req->uri, c->ip, &pick);
@@ -833,6 +979,23 @@ static void handle_request(struct ota_conn *c, const struct ota_http_request *re
          * profile's for that chip. A sketch that checks in only in setup() gets its
          * update on this first check-in, not on one that may never come. */
         bool enrolling = !known && cfg->ota.enrol_unknown;
+        /* Credentials (profile checkin_auth): right ones confirm the address this check-in
+         * comes from; wrong ones, or none when the profile requires them, are refused. */
+        const struct config_profile *prof = config_profile(cfg, NULL);
+        int auth = checkin_auth(cfg, req);
+        if (auth < 0 || (auth == 0 && prof && prof->checkin_user && prof->checkin_required)) {
+            refuse = 403;
+            snprintf(refuse_text, sizeof(refuse_text), "%s\n",
+                     auth < 0 ? "wrong check-in credentials (profile checkin_auth)"
+                              : "check-in credentials required (profile checkin_auth)");
+            auth_refused(o, c->ip, c->mac,
+                         auth < 0 ? "wrong credentials" : "no credentials (required)");
+            goto answer;
+        }
+        enum board_addr_source src = auth > 0 ? BOARD_ADDR_CHECKIN_AUTH : BOARD_ADDR_CHECKIN;
+        if (enrolling && auth == 0 &&
+            (refuse = enrol_gate(o, c->mac, c->ip, refuse_text, sizeof(refuse_text))) != 0)
+            goto answer;
         if (enrolling) {
             records_board_init(&b);
             snprintf(c->mac, sizeof(c->mac), "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2],
@@ -906,9 +1069,13 @@ static void handle_request(struct ota_conn *c, const struct ota_http_request *re
         }
         bool counts = d.action != OTA_HTTP_FORBIDDEN && d.action != OTA_HTTP_BAD_REQUEST &&
                       d.action != OTA_HTTP_METHOD_NOT_ALLOWED && (known || d.enrol);
-        if (counts)
-            update_board(o, c, req, &b, known, &d, problem[0] ? problem : NULL);
-        if (problem[0] && counts)
+        /* A known board's address first: a check-in without credentials from somewhere
+         * other than its confirmed address changes nothing but the claim (board_addr.h). */
+        if (counts && known)
+            c->claim = board_addr_note(o->st, c->mac, c->ip, src, NULL, 0) == BOARD_ADDR_CLAIM;
+        if (counts && !c->claim)
+            update_board(o, c, req, &b, known, &d, problem[0] ? problem : NULL, src);
+        if (problem[0] && counts && !c->claim)
             ota_bulk_on_pull_problem(o, c->mac, problem);
         if (!known && d.enrol) {
             log_board(LOG_LEVEL_INFO, NULL, c->mac, "enrolled by check-in from %s: %d (%s)", c->ip,
@@ -918,12 +1085,18 @@ static void handle_request(struct ota_conn *c, const struct ota_http_request *re
                   d.reason);
     }
 
-    count_checkin(o, d.status);
-    int n = ota_http_format_response(&d, c->head, sizeof(c->head));
-    if (n < 0) {
-        answer_text(c, 500, "internal error\n");
+answer:
+    if (refuse) {
+        d.action = OTA_HTTP_FORBIDDEN; /* nothing is served */
+        count_checkin(o, refuse);
+        answer_text(c, refuse, refuse_text);
     } else {
-        c->head_len = (size_t)n;
+        count_checkin(o, d.status);
+        int n = ota_http_format_response(&d, c->head, sizeof(c->head));
+        if (n < 0)
+            answer_text(c, 500, "internal error\n");
+        else
+            c->head_len = (size_t)n;
     }
     if (d.action == OTA_HTTP_SERVE && fw && strcmp(req->method, "HEAD") != 0) {
         c->fw = ota_fw_ref(fw);
@@ -935,7 +1108,7 @@ static void handle_request(struct ota_conn *c, const struct ota_http_request *re
             c->body_len = pick.len;
         }
         c->record_served = d.record_served;
-        if (c->record_served && c->mac[0]) {
+        if (c->record_served && c->mac[0] && !c->claim) {
             struct records_job_new jn = {.kind = c->fs ? "ota-pull-fs" : "ota-pull",
                                          .board_mac = c->mac,
                                          .firmware = fw->ref,
@@ -1484,10 +1657,14 @@ void ota_seen_mdns(struct ota *o, const char *mac, const char *ip, int port, int
     bool was_online = strcmp(before.online_state, "online") == 0;
     if (strcmp(before.ip, ip) == 0 && was_online)
         return;
+    /* Anyone can announce any hostname: mDNS gives an unconfirmed address, and never
+     * replaces a confirmed one (board_addr.h). */
+    enum board_addr_result ar = board_addr_note(o->st, before.mac, ip, BOARD_ADDR_MDNS, NULL, 0);
+    if (ar == BOARD_ADDR_CLAIM || ar == BOARD_ADDR_ERROR)
+        return;
     struct records_board b;
     records_board_init(&b);
     snprintf(b.mac, sizeof(b.mac), "%s", before.mac);
-    snprintf(b.ip, sizeof(b.ip), "%s", ip);
     snprintf(b.online_state, sizeof(b.online_state), "online");
     if (records_board_upsert(rec, &b, NULL) < 0)
         return;

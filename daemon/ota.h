@@ -11,15 +11,20 @@
  *    Any path is accepted (/ota/update, /ota/<name>.bin, ...): the board is
  *    known by its STA MAC header, not by the URL;
  *  - the check-in bookkeeping: a check-in links the MAC to the record written
- *    by the serial flash (or enrols it, config ota.unknown_boards), stores IP,
+ *    by the serial flash (or enrols it, config ota.unknown_boards, limited by
+ *    ota.enrol_rate_per_min / ota.enrol_max without credentials), stores IP,
  *    running version, free space, sketch size/MD5, chip size, SDK version and
  *    the time, and makes the board "online" (the slot too, when it still shows
- *    awaiting_network);
+ *    awaiting_network). The address is trusted per board_addr.h: a check-in
+ *    with a profile's checkin_auth confirms it; one without never moves a
+ *    confirmed address and then records nothing but a claim;
  *  - the image cache: "name@version" -> the set's app region (the OTA image),
  *    its MD5 and the profile's signature verdict, loaded once from the catalog
  *    and shared read-only with push workers (refcounted);
  *  - push jobs (ota_job.c): one worker thread per push (espota, webform,
  *    tcp), recorded as jobs of kind "ota-push", and bulk updates.
+ *
+ * Plain GETs by path serve only sets a profile names or a board's pinned target.
  *
  * Which firmware a board should run (its target): the board's pinned target
  * (records target_firmware), else the active profile's OTA release for its

@@ -22,6 +22,7 @@
 
 #include <json-c/json.h>
 
+#include "board_addr.h"
 #include "log.h"
 #include "loop.h"
 #include "ota_espota.h"
@@ -380,13 +381,6 @@ int ota_push(struct ota *o, const struct ota_push_request *r, int64_t *job_id, c
             ota_errf(err, errlen, "user: must not contain control characters");
             return -EINVAL;
         }
-    if (!b.ip[0]) {
-        ota_errf(err, errlen,
-                 "no IP address known for %s: the board has not checked in and its boot check "
-                 "captured none (add an \"ip\" capture to the profile's boot_check)",
-                 b.mac);
-        return -EINVAL;
-    }
     for (struct ota_push *q = o->pushes; q; q = q->next)
         if (strcmp(q->mac, b.mac) == 0) {
             ota_errf(err, errlen, "a push to %s is already running (job %lld)", b.mac,
@@ -425,6 +419,11 @@ int ota_push(struct ota *o, const struct ota_push_request *r, int64_t *job_id, c
                  fw->ref);
         ota_fw_unref(fw);
         return -EINVAL;
+    }
+    /* Images and passwords go only to a confirmed address (board_addr.h). */
+    if ((rc = board_addr_push_check(&b, err, errlen)) < 0) {
+        ota_fw_unref(fw);
+        return rc;
     }
     const struct config_profile *prof = config_profile(station_config(o->st), NULL);
     struct ota_push *p = calloc(1, sizeof(*p));
@@ -485,6 +484,12 @@ int ota_push(struct ota *o, const struct ota_push_request *r, int64_t *job_id, c
              method == PUSH_WEBFORM && p->password[0] ? " as user " : "",
              method == PUSH_WEBFORM && p->password[0] ? p->user : "");
     records_job_log(rec, p->id, "info", line, NULL);
+    if (b.ip_claim[0]) {
+        snprintf(line, sizeof(line),
+                 "%s (%s) claimed this board; the push goes to its confirmed address %s (%s)",
+                 b.ip_claim, b.ip_claim_source, b.ip, b.ip_source);
+        records_job_log(rec, p->id, "warn", line, NULL);
+    }
     p->next = o->pushes;
     o->pushes = p;
     o->n_pushes++;

@@ -81,6 +81,17 @@ struct ota {
     /* mDNS discovery (mdns.c), NULL off */
     struct mdns *mdns;
     struct ota_counters counters; /* /metrics (ota_counters) */
+    /* Check-ins without credentials that would enrol a board (ota.c enrol_gate): a token
+     * bucket of ota.enrol_rate_per_min, and the refusals since the last ota.enrol_limited
+     * event (posted at most once a minute, so a flood does not fill the journal). */
+    double enrol_tokens;
+    int64_t enrol_refill_ms; /* 0: full bucket */
+    uint64_t enrol_refused;
+    int64_t enrol_event_ms;
+    /* Check-ins refused for wrong or missing checkin_auth credentials since the last
+     * warning (logged at most once a minute). */
+    uint64_t auth_refused;
+    int64_t auth_log_ms;
 };
 
 /* Loads (or takes from the cache) "name@version"'s OTA image: a new reference.

@@ -148,6 +148,23 @@ static const char *const migrations[] = {
     "  PRIMARY KEY (pool, file)) WITHOUT ROWID;"
     "CREATE UNIQUE INDEX pool_items_mac ON pool_items (pool, mac);"
     "CREATE INDEX pool_items_board ON pool_items (mac);",
+    /* 6: how far the station trusts a board's address (a check-in without
+     * credentials can come from anyone): ip_confirmed when a boot check or an
+     * authenticated check-in gave it, its source, and the last different address
+     * an unconfirmed source claimed while ip was confirmed. An address a boot
+     * check captured before this schema (the last boot-check board.online event
+     * names it) stays confirmed; any other stored address is unconfirmed. */
+    "ALTER TABLE boards ADD COLUMN ip_confirmed INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE boards ADD COLUMN ip_source TEXT;"
+    "ALTER TABLE boards ADD COLUMN ip_changed_at INTEGER;"
+    "ALTER TABLE boards ADD COLUMN ip_claim TEXT;"
+    "ALTER TABLE boards ADD COLUMN ip_claim_source TEXT;"
+    "ALTER TABLE boards ADD COLUMN ip_claim_at INTEGER;"
+    "UPDATE boards SET ip_confirmed = 1, ip_source = 'boot-check' WHERE ip IS NOT NULL AND "
+    "  ip = (SELECT json_extract(e.data, '$.ip') FROM events e WHERE e.board_mac = boards.mac"
+    "        AND e.kind = 'board.online' AND json_extract(e.data, '$.source') = 'boot-check'"
+    "        ORDER BY e.id DESC LIMIT 1);"
+    "CREATE INDEX boards_target ON boards (target_firmware);",
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -157,9 +174,11 @@ static const char *const migrations[] = {
 #define BOARD_COLS                                                                                 \
     "mac, chip, revision, flash_id, flash_size, crystal_mhz, first_seen, last_seen, slot, "        \
     "current_firmware, current_md5, ip, running_version, target_firmware, online_state, notes"
-/* BOARD_COLS plus the board's groups, comma-separated (names never hold a comma). */
+/* BOARD_COLS plus the board's groups, comma-separated (names never hold a comma), and its
+ * address state (schema 6). */
 #define BOARD_SELECT                                                                               \
-    BOARD_COLS ", (SELECT group_concat(name, ',') FROM board_groups g WHERE g.mac = boards.mac)"
+    BOARD_COLS ", (SELECT group_concat(name, ',') FROM board_groups g WHERE g.mac = boards.mac), " \
+               "ip_confirmed, ip_source, ip_changed_at, ip_claim, ip_claim_source, ip_claim_at"
 #define BULK_COLS                                                                                  \
     "id, firmware, version, method, selection, port, concurrency, retries, timeout_s, "            \
     "max_failure_rate, password_given, state, reason, created_at, ended_at, web_user, "            \
@@ -228,6 +247,9 @@ enum stmt_id {
     ST_POOL_ASSIGN,
     ST_POOL_COUNT,
     ST_POOL_OF_BOARD,
+    ST_BOARD_SET_ADDRESS,
+    ST_BOARD_TARGET_USED,
+    ST_BOARD_COUNT_UNCONFIRMED,
     ST_COUNT
 };
 
@@ -244,6 +266,10 @@ static const char *const stmt_sql[ST_COUNT] = {
         "last_seen = excluded.last_seen, slot = coalesce(excluded.slot, slot), "
         "current_firmware = coalesce(excluded.current_firmware, current_firmware), "
         "current_md5 = coalesce(excluded.current_md5, current_md5), "
+        "ip_confirmed = CASE WHEN excluded.ip IS NULL OR excluded.ip IS ip THEN ip_confirmed "
+        "ELSE 0 END, "
+        "ip_source = CASE WHEN excluded.ip IS NULL OR excluded.ip IS ip THEN ip_source "
+        "ELSE NULL END, "
         "ip = coalesce(excluded.ip, ip), "
         "running_version = coalesce(excluded.running_version, running_version), "
         "target_firmware = coalesce(excluded.target_firmware, target_firmware), "
@@ -278,6 +304,16 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_POOL_OF_BOARD] = "SELECT pool, file, mac, md5, job_id, assigned_at FROM pool_items "
                          "WHERE mac = ?1 ORDER BY pool",
     [ST_BOARD_EXISTS] = "SELECT 1 FROM boards WHERE mac = ?1",
+    [ST_BOARD_SET_ADDRESS] =
+        "UPDATE boards SET ip_changed_at = CASE WHEN ip IS ?2 THEN ip_changed_at ELSE ?7 END, "
+        "ip = ?2, ip_confirmed = ?3, ip_source = ?4, ip_claim = ?5, ip_claim_source = ?6, "
+        "ip_claim_at = CASE WHEN ?5 IS NULL THEN NULL WHEN ip_claim IS ?5 THEN ip_claim_at "
+        "ELSE ?7 END WHERE mac = ?1",
+    [ST_BOARD_TARGET_USED] = "SELECT 1 FROM boards WHERE target_firmware = ?1 LIMIT 1",
+    [ST_BOARD_COUNT_UNCONFIRMED] =
+        "SELECT count(*) FROM boards b WHERE b.ip_confirmed = 0 AND "
+        "b.ip_source IN ('checkin', 'mdns') AND "
+        "NOT EXISTS (SELECT 1 FROM jobs j WHERE j.board_mac = b.mac AND j.kind = 'flash')",
     [ST_GROUPS_CLEAR] = "DELETE FROM board_groups WHERE mac = ?1",
     [ST_GROUP_ADD] = "INSERT OR IGNORE INTO board_groups (mac, name) VALUES (?1, ?2)",
     [ST_BULK_CREATE] = "INSERT INTO bulks (firmware, version, method, selection, port, "
@@ -1250,6 +1286,12 @@ static void read_board(sqlite3_stmt *st, void *out)
     col_text(st, 14, b->online_state, sizeof(b->online_state));
     col_text(st, 15, b->notes, sizeof(b->notes));
     read_groups(st, 16, b);
+    b->ip_confirmed = col_int(st, 17, 0) != 0;
+    col_text(st, 18, b->ip_source, sizeof(b->ip_source));
+    b->ip_changed_at = col_int(st, 19, 0);
+    col_text(st, 20, b->ip_claim, sizeof(b->ip_claim));
+    col_text(st, 21, b->ip_claim_source, sizeof(b->ip_claim_source));
+    b->ip_claim_at = col_int(st, 22, 0);
 }
 
 int records_board_upsert(struct records *r, const struct records_board *b,
@@ -1334,6 +1376,67 @@ int records_board_list(struct records *r, const struct records_board_filter *f, 
             break;
     }
     return list_done(r, st, rc, n, "cannot list boards", err);
+}
+
+int records_board_set_address(struct records *r, const char *mac, const char *ip, bool confirmed,
+                              const char *source, const char *claim, const char *claim_source,
+                              struct records_error *err)
+{
+    char norm[RECORDS_MAC_LEN];
+    sqlite3_stmt *st;
+    int ret;
+    ENTER(r, err);
+    if ((ret = normalize_mac(mac, norm, err)) < 0 ||
+        (ret = check_text("board ip", ip, RECORDS_IP_LEN, err)) < 0 ||
+        (ret = check_text("board ip_source", source, RECORDS_STATE_LEN, err)) < 0 ||
+        (ret = check_text("board ip_claim", claim, RECORDS_IP_LEN, err)) < 0 ||
+        (ret = check_text("board ip_claim_source", claim_source, RECORDS_STATE_LEN, err)) < 0)
+        return ret;
+    if (confirmed && (!ip || !*ip))
+        return set_err(err, -EINVAL, "records: a confirmed address needs an ip");
+    if ((ret = stmt_get(r, ST_BOARD_SET_ADDRESS, &st, err)) < 0)
+        return ret;
+    sqlite3_bind_text(st, 1, norm, -1, SQLITE_TRANSIENT);
+    bind_text(st, 2, ip);
+    sqlite3_bind_int(st, 3, confirmed ? 1 : 0);
+    bind_text(st, 4, source);
+    bind_text(st, 5, claim);
+    bind_text(st, 6, claim && *claim ? claim_source : NULL);
+    sqlite3_bind_int64(st, 7, records_now_ms(r));
+    return change_one(r, st, sqlite3_step(st), "cannot record the board's address", err,
+                      "records: no board %s", norm);
+}
+
+int records_board_target_used(struct records *r, const char *target, struct records_error *err)
+{
+    sqlite3_stmt *st;
+    int ret;
+    ENTER(r, err);
+    if (!target || !*target)
+        return 0;
+    if ((ret = stmt_get(r, ST_BOARD_TARGET_USED, &st, err)) < 0)
+        return ret;
+    bind_text(st, 1, target);
+    int rc = sqlite3_step(st);
+    ret = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : db_err(r, err, rc, "cannot read targets");
+    stmt_done(st);
+    return ret;
+}
+
+int records_board_count_unconfirmed(struct records *r, int64_t *n, struct records_error *err)
+{
+    sqlite3_stmt *st;
+    int ret;
+    ENTER(r, err);
+    *n = 0;
+    if ((ret = stmt_get(r, ST_BOARD_COUNT_UNCONFIRMED, &st, err)) < 0)
+        return ret;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *n = sqlite3_column_int64(st, 0);
+    ret = rc == SQLITE_ROW ? 0 : db_err(r, err, rc, "cannot count boards");
+    stmt_done(st);
+    return ret;
 }
 
 /* ---- jobs ----------------------------------------------------------------- */

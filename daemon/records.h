@@ -133,6 +133,18 @@ struct records_board {
      * groups, sorted by name. Ignored by upsert. */
     char groups[RECORDS_GROUPS_MAX][RECORDS_GROUP_LEN];
     int n_groups;
+    /* Output only (schema 6; set with records_board_set_address): how far the
+     * station trusts ip. A check-in without credentials can come from anyone, so
+     * an address it gives is not confirmed; a boot check or an authenticated
+     * check-in confirms one. An upsert that changes ip makes it unconfirmed. */
+    bool ip_confirmed;
+    char ip_source[RECORDS_STATE_LEN]; /* "boot-check", "checkin-auth", "checkin", "mdns";
+                                          "" unknown */
+    int64_t ip_changed_at;             /* unix ms ip last changed, 0 unknown */
+    char ip_claim[RECORDS_IP_LEN];     /* another address an unconfirmed source claimed
+                                          while ip was confirmed, "" none */
+    char ip_claim_source[RECORDS_STATE_LEN];
+    int64_t ip_claim_at; /* unix ms of that claim (first seen), 0 none */
 };
 
 /* Clears b: strings "", numbers -1 ("keep stored" on upsert). */
@@ -158,6 +170,23 @@ typedef int (*records_board_cb)(const struct records_board *b, void *ctx);
 /* Boards ordered by last_seen, most recent first. Returns rows delivered. */
 int records_board_list(struct records *r, const struct records_board_filter *f, records_board_cb cb,
                        void *ctx, struct records_error *err);
+
+/* ---- board addresses (schema 6) --------------------------------------------- */
+
+/* Replaces a board's address state: ip (NULL or "" none), whether it is confirmed
+ * (needs an ip), its source, and a pending claim (NULL or "" none; its time is
+ * kept while the claim stays the same). ip_changed_at is set when ip changes.
+ * -ENOENT when the MAC has no record, -EINVAL bad text. */
+int records_board_set_address(struct records *r, const char *mac, const char *ip, bool confirmed,
+                              const char *source, const char *claim, const char *claim_source,
+                              struct records_error *err);
+
+/* 1 when some board's pinned target is target ("name@version"), 0 when none, < 0 error. */
+int records_board_target_used(struct records *r, const char *target, struct records_error *err);
+
+/* Boards known only from unconfirmed network sources: address unconfirmed, learned
+ * from a check-in without credentials or mDNS, never flashed over serial. */
+int records_board_count_unconfirmed(struct records *r, int64_t *n, struct records_error *err);
 
 /* ---- board notes and groups (schema 3) -------------------------------------- */
 

@@ -27,6 +27,7 @@
 
 #include <json-c/json.h>
 
+#include "board_addr.h"
 #include "catalog.h"
 #include "config.h"
 #include "job.h"
@@ -1190,8 +1191,10 @@ static void on_capture(struct station *st, struct job *j, const struct job_msg *
     if (strcmp(m->name, "version") == 0) {
         scopy(b.running_version, sizeof(b.running_version), m->value);
     } else if (strcmp(m->name, "ip") == 0) {
-        scopy(b.ip, sizeof(b.ip), m->value);
         scopy(j->boot_ip, sizeof(j->boot_ip), m->value); /* online when the job ends */
+        /* Printed by the board on its own UART in this slot: a confirmed address. */
+        board_addr_note(st, j->mac, m->value, BOARD_ADDR_BOOT_CHECK, j->slot, j->id);
+        return;
     } else {
         snprintf(b.notes, sizeof(b.notes), "boot %s=%s", m->name, m->value);
     }

@@ -193,6 +193,74 @@ static void esp_header(struct ota_http_request *req, enum ota_chip chip, const c
     }
 }
 
+static int b64_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+/* Canonical base64 (RFC 4648, padded) of at most cap - 1 bytes into out (NUL-terminated):
+ * the decoded length, or -1. */
+static int b64_decode(const char *s, size_t n, char *out, size_t cap)
+{
+    if (n == 0 || n % 4 != 0 || n / 4 * 3 >= cap)
+        return -1;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 4) {
+        int v[4];
+        bool last = i + 4 == n;
+        for (int k = 0; k < 4; k++) {
+            v[k] = s[i + k] == '=' && last && k >= 2 ? -2 : b64_value((unsigned char)s[i + k]);
+            if (v[k] == -1)
+                return -1;
+        }
+        if (v[2] == -2 && v[3] != -2) /* "x=y" */
+            return -1;
+        uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 |
+                     (uint32_t)(v[2] < 0 ? 0 : v[2]) << 6 | (uint32_t)(v[3] < 0 ? 0 : v[3]);
+        out[o++] = (char)(w >> 16);
+        if (v[2] >= 0)
+            out[o++] = (char)(w >> 8);
+        if (v[3] >= 0)
+            out[o++] = (char)w;
+    }
+    out[o] = '\0';
+    return (int)o;
+}
+
+/* "Basic <base64(user:password)>" (RFC 7617; HTTPClient::setAuthorization(user, password)
+ * as ESP8266httpUpdate and ESP32 HTTPUpdate send it): user before the first ':', no control
+ * characters, no NUL. Anything else leaves has_basic_auth false. */
+static void basic_auth(struct ota_http_request *req, const char *v, size_t vl)
+{
+    char dec[sizeof(req->auth_user) + sizeof(req->auth_password)];
+    if (vl < 7 || strncasecmp(v, "Basic ", 6) != 0)
+        return;
+    size_t i = 6;
+    while (i < vl && v[i] == ' ')
+        i++;
+    int n = b64_decode(v + i, vl - i, dec, sizeof(dec));
+    if (n <= 0)
+        return;
+    char *colon = memchr(dec, ':', (size_t)n);
+    if (!colon || colon == dec || (size_t)(colon - dec) >= sizeof(req->auth_user) ||
+        (size_t)(dec + n - colon - 1) >= sizeof(req->auth_password))
+        return;
+    for (int k = 0; k < n; k++)
+        if ((unsigned char)dec[k] < 0x20 || dec[k] == 0x7F)
+            return;
+    memcpy(req->auth_user, dec, (size_t)(colon - dec));
+    req->auth_user[colon - dec] = '\0';
+    memcpy(req->auth_password, colon + 1, (size_t)(dec + n - colon - 1));
+    req->auth_password[dec + n - colon - 1] = '\0';
+    req->has_basic_auth = true;
+}
+
 static int header(struct ota_http_request *req, const char *name, size_t nl, const char *v,
                   size_t vl, struct ota_error *err)
 {
@@ -210,6 +278,9 @@ static int header(struct ota_http_request *req, const char *name, size_t nl, con
         req->connection_close = token_list_has(v, vl, "close");
     } else if (name_is(name, nl, "authorization")) {
         req->has_authorization = true;
+        req->has_basic_auth = false;
+        req->auth_user[0] = req->auth_password[0] = '\0';
+        basic_auth(req, v, vl);
     } else if (name_is(name, nl, "range")) {
         req->has_range = true;
     } else if (name_is(name, nl, "content-length")) {

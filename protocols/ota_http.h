@@ -61,6 +61,11 @@ struct ota_http_request {
     char host[128];
     bool connection_close;
     bool has_authorization;
+    /* "Authorization: Basic ..." that decoded to user:password (HTTPUpdate /
+     * ESP8266httpUpdate setAuthorization): user and password as sent. */
+    bool has_basic_auth;
+    char auth_user[65];
+    char auth_password[129];
     bool has_range;
     bool has_content_length;
     uint64_t content_length;

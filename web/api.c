@@ -605,6 +605,10 @@ static struct json_object *board_json(struct station *st, const struct records_b
     add(o, "current_firmware", jstr(b->current_firmware));
     add(o, "current_md5", jstr(b->current_md5));
     add(o, "ip", jstr(b->ip));
+    /* how far the station trusts ip (daemon/board_addr.h): pushes need it confirmed */
+    add(o, "ip_confirmed", json_object_new_boolean(b->ip_confirmed));
+    add(o, "ip_source", jstr(b->ip_source));
+    add(o, "ip_claim", jstr(b->ip_claim));
     add(o, "running_version", jstr(b->running_version));
     add(o, "target_firmware", jstr(b->target_firmware));
     add(o, "online_state", jstr(b->online_state));

@@ -33,12 +33,34 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
+# Check-in credentials: a profile with $CHECKIN_AUTH_JSON (the profile key "checkin_auth")
+# confirms the address of a board whose check-ins carry them, and the station pushes only
+# to confirmed addresses. Netdevs started here send them (the sketch called the updater's
+# setAuthorization) unless the test passes --checkin-auth itself (--checkin-auth none: a
+# sketch that sends no credentials).
+# shellcheck disable=SC2034 # used by the tests that source this file
+CHECKIN_USER=station
+CHECKIN_PASS=ci-checkin-pass
+CHECKIN_AUTH_JSON="\"checkin_auth\": {\"user\": \"$CHECKIN_USER\", \"password\": \"$CHECKIN_PASS\"}"
+
 # start_netdev DIR ARGS...: esp_netdev in the background; waits for DIR/ready. Sets NETDEV_PID.
 # Functional tests run fast: --erase-ms 0 (instant flash erase) unless given.
 start_netdev() {
-    local dir=$1 a speed=(--erase-ms 0)
+    local dir=$1 a speed=(--erase-ms 0) auth=(--checkin-auth "$CHECKIN_USER:$CHECKIN_PASS")
+    local args=()
     shift
     for a in "$@"; do [ "$a" != --erase-ms ] || speed=(); done
+    while [ $# -gt 0 ]; do
+        if [ "$1" = --checkin-auth ]; then
+            auth=()
+            [ "$2" = none ] || auth=(--checkin-auth "$2")
+            shift 2
+            continue
+        fi
+        args+=("$1")
+        shift
+    done
+    set -- "${args[@]}" "${auth[@]}"
     mkdir -p "$dir"
     "$ESP_NETDEV" --dir "$dir" "${speed[@]}" "$@" >"$dir/stdout" 2>"$dir/stderr" &
     local pid=$!

@@ -137,7 +137,8 @@ cat >"$CFG" <<JSON
  "ports": [{"uri": "$W1/tty", "label": "W1"}, {"uri": "$F1/tty", "label": "F1"},
            {"uri": "$I1/tty", "label": "I1"}, {"uri": "$P1/tty", "label": "P1"}],
  "profiles": {"line": {"firmware": {"esp32": "big@1.0", "esp8266": "e8266@1.0",
-                                    "esp32c3": "pullc3@1.0.0"}, "retries": 0}}}
+                                    "esp32c3": "pullc3@1.0.0"}, "retries": 0,
+                       $CHECKIN_AUTH_JSON}}}
 JSON
 
 start_daemon "$CFG" --listen 127.0.0.1:0 --port-file "$WORK/http.port" --web-root "$SRC/web/static"
@@ -153,7 +154,8 @@ log "status page at $URL/"
 # Network-only boards for the bulk, in bulk order: N1, N2 take a push at once; N3 and N4
 # stop reading after 8 KiB (the daemon gives up after its 10 s stall timeout), so with
 # concurrency 1 the bulk is observably running for about 20 s and advances when N3
-# fails; N5 (a good board) is still pending when the spec cancels the bulk.
+# fails; N5 (a good board) is still pending when the spec cancels the bulk. They send the
+# profile's checkin_auth with their check-ins (ota_daemon_lib.sh): pushes need a confirmed address.
 NMACS=()
 for i in 1 2 3 4 5; do
     mac=24:6f:28:00:b0:0$i

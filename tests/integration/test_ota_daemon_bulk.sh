@@ -8,6 +8,8 @@
 # in GET /api/v1/bulk/{id}, in the jobs and in the event stream journal
 # (bulk.started / bulk.board / bulk.stopped / bulk.finished). A pull bulk pins
 # the target of healthy boards and passes when their next check-in reports it.
+# Network-only boards send the profile's checkin_auth with their check-ins
+# (ota_daemon_lib.sh): that confirms their addresses, and pushes go only there.
 source "${INTEG_LIB:?INTEG_LIB (tests/integration/lib.sh) must be set}"
 source "$(dirname "$0")/daemon_lib.sh"
 source "$(dirname "$0")/api_lib.sh"
@@ -21,7 +23,7 @@ OTA_PORT=$(free_port)
 TOKEN=t0k3n
 cat >"$WORK/station.json" <<JSON
 {"api": {"token": "$TOKEN"}, "ota": {"listen": "127.0.0.1:$OTA_PORT"},
- "profiles": {"fleet": {"ota_firmware": {"esp32": "demo@1.0.0"}}}}
+ "profiles": {"fleet": {"ota_firmware": {"esp32": "demo@1.0.0"}, $CHECKIN_AUTH_JSON}}}
 JSON
 start_api_daemon "$WORK/station.json"
 

@@ -12,6 +12,8 @@
 # completes with all five boards passed and
 # running 2.0.0, board 6 untouched. After a clean restart the finished bulk is
 # still listed and readable, and is not resumed again.
+# Network-only boards send the profile's checkin_auth with their check-ins
+# (ota_daemon_lib.sh): that confirms their addresses, and pushes go only there.
 source "${INTEG_LIB:?INTEG_LIB (tests/integration/lib.sh) must be set}"
 source "$(dirname "$0")/daemon_lib.sh"
 source "$(dirname "$0")/api_lib.sh"
@@ -22,7 +24,8 @@ import_fw "$WORK/fw2"
 OTA_PORT=$(free_port)
 TOKEN=resume-token
 cat >"$WORK/station.json" <<JSON
-{"api": {"token": "$TOKEN"}, "ota": {"listen": "127.0.0.1:$OTA_PORT"}}
+{"api": {"token": "$TOKEN"}, "ota": {"listen": "127.0.0.1:$OTA_PORT"},
+ "profiles": {"fleet": {$CHECKIN_AUTH_JSON}}}
 JSON
 start_api_daemon "$WORK/station.json"
 

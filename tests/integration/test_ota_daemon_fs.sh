@@ -13,6 +13,8 @@
 #    Basic auth as config ota.webform_user, then as a per-request "user" the
 #    device refuses); raw TCP-OTA, unknown images and a filesystem "pull" bulk
 #    are refused with 422.
+# The serial board's boot check captures its IP (a confirmed address, pushes go
+# only there); the network-only boards send the profile's checkin_auth.
 source "${INTEG_LIB:?INTEG_LIB (tests/integration/lib.sh) must be set}"
 source "$(dirname "$0")/daemon_lib.sh"
 source "$(dirname "$0")/api_lib.sh"
@@ -39,7 +41,9 @@ cat >"$WORK/station.json" <<JSON
 {"ports": [{"uri": "$S1/tty", "label": "A1"}],
  "api": {"token": "$TOKEN"},
  "ota": {"listen": "127.0.0.1:$OTA_PORT", "webform_user": "flasher"},
- "profiles": {"line": {"firmware": {"esp32": "fsdemo@1.0.0"}, "baud": 460800, "retries": 0}}}
+ "profiles": {"line": {"firmware": {"esp32": "fsdemo@1.0.0"}, "baud": 460800, "retries": 0,
+   "boot_check": {"pattern": "app: version ([^ ]+) ip ([0-9.]+)", "capture": ["version", "ip"],
+                  "timeout_ms": 5000}, $CHECKIN_AUTH_JSON}}}
 JSON
 start_api_daemon "$WORK/station.json"
 

@@ -16,6 +16,8 @@
 #  - ota.strict: a request to the update endpoint without the updater's headers
 #    gets 403 (and a plain firmware GET too), while the boards' own check-ins
 #    are still answered.
+# Network-only boards send the profile's checkin_auth with their check-ins
+# (ota_daemon_lib.sh): that confirms their addresses, and pushes go only there.
 source "${INTEG_LIB:?INTEG_LIB (tests/integration/lib.sh) must be set}"
 source "$(dirname "$0")/daemon_lib.sh"
 source "$(dirname "$0")/api_lib.sh"
@@ -35,7 +37,7 @@ TOKEN=t0k3n
 CFG=$WORK/station.json
 cat >"$CFG" <<JSON
 {"api": {"token": "$TOKEN"}, "ota": {"listen": "127.0.0.1:$OTA_PORT"},
- "profiles": {"pa": {"firmware": {"esp32": "alpha@1.0.0"}},
+ "profiles": {"pa": {"firmware": {"esp32": "alpha@1.0.0"}, $CHECKIN_AUTH_JSON},
               "pb": {"firmware": {"esp32": "beta@1.0.0"}}}}
 JSON
 start_api_daemon "$CFG"

@@ -7,6 +7,8 @@
 # the board's virtual flash holds the new app). A wrong password, a silent
 # device and a device that stalls mid-transfer each end in a failed job with a
 # clear message and advice in the record. Bad requests are answered 4xx.
+# Network-only boards send the profile's checkin_auth with their check-ins
+# (ota_daemon_lib.sh): that confirms their addresses, and pushes go only there.
 source "${INTEG_LIB:?INTEG_LIB (tests/integration/lib.sh) must be set}"
 source "$(dirname "$0")/daemon_lib.sh"
 source "$(dirname "$0")/api_lib.sh"
@@ -31,7 +33,7 @@ cat >"$WORK/station.json" <<JSON
  "ota": {"listen": "127.0.0.1:$OTA_PORT"},
  "profiles": {"line": {"firmware": {"esp32": "demo@1.0.0"}, "baud": 460800, "retries": 0,
    "boot_check": {"pattern": "app: version ([^ ]+) ip ([0-9.]+)", "capture": ["version", "ip"],
-                  "timeout_ms": 5000}}}}
+                  "timeout_ms": 5000}, $CHECKIN_AUTH_JSON}}}
 JSON
 start_api_daemon "$WORK/station.json"
 wait_sql "SELECT count(*) FROM jobs WHERE kind = 'flash' AND state = 'passed';" 2 120

@@ -6,6 +6,8 @@
 # (payload || RSA-2048 PKCS#1 v1.5 SHA-256 signature || u32 LE 256) is served and
 # the board reports its version. A signature made with another key is refused
 # (bad_signature).
+# Network-only boards send the profile's checkin_auth with their check-ins
+# (ota_daemon_lib.sh): that confirms their addresses, and pushes go only there.
 source "${INTEG_LIB:?INTEG_LIB (tests/integration/lib.sh) must be set}"
 source "$(dirname "$0")/daemon_lib.sh"
 source "$(dirname "$0")/api_lib.sh"
@@ -33,7 +35,7 @@ for d in u s x; do import_fw "$WORK/$d"; done
 
 OTA_PORT=$(free_port)
 TOKEN=t0k3n
-PROFILE='{"ota_firmware": {"esp8266": "fw8266@2.0.0"}, "require_signed": true, "public_key": "'$WORK'/pub.pem"}'
+PROFILE='{"ota_firmware": {"esp8266": "fw8266@2.0.0"}, "require_signed": true, "public_key": "'$WORK'/pub.pem", '$CHECKIN_AUTH_JSON'}'
 cat >"$WORK/station.json" <<JSON
 {"api": {"token": "$TOKEN"}, "ota": {"listen": "127.0.0.1:$OTA_PORT"},
  "profiles": {"signed": $PROFILE}}

@@ -13,7 +13,7 @@
  * Usage: esp_netdev --chip esp8266|esp32 --mac MAC --bind 127.0.0.x --dir DIR
  *   [--version V] [--password PW] [--auth md5|pbkdf2] [--ota-port N]
  *   [--http-port N] [--web-user U] [--tcp-ota] [--tcp-ota-port N]
- *   [--checkin URL --interval MS|once] [--free-space N] [--fault F]
+ *   [--checkin URL --interval MS|once] [--checkin-auth USER:PASS] [--free-space N] [--fault F]
  *   [--sketch-md5 HEX --sketch-size N] [--flash FILE --flash-offset N]
  *   [--fs-offset N] [--fs-size N] [--want-fs] [--user2-offset N] [--running-slot 1|2]
  *   [--rcvbuf BYTES] [--erase-ms MS] [--drain-ms MS]
@@ -25,6 +25,10 @@
  * makes it check in at once (benchmarks start many pulls at the same time).
  * --interval once: a sketch that calls the updater only in setup(): one
  * check-in at boot, and one more after an applied pull (the updater reboots).
+ * --checkin-auth USER:PASS: the sketch called the updater's
+ * setAuthorization(user, password) (ESP8266httpUpdate, ESP32 HTTPUpdate): every
+ * check-in carries "Authorization: Basic base64(USER:PASS)", as HTTPClient sends
+ * it. Default: none (the updaters send no credentials unless told to).
  * --flash FILE/--flash-offset N (used by esp_sim's network persona): every
  * applied application image is also written into FILE at offset N (the
  * virtual board's flash), so a later serial read sees it. --sketch-md5/-size
@@ -125,7 +129,8 @@ struct netdev {
     int checkin_port;
     char checkin_path[256];
     int interval_ms;
-    bool checkin_once; /* --interval once: one check-in at boot, none after */
+    bool checkin_once;      /* --interval once: one check-in at boot, none after */
+    char checkin_auth[200]; /* --checkin-auth "Authorization" value ("Basic ..."), "" none */
     uint64_t free_space, chip_size;
     char flash_path[PATH_MAX];
     uint64_t flash_offset;
@@ -1077,13 +1082,14 @@ static void checkin(struct netdev *d, bool fs)
         unsigned chip_id = (unsigned)strtoul(d->mac + 9, NULL, 16) & 0xFFFFFF;
         n = snprintf(req, sizeof(req),
                      "GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: ESP8266-http-Update\r\n"
-                     "Connection: close\r\nx-ESP8266-Chip-ID: %u\r\nx-ESP8266-STA-MAC: %s\r\n"
+                     "Connection: close\r\n%s%s%sx-ESP8266-Chip-ID: %u\r\nx-ESP8266-STA-MAC: %s\r\n"
                      "x-ESP8266-AP-MAC: %s\r\nx-ESP8266-free-space: %" PRIu64 "\r\n"
                      "x-ESP8266-sketch-size: %" PRIu64 "\r\nx-ESP8266-sketch-md5: %s\r\n"
                      "x-ESP8266-chip-size: %" PRIu64 "\r\n"
                      "x-ESP8266-sdk-version: 2.2.2-dev(38a443e)\r\nx-ESP8266-mode: %s\r\n",
-                     d->checkin_path, host, chip_id, d->mac, ap, d->free_space, d->sketch_size,
-                     d->sketch_md5, d->chip_size, mode);
+                     d->checkin_path, host, d->checkin_auth[0] ? "Authorization: " : "",
+                     d->checkin_auth, d->checkin_auth[0] ? "\r\n" : "", chip_id, d->mac, ap,
+                     d->free_space, d->sketch_size, d->sketch_md5, d->chip_size, mode);
         if (d->version[0])
             n +=
                 snprintf(req + n, sizeof(req) - (size_t)n, "x-ESP8266-version: %s\r\n", d->version);
@@ -1091,13 +1097,14 @@ static void checkin(struct netdev *d, bool fs)
     } else {
         n = snprintf(req, sizeof(req),
                      "GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: ESP32-http-Update\r\n"
-                     "Connection: close\r\nCache-Control: no-cache\r\nx-ESP32-STA-MAC: %s\r\n"
+                     "Connection: close\r\n%s%s%sCache-Control: no-cache\r\nx-ESP32-STA-MAC: %s\r\n"
                      "x-ESP32-AP-MAC: %s\r\nx-ESP32-free-space: %" PRIu64 "\r\n"
                      "x-ESP32-sketch-size: %" PRIu64 "\r\nx-ESP32-sketch-md5: %s\r\n"
                      "x-ESP32-chip-size: %" PRIu64 "\r\nx-ESP32-sdk-version: v4.4.7-dirty\r\n"
                      "x-ESP32-mode: %s\r\n",
-                     d->checkin_path, host, d->mac, ap, d->free_space, d->sketch_size,
-                     d->sketch_md5, d->chip_size, mode);
+                     d->checkin_path, host, d->checkin_auth[0] ? "Authorization: " : "",
+                     d->checkin_auth, d->checkin_auth[0] ? "\r\n" : "", d->mac, ap, d->free_space,
+                     d->sketch_size, d->sketch_md5, d->chip_size, mode);
         if (d->version[0])
             n += snprintf(req + n, sizeof(req) - (size_t)n, "x-ESP32-version: %s\r\n", d->version);
         n += snprintf(req + n, sizeof(req) - (size_t)n, "\r\n");
@@ -1174,7 +1181,7 @@ static void usage(void)
             "usage: esp_netdev --chip esp8266|esp32 --mac MAC --bind 127.0.0.x --dir DIR\n"
             "  [--version V] [--password PW] [--auth md5|pbkdf2] [--ota-port N]\n"
             "  [--http-port N] [--web-user U] [--tcp-ota] [--tcp-ota-port N]\n"
-            "  [--checkin URL --interval MS|once] [--free-space N]\n"
+            "  [--checkin URL --interval MS|once] [--checkin-auth USER:PASS] [--free-space N]\n"
             "  [--sketch-md5 HEX --sketch-size N] [--flash FILE --flash-offset N]\n"
             "  [--fs-offset N] [--fs-size N] [--want-fs] [--user2-offset N] [--running-slot 1|2]\n"
             "  [--rcvbuf BYTES] [--erase-ms MS] [--drain-ms MS]\n"
@@ -1288,6 +1295,13 @@ int main(int argc, char **argv)
         } else if (strcmp(a, "--checkin") == 0) {
             if (parse_url(&d, v) < 0)
                 usage();
+        } else if (strcmp(a, "--checkin-auth") == 0) {
+            unsigned char b64[sizeof(d.checkin_auth) - 8];
+            size_t n = strlen(v);
+            if (!strchr(v, ':') || n > 140)
+                usage();
+            EVP_EncodeBlock(b64, (const unsigned char *)v, (int)n);
+            snprintf(d.checkin_auth, sizeof(d.checkin_auth), "Basic %s", (char *)b64);
         } else if (strcmp(a, "--interval") == 0) {
             /* "once": the sketch calls ESPhttpUpdate.update() only in setup(), as many
              * real sketches do, so the first check-in after boot is the only one. */

@@ -324,6 +324,27 @@ static const struct bad_case bad_cases[] = {
      "authentication cannot carry them; got \"ad:min\")"},
     {"{\"ota\": {\"webform_user\": \"\"}}", "config: ota.webform_user: must not be empty"},
     {"{\"ota\": {\"webform_user\": 7}}", "config: ota.webform_user: must be a string", true},
+    /* ota enrolment limits and profile checkin_auth */
+    {"{\"ota\": {\"enrol_rate_per_min\": 0}}", "config: ota.enrol_rate_per_min: must be", true},
+    {"{\"ota\": {\"enrol_max\": -1}}", "config: ota.enrol_max: must be", true},
+    {"{\"profiles\": {\"x\": {\"checkin_auth\": {\"password\": \"12345678\"}}}}",
+     "config: profiles.x.checkin_auth.user: is required (the HTTP Basic user the boards' "
+     "updaters send)"},
+    {"{\"profiles\": {\"x\": {\"checkin_auth\": {\"user\": \"a:b\", \"password\": "
+     "\"12345678\"}}}}",
+     "config: profiles.x.checkin_auth.user: must not contain ':' or control characters", true},
+    {"{\"profiles\": {\"x\": {\"checkin_auth\": {\"user\": \"ota\"}}}}",
+     "config: profiles.x.checkin_auth.password: is required"},
+    {"{\"profiles\": {\"x\": {\"checkin_auth\": {\"user\": \"ota\", \"password\": \"short\"}}}}",
+     "config: profiles.x.checkin_auth.password: must be at least 8 characters", true},
+    {"{\"profiles\": {\"x\": {\"checkin_auth\": {\"user\": \"ota\", \"password\": "
+     "\"12345678\", \"required\": 1}}}}",
+     "config: profiles.x.checkin_auth.required: must be", true},
+    {"{\"profiles\": {\"x\": {\"checkin_auth\": {\"user\": \"ota\", \"password\": "
+     "\"12345678\", \"realm\": \"r\"}}}}",
+     "config: profiles.x.checkin_auth.realm: unknown key", true},
+    {"{\"profiles\": {\"x\": {\"checkin_auth\": \"ota:12345678\"}}}",
+     "config: profiles.x.checkin_auth: must be", true},
     {"{\"api\": {\"read_requires_token\": true}}",
      "config: api.read_requires_token: is true but no api.token is set (nobody could read the "
      "API)"},
@@ -377,6 +398,33 @@ static void test_per_board(void **state)
     assert_string_equal(p->per_board[1].name, "cert-1");
     assert_int_equal(p->per_board[1].offset, 0x200000);
     assert_string_equal(p->per_board[1].dir, "/srv/certs");
+    config_free(cfg);
+}
+
+/* ota enrolment limits (defaults and set) and a profile's checkin_auth. */
+static void test_checkin_auth_and_enrol(void **state)
+{
+    (void)state;
+    char err[512];
+    struct config *cfg = NULL;
+    assert_int_equal(config_load_string("{}", 2, NULL, &cfg, err, sizeof(err)), 0);
+    assert_int_equal(cfg->ota.enrol_rate_per_min, 30);
+    assert_int_equal(cfg->ota.enrol_max, 500);
+    config_free(cfg);
+    static const char json[] =
+        "{\"ota\": {\"enrol_rate_per_min\": 6000, \"enrol_max\": 0},"
+        " \"profiles\": {\"a\": {\"checkin_auth\": {\"user\": \"fleet\", \"password\": "
+        "\"p4ss:word\", \"required\": true}}, \"b\": {}}}";
+    assert_int_equal(config_load_string(json, strlen(json), NULL, &cfg, err, sizeof(err)), 0);
+    assert_int_equal(cfg->ota.enrol_rate_per_min, 6000);
+    assert_int_equal(cfg->ota.enrol_max, 0);
+    const struct config_profile *a = config_profile(cfg, "a"), *b = config_profile(cfg, "b");
+    assert_string_equal(a->checkin_user, "fleet");
+    assert_string_equal(a->checkin_password, "p4ss:word"); /* ':' is fine in a password */
+    assert_true(a->checkin_required);
+    assert_null(b->checkin_user);
+    assert_null(b->checkin_password);
+    assert_false(b->checkin_required);
     config_free(cfg);
 }
 
@@ -542,6 +590,7 @@ int main(void)
         cmocka_unit_test(test_single_profile_is_active),
         cmocka_unit_test(test_errors_name_the_key),
         cmocka_unit_test(test_ota_webform_user),
+        cmocka_unit_test(test_checkin_auth_and_enrol),
         cmocka_unit_test(test_per_board),
         cmocka_unit_test(test_file_errors),
         cmocka_unit_test(test_embedded_nul),

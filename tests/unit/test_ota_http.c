@@ -8,8 +8,10 @@
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -361,6 +363,75 @@ static void test_plain_and_userbin(void **state)
     assert_int_equal(d.status, 404);
 }
 
+/* "Authorization: Basic ..." as HTTPClient::setAuthorization(user, password) sends it. */
+static void test_parse_basic_auth(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *value;
+        bool ok;
+        const char *user, *password;
+    } cases[] = {
+        {"Basic b3RhOnMzY3JldA==", true, "ota", "s3cret"}, /* ota:s3cret */
+        {"basic b3RhOnMzY3JldA==", true, "ota", "s3cret"}, /* scheme case-insensitive */
+        {"Basic YTpiOmM=", true, "a", "b:c"},              /* a:b:c: user ends at the first ':' */
+        {"Basic YTo=", true, "a", ""},                     /* a: (empty password) */
+        {"Basic OnB3", false, NULL, NULL},                 /* :pw (no user) */
+        {"Basic b3Rh", false, NULL, NULL},                 /* ota (no ':') */
+        {"Basic b3RhOnMzY3JldA", false, NULL, NULL},       /* unpadded */
+        {"Basic b3RhOnMzY3JldA=A", false, NULL, NULL},     /* '=' inside */
+        {"Basic b3Rh*nMzY3JldA==", false, NULL, NULL},     /* not base64 */
+        {"Bearer b3RhOnMzY3JldA==", false, NULL, NULL},    /* another scheme */
+        {"Basic YQl4OnA=", false, NULL, NULL},             /* a<TAB>x:p (control char) */
+        {"Basic ", false, NULL, NULL},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char req[512];
+        snprintf(req, sizeof(req),
+                 "GET /ota HTTP/1.0\r\nUser-Agent: ESP32-http-Update\r\n"
+                 "x-ESP32-STA-MAC: 24:6f:28:7a:d8:84\r\nAuthorization: %s\r\n\r\n",
+                 cases[i].value);
+        struct ota_http_request r;
+        struct ota_error err;
+        assert_int_equal(ota_http_parse_request(req, strlen(req), &r, &err), (int)strlen(req));
+        assert_true(r.has_authorization);
+        assert_int_equal(r.has_basic_auth, cases[i].ok);
+        if (cases[i].ok) {
+            assert_string_equal(r.auth_user, cases[i].user);
+            assert_string_equal(r.auth_password, cases[i].password);
+        } else {
+            assert_string_equal(r.auth_user, "");
+            assert_string_equal(r.auth_password, "");
+        }
+    }
+    /* too long for the fields: 70 'u' characters as user */
+    char cred[100], b64[200], req[512];
+    memset(cred, 'u', 70);
+    memcpy(cred + 70, ":p", 3);
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t n = strlen(cred), o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned w = (unsigned char)cred[i] << 16 |
+                     (i + 1 < n ? (unsigned char)cred[i + 1] << 8 : 0) |
+                     (i + 2 < n ? (unsigned char)cred[i + 2] : 0);
+        b64[o++] = tab[w >> 18 & 63];
+        b64[o++] = tab[w >> 12 & 63];
+        b64[o++] = i + 1 < n ? tab[w >> 6 & 63] : '=';
+        b64[o++] = i + 2 < n ? tab[w & 63] : '=';
+    }
+    b64[o] = '\0';
+    snprintf(req, sizeof(req), "GET / HTTP/1.0\r\nAuthorization: Basic %s\r\n\r\n", b64);
+    struct ota_http_request r;
+    struct ota_error err;
+    assert_true(ota_http_parse_request(req, strlen(req), &r, &err) > 0);
+    assert_true(r.has_authorization);
+    assert_false(r.has_basic_auth);
+    /* no header: nothing */
+    assert_true(ota_http_parse_request(esp32_req, strlen(esp32_req), &r, &err) > 0);
+    assert_false(r.has_authorization);
+    assert_false(r.has_basic_auth);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -372,6 +443,7 @@ int main(void)
         cmocka_unit_test(test_decide_table),
         cmocka_unit_test(test_format_exact),
         cmocka_unit_test(test_plain_and_userbin),
+        cmocka_unit_test(test_parse_basic_auth),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

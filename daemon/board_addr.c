@@ -1,0 +1,168 @@
+/*
+ * board_addr.c: the trust rules for a board's network address (see board_addr.h).
+ *
+ * Invariants:
+ *  - Only board_addr_note writes a board's ip and its trust (records_board_set_address);
+ *    records_board_upsert callers leave ip alone.
+ *  - A confirmed address is replaced only by a confirming source.
+ *  - Each call posts at most one board.address event, and only when something changed:
+ *    a board that keeps checking in from its address adds nothing to the journal.
+ */
+#include "board_addr.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "log.h"
+#include "records.h"
+#include "slot.h"
+#include "station.h"
+
+static const char *const source_names[BOARD_ADDR_SOURCE_COUNT] = {
+    [BOARD_ADDR_BOOT_CHECK] = "boot-check",
+    [BOARD_ADDR_CHECKIN_AUTH] = "checkin-auth",
+    [BOARD_ADDR_CHECKIN] = "checkin",
+    [BOARD_ADDR_MDNS] = "mdns",
+};
+
+const char *board_addr_source_to_string(enum board_addr_source s)
+{
+    return (unsigned)s < BOARD_ADDR_SOURCE_COUNT ? source_names[s] : "unknown";
+}
+
+bool board_addr_source_confirms(enum board_addr_source s)
+{
+    return s == BOARD_ADDR_BOOT_CHECK || s == BOARD_ADDR_CHECKIN_AUTH;
+}
+
+const char *board_addr_result_to_string(enum board_addr_result r)
+{
+    switch (r) {
+    case BOARD_ADDR_SAME:
+        return "same";
+    case BOARD_ADDR_CHANGED:
+        return "changed";
+    case BOARD_ADDR_CLAIM:
+        return "claim";
+    default:
+        return "error";
+    }
+}
+
+static void post(struct station *st, const struct slot *s, const char *mac, int64_t job_id,
+                 const char *old, const char *ip, enum board_addr_source source, bool confirmed,
+                 bool was_confirmed, bool claim)
+{
+    json_object *j = json_object_new_object();
+    json_object_object_add(j, "old", old && *old ? json_object_new_string(old) : NULL);
+    json_object_object_add(j, "new", json_object_new_string(ip));
+    json_object_object_add(j, "source",
+                           json_object_new_string(board_addr_source_to_string(source)));
+    json_object_object_add(j, "confirmed", json_object_new_boolean(confirmed));
+    json_object_object_add(j, "previous_confirmed", json_object_new_boolean(was_confirmed));
+    json_object_object_add(j, "claim", json_object_new_boolean(claim));
+    station_post_event(st, "board.address", s, mac, job_id,
+                       json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN));
+    json_object_put(j);
+}
+
+enum board_addr_result board_addr_note(struct station *st, const char *mac, const char *ip,
+                                       enum board_addr_source source, const struct slot *s,
+                                       int64_t job_id)
+{
+    struct records *rec = station_records(st);
+    struct records_board b;
+    struct records_error re;
+    if (!ip || !*ip || records_board_get(rec, mac, &b, &re) < 0)
+        return BOARD_ADDR_ERROR;
+    const char *src = board_addr_source_to_string(source);
+    const char *slot = s ? slot_name(s) : NULL;
+    bool same = strcmp(b.ip, ip) == 0;
+    int rc;
+    if (board_addr_source_confirms(source)) {
+        if (same && b.ip_confirmed && !b.ip_claim[0])
+            return BOARD_ADDR_SAME;
+        rc = records_board_set_address(rec, b.mac, ip, true, src, NULL, NULL, &re);
+        if (rc < 0)
+            goto store_failed;
+        if (same && b.ip_confirmed) { /* only a pending claim was dropped */
+            log_board(LOG_LEVEL_INFO, slot, b.mac,
+                      "address %s confirmed again (%s); the claim of %s (%s) is dropped", ip, src,
+                      b.ip_claim, b.ip_claim_source);
+            return BOARD_ADDR_SAME;
+        }
+        post(st, s, b.mac, job_id, b.ip, ip, source, true, b.ip_confirmed, false);
+        log_board(LOG_LEVEL_INFO, slot, b.mac, "address %s confirmed (%s)%s%s", ip, src,
+                  same ? "" : ", was ", same ? "" : (b.ip[0] ? b.ip : "none"));
+        return BOARD_ADDR_CHANGED;
+    }
+    if (same) {
+        if (b.ip_claim[0]) {
+            /* Seen at its own address again: the other address's claim is stale. */
+            if (records_board_set_address(rec, b.mac, b.ip, b.ip_confirmed, b.ip_source, NULL, NULL,
+                                          &re) < 0)
+                goto store_failed;
+            log_board(LOG_LEVEL_INFO, slot, b.mac,
+                      "seen at its address %s again (%s); the claim of %s is dropped", ip, src,
+                      b.ip_claim);
+        }
+        return BOARD_ADDR_SAME;
+    }
+    if (b.ip_confirmed) {
+        if (strcmp(b.ip_claim, ip) == 0)
+            return BOARD_ADDR_CLAIM; /* the same claim again: already recorded and announced */
+        rc = records_board_set_address(rec, b.mac, b.ip, true, b.ip_source, ip, src, &re);
+        if (rc < 0)
+            goto store_failed;
+        post(st, s, b.mac, job_id, b.ip, ip, source, false, true, true);
+        log_board(LOG_LEVEL_WARN, slot, b.mac,
+                  "%s from %s claims this board, whose confirmed address is %s: recorded as a "
+                  "claim only; the board's record and pushes keep %s (a check-in with the "
+                  "profile's checkin_auth or a boot check confirms a new address)",
+                  source == BOARD_ADDR_MDNS ? "an mDNS advertisement"
+                                            : "a check-in without "
+                                              "credentials",
+                  ip, b.ip, b.ip);
+        return BOARD_ADDR_CLAIM;
+    }
+    rc = records_board_set_address(rec, b.mac, ip, false, src, NULL, NULL, &re);
+    if (rc < 0)
+        goto store_failed;
+    post(st, s, b.mac, job_id, b.ip, ip, source, false, false, false);
+    log_board(LOG_LEVEL_INFO, slot, b.mac, "address %s (%s, unconfirmed)%s%s", ip, src,
+              b.ip[0] ? ", was " : "", b.ip);
+    return BOARD_ADDR_CHANGED;
+store_failed:
+    log_board(LOG_LEVEL_WARN, slot, b.mac, "cannot record the address %s: %s", ip, re.message);
+    return BOARD_ADDR_ERROR;
+}
+
+int board_addr_push_check(const struct records_board *b, char *err, size_t errlen)
+{
+    if (!b->ip[0]) {
+        snprintf(err, errlen,
+                 "no IP address known for %s: the board has not checked in and its boot check "
+                 "captured none (add an \"ip\" capture to the profile's boot_check)",
+                 b->mac);
+        return -EINVAL;
+    }
+    if (b->ip_confirmed)
+        return 0;
+    const char *how = strcmp(b->ip_source, "checkin") == 0 ? "a check-in without credentials"
+                      : strcmp(b->ip_source, "mdns") == 0  ? "an mDNS advertisement"
+                                                           : "a source the station cannot vouch "
+                                                             "for (recorded before addresses were "
+                                                             "confirmed)";
+    snprintf(err, errlen,
+             "the IP address %s of %s is not confirmed: it came from %s, which anyone on the "
+             "device network can send, so the station sends no image or password there. Confirm "
+             "it: give the profile \"checkin_auth\" {\"user\", \"password\"} and have the "
+             "sketch's updater send them (setAuthorization(user, password)) so its next "
+             "check-in confirms the address, or flash the board over serial with a boot_check "
+             "that captures \"ip\"",
+             b->ip, b->mac, how);
+    return -EACCES;
+}
