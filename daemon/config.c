@@ -584,6 +584,29 @@ static int parse_allowed_hosts(struct ctx *c, struct config *cfg, json_object *v
     return 0;
 }
 
+/* "tls": {"cert": PATH, "key": PATH} (api.tls, ota.tls): both required, relative paths
+ * against the config file's directory. The files are read when the server starts. */
+static int parse_tls(struct ctx *c, const char *path, json_object *v, struct config_tls *t)
+{
+    static const char *const keys[] = {"cert", "key", NULL};
+    char kp[KEYPATH_MAX];
+    json_object *f;
+    int rc;
+    if ((rc = want_object(c, path, v)) < 0 || (rc = check_keys(c, path, v, keys)) < 0)
+        return rc;
+    join_key(kp, sizeof(kp), path, "cert");
+    if (!json_object_object_get_ex(v, "cert", &f))
+        return fail(c, kp,
+                    "is required (a PEM file: the server certificate, then any intermediate CA "
+                    "certificates)");
+    if ((rc = get_path(c, kp, f, &t->cert)) < 0)
+        return rc;
+    join_key(kp, sizeof(kp), path, "key");
+    if (!json_object_object_get_ex(v, "key", &f))
+        return fail(c, kp, "is required (a PEM file: the certificate's private key, unencrypted)");
+    return get_path(c, kp, f, &t->key);
+}
+
 static int parse_api(struct ctx *c, struct config *cfg, json_object *v)
 {
     static const char *const keys[] = {"token",
@@ -592,6 +615,7 @@ static int parse_api(struct ctx *c, struct config *cfg, json_object *v)
                                        "max_connections",
                                        "idle_timeout_s",
                                        "allowed_hosts",
+                                       "tls",
                                        NULL};
     int rc;
     json_object *f;
@@ -621,6 +645,9 @@ static int parse_api(struct ctx *c, struct config *cfg, json_object *v)
             return rc;
         cfg->api.max_connections = (int)x;
     }
+    if (json_object_object_get_ex(v, "tls", &f) &&
+        (rc = parse_tls(c, "api.tls", f, &cfg->api.tls)) < 0)
+        return rc;
     if (json_object_object_get_ex(v, "idle_timeout_s", &f)) {
         if ((rc = get_int(c, "api.idle_timeout_s", f, 1, 3600, &x)) < 0)
             return rc;
@@ -648,6 +675,7 @@ static int parse_ota(struct ctx *c, struct config *cfg, json_object *v)
                                        "idle_timeout_s",
                                        "enrol_rate_per_min",
                                        "enrol_max",
+                                       "tls",
                                        NULL};
     int rc;
     json_object *f;
@@ -707,6 +735,9 @@ static int parse_ota(struct ctx *c, struct config *cfg, json_object *v)
             return rc;
         cfg->ota.mdns_interval_s = (int)x;
     }
+    if (json_object_object_get_ex(v, "tls", &f) &&
+        (rc = parse_tls(c, "ota.tls", f, &cfg->ota.tls)) < 0)
+        return rc;
     if (json_object_object_get_ex(v, "webform_user", &f)) {
         if ((rc = get_str(c, "ota.webform_user", f, 64, &s)) < 0)
             return rc;
@@ -1535,6 +1566,10 @@ void config_free(struct config *cfg)
     free(cfg->ports);
     free(cfg->stub_dir);
     free(cfg->api.token);
+    free(cfg->api.tls.cert);
+    free(cfg->api.tls.key);
+    free(cfg->ota.tls.cert);
+    free(cfg->ota.tls.key);
     for (size_t i = 0; i < cfg->api.n_allowed_hosts; i++)
         free(cfg->api.allowed_hosts[i]);
     free(cfg->api.allowed_hosts);

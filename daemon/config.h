@@ -118,6 +118,13 @@ struct config_profile {
     size_t n_per_board;
 };
 
+/* "tls": {"cert": PATH, "key": PATH} of a server (api.tls, ota.tls); cert NULL: plain
+ * HTTP. The files are read and checked when the server starts (ota_tls.h). */
+struct config_tls {
+    char *cert; /* PEM: the server certificate, then any intermediate CA certificates */
+    char *key;  /* PEM: its private key, unencrypted */
+};
+
 /* "ota": the device-facing HTTP update endpoint (off unless listen is set). */
 struct config_ota {
     bool enabled;        /* listen given */
@@ -130,6 +137,8 @@ struct config_ota {
     int idle_timeout_s;  /* a connection without I/O for this long is closed; 30, 1 .. 3600 */
     int mdns_interval_s; /* avahi-browse discovery period; 60, 0 = off */
     char *webform_user;  /* HTTP Basic user for web-form pushes; "admin" */
+    /* HTTPS; its files re-read on a reload (SIGHUP) when they changed, kept on failure */
+    struct config_tls tls;
     /* Enrolment by check-ins without credentials (unknown_boards "enrol"): at most
      * enrol_rate_per_min new boards a minute (a burst of as many), and at most
      * enrol_max boards known only that way (unconfirmed address, never flashed over
@@ -140,6 +149,7 @@ struct config_ota {
 
 struct config_api {
     char *token;              /* bearer token for mutating calls; NULL = none configured */
+    struct config_tls tls;    /* HTTPS (libmicrohttpd with GnuTLS); at start only */
     bool read_requires_token; /* false */
     size_t max_body_bytes;    /* 64 MiB; 1 KiB .. 1 GiB */
     int max_connections;      /* 1000; 1 .. 65536, lowered to the fd budget; at start only */

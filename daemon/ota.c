@@ -50,6 +50,7 @@
 #include "ota_image.h"
 #include "mdns.h"
 #include "ota_priv.h"
+#include "ota_tls.h"
 #include "slot.h"
 #include "station.h"
 
@@ -59,6 +60,7 @@
 struct ota_conn {
     struct ota *o;
     int fd;
+    struct ota_tls_conn *tls; /* ota.tls: the connection's TLS layer; NULL plain HTTP */
     char ip[INET6_ADDRSTRLEN];
     char in[OTA_HTTP_MAX_HEAD];
     size_t in_len;
@@ -385,6 +387,70 @@ static int64_t mono_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+static void conn_io(void *ctx, int fd, uint32_t events);
+
+/* ---- TLS (ota.tls): the connection's I/O goes through ota_tls.c -------------------- */
+
+/* Watches the connection for events only (TLS waits for the direction it needs). */
+static int conn_want(struct ota_conn *c, uint32_t events)
+{
+    loop_del_fd(c->o->loop, c->fd);
+    return loop_add_fd(c->o->loop, c->fd, events, conn_io, c);
+}
+
+/* recv()/send() of the plain path, or their TLS counterparts: -1 with errno EAGAIN
+ * means wait (the connection is then watched for what TLS needs). */
+static ssize_t conn_recv(struct ota_conn *c, void *buf, size_t len)
+{
+    if (!c->tls)
+        return recv(c->fd, buf, len, 0);
+    uint32_t ev = EPOLLIN;
+    ssize_t r = ota_tls_recv(c->tls, buf, len, &ev);
+    if (r < 0 && errno == EAGAIN && conn_want(c, ev) < 0)
+        errno = EIO;
+    return r;
+}
+
+static ssize_t conn_send(struct ota_conn *c, const void *buf, size_t len)
+{
+    if (!c->tls)
+        return send(c->fd, buf, len, MSG_NOSIGNAL);
+    uint32_t ev = EPOLLOUT;
+    ssize_t w = ota_tls_send(c->tls, buf, len, &ev);
+    if (w < 0 && errno == EAGAIN && conn_want(c, ev) < 0)
+        errno = EIO;
+    return w;
+}
+
+static void conn_read(struct ota_conn *c);
+static void conn_close(struct ota_conn *c);
+
+/* The handshake's next step; a failed one is counted and logged (ota_tls_note_failure)
+ * and the connection closed. Never blocks: a client that stalls mid-handshake holds
+ * only its own connection, until the idle timeout or a newcomer at the cap. */
+static void conn_handshake(struct ota_conn *c)
+{
+    uint32_t ev = EPOLLIN;
+    char why[300];
+    int r = ota_tls_handshake(c->tls, &ev, why, sizeof(why));
+    if (r < 0) {
+        ota_tls_note_failure(c->o->tls, c->ip, why);
+        conn_close(c);
+        return;
+    }
+    c->last_io = loop_now_ms();
+    if (r == 0) {
+        if (conn_want(c, ev) < 0)
+            conn_close(c);
+        return;
+    }
+    if (conn_want(c, EPOLLIN) < 0) {
+        conn_close(c);
+        return;
+    }
+    conn_read(c); /* the request may have come with the handshake's last flight */
+}
+
 static void conn_close(struct ota_conn *c)
 {
     struct ota *o = c->o;
@@ -400,6 +466,7 @@ static void conn_close(struct ota_conn *c)
         }
     o->n_conns--;
     loop_del_fd(o->loop, c->fd);
+    ota_tls_conn_free(c->tls);
     close(c->fd);
     if (c->record_served && c->job_id == 0) {
         /* a plain GET from an address the station knows no board at: metrics only */
@@ -500,7 +567,7 @@ static void conn_write(struct ota_conn *c)
         } else {
             break;
         }
-        ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
+        ssize_t w = conn_send(c, p, n);
         if (w < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 return;
@@ -517,6 +584,8 @@ static void conn_write(struct ota_conn *c)
         else
             c->body_off += (size_t)w;
     }
+    if (c->tls && !(c->fw && c->record_served))
+        ota_tls_close_notify(c->tls); /* not after an image: see ota_tls.h */
     shutdown(c->fd, SHUT_WR);
     if (c->fw && c->record_served) {
         /* Handed over, not yet taken: the pull ends at the board's close (conn_drain). Still
@@ -1150,7 +1219,7 @@ static void conn_read(struct ota_conn *c)
     for (;;) {
         if (c->in_len >= sizeof(c->in))
             break;
-        ssize_t r = recv(c->fd, c->in + c->in_len, sizeof(c->in) - c->in_len, 0);
+        ssize_t r = conn_recv(c, c->in + c->in_len, sizeof(c->in) - c->in_len);
         if (r < 0) {
             if (errno == EINTR)
                 continue;
@@ -1199,6 +1268,14 @@ static void conn_io(void *ctx, int fd, uint32_t events)
 {
     (void)fd;
     struct ota_conn *c = ctx;
+    if (c->tls) {
+        if (!ota_tls_conn_ready(c->tls)) {
+            conn_handshake(c);
+            return;
+        }
+        /* Watched for what TLS waited for, which may be either direction: it came. */
+        events |= EPOLLIN | EPOLLOUT;
+    }
     if (c->draining) {
         if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
             conn_drain(c);
@@ -1294,7 +1371,8 @@ static void on_accept(void *ctx, int fd, uint32_t events)
         if (o->n_conns >= ota_cap(o) && !make_room(o)) {
             static const char busy[] = "HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\n"
                                        "Connection: close\r\n\r\n";
-            (void)!send(cfd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (!o->tls) /* over TLS, plain text would be garbage: just close */
+                (void)!send(cfd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
             close(cfd);
             count_checkin(o, 503);
             continue;
@@ -1311,7 +1389,13 @@ static void on_accept(void *ctx, int fd, uint32_t events)
             inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, c->ip, sizeof(c->ip));
         else if (ss.ss_family == AF_INET6)
             inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, c->ip, sizeof(c->ip));
+        if (o->tls && !(c->tls = ota_tls_conn_new(o->tls, cfd))) {
+            close(cfd);
+            free(c);
+            continue;
+        }
         if (loop_add_fd(o->loop, cfd, EPOLLIN, conn_io, c) < 0) {
+            ota_tls_conn_free(c->tls);
             close(cfd);
             free(c);
             continue;
@@ -1447,11 +1531,46 @@ static int open_listener(struct ota *o, const struct config *cfg, char *err, siz
     return install_listener(o, fd, port, cfg->ota.listen_host, cfg->ota.listen_port);
 }
 
+/* ota.tls on a reload: the files are read again (a renewed certificate takes effect
+ * for new connections; ones in flight keep theirs). A pair that fails keeps what the
+ * endpoint had. */
+static void tls_reload(struct ota *o, const struct config *cfg)
+{
+    if (!cfg->ota.enabled)
+        return;
+    if (!cfg->ota.tls.cert) {
+        if (o->tls)
+            log_msg(LOG_LEVEL_NOTICE, "ota.tls removed: the OTA update endpoint now speaks plain "
+                                      "HTTP (boards with an https:// URL fail to check in)");
+        ota_tls_free(o->tls);
+        o->tls = NULL;
+        return;
+    }
+    if (ota_tls_unchanged(o->tls, cfg->ota.tls.cert, cfg->ota.tls.key))
+        return; /* a reload for something else, or the same files */
+    struct ota_tls *t = NULL;
+    char err[700] = "";
+    if (ota_tls_new("ota.tls", cfg->ota.tls.cert, cfg->ota.tls.key, &t, err, sizeof(err)) < 0) {
+        log_msg(LOG_LEVEL_ERROR,
+                "%s; the OTA update endpoint keeps %s until the files are fixed "
+                "and the configuration reloaded (SIGHUP)",
+                err, o->tls ? "the certificate it had" : "speaking plain HTTP");
+        return;
+    }
+    log_msg(LOG_LEVEL_NOTICE, "ota.tls reloaded: the OTA update endpoint speaks HTTPS with %s",
+            ota_tls_info(t));
+    if (ota_tls_warning(t)[0])
+        log_msg(LOG_LEVEL_WARN, "ota.tls: %s", ota_tls_warning(t));
+    ota_tls_free(o->tls); /* connections in flight hold their own reference */
+    o->tls = t;
+}
+
 void ota_reload(struct ota *o)
 {
     if (!o)
         return;
     const struct config *cfg = station_config(o->st);
+    tls_reload(o, cfg);
     bool want = cfg->ota.enabled;
     bool have = o->listen_fd >= 0;
     if (want && have && strcmp(cfg->ota.listen_host, o->listen_host) == 0 &&
@@ -1532,7 +1651,9 @@ int ota_new(struct station *st, struct loop *loop, struct ota **out, char *err, 
     o->msg_pipe[0] = o->msg_pipe[1] = -1;
     const struct config *cfg = station_config(st);
     int rc = 0;
-    if (cfg->ota.enabled)
+    if (cfg->ota.enabled && cfg->ota.tls.cert) /* a bad certificate is a start-up error */
+        rc = ota_tls_new("ota.tls", cfg->ota.tls.cert, cfg->ota.tls.key, &o->tls, err, errlen);
+    if (rc == 0 && cfg->ota.enabled)
         rc = open_listener(o, cfg, err, errlen);
     if (rc == 0 && pipe2(o->msg_pipe, O_CLOEXEC) != 0) {
         ota_errf(err, errlen, "ota: pipe: %s", strerror(errno));
@@ -1558,6 +1679,11 @@ int ota_new(struct station *st, struct loop *loop, struct ota **out, char *err, 
     o->mdns = mdns_start(o, cfg->ota.mdns_interval_s);
     if (o->port >= 0)
         log_msg(LOG_LEVEL_NOTICE, "OTA update endpoint on %s:%d", cfg->ota.listen_host, o->port);
+    if (o->port >= 0 && o->tls)
+        log_msg(LOG_LEVEL_NOTICE, "OTA update endpoint speaks HTTPS only (ota.tls): %s",
+                ota_tls_info(o->tls));
+    if (o->tls && ota_tls_warning(o->tls)[0])
+        log_msg(LOG_LEVEL_WARN, "ota.tls: %s", ota_tls_warning(o->tls));
     *out = o;
     return 0;
 }
@@ -1589,6 +1715,7 @@ void ota_free(struct ota *o)
         close(o->msg_pipe[1]);
     loop_timer_free(o->sweep);
     loop_timer_free(o->accept_timer);
+    ota_tls_free(o->tls);
     ota_invalidate(o);
     free(o);
 }

@@ -71,6 +71,9 @@ struct ota {
     uint64_t evicted;      /* connections closed to make room at the cap */
     int64_t evict_log_ms;  /* the last "at its cap" warning */
     struct ota_fw *cache;
+    /* ota.tls: the endpoint's TLS context (ota_tls.h), NULL plain HTTP; replaced by a
+     * reload whose files changed, connections in flight keep theirs */
+    struct ota_tls *tls;
     /* push workers */
     int msg_pipe[2];
     struct ota_push *pushes;

@@ -40,6 +40,7 @@
 #include "config.h"
 #include "log.h"
 #include "loop.h"
+#include "ota_tls.h"
 #include "routes.h"
 #include "station.h"
 #include "web_priv.h"
@@ -741,6 +742,9 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
         line[--n] = '\0';
     log_msg(LOG_LEVEL_DEBUG, "http: %s", line);
+    if (cls) /* the last one, for a start that fails (e.g. GnuTLS refusing api.tls) */
+        snprintf(((struct web *)cls)->mhd_error, sizeof(((struct web *)cls)->mhd_error), "%s",
+                 line);
 }
 
 /* ---- life cycle ------------------------------------------------------------------------------ */
@@ -784,10 +788,47 @@ static void write_port_file(const char *path, uint16_t port, const char *host)
         log_msg(LOG_LEVEL_WARN, "cannot write the port file %s: %s", path, strerror(errno));
 }
 
+/* api.tls: the pair read and checked (ota_tls.h) and its bytes kept for libmicrohttpd,
+ * which speaks TLS through GnuTLS, for every start (a retried listen too). 0 or -errno
+ * with err. */
+static int load_tls(struct web *w, const struct config *cfg, char *err, size_t errlen)
+{
+    if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+        snprintf(err, errlen,
+                 "api.tls: this libmicrohttpd was built without TLS (GnuTLS): use one built with "
+                 "it (Debian's is), or remove api.tls and put a TLS reverse proxy in front of "
+                 "the REST API");
+        return -ENOTSUP;
+    }
+    struct tls_pair p;
+    int rc = tls_load_pair("api.tls", cfg->api.tls.cert, cfg->api.tls.key, &p, err, errlen);
+    if (rc < 0)
+        return rc;
+    w->tls_cert_pem = p.cert_pem;
+    w->tls_key_pem = p.key_pem;
+    log_msg(LOG_LEVEL_NOTICE, "status page and REST API speak HTTPS only (api.tls): %s", p.info);
+    if (p.warn[0])
+        log_msg(LOG_LEVEL_WARN, "api.tls: %s", p.warn);
+    return 0;
+}
+
 /* Starts MHD on w->addr and adds its epoll fd to the loop. 0 or -errno with err. */
 static int start_listening(struct web *w, char *err, size_t errlen)
 {
     unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    /* api.tls: HTTPS only, from the bytes load_tls() checked; TLS 1.2 and 1.3 as on the OTA
+     * endpoint (GnuTLS's NORMAL would take 1.0 and 1.1 too) */
+    struct MHD_OptionItem tls_opts[] = {
+        {MHD_OPTION_HTTPS_MEM_CERT, 0, w->tls_cert_pem},
+        {MHD_OPTION_HTTPS_MEM_KEY, 0, w->tls_key_pem},
+        {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    if (w->tls_cert_pem)
+        flags |= MHD_USE_TLS;
+    else
+        tls_opts[0].option = MHD_OPTION_END;
+    w->mhd_error[0] = '\0';
     if (w->v6)
         flags |= MHD_USE_IPv6;
     uint16_t port = ntohs(w->v6 ? ((struct sockaddr_in6 *)&w->addr)->sin6_port
@@ -809,9 +850,17 @@ static int start_listening(struct web *w, char *err, size_t errlen)
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, w, MHD_OPTION_UNESCAPE_CALLBACK, unescape, w,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)w->max_conns, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)HTTP_CONN_MEMORY, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->api.idle_timeout_s,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
     if (!w->d) {
         int e = errno ? errno : EADDRINUSE;
+        if (w->tls_cert_pem && errno != EADDRINUSE && errno != EACCES && errno != EADDRNOTAVAIL) {
+            snprintf(err, errlen,
+                     "api.tls: the REST API cannot start with %s and %s (%s): check them with "
+                     "certtool -i --infile CERT (GnuTLS is what serves them)",
+                     station_config(w->st)->api.tls.cert, station_config(w->st)->api.tls.key,
+                     w->mhd_error[0] ? w->mhd_error : strerror(e));
+            return -EINVAL;
+        }
         snprintf(err, errlen, "cannot listen on %s: %s", w->listen, strerror(e));
         return -e;
     }
@@ -829,8 +878,9 @@ static int start_listening(struct web *w, char *err, size_t errlen)
     schedule(w);
     if (w->port_file[0])
         write_port_file(w->port_file, w->port, w->host);
-    log_msg(LOG_LEVEL_NOTICE, "status page and REST API on http://%s%s%s:%u/ (web root %s)",
-            w->v6 ? "[" : "", w->host, w->v6 ? "]" : "", w->port, w->root[0] ? w->root : "(none)");
+    log_msg(LOG_LEVEL_NOTICE, "status page and REST API on %s://%s%s%s:%u/ (web root %s)",
+            w->tls_cert_pem ? "https" : "http", w->v6 ? "[" : "", w->host, w->v6 ? "]" : "",
+            w->port, w->root[0] ? w->root : "(none)");
     return 0;
 }
 
@@ -901,6 +951,10 @@ int web_new(struct station *st, struct loop *loop, const struct web_options *o, 
     snprintf(w->listen, sizeof(w->listen), "%s", listen);
     if (o && o->port_file)
         snprintf(w->port_file, sizeof(w->port_file), "%s", o->port_file);
+    if (cfg->api.tls.cert && (rc = load_tls(w, cfg, err, errlen)) < 0) {
+        web_free(w); /* a bad certificate is a start-up error, never a retry */
+        return rc;
+    }
     rc = start_listening(w, err, errlen);
     if (rc == -EADDRINUSE && !(o && o->listen)) {
         /* The configured (or default) port is taken: flashing matters more than the page.
@@ -960,5 +1014,7 @@ void web_free(struct web *w)
     loop_timer_free(w->flush_timer);
     free(w->marks);
     api_free(w->api);
+    struct tls_pair tp = {.cert_pem = w->tls_cert_pem, .key_pem = w->tls_key_pem};
+    tls_pair_free(&tp);
     free(w);
 }

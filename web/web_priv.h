@@ -44,6 +44,10 @@ struct web {
     char port_file[PATH_MAX];
     struct loop_timer *retry_timer; /* the configured port was taken: try again */
     char root[PATH_MAX];
+    /* api.tls (http.c load_tls): the PEM bytes libmicrohttpd serves, NULL plain HTTP */
+    char *tls_cert_pem, *tls_key_pem;
+    /* libmicrohttpd's last message, for a start that fails */
+    char mhd_error[200];
     struct loop_timer *mhd_timer; /* MHD_get_timeout(), and "run soon" after a resume */
     bool in_run;                  /* inside MHD_run: a kick is a re-arm, never a recursion */
     bool kick_pending;            /* run again as soon as the current MHD_run returns */

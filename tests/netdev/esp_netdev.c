@@ -17,6 +17,7 @@
  *   [--sketch-md5 HEX --sketch-size N] [--flash FILE --flash-offset N]
  *   [--fs-offset N] [--fs-size N] [--want-fs] [--user2-offset N] [--running-slot 1|2]
  *   [--rcvbuf BYTES] [--erase-ms MS] [--drain-ms MS]
+ *   [--ca FILE | --fingerprint SHA1HEX] [--tls-ip-san] [--tls-max 1.2|1.3]
  * F: no-answer | wrong-password | no-space | stall:BYTES | glued-ok |
  *    error-line | no-connect-back. Ports default to 0 (ephemeral; real
  * devices use 8266/3232, 80, 65056). Writes DIR/ready ("udp=P http=P
@@ -29,6 +30,10 @@
  * setAuthorization(user, password) (ESP8266httpUpdate, ESP32 HTTPUpdate): every
  * check-in carries "Authorization: Basic base64(USER:PASS)", as HTTPClient sends
  * it. Default: none (the updaters send no credentials unless told to).
+ * An https:// check-in URL: the sketch gave the updater a WiFiClientSecure with
+ * the CA (--ca FILE: ESP32 setCACert, ESP8266 setTrustAnchors) or, on ESP8266, the
+ * server certificate's SHA-1 fingerprint (--fingerprint: setFingerprint); the same
+ * request then goes over TLS 1.2 (see checkin_tls_open for what is checked).
  * --flash FILE/--flash-offset N (used by esp_sim's network persona): every
  * applied application image is also written into FILE at offset N (the
  * virtual board's flash), so a later serial read sees it. --sketch-md5/-size
@@ -95,7 +100,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <zlib.h>
 
 #define MAX_IMAGE (16u * 1024u * 1024u)
@@ -128,6 +136,12 @@ struct netdev {
     char checkin_host[64];
     int checkin_port;
     char checkin_path[256];
+    bool checkin_tls;       /* an https:// URL */
+    char ca_file[PATH_MAX]; /* --ca: setCACert / setTrustAnchors */
+    uint8_t pin_sha1[20];   /* --fingerprint: ESP8266 setFingerprint */
+    bool pin;
+    bool tls_ip_san; /* --tls-ip-san: an IP host matches iPAddress SANs */
+    bool tls13;      /* --tls-max 1.3 */
     int interval_ms;
     bool checkin_once;      /* --interval once: one check-in at boot, none after */
     char checkin_auth[200]; /* --checkin-auth "Authorization" value ("Basic ..."), "" none */
@@ -374,11 +388,34 @@ static int wait_fd(int fd, short ev, int timeout_ms)
     return n > 0 ? p.revents : 0;
 }
 
+/* The HTTPS check-in's TLS session (checkin_tls_open): one at a time, the model being
+ * single-threaded and every session blocking. send_all, recv_exact and recv_head read
+ * and write through it for its socket, so the check-in and pull code stays the same. */
+static SSL *tls_ssl;
+static int tls_fd = -1;
+
+/* Data to read on fd within timeout_ms (TLS may hold decrypted bytes already). */
+static bool rd_ready(int fd, int timeout_ms)
+{
+    if (fd == tls_fd && SSL_pending(tls_ssl) > 0)
+        return true;
+    return wait_fd(fd, POLLIN, timeout_ms) != 0;
+}
+
+static ssize_t rd(int fd, void *buf, size_t len)
+{
+    if (fd != tls_fd)
+        return recv(fd, buf, len, 0);
+    int r = SSL_read(tls_ssl, buf, len > INT_MAX ? INT_MAX : (int)len);
+    return r > 0 ? r : SSL_get_error(tls_ssl, r) == SSL_ERROR_ZERO_RETURN ? 0 : -1;
+}
+
 static int send_all(int fd, const void *buf, size_t len)
 {
     const uint8_t *p = buf;
     while (len > 0) {
-        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        ssize_t n = fd == tls_fd ? SSL_write(tls_ssl, p, len > INT_MAX ? INT_MAX : (int)len)
+                                 : send(fd, p, len, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
@@ -399,9 +436,9 @@ static int recv_exact(int fd, uint8_t *buf, size_t len, int timeout_ms)
 {
     size_t got = 0;
     while (got < len) {
-        if (!wait_fd(fd, POLLIN, timeout_ms))
+        if (!rd_ready(fd, timeout_ms))
             return -1;
-        ssize_t n = recv(fd, buf + got, len - got, 0);
+        ssize_t n = rd(fd, buf + got, len - got);
         if (n <= 0)
             return -1;
         got += (size_t)n;
@@ -436,9 +473,9 @@ static int recv_head(int fd, char *buf, size_t cap, int timeout_ms)
 {
     size_t n = 0;
     while (n + 1 < cap) {
-        if (!wait_fd(fd, POLLIN, timeout_ms))
+        if (!rd_ready(fd, timeout_ms))
             return -1;
-        ssize_t r = recv(fd, buf + n, 1, 0);
+        ssize_t r = rd(fd, buf + n, 1);
         if (r != 1)
             return -1;
         n++;
@@ -1046,6 +1083,148 @@ static int pull_body(struct netdev *d, int fd, uint8_t *img, size_t len, int tim
     return 0;
 }
 
+/*
+ * HTTPS check-in (an https:// URL). ESP32 HTTPUpdate over a WiFiClientSecure given
+ * setCACert(), and ESP8266httpUpdate over a BearSSL::WiFiClientSecure given
+ * setTrustAnchors(), verify the server's chain against that CA and the URL's host against
+ * the certificate's names (--ca FILE). Mbed TLS 2.x (arduino-esp32 2.x, ESP-IDF 4.x) does
+ * the name check of x509_crt_verify_name(): with a subjectAltName extension, the host
+ * against every entry's bytes (case-insensitive, "*." one label), the CN never; an
+ * iPAddress entry holds 4 raw bytes, so a URL with an IP address matches only a DNS entry
+ * spelling it (Mbed-TLS issue #5082). --tls-ip-san: the host matches iPAddress entries
+ * instead, as in Mbed TLS 3.5+ (arduino-esp32 3.x). --fingerprint HEX: ESP8266
+ * setFingerprint(): only the SHA-1 of the server's certificate is compared (no chain, no
+ * name, no dates). The cores speak TLS 1.2 (--tls-max 1.3 allows 1.3) and send the host as
+ * SNI, an IP address too. A failed handshake is the updater's "connection refused" (-1).
+ */
+static bool name_matches(const char *host, const unsigned char *name, size_t nlen)
+{
+    size_t hl = strlen(host);
+    if (nlen == hl && strncasecmp(host, (const char *)name, hl) == 0)
+        return true;
+    if (nlen > 2 && name[0] == '*' && name[1] == '.') {
+        const char *dot = strchr(host, '.');
+        return dot && strlen(dot) == nlen - 1 &&
+               strncasecmp(dot, (const char *)name + 1, nlen - 1) == 0;
+    }
+    return false;
+}
+
+static bool mbedtls2_name_ok(X509 *x, const char *host)
+{
+    GENERAL_NAMES *gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+    bool ok = false;
+    if (gens) {
+        for (int i = 0; i < sk_GENERAL_NAME_num(gens) && !ok; i++) {
+            const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+            const ASN1_STRING *s = g->type == GEN_DNS     ? g->d.dNSName
+                                   : g->type == GEN_IPADD ? g->d.iPAddress
+                                                          : NULL;
+            ok = s && name_matches(host, ASN1_STRING_get0_data(s), (size_t)ASN1_STRING_length(s));
+        }
+        GENERAL_NAMES_free(gens);
+        return ok;
+    }
+    X509_NAME *subj = X509_get_subject_name(x);
+    for (int i = -1; (i = X509_NAME_get_index_by_NID(subj, NID_commonName, i)) >= 0 && !ok;) {
+        const ASN1_STRING *cn = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, i));
+        ok = name_matches(host, ASN1_STRING_get0_data(cn), (size_t)ASN1_STRING_length(cn));
+    }
+    return ok;
+}
+
+static int checkin_verify_cb(int ok, X509_STORE_CTX *xs)
+{
+    SSL *ssl = X509_STORE_CTX_get_ex_data(xs, SSL_get_ex_data_X509_STORE_CTX_idx());
+    const struct netdev *d = SSL_get_app_data(ssl);
+    int depth = X509_STORE_CTX_get_error_depth(xs);
+    X509 *x = X509_STORE_CTX_get_current_cert(xs);
+    if (d->pin) { /* setFingerprint: the leaf's SHA-1, nothing else */
+        if (depth > 0)
+            return 1;
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned int n = 0;
+        if (X509_digest(x, EVP_sha1(), md, &n) != 1 || n != 20 || memcmp(md, d->pin_sha1, 20)) {
+            X509_STORE_CTX_set_error(xs, X509_V_ERR_CERT_REJECTED);
+            return 0;
+        }
+        X509_STORE_CTX_set_error(xs, X509_V_OK);
+        return 1;
+    }
+    if (!ok || depth > 0 || d->tls_ip_san)
+        return ok;
+    if (!mbedtls2_name_ok(x, d->checkin_host)) {
+        X509_STORE_CTX_set_error(xs, X509_V_ERR_HOSTNAME_MISMATCH);
+        return 0;
+    }
+    return 1;
+}
+
+/* The TLS session over the connected check-in socket, or -1 (logged). */
+static int checkin_tls_open(struct netdev *d, int fd, const char *tag)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx)
+        return -1;
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_max_proto_version(ctx, d->tls13 ? TLS1_3_VERSION : TLS1_2_VERSION);
+    if (!d->pin && SSL_CTX_load_verify_locations(ctx, d->ca_file, NULL) != 1) {
+        logf_(d, "%s: cannot load the CA certificate %s", tag, d->ca_file);
+        SSL_CTX_free(ctx);
+        return -1;
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, checkin_verify_cb);
+    SSL *ssl = SSL_new(ctx);
+    SSL_CTX_free(ctx); /* the session holds its own reference */
+    if (!ssl)
+        return -1;
+    SSL_set_app_data(ssl, d);
+    SSL_set_fd(ssl, fd);
+    SSL_set_tlsext_host_name(ssl, d->checkin_host);
+    struct in_addr ia;
+    if (!d->pin && d->tls_ip_san) {
+        if (inet_pton(AF_INET, d->checkin_host, &ia) == 1)
+            X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), d->checkin_host);
+        else
+            X509_VERIFY_PARAM_set1_host(SSL_get0_param(ssl), d->checkin_host, 0);
+    }
+    struct timeval tv = {.tv_sec = 8}; /* HTTPClient's default timeout, for the blocking reads */
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    ERR_clear_error();
+    if (SSL_connect(ssl) != 1) {
+        long vr = SSL_get_verify_result(ssl);
+        unsigned long e = ERR_peek_error();
+        const char *why = vr != X509_V_OK ? X509_verify_cert_error_string(vr)
+                          : e             ? ERR_reason_error_string(e)
+                                          : "the server closed the connection";
+        logf_(d, "%s: TLS handshake with %s:%d failed: %s (HTTP error -1: connection refused)", tag,
+              d->checkin_host, d->checkin_port, why ? why : "?");
+        SSL_free(ssl);
+        ERR_clear_error();
+        return -1;
+    }
+    logf_(d, "%s: TLS %s %s, server certificate %s", tag, SSL_get_version(ssl),
+          SSL_get_cipher_name(ssl),
+          d->pin ? "matches the pinned SHA-1 fingerprint" : "verified against the CA");
+    tls_ssl = ssl;
+    tls_fd = fd;
+    return 0;
+}
+
+/* The end of the session: close_notify sent (not waited for); the caller closes fd. */
+static void checkin_tls_close(void)
+{
+    if (!tls_ssl)
+        return;
+    ERR_clear_error();
+    (void)SSL_shutdown(tls_ssl);
+    SSL_free(tls_ssl);
+    ERR_clear_error();
+    tls_ssl = NULL;
+    tls_fd = -1;
+}
+
 /* One check-in; fs: x-…-mode: spiffs (the filesystem image) instead of sketch. */
 static void checkin(struct netdev *d, bool fs)
 {
@@ -1068,8 +1247,12 @@ static void checkin(struct netdev *d, bool fs)
             close(fd);
         return;
     }
+    if (d->checkin_tls && checkin_tls_open(d, fd, tag) < 0) {
+        close(fd);
+        return;
+    }
     char host[96];
-    if (d->checkin_port == 80)
+    if (d->checkin_port == (d->checkin_tls ? 443 : 80)) /* HTTPClient omits a default port */
         snprintf(host, sizeof(host), "%s", d->checkin_host);
     else
         snprintf(host, sizeof(host), "%s:%d", d->checkin_host, d->checkin_port);
@@ -1114,6 +1297,7 @@ static void checkin(struct netdev *d, bool fs)
     if (send_all(fd, req, (size_t)n) < 0 || recv_head(fd, head, sizeof(head), 8000) < 0 ||
         sscanf(head, "HTTP/1.%*d %d", &status) != 1) {
         logf_(d, "%s: no answer", tag);
+        checkin_tls_close();
         close(fd);
         return;
     }
@@ -1170,6 +1354,7 @@ static void checkin(struct netdev *d, bool fs)
             free(img);
         }
     }
+    checkin_tls_close();
     close(fd);
 }
 
@@ -1185,6 +1370,7 @@ static void usage(void)
             "  [--sketch-md5 HEX --sketch-size N] [--flash FILE --flash-offset N]\n"
             "  [--fs-offset N] [--fs-size N] [--want-fs] [--user2-offset N] [--running-slot 1|2]\n"
             "  [--rcvbuf BYTES] [--erase-ms MS] [--drain-ms MS]\n"
+            "  [--ca FILE | --fingerprint SHA1HEX] [--tls-ip-san] [--tls-max 1.2|1.3]\n"
             "  [--fault no-answer|wrong-password|no-space|stall:BYTES|glued-ok|error-line|"
             "no-connect-back]\n");
     exit(2);
@@ -1211,11 +1397,29 @@ static int parse_fault(struct netdev *d, const char *f)
     return -1;
 }
 
+/* 20 bytes of hex, pairs optionally separated by ':' or ' ' (as setFingerprint takes them). */
+static int parse_sha1(const char *s, uint8_t out[20])
+{
+    size_t k = 0;
+    for (const char *p = s; *p; p++) {
+        if (*p == ':' || *p == ' ')
+            continue;
+        if (!isxdigit((unsigned char)*p) || k >= 40)
+            return -1;
+        unsigned v = isdigit((unsigned char)*p) ? (unsigned)(*p - '0')
+                                                : (unsigned)(tolower((unsigned char)*p) - 'a' + 10);
+        out[k / 2] = (uint8_t)(k % 2 ? (out[k / 2] | v) : (v << 4));
+        k++;
+    }
+    return k == 40 ? 0 : -1;
+}
+
 static int parse_url(struct netdev *d, const char *url)
 {
-    if (strncmp(url, "http://", 7) != 0)
+    d->checkin_tls = strncmp(url, "https://", 8) == 0;
+    if (!d->checkin_tls && strncmp(url, "http://", 7) != 0)
         return -1;
-    const char *h = url + 7;
+    const char *h = url + (d->checkin_tls ? 8 : 7);
     const char *slash = strchr(h, '/');
     const char *colon = strchr(h, ':');
     size_t hl = (size_t)((colon && (!slash || colon < slash) ? colon
@@ -1226,7 +1430,9 @@ static int parse_url(struct netdev *d, const char *url)
         return -1;
     memcpy(d->checkin_host, h, hl);
     d->checkin_host[hl] = '\0';
-    d->checkin_port = colon && (!slash || colon < slash) ? atoi(colon + 1) : 80;
+    d->checkin_port = colon && (!slash || colon < slash) ? atoi(colon + 1)
+                      : d->checkin_tls                   ? 443
+                                                         : 80;
     snprintf(d->checkin_path, sizeof(d->checkin_path), "%s", slash ? slash : "/");
     return 0;
 }
@@ -1260,6 +1466,9 @@ int main(int argc, char **argv)
         } else if (strcmp(a, "--want-fs") == 0) {
             want_fs_arg = true;
             takes = false;
+        } else if (strcmp(a, "--tls-ip-san") == 0) {
+            d.tls_ip_san = true;
+            takes = false;
         } else if (!v) {
             usage();
         } else if (strcmp(a, "--chip") == 0) {
@@ -1292,6 +1501,16 @@ int main(int argc, char **argv)
             snprintf(d.web_user, sizeof(d.web_user), "%s", v);
         } else if (strcmp(a, "--tcp-ota-port") == 0) {
             d.tcpota_port = atoi(v);
+        } else if (strcmp(a, "--ca") == 0) {
+            snprintf(d.ca_file, sizeof(d.ca_file), "%s", v);
+        } else if (strcmp(a, "--fingerprint") == 0) {
+            if (parse_sha1(v, d.pin_sha1) < 0)
+                usage();
+            d.pin = true;
+        } else if (strcmp(a, "--tls-max") == 0) {
+            d.tls13 = strcmp(v, "1.3") == 0;
+            if (!d.tls13 && strcmp(v, "1.2") != 0)
+                usage();
         } else if (strcmp(a, "--checkin") == 0) {
             if (parse_url(&d, v) < 0)
                 usage();
@@ -1350,6 +1569,11 @@ int main(int argc, char **argv)
         d.rcvbuf = d.chip == CHIP_ESP8266 ? 5840 : 5744; /* lwIP TCP_WND */
     if (d.erase_ms < 0 || d.drain_ms < 0)
         usage();
+    if (d.checkin_tls && !d.ca_file[0] && !d.pin) {
+        /* WiFiClientSecure does not connect without a CA, a fingerprint (or setInsecure()) */
+        fprintf(stderr, "esp_netdev: an https:// check-in needs --ca FILE or --fingerprint HEX\n");
+        return 2;
+    }
     if (d.checkin_host[0] && d.interval_ms <= 0)
         d.interval_ms = 1000;
     char path[PATH_MAX + 16];

@@ -478,6 +478,66 @@ static void test_file_errors(void **state)
     assert_int_equal(strlen(small), sizeof(small) - 1);
 }
 
+/* api.tls / ota.tls: both paths required, relative ones against the config file's
+ * directory; nothing is read here (the servers check the files when they start). */
+static void test_tls(void **state)
+{
+    (void)state;
+    char err[512];
+    struct config *cfg = NULL;
+    assert_int_equal(config_load_string("{}", 2, NULL, &cfg, err, sizeof(err)), 0);
+    assert_null(cfg->api.tls.cert);
+    assert_null(cfg->ota.tls.cert);
+    config_free(cfg);
+
+    char dir[] = "/tmp/test_config_tls.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[256], want[300];
+    snprintf(path, sizeof(path), "%s/espstation.json", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("{\"api\": {\"tls\": {\"cert\": \"tls/api.pem\", \"key\": \"/etc/k/api.key\"}},\n"
+          " \"ota\": {\"listen\": \"0.0.0.0:8266\",\n"
+          "         \"tls\": {\"cert\": \"ota.pem\", \"key\": \"ota.key\"}}}\n",
+          f);
+    fclose(f);
+    assert_int_equal(config_load(path, &cfg, err, sizeof(err)), 0);
+    snprintf(want, sizeof(want), "%s/tls/api.pem", dir);
+    assert_string_equal(cfg->api.tls.cert, want);
+    assert_string_equal(cfg->api.tls.key, "/etc/k/api.key");
+    snprintf(want, sizeof(want), "%s/ota.pem", dir);
+    assert_string_equal(cfg->ota.tls.cert, want);
+    snprintf(want, sizeof(want), "%s/ota.key", dir);
+    assert_string_equal(cfg->ota.tls.key, want);
+    config_free(cfg);
+    unlink(path);
+    rmdir(dir);
+
+    static const struct {
+        const char *json, *message;
+    } bad[] = {
+        {"{\"ota\": {\"tls\": {\"cert\": \"a.pem\"}}}",
+         "config: ota.tls.key: is required (a PEM file: the certificate's private key, "
+         "unencrypted)"},
+        {"{\"api\": {\"tls\": {\"key\": \"a.key\"}}}",
+         "config: api.tls.cert: is required (a PEM file: the server certificate, then any "
+         "intermediate CA certificates)"},
+        {"{\"api\": {\"tls\": {\"cert\": \"a.pem\", \"key\": \"a.key\", \"chain\": \"c\"}}}",
+         "config: api.tls.chain: unknown key (valid keys here: cert, key)"},
+        {"{\"ota\": {\"tls\": true}}", "config: ota.tls: must be an object (got true)"},
+        {"{\"ota\": {\"tls\": {\"cert\": \"\", \"key\": \"k\"}}}",
+         "config: ota.tls.cert: must not be empty"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        cfg = (struct config *)1;
+        assert_int_equal(
+            config_load_string(bad[i].json, strlen(bad[i].json), NULL, &cfg, err, sizeof(err)),
+            -EINVAL);
+        assert_null(cfg);
+        assert_string_equal(err, bad[i].message);
+    }
+}
+
 static void test_boot_check_baud(void **state)
 {
     (void)state;
@@ -593,6 +653,7 @@ int main(void)
         cmocka_unit_test(test_checkin_auth_and_enrol),
         cmocka_unit_test(test_per_board),
         cmocka_unit_test(test_file_errors),
+        cmocka_unit_test(test_tls),
         cmocka_unit_test(test_embedded_nul),
         cmocka_unit_test(test_boot_check_baud),
         cmocka_unit_test(test_overlay_file),
