@@ -294,7 +294,10 @@ static void test_choose(void **state)
     assert_int_equal(station_choose_firmware(c, esp_chip_get(ESP_CHIP_ESP32), 0, &ref, msg,
                                              sizeof(msg), adv, sizeof(adv)),
                      0);
-    assert_string_equal(msg, "no active profile: ESP32 identified and recorded, not flashed");
+    assert_string_equal(msg, "no active profile: ESP32 identified and recorded, not flashed (2 "
+                             "profile(s) defined, none chosen)");
+    assert_non_null(strstr(adv, "PUT /api/v1/profiles/active"));
+    assert_non_null(strstr(adv, "(profiles: a, b)"));
     config_free(c);
 
     /* exactly one profile: it is the active one */
