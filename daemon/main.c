@@ -30,6 +30,13 @@
 /* An array, not the macro, in conditions: clang warns about a constant operand of &&. */
 static const char default_stub_dir[] = ESPSTATION_DEFAULT_STUB_DIR;
 
+/* The status page's default directory (web/http.c serves it): the source tree's
+ * web/static, or where the Debian package installs it (ESPSTATION_PACKAGE). */
+#ifndef ESPSTATION_WEB_ROOT
+#define ESPSTATION_WEB_ROOT ""
+#endif
+static const char default_web_root[] = ESPSTATION_WEB_ROOT;
+
 #ifndef ESPSTATION_VERSION
 #define ESPSTATION_VERSION "0.1.0"
 #endif
@@ -51,14 +58,15 @@ static void usage(FILE *f)
         "  -l, --listen HOST:PORT     REST API and status page address (default: config listen,\n"
         "                             127.0.0.1:8080); port 0 picks a free port\n"
         "      --port-file FILE       write the bound HTTP port to FILE once listening\n"
-        "      --web-root DIR         status page files (default: the source tree's web/static)\n"
+        "      --web-root DIR         status page files (default: %s)\n"
         "      --log-level LEVEL      error, warn, notice, info (default), debug\n"
         "  -h, --help                 this text\n"
         "  -V, --version              version\n"
         "Signals: SIGTERM/SIGINT stop (running jobs are cancelled and recorded),\n"
         "SIGHUP reloads the configuration and rescans the firmware catalog (a changed\n"
         "ota.listen is bound anew; the old listener stays if that fails).\n",
-        default_stub_dir[0] ? default_stub_dir : "none");
+        default_stub_dir[0] ? default_stub_dir : "none",
+        default_web_root[0] ? default_web_root : "none");
 }
 
 static int parse_int(const char *s, int lo, int hi, int *out)

@@ -9,7 +9,8 @@ BUILD_ROOT=${1:-$ROOT/build}
 PKGS=(build-essential cmake pkg-config clang clang-format libclang-rt-14-dev
       libserialport-dev zlib1g-dev libssl-dev libjson-c-dev libsqlite3-dev
       libmicrohttpd-dev libarchive-dev libudev-dev libcmocka-dev umockdev libumockdev-dev jq openssl sqlite3 python3 curl wrk chromium nodejs fonts-dejavu-core
-      avahi-daemon avahi-utils dbus iproute2)
+      avahi-daemon avahi-utils dbus iproute2
+      dpkg-dev lintian systemd prometheus)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -33,6 +34,17 @@ if [[ " ${missing[*]} " == *" avahi-daemon "* ]]; then
     elif [ -x /etc/init.d/avahi-daemon ]; then
         $SUDO /etc/init.d/avahi-daemon stop >/dev/null 2>&1 || true
         $SUDO update-rc.d avahi-daemon disable >/dev/null 2>&1 || true
+    fi
+fi
+# dpkg-dev (dpkg-shlibdeps), lintian and systemd (systemd-analyze) are for the Debian
+# package test (tests/integration/test_package_deb.sh); prometheus only for its promtool
+# (test_metrics_promtool.sh): keep its server off, as avahi-daemon's.
+if [[ " ${missing[*]} " == *" prometheus "* ]]; then
+    if [ -d /run/systemd/system ]; then
+        $SUDO systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+    elif [ -x /etc/init.d/prometheus ]; then
+        $SUDO /etc/init.d/prometheus stop >/dev/null 2>&1 || true
+        $SUDO update-rc.d prometheus disable >/dev/null 2>&1 || true
     fi
 fi
 
