@@ -140,6 +140,22 @@ static void bulk_save_state(struct ota *o, struct ota_bulk *b)
 
 /* ---- running a bulk --------------------------------------------------------------------- */
 
+/* "bulk.board": one board of the bulk ended (passed, failed, or skipped at the start because
+ * it already runs the release); the event stream and /metrics count boards by it. */
+static void bulk_board_event(struct ota *o, const struct ota_bulk *b, const struct bulk_board *bb)
+{
+    char data[512];
+    json_object *j = json_object_new_object();
+    json_object_object_add(j, "bulk_id", json_object_new_int64(b->id));
+    json_object_object_add(j, "state", json_object_new_string(bb_name(bb->state)));
+    json_object_object_add(j, "attempts", json_object_new_int(bb->attempts));
+    if (bb->error[0])
+        json_object_object_add(j, "error", json_object_new_string(bb->error));
+    snprintf(data, sizeof(data), "%s", json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN));
+    json_object_put(j);
+    station_post_event(o->st, "bulk.board", NULL, bb->mac, bb->job_id, data);
+}
+
 static void bulk_board_done(struct ota *o, struct ota_bulk *b, struct bulk_board *bb, bool ok,
                             const char *why)
 {
@@ -166,16 +182,7 @@ static void bulk_board_done(struct ota *o, struct ota_bulk *b, struct bulk_board
         snprintf(bb->error, sizeof(bb->error), "%s", why ? why : "failed");
     }
     bulk_save_board(o, b, bb);
-    char data[512];
-    json_object *j = json_object_new_object();
-    json_object_object_add(j, "bulk_id", json_object_new_int64(b->id));
-    json_object_object_add(j, "state", json_object_new_string(bb_name(bb->state)));
-    json_object_object_add(j, "attempts", json_object_new_int(bb->attempts));
-    if (bb->error[0])
-        json_object_object_add(j, "error", json_object_new_string(bb->error));
-    snprintf(data, sizeof(data), "%s", json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN));
-    json_object_put(j);
-    station_post_event(o->st, "bulk.board", NULL, bb->mac, bb->job_id, data);
+    bulk_board_event(o, b, bb);
     bulk_pump(o, b);
 }
 
@@ -714,6 +721,9 @@ int ota_bulk_start(struct ota *o, const struct ota_bulk_request *r, int64_t *bul
             (long long)b->id, b->firmware, b->n, b->method, b->concurrency, b->retries,
             b->max_failure_rate);
     bulk_event(o, b, "bulk.started", -1);
+    for (size_t i = 0; i < b->n; i++)
+        if (b->boards[i].state == BB_SKIPPED)
+            bulk_board_event(o, b, &b->boards[i]);
     bulk_pump(o, b);
     return 0;
 }
