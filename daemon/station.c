@@ -205,7 +205,8 @@ static void set_phase(struct station *st, struct slot *s, enum board_phase p)
 /* The path whose existence means "plugged in" for a manual URI; NULL: always present. */
 static const char *manual_path(const char *uri)
 {
-    if (strncmp(uri, "tcp://", 6) == 0 || strncmp(uri, "fd:", 3) == 0)
+    if (strncmp(uri, "tcp://", 6) == 0 || strncmp(uri, "rfc2217://", 10) == 0 ||
+        strncmp(uri, "fd:", 3) == 0)
         return NULL;
     if (strncmp(uri, "pty:", 4) == 0)
         return uri + 4;
@@ -216,7 +217,7 @@ static const char *manual_path(const char *uri)
 
 /*
  * Identity of a manual port's path: 0 when absent, 1 for URIs without a path
- * (tcp://, fd:), else a hash of the path's own inode and change time (lstat:
+ * (tcp://, rfc2217://, fd:), else a hash of the path's own inode and change time (lstat:
  * a symlink re-created by a restarted board differs) and the device it leads
  * to. A pty symlink left behind by a board that died can point at a /dev/pts
  * number that a new, unrelated pty reuses; comparing with the identity the
@@ -732,7 +733,8 @@ static void finish_job(struct station *st, struct job *j, struct job_result *r)
             (void)re;
         }
         state = RECORDS_JOB_FAILED;
-        if (strncmp(j->params.uri, "tcp://", 6) == 0) {
+        if (strncmp(j->params.uri, "tcp://", 6) == 0 ||
+            strncmp(j->params.uri, "rfc2217://", 10) == 0) {
             /* a ser2net-style serial server, not a USB cable */
             snprintf(msg, sizeof(msg), "the serial server %.200s closed the connection during %s",
                      j->params.uri, stage);

@@ -3,11 +3,12 @@
  *
  * URI rules (first match wins):
  *   tcp://host:port, socket://host:port   raw TCP (transport_tcp.c); host may be [v6]
+ *   rfc2217://host:port   Telnet COM-PORT-OPTION serial server (transport_rfc2217.c)
  *   fd:N        the already-open descriptor N, decimal (transport_termios.c). The
  *               transport takes ownership: transport_close() closes N.
  *   pty:/path   termios backend on that path
  *   serial:/path  libserialport (transport_serial.c)
- *   other "scheme://..."  rejected with -EINVAL (rfc2217 is not supported)
+ *   other "scheme://..."  rejected with -EINVAL
  *   /path       termios if realpath(path) is a Unix98 pty slave (/dev/pts/N, or a
  *               char device with a pty-slave major), otherwise libserialport.
  * libserialport falls back to termios by itself when it does not know or
@@ -52,6 +53,8 @@ const char *transport_kind_to_string(enum transport_kind kind)
         return "termios";
     case TRANSPORT_TCP:
         return "tcp";
+    case TRANSPORT_RFC2217:
+        return "rfc2217";
     }
     return "unknown";
 }
@@ -419,17 +422,22 @@ static int open_fd_uri(const char *uri, const char *num, struct transport **out,
 
 int transport_uri_check(const char *uri, struct esp_error *err)
 {
-    static const char advice[] = "use a device path, pty:/path, fd:N or tcp://host:port";
+    static const char advice[] =
+        "use a device path, pty:/path, fd:N, tcp://host:port or rfc2217://host:port";
     if (!uri || !*uri)
         return esp_error_set(err, -EINVAL, ESP_STAGE_OPEN, advice, "no port given");
+    bool rfc2217 = has_prefix(uri, "rfc2217://");
     const char *hp = has_prefix(uri, "tcp://")      ? uri + 6
                      : has_prefix(uri, "socket://") ? uri + 9
+                     : rfc2217                      ? uri + 10
                                                     : NULL;
     if (hp) {
         if (!tp_tcp_address_ok(hp))
             return esp_error_set(err, -EINVAL, ESP_STAGE_OPEN,
-                                 "write tcp://host:port, e.g. tcp://192.168.1.20:4000 or "
-                                 "tcp://[fe80::1]:4000",
+                                 rfc2217 ? "write rfc2217://host:port, e.g. "
+                                           "rfc2217://192.168.1.20:4000"
+                                         : "write tcp://host:port, e.g. tcp://192.168.1.20:4000 "
+                                           "or tcp://[fe80::1]:4000",
                                  "\"%s\" is not a valid TCP address (host:port)", uri);
         return 0;
     }
@@ -462,6 +470,8 @@ static int open_backend(const char *uri, struct transport **out, struct esp_erro
         return tp_tcp_open(uri, uri + 6, out, err);
     if (has_prefix(uri, "socket://")) /* esptool's spelling of the same thing */
         return tp_tcp_open(uri, uri + 9, out, err);
+    if (has_prefix(uri, "rfc2217://"))
+        return tp_rfc2217_open(uri, uri + 10, out, err);
     if (has_prefix(uri, "fd:"))
         return open_fd_uri(uri, uri + 3, out, err);
 
@@ -487,7 +497,7 @@ int transport_open(const char *uri, uint32_t baud, struct transport **out, struc
     *out = NULL;
     if (!uri || *uri == '\0')
         return esp_error_set(err, -EINVAL, ESP_STAGE_OPEN,
-                             "use a device path, pty:/path, fd:N or tcp://host:port",
+                             "use a device path, pty:/path, fd:N, tcp:// or rfc2217://host:port",
                              "no port given");
     if (strlen(uri) >= sizeof(((struct transport *)NULL)->uri))
         return esp_error_set(err, -ENAMETOOLONG, ESP_STAGE_OPEN, "use a shorter path or a symlink",

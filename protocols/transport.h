@@ -3,6 +3,13 @@
  *
  * transport_open() picks the backend from the URI:
  *   tcp://host:port   raw TCP (ser2net-style serial servers); no modem lines, fixed baud
+ *   rfc2217://host:port
+ *                     a serial server speaking Telnet COM-PORT-OPTION (RFC 2217,
+ *                     ser2net's telnet(rfc2217) accepter): set_baud and set_lines
+ *                     reach the server's serial port. set_lines with both lines
+ *                     sends two SET-CONTROL commands (DTR first) in one TCP
+ *                     segment: the server applies them one after the other, not
+ *                     in one TIOCMSET
  *   fd:N              an already-open file descriptor (termios if it is a tty); the
  *                     transport takes ownership and closes it (not on a failed open)
  *   pty:/path, or a path to a pseudo-terminal
@@ -42,6 +49,7 @@ enum transport_kind {
     TRANSPORT_SERIAL = 0, /* libserialport */
     TRANSPORT_TERMIOS,    /* pty / any fd */
     TRANSPORT_TCP,
+    TRANSPORT_RFC2217, /* Telnet COM-PORT-OPTION serial server */
 };
 
 const char *transport_kind_to_string(enum transport_kind kind);
@@ -88,10 +96,10 @@ struct transport {
     void *priv; /* backend state */
 };
 
-/* Checks the form of uri without opening anything: tcp://host:port (or socket://) with a
- * port 1..65535, fd:N with N decimal, pty:PATH / serial:PATH / PATH with a non-empty path,
- * no other scheme. Returns 0, or -EINVAL with err filled (stage OPEN, message, advice).
- * transport_open() applies the same check first. */
+/* Checks the form of uri without opening anything: tcp://host:port (or socket://,
+ * rfc2217://) with a port 1..65535, fd:N with N decimal, pty:PATH / serial:PATH / PATH with a
+ * non-empty path, no other scheme. Returns 0, or -EINVAL with err filled (stage OPEN, message,
+ * advice). transport_open() applies the same check first. */
 int transport_uri_check(const char *uri, struct esp_error *err);
 
 /* Opens uri at baud (set after open, as the CH341 driver needs). Returns 0 and

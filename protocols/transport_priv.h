@@ -105,5 +105,13 @@ int tp_termios_open_fd(const char *uri, int fd, struct transport **out, struct e
 bool tp_tcp_address_ok(const char *hostport);
 int tp_tcp_open(const char *uri, const char *hostport, struct transport **out,
                 struct esp_error *err);
+/* Resolves and connects hostport (5 s budget), with TCP_NODELAY and keepalive on.
+ * Fills host/port. Returns the socket (non-blocking, close-on-exec) or -errno
+ * with err filled; scheme ("tcp", "rfc2217") is named in the advice. */
+int tp_tcp_connect(const char *uri, const char *hostport, const char *scheme, char *host,
+                   size_t hostcap, char *port, size_t portcap, struct esp_error *err);
+/* rfc2217://host:port: a Telnet COM-PORT-OPTION serial server (transport_rfc2217.c). */
+int tp_rfc2217_open(const char *uri, const char *hostport, struct transport **out,
+                    struct esp_error *err);
 
 #endif

@@ -1,7 +1,8 @@
 /*
  * transport_tcp: a board behind a raw TCP serial server (ser2net "raw" mode,
  * ESP-Link, esptool's socket://). Bytes pass through unchanged; there is no
- * RFC 2217, so no baud control and no modem lines: set_baud and set_lines
+ * RFC 2217 here (that is rfc2217://, transport_rfc2217.c, which shares the
+ * connect code below), so no baud control and no modem lines: set_baud and set_lines
  * answer -ENOTSUP and the caps say so (the engine then skips rate changes and
  * uses no-reset). t->baud holds the nominal rate given to transport_open.
  *
@@ -189,15 +190,17 @@ bool tp_tcp_address_ok(const char *hostport)
     return split_hostport(hostport, host, sizeof(host), port, sizeof(port));
 }
 
-int tp_tcp_open(const char *uri, const char *hostport, struct transport **out,
-                struct esp_error *err)
+int tp_tcp_connect(const char *uri, const char *hostport, const char *scheme, char *host,
+                   size_t hostcap, char *port, size_t portcap, struct esp_error *err)
 {
-    char host[192], port[8];
-    if (!split_hostport(hostport, host, sizeof(host), port, sizeof(port)))
-        return esp_error_set(err, -EINVAL, ESP_STAGE_OPEN,
-                             "write tcp://host:port, e.g. tcp://192.168.1.20:4000 or "
-                             "tcp://[fe80::1]:4000",
+    if (!split_hostport(hostport, host, hostcap, port, portcap)) {
+        char advice[160];
+        snprintf(advice, sizeof(advice),
+                 "write %s://host:port, e.g. %s://192.168.1.20:4000 or %s://[fe80::1]:4000", scheme,
+                 scheme, scheme);
+        return esp_error_set(err, -EINVAL, ESP_STAGE_OPEN, advice,
                              "\"%s\" is not a valid TCP address (host:port)", uri);
+    }
 
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
                              .ai_socktype = SOCK_STREAM,
@@ -225,6 +228,16 @@ int tp_tcp_open(const char *uri, const char *hostport, struct transport **out,
                              "cannot reach the serial server at %s:%s (%s)", host, port,
                              strerror(-s));
     tune_socket(s);
+    return s;
+}
+
+int tp_tcp_open(const char *uri, const char *hostport, struct transport **out,
+                struct esp_error *err)
+{
+    char host[192], port[8];
+    int s = tp_tcp_connect(uri, hostport, "tcp", host, sizeof(host), port, sizeof(port), err);
+    if (s < 0)
+        return s;
 
     struct transport *t = tp_alloc(TRANSPORT_TCP, &tcp_ops, uri);
     struct tcp_priv *p = calloc(1, sizeof(*p));

@@ -12,6 +12,10 @@ PKGS=(build-essential cmake pkg-config clang clang-format libclang-rt-14-dev
       avahi-daemon avahi-utils dbus iproute2
       dpkg-dev lintian systemd prometheus)
 
+# ser2net: the real serial server in front of the virtual board for the RFC 2217 tests
+# (tests/integration/test_rfc2217_ser2net*.sh), which run private instances.
+PKGS+=(ser2net)
+
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -45,6 +49,17 @@ if [[ " ${missing[*]} " == *" prometheus "* ]]; then
     elif [ -x /etc/init.d/prometheus ]; then
         $SUDO /etc/init.d/prometheus stop >/dev/null 2>&1 || true
         $SUDO update-rc.d prometheus disable >/dev/null 2>&1 || true
+    fi
+fi
+
+# Debian's ser2net starts a system service serving /dev/ttyS* on localhost ports
+# (/etc/ser2net.yaml); keep it off, the tests bring their own configuration.
+if [[ " ${missing[*]} " == *" ser2net "* ]]; then
+    if [ -d /run/systemd/system ]; then
+        $SUDO systemctl disable --now ser2net.service >/dev/null 2>&1 || true
+    elif [ -x /etc/init.d/ser2net ]; then
+        $SUDO /etc/init.d/ser2net stop >/dev/null 2>&1 || true
+        $SUDO update-rc.d ser2net disable >/dev/null 2>&1 || true
     fi
 fi
 

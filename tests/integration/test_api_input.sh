@@ -68,7 +68,7 @@ expect_status 200 "an 8 kB target"
 
 # --- port URIs that can never open ------------------------------------------------------------
 for uri in 'tcp://' 'tcp://host' 'tcp://:4000' 'tcp://h:0' 'tcp://h:99999' 'socket://' 'pty:' \
-    'serial:' 'rfc2217://h:4000' 'ttyUSB0' 'pty:relative/tty' 'fd:3' 'fd:x'; do
+    'serial:' 'rfc2217://h' 'telnet://h:23' 'ttyUSB0' 'pty:relative/tty' 'fd:3' 'fd:x'; do
     apij POST /api/v1/ports "{\"uri\": \"$uri\", \"label\": \"X1\"}"
     expect_error 422 validation_failed uri "uri $uri"
 done

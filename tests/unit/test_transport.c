@@ -148,6 +148,7 @@ static void test_kind_names(void **state)
     assert_string_equal(transport_kind_to_string(TRANSPORT_SERIAL), "serial");
     assert_string_equal(transport_kind_to_string(TRANSPORT_TERMIOS), "termios");
     assert_string_equal(transport_kind_to_string(TRANSPORT_TCP), "tcp");
+    assert_string_equal(transport_kind_to_string(TRANSPORT_RFC2217), "rfc2217");
 }
 
 static void test_pty_roundtrip_raw(void **state)
@@ -813,7 +814,8 @@ static void test_bad_uris(void **state)
         {"fd:-1", -EINVAL, "not a valid fd: URI"},
         {"fd:3x", -EINVAL, "not a valid fd: URI"},
         {"fd:1000000", -EBADF, "file descriptor 1000000 is not open"},
-        {"rfc2217://host:4000", -EINVAL, "unsupported port URI"},
+        {"telnet://host:4000", -EINVAL, "unsupported port URI"},
+        {"rfc2217://nohostport", -EINVAL, "not a valid TCP address"},
         {"pty:", -EINVAL, "names no path"},
         {"serial:", -EINVAL, "names no path"},
         {"/dev/null", -ENOTTY, "/dev/null is not a serial port"},
@@ -856,7 +858,9 @@ static void test_uri_check(void **state)
         {"fd:", -EINVAL, "not a valid fd: URI"},
         {"fd:-1", -EINVAL, "not a valid fd: URI"},
         {"fd:3x", -EINVAL, "not a valid fd: URI"},
-        {"rfc2217://host:4000", -EINVAL, "unsupported port URI"},
+        {"telnet://host:4000", -EINVAL, "unsupported port URI"},
+        {"rfc2217://", -EINVAL, "not a valid TCP address"},
+        {"rfc2217://host:0", -EINVAL, "not a valid TCP address"},
         {"pty:", -EINVAL, "names no path"},
         {"serial:", -EINVAL, "names no path"},
     };
@@ -868,8 +872,9 @@ static void test_uri_check(void **state)
             fail_msg("%s: rc %d message \"%s\"", bad[i].uri, rc, err.message);
     }
     static const char *const good[] = {
-        "tcp://h:1",  "tcp://[::1]:4000",    "socket://10.0.0.5:23", "fd:3",
-        "pty:/tmp/x", "serial:/dev/ttyUSB9", "/nonexistent",         "COM3"};
+        "tcp://h:1",     "tcp://[::1]:4000",    "socket://10.0.0.5:23", "fd:3",
+        "pty:/tmp/x",    "serial:/dev/ttyUSB9", "/nonexistent",         "COM3",
+        "rfc2217://h:1", "rfc2217://[::1]:4000"};
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
         if (transport_uri_check(good[i], NULL) != 0)
             fail_msg("%s refused", good[i]);
