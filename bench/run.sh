@@ -6,7 +6,8 @@
 #   --build DIR  build tree holding bench/bench_flash and tests/esp_sim
 #                (default: $BUILD_DIR, else build/normal, else the newest
 #                build/*/ that has both)
-# Environment: ESP_SIM, STUB_DIR override the paths found in the build tree.
+# Environment: ESP_SIM, STUB_DIR override the paths found in the build tree;
+# FIXTURES the real-image directory of the zopfli table.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD_DIR:-}
@@ -40,5 +41,11 @@ export STUB_DIR
 [ -f "$STUB_DIR/esp32.json" ] || echo "run.sh: no stubs in $STUB_DIR (scripts/fetch-stubs.sh $STUB_DIR); stub rows will fail or be skipped" >&2
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/espstation-bench.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
+# The whole-CLI rows time the build's espstation; the zopfli table reads the shared
+# fixture images (never copied into the project) when they are there.
+extra=()
+[ -x "$BUILD/cli/espstation" ] && extra+=(--cli "$BUILD/cli/espstation")
+FIXTURES=${FIXTURES:-$(cd "$ROOT/.." && pwd)/shared/fixtures/esp-images}
+[ -d "$FIXTURES" ] && extra+=(--fixtures "$FIXTURES")
 echo "bench: $BUILD/bench/bench_flash (sim $ESP_SIM, stubs $STUB_DIR), $(nproc) CPUs"
-"$BUILD/bench/bench_flash" --sim "$ESP_SIM" --stub-dir "$STUB_DIR" --tmp "$tmp" "${args[@]}"
+"$BUILD/bench/bench_flash" --sim "$ESP_SIM" --stub-dir "$STUB_DIR" --tmp "$tmp" "${extra[@]}" "${args[@]}"

@@ -70,6 +70,7 @@ struct cli_options {
     const char *flash_mode; /* NULL = keep */
     const char *flash_size;
     const char *flash_freq;
+    bool zopfli; /* compress with zopfli (zcompress_best) instead of zlib -9 */
 
     /* erase */
     bool region;
@@ -107,11 +108,17 @@ struct cli_file {
     uint8_t *data;    /* owned */
     size_t len;
     uint8_t md5[16]; /* of data as it will be written */
+    uint8_t *zdata;  /* owned: --zopfli's zlib stream of data, NULL = the engine's zlib -9 */
+    size_t zlen;
 };
 
 /* Loads a whole file; empty or unreadable files are errors (stage PREPARE, -EINVAL/-errno). */
 int cli_file_load(struct cli_file *f, struct esp_error *err);
 void cli_files_free(struct cli_file *files, size_t n);
+
+/* --zopfli: f->zdata = the smaller of zopfli's and zlib -9's stream of f->data
+ * (zcompress_best); *zopfli tells which. Returns 0 or -ENOMEM (stage PREPARE). */
+int cli_file_zopfli(struct cli_file *f, bool *zopfli, struct esp_error *err);
 
 void cli_md5(const uint8_t *data, size_t len, uint8_t md5[16]);
 void cli_hex(const uint8_t *bytes, size_t n, char *out); /* out has 2n+1 bytes */

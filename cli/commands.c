@@ -157,6 +157,8 @@ static struct esp_region *make_regions(const struct cli_file *files, size_t n)
         regions[i].offset = files[i].offset;
         regions[i].data = files[i].data;
         regions[i].len = files[i].len;
+        regions[i].zdata = files[i].zdata;
+        regions[i].zlen = files[i].zlen;
         regions[i].name = files[i].path;
     }
     return regions;
@@ -320,6 +322,29 @@ static void advise_chip_erase(struct cmd *c, bool flash_cmd)
              size);
 }
 
+/* --zopfli: each file's wire stream made once here (the engine uses it where it sends the
+ * file's bytes as they are: a length that is a multiple of 4, no sector alignment). */
+static int zopfli_files(struct cmd *c, struct cli_file *files, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct cli_file *f = &files[i];
+        if (f->len % 4) {
+            cli_logf(c->out, ESP_LOG_INFO,
+                     "'%s': length not a multiple of 4, sent with zlib -9 (no --zopfli)", f->path);
+            continue;
+        }
+        double t0 = cli_now();
+        bool zopfli = false;
+        int r = cli_file_zopfli(f, &zopfli, &c->err);
+        if (r < 0)
+            return r;
+        cli_logf(c->out, ESP_LOG_INFO, "Compressed '%s' with %s: %zu -> %zu bytes in %.1f s",
+                 f->path, zopfli ? "zopfli" : "zlib -9 (zopfli gains nothing here)", f->len,
+                 f->zlen, cli_now() - t0);
+    }
+    return 0;
+}
+
 static int cmd_flash(struct cmd *c)
 {
     const struct cli_options *opt = c->opt;
@@ -352,6 +377,8 @@ static int cmd_flash(struct cmd *c)
         r = flash_codes(c, &fo);
     if (r >= 0) {
         patch_bootloader(c, files, n, &fo);
+        if (opt->zopfli)
+            r = zopfli_files(c, files, n);
         regions = make_regions(files, n);
         verified = calloc(n ? n : 1, sizeof(*verified));
         if (!regions || !verified)

@@ -13,6 +13,8 @@
 
 #include <openssl/evp.h>
 
+#include "zcompress.h"
+
 /* Larger than any ESP flash: a file this big is a mistake (wrong file, device node). */
 #define CLI_MAX_FILE (256u * 1024 * 1024)
 
@@ -102,9 +104,24 @@ void cli_files_free(struct cli_file *files, size_t n)
 {
     if (!files)
         return;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         free(files[i].data);
+        free(files[i].zdata);
+    }
     free(files);
+}
+
+int cli_file_zopfli(struct cli_file *f, bool *zopfli, struct esp_error *err)
+{
+    enum zcompress_method m = ZCOMPRESS_ZLIB9;
+    free(f->zdata);
+    f->zdata = NULL;
+    f->zlen = 0;
+    int rc = zcompress_best(f->data, f->len, ZCOMPRESS_ITERATIONS, &f->zdata, &f->zlen, &m);
+    if (rc < 0)
+        return esp_error_set(err, rc, ESP_STAGE_PREPARE, NULL, "cannot compress '%s'", f->path);
+    *zopfli = m == ZCOMPRESS_ZOPFLI;
+    return 0;
 }
 
 void cli_md5(const uint8_t *data, size_t len, uint8_t md5[16])

@@ -8,8 +8,10 @@
  * list. Manifest and file contents are untrusted (uploads): every value is
  * type- and range-checked, file names are restricted to a safe alphabet before
  * they are ever joined to a path, and images go through esp_image_parse.
- * Digests come from libcrypto (EVP), compression from esp_region_compress, so
- * the bytes a board receives are exactly those the engine would produce.
+ * Digests come from libcrypto (EVP). The compressed copy is made once at import
+ * by zcompress_best (zopfli, or zlib level 9 where that is smaller): any zlib
+ * stream inflates to the same bytes on the chip, and the smaller one is sent to
+ * every board (FLASH_DEFL_DATA).
  */
 #include "catalog.h"
 #include "json_msg.h"
@@ -36,6 +38,7 @@
 #include "esp_error.h"
 #include "esp_image.h"
 #include "esp_loader.h"
+#include "zcompress.h"
 
 #define MANIFEST_FILE "manifest.json"
 #define INDEX_FILE "index.json"
@@ -1462,9 +1465,10 @@ static int store_region(const char *tmp, const struct catalog_manifest_region *r
     char sha[65], md5[33], zsha[65];
     uint8_t *z = NULL;
     size_t zlen = 0;
+    enum zcompress_method zm = ZCOMPRESS_ZLIB9;
     if (digest_hex(EVP_sha256(), l->data, l->len, sha) < 0 ||
         digest_hex(EVP_md5(), l->data, l->len, md5) < 0 ||
-        esp_region_compress(l->data, l->len, &z, &zlen) < 0 ||
+        zcompress_best(l->data, l->len, ZCOMPRESS_ITERATIONS, &z, &zlen, &zm) < 0 ||
         digest_hex(EVP_sha256(), z, zlen, zsha) < 0) {
         free(z);
         rep_add(rep, false, ri, "regions[%d] %s: out of memory while hashing/compressing", ri,
@@ -1500,6 +1504,7 @@ static int store_region(const char *tmp, const struct catalog_manifest_region *r
     json_object_object_add(jr, "md5", json_object_new_string(md5));
     json_object_object_add(jr, "zsize", json_object_new_int64((int64_t)zlen));
     json_object_object_add(jr, "zsha256", json_object_new_string(zsha));
+    json_object_object_add(jr, "zmethod", json_object_new_string(zcompress_method_to_string(zm)));
     json_object_array_add(jregions, jr);
     return 0;
 }

@@ -8,7 +8,8 @@
  *   <data_dir>/firmware/<name>/<version>/manifest.json   the manifest as imported
  *                                        /index.json      sizes, SHA-256, MD5 per region
  *                                        /<file>          the region data, unmodified
- *                                        /<file>.z        zlib level 9 of <file>, made once
+ *                                        /<file>.z        zlib stream of <file>, made once
+ *                                                         (zopfli, or zlib -9 if smaller)
  *
  * Invariants:
  *  - Only validated sets get in (catalog_validate_*): every problem of a set is
@@ -208,7 +209,7 @@ struct catalog_region {
     char *file;
     uint8_t *data;
     size_t size;
-    uint8_t *zdata; /* zlib level 9 of data (esp_region_compress) */
+    uint8_t *zdata; /* zlib stream of data (zcompress_best: zopfli or zlib -9) */
     size_t zsize;
     char sha256[65]; /* of data, lowercase hex */
     char md5[33];    /* of data, lowercase hex (the file as stored: the engine pads to 4

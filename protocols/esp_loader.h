@@ -142,9 +142,11 @@ struct esp_loader_stats {
     uint64_t wire_rx;
 };
 
-/* A region to write. data is borrowed. zdata (optional, borrowed) is the
- * zlib level-9 compression of data as produced by esp_region_compress(); when
- * absent and compression is used, the engine compresses itself. */
+/* A region to write. data is borrowed. zdata (optional, borrowed) is a zlib
+ * stream of data: esp_region_compress()'s level 9, or any other zlib encoder's
+ * (the catalog caches zopfli's); it is inflated and checked against data's
+ * length before use. When absent and compression is used, the engine
+ * compresses itself. */
 struct esp_region {
     uint32_t offset;
     const uint8_t *data;
@@ -182,10 +184,15 @@ int esp_loader_identify(struct esp_loader *l, struct esp_error *err);
 
 /* Upload the stub if configured and available (logs a warning and stays on
  * the ROM when not), change baud if configured, attach SPI flash and set its
- * size (detected via JEDEC unless configured). A stub that is uploaded but does
- * not start: where the port can reset the board, the chip is reset into the ROM
- * loader, which does the work (info.stub_fallback set, warned); where it cannot,
- * fails at stage STUB with advice to flash without the stub. */
+ * size (detected via JEDEC unless configured). Where the ROM takes
+ * CHANGE_BAUDRATE (ESP32 family, serial port) the baud changes first and the
+ * stub goes up at the new rate; if that upload is garbled (no or corrupt
+ * replies) the start fails at stage BAUD (-ETIMEDOUT, -EPROTO, -EBADMSG) with
+ * advice to lower the rate. On the ESP8266 the stub changes the baud after it
+ * started. A stub that is uploaded but does not start: where the port can reset
+ * the board, the chip is reset into the ROM loader, which does the work
+ * (info.stub_fallback set, warned); where it cannot, fails at stage STUB with
+ * advice to flash without the stub. */
 int esp_loader_start(struct esp_loader *l, struct esp_error *err);
 
 /* Individual steps (esp_loader_start calls them). */

@@ -4,6 +4,9 @@
  * Owns: the flasher-stub upload (MEM_BEGIN/MEM_DATA/MEM_END, then the
  * unsolicited "OHAI"), CHANGE_BAUDRATE with the ROM clock quirks, SPI attach,
  * the JEDEC id read through the SPI user-command registers and SPI_SET_PARAMS.
+ * Order: where the ROM takes CHANGE_BAUDRATE (the ESP32 family, not the
+ * ESP8266) the rate is raised before the stub upload, so the stub goes up at
+ * the high rate; elsewhere the stub changes it after starting.
  * Invariants: a missing stub is not an error (ROM-only flashing, warned once);
  * after CHANGE_BAUDRATE the host switches only once the reply (sent at the old
  * rate) arrived; FLASH_END is never sent to a ROM here.
@@ -51,8 +54,11 @@ static void warn_no_stub(struct esp_loader *l, const char *why)
                                                                        : "");
 }
 
-int esp_loader_run_stub(struct esp_loader *l, struct esp_error *err)
+/* *uploaded: the stub's segments all went up (MEM_END was sent), so a failure
+ * after that is the stub's start, not the transfer. */
+static int run_stub(struct esp_loader *l, bool *uploaded, struct esp_error *err)
 {
+    *uploaded = false;
     esp_error_clear(err);
     l->stage = ESP_STAGE_STUB;
     int rc = esp_ldr_need_connected(l, err);
@@ -128,6 +134,7 @@ int esp_loader_run_stub(struct esp_loader *l, struct esp_error *err)
     }
 
     /* MEM_END(0, entry): the ROM may jump before answering; errors ignored. */
+    *uploaded = true;
     l->ohai_seen = false;
     uint32_t w[2] = {stub->entry == 0 ? 1u : 0u, stub->entry};
     esp_stub_free(stub);
@@ -160,8 +167,14 @@ int esp_loader_run_stub(struct esp_loader *l, struct esp_error *err)
                              "flasher stub did not say hello (no OHAI within %d ms)",
                              esp_ldr_tmo(l, ESP_TMO_OHAI));
     esp_ldr_set_responder(l, ESP_RESPONDER_STUB);
-    esp_ldr_log(l, ESP_LOG_INFO, "stub running");
+    esp_ldr_log(l, ESP_LOG_INFO, "stub running at %u baud", l->info.baud);
     return 0;
+}
+
+int esp_loader_run_stub(struct esp_loader *l, struct esp_error *err)
+{
+    bool uploaded;
+    return run_stub(l, &uploaded, err);
 }
 
 /* ---- baud ------------------------------------------------------------------ */
@@ -511,14 +524,93 @@ static void advise_no_fallback(const struct esp_loader *l, struct esp_error *err
              no_reset_reason(l));
 }
 
+/*
+ * Whether to raise the rate before the stub upload. The ROM must take
+ * CHANGE_BAUDRATE: the ESP32 family's does, the ESP8266's does not (§2, 5.1).
+ * A flasher stub keeps the UART divider the ROM left: esp-flasher-stub raises
+ * its clock only on USB transports, and the builds that raise it on UART too
+ * set the divider back to the ROM's rate before saying OHAI. So the stub (6 KB
+ * on the ESP32, 0.6 s at 115200) goes up at the high rate and answers there.
+ * Not on USB ports (Serial/JTAG, OTG), where the rate paces nothing.
+ */
+static bool baud_before_stub(const struct esp_loader *l)
+{
+    const struct esp_chip_desc *chip = l->info.chip;
+    return l->cfg.use_stub && !l->stub && l->cfg.baud && l->cfg.baud != l->info.baud &&
+           chip->stub_supported && chip->rom_has_change_baud && !l->info.secure_download_mode &&
+           !l->info.usb_jtag && !esp_ldr_is_usb_otg(l) && (l->t->caps & TRANSPORT_CAP_BAUD);
+}
+
+/* The configured rate, unless the loader in use cannot change it (then stay, saying so). */
+static int apply_baud(struct esp_loader *l, struct esp_error *err)
+{
+    if (!l->cfg.baud || l->cfg.baud == l->info.baud)
+        return 0;
+    struct esp_error berr;
+    esp_error_clear(&berr);
+    int rc = esp_loader_change_baud(l, l->cfg.baud, &berr);
+    if (rc == -ENOTSUP) {
+        esp_ldr_log(l, ESP_LOG_INFO, "staying at %u baud: %s", l->info.baud, berr.message);
+        return 0;
+    }
+    if (rc < 0 && err)
+        *err = berr;
+    return rc;
+}
+
+/* A stub transfer that failed the way a link garbles frames: no or no valid reply,
+ * or the ROM saying the command arrived corrupt (invalid parameter, receive
+ * failure, malformed, checksum) or unknown (a MEM_* opcode the ROM has). */
+static bool transfer_garbled(int rc, const struct esp_error *e)
+{
+    if (rc == -ETIMEDOUT || rc == -EPROTO || rc == -EBADMSG || rc == -ENOTSUP)
+        return true;
+    if (rc != -EIO || !e || !e->has_device_status)
+        return false;
+    return e->error == 0x01 || e->error == 0x04 || e->error == 0x05 || e->error == 0x07;
+}
+
+/* The first transfer at the raised rate failed: that is the link at that rate,
+ * reported at stage baud so a caller that steps the rate down (the daemon's
+ * per-slot back-off) does; no fall back to the ROM, which would be as garbled. */
+static int raised_rate_failed(struct esp_loader *l, int rc, struct esp_error *err)
+{
+    if (!err)
+        return rc == -EIO ? -EPROTO : rc;
+    char was[sizeof(err->message)];
+    snprintf(was, sizeof(was), "%s", err->message);
+    if (rc == -EIO || rc == -ENOTSUP)
+        rc = -EPROTO; /* the device got our frames corrupted */
+    err->code = rc;
+    err->stage = ESP_STAGE_BAUD;
+    snprintf(err->message, sizeof(err->message), "uploading the stub at %u baud failed: %s",
+             l->info.baud, was);
+    snprintf(err->advice, sizeof(err->advice),
+             "the link does not carry %u baud reliably: choose a lower baud rate, or check the "
+             "cable and the serial adapter",
+             l->info.baud);
+    l->stage = ESP_STAGE_BAUD;
+    return rc;
+}
+
 int esp_loader_start(struct esp_loader *l, struct esp_error *err)
 {
     esp_error_clear(err);
     int rc = esp_ldr_need_connected(l, err);
     if (rc < 0)
         return rc;
+    bool raised = false;
+    if (baud_before_stub(l)) {
+        rc = apply_baud(l, err);
+        if (rc < 0)
+            return rc;
+        raised = l->info.baud != l->cfg.initial_baud;
+    }
     if (l->cfg.use_stub) {
-        rc = esp_loader_run_stub(l, err);
+        bool uploaded = false;
+        rc = run_stub(l, &uploaded, err);
+        if (rc < 0 && raised && !uploaded && transfer_garbled(rc, err))
+            return raised_rate_failed(l, rc, err);
         if (rc < 0 && stub_failure_is_recoverable(l, rc))
             rc = fall_back_to_rom(l, err);
         else if (rc < 0 && stub_failure_is_device(l, rc))
@@ -526,17 +618,9 @@ int esp_loader_start(struct esp_loader *l, struct esp_error *err)
         if (rc < 0)
             return rc;
     }
-    if (l->cfg.baud && l->cfg.baud != l->info.baud) {
-        struct esp_error berr;
-        esp_error_clear(&berr);
-        rc = esp_loader_change_baud(l, l->cfg.baud, &berr);
-        if (rc == -ENOTSUP) {
-            esp_ldr_log(l, ESP_LOG_INFO, "staying at %u baud: %s", l->info.baud, berr.message);
-        } else if (rc < 0) {
-            if (err)
-                *err = berr;
-            return rc;
-        }
-    }
+    /* ESP8266 (the stub changes it), a stub found running, after a fall back to the ROM. */
+    rc = apply_baud(l, err);
+    if (rc < 0)
+        return rc;
     return esp_loader_attach_flash(l, err);
 }

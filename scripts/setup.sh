@@ -8,7 +8,7 @@ BUILD_ROOT=${1:-$ROOT/build}
 
 PKGS=(build-essential cmake pkg-config clang clang-format libclang-rt-14-dev
       libserialport-dev zlib1g-dev libssl-dev libjson-c-dev libsqlite3-dev
-      libmicrohttpd-dev libarchive-dev libudev-dev libcmocka-dev umockdev libumockdev-dev jq openssl sqlite3 python3 curl wrk chromium nodejs fonts-dejavu-core
+      libmicrohttpd-dev libarchive-dev libudev-dev libzopfli-dev libcmocka-dev umockdev libumockdev-dev jq openssl sqlite3 python3 curl wrk chromium nodejs fonts-dejavu-core
       avahi-daemon avahi-utils dbus iproute2
       dpkg-dev lintian systemd prometheus)
 

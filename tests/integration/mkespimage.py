@@ -38,6 +38,21 @@ def payload(n, seed):
     return bytes(out[:n])
 
 
+# Code-like words (ASCII and Xtensa-ish opcode bytes) picked by seeded SHA-256 bytes: a
+# firmware-like payload: zlib -9 leaves about a sixth, zopfli's stream is a few % smaller.
+WORDS = [b"esp_wifi_", b"nvs_get_", b"httpd_", b"0x3ffb", b"\x24\x41", b"\x36\x41\x00", b"ret",
+         b"_init", b"ok; ", b"\x0c\x02", b"E (%d) %s: ", b"mbedtls_", b"\x81\xf9\xff", b"gpio_"]
+
+
+def text_payload(n, seed, random_bytes=payload):
+    out = bytearray()
+    for r in random_bytes(n, seed):
+        out += WORDS[r % len(WORDS)]
+        if len(out) >= n:
+            break
+    return bytes(out[:n])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--chip", required=True)
@@ -47,7 +62,11 @@ def main():
     ap.add_argument("--version", default=None)
     ap.add_argument("--v2", action="store_true")
     ap.add_argument("--map", type=int, default=2)
+    ap.add_argument("--text", action="store_true", help="firmware-like payload, not random bytes")
     a = ap.parse_args()
+    global payload
+    if a.text:
+        payload = text_payload
     if a.v2:
         if a.chip != "esp8266":
             sys.exit("--v2 is an ESP8266 format")

@@ -2,7 +2,8 @@
 # test_daemon_baud_backoff: link back-off per slot. A1's board sits behind a link
 # that garbles host->board bytes above 460800 Bd (esp_sim --fault noisy-above:460800);
 # the profile asks for 921600 with retries 0. The job at 921600 fails with link
-# errors, the slot learns a 460800 limit (log line, slot.baud_limited event,
+# errors (on the ESP32 the first frames at 921600 are the stub upload, so stage baud:
+# issue 11), the slot learns a 460800 limit (log line, slot.baud_limited event,
 # "baud_limit": 460800 in the slot JSON) and the board is retried at once at 460800
 # outside the retries budget, which passes and leaves the image in the flash. The
 # next job on A1 starts at 460800 (only that CHANGE_BAUDRATE in sim.log), and
@@ -35,7 +36,7 @@ wait_sql "SELECT count(*) FROM jobs WHERE slot = 'A1' AND state = 'passed'" 1 60
 rows=$(db "SELECT state || '|' || coalesce(error_stage, '') || '|' || retries FROM jobs WHERE slot = 'A1' ORDER BY id")
 first=$(head -n1 <<<"$rows")
 case $first in
-failed\|write\|0 | failed\|attach\|0 | failed\|erase\|0) ;;
+failed\|baud\|0 | failed\|write\|0 | failed\|attach\|0 | failed\|erase\|0) ;;
 *) fail "first A1 job: expected a link failure after the baud change, got: $rows" ;;
 esac
 [ "$(wc -l <<<"$rows")" = 2 ] || fail "A1: expected exactly two jobs (failed, passed): $rows"

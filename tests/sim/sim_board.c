@@ -395,6 +395,10 @@ static void run_post(struct sim *s, enum sim_post post)
     case SIM_POST_NONE:
         break;
     case SIM_POST_OHAI: {
+        /* The stub keeps the UART divider the ROM left (s->baud unchanged): esp-flasher-stub
+         * raises its clock only on USB transports, and builds that raise it on UART set the
+         * divider back to the ROM's rate before OHAI; so a stub uploaded after the ROM's
+         * CHANGE_BAUDRATE answers at that rate (issue 11). */
         static const uint8_t ohai[4] = {'O', 'H', 'A', 'I'};
         s->state = SIM_ST_STUB;
         sim_log("stub running");

@@ -23,6 +23,7 @@
 #include <zlib.h>
 
 #include "catalog.h"
+#include "esp_loader.h"
 
 /* ---- ESP images, built by hand (PROTOCOL-ROM.md §7) ----------------------------------- */
 
@@ -1173,6 +1174,108 @@ static void test_corruption_on_disk(void **state)
     set_free(&s);
 }
 
+/* An ESP32 app of firmware-like bytes: each segment is code-like words from a small
+ * vocabulary picked by an LCG (zlib -9 leaves about a sixth; zopfli does better). */
+static uint8_t *build_text_image(uint32_t seg_len, size_t *len)
+{
+    static const char *const words[] = {
+        "esp_wifi_", "nvs_get_", "httpd_",   "0x3ffb",      "\x24\x41", "\x36\x41\x00", "ret",
+        "_init",     "ok; ",     "\x0c\x02", "E (%d) %s: ", "mbedtls_", "\x81\xf9\xff", "gpio_"};
+    struct img sp = {.chip_id = 0, .hash = true, .n_seg = 2, .seg_len = seg_len};
+    uint8_t *out = build_image(&sp, len);
+    uint32_t x = 12345;
+    size_t p = 24; /* after the common and extended headers */
+    uint8_t cks = 0xEF;
+    for (unsigned s = 0; s < sp.n_seg; s++) {
+        p += 8;
+        for (uint32_t i = 0; i < seg_len;) {
+            x = x * 1103515245u + 12345u;
+            const char *w = words[(x >> 16) % (sizeof(words) / sizeof(words[0]))];
+            for (size_t k = 0; w[k] && i < seg_len; k++, i++) {
+                out[p] = (uint8_t)w[k];
+                cks ^= out[p++];
+            }
+        }
+    }
+    while (p % 16 != 15)
+        p++;
+    out[p++] = cks;
+    unsigned int n = 0;
+    assert_int_equal(EVP_Digest(out, p, out + p, &n, EVP_sha256(), NULL), 1);
+    assert_int_equal(p + 32, *len);
+    return out;
+}
+
+/* Issue 11: the cached copy is made once at import with zopfli, so it is smaller than
+ * zlib -9's on firmware-like data, is a zlib stream that inflates back to the image
+ * exactly (what the stub does with FLASH_DEFL_DATA), and index.json says which
+ * encoder made it. Tiny, highly repetitive files keep zlib -9 (zopfli not tried). */
+static void test_zopfli_copy(void **state)
+{
+    struct fixture *fx = *state;
+    struct set s;
+    memset(&s, 0, sizeof(s));
+    size_t len = 0;
+    uint8_t *app = build_text_image(24000, &len);
+    set_add(&s, "app.bin", app, len);
+    set_add_bytes(&s, "part.bin", 3072, 0xAA);
+    static const char manifest[] =
+        "{\"name\":\"z\",\"version\":\"1\",\"chip\":\"esp32\",\"regions\":["
+        "{\"offset\":\"0x8000\",\"file\":\"part.bin\",\"kind\":\"data\"},"
+        "{\"offset\":\"0x10000\",\"file\":\"app.bin\",\"kind\":\"app\"}]}";
+    set_write(&s, fx->src, manifest);
+    struct catalog *cat = NULL;
+    char err[256];
+    assert_int_equal(catalog_open(fx->data, &cat, err, sizeof(err)), 0);
+    struct catalog_report rep;
+    catalog_report_init(&rep);
+    int rc = catalog_import(cat, fx->src, false, &rep);
+    if (rc < 0)
+        dump(&rep);
+    assert_int_equal(rc, 0);
+    catalog_report_free(&rep);
+    struct catalog_set *fs = NULL;
+    assert_int_equal(catalog_get(cat, "z", "1", &fs, err, sizeof(err)), 0);
+    for (size_t i = 0; i < 2; i++) {
+        const struct catalog_region *r = &fs->regions[i];
+        uint8_t *z9 = NULL;
+        size_t z9len = 0;
+        assert_int_equal(esp_region_compress(r->data, r->size, &z9, &z9len), 0);
+        if (strcmp(r->file, "app.bin") == 0) {
+            print_message("app.bin: %zu bytes, zlib -9 %zu, cached %zu\n", r->size, z9len,
+                          r->zsize);
+            assert_true(r->zsize < z9len);
+        } else {
+            assert_int_equal(r->zsize, z9len); /* under 1 KiB of zlib: zopfli not tried */
+            assert_memory_equal(r->zdata, z9, z9len);
+        }
+        free(z9);
+        uLongf out_len = (uLongf)r->size;
+        uint8_t *out = malloc(r->size);
+        assert_non_null(out);
+        assert_int_equal(uncompress(out, &out_len, r->zdata, (uLong)r->zsize), Z_OK);
+        assert_int_equal(out_len, r->size);
+        assert_memory_equal(out, r->data, r->size);
+        free(out);
+    }
+    catalog_free_set(fs);
+    char path[512];
+    snprintf(path, sizeof(path), "%s/z/1/index.json", catalog_root(cat));
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char idx[4096];
+    size_t n = fread(idx, 1, sizeof(idx) - 1, f);
+    fclose(f);
+    idx[n] = '\0';
+    const char *zm = strstr(idx, "\"zmethod\"");
+    assert_non_null(zm);
+    assert_non_null(strstr(zm + 1, "\"zmethod\"")); /* one per region */
+    assert_non_null(strstr(idx, "\"zopfli\""));
+    assert_non_null(strstr(idx, "\"zlib-9\""));
+    catalog_close(cat);
+    set_free(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1188,6 +1291,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_gzip_images, setup, teardown),
         cmocka_unit_test_setup_teardown(test_interrupted_import, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corruption_on_disk, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_zopfli_copy, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
