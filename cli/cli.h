@@ -44,7 +44,7 @@ enum cli_exit {
 /* ---- options.c ---------------------------------------------------------- */
 
 /* Command-specific option bits, to refuse them on the wrong command. */
-#define CLI_OPT_FLASH 0x1u /* --erase-all --no-compress --no-verify --flash-* --force */
+#define CLI_OPT_FLASH 0x1u /* --erase-all --no-compress --no-verify --no-diff --flash-* --force */
 #define CLI_OPT_ERASE 0x2u /* --region */
 
 struct cli_options {
@@ -66,6 +66,7 @@ struct cli_options {
     bool erase_all;
     bool no_compress;
     bool no_verify;
+    bool no_diff; /* write every region whole (no re-flash of changed sectors only) */
     bool force;
     const char *flash_mode; /* NULL = keep */
     const char *flash_size;

@@ -371,6 +371,7 @@ static int cmd_flash(struct cmd *c)
     esp_flash_opts_init(&fo);
     fo.compress = !opt->no_compress;
     fo.verify = !opt->no_verify;
+    fo.diff = !opt->no_diff;
     fo.erase_all = opt->erase_all;
     fo.skip_image_check = opt->force;
     if (r >= 0)
@@ -390,6 +391,7 @@ static int cmd_flash(struct cmd *c)
         bytes += files[i].len;
     if (r >= 0) {
         uint64_t wire0 = esp_loader_stats(c->s.l)->wire_tx;
+        uint64_t skipped0 = esp_loader_stats(c->s.l)->skipped_bytes;
         c->out->write_seen = false;
         c->out->verified = verified;
         c->out->n_verified = n;
@@ -403,8 +405,11 @@ static int cmd_flash(struct cmd *c)
         double t_end = cli_now();
         double secs = c->out->write_seen ? c->out->write_t1 - t0 : t_end - t0;
         uint64_t wire = esp_loader_stats(c->s.l)->wire_tx - wire0;
+        uint64_t skipped = esp_loader_stats(c->s.l)->skipped_bytes - skipped0;
         json_object_object_add(c->res, "bytes", json_object_new_int64((int64_t)bytes));
         json_object_object_add(c->res, "wire_bytes", json_object_new_int64((int64_t)wire));
+        json_object_object_add(c->res, "skipped_bytes", json_object_new_int64((int64_t)skipped));
+        json_object_object_add(c->res, "diff", json_object_new_boolean(fo.diff));
         cli_json_add_double(c->res, "seconds", secs, 6);
         cli_json_add_double(c->res, "kbps", kbit_per_s(bytes, secs), 1);
         cli_json_add_double(c->res, "total_seconds", t_end - t0, 6);
@@ -424,10 +429,14 @@ static int cmd_flash(struct cmd *c)
                     cli_logf(c->out, ESP_LOG_INFO, "Verified region at 0x%" PRIx32 " (MD5 %s)",
                              files[i].offset, hex);
             }
+            char skip_note[96] = "";
+            if (skipped)
+                snprintf(skip_note, sizeof(skip_note),
+                         "; %" PRIu64 " bytes already on flash, not sent", skipped);
             cli_logf(c->out, ESP_LOG_INFO,
                      "Flashed %" PRIu64 " bytes in %zu region%s in %.1f s (%.1f kbit/s effective, "
-                     "%" PRIu64 " bytes on the wire)",
-                     bytes, n, n == 1 ? "" : "s", secs, kbit_per_s(bytes, secs), wire);
+                     "%" PRIu64 " bytes on the wire%s)",
+                     bytes, n, n == 1 ? "" : "s", secs, kbit_per_s(bytes, secs), wire, skip_note);
             if (ci->stub_fallback) {
                 cli_logf(c->out, ESP_LOG_WARN, "%s", ESP_STUB_FALLBACK_WARNING);
                 json_object *warn = json_object_new_array();

@@ -37,6 +37,7 @@ enum {
     OPT_ERASE_ALL,
     OPT_NO_COMPRESS,
     OPT_NO_VERIFY,
+    OPT_NO_DIFF,
     OPT_FLASH_MODE,
     OPT_FLASH_SIZE,
     OPT_FLASH_FREQ,
@@ -63,6 +64,7 @@ static const struct option long_options[] = {
     {"erase-all", no_argument, NULL, OPT_ERASE_ALL},
     {"no-compress", no_argument, NULL, OPT_NO_COMPRESS},
     {"no-verify", no_argument, NULL, OPT_NO_VERIFY},
+    {"no-diff", no_argument, NULL, OPT_NO_DIFF},
     {"flash-mode", required_argument, NULL, OPT_FLASH_MODE},
     {"flash-size", required_argument, NULL, OPT_FLASH_SIZE},
     {"flash-freq", required_argument, NULL, OPT_FLASH_FREQ},
@@ -121,6 +123,10 @@ void cli_print_help(FILE *f)
         "      --erase-all               erase the whole flash first (needs the stub)\n"
         "      --no-compress             send data uncompressed\n"
         "      --no-verify               skip the MD5 check after writing\n"
+        "      --no-diff                 write every region whole; by default (with the\n"
+        "                                stub) only the 4 KiB sectors whose MD5 differs\n"
+        "                                from the flash are written, then the region is\n"
+        "                                verified\n"
         "      --flash-mode M            keep | qio | qout | dio | dout\n"
         "      --flash-size S            keep | detect | 256KB | 512KB | 1MB | 2MB | 4MB |\n"
         "                                8MB | 16MB\n"
@@ -210,8 +216,8 @@ static enum cli_parse_result check_command(struct cli_options *opt, char *msg, s
 
     if ((opt->cmd_opts_seen & CLI_OPT_FLASH) && !is_flash)
         return usage(msg, msg_size,
-                     "--erase-all, --no-compress, --no-verify, --flash-mode, --flash-size, "
-                     "--flash-freq and --force only apply to 'flash'");
+                     "--erase-all, --no-compress, --no-verify, --no-diff, --flash-mode, "
+                     "--flash-size, --flash-freq and --force only apply to 'flash'");
     if ((opt->cmd_opts_seen & CLI_OPT_ERASE) && !is_erase)
         return usage(msg, msg_size, "--region only applies to 'erase'");
     if (opt->zopfli && opt->no_compress)
@@ -333,6 +339,10 @@ enum cli_parse_result cli_parse_options(int argc, char **argv, struct cli_option
             break;
         case OPT_NO_VERIFY:
             opt->no_verify = true;
+            opt->cmd_opts_seen |= CLI_OPT_FLASH;
+            break;
+        case OPT_NO_DIFF:
+            opt->no_diff = true;
             opt->cmd_opts_seen |= CLI_OPT_FLASH;
             break;
         case OPT_FORCE:

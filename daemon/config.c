@@ -272,6 +272,7 @@ static void profile_defaults(struct config_profile *p)
     p->compress = true;
     p->verify = true;
     p->skip_if_same = true;
+    p->diff = true;
     p->retries = 1;
     p->after = ESP_AFTER_HARD_RESET;
     p->boot_check.timeout_ms = CONFIG_DEFAULT_BOOT_TIMEOUT_MS;
@@ -1024,6 +1025,7 @@ static int parse_profile(struct ctx *c, const char *path, struct config_profile 
         {"compress", offsetof(struct config_profile, compress)},
         {"verify", offsetof(struct config_profile, verify)},
         {"skip_if_same", offsetof(struct config_profile, skip_if_same)},
+        {"diff", offsetof(struct config_profile, diff)},
     };
     for (size_t i = 0; i < sizeof(bools) / sizeof(bools[0]); i++) {
         if (!json_object_object_get_ex(v, bools[i].key, &f))

@@ -95,6 +95,7 @@ struct config_profile {
     bool compress;     /* true */
     bool verify;       /* true */
     bool skip_if_same; /* true: a board whose flash MD5s already match is not flashed */
+    bool diff;         /* true: re-flash only the 4 KiB sectors that differ (esp_flash_opts) */
     struct config_boot_check boot_check;
     int retries;          /* 1; 0 .. 10 extra attempts per board */
     enum esp_after after; /* ESP_AFTER_HARD_RESET */

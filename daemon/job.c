@@ -387,21 +387,24 @@ static void post_info(struct worker *w, enum job_msg_kind kind)
     post(w, m);
 }
 
-/* Compares every region's flash MD5 with what would be written. 1 all equal, 0 not, <0 error. */
-static int compare_regions(struct worker *w, const struct esp_region *regs, size_t n,
-                           const struct esp_flash_opts *opts, struct esp_error *err)
+/* Compares every region's flash MD5 with what would be written. 1 all equal, 0 not, <0 error.
+ * Each flash MD5 read is kept in got[i] and lent to regs[i].flash_md5, so the engine's
+ * re-flash of changed sectors (opts->diff) does not ask for it again. */
+static int compare_regions(struct worker *w, struct esp_region *regs, size_t n,
+                           const struct esp_flash_opts *opts, uint8_t (*got)[16],
+                           struct esp_error *err)
 {
     const struct esp_chip_info *ci = esp_loader_info(w->l);
     bool secure = ci->secure_boot || ci->secure_download_mode;
     for (size_t i = 0; i < n; i++) {
-        uint8_t want[16], got[16];
+        uint8_t want[16];
         uint32_t len4;
         int rc = job_region_md5(ci->chip, secure, &regs[i], opts, want, &len4);
         if (rc < 0)
             return esp_error_set(err, rc, ESP_STAGE_PREPARE, NULL, "out of memory");
         if (ci->flash_size && (uint64_t)regs[i].offset + len4 > ci->flash_size)
             return 0; /* let the engine's safety check report it */
-        rc = esp_loader_flash_md5(w->l, regs[i].offset, len4, got, err);
+        rc = esp_loader_flash_md5(w->l, regs[i].offset, len4, got[i], err);
         if (rc == -ENOTSUP) {
             esp_error_clear(err);
             wlog(w, LOG_LEVEL_INFO, "cannot read the flash MD5 here (ROM without stub): flashing");
@@ -409,7 +412,8 @@ static int compare_regions(struct worker *w, const struct esp_region *regs, size
         }
         if (rc < 0)
             return rc;
-        if (memcmp(want, got, 16) != 0) {
+        regs[i].flash_md5 = got[i];
+        if (memcmp(want, got[i], 16) != 0) {
             wlog(w, LOG_LEVEL_INFO, "region %s at 0x%X differs from the flash: flashing",
                  regs[i].name ? regs[i].name : "?", regs[i].offset);
             return 0;
@@ -718,6 +722,7 @@ static int run(struct worker *w, struct job_result *res)
     post_info(w, JOB_MSG_FLASH_INFO);
 
     struct esp_region regs[CATALOG_MAX_REGIONS + JOB_MAX_EXTRA];
+    uint8_t flash_md5[CATALOG_MAX_REGIONS + JOB_MAX_EXTRA][16]; /* compare_regions' reads */
     size_t n = set->n_regions < CATALOG_MAX_REGIONS ? set->n_regions : CATALOG_MAX_REGIONS;
     w->bytes_total = 0;
     for (size_t i = 0; i < n; i++) {
@@ -742,13 +747,14 @@ static int run(struct worker *w, struct job_result *res)
     opts.compress = p->compress;
     opts.verify = p->verify;
     opts.erase_all = p->erase_all;
+    opts.diff = p->diff;
     opts.flash_mode = set->flash_mode;
     opts.flash_size_code = set->flash_size_code;
     opts.flash_freq_code = set->flash_freq_code;
 
     if (p->skip_if_same && !p->erase_all) {
         set_phase(w, BOARD_FLASHING, "compare");
-        rc = compare_regions(w, regs, n, &opts, err);
+        rc = compare_regions(w, regs, n, &opts, flash_md5, err);
         if (rc < 0) {
             job_firmware_unref(fw);
             return rc;
@@ -764,6 +770,7 @@ static int run(struct worker *w, struct job_result *res)
                           res->firmware);
             set_phase(w, BOARD_SKIPPED, "compare");
             res->bytes = 0;
+            res->skipped_bytes = (int64_t)w->bytes_total;
             return 1;
         }
     }
@@ -776,9 +783,15 @@ static int run(struct worker *w, struct job_result *res)
     if (rc < 0)
         return rc;
     res->bytes = (int64_t)w->bytes_total;
+    res->skipped_bytes = (int64_t)esp_loader_stats(w->l)->skipped_bytes;
     res->kbps = ms > 0 ? (double)w->bytes_total * 8.0 / (double)ms : -1;
     wlog(w, LOG_LEVEL_INFO, "wrote %s: %llu bytes in %.1f s (%.0f kbit/s)", res->firmware,
          (unsigned long long)w->bytes_total, (double)ms / 1000.0, res->kbps);
+    if (res->skipped_bytes > 0)
+        wlog(w, LOG_LEVEL_INFO,
+             "re-flashed only what changed: %lld of %llu bytes were already on the board and "
+             "not sent",
+             (long long)res->skipped_bytes, (unsigned long long)w->bytes_total);
     if (esp_loader_info(w->l)->stub_fallback) {
         /* A passed job that took the slow road says so in its record (log and event). */
         res->stub_fallback = true;
@@ -839,6 +852,7 @@ static void *job_main(void *arg)
     memset(&res, 0, sizeof(res));
     res.bytes = -1;
     res.wire_bytes = -1;
+    res.skipped_bytes = -1;
     res.kbps = -1;
     int rc = run(&w, &res);
     if (rc < 0) {

@@ -63,6 +63,7 @@ struct job_params {
     bool usb_jtag;
     uint32_t baud;
     bool stub, compress, verify, erase_all, skip_if_same;
+    bool diff; /* write only the sectors that differ from the flash (profile "diff") */
     enum esp_after after;
     bool boot_check;
     char boot_pattern[512];
@@ -123,7 +124,8 @@ struct job_result {
     struct esp_error err;          /* code != 0 on failure/cancel; also the skip reason */
     char stage[RECORDS_STATE_LEN]; /* the job's stage when it ended */
     int64_t bytes, wire_bytes;
-    double kbps; /* effective, over the write; < 0 unknown */
+    int64_t skipped_bytes; /* of bytes, already on the board and not sent (diff); -1 unknown */
+    double kbps;           /* effective, over the write; < 0 unknown */
     char firmware[RECORDS_FIRMWARE_LEN];
     char md5[33];
     uint32_t link_baud; /* the serial rate in force when the job ended; 0 = never connected */

@@ -424,6 +424,7 @@ static void fill_params(struct station *st, const struct slot *s, struct job_par
     p->verify = prof->verify;
     p->erase_all = prof->erase_all;
     p->skip_if_same = prof->skip_if_same;
+    p->diff = prof->diff;
     p->after = prof->after;
     if (prof->boot_check.enabled && prof->boot_check.pattern) {
         p->boot_check = true;
@@ -495,8 +496,10 @@ static void req_drop(struct station *st, struct station_req *rq, const char *why
 static void apply_req(const struct station_req *rq, struct job_params *p)
 {
     snprintf(p->kind, sizeof(p->kind), "%s", rq->kind);
-    if (rq->force)
+    if (rq->force) { /* a forced re-flash writes every byte */
         p->skip_if_same = false;
+        p->diff = false;
+    }
     if (rq->erase_all >= 0)
         p->erase_all = rq->erase_all != 0;
     if (rq->verify >= 0)
@@ -815,6 +818,8 @@ static void finish_job(struct station *st, struct job *j, struct job_result *r)
     jset_str(d, "kind", kind);
     if (r->bytes >= 0)
         jset_int(d, "bytes", r->bytes);
+    if (r->skipped_bytes >= 0)
+        jset_int(d, "skipped_bytes", r->skipped_bytes);
     if (r->stub_fallback) {
         struct json_object *warn = json_object_new_array();
         json_object_array_add(warn, json_object_new_string(ESP_STUB_FALLBACK_WARNING));

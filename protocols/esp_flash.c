@@ -15,10 +15,14 @@
  *     stub only answers once the last block is on flash), so the MD5 that
  *     follows sees the finished region;
  *   - a caller's precompressed zdata is used only when the bytes to write equal
- *     the region's data (no padding, patch or alignment added).
+ *     the region's data (no padding, patch or alignment added);
+ *   - a region re-flashed by its changed sectors only (opts.diff, esp_diff.h) is
+ *     always verified as a whole afterwards; whatever goes wrong short of a lost
+ *     port or a cancel, the whole region is written as without the diff.
  */
 #include "esp_loader_priv.h"
 
+#include "esp_diff.h"
 #include "esp_image.h"
 
 #include <errno.h>
@@ -422,12 +426,13 @@ struct wjob {
     uint32_t addr;       /* write address (sector aligned on ROM) */
     const uint8_t *buf;  /* bytes to write */
     size_t len;
-    size_t head; /* 0xFF bytes prepended for alignment */
+    size_t head;   /* 0xFF bytes prepended for alignment */
+    uint64_t base; /* region bytes before buf (a run of changed sectors), for progress */
 };
 
 static void report_write(struct esp_loader *l, const struct wjob *j, uint64_t written)
 {
-    uint64_t done = written > j->head ? written - j->head : 0;
+    uint64_t done = j->base + (written > j->head ? written - j->head : 0);
     report(l, ESP_STAGE_WRITE, j->idx, j->n, j->region_offset, done, j->region_len);
 }
 
@@ -614,6 +619,142 @@ static int write_compressed(struct esp_loader *l, const struct wjob *j, const ui
     return rc;
 }
 
+/* ---- re-flash only what changed (esp_diff.h) ---------------------------------- */
+
+struct diff_ctx {
+    struct esp_loader *l;
+    uint32_t addr; /* region start on flash */
+};
+
+static int diff_md5(void *ctx, uint32_t off, uint32_t len, uint8_t md5[16], struct esp_error *err)
+{
+    struct diff_ctx *d = ctx;
+    return flash_md5(d->l, d->addr + off, len, md5, err);
+}
+
+/* The diff needs the stub's MD5 (the ESP8266 ROM has none, an ESP32-family ROM erases
+ * each write up front and is slow at everything), plaintext on flash (with flash
+ * encryption the chip hashes the ciphertext), a region on a sector boundary, and a
+ * flash that was not just erased. */
+static bool diff_applies(const struct esp_loader *l, const struct esp_flash_opts *opts,
+                         const struct wjob *j)
+{
+    return opts->diff && l->stub && !opts->erase_all && !l->info.secure_download_mode &&
+           !l->info.flash_encryption && j->head == 0 && j->addr % ESP_SECTOR == 0;
+}
+
+/* Region bytes (padding excluded) in no run: what the diff did not send. */
+static uint64_t diff_skipped(const struct esp_diff_result *plan, const struct wjob *j)
+{
+    uint64_t region = j->region_len, in_runs = 0;
+    for (size_t i = 0; i < plan->n_runs; i++) {
+        uint64_t a = plan->runs[i].off, b = a + plan->runs[i].len;
+        if (b > region)
+            b = region;
+        in_runs += b > a ? b - a : 0;
+    }
+    return region - in_runs;
+}
+
+/*
+ * Writes only the sectors of j that differ from the flash, then verifies the whole
+ * region by MD5. 1 done (written or already there, verified), 0 write the whole
+ * region instead (the reason is logged), <0 an error that ends the job.
+ */
+static int write_changed(struct esp_loader *l, const struct wjob *j, const uint8_t *flash_md5_hint,
+                         bool compress, struct esp_error *err)
+{
+    struct diff_ctx dc = {.l = l, .addr = j->addr};
+    struct esp_diff_result plan;
+    int64_t t0 = esp_ldr_now_ms();
+    l->stage = ESP_STAGE_WRITE;
+    int rc = esp_diff_plan(j->buf, j->len, flash_md5_hint, 0, diff_md5, &dc, &plan, err);
+    if (rc == -ENODEV || rc == -ECANCELED)
+        return rc;
+    if (rc < 0) {
+        esp_ldr_log(l, ESP_LOG_WARN, "region %s: comparing it with the flash failed (%s): %s",
+                    j->name, err && err->message[0] ? err->message : esp_errno_to_string(rc),
+                    "writing all of it");
+        esp_error_clear(err);
+        int frc = esp_ldr_flush_input(l); /* a late MD5 reply must not answer the write */
+        if (frc == -ENODEV || frc == -ECANCELED)
+            return esp_ldr_io_error(l, frc, "SPI_FLASH_MD5", err);
+        return 0;
+    }
+    if (plan.verdict == ESP_DIFF_FULL) {
+        esp_ldr_log(l, ESP_LOG_INFO, "region %s: %s (%u MD5 request%s): writing all of it", j->name,
+                    plan.why, plan.md5_calls, plan.md5_calls == 1 ? "" : "s");
+        return 0;
+    }
+
+    report(l, ESP_STAGE_WRITE, j->idx, j->n, j->region_offset, 0, j->region_len);
+    uint64_t zbytes = 0;
+    for (size_t i = 0; i < plan.n_runs; i++) {
+        struct wjob rj = *j;
+        rj.addr = j->addr + plan.runs[i].off;
+        rj.buf = j->buf + plan.runs[i].off;
+        rj.len = plan.runs[i].len;
+        rj.base = plan.runs[i].off;
+        if (compress) {
+            uint8_t *z = NULL;
+            size_t zlen = 0;
+            rc = esp_region_compress(rj.buf, rj.len, &z, &zlen);
+            if (rc < 0) {
+                esp_diff_result_free(&plan);
+                return esp_error_set(err, rc, l->stage, NULL, "cannot compress region %s", j->name);
+            }
+            rc = write_compressed(l, &rj, z, zlen, err);
+            zbytes += zlen;
+            free(z);
+        } else {
+            rc = write_raw(l, &rj, err);
+        }
+        if (rc < 0) {
+            esp_diff_result_free(&plan);
+            return rc;
+        }
+    }
+    report(l, ESP_STAGE_WRITE, j->idx, j->n, j->region_offset, j->region_len, j->region_len);
+
+    l->stage = ESP_STAGE_VERIFY;
+    report(l, ESP_STAGE_VERIFY, j->idx, j->n, j->region_offset, 0, j->region_len);
+    if (plan.verdict == ESP_DIFF_SECTORS) {
+        rc = verify_bytes(l, j->name, j->addr, j->buf, j->len, err);
+        if (rc == -ENODEV || rc == -ECANCELED) {
+            esp_diff_result_free(&plan);
+            return rc;
+        }
+        if (rc < 0) {
+            esp_ldr_log(l, ESP_LOG_WARN,
+                        "region %s: after writing the changed sectors: %s: writing all of it",
+                        j->name, err && err->message[0] ? err->message : esp_errno_to_string(rc));
+            esp_error_clear(err);
+            esp_diff_result_free(&plan);
+            return 0;
+        }
+    }
+    report(l, ESP_STAGE_VERIFY, j->idx, j->n, j->region_offset, j->region_len, j->region_len);
+
+    uint64_t skipped = diff_skipped(&plan, j);
+    l->stats.skipped_bytes += skipped;
+    long long ms = (long long)(esp_ldr_now_ms() - t0);
+    if (plan.verdict == ESP_DIFF_SAME)
+        esp_ldr_log(l, ESP_LOG_INFO,
+                    "region %s is already on flash (MD5 match): nothing written, %llu bytes "
+                    "skipped",
+                    j->name, (unsigned long long)skipped);
+    else
+        esp_ldr_log(l, ESP_LOG_INFO,
+                    "region %s: wrote only the %u changed sector%s (%llu bytes, %llu compressed, "
+                    "%zu run%s) and verified the whole region in %lld ms; %llu bytes already on "
+                    "flash skipped (%u MD5 requests)",
+                    j->name, plan.sectors, plan.sectors == 1 ? "" : "s",
+                    (unsigned long long)plan.diff_bytes, (unsigned long long)zbytes, plan.n_runs,
+                    plan.n_runs == 1 ? "" : "s", ms, (unsigned long long)skipped, plan.md5_calls);
+    esp_diff_result_free(&plan);
+    return 1;
+}
+
 static int flash_one(struct esp_loader *l, const struct esp_region *r, size_t idx, size_t n,
                      const struct esp_flash_opts *opts, struct esp_error *err)
 {
@@ -674,10 +815,18 @@ static int flash_one(struct esp_loader *l, const struct esp_region *r, size_t id
     };
     bool compress = opts->compress && !l->info.secure_download_mode &&
                     (l->stub || (chip->rom_has_compress && chip->chip != ESP_CHIP_ESP8266));
+    int rc = 0;
+    if (diff_applies(l, opts, &j)) {
+        rc = write_changed(l, &j, r->flash_md5, compress, err);
+        if (rc != 0) {
+            free(buf);
+            return rc < 0 ? rc : 0;
+        }
+        l->stage = ESP_STAGE_PREPARE;
+    }
     uint8_t *z = NULL;
     size_t zlen = 0;
     const uint8_t *zuse = NULL;
-    int rc = 0;
     if (compress) {
         bool same = head == 0 && len4 == r->len && !patched;
         if (same && r->zdata && r->zlen) {

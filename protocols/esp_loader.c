@@ -118,6 +118,7 @@ void esp_flash_opts_init(struct esp_flash_opts *opts)
     opts->flash_size_code = -1;
     opts->flash_freq_code = -1;
     opts->skip_image_check = false;
+    opts->diff = true;
 }
 
 struct esp_loader *esp_loader_new(struct transport *t, const struct esp_loader_config *cfg)

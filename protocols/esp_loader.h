@@ -140,6 +140,9 @@ struct esp_loader_stats {
     unsigned frames_dropped; /* junk/unparseable frames ignored */
     uint64_t wire_tx;        /* bytes written to the transport (after SLIP) */
     uint64_t wire_rx;
+    /* Region bytes esp_loader_flash found already on flash and did not send
+     * (esp_flash_opts.diff): whole regions that matched and unchanged sectors. */
+    uint64_t skipped_bytes;
 };
 
 /* A region to write. data is borrowed. zdata (optional, borrowed) is a zlib
@@ -154,6 +157,10 @@ struct esp_region {
     const uint8_t *zdata;
     size_t zlen;
     const char *name; /* for messages, optional */
+    /* Optional, borrowed: the flash MD5 over [offset, offset + len rounded up to 4)
+     * the caller just asked the chip for (esp_loader_flash_md5); saves the diff
+     * re-flash that request. Only a hint: the result is verified anyway. */
+    const uint8_t *flash_md5;
 };
 
 /* zlib level 9 of data; *out owned by caller (free()). Returns 0 or -ENOMEM. */
@@ -167,6 +174,14 @@ struct esp_flash_opts {
     int flash_size_code;   /* -1 keep */
     int flash_freq_code;   /* -1 keep */
     bool skip_image_check; /* don't refuse images for another chip/revision */
+    /* Re-flash only what changed (true): with the stub, on a sector-aligned region,
+     * without flash encryption and erase_all, the engine compares the flash with the
+     * region by MD5s of ranges (SPI_FLASH_MD5, bisection down to 4 KiB sectors),
+     * writes only the sectors that differ, then verifies the whole region's MD5
+     * (even with verify off); a region already on flash is not written at all. Any
+     * doubt (an MD5 request fails, too many differ, the verify fails) writes the
+     * whole region as without it. stats.skipped_bytes counts what was not sent. */
+    bool diff;
 };
 
 void esp_flash_opts_init(struct esp_flash_opts *opts);

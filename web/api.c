@@ -2021,6 +2021,7 @@ static struct json_object *profile_json(const struct config *cfg, const struct c
     add(o, "compress", json_object_new_boolean(p->compress));
     add(o, "verify", json_object_new_boolean(p->verify));
     add(o, "skip_if_same", json_object_new_boolean(p->skip_if_same));
+    add(o, "diff", json_object_new_boolean(p->diff));
     add(o, "retries", json_object_new_int(p->retries));
     add(o, "after", json_object_new_string(esp_after_to_string(p->after)));
     struct json_object *bc = NULL;

@@ -14,7 +14,9 @@ flash_through_fault() {
     start_sim "$chip" --fault "$fault"
     prefill_flash "$SIM_DIR" "$WORK/prefill.bin"
     cp "$WORK/prefill.bin" "$WORK/model.bin"
-    expect_exit 0 -p "$SIM_PORT" "$@" --json flash 0x10000 "$WORK/app.bin"
+    # --no-diff: these faults are aimed at the whole-region write (test_reflash_diff
+    # has the faults during the comparison of changed sectors)
+    expect_exit 0 -p "$SIM_PORT" "$@" --json flash --no-diff 0x10000 "$WORK/app.bin"
     assert_ok_result flash
     assert_json_true '.regions[0].verified or .chip == "ESP8266"'
     model_write "$WORK/model.bin" 0x10000 "$WORK/app.bin"
@@ -71,7 +73,7 @@ data_fault_counted() {
 for f in drop-reply:3 corrupt-reply:3 drop-reply:9; do
     flash_through_fault esp32 "$f"
 done
-reply_index esp32 FLASH_DEFL_DATA mid --json flash 0x10000 "$WORK/app.bin"
+reply_index esp32 FLASH_DEFL_DATA mid --json flash --no-diff 0x10000 "$WORK/app.bin"
 flash_through_fault esp32 "drop-reply:$REPLY_INDEX"
 data_fault_counted
 flash_through_fault esp32 "corrupt-reply:$REPLY_INDEX"
@@ -83,7 +85,7 @@ reply_index esp32 FLASH_DATA mid --no-stub --json flash --no-compress 0x10000 "$
 flash_through_fault esp32 "corrupt-reply:$REPLY_INDEX" --no-stub --no-compress
 data_fault_counted
 flash_through_fault esp8266 drop-reply:30 --no-stub
-reply_index esp32c3 FLASH_DEFL_DATA mid --json flash 0x10000 "$WORK/app.bin"
+reply_index esp32c3 FLASH_DEFL_DATA mid --json flash --no-diff 0x10000 "$WORK/app.bin"
 flash_through_fault esp32c3 "corrupt-reply:$REPLY_INDEX"
 data_fault_counted
 

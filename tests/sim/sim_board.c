@@ -326,6 +326,11 @@ static void log_command(struct sim *s, uint8_t op, const uint8_t *body, size_t l
         sim_log("cmd %s addr=0x%08x len=%zu", name, sim_u32(body), len);
     else if (op == 0x0F && len >= 8)
         sim_log("cmd %s new=%u old=%u", name, sim_u32(body), sim_u32(body + 4));
+    else if ((op == 0x02 || op == 0x10) && len >= 16) /* what a write covers */
+        sim_log("cmd %s len=%zu size=%u offset=0x%08x", name, len, sim_u32(body),
+                sim_u32(body + 12));
+    else if (op == 0x13 && len >= 8) /* the range a SPI_FLASH_MD5 hashes */
+        sim_log("cmd %s len=%zu addr=0x%08x size=%u", name, len, sim_u32(body), sim_u32(body + 4));
     else if (op == 0x00 || strcmp(name, "UNKNOWN") == 0)
         sim_log("cmd 0x%02x len=%zu", op, len);
     else
