@@ -9,6 +9,7 @@
  *   session.c   the signal pipe (the only global), opening the port, the loader
  *               context, connect/identify/start, manual boot prompt
  *   commands.c  one function per command
+ *   from.c      flash --from: a build's output (protocols/buildsrc) as the files to flash
  *   main.c      glue
  *
  * Ownership: struct cli_options borrows argv strings. A struct cli_session owns
@@ -71,7 +72,8 @@ struct cli_options {
     const char *flash_mode; /* NULL = keep */
     const char *flash_size;
     const char *flash_freq;
-    bool zopfli; /* compress with zopfli (zcompress_best) instead of zlib -9 */
+    bool zopfli;      /* compress with zopfli (zcompress_best) instead of zlib -9 */
+    const char *from; /* --from PATH: a build's output instead of OFFSET FILE pairs */
 
     /* erase */
     bool region;
@@ -223,6 +225,28 @@ int cli_session_connect(struct cli_session *s, bool start, struct esp_error *err
 /* Resets per --after; logs what it does. */
 int cli_session_finish(struct cli_session *s, struct esp_error *err);
 void cli_session_close(struct cli_session *s);
+
+/* ---- from.c ------------------------------------------------------------- */
+
+struct buildsrc;
+
+/* The flash settings a build names (strings as for --flash-*; "" = not named). */
+struct cli_from_settings {
+    char mode[8];
+    char size[16];
+    char freq[8];
+};
+
+/* Recognises and checks the build at path (no port touched; stage PREPARE errors). */
+int cli_from_load(const char *path, struct buildsrc **src, struct esp_error *err);
+void cli_from_free(struct buildsrc *src); /* NULL allowed */
+/* Flash size to configure before connecting (0: unknown/detect). */
+uint32_t cli_from_flash_size(const struct buildsrc *src);
+/* The set for the connected chip as files (data copied, paths borrowed from src), its
+ * flash settings into fs, what was recognised logged and added to res as "source". */
+int cli_from_files(struct cli_output *out, const struct buildsrc *src,
+                   const struct esp_chip_desc *chip, json_object *res, struct cli_file **files,
+                   size_t *n, struct cli_from_settings *fs, struct esp_error *err);
 
 /* ---- commands.c --------------------------------------------------------- */
 

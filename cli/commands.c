@@ -30,8 +30,9 @@ struct cmd {
     struct cli_output *out;
     struct cli_session s;
     struct esp_error err;
-    json_object *res;  /* result fields collected so far (owned) */
-    int exit_override; /* 0: derive the exit code from err */
+    json_object *res;              /* result fields collected so far (owned) */
+    int exit_override;             /* 0: derive the exit code from err */
+    struct cli_from_settings from; /* flash --from: the build's flash settings */
 };
 
 static int usage_fail(struct cmd *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -207,11 +208,17 @@ static int flash_codes(struct cmd *c, struct esp_flash_opts *fo)
     const struct esp_chip_info *ci = chip_info(c);
     const struct esp_chip_desc *chip = ci->chip;
     bool keep = false;
-    if (opt->flash_mode)
-        fo->flash_mode = esp_parse_flash_mode(opt->flash_mode, &keep);
-    if (opt->flash_size) {
-        uint32_t bytes = explicit_flash_size(opt);
-        if (strcmp(opt->flash_size, "detect") == 0) {
+    /* --flash-* given win over what a build (--from) names. */
+    const char *mode = opt->flash_mode ? opt->flash_mode : c->from.mode[0] ? c->from.mode : NULL;
+    const char *size = opt->flash_size ? opt->flash_size : c->from.size[0] ? c->from.size : NULL;
+    const char *freq = opt->flash_freq ? opt->flash_freq : c->from.freq[0] ? c->from.freq : NULL;
+    if (mode)
+        fo->flash_mode = esp_parse_flash_mode(mode, &keep);
+    if (size) {
+        uint32_t bytes = 0;
+        if (strcmp(size, "detect") != 0 && (esp_parse_flash_size(size, &bytes, &keep) < 0 || keep))
+            bytes = 0;
+        if (strcmp(size, "detect") == 0) {
             bytes = ci->flash_size;
             if (!bytes)
                 cli_logf(c->out, ESP_LOG_WARN,
@@ -228,9 +235,9 @@ static int flash_codes(struct cmd *c, struct esp_flash_opts *fo)
             fo->flash_size_code = code;
         }
     }
-    if (opt->flash_freq) {
+    if (freq) {
         unsigned mhz = 0;
-        esp_parse_flash_freq(opt->flash_freq, &mhz, &keep);
+        esp_parse_flash_freq(freq, &mhz, &keep);
         int code = esp_chip_flash_freq_code(chip, mhz);
         if (code < 0)
             return esp_error_set(&c->err, -EINVAL, ESP_STAGE_PREPARE,
@@ -352,8 +359,18 @@ static int cmd_flash(struct cmd *c)
     size_t n = 0;
     struct esp_region *regions = NULL;
     bool *verified = NULL;
+    struct buildsrc *src = NULL;
 
-    int r = load_pairs(c, &files, &n);
+    int r = opt->from ? cli_from_load(opt->from, &src, &c->err) : load_pairs(c, &files, &n);
+    uint32_t cfg_size =
+        opt->from && !opt->flash_size ? cli_from_flash_size(src) : explicit_flash_size(opt);
+    if (r >= 0 && src) {
+        /* Connected first: an ESP Web Tools manifest has one build per chip family. */
+        r = connect_board(c, true, cfg_size);
+        if (r >= 0)
+            r = cli_from_files(c->out, src, chip_info(c)->chip, c->res, &files, &n, &c->from,
+                               &c->err);
+    }
     for (size_t i = 0; r >= 0 && i < n; i++) {
         uint32_t off = files[i].offset;
         if (off % SECTOR && !opt->force)
@@ -364,8 +381,8 @@ static int cmd_flash(struct cmd *c)
                               "0x%" PRIx32 "..0x%" PRIx32 " would be erased too",
                               off, files[i].path, off - off % SECTOR, off - 1);
     }
-    if (r >= 0)
-        r = connect_board(c, true, explicit_flash_size(opt));
+    if (r >= 0 && !src)
+        r = connect_board(c, true, cfg_size);
 
     struct esp_flash_opts fo;
     esp_flash_opts_init(&fo);
@@ -452,6 +469,7 @@ static int cmd_flash(struct cmd *c)
     free(verified);
     free(regions);
     cli_files_free(files, n);
+    cli_from_free(src);
     return r;
 }
 

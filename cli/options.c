@@ -43,6 +43,7 @@ enum {
     OPT_FLASH_FREQ,
     OPT_FORCE,
     OPT_ZOPFLI,
+    OPT_FROM,
     OPT_REGION,
 };
 
@@ -70,6 +71,7 @@ static const struct option long_options[] = {
     {"flash-freq", required_argument, NULL, OPT_FLASH_FREQ},
     {"force", no_argument, NULL, OPT_FORCE},
     {"zopfli", no_argument, NULL, OPT_ZOPFLI},
+    {"from", required_argument, NULL, OPT_FROM},
     {"region", no_argument, NULL, OPT_REGION},
     {NULL, 0, NULL, 0},
 };
@@ -90,6 +92,8 @@ void cli_print_help(FILE *f)
         "                                flash id/size, security flags, stub, baud\n"
         "  flash [FLASH OPTIONS] OFFSET FILE [OFFSET FILE ...]\n"
         "                                write files to flash and verify them by MD5\n"
+        "  flash [FLASH OPTIONS] --from PATH\n"
+        "                                flash a build's output (see --from)\n"
         "  verify OFFSET FILE [...]      compare flash with files by MD5, write nothing\n"
         "  erase                         erase the whole flash (needs the stub)\n"
         "  erase --region OFFSET SIZE    erase a region (multiples of 4096)\n"
@@ -132,6 +136,12 @@ void cli_print_help(FILE *f)
         "                                8MB | 16MB\n"
         "      --flash-freq F            keep | 80m | 40m | 26m | 20m\n"
         "      --force                   write images built for another chip/revision\n"
+        "      --from PATH               flash what a build wrote, instead of OFFSET FILE\n"
+        "                                pairs: an ESP-IDF build/ (flasher_args.json), a\n"
+        "                                PlatformIO .pio/build/<env>/, an Arduino export\n"
+        "                                (*.ino.bin), an ESP Web Tools manifest.json or a\n"
+        "                                merged image; offsets, chip and flash settings\n"
+        "                                come from the build (--flash-* override them)\n"
         "      --zopfli                  compress with zopfli instead of zlib -9: 2-3 %%\n"
         "                                fewer bytes on the wire, about 1 s per MB to make\n"
         "\n"
@@ -215,15 +225,21 @@ static enum cli_parse_result check_command(struct cli_options *opt, char *msg, s
     bool is_erase = strcmp(c, "erase") == 0;
 
     if ((opt->cmd_opts_seen & CLI_OPT_FLASH) && !is_flash)
-        return usage(msg, msg_size,
-                     "--erase-all, --no-compress, --no-verify, --no-diff, --flash-mode, "
-                     "--flash-size, --flash-freq and --force only apply to 'flash'");
+        return usage(
+            msg, msg_size,
+            "--erase-all, --no-compress, --no-verify, --no-diff, --flash-mode, "
+            "--flash-size, --flash-freq, --force, --zopfli and --from only apply to 'flash'");
     if ((opt->cmd_opts_seen & CLI_OPT_ERASE) && !is_erase)
         return usage(msg, msg_size, "--region only applies to 'erase'");
     if (opt->zopfli && opt->no_compress)
         return usage(msg, msg_size, "--zopfli and --no-compress exclude each other");
 
-    if (is_flash || strcmp(c, "verify") == 0) {
+    if (is_flash && opt->from) {
+        if (opt->nargs != 0)
+            return usage(msg, msg_size,
+                         "'flash --from PATH' takes no OFFSET FILE pairs (unexpected '%s')",
+                         opt->args[0]);
+    } else if (is_flash || strcmp(c, "verify") == 0) {
         if (opt->nargs < 2 || opt->nargs % 2 != 0)
             return usage(msg, msg_size, "'%s' needs OFFSET FILE pairs", c);
     } else if (is_erase) {
@@ -351,6 +367,10 @@ enum cli_parse_result cli_parse_options(int argc, char **argv, struct cli_option
             break;
         case OPT_ZOPFLI:
             opt->zopfli = true;
+            opt->cmd_opts_seen |= CLI_OPT_FLASH;
+            break;
+        case OPT_FROM:
+            opt->from = optarg;
             opt->cmd_opts_seen |= CLI_OPT_FLASH;
             break;
         case OPT_FLASH_MODE: {

@@ -4,7 +4,8 @@
  *
  *   espstationd [--config FILE] [--data-dir DIR] [--stub-dir DIR] [--listen HOST:PORT]
  *               [--port-file FILE] [--web-root DIR]
- *   espstationd [--config FILE] [--data-dir DIR] --import-firmware DIR [--replace]
+ *   espstationd [--config FILE] [--data-dir DIR] --import PATH [--name N] [--fw-version V]
+ *               [--replace]
  *
  * Exit: 0 after SIGTERM/SIGINT (jobs cancelled and recorded) or a successful
  * import; 1 on a start-up error (config, records, catalog); 2 on a bad command line.
@@ -50,8 +51,17 @@ static void usage(FILE *f)
         "  -d, --data-dir DIR         data directory (overrides the config's data_dir)\n"
         "  -s, --stub-dir DIR         flasher stubs (default: config stub_dir, "
         "$ESPSTATION_STUB_DIR, %s)\n"
-        "      --import-firmware DIR  import the firmware set in DIR into the catalog and exit\n"
-        "      --replace              with --import-firmware: replace an existing name@version\n"
+        "      --import PATH          import into the catalog and exit: a firmware set's\n"
+        "                             directory (manifest.json), or a build's output: an ESP-IDF\n"
+        "                             build/ (flasher_args.json), a PlatformIO .pio/build/<env>/,\n"
+        "                             an Arduino export (*.ino.bin), an ESP Web Tools\n"
+        "                             manifest.json, a merged image\n"
+        "      --import-firmware DIR  the same as --import\n"
+        "      --name NAME            with --import of a build: the set's name (default: the\n"
+        "                             project, sketch or environment name)\n"
+        "      --fw-version VERSION   with --import of a build: the set's version (default: the\n"
+        "                             app's version, else build-<digest of the files>)\n"
+        "      --replace              with --import: replace an existing name@version\n"
         "      --flag-after N         flag a slot after N failed jobs in a row (default 3)\n"
         "      --retry-backoff-ms MS  wait before retrying a failed board (default 2000)\n"
         "      --no-udev              serve only the manual ports of the config\n"
@@ -89,6 +99,8 @@ enum {
     OPT_LOG_LEVEL,
     OPT_PORT_FILE,
     OPT_WEB_ROOT,
+    OPT_IMPORT_NAME,
+    OPT_IMPORT_VERSION,
 };
 
 int main(int argc, char **argv)
@@ -98,6 +110,9 @@ int main(int argc, char **argv)
         {"data-dir", required_argument, NULL, 'd'},
         {"stub-dir", required_argument, NULL, 's'},
         {"import-firmware", required_argument, NULL, OPT_IMPORT},
+        {"import", required_argument, NULL, OPT_IMPORT},
+        {"name", required_argument, NULL, OPT_IMPORT_NAME},
+        {"fw-version", required_argument, NULL, OPT_IMPORT_VERSION},
         {"replace", no_argument, NULL, OPT_REPLACE},
         {"flag-after", required_argument, NULL, OPT_FLAG_AFTER},
         {"retry-backoff-ms", required_argument, NULL, OPT_BACKOFF},
@@ -144,6 +159,12 @@ int main(int argc, char **argv)
         case OPT_REPLACE:
             replace = true;
             break;
+        case OPT_IMPORT_NAME:
+            o.import_name = optarg;
+            break;
+        case OPT_IMPORT_VERSION:
+            o.import_version = optarg;
+            break;
         case OPT_FLAG_AFTER:
             if (parse_int(optarg, 1, 1000, &o.flag_after) < 0) {
                 fprintf(stderr, "espstationd: --flag-after: expected 1..1000, got '%s'\n", optarg);
@@ -188,8 +209,8 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (replace && !import_dir) {
-        fprintf(stderr, "espstationd: --replace needs --import-firmware\n");
+    if ((replace || o.import_name || o.import_version) && !import_dir) {
+        fprintf(stderr, "espstationd: --replace, --name and --fw-version need --import\n");
         return 2;
     }
     /* Only --stub-dir overrides the config's stub_dir; the environment and the

@@ -28,6 +28,7 @@
 #include <json-c/json.h>
 
 #include "board_addr.h"
+#include "buildimport.h"
 #include "catalog.h"
 #include "config.h"
 #include "job.h"
@@ -1950,6 +1951,45 @@ void station_free(struct station *st)
     free(st);
 }
 
+/* A build's output (buildimport.h): logs what was recognised and each set imported. */
+static int import_build(struct catalog *cat, const struct station_options *o, const char *path,
+                        bool replace, struct catalog_report *rep)
+{
+    const struct buildimport_opts bo = {
+        .name = o->import_name, .version = o->import_version, .replace = replace};
+    struct buildimport_result res;
+    int rc = buildimport_run(cat, path, &bo, &res, rep);
+    if (res.err[0])
+        log_msg(LOG_LEVEL_ERROR, "%s: %s", path, res.err);
+    json_object *src = res.source, *v, *sets = NULL;
+    if (src) {
+        json_object_object_get_ex(src, "sets", &sets);
+        const char *fmt =
+            json_object_object_get_ex(src, "format", &v) ? json_object_get_string(v) : "?";
+        const char *desc =
+            json_object_object_get_ex(src, "descriptor", &v) && v ? json_object_get_string(v) : "-";
+        log_msg(LOG_LEVEL_NOTICE, "%s: recognised %s (%s), %zu firmware set(s)", path, fmt, desc,
+                sets ? json_object_array_length(sets) : 0);
+        json_object *notes;
+        if (json_object_object_get_ex(src, "notes", &notes))
+            for (size_t i = 0; i < json_object_array_length(notes); i++)
+                log_msg(LOG_LEVEL_NOTICE, "%s: %s", path,
+                        json_object_get_string(json_object_array_get_idx(notes, i)));
+    }
+    for (size_t i = 0; i < res.n_sets && sets; i++) {
+        json_object *s = json_object_array_get_idx(sets, i), *regs;
+        const char *chip =
+            json_object_object_get_ex(s, "chip", &v) ? json_object_get_string(v) : "?";
+        size_t nr =
+            json_object_object_get_ex(s, "regions", &regs) ? json_object_array_length(regs) : 0;
+        bool done = rc == 0 || i + 1 < res.n_sets;
+        log_msg(done ? LOG_LEVEL_NOTICE : LOG_LEVEL_ERROR, "%s: %s %s@%s (%s, %zu regions)", path,
+                done ? "firmware set" : "refused:", res.names[i], res.versions[i], chip, nr);
+    }
+    buildimport_result_free(&res);
+    return rc;
+}
+
 int station_import_firmware(const struct station_options *o, const char *dir, bool replace)
 {
     char err[512] = "";
@@ -1972,7 +2012,12 @@ int station_import_firmware(const struct station_options *o, const char *dir, bo
     }
     struct catalog_report rep;
     catalog_report_init(&rep);
-    rc = catalog_import(cat, dir, replace, &rep);
+    struct stat st;
+    bool build = stat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || !buildimport_is_station_set(dir);
+    if (build)
+        rc = import_build(cat, o, dir, replace, &rep);
+    else
+        rc = catalog_import(cat, dir, replace, &rep);
     if (rep.n) {
         size_t len = rep.n * 420 + 64;
         char *buf = malloc(len);

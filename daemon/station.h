@@ -43,6 +43,10 @@ struct station_options {
     int manual_poll_ms;         /* 0 = 1000 */
     int reenum_grace_ms;        /* USB-Serial/JTAG re-enumeration grace; 0 = 3000 */
     bool no_udev;               /* do not start the udev source */
+    /* --import of a build's output (buildimport.h): the set's name and version, NULL for
+     * what the build suggests. */
+    const char *import_name;
+    const char *import_version;
 };
 
 /* Loads the config, opens the records store (crash recovery) and the catalog.
@@ -201,7 +205,10 @@ const struct fd_budget *station_fd_budget(const struct station *st);
  * awaiting the network (and runs no job) moves to online; the hooks are told. */
 void station_board_online(struct station *st, const char *mac);
 
-/* Resolves the data directory the station would use (for --import-firmware). */
+/* Imports into the catalog of the data directory the station would use (--import and
+ * --import-firmware): a set's directory (manifest.json), or a build's output (buildimport.h:
+ * an ESP-IDF build, a PlatformIO env, an Arduino export, an ESP Web Tools manifest, a merged
+ * image), logging what was recognised. */
 int station_import_firmware(const struct station_options *o, const char *dir, bool replace);
 
 #endif

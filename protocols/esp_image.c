@@ -227,6 +227,12 @@ int esp_image_check_chip(const struct esp_image_info *info, const struct esp_chi
     if (legacy > min)
         min = legacy;
     unsigned max = info->max_rev_full;
+    /* Images from before ESP-IDF v5.0 have zeros where min/max_rev_full are (esptool reads
+     * max_rev_full 0 that way): only the legacy byte applies, and there is no maximum. */
+    if (max == 0) {
+        min = legacy;
+        max = 0xFFFF;
+    }
     unsigned rev = (unsigned)chip_revision;
 
     if (rev < min || (max != 0xFFFF && rev > max)) {

@@ -200,6 +200,39 @@ static bool macos_junk(const char *path)
     return strncmp(path, MACOS_JUNK, n) == 0 && (path[n] == '/' || path[n] == '\0');
 }
 
+/* A build tree's entry: at most BUNDLE_MAX_DEPTH components, each a safe name or '.' and a
+ * safe name (".pio"); never "." or ".." (norm_path removed and refused those). */
+static bool build_path_ok(const char *path, int depth)
+{
+    if (depth > BUNDLE_MAX_DEPTH || macos_junk(path))
+        return false;
+    for (const char *p = path; *p;) {
+        const char *slash = strchr(p, '/');
+        size_t n = slash ? (size_t)(slash - p) : strlen(p);
+        const char *s = p[0] == '.' ? p + 1 : p;
+        if (!safe_name(s, n - (size_t)(s - p)))
+            return false;
+        p += n;
+        if (*p == '/')
+            p++;
+    }
+    return true;
+}
+
+/* Creates the directories of path's parents below dfd (existing ones are fine). */
+static int make_parents(int dfd, const char *path)
+{
+    char tmp[PATH_MAX_CHARS];
+    snprintf(tmp, sizeof(tmp), "%s", path);
+    for (char *s = strchr(tmp, '/'); s; s = strchr(s + 1, '/')) {
+        *s = '\0';
+        if (mkdirat(dfd, tmp, 0700) != 0 && errno != EEXIST)
+            return -errno;
+        *s = '/';
+    }
+    return 0;
+}
+
 static int write_all(int fd, const char *p, size_t n)
 {
     while (n > 0) {
@@ -264,10 +297,13 @@ static int on_file(struct ctx *c, struct archive_entry *e, const char *path, int
         return failf(c, rc, "out of memory");
     struct rec *r = &c->recs[c->n - 1];
     int fd = -1;
-    if (r->base[0] && !(r->top[0] && strcmp(r->top, MACOS_JUNK) == 0)) {
-        if (r->top[0] && mkdirat(c->dfd, r->top, 0700) != 0 && errno != EEXIST)
-            return failf(c, -errno, "cannot store the bundle entry \"%s\": %s",
-                         shown(path, s, sizeof(s)), strerror(errno));
+    bool wanted = r->base[0] && !(r->top[0] && strcmp(r->top, MACOS_JUNK) == 0);
+    if (!wanted && c->lim->allow_build)
+        wanted = build_path_ok(path, depth);
+    if (wanted) {
+        if ((rc = make_parents(c->dfd, path)) < 0)
+            return failf(c, rc, "cannot store the bundle entry \"%s\": %s",
+                         shown(path, s, sizeof(s)), strerror(-rc));
         fd = openat(c->dfd, path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
         if (fd < 0) {
             if (errno == EEXIST || errno == ENOTDIR || errno == EISDIR || errno == ELOOP)
@@ -338,8 +374,8 @@ static int on_entry(struct ctx *c, struct archive_entry *e)
     }
 }
 
-/* Reads <root>/manifest.json loosely: the file names its regions use (NULL: unreadable). */
-static struct json_object *manifest_files(struct ctx *c, const char *root)
+/* Reads <root>/manifest.json as JSON (NULL: unreadable). */
+static struct json_object *manifest_json(struct ctx *c, const char *root)
 {
     char p[CATALOG_NAME_MAX + 32];
     snprintf(p, sizeof(p), "%s%smanifest.json", root, root[0] ? "/" : "");
@@ -354,12 +390,30 @@ static struct json_object *manifest_files(struct ctx *c, const char *root)
         if (n > 0)
             len += (size_t)n;
     close(fd);
-    struct json_object *m = NULL, *regs = NULL, *out = NULL;
+    struct json_object *m = NULL;
     if (buf && n >= 0) {
         buf[len] = '\0';
         m = json_tokener_parse(buf);
     }
     free(buf);
+    return m;
+}
+
+/* An ESP Web Tools manifest (builds[], no regions)? */
+static bool web_tools_manifest(struct ctx *c, const char *root)
+{
+    struct json_object *m = manifest_json(c, root);
+    bool r = m && json_object_is_type(m, json_type_object) &&
+             json_object_object_get_ex(m, "builds", NULL) &&
+             !json_object_object_get_ex(m, "regions", NULL);
+    json_object_put(m);
+    return r;
+}
+
+/* The file names the regions of <root>/manifest.json use (NULL: unreadable). */
+static struct json_object *manifest_files(struct ctx *c, const char *root)
+{
+    struct json_object *m = manifest_json(c, root), *regs = NULL, *out = NULL;
     if (m && json_object_object_get_ex(m, "regions", &regs) &&
         json_object_is_type(regs, json_type_array)) {
         out = json_object_new_object();
@@ -412,6 +466,10 @@ static int finish(struct ctx *c)
             deep_m = r;
         }
     }
+    if (c->lim->allow_build && !root_m && !top_m) {
+        c->res->build = true; /* no station manifest: the caller recognises the build */
+        return 0;
+    }
     if (!root_m && top_m2)
         return failf(c, -EINVAL,
                      "the bundle has two manifests, \"%s\" and \"%s\": send one firmware set "
@@ -431,6 +489,10 @@ static int finish(struct ctx *c)
     const char *root = root_m ? "" : top_m->top;
     snprintf(c->res->root, sizeof(c->res->root), "%s", root);
 
+    if (c->lim->allow_build && web_tools_manifest(c, root)) {
+        c->res->build = true; /* ESP Web Tools' manifest.json: builds[], not regions */
+        return 0;
+    }
     struct json_object *used = manifest_files(c, root);
     if (!used)
         return 0; /* the validation reports the manifest; ignored files are beside the point */

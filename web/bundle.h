@@ -18,6 +18,13 @@
  * directories. Files the manifest does not use are not errors: each is
  * listed in warnings.
  *
+ * With allow_build, a bundle without the station's manifest.json is a build's
+ * output (an ESP-IDF build/, a PlatformIO env directory, an Arduino export, an
+ * ESP Web Tools manifest.json with builds[]; recognised later by buildsrc):
+ * entries up to BUNDLE_MAX_DEPTH directories deep are extracted, each path
+ * component a safe name (or '.' and a safe name, as in ".pio"), and the result
+ * says build.
+ *
  * No globals; one call per archive; safe to run on any thread.
  */
 #ifndef ESPSTATION_BUNDLE_H
@@ -31,16 +38,19 @@
 
 #define BUNDLE_MAX_ENTRIES 1000 /* the daemon's limit; regions are at most 32 */
 #define BUNDLE_MAX_WARNINGS 16  /* further ignored entries are summed up in one line */
+#define BUNDLE_MAX_DEPTH 8      /* path components of a build tree's entries */
 
 struct bundle_limits {
     size_t max_entries; /* archive entries of any kind */
     uint64_t max_bytes; /* unpacked data of all entries together */
+    bool allow_build;   /* a build's output instead of manifest.json (see above) */
 };
 
 struct bundle_result {
     /* on success: "" (manifest.json at the root) or the top-level directory holding it;
      * the set's directory is <dir>/<root> */
     char root[CATALOG_NAME_MAX];
+    bool build; /* allow_build: no station manifest; <dir>/<root> holds a build's output */
     size_t n_entries;
     uint64_t bytes; /* unpacked data read */
     /* "bundle entry "docs/x.txt" ignored: the manifest does not use it"; owned */

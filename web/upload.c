@@ -17,6 +17,13 @@
  * unreadable bundle is a 400 naming the entry; entries the set does not use
  * are warnings.
  *
+ * A bundle without the station's manifest.json is a build's output (ESP-IDF,
+ * PlatformIO, Arduino, ESP Web Tools, a merged image): buildimport.c
+ * recognises it and imports one set per build (?name= and ?version= override
+ * what the build suggests); the answer says what was recognised ("source").
+ * Nothing recognised is a 400, a recognised build with a problem a 422, both
+ * naming the file.
+ *
  * Invariants: nothing outside the upload directory is ever written (names are
  * checked with catalog_name_valid() before use); the directory is removed when
  * the request ends, and stale ones are removed at start-up; the thread touches
@@ -36,6 +43,7 @@
 
 #include <json-c/json.h>
 
+#include "buildimport.h"
 #include "bundle.h"
 #include "catalog.h"
 #include "config.h"
@@ -70,6 +78,9 @@ struct upload {
     char name[CATALOG_NAME_MAX], version[CATALOG_NAME_MAX];
     int bundle_rc; /* the extraction failed: 400 (or 500 for storage errors) with bres.err */
     struct bundle_result bres;
+    /* a build's output instead of a manifest (bres.build) */
+    char q_name[CATALOG_NAME_MAX + 1], q_version[CATALOG_NAME_MAX + 1]; /* ?name= ?version= */
+    struct buildimport_result bi;
 };
 
 static void fail(struct upload *u, int status, const char *code, const char *fmt, ...)
@@ -222,6 +233,10 @@ struct upload *upload_begin(struct web *w, struct MHD_Connection *c, bool valida
         return NULL;
     }
     snprintf(u->setdir, sizeof(u->setdir), "%s", u->dir);
+    const char *qn = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "name");
+    const char *qv = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "version");
+    snprintf(u->q_name, sizeof(u->q_name), "%s", qn ? qn : "");
+    snprintf(u->q_version, sizeof(u->q_version), "%s", qv ? qv : "");
     if (bundle_content_type(MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type"))) {
         u->bundle = true;
         u->bundle_max = station_config(w->st)->api.max_body_bytes;
@@ -289,6 +304,7 @@ static int extract_bundle(struct upload *u)
     const struct bundle_limits lim = {
         .max_entries = BUNDLE_MAX_ENTRIES,
         .max_bytes = u->bundle_max,
+        .allow_build = true,
     };
     int rc = mkdir(x, 0700) == 0 ? 0 : -errno;
     if (rc < 0)
@@ -306,11 +322,55 @@ static int extract_bundle(struct upload *u)
     return 0;
 }
 
+/* On the thread: a bundle holding a build's output (bres.build) into the catalog. */
+static void import_build(struct upload *u)
+{
+    /* A bundle of one directory ("blink-export/..."): the build is in it. */
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s", u->setdir);
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e, *only = NULL;
+        size_t n = 0;
+        char name[256] = "";
+        while ((e = readdir(d)) != NULL)
+            if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 && ++n == 1) {
+                only = e;
+                snprintf(name, sizeof(name), "%s", only->d_name);
+            }
+        closedir(d);
+        char sub[PATH_MAX + 256];
+        struct stat st;
+        snprintf(sub, sizeof(sub), "%s/%s", dir, name);
+        if (n == 1 && name[0] != '.' && stat(sub, &st) == 0 && S_ISDIR(st.st_mode) &&
+            strlen(sub) < sizeof(dir))
+            snprintf(dir, sizeof(dir), "%s", sub);
+    }
+    const struct buildimport_opts o = {
+        .name = u->q_name[0] ? u->q_name : NULL,
+        .version = u->q_version[0] ? u->q_version : NULL,
+        .replace = u->replace,
+        .validate_only = u->validate_only,
+    };
+    u->rc = buildimport_run(u->cat, dir, &o, &u->bi, &u->rep);
+    if (u->bi.n_sets) {
+        size_t last = u->rc == 0 ? 0 : u->bi.n_sets - 1; /* the one named in the answer */
+        snprintf(u->name, sizeof(u->name), "%s", u->bi.names[last]);
+        snprintf(u->version, sizeof(u->version), "%s", u->bi.versions[last]);
+    }
+    if (u->bi.err[0])
+        log_msg(LOG_LEVEL_INFO, "firmware bundle refused: %s", u->bi.err);
+}
+
 static void *worker(void *arg)
 {
     struct upload *u = arg;
     if (u->bundle && extract_bundle(u) < 0)
         goto done;
+    if (u->bundle && u->bres.build) {
+        import_build(u);
+        goto done;
+    }
     char path[PATH_MAX + 32];
     snprintf(path, sizeof(path), "%s/manifest.json", u->setdir);
     struct json_object *m = json_object_from_file(path), *v;
@@ -341,18 +401,27 @@ static void on_done(void *ctx, int fd, uint32_t events)
         u->running = false;
         u->finished = true;
         w->uploads_running--;
-        if (!u->validate_only && u->rc == 0 && u->bundle_rc == 0 && u->name[0]) {
+        /* A build's sets: all but the last are in the catalog even if the last failed. */
+        size_t n_done = !u->bres.build ? (u->rc == 0 && u->name[0])
+                        : u->rc == 0   ? u->bi.n_sets
+                        : u->bi.n_sets ? u->bi.n_sets - 1
+                                       : 0;
+        if (u->validate_only || u->bundle_rc != 0)
+            n_done = 0;
+        if (n_done)
             station_catalog_changed(w->st);
+        for (size_t i = 0; i < n_done; i++) {
+            const char *name = u->bres.build ? u->bi.names[i] : u->name;
+            const char *version = u->bres.build ? u->bi.versions[i] : u->version;
             struct json_object *d = json_object_new_object();
-            json_object_object_add(d, "name", json_object_new_string(u->name));
-            json_object_object_add(d, "version", json_object_new_string(u->version));
+            json_object_object_add(d, "name", json_object_new_string(name));
+            json_object_object_add(d, "version", json_object_new_string(version));
             if (u->replace)
                 json_object_object_add(d, "replace", json_object_new_boolean(true));
             station_post_event(w->st, "firmware.imported", NULL, NULL, 0,
                                json_object_to_json_string_ext(d, JSON_C_TO_STRING_PLAIN));
             json_object_put(d);
-            log_msg(LOG_LEVEL_NOTICE, "firmware %s@%s imported through the API", u->name,
-                    u->version);
+            log_msg(LOG_LEVEL_NOTICE, "firmware %s@%s imported through the API", name, version);
         }
         MHD_resume_connection(u->c);
         web_kick(w);
@@ -408,6 +477,33 @@ static void answer(struct upload *u, struct api_response *resp)
         api_error(resp, 500, "internal", NULL, "the bundle could not be unpacked: %s", u->bres.err);
         return;
     }
+    if (u->bres.build && u->rc == -ENOTSUP) {
+        api_error(resp, 400, "bad_request", NULL,
+                  "the bundle has no manifest.json (at its root or in one top-level directory) "
+                  "and no build the station recognises: %s",
+                  u->bi.err);
+        return;
+    }
+    if (u->bres.build && !u->bi.source && u->rc < 0 && u->rc != -ENOMEM) {
+        /* A recognised build with a problem: the message names the file. */
+        api_error(resp, 422, "validation_failed", NULL, "the build cannot be imported: %s",
+                  u->bi.err);
+        struct json_object *o = json_tokener_parse(resp->body), *e;
+        if (o && json_object_object_get_ex(o, "error", &e)) {
+            struct json_object *arr = json_object_new_array(), *p = json_object_new_object();
+            json_object_object_add(p, "severity", json_object_new_string("error"));
+            json_object_object_add(p, "region", NULL);
+            json_object_object_add(p, "file", NULL);
+            json_object_object_add(p, "message", json_object_new_string(u->bi.err));
+            json_object_array_add(arr, p);
+            json_object_object_add(e, "problems", arr);
+            json_object_object_add(o, "valid", json_object_new_boolean(false));
+            api_json(resp, 422, o);
+        } else {
+            json_object_put(o);
+        }
+        return;
+    }
     if (u->rc == -EINVAL || (u->rc < 0 && u->rep.n_errors > 0 && u->rc != -EEXIST)) {
         char first[400] = "";
         for (size_t i = 0; i < u->rep.n && !first[0]; i++)
@@ -440,6 +536,8 @@ static void answer(struct upload *u, struct api_response *resp)
         return;
     }
     struct json_object *o = json_object_new_object();
+    if (u->bres.build) /* what was recognised, and every set made from it */
+        json_object_object_add(o, "source", json_object_get(u->bi.source));
     if (u->validate_only) {
         json_object_object_add(o, "valid", json_object_new_boolean(true));
         json_object_object_add(o, "problems", problems_json(u, true));
@@ -447,6 +545,13 @@ static void answer(struct upload *u, struct api_response *resp)
         return;
     }
     json_object_object_add(o, "imported", api_firmware_json(u->w->st, u->name, u->version));
+    if (u->bres.build) {
+        struct json_object *all = json_object_new_array();
+        for (size_t i = 0; i < u->bi.n_sets; i++)
+            json_object_array_add(all,
+                                  api_firmware_json(u->w->st, u->bi.names[i], u->bi.versions[i]));
+        json_object_object_add(o, "sets", all);
+    }
     json_object_object_add(o, "warnings", problems_json(u, true));
     snprintf(resp->location, sizeof(resp->location), "/api/v1/firmware/%.38s/%.38s", u->name,
              u->version);
@@ -500,6 +605,7 @@ void upload_free(struct upload *u)
     remove_dir(u->dir);
     catalog_report_free(&u->rep);
     bundle_result_free(&u->bres);
+    buildimport_result_free(&u->bi);
     free(u);
 }
 

@@ -410,10 +410,20 @@ static void test_check_chip(void **state)
         int chip_rev;
         int rc;
     } revs[] = {
-        {0, 0, 0xFFFF, 0, 0},         {0, 0, 0xFFFF, 301, 0},  {0, 300, 0xFFFF, 100, -EINVAL},
-        {0, 300, 0xFFFF, 300, 0},     {0, 0, 199, 199, 0},     {0, 0, 199, 200, -EINVAL},
-        {0, 100, 199, 101, 0},        {0, 300, 0xFFFF, -1, 0}, {3, 0, 0xFFFF, 300, 0},
+        {0, 0, 0xFFFF, 0, 0},
+        {0, 0, 0xFFFF, 301, 0},
+        {0, 300, 0xFFFF, 100, -EINVAL},
+        {0, 300, 0xFFFF, 300, 0},
+        {0, 0, 199, 199, 0},
+        {0, 0, 199, 200, -EINVAL},
+        {0, 100, 199, 101, 0},
+        {0, 300, 0xFFFF, -1, 0},
+        {3, 0, 0xFFFF, 300, 0},
         {3, 0, 0xFFFF, 200, -EINVAL},
+        /* max_rev_full 0: an image from before the fields (ESP-IDF < 5.0), no maximum */
+        {0, 0, 0, 300, 0},
+        {1, 0, 0, 300, 0},
+        {1, 0, 0, 0, -EINVAL},
     };
     for (size_t i = 0; i < sizeof(revs) / sizeof(revs[0]); i++) {
         struct esp_image_info ri = info;
