@@ -22,6 +22,7 @@
 
 #include <json-c/json.h>
 
+#include "bridges.h"
 #include "catalog.h"
 
 #define MAX_CONFIG_BYTES (4u * 1024 * 1024)
@@ -277,6 +278,7 @@ static void profile_defaults(struct config_profile *p)
     p->after = ESP_AFTER_HARD_RESET;
     p->boot_check.timeout_ms = CONFIG_DEFAULT_BOOT_TIMEOUT_MS;
     p->boot_check.baud = CONFIG_DEFAULT_BOOT_BAUD;
+    p->baud_probe_after = CONFIG_DEFAULT_BAUD_PROBE_AFTER;
 }
 
 static int set_defaults(struct ctx *c, struct config *cfg)
@@ -303,6 +305,7 @@ static int set_defaults(struct ctx *c, struct config *cfg)
     for (size_t i = 0; i < n; i++) {
         cfg->bridges[i].vid = default_bridges[i].vid;
         cfg->bridges[i].pid = default_bridges[i].pid;
+        cfg->bridges[i].reset = -1;
         cfg->n_bridges = i + 1;
         if (dup_str(c, default_bridges[i].name, &cfg->bridges[i].name) < 0)
             return -ENOMEM;
@@ -403,7 +406,7 @@ static int parse_bridges(struct ctx *c, struct config *cfg, json_object *v)
     cfg->bridges = calloc(n ? n : 1, sizeof(*cfg->bridges));
     if (!cfg->bridges)
         return fail_nomem(c);
-    static const char *const keys[] = {"id", "name", NULL};
+    static const char *const keys[] = {"id", "name", "max_baud", "reset", NULL};
     for (size_t i = 0; i < n; i++) {
         char kp[KEYPATH_MAX], sub[KEYPATH_MAX];
         join_index(kp, sizeof(kp), "bridges", i);
@@ -411,6 +414,7 @@ static int parse_bridges(struct ctx *c, struct config *cfg, json_object *v)
         json_object *id = e, *name = NULL;
         struct config_bridge *b = &cfg->bridges[i];
         cfg->n_bridges = i + 1;
+        b->reset = -1;
         if (json_object_is_type(e, json_type_object)) {
             if ((rc = check_keys(c, kp, e, keys)) < 0)
                 return rc;
@@ -437,6 +441,22 @@ static int parse_bridges(struct ctx *c, struct config *cfg, json_object *v)
             join_key(sub, sizeof(sub), kp, "name");
             if ((rc = get_str(c, sub, name, 64, &s)) < 0 || (rc = dup_str(c, s, &b->name)) < 0)
                 return rc;
+        }
+        json_object *f;
+        if (json_object_is_type(e, json_type_object) &&
+            json_object_object_get_ex(e, "max_baud", &f)) {
+            long long x;
+            join_key(sub, sizeof(sub), kp, "max_baud");
+            if ((rc = get_int(c, sub, f, 9600, 20000000, &x)) < 0)
+                return rc;
+            b->max_baud = (uint32_t)x;
+        }
+        if (json_object_is_type(e, json_type_object) && json_object_object_get_ex(e, "reset", &f)) {
+            join_key(sub, sizeof(sub), kp, "reset");
+            if ((rc = get_str(c, sub, f, 16, &s)) < 0)
+                return rc;
+            if ((b->reset = bridge_reset_from_string(s)) < 0)
+                return fail(c, sub, "must be \"classic\" or \"usb-jtag\" (got \"%s\")", s);
         }
     }
     return 0;
@@ -1005,11 +1025,25 @@ static int parse_per_board(struct ctx *c, const char *path, struct config_profil
 
 static int parse_profile(struct ctx *c, const char *path, struct config_profile *p, json_object *v)
 {
-    static const char *const keys[] = {
-        "firmware",     "erase_all",      "baud",       "stub",         "compress",
-        "verify",       "skip_if_same",   "boot_check", "retries",      "after",
-        "ota_firmware", "require_signed", "public_key", "ota_password", "per_board",
-        "checkin_auth", "diff",           NULL};
+    static const char *const keys[] = {"firmware",
+                                       "erase_all",
+                                       "baud",
+                                       "baud_probe_after",
+                                       "stub",
+                                       "compress",
+                                       "verify",
+                                       "skip_if_same",
+                                       "boot_check",
+                                       "retries",
+                                       "after",
+                                       "ota_firmware",
+                                       "require_signed",
+                                       "public_key",
+                                       "ota_password",
+                                       "per_board",
+                                       "checkin_auth",
+                                       "diff",
+                                       NULL};
     int rc;
     char kp[KEYPATH_MAX];
     json_object *f;
@@ -1036,9 +1070,24 @@ static int parse_profile(struct ctx *c, const char *path, struct config_profile 
     }
     if (json_object_object_get_ex(v, "baud", &f)) {
         join_key(kp, sizeof(kp), path, "baud");
-        if ((rc = get_int(c, kp, f, 9600, 5000000, &x)) < 0)
+        if (json_object_is_type(f, json_type_string) &&
+            strcmp(json_object_get_string(f), "auto") == 0) {
+            p->baud_auto = true;
+            p->baud = 0;
+        } else if (json_object_is_type(f, json_type_string)) {
+            return fail(c, kp, "must be an integer from 9600 to 5000000 or \"auto\" (got \"%s\")",
+                        json_object_get_string(f));
+        } else if ((rc = get_int(c, kp, f, 9600, 5000000, &x)) < 0) {
             return rc;
-        p->baud = (uint32_t)x;
+        } else {
+            p->baud = (uint32_t)x;
+        }
+    }
+    if (json_object_object_get_ex(v, "baud_probe_after", &f)) {
+        join_key(kp, sizeof(kp), path, "baud_probe_after");
+        if ((rc = get_int(c, kp, f, 0, 100000, &x)) < 0)
+            return rc;
+        p->baud_probe_after = (int)x;
     }
     if (json_object_object_get_ex(v, "retries", &f)) {
         join_key(kp, sizeof(kp), path, "retries");

@@ -35,6 +35,7 @@
 #define CONFIG_DEFAULT_BAUD 921600u
 #define CONFIG_DEFAULT_BOOT_TIMEOUT_MS 10000
 #define CONFIG_DEFAULT_BOOT_BAUD 115200u
+#define CONFIG_DEFAULT_BAUD_PROBE_AFTER 20
 #define CONFIG_DEFAULT_MAX_BODY_BYTES (64u * 1024 * 1024)
 #define CONFIG_DEFAULT_API_MAX_CONNECTIONS 1000
 #define CONFIG_DEFAULT_API_IDLE_TIMEOUT_S 60
@@ -44,7 +45,9 @@
 /* A USB-serial bridge whose ttys are ours (VID:PID as in udev ID_VENDOR_ID/ID_MODEL_ID). */
 struct config_bridge {
     uint16_t vid, pid;
-    char *name; /* "CP210x"; may be NULL */
+    char *name;        /* "CP210x"; may be NULL */
+    uint32_t max_baud; /* highest reliable baud; 0 = the built-in table's (daemon/bridges.c) */
+    int reset;         /* enum bridge_reset; -1 = the built-in table's */
 };
 
 /* A physical port (udev ID_PATH) with a human label ("A1"). */
@@ -89,13 +92,16 @@ struct config_profile {
     char *name;
     struct config_firmware_ref *firmware; /* at most one per chip family */
     size_t n_firmware;
-    bool erase_all;    /* false */
-    uint32_t baud;     /* 921600; 9600 .. 5000000 */
-    bool stub;         /* true */
-    bool compress;     /* true */
-    bool verify;       /* true */
-    bool skip_if_same; /* true: a board whose flash MD5s already match is not flashed */
-    bool diff;         /* true: re-flash only the 4 KiB sectors that differ (esp_flash_opts) */
+    bool erase_all;       /* false */
+    uint32_t baud;        /* 921600; 9600 .. 5000000 (0 when baud_auto) */
+    bool baud_auto;       /* "baud": "auto": the adapter's highest reliable rate (bridges.h) */
+    int baud_probe_after; /* 20; a slot held below the profile's rate by link errors tries one
+                           * step up after this many clean jobs; 0 = never */
+    bool stub;            /* true */
+    bool compress;        /* true */
+    bool verify;          /* true */
+    bool skip_if_same;    /* true: a board whose flash MD5s already match is not flashed */
+    bool diff;            /* true: re-flash only the 4 KiB sectors that differ (esp_flash_opts) */
     struct config_boot_check boot_check;
     int retries;          /* 1; 0 .. 10 extra attempts per board */
     enum esp_after after; /* ESP_AFTER_HARD_RESET */

@@ -34,7 +34,12 @@ struct port_event {
     char serial[64];    /* USB serial number, "" when unknown */
     char product[128];  /* USB product string, "" when unknown */
     bool usb_jtag;      /* Espressif USB-Serial/JTAG (303a:1001): re-enumerates on reset */
-    bool coldplug;      /* found at start-up rather than plugged in while running */
+    /* The bridge as the table knows it (bridges.h; built-in rows and config overrides):
+     * known = the VID:PID (and product) is in it; max_baud its highest reliable rate,
+     * 0 = unknown or no UART (the chip's own USB). */
+    bool bridge_known;
+    uint32_t max_baud;
+    bool coldplug; /* found at start-up rather than plugged in while running */
 };
 
 typedef void (*devsrc_cb)(void *ctx, const struct port_event *ev);

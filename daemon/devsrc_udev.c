@@ -24,11 +24,10 @@
 
 #include <libudev.h>
 
+#include "bridges.h"
 #include "config.h"
 #include "devsrc.h"
 
-#define USB_JTAG_VID 0x303a
-#define USB_JTAG_PID 0x1001
 #define MONITOR_RCVBUF (4 * 1024 * 1024)
 
 struct known_port {
@@ -160,7 +159,14 @@ static bool port_of_ours(const struct devsrc_udev *src, struct udev_device *dev,
     copy_str(ev->serial, sizeof(ev->serial),
              usb_attr_or_prop(usb, "serial", dev, "ID_SERIAL_SHORT"));
     copy_str(ev->product, sizeof(ev->product), usb_attr_or_prop(usb, "product", dev, "ID_MODEL"));
-    ev->usb_jtag = have_ids && vid == USB_JTAG_VID && pid == USB_JTAG_PID;
+    if (have_ids) {
+        /* Reset style and highest reliable baud: data (bridges.c, config overrides). */
+        struct bridge_port bp;
+        bridges_for_port(src->cfg, vid, pid, ev->product, &bp);
+        ev->bridge_known = bp.name != NULL;
+        ev->max_baud = bp.max_baud;
+        ev->usb_jtag = bp.reset == BRIDGE_RESET_USB_JTAG;
+    }
     return true;
 }
 

@@ -649,6 +649,8 @@ static int run(struct worker *w, struct job_result *res)
     cfg.baud = p->baud;
     cfg.use_stub = p->stub;
     cfg.stub_dir = p->stub_dir[0] ? p->stub_dir : NULL;
+    if (p->usb_jtag) /* the bridge table's reset style for the port (bridges.h) */
+        cfg.before = ESP_BEFORE_USB_RESET;
     if (p->connect_attempts > 0)
         cfg.connect_attempts = p->connect_attempts;
     cfg.log = engine_log;

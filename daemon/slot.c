@@ -140,13 +140,73 @@ bool slot_link_error(int code, int stage, bool has_device_status, uint8_t status
     return status != 0 && (error == 0x07 || error == 0x0B || error == 0x0C);
 }
 
+const uint32_t slot_baud_ladder[] = {6000000, 5000000, 4000000, 3000000, 2000000,
+                                     1500000, 921600,  460800,  230400,  115200};
+const size_t slot_baud_ladder_len = sizeof(slot_baud_ladder) / sizeof(slot_baud_ladder[0]);
+
 uint32_t slot_baud_step_down(uint32_t baud)
 {
-    static const uint32_t steps[] = {460800, 230400, 115200};
-    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++)
-        if (steps[i] < baud)
-            return steps[i];
+    for (size_t i = 0; i < slot_baud_ladder_len; i++)
+        if (slot_baud_ladder[i] < baud)
+            return slot_baud_ladder[i];
     return 0;
+}
+
+uint32_t slot_baud_step_up(uint32_t baud, uint32_t ceiling)
+{
+    if (baud >= ceiling)
+        return 0;
+    for (size_t i = slot_baud_ladder_len; i-- > 0;)
+        if (slot_baud_ladder[i] > baud)
+            return slot_baud_ladder[i] < ceiling ? slot_baud_ladder[i] : ceiling;
+    return ceiling;
+}
+
+uint32_t slot_link_job_baud(struct slot *s, uint32_t ceiling, int probe_after)
+{
+    s->probe_baud = 0;
+    if (!ceiling || !s->baud_limit || s->baud_limit >= ceiling)
+        return ceiling;
+    if (probe_after > 0 && s->clean_jobs >= probe_after) {
+        s->probe_baud = slot_baud_step_up(s->baud_limit, ceiling);
+        if (s->probe_baud)
+            return s->probe_baud;
+    }
+    return s->baud_limit;
+}
+
+bool slot_link_passed(struct slot *s, uint32_t link_baud, uint32_t ceiling)
+{
+    uint32_t probe = s->probe_baud;
+    s->probe_baud = 0;
+    if (!s->baud_limit)
+        return false;
+    if (probe && link_baud >= probe) {
+        s->baud_limit = probe >= ceiling ? 0 : probe;
+        s->clean_jobs = 0;
+        return true;
+    }
+    if (link_baud && link_baud <= s->baud_limit)
+        s->clean_jobs++;
+    return false;
+}
+
+uint32_t slot_link_failed(struct slot *s, uint32_t link_baud, bool *probe_failed)
+{
+    *probe_failed = false;
+    uint32_t probe = s->probe_baud;
+    s->probe_baud = 0;
+    if (probe && s->baud_limit && link_baud > s->baud_limit) {
+        *probe_failed = true;
+        s->clean_jobs = 0;
+        return s->baud_limit;
+    }
+    uint32_t lower = slot_baud_step_down(link_baud);
+    if (!lower || (s->baud_limit && lower >= s->baud_limit))
+        return 0;
+    s->baud_limit = lower;
+    s->clean_jobs = 0;
+    return lower;
 }
 
 void slot_clear_board(struct slot *s)

@@ -97,6 +97,16 @@ struct slot {
     uint32_t baud_limit;
     bool link_loaded; /* baud_limit has been read from the records */
     bool baud_retry;  /* the pending retry is a back-off retry (not counted in attempt) */
+    /* The step-up rule (slot_link_job_baud): passed jobs in a row at baud_limit since it
+     * was learnt or last probed (not kept across restarts), and the rate the running job
+     * tries one rung above the limit (0 = the job is no probe). */
+    int clean_jobs;
+    uint32_t probe_baud;
+    uint32_t link_ceiling; /* the running job's profile rate before the limit (0 = stay) */
+    /* The adapter on the port (bridges.h, from its USB VID:PID): its highest reliable
+     * rate, where a profile's "baud": "auto" starts; 0 = unknown or no UART. */
+    uint32_t adapter_baud;
+    bool adapter_known; /* the VID:PID is in the bridge table */
 };
 
 /* A slot's display name: its label, else its key. */
@@ -121,9 +131,36 @@ bool slot_count_result(struct slot *s, bool failed, bool counts, int flag_after)
  * wrong chip or an MD5 mismatch in verify are not link errors. */
 bool slot_link_error(int code, int stage, bool has_device_status, uint8_t status, uint8_t error);
 
-/* The back-off step below `baud`: 921600 -> 460800 -> 230400 -> 115200 (the next lower of
- * those below `baud`); 0 when baud <= 115200 (nothing lower to try). */
+/* The rate ladder, highest first: 6000000, 5000000, 4000000, 3000000, 2000000, 1500000,
+ * 921600, 460800, 230400, 115200 (rates the common bridges generate exactly or within
+ * 0.2 %: FT232R 3 MHz / n, CH340 and CP2102N). */
+extern const uint32_t slot_baud_ladder[];
+extern const size_t slot_baud_ladder_len;
+
+/* The back-off step below `baud`: the next lower rung of the ladder (3000000 -> 2000000,
+ * 921600 -> 460800 ...); 0 when baud <= 115200 (nothing lower to try). */
 uint32_t slot_baud_step_down(uint32_t baud);
+
+/* The step up from `baud` towards `ceiling`: the next higher rung, or ceiling when that
+ * rung is above it (or none is left); 0 when baud >= ceiling. */
+uint32_t slot_baud_step_up(uint32_t baud, uint32_t ceiling);
+
+/* The rate the next job on s runs at, for a profile whose rate is `ceiling` (its baud, or
+ * for "auto" the adapter's best; 0 = stay at the initial rate): ceiling without a learnt
+ * limit, else the limit -- except that after probe_after clean jobs at the limit (>0) the
+ * job tries one step up (s->probe_baud set; cleared otherwise). */
+uint32_t slot_link_job_baud(struct slot *s, uint32_t ceiling, int probe_after);
+
+/* A job on s passed at link_baud. Counts a clean job at the limit; a probe that passed
+ * raises the limit to the probed rate (clears it once that reaches ceiling) and returns
+ * true (the caller stores and reports the new limit). */
+bool slot_link_passed(struct slot *s, uint32_t link_baud, uint32_t ceiling);
+
+/* A job on s failed with link errors (slot_link_error) at link_baud. Returns the rate to
+ * retry at: for a step-up probe the limit it came from (*probe_failed = true: the limit
+ * stays, the count starts again); else the next rung down when that is below the current
+ * limit (s->baud_limit set to it); 0 when there is nothing lower to learn. */
+uint32_t slot_link_failed(struct slot *s, uint32_t link_baud, bool *probe_failed);
 
 /* Clears the per-board fields (mac, chip, progress, error) for a new board. */
 void slot_clear_board(struct slot *s);

@@ -419,7 +419,12 @@ static void fill_params(struct station *st, const struct slot *s, struct job_par
         p->after = ESP_AFTER_HARD_RESET;
         return;
     }
-    p->baud = prof->baud;
+    /* "auto": the adapter's highest reliable rate (bridges.h); 0 for the chip's own USB
+     * (the rate paces nothing: no change); an unknown adapter gets the default. */
+    if (prof->baud_auto)
+        p->baud = s->adapter_known ? s->adapter_baud : CONFIG_DEFAULT_BAUD;
+    else
+        p->baud = prof->baud;
     p->stub = prof->stub;
     p->compress = prof->compress;
     p->verify = prof->verify;
@@ -544,10 +549,18 @@ static void start_job(struct station *st, struct slot *s)
         rq->job_id = id;
         apply_req(rq, &p);
     }
-    /* The slot's learnt link limit (back-off after link errors) caps every job on it. */
-    bool capped = s->baud_limit && p.baud > s->baud_limit;
-    if (capped)
-        p.baud = s->baud_limit;
+    /* The slot's learnt link limit (back-off after link errors) caps every job on it, but
+     * after baud_probe_after clean jobs one job tries a step up (not jobs asked for
+     * through the API: a failed probe would fail the caller's job). */
+    const struct config_profile *prof = config_profile(st->cfg, NULL);
+    int probe_after = rq || !prof ? 0 : prof->baud_probe_after;
+    s->link_ceiling = p.baud;
+    p.baud = slot_link_job_baud(s, s->link_ceiling, probe_after);
+    bool capped = p.baud < s->link_ceiling && !s->probe_baud;
+    if (s->probe_baud)
+        slog(s, LOG_LEVEL_NOTICE,
+             "trying %u baud again on slot %s after %d clean jobs at %u (baud_probe_after)",
+             (unsigned)s->probe_baud, slot_name(s), s->clean_jobs, (unsigned)s->baud_limit);
     struct job *j = job_new(&p, st->loop, id);
     int rc = j ? job_start(j) : -(errno ? errno : ENOMEM);
     if (rc < 0) {
@@ -854,6 +867,24 @@ static void finish_job(struct station *st, struct job *j, struct job_result *r)
     switch (state) {
     case RECORDS_JOB_PASSED:
         slot_count_result(s, false, true, st->opt.flag_after);
+        if (slot_link_passed(s, r->link_baud, s->link_ceiling)) {
+            /* A step-up probe passed: the slot's limit moves up one rung (or goes). */
+            store_baud_limit(st, s);
+            struct json_object *bd = jobj();
+            jset_int(bd, "probed_baud", r->link_baud);
+            if (s->baud_limit)
+                jset_int(bd, "baud_limit", s->baud_limit);
+            else
+                json_object_object_add(bd, "baud_limit", NULL);
+            event(st, "slot.baud_raised", s, j->mac, j->id, bd);
+            if (s->baud_limit)
+                slog(s, LOG_LEVEL_NOTICE, "%u baud worked on slot %s: the slot's limit is now %u",
+                     (unsigned)r->link_baud, slot_name(s), (unsigned)s->baud_limit);
+            else
+                slog(s, LOG_LEVEL_NOTICE,
+                     "%u baud worked on slot %s: limit cleared, jobs run at the profile's rate",
+                     (unsigned)r->link_baud, slot_name(s));
+        }
         if (!flash) {
             slog(s, LOG_LEVEL_NOTICE, "passed: %s job %lld in %.1f s", kind, (long long)j->id,
                  secs);
@@ -885,12 +916,23 @@ static void finish_job(struct station *st, struct job *j, struct job_result *r)
          * slot a lower limit, and the board is tried again at once at that rate, outside the
          * profile's retries budget (at most once per step down, so it ends). */
         uint32_t lower = 0;
+        bool probe_failed = false;
         if (!removed && !st->stopping && s->present && e->code && r->link_baud > 115200 &&
             !r->board_silent &&
             slot_link_error(e->code, (int)e->stage, e->has_device_status, e->status, e->error))
-            lower = slot_baud_step_down(r->link_baud);
-        if (lower && (!s->baud_limit || lower < s->baud_limit)) {
-            s->baud_limit = lower;
+            lower = slot_link_failed(s, r->link_baud, &probe_failed);
+        if (probe_failed) {
+            /* The step-up probe failed: the limit stays, the count of clean jobs restarts. */
+            struct json_object *bd = jobj();
+            jset_int(bd, "failed_baud", r->link_baud);
+            jset_int(bd, "baud_limit", lower);
+            jset_str(bd, "stage", err_stage ? err_stage : "");
+            event(st, "slot.baud_probe_failed", s, j->mac, j->id, bd);
+            slog(s, LOG_LEVEL_WARN,
+                 "link errors at %u baud on slot %s: the step up failed; retrying at %u, the "
+                 "slot keeps this limit",
+                 (unsigned)r->link_baud, slot_name(s), (unsigned)lower);
+        } else if (lower) {
             store_baud_limit(st, s);
             struct json_object *bd = jobj();
             jset_int(bd, "failed_baud", r->link_baud);
@@ -902,8 +944,6 @@ static void finish_job(struct station *st, struct job *j, struct job_result *r)
                  "-- check the cable/adapter",
                  (unsigned)r->link_baud, slot_name(s), rq ? "limited" : "retrying",
                  (unsigned)lower);
-        } else {
-            lower = 0;
         }
         /* A job asked for through the API is not retried: the caller decides. */
         bool baud_retry = lower && !rq;
@@ -1312,6 +1352,8 @@ static void port_added(struct station *st, const struct port_event *ev)
     }
     s->present = true;
     s->usb_jtag = ev->usb_jtag;
+    s->adapter_known = ev->bridge_known;
+    s->adapter_baud = ev->max_baud;
     snprintf(s->uri, sizeof(s->uri), "%s", ev->uri);
     slot_clear_board(s);
     struct json_object *d = jobj();
@@ -1323,8 +1365,14 @@ static void port_added(struct station *st, const struct port_event *ev)
     }
     if (ev->coldplug)
         json_object_object_add(d, "coldplug", json_object_new_boolean(true));
+    if (ev->max_baud)
+        jset_int(d, "adapter_baud", ev->max_baud);
     event(st, "port.added", s, NULL, 0, d);
-    slog(s, LOG_LEVEL_INFO, "port added: %s%s", ev->uri, ev->coldplug ? " (present at start)" : "");
+    char adapter[48] = "";
+    if (ev->max_baud)
+        snprintf(adapter, sizeof(adapter), " (adapter good to %u baud)", (unsigned)ev->max_baud);
+    slog(s, LOG_LEVEL_INFO, "port added: %s%s%s", ev->uri, adapter,
+         ev->coldplug ? " (present at start)" : "");
     if (s->job) /* a job still ending from the previous board: it will not be retried */
         return;
     schedule(st, s);
@@ -2103,6 +2151,8 @@ uint32_t station_slot_reset_baud(struct station *st, struct slot *s)
     if (!was)
         return 0;
     s->baud_limit = 0;
+    s->clean_jobs = 0;
+    s->probe_baud = 0;
     store_baud_limit(st, s);
     struct json_object *d = jobj();
     jset_int(d, "baud_limit", was);

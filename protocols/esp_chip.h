@@ -62,6 +62,11 @@ struct esp_chip_desc {
     uint32_t rev_regs[ESP_MAX_IDREGS];
     size_t n_rev_regs;
 
+    /* Highest UART rate of the chip (the datasheets: ESP8266 115200 x 40 = 4.6 Mbaud, the
+     * ESP32 family 5 Mbaud). The ROM and the stub compute the divider from the clock for
+     * any rate below; esp_loader_change_baud caps a higher request at this rate. */
+    uint32_t uart_max_baud;
+
     /* Crystal: UART clock divider register; xtal_fixed_mhz != 0 means no need to read. */
     uint32_t uart_clkdiv_reg;
     unsigned xtal_div; /* 2 on ESP8266, else 1 */

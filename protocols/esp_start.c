@@ -256,6 +256,15 @@ int esp_loader_change_baud(struct esp_loader *l, uint32_t baud, struct esp_error
     const struct esp_chip_desc *chip = l->info.chip;
     if (baud == 0)
         return esp_error_set(err, -EINVAL, l->stage, NULL, "invalid baud rate 0");
+    if (chip->uart_max_baud && baud > chip->uart_max_baud) {
+        /* Above the chip's UART: its highest rate instead (a daemon asking for an
+         * adapter's best, e.g. a 6 Mbaud CH343, gets what the chip can do). */
+        if (l->info.baud == chip->uart_max_baud)
+            return 0;
+        esp_ldr_log(l, ESP_LOG_INFO, "%u baud is above the %s UART's highest rate: using %u", baud,
+                    chip->name, chip->uart_max_baud);
+        baud = chip->uart_max_baud;
+    }
     if (baud == l->info.baud)
         return 0;
     if (!(l->t->caps & TRANSPORT_CAP_BAUD))

@@ -576,6 +576,7 @@ struct json_object *api_slot_json(struct station *st, const struct slot *s)
     add(o, "flagged", json_object_new_boolean(s->flagged));
     add(o, "attempt", json_object_new_int(s->attempt));
     add(o, "baud_limit", s->baud_limit ? json_object_new_int64(s->baud_limit) : NULL);
+    add(o, "adapter_baud", s->adapter_baud ? json_object_new_int64(s->adapter_baud) : NULL);
     return o;
 }
 
@@ -2016,7 +2017,8 @@ static struct json_object *profile_json(const struct config *cfg, const struct c
     }
     add(o, "firmware", fw);
     add(o, "erase_all", json_object_new_boolean(p->erase_all));
-    add(o, "baud", json_object_new_int64(p->baud));
+    add(o, "baud", p->baud_auto ? json_object_new_string("auto") : json_object_new_int64(p->baud));
+    add(o, "baud_probe_after", json_object_new_int(p->baud_probe_after));
     add(o, "stub", json_object_new_boolean(p->stub));
     add(o, "compress", json_object_new_boolean(p->compress));
     add(o, "verify", json_object_new_boolean(p->verify));

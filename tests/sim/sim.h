@@ -158,6 +158,10 @@ struct sim_link {
     size_t out_len, out_cap;
     uint32_t rng;
     uint32_t last_host_baud;
+    /* --adapter-max: the USB-serial adapter's highest rate, 0 = none (see
+     * sim_link_host_baud); adapter_logged: the clamp was logged for this rate. */
+    uint32_t adapter_max;
+    uint32_t adapter_logged;
 };
 
 /* ---- flash model -------------------------------------------------------- */

@@ -170,6 +170,17 @@ void sim_link_close(struct sim_link *l)
     l->rx_baud = NULL;
 }
 
+/*
+ * The rate the line runs at: the host's termios rate, capped by --adapter-max.
+ * A USB-serial bridge has a highest rate (datasheets: CH340 2 Mbaud, CP2102N
+ * and FT232R 3 Mbaud). Asked for more, the host's tcsetattr still succeeds:
+ * the Linux drivers clamp the rate or fall back to one the chip can make, so
+ * the wire runs at another rate than the one the board's UART was switched to,
+ * and every byte is garbage in both directions (the wrong-baud model above).
+ * Modelled as the line running at the adapter's highest rate. Unlike the
+ * noisy-above fault (a marginal cable: one bit in 211 host->board bytes), this
+ * is total and both ways.
+ */
 uint32_t sim_link_host_baud(struct sim_link *l, uint32_t board_baud)
 {
     if (l->tcp)
@@ -181,6 +192,15 @@ uint32_t sim_link_host_baud(struct sim_link *l, uint32_t board_baud)
         if (l->last_host_baud != 0)
             sim_log("host baud %u", b);
         l->last_host_baud = b;
+    }
+    if (l->adapter_max && b > l->adapter_max) {
+        if (l->adapter_logged != b) {
+            l->adapter_logged = b;
+            sim_log("adapter limit: host asked for %u baud, the adapter runs at %u (bytes "
+                    "garbled both ways)",
+                    b, l->adapter_max);
+        }
+        return l->adapter_max;
     }
     return b;
 }

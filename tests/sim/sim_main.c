@@ -38,7 +38,7 @@ static void usage(void)
             "               [--flash-size SIZE] [--flash-id HEX] [--mac aa:bb:cc:dd:ee:ff]\n"
             "               [--link-speed F] [--strict-reset] [--no-boot-noise] [--log-mono]\n"
             "               [--stub-dir DIR] [--stub-gen current|legacy] [--fault KIND[:ARG]]...\n"
-            "               [--master-fd N]\n"
+            "               [--master-fd N] [--adapter-max BAUD]\n"
             "               [--net-bind 127.0.0.x [--checkin URL] [--checkin-interval MS]\n"
             "                [--ota-password PW] [--ota-auth md5|pbkdf2] [--ota-port N]\n"
             "                [--web-port N] [--net-fault F] [--netdev PATH] [--app-offset N]\n"
@@ -163,6 +163,7 @@ static int parse_args(int argc, char **argv, struct sim *s, struct options *o)
                                              {"app-offset", required_argument, NULL, 'a'},
                                              {"fs-offset", required_argument, NULL, 'Z'},
                                              {"app-baud", required_argument, NULL, 'R'},
+                                             {"adapter-max", required_argument, NULL, 'X'},
                                              {"net-start-timeout", required_argument, NULL, 'T'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
@@ -277,6 +278,14 @@ static int parse_args(int argc, char **argv, struct sim *s, struct options *o)
             if (errno || *end || end == optarg || s->net.start_timeout_ms < 1 ||
                 s->net.start_timeout_ms > 600000) {
                 fprintf(stderr, "esp_sim: --net-start-timeout: 1 .. 600000 ms\n");
+                return -1;
+            }
+            break;
+        case 'X':
+            errno = 0;
+            s->link.adapter_max = (uint32_t)strtoul(optarg, &end, 10);
+            if (errno || *end || s->link.adapter_max < 300) {
+                fprintf(stderr, "esp_sim: bad --adapter-max '%s' (a baud rate)\n", optarg);
                 return -1;
             }
             break;

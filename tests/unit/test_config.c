@@ -224,7 +224,8 @@ static const struct bad_case bad_cases[] = {
      "config: slots[0].lable: unknown key (did you mean \"label\"?)"},
     /* wrong type */
     {"{\"profiles\": {\"line1\": {\"baud\": \"fast\"}}}",
-     "config: profiles.line1.baud: must be an integer from 9600 to 5000000 (got \"fast\")"},
+     "config: profiles.line1.baud: must be an integer from 9600 to 5000000 or \"auto\" (got "
+     "\"fast\")"},
     {"{\"max_parallel\": 2.5}", "config: max_parallel: must be an integer from 1 to 256 (got 2.5)"},
     {"{\"profiles\": {\"p\": {\"stub\": \"yes\"}}}",
      "config: profiles.p.stub: must be true or false (got \"yes\")"},
@@ -464,8 +465,8 @@ static void test_file_errors(void **state)
     assert_int_equal(config_load(path, &cfg, err, sizeof(err)), -EINVAL);
     char want[512];
     snprintf(want, sizeof(want),
-             "config %s: profiles.line1.baud: must be an integer from 9600 to 5000000 (got "
-             "\"fast\")",
+             "config %s: profiles.line1.baud: must be an integer from 9600 to 5000000 or "
+             "\"auto\" (got \"fast\")",
              path);
     assert_string_equal(err, want);
     assert_null(cfg);
@@ -549,6 +550,59 @@ static void test_boot_check_baud(void **state)
     assert_int_equal(config_profile(cfg, "a")->boot_check.baud, 115200);
     assert_int_equal(config_profile(cfg, "b")->boot_check.baud, 74880);
     config_free(cfg);
+}
+
+/* "baud": "auto" (the adapter's best, issue 11), baud_probe_after, and the bridge
+ * overrides max_baud / reset. */
+static void test_baud_auto(void **state)
+{
+    (void)state;
+    static const char js[] =
+        "{\"bridges\": [{\"id\": \"0403:6001\", \"max_baud\": 2000000, \"reset\": \"classic\"},"
+        " \"10c4:ea60\"],"
+        " \"profiles\": {\"a\": {\"baud\": \"auto\", \"baud_probe_after\": 5},"
+        " \"b\": {\"baud\": 3000000, \"baud_probe_after\": 0}, \"c\": {}}}";
+    char err[512];
+    struct config *cfg = NULL;
+    assert_int_equal(config_load_string(js, strlen(js), NULL, &cfg, err, sizeof(err)), 0);
+    const struct config_profile *p = config_profile(cfg, "a");
+    assert_true(p->baud_auto);
+    assert_int_equal(p->baud, 0);
+    assert_int_equal(p->baud_probe_after, 5);
+    p = config_profile(cfg, "b");
+    assert_false(p->baud_auto);
+    assert_int_equal(p->baud, 3000000);
+    assert_int_equal(p->baud_probe_after, 0);
+    p = config_profile(cfg, "c");
+    assert_false(p->baud_auto);
+    assert_int_equal(p->baud_probe_after, 20);
+    assert_int_equal(cfg->bridges[0].max_baud, 2000000);
+    assert_int_equal(cfg->bridges[0].reset, 0);
+    assert_int_equal(cfg->bridges[1].max_baud, 0); /* the built-in table's */
+    assert_int_equal(cfg->bridges[1].reset, -1);
+    config_free(cfg);
+
+    static const struct {
+        const char *json, *want;
+    } bad[] = {
+        {"{\"profiles\": {\"p\": {\"baud\": \"AUTO\"}}}",
+         "config: profiles.p.baud: must be an integer from 9600 to 5000000 or \"auto\" (got "
+         "\"AUTO\")"},
+        {"{\"profiles\": {\"p\": {\"baud_probe_after\": -1}}}",
+         "config: profiles.p.baud_probe_after: must be an integer from 0 to 100000 (got -1)"},
+        {"{\"bridges\": [{\"id\": \"0403:6001\", \"max_baud\": 100}]}",
+         "config: bridges[0].max_baud: must be an integer from 9600 to 20000000 (got 100)"},
+        {"{\"bridges\": [{\"id\": \"0403:6001\", \"reset\": \"jtag\"}]}",
+         "config: bridges[0].reset: must be \"classic\" or \"usb-jtag\" (got \"jtag\")"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        cfg = NULL;
+        assert_int_equal(
+            config_load_string(bad[i].json, strlen(bad[i].json), NULL, &cfg, err, sizeof(err)),
+            -EINVAL);
+        assert_string_equal(err, bad[i].want);
+        assert_null(cfg);
+    }
 }
 
 /* The profile changes file: its shape is checked, its profiles are validated when
@@ -656,6 +710,7 @@ int main(void)
         cmocka_unit_test(test_tls),
         cmocka_unit_test(test_embedded_nul),
         cmocka_unit_test(test_boot_check_baud),
+        cmocka_unit_test(test_baud_auto),
         cmocka_unit_test(test_overlay_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

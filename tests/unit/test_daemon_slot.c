@@ -208,9 +208,16 @@ static void test_link_backoff(void **state)
     assert_int_equal(slot_baud_step_down(230400), 115200);
     assert_int_equal(slot_baud_step_down(115200), 0);
     assert_int_equal(slot_baud_step_down(9600), 0);
-    assert_int_equal(slot_baud_step_down(2000000), 460800);
-    assert_int_equal(slot_baud_step_down(1500000), 460800);
     assert_int_equal(slot_baud_step_down(300000), 230400);
+    /* past 921600: the rungs the common bridges make exactly (issue 11) */
+    assert_int_equal(slot_baud_step_down(6000000), 5000000);
+    assert_int_equal(slot_baud_step_down(5000000), 4000000);
+    assert_int_equal(slot_baud_step_down(4000000), 3000000);
+    assert_int_equal(slot_baud_step_down(3000000), 2000000);
+    assert_int_equal(slot_baud_step_down(2000000), 1500000);
+    assert_int_equal(slot_baud_step_down(1500000), 921600);
+    assert_int_equal(slot_baud_step_down(1000000), 921600); /* off the ladder: next rung */
+    assert_int_equal(slot_baud_step_down(12000000), 6000000);
 
     /* timeouts and garbled replies after the baud change */
     assert_true(slot_link_error(-ETIMEDOUT, ESP_STAGE_WRITE, false, 0, 0));
@@ -235,6 +242,97 @@ static void test_link_backoff(void **state)
     assert_false(slot_link_error(-EIO, ESP_STAGE_WRITE, false, 0, 0));
 }
 
+/* Step up: the next rung towards the ceiling, the ceiling itself when it is off the ladder. */
+static void test_link_step_up(void **state)
+{
+    (void)state;
+    assert_int_equal(slot_baud_step_up(2000000, 3000000), 3000000);
+    assert_int_equal(slot_baud_step_up(921600, 3000000), 1500000);
+    assert_int_equal(slot_baud_step_up(460800, 921600), 921600);
+    assert_int_equal(slot_baud_step_up(921600, 1000000), 1000000); /* profile rate off-ladder */
+    assert_int_equal(slot_baud_step_up(3000000, 3000000), 0);
+    assert_int_equal(slot_baud_step_up(3000000, 2000000), 0);
+    assert_int_equal(slot_baud_step_up(5000000, 12000000), 6000000);
+    assert_int_equal(slot_baud_step_up(6000000, 12000000), 12000000);
+}
+
+/* The ladder on a slot whose adapter says 3 Mbaud ("baud": "auto") and a link that
+ * carries 2 Mbaud: step down on link errors, remember, try one step up after N clean
+ * jobs, fall back when that fails, move up when it passes. */
+static void test_link_ladder(void **state)
+{
+    (void)state;
+    struct slot s;
+    memset(&s, 0, sizeof(s));
+    const uint32_t ceiling = 3000000;
+    const int n = 3;
+    bool probe_failed = true;
+
+    /* no limit yet: the job runs at the ceiling, passing jobs count nothing */
+    assert_int_equal(slot_link_job_baud(&s, ceiling, n), 3000000);
+    assert_int_equal(s.probe_baud, 0);
+    assert_false(slot_link_passed(&s, 3000000, ceiling));
+    assert_int_equal(s.clean_jobs, 0);
+
+    /* link errors at 3 Mbaud: the slot learns 2 Mbaud, the retry runs there */
+    assert_int_equal(slot_link_job_baud(&s, ceiling, n), 3000000);
+    assert_int_equal(slot_link_failed(&s, 3000000, &probe_failed), 2000000);
+    assert_false(probe_failed);
+    assert_int_equal(s.baud_limit, 2000000);
+    /* the same failure again teaches nothing new */
+    assert_int_equal(slot_link_failed(&s, 3000000, &probe_failed), 0);
+    assert_int_equal(s.baud_limit, 2000000);
+
+    /* n clean jobs at 2 Mbaud, each at the limit */
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(slot_link_job_baud(&s, ceiling, n), 2000000);
+        assert_int_equal(s.probe_baud, 0);
+        assert_false(slot_link_passed(&s, 2000000, ceiling));
+    }
+    assert_int_equal(s.clean_jobs, n);
+    /* probing off (0) or for an API job: never a step up */
+    assert_int_equal(slot_link_job_baud(&s, ceiling, 0), 2000000);
+    assert_int_equal(s.probe_baud, 0);
+
+    /* the next job tries 3 Mbaud once more; link errors: back to 2 Mbaud, count restarts */
+    assert_int_equal(slot_link_job_baud(&s, ceiling, n), 3000000);
+    assert_int_equal(s.probe_baud, 3000000);
+    assert_int_equal(slot_link_failed(&s, 3000000, &probe_failed), 2000000);
+    assert_true(probe_failed);
+    assert_int_equal(s.baud_limit, 2000000);
+    assert_int_equal(s.clean_jobs, 0);
+    assert_int_equal(s.probe_baud, 0);
+    assert_int_equal(slot_link_job_baud(&s, ceiling, n), 2000000); /* the retry */
+
+    /* a probe that ends some other way (skipped, removed) leaves the count: probes again */
+    s.clean_jobs = n;
+    assert_int_equal(slot_link_job_baud(&s, ceiling, n), 3000000);
+    assert_int_equal(slot_link_job_baud(&s, ceiling, n), 3000000);
+
+    /* a probe that passes at the ceiling clears the limit */
+    assert_true(slot_link_passed(&s, 3000000, ceiling));
+    assert_int_equal(s.baud_limit, 0);
+    assert_int_equal(s.clean_jobs, 0);
+    assert_int_equal(slot_link_job_baud(&s, ceiling, n), 3000000);
+
+    /* two rungs down: the probe moves up one rung and keeps a limit */
+    memset(&s, 0, sizeof(s));
+    assert_int_equal(slot_link_failed(&s, 3000000, &probe_failed), 2000000);
+    assert_int_equal(slot_link_failed(&s, 2000000, &probe_failed), 1500000);
+    assert_int_equal(s.baud_limit, 1500000);
+    s.clean_jobs = n;
+    assert_int_equal(slot_link_job_baud(&s, ceiling, n), 2000000);
+    assert_true(slot_link_passed(&s, 2000000, ceiling));
+    assert_int_equal(s.baud_limit, 2000000);
+
+    /* a limit at or above the ceiling (the profile's rate was lowered) does not cap */
+    memset(&s, 0, sizeof(s));
+    s.baud_limit = 460800;
+    assert_int_equal(slot_link_job_baud(&s, 230400, n), 230400);
+    /* ceiling 0 (the chip's own USB: stay at the initial rate) */
+    assert_int_equal(slot_link_job_baud(&s, 0, n), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -242,7 +340,8 @@ int main(void)
         cmocka_unit_test(test_refused),      cmocka_unit_test(test_removal_each_stage),
         cmocka_unit_test(test_active),       cmocka_unit_test(test_flagging),
         cmocka_unit_test(test_table),        cmocka_unit_test(test_manual_event),
-        cmocka_unit_test(test_link_backoff),
+        cmocka_unit_test(test_link_backoff), cmocka_unit_test(test_link_step_up),
+        cmocka_unit_test(test_link_ladder),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
