@@ -48,6 +48,14 @@ const char *buildsrc_role_to_string(enum buildsrc_role r)
 
 /* ---- small helpers -------------------------------------------------------------------- */
 
+/* Control characters (from untrusted names) shown as '?' in messages. */
+static void printable(char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            *s = '?';
+}
+
 static int fail(struct esp_error *err, int code, const char *advice, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 static int fail(struct esp_error *err, int code, const char *advice, const char *fmt, ...)
@@ -57,6 +65,7 @@ static int fail(struct esp_error *err, int code, const char *advice, const char 
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    printable(msg); /* names and paths come from the files */
     return esp_error_set(err, code, ESP_STAGE_PREPARE, advice, "%s", msg);
 }
 
@@ -69,8 +78,10 @@ static void add_note(struct buildsrc *src, const char *fmt, ...)
     va_list ap;
     va_start(ap, fmt);
     char *s = NULL;
-    if (vasprintf(&s, fmt, ap) >= 0)
+    if (vasprintf(&s, fmt, ap) >= 0) {
+        printable(s);
         src->notes[src->n_notes++] = s;
+    }
     va_end(ap);
 }
 
