@@ -8,7 +8,8 @@
 #     recognised, and the flash holds every file at its offset (the bootloader header with
 #     the flash settings of flasher_args.json);
 #   - `espstationd --import` each into the catalog (name and version from the build, or
-#     --name/--fw-version), one set per ESP Web Tools build;
+#     --name/--fw-version), one set per ESP Web Tools build; the daemon then flashes an
+#     imported ESP-IDF build and a merged image by profile;
 #   - the REST upload of a tar and a zip of such a directory (and validate-only);
 #   - a wrong chip family, a missing file and overlapping offsets are refused with a
 #     message naming the file, by the CLI, the import and the REST upload.
@@ -291,6 +292,25 @@ for bad in "$BADCHIP:blink\.bin: image is for ESP32-S2" "$MISSING:bootloader/boo
 done
 [ ! -e "$DATA_DIR/firmware/refused" ] || fail "a refused build reached the catalog"
 log "daemon: --import of every format"
+
+# ---- the daemon flashes imported builds by profile --------------------------------------
+start_sim esp32
+J32=$SIM_DIR
+start_sim esp32c3
+JC3=$SIM_DIR
+CFG=$WORK/line.json
+cat >"$CFG" <<JSON
+{"ports": [{"uri": "$J32/tty", "label": "A1"}, {"uri": "$JC3/tty", "label": "A2"}],
+ "profiles": {"line": {"firmware": {"esp32": "hello_world@v1.4.2", "esp32c3": "factory-c3@1"}}}}
+JSON
+start_daemon "$CFG"
+wait_sql "SELECT count(*) FROM jobs WHERE state = 'passed'" 2 90
+flash_region_equals "$J32" 0x1000 "$WORK/boot32-4mb.bin" # the set's 4MB in the header
+flash_region_equals "$J32" 0x8000 "$IDF/partition_table/partition-table.bin"
+flash_region_equals "$J32" 0x10000 "$IDF/hello.bin"
+flash_region_equals "$JC3" 0x0 "$WORK/factory-c3.bin"
+stop_daemon
+log "daemon: imported builds flashed by profile"
 
 # ---- REST upload of a tar and a zip ---------------------------------------------------------
 TOKEN=builds-token
