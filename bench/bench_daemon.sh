@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench_daemon: the daemon benchmark of issue 3. Not part of CTest.
+# bench_daemon: the daemon benchmark of issues 3 and 11. Not part of CTest.
 #
 # espstationd runs inside a umockdev testbed (tests/umock/umock_station) with
 # its real libudev monitor; virtual ESP32 boards (esp_sim --link-speed 1, the
@@ -7,17 +7,23 @@
 # harness's control FIFO. Per run, two sessions, each a fresh harness and
 # daemon on the same data dir (the catalog is imported once, up front):
 #   single  one board plugged alone
-#   burst   N boards (default 16) plugged at once: the N "add" commands go
+#   burst   N boards (default 32) plugged at once: the N "add" commands go
 #           to the FIFO in one write, the harness sends the uevents back to back
 # Every board flashes the same 3-region set (bench/mkbenchset.py: 24 KiB
 # bootloader, 3 KiB partition table, 1 MiB app, about half compressible) at
 # the profile baud (default 921600).
 #
 # Figures (bench/bench_daemon_report.py computes and prints them):
-#   wall     first add uevent -> last job ended (jobs.ended_at), ratio burst/single
+#   wall     first add uevent -> last job ended (jobs.ended_at), ratio burst/single;
+#            slowest: the longest own add -> own job end of any board, ratio too
 #   cpu      daemon utime+stime (/proc/PID/stat) from just before the first add to
 #            when all jobs are seen done, / wall / boards: % of one core per board
 #   rss      VmHWM of the daemon (/proc/PID/status), read before it is stopped
+#   limit    per board: the job's physical limit, SYNC exchange and the commands
+#            before CHANGE_BAUDRATE at 115200 (sim.log) + the rest of the job's
+#            wire bytes (jobs.wire_bytes) at the profile baud; limit% = limit / job
+#   sims     CPU of the esp_sims and of the harness, and of the whole machine
+#            (/proc/stat) over the same window, to judge the daemon's figure
 #   deflate  compressions counted by bench/libcount_deflate.so (LD_PRELOAD) in
 #            the import process and in the daemon
 #   add->SYNC per board: the add uevent (umock.log, harness clock) to the first
@@ -26,11 +32,14 @@
 #            (see the README section "bench_daemon")
 #
 # Usage: bench/bench_daemon.sh [--build DIR] [--runs N] [--boards N] [--baud B]
-#                              [--app-size BYTES] [--timeout S] [--keep]
+#                              [--app-size BYTES] [--timeout S] [--idle-load L [--idle-wait S]]
+#                              [--keep]
 #   --build DIR   build tree with daemon/espstationd, tests/esp_sim,
 #                 tests/umock/umock_station, bench/libcount_deflate.so
 #                 (default $BUILD_DIR, else build/normal, else the newest build/*/ with all)
 #   --runs N      single+burst pairs to run (default 2)
+#   --idle-load L before each session, wait (up to --idle-wait S, default 600)
+#                 until the 1-minute load average is below L; noted in the figures
 #   --keep        keep the work directory (also KEEP_TMP=1)
 # Needs umockdev (umockdev-wrapper), sqlite3, python3. Use an optimised,
 # non-sanitizer build for representative figures.
@@ -38,10 +47,12 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD_DIR:-}
 RUNS=2
-BOARDS=16
+BOARDS=32
 BAUD=921600
 APP_SIZE=1048576
 TIMEOUT=300
+IDLE_LOAD=""
+IDLE_WAIT=600
 KEEP=${KEEP_TMP:-}
 
 while [ $# -gt 0 ]; do
@@ -52,8 +63,10 @@ while [ $# -gt 0 ]; do
     --baud) BAUD=$2; shift 2 ;;
     --app-size) APP_SIZE=$2; shift 2 ;;
     --timeout) TIMEOUT=$2; shift 2 ;;
+    --idle-load) IDLE_LOAD=$2; shift 2 ;;
+    --idle-wait) IDLE_WAIT=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
-    -h | --help) sed -n '2,40p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,45p' "$0"; exit 0 ;;
     *) echo "bench_daemon: unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -179,12 +192,33 @@ base_job() { sql "select coalesce(max(id), 0) from jobs" 2>/dev/null || echo 0; 
 
 mono_real() { python3 -c 'import time; print(time.clock_gettime_ns(time.CLOCK_MONOTONIC), time.time_ns())'; }
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# whole machine: "busy total" jiffies (busy = all but idle and iowait)
+machine_ticks() { awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat; }
+# sum of utime+stime over the session's sims (pids from the harness log), still running
+sims_ticks() {
+    local p t=0 n=0
+    while read -r p; do
+        if [ -r "/proc/$p/stat" ]; then
+            t=$((t + $(cpu_ticks "$p")))
+            n=$((n + 1))
+        fi
+    done < <(sed -n 's/.* ok add .* sim_pid=\([0-9]*\)$/\1/p' "$1/umock.log")
+    echo "$t $n"
+}
 
 # session NAME BOARDS RUN: one harness + daemon, BOARDS boards plugged at once.
 session() {
     local name=$1 nb=$2 run=$3
     SESSION=$WORK/$name
     mkdir -p "$SESSION/cnt"
+    if [ -n "$IDLE_LOAD" ]; then
+        local until=$((SECONDS + IDLE_WAIT))
+        while awk -v l="$IDLE_LOAD" '{ exit !($1 >= l) }' /proc/loadavg && [ "$SECONDS" -lt "$until" ]; do
+            sleep 5
+        done
+        log "$name: load average $(cut -d' ' -f1-3 /proc/loadavg) (wanted < $IDLE_LOAD)"
+    fi
+    LOADAVG0=$(cut -d' ' -f1-3 /proc/loadavg)
     local base
     base=$(base_job)
     COUNT_DEFLATE_DIR=$SESSION/cnt LD_PRELOAD=$SHIM \
@@ -214,9 +248,11 @@ session() {
         cmds="${cmds}add b$n esp32 10c4:ea60 pci-0000:00:14.0-usb-0:1.$n:1.0 --strict-reset --link-speed 1 --stub-dir $STUB_DIR --log-mono --mac $mac
 "
     done
-    local clk0 cpu0
+    local clk0 cpu0 hcpu0 mach0
     clk0=$(mono_real)
     cpu0=$(cpu_ticks "$DAEMON_PID")
+    hcpu0=$(cpu_ticks "$UMOCK_PID")
+    mach0=$(machine_ticks)
     printf '%s' "$cmds" >&9 # one write: the whole burst
 
     local done_n=0 bad=0 deadline=$((SECONDS + TIMEOUT))
@@ -229,12 +265,15 @@ session() {
         grep -q ' error ' "$SESSION/umock.log" && fail "$name: the harness reported an error"
         sleep 0.1
     done
-    local cpu1 clk1 hwm rss
+    local cpu1 clk1 hwm rss hcpu1 mach1 sims1
     cpu1=$(cpu_ticks "$DAEMON_PID")
     clk1=$(mono_real)
+    hcpu1=$(cpu_ticks "$UMOCK_PID")
+    mach1=$(machine_ticks)
+    sims1=$(sims_ticks "$SESSION")
     hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$DAEMON_PID/status")
     rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$DAEMON_PID/status")
-    sql "select id, slot, state, started_at, ended_at, kbps, seconds from jobs where id > $base order by id" \
+    sql "select id, slot, state, started_at, ended_at, kbps, seconds, bytes, wire_bytes from jobs where id > $base order by id" \
         >"$SESSION/jobs.txt"
     cat >"$SESSION/facts" <<EOF
 name=$name
@@ -248,6 +287,13 @@ cpu0=$cpu0
 cpu1=$cpu1
 vmhwm_kib=$hwm
 vmrss_kib=$rss
+baud=$BAUD
+harness_cpu0=$hcpu0
+harness_cpu1=$hcpu1
+machine0=$mach0
+machine1=$mach1
+sims_cpu1=$sims1
+loadavg0=$LOADAVG0
 EOF
     printf 'quit\n' >&9
     local rc=0
