@@ -17,8 +17,6 @@
  *    being polled again at once (the pending connection keeps it readable).
  *  - "Served" (the ota_http memory that prevents update loops) is recorded
  *    only after the whole body went out.
- *  - "Served" (the ota_http memory that prevents update loops) is recorded
- *    only after the whole body went out.
  *  - A pull (an image served) ends when the board closes the connection after
  *    the whole body was handed to the socket (our side is shut down first): the
  *    kernel takes a small image in one send(), so "handed over" says nothing of
