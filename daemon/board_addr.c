@@ -22,10 +22,9 @@
 #include "station.h"
 
 static const char *const source_names[BOARD_ADDR_SOURCE_COUNT] = {
-    [BOARD_ADDR_BOOT_CHECK] = "boot-check",
-    [BOARD_ADDR_CHECKIN_AUTH] = "checkin-auth",
-    [BOARD_ADDR_CHECKIN] = "checkin",
-    [BOARD_ADDR_MDNS] = "mdns",
+    [BOARD_ADDR_BOOT_CHECK] = "boot-check", [BOARD_ADDR_CHECKIN_AUTH] = "checkin-auth",
+    [BOARD_ADDR_CHECKIN] = "checkin",       [BOARD_ADDR_MDNS] = "mdns",
+    [BOARD_ADDR_OPERATOR] = "operator",
 };
 
 const char *board_addr_source_to_string(enum board_addr_source s)
@@ -35,7 +34,7 @@ const char *board_addr_source_to_string(enum board_addr_source s)
 
 bool board_addr_source_confirms(enum board_addr_source s)
 {
-    return s == BOARD_ADDR_BOOT_CHECK || s == BOARD_ADDR_CHECKIN_AUTH;
+    return s == BOARD_ADDR_BOOT_CHECK || s == BOARD_ADDR_CHECKIN_AUTH || s == BOARD_ADDR_OPERATOR;
 }
 
 const char *board_addr_result_to_string(enum board_addr_result r)
@@ -88,7 +87,9 @@ enum board_addr_result board_addr_note(struct station *st, const char *mac, cons
         rc = records_board_set_address(rec, b.mac, ip, true, src, NULL, NULL, &re);
         if (rc < 0)
             goto store_failed;
-        if (same && b.ip_confirmed) { /* only a pending claim was dropped */
+        if (same && b.ip_confirmed) {          /* only a pending claim was dropped */
+            if (source == BOARD_ADDR_OPERATOR) /* the operator's decision: on the record */
+                post(st, s, b.mac, job_id, b.ip, ip, source, true, true, false);
             log_board(LOG_LEVEL_INFO, slot, b.mac,
                       "address %s confirmed again (%s); the claim of %s (%s) is dropped", ip, src,
                       b.ip_claim, b.ip_claim_source);
@@ -121,7 +122,7 @@ enum board_addr_result board_addr_note(struct station *st, const char *mac, cons
         log_board(LOG_LEVEL_WARN, slot, b.mac,
                   "%s from %s claims this board, whose confirmed address is %s: recorded as a "
                   "claim only; the board's record and pushes keep %s (a check-in with the "
-                  "profile's checkin_auth or a boot check confirms a new address)",
+                  "profile's checkin_auth, a boot check or the operator confirms a new address)",
                   source == BOARD_ADDR_MDNS ? "an mDNS advertisement"
                                             : "a check-in without "
                                               "credentials",
@@ -153,16 +154,15 @@ int board_addr_push_check(const struct records_board *b, char *err, size_t errle
         return 0;
     const char *how = strcmp(b->ip_source, "checkin") == 0 ? "a check-in without credentials"
                       : strcmp(b->ip_source, "mdns") == 0  ? "an mDNS advertisement"
-                                                           : "a source the station cannot vouch "
-                                                             "for (recorded before addresses were "
-                                                             "confirmed)";
+                                                           : "a record made before addresses were "
+                                                             "confirmed";
     snprintf(err, errlen,
              "the IP address %s of %s is not confirmed: it came from %s, which anyone on the "
-             "device network can send, so the station sends no image or password there. Confirm "
-             "it: give the profile \"checkin_auth\" {\"user\", \"password\"} and have the "
-             "sketch's updater send them (setAuthorization(user, password)) so its next "
-             "check-in confirms the address, or flash the board over serial with a boot_check "
-             "that captures \"ip\"",
-             b->ip, b->mac, how);
+             "device network can send, so the station sends no image or password there. "
+             "Confirm it: give the profile \"checkin_auth\" and have the sketch's updater send "
+             "it (setAuthorization) so a check-in confirms it; flash the board over serial with "
+             "a boot_check that captures \"ip\"; or, knowing it is the board's, POST "
+             "/api/v1/boards/%s/address {\"ip\": \"%s\"}",
+             b->ip, b->mac, how, b->mac, b->ip);
     return -EACCES;
 }

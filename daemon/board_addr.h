@@ -6,7 +6,9 @@
  * announce any hostname over mDNS. So:
  *  - an address is confirmed only by a source that proves it is the board: the
  *    serial boot check (the board printed it on its own UART in a slot) or a
- *    check-in carrying the profile's checkin_auth credentials;
+ *    check-in carrying the profile's checkin_auth credentials -- or by the
+ *    operator, who vouches for it (POST /api/v1/boards/{mac}/address: an address
+ *    typed in, or the pending claim accepted);
  *  - an unconfirmed source (a check-in without credentials, mDNS) may give an
  *    address to a board that has no confirmed one (it stays unconfirmed), but
  *    never replaces a confirmed address: the other address is kept as a claim
@@ -32,6 +34,7 @@ enum board_addr_source {
     BOARD_ADDR_CHECKIN_AUTH,   /* a check-in with the profile's checkin_auth: confirms */
     BOARD_ADDR_CHECKIN,        /* a check-in without credentials */
     BOARD_ADDR_MDNS,           /* an mDNS (ArduinoOTA) advertisement */
+    BOARD_ADDR_OPERATOR,       /* the operator over the token-protected API: confirms */
     BOARD_ADDR_SOURCE_COUNT
 };
 

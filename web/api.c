@@ -8,6 +8,7 @@
 #include "api.h"
 #include "api_priv.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -20,6 +21,7 @@
 
 #include <json-c/json.h>
 
+#include "board_addr.h"
 #include "bundle.h"
 #include "catalog.h"
 #include "config.h"
@@ -610,6 +612,7 @@ static struct json_object *board_json(struct station *st, const struct records_b
     add(o, "ip_confirmed", json_object_new_boolean(b->ip_confirmed));
     add(o, "ip_source", jstr(b->ip_source));
     add(o, "ip_claim", jstr(b->ip_claim));
+    add(o, "ip_claim_source", b->ip_claim[0] ? jstr(b->ip_claim_source) : NULL);
     add(o, "running_version", jstr(b->running_version));
     add(o, "target_firmware", jstr(b->target_firmware));
     add(o, "online_state", jstr(b->online_state));
@@ -1850,6 +1853,93 @@ out:
     json_object_put(body);
 }
 
+/* An IPv4 address the station can push to, written a.b.c.d; normalised into out. Not
+ * 0.0.0.0/8, multicast (224/4) or the limited broadcast: no board answers there. */
+static bool board_ip_ok(const char *s, char out[RECORDS_IP_LEN])
+{
+    struct in_addr in;
+    if (!s || inet_pton(AF_INET, s, &in) != 1)
+        return false;
+    uint32_t h = ntohl(in.s_addr);
+    if ((h >> 24) == 0 || (h >> 28) == 0xe || h == 0xffffffffu)
+        return false;
+    return inet_ntop(AF_INET, &in, out, RECORDS_IP_LEN) != NULL;
+}
+
+/* POST /api/v1/boards/{mac}/address: the operator confirms the board's address,
+ * {"ip": "a.b.c.d"} or {"accept_claim": true} (the pending claim). Pushes go only to a
+ * confirmed address (daemon/board_addr.h); the operator vouches for this one. */
+static void post_board_address(struct api *a, const char *m, const struct api_request *rq,
+                               struct api_response *resp)
+{
+    char mac[RECORDS_MAC_LEN], ip[RECORDS_IP_LEN] = "";
+    if (parse_mac(m, mac) < 0) {
+        api_error(resp, 400, "bad_request", "mac",
+                  "expected a MAC address like 24:6f:28:7a:d8:84, got \"%.40s\"", m);
+        return;
+    }
+    struct json_object *body = NULL, *v;
+    if (body_object(rq, resp, false, &body))
+        return;
+    static const char *const keys[] = {"ip", "accept_claim", NULL};
+    const char *want = NULL;
+    int accept = 0;
+    if (check_members(body, NULL, keys, resp) ||
+        get_boolean(body, "accept_claim", "accept_claim", &accept, resp) > 1)
+        goto out;
+    if (json_object_object_get_ex(body, "ip", &v) && !json_object_is_type(v, json_type_null)) {
+        want = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
+        if (!board_ip_ok(want, ip)) {
+            api_error(resp, 400, "bad_request", "ip",
+                      "ip: expected the board's IPv4 address like 192.168.1.23, got %s%.46s%s",
+                      json_object_is_type(v, json_type_string) ? "\"" : "",
+                      json_object_is_type(v, json_type_string) ? want : "a non-string",
+                      json_object_is_type(v, json_type_string) ? "\"" : "");
+            goto out;
+        }
+    }
+    if (!want == !accept) {
+        api_error(resp, 400, "bad_request", want ? "accept_claim" : "ip",
+                  "send either {\"ip\": \"a.b.c.d\"} (the board's address) or "
+                  "{\"accept_claim\": true} (the address it last claimed)");
+        goto out;
+    }
+    struct records *rec = station_records(a->st);
+    struct records_board b;
+    struct records_error re;
+    int rc = records_board_get(rec, mac, &b, &re);
+    if (rc == -ENOENT) {
+        api_error(resp, 404, "not_found", "mac", "no board %s in the records", mac);
+        goto out;
+    }
+    if (rc < 0) {
+        records_fail(resp, &re);
+        goto out;
+    }
+    if (accept) {
+        if (!b.ip_claim[0]) {
+            api_error(resp, 409, "no_claim", "accept_claim",
+                      "board %s has no pending claim (its address is %s, %s): send {\"ip\": "
+                      "\"a.b.c.d\"} to confirm an address",
+                      b.mac, b.ip[0] ? b.ip : "unknown",
+                      b.ip[0] ? (b.ip_confirmed ? "confirmed" : "unconfirmed") : "none recorded");
+            goto out;
+        }
+        snprintf(ip, sizeof(ip), "%s", b.ip_claim);
+    }
+    if (board_addr_note(a->st, b.mac, ip, BOARD_ADDR_OPERATOR, NULL, 0) == BOARD_ADDR_ERROR) {
+        api_error(resp, 500, "internal", NULL, "cannot record the address %s of %s", ip, b.mac);
+        goto out;
+    }
+    if (records_board_get(rec, mac, &b, &re) < 0) {
+        records_fail(resp, &re);
+        goto out;
+    }
+    api_json(resp, 200, board_json(a->st, &b));
+out:
+    json_object_put(body);
+}
+
 /* ---- firmware ---------------------------------------------------------------------------- */
 
 static void get_firmware_list(struct api *a, const struct api_request *rq,
@@ -2656,6 +2746,11 @@ API_HANDLER(api_h_board)
 API_HANDLER(api_h_board_put)
 {
     put_board(a, p->v[0], rq, resp);
+}
+
+API_HANDLER(api_h_board_address)
+{
+    post_board_address(a, p->v[0], rq, resp);
 }
 
 API_HANDLER(api_h_pools)

@@ -40,6 +40,7 @@ API_HANDLER(api_h_port_detach);
 API_HANDLER(api_h_boards);
 API_HANDLER(api_h_board);
 API_HANDLER(api_h_board_put);
+API_HANDLER(api_h_board_address);
 API_HANDLER(api_h_pools);
 API_HANDLER(api_h_jobs);
 API_HANDLER(api_h_job_start);

@@ -39,6 +39,7 @@ const struct route api_routes[] = {
     {"GET",    "/api/v1/boards/{mac}",                    ROUTE_READ,   0,             api_h_board},
     {"PUT",    "/api/v1/boards/{mac}",                    ROUTE_CHANGE, 0,             api_h_board_put},
     {"PUT",    "/api/v1/boards/{mac}/target",             ROUTE_CHANGE, 0,             api_h_board_target},
+    {"POST",   "/api/v1/boards/{mac}/address",            ROUTE_CHANGE, 0,             api_h_board_address},
     {"GET",    "/api/v1/boards/{mac}/ota",                ROUTE_READ,   0,             api_h_board_ota},
     {"POST",   "/api/v1/boards/{mac}/ota",                ROUTE_CHANGE, 0,             api_h_board_ota_push},
     {"GET",    "/api/v1/bulk",                            ROUTE_READ,   0,             api_h_bulk_list},

@@ -149,6 +149,11 @@ export function normBoard(r) {
     firmware: r.current_firmware || '',
     md5: r.current_md5 || '',
     ip: r.ip || '',
+    // how far the station trusts ip (docs/OTA.md "Addresses"): pushes need it confirmed
+    ipConfirmed: r.ip_confirmed === true,
+    ipSource: r.ip_source || '',
+    ipClaim: r.ip_claim || '',
+    ipClaimSource: r.ip_claim_source || '',
     runningVersion: r.running_version || '',
     targetFirmware: r.target_firmware || '',
     onlineState: r.online_state || '',
@@ -301,6 +306,11 @@ export async function board(mac) {
 // PUT /boards/{mac}: { notes?, groups? } (a member left out is kept). Returns the board.
 export async function updateBoard(mac, fields) {
   return normBoard(await request('PUT', `/boards/${seg(mac)}`, { json: fields }));
+}
+// POST /boards/{mac}/address: { ip } or { accept_claim: true }: the operator confirms the
+// board's address (pushes go only to a confirmed one). Returns the board.
+export async function confirmAddress(mac, fields) {
+  return normBoard(await request('POST', `/boards/${seg(mac)}/address`, { json: fields }));
 }
 export async function boards(query = {}) {
   const d = await request('GET', '/boards', { query });

@@ -360,7 +360,7 @@ function showBanner(msg) {
 const EVENT_KINDS = ['hello', 'slot.progress', 'port.added', 'port.removed', 'port.attached', 'port.detached',
   'job.requested', 'job.started', 'job.progress', 'board.identified', 'job.finished', 'job.interrupted',
   'slot.flagged', 'slot.baud_limited', 'slot.baud_limit_cleared', 'firmware.imported', 'firmware.deleted', 'profile.changed',
-  'board.online', 'board.version', 'board.target', 'ota.served', 'ota.push.started', 'ota.push.finished',
+  'board.online', 'board.version', 'board.target', 'board.address', 'ota.served', 'ota.push.started', 'ota.push.finished',
   'bulk.started', 'bulk.board', 'bulk.stopped', 'bulk.finished'];
 
 let es = null;
@@ -423,7 +423,7 @@ function handleEvent(kind, data) {
   scheduleRefetch(150, kind.startsWith('port.') || kind === 'board.version' || kind === 'board.online');
   if (kind.startsWith('firmware.') && state.view === 'firmware') loadFirmware().catch(() => {});
   // OTA state of a board moved: forget its cached record (tiles re-fetch it).
-  if (/^(board\.(online|version|target)|ota\.|bulk\.board)/.test(kind)) {
+  if (/^(board\.(online|version|target|address)|ota\.|bulk\.board)/.test(kind)) {
     const mac = data.board;
     if (mac) otaCache.delete(mac); else otaCache.clear();
     for (const s of state.slots.values()) if (!mac || s.mac === mac) renderSlot(s);
@@ -525,7 +525,7 @@ async function openBoard(mac, slot) {
     ])];
     const s = slot || [...state.slots.values()].find((x) => x.mac === mac);
     parts.push(boardEditSection(board, slot));
-    parts.push(otaSection(board));
+    parts.push(otaSection(board, slot));
     if (s) parts.push(slotActions(s));
     parts.push(el('h3', {}, `History (${jobs.length})`));
     const t = el('table', { class: 'records' });
@@ -593,8 +593,49 @@ function ago(ms) {
   return `${Math.round(s / 86400)} d ago`;
 }
 
+// Where a board's address came from (docs/OTA.md "Addresses").
+const ADDR_SOURCES = {
+  'boot-check': 'boot check', 'checkin-auth': 'check-in with credentials', operator: 'operator',
+  checkin: 'check-in without credentials', mdns: 'mDNS',
+};
+
+function addressCell(board) {
+  const src = ADDR_SOURCES[board.ipSource] || board.ipSource || 'unknown source';
+  return el('span', {}, el('span', { class: 'mono' }, board.ip),
+    board.ipConfirmed ? ` (confirmed: ${src})`
+      : el('span', { class: 'addr-unconfirmed' }, ` (unconfirmed: ${src}; no push goes there)`));
+}
+
+// The operator vouches for an address (POST /boards/{mac}/address): the unconfirmed one,
+// or the pending claim.
+function addressActions(board, slot) {
+  const row = el('div', { class: 'form-row addr-actions' });
+  const msg = el('span', { class: 'form-msg', role: 'status' });
+  const act = (label, fields, what) => {
+    const b = el('button', { type: 'button' }, label);
+    b.addEventListener('click', async () => {
+      if (!confirm(`Confirm ${what} as the address of ${board.mac}? Pushes (images, passwords) will go there.`)) return;
+      b.disabled = true;
+      try {
+        await api.confirmAddress(board.mac, fields);
+        toast(`Address of ${board.mac} confirmed`);
+        openBoard(board.mac, slot);
+      } catch (err) {
+        msg.className = 'form-msg error';
+        msg.textContent = err.message;
+        if (err.status === 401) openSettings();
+      } finally { b.disabled = false; }
+    });
+    return b;
+  };
+  if (!board.ipConfirmed) row.append(act(`Confirm ${board.ip}`, { ip: board.ip }, board.ip));
+  if (board.ipClaim) row.append(act(`Accept claim ${board.ipClaim}`, { accept_claim: true }, board.ipClaim));
+  row.append(msg);
+  return row;
+}
+
 // The board's network / OTA record in its detail view.
-function otaSection(board) {
+function otaSection(board, slot) {
   const o = board.ota;
   const box = el('section', { class: 'ota-detail', 'aria-label': 'Network OTA' });
   box.append(el('h3', {}, 'Network OTA'));
@@ -609,7 +650,9 @@ function otaSection(board) {
   }
   box.append(kv([
     ['Network', online ? el('span', { class: `netstate ${board.onlineState}` }, online) : 'unknown'],
-    ['IP', board.ip ? el('span', { class: 'mono' }, board.ip) : ''],
+    ['IP', board.ip ? addressCell(board) : ''],
+    ['Claimed address', board.ipClaim ? el('span', {}, el('span', { class: 'mono' }, board.ipClaim),
+      ` (${ADDR_SOURCES[board.ipClaimSource] || board.ipClaimSource || 'unknown'}; not used until confirmed)`) : ''],
     ['Running version', board.runningVersion],
     ['Target', target],
     ['Free space', o && o.freeSpace != null ? fmtBytes(o.freeSpace) : ''],
@@ -619,6 +662,7 @@ function otaSection(board) {
     ['Last served', o && o.servedVersion ? `${o.servedVersion}${o.servedAt ? ` at ${new Date(o.servedAt).toLocaleString()}` : ''}` : ''],
   ]));
   if (o && o.problem) box.append(el('div', { class: 'error-box' }, el('b', {}, 'OTA problem: '), o.problem));
+  if (board.ip && (!board.ipConfirmed || board.ipClaim)) box.append(addressActions(board, slot));
   if (!o) box.append(el('p', { class: 'hint' }, 'Never checked in at the station\'s OTA endpoint.'));
   return box;
 }
