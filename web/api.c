@@ -36,40 +36,7 @@
 
 #define DEFAULT_LIMIT 100
 #define MAX_LIMIT 1000
-#define CACHE_ENTRIES 8
 #define CACHE_MAX_AGE_MS 1000
-
-/*
- * A micro-cache for GET /api/v1/boards (the status page's and scripts' most
- * polled list): an answer is reused until anything changes -- every journal
- * event and every slot change (api_invalidate, from the station hooks) -- and
- * for at most CACHE_MAX_AGE_MS, which bounds the staleness of the few board
- * record updates that no event follows at once.
- */
-struct cache_entry {
-    char key[512];
-    char *body;
-    size_t len;
-    uint64_t gen;
-    int64_t at_ms;
-};
-
-struct api {
-    struct station *st;
-    bool dry_run;
-    int64_t fake_job_id; /* dry run */
-    struct api_metrics m;
-    struct ota_metric {
-        char name[16]; /* "pulls", "pushes", "bulk" */
-        char l1[24], l2[24];
-        uint64_t n;
-    } ota_m[64]; /* /metrics OTA counters from events (api_note_event) */
-    size_t n_ota_m;
-    uint64_t ota_served_bytes, ota_pushed_bytes;
-    uint64_t gen;
-    struct cache_entry cache[CACHE_ENTRIES];
-    size_t cache_next;
-};
 
 /* ---- small helpers ----------------------------------------------------------------- */
 
@@ -87,8 +54,8 @@ void api_response_free(struct api_response *resp)
     resp->len = 0;
 }
 
-static void set_body(struct api_response *resp, int status, const char *ctype, const char *text,
-                     size_t len)
+void api_set_body(struct api_response *resp, int status, const char *ctype, const char *text,
+                  size_t len)
 {
     free(resp->body);
     resp->body = malloc(len + 1);
@@ -112,7 +79,7 @@ void api_json(struct api_response *resp, int status, struct json_object *o)
     size_t len = 0;
     const char *text = json_object_to_json_string_length(
         o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
-    set_body(resp, status, "application/json", text ? text : "null", text ? len : 4);
+    api_set_body(resp, status, "application/json", text ? text : "null", text ? len : 4);
     json_object_put(o);
 }
 
@@ -159,7 +126,7 @@ static struct json_object *jint_opt(int64_t v)
     return v >= 0 ? json_object_new_int64(v) : NULL;
 }
 
-static struct json_object *jtime(int64_t ms)
+struct json_object *api_jtime(int64_t ms)
 {
     if (ms <= 0)
         return NULL;
@@ -167,14 +134,14 @@ static struct json_object *jtime(int64_t ms)
     return json_object_new_string(records_format_time(ms, buf, sizeof(buf)));
 }
 
-static struct json_object *jdouble(double v, int decimals)
+struct json_object *api_jdouble(double v, int decimals)
 {
     char buf[64];
     snprintf(buf, sizeof(buf), "%.*f", decimals, v);
     return json_object_new_double_s(v, buf);
 }
 
-static void add(struct json_object *o, const char *k, struct json_object *v)
+void api_jadd(struct json_object *o, const char *k, struct json_object *v)
 {
     json_object_object_add(o, k, v);
 }
@@ -187,7 +154,7 @@ static const char *arg(const struct api_request *rq, const char *key)
     return NULL;
 }
 
-static bool streq(const char *a, const char *b)
+bool api_streq(const char *a, const char *b)
 {
     return a && b && strcmp(a, b) == 0;
 }
@@ -335,7 +302,7 @@ static void chip_key(enum esp_chip chip, char *out, size_t len)
     snprintf(out, len, "%s", d && d->stub_name ? d->stub_name : esp_chip_to_string(chip));
 }
 
-static int records_fail(struct api_response *resp, const struct records_error *re)
+int api_records_fail(struct api_response *resp, const struct records_error *re)
 {
     return api_error(resp, 500, "internal", NULL, "%s",
                      re->message[0] ? re->message : "records: unknown error");
@@ -512,10 +479,10 @@ static struct json_object *progress_json(uint64_t done, uint64_t total, double k
     if (!total && !done)
         return NULL;
     struct json_object *p = json_object_new_object();
-    add(p, "done", json_object_new_int64((int64_t)done));
-    add(p, "total", json_object_new_int64((int64_t)total));
-    add(p, "percent", jdouble(total ? 100.0 * (double)done / (double)total : 0.0, 1));
-    add(p, "kbps", jdouble(kbps > 0 ? kbps : 0.0, 1));
+    api_jadd(p, "done", json_object_new_int64((int64_t)done));
+    api_jadd(p, "total", json_object_new_int64((int64_t)total));
+    api_jadd(p, "percent", api_jdouble(total ? 100.0 * (double)done / (double)total : 0.0, 1));
+    api_jadd(p, "kbps", api_jdouble(kbps > 0 ? kbps : 0.0, 1));
     return p;
 }
 
@@ -533,52 +500,52 @@ struct json_object *api_slot_json(struct station *st, const struct slot *s)
     struct json_object *o = json_object_new_object();
     if (!o)
         return NULL;
-    add(o, "index", json_object_new_int64((int64_t)slot_index(st, s)));
-    add(o, "id", json_object_new_string(slot_name(s)));
-    add(o, "key", json_object_new_string(s->key));
-    add(o, "label", jstr(s->label));
-    add(o, "uri", jstr(s->uri));
-    add(o, "present", json_object_new_boolean(s->present));
-    add(o, "manual", json_object_new_boolean(s->manual || strncmp(s->key, "uri:", 4) == 0));
-    add(o, "usb_jtag", json_object_new_boolean(s->usb_jtag));
-    add(o, "phase", json_object_new_string(board_phase_to_string(s->phase)));
-    add(o, "busy", json_object_new_boolean(station_slot_busy(st, s)));
-    add(o, "stage", jstr(s->stage));
-    add(o, "progress", s->job ? progress_json(s->done, s->total, s->kbps) : NULL);
-    add(o, "mac", jstr(s->mac));
-    add(o, "chip", jstr(s->chip));
-    add(o, "firmware", jstr(s->firmware));
-    add(o, "job_id", s->job_id > 0 ? json_object_new_int64(s->job_id) : NULL);
-    add(o, "job_kind", jstr(station_slot_job_kind(st, s)));
-    add(o, "elapsed_ms", jint_opt(station_slot_elapsed_ms(st, s)));
+    api_jadd(o, "index", json_object_new_int64((int64_t)slot_index(st, s)));
+    api_jadd(o, "id", json_object_new_string(slot_name(s)));
+    api_jadd(o, "key", json_object_new_string(s->key));
+    api_jadd(o, "label", jstr(s->label));
+    api_jadd(o, "uri", jstr(s->uri));
+    api_jadd(o, "present", json_object_new_boolean(s->present));
+    api_jadd(o, "manual", json_object_new_boolean(s->manual || strncmp(s->key, "uri:", 4) == 0));
+    api_jadd(o, "usb_jtag", json_object_new_boolean(s->usb_jtag));
+    api_jadd(o, "phase", json_object_new_string(board_phase_to_string(s->phase)));
+    api_jadd(o, "busy", json_object_new_boolean(station_slot_busy(st, s)));
+    api_jadd(o, "stage", jstr(s->stage));
+    api_jadd(o, "progress", s->job ? progress_json(s->done, s->total, s->kbps) : NULL);
+    api_jadd(o, "mac", jstr(s->mac));
+    api_jadd(o, "chip", jstr(s->chip));
+    api_jadd(o, "firmware", jstr(s->firmware));
+    api_jadd(o, "job_id", s->job_id > 0 ? json_object_new_int64(s->job_id) : NULL);
+    api_jadd(o, "job_kind", jstr(station_slot_job_kind(st, s)));
+    api_jadd(o, "elapsed_ms", jint_opt(station_slot_elapsed_ms(st, s)));
     /* From the board's record and the last job (cheap indexed lookups). */
     struct records_board b;
     struct records_error re;
     bool have_board = s->mac[0] && records_board_get(station_records(st), s->mac, &b, &re) == 0;
-    add(o, "ip", have_board ? jstr(b.ip) : NULL);
-    add(o, "running_version", have_board ? jstr(b.running_version) : NULL);
+    api_jadd(o, "ip", have_board ? jstr(b.ip) : NULL);
+    api_jadd(o, "running_version", have_board ? jstr(b.running_version) : NULL);
     /* What the board carries now (its record): differs from `firmware` (the slot's last job)
      * after an update over the network. */
-    add(o, "board_firmware", have_board ? jstr(b.current_firmware) : NULL);
+    api_jadd(o, "board_firmware", have_board ? jstr(b.current_firmware) : NULL);
     struct records_job lj;
     bool have_job = !s->job && s->job_id > 0 &&
                     records_job_get(station_records(st), s->job_id, &lj, &re) == 0 && lj.ended_at;
-    add(o, "last_seconds", have_job && lj.seconds >= 0 ? jdouble(lj.seconds, 1) : NULL);
+    api_jadd(o, "last_seconds", have_job && lj.seconds >= 0 ? api_jdouble(lj.seconds, 1) : NULL);
     struct json_object *err = NULL;
     if (s->error[0]) {
         err = json_object_new_object();
-        add(err, "stage", have_job ? jstr(lj.error_stage) : jstr(s->stage));
-        add(err, "message", json_object_new_string(s->error));
-        add(err, "advice", jstr(s->advice));
-        add(err, "device_status", jint_opt(s->device_status));
-        add(err, "device_error", jint_opt(s->device_error));
+        api_jadd(err, "stage", have_job ? jstr(lj.error_stage) : jstr(s->stage));
+        api_jadd(err, "message", json_object_new_string(s->error));
+        api_jadd(err, "advice", jstr(s->advice));
+        api_jadd(err, "device_status", jint_opt(s->device_status));
+        api_jadd(err, "device_error", jint_opt(s->device_error));
     }
-    add(o, "error", err);
-    add(o, "failures", json_object_new_int(s->failures));
-    add(o, "flagged", json_object_new_boolean(s->flagged));
-    add(o, "attempt", json_object_new_int(s->attempt));
-    add(o, "baud_limit", s->baud_limit ? json_object_new_int64(s->baud_limit) : NULL);
-    add(o, "adapter_baud", s->adapter_baud ? json_object_new_int64(s->adapter_baud) : NULL);
+    api_jadd(o, "error", err);
+    api_jadd(o, "failures", json_object_new_int(s->failures));
+    api_jadd(o, "flagged", json_object_new_boolean(s->flagged));
+    api_jadd(o, "attempt", json_object_new_int(s->attempt));
+    api_jadd(o, "baud_limit", s->baud_limit ? json_object_new_int64(s->baud_limit) : NULL);
+    api_jadd(o, "adapter_baud", s->adapter_baud ? json_object_new_int64(s->adapter_baud) : NULL);
     return o;
 }
 
@@ -594,69 +561,69 @@ static const struct slot *slot_with_board(struct station *st, const char *mac)
 static struct json_object *board_json(struct station *st, const struct records_board *b)
 {
     struct json_object *o = json_object_new_object();
-    add(o, "mac", json_object_new_string(b->mac));
-    add(o, "chip", jstr(b->chip));
-    add(o, "revision", jint_opt(b->revision));
-    add(o, "flash_id", jint_opt(b->flash_id));
-    add(o, "flash_size", jint_opt(b->flash_size));
-    add(o, "crystal_mhz", jint_opt(b->crystal_mhz));
-    add(o, "first_seen", jtime(b->first_seen));
-    add(o, "last_seen", jtime(b->last_seen));
-    add(o, "slot", jstr(b->slot));
+    api_jadd(o, "mac", json_object_new_string(b->mac));
+    api_jadd(o, "chip", jstr(b->chip));
+    api_jadd(o, "revision", jint_opt(b->revision));
+    api_jadd(o, "flash_id", jint_opt(b->flash_id));
+    api_jadd(o, "flash_size", jint_opt(b->flash_size));
+    api_jadd(o, "crystal_mhz", jint_opt(b->crystal_mhz));
+    api_jadd(o, "first_seen", api_jtime(b->first_seen));
+    api_jadd(o, "last_seen", api_jtime(b->last_seen));
+    api_jadd(o, "slot", jstr(b->slot));
     const struct slot *s = slot_with_board(st, b->mac);
-    add(o, "present_on", s ? json_object_new_string(slot_name(s)) : NULL);
-    add(o, "current_firmware", jstr(b->current_firmware));
-    add(o, "current_md5", jstr(b->current_md5));
-    add(o, "ip", jstr(b->ip));
+    api_jadd(o, "present_on", s ? json_object_new_string(slot_name(s)) : NULL);
+    api_jadd(o, "current_firmware", jstr(b->current_firmware));
+    api_jadd(o, "current_md5", jstr(b->current_md5));
+    api_jadd(o, "ip", jstr(b->ip));
     /* how far the station trusts ip (daemon/board_addr.h): pushes need it confirmed */
-    add(o, "ip_confirmed", json_object_new_boolean(b->ip_confirmed));
-    add(o, "ip_source", jstr(b->ip_source));
-    add(o, "ip_claim", jstr(b->ip_claim));
-    add(o, "ip_claim_source", b->ip_claim[0] ? jstr(b->ip_claim_source) : NULL);
-    add(o, "running_version", jstr(b->running_version));
-    add(o, "target_firmware", jstr(b->target_firmware));
-    add(o, "online_state", jstr(b->online_state));
-    add(o, "notes", jstr(b->notes));
+    api_jadd(o, "ip_confirmed", json_object_new_boolean(b->ip_confirmed));
+    api_jadd(o, "ip_source", jstr(b->ip_source));
+    api_jadd(o, "ip_claim", jstr(b->ip_claim));
+    api_jadd(o, "ip_claim_source", b->ip_claim[0] ? jstr(b->ip_claim_source) : NULL);
+    api_jadd(o, "running_version", jstr(b->running_version));
+    api_jadd(o, "target_firmware", jstr(b->target_firmware));
+    api_jadd(o, "online_state", jstr(b->online_state));
+    api_jadd(o, "notes", jstr(b->notes));
     struct json_object *groups = json_object_new_array();
     for (int i = 0; i < b->n_groups; i++)
         json_object_array_add(groups, json_object_new_string(b->groups[i]));
-    add(o, "groups", groups);
+    api_jadd(o, "groups", groups);
     return o;
 }
 
 static struct json_object *job_json(struct station *st, const struct records_job *j)
 {
     struct json_object *o = json_object_new_object();
-    add(o, "id", json_object_new_int64(j->id));
-    add(o, "kind", json_object_new_string(j->kind));
-    add(o, "board", jstr(j->board_mac));
-    add(o, "chip", NULL); /* filled by fill_chips(), outside the store's callbacks */
-    add(o, "slot", jstr(j->slot));
-    add(o, "firmware", jstr(j->firmware));
-    add(o, "state", json_object_new_string(records_job_state_to_string(j->state)));
-    add(o, "stage", jstr(j->stage));
-    add(o, "started_at", jtime(j->started_at));
-    add(o, "ended_at", jtime(j->ended_at));
+    api_jadd(o, "id", json_object_new_int64(j->id));
+    api_jadd(o, "kind", json_object_new_string(j->kind));
+    api_jadd(o, "board", jstr(j->board_mac));
+    api_jadd(o, "chip", NULL); /* filled by fill_chips(), outside the store's callbacks */
+    api_jadd(o, "slot", jstr(j->slot));
+    api_jadd(o, "firmware", jstr(j->firmware));
+    api_jadd(o, "state", json_object_new_string(records_job_state_to_string(j->state)));
+    api_jadd(o, "stage", jstr(j->stage));
+    api_jadd(o, "started_at", api_jtime(j->started_at));
+    api_jadd(o, "ended_at", api_jtime(j->ended_at));
     const struct slot *s = j->ended_at ? NULL : station_slot_of_job(st, j->id);
-    add(o, "progress", s ? progress_json(s->done, s->total, s->kbps) : NULL);
-    add(o, "bytes", jint_opt(j->bytes));
-    add(o, "wire_bytes", jint_opt(j->wire_bytes));
-    add(o, "kbps", j->kbps >= 0 ? jdouble(j->kbps, 1) : NULL);
-    add(o, "seconds", j->seconds >= 0 ? jdouble(j->seconds, 3) : NULL);
-    add(o, "retries", json_object_new_int(j->retries));
-    add(o, "result_code", j->ended_at ? json_object_new_int(j->result_code) : NULL);
+    api_jadd(o, "progress", s ? progress_json(s->done, s->total, s->kbps) : NULL);
+    api_jadd(o, "bytes", jint_opt(j->bytes));
+    api_jadd(o, "wire_bytes", jint_opt(j->wire_bytes));
+    api_jadd(o, "kbps", j->kbps >= 0 ? api_jdouble(j->kbps, 1) : NULL);
+    api_jadd(o, "seconds", j->seconds >= 0 ? api_jdouble(j->seconds, 3) : NULL);
+    api_jadd(o, "retries", json_object_new_int(j->retries));
+    api_jadd(o, "result_code", j->ended_at ? json_object_new_int(j->result_code) : NULL);
     struct json_object *err = NULL;
     if (j->ended_at && (j->error_message[0] || j->error_stage[0])) {
         err = json_object_new_object();
-        add(err, "stage", jstr(j->error_stage));
-        add(err, "message", jstr(j->error_message));
-        add(err, "advice", jstr(j->error_advice));
-        add(err, "device_status", jint_opt(j->device_status));
-        add(err, "device_error", jint_opt(j->device_error));
-        add(err, "op", jint_opt(j->error_op));
-        add(err, "address", jint_opt(j->error_address));
+        api_jadd(err, "stage", jstr(j->error_stage));
+        api_jadd(err, "message", jstr(j->error_message));
+        api_jadd(err, "advice", jstr(j->error_advice));
+        api_jadd(err, "device_status", jint_opt(j->device_status));
+        api_jadd(err, "device_error", jint_opt(j->device_error));
+        api_jadd(err, "op", jint_opt(j->error_op));
+        api_jadd(err, "address", jint_opt(j->error_address));
     }
-    add(o, "error", err);
+    api_jadd(o, "error", err);
     return o;
 }
 
@@ -679,7 +646,7 @@ static void fill_chips(struct station *st, struct json_object *arr)
             if (records_board_get(station_records(st), mac, &rb, &re) == 0)
                 snprintf(last_chip, sizeof(last_chip), "%s", rb.chip);
         }
-        add(j, "chip", jstr(last_chip));
+        api_jadd(j, "chip", jstr(last_chip));
     }
 }
 
@@ -688,13 +655,13 @@ struct json_object *api_event_json(const struct records_event *e)
     struct json_object *o = json_object_new_object();
     if (!o)
         return NULL;
-    add(o, "id", json_object_new_int64(e->id));
-    add(o, "ts", jtime(e->ts));
-    add(o, "kind", json_object_new_string(e->kind));
-    add(o, "slot", jstr(e->slot));
-    add(o, "board", jstr(e->board_mac));
-    add(o, "job", e->job_id > 0 ? json_object_new_int64(e->job_id) : NULL);
-    add(o, "data", e->data[0] ? json_tokener_parse(e->data) : NULL);
+    api_jadd(o, "id", json_object_new_int64(e->id));
+    api_jadd(o, "ts", api_jtime(e->ts));
+    api_jadd(o, "kind", json_object_new_string(e->kind));
+    api_jadd(o, "slot", jstr(e->slot));
+    api_jadd(o, "board", jstr(e->board_mac));
+    api_jadd(o, "job", e->job_id > 0 ? json_object_new_int64(e->job_id) : NULL);
+    api_jadd(o, "data", e->data[0] ? json_tokener_parse(e->data) : NULL);
     return o;
 }
 
@@ -736,7 +703,7 @@ static void get_slots(struct api *a, const struct api_request *rq, struct api_re
         json_object_array_add(arr, api_slot_json(a->st, s));
     }
     struct json_object *o = json_object_new_object();
-    add(o, "slots", arr);
+    api_jadd(o, "slots", arr);
     api_json(resp, 200, o);
 }
 
@@ -836,7 +803,7 @@ static void post_ports(struct api *a, const struct api_request *rq, struct api_r
     }
     if (a->dry_run) {
         struct json_object *r = json_object_new_object();
-        add(r, "id", json_object_new_string(label ? label : key));
+        api_jadd(r, "id", json_object_new_string(label ? label : key));
         api_json(resp, 201, r);
         goto out;
     }
@@ -852,8 +819,8 @@ static void post_ports(struct api *a, const struct api_request *rq, struct api_r
         goto out;
     }
     struct json_object *d = json_object_new_object();
-    add(d, "uri", json_object_new_string(uri));
-    add(d, "label", jstr(label));
+    api_jadd(d, "uri", json_object_new_string(uri));
+    api_jadd(d, "label", jstr(label));
     station_post_event(a->st, "port.attached", s, NULL, 0,
                        json_object_to_json_string_ext(d, JSON_C_TO_STRING_PLAIN));
     json_object_put(d);
@@ -877,7 +844,7 @@ static void delete_port(struct api *a, const char *id, struct api_response *resp
         snprintf(uri, sizeof(uri), "%s", s->uri);
         station_detach(a->st, s);
         struct json_object *d = json_object_new_object();
-        add(d, "uri", json_object_new_string(uri));
+        api_jadd(d, "uri", json_object_new_string(uri));
         station_post_event(a->st, "port.detached", s, NULL, 0,
                            json_object_to_json_string_ext(d, JSON_C_TO_STRING_PLAIN));
         json_object_put(d);
@@ -952,12 +919,12 @@ static void answer_job(struct api *a, int64_t id, struct api_response *resp)
     struct records_error re;
     if (a->dry_run) {
         struct json_object *o = json_object_new_object();
-        add(o, "id", json_object_new_int64(id));
+        api_jadd(o, "id", json_object_new_int64(id));
         api_json(resp, 202, o);
         return;
     }
     if (records_job_get(station_records(a->st), id, &j, &re) < 0) {
-        records_fail(resp, &re);
+        api_records_fail(resp, &re);
         return;
     }
     snprintf(resp->location, sizeof(resp->location), "/api/v1/jobs/%lld", (long long)id);
@@ -1151,7 +1118,7 @@ static void post_jobs(struct api *a, const struct api_request *rq, struct api_re
             api_error(resp, 404, "not_found", "board", "no board %s in the records", mac);
             goto out;
         } else if (rc < 0) {
-            records_fail(resp, &re);
+            api_records_fail(resp, &re);
             goto out;
         }
         s = (struct slot *)slot_with_board(a->st, mac);
@@ -1256,7 +1223,7 @@ static bool cache_get(struct api *a, const char *key, struct api_response *resp)
         struct cache_entry *e = &a->cache[i];
         if (e->body && e->gen == a->gen && now - e->at_ms < CACHE_MAX_AGE_MS &&
             strcmp(e->key, key) == 0) {
-            set_body(resp, 200, "application/json", e->body, e->len);
+            api_set_body(resp, 200, "application/json", e->body, e->len);
             return resp->body != NULL;
         }
     }
@@ -1319,13 +1286,13 @@ static void get_boards(struct api *a, const struct api_request *rq, struct api_r
     struct records_error re;
     if (records_board_list(station_records(a->st), &f, board_cb, &c, &re) < 0) {
         json_object_put(c.arr);
-        records_fail(resp, &re);
+        api_records_fail(resp, &re);
         return;
     }
     struct json_object *o = json_object_new_object();
-    add(o, "boards", c.arr);
-    add(o, "limit", json_object_new_int(limit));
-    add(o, "offset", json_object_new_int(offset));
+    api_jadd(o, "boards", c.arr);
+    api_jadd(o, "limit", json_object_new_int(limit));
+    api_jadd(o, "offset", json_object_new_int(offset));
     api_json(resp, 200, o);
     if (cacheable)
         cache_put(a, key, resp);
@@ -1410,7 +1377,7 @@ static int job_filter(struct api *a, const struct api_request *rq, struct api_re
         struct records_board_filter bf = {.chip = chip};
         struct records_error re;
         if (records_board_list(station_records(a->st), &bf, mac_cb, c, &re) < 0)
-            return records_fail(resp, &re);
+            return api_records_fail(resp, &re);
         if (!c->macs) {
             c->macs = malloc(sizeof(char *)); /* no board of that chip: nothing matches */
             if (!c->macs)
@@ -1447,14 +1414,14 @@ static void list_jobs(struct api *a, const struct api_request *rq, struct api_re
     free_macs(&c);
     if (rc < 0) {
         json_object_put(c.arr);
-        records_fail(resp, &re);
+        api_records_fail(resp, &re);
         return;
     }
     struct json_object *o = json_object_new_object();
     fill_chips(a->st, c.arr);
-    add(o, records ? "records" : "jobs", c.arr);
-    add(o, "limit", json_object_new_int(limit));
-    add(o, "offset", json_object_new_int(offset));
+    api_jadd(o, records ? "records" : "jobs", c.arr);
+    api_jadd(o, "limit", json_object_new_int(limit));
+    api_jadd(o, "offset", json_object_new_int(offset));
     api_json(resp, 200, o);
 }
 
@@ -1493,7 +1460,7 @@ static void records_csv(struct api *a, const struct api_request *rq, struct api_
         if (records_job_list(station_records(a->st), &f, id_cb, &c, &re) < 0) {
             json_object_put(c.arr);
             free_macs(&c);
-            records_fail(resp, &re);
+            api_records_fail(resp, &re);
             return;
         }
         n_ids = json_object_array_length(c.arr);
@@ -1522,7 +1489,7 @@ static void records_csv(struct api *a, const struct api_request *rq, struct api_
     if (rc < 0) {
         free(buf);
         free(ids);
-        records_fail(resp, &re);
+        api_records_fail(resp, &re);
         return;
     }
     if (post && buf) {
@@ -1551,7 +1518,7 @@ static void records_csv(struct api *a, const struct api_request *rq, struct api_
         len = w;
     }
     free(ids);
-    set_body(resp, 200, "text/csv; charset=utf-8", buf ? buf : "", buf ? len : 0);
+    api_set_body(resp, 200, "text/csv; charset=utf-8", buf ? buf : "", buf ? len : 0);
     free(buf);
     snprintf(resp->disposition, sizeof(resp->disposition),
              "attachment; filename=\"espstation-records.csv\"");
@@ -1565,9 +1532,9 @@ static int log_cb(const struct records_log_line *l, void *ctx)
 {
     struct log_ctx *c = ctx;
     struct json_object *o = json_object_new_object();
-    add(o, "ts", jtime(l->ts));
-    add(o, "level", json_object_new_string(l->level));
-    add(o, "line", json_object_new_string(l->line));
+    api_jadd(o, "ts", api_jtime(l->ts));
+    api_jadd(o, "level", json_object_new_string(l->level));
+    api_jadd(o, "line", json_object_new_string(l->line));
     json_object_array_add(c->arr, o);
     return 0;
 }
@@ -1593,7 +1560,7 @@ static int load_job(struct api *a, const char *ids, int64_t *id, struct records_
         return -1;
     }
     if (rc < 0) {
-        records_fail(resp, &re);
+        api_records_fail(resp, &re);
         return -1;
     }
     return 0;
@@ -1612,10 +1579,10 @@ static void get_job(struct api *a, const char *ids, struct api_response *resp)
     if (records_job_log_list(station_records(a->st), id, log_cb, &lc, &re) < 0) {
         json_object_put(lc.arr);
         json_object_put(o);
-        records_fail(resp, &re);
+        api_records_fail(resp, &re);
         return;
     }
-    add(o, "log", lc.arr);
+    api_jadd(o, "log", lc.arr);
     api_json(resp, 200, o);
 }
 
@@ -1636,7 +1603,7 @@ static void cancel_job(struct api *a, const char *ids, struct api_response *resp
         return;
     }
     if (records_job_get(station_records(a->st), id, &j, &re) < 0) {
-        records_fail(resp, &re);
+        api_records_fail(resp, &re);
         return;
     }
     struct json_object *o = job_json(a->st, &j);
@@ -1649,11 +1616,11 @@ static void cancel_job(struct api *a, const char *ids, struct api_response *resp
 static int pool_item_cb(const struct records_pool_item *it, void *ctx)
 {
     struct json_object *o = json_object_new_object();
-    add(o, "pool", json_object_new_string(it->pool));
-    add(o, "file", json_object_new_string(it->file));
-    add(o, "md5", jstr(it->md5));
-    add(o, "job_id", it->job_id > 0 ? json_object_new_int64(it->job_id) : NULL);
-    add(o, "assigned", jtime(it->assigned_at));
+    api_jadd(o, "pool", json_object_new_string(it->pool));
+    api_jadd(o, "file", json_object_new_string(it->file));
+    api_jadd(o, "md5", jstr(it->md5));
+    api_jadd(o, "job_id", it->job_id > 0 ? json_object_new_int64(it->job_id) : NULL);
+    api_jadd(o, "assigned", api_jtime(it->assigned_at));
     json_object_array_add(ctx, o);
     return 0;
 }
@@ -1681,7 +1648,7 @@ static void get_board(struct api *a, const char *m, struct api_response *resp)
         return;
     }
     if (rc < 0) {
-        records_fail(resp, &re);
+        api_records_fail(resp, &re);
         return;
     }
     struct json_object *o = board_json(a->st, &b);
@@ -1692,21 +1659,21 @@ static void get_board(struct api *a, const char *m, struct api_response *resp)
     if (records_job_list(station_records(a->st), &f, history_cb, &c, &re) < 0) {
         json_object_put(c.arr);
         json_object_put(o);
-        records_fail(resp, &re);
+        api_records_fail(resp, &re);
         return;
     }
     fill_chips(a->st, c.arr);
-    add(o, "jobs", c.arr);
+    api_jadd(o, "jobs", c.arr);
     struct json_object *items = json_object_new_array();
     if (records_pool_items_of_board(station_records(a->st), b.mac, pool_item_cb, items, &re) < 0) {
         json_object_put(items);
         json_object_put(o);
-        records_fail(resp, &re);
+        api_records_fail(resp, &re);
         return;
     }
-    add(o, "per_board", items);
+    api_jadd(o, "per_board", items);
     char *ota_state = station_ota(a->st) ? ota_board_json(station_ota(a->st), b.mac) : NULL;
-    add(o, "ota", ota_state ? json_tokener_parse(ota_state) : NULL);
+    api_jadd(o, "ota", ota_state ? json_tokener_parse(ota_state) : NULL);
     free(ota_state);
     api_json(resp, 200, o);
 }
@@ -1724,7 +1691,7 @@ static void get_pools(struct api *a, struct api_response *resp)
             for (size_t n = 0; n < json_object_array_length(arr) && !o; n++) {
                 struct json_object *e = json_object_array_get_idx(arr, n), *v;
                 if (json_object_object_get_ex(e, "name", &v) &&
-                    streq(json_object_get_string(v), pb->name))
+                    api_streq(json_object_get_string(v), pb->name))
                     o = e;
             }
             if (!o) {
@@ -1734,25 +1701,25 @@ static void get_pools(struct api *a, struct api_response *resp)
                 char off[16];
                 snprintf(off, sizeof(off), "0x%x", pb->offset);
                 o = json_object_new_object();
-                add(o, "name", json_object_new_string(pb->name));
-                add(o, "dir", json_object_new_string(pb->dir));
-                add(o, "offset", json_object_new_string(off));
-                add(o, "files", ps.files >= 0 ? json_object_new_int64(ps.files) : NULL);
-                add(o, "used", json_object_new_int64(ps.used));
-                add(o, "free", ps.files >= 0 ? json_object_new_int64(ps.free) : NULL);
-                add(o, "readable", json_object_new_boolean(ps.files >= 0));
-                add(o, "profiles", json_object_new_array());
+                api_jadd(o, "name", json_object_new_string(pb->name));
+                api_jadd(o, "dir", json_object_new_string(pb->dir));
+                api_jadd(o, "offset", json_object_new_string(off));
+                api_jadd(o, "files", ps.files >= 0 ? json_object_new_int64(ps.files) : NULL);
+                api_jadd(o, "used", json_object_new_int64(ps.used));
+                api_jadd(o, "free", ps.files >= 0 ? json_object_new_int64(ps.free) : NULL);
+                api_jadd(o, "readable", json_object_new_boolean(ps.files >= 0));
+                api_jadd(o, "profiles", json_object_new_array());
                 json_object_array_add(arr, o);
             }
             struct json_object *profs;
             json_object_object_get_ex(o, "profiles", &profs);
             json_object_array_add(profs, json_object_new_string(p->name));
-            if (cfg->active_profile && streq(cfg->active_profile, p->name))
-                add(o, "active", json_object_new_boolean(true));
+            if (cfg->active_profile && api_streq(cfg->active_profile, p->name))
+                api_jadd(o, "active", json_object_new_boolean(true));
         }
     }
     struct json_object *o = json_object_new_object();
-    add(o, "pools", arr);
+    api_jadd(o, "pools", arr);
     api_json(resp, 200, o);
 }
 
@@ -1829,7 +1796,7 @@ static void put_board(struct api *a, const char *m, const struct api_request *rq
     if (rc == 0)
         rc = records_board_get(rec, mac, &b, &re);
     if (rc < 0) {
-        records_fail(resp, &re);
+        api_records_fail(resp, &re);
         goto out;
     }
     struct json_object *o = board_json(a->st, &b);
@@ -1839,11 +1806,11 @@ static void put_board(struct api *a, const char *m, const struct api_request *rq
             json_object_array_add(changed, json_object_new_string("notes"));
         if (set_groups)
             json_object_array_add(changed, json_object_new_string("groups"));
-        add(ev, "changed", changed);
-        add(ev, "notes", jstr(b.notes));
+        api_jadd(ev, "changed", changed);
+        api_jadd(ev, "notes", jstr(b.notes));
         struct json_object *g = NULL;
         json_object_object_get_ex(o, "groups", &g);
-        add(ev, "groups", json_object_get(g));
+        api_jadd(ev, "groups", json_object_get(g));
         station_post_event(a->st, "board.updated", NULL, b.mac, 0,
                            json_object_to_json_string_ext(ev, JSON_C_TO_STRING_PLAIN));
         json_object_put(ev);
@@ -1913,7 +1880,7 @@ static void post_board_address(struct api *a, const char *m, const struct api_re
         goto out;
     }
     if (rc < 0) {
-        records_fail(resp, &re);
+        api_records_fail(resp, &re);
         goto out;
     }
     if (accept) {
@@ -1932,7 +1899,7 @@ static void post_board_address(struct api *a, const char *m, const struct api_re
         goto out;
     }
     if (records_board_get(rec, mac, &b, &re) < 0) {
-        records_fail(resp, &re);
+        api_records_fail(resp, &re);
         goto out;
     }
     api_json(resp, 200, board_json(a->st, &b));
@@ -1962,16 +1929,16 @@ static void get_firmware_list(struct api *a, const struct api_request *rq,
         if (want && ents[i].chip != want->chip)
             continue;
         struct json_object *e = json_object_new_object();
-        add(e, "name", json_object_new_string(ents[i].name));
-        add(e, "version", json_object_new_string(ents[i].version));
-        add(e, "chip", json_object_new_string(esp_chip_to_string(ents[i].chip)));
-        add(e, "regions", json_object_new_int64((int64_t)ents[i].n_regions));
-        add(e, "total_bytes", json_object_new_int64((int64_t)ents[i].total_bytes));
+        api_jadd(e, "name", json_object_new_string(ents[i].name));
+        api_jadd(e, "version", json_object_new_string(ents[i].version));
+        api_jadd(e, "chip", json_object_new_string(esp_chip_to_string(ents[i].chip)));
+        api_jadd(e, "regions", json_object_new_int64((int64_t)ents[i].n_regions));
+        api_jadd(e, "total_bytes", json_object_new_int64((int64_t)ents[i].total_bytes));
         json_object_array_add(arr, e);
     }
     catalog_entries_free(ents, n);
     struct json_object *o = json_object_new_object();
-    add(o, "firmware", arr);
+    api_jadd(o, "firmware", arr);
     api_json(resp, 200, o);
 }
 
@@ -2017,15 +1984,15 @@ struct json_object *api_firmware_json(struct station *st, const char *name, cons
              version);
     struct json_object *man = read_json_file(path);
     struct json_object *o = json_object_new_object();
-    add(o, "name", json_object_new_string(name));
-    add(o, "version", json_object_new_string(version));
+    api_jadd(o, "name", json_object_new_string(name));
+    api_jadd(o, "version", json_object_new_string(version));
     struct json_object *v;
     const struct esp_chip_desc *chip = NULL;
     if (json_object_object_get_ex(idx, "chip", &v))
         chip = esp_chip_by_name(json_object_get_string(v));
-    add(o, "chip", chip ? json_object_new_string(chip->name) : NULL);
-    add(o, "description",
-        man && json_object_object_get_ex(man, "description", &v) ? json_object_get(v) : NULL);
+    api_jadd(o, "chip", chip ? json_object_new_string(chip->name) : NULL);
+    api_jadd(o, "description",
+             man && json_object_object_get_ex(man, "description", &v) ? json_object_get(v) : NULL);
     struct json_object *regs = json_object_new_array(), *ir;
     int64_t total = 0;
     if (json_object_object_get_ex(idx, "regions", &ir) &&
@@ -2035,16 +2002,16 @@ struct json_object *api_firmware_json(struct station *st, const char *name, cons
             struct json_object *e = json_object_new_object();
             static const char *const keys[] = {"offset", "file", "kind", "size", "sha256", "md5"};
             for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
-                add(e, keys[k],
-                    json_object_object_get_ex(r, keys[k], &x) ? json_object_get(x) : NULL);
+                api_jadd(e, keys[k],
+                         json_object_object_get_ex(r, keys[k], &x) ? json_object_get(x) : NULL);
             if (json_object_object_get_ex(r, "size", &x))
                 total += json_object_get_int64(x);
             json_object_array_add(regs, e);
         }
     }
-    add(o, "regions", regs);
-    add(o, "total_bytes", json_object_new_int64(total));
-    add(o, "manifest", man);
+    api_jadd(o, "regions", regs);
+    api_jadd(o, "total_bytes", json_object_new_int64(total));
+    api_jadd(o, "manifest", man);
     json_object_put(idx);
     return o;
 }
@@ -2081,12 +2048,12 @@ static void delete_firmware(struct api *a, const char *rest, struct api_response
     }
     station_catalog_changed(a->st);
     struct json_object *d = json_object_new_object();
-    add(d, "name", json_object_new_string(name));
-    add(d, "version", json_object_new_string(version));
+    api_jadd(d, "name", json_object_new_string(name));
+    api_jadd(d, "version", json_object_new_string(version));
     station_post_event(a->st, "firmware.deleted", NULL, NULL, 0,
                        json_object_to_json_string_ext(d, JSON_C_TO_STRING_PLAIN));
     struct json_object *o = json_object_new_object();
-    add(o, "deleted", d);
+    api_jadd(o, "deleted", d);
     api_json(resp, 200, o);
 }
 
@@ -2095,60 +2062,62 @@ static void delete_firmware(struct api *a, const char *rest, struct api_response
 static struct json_object *profile_json(const struct config *cfg, const struct config_profile *p)
 {
     struct json_object *o = json_object_new_object();
-    add(o, "name", json_object_new_string(p->name));
-    add(o, "active",
+    api_jadd(o, "name", json_object_new_string(p->name));
+    api_jadd(
+        o, "active",
         json_object_new_boolean(cfg->active_profile && strcmp(cfg->active_profile, p->name) == 0));
     struct json_object *fw = json_object_new_object();
     for (size_t i = 0; i < p->n_firmware; i++) {
         char key[32], ref[2 * CATALOG_NAME_MAX + 2];
         chip_key(p->firmware[i].chip, key, sizeof(key));
         snprintf(ref, sizeof(ref), "%s@%s", p->firmware[i].name, p->firmware[i].version);
-        add(fw, key, json_object_new_string(ref));
+        api_jadd(fw, key, json_object_new_string(ref));
     }
-    add(o, "firmware", fw);
-    add(o, "erase_all", json_object_new_boolean(p->erase_all));
-    add(o, "baud", p->baud_auto ? json_object_new_string("auto") : json_object_new_int64(p->baud));
-    add(o, "baud_probe_after", json_object_new_int(p->baud_probe_after));
-    add(o, "stub", json_object_new_boolean(p->stub));
-    add(o, "compress", json_object_new_boolean(p->compress));
-    add(o, "verify", json_object_new_boolean(p->verify));
-    add(o, "skip_if_same", json_object_new_boolean(p->skip_if_same));
-    add(o, "diff", json_object_new_boolean(p->diff));
-    add(o, "retries", json_object_new_int(p->retries));
-    add(o, "after", json_object_new_string(esp_after_to_string(p->after)));
+    api_jadd(o, "firmware", fw);
+    api_jadd(o, "erase_all", json_object_new_boolean(p->erase_all));
+    api_jadd(o, "baud",
+             p->baud_auto ? json_object_new_string("auto") : json_object_new_int64(p->baud));
+    api_jadd(o, "baud_probe_after", json_object_new_int(p->baud_probe_after));
+    api_jadd(o, "stub", json_object_new_boolean(p->stub));
+    api_jadd(o, "compress", json_object_new_boolean(p->compress));
+    api_jadd(o, "verify", json_object_new_boolean(p->verify));
+    api_jadd(o, "skip_if_same", json_object_new_boolean(p->skip_if_same));
+    api_jadd(o, "diff", json_object_new_boolean(p->diff));
+    api_jadd(o, "retries", json_object_new_int(p->retries));
+    api_jadd(o, "after", json_object_new_string(esp_after_to_string(p->after)));
     struct json_object *bc = NULL;
     if (p->boot_check.enabled) {
         bc = json_object_new_object();
-        add(bc, "pattern", jstr(p->boot_check.pattern));
-        add(bc, "timeout_ms", json_object_new_int(p->boot_check.timeout_ms));
-        add(bc, "baud", json_object_new_int64(p->boot_check.baud));
+        api_jadd(bc, "pattern", jstr(p->boot_check.pattern));
+        api_jadd(bc, "timeout_ms", json_object_new_int(p->boot_check.timeout_ms));
+        api_jadd(bc, "baud", json_object_new_int64(p->boot_check.baud));
         struct json_object *cap = json_object_new_array();
         for (size_t i = 0; i < p->boot_check.n_capture; i++)
             json_object_array_add(cap, json_object_new_string(p->boot_check.capture[i]));
-        add(bc, "capture", cap);
+        api_jadd(bc, "capture", cap);
     }
-    add(o, "boot_check", bc);
+    api_jadd(o, "boot_check", bc);
     struct json_object *ofw = json_object_new_object();
     for (size_t i = 0; i < p->n_ota_firmware; i++) {
         char key[32], ref[2 * CATALOG_NAME_MAX + 2];
         chip_key(p->ota_firmware[i].chip, key, sizeof(key));
         snprintf(ref, sizeof(ref), "%s@%s", p->ota_firmware[i].name, p->ota_firmware[i].version);
-        add(ofw, key, json_object_new_string(ref));
+        api_jadd(ofw, key, json_object_new_string(ref));
     }
-    add(o, "ota_firmware", ofw);
-    add(o, "require_signed", json_object_new_boolean(p->require_signed));
-    add(o, "public_key", jstr(p->public_key)); /* ota_password is a secret: never shown */
+    api_jadd(o, "ota_firmware", ofw);
+    api_jadd(o, "require_signed", json_object_new_boolean(p->require_signed));
+    api_jadd(o, "public_key", jstr(p->public_key)); /* ota_password is a secret: never shown */
     struct json_object *pbs = json_object_new_array();
     for (size_t i = 0; i < p->n_per_board; i++) {
         struct json_object *pb = json_object_new_object();
         char off[16];
         snprintf(off, sizeof(off), "0x%x", p->per_board[i].offset);
-        add(pb, "name", json_object_new_string(p->per_board[i].name));
-        add(pb, "offset", json_object_new_string(off));
-        add(pb, "dir", json_object_new_string(p->per_board[i].dir));
+        api_jadd(pb, "name", json_object_new_string(p->per_board[i].name));
+        api_jadd(pb, "offset", json_object_new_string(off));
+        api_jadd(pb, "dir", json_object_new_string(p->per_board[i].dir));
         json_object_array_add(pbs, pb);
     }
-    add(o, "per_board", pbs);
+    api_jadd(o, "per_board", pbs);
     return o;
 }
 
@@ -2159,20 +2128,20 @@ static void get_profiles(struct api *a, struct api_response *resp)
     for (size_t i = 0; i < cfg->n_profiles; i++)
         json_object_array_add(arr, profile_json(cfg, &cfg->profiles[i]));
     struct json_object *o = json_object_new_object();
-    add(o, "active", jstr(cfg->active_profile));
-    add(o, "persistence", json_object_new_string("data_dir"));
+    api_jadd(o, "active", jstr(cfg->active_profile));
+    api_jadd(o, "persistence", json_object_new_string("data_dir"));
     char path[PATH_MAX + 32];
-    add(o, "overlay_file",
-        json_object_new_string(station_profiles_file(a->st, path, sizeof(path))));
+    api_jadd(o, "overlay_file",
+             json_object_new_string(station_profiles_file(a->st, path, sizeof(path))));
     struct json_object *changed = json_object_new_array();
     for (size_t i = 0; i < cfg->n_profiles; i++)
         if (station_profile_overridden(a->st, cfg->profiles[i].name))
             json_object_array_add(changed, json_object_new_string(cfg->profiles[i].name));
     struct json_object *ov = json_object_new_object();
-    add(ov, "profiles", changed);
-    add(ov, "active", json_object_new_boolean(station_profile_overridden(a->st, NULL)));
-    add(o, "overlay", ov);
-    add(o, "profiles", arr);
+    api_jadd(ov, "profiles", changed);
+    api_jadd(ov, "active", json_object_new_boolean(station_profile_overridden(a->st, NULL)));
+    api_jadd(o, "overlay", ov);
+    api_jadd(o, "profiles", arr);
     api_json(resp, 200, o);
 }
 
@@ -2277,13 +2246,13 @@ static void delete_profile(struct api *a, const char *name, struct api_response 
     struct json_object *r = json_object_new_object();
     if (name) {
         const struct config_profile *p = config_profile(cfg, name);
-        add(r, "name", json_object_new_string(name));
-        add(r, "result", json_object_new_string(p ? "reverted" : "removed"));
-        add(r, "profile", p ? profile_json(cfg, p) : NULL);
+        api_jadd(r, "name", json_object_new_string(name));
+        api_jadd(r, "result", json_object_new_string(p ? "reverted" : "removed"));
+        api_jadd(r, "profile", p ? profile_json(cfg, p) : NULL);
     } else {
-        add(r, "result", json_object_new_string("reverted"));
+        api_jadd(r, "result", json_object_new_string("reverted"));
     }
-    add(r, "active", jstr(cfg->active_profile));
+    api_jadd(r, "active", jstr(cfg->active_profile));
     api_json(resp, 200, r);
 }
 
@@ -2324,341 +2293,11 @@ static void put_active(struct api *a, const struct api_request *rq, struct api_r
         get_profile(a, NULL, resp);
     } else {
         struct json_object *r = json_object_new_object();
-        add(r, "active", NULL);
+        api_jadd(r, "active", NULL);
         api_json(resp, 200, r);
     }
 out:
     json_object_put(o);
-}
-
-/* ---- counters and metrics ---------------------------------------------------------------- */
-
-static int64_t local_midnight_ms(int64_t now_ms)
-{
-    time_t t = (time_t)(now_ms / 1000);
-    struct tm tm;
-    localtime_r(&t, &tm);
-    tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
-    tm.tm_isdst = -1;
-    return (int64_t)mktime(&tm) * 1000;
-}
-
-static int slot_stat_cb(const char *slot, double mean, int64_t jobs, void *ctx)
-{
-    struct json_object *e = json_object_new_object();
-    add(e, "slot", json_object_new_string(slot));
-    add(e, "mean_seconds", jdouble(mean, 2));
-    add(e, "jobs", json_object_new_int64(jobs));
-    json_object_array_add(ctx, e);
-    return 0;
-}
-
-static int count_job_cb(const struct records_job *j, void *ctx)
-{
-    (void)j;
-    (*(int64_t *)ctx)++;
-    return 0;
-}
-
-static void get_counters(struct api *a, struct api_response *resp)
-{
-    struct records *r = station_records(a->st);
-    int64_t since = local_midnight_ms(records_now_ms(r));
-    struct records_counters c;
-    struct records_error re;
-    if (records_counters(r, since, &c, &re) < 0) {
-        records_fail(resp, &re);
-        return;
-    }
-    struct json_object *mean = json_object_new_array();
-    if (records_slot_flash_seconds(r, since, slot_stat_cb, mean, &re) < 0) {
-        json_object_put(mean);
-        records_fail(resp, &re);
-        return;
-    }
-    /* Flash jobs only (the store's counters count every kind). */
-    int64_t flashed = 0;
-    struct records_job_filter jf;
-    records_job_filter_init(&jf);
-    jf.kind = "flash";
-    jf.state = RECORDS_JOB_PASSED;
-    jf.since = since;
-    if (records_job_list(r, &jf, count_job_cb, &flashed, &re) < 0) {
-        json_object_put(mean);
-        records_fail(resp, &re);
-        return;
-    }
-    struct json_object *o = json_object_new_object();
-    add(o, "since", jtime(since));
-    add(o, "flashed_today", json_object_new_int64(flashed));
-    add(o, "passed", json_object_new_int64(c.passed));
-    add(o, "failed", json_object_new_int64(c.failed));
-    struct json_object *bs = json_object_new_object();
-    for (int i = 0; i < RECORDS_JOB_STATE_COUNT; i++)
-        add(bs, records_job_state_to_string((enum records_job_state)i),
-            json_object_new_int64(c.by_state[i]));
-    add(o, "by_state", bs);
-    add(o, "boards_last_hour", json_object_new_int64(c.boards_last_hour));
-    add(o, "boards_per_hour", json_object_new_int64(c.boards_last_hour));
-    add(o, "mean_flash_seconds", mean);
-    const struct slot_table *t = station_slots(a->st);
-    int present = 0, busy = 0, failed = 0;
-    for (size_t i = 0; i < t->n; i++) {
-        present += t->v[i]->present;
-        busy += station_slot_busy(a->st, t->v[i]);
-        failed += t->v[i]->phase == BOARD_FAILED;
-    }
-    struct json_object *so = json_object_new_object();
-    add(so, "total", json_object_new_int64((int64_t)t->n));
-    add(so, "present", json_object_new_int(present));
-    add(so, "busy", json_object_new_int(busy));
-    add(so, "failed", json_object_new_int(failed));
-    add(o, "slots", so);
-    api_json(resp, 200, o);
-}
-
-static const double duration_bounds[API_DURATION_BUCKETS] = {1, 2, 5, 10, 20, 30, 60, 120, 300};
-
-static void count_job(struct api *a, const char *kind, const char *result)
-{
-    struct api_job_count *jc = NULL;
-    for (size_t i = 0; i < a->m.n_jobs && !jc; i++)
-        if (strcmp(a->m.jobs[i].kind, kind) == 0 && strcmp(a->m.jobs[i].result, result) == 0)
-            jc = &a->m.jobs[i];
-    if (!jc && a->m.n_jobs < sizeof(a->m.jobs) / sizeof(a->m.jobs[0])) {
-        jc = &a->m.jobs[a->m.n_jobs++];
-        snprintf(jc->kind, sizeof(jc->kind), "%s", kind);
-        snprintf(jc->result, sizeof(jc->result), "%s", result);
-    }
-    if (jc)
-        jc->n++;
-}
-
-static void count_ota(struct api *a, const char *name, const char *l1, const char *l2)
-{
-    struct ota_metric *c = NULL;
-    for (size_t i = 0; i < a->n_ota_m && !c; i++)
-        if (strcmp(a->ota_m[i].name, name) == 0 && strcmp(a->ota_m[i].l1, l1) == 0 &&
-            strcmp(a->ota_m[i].l2, l2) == 0)
-            c = &a->ota_m[i];
-    if (!c && a->n_ota_m < sizeof(a->ota_m) / sizeof(a->ota_m[0])) {
-        c = &a->ota_m[a->n_ota_m++];
-        snprintf(c->name, sizeof(c->name), "%s", name);
-        snprintf(c->l1, sizeof(c->l1), "%s", l1);
-        snprintf(c->l2, sizeof(c->l2), "%s", l2);
-    }
-    if (c)
-        c->n++;
-}
-
-/* A string member of d (a label value: letters, digits, '-', '_', '.' only), else def. */
-static const char *label_of(struct json_object *d, const char *key, const char *def)
-{
-    struct json_object *v;
-    const char *s = json_object_object_get_ex(d, key, &v) ? json_object_get_string(v) : NULL;
-    if (!s || !s[0])
-        return def;
-    for (const char *p = s; *p; p++)
-        if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_' && *p != '.')
-            return def;
-    return s;
-}
-
-static uint64_t bytes_of(struct json_object *d)
-{
-    struct json_object *v;
-    int64_t n = json_object_object_get_ex(d, "bytes", &v) ? json_object_get_int64(v) : 0;
-    return n > 0 ? (uint64_t)n : 0;
-}
-
-void api_note_event(struct api *a, const struct records_event *e)
-{
-    if (e->id > a->m.last_event_id)
-        a->m.last_event_id = e->id;
-    bool job = strcmp(e->kind, "job.finished") == 0, served = strcmp(e->kind, "ota.served") == 0,
-         pushed = strcmp(e->kind, "ota.push.finished") == 0,
-         bulk = strcmp(e->kind, "bulk.board") == 0;
-    if (!(job || served || pushed || bulk) || !e->data[0])
-        return;
-    struct json_object *d = json_tokener_parse(e->data), *v;
-    if (!d)
-        return;
-    if (served) { /* a complete pull (an incomplete one: ota_counters) */
-        bool fs = strcmp(label_of(d, "image", "app"), "filesystem") == 0;
-        if (e->job_id > 0) /* a plain GET from an unknown address has no job */
-            count_job(a, fs ? "ota-pull-fs" : "ota-pull", "passed");
-        count_ota(a, "pulls", fs ? "filesystem" : "app", "passed");
-        a->ota_served_bytes += bytes_of(d);
-    } else if (pushed) {
-        bool fs = strcmp(label_of(d, "image", "app"), "filesystem") == 0;
-        const char *result = label_of(d, "state", "unknown");
-        count_job(a, fs ? "ota-push-fs" : "ota-push", result);
-        count_ota(a, "pushes", label_of(d, "method", "unknown"), result);
-        a->ota_pushed_bytes += bytes_of(d);
-    } else if (bulk) {
-        count_ota(a, "bulk", label_of(d, "state", "unknown"), "");
-    }
-    if (!job) {
-        json_object_put(d);
-        return;
-    }
-    const char *kind = label_of(d, "kind", "flash"), *result = label_of(d, "state", "unknown");
-    count_job(a, kind, result);
-    if (strcmp(kind, "flash") == 0 && strcmp(result, "passed") == 0) {
-        if (json_object_object_get_ex(d, "bytes", &v))
-            a->m.flash_bytes += (uint64_t)json_object_get_int64(v);
-        if (json_object_object_get_ex(d, "seconds", &v)) {
-            double sec = json_object_get_double(v);
-            size_t b = 0;
-            while (b < API_DURATION_BUCKETS && sec > duration_bounds[b])
-                b++;
-            a->m.duration_buckets[b]++;
-            a->m.duration_sum += sec;
-            a->m.duration_count++;
-        }
-    }
-    json_object_put(d);
-}
-
-static int count_board_cb(const struct records_board *b, void *ctx)
-{
-    (void)b;
-    (*(int64_t *)ctx)++;
-    return 0;
-}
-
-static void write_ota_metrics(const struct api *a, FILE *f, const struct ota_counters *oc,
-                              const char *const images[2])
-{
-    fprintf(f, "# HELP espstation_ota_checkins_total Requests to the OTA update endpoint, by "
-               "the HTTP status answered.\n"
-               "# TYPE espstation_ota_checkins_total counter\n");
-    for (size_t i = 0; oc && i < OTA_CHECKIN_STATUSES && oc->checkins[i].status; i++)
-        fprintf(f, "espstation_ota_checkins_total{answer=\"%d\"} %llu\n", oc->checkins[i].status,
-                (unsigned long long)oc->checkins[i].n);
-    fprintf(f, "# HELP espstation_ota_pulls_total Images served to pulling boards (HTTP OTA), "
-               "by image and result.\n"
-               "# TYPE espstation_ota_pulls_total counter\n");
-    for (size_t i = 0; i < a->n_ota_m; i++)
-        if (strcmp(a->ota_m[i].name, "pulls") == 0)
-            fprintf(f, "espstation_ota_pulls_total{image=\"%s\",result=\"%s\"} %llu\n",
-                    a->ota_m[i].l1, a->ota_m[i].l2, (unsigned long long)a->ota_m[i].n);
-    for (int i = 0; oc && i < 2; i++)
-        if (oc->pulls_failed[i] + oc->plain_pulls_failed[i])
-            fprintf(f, "espstation_ota_pulls_total{image=\"%s\",result=\"failed\"} %llu\n",
-                    images[i],
-                    (unsigned long long)(oc->pulls_failed[i] + oc->plain_pulls_failed[i]));
-    fprintf(f, "# HELP espstation_ota_pushes_total Push jobs finished, by method and result.\n"
-               "# TYPE espstation_ota_pushes_total counter\n");
-    for (size_t i = 0; i < a->n_ota_m; i++)
-        if (strcmp(a->ota_m[i].name, "pushes") == 0)
-            fprintf(f, "espstation_ota_pushes_total{method=\"%s\",result=\"%s\"} %llu\n",
-                    a->ota_m[i].l1, a->ota_m[i].l2, (unsigned long long)a->ota_m[i].n);
-    fprintf(f,
-            "# HELP espstation_ota_bytes_total Image bytes sent over the network: served "
-            "to pulling boards, pushed to boards (incomplete transfers included).\n"
-            "# TYPE espstation_ota_bytes_total counter\n"
-            "espstation_ota_bytes_total{direction=\"served\"} %llu\n"
-            "espstation_ota_bytes_total{direction=\"pushed\"} %llu\n",
-            (unsigned long long)(a->ota_served_bytes + (oc ? oc->pull_failed_bytes : 0)),
-            (unsigned long long)a->ota_pushed_bytes);
-    fprintf(f, "# HELP espstation_ota_bulk_boards_total Boards of bulk updates ended, by "
-               "result (pending: failed, to be retried).\n"
-               "# TYPE espstation_ota_bulk_boards_total counter\n");
-    for (size_t i = 0; i < a->n_ota_m; i++)
-        if (strcmp(a->ota_m[i].name, "bulk") == 0)
-            fprintf(f, "espstation_ota_bulk_boards_total{result=\"%s\"} %llu\n", a->ota_m[i].l1,
-                    (unsigned long long)a->ota_m[i].n);
-}
-
-static void get_metrics(struct api *a, struct api_response *resp)
-{
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    if (!f) {
-        api_error(resp, 500, "internal", NULL, "out of memory");
-        return;
-    }
-    const struct api_metrics *m = &a->m;
-    const struct ota_counters *oc = ota_counters(station_ota(a->st));
-    static const char *const images[2] = {"app", "filesystem"};
-    fprintf(f, "# HELP espstation_jobs_total Jobs finished since the daemon started.\n"
-               "# TYPE espstation_jobs_total counter\n");
-    for (size_t i = 0; i < m->n_jobs; i++)
-        fprintf(f, "espstation_jobs_total{kind=\"%s\",result=\"%s\"} %llu\n", m->jobs[i].kind,
-                m->jobs[i].result, (unsigned long long)m->jobs[i].n);
-    for (int i = 0; oc && i < 2; i++) /* incomplete pulls post no event */
-        if (oc->pulls_failed[i])
-            fprintf(f, "espstation_jobs_total{kind=\"%s\",result=\"failed\"} %llu\n",
-                    i ? "ota-pull-fs" : "ota-pull", (unsigned long long)oc->pulls_failed[i]);
-    write_ota_metrics(a, f, oc, images);
-    fprintf(f,
-            "# HELP espstation_flash_bytes_total Image bytes written by passed flash jobs.\n"
-            "# TYPE espstation_flash_bytes_total counter\n"
-            "espstation_flash_bytes_total %llu\n",
-            (unsigned long long)m->flash_bytes);
-    fprintf(f, "# HELP espstation_flash_duration_seconds Duration of passed flash jobs.\n"
-               "# TYPE espstation_flash_duration_seconds histogram\n");
-    uint64_t cum = 0;
-    for (size_t b = 0; b < API_DURATION_BUCKETS; b++) {
-        cum += m->duration_buckets[b];
-        fprintf(f, "espstation_flash_duration_seconds_bucket{le=\"%g\"} %llu\n", duration_bounds[b],
-                (unsigned long long)cum);
-    }
-    cum += m->duration_buckets[API_DURATION_BUCKETS];
-    fprintf(f,
-            "espstation_flash_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
-            "espstation_flash_duration_seconds_sum %.3f\n"
-            "espstation_flash_duration_seconds_count %llu\n",
-            (unsigned long long)cum, m->duration_sum, (unsigned long long)m->duration_count);
-    const struct slot_table *t = station_slots(a->st);
-    int present = 0, busy = 0;
-    for (size_t i = 0; i < t->n; i++) {
-        present += t->v[i]->present;
-        busy += station_slot_busy(a->st, t->v[i]);
-    }
-    int64_t boards = 0, last_id = 0;
-    struct records_error re;
-    struct records_board_filter bf = {0};
-    records_board_list(station_records(a->st), &bf, count_board_cb, &boards, &re);
-    records_events_last_id(station_records(a->st), &last_id, &re);
-    fprintf(f,
-            "# HELP espstation_slots Slots known.\n# TYPE espstation_slots gauge\n"
-            "espstation_slots %zu\n"
-            "# HELP espstation_slots_present Slots with a port present.\n"
-            "# TYPE espstation_slots_present gauge\nespstation_slots_present %d\n"
-            "# HELP espstation_slots_busy Slots with a job.\n"
-            "# TYPE espstation_slots_busy gauge\nespstation_slots_busy %d\n"
-            "# HELP espstation_boards_seen Board records in the store.\n"
-            "# TYPE espstation_boards_seen gauge\nespstation_boards_seen %lld\n"
-            "# HELP espstation_events_last_id Newest event id.\n"
-            "# TYPE espstation_events_last_id gauge\nespstation_events_last_id %lld\n"
-            "# HELP espstation_sse_clients Connected event-stream clients.\n"
-            "# TYPE espstation_sse_clients gauge\nespstation_sse_clients %d\n"
-            "# HELP espstation_http_requests_total HTTP requests answered.\n"
-            "# TYPE espstation_http_requests_total counter\n",
-            t->n, present, busy, (long long)boards, (long long)last_id, m->sse_clients);
-    for (int c = 1; c <= 5; c++)
-        fprintf(f, "espstation_http_requests_total{code=\"%dxx\"} %llu\n", c,
-                (unsigned long long)m->http_by_class[c]);
-    const struct config *cfg = station_config(a->st);
-    const struct config_profile *ap = NULL;
-    for (size_t i = 0; i < cfg->n_profiles && cfg->active_profile; i++)
-        if (streq(cfg->profiles[i].name, cfg->active_profile))
-            ap = &cfg->profiles[i];
-    if (ap && ap->n_per_board)
-        fprintf(f, "# HELP espstation_pool_free Files of the active profile's per-board data "
-                   "pools not yet given to a board.\n# TYPE espstation_pool_free gauge\n");
-    for (size_t i = 0; ap && i < ap->n_per_board; i++) {
-        struct pool_status ps;
-        if (pool_stat(station_records(a->st), &ap->per_board[i], &ps) == 0 && ps.files >= 0)
-            fprintf(f, "espstation_pool_free{pool=\"%s\"} %lld\n", ap->per_board[i].name,
-                    (long long)ps.free);
-    }
-    fclose(f);
-    set_body(resp, 200, "text/plain; version=0.0.4; charset=utf-8", buf ? buf : "", buf ? len : 0);
-    free(buf);
 }
 
 /* ---- route handlers (the table and the policy checks are in routes.c) ---------------------- */
@@ -2687,7 +2326,7 @@ API_HANDLER(api_h_metrics)
 {
     (void)rq;
     (void)p;
-    get_metrics(a, resp);
+    api_get_metrics(a, resp);
 }
 
 API_HANDLER(api_h_slots)
@@ -2884,7 +2523,7 @@ API_HANDLER(api_h_counters)
 {
     (void)rq;
     (void)p;
-    get_counters(a, resp);
+    api_get_counters(a, resp);
 }
 
 /* The event stream: classified here, served by the HTTP layer (resp->sse). */

@@ -1,5 +1,5 @@
 /*
- * api_priv: what the API's files share (routes.c, api.c, api_ota.c): the
+ * api_priv: what the API's files share (routes.c, api.c, api_ota.c, api_metrics.c): the
  * route handlers the table in routes.c points to, and a few helpers.
  * Loop thread only.
  */
@@ -12,6 +12,59 @@
 #include "routes.h"
 
 struct station;
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct json_object;
+struct records_error;
+
+#define CACHE_ENTRIES 8
+
+/*
+ * A micro-cache for GET /api/v1/boards (the status page's and scripts' most
+ * polled list): an answer is reused until anything changes -- every journal
+ * event and every slot change (api_invalidate, from the station hooks) -- and
+ * for at most CACHE_MAX_AGE_MS, which bounds the staleness of the few board
+ * record updates that no event follows at once.
+ */
+struct cache_entry {
+    char key[512];
+    char *body;
+    size_t len;
+    uint64_t gen;
+    int64_t at_ms;
+};
+
+struct api {
+    struct station *st;
+    bool dry_run;
+    int64_t fake_job_id; /* dry run */
+    struct api_metrics m;
+    struct ota_metric {
+        char name[16]; /* "pulls", "pushes", "bulk" */
+        char l1[24], l2[24];
+        uint64_t n;
+    } ota_m[64]; /* /metrics OTA counters from events (api_note_event) */
+    size_t n_ota_m;
+    uint64_t ota_served_bytes, ota_pushed_bytes;
+    uint64_t gen;
+    struct cache_entry cache[CACHE_ENTRIES];
+    size_t cache_next;
+};
+
+/* api.c helpers shared with api_metrics.c */
+void api_set_body(struct api_response *resp, int status, const char *ctype, const char *text,
+                  size_t len);
+struct json_object *api_jtime(int64_t ms);
+struct json_object *api_jdouble(double v, int decimals);
+void api_jadd(struct json_object *o, const char *k, struct json_object *v);
+bool api_streq(const char *a, const char *b);
+int api_records_fail(struct api_response *resp, const struct records_error *re);
+
+/* api_metrics.c */
+void api_get_counters(struct api *a, struct api_response *resp);
+void api_get_metrics(struct api *a, struct api_response *resp);
 
 struct station *api_station(struct api *a);
 
