@@ -1263,11 +1263,48 @@ static int parse_tree(struct ctx *c, const char *json, size_t len, json_object *
     return 0;
 }
 
+/* "records": {"backend": "sqlite" | "postgresql", "dsn": "host=... dbname=... user=..."}. */
+static int parse_records(struct ctx *c, struct config *cfg, json_object *v)
+{
+    static const char *const keys[] = {"backend", "dsn", NULL};
+    int rc;
+    json_object *f;
+    const char *s;
+    if ((rc = want_object(c, "records", v)) < 0 || (rc = check_keys(c, "records", v, keys)) < 0)
+        return rc;
+    if (json_object_object_get_ex(v, "backend", &f)) {
+        if ((rc = get_str(c, "records.backend", f, 32, &s)) < 0)
+            return rc;
+        if (strcmp(s, "sqlite") != 0 && strcmp(s, "postgresql") != 0)
+            return fail(c, "records.backend",
+                        "must be \"sqlite\" (the default: <data_dir>/records.db) or "
+                        "\"postgresql\" (with records.dsn) (got \"%s\")",
+                        s);
+        cfg->records.postgresql = strcmp(s, "postgresql") == 0;
+    }
+    if (json_object_object_get_ex(v, "dsn", &f)) {
+        if ((rc = get_str(c, "records.dsn", f, 1024, &s)) < 0)
+            return rc;
+        for (const char *p = s; *p; p++)
+            if ((unsigned char)*p < 0x20)
+                return fail(c, "records.dsn", "must not contain control characters");
+        if ((rc = dup_str(c, s, &cfg->records.dsn)) < 0)
+            return rc;
+    }
+    if (cfg->records.postgresql && !cfg->records.dsn)
+        return fail(c, "records.dsn",
+                    "missing: backend \"postgresql\" needs a libpq connection string, e.g. "
+                    "\"host=db1 dbname=espstation user=station\"");
+    if (!cfg->records.postgresql && cfg->records.dsn)
+        return fail(c, "records.dsn", "is for backend \"postgresql\" only (backend is sqlite)");
+    return 0;
+}
+
 static int parse_config(struct ctx *c, struct config *cfg, json_object *root)
 {
     static const char *const keys[] = {
-        "data_dir", "listen", "max_parallel", "bridges",        "udev_tag", "slots", "ports",
-        "stub_dir", "api",    "profiles",     "active_profile", "ota",      NULL};
+        "data_dir", "listen", "max_parallel", "bridges",        "udev_tag", "slots",   "ports",
+        "stub_dir", "api",    "profiles",     "active_profile", "ota",      "records", NULL};
     int rc;
     json_object *f;
     long long x;
@@ -1304,6 +1341,8 @@ static int parse_config(struct ctx *c, struct config *cfg, json_object *root)
     if (json_object_object_get_ex(root, "api", &f) && (rc = parse_api(c, cfg, f)) < 0)
         return rc;
     if (json_object_object_get_ex(root, "ota", &f) && (rc = parse_ota(c, cfg, f)) < 0)
+        return rc;
+    if (json_object_object_get_ex(root, "records", &f) && (rc = parse_records(c, cfg, f)) < 0)
         return rc;
     if (json_object_object_get_ex(root, "profiles", &f) && (rc = parse_profiles(c, cfg, f)) < 0)
         return rc;
@@ -1599,6 +1638,7 @@ void config_free(struct config *cfg)
         return;
     free(cfg->path);
     free(cfg->data_dir);
+    free(cfg->records.dsn);
     free(cfg->listen);
     free(cfg->listen_host);
     for (size_t i = 0; i < cfg->n_bridges; i++)

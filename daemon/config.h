@@ -188,6 +188,11 @@ struct config {
     struct config_profile *profiles;
     size_t n_profiles;
     char *active_profile; /* NULL = none: boards are identified and recorded, not flashed */
+    /* "records": where the history lives. Read at start only. */
+    struct config_records {
+        bool postgresql; /* "backend": "postgresql"; false = "sqlite" (<data_dir>/records.db) */
+        char *dsn;       /* libpq connection string, with postgresql only */
+    } records;
 };
 
 /*

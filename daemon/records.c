@@ -1,173 +1,37 @@
 /*
- * records: the SQLite backend of the records store (see records.h for the API
- * contract). All SQL of the store lives in this file.
+ * records: the records store's logic (see records.h for the API contract),
+ * written once for every backend. It validates input, maps rows to the API's
+ * structs, runs transactions and crash recovery, and holds the store's DML.
+ * The database itself is behind records_db.h: records_sqlite.c (the default,
+ * one file under the data directory) and records_pg.c (PostgreSQL, shared by
+ * a line of stations); each owns its connection, error mapping and schema DDL.
  *
  * Invariants:
- *  - One connection per struct records, used by one thread (opened NOMUTEX).
- *    An advisory lock file "<db>.lock" (flock) is held while open, so a second
- *    daemon on the same data directory is refused instead of "recovering" the
- *    jobs the first one is running.
- *  - The file is ours only if PRAGMA application_id says so (or it is empty);
- *    anything else is refused and never written to.
- *  - Schema versions are PRAGMA user_version; migrations[] is applied in
- *    order, each in its own IMMEDIATE transaction together with the version
- *    bump, so an interrupted migration leaves the previous version intact.
- *  - Events are append-only: triggers RAISE on UPDATE and DELETE, ids come
- *    from AUTOINCREMENT and never go back (SSE Last-Event-ID).
- *  - Every cached statement is reset before its function returns: in WAL mode
- *    a statement left mid-step pins a read snapshot and blocks checkpoints.
- *
- * Durability: the connection runs WAL with synchronous=NORMAL. In WAL mode a
- * commit appends frames to the -wal file; NORMAL skips the fsync at commit and
- * syncs at checkpoints. A committed transaction therefore survives the process
- * dying (kill -9, crash: the frames are in the OS page cache and SQLite's
- * recovery replays them), and the database can never be corrupted by a power
- * loss — the most such a loss costs is the last few commits. That is fine for
- * progress updates and log lines, which are frequent and re-derivable, but not
- * for a job's final result or an event the stream already announced. Those
- * writes switch the connection to synchronous=FULL for their commit, which
- * fsyncs the WAL — and with it every earlier NORMAL commit, because the WAL is
- * one sequential file — and then switch back.
+ *  - The DML below is one text for both backends, in the subset both speak
+ *    ("?N" placeholders, ON CONFLICT, RETURNING, IS NOT DISTINCT FROM). Where
+ *    the dialects differ a statement has a PostgreSQL text in stmt_sql_pg[].
+ *    A parameter compared with NULL ("?1 IS NULL") is first used against a
+ *    column ("chip = ?1 OR ?1 IS NULL"), so PostgreSQL can infer its type.
+ *  - Every cached statement is reset before its function returns: in SQLite's
+ *    WAL mode a statement left mid-step pins a read snapshot and blocks
+ *    checkpoints.
+ *  - Writes the API promises durable (a job's result, an event, a bulk, a pool
+ *    file) run between set_durable(true) and set_durable(false) and are stepped
+ *    to completion before the switch back (see records_sqlite.c).
  */
 #include "records.h"
+#include "records_db.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <json-c/json.h>
-#include <sqlite3.h>
 
-/* "ESPR": PRAGMA application_id of a records database. */
-#define RECORDS_APP_ID 0x45535052
-#define RECORDS_BUSY_TIMEOUT_MS 5000
-#define RECORDS_WAL_LIMIT (16 * 1024 * 1024)
-
-/* ---- schema --------------------------------------------------------------- */
-
-/* migrations[i] takes user_version i to i + 1. Append, never edit. */
-static const char *const migrations[] = {
-    /* 1: initial schema */
-    "CREATE TABLE boards ("
-    "  mac TEXT PRIMARY KEY NOT NULL CHECK (length(mac) = 17),"
-    "  chip TEXT, revision INTEGER, flash_id INTEGER, flash_size INTEGER,"
-    "  crystal_mhz INTEGER,"
-    "  first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL,"
-    "  slot TEXT, current_firmware TEXT, current_md5 TEXT, ip TEXT,"
-    "  running_version TEXT, target_firmware TEXT, online_state TEXT, notes TEXT);"
-    "CREATE INDEX boards_last_seen ON boards (last_seen);"
-    "CREATE TABLE jobs ("
-    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
-    "  kind TEXT NOT NULL,"
-    "  board_mac TEXT REFERENCES boards (mac),"
-    "  slot TEXT, firmware TEXT,"
-    "  state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'passed', 'failed',"
-    "                                       'interrupted', 'cancelled', 'skipped')),"
-    "  stage TEXT,"
-    "  started_at INTEGER NOT NULL, ended_at INTEGER,"
-    "  result_code INTEGER, error_stage TEXT, error_message TEXT, error_advice TEXT,"
-    "  device_status INTEGER, device_error INTEGER, error_op INTEGER, error_address INTEGER,"
-    "  bytes INTEGER NOT NULL DEFAULT 0, wire_bytes INTEGER NOT NULL DEFAULT 0,"
-    "  kbps REAL, retries INTEGER NOT NULL DEFAULT 0, seconds REAL);"
-    "CREATE INDEX jobs_board ON jobs (board_mac, id);"
-    "CREATE INDEX jobs_slot ON jobs (slot, id);"
-    "CREATE INDEX jobs_state ON jobs (state);"
-    "CREATE INDEX jobs_started ON jobs (started_at);"
-    "CREATE INDEX jobs_ended ON jobs (ended_at);"
-    "CREATE TABLE job_log ("
-    "  id INTEGER PRIMARY KEY,"
-    "  job_id INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,"
-    "  ts INTEGER NOT NULL, level TEXT NOT NULL, line TEXT NOT NULL);"
-    "CREATE INDEX job_log_job ON job_log (job_id, id);"
-    "CREATE TABLE events ("
-    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
-    "  ts INTEGER NOT NULL, kind TEXT NOT NULL,"
-    "  board_mac TEXT, slot TEXT, job_id INTEGER,"
-    "  data TEXT);"
-    "CREATE INDEX events_board ON events (board_mac, id);"
-    "CREATE TRIGGER events_no_update BEFORE UPDATE ON events"
-    "  BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;"
-    "CREATE TRIGGER events_no_delete BEFORE DELETE ON events"
-    "  BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;"
-    "CREATE TABLE firmware ("
-    "  name TEXT NOT NULL, version TEXT NOT NULL, chip TEXT NOT NULL,"
-    "  manifest TEXT NOT NULL,"
-    "  created_at INTEGER NOT NULL,"
-    "  PRIMARY KEY (name, version));",
-    /* 2: network OTA state per board (what the updater reported at its last
-     * check-in, what the station served it) */
-    "CREATE TABLE board_ota ("
-    "  mac TEXT PRIMARY KEY NOT NULL REFERENCES boards (mac),"
-    "  free_space INTEGER, sketch_size INTEGER, sketch_md5 TEXT, chip_size INTEGER,"
-    "  sdk_version TEXT, last_checkin INTEGER, checkins INTEGER NOT NULL DEFAULT 0,"
-    "  served_md5 TEXT, served_version TEXT, served_sketch_md5 TEXT, served_at INTEGER,"
-    "  problem TEXT);",
-    /* 3: board groups (replacing "group=" tags in notes) and bulk updates that
-     * survive a restart (ota_bulk.c); a bulk's password is never stored */
-    "CREATE TABLE board_groups ("
-    "  mac TEXT NOT NULL REFERENCES boards (mac),"
-    "  name TEXT NOT NULL CHECK (length(name) BETWEEN 1 AND 64),"
-    "  PRIMARY KEY (mac, name)) WITHOUT ROWID;"
-    "CREATE INDEX board_groups_name ON board_groups (name, mac);"
-    "CREATE TABLE bulks ("
-    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
-    "  firmware TEXT NOT NULL, version TEXT NOT NULL, method TEXT NOT NULL,"
-    "  selection TEXT, port INTEGER NOT NULL DEFAULT 0,"
-    "  concurrency INTEGER NOT NULL, retries INTEGER NOT NULL, timeout_s INTEGER NOT NULL,"
-    "  max_failure_rate REAL NOT NULL, password_given INTEGER NOT NULL DEFAULT 0,"
-    "  web_user TEXT, filesystem INTEGER NOT NULL DEFAULT 0,"
-    "  state TEXT NOT NULL, reason TEXT,"
-    "  created_at INTEGER NOT NULL, ended_at INTEGER);"
-    "CREATE INDEX bulks_state ON bulks (state);"
-    "CREATE TABLE bulk_boards ("
-    "  bulk_id INTEGER NOT NULL REFERENCES bulks (id) ON DELETE CASCADE,"
-    "  pos INTEGER NOT NULL,"
-    "  mac TEXT NOT NULL,"
-    "  state TEXT NOT NULL CHECK (state IN ('pending', 'running', 'passed', 'failed',"
-    "                                       'skipped')),"
-    "  attempts INTEGER NOT NULL DEFAULT 0, job_id INTEGER, error TEXT,"
-    "  PRIMARY KEY (bulk_id, mac)) WITHOUT ROWID;"
-    "CREATE UNIQUE INDEX bulk_boards_pos ON bulk_boards (bulk_id, pos);",
-    /* 4: what the station learned about a slot's link (by slot key: the
-     * physical port), kept across restarts */
-    "CREATE TABLE slot_link ("
-    "  slot_key TEXT PRIMARY KEY NOT NULL,"
-    "  baud_limit INTEGER NOT NULL CHECK (baud_limit > 0),"
-    "  updated INTEGER NOT NULL) WITHOUT ROWID;",
-    /* 5: per-board data pools (profile "per_board"): which file of a pool went to
-     * which board; a file is never given to a second board */
-    "CREATE TABLE pool_items ("
-    "  pool TEXT NOT NULL, file TEXT NOT NULL,"
-    "  mac TEXT NOT NULL CHECK (length(mac) = 17),"
-    "  md5 TEXT, job_id INTEGER, assigned_at INTEGER NOT NULL,"
-    "  PRIMARY KEY (pool, file)) WITHOUT ROWID;"
-    "CREATE UNIQUE INDEX pool_items_mac ON pool_items (pool, mac);"
-    "CREATE INDEX pool_items_board ON pool_items (mac);",
-    /* 6: how far the station trusts a board's address (a check-in without
-     * credentials can come from anyone): ip_confirmed when a boot check or an
-     * authenticated check-in gave it, its source, and the last different address
-     * an unconfirmed source claimed while ip was confirmed. An address a boot
-     * check captured before this schema (the last boot-check board.online event
-     * names it) stays confirmed; any other stored address is unconfirmed. */
-    "ALTER TABLE boards ADD COLUMN ip_confirmed INTEGER NOT NULL DEFAULT 0;"
-    "ALTER TABLE boards ADD COLUMN ip_source TEXT;"
-    "ALTER TABLE boards ADD COLUMN ip_changed_at INTEGER;"
-    "ALTER TABLE boards ADD COLUMN ip_claim TEXT;"
-    "ALTER TABLE boards ADD COLUMN ip_claim_source TEXT;"
-    "ALTER TABLE boards ADD COLUMN ip_claim_at INTEGER;"
-    "UPDATE boards SET ip_confirmed = 1, ip_source = 'boot-check' WHERE ip IS NOT NULL AND "
-    "  ip = (SELECT json_extract(e.data, '$.ip') FROM events e WHERE e.board_mac = boards.mac"
-    "        AND e.kind = 'board.online' AND json_extract(e.data, '$.source') = 'boot-check'"
-    "        ORDER BY e.id DESC LIMIT 1);"
-    "CREATE INDEX boards_target ON boards (target_firmware);",
-};
-
-#define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
+/* LIMIT for "no limit": both dialects take a bigint (PostgreSQL refuses -1). */
+#define NO_LIMIT INT64_MAX
 
 /* ---- cached statements ---------------------------------------------------- */
 
@@ -175,10 +39,16 @@ static const char *const migrations[] = {
     "mac, chip, revision, flash_id, flash_size, crystal_mhz, first_seen, last_seen, slot, "        \
     "current_firmware, current_md5, ip, running_version, target_firmware, online_state, notes"
 /* BOARD_COLS plus the board's groups, comma-separated (names never hold a comma), and its
- * address state (schema 6). */
-#define BOARD_SELECT                                                                               \
-    BOARD_COLS ", (SELECT group_concat(name, ',') FROM board_groups g WHERE g.mac = boards.mac), " \
+ * address state (schema 6). AGG is the dialect's string aggregate. */
+#define BOARD_SELECT(AGG)                                                                          \
+    BOARD_COLS ", (SELECT " AGG "(name, ',') FROM board_groups g WHERE g.mac = boards.mac), "      \
                "ip_confirmed, ip_source, ip_changed_at, ip_claim, ip_claim_source, ip_claim_at"
+#define BOARD_LIST(AGG)                                                                            \
+    "SELECT " BOARD_SELECT(AGG) " FROM boards WHERE (chip = ?1 OR ?1 IS NULL) "                    \
+                                "AND (current_firmware = ?2 OR ?2 IS NULL) "                       \
+                                "AND (EXISTS (SELECT 1 FROM board_groups g "                       \
+                                "WHERE g.mac = boards.mac AND g.name = ?5) OR ?5 IS NULL) "        \
+                                "ORDER BY last_seen DESC, mac LIMIT ?3 OFFSET ?4"
 #define BULK_COLS                                                                                  \
     "id, firmware, version, method, selection, port, concurrency, retries, timeout_s, "            \
     "max_failure_rate, password_given, state, reason, created_at, ended_at, web_user, "            \
@@ -194,13 +64,11 @@ static const char *const migrations[] = {
     "error_stage, error_message, error_advice, device_status, device_error, error_op, "            \
     "error_address, bytes, wire_bytes, kbps, retries, seconds"
 #define JOB_WHERE                                                                                  \
-    " WHERE (?1 IS NULL OR board_mac = ?1) AND (?2 IS NULL OR slot = ?2)"                          \
-    " AND (?3 IS NULL OR kind = ?3) AND (?4 IS NULL OR state = ?4)"                                \
-    " AND (?5 IS NULL OR started_at >= ?5) AND (?6 IS NULL OR started_at < ?6)"
+    " WHERE (board_mac = ?1 OR ?1 IS NULL) AND (slot = ?2 OR ?2 IS NULL)"                          \
+    " AND (kind = ?3 OR ?3 IS NULL) AND (state = ?4 OR ?4 IS NULL)"                                \
+    " AND (started_at >= ?5 OR ?5 IS NULL) AND (started_at < ?6 OR ?6 IS NULL)"
 
 enum stmt_id {
-    ST_SYNC_FULL,
-    ST_SYNC_NORMAL,
     ST_BOARD_UPSERT,
     ST_BOARD_GET,
     ST_BOARD_LIST,
@@ -215,6 +83,8 @@ enum stmt_id {
     ST_JOB_EXPORT,
     ST_JOB_LOG,
     ST_JOB_LOG_LIST,
+    ST_JOBS_UNFINISHED,
+    ST_JOBS_INTERRUPT,
     ST_EVENT_APPEND,
     ST_EVENTS_SINCE,
     ST_EVENTS_LAST,
@@ -254,41 +124,43 @@ enum stmt_id {
 };
 
 static const char *const stmt_sql[ST_COUNT] = {
-    [ST_SYNC_FULL] = "PRAGMA synchronous = FULL",
-    [ST_SYNC_NORMAL] = "PRAGMA synchronous = NORMAL",
     [ST_BOARD_UPSERT] =
         "INSERT INTO boards (" BOARD_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, "
         "?10, ?11, ?12, ?13, ?14, ?15) ON CONFLICT (mac) DO UPDATE SET "
-        "chip = coalesce(excluded.chip, chip), revision = coalesce(excluded.revision, revision), "
-        "flash_id = coalesce(excluded.flash_id, flash_id), "
-        "flash_size = coalesce(excluded.flash_size, flash_size), "
-        "crystal_mhz = coalesce(excluded.crystal_mhz, crystal_mhz), "
-        "last_seen = excluded.last_seen, slot = coalesce(excluded.slot, slot), "
-        "current_firmware = coalesce(excluded.current_firmware, current_firmware), "
-        "current_md5 = coalesce(excluded.current_md5, current_md5), "
-        "ip_confirmed = CASE WHEN excluded.ip IS NULL OR excluded.ip IS ip THEN ip_confirmed "
-        "ELSE 0 END, "
-        "ip_source = CASE WHEN excluded.ip IS NULL OR excluded.ip IS ip THEN ip_source "
-        "ELSE NULL END, "
-        "ip = coalesce(excluded.ip, ip), "
-        "running_version = coalesce(excluded.running_version, running_version), "
-        "target_firmware = coalesce(excluded.target_firmware, target_firmware), "
-        "online_state = coalesce(excluded.online_state, online_state), "
-        "notes = coalesce(excluded.notes, notes)",
-    [ST_BOARD_GET] = "SELECT " BOARD_SELECT " FROM boards WHERE mac = ?1",
-    [ST_OTA_PUT] = "INSERT OR REPLACE INTO board_ota (mac, free_space, sketch_size, sketch_md5, "
+        "chip = coalesce(excluded.chip, boards.chip), "
+        "revision = coalesce(excluded.revision, boards.revision), "
+        "flash_id = coalesce(excluded.flash_id, boards.flash_id), "
+        "flash_size = coalesce(excluded.flash_size, boards.flash_size), "
+        "crystal_mhz = coalesce(excluded.crystal_mhz, boards.crystal_mhz), "
+        "last_seen = excluded.last_seen, slot = coalesce(excluded.slot, boards.slot), "
+        "current_firmware = coalesce(excluded.current_firmware, boards.current_firmware), "
+        "current_md5 = coalesce(excluded.current_md5, boards.current_md5), "
+        "ip_confirmed = CASE WHEN excluded.ip IS NULL OR excluded.ip IS NOT DISTINCT FROM "
+        "boards.ip THEN boards.ip_confirmed ELSE 0 END, "
+        "ip_source = CASE WHEN excluded.ip IS NULL OR excluded.ip IS NOT DISTINCT FROM "
+        "boards.ip THEN boards.ip_source ELSE NULL END, "
+        "ip = coalesce(excluded.ip, boards.ip), "
+        "running_version = coalesce(excluded.running_version, boards.running_version), "
+        "target_firmware = coalesce(excluded.target_firmware, boards.target_firmware), "
+        "online_state = coalesce(excluded.online_state, boards.online_state), "
+        "notes = coalesce(excluded.notes, boards.notes)",
+    [ST_BOARD_GET] = "SELECT " BOARD_SELECT("group_concat") " FROM boards WHERE mac = ?1",
+    [ST_OTA_PUT] = "INSERT INTO board_ota (mac, free_space, sketch_size, sketch_md5, "
                    "chip_size, sdk_version, last_checkin, checkins, served_md5, served_version, "
                    "served_sketch_md5, served_at, problem) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
-                   "?8, ?9, ?10, ?11, ?12, ?13)",
+                   "?8, ?9, ?10, ?11, ?12, ?13) ON CONFLICT (mac) DO UPDATE SET "
+                   "free_space = excluded.free_space, sketch_size = excluded.sketch_size, "
+                   "sketch_md5 = excluded.sketch_md5, chip_size = excluded.chip_size, "
+                   "sdk_version = excluded.sdk_version, last_checkin = excluded.last_checkin, "
+                   "checkins = excluded.checkins, served_md5 = excluded.served_md5, "
+                   "served_version = excluded.served_version, "
+                   "served_sketch_md5 = excluded.served_sketch_md5, "
+                   "served_at = excluded.served_at, problem = excluded.problem",
     [ST_OTA_GET] = "SELECT mac, free_space, sketch_size, sketch_md5, chip_size, sdk_version, "
                    "last_checkin, checkins, served_md5, served_version, served_sketch_md5, "
                    "served_at, problem FROM board_ota WHERE mac = ?1",
     [ST_BOARD_SET_TARGET] = "UPDATE boards SET target_firmware = ?2 WHERE mac = ?1",
-    [ST_BOARD_LIST] = "SELECT " BOARD_SELECT " FROM boards WHERE (?1 IS NULL OR chip = ?1) "
-                      "AND (?2 IS NULL OR current_firmware = ?2) "
-                      "AND (?5 IS NULL OR EXISTS (SELECT 1 FROM board_groups g "
-                      "WHERE g.mac = boards.mac AND g.name = ?5)) "
-                      "ORDER BY last_seen DESC, mac LIMIT ?3 OFFSET ?4",
+    [ST_BOARD_LIST] = BOARD_LIST("group_concat"),
     [ST_BOARD_SET_NOTES] = "UPDATE boards SET notes = ?2 WHERE mac = ?1",
     [ST_SLOT_BAUD_GET] = "SELECT baud_limit FROM slot_link WHERE slot_key = ?1",
     [ST_SLOT_BAUD_SET] =
@@ -305,9 +177,10 @@ static const char *const stmt_sql[ST_COUNT] = {
                          "WHERE mac = ?1 ORDER BY pool",
     [ST_BOARD_EXISTS] = "SELECT 1 FROM boards WHERE mac = ?1",
     [ST_BOARD_SET_ADDRESS] =
-        "UPDATE boards SET ip_changed_at = CASE WHEN ip IS ?2 THEN ip_changed_at ELSE ?7 END, "
+        "UPDATE boards SET ip_changed_at = CASE WHEN ip IS NOT DISTINCT FROM ?2 "
+        "THEN ip_changed_at ELSE ?7 END, "
         "ip = ?2, ip_confirmed = ?3, ip_source = ?4, ip_claim = ?5, ip_claim_source = ?6, "
-        "ip_claim_at = CASE WHEN ?5 IS NULL THEN NULL WHEN ip_claim IS ?5 THEN ip_claim_at "
+        "ip_claim_at = CASE WHEN ip_claim = ?5 THEN ip_claim_at WHEN ?5 IS NULL THEN NULL "
         "ELSE ?7 END WHERE mac = ?1",
     [ST_BOARD_TARGET_USED] = "SELECT 1 FROM boards WHERE target_firmware = ?1 LIMIT 1",
     [ST_BOARD_COUNT_UNCONFIRMED] =
@@ -315,11 +188,11 @@ static const char *const stmt_sql[ST_COUNT] = {
         "b.ip_source IN ('checkin', 'mdns') AND "
         "NOT EXISTS (SELECT 1 FROM jobs j WHERE j.board_mac = b.mac AND j.kind = 'flash')",
     [ST_GROUPS_CLEAR] = "DELETE FROM board_groups WHERE mac = ?1",
-    [ST_GROUP_ADD] = "INSERT OR IGNORE INTO board_groups (mac, name) VALUES (?1, ?2)",
+    [ST_GROUP_ADD] = "INSERT INTO board_groups (mac, name) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
     [ST_BULK_CREATE] = "INSERT INTO bulks (firmware, version, method, selection, port, "
                        "concurrency, retries, timeout_s, max_failure_rate, password_given, state, "
                        "reason, created_at, web_user, filesystem) VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
-                       "?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                       "?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) RETURNING id",
     [ST_BULK_BOARD_ADD] = "INSERT INTO bulk_boards (bulk_id, pos, mac, state, attempts, job_id, "
                           "error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [ST_BULK_SET_STATE] = "UPDATE bulks SET state = ?2, reason = ?3, ended_at = ?4 WHERE id = ?1",
@@ -328,10 +201,10 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_BULK_GET] = "SELECT " BULK_COLS " FROM bulks WHERE id = ?1",
     [ST_BULK_BOARDS] = "SELECT mac, state, attempts, job_id, error FROM bulk_boards "
                        "WHERE bulk_id = ?1 ORDER BY pos",
-    [ST_BULK_LIST] = "SELECT " BULK_COLS " FROM bulks WHERE (?1 IS NULL OR state = ?1) "
+    [ST_BULK_LIST] = "SELECT " BULK_COLS " FROM bulks WHERE (state = ?1 OR ?1 IS NULL) "
                      "ORDER BY id DESC LIMIT ?2",
     [ST_JOB_BEGIN] = "INSERT INTO jobs (kind, board_mac, slot, firmware, state, stage, "
-                     "started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                     "started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
     [ST_JOB_SET_BOARD] = "UPDATE jobs SET board_mac = ?2 WHERE id = ?1",
     [ST_JOB_SET_FIRMWARE] = "UPDATE jobs SET firmware = ?2 WHERE id = ?1",
     [ST_JOB_PROGRESS] = "UPDATE jobs SET stage = coalesce(?2, stage), "
@@ -351,8 +224,18 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_JOB_EXPORT] = "SELECT " JOB_COLS " FROM jobs" JOB_WHERE " ORDER BY id LIMIT ?7 OFFSET ?8",
     [ST_JOB_LOG] = "INSERT INTO job_log (job_id, ts, level, line) VALUES (?1, ?2, ?3, ?4)",
     [ST_JOB_LOG_LIST] = "SELECT ts, level, line FROM job_log WHERE job_id = ?1 ORDER BY id",
+    [ST_JOBS_UNFINISHED] = "SELECT id, board_mac, slot, coalesce(nullif(stage, ''), state) "
+                           "FROM jobs WHERE state IN ('queued', 'running') ORDER BY id",
+    [ST_JOBS_INTERRUPT] =
+        "UPDATE jobs SET state = 'interrupted', ended_at = ?1, result_code = ?2, "
+        "error_stage = coalesce(nullif(stage, ''), state), "
+        "error_message = 'daemon stopped while ' || coalesce(nullif(stage, ''), state), "
+        "error_advice = 'the station stopped (crash, kill or power loss) during this job; "
+        "the board is flashed again when it is next seen', "
+        "seconds = CASE WHEN ?1 > started_at THEN (?1 - started_at) / 1000.0 ELSE 0 END "
+        "WHERE state IN ('queued', 'running')",
     [ST_EVENT_APPEND] = "INSERT INTO events (ts, kind, board_mac, slot, job_id, data) "
-                        "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        "VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
     [ST_EVENTS_SINCE] = "SELECT id, ts, kind, board_mac, slot, job_id, data FROM events "
                         "WHERE id > ?1 ORDER BY id LIMIT ?2",
     [ST_EVENTS_LAST] = "SELECT coalesce(max(id), 0) FROM events",
@@ -362,7 +245,7 @@ static const char *const stmt_sql[ST_COUNT] = {
                   "WHERE name = ?1 AND version = ?2",
     [ST_FW_DELETE] = "DELETE FROM firmware WHERE name = ?1 AND version = ?2",
     [ST_FW_LIST] = "SELECT name, version, chip, manifest, created_at FROM firmware "
-                   "WHERE (?1 IS NULL OR chip = ?1) ORDER BY name, created_at DESC, version",
+                   "WHERE (chip = ?1 OR ?1 IS NULL) ORDER BY name, created_at DESC, version",
     [ST_COUNT_STATES] = "SELECT state, count(*) FROM jobs "
                         "WHERE coalesce(ended_at, started_at) >= ?1 GROUP BY state",
     [ST_COUNT_BOARDS] = "SELECT count(DISTINCT board_mac) FROM jobs WHERE state = 'passed' "
@@ -372,11 +255,16 @@ static const char *const stmt_sql[ST_COUNT] = {
                         "AND started_at >= ?1 GROUP BY slot ORDER BY slot",
 };
 
+/* PostgreSQL's text where its dialect differs (NULL: stmt_sql's). */
+static const char *const stmt_sql_pg[ST_COUNT] = {
+    [ST_BOARD_GET] = "SELECT " BOARD_SELECT("string_agg") " FROM boards WHERE mac = ?1",
+    [ST_BOARD_LIST] = BOARD_LIST("string_agg"),
+};
+
 struct records {
-    sqlite3 *db;
-    char *path;
-    int lock_fd;
-    sqlite3_stmt *st[ST_COUNT];
+    struct rdb *db;
+    char *path; /* the file, or the DSN without its password, for messages */
+    struct rdb_stmt *st[ST_COUNT];
     records_clock_fn clock;
     void *clock_ctx;
     int recovered;
@@ -428,85 +316,79 @@ static void clear_err(struct records_error *err)
     }
 }
 
-static int map_rc(sqlite3 *db, int rc)
+/* A backend failure (code: its -errno) with the backend's words. */
+static int db_err(struct records *r, struct records_error *err, int code, const char *what)
 {
-    switch (rc & 0xff) {
-    case SQLITE_OK:
-    case SQLITE_ROW:
-    case SQLITE_DONE:
-        return 0;
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-        return -EBUSY;
-    case SQLITE_NOMEM:
-        return -ENOMEM;
-    case SQLITE_READONLY:
-        return -EROFS;
-    case SQLITE_FULL:
-        return -ENOSPC;
-    case SQLITE_PERM:
-    case SQLITE_AUTH:
-        return -EACCES;
-    case SQLITE_CANTOPEN: {
-        int e = db ? sqlite3_system_errno(db) : 0;
-        return e > 0 ? -e : -EACCES;
-    }
-    case SQLITE_NOTADB:
-    case SQLITE_CORRUPT:
-        return -EBADMSG;
-    case SQLITE_CONSTRAINT:
-        if (rc == SQLITE_CONSTRAINT_PRIMARYKEY || rc == SQLITE_CONSTRAINT_UNIQUE)
-            return -EEXIST;
-        if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
-            return -ENOENT;
-        return -EINVAL;
-    case SQLITE_TOOBIG:
-    case SQLITE_RANGE:
-    case SQLITE_MISMATCH:
-        return -EINVAL;
-    case SQLITE_IOERR: {
-        int e = db ? sqlite3_system_errno(db) : 0;
-        return e == ENOSPC ? -ENOSPC : -EIO;
-    }
-    default:
-        return -EIO;
-    }
-}
-
-/* Why a call failed, in words for a technician: the OS error for open/IO
- * failures, "not a records database" for foreign/corrupt files, else SQLite's. */
-static const char *why(sqlite3 *db, int rc, char *buf, size_t n)
-{
-    int prim = rc & 0xff;
-    int e = db ? sqlite3_system_errno(db) : 0;
-    if ((prim == SQLITE_CANTOPEN || prim == SQLITE_IOERR || prim == SQLITE_READONLY) && e > 0) {
-        snprintf(buf, n, "%s", strerror(e));
-        if (buf[0] >= 'A' && buf[0] <= 'Z')
-            buf[0] = (char)(buf[0] - 'A' + 'a');
-        return buf;
-    }
-    if (prim == SQLITE_NOTADB) {
-        snprintf(buf, n, "not a records database (%s)", db ? sqlite3_errmsg(db) : "not sqlite");
-        return buf;
-    }
-    if (prim == SQLITE_CORRUPT) {
-        snprintf(buf, n,
-                 "records database damaged (%s): move it aside and restore a backup; "
-                 "espstationd starts a new one when the file is absent",
-                 db ? sqlite3_errmsg(db) : "malformed");
-        return buf;
-    }
-    snprintf(buf, n, "%s", db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
-    return buf;
-}
-
-static int db_err(struct records *r, struct records_error *err, int rc, const char *what)
-{
-    char buf[384];
-    int code = map_rc(r->db, rc);
-    if (code == 0)
+    if (code >= 0)
         code = -EIO;
-    return set_err(err, code, "records: %s: %s", what, why(r->db, rc, buf, sizeof(buf)));
+    return set_err(err, code, "records: %s: %s", what, r->db->ops->errmsg(r->db));
+}
+
+/* ---- backend calls -------------------------------------------------------- */
+
+static inline int rdb_step(struct rdb_stmt *st)
+{
+    return st->db->ops->step(st);
+}
+
+static inline void rdb_bind_int64(struct rdb_stmt *st, int idx, int64_t v)
+{
+    st->db->ops->bind_int64(st, idx, v);
+}
+
+static inline void rdb_bind_double(struct rdb_stmt *st, int idx, double v)
+{
+    st->db->ops->bind_double(st, idx, v);
+}
+
+static inline void rdb_bind_null(struct rdb_stmt *st, int idx)
+{
+    st->db->ops->bind_null(st, idx);
+}
+
+static inline void rdb_bind_text(struct rdb_stmt *st, int idx, const char *s)
+{
+    st->db->ops->bind_text(st, idx, s);
+}
+
+static inline int64_t rdb_column_int64(struct rdb_stmt *st, int i)
+{
+    return st->db->ops->column_int64(st, i);
+}
+
+static inline double rdb_column_double(struct rdb_stmt *st, int i)
+{
+    return st->db->ops->column_double(st, i);
+}
+
+static inline const char *rdb_column_text(struct rdb_stmt *st, int i)
+{
+    return st->db->ops->column_text(st, i);
+}
+
+static inline int64_t rdb_changes(struct rdb *db)
+{
+    return db->ops->changes(db);
+}
+
+static inline int rdb_begin(struct rdb *db)
+{
+    return db->ops->begin(db);
+}
+
+static inline int rdb_commit(struct rdb *db)
+{
+    return db->ops->commit(db);
+}
+
+static inline void rdb_rollback(struct rdb *db)
+{
+    db->ops->rollback(db);
+}
+
+static inline int rdb_set_durable(struct rdb *db, bool durable)
+{
+    return db->ops->set_durable(db, durable);
 }
 
 /* ---- small helpers -------------------------------------------------------- */
@@ -680,13 +562,16 @@ static bool json_object_text(const char *s)
 
 /* ---- statements ----------------------------------------------------------- */
 
-static int stmt_get(struct records *r, enum stmt_id id, sqlite3_stmt **out,
+static int stmt_get(struct records *r, enum stmt_id id, struct rdb_stmt **out,
                     struct records_error *err)
 {
     if (!r->st[id]) {
-        int rc = sqlite3_prepare_v3(r->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &r->st[id],
-                                    NULL);
-        if (rc != SQLITE_OK) {
+        const char *sql = stmt_sql[id];
+        int rc;
+        if (r->db->ops->dialect == RDB_POSTGRESQL && stmt_sql_pg[id])
+            sql = stmt_sql_pg[id];
+        rc = r->db->ops->prepare(r->db, sql, &r->st[id]);
+        if (rc < 0) {
             r->st[id] = NULL;
             return db_err(r, err, rc, "cannot prepare statement");
         }
@@ -695,23 +580,22 @@ static int stmt_get(struct records *r, enum stmt_id id, sqlite3_stmt **out,
     return 0;
 }
 
-static void stmt_done(sqlite3_stmt *st)
+static void stmt_done(struct rdb_stmt *st)
 {
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
+    st->db->ops->reset(st);
 }
 
 /* NULL or "" binds SQL NULL. */
-static void bind_text(sqlite3_stmt *st, int idx, const char *s)
+static void bind_text(struct rdb_stmt *st, int idx, const char *s)
 {
     if (s && *s)
-        sqlite3_bind_text(st, idx, s, -1, SQLITE_TRANSIENT);
+        rdb_bind_text(st, idx, s);
     else
-        sqlite3_bind_null(st, idx);
+        rdb_bind_null(st, idx);
 }
 
 /* Free text: truncated to max on a character boundary. */
-static void bind_trunc(sqlite3_stmt *st, int idx, const char *s, size_t max)
+static void bind_trunc(struct rdb_stmt *st, int idx, const char *s, size_t max)
 {
     char buf[RECORDS_TEXT_LEN];
     if (max > sizeof(buf))
@@ -721,49 +605,56 @@ static void bind_trunc(sqlite3_stmt *st, int idx, const char *s, size_t max)
 }
 
 /* Negative binds SQL NULL ("unknown"). */
-static void bind_opt_int(sqlite3_stmt *st, int idx, int64_t v)
+static void bind_opt_int(struct rdb_stmt *st, int idx, int64_t v)
 {
     if (v < 0)
-        sqlite3_bind_null(st, idx);
+        rdb_bind_null(st, idx);
     else
-        sqlite3_bind_int64(st, idx, v);
+        rdb_bind_int64(st, idx, v);
 }
 
-static void col_text(sqlite3_stmt *st, int i, char *dst, size_t n)
+static void col_text(struct rdb_stmt *st, int i, char *dst, size_t n)
 {
-    copy_trunc(dst, n, (const char *)sqlite3_column_text(st, i));
+    copy_trunc(dst, n, rdb_column_text(st, i));
 }
 
-static int64_t col_int(sqlite3_stmt *st, int i, int64_t dflt)
+static int64_t col_int(struct rdb_stmt *st, int i, int64_t dflt)
 {
-    return sqlite3_column_type(st, i) == SQLITE_NULL ? dflt : sqlite3_column_int64(st, i);
+    return st->db->ops->column_null(st, i) ? dflt : rdb_column_int64(st, i);
 }
 
-static double col_real(sqlite3_stmt *st, int i, double dflt)
+static double col_real(struct rdb_stmt *st, int i, double dflt)
 {
-    return sqlite3_column_type(st, i) == SQLITE_NULL ? dflt : sqlite3_column_double(st, i);
+    return st->db->ops->column_null(st, i) ? dflt : rdb_column_double(st, i);
 }
 
-static int run_stmt(struct records *r, enum stmt_id id)
+/* Steps a write statement with the commit durable (see the top comment). */
+static int step_durable(struct records *r, struct rdb_stmt *st)
 {
-    sqlite3_stmt *st;
-    int rc;
-    if (stmt_get(r, id, &st, NULL) < 0)
-        return SQLITE_ERROR;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        ;
-    stmt_done(st);
-    return rc == SQLITE_DONE ? SQLITE_OK : rc;
-}
-
-/* Steps a write statement with the commit fsynced (see the top comment). */
-static int step_durable(struct records *r, sqlite3_stmt *st)
-{
-    int rc = run_stmt(r, ST_SYNC_FULL);
-    if (rc != SQLITE_OK)
+    int rc = rdb_set_durable(r->db, true);
+    if (rc < 0)
         return rc;
-    rc = sqlite3_step(st);
-    run_stmt(r, ST_SYNC_NORMAL);
+    rc = rdb_step(st);
+    rdb_set_durable(r->db, false);
+    return rc;
+}
+
+/* Steps an INSERT ... RETURNING id to its end (so its commit is done before
+ * a durability switch back), *id gets the id. RDB_DONE or -errno. */
+static int step_insert_id(struct records *r, struct rdb_stmt *st, bool durable, int64_t *id)
+{
+    int rc = durable ? rdb_set_durable(r->db, true) : 0;
+    if (rc < 0)
+        return rc;
+    rc = rdb_step(st);
+    if (rc == RDB_ROW) {
+        *id = rdb_column_int64(st, 0);
+        rc = rdb_step(st);
+    } else if (rc == RDB_DONE) {
+        rc = -EIO; /* RETURNING gave no row */
+    }
+    if (durable)
+        rdb_set_durable(r->db, false);
     return rc;
 }
 
@@ -775,20 +666,20 @@ static int step_durable(struct records *r, sqlite3_stmt *st)
  */
 
 /* Fills a caller's struct (void *: one reader serves get and list). */
-typedef void (*row_reader)(sqlite3_stmt *st, void *out);
+typedef void (*row_reader)(struct rdb_stmt *st, void *out);
 
 /* Steps a one-row query: read(st, out) on the row, -ENOENT without one. */
-static int get_one(struct records *r, sqlite3_stmt *st, row_reader read, void *out,
+static int get_one(struct records *r, struct rdb_stmt *st, row_reader read, void *out,
                    const char *what, struct records_error *err, const char *missing, ...)
     __attribute__((format(printf, 7, 8)));
 
-static int get_one(struct records *r, sqlite3_stmt *st, row_reader read, void *out,
+static int get_one(struct records *r, struct rdb_stmt *st, row_reader read, void *out,
                    const char *what, struct records_error *err, const char *missing, ...)
 {
-    int rc = sqlite3_step(st), ret = 0;
-    if (rc == SQLITE_ROW) {
+    int rc = rdb_step(st), ret = 0;
+    if (rc == RDB_ROW) {
         read(st, out);
-    } else if (rc == SQLITE_DONE) {
+    } else if (rc == RDB_DONE) {
         va_list ap;
         va_start(ap, missing);
         ret = vset_err(err, -ENOENT, missing, ap);
@@ -801,26 +692,26 @@ static int get_one(struct records *r, sqlite3_stmt *st, row_reader read, void *o
 }
 
 /* A write that needs no row to match. */
-static int write_done(struct records *r, sqlite3_stmt *st, int rc, const char *what,
+static int write_done(struct records *r, struct rdb_stmt *st, int rc, const char *what,
                       struct records_error *err)
 {
-    int ret = rc == SQLITE_DONE ? 0 : db_err(r, err, rc, what);
+    int ret = rc == RDB_DONE ? 0 : db_err(r, err, rc, what);
     stmt_done(st);
     return ret;
 }
 
 /* A write by key that must change its row: -ENOENT when none matched. */
-static int change_one(struct records *r, sqlite3_stmt *st, int rc, const char *what,
+static int change_one(struct records *r, struct rdb_stmt *st, int rc, const char *what,
                       struct records_error *err, const char *missing, ...)
     __attribute__((format(printf, 6, 7)));
 
-static int change_one(struct records *r, sqlite3_stmt *st, int rc, const char *what,
+static int change_one(struct records *r, struct rdb_stmt *st, int rc, const char *what,
                       struct records_error *err, const char *missing, ...)
 {
     int ret = 0;
-    if (rc != SQLITE_DONE) {
+    if (rc != RDB_DONE) {
         ret = db_err(r, err, rc, what);
-    } else if (sqlite3_changes(r->db) == 0) {
+    } else if (rdb_changes(r->db) == 0) {
         va_list ap;
         va_start(ap, missing);
         ret = vset_err(err, -ENOENT, missing, ap);
@@ -835,22 +726,22 @@ static int change_one(struct records *r, sqlite3_stmt *st, int rc, const char *w
  * `return list_done(...)`. The caller's callback runs with r->in_callback set,
  * so it cannot re-enter the store; the result is the number of rows read.
  */
-static bool next_row(struct records *r, sqlite3_stmt *st, int *rc, int *n)
+static bool next_row(struct records *r, struct rdb_stmt *st, int *rc, int *n)
 {
     r->in_callback = true;
-    *rc = sqlite3_step(st);
-    if (*rc != SQLITE_ROW)
+    *rc = rdb_step(st);
+    if (*rc != RDB_ROW)
         return false;
     (*n)++;
     return true;
 }
 
-static int list_done(struct records *r, sqlite3_stmt *st, int rc, int n, const char *what,
+static int list_done(struct records *r, struct rdb_stmt *st, int rc, int n, const char *what,
                      struct records_error *err)
 {
     int ret;
     r->in_callback = false;
-    ret = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? n : db_err(r, err, rc, what);
+    ret = (rc == RDB_ROW || rc == RDB_DONE) ? n : db_err(r, err, rc, what);
     stmt_done(st);
     return ret;
 }
@@ -899,122 +790,47 @@ bool records_job_state_is_final(enum records_job_state s)
 
 /* ---- open / close --------------------------------------------------------- */
 
-static int exec_sql(struct records *r, const char *sql)
+static int migrate(struct records *r, struct records_error *err)
 {
-    return sqlite3_exec(r->db, sql, NULL, NULL, NULL);
-}
-
-/* Runs a one-row integer query; -1 on failure (rc in *rc_out). */
-static int64_t query_int(struct records *r, const char *sql, int *rc_out)
-{
-    sqlite3_stmt *st = NULL;
-    int64_t v = -1;
-    int rc = sqlite3_prepare_v2(r->db, sql, -1, &st, NULL);
-    if (rc == SQLITE_OK) {
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW) {
-            v = sqlite3_column_int64(st, 0);
-            rc = SQLITE_OK;
-        }
-    }
-    sqlite3_finalize(st);
-    *rc_out = rc;
-    return v;
-}
-
-static int open_fail(struct records *r, struct records_error *err, int rc, const char *path)
-{
-    char what[512];
-    snprintf(what, sizeof(what), "cannot open %s", path);
-    return db_err(r, err, rc, what);
-}
-
-static int take_lock(struct records *r, const char *path, struct records_error *err)
-{
-    size_t n = strlen(path) + sizeof(".lock");
-    char *lock = malloc(n);
-    if (!lock)
-        return set_err(err, -ENOMEM, "records: out of memory");
-    snprintf(lock, n, "%s.lock", path);
-    r->lock_fd = open(lock, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
-    free(lock);
-    if (r->lock_fd < 0) {
-        int e = errno;
-        char msg[128];
-        snprintf(msg, sizeof(msg), "%s", strerror(e));
-        if (msg[0] >= 'A' && msg[0] <= 'Z')
-            msg[0] = (char)(msg[0] - 'A' + 'a');
-        return set_err(err, -e, "records: cannot open %s: %s", path, msg);
-    }
-    if (flock(r->lock_fd, LOCK_EX | LOCK_NB) < 0) {
-        int e = errno;
-        if (e == EWOULDBLOCK)
-            return set_err(err, -EBUSY,
-                           "records: %s is in use by another process (is espstationd already "
-                           "running on this data directory?)",
-                           path);
-        return set_err(err, -e, "records: cannot lock %s: %s", path, strerror(e));
-    }
-    return 0;
-}
-
-/* Decides whether the file is ours, new, or foreign; sets r->schema_version. */
-static int check_identity(struct records *r, const char *path, struct records_error *err)
-{
-    int rc;
-    int64_t tables = query_int(r, "SELECT count(*) FROM sqlite_master", &rc);
-    if (rc != SQLITE_OK)
-        return open_fail(r, err, rc, path);
-    int64_t app = query_int(r, "PRAGMA application_id", &rc);
-    if (rc != SQLITE_OK)
-        return open_fail(r, err, rc, path);
-    int64_t version = query_int(r, "PRAGMA user_version", &rc);
-    if (rc != SQLITE_OK)
-        return open_fail(r, err, rc, path);
-    if (app != RECORDS_APP_ID && !(app == 0 && version == 0 && tables == 0))
-        return set_err(err, -EBADMSG,
-                       "records: %s is not a records database (an SQLite file of another "
-                       "application: application_id 0x%08llx, %lld schema objects); "
-                       "refusing to touch it",
-                       path, (unsigned long long)(uint32_t)app, (long long)tables);
-    if (version > N_MIGRATIONS)
+    const char *const *migrations =
+        r->db->ops->dialect == RDB_POSTGRESQL ? rdb_pg_migrations : rdb_sqlite_migrations;
+    int64_t v;
+    int rc = r->db->ops->get_version(r->db, &v);
+    if (rc < 0)
+        return db_err(r, err, rc, "cannot read the schema version");
+    if (v > rdb_migrations_count)
         return set_err(err, -ENOTSUP,
                        "records: %s has schema version %lld, newer than this espstationd "
                        "supports (%d): upgrade espstationd",
-                       path, (long long)version, N_MIGRATIONS);
-    r->schema_version = (int)version;
-    return 0;
-}
-
-static int migrate(struct records *r, const char *path, struct records_error *err)
-{
-    while (r->schema_version < N_MIGRATIONS) {
-        char sql[96];
-        int rc = exec_sql(r, "BEGIN IMMEDIATE");
-        if (rc != SQLITE_OK)
-            return open_fail(r, err, rc, path);
+                       r->path, (long long)v, rdb_migrations_count);
+    r->schema_version = (int)v;
+    while (r->schema_version < rdb_migrations_count) {
+        rc = rdb_begin(r->db);
+        if (rc < 0) {
+            char what[512];
+            snprintf(what, sizeof(what), "cannot open %s", r->path);
+            return db_err(r, err, rc, what);
+        }
         /* Another process may have migrated while we waited for the lock. */
-        int64_t v = query_int(r, "PRAGMA user_version", &rc);
-        if (rc == SQLITE_OK && v > r->schema_version) {
-            exec_sql(r, "COMMIT");
+        rc = r->db->ops->get_version(r->db, &v);
+        if (rc >= 0 && v > r->schema_version) {
+            rdb_commit(r->db);
             r->schema_version = (int)v;
             continue;
         }
-        if (rc == SQLITE_OK)
-            rc = exec_sql(r, migrations[r->schema_version]);
-        snprintf(sql, sizeof(sql), "PRAGMA user_version = %d; PRAGMA application_id = %d;",
-                 r->schema_version + 1, RECORDS_APP_ID);
-        if (rc == SQLITE_OK)
-            rc = exec_sql(r, sql);
-        if (rc == SQLITE_OK)
-            rc = exec_sql(r, "COMMIT");
-        if (rc != SQLITE_OK) {
+        if (rc >= 0)
+            rc = r->db->ops->exec(r->db, migrations[r->schema_version]);
+        if (rc >= 0)
+            rc = r->db->ops->set_version(r->db, r->schema_version + 1);
+        if (rc >= 0)
+            rc = rdb_commit(r->db);
+        if (rc < 0) {
             char what[512];
             int ret;
-            snprintf(what, sizeof(what), "cannot migrate %s to schema version %d", path,
+            snprintf(what, sizeof(what), "cannot migrate %s to schema version %d", r->path,
                      r->schema_version + 1);
             ret = db_err(r, err, rc, what);
-            exec_sql(r, "ROLLBACK");
+            rdb_rollback(r->db);
             return ret;
         }
         r->schema_version++;
@@ -1022,65 +838,80 @@ static int migrate(struct records *r, const char *path, struct records_error *er
     return 0;
 }
 
-/* Jobs the previous process left queued/running become interrupted, each with
- * an event, in one synced transaction. */
-static int recover(struct records *r, const char *path, struct records_error *err)
+/* The job.interrupted event's data: the JSON object the API shows. */
+static void interrupted_json(char *buf, size_t n, int64_t id, const char *stage)
 {
-    static const char *const sql_events =
-        "INSERT INTO events (ts, kind, board_mac, slot, job_id, data) "
-        "SELECT ?1, 'job.interrupted', board_mac, slot, id, json_object('job', id, "
-        "'state', 'interrupted', 'stage', coalesce(nullif(stage, ''), state), 'message', "
-        "'job ' || id || ' interrupted: daemon stopped while ' || "
-        "coalesce(nullif(stage, ''), state)) "
-        "FROM jobs WHERE state IN ('queued', 'running') ORDER BY id";
-    static const char *const sql_jobs =
-        "UPDATE jobs SET state = 'interrupted', ended_at = ?1, result_code = ?2, "
-        "error_stage = coalesce(nullif(stage, ''), state), "
-        "error_message = 'daemon stopped while ' || coalesce(nullif(stage, ''), state), "
-        "error_advice = 'the station stopped (crash, kill or power loss) during this job; "
-        "the board is flashed again when it is next seen', "
-        "seconds = max(0, (?1 - started_at) / 1000.0) "
-        "WHERE state IN ('queued', 'running')";
-    sqlite3_stmt *ev = NULL, *jobs = NULL;
+    struct json_object *o = json_object_new_object();
+    char msg[RECORDS_TEXT_LEN];
+    snprintf(msg, sizeof(msg), "job %lld interrupted: daemon stopped while %s", (long long)id,
+             stage);
+    json_object_object_add(o, "job", json_object_new_int64(id));
+    json_object_object_add(o, "state", json_object_new_string("interrupted"));
+    json_object_object_add(o, "stage", json_object_new_string(stage));
+    json_object_object_add(o, "message", json_object_new_string(msg));
+    copy_trunc(
+        buf, n,
+        json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+    json_object_put(o);
+}
+
+/* Jobs the previous process left queued/running become interrupted, each with
+ * an event, in one durable transaction. */
+static int recover(struct records *r, struct records_error *err)
+{
+    struct rdb_stmt *jobs, *ev, *upd;
     int64_t now = records_now_ms(r);
-    bool in_txn = false;
-    int rc = run_stmt(r, ST_SYNC_FULL);
-    if (rc == SQLITE_OK) {
-        rc = exec_sql(r, "BEGIN IMMEDIATE");
-        in_txn = rc == SQLITE_OK;
-    }
-    if (rc == SQLITE_OK)
-        rc = sqlite3_prepare_v2(r->db, sql_events, -1, &ev, NULL);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_prepare_v2(r->db, sql_jobs, -1, &jobs, NULL);
-    if (rc == SQLITE_OK) {
-        sqlite3_bind_int64(ev, 1, now);
-        rc = sqlite3_step(ev);
-        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
-    }
-    if (rc == SQLITE_OK) {
-        sqlite3_bind_int64(jobs, 1, now);
-        sqlite3_bind_int(jobs, 2, -ECANCELED);
-        rc = sqlite3_step(jobs);
-        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
-    }
-    if (rc == SQLITE_OK) {
-        r->recovered = sqlite3_changes(r->db);
-        rc = exec_sql(r, "COMMIT");
-    }
-    sqlite3_finalize(ev);
-    sqlite3_finalize(jobs);
-    if (rc != SQLITE_OK) {
+    int rc, ret;
+    if ((ret = stmt_get(r, ST_JOBS_UNFINISHED, &jobs, err)) < 0 ||
+        (ret = stmt_get(r, ST_EVENT_APPEND, &ev, err)) < 0 ||
+        (ret = stmt_get(r, ST_JOBS_INTERRUPT, &upd, err)) < 0)
+        return ret;
+    rc = rdb_set_durable(r->db, true);
+    if (rc >= 0)
+        rc = rdb_begin(r->db);
+    if (rc < 0) {
         char what[512];
-        int ret;
-        snprintf(what, sizeof(what), "cannot recover interrupted jobs in %s", path);
+        snprintf(what, sizeof(what), "cannot recover interrupted jobs in %s", r->path);
         ret = db_err(r, err, rc, what);
-        if (in_txn)
-            exec_sql(r, "ROLLBACK");
+        rdb_set_durable(r->db, false);
+        return ret;
+    }
+    while ((rc = rdb_step(jobs)) == RDB_ROW) {
+        char data[RECORDS_EVENT_DATA_LEN], stage[RECORDS_STATE_LEN];
+        int64_t id = rdb_column_int64(jobs, 0), ev_id;
+        col_text(jobs, 3, stage, sizeof(stage));
+        interrupted_json(data, sizeof(data), id, stage);
+        rdb_bind_int64(ev, 1, now);
+        rdb_bind_text(ev, 2, "job.interrupted");
+        bind_text(ev, 3, rdb_column_text(jobs, 1));
+        bind_text(ev, 4, rdb_column_text(jobs, 2));
+        rdb_bind_int64(ev, 5, id);
+        rdb_bind_text(ev, 6, data);
+        rc = step_insert_id(r, ev, false, &ev_id);
+        stmt_done(ev);
+        if (rc < 0)
+            break;
+    }
+    stmt_done(jobs);
+    if (rc >= 0) {
+        rdb_bind_int64(upd, 1, now);
+        rdb_bind_int64(upd, 2, -ECANCELED);
+        rc = rdb_step(upd);
+        r->recovered = rc >= 0 ? (int)rdb_changes(r->db) : 0;
+        stmt_done(upd);
+    }
+    if (rc >= 0)
+        rc = rdb_commit(r->db);
+    if (rc < 0) {
+        char what[512];
+        snprintf(what, sizeof(what), "cannot recover interrupted jobs in %s", r->path);
+        ret = db_err(r, err, rc, what);
+        rdb_rollback(r->db);
+        rdb_set_durable(r->db, false);
         r->recovered = 0;
         return ret;
     }
-    run_stmt(r, ST_SYNC_NORMAL);
+    rdb_set_durable(r->db, false);
     return 0;
 }
 
@@ -1089,92 +920,88 @@ static void destroy(struct records *r)
     if (!r)
         return;
     for (int i = 0; i < ST_COUNT; i++)
-        sqlite3_finalize(r->st[i]);
+        if (r->st[i])
+            r->db->ops->finalize(r->st[i]);
     if (r->db)
-        sqlite3_close(r->db);
-    if (r->lock_fd >= 0)
-        close(r->lock_fd); /* after the database: the next opener finds it closed */
+        r->db->ops->close(r->db);
     free(r->path);
     free(r);
 }
 
-int records_open(const char *path, struct records **out, struct records_error *err)
+/* The part of a libpq connection string that names the server and database,
+ * without a password, for messages ("host=db1 port=5432 dbname=line"). */
+static char *dsn_for_messages(const char *dsn)
+{
+    size_t n = strlen(dsn) + 1;
+    char *out = malloc(n), *o = out;
+    const char *p = dsn;
+    if (!out)
+        return NULL;
+    if (strstr(dsn, "://")) { /* URI: drop "user:password@" */
+        const char *at = strchr(dsn, '@'), *scheme = strstr(dsn, "://");
+        if (at && at > scheme)
+            snprintf(out, n, "%.*s%s", (int)(scheme + 3 - dsn), dsn, at + 1);
+        else
+            snprintf(out, n, "%s", dsn);
+        return out;
+    }
+    while (*p) {
+        size_t len;
+        while (*p == ' ')
+            p++;
+        len = strcspn(p, " ");
+        if (len && strncmp(p, "password", 8) != 0) {
+            if (o != out)
+                *o++ = ' ';
+            memcpy(o, p, len);
+            o += len;
+        }
+        p += len;
+    }
+    *o = '\0';
+    return out;
+}
+
+static int open_store(enum records_backend backend, const char *target, struct records **out,
+                      struct records_error *err)
 {
     struct records *r;
-    int rc, ret;
-    char mode[16] = "";
+    char msg[512] = "";
+    int ret;
 
     clear_err(err);
     if (!out)
         return set_err(err, -EINVAL, "records: no output pointer");
     *out = NULL;
-    if (!path || !*path)
-        return set_err(err, -EINVAL, "records: no database path");
+    if (!target || !*target)
+        return set_err(err, -EINVAL,
+                       backend == RECORDS_BACKEND_POSTGRESQL
+                           ? "records: no PostgreSQL connection string (dsn)"
+                           : "records: no database path");
     r = calloc(1, sizeof(*r));
-    if (!r || !(r->path = strdup(path))) {
+    if (!r)
+        return set_err(err, -ENOMEM, "records: out of memory");
+    r->path = backend == RECORDS_BACKEND_POSTGRESQL ? dsn_for_messages(target) : strdup(target);
+    if (!r->path) {
         free(r);
         return set_err(err, -ENOMEM, "records: out of memory");
     }
-    r->lock_fd = -1;
     r->clock = default_clock;
-
-    ret = take_lock(r, path, err);
+    if (backend == RECORDS_BACKEND_POSTGRESQL)
+        ret = rdb_pg_open(target, &r->db, msg, sizeof(msg));
+    else
+        ret = rdb_sqlite_open(target, rdb_migrations_count, &r->db, msg, sizeof(msg));
+    if (ret < 0) {
+        if (backend == RECORDS_BACKEND_POSTGRESQL)
+            set_err(err, ret, "%s [records.dsn \"%s\"]", msg, r->path);
+        else
+            set_err(err, ret, "%s", msg);
+        goto fail;
+    }
+    ret = migrate(r, err);
     if (ret < 0)
         goto fail;
-    rc = sqlite3_open_v2(path, &r->db,
-                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
-                             SQLITE_OPEN_NOFOLLOW,
-                         NULL);
-    if (rc != SQLITE_OK) {
-        ret = open_fail(r, err, rc, path);
-        goto fail;
-    }
-    sqlite3_extended_result_codes(r->db, 1);
-    sqlite3_busy_timeout(r->db, RECORDS_BUSY_TIMEOUT_MS);
-    /* A damaged or hostile file must not be able to do more than fail: no
-     * writable_schema tricks, no non-innocuous functions in its schema. */
-    sqlite3_db_config(r->db, SQLITE_DBCONFIG_DEFENSIVE, 1, (int *)NULL);
-    sqlite3_db_config(r->db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, (int *)NULL);
-    if (sqlite3_db_readonly(r->db, "main") == 1) {
-        ret = set_err(err, -EACCES, "records: cannot open %s: permission denied (read-only)", path);
-        goto fail;
-    }
-
-    ret = check_identity(r, path, err);
-    if (ret < 0)
-        goto fail;
-
-    {
-        sqlite3_stmt *st = NULL;
-        rc = sqlite3_prepare_v2(r->db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
-        if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-            copy_trunc(mode, sizeof(mode), (const char *)sqlite3_column_text(st, 0));
-            rc = SQLITE_OK;
-        }
-        sqlite3_finalize(st);
-        if (rc != SQLITE_OK) {
-            ret = open_fail(r, err, rc, path);
-            goto fail;
-        }
-        if (strcmp(mode, "wal") != 0) {
-            ret = set_err(err, -ENOTSUP,
-                          "records: cannot open %s: WAL journal not available (got \"%s\"; "
-                          "is the data directory on a network filesystem?)",
-                          path, mode);
-            goto fail;
-        }
-    }
-    rc = exec_sql(r, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
-                     "PRAGMA journal_size_limit = " /* bytes kept after a checkpoint */
-                     "16777216;");
-    if (rc != SQLITE_OK) {
-        ret = open_fail(r, err, rc, path);
-        goto fail;
-    }
-    ret = migrate(r, path, err);
-    if (ret < 0)
-        goto fail;
-    ret = recover(r, path, err);
+    ret = recover(r, err);
     if (ret < 0)
         goto fail;
     *out = r;
@@ -1182,6 +1009,47 @@ int records_open(const char *path, struct records **out, struct records_error *e
 fail:
     destroy(r);
     return ret;
+}
+
+int records_open(const char *path, struct records **out, struct records_error *err)
+{
+    return open_store(RECORDS_BACKEND_SQLITE, path, out, err);
+}
+
+int records_open_backend(enum records_backend backend, const char *target, struct records **out,
+                         struct records_error *err)
+{
+    if (backend != RECORDS_BACKEND_SQLITE && backend != RECORDS_BACKEND_POSTGRESQL) {
+        clear_err(err);
+        if (out)
+            *out = NULL;
+        return set_err(err, -EINVAL, "records: unknown backend %d", (int)backend);
+    }
+    return open_store(backend, target, out, err);
+}
+
+const char *records_backend_to_string(enum records_backend b)
+{
+    return b == RECORDS_BACKEND_POSTGRESQL ? "postgresql"
+           : b == RECORDS_BACKEND_SQLITE   ? "sqlite"
+                                           : "unknown";
+}
+
+int records_backend_from_string(const char *name, enum records_backend *out)
+{
+    if (name && strcmp(name, "sqlite") == 0)
+        *out = RECORDS_BACKEND_SQLITE;
+    else if (name && strcmp(name, "postgresql") == 0)
+        *out = RECORDS_BACKEND_POSTGRESQL;
+    else
+        return -EINVAL;
+    return 0;
+}
+
+enum records_backend records_backend(const struct records *r)
+{
+    return r && r->db->ops->dialect == RDB_POSTGRESQL ? RECORDS_BACKEND_POSTGRESQL
+                                                      : RECORDS_BACKEND_SQLITE;
 }
 
 void records_close(struct records *r)
@@ -1201,31 +1069,20 @@ int records_schema_version(const struct records *r)
 
 int records_schema_latest(void)
 {
-    return N_MIGRATIONS;
+    return rdb_migrations_count;
 }
 
 int records_integrity_check(struct records *r, struct records_error *err)
 {
-    sqlite3_stmt *st = NULL;
-    int rc, ret = 0;
+    int rc;
     ENTER(r, err);
-    rc = sqlite3_prepare_v2(r->db, "PRAGMA integrity_check(1)", -1, &st, NULL);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        const char *res = (const char *)sqlite3_column_text(st, 0);
-        if (!res || strcmp(res, "ok") != 0) {
-            ret = set_err(err, -EBADMSG, "records: %s failed its integrity check: %s", r->path,
-                          res ? res : "(no result)");
-            for (char *p = err ? err->message : NULL; p && *p; p++)
-                if (*p == '\n' || *p == '\r')
-                    *p = ' '; /* one log line */
-        }
-    } else {
-        ret = db_err(r, err, rc, "cannot run the integrity check");
-    }
-    sqlite3_finalize(st);
-    return ret;
+    rc = r->db->ops->integrity_check(r->db);
+    if (rc == -EBADMSG)
+        return set_err(err, -EBADMSG, "records: %s failed its integrity check: %s", r->path,
+                       r->db->ops->errmsg(r->db));
+    if (rc < 0)
+        return db_err(r, err, rc, "cannot run the integrity check");
+    return 0;
 }
 
 /* ---- boards --------------------------------------------------------------- */
@@ -1247,9 +1104,9 @@ static int cmp_group(const void *x, const void *y)
 }
 
 /* Column i: group names joined by ',' -> b->groups (sorted), b->n_groups. */
-static void read_groups(sqlite3_stmt *st, int i, struct records_board *b)
+static void read_groups(struct rdb_stmt *st, int i, struct records_board *b)
 {
-    const char *p = (const char *)sqlite3_column_text(st, i);
+    const char *p = rdb_column_text(st, i);
     b->n_groups = 0;
     while (p && *p && b->n_groups < RECORDS_GROUPS_MAX) {
         size_t len = strcspn(p, ",");
@@ -1265,7 +1122,7 @@ static void read_groups(sqlite3_stmt *st, int i, struct records_board *b)
     qsort(b->groups, (size_t)b->n_groups, sizeof(b->groups[0]), cmp_group);
 }
 
-static void read_board(sqlite3_stmt *st, void *out)
+static void read_board(struct rdb_stmt *st, void *out)
 {
     struct records_board *b = out;
     records_board_init(b);
@@ -1298,7 +1155,7 @@ int records_board_upsert(struct records *r, const struct records_board *b,
                          struct records_error *err)
 {
     char mac[RECORDS_MAC_LEN];
-    sqlite3_stmt *st;
+    struct rdb_stmt *st;
     int ret;
     ENTER(r, err);
     if (!b)
@@ -1322,13 +1179,13 @@ int records_board_upsert(struct records *r, const struct records_board *b,
         return set_err(err, -EINVAL, "records: board notes is not NUL-terminated");
     if ((ret = stmt_get(r, ST_BOARD_UPSERT, &st, err)) < 0)
         return ret;
-    sqlite3_bind_text(st, 1, mac, -1, SQLITE_TRANSIENT);
+    rdb_bind_text(st, 1, mac);
     bind_text(st, 2, b->chip);
     bind_opt_int(st, 3, b->revision);
     bind_opt_int(st, 4, b->flash_id);
     bind_opt_int(st, 5, b->flash_size);
     bind_opt_int(st, 6, b->crystal_mhz);
-    sqlite3_bind_int64(st, 7, records_now_ms(r));
+    rdb_bind_int64(st, 7, records_now_ms(r));
     bind_text(st, 8, b->slot);
     bind_text(st, 9, b->current_firmware);
     bind_text(st, 10, b->current_md5);
@@ -1337,14 +1194,14 @@ int records_board_upsert(struct records *r, const struct records_board *b,
     bind_text(st, 13, b->target_firmware);
     bind_text(st, 14, b->online_state);
     bind_text(st, 15, b->notes);
-    return write_done(r, st, sqlite3_step(st), "cannot record board", err);
+    return write_done(r, st, rdb_step(st), "cannot record board", err);
 }
 
 int records_board_get(struct records *r, const char *mac, struct records_board *out,
                       struct records_error *err)
 {
     char norm[RECORDS_MAC_LEN];
-    sqlite3_stmt *st;
+    struct rdb_stmt *st;
     int ret;
     ENTER(r, err);
     if (!out)
@@ -1353,22 +1210,22 @@ int records_board_get(struct records *r, const char *mac, struct records_board *
         return ret;
     if ((ret = stmt_get(r, ST_BOARD_GET, &st, err)) < 0)
         return ret;
-    sqlite3_bind_text(st, 1, norm, -1, SQLITE_TRANSIENT);
+    rdb_bind_text(st, 1, norm);
     return get_one(r, st, read_board, out, "cannot read board", err, "records: no board %s", norm);
 }
 
 int records_board_list(struct records *r, const struct records_board_filter *f, records_board_cb cb,
                        void *ctx, struct records_error *err)
 {
-    sqlite3_stmt *st;
+    struct rdb_stmt *st;
     int rc, ret, n = 0;
     ENTER(r, err);
     if ((ret = stmt_get(r, ST_BOARD_LIST, &st, err)) < 0)
         return ret;
     bind_text(st, 1, f ? f->chip : NULL);
     bind_text(st, 2, f ? f->firmware : NULL);
-    sqlite3_bind_int64(st, 3, f && f->limit > 0 ? f->limit : -1);
-    sqlite3_bind_int64(st, 4, f && f->offset > 0 ? f->offset : 0);
+    rdb_bind_int64(st, 3, f && f->limit > 0 ? f->limit : NO_LIMIT);
+    rdb_bind_int64(st, 4, f && f->offset > 0 ? f->offset : 0);
     bind_text(st, 5, f ? f->group : NULL);
     while (next_row(r, st, &rc, &n)) {
         read_board(st, &r->row.board);
@@ -1383,7 +1240,7 @@ int records_board_set_address(struct records *r, const char *mac, const char *ip
                               struct records_error *err)
 {
     char norm[RECORDS_MAC_LEN];
-    sqlite3_stmt *st;
+    struct rdb_stmt *st;
     int ret;
     ENTER(r, err);
     if ((ret = normalize_mac(mac, norm, err)) < 0 ||
@@ -1396,20 +1253,20 @@ int records_board_set_address(struct records *r, const char *mac, const char *ip
         return set_err(err, -EINVAL, "records: a confirmed address needs an ip");
     if ((ret = stmt_get(r, ST_BOARD_SET_ADDRESS, &st, err)) < 0)
         return ret;
-    sqlite3_bind_text(st, 1, norm, -1, SQLITE_TRANSIENT);
+    rdb_bind_text(st, 1, norm);
     bind_text(st, 2, ip);
-    sqlite3_bind_int(st, 3, confirmed ? 1 : 0);
+    rdb_bind_int64(st, 3, confirmed ? 1 : 0);
     bind_text(st, 4, source);
     bind_text(st, 5, claim);
     bind_text(st, 6, claim && *claim ? claim_source : NULL);
-    sqlite3_bind_int64(st, 7, records_now_ms(r));
-    return change_one(r, st, sqlite3_step(st), "cannot record the board's address", err,
+    rdb_bind_int64(st, 7, records_now_ms(r));
+    return change_one(r, st, rdb_step(st), "cannot record the board's address", err,
                       "records: no board %s", norm);
 }
 
 int records_board_target_used(struct records *r, const char *target, struct records_error *err)
 {
-    sqlite3_stmt *st;
+    struct rdb_stmt *st;
     int ret;
     ENTER(r, err);
     if (!target || !*target)
@@ -1417,24 +1274,24 @@ int records_board_target_used(struct records *r, const char *target, struct reco
     if ((ret = stmt_get(r, ST_BOARD_TARGET_USED, &st, err)) < 0)
         return ret;
     bind_text(st, 1, target);
-    int rc = sqlite3_step(st);
-    ret = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : db_err(r, err, rc, "cannot read targets");
+    int rc = rdb_step(st);
+    ret = rc == RDB_ROW ? 1 : rc == RDB_DONE ? 0 : db_err(r, err, rc, "cannot read targets");
     stmt_done(st);
     return ret;
 }
 
 int records_board_count_unconfirmed(struct records *r, int64_t *n, struct records_error *err)
 {
-    sqlite3_stmt *st;
+    struct rdb_stmt *st;
     int ret;
     ENTER(r, err);
     *n = 0;
     if ((ret = stmt_get(r, ST_BOARD_COUNT_UNCONFIRMED, &st, err)) < 0)
         return ret;
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        *n = sqlite3_column_int64(st, 0);
-    ret = rc == SQLITE_ROW ? 0 : db_err(r, err, rc, "cannot count boards");
+    int rc = rdb_step(st);
+    if (rc == RDB_ROW)
+        *n = rdb_column_int64(st, 0);
+    ret = rc == RDB_ROW ? 0 : db_err(r, err, rc, "cannot count boards");
     stmt_done(st);
     return ret;
 }
@@ -1445,7 +1302,8 @@ int records_job_begin(struct records *r, const struct records_job_new *j, int64_
                       struct records_error *err)
 {
     char mac[RECORDS_MAC_LEN] = "";
-    sqlite3_stmt *st;
+    struct rdb_stmt *st;
+    int64_t new_id = 0;
     int rc, ret;
     ENTER(r, err);
     if (!j)
@@ -1464,13 +1322,13 @@ int records_job_begin(struct records *r, const struct records_job_new *j, int64_
     bind_text(st, 4, j->firmware);
     bind_text(st, 5, j->queued ? "queued" : "running");
     bind_text(st, 6, j->stage);
-    sqlite3_bind_int64(st, 7, records_now_ms(r));
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE) {
+    rdb_bind_int64(st, 7, records_now_ms(r));
+    rc = step_insert_id(r, st, false, &new_id);
+    if (rc == RDB_DONE) {
         ret = 0;
         if (id)
-            *id = sqlite3_last_insert_rowid(r->db);
-    } else if (rc == SQLITE_CONSTRAINT_FOREIGNKEY) {
+            *id = new_id;
+    } else if (rc == -ENOENT) {
         ret = set_err(err, -ENOENT, "records: no board %s: record the board before its job", mac);
     } else {
         ret = db_err(r, err, rc, "cannot record job start");
@@ -1483,14 +1341,14 @@ int records_job_begin(struct records *r, const struct records_job_new *j, int64_
 static int job_state(struct records *r, int64_t id, enum records_job_state *state, int64_t *started,
                      int64_t *bytes, int64_t *wire, struct records_error *err)
 {
-    sqlite3_stmt *st;
+    struct rdb_stmt *st;
     int rc, ret;
     if ((ret = stmt_get(r, ST_JOB_STATE, &st, err)) < 0)
         return ret;
-    sqlite3_bind_int64(st, 1, id);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        ret = records_job_state_from_string((const char *)sqlite3_column_text(st, 0), state);
+    rdb_bind_int64(st, 1, id);
+    rc = rdb_step(st);
+    if (rc == RDB_ROW) {
+        ret = records_job_state_from_string(rdb_column_text(st, 0), state);
         if (ret < 0)
             ret = set_err(err, -EBADMSG, "records: job %lld has an unknown state", (long long)id);
         if (started)
@@ -1499,7 +1357,7 @@ static int job_state(struct records *r, int64_t id, enum records_job_state *stat
             *bytes = col_int(st, 2, 0);
         if (wire)
             *wire = col_int(st, 3, 0);
-    } else if (rc == SQLITE_DONE) {
+    } else if (rc == RDB_DONE) {
         ret = set_err(err, -ENOENT, "records: no job %lld", (long long)id);
     } else {
         ret = db_err(r, err, rc, "cannot read job");
@@ -1510,15 +1368,15 @@ static int job_state(struct records *r, int64_t id, enum records_job_state *stat
 
 /* Ends an UPDATE of a queued or running job (rc: its step). When it matched
  * no row, says why: no such job, or the job is already final. */
-static int job_update_done(struct records *r, sqlite3_stmt *st, int rc, int64_t id,
+static int job_update_done(struct records *r, struct rdb_stmt *st, int rc, int64_t id,
                            const char *what, struct records_error *err)
 {
     enum records_job_state s;
     int ret;
-    if (rc != SQLITE_DONE)
+    if (rc != RDB_DONE)
         ret = db_err(r, err, rc, what);
     else
-        ret = sqlite3_changes(r->db) == 1 ? 0 : 1;
+        ret = rdb_changes(r->db) == 1 ? 0 : 1;
     stmt_done(st);
     if (ret != 1)
         return ret;
@@ -1532,17 +1390,17 @@ static int job_update_done(struct records *r, sqlite3_stmt *st, int rc, int64_t 
 int records_job_set_board(struct records *r, int64_t id, const char *mac, struct records_error *err)
 {
     char norm[RECORDS_MAC_LEN];
-    sqlite3_stmt *st;
+    struct rdb_stmt *st;
     int rc, ret;
     ENTER(r, err);
     if ((ret = normalize_mac(mac, norm, err)) < 0)
         return ret;
     if ((ret = stmt_get(r, ST_JOB_SET_BOARD, &st, err)) < 0)
         return ret;
-    sqlite3_bind_int64(st, 1, id);
-    sqlite3_bind_text(st, 2, norm, -1, SQLITE_TRANSIENT);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_CONSTRAINT_FOREIGNKEY) {
+    rdb_bind_int64(st, 1, id);
+    rdb_bind_text(st, 2, norm);
+    rc = rdb_step(st);
+    if (rc == -ENOENT) {
         stmt_done(st);
         return set_err(err, -ENOENT, "records: no board %s: record the board before its job", norm);
     }
@@ -1553,57 +1411,57 @@ int records_job_set_board(struct records *r, int64_t id, const char *mac, struct
 int records_job_set_firmware(struct records *r, int64_t id, const char *firmware,
                              struct records_error *err)
 {
-    sqlite3_stmt *st;
+    struct rdb_stmt *st;
     int ret;
     ENTER(r, err);
     if ((ret = check_text("job firmware", firmware, RECORDS_FIRMWARE_LEN, err)) < 0)
         return ret;
     if ((ret = stmt_get(r, ST_JOB_SET_FIRMWARE, &st, err)) < 0)
         return ret;
-    sqlite3_bind_int64(st, 1, id);
+    rdb_bind_int64(st, 1, id);
     bind_text(st, 2, firmware);
-    return change_one(r, st, sqlite3_step(st), "cannot set the job's firmware", err,
+    return change_one(r, st, rdb_step(st), "cannot set the job's firmware", err,
                       "records: no job %lld", (long long)id);
 }
 
 int records_job_progress(struct records *r, int64_t id, const char *stage, int64_t bytes,
                          int64_t wire_bytes, struct records_error *err)
 {
-    sqlite3_stmt *st;
+    struct rdb_stmt *st;
     int ret;
     ENTER(r, err);
     if ((ret = check_text("job stage", stage, RECORDS_STATE_LEN, err)) < 0)
         return ret;
     if ((ret = stmt_get(r, ST_JOB_PROGRESS, &st, err)) < 0)
         return ret;
-    sqlite3_bind_int64(st, 1, id);
+    rdb_bind_int64(st, 1, id);
     bind_text(st, 2, stage);
     bind_opt_int(st, 3, bytes);
     bind_opt_int(st, 4, wire_bytes);
-    sqlite3_bind_int64(st, 5, records_now_ms(r));
-    return job_update_done(r, st, sqlite3_step(st), id, "cannot record job progress", err);
+    rdb_bind_int64(st, 5, records_now_ms(r));
+    return job_update_done(r, st, rdb_step(st), id, "cannot record job progress", err);
 }
 
 int records_job_log(struct records *r, int64_t id, const char *level, const char *line,
                     struct records_error *err)
 {
     char buf[RECORDS_TEXT_LEN];
-    sqlite3_stmt *st;
+    struct rdb_stmt *st;
     int rc, ret;
     ENTER(r, err);
     if ((ret = check_token("log level", level, RECORDS_STATE_LEN, err)) < 0)
         return ret;
     if ((ret = stmt_get(r, ST_JOB_LOG, &st, err)) < 0)
         return ret;
-    sqlite3_bind_int64(st, 1, id);
-    sqlite3_bind_int64(st, 2, records_now_ms(r));
+    rdb_bind_int64(st, 1, id);
+    rdb_bind_int64(st, 2, records_now_ms(r));
     bind_text(st, 3, level);
     copy_trunc(buf, sizeof(buf), line ? line : "");
-    sqlite3_bind_text(st, 4, buf, -1, SQLITE_TRANSIENT);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE)
+    rdb_bind_text(st, 4, buf);
+    rc = rdb_step(st);
+    if (rc == RDB_DONE)
         ret = 0;
-    else if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
+    else if (rc == -ENOENT)
         ret = set_err(err, -ENOENT, "records: no job %lld", (long long)id);
     else
         ret = db_err(r, err, rc, "cannot append job log line");
@@ -1633,7 +1491,7 @@ int records_job_finish(struct records *r, int64_t id, const struct records_job_r
     enum records_job_state cur;
     int64_t started, bytes, wire, now;
     double secs, kbps;
-    sqlite3_stmt *st;
+    struct rdb_stmt *st;
     int ret;
     ENTER(r, err);
     if (!res)
@@ -1660,10 +1518,10 @@ int records_job_finish(struct records *r, int64_t id, const struct records_job_r
 
     if ((ret = stmt_get(r, ST_JOB_FINISH, &st, err)) < 0)
         return ret;
-    sqlite3_bind_int64(st, 1, id);
+    rdb_bind_int64(st, 1, id);
     bind_text(st, 2, records_job_state_to_string(res->state));
-    sqlite3_bind_int64(st, 3, now);
-    sqlite3_bind_int(st, 4, res->result_code);
+    rdb_bind_int64(st, 3, now);
+    rdb_bind_int64(st, 4, res->result_code);
     bind_text(st, 5, res->error_stage);
     bind_trunc(st, 6, res->error_message, RECORDS_TEXT_LEN);
     bind_trunc(st, 7, res->error_advice, RECORDS_TEXT_LEN);
@@ -1671,30 +1529,30 @@ int records_job_finish(struct records *r, int64_t id, const struct records_job_r
     bind_opt_int(st, 9, res->device_error);
     bind_opt_int(st, 10, res->error_op);
     bind_opt_int(st, 11, res->error_address);
-    sqlite3_bind_int64(st, 12, bytes);
-    sqlite3_bind_int64(st, 13, wire);
+    rdb_bind_int64(st, 12, bytes);
+    rdb_bind_int64(st, 13, wire);
     if (kbps >= 0)
-        sqlite3_bind_double(st, 14, kbps);
+        rdb_bind_double(st, 14, kbps);
     else
-        sqlite3_bind_null(st, 14);
-    sqlite3_bind_int(st, 15, res->retries > 0 ? res->retries : 0);
+        rdb_bind_null(st, 14);
+    rdb_bind_int64(st, 15, res->retries > 0 ? res->retries : 0);
     if (secs >= 0)
-        sqlite3_bind_double(st, 16, secs);
+        rdb_bind_double(st, 16, secs);
     else
-        sqlite3_bind_null(st, 16);
+        rdb_bind_null(st, 16);
     return job_update_done(r, st, step_durable(r, st), id, "cannot record job result", err);
 }
 
-static void read_job(sqlite3_stmt *st, void *out)
+static void read_job(struct rdb_stmt *st, void *out)
 {
     struct records_job *j = out;
     memset(j, 0, sizeof(*j));
-    j->id = sqlite3_column_int64(st, 0);
+    j->id = rdb_column_int64(st, 0);
     col_text(st, 1, j->kind, sizeof(j->kind));
     col_text(st, 2, j->board_mac, sizeof(j->board_mac));
     col_text(st, 3, j->slot, sizeof(j->slot));
     col_text(st, 4, j->firmware, sizeof(j->firmware));
-    if (records_job_state_from_string((const char *)sqlite3_column_text(st, 5), &j->state) < 0)
+    if (records_job_state_from_string(rdb_column_text(st, 5), &j->state) < 0)
         j->state = RECORDS_JOB_FAILED; /* CHECK constraint makes this unreachable */
     col_text(st, 6, j->stage, sizeof(j->stage));
     j->started_at = col_int(st, 7, 0);
@@ -1717,14 +1575,14 @@ static void read_job(sqlite3_stmt *st, void *out)
 int records_job_get(struct records *r, int64_t id, struct records_job *out,
                     struct records_error *err)
 {
-    sqlite3_stmt *st;
+    struct rdb_stmt *st;
     int ret;
     ENTER(r, err);
     if (!out)
         return set_err(err, -EINVAL, "records: no output job");
     if ((ret = stmt_get(r, ST_JOB_GET, &st, err)) < 0)
         return ret;
-    sqlite3_bind_int64(st, 1, id);
+    rdb_bind_int64(st, 1, id);
     return get_one(r, st, read_job, out, "cannot read job", err, "records: no job %lld",
                    (long long)id);
 }
@@ -1737,20 +1595,20 @@ void records_job_filter_init(struct records_job_filter *f)
     f->state = RECORDS_JOB_ANY;
 }
 
-static int bind_job_filter(sqlite3_stmt *st, const struct records_job_filter *f,
+static int bind_job_filter(struct rdb_stmt *st, const struct records_job_filter *f,
                            struct records_error *err)
 {
     char mac[RECORDS_MAC_LEN];
     int ret;
     if (!f) {
-        sqlite3_bind_int64(st, 7, -1);
-        sqlite3_bind_int64(st, 8, 0);
+        rdb_bind_int64(st, 7, NO_LIMIT);
+        rdb_bind_int64(st, 8, 0);
         return 0;
     }
     if (f->board_mac && *f->board_mac) {
         if ((ret = normalize_mac(f->board_mac, mac, err)) < 0)
             return ret;
-        sqlite3_bind_text(st, 1, mac, -1, SQLITE_TRANSIENT);
+        rdb_bind_text(st, 1, mac);
     }
     bind_text(st, 2, f->slot);
     bind_text(st, 3, f->kind);
@@ -1760,18 +1618,18 @@ static int bind_job_filter(sqlite3_stmt *st, const struct records_job_filter *f,
         bind_text(st, 4, records_job_state_to_string(f->state));
     }
     if (f->since > 0)
-        sqlite3_bind_int64(st, 5, f->since);
+        rdb_bind_int64(st, 5, f->since);
     if (f->until > 0)
-        sqlite3_bind_int64(st, 6, f->until);
-    sqlite3_bind_int64(st, 7, f->limit > 0 ? f->limit : -1);
-    sqlite3_bind_int64(st, 8, f->offset > 0 ? f->offset : 0);
+        rdb_bind_int64(st, 6, f->until);
+    rdb_bind_int64(st, 7, f->limit > 0 ? f->limit : NO_LIMIT);
+    rdb_bind_int64(st, 8, f->offset > 0 ? f->offset : 0);
     return 0;
 }
 
 int records_job_list(struct records *r, const struct records_job_filter *f, records_job_cb cb,
                      void *ctx, struct records_error *err)
 {
-    sqlite3_stmt *st;
+    struct rdb_stmt *st;
     int rc, ret, n = 0;
     ENTER(r, err);
     if ((ret = stmt_get(r, ST_JOB_LIST, &st, err)) < 0)
@@ -1791,12 +1649,12 @@ int records_job_list(struct records *r, const struct records_job_filter *f, reco
 int records_job_log_list(struct records *r, int64_t id, records_log_cb cb, void *ctx,
                          struct records_error *err)
 {
-    sqlite3_stmt *st;
+    struct rdb_stmt *st;
     int rc, ret, n = 0;
     ENTER(r, err);
     if ((ret = stmt_get(r, ST_JOB_LOG_LIST, &st, err)) < 0)
         return ret;
-    sqlite3_bind_int64(st, 1, id);
+    rdb_bind_int64(st, 1, id);
     while (next_row(r, st, &rc, &n)) {
         struct records_log_line *l = &r->row.log;
         l->ts = col_int(st, 0, 0);
@@ -1876,7 +1734,7 @@ static void csv_job(FILE *out, const struct records_job *j)
 int records_export_csv(struct records *r, FILE *out, const struct records_job_filter *f,
                        struct records_error *err)
 {
-    sqlite3_stmt *st;
+    struct rdb_stmt *st;
     int rc, ret, n = 0;
     ENTER(r, err);
     if (!out)
@@ -1891,12 +1749,12 @@ int records_export_csv(struct records *r, FILE *out, const struct records_job_fi
           "wire_bytes,kbps,retries,result_code,error_stage,device_status,device_error,error_op,"
           "error_address,error_message,error_advice\r\n",
           out);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((rc = rdb_step(st)) == RDB_ROW) {
         read_job(st, &r->row.job);
         csv_job(out, &r->row.job);
         n++;
     }
-    ret = rc == SQLITE_DONE ? n : db_err(r, err, rc, "cannot export jobs");
+    ret = rc == RDB_DONE ? n : db_err(r, err, rc, "cannot export jobs");
     stmt_done(st);
     if (ret >= 0 && (fflush(out) != 0 || ferror(out)))
         ret = set_err(err, -EIO, "records: cannot write the CSV export: %s", strerror(errno));
@@ -1909,7 +1767,8 @@ int records_event_append(struct records *r, const struct records_event_new *e, i
                          struct records_error *err)
 {
     char mac[RECORDS_MAC_LEN] = "";
-    sqlite3_stmt *st;
+    struct rdb_stmt *st;
+    int64_t new_id = 0;
     int rc, ret;
     ENTER(r, err);
     if (!e)
@@ -1925,17 +1784,17 @@ int records_event_append(struct records *r, const struct records_event_new *e, i
         return set_err(err, -EINVAL, "records: event data is not valid JSON (an object)");
     if ((ret = stmt_get(r, ST_EVENT_APPEND, &st, err)) < 0)
         return ret;
-    sqlite3_bind_int64(st, 1, records_now_ms(r));
+    rdb_bind_int64(st, 1, records_now_ms(r));
     bind_text(st, 2, e->kind);
     bind_text(st, 3, mac);
     bind_text(st, 4, e->slot);
     bind_opt_int(st, 5, e->job_id > 0 ? e->job_id : -1);
     bind_text(st, 6, e->data);
-    rc = step_durable(r, st);
-    if (rc == SQLITE_DONE) {
+    rc = step_insert_id(r, st, true, &new_id);
+    if (rc == RDB_DONE) {
         ret = 0;
         if (id)
-            *id = sqlite3_last_insert_rowid(r->db);
+            *id = new_id;
     } else {
         ret = db_err(r, err, rc, "cannot append event");
     }
@@ -1946,16 +1805,16 @@ int records_event_append(struct records *r, const struct records_event_new *e, i
 int records_events_since(struct records *r, int64_t after_id, int limit, records_event_cb cb,
                          void *ctx, struct records_error *err)
 {
-    sqlite3_stmt *st;
+    struct rdb_stmt *st;
     int rc, ret, n = 0;
     ENTER(r, err);
     if ((ret = stmt_get(r, ST_EVENTS_SINCE, &st, err)) < 0)
         return ret;
-    sqlite3_bind_int64(st, 1, after_id);
-    sqlite3_bind_int64(st, 2, limit > 0 ? limit : -1);
+    rdb_bind_int64(st, 1, after_id);
+    rdb_bind_int64(st, 2, limit > 0 ? limit : NO_LIMIT);
     while (next_row(r, st, &rc, &n)) {
         struct records_event *e = &r->row.event;
-        e->id = sqlite3_column_int64(st, 0);
+        e->id = rdb_column_int64(st, 0);
         e->ts = col_int(st, 1, 0);
         col_text(st, 2, e->kind, sizeof(e->kind));
         col_text(st, 3, e->board_mac, sizeof(e->board_mac));
@@ -1970,16 +1829,16 @@ int records_events_since(struct records *r, int64_t after_id, int limit, records
 
 int records_events_last_id(struct records *r, int64_t *id, struct records_error *err)
 {
-    sqlite3_stmt *st;
+    struct rdb_stmt *st;
     int rc, ret;
     ENTER(r, err);
     if ((ret = stmt_get(r, ST_EVENTS_LAST, &st, err)) < 0)
         return ret;
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
+    rc = rdb_step(st);
+    if (rc == RDB_ROW) {
         ret = 0;
         if (id)
-            *id = sqlite3_column_int64(st, 0);
+            *id = rdb_column_int64(st, 0);
     } else {
         ret = db_err(r, err, rc, "cannot read events");
     }
@@ -2003,7 +1862,7 @@ static int check_fw_key(const char *name, const char *version, struct records_er
 int records_firmware_put(struct records *r, const struct records_firmware *fw,
                          struct records_error *err)
 {
-    sqlite3_stmt *st;
+    struct rdb_stmt *st;
     int rc, ret;
     ENTER(r, err);
     if (!fw)
@@ -2028,12 +1887,12 @@ int records_firmware_put(struct records *r, const struct records_firmware *fw,
     bind_text(st, 1, fw->name);
     bind_text(st, 2, fw->version);
     bind_text(st, 3, fw->chip);
-    sqlite3_bind_text(st, 4, fw->manifest, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 5, records_now_ms(r));
+    rdb_bind_text(st, 4, fw->manifest);
+    rdb_bind_int64(st, 5, records_now_ms(r));
     rc = step_durable(r, st);
-    if (rc == SQLITE_DONE)
+    if (rc == RDB_DONE)
         ret = 0;
-    else if (rc == SQLITE_CONSTRAINT_PRIMARYKEY)
+    else if (rc == -EEXIST)
         ret = set_err(err, -EEXIST,
                       "records: firmware %s@%s already exists (versions are "
                       "immutable: import a new version)",
@@ -2044,7 +1903,7 @@ int records_firmware_put(struct records *r, const struct records_firmware *fw,
     return ret;
 }
 
-static void read_fw(sqlite3_stmt *st, void *out)
+static void read_fw(struct rdb_stmt *st, void *out)
 {
     struct records_firmware *fw = out;
     col_text(st, 0, fw->name, sizeof(fw->name));
@@ -2057,7 +1916,7 @@ static void read_fw(sqlite3_stmt *st, void *out)
 int records_firmware_get(struct records *r, const char *name, const char *version,
                          struct records_firmware *out, struct records_error *err)
 {
-    sqlite3_stmt *st;
+    struct rdb_stmt *st;
     int ret;
     ENTER(r, err);
     if (!out)
@@ -2075,7 +1934,7 @@ int records_firmware_get(struct records *r, const char *name, const char *versio
 int records_firmware_delete(struct records *r, const char *name, const char *version,
                             struct records_error *err)
 {
-    sqlite3_stmt *st;
+    struct rdb_stmt *st;
     int ret;
     ENTER(r, err);
     if ((ret = check_fw_key(name, version, err)) < 0)
@@ -2091,7 +1950,7 @@ int records_firmware_delete(struct records *r, const char *name, const char *ver
 int records_firmware_list(struct records *r, const char *chip, records_firmware_cb cb, void *ctx,
                           struct records_error *err)
 {
-    sqlite3_stmt *st;
+    struct rdb_stmt *st;
     int rc, ret, n = 0;
     ENTER(r, err);
     if ((ret = stmt_get(r, ST_FW_LIST, &st, err)) < 0)
@@ -2110,7 +1969,7 @@ int records_firmware_list(struct records *r, const char *chip, records_firmware_
 int records_counters(struct records *r, int64_t since, struct records_counters *out,
                      struct records_error *err)
 {
-    sqlite3_stmt *st;
+    struct rdb_stmt *st;
     int rc, ret;
     int64_t now;
     ENTER(r, err);
@@ -2119,13 +1978,13 @@ int records_counters(struct records *r, int64_t since, struct records_counters *
     memset(out, 0, sizeof(*out));
     if ((ret = stmt_get(r, ST_COUNT_STATES, &st, err)) < 0)
         return ret;
-    sqlite3_bind_int64(st, 1, since);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    rdb_bind_int64(st, 1, since);
+    while ((rc = rdb_step(st)) == RDB_ROW) {
         enum records_job_state s;
-        if (records_job_state_from_string((const char *)sqlite3_column_text(st, 0), &s) == 0)
-            out->by_state[s] = sqlite3_column_int64(st, 1);
+        if (records_job_state_from_string(rdb_column_text(st, 0), &s) == 0)
+            out->by_state[s] = rdb_column_int64(st, 1);
     }
-    ret = rc == SQLITE_DONE ? 0 : db_err(r, err, rc, "cannot count jobs");
+    ret = rc == RDB_DONE ? 0 : db_err(r, err, rc, "cannot count jobs");
     stmt_done(st);
     if (ret < 0)
         return ret;
@@ -2135,11 +1994,11 @@ int records_counters(struct records *r, int64_t since, struct records_counters *
     if ((ret = stmt_get(r, ST_COUNT_BOARDS, &st, err)) < 0)
         return ret;
     now = records_now_ms(r);
-    sqlite3_bind_int64(st, 1, now - 3600 * 1000);
-    sqlite3_bind_int64(st, 2, now);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        out->boards_last_hour = sqlite3_column_int64(st, 0);
+    rdb_bind_int64(st, 1, now - 3600 * 1000);
+    rdb_bind_int64(st, 2, now);
+    rc = rdb_step(st);
+    if (rc == RDB_ROW) {
+        out->boards_last_hour = rdb_column_int64(st, 0);
         ret = 0;
     } else {
         ret = db_err(r, err, rc, "cannot count boards");
@@ -2151,16 +2010,16 @@ int records_counters(struct records *r, int64_t since, struct records_counters *
 int records_slot_flash_seconds(struct records *r, int64_t since, records_slot_stat_cb cb, void *ctx,
                                struct records_error *err)
 {
-    sqlite3_stmt *st;
+    struct rdb_stmt *st;
     int rc, ret, n = 0;
     ENTER(r, err);
     if ((ret = stmt_get(r, ST_SLOT_SECONDS, &st, err)) < 0)
         return ret;
-    sqlite3_bind_int64(st, 1, since);
+    rdb_bind_int64(st, 1, since);
     while (next_row(r, st, &rc, &n)) {
         char slot[RECORDS_SLOT_LEN];
         col_text(st, 0, slot, sizeof(slot));
-        if (cb && cb(slot, sqlite3_column_double(st, 1), sqlite3_column_int64(st, 2), ctx))
+        if (cb && cb(slot, rdb_column_double(st, 1), rdb_column_int64(st, 2), ctx))
             break;
     }
     return list_done(r, st, rc, n, "cannot count slots", err);
@@ -2178,7 +2037,7 @@ int records_board_ota_put(struct records *r, const struct records_board_ota *o,
                           struct records_error *err)
 {
     char mac[RECORDS_MAC_LEN];
-    sqlite3_stmt *st;
+    struct rdb_stmt *st;
     int ret;
     ENTER(r, err);
     if (!o)
@@ -2195,23 +2054,23 @@ int records_board_ota_put(struct records *r, const struct records_board_ota *o,
         return ret;
     if ((ret = stmt_get(r, ST_OTA_PUT, &st, err)) < 0)
         return ret;
-    sqlite3_bind_text(st, 1, mac, -1, SQLITE_TRANSIENT);
+    rdb_bind_text(st, 1, mac);
     bind_opt_int(st, 2, o->free_space);
     bind_opt_int(st, 3, o->sketch_size);
     bind_text(st, 4, o->sketch_md5);
     bind_opt_int(st, 5, o->chip_size);
     bind_text(st, 6, o->sdk_version);
     bind_opt_int(st, 7, o->last_checkin > 0 ? o->last_checkin : -1);
-    sqlite3_bind_int64(st, 8, o->checkins);
+    rdb_bind_int64(st, 8, o->checkins);
     bind_text(st, 9, o->served_md5);
     bind_text(st, 10, o->served_version);
     bind_text(st, 11, o->served_sketch_md5);
     bind_opt_int(st, 12, o->served_at > 0 ? o->served_at : -1);
     bind_trunc(st, 13, o->problem, sizeof(o->problem));
-    return write_done(r, st, sqlite3_step(st), "cannot record OTA state", err);
+    return write_done(r, st, rdb_step(st), "cannot record OTA state", err);
 }
 
-static void read_ota(sqlite3_stmt *st, void *out)
+static void read_ota(struct rdb_stmt *st, void *out)
 {
     struct records_board_ota *o = out;
     records_board_ota_init(o);
@@ -2234,7 +2093,7 @@ int records_board_ota_get(struct records *r, const char *mac, struct records_boa
                           struct records_error *err)
 {
     char norm[RECORDS_MAC_LEN];
-    sqlite3_stmt *st;
+    struct rdb_stmt *st;
     int ret;
     ENTER(r, err);
     if (!out)
@@ -2243,7 +2102,7 @@ int records_board_ota_get(struct records *r, const char *mac, struct records_boa
         return ret;
     if ((ret = stmt_get(r, ST_OTA_GET, &st, err)) < 0)
         return ret;
-    sqlite3_bind_text(st, 1, norm, -1, SQLITE_TRANSIENT);
+    rdb_bind_text(st, 1, norm);
     return get_one(r, st, read_ota, out, "cannot read OTA state", err,
                    "records: no OTA state for %s", norm);
 }
@@ -2252,7 +2111,7 @@ int records_board_set_target(struct records *r, const char *mac, const char *tar
                              struct records_error *err)
 {
     char norm[RECORDS_MAC_LEN];
-    sqlite3_stmt *st;
+    struct rdb_stmt *st;
     int ret;
     ENTER(r, err);
     if ((ret = normalize_mac(mac, norm, err)) < 0)
@@ -2261,9 +2120,9 @@ int records_board_set_target(struct records *r, const char *mac, const char *tar
         return set_err(err, -EINVAL, "records: target firmware too long");
     if ((ret = stmt_get(r, ST_BOARD_SET_TARGET, &st, err)) < 0)
         return ret;
-    sqlite3_bind_text(st, 1, norm, -1, SQLITE_TRANSIENT);
+    rdb_bind_text(st, 1, norm);
     bind_text(st, 2, target);
-    return change_one(r, st, sqlite3_step(st), "cannot set the target firmware", err,
+    return change_one(r, st, rdb_step(st), "cannot set the target firmware", err,
                       "records: no board %s", norm);
 }
 
@@ -2273,23 +2132,23 @@ int records_board_set_notes(struct records *r, const char *mac, const char *note
                             struct records_error *err)
 {
     char norm[RECORDS_MAC_LEN];
-    sqlite3_stmt *st;
+    struct rdb_stmt *st;
     int ret;
     ENTER(r, err);
     if ((ret = normalize_mac(mac, norm, err)) < 0)
         return ret;
     if ((ret = stmt_get(r, ST_BOARD_SET_NOTES, &st, err)) < 0)
         return ret;
-    sqlite3_bind_text(st, 1, norm, -1, SQLITE_TRANSIENT);
+    rdb_bind_text(st, 1, norm);
     bind_trunc(st, 2, notes, RECORDS_TEXT_LEN);
-    return change_one(r, st, sqlite3_step(st), "cannot set the board's notes", err,
+    return change_one(r, st, rdb_step(st), "cannot set the board's notes", err,
                       "records: no board %s", norm);
 }
 
 int records_slot_baud_limit_set(struct records *r, const char *slot_key, uint32_t baud,
                                 struct records_error *err)
 {
-    sqlite3_stmt *st;
+    struct rdb_stmt *st;
     int ret;
     ENTER(r, err);
     if (!slot_key || !*slot_key)
@@ -2298,15 +2157,15 @@ int records_slot_baud_limit_set(struct records *r, const char *slot_key, uint32_
         return ret;
     if ((ret = stmt_get(r, baud ? ST_SLOT_BAUD_SET : ST_SLOT_BAUD_CLEAR, &st, err)) < 0)
         return ret;
-    sqlite3_bind_text(st, 1, slot_key, -1, SQLITE_TRANSIENT);
+    rdb_bind_text(st, 1, slot_key);
     if (baud) {
-        sqlite3_bind_int64(st, 2, baud);
-        sqlite3_bind_int64(st, 3, records_now_ms(r));
+        rdb_bind_int64(st, 2, baud);
+        rdb_bind_int64(st, 3, records_now_ms(r));
     }
     return write_done(r, st, step_durable(r, st), "cannot store the slot's baud limit", err);
 }
 
-static void read_baud(sqlite3_stmt *st, void *out)
+static void read_baud(struct rdb_stmt *st, void *out)
 {
     int64_t v = col_int(st, 0, 0);
     *(uint32_t *)out = v > 0 && v <= UINT32_MAX ? (uint32_t)v : 0;
@@ -2315,7 +2174,7 @@ static void read_baud(sqlite3_stmt *st, void *out)
 int records_slot_baud_limit_get(struct records *r, const char *slot_key, uint32_t *baud,
                                 struct records_error *err)
 {
-    sqlite3_stmt *st;
+    struct rdb_stmt *st;
     int ret;
     ENTER(r, err);
     *baud = 0;
@@ -2325,7 +2184,7 @@ int records_slot_baud_limit_get(struct records *r, const char *slot_key, uint32_
         return ret;
     if ((ret = stmt_get(r, ST_SLOT_BAUD_GET, &st, err)) < 0)
         return ret;
-    sqlite3_bind_text(st, 1, slot_key, -1, SQLITE_TRANSIENT);
+    rdb_bind_text(st, 1, slot_key);
     ret = get_one(r, st, read_baud, baud, "cannot read the slot's baud limit", err,
                   "records: no baud limit for slot %s", slot_key);
     return ret == -ENOENT ? 0 : ret;
@@ -2340,7 +2199,7 @@ static int check_pool_key(const char *what, const char *s, struct records_error 
     return check_text(what, s, RECORDS_POOL_FILE_LEN, err);
 }
 
-static void read_pool_item(sqlite3_stmt *st, void *out)
+static void read_pool_item(struct rdb_stmt *st, void *out)
 {
     struct records_pool_item *it = out;
     memset(it, 0, sizeof(*it));
@@ -2356,7 +2215,7 @@ int records_pool_item_of(struct records *r, const char *pool, const char *mac,
                          struct records_pool_item *out, struct records_error *err)
 {
     char norm[RECORDS_MAC_LEN];
-    sqlite3_stmt *st;
+    struct rdb_stmt *st;
     int ret;
     ENTER(r, err);
     if ((ret = check_pool_key("pool name", pool, err)) < 0 ||
@@ -2364,8 +2223,8 @@ int records_pool_item_of(struct records *r, const char *pool, const char *mac,
         return ret;
     if ((ret = stmt_get(r, ST_POOL_OF_MAC, &st, err)) < 0)
         return ret;
-    sqlite3_bind_text(st, 1, pool, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 2, norm, -1, SQLITE_TRANSIENT);
+    rdb_bind_text(st, 1, pool);
+    rdb_bind_text(st, 2, norm);
     return get_one(r, st, read_pool_item, out, "cannot read the pool", err,
                    "records: %s has no file of pool %s", norm, pool);
 }
@@ -2373,7 +2232,7 @@ int records_pool_item_of(struct records *r, const char *pool, const char *mac,
 int records_pool_file_used(struct records *r, const char *pool, const char *file,
                            struct records_error *err)
 {
-    sqlite3_stmt *st;
+    struct rdb_stmt *st;
     int ret;
     ENTER(r, err);
     if ((ret = check_pool_key("pool name", pool, err)) < 0 ||
@@ -2381,10 +2240,10 @@ int records_pool_file_used(struct records *r, const char *pool, const char *file
         return ret;
     if ((ret = stmt_get(r, ST_POOL_FILE_USED, &st, err)) < 0)
         return ret;
-    sqlite3_bind_text(st, 1, pool, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 2, file, -1, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(st);
-    ret = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : db_err(r, err, rc, "cannot read the pool");
+    rdb_bind_text(st, 1, pool);
+    rdb_bind_text(st, 2, file);
+    int rc = rdb_step(st);
+    ret = rc == RDB_ROW ? 1 : rc == RDB_DONE ? 0 : db_err(r, err, rc, "cannot read the pool");
     stmt_done(st);
     return ret;
 }
@@ -2393,7 +2252,7 @@ int records_pool_assign(struct records *r, const struct records_pool_item *it,
                         struct records_error *err)
 {
     char norm[RECORDS_MAC_LEN];
-    sqlite3_stmt *st;
+    struct rdb_stmt *st;
     int ret;
     ENTER(r, err);
     if (!it)
@@ -2405,14 +2264,14 @@ int records_pool_assign(struct records *r, const struct records_pool_item *it,
         return ret;
     if ((ret = stmt_get(r, ST_POOL_ASSIGN, &st, err)) < 0)
         return ret;
-    sqlite3_bind_text(st, 1, it->pool, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 2, it->file, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 3, norm, -1, SQLITE_TRANSIENT);
+    rdb_bind_text(st, 1, it->pool);
+    rdb_bind_text(st, 2, it->file);
+    rdb_bind_text(st, 3, norm);
     bind_text(st, 4, it->md5);
     bind_opt_int(st, 5, it->job_id > 0 ? it->job_id : -1);
-    sqlite3_bind_int64(st, 6, records_now_ms(r));
+    rdb_bind_int64(st, 6, records_now_ms(r));
     int rc = step_durable(r, st);
-    if ((rc & 0xff) == SQLITE_CONSTRAINT) {
+    if (rc == -EEXIST) {
         stmt_done(st);
         return set_err(err, -EEXIST, "records: %s of pool %s is taken, or %s already has one",
                        it->file, it->pool, norm);
@@ -2423,7 +2282,7 @@ int records_pool_assign(struct records *r, const struct records_pool_item *it,
 int records_pool_count(struct records *r, const char *pool, int64_t *used,
                        struct records_error *err)
 {
-    sqlite3_stmt *st;
+    struct rdb_stmt *st;
     int ret;
     ENTER(r, err);
     *used = 0;
@@ -2431,11 +2290,11 @@ int records_pool_count(struct records *r, const char *pool, int64_t *used,
         return ret;
     if ((ret = stmt_get(r, ST_POOL_COUNT, &st, err)) < 0)
         return ret;
-    sqlite3_bind_text(st, 1, pool, -1, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        *used = sqlite3_column_int64(st, 0);
-    ret = rc == SQLITE_ROW ? 0 : db_err(r, err, rc, "cannot count the pool");
+    rdb_bind_text(st, 1, pool);
+    int rc = rdb_step(st);
+    if (rc == RDB_ROW)
+        *used = rdb_column_int64(st, 0);
+    ret = rc == RDB_ROW ? 0 : db_err(r, err, rc, "cannot count the pool");
     stmt_done(st);
     return ret;
 }
@@ -2444,14 +2303,14 @@ int records_pool_items_of_board(struct records *r, const char *mac, records_pool
                                 struct records_error *err)
 {
     char norm[RECORDS_MAC_LEN];
-    sqlite3_stmt *st;
+    struct rdb_stmt *st;
     int rc, ret, n = 0;
     ENTER(r, err);
     if ((ret = normalize_mac(mac, norm, err)) < 0)
         return ret;
     if ((ret = stmt_get(r, ST_POOL_OF_BOARD, &st, err)) < 0)
         return ret;
-    sqlite3_bind_text(st, 1, norm, -1, SQLITE_TRANSIENT);
+    rdb_bind_text(st, 1, norm);
     while (next_row(r, st, &rc, &n)) {
         struct records_pool_item it;
         read_pool_item(st, &it);
@@ -2475,19 +2334,19 @@ bool records_group_name_ok(const char *name)
     return true;
 }
 
-/* Steps a one-shot cached write statement; SQLite rc. */
-static int step_once(sqlite3_stmt *st)
+/* Steps a one-shot cached write statement: 0 or -errno. */
+static int step_once(struct rdb_stmt *st)
 {
-    int rc = sqlite3_step(st);
+    int rc = rdb_step(st);
     stmt_done(st);
-    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+    return rc == RDB_DONE ? 0 : rc < 0 ? rc : -EIO;
 }
 
 int records_board_set_groups(struct records *r, const char *mac, const char *const *names, size_t n,
                              struct records_error *err)
 {
     char norm[RECORDS_MAC_LEN];
-    sqlite3_stmt *ex, *clear, *add;
+    struct rdb_stmt *ex, *clear, *add;
     size_t distinct = 0;
     int rc, ret;
     ENTER(r, err);
@@ -2512,28 +2371,28 @@ int records_board_set_groups(struct records *r, const char *mac, const char *con
         (ret = stmt_get(r, ST_GROUPS_CLEAR, &clear, err)) < 0 ||
         (ret = stmt_get(r, ST_GROUP_ADD, &add, err)) < 0)
         return ret;
-    sqlite3_bind_text(ex, 1, norm, -1, SQLITE_TRANSIENT);
-    rc = sqlite3_step(ex);
+    rdb_bind_text(ex, 1, norm);
+    rc = rdb_step(ex);
     stmt_done(ex);
-    if (rc == SQLITE_DONE)
+    if (rc == RDB_DONE)
         return set_err(err, -ENOENT, "records: no board %s", norm);
-    if (rc != SQLITE_ROW)
+    if (rc != RDB_ROW)
         return db_err(r, err, rc, "cannot read board");
-    rc = exec_sql(r, "BEGIN IMMEDIATE");
-    if (rc != SQLITE_OK)
+    rc = rdb_begin(r->db);
+    if (rc < 0)
         return db_err(r, err, rc, "cannot set the board's groups");
-    sqlite3_bind_text(clear, 1, norm, -1, SQLITE_TRANSIENT);
+    rdb_bind_text(clear, 1, norm);
     rc = step_once(clear);
-    for (size_t i = 0; rc == SQLITE_OK && i < n; i++) {
-        sqlite3_bind_text(add, 1, norm, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(add, 2, names[i], -1, SQLITE_TRANSIENT);
+    for (size_t i = 0; rc >= 0 && i < n; i++) {
+        rdb_bind_text(add, 1, norm);
+        rdb_bind_text(add, 2, names[i]);
         rc = step_once(add);
     }
-    if (rc == SQLITE_OK)
-        rc = exec_sql(r, "COMMIT");
-    if (rc != SQLITE_OK) {
+    if (rc >= 0)
+        rc = rdb_commit(r->db);
+    if (rc < 0) {
         ret = db_err(r, err, rc, "cannot set the board's groups");
-        exec_sql(r, "ROLLBACK");
+        rdb_rollback(r->db);
         return ret;
     }
     return 0;
@@ -2559,7 +2418,7 @@ int records_bulk_create(struct records *r, struct records_bulk *b,
                         const struct records_bulk_board *boards, size_t n,
                         struct records_error *err)
 {
-    sqlite3_stmt *cr, *add;
+    struct rdb_stmt *cr, *add;
     int rc, ret;
     int64_t now;
     ENTER(r, err);
@@ -2593,52 +2452,53 @@ int records_bulk_create(struct records *r, struct records_bulk *b,
         (ret = stmt_get(r, ST_BULK_BOARD_ADD, &add, err)) < 0)
         return ret;
     now = records_now_ms(r);
-    rc = run_stmt(r, ST_SYNC_FULL);
-    if (rc == SQLITE_OK)
-        rc = exec_sql(r, "BEGIN IMMEDIATE");
-    if (rc != SQLITE_OK) {
+    rc = rdb_set_durable(r->db, true);
+    if (rc >= 0)
+        rc = rdb_begin(r->db);
+    if (rc < 0) {
         ret = db_err(r, err, rc, "cannot record the bulk update");
-        run_stmt(r, ST_SYNC_NORMAL);
+        rdb_set_durable(r->db, false);
         return ret;
     }
     bind_text(cr, 1, b->firmware);
     bind_text(cr, 2, b->version);
     bind_text(cr, 3, b->method);
     bind_text(cr, 4, b->selection);
-    sqlite3_bind_int(cr, 5, b->port);
-    sqlite3_bind_int(cr, 6, b->concurrency);
-    sqlite3_bind_int(cr, 7, b->retries);
-    sqlite3_bind_int(cr, 8, b->timeout_s);
-    sqlite3_bind_double(cr, 9, b->max_failure_rate);
-    sqlite3_bind_int(cr, 10, b->password_given ? 1 : 0);
+    rdb_bind_int64(cr, 5, b->port);
+    rdb_bind_int64(cr, 6, b->concurrency);
+    rdb_bind_int64(cr, 7, b->retries);
+    rdb_bind_int64(cr, 8, b->timeout_s);
+    rdb_bind_double(cr, 9, b->max_failure_rate);
+    rdb_bind_int64(cr, 10, b->password_given ? 1 : 0);
     bind_text(cr, 11, b->state[0] ? b->state : "running");
     bind_trunc(cr, 12, b->reason, RECORDS_TEXT_LEN);
-    sqlite3_bind_int64(cr, 13, now);
+    rdb_bind_int64(cr, 13, now);
     bind_text(cr, 14, b->user);
-    sqlite3_bind_int(cr, 15, b->filesystem ? 1 : 0);
-    rc = step_once(cr);
-    int64_t id = sqlite3_last_insert_rowid(r->db);
-    for (size_t i = 0; rc == SQLITE_OK && i < n; i++) {
+    rdb_bind_int64(cr, 15, b->filesystem ? 1 : 0);
+    int64_t id = 0;
+    rc = step_insert_id(r, cr, false, &id);
+    stmt_done(cr);
+    for (size_t i = 0; rc >= 0 && i < n; i++) {
         char mac[RECORDS_MAC_LEN];
         normalize_mac(boards[i].mac, mac, NULL);
-        sqlite3_bind_int64(add, 1, id);
-        sqlite3_bind_int64(add, 2, (int64_t)i);
-        sqlite3_bind_text(add, 3, mac, -1, SQLITE_TRANSIENT);
+        rdb_bind_int64(add, 1, id);
+        rdb_bind_int64(add, 2, (int64_t)i);
+        rdb_bind_text(add, 3, mac);
         bind_text(add, 4, boards[i].state);
-        sqlite3_bind_int(add, 5, boards[i].attempts);
+        rdb_bind_int64(add, 5, boards[i].attempts);
         bind_opt_int(add, 6, boards[i].job_id > 0 ? boards[i].job_id : -1);
         bind_trunc(add, 7, boards[i].error, RECORDS_TEXT_LEN);
         rc = step_once(add);
     }
-    if (rc == SQLITE_OK)
-        rc = exec_sql(r, "COMMIT");
-    if (rc != SQLITE_OK) {
+    if (rc >= 0)
+        rc = rdb_commit(r->db);
+    if (rc < 0) {
         ret = db_err(r, err, rc, "cannot record the bulk update");
-        exec_sql(r, "ROLLBACK");
-        run_stmt(r, ST_SYNC_NORMAL);
+        rdb_rollback(r->db);
+        rdb_set_durable(r->db, false);
         return ret;
     }
-    run_stmt(r, ST_SYNC_NORMAL);
+    rdb_set_durable(r->db, false);
     b->id = id;
     b->created_at = now;
     b->ended_at = 0;
@@ -2650,7 +2510,7 @@ int records_bulk_create(struct records *r, struct records_bulk *b,
 int records_bulk_set_state(struct records *r, int64_t id, const char *state, const char *reason,
                            struct records_error *err)
 {
-    sqlite3_stmt *st;
+    struct rdb_stmt *st;
     int ret;
     ENTER(r, err);
     if ((ret = check_token("bulk state", state, RECORDS_STATE_LEN, err)) < 0)
@@ -2658,14 +2518,14 @@ int records_bulk_set_state(struct records *r, int64_t id, const char *state, con
     if ((ret = stmt_get(r, ST_BULK_SET_STATE, &st, err)) < 0)
         return ret;
     bool final = bulk_state_final(state);
-    sqlite3_bind_int64(st, 1, id);
+    rdb_bind_int64(st, 1, id);
     bind_text(st, 2, state);
     bind_trunc(st, 3, reason, RECORDS_TEXT_LEN);
     if (final)
-        sqlite3_bind_int64(st, 4, records_now_ms(r));
+        rdb_bind_int64(st, 4, records_now_ms(r));
     else
-        sqlite3_bind_null(st, 4);
-    return change_one(r, st, final ? step_durable(r, st) : sqlite3_step(st),
+        rdb_bind_null(st, 4);
+    return change_one(r, st, final ? step_durable(r, st) : rdb_step(st),
                       "cannot record the bulk state", err, "records: no bulk %lld", (long long)id);
 }
 
@@ -2673,7 +2533,7 @@ int records_bulk_board_put(struct records *r, int64_t bulk_id, const struct reco
                            struct records_error *err)
 {
     char mac[RECORDS_MAC_LEN];
-    sqlite3_stmt *st;
+    struct rdb_stmt *st;
     int ret;
     ENTER(r, err);
     if (!bb)
@@ -2686,17 +2546,17 @@ int records_bulk_board_put(struct records *r, int64_t bulk_id, const struct reco
         return set_err(err, -EINVAL, "records: bad bulk board state");
     if ((ret = stmt_get(r, ST_BULK_BOARD_PUT, &st, err)) < 0)
         return ret;
-    sqlite3_bind_int64(st, 1, bulk_id);
-    sqlite3_bind_text(st, 2, mac, -1, SQLITE_TRANSIENT);
+    rdb_bind_int64(st, 1, bulk_id);
+    rdb_bind_text(st, 2, mac);
     bind_text(st, 3, bb->state);
-    sqlite3_bind_int(st, 4, bb->attempts);
+    rdb_bind_int64(st, 4, bb->attempts);
     bind_opt_int(st, 5, bb->job_id > 0 ? bb->job_id : -1);
     bind_trunc(st, 6, bb->error, RECORDS_TEXT_LEN);
-    return change_one(r, st, sqlite3_step(st), "cannot record the bulk board", err,
+    return change_one(r, st, rdb_step(st), "cannot record the bulk board", err,
                       "records: no board %s in bulk %lld", mac, (long long)bulk_id);
 }
 
-static void read_bulk(sqlite3_stmt *st, void *out)
+static void read_bulk(struct rdb_stmt *st, void *out)
 {
     struct records_bulk *b = out;
     memset(b, 0, sizeof(*b));
@@ -2728,14 +2588,14 @@ static void read_bulk(sqlite3_stmt *st, void *out)
 int records_bulk_get(struct records *r, int64_t id, struct records_bulk *out,
                      struct records_error *err)
 {
-    sqlite3_stmt *st;
+    struct rdb_stmt *st;
     int ret;
     ENTER(r, err);
     if (!out)
         return set_err(err, -EINVAL, "records: no output bulk");
     if ((ret = stmt_get(r, ST_BULK_GET, &st, err)) < 0)
         return ret;
-    sqlite3_bind_int64(st, 1, id);
+    rdb_bind_int64(st, 1, id);
     return get_one(r, st, read_bulk, out, "cannot read the bulk update", err,
                    "records: no bulk %lld", (long long)id);
 }
@@ -2744,13 +2604,13 @@ int records_bulk_boards(struct records *r, int64_t id, records_bulk_board_cb cb,
                         struct records_error *err)
 {
     struct records_bulk b;
-    sqlite3_stmt *st;
+    struct rdb_stmt *st;
     int rc, ret, n = 0;
     if ((ret = records_bulk_get(r, id, &b, err)) < 0)
         return ret;
     if ((ret = stmt_get(r, ST_BULK_BOARDS, &st, err)) < 0)
         return ret;
-    sqlite3_bind_int64(st, 1, id);
+    rdb_bind_int64(st, 1, id);
     while (next_row(r, st, &rc, &n)) {
         struct records_bulk_board *bb = &r->row.bulk_board;
         memset(bb, 0, sizeof(*bb));
@@ -2768,13 +2628,13 @@ int records_bulk_boards(struct records *r, int64_t id, records_bulk_board_cb cb,
 int records_bulk_list(struct records *r, const char *state, int limit, records_bulk_cb cb,
                       void *ctx, struct records_error *err)
 {
-    sqlite3_stmt *st;
+    struct rdb_stmt *st;
     int rc, ret, n = 0;
     ENTER(r, err);
     if ((ret = stmt_get(r, ST_BULK_LIST, &st, err)) < 0)
         return ret;
     bind_text(st, 1, state);
-    sqlite3_bind_int64(st, 2, limit > 0 ? limit : -1);
+    rdb_bind_int64(st, 2, limit > 0 ? limit : NO_LIMIT);
     while (next_row(r, st, &rc, &n)) {
         read_bulk(st, &r->row.bulk);
         if (cb && cb(&r->row.bulk, ctx))

@@ -2,8 +2,9 @@
  * records: the station's history store — boards keyed by MAC, jobs with their
  * per-job log and full error detail, the append-only events journal, and the
  * firmware catalog index. The embedded backend is SQLite (WAL) in one file
- * under the data directory; this header carries no SQLite types so a second
- * backend (PostgreSQL, for a line of stations) can implement the same API.
+ * under the data directory; PostgreSQL (records_open_backend) serves a line of
+ * stations. This header carries no database types; records_db.h is the
+ * backends' interface.
  *
  * Ownership and threads: a struct records is used by ONE thread (the daemon's
  * loop thread owns it; workers report by messages). Input strings are copied
@@ -79,6 +80,27 @@ struct records_error {
  * Do not carry an open store across fork().
  */
 int records_open(const char *path, struct records **out, struct records_error *err);
+
+/* The database behind the store. SQLite (records_open) is the embedded default:
+ * one file, one station. PostgreSQL is for a line of stations; its target is a
+ * libpq connection string ("host=db1 dbname=line user=station" or a
+ * postgresql:// URI). On PostgreSQL, records_open_backend() connects, applies
+ * the same schema versions, and takes a session advisory lock (one store per
+ * database until stations share it: -EBUSY "in use by another station"); it
+ * fails with -ECONNREFUSED/-EHOSTUNREACH/-ETIMEDOUT/-EACCES and a message naming
+ * the server when the database cannot be reached. Timestamps, limits, errors
+ * and every accessor behave the same on both. */
+enum records_backend {
+    RECORDS_BACKEND_SQLITE,
+    RECORDS_BACKEND_POSTGRESQL,
+};
+
+int records_open_backend(enum records_backend backend, const char *target, struct records **out,
+                         struct records_error *err);
+const char *records_backend_to_string(enum records_backend b); /* "sqlite", "postgresql" */
+/* -EINVAL for an unknown name. */
+int records_backend_from_string(const char *name, enum records_backend *out);
+enum records_backend records_backend(const struct records *r);
 
 /* Closes the store (NULL allowed). */
 void records_close(struct records *r);

@@ -1777,7 +1777,13 @@ int station_new(const struct station_options *o, struct loop *loop, struct stati
     char path[PATH_MAX + 16];
     snprintf(path, sizeof(path), "%s/records.db", st->data_dir);
     struct records_error re;
-    rc = records_open(path, &st->rec, &re);
+    if (st->cfg->records.postgresql) {
+        /* A line's shared database: re.message names the server and what to check. */
+        rc = records_open_backend(RECORDS_BACKEND_POSTGRESQL, st->cfg->records.dsn, &st->rec, &re);
+        snprintf(path, sizeof(path), "PostgreSQL");
+    } else {
+        rc = records_open(path, &st->rec, &re);
+    }
     if (rc < 0) {
         snprintf(err, errlen, "%s", re.message);
         goto fail;

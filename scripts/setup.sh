@@ -15,6 +15,9 @@ PKGS=(build-essential cmake pkg-config clang clang-format libclang-rt-14-dev
 # ser2net: the real serial server in front of the virtual board for the RFC 2217 tests
 # (tests/integration/test_rfc2217_ser2net*.sh), which run private instances.
 PKGS+=(ser2net)
+# libpq-dev: the records' PostgreSQL backend (daemon/records_pg.c); postgresql: the tests
+# run private PostgreSQL 15 servers in temporary directories (tests/integration/pg_lib.sh).
+PKGS+=(libpq-dev postgresql)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -49,6 +52,17 @@ if [[ " ${missing[*]} " == *" prometheus "* ]]; then
     elif [ -x /etc/init.d/prometheus ]; then
         $SUDO /etc/init.d/prometheus stop >/dev/null 2>&1 || true
         $SUDO update-rc.d prometheus disable >/dev/null 2>&1 || true
+    fi
+fi
+
+# Debian's postgresql package creates and starts a cluster (15/main on port 5432); the
+# tests bring their own servers, so keep the system one off when freshly installed here.
+if [[ " ${missing[*]} " == *" postgresql "* ]]; then
+    if [ -d /run/systemd/system ]; then
+        $SUDO systemctl disable --now postgresql.service >/dev/null 2>&1 || true
+    else
+        $SUDO pg_ctlcluster 15 main stop >/dev/null 2>&1 || true
+        [ -x /etc/init.d/postgresql ] && $SUDO update-rc.d postgresql disable >/dev/null 2>&1 || true
     fi
 fi
 

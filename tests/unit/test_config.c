@@ -207,6 +207,24 @@ static void test_single_profile_is_active(void **state)
     config_free(cfg);
 }
 
+/* "records": SQLite by default; PostgreSQL with its DSN. */
+static void test_records_backend(void **state)
+{
+    (void)state;
+    static const char js[] =
+        "{\"records\": {\"backend\": \"postgresql\", \"dsn\": \"host=db1 dbname=line\"}}";
+    char err[512];
+    struct config *cfg = NULL;
+    assert_int_equal(config_load_string("{}", 2, NULL, &cfg, err, sizeof(err)), 0);
+    assert_false(cfg->records.postgresql);
+    assert_null(cfg->records.dsn);
+    config_free(cfg);
+    assert_int_equal(config_load_string(js, strlen(js), NULL, &cfg, err, sizeof(err)), 0);
+    assert_true(cfg->records.postgresql);
+    assert_string_equal(cfg->records.dsn, "host=db1 dbname=line");
+    config_free(cfg);
+}
+
 struct bad_case {
     const char *json;
     const char *message; /* exact expected message, or a prefix when partial */
@@ -214,6 +232,15 @@ struct bad_case {
 };
 
 static const struct bad_case bad_cases[] = {
+    {"{\"records\": {\"backend\": \"mysql\"}}",
+     "config: records.backend: must be \"sqlite\" (the default: <data_dir>/records.db) or "
+     "\"postgresql\" (with records.dsn) (got \"mysql\")"},
+    {"{\"records\": {\"backend\": \"postgresql\"}}",
+     "config: records.dsn: missing: backend \"postgresql\" needs", true},
+    {"{\"records\": {\"dsn\": \"host=x\"}}",
+     "config: records.dsn: is for backend \"postgresql\" only (backend is sqlite)"},
+    {"{\"records\": {\"backend\": \"postgresql\", \"dsn\": \"host=x\\ndbname=y\"}}",
+     "config: records.dsn: must not contain control characters"},
     /* unknown keys, with and without a suggestion */
     {"{\"listne\": \"127.0.0.1:1\"}", "config: listne: unknown key (did you mean \"listen\"?)"},
     {"{\"profiles\": {\"line1\": {\"bauds\": 115200}}}",
@@ -702,6 +729,7 @@ int main(void)
         cmocka_unit_test(test_defaults_no_file),
         cmocka_unit_test(test_full_config_file),
         cmocka_unit_test(test_single_profile_is_active),
+        cmocka_unit_test(test_records_backend),
         cmocka_unit_test(test_errors_name_the_key),
         cmocka_unit_test(test_ota_webform_user),
         cmocka_unit_test(test_checkin_auth_and_enrol),

@@ -173,6 +173,7 @@ static int raw_exec(const char *path, const char *sql)
 
 static void test_migrates_schema5(void **state)
 {
+    FX_SQLITE_ONLY();
     struct fx *f = *state;
     fx_open(f);
     assert_true(records_schema_latest() >= 6);
