@@ -126,9 +126,28 @@ static size_t read_file(const char *path, char *buf, size_t n)
 
 /* ---- schema and identity -------------------------------------------------- */
 
+/* PostgreSQL: the same tables, the version in records_schema, the journal's triggers. */
+static void schema_created_pg(struct fx *f, const char *const *tables, size_t n)
+{
+    char out[256], sql[160];
+    for (size_t i = 0; i < n; i++) {
+        snprintf(sql, sizeof(sql), "SELECT count(*) FROM pg_tables WHERE tablename = '%s'",
+                 tables[i]);
+        assert_int_equal(fx_pg_sql(f->path, sql, out, sizeof(out)), 0);
+        assert_string_equal(out, "1");
+    }
+    assert_int_equal(fx_pg_sql(f->path, "SELECT version FROM records_schema", out, sizeof(out)), 0);
+    assert_int_equal(atoi(out), records_schema_latest());
+    assert_int_equal(fx_pg_sql(f->path,
+                               "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'events'::regclass "
+                               "AND NOT tgisinternal",
+                               out, sizeof(out)),
+                     0);
+    assert_string_equal(out, "2");
+}
+
 static void test_schema_created(void **state)
 {
-    FX_SQLITE_ONLY();
     struct fx *f = *state;
     char out[256];
     records_close(NULL);
@@ -141,6 +160,12 @@ static void test_schema_created(void **state)
     f->r = NULL;
 
     const char *tables[] = {"boards", "jobs", "job_log", "events", "firmware"};
+    if (fx_pg_dsn()) {
+        schema_created_pg(f, tables, sizeof(tables) / sizeof(tables[0]));
+        fx_open(f);
+        assert_int_equal(records_schema_version(f->r), records_schema_latest());
+        return;
+    }
     for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
         char sql[128];
         snprintf(sql, sizeof(sql), "SELECT count(*) FROM sqlite_master WHERE name = '%s'",
@@ -1236,14 +1261,37 @@ static void test_garbage_file(void **state)
     assert_non_null(strstr(err.message, "not a records database"));
 }
 
+/* PostgreSQL: a database holding another application's tables is refused, untouched. */
+static void foreign_pg_database(struct fx *f)
+{
+    struct records *r = NULL;
+    struct records_error err;
+    char out[256];
+    assert_int_equal(fx_pg_sql(f->path, "CREATE TABLE jobs (x int); INSERT INTO jobs VALUES (1)",
+                               out, sizeof(out)),
+                     0);
+    assert_int_equal(fx_records_open(f->path, &r, &err), -EBADMSG);
+    assert_null(r);
+    assert_non_null(strstr(err.message, "not a records database"));
+    assert_non_null(strstr(err.message, "another application"));
+    assert_int_equal(fx_pg_sql(f->path,
+                               "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'", out,
+                               sizeof(out)),
+                     0);
+    assert_string_equal(out, "1"); /* nothing created */
+}
+
 static void test_foreign_sqlite_file(void **state)
 {
-    FX_SQLITE_ONLY();
     struct fx *f = *state;
     struct records *r = NULL;
     struct records_error err;
     char out[64];
     sqlite3 *db;
+    if (fx_pg_dsn()) {
+        foreign_pg_database(f);
+        return;
+    }
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
     assert_int_equal(
         sqlite3_exec(db, "CREATE TABLE jobs (x); INSERT INTO jobs VALUES (1);", NULL, NULL, NULL),
