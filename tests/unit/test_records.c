@@ -376,6 +376,31 @@ static int collect_log(const struct records_log_line *l, void *ctx)
     return 0;
 }
 
+/* Text from a board (a log line, notes) need not be valid UTF-8: it is stored on
+ * both backends (PostgreSQL gets U+FFFD for each bad byte, SQLite the bytes). */
+static void test_text_not_utf8(void **state)
+{
+    struct fx *f = *state;
+    struct records_error err;
+    struct records_board b;
+    struct log_list ll = {0};
+    static const char line[] = "boot \xff\xfe mode \xc3(";
+    fx_open(f);
+    put_board(f, "00:00:00:00:00:07", "ESP32", "A1");
+    int64_t id = begin_job(f, "flash", "00:00:00:00:00:07", "A1");
+    assert_int_equal(records_job_log(f->r, id, "info", line, &err), 0);
+    assert_int_equal(records_board_set_notes(f->r, "00:00:00:00:00:07", "note \x80", &err), 0);
+    assert_int_equal(records_job_log_list(f->r, id, collect_log, &ll, &err), 1);
+    assert_int_equal(records_board_get(f->r, "00:00:00:00:00:07", &b, &err), 0);
+    if (fx_pg_dsn()) {
+        assert_string_equal(ll.lines[0], "boot \xEF\xBF\xBD\xEF\xBF\xBD mode \xEF\xBF\xBD(");
+        assert_string_equal(b.notes, "note \xEF\xBF\xBD");
+    } else {
+        assert_string_equal(ll.lines[0], line);
+        assert_string_equal(b.notes, "note \x80");
+    }
+}
+
 static void test_job_lifecycle(void **state)
 {
     struct fx *f = *state;
@@ -1463,6 +1488,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_board_upsert, setup, teardown),
         cmocka_unit_test_setup_teardown(test_board_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_callback_reentry_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_text_not_utf8, setup, teardown),
         cmocka_unit_test_setup_teardown(test_job_lifecycle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_job_queued_and_truncation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_job_duration_unknown, setup, teardown),
