@@ -86,10 +86,13 @@ int records_open(const char *path, struct records **out, struct records_error *e
  * libpq connection string ("host=db1 dbname=line user=station" or a
  * postgresql:// URI). On PostgreSQL, records_open_backend() connects, applies
  * the same schema versions, and takes a session advisory lock (one store per
- * database until stations share it: -EBUSY "in use by another station"); it
- * fails with -ECONNREFUSED/-EHOSTUNREACH/-ETIMEDOUT/-EACCES and a message naming
- * the server when the database cannot be reached. Timestamps, limits, errors
- * and every accessor behave the same on both. */
+ * database until stations share it: -EBUSY "in use by another process"); it
+ * fails with -ECONNREFUSED/-EHOSTUNREACH/-ETIMEDOUT/-EACCES/-ENOENT (no such
+ * database)/-EIO and a message naming the server, the DSN without its password
+ * and what to check when the database cannot be reached. Timestamps, limits,
+ * errors and every accessor behave the same on both; text that is not valid
+ * UTF-8 is stored with U+FFFD on PostgreSQL. A lost connection is not re-made
+ * yet: calls fail with -EIO until the store is reopened. */
 enum records_backend {
     RECORDS_BACKEND_SQLITE,
     RECORDS_BACKEND_POSTGRESQL,
