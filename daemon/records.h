@@ -91,8 +91,11 @@ int records_open(const char *path, struct records **out, struct records_error *e
  * database)/-EIO and a message naming the server, the DSN without its password
  * and what to check when the database cannot be reached. Timestamps, limits,
  * errors and every accessor behave the same on both; text that is not valid
- * UTF-8 is stored with U+FFFD on PostgreSQL. A lost connection is not re-made
- * yet: calls fail with -EIO until the store is reopened. */
+ * UTF-8 is stored with U+FFFD on PostgreSQL. When the connection is lost, the
+ * call that meets it fails with -EIO (a write it carried may or may not be
+ * committed: it is not sent twice) and later calls connect again (at most one
+ * attempt per 2 s, each blocking up to the DSN's connect_timeout, default 10 s);
+ * keeping jobs going through a database outage is not this layer's job yet. */
 enum records_backend {
     RECORDS_BACKEND_SQLITE,
     RECORDS_BACKEND_POSTGRESQL,

@@ -36,6 +36,7 @@
 #define RECORDS_PG_LOCK_KEY 0x45535052
 #define RECORDS_PG_CONNECT_TIMEOUT "10"
 #define RECORDS_PG_LOCK_TRIES 20 /* 100 ms apart */
+#define RECORDS_PG_RETRY_MS 2000 /* between reconnect attempts */
 
 /* migrations[i] takes version i to i + 1, step for step the same schema as
  * rdb_sqlite_migrations (records_sqlite.c). Append, never edit. Text columns the
@@ -157,7 +158,10 @@ struct pdb {
     struct rdb base;
     PGconn *conn;
     unsigned next_name;
-    bool locked; /* holds the store's advisory lock */
+    unsigned gen;     /* connection generation: bumped by a reconnect */
+    bool locked;      /* holds the store's advisory lock */
+    bool in_txn;      /* between begin and commit/rollback */
+    int64_t next_try; /* monotonic ms: no reconnect attempt before */
     int64_t changes;
     char msg[512];
 };
@@ -165,6 +169,8 @@ struct pdb {
 struct pstmt {
     struct rdb_stmt base;
     char name[16];
+    char *text;   /* the SQL with $N, to prepare again after a reconnect */
+    unsigned gen; /* prepared on this connection generation */
     int nparams;
     char **vals; /* nparams, NULL = SQL NULL */
     PGresult *res;
@@ -232,10 +238,15 @@ static int fail_res(struct pdb *d, PGresult *res)
     return code;
 }
 
+static int ensure_conn(struct pdb *d);
+
 /* Runs sql (no parameters); 0 or -errno. */
 static int p_exec(struct rdb *db, const char *sql)
 {
     struct pdb *d = PDB(db);
+    int ret = ensure_conn(d);
+    if (ret < 0)
+        return ret;
     PGresult *res = PQexec(d->conn, sql);
     ExecStatusType s = PQresultStatus(res);
     if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK)
@@ -293,9 +304,11 @@ static int p_prepare(struct rdb *db, const char *sql, struct rdb_stmt **out)
         return -ENOMEM;
     }
     snprintf(s->name, sizeof(s->name), "r%u", ++d->next_name);
+    s->text = text;
+    s->gen = d->gen;
     res = PQprepare(d->conn, s->name, text, 0, NULL); /* types: inferred by the server */
-    free(text);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        free(s->text);
         free(s->vals);
         free(s);
         return fail_res(d, res);
@@ -324,6 +337,7 @@ static void p_finalize(struct rdb_stmt *st)
     if (!st)
         return;
     p_reset(st); /* the server drops the prepared statement with the session */
+    free(s->text);
     free(s->vals);
     free(s);
 }
@@ -423,6 +437,16 @@ static int p_step(struct rdb_stmt *st)
     struct pstmt *s = PST(st);
     struct pdb *d = PDB(st->db);
     if (!s->res) {
+        int ret = ensure_conn(d);
+        if (ret < 0)
+            return ret;
+        if (s->gen != d->gen) { /* a new session: prepare it there */
+            PGresult *p = PQprepare(d->conn, s->name, s->text, 0, NULL);
+            if (PQresultStatus(p) != PGRES_COMMAND_OK)
+                return fail_res(d, p);
+            PQclear(p);
+            s->gen = d->gen;
+        }
         PGresult *res = PQexecPrepared(d->conn, s->name, s->nparams, (const char *const *)s->vals,
                                        NULL, NULL, 0);
         ExecStatusType status = PQresultStatus(res);
@@ -469,7 +493,9 @@ static int64_t p_changes(struct rdb *db)
 
 static int p_begin(struct rdb *db)
 {
-    return p_exec(db, "BEGIN");
+    int ret = p_exec(db, "BEGIN");
+    PDB(db)->in_txn = ret >= 0;
+    return ret;
 }
 
 /* COMMIT of a transaction an error aborted answers "ROLLBACK": a failure. */
@@ -477,6 +503,7 @@ static int p_commit(struct rdb *db)
 {
     struct pdb *d = PDB(db);
     PGresult *res = PQexec(d->conn, "COMMIT");
+    d->in_txn = false;
     if (PQresultStatus(res) != PGRES_COMMAND_OK)
         return fail_res(d, res);
     if (strcmp(PQcmdStatus(res), "COMMIT") != 0) {
@@ -490,7 +517,9 @@ static int p_commit(struct rdb *db)
 
 static void p_rollback(struct rdb *db)
 {
-    PQclear(PQexec(PDB(db)->conn, "ROLLBACK"));
+    PDB(db)->in_txn = false;
+    if (PQstatus(PDB(db)->conn) == CONNECTION_OK)
+        PQclear(PQexec(PDB(db)->conn, "ROLLBACK"));
 }
 
 static int p_set_durable(struct rdb *db, bool durable)
@@ -540,7 +569,8 @@ static int p_set_version(struct rdb *db, int version)
 static int p_integrity_check(struct rdb *db)
 {
     char buf[8];
-    return query_text(PDB(db), "SELECT 1", buf, sizeof(buf));
+    int ret = ensure_conn(PDB(db));
+    return ret < 0 ? ret : query_text(PDB(db), "SELECT 1", buf, sizeof(buf));
 }
 
 static const char *p_errmsg(struct rdb *db)
@@ -564,6 +594,91 @@ static void p_close(struct rdb *db)
         PQfinish(d->conn);
     }
     free(d);
+}
+
+static void quiet_notice(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message; /* NOTICEs ("relation exists, skipping") are not the daemon's log */
+}
+
+static int session_setup(struct pdb *d)
+{
+    PGresult *res;
+    PQsetNoticeProcessor(d->conn, quiet_notice, NULL);
+    res = PQexec(d->conn, "SET client_min_messages = warning; SET client_encoding = 'UTF8'; "
+                          "SET TIME ZONE 'UTC'");
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        return fail_res(d, res);
+    PQclear(res);
+    return 0;
+}
+
+/* The store's advisory lock: 1 taken, 0 held by another session, < 0 error. */
+static int try_lock(struct pdb *d)
+{
+    char sql[64], buf[8];
+    int ret;
+    snprintf(sql, sizeof(sql), "SELECT pg_try_advisory_lock(%d)", RECORDS_PG_LOCK_KEY);
+    ret = query_text(d, sql, buf, sizeof(buf));
+    if (ret < 0)
+        return ret;
+    d->locked = strcmp(buf, "t") == 0;
+    return d->locked;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * A connection the server or the network dropped is made again by the next
+ * call after the one that saw it fail (that call's -EIO stands: whether a
+ * write it carried was committed is unknown, so nothing is sent twice). Not
+ * inside a transaction (the caller rolls back first), at most one attempt per
+ * RECORDS_PG_RETRY_MS (a connect blocks up to connect_timeout), and only with
+ * the store's lock taken again: another station may have taken the database.
+ * The statements are prepared again in the new session as they are used.
+ */
+static int ensure_conn(struct pdb *d)
+{
+    int ret;
+    if (PQstatus(d->conn) == CONNECTION_OK && d->locked)
+        return 0;
+    if (d->in_txn) {
+        set_msg(d, "connection to PostgreSQL lost in a transaction");
+        return -EIO;
+    }
+    if (PQstatus(d->conn) != CONNECTION_OK) {
+        char m[sizeof(d->msg)];
+        if (mono_ms() < d->next_try) {
+            snprintf(m, sizeof(m), "PostgreSQL unreachable (%s); trying again shortly", d->msg);
+            set_msg(d, m);
+            return -EIO;
+        }
+        d->next_try = mono_ms() + RECORDS_PG_RETRY_MS;
+        d->locked = false;
+        PQreset(d->conn);
+        if (PQstatus(d->conn) != CONNECTION_OK) {
+            snprintf(m, sizeof(m), "cannot reconnect to PostgreSQL: %s", PQerrorMessage(d->conn));
+            set_msg(d, m);
+            return -EIO;
+        }
+        d->gen++;
+        if ((ret = session_setup(d)) < 0)
+            return ret;
+    }
+    if ((ret = try_lock(d)) < 0)
+        return ret;
+    if (!ret) {
+        set_msg(d, "another process took the records database while this station's "
+                   "connection was down; restart this station with its own dbname");
+        return -EBUSY;
+    }
+    return 0;
 }
 
 static const struct rdb_ops pg_ops = {
@@ -595,12 +710,6 @@ static const struct rdb_ops pg_ops = {
 };
 
 /* ---- open -------------------------------------------------------------------- */
-
-static void quiet_notice(void *arg, const char *message)
-{
-    (void)arg;
-    (void)message; /* NOTICEs ("relation exists, skipping") are not the daemon's log */
-}
 
 /* The connection failure, as an errno the daemon can act on. */
 static int connect_errno(const char *m)
@@ -646,9 +755,7 @@ int rdb_pg_open(const char *dsn, struct rdb **out, char *msg, size_t msg_size)
                  d->conn && PQhost(d->conn) ? PQhost(d->conn) : "?", d->msg);
         goto fail;
     }
-    PQsetNoticeProcessor(d->conn, quiet_notice, NULL);
-    ret = p_exec(&d->base, "SET client_min_messages = warning; SET client_encoding = 'UTF8'; "
-                           "SET TIME ZONE 'UTC'");
+    ret = session_setup(d);
     if (ret < 0) {
         snprintf(msg, msg_size, "records: PostgreSQL session setup failed: %s", d->msg);
         goto fail;
@@ -656,10 +763,8 @@ int rdb_pg_open(const char *dsn, struct rdb **out, char *msg, size_t msg_size)
     /* A station killed a moment ago may still hold it until the server notices
      * its closed socket: a few tries before calling it busy. */
     for (int tries = 0;; tries++) {
-        char sql[64];
-        snprintf(sql, sizeof(sql), "SELECT pg_try_advisory_lock(%d)", RECORDS_PG_LOCK_KEY);
-        ret = query_text(d, sql, buf, sizeof(buf));
-        if (ret < 0 || strcmp(buf, "t") == 0 || tries >= RECORDS_PG_LOCK_TRIES)
+        ret = try_lock(d);
+        if (ret != 0 || tries >= RECORDS_PG_LOCK_TRIES)
             break;
         nanosleep(&(struct timespec){0, 100 * 1000 * 1000}, NULL);
     }
@@ -668,7 +773,7 @@ int rdb_pg_open(const char *dsn, struct rdb **out, char *msg, size_t msg_size)
                  PQdb(d->conn), d->msg);
         goto fail;
     }
-    if (strcmp(buf, "t") != 0) {
+    if (ret == 0) {
         snprintf(msg, msg_size,
                  "records: PostgreSQL database %s on %s is in use by another process (an "
                  "espstationd; one station per database for now: give each its own dbname)",
@@ -676,7 +781,6 @@ int rdb_pg_open(const char *dsn, struct rdb **out, char *msg, size_t msg_size)
         ret = -EBUSY;
         goto fail;
     }
-    d->locked = true;
     ret = query_text(d,
                      "SELECT CASE WHEN to_regclass('records_schema') IS NOT NULL THEN -1 "
                      "ELSE (SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()) "

@@ -1261,6 +1261,40 @@ static void test_crash_safety(void **state)
 
 /* ---- bad files and permissions -------------------------------------------- */
 
+/* PostgreSQL: the server ends the store's session (a restart, a DBA, a network
+ * cut). The call that meets the dead connection fails with -EIO (whether a write
+ * it carried was committed is not known, so it is not sent again); the next call
+ * connects again, takes the lock, prepares its statement anew and works. */
+static void test_pg_connection_lost(void **state)
+{
+    struct fx *f = *state;
+    struct records_error err;
+    struct records_board b;
+    char sql[256], out[256];
+    if (!fx_pg_dsn())
+        skip(); /* SQLite has no connection to lose */
+    fx_open(f);
+    put_board(f, "00:00:00:00:00:09", "ESP32", "A1");
+    assert_int_equal(records_board_get(f->r, "00:00:00:00:00:09", &b, &err), 0);
+    snprintf(sql, sizeof(sql),
+             "SELECT count(pg_terminate_backend(pid, 10000)) FROM pg_stat_activity "
+             "WHERE datname = '%s' AND application_name = 'espstationd'",
+             f->pgdb);
+    assert_int_equal(fx_pg_sql(fx_pg_dsn(), sql, out, sizeof(out)), 0);
+    assert_string_equal(out, "1");
+    int rc = records_board_get(f->r, "00:00:00:00:00:09", &b, &err);
+    assert_int_equal(rc, -EIO);
+    assert_non_null(strstr(err.message, "connection to PostgreSQL lost"));
+    assert_int_equal(records_board_get(f->r, "00:00:00:00:00:09", &b, &err), 0);
+    assert_string_equal(b.chip, "ESP32");
+    int64_t id = begin_job(f, "flash", "00:00:00:00:00:09", "A1");
+    finish_job(f, id, RECORDS_JOB_PASSED, 1);
+    assert_int_equal(records_integrity_check(f->r, &err), 0);
+    /* Still one store per database: the lock came back with the session. */
+    struct records *r2 = NULL;
+    assert_int_equal(fx_records_open(f->path, &r2, &err), -EBUSY);
+}
+
 static void test_garbage_file(void **state)
 {
     FX_SQLITE_ONLY();
@@ -1500,6 +1534,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_firmware, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recovery_marks_interrupted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_safety, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_connection_lost, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_foreign_sqlite_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_store_refused, setup, teardown),
