@@ -245,7 +245,7 @@ int main(int argc, char **argv)
         loop_free(loop);
         return 1;
     }
-    char err[512] = "";
+    char err[1024] = ""; /* room for a records error (DSN and libpq's text) */
     rc = station_new(&o, loop, &st, err, sizeof(err));
     if (rc < 0) {
         log_msg(LOG_LEVEL_ERROR, "%s", err[0] ? err : strerror(-rc));

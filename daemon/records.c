@@ -966,7 +966,7 @@ static int open_store(enum records_backend backend, const char *target, struct r
                       struct records_error *err)
 {
     struct records *r;
-    char msg[512] = "";
+    char msg[768] = "";
     int ret;
 
     clear_err(err);

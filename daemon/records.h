@@ -63,8 +63,8 @@ struct records;
 #define RECORDS_GROUPS_MAX 16 /* groups per board */
 
 struct records_error {
-    int code;          /* negative errno, 0 when no error */
-    char message[512]; /* "records: <what failed>: <why>" */
+    int code;           /* negative errno, 0 when no error */
+    char message[1024]; /* "records: <what failed>: <why>" (room for a DSN and libpq's text) */
 };
 
 /* ---- open / close --------------------------------------------------------- */
