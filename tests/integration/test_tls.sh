@@ -223,8 +223,11 @@ wait_file_log 'checkin: TLS handshake with 127.0.0.1:[0-9]+ failed: unable to ge
     "$WORK/nd3/netdev.log" 30
 wait_log "TLS handshake with $TNET.13 failed: the client does not trust the certificate \(alert: unknown CA\)" 20
 M4=18:fe:34:00:71:05
+# a pin that differs from the certificate's in its first byte (00 unless that is the real one)
+BADFP="00:${FP:3}"
+[ "$BADFP" != "$FP" ] || BADFP="01:${FP:3}"
 start_netdev "$WORK/nd4" --chip esp8266 --mac "$M4" --bind $TNET.14 --version 1.0.0 \
-    --checkin "$OTA_URL" --interval once --fingerprint "00:${FP:3}"
+    --checkin "$OTA_URL" --interval once --fingerprint "$BADFP"
 wait_file_log 'checkin: TLS handshake with 127.0.0.1:[0-9]+ failed' "$WORK/nd4/netdev.log" 30
 wait_log "TLS handshake with $TNET.14 failed: the client refused the certificate" 20
 M5=24:6f:28:00:71:06
