@@ -1,5 +1,6 @@
 /*
- * station: see station.h.
+ * station: see station.h. The profile overlay file and the profile calls of the web layer
+ * are in station_profiles.c; struct station is in station_priv.h.
  *
  * Invariants:
  *  - Loop thread only. A job is in st->jobs from job_start() until its
@@ -10,6 +11,7 @@
  *    (a reload that lowers max_parallel lets the running ones finish).
  */
 #include "station.h"
+#include "station_priv.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -42,41 +44,6 @@
 #define DEFAULT_RETRY_BACKOFF_MS 2000
 #define DEFAULT_MANUAL_POLL_MS 1000
 #define DEFAULT_REENUM_GRACE_MS 3000
-#define PROFILES_FILE "profiles.json"
-#define MAX_OVERLAY_BYTES (4u * 1024 * 1024)
-
-struct station {
-    struct station_options opt;
-    struct ota *ota; /* borrowed, set by main */
-    char *config_path;
-    char data_dir[PATH_MAX];
-    char stub_dir[PATH_MAX];
-    char stub_override[PATH_MAX];
-    char stub_env[PATH_MAX];   /* $ESPSTATION_STUB_DIR, "" none */
-    char stub_build[PATH_MAX]; /* the build's default, "" none */
-    char data_override[PATH_MAX];
-    struct config *cfg;
-    struct records *rec;
-    struct catalog *cat;
-    struct loop *loop;
-    struct slot_table slots;
-    struct job *jobs;
-    int running;
-    struct slot **queue;
-    size_t nq, capq;
-    struct job_firmware **fw;
-    size_t nfw, capfw;
-    struct loop_timer *poll_timer;
-    struct devsrc_udev *udev;
-    int udev_fd;
-    bool stopping;
-    bool stopped;
-    struct station_hooks hooks;
-    struct station_req *reqs;    /* REST API job requests, pending or running */
-    struct json_object *overlay; /* REST API profile changes (config_load_overlay), or NULL */
-    struct fd_budget budget;     /* set by main (station_set_fd_budget) */
-    int api_idle_start;          /* api.idle_timeout_s the REST API was started with */
-};
 
 /*
  * A job asked for through the REST API, from the request until the job is
@@ -157,26 +124,26 @@ static int event_text(struct station *st, const char *kind, const struct slot *s
 }
 
 /* Appends an event; data is a json object (consumed) or NULL. */
-static void event(struct station *st, const char *kind, const struct slot *s, const char *mac,
-                  int64_t job_id, struct json_object *data)
+void st_event(struct station *st, const char *kind, const struct slot *s, const char *mac,
+              int64_t job_id, struct json_object *data)
 {
     event_text(st, kind, s, mac, job_id,
                data ? json_object_to_json_string_ext(data, JSON_C_TO_STRING_PLAIN) : NULL);
     json_object_put(data);
 }
 
-static struct json_object *jobj(void)
+struct json_object *st_jobj(void)
 {
     return json_object_new_object();
 }
 
-static void jset_str(struct json_object *o, const char *k, const char *v)
+void st_jset_str(struct json_object *o, const char *k, const char *v)
 {
     if (o && v)
         json_object_object_add(o, k, json_object_new_string(v));
 }
 
-static void jset_int(struct json_object *o, const char *k, int64_t v)
+void st_jset_int(struct json_object *o, const char *k, int64_t v)
 {
     if (o)
         json_object_object_add(o, k, json_object_new_int64(v));
@@ -248,7 +215,7 @@ static bool manual_present(const char *uri)
 /* The stub directory, first named of: --stub-dir, the config's stub_dir,
  * $ESPSTATION_STUB_DIR, the build's default (the order --help and CONFIG.md state).
  * A change (or the first choice) is logged with where it came from. */
-static void resolve_dirs(struct station *st)
+void st_resolve_dirs(struct station *st)
 {
     snprintf(st->data_dir, sizeof(st->data_dir), "%s",
              st->data_override[0] ? st->data_override : st->cfg->data_dir);
@@ -489,12 +456,12 @@ static void req_drop(struct station *st, struct station_req *rq, const char *why
         res.error_message = why;
         if (records_job_finish(st->rec, rq->job_id, &res, &re) < 0)
             rec_warn(&re);
-        struct json_object *d = jobj();
-        jset_str(d, "state", "cancelled");
-        jset_str(d, "kind", rq->kind);
-        jset_str(d, "stage", "queued");
-        jset_str(d, "message", why);
-        event(st, "job.finished", rq->s, NULL, rq->job_id, d);
+        struct json_object *d = st_jobj();
+        st_jset_str(d, "state", "cancelled");
+        st_jset_str(d, "kind", rq->kind);
+        st_jset_str(d, "stage", "queued");
+        st_jset_str(d, "message", why);
+        st_event(st, "job.finished", rq->s, NULL, rq->job_id, d);
     }
     req_free(st, rq);
 }
@@ -601,11 +568,11 @@ static void start_job(struct station *st, struct slot *s)
     s->retry_pending = false;
     set_phase(st, s, BOARD_CONNECTING);
     snprintf(s->stage, sizeof(s->stage), "open");
-    struct json_object *d = jobj();
-    jset_str(d, "uri", s->uri);
-    jset_int(d, "attempt", s->attempt + 1);
-    jset_str(d, "kind", p.kind[0] ? p.kind : "flash");
-    event(st, "job.started", s, NULL, id, d);
+    struct json_object *d = st_jobj();
+    st_jset_str(d, "uri", s->uri);
+    st_jset_int(d, "attempt", s->attempt + 1);
+    st_jset_str(d, "kind", p.kind[0] ? p.kind : "flash");
+    st_event(st, "job.started", s, NULL, id, d);
     slog(s, LOG_LEVEL_INFO, "job %lld started on %s%s%s", (long long)id, s->uri,
          s->attempt || s->baud_retry ? " (retry)" : "",
          capped ? " (baud limited by the slot)" : "");
@@ -821,19 +788,19 @@ static void finish_job(struct station *st, struct job *j, struct job_result *r)
             rec_warn(&re);
     }
 
-    struct json_object *d = jobj();
-    jset_str(d, "state", records_job_state_to_string(state));
+    struct json_object *d = st_jobj();
+    st_jset_str(d, "state", records_job_state_to_string(state));
     if (state != RECORDS_JOB_PASSED) {
-        jset_str(d, "stage", err_stage);
-        jset_str(d, "message", msg);
+        st_jset_str(d, "stage", err_stage);
+        st_jset_str(d, "message", msg);
     }
     if (r->firmware[0])
-        jset_str(d, "firmware", r->firmware);
-    jset_str(d, "kind", kind);
+        st_jset_str(d, "firmware", r->firmware);
+    st_jset_str(d, "kind", kind);
     if (r->bytes >= 0)
-        jset_int(d, "bytes", r->bytes);
+        st_jset_int(d, "bytes", r->bytes);
     if (r->skipped_bytes >= 0)
-        jset_int(d, "skipped_bytes", r->skipped_bytes);
+        st_jset_int(d, "skipped_bytes", r->skipped_bytes);
     if (r->stub_fallback) {
         struct json_object *warn = json_object_new_array();
         json_object_array_add(warn, json_object_new_string(ESP_STUB_FALLBACK_WARNING));
@@ -841,14 +808,14 @@ static void finish_job(struct station *st, struct job *j, struct job_result *r)
     }
     json_object_object_add(
         d, "seconds", json_object_new_double((double)(loop_now_ms() - j->started_ms) / 1000.0));
-    event(st, "job.finished", s, j->mac, j->id, d);
+    st_event(st, "job.finished", s, j->mac, j->id, d);
     if (boot_online) {
-        struct json_object *o = jobj();
-        jset_str(o, "ip", j->boot_ip);
-        jset_str(o, "source", "boot-check");
+        struct json_object *o = st_jobj();
+        st_jset_str(o, "ip", j->boot_ip);
+        st_jset_str(o, "source", "boot-check");
         if (r->firmware[0])
-            jset_str(o, "firmware", r->firmware);
-        event(st, "board.online", s, j->mac, j->id, o);
+            st_jset_str(o, "firmware", r->firmware);
+        st_event(st, "board.online", s, j->mac, j->id, o);
         slog(s, LOG_LEVEL_INFO, "online at %s (boot check)", j->boot_ip);
     }
 
@@ -870,13 +837,13 @@ static void finish_job(struct station *st, struct job *j, struct job_result *r)
         if (slot_link_passed(s, r->link_baud, s->link_ceiling)) {
             /* A step-up probe passed: the slot's limit moves up one rung (or goes). */
             store_baud_limit(st, s);
-            struct json_object *bd = jobj();
-            jset_int(bd, "probed_baud", r->link_baud);
+            struct json_object *bd = st_jobj();
+            st_jset_int(bd, "probed_baud", r->link_baud);
             if (s->baud_limit)
-                jset_int(bd, "baud_limit", s->baud_limit);
+                st_jset_int(bd, "baud_limit", s->baud_limit);
             else
                 json_object_object_add(bd, "baud_limit", NULL);
-            event(st, "slot.baud_raised", s, j->mac, j->id, bd);
+            st_event(st, "slot.baud_raised", s, j->mac, j->id, bd);
             if (s->baud_limit)
                 slog(s, LOG_LEVEL_NOTICE, "%u baud worked on slot %s: the slot's limit is now %u",
                      (unsigned)r->link_baud, slot_name(s), (unsigned)s->baud_limit);
@@ -923,22 +890,22 @@ static void finish_job(struct station *st, struct job *j, struct job_result *r)
             lower = slot_link_failed(s, r->link_baud, &probe_failed);
         if (probe_failed) {
             /* The step-up probe failed: the limit stays, the count of clean jobs restarts. */
-            struct json_object *bd = jobj();
-            jset_int(bd, "failed_baud", r->link_baud);
-            jset_int(bd, "baud_limit", lower);
-            jset_str(bd, "stage", err_stage ? err_stage : "");
-            event(st, "slot.baud_probe_failed", s, j->mac, j->id, bd);
+            struct json_object *bd = st_jobj();
+            st_jset_int(bd, "failed_baud", r->link_baud);
+            st_jset_int(bd, "baud_limit", lower);
+            st_jset_str(bd, "stage", err_stage ? err_stage : "");
+            st_event(st, "slot.baud_probe_failed", s, j->mac, j->id, bd);
             slog(s, LOG_LEVEL_WARN,
                  "link errors at %u baud on slot %s: the step up failed; retrying at %u, the "
                  "slot keeps this limit",
                  (unsigned)r->link_baud, slot_name(s), (unsigned)lower);
         } else if (lower) {
             store_baud_limit(st, s);
-            struct json_object *bd = jobj();
-            jset_int(bd, "failed_baud", r->link_baud);
-            jset_int(bd, "baud_limit", lower);
-            jset_str(bd, "stage", err_stage ? err_stage : "");
-            event(st, "slot.baud_limited", s, j->mac, j->id, bd);
+            struct json_object *bd = st_jobj();
+            st_jset_int(bd, "failed_baud", r->link_baud);
+            st_jset_int(bd, "baud_limit", lower);
+            st_jset_str(bd, "stage", err_stage ? err_stage : "");
+            st_event(st, "slot.baud_limited", s, j->mac, j->id, bd);
             slog(s, LOG_LEVEL_WARN,
                  "link errors at %u baud on slot %s: %s at %u; the slot keeps this limit "
                  "-- check the cable/adapter",
@@ -970,9 +937,9 @@ static void finish_job(struct station *st, struct job *j, struct job_result *r)
                 slog(s, LOG_LEVEL_ERROR, "failed during %s: %s%s%s%s", err_stage ? err_stage : "?",
                      msg, dev, advice[0] ? " -- " : "", advice);
             if (flagged) {
-                struct json_object *fd = jobj();
-                jset_int(fd, "failures", s->failures);
-                event(st, "slot.flagged", s, j->mac, j->id, fd);
+                struct json_object *fd = st_jobj();
+                st_jset_int(fd, "failures", s->failures);
+                st_event(st, "slot.flagged", s, j->mac, j->id, fd);
                 slog(s, LOG_LEVEL_WARN,
                      "slot flagged: %d failed jobs in a row; check the cable, socket and adapter",
                      s->failures);
@@ -1050,21 +1017,21 @@ static int take_per_board(struct station *st, struct job *j, struct job_plan *pl
         int rc =
             pool_take(st->rec, pb, j->mac, j->id, &plan->extra[plan->n_extra], &ps, plan->message,
                       sizeof(plan->message), plan->advice, sizeof(plan->advice));
-        struct json_object *d = jobj();
-        jset_str(d, "pool", pb->name);
+        struct json_object *d = st_jobj();
+        st_jset_str(d, "pool", pb->name);
         if (rc < 0) {
-            jset_str(d, "error", plan->message);
-            event(st, "pool.failed", s, j->mac, j->id, d);
+            st_jset_str(d, "error", plan->message);
+            st_event(st, "pool.failed", s, j->mac, j->id, d);
             slog(s, LOG_LEVEL_ERROR, "%s", plan->message);
             job_plan_free_extra(plan);
             return rc;
         }
         plan->n_extra++;
-        jset_str(d, "file", ps.file);
-        jset_int(d, "offset", pb->offset);
+        st_jset_str(d, "file", ps.file);
+        st_jset_int(d, "offset", pb->offset);
         json_object_object_add(d, "reused", json_object_new_boolean(ps.reused));
-        jset_int(d, "free", ps.free);
-        event(st, "pool.assigned", s, j->mac, j->id, d);
+        st_jset_int(d, "free", ps.free);
+        st_event(st, "pool.assigned", s, j->mac, j->id, d);
         slog(s, ps.free < 10 ? LOG_LEVEL_WARN : LOG_LEVEL_INFO,
              "pool %s: %s %s at 0x%x (%lld free%s)", pb->name, ps.file,
              ps.reused ? "again (this board's)" : "given to this board", pb->offset,
@@ -1094,12 +1061,12 @@ static void on_identified(struct station *st, struct job *j, const struct job_ms
             records_job_set_board(st->rec, j->id, j->mac, &re) < 0)
             rec_warn(&re);
     }
-    struct json_object *d = jobj();
-    jset_str(d, "chip", j->chip);
-    jset_int(d, "revision", ci->revision);
+    struct json_object *d = st_jobj();
+    st_jset_str(d, "chip", j->chip);
+    st_jset_int(d, "revision", ci->revision);
     if (ci->usb_jtag)
         json_object_object_add(d, "usb_jtag", json_object_new_boolean(true));
-    event(st, "board.identified", s, j->mac, j->id, d);
+    st_event(st, "board.identified", s, j->mac, j->id, d);
     char rev[16] = "?";
     if (ci->revision >= 0)
         snprintf(rev, sizeof(rev), "%d.%d", ci->revision / 100, ci->revision % 100);
@@ -1132,15 +1099,15 @@ static void on_identified(struct station *st, struct job *j, const struct job_ms
     plan.nofw_state = pick < 0 ? RECORDS_JOB_FAILED : RECORDS_JOB_SKIPPED;
     if (pick == 0 && ci->chip && !active_profile(st)) {
         /* The line stands still for this board: say so where the technician looks. */
-        struct json_object *np = jobj();
+        struct json_object *np = st_jobj();
         struct json_object *names = json_object_new_array();
         for (size_t i = 0; i < st->cfg->n_profiles; i++)
             json_object_array_add(names, json_object_new_string(st->cfg->profiles[i].name));
-        jset_str(np, "chip", j->chip);
+        st_jset_str(np, "chip", j->chip);
         json_object_object_add(np, "profiles", names);
-        jset_str(np, "message", plan.message);
-        jset_str(np, "advice", plan.advice);
-        event(st, "slot.no_profile", s, j->mac, j->id, np);
+        st_jset_str(np, "message", plan.message);
+        st_jset_str(np, "advice", plan.advice);
+        st_event(st, "slot.no_profile", s, j->mac, j->id, np);
         slog(s, LOG_LEVEL_WARN, "%s -- %s", plan.message, plan.advice);
     }
     if (pick > 0) {
@@ -1274,10 +1241,10 @@ static void on_message(void *ctx, void *msg)
         snprintf(s->stage, sizeof(s->stage), "%s", m->stage);
         if (records_job_progress(st->rec, j->id, m->stage, -1, -1, &re) < 0)
             rec_warn(&re);
-        struct json_object *d = jobj();
-        jset_str(d, "phase", board_phase_to_string(m->phase));
-        jset_str(d, "stage", m->stage);
-        event(st, "job.progress", s, j->mac, j->id, d);
+        struct json_object *d = st_jobj();
+        st_jset_str(d, "phase", board_phase_to_string(m->phase));
+        st_jset_str(d, "stage", m->stage);
+        st_event(st, "job.progress", s, j->mac, j->id, d);
         slog(s, LOG_LEVEL_DEBUG, "%s (%s)", board_phase_to_string(m->phase), m->stage);
         break;
     }
@@ -1356,18 +1323,18 @@ static void port_added(struct station *st, const struct port_event *ev)
     s->adapter_baud = ev->max_baud;
     snprintf(s->uri, sizeof(s->uri), "%s", ev->uri);
     slot_clear_board(s);
-    struct json_object *d = jobj();
-    jset_str(d, "uri", ev->uri);
+    struct json_object *d = st_jobj();
+    st_jset_str(d, "uri", ev->uri);
     if (ev->vid || ev->pid) {
         char id[16];
         snprintf(id, sizeof(id), "%04x:%04x", ev->vid, ev->pid);
-        jset_str(d, "usb_id", id);
+        st_jset_str(d, "usb_id", id);
     }
     if (ev->coldplug)
         json_object_object_add(d, "coldplug", json_object_new_boolean(true));
     if (ev->max_baud)
-        jset_int(d, "adapter_baud", ev->max_baud);
-    event(st, "port.added", s, NULL, 0, d);
+        st_jset_int(d, "adapter_baud", ev->max_baud);
+    st_event(st, "port.added", s, NULL, 0, d);
     char adapter[48] = "";
     if (ev->max_baud)
         snprintf(adapter, sizeof(adapter), " (adapter good to %u baud)", (unsigned)ev->max_baud);
@@ -1386,9 +1353,9 @@ static void port_removed(struct station *st, const struct port_event *ev)
     s->present = false;
     if (s->manual)
         s->dead_id = s->manual_id;
-    struct json_object *d = jobj();
-    jset_str(d, "uri", ev->uri);
-    event(st, "port.removed", s, s->mac, s->job ? s->job->id : 0, d);
+    struct json_object *d = st_jobj();
+    st_jset_str(d, "uri", ev->uri);
+    st_event(st, "port.removed", s, s->mac, s->job ? s->job->id : 0, d);
     if (s->job) {
         struct job *j = s->job;
         bool jtag = s->usb_jtag || ev->usb_jtag;
@@ -1534,203 +1501,6 @@ static int load_config(const char *path, struct config **out, char *err, size_t 
     return config_load(path, out, err, errlen);
 }
 
-/* ---- profile overlay file (REST API profile changes, <data_dir>/profiles.json) ---------- */
-
-static void overlay_path(const struct station *st, char *buf, size_t len)
-{
-    snprintf(buf, len, "%s/%s", st->data_dir, PROFILES_FILE);
-}
-
-const char *station_profiles_file(const struct station *st, char *buf, size_t len)
-{
-    overlay_path(st, buf, len);
-    return buf;
-}
-
-static void fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
-}
-
-/* Moves an unusable overlay file aside (<file>.bad-<time>) and says what to do. */
-static void quarantine_overlay(const struct station *st, const char *why)
-{
-    char path[PATH_MAX + 32], bad[PATH_MAX + 64], stamp[32];
-    overlay_path(st, path, sizeof(path));
-    time_t now = time(NULL);
-    struct tm tm;
-    localtime_r(&now, &tm);
-    strftime(stamp, sizeof(stamp), "%Y%m%d-%H%M%S", &tm);
-    snprintf(bad, sizeof(bad), "%s.bad-%s", path, stamp);
-    for (int i = 1; i < 100 && access(bad, F_OK) == 0; i++)
-        snprintf(bad, sizeof(bad), "%s.bad-%s-%d", path, stamp, i);
-    if (rename(path, bad) != 0) {
-        log_msg(LOG_LEVEL_ERROR,
-                "profile changes file %s is unusable (%s) and cannot be moved aside: %s; "
-                "using the config file's profiles; the next profile change through the API "
-                "replaces it",
-                path, why, strerror(errno));
-        return;
-    }
-    fsync_dir(st->data_dir);
-    log_msg(LOG_LEVEL_ERROR,
-            "profile changes file %s is unusable (%s): moved aside to %s; using the config "
-            "file's profiles. Make the changes again through the API (PUT "
-            "/api/v1/profiles/...) or put them in the config file, then delete %s",
-            path, why, bad, bad);
-}
-
-/*
- * Writes ov (the REST API's profile changes) to <data_dir>/profiles.json:
- * temp file (mode 0600: it can hold ota_password) + fsync + rename + fsync of
- * the directory, so a kill at any point leaves the old or the new file. No
- * changes left: the file is removed.
- */
-static int save_overlay(const struct station *st, struct json_object *ov, char *err, size_t errlen)
-{
-    char path[PATH_MAX + 32], tmp[PATH_MAX + 48];
-    overlay_path(st, path, sizeof(path));
-    struct json_object *profs = NULL, *active = NULL;
-    bool has_profs =
-        json_object_object_get_ex(ov, "profiles", &profs) && json_object_object_length(profs) > 0;
-    bool has_active = json_object_object_get_ex(ov, "active_profile", &active);
-    if (!has_profs && !has_active) {
-        if (unlink(path) != 0 && errno != ENOENT) {
-            snprintf(err, errlen, "cannot remove %s: %s", path, strerror(errno));
-            return -EIO;
-        }
-        fsync_dir(st->data_dir);
-        return 0;
-    }
-    struct json_object *doc = jobj();
-    if (!doc)
-        return -ENOMEM;
-    jset_str(doc, "format", CONFIG_OVERLAY_FORMAT);
-    jset_int(doc, "version", 1);
-    json_object_object_add(doc, "profiles", has_profs ? json_object_get(profs) : jobj());
-    if (has_active)
-        json_object_object_add(doc, "active_profile", json_object_get(active));
-    const char *text = json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PRETTY);
-    snprintf(tmp, sizeof(tmp), "%s.tmp-XXXXXX", path);
-    int fd = mkstemp(tmp); /* 0600 */
-    int rc = 0;
-    if (fd < 0) {
-        snprintf(err, errlen, "cannot save the profile changes: cannot create %s: %s", tmp,
-                 strerror(errno));
-        json_object_put(doc);
-        return -EIO;
-    }
-    size_t len = strlen(text), off = 0;
-    while (off < len) {
-        ssize_t n = write(fd, text + off, len - off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            rc = -(n < 0 ? errno : EIO);
-            break;
-        }
-        off += (size_t)n;
-    }
-    if (rc == 0 && (write(fd, "\n", 1) != 1 || fsync(fd) != 0))
-        rc = -(errno ? errno : EIO);
-    if (close(fd) != 0 && rc == 0)
-        rc = -errno;
-    if (rc == 0 && rename(tmp, path) != 0)
-        rc = -errno;
-    json_object_put(doc);
-    if (rc < 0) {
-        unlink(tmp);
-        snprintf(err, errlen, "cannot save the profile changes to %s: %s", path, strerror(-rc));
-        return -EIO;
-    }
-    fsync_dir(st->data_dir);
-    return 0;
-}
-
-/* At start: the REST API's profile changes from the last run, applied on top of the
- * config file exactly as on SIGHUP. An unusable file is moved aside, never fatal. */
-static void load_overlay_file(struct station *st)
-{
-    char path[PATH_MAX + 32];
-    overlay_path(st, path, sizeof(path));
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno != ENOENT) {
-            /* Moved aside so the next change through the API does not replace it. */
-            char why[128];
-            snprintf(why, sizeof(why), "cannot open it: %s", strerror(errno));
-            quarantine_overlay(st, why);
-        }
-        return;
-    }
-    char *buf = malloc(MAX_OVERLAY_BYTES + 1);
-    size_t len = 0;
-    int rerr = buf ? 0 : ENOMEM;
-    while (buf && len <= MAX_OVERLAY_BYTES) {
-        ssize_t n = read(fd, buf + len, MAX_OVERLAY_BYTES + 1 - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            rerr = errno;
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-    }
-    close(fd);
-    if (rerr) {
-        char why[128];
-        snprintf(why, sizeof(why), "cannot read it: %s", strerror(rerr));
-        quarantine_overlay(st, why);
-        free(buf);
-        return;
-    }
-    char err[512] = "", *norm = NULL;
-    int rc = config_overlay_check(buf, len, PROFILES_FILE, &norm, err, sizeof(err));
-    free(buf);
-    if (rc < 0) {
-        quarantine_overlay(st, err);
-        return;
-    }
-    struct config *cfg = NULL;
-    rc = config_load_overlay(st->config_path, norm, &cfg, err, sizeof(err));
-    struct json_object *ov = rc == 0 ? json_tokener_parse(norm) : NULL;
-    free(norm);
-    if (rc < 0 || !ov) {
-        char why[700];
-        snprintf(why, sizeof(why), "its profiles do not fit the config file: %s", err);
-        quarantine_overlay(st, rc < 0 ? why : "out of memory");
-        config_free(cfg);
-        return;
-    }
-    config_free(st->cfg);
-    st->cfg = cfg;
-    resolve_dirs(st); /* the overlay holds profiles only: data_dir stays */
-    st->overlay = ov;
-    struct json_object *profs, *active;
-    char names[256] = "";
-    size_t used = 0;
-    if (json_object_object_get_ex(ov, "profiles", &profs)) {
-        json_object_object_foreach(profs, name, prof)
-        {
-            (void)prof;
-            if (used < sizeof(names))
-                used += (size_t)snprintf(names + used, sizeof(names) - used, "%s%s",
-                                         used ? ", " : "", name);
-        }
-    }
-    bool has_active = json_object_object_get_ex(ov, "active_profile", &active);
-    log_msg(LOG_LEVEL_NOTICE,
-            "profile changes made through the API loaded from %s: profiles %s; active profile "
-            "%s",
-            path, names[0] ? names : "(none)",
-            has_active ? (active ? json_object_get_string(active) : "(none)")
-                       : "(the config file's)");
-}
-
 int station_new(const struct station_options *o, struct loop *loop, struct station **out, char *err,
                 size_t errlen)
 {
@@ -1767,7 +1537,7 @@ int station_new(const struct station_options *o, struct loop *loop, struct stati
     int rc = load_config(st->config_path, &st->cfg, err, errlen);
     if (rc < 0)
         goto fail;
-    resolve_dirs(st);
+    st_resolve_dirs(st);
     rc = mkdir_p(st->data_dir);
     if (rc < 0) {
         snprintf(err, errlen, "cannot create the data directory %s: %s", st->data_dir,
@@ -1797,7 +1567,7 @@ int station_new(const struct station_options *o, struct loop *loop, struct stati
     rc = catalog_open(st->data_dir, &st->cat, err, errlen);
     if (rc < 0)
         goto fail;
-    load_overlay_file(st);
+    st_load_overlay_file(st);
     loop_set_msg_handler(loop, on_message, destroy_message, st);
     log_msg(LOG_LEVEL_INFO, "data directory %s (records %s, firmware %s)", st->data_dir, path,
             catalog_root(st->cat));
@@ -1838,7 +1608,6 @@ static const char *overlay_text(const struct station *st)
     return st->overlay ? json_object_to_json_string_ext(st->overlay, JSON_C_TO_STRING_PLAIN) : NULL;
 }
 
-static void apply_config(struct station *st, struct config *cfg);
 static void budget_reload(struct station *st);
 
 int station_reload(struct station *st)
@@ -1857,7 +1626,7 @@ int station_reload(struct station *st)
                     err);
             json_object_put(st->overlay);
             st->overlay = NULL;
-            quarantine_overlay(st, "its profiles do not fit the reloaded config file");
+            st_quarantine_overlay(st, "its profiles do not fit the reloaded config file");
             cfg = plain;
             rc = 0;
         }
@@ -1866,7 +1635,7 @@ int station_reload(struct station *st)
         log_msg(LOG_LEVEL_ERROR, "reload refused, keeping the running configuration: %s", err);
         return rc;
     }
-    apply_config(st, cfg);
+    st_apply_config(st, cfg);
     budget_reload(st);
     log_msg(LOG_LEVEL_NOTICE, "configuration reloaded%s%s: profile %s, max_parallel %d",
             st->config_path ? " from " : "", st->config_path ? st->config_path : "",
@@ -1875,14 +1644,14 @@ int station_reload(struct station *st)
 }
 
 /* Swaps in a new config (owned by the station from here). */
-static void apply_config(struct station *st, struct config *cfg)
+void st_apply_config(struct station *st, struct config *cfg)
 {
     char old_data[PATH_MAX];
     snprintf(old_data, sizeof(old_data), "%s", st->data_dir);
     /* Jobs copied what they need (struct job_params): nothing borrows the old config. */
     config_free(st->cfg);
     st->cfg = cfg;
-    resolve_dirs(st);
+    st_resolve_dirs(st);
     if (strcmp(old_data, st->data_dir) != 0) {
         log_msg(LOG_LEVEL_WARN,
                 "data_dir changed to %s: takes effect after a restart; still "
@@ -2160,9 +1929,9 @@ uint32_t station_slot_reset_baud(struct station *st, struct slot *s)
     s->clean_jobs = 0;
     s->probe_baud = 0;
     store_baud_limit(st, s);
-    struct json_object *d = jobj();
-    jset_int(d, "baud_limit", was);
-    event(st, "slot.baud_limit_cleared", s, s->mac[0] ? s->mac : NULL, 0, d);
+    struct json_object *d = st_jobj();
+    st_jset_int(d, "baud_limit", was);
+    st_event(st, "slot.baud_limit_cleared", s, s->mac[0] ? s->mac : NULL, 0, d);
     slog(s, LOG_LEVEL_NOTICE, "baud limit %u cleared: jobs run at the profile's baud again",
          (unsigned)was);
     return was;
@@ -2262,10 +2031,10 @@ int station_request_job(struct station *st, struct slot *s, const struct station
     char fwref[RECORDS_FIRMWARE_LEN] = "";
     if (rq->fw_name[0])
         snprintf(fwref, sizeof(fwref), "%s@%s", rq->fw_name, rq->fw_version);
-    struct json_object *d = jobj();
-    jset_str(d, "kind", rq->kind);
+    struct json_object *d = st_jobj();
+    st_jset_str(d, "kind", rq->kind);
     if (fwref[0])
-        jset_str(d, "firmware", fwref);
+        st_jset_str(d, "firmware", fwref);
     if (rq->force)
         json_object_object_add(d, "force", json_object_new_boolean(true));
 
@@ -2279,7 +2048,7 @@ int station_request_job(struct station *st, struct slot *s, const struct station
             return -EIO;
         }
         *job_id = s->job_id;
-        event(st, "job.requested", s, s->mac, *job_id, d);
+        st_event(st, "job.requested", s, s->mac, *job_id, d);
         return 0;
     }
     /* max_parallel jobs run: a 'queued' records job now, the worker later. */
@@ -2307,7 +2076,7 @@ int station_request_job(struct station *st, struct slot *s, const struct station
     }
     slog(s, LOG_LEVEL_INFO, "%s job %lld queued: %d boards flashing (max_parallel %d)", r->kind,
          (long long)*job_id, st->running, st->cfg->max_parallel);
-    event(st, "job.requested", s, s->mac, *job_id, d);
+    st_event(st, "job.requested", s, s->mac, *job_id, d);
     return 0;
 }
 
@@ -2348,189 +2117,6 @@ int station_detach(struct station *st, struct slot *s)
 }
 
 /* Loads the config with overlay ov (consumed on success: it becomes the station's). */
-static int set_overlay(struct station *st, struct json_object *ov, char *err, size_t errlen)
-{
-    struct config *cfg = NULL;
-    int rc = config_load_overlay(st->config_path,
-                                 json_object_to_json_string_ext(ov, JSON_C_TO_STRING_PLAIN), &cfg,
-                                 err, errlen);
-    if (rc == 0) {
-        /* Stored before it applies: an answered change survives a kill. */
-        rc = save_overlay(st, ov, err, errlen);
-        if (rc < 0)
-            config_free(cfg);
-    }
-    if (rc < 0) {
-        json_object_put(ov);
-        return rc;
-    }
-    json_object_put(st->overlay);
-    st->overlay = ov;
-    apply_config(st, cfg);
-    return 0;
-}
-
-static struct json_object *overlay_copy(const struct station *st)
-{
-    struct json_object *ov = NULL;
-    if (st->overlay && json_object_deep_copy(st->overlay, &ov, NULL) == 0)
-        return ov;
-    return jobj();
-}
-
-int station_put_profile(struct station *st, const char *name, const char *profile_json, char *err,
-                        size_t errlen)
-{
-    struct json_object *prof = json_tokener_parse(profile_json);
-    if (!prof || !json_object_is_type(prof, json_type_object)) {
-        json_object_put(prof);
-        snprintf(err, errlen, "profile: must be a JSON object");
-        return -EINVAL;
-    }
-    struct json_object *ov = overlay_copy(st);
-    struct json_object *profs;
-    if (!ov || (!json_object_object_get_ex(ov, "profiles", &profs) &&
-                json_object_object_add(ov, "profiles", profs = jobj()) != 0)) {
-        json_object_put(ov);
-        json_object_put(prof);
-        return -ENOMEM;
-    }
-    json_object_object_add(profs, name, prof);
-    /* The only profile is active without being named (config.c). A second one must not stop
-     * the line: the one that was active is named in the overlay and stays active. */
-    char kept[80] = "";
-    if (st->cfg->active_profile && !json_object_object_get_ex(ov, "active_profile", NULL)) {
-        struct config *trial = NULL;
-        char e2[512];
-        if (config_load_overlay(st->config_path,
-                                json_object_to_json_string_ext(ov, JSON_C_TO_STRING_PLAIN), &trial,
-                                e2, sizeof(e2)) == 0 &&
-            !trial->active_profile) {
-            snprintf(kept, sizeof(kept), "%s", st->cfg->active_profile);
-            json_object_object_add(ov, "active_profile", json_object_new_string(kept));
-        }
-        config_free(trial);
-    }
-    int rc = set_overlay(st, ov, err, errlen);
-    if (rc == 0) {
-        log_msg(LOG_LEVEL_NOTICE,
-                "profile %s updated through the API (saved in %s/" PROFILES_FILE ")%s%s%s", name,
-                st->data_dir, kept[0] ? "; profile " : "", kept,
-                kept[0] ? " was active as the only profile and stays active (switch with PUT "
-                          "/api/v1/profiles/active)"
-                        : "");
-        struct json_object *d = jobj();
-        jset_str(d, "name", name);
-        json_object_object_add(d, "active",
-                               json_object_new_boolean(st->cfg->active_profile &&
-                                                       strcmp(st->cfg->active_profile, name) == 0));
-        if (kept[0])
-            jset_str(d, "kept_active", kept);
-        event(st, "profile.changed", NULL, NULL, 0, d);
-    }
-    return rc;
-}
-
-int station_set_active_profile(struct station *st, const char *name, char *err, size_t errlen)
-{
-    if (name && !config_profile(st->cfg, name)) {
-        snprintf(err, errlen, "no profile named \"%s\"", name);
-        return -ENOENT;
-    }
-    struct json_object *ov = overlay_copy(st);
-    if (!ov)
-        return -ENOMEM;
-    json_object_object_add(ov, "active_profile", name ? json_object_new_string(name) : NULL);
-    int rc = set_overlay(st, ov, err, errlen);
-    if (rc == 0) {
-        log_msg(LOG_LEVEL_NOTICE,
-                "active profile switched to %s through the API (saved in %s/" PROFILES_FILE ")",
-                name ? name : "(none)", st->data_dir);
-        struct json_object *d = jobj();
-        json_object_object_add(d, "name", name ? json_object_new_string(name) : NULL);
-        json_object_object_add(d, "active", json_object_new_boolean(true));
-        event(st, "profile.changed", NULL, NULL, 0, d);
-    }
-    return rc;
-}
-
-bool station_profile_overridden(const struct station *st, const char *name)
-{
-    struct json_object *o;
-    if (!st->overlay)
-        return false;
-    if (!name)
-        return json_object_object_get_ex(st->overlay, "active_profile", &o);
-    return json_object_object_get_ex(st->overlay, "profiles", &o) &&
-           json_object_object_get_ex(o, name, NULL);
-}
-
-int station_delete_profile(struct station *st, const char *name, char *err, size_t errlen)
-{
-    if (name && !config_profile(st->cfg, name)) {
-        snprintf(err, errlen, "no profile named \"%s\"", name);
-        return -ENOENT;
-    }
-    if (!station_profile_overridden(st, name)) {
-        if (name)
-            snprintf(err, errlen,
-                     "profile \"%s\" is the config file's and has no change made through the "
-                     "API (edit the config file to change or remove it)",
-                     name);
-        else
-            snprintf(err, errlen,
-                     "the active profile is the config file's choice: no change made through "
-                     "the API to drop");
-        return -EALREADY;
-    }
-    struct json_object *ov = overlay_copy(st), *profs, *active;
-    if (!ov)
-        return -ENOMEM;
-    if (name && json_object_object_get_ex(ov, "profiles", &profs))
-        json_object_object_del(profs, name);
-    else if (!name)
-        json_object_object_del(ov, "active_profile");
-    /* An API-created profile that the API also made active: the config file's
-     * choice applies again. */
-    if (name && json_object_object_get_ex(ov, "active_profile", &active) && active &&
-        strcmp(json_object_get_string(active), name) == 0) {
-        struct json_object *tryov = NULL;
-        struct config *cfg = NULL;
-        char e2[512];
-        if (json_object_deep_copy(ov, &tryov, NULL) != 0)
-            tryov = NULL;
-        if (!tryov ||
-            config_load_overlay(st->config_path,
-                                json_object_to_json_string_ext(tryov, JSON_C_TO_STRING_PLAIN), &cfg,
-                                e2, sizeof(e2)) < 0)
-            json_object_object_del(ov, "active_profile");
-        json_object_put(tryov);
-        config_free(cfg);
-    }
-    int rc = set_overlay(st, ov, err, errlen);
-    if (rc == 0) {
-        bool still = name && config_profile(st->cfg, name) != NULL;
-        if (name)
-            log_msg(LOG_LEVEL_NOTICE, "profile %s %s through the API", name,
-                    still ? "reverted to the config file's version" : "removed");
-        else
-            log_msg(LOG_LEVEL_NOTICE,
-                    "active profile choice made through the API dropped: profile %s (the "
-                    "config file's)",
-                    st->cfg->active_profile ? st->cfg->active_profile : "(none)");
-        struct json_object *d = jobj();
-        const char *n = name ? name : st->cfg->active_profile;
-        json_object_object_add(d, "name", n ? json_object_new_string(n) : NULL);
-        json_object_object_add(d, "active",
-                               json_object_new_boolean(st->cfg->active_profile && n &&
-                                                       strcmp(st->cfg->active_profile, n) == 0));
-        if (name)
-            json_object_object_add(d, "removed", json_object_new_boolean(!still));
-        event(st, "profile.changed", NULL, NULL, 0, d);
-    }
-    return rc;
-}
-
 void station_set_ota(struct station *st, struct ota *o)
 {
     st->ota = o;

@@ -1,0 +1,71 @@
+/*
+ * station_priv: what station.c and station_profiles.c share: the station itself and a few
+ * helpers. Not for other modules (they use station.h). Loop thread only.
+ */
+#ifndef ESPSTATION_STATION_PRIV_H
+#define ESPSTATION_STATION_PRIV_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "fdbudget.h"
+#include "slot.h"
+#include "station.h"
+
+struct json_object;
+struct job;
+struct job_firmware;
+struct devsrc_udev;
+struct loop_timer;
+struct station_req;
+
+struct station {
+    struct station_options opt;
+    struct ota *ota; /* borrowed, set by main */
+    char *config_path;
+    char data_dir[PATH_MAX];
+    char stub_dir[PATH_MAX];
+    char stub_override[PATH_MAX];
+    char stub_env[PATH_MAX];   /* $ESPSTATION_STUB_DIR, "" none */
+    char stub_build[PATH_MAX]; /* the build's default, "" none */
+    char data_override[PATH_MAX];
+    struct config *cfg;
+    struct records *rec;
+    struct catalog *cat;
+    struct loop *loop;
+    struct slot_table slots;
+    struct job *jobs;
+    int running;
+    struct slot **queue;
+    size_t nq, capq;
+    struct job_firmware **fw;
+    size_t nfw, capfw;
+    struct loop_timer *poll_timer;
+    struct devsrc_udev *udev;
+    int udev_fd;
+    bool stopping;
+    bool stopped;
+    struct station_hooks hooks;
+    struct station_req *reqs;    /* REST API job requests, pending or running */
+    struct json_object *overlay; /* REST API profile changes (config_load_overlay), or NULL */
+    struct fd_budget budget;     /* set by main (station_set_fd_budget) */
+    int api_idle_start;          /* api.idle_timeout_s the REST API was started with */
+};
+
+/* station.c */
+void st_event(struct station *st, const char *kind, const struct slot *s, const char *mac,
+              int64_t job_id, struct json_object *data); /* data consumed, may be NULL */
+struct json_object *st_jobj(void);
+void st_jset_str(struct json_object *o, const char *k, const char *v);
+void st_jset_int(struct json_object *o, const char *k, int64_t v);
+void st_resolve_dirs(struct station *st);
+void st_apply_config(struct station *st, struct config *cfg);
+
+/* station_profiles.c */
+void st_quarantine_overlay(const struct station *st, const char *why);
+void st_load_overlay_file(struct station *st);
+
+#endif
