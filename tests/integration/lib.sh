@@ -21,6 +21,7 @@
 # SIM_READY_TIMEOUT (s, default 10), KEEP_TMP=1 keeps the work dir.
 
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/grepq.sh"
 shopt -s inherit_errexit
 
 : "${ESPSTATION:?ESPSTATION (path of the espstation CLI) must be set}"

@@ -95,7 +95,7 @@ expect_status 200
 expect_jq '.name == "p1" and .active and .baud == 460800 and .skip_if_same == true'
 apij PUT /api/v1/profiles/p1 '{"firmware": {"esp32": "demo@1.0.0"}, "baud": "fast"}'
 expect_error 422 validation_failed baud
-jqr .error.message | grep -q 'profiles.p1.baud' || fail "message does not name the key: $RESP"
+jqr .error.message | grepq 'profiles.p1.baud' || fail "message does not name the key: $RESP"
 apij PUT /api/v1/profiles/p1 '{"firmware": {"esp33": "demo@1.0.0"}}'
 expect_error 422 validation_failed
 apij PUT /api/v1/profiles/bad%20name '{}'

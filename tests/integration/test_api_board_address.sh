@@ -56,7 +56,7 @@ expect_status 200
 expect_jq ".ip == \"$A\" and .ip_confirmed == false and .ip_source == \"checkin\" and .ip_claim == null and .ip_claim_source == null"
 apij POST "/api/v1/boards/$M/ota" '{"firmware": "demo@2.0.0"}'
 expect_error 409 address_unconfirmed mac
-jqr .error.message | grep -qF "POST /api/v1/boards/$M/address" ||
+jqr .error.message | grepq -F "POST /api/v1/boards/$M/address" ||
     fail "the refusal does not name the operator's route: $RESP"
 grep -q 'ota: udp reply' "$WORK/a/netdev.log" && fail "an invitation reached the unconfirmed address"
 

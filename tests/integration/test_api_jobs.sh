@@ -244,8 +244,8 @@ api GET "/api/v1/records?format=csv&firmware=demo@2.0.0"
 expect_status 200
 grep -qi '^content-type: text/csv' "$WORK/resp.headers" || fail "CSV without text/csv"
 [ "$(printf '%s' "$RESP" | tr -d '\r' | wc -l)" = 1 ] || fail "CSV: expected header + 1 row: $RESP"
-printf '%s' "$RESP" | head -n1 | grep -q '^id,kind,state' || fail "CSV header: $RESP"
-printf '%s' "$RESP" | grep -q "^$JOB2,flash,passed" || fail "CSV row for job $JOB2 missing: $RESP"
+printf '%s' "$RESP" | head -n1 | grepq '^id,kind,state' || fail "CSV header: $RESP"
+printf '%s' "$RESP" | grepq "^$JOB2,flash,passed" || fail "CSV row for job $JOB2 missing: $RESP"
 api GET "/api/v1/records?format=csv"
 [ "$(printf '%s' "$RESP" | tr -d '\r' | grep -c '^[0-9]')" -ge 9 ] || fail "CSV: too few rows: $RESP"
 

@@ -60,9 +60,9 @@ wait_sql "SELECT count(*) FROM jobs WHERE kind = 'flash' AND slot = 'P2' AND sta
 api GET /api/v1/slots/P2
 expect_status 200
 expect_jq '.phase == "skipped"'
-jqr .error.message | grep -q '^no active profile: ESP32 identified and recorded, not flashed (2 profile(s) defined, none chosen)' ||
+jqr .error.message | grepq '^no active profile: ESP32 identified and recorded, not flashed (2 profile(s) defined, none chosen)' ||
     fail "slot message: $RESP"
-jqr .error.advice | grep -q 'PUT /api/v1/profiles/active .*profiles: line, second' ||
+jqr .error.advice | grepq 'PUT /api/v1/profiles/active .*profiles: line, second' ||
     fail "slot advice: $RESP"
 ev=$(db "SELECT slot || '|' || data FROM events WHERE kind = 'slot.no_profile';")
 [ "$(wc -l <<<"$ev")" = 1 ] || fail "slot.no_profile events: $ev"

@@ -74,7 +74,7 @@ done <"$WORK/first.tab"
 grep -A1 '^event: slot.progress$' "$WORK/first.sse" | sed -n 's/^data: //p' | tail -n 1 |
     jq -e '.id == "A1" and (.phase | type == "string") and has("progress")' >/dev/null ||
     fail "slot.progress data is not a slot object"
-grep -B1 '^event: slot.progress$' "$WORK/first.sse" | grep -q '^id: ' && fail "slot.progress has an id"
+grep -B1 '^event: slot.progress$' "$WORK/first.sse" | grepq '^id: ' && fail "slot.progress has an id"
 grep '"progress":{"done":[1-9]' "$WORK/first.sse" >/dev/null || fail "no slot.progress with bytes"
 sse_ids first | sort -n -c || fail "ids not increasing"
 LAST=$(sse_ids first | tail -n 1)

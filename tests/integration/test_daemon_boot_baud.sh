@@ -35,7 +35,7 @@ case $msg in
 *"pattern not seen within 3000 ms; console output looks garbled at 115200 baud"*) ;;
 *) fail "boot check at the wrong baud: unexpected message: $msg" ;;
 esac
-db "SELECT error_advice FROM jobs WHERE id = 1" | grep -q "set the profile's boot_check.baud" ||
+db "SELECT error_advice FROM jobs WHERE id = 1" | grepq "set the profile's boot_check.baud" ||
     fail "no advice naming boot_check.baud: $(db "SELECT error_advice FROM jobs WHERE id = 1")"
 sim_log_has 'reset -> boot' "$SIM_DIR" || fail "the board was not reset into its app"
 

@@ -107,7 +107,7 @@ err=$( {
         ip -n "$NS_STA" link set lo up && ip -n "$NS_BRD" link set lo up &&
         ip -n "$NS_STA" link set "$VETH_S" up && ip -n "$NS_BRD" link set "$VETH_B" up
 } 2>&1) || skip "cannot configure the veth pair in the namespaces: $err"
-ip -n "$NS_STA" link show "$VETH_S" | grep -q MULTICAST ||
+ip -n "$NS_STA" link show "$VETH_S" | grepq MULTICAST ||
     skip "the veth interface has no MULTICAST flag: $(ip -n "$NS_STA" link show "$VETH_S")"
 
 AV=$WORK/avahi

@@ -83,7 +83,7 @@ n=$(db "SELECT count(*) FROM job_log WHERE job_id = (SELECT id FROM jobs ORDER B
 [ "$n" = 1 ] || fail "no 'only what changed' line in the job log: $(db 'SELECT line FROM job_log')"
 [ "$(job_sql 2 bytes)" = $TOTAL ] || fail "job bytes: $(job_sql 2 bytes)"
 # The partition data matched as a whole (the compare's MD5 is reused: no second ask).
-sim_log_new | grep -q 'SPI_FLASH_MD5 len=16 addr=0x00008000' || fail "the partition data was not compared"
+sim_log_new | grepq 'SPI_FLASH_MD5 len=16 addr=0x00008000' || fail "the partition data was not compared"
 [ "$(sim_log_new | grep -c 'SPI_FLASH_MD5 len=16 addr=0x00008000')" = 1 ] ||
     fail "the partition data's MD5 was asked for more than once"
 

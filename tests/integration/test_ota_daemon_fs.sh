@@ -83,26 +83,26 @@ mark=$(wc -l <"$WORK/nd2/netdev.log")
 apij PUT "/api/v1/boards/$M2/target" '{"firmware": "nofs@2.0.0"}'
 expect_status 200
 deadline=$((SECONDS + 20))
-until tail -n +"$((mark + 1))" "$WORK/nd2/netdev.log" | grep -q 'checkin-fs: refused: target nofs@2.0.0 has no filesystem image'; do
+until tail -n +"$((mark + 1))" "$WORK/nd2/netdev.log" | grepq 'checkin-fs: refused: target nofs@2.0.0 has no filesystem image'; do
     [ $SECONDS -lt $deadline ] || fail "no 404 refusal for a set without a filesystem image"
     sleep 0.1
 done
-tail -n +"$((mark + 1))" "$WORK/nd2/netdev.log" | grep -q 'checkin-fs: status=404' || fail "refusal is not a 404"
+tail -n +"$((mark + 1))" "$WORK/nd2/netdev.log" | grepq 'checkin-fs: status=404' || fail "refusal is not a 404"
 
 # --- push: request validation ---------------------------------------------------------
 apij POST "/api/v1/boards/$M1/ota" '{"firmware": "fsdemo@2.0.0", "image": "spiffs"}'
 expect_error 422 validation_failed image
 apij POST "/api/v1/boards/$M1/ota" '{"method": "tcp", "firmware": "fsdemo@2.0.0", "image": "filesystem"}'
 expect_error 422 validation_failed image
-jqr .error.message | grep -q 'raw TCP-OTA has no filesystem mode' || fail "tcp refusal message: $RESP"
+jqr .error.message | grepq 'raw TCP-OTA has no filesystem mode' || fail "tcp refusal message: $RESP"
 apij POST "/api/v1/boards/$M1/ota" '{"firmware": "nofs@2.0.0", "image": "filesystem"}'
 expect_error 422 validation_failed image
-jqr .error.message | grep -q 'nofs@2.0.0 has no filesystem image' || fail "no-FS message: $RESP"
+jqr .error.message | grepq 'nofs@2.0.0 has no filesystem image' || fail "no-FS message: $RESP"
 apij POST "/api/v1/boards/$M1/ota" '{"firmware": "fsdemo@2.0.0", "user": "a:b"}'
 expect_error 422 validation_failed user
 apij POST /api/v1/bulk "{\"select\": {\"macs\": [\"$M1\"]}, \"firmware\": \"fsdemo@2.0.0\", \"image\": \"filesystem\"}"
 expect_error 422 validation_failed image
-jqr .error.message | grep -q 'pushed with method "espota" or "webform"' || fail "pull bulk FS message: $RESP"
+jqr .error.message | grepq 'pushed with method "espota" or "webform"' || fail "pull bulk FS message: $RESP"
 
 # --- push with espota: cmd 100, the image lands at the filesystem offset ---------------
 apij POST "/api/v1/boards/$M1/ota" '{"method": "espota", "firmware": "fsdemo@2.0.0", "image": "filesystem"}'

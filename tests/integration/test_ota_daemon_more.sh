@@ -185,7 +185,7 @@ code=$(curl -sS -o /dev/null -w '%{http_code}' "http://127.0.0.1:$OTA_PORT/ota/f
 [ "$code" = 403 ] || fail "strict: a plain firmware GET got $code"
 # the real updater (esp_netdev's check-in) is still answered
 deadline=$((SECONDS + 10))
-until tail -n +"$((mark + 1))" "$WORK/nd1/netdev.log" | grep -q 'checkin: status=304'; do
+until tail -n +"$((mark + 1))" "$WORK/nd1/netdev.log" | grepq 'checkin: status=304'; do
     [ $SECONDS -lt $deadline ] || fail "strict: nd1's check-in not answered 304: $(tail -n 5 "$WORK/nd1/netdev.log")"
     sleep 0.1
 done

@@ -134,7 +134,7 @@ grep -q 'tcpota: wrote user1.bin' "$S8/net/netdev.log" || fail "device did not w
 # a set without two app regions cannot go over TCP-OTA
 apij POST "/api/v1/boards/$M8/ota" '{"method": "tcp", "firmware": "plain8266@1.0.0"}'
 expect_error 422 validation_failed firmware
-jqr .error.message | grep -q 'dual-image set' || fail "tcp message: $RESP"
+jqr .error.message | grepq 'dual-image set' || fail "tcp message: $RESP"
 
 # --- SDK plain GET of user1/user2 ------------------------------------------------------------
 pull_metric() {
@@ -154,9 +154,9 @@ expect_sdk_head "$WORK/g3" "$WORK/n1/user2.bin"
 raw_get /fw/user2.bin "$WORK/g4" $TNET.31
 expect_sdk_head "$WORK/g4" "$WORK/n2/user2.bin"
 raw_get /ota/fw/plain8266/1.0.0/user1.bin "$WORK/g5"
-head -n1 "$WORK/g5.head" | grep -q '^HTTP/1.0 404' || fail "user1.bin of a set without slots: $(head -n1 "$WORK/g5.head")"
+head -n1 "$WORK/g5.head" | grepq '^HTTP/1.0 404' || fail "user1.bin of a set without slots: $(head -n1 "$WORK/g5.head")"
 raw_get /fw/user2.bin "$WORK/g6" $TNET.39 # an IP the station does not know
-head -n1 "$WORK/g6.head" | grep -q '^HTTP/1.0 404' || fail "user2.bin from an unknown IP: $(head -n1 "$WORK/g6.head")"
+head -n1 "$WORK/g6.head" | grepq '^HTTP/1.0 404' || fail "user2.bin from an unknown IP: $(head -n1 "$WORK/g6.head")"
 # Four images served (g1-g4): all in /metrics; only g4 came from a board's address, so it
 # alone is a job in that board's history (with the half it took), and an ota.served event
 # says it was a plain GET.
@@ -164,7 +164,7 @@ wait_sql "SELECT count(*) FROM jobs WHERE kind = 'ota-pull';" $((jobs0 + 1)) 10
 row=$(db "SELECT board_mac || '|' || firmware || '|' || state || '|' || bytes FROM jobs WHERE kind = 'ota-pull' ORDER BY id DESC LIMIT 1;")
 [ "$row" = "$M8|nonos@2.0.0|passed|$(stat -c %s "$WORK/n2/user2.bin")" ] || fail "plain GET job: '$row'"
 JP=$(db "SELECT id FROM jobs WHERE kind = 'ota-pull' ORDER BY id DESC LIMIT 1;")
-db "SELECT line FROM job_log WHERE job_id = $JP;" | grep -q "user2 image of nonos@2.0.0.*plain GET from the board's address" ||
+db "SELECT line FROM job_log WHERE job_id = $JP;" | grepq "user2 image of nonos@2.0.0.*plain GET from the board's address" ||
     fail "plain GET job log: $(db "SELECT line FROM job_log WHERE job_id = $JP;")"
 ev=$(db "SELECT data FROM events WHERE kind = 'ota.served' AND job_id = $JP;")
 [ "$(jq -c '[.plain, .half, .ip]' <<<"$ev")" = "[true,\"user2\",\"$TNET.31\"]" ] || fail "ota.served: $ev"

@@ -89,7 +89,7 @@ wait_file_log 'checkin: status=304 version=2.0.0' "$S8/net/netdev.log" 10
 # plain GET of a firmware file (SDK clients): exact length, no x-MD5
 curl -sS -D "$WORK/h" -o "$WORK/plain.bin" "http://127.0.0.1:$OTA_PORT/ota/fw/demo/2.0.0.bin" || fail "plain GET"
 cmp -s "$WORK/plain.bin" "$WORK/fw2/app.bin" || fail "plain GET body differs"
-head -n1 "$WORK/h" | grep -q '^HTTP/1.0 200' || fail "plain GET status: $(head -n1 "$WORK/h")"
+head -n1 "$WORK/h" | grepq '^HTTP/1.0 200' || fail "plain GET status: $(head -n1 "$WORK/h")"
 grep -q "^Content-Length: $(stat -c %s "$WORK/fw2/app.bin")" "$WORK/h" || fail "Content-Length"
 
 # an unknown MAC is enrolled by its check-in (20 ms per 4 KiB sector erase: a real flash's pace)
@@ -125,7 +125,7 @@ wait_file_log 'checkin: status=404' "$WORK/nd2/netdev.log" 20
 [ "$(db "SELECT count(*) FROM boards WHERE mac = '24:6f:28:00:0b:02';")" = 0 ] || fail "refused MAC got a record"
 mark=$(wc -l <"$WORK/nd1/netdev.log")
 sleep 1
-tail -n +"$((mark + 1))" "$WORK/nd1/netdev.log" | grep -q 'checkin: status=304' || fail "a known board is not answered after the restart"
+tail -n +"$((mark + 1))" "$WORK/nd1/netdev.log" | grepq 'checkin: status=304' || fail "a known board is not answered after the restart"
 
 stop_daemon
 integrity_ok

@@ -66,7 +66,7 @@ apij POST "/api/v1/boards/$M1/ota" '{"firmware": "demo@2.0.0", "colour": 1}'
 expect_error 422 validation_failed colour
 apij POST "/api/v1/boards/$M1/ota" '{"method": "tcp", "firmware": "demo@2.0.0"}'
 expect_error 422 validation_failed firmware
-jqr .error.message | grep -q 'two app regions' || fail "tcp message: $RESP"
+jqr .error.message | grepq 'two app regions' || fail "tcp message: $RESP"
 
 # --- espota without a password -------------------------------------------------------
 apij POST "/api/v1/boards/$M1/ota" '{"method": "espota", "firmware": "demo@2.0.0"}'

@@ -35,7 +35,7 @@ reload() {
     mark=$(wc -l <"$DAEMON_LOG")
     kill -HUP "$DAEMON_PID"
     local deadline=$((SECONDS + 10))
-    until tail -n +"$((mark + 1))" "$DAEMON_LOG" | grep -Eq -- "$1"; do
+    until tail -n +"$((mark + 1))" "$DAEMON_LOG" | grepq -E -- "$1"; do
         [ $SECONDS -lt $deadline ] || fail "no /$1/ in the daemon log after SIGHUP"
         sleep 0.05
     done

@@ -55,7 +55,7 @@ expect_jq '.problem | test("unsigned")'
 
 apij POST "/api/v1/boards/$MAC/ota" '{"firmware": "fw8266@2.0.0"}'
 expect_error 422 unsigned_image firmware
-jqr .error.message | grep -q 'signatures are required' || fail "message: $RESP"
+jqr .error.message | grepq 'signatures are required' || fail "message: $RESP"
 apij PUT "/api/v1/boards/$MAC/target" '{"firmware": "fw8266@2.0.0"}'
 expect_error 422 unsigned_image firmware
 apij PUT "/api/v1/boards/$MAC/target" '{"firmware": "fw8266@2.0.2"}'

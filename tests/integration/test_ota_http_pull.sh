@@ -36,10 +36,10 @@ pull() {
     wait "$spid" || fail "$chip: pull server failed: $(cat "$dir/serve.err")"
     kill "$npid" 2>/dev/null || true
     log "$chip server: $(tr '\n' '|' <"$dir/serve.out")"
-    sed -n 1p "$dir/serve.out" | grep -q -- '-> 200 serve' || fail "$chip: first check-in not 200"
-    sed -n 2p "$dir/serve.out" | grep -q -- "version=7.0.0 -> 304" ||
+    sed -n 1p "$dir/serve.out" | grepq -- '-> 200 serve' || fail "$chip: first check-in not 200"
+    sed -n 2p "$dir/serve.out" | grepq -- "version=7.0.0 -> 304" ||
         fail "$chip: second check-in not 304 by version"
-    sed -n 3p "$dir/serve.out" | grep -q -- '-> 304' || fail "$chip: third check-in not 304"
+    sed -n 3p "$dir/serve.out" | grepq -- '-> 304' || fail "$chip: third check-in not 304"
     grep -q 'pull: applied' "$dir/netdev.log" || fail "$chip: image not applied"
     cmp "$WORK/fw.bin" "$dir/ota-1.bin" || fail "$chip: pulled image differs"
     [ "$(cat "$dir/version")" = 7.0.0 ] || fail "$chip: version not reported"

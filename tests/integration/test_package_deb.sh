@@ -103,7 +103,7 @@ grep -qx 'u espstation - .* /var/lib/espstation /usr/sbin/nologin' "$X/usr/lib/s
 grep -q 'GROUP="espstation", MODE="0660"' "$X/usr/lib/udev/rules.d/60-espstation.rules" || fail "udev rules"
 cmp -s "$X/usr/share/espstation/stubs/esp32.json" "$STUB_DIR/esp32.json" || fail "stub esp32.json differs"
 grep -q 'License: Apache-2.0' "$X/usr/share/doc/espstation/copyright" || fail "copyright: no stub licence"
-zcat "$X/usr/share/doc/espstation/changelog.gz" | head -1 | grep -q "^espstation ($VERSION) " ||
+zcat "$X/usr/share/doc/espstation/changelog.gz" | head -1 | grepq "^espstation ($VERSION) " ||
     fail "changelog: $(zcat "$X/usr/share/doc/espstation/changelog.gz" | head -1)"
 
 # the unit: the package's paths, systemd-analyze verify silent (ExecStart pointed at the
@@ -121,7 +121,7 @@ out=$(systemd-analyze verify "$WORK/unit/espstationd.service" 2>&1) || fail "sys
 [ -z "$out" ] || fail "systemd-analyze verify: $out"
 
 # the binaries: built-in stub dir and web root are where the package puts them
-"$X/usr/bin/espstation" --help 2>&1 | grep -q 'else /usr/share/espstation/stubs' ||
+"$X/usr/bin/espstation" --help 2>&1 | grepq 'else /usr/share/espstation/stubs' ||
     fail "the CLI's default stub dir is not the packaged one: $("$X/usr/bin/espstation" --help 2>&1 | grep -A1 stub-dir)"
 help=$("$X/usr/bin/espstationd" --help)
 grep -q '\$ESPSTATION_STUB_DIR, /usr/share/espstation/stubs)' <<<"$help" || fail "espstationd stub default: $help"

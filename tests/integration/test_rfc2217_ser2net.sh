@@ -55,7 +55,7 @@ start_ser2net() {
     S2N_PIDS+=($!)
     deadline=$((SECONDS + 10))
     for port in "$@"; do
-        until ss -Hltn "src $addr:$port" | grep -q .; do
+        until ss -Hltn "src $addr:$port" | grepq .; do
             kill -0 "${S2N_PIDS[-1]}" 2>/dev/null ||
                 fail "ser2net exited at start: $(tail -n 5 "$WORK/ser2net.log")"
             [ $SECONDS -lt $deadline ] || fail "ser2net does not listen on $addr:$port"

@@ -99,11 +99,11 @@ EOF
 umock_cmd start
 umock_sync
 for i in $(seq 200); do
-    ss -Hltn "src $ADDR:2217" | grep -q . && break
+    ss -Hltn "src $ADDR:2217" | grepq . && break
     grep -Eq 'ok exit|exited' "$UWORK/umock.log" && udev_fail "ser2net exited: $(tail -5 "$UWORK/program.log")"
     sleep 0.05
 done
-ss -Hltn "src $ADDR:2217" | grep -q . || udev_fail "ser2net does not listen on $ADDR:2217"
+ss -Hltn "src $ADDR:2217" | grepq . || udev_fail "ser2net does not listen on $ADDR:2217"
 assert_grep "$UWORK/b1/sim.log" 'reset -> boot 0x13' "the strict board did not start in its app"
 
 # --- CLI: reset into the loader, 921600, hard reset into the app ------------------------
@@ -115,8 +115,8 @@ cli -p "$URI" -b 921600 --json flash 0x100000 "$UWORK/cli.bin"
 cmp -s <(tail -c +$((0x100000 + 1)) "$UWORK/b1/flash.bin" | head -c 200000) "$UWORK/cli.bin" ||
     udev_fail "the board's flash at 0x100000 does not hold the image"
 check_download_reset b1 "$MODEM_MARK"
-sim_new b1 | grep -q 'reset -> download mode' || udev_fail "the board never entered download mode"
-sim_new b1 | grep -q 'host baud 921600' || udev_fail "the tty never ran at 921600"
+sim_new b1 | grepq 'reset -> download mode' || udev_fail "the board never entered download mode"
+sim_new b1 | grepq 'host baud 921600' || udev_fail "the tty never ran at 921600"
 last=$(sim_new b1 | grep -E 'reset -> ' | tail -1)
 [[ $last == *"boot 0x13"* ]] || udev_fail "the hard reset after flashing did not boot the app: '$last'"
 grep -q 'no modem lines' "$OUT" "$ERR" && udev_fail "the CLI said the port has no modem lines"
@@ -142,7 +142,7 @@ J=$(sql "select id from jobs where slot='R1' order by id desc limit 1")
 sql "select line from job_log where job_id = $J order by id" >"$UWORK/joblog"
 assert_grep "$UWORK/joblog" 'changed baud to 921600' "the job did not run at 921600: $(cat "$UWORK/joblog")"
 assert_no_grep "$UWORK/joblog" 'no modem lines' "the daemon treated the RFC 2217 port as one without modem lines"
-sim_new b1 | grep -q 'host baud 921600' || udev_fail "the tty never ran at 921600 during the job"
+sim_new b1 | grepq 'host baud 921600' || udev_fail "the tty never ran at 921600 during the job"
 kill -TERM "$DAEMON_PID"
 rc=0
 wait "$DAEMON_PID" || rc=$?

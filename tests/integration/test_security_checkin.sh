@@ -154,7 +154,7 @@ api GET "/api/v1/boards/$MU"
 expect_jq ".ip == \"$TNET.22\" and .ip_confirmed == false and .ip_source == \"checkin\""
 apij POST "/api/v1/boards/$MU/ota" '{"firmware": "demo@2.0.0"}'
 expect_error 409 address_unconfirmed mac
-jqr .error.message | grep -q 'not confirmed.*checkin_auth.*boot_check' || fail "unconfirmed push message: $RESP"
+jqr .error.message | grepq 'not confirmed.*checkin_auth.*boot_check' || fail "unconfirmed push message: $RESP"
 grep -q 'ota: udp reply' "$WORK/u/netdev.log" && fail "an invitation reached the unconfirmed address"
 # the same board with credentials (the sketch now calls setAuthorization): confirmed
 kill -TERM "$UPID"

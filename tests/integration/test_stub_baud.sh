@@ -123,9 +123,9 @@ start_sim esp32 --fault noisy-above:115200
 make_image 30000 "$WORK/noisy.bin" 1103
 expect_exit 4 -p "$SIM_PORT" -b 921600 --json flash 0x10000 "$WORK/noisy.bin"
 assert_json '.error.stage' baud
-jr '.error.message' | grep -q 'uploading the stub at 921600 baud failed' ||
+jr '.error.message' | grepq 'uploading the stub at 921600 baud failed' ||
     fail "message: $(jr '.error.message')"
-jr '.error.advice' | grep -q 'choose a lower baud rate' || fail "advice: $(jr '.error.advice')"
+jr '.error.advice' | grepq 'choose a lower baud rate' || fail "advice: $(jr '.error.advice')"
 sim_log_has 'fault noisy-above fired' || fail "noisy-above never fired"
 [ "$(grep -c 'reset -> download mode' "$SIM_DIR/sim.log")" = 1 ] ||
     fail "the garbled upload led to another reset (a ROM fall back?)"

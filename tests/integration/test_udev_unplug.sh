@@ -17,7 +17,7 @@ umock_cmd "remove b1"
 umock_sync
 wait_sql "select state in ('failed','cancelled','interrupted') from jobs where id=1" 1 30
 msg=$(sql "select coalesce(error_message,'') || ' ' || coalesce(error_stage,'') from jobs where id=1")
-echo "$msg" | grep -qi 'remov\|unplug\|gone' || udev_fail "job 1 does not say the board was removed: '$msg'"
+echo "$msg" | grepq -i 'remov\|unplug\|gone' || udev_fail "job 1 does not say the board was removed: '$msg'"
 wait_grep "$UWORK/program.log" 'port removed' 10
 
 umock_cmd "add b1"

@@ -16,6 +16,7 @@
 # missing harness binary while umockdev is installed is a failure.
 
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../integration/grepq.sh"
 
 UDEV_TEST=$(basename "${0%.sh}")
 
