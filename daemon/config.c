@@ -24,6 +24,7 @@
 
 #include "bridges.h"
 #include "catalog.h"
+#include "records.h"
 
 #define MAX_CONFIG_BYTES (4u * 1024 * 1024)
 #define KEYPATH_MAX 256
@@ -1303,8 +1304,9 @@ static int parse_records(struct ctx *c, struct config *cfg, json_object *v)
 static int parse_config(struct ctx *c, struct config *cfg, json_object *root)
 {
     static const char *const keys[] = {
-        "data_dir", "listen", "max_parallel", "bridges",        "udev_tag", "slots",   "ports",
-        "stub_dir", "api",    "profiles",     "active_profile", "ota",      "records", NULL};
+        "data_dir",       "listen", "max_parallel", "bridges", "udev_tag",
+        "slots",          "ports",  "stub_dir",     "api",     "profiles",
+        "active_profile", "ota",    "records",      "station", NULL};
     int rc;
     json_object *f;
     long long x;
@@ -1344,6 +1346,18 @@ static int parse_config(struct ctx *c, struct config *cfg, json_object *root)
         return rc;
     if (json_object_object_get_ex(root, "records", &f) && (rc = parse_records(c, cfg, f)) < 0)
         return rc;
+    if (json_object_object_get_ex(root, "station", &f)) {
+        const char *s;
+        if ((rc = get_str(c, "station", f, RECORDS_STATION_LEN, &s)) < 0)
+            return rc;
+        if (!records_station_name_ok(s))
+            return fail(c, "station",
+                        "\"%s\": a station name is 1 to %d of A-Z a-z 0-9 . _ - (unique in "
+                        "the line)",
+                        s, RECORDS_STATION_LEN - 1);
+        if ((rc = dup_str(c, s, &cfg->station)) < 0)
+            return rc;
+    }
     if (json_object_object_get_ex(root, "profiles", &f) && (rc = parse_profiles(c, cfg, f)) < 0)
         return rc;
     if (json_object_object_get_ex(root, "active_profile", &f) &&
@@ -1670,6 +1684,7 @@ void config_free(struct config *cfg)
         profile_free(&cfg->profiles[i]);
     free(cfg->profiles);
     free(cfg->active_profile);
+    free(cfg->station);
     free(cfg);
 }
 

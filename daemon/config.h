@@ -188,6 +188,9 @@ struct config {
     struct config_profile *profiles;
     size_t n_profiles;
     char *active_profile; /* NULL = none: boards are identified and recorded, not flashed */
+    /* "station": this station's name in a line ([A-Za-z0-9._-], 1..63); NULL = the
+     * host name (characters outside the set become '-'). Read at start only. */
+    char *station;
     /* "records": where the history lives. Read at start only. */
     struct config_records {
         bool postgresql; /* "backend": "postgresql"; false = "sqlite" (<data_dir>/records.db) */

@@ -21,6 +21,7 @@
  */
 #include "records.h"
 #include "records_db.h"
+#include "records_priv.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -62,7 +63,7 @@
 #define JOB_COLS                                                                                   \
     "id, kind, board_mac, slot, firmware, state, stage, started_at, ended_at, result_code, "       \
     "error_stage, error_message, error_advice, device_status, device_error, error_op, "            \
-    "error_address, bytes, wire_bytes, kbps, retries, seconds"
+    "error_address, bytes, wire_bytes, kbps, retries, seconds, station"
 #define JOB_WHERE                                                                                  \
     " WHERE (board_mac = ?1 OR ?1 IS NULL) AND (slot = ?2 OR ?2 IS NULL)"                          \
     " AND (kind = ?3 OR ?3 IS NULL) AND (state = ?4 OR ?4 IS NULL)"                                \
@@ -204,7 +205,7 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_BULK_LIST] = "SELECT " BULK_COLS " FROM bulks WHERE (state = ?1 OR ?1 IS NULL) "
                      "ORDER BY id DESC LIMIT ?2",
     [ST_JOB_BEGIN] = "INSERT INTO jobs (kind, board_mac, slot, firmware, state, stage, "
-                     "started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
+                     "started_at, station) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
     [ST_JOB_SET_BOARD] = "UPDATE jobs SET board_mac = ?2 WHERE id = ?1",
     [ST_JOB_SET_FIRMWARE] = "UPDATE jobs SET firmware = ?2 WHERE id = ?1",
     [ST_JOB_PROGRESS] = "UPDATE jobs SET stage = coalesce(?2, stage), "
@@ -225,7 +226,8 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_JOB_LOG] = "INSERT INTO job_log (job_id, ts, level, line) VALUES (?1, ?2, ?3, ?4)",
     [ST_JOB_LOG_LIST] = "SELECT ts, level, line FROM job_log WHERE job_id = ?1 ORDER BY id",
     [ST_JOBS_UNFINISHED] = "SELECT id, board_mac, slot, coalesce(nullif(stage, ''), state) "
-                           "FROM jobs WHERE state IN ('queued', 'running') ORDER BY id",
+                           "FROM jobs WHERE state IN ('queued', 'running') "
+                           "AND (station = ?1 OR station IS NULL OR ?1 IS NULL) ORDER BY id",
     [ST_JOBS_INTERRUPT] =
         "UPDATE jobs SET state = 'interrupted', ended_at = ?1, result_code = ?2, "
         "error_stage = coalesce(nullif(stage, ''), state), "
@@ -233,10 +235,11 @@ static const char *const stmt_sql[ST_COUNT] = {
         "error_advice = 'the station stopped (crash, kill or power loss) during this job; "
         "the board is flashed again when it is next seen', "
         "seconds = CASE WHEN ?1 > started_at THEN (?1 - started_at) / 1000.0 ELSE 0 END "
-        "WHERE state IN ('queued', 'running')",
-    [ST_EVENT_APPEND] = "INSERT INTO events (ts, kind, board_mac, slot, job_id, data) "
-                        "VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
-    [ST_EVENTS_SINCE] = "SELECT id, ts, kind, board_mac, slot, job_id, data FROM events "
+        "WHERE state IN ('queued', 'running') "
+        "AND (station = ?3 OR station IS NULL OR ?3 IS NULL)",
+    [ST_EVENT_APPEND] = "INSERT INTO events (ts, kind, board_mac, slot, job_id, data, station) "
+                        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
+    [ST_EVENTS_SINCE] = "SELECT id, ts, kind, board_mac, slot, job_id, data, station FROM events "
                         "WHERE id > ?1 ORDER BY id LIMIT ?2",
     [ST_EVENTS_LAST] = "SELECT coalesce(max(id), 0) FROM events",
     [ST_FW_PUT] = "INSERT INTO firmware (name, version, chip, manifest, created_at) "
@@ -261,36 +264,9 @@ static const char *const stmt_sql_pg[ST_COUNT] = {
     [ST_BOARD_LIST] = BOARD_LIST("string_agg"),
 };
 
-struct records {
-    struct rdb *db;
-    char *path; /* the file, or the DSN without its password, for messages */
-    struct rdb_stmt *st[ST_COUNT];
-    records_clock_fn clock;
-    void *clock_ctx;
-    int recovered;
-    int schema_version;
-    bool in_callback;
-    /* Row buffer handed to list callbacks (keeps large rows off the stack). */
-    union {
-        struct records_board board;
-        struct records_job job;
-        struct records_event event;
-        struct records_firmware fw;
-        struct records_log_line log;
-        struct records_bulk bulk;
-        struct records_bulk_board bulk_board;
-    } row;
-};
-
 /* ---- errors --------------------------------------------------------------- */
 
-static int set_err(struct records_error *err, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int vset_err(struct records_error *err, int code, const char *fmt, va_list ap)
-    __attribute__((format(printf, 3, 0)));
-
-static int vset_err(struct records_error *err, int code, const char *fmt, va_list ap)
+int rec_vset_err(struct records_error *err, int code, const char *fmt, va_list ap)
 {
     if (err) {
         err->code = code;
@@ -299,16 +275,16 @@ static int vset_err(struct records_error *err, int code, const char *fmt, va_lis
     return code;
 }
 
-static int set_err(struct records_error *err, int code, const char *fmt, ...)
+int rec_set_err(struct records_error *err, int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vset_err(err, code, fmt, ap);
+    rec_vset_err(err, code, fmt, ap);
     va_end(ap);
     return code;
 }
 
-static void clear_err(struct records_error *err)
+void rec_clear_err(struct records_error *err)
 {
     if (err) {
         err->code = 0;
@@ -317,78 +293,11 @@ static void clear_err(struct records_error *err)
 }
 
 /* A backend failure (code: its -errno) with the backend's words. */
-static int db_err(struct records *r, struct records_error *err, int code, const char *what)
+int rec_db_err(struct records *r, struct records_error *err, int code, const char *what)
 {
     if (code >= 0)
         code = -EIO;
-    return set_err(err, code, "records: %s: %s", what, r->db->ops->errmsg(r->db));
-}
-
-/* ---- backend calls -------------------------------------------------------- */
-
-static inline int rdb_step(struct rdb_stmt *st)
-{
-    return st->db->ops->step(st);
-}
-
-static inline void rdb_bind_int64(struct rdb_stmt *st, int idx, int64_t v)
-{
-    st->db->ops->bind_int64(st, idx, v);
-}
-
-static inline void rdb_bind_double(struct rdb_stmt *st, int idx, double v)
-{
-    st->db->ops->bind_double(st, idx, v);
-}
-
-static inline void rdb_bind_null(struct rdb_stmt *st, int idx)
-{
-    st->db->ops->bind_null(st, idx);
-}
-
-static inline void rdb_bind_text(struct rdb_stmt *st, int idx, const char *s)
-{
-    st->db->ops->bind_text(st, idx, s);
-}
-
-static inline int64_t rdb_column_int64(struct rdb_stmt *st, int i)
-{
-    return st->db->ops->column_int64(st, i);
-}
-
-static inline double rdb_column_double(struct rdb_stmt *st, int i)
-{
-    return st->db->ops->column_double(st, i);
-}
-
-static inline const char *rdb_column_text(struct rdb_stmt *st, int i)
-{
-    return st->db->ops->column_text(st, i);
-}
-
-static inline int64_t rdb_changes(struct rdb *db)
-{
-    return db->ops->changes(db);
-}
-
-static inline int rdb_begin(struct rdb *db)
-{
-    return db->ops->begin(db);
-}
-
-static inline int rdb_commit(struct rdb *db)
-{
-    return db->ops->commit(db);
-}
-
-static inline void rdb_rollback(struct rdb *db)
-{
-    db->ops->rollback(db);
-}
-
-static inline int rdb_set_durable(struct rdb *db, bool durable)
-{
-    return db->ops->set_durable(db, durable);
+    return rec_set_err(err, code, "records: %s: %s", what, r->db->ops->errmsg(r->db));
 }
 
 /* ---- small helpers -------------------------------------------------------- */
@@ -437,7 +346,7 @@ char *records_format_time(int64_t ms, char *buf, size_t size)
 }
 
 /* Copies s into dst (size n), cut on a UTF-8 character boundary if too long. */
-static void copy_trunc(char *dst, size_t n, const char *s)
+void rec_copy_trunc(char *dst, size_t n, const char *s)
 {
     size_t len = s ? strlen(s) : 0;
     if (n == 0)
@@ -453,33 +362,34 @@ static void copy_trunc(char *dst, size_t n, const char *s)
 }
 
 /* An identifier-like text: shorter than max, no control characters. */
-static int check_text(const char *what, const char *s, size_t max, struct records_error *err)
+int rec_check_text(const char *what, const char *s, size_t max, struct records_error *err)
 {
     size_t len;
     if (!s)
         return 0;
     len = strnlen(s, max);
     if (len >= max)
-        return set_err(err, -EINVAL, "records: %s too long (max %zu bytes)", what, max - 1);
+        return rec_set_err(err, -EINVAL, "records: %s too long (max %zu bytes)", what, max - 1);
     for (size_t i = 0; i < len; i++)
         if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-            return set_err(err, -EINVAL, "records: %s contains a control character", what);
+            return rec_set_err(err, -EINVAL, "records: %s contains a control character", what);
     return 0;
 }
 
 /* A token: [a-z0-9._-]+, shorter than max. */
-static int check_token(const char *what, const char *s, size_t max, struct records_error *err)
+int rec_check_token(const char *what, const char *s, size_t max, struct records_error *err)
 {
     size_t len;
     if (!s || !*s)
-        return set_err(err, -EINVAL, "records: %s missing", what);
+        return rec_set_err(err, -EINVAL, "records: %s missing", what);
     len = strnlen(s, max);
     if (len >= max)
-        return set_err(err, -EINVAL, "records: %s too long (max %zu bytes)", what, max - 1);
+        return rec_set_err(err, -EINVAL, "records: %s too long (max %zu bytes)", what, max - 1);
     for (size_t i = 0; i < len; i++) {
         char c = s[i];
         if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
-            return set_err(err, -EINVAL, "records: %s \"%s\" is not a lower-case token", what, s);
+            return rec_set_err(err, -EINVAL, "records: %s \"%s\" is not a lower-case token", what,
+                               s);
     }
     return 0;
 }
@@ -497,7 +407,7 @@ static int hexval(char c)
 
 /* Normalises "AA:BB:CC:DD:EE:FF", "aa-bb-..." or "aabbccddeeff" to lower-case
  * colon form. */
-static int normalize_mac(const char *in, char out[RECORDS_MAC_LEN], struct records_error *err)
+int rec_normalize_mac(const char *in, char out[RECORDS_MAC_LEN], struct records_error *err)
 {
     static const char hex[] = "0123456789abcdef";
     size_t len = in ? strnlen(in, 32) : 0;
@@ -523,23 +433,23 @@ static int normalize_mac(const char *in, char out[RECORDS_MAC_LEN], struct recor
     out[pos] = '\0';
     return 0;
 bad:
-    return set_err(err, -EINVAL, "records: \"%.32s\" is not a MAC address (aa:bb:cc:dd:ee:ff)",
-                   in ? in : "(null)");
+    return rec_set_err(err, -EINVAL, "records: \"%.32s\" is not a MAC address (aa:bb:cc:dd:ee:ff)",
+                       in ? in : "(null)");
 }
 
 /* A caller-filled fixed array must hold a NUL. */
-static int check_array(const char *what, const char *a, size_t size, struct records_error *err)
+int rec_check_array(const char *what, const char *a, size_t size, struct records_error *err)
 {
     if (!memchr(a, '\0', size))
-        return set_err(err, -EINVAL, "records: %s is not NUL-terminated", what);
-    return check_text(what, a, size, err);
+        return rec_set_err(err, -EINVAL, "records: %s is not NUL-terminated", what);
+    return rec_check_text(what, a, size, err);
 }
 
 /* JSON text holding one object (and nothing else but white space). Checked
  * here, not by a CHECK constraint: SQLite's json_valid() is not allowed in a
  * schema with trusted_schema off, and a PostgreSQL backend needs the same
  * check anyway. */
-static bool json_object_text(const char *s)
+bool rec_json_object_text(const char *s)
 {
     struct json_tokener *tok;
     struct json_object *o;
@@ -573,20 +483,41 @@ static int stmt_get(struct records *r, enum stmt_id id, struct rdb_stmt **out,
         rc = r->db->ops->prepare(r->db, sql, &r->st[id]);
         if (rc < 0) {
             r->st[id] = NULL;
-            return db_err(r, err, rc, "cannot prepare statement");
+            return rec_db_err(r, err, rc, "cannot prepare statement");
         }
     }
     *out = r->st[id];
     return 0;
 }
 
-static void stmt_done(struct rdb_stmt *st)
+int rec_prep(struct records *r, const char *sql, const char *sql_pg, struct rdb_stmt **out,
+             struct records_error *err)
+{
+    int i, rc;
+    for (i = 0; i < r->n_prep; i++)
+        if (r->prep[i].sql == sql) {
+            *out = r->prep[i].st;
+            return 0;
+        }
+    if (r->n_prep >= RECORDS_PREP_MAX)
+        return rec_set_err(err, -ENOSPC, "records: too many statements (RECORDS_PREP_MAX)");
+    rc = r->db->ops->prepare(r->db, r->db->ops->dialect == RDB_POSTGRESQL && sql_pg ? sql_pg : sql,
+                             &r->prep[i].st);
+    if (rc < 0)
+        return rec_db_err(r, err, rc, "cannot prepare statement");
+    r->prep[i].sql = sql;
+    r->n_prep++;
+    *out = r->prep[i].st;
+    return 0;
+}
+
+void rec_stmt_done(struct rdb_stmt *st)
 {
     st->db->ops->reset(st);
 }
 
 /* NULL or "" binds SQL NULL. */
-static void bind_text(struct rdb_stmt *st, int idx, const char *s)
+void rec_bind_text(struct rdb_stmt *st, int idx, const char *s)
 {
     if (s && *s)
         rdb_bind_text(st, idx, s);
@@ -595,17 +526,17 @@ static void bind_text(struct rdb_stmt *st, int idx, const char *s)
 }
 
 /* Free text: truncated to max on a character boundary. */
-static void bind_trunc(struct rdb_stmt *st, int idx, const char *s, size_t max)
+void rec_bind_trunc(struct rdb_stmt *st, int idx, const char *s, size_t max)
 {
     char buf[RECORDS_TEXT_LEN];
     if (max > sizeof(buf))
         max = sizeof(buf);
-    copy_trunc(buf, max, s);
-    bind_text(st, idx, buf);
+    rec_copy_trunc(buf, max, s);
+    rec_bind_text(st, idx, buf);
 }
 
 /* Negative binds SQL NULL ("unknown"). */
-static void bind_opt_int(struct rdb_stmt *st, int idx, int64_t v)
+void rec_bind_opt_int(struct rdb_stmt *st, int idx, int64_t v)
 {
     if (v < 0)
         rdb_bind_null(st, idx);
@@ -613,23 +544,23 @@ static void bind_opt_int(struct rdb_stmt *st, int idx, int64_t v)
         rdb_bind_int64(st, idx, v);
 }
 
-static void col_text(struct rdb_stmt *st, int i, char *dst, size_t n)
+void rec_col_text(struct rdb_stmt *st, int i, char *dst, size_t n)
 {
-    copy_trunc(dst, n, rdb_column_text(st, i));
+    rec_copy_trunc(dst, n, rdb_column_text(st, i));
 }
 
-static int64_t col_int(struct rdb_stmt *st, int i, int64_t dflt)
+int64_t rec_col_int(struct rdb_stmt *st, int i, int64_t dflt)
 {
     return st->db->ops->column_null(st, i) ? dflt : rdb_column_int64(st, i);
 }
 
-static double col_real(struct rdb_stmt *st, int i, double dflt)
+double rec_col_real(struct rdb_stmt *st, int i, double dflt)
 {
     return st->db->ops->column_null(st, i) ? dflt : rdb_column_double(st, i);
 }
 
 /* Steps a write statement with the commit durable (see the top comment). */
-static int step_durable(struct records *r, struct rdb_stmt *st)
+int rec_step_durable(struct records *r, struct rdb_stmt *st)
 {
     int rc = rdb_set_durable(r->db, true);
     if (rc < 0)
@@ -641,7 +572,7 @@ static int step_durable(struct records *r, struct rdb_stmt *st)
 
 /* Steps an INSERT ... RETURNING id to its end (so its commit is done before
  * a durability switch back), *id gets the id. RDB_DONE or -errno. */
-static int step_insert_id(struct records *r, struct rdb_stmt *st, bool durable, int64_t *id)
+int rec_step_insert_id(struct records *r, struct rdb_stmt *st, bool durable, int64_t *id)
 {
     int rc = durable ? rdb_set_durable(r->db, true) : 0;
     if (rc < 0)
@@ -666,15 +597,11 @@ static int step_insert_id(struct records *r, struct rdb_stmt *st, bool durable, 
  */
 
 /* Fills a caller's struct (void *: one reader serves get and list). */
-typedef void (*row_reader)(struct rdb_stmt *st, void *out);
 
 /* Steps a one-row query: read(st, out) on the row, -ENOENT without one. */
-static int get_one(struct records *r, struct rdb_stmt *st, row_reader read, void *out,
-                   const char *what, struct records_error *err, const char *missing, ...)
-    __attribute__((format(printf, 7, 8)));
 
-static int get_one(struct records *r, struct rdb_stmt *st, row_reader read, void *out,
-                   const char *what, struct records_error *err, const char *missing, ...)
+int rec_get_one(struct records *r, struct rdb_stmt *st, row_reader read, void *out,
+                const char *what, struct records_error *err, const char *missing, ...)
 {
     int rc = rdb_step(st), ret = 0;
     if (rc == RDB_ROW) {
@@ -682,51 +609,48 @@ static int get_one(struct records *r, struct rdb_stmt *st, row_reader read, void
     } else if (rc == RDB_DONE) {
         va_list ap;
         va_start(ap, missing);
-        ret = vset_err(err, -ENOENT, missing, ap);
+        ret = rec_vset_err(err, -ENOENT, missing, ap);
         va_end(ap);
     } else {
-        ret = db_err(r, err, rc, what);
+        ret = rec_db_err(r, err, rc, what);
     }
-    stmt_done(st);
+    rec_stmt_done(st);
     return ret;
 }
 
 /* A write that needs no row to match. */
-static int write_done(struct records *r, struct rdb_stmt *st, int rc, const char *what,
-                      struct records_error *err)
+int rec_write_done(struct records *r, struct rdb_stmt *st, int rc, const char *what,
+                   struct records_error *err)
 {
-    int ret = rc == RDB_DONE ? 0 : db_err(r, err, rc, what);
-    stmt_done(st);
+    int ret = rc == RDB_DONE ? 0 : rec_db_err(r, err, rc, what);
+    rec_stmt_done(st);
     return ret;
 }
 
 /* A write by key that must change its row: -ENOENT when none matched. */
-static int change_one(struct records *r, struct rdb_stmt *st, int rc, const char *what,
-                      struct records_error *err, const char *missing, ...)
-    __attribute__((format(printf, 6, 7)));
 
-static int change_one(struct records *r, struct rdb_stmt *st, int rc, const char *what,
-                      struct records_error *err, const char *missing, ...)
+int rec_change_one(struct records *r, struct rdb_stmt *st, int rc, const char *what,
+                   struct records_error *err, const char *missing, ...)
 {
     int ret = 0;
     if (rc != RDB_DONE) {
-        ret = db_err(r, err, rc, what);
+        ret = rec_db_err(r, err, rc, what);
     } else if (rdb_changes(r->db) == 0) {
         va_list ap;
         va_start(ap, missing);
-        ret = vset_err(err, -ENOENT, missing, ap);
+        ret = rec_vset_err(err, -ENOENT, missing, ap);
         va_end(ap);
     }
-    stmt_done(st);
+    rec_stmt_done(st);
     return ret;
 }
 
 /*
- * A list: `while (next_row(r, st, &rc, &n)) { read; call back; }` then
- * `return list_done(...)`. The caller's callback runs with r->in_callback set,
+ * A list: `while (rec_next_row(r, st, &rc, &n)) { read; call back; }` then
+ * `return rec_list_done(...)`. The caller's callback runs with r->in_callback set,
  * so it cannot re-enter the store; the result is the number of rows read.
  */
-static bool next_row(struct records *r, struct rdb_stmt *st, int *rc, int *n)
+bool rec_next_row(struct records *r, struct rdb_stmt *st, int *rc, int *n)
 {
     r->in_callback = true;
     *rc = rdb_step(st);
@@ -736,24 +660,15 @@ static bool next_row(struct records *r, struct rdb_stmt *st, int *rc, int *n)
     return true;
 }
 
-static int list_done(struct records *r, struct rdb_stmt *st, int rc, int n, const char *what,
-                     struct records_error *err)
+int rec_list_done(struct records *r, struct rdb_stmt *st, int rc, int n, const char *what,
+                  struct records_error *err)
 {
     int ret;
     r->in_callback = false;
-    ret = (rc == RDB_ROW || rc == RDB_DONE) ? n : db_err(r, err, rc, what);
-    stmt_done(st);
+    ret = (rc == RDB_ROW || rc == RDB_DONE) ? n : rec_db_err(r, err, rc, what);
+    rec_stmt_done(st);
     return ret;
 }
-
-#define ENTER(r, err)                                                                              \
-    do {                                                                                           \
-        clear_err(err);                                                                            \
-        if (!(r))                                                                                  \
-            return set_err((err), -EINVAL, "records: store not open");                             \
-        if ((r)->in_callback)                                                                      \
-            return set_err((err), -EBUSY, "records: called from inside a records callback");       \
-    } while (0)
 
 /* ---- enum names ----------------------------------------------------------- */
 
@@ -797,19 +712,19 @@ static int migrate(struct records *r, struct records_error *err)
     int64_t v;
     int rc = r->db->ops->get_version(r->db, &v);
     if (rc < 0)
-        return db_err(r, err, rc, "cannot read the schema version");
+        return rec_db_err(r, err, rc, "cannot read the schema version");
     if (v > rdb_migrations_count)
-        return set_err(err, -ENOTSUP,
-                       "records: %s has schema version %lld, newer than this espstationd "
-                       "supports (%d): upgrade espstationd",
-                       r->path, (long long)v, rdb_migrations_count);
+        return rec_set_err(err, -ENOTSUP,
+                           "records: %s has schema version %lld, newer than this espstationd "
+                           "supports (%d): upgrade espstationd",
+                           r->path, (long long)v, rdb_migrations_count);
     r->schema_version = (int)v;
     while (r->schema_version < rdb_migrations_count) {
         rc = rdb_begin(r->db);
         if (rc < 0) {
             char what[512];
             snprintf(what, sizeof(what), "cannot open %s", r->path);
-            return db_err(r, err, rc, what);
+            return rec_db_err(r, err, rc, what);
         }
         /* Another process may have migrated while we waited for the lock. */
         rc = r->db->ops->get_version(r->db, &v);
@@ -829,7 +744,7 @@ static int migrate(struct records *r, struct records_error *err)
             int ret;
             snprintf(what, sizeof(what), "cannot migrate %s to schema version %d", r->path,
                      r->schema_version + 1);
-            ret = db_err(r, err, rc, what);
+            ret = rec_db_err(r, err, rc, what);
             rdb_rollback(r->db);
             return ret;
         }
@@ -849,7 +764,7 @@ static void interrupted_json(char *buf, size_t n, int64_t id, const char *stage)
     json_object_object_add(o, "state", json_object_new_string("interrupted"));
     json_object_object_add(o, "stage", json_object_new_string(stage));
     json_object_object_add(o, "message", json_object_new_string(msg));
-    copy_trunc(
+    rec_copy_trunc(
         buf, n,
         json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
     json_object_put(o);
@@ -866,46 +781,50 @@ static int recover(struct records *r, struct records_error *err)
         (ret = stmt_get(r, ST_EVENT_APPEND, &ev, err)) < 0 ||
         (ret = stmt_get(r, ST_JOBS_INTERRUPT, &upd, err)) < 0)
         return ret;
+    rec_bind_text(jobs, 1, r->station);
     rc = rdb_set_durable(r->db, true);
     if (rc >= 0)
         rc = rdb_begin(r->db);
     if (rc < 0) {
         char what[512];
+        rec_stmt_done(jobs);
         snprintf(what, sizeof(what), "cannot recover interrupted jobs in %s", r->path);
-        ret = db_err(r, err, rc, what);
+        ret = rec_db_err(r, err, rc, what);
         rdb_set_durable(r->db, false);
         return ret;
     }
     while ((rc = rdb_step(jobs)) == RDB_ROW) {
         char data[RECORDS_EVENT_DATA_LEN], stage[RECORDS_STATE_LEN];
         int64_t id = rdb_column_int64(jobs, 0), ev_id;
-        col_text(jobs, 3, stage, sizeof(stage));
+        rec_col_text(jobs, 3, stage, sizeof(stage));
         interrupted_json(data, sizeof(data), id, stage);
         rdb_bind_int64(ev, 1, now);
         rdb_bind_text(ev, 2, "job.interrupted");
-        bind_text(ev, 3, rdb_column_text(jobs, 1));
-        bind_text(ev, 4, rdb_column_text(jobs, 2));
+        rec_bind_text(ev, 3, rdb_column_text(jobs, 1));
+        rec_bind_text(ev, 4, rdb_column_text(jobs, 2));
         rdb_bind_int64(ev, 5, id);
         rdb_bind_text(ev, 6, data);
-        rc = step_insert_id(r, ev, false, &ev_id);
-        stmt_done(ev);
+        rec_bind_text(ev, 7, r->station);
+        rc = rec_step_insert_id(r, ev, false, &ev_id);
+        rec_stmt_done(ev);
         if (rc < 0)
             break;
     }
-    stmt_done(jobs);
+    rec_stmt_done(jobs);
     if (rc >= 0) {
         rdb_bind_int64(upd, 1, now);
         rdb_bind_int64(upd, 2, -ECANCELED);
+        rec_bind_text(upd, 3, r->station);
         rc = rdb_step(upd);
         r->recovered = rc >= 0 ? (int)rdb_changes(r->db) : 0;
-        stmt_done(upd);
+        rec_stmt_done(upd);
     }
     if (rc >= 0)
         rc = rdb_commit(r->db);
     if (rc < 0) {
         char what[512];
         snprintf(what, sizeof(what), "cannot recover interrupted jobs in %s", r->path);
-        ret = db_err(r, err, rc, what);
+        ret = rec_db_err(r, err, rc, what);
         rdb_rollback(r->db);
         rdb_set_durable(r->db, false);
         r->recovered = 0;
@@ -919,9 +838,12 @@ static void destroy(struct records *r)
 {
     if (!r)
         return;
-    for (int i = 0; i < ST_COUNT; i++)
+    for (int i = 0; r->st && i < ST_COUNT; i++)
         if (r->st[i])
             r->db->ops->finalize(r->st[i]);
+    for (int i = 0; i < r->n_prep; i++)
+        r->db->ops->finalize(r->prep[i].st);
+    free(r->st);
     if (r->db)
         r->db->ops->close(r->db);
     free(r->path);
@@ -962,40 +884,69 @@ static char *dsn_for_messages(const char *dsn)
     return out;
 }
 
-static int open_store(enum records_backend backend, const char *target, struct records **out,
-                      struct records_error *err)
+bool records_station_name_ok(const char *name)
+{
+    size_t len = name ? strlen(name) : 0;
+    if (len == 0 || len >= RECORDS_STATION_LEN)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+const char *records_station(const struct records *r)
+{
+    return r ? r->station : "";
+}
+
+static int open_store(enum records_backend backend, const char *target, const char *station,
+                      struct records **out, struct records_error *err)
 {
     struct records *r;
     char msg[768] = "";
     int ret;
 
-    clear_err(err);
+    rec_clear_err(err);
     if (!out)
-        return set_err(err, -EINVAL, "records: no output pointer");
+        return rec_set_err(err, -EINVAL, "records: no output pointer");
     *out = NULL;
+    if (station && *station && !records_station_name_ok(station))
+        return rec_set_err(err, -EINVAL,
+                           "records: station name \"%.64s\" is not 1 to %d of A-Z a-z 0-9 . _ -",
+                           station, RECORDS_STATION_LEN - 1);
     if (!target || !*target)
-        return set_err(err, -EINVAL,
-                       backend == RECORDS_BACKEND_POSTGRESQL
-                           ? "records: no PostgreSQL connection string (dsn)"
-                           : "records: no database path");
+        return rec_set_err(err, -EINVAL,
+                           backend == RECORDS_BACKEND_POSTGRESQL
+                               ? "records: no PostgreSQL connection string (dsn)"
+                               : "records: no database path");
     r = calloc(1, sizeof(*r));
+    if (r && !(r->st = calloc(ST_COUNT, sizeof(*r->st)))) {
+        free(r);
+        r = NULL;
+    }
     if (!r)
-        return set_err(err, -ENOMEM, "records: out of memory");
+        return rec_set_err(err, -ENOMEM, "records: out of memory");
     r->path = backend == RECORDS_BACKEND_POSTGRESQL ? dsn_for_messages(target) : strdup(target);
     if (!r->path) {
         free(r);
-        return set_err(err, -ENOMEM, "records: out of memory");
+        return rec_set_err(err, -ENOMEM, "records: out of memory");
     }
     r->clock = default_clock;
+    if (station)
+        snprintf(r->station, sizeof(r->station), "%s", station);
     if (backend == RECORDS_BACKEND_POSTGRESQL)
-        ret = rdb_pg_open(target, &r->db, msg, sizeof(msg));
+        ret = rdb_pg_open(target, r->station, &r->db, msg, sizeof(msg));
     else
         ret = rdb_sqlite_open(target, rdb_migrations_count, &r->db, msg, sizeof(msg));
     if (ret < 0) {
         if (backend == RECORDS_BACKEND_POSTGRESQL)
-            set_err(err, ret, "%s [records.dsn \"%s\"]", msg, r->path);
+            rec_set_err(err, ret, "%s [records.dsn \"%s\"]", msg, r->path);
         else
-            set_err(err, ret, "%s", msg);
+            rec_set_err(err, ret, "%s", msg);
         goto fail;
     }
     ret = migrate(r, err);
@@ -1013,19 +964,25 @@ fail:
 
 int records_open(const char *path, struct records **out, struct records_error *err)
 {
-    return open_store(RECORDS_BACKEND_SQLITE, path, out, err);
+    return open_store(RECORDS_BACKEND_SQLITE, path, NULL, out, err);
 }
 
 int records_open_backend(enum records_backend backend, const char *target, struct records **out,
                          struct records_error *err)
 {
+    return records_open_station(backend, target, NULL, out, err);
+}
+
+int records_open_station(enum records_backend backend, const char *target, const char *station,
+                         struct records **out, struct records_error *err)
+{
     if (backend != RECORDS_BACKEND_SQLITE && backend != RECORDS_BACKEND_POSTGRESQL) {
-        clear_err(err);
+        rec_clear_err(err);
         if (out)
             *out = NULL;
-        return set_err(err, -EINVAL, "records: unknown backend %d", (int)backend);
+        return rec_set_err(err, -EINVAL, "records: unknown backend %d", (int)backend);
     }
-    return open_store(backend, target, out, err);
+    return open_store(backend, target, station, out, err);
 }
 
 const char *records_backend_to_string(enum records_backend b)
@@ -1078,10 +1035,10 @@ int records_integrity_check(struct records *r, struct records_error *err)
     ENTER(r, err);
     rc = r->db->ops->integrity_check(r->db);
     if (rc == -EBADMSG)
-        return set_err(err, -EBADMSG, "records: %s failed its integrity check: %s", r->path,
-                       r->db->ops->errmsg(r->db));
+        return rec_set_err(err, -EBADMSG, "records: %s failed its integrity check: %s", r->path,
+                           r->db->ops->errmsg(r->db));
     if (rc < 0)
-        return db_err(r, err, rc, "cannot run the integrity check");
+        return rec_db_err(r, err, rc, "cannot run the integrity check");
     return 0;
 }
 
@@ -1126,29 +1083,29 @@ static void read_board(struct rdb_stmt *st, void *out)
 {
     struct records_board *b = out;
     records_board_init(b);
-    col_text(st, 0, b->mac, sizeof(b->mac));
-    col_text(st, 1, b->chip, sizeof(b->chip));
-    b->revision = (int)col_int(st, 2, -1);
-    b->flash_id = col_int(st, 3, -1);
-    b->flash_size = col_int(st, 4, -1);
-    b->crystal_mhz = (int)col_int(st, 5, -1);
-    b->first_seen = col_int(st, 6, 0);
-    b->last_seen = col_int(st, 7, 0);
-    col_text(st, 8, b->slot, sizeof(b->slot));
-    col_text(st, 9, b->current_firmware, sizeof(b->current_firmware));
-    col_text(st, 10, b->current_md5, sizeof(b->current_md5));
-    col_text(st, 11, b->ip, sizeof(b->ip));
-    col_text(st, 12, b->running_version, sizeof(b->running_version));
-    col_text(st, 13, b->target_firmware, sizeof(b->target_firmware));
-    col_text(st, 14, b->online_state, sizeof(b->online_state));
-    col_text(st, 15, b->notes, sizeof(b->notes));
+    rec_col_text(st, 0, b->mac, sizeof(b->mac));
+    rec_col_text(st, 1, b->chip, sizeof(b->chip));
+    b->revision = (int)rec_col_int(st, 2, -1);
+    b->flash_id = rec_col_int(st, 3, -1);
+    b->flash_size = rec_col_int(st, 4, -1);
+    b->crystal_mhz = (int)rec_col_int(st, 5, -1);
+    b->first_seen = rec_col_int(st, 6, 0);
+    b->last_seen = rec_col_int(st, 7, 0);
+    rec_col_text(st, 8, b->slot, sizeof(b->slot));
+    rec_col_text(st, 9, b->current_firmware, sizeof(b->current_firmware));
+    rec_col_text(st, 10, b->current_md5, sizeof(b->current_md5));
+    rec_col_text(st, 11, b->ip, sizeof(b->ip));
+    rec_col_text(st, 12, b->running_version, sizeof(b->running_version));
+    rec_col_text(st, 13, b->target_firmware, sizeof(b->target_firmware));
+    rec_col_text(st, 14, b->online_state, sizeof(b->online_state));
+    rec_col_text(st, 15, b->notes, sizeof(b->notes));
     read_groups(st, 16, b);
-    b->ip_confirmed = col_int(st, 17, 0) != 0;
-    col_text(st, 18, b->ip_source, sizeof(b->ip_source));
-    b->ip_changed_at = col_int(st, 19, 0);
-    col_text(st, 20, b->ip_claim, sizeof(b->ip_claim));
-    col_text(st, 21, b->ip_claim_source, sizeof(b->ip_claim_source));
-    b->ip_claim_at = col_int(st, 22, 0);
+    b->ip_confirmed = rec_col_int(st, 17, 0) != 0;
+    rec_col_text(st, 18, b->ip_source, sizeof(b->ip_source));
+    b->ip_changed_at = rec_col_int(st, 19, 0);
+    rec_col_text(st, 20, b->ip_claim, sizeof(b->ip_claim));
+    rec_col_text(st, 21, b->ip_claim_source, sizeof(b->ip_claim_source));
+    b->ip_claim_at = rec_col_int(st, 22, 0);
 }
 
 int records_board_upsert(struct records *r, const struct records_board *b,
@@ -1159,42 +1116,43 @@ int records_board_upsert(struct records *r, const struct records_board *b,
     int ret;
     ENTER(r, err);
     if (!b)
-        return set_err(err, -EINVAL, "records: no board");
-    if ((ret = check_array("board MAC", b->mac, sizeof(b->mac), err)) < 0 ||
-        (ret = normalize_mac(b->mac, mac, err)) < 0 ||
-        (ret = check_array("board chip", b->chip, sizeof(b->chip), err)) < 0 ||
-        (ret = check_array("board slot", b->slot, sizeof(b->slot), err)) < 0 ||
-        (ret = check_array("board current_firmware", b->current_firmware,
-                           sizeof(b->current_firmware), err)) < 0 ||
-        (ret = check_array("board current_md5", b->current_md5, sizeof(b->current_md5), err)) < 0 ||
-        (ret = check_array("board ip", b->ip, sizeof(b->ip), err)) < 0 ||
-        (ret = check_array("board running_version", b->running_version, sizeof(b->running_version),
-                           err)) < 0 ||
-        (ret = check_array("board target_firmware", b->target_firmware, sizeof(b->target_firmware),
-                           err)) < 0 ||
-        (ret = check_array("board online_state", b->online_state, sizeof(b->online_state), err)) <
-            0)
+        return rec_set_err(err, -EINVAL, "records: no board");
+    if ((ret = rec_check_array("board MAC", b->mac, sizeof(b->mac), err)) < 0 ||
+        (ret = rec_normalize_mac(b->mac, mac, err)) < 0 ||
+        (ret = rec_check_array("board chip", b->chip, sizeof(b->chip), err)) < 0 ||
+        (ret = rec_check_array("board slot", b->slot, sizeof(b->slot), err)) < 0 ||
+        (ret = rec_check_array("board current_firmware", b->current_firmware,
+                               sizeof(b->current_firmware), err)) < 0 ||
+        (ret = rec_check_array("board current_md5", b->current_md5, sizeof(b->current_md5), err)) <
+            0 ||
+        (ret = rec_check_array("board ip", b->ip, sizeof(b->ip), err)) < 0 ||
+        (ret = rec_check_array("board running_version", b->running_version,
+                               sizeof(b->running_version), err)) < 0 ||
+        (ret = rec_check_array("board target_firmware", b->target_firmware,
+                               sizeof(b->target_firmware), err)) < 0 ||
+        (ret = rec_check_array("board online_state", b->online_state, sizeof(b->online_state),
+                               err)) < 0)
         return ret;
     if (!memchr(b->notes, '\0', sizeof(b->notes)))
-        return set_err(err, -EINVAL, "records: board notes is not NUL-terminated");
+        return rec_set_err(err, -EINVAL, "records: board notes is not NUL-terminated");
     if ((ret = stmt_get(r, ST_BOARD_UPSERT, &st, err)) < 0)
         return ret;
     rdb_bind_text(st, 1, mac);
-    bind_text(st, 2, b->chip);
-    bind_opt_int(st, 3, b->revision);
-    bind_opt_int(st, 4, b->flash_id);
-    bind_opt_int(st, 5, b->flash_size);
-    bind_opt_int(st, 6, b->crystal_mhz);
+    rec_bind_text(st, 2, b->chip);
+    rec_bind_opt_int(st, 3, b->revision);
+    rec_bind_opt_int(st, 4, b->flash_id);
+    rec_bind_opt_int(st, 5, b->flash_size);
+    rec_bind_opt_int(st, 6, b->crystal_mhz);
     rdb_bind_int64(st, 7, records_now_ms(r));
-    bind_text(st, 8, b->slot);
-    bind_text(st, 9, b->current_firmware);
-    bind_text(st, 10, b->current_md5);
-    bind_text(st, 11, b->ip);
-    bind_text(st, 12, b->running_version);
-    bind_text(st, 13, b->target_firmware);
-    bind_text(st, 14, b->online_state);
-    bind_text(st, 15, b->notes);
-    return write_done(r, st, rdb_step(st), "cannot record board", err);
+    rec_bind_text(st, 8, b->slot);
+    rec_bind_text(st, 9, b->current_firmware);
+    rec_bind_text(st, 10, b->current_md5);
+    rec_bind_text(st, 11, b->ip);
+    rec_bind_text(st, 12, b->running_version);
+    rec_bind_text(st, 13, b->target_firmware);
+    rec_bind_text(st, 14, b->online_state);
+    rec_bind_text(st, 15, b->notes);
+    return rec_write_done(r, st, rdb_step(st), "cannot record board", err);
 }
 
 int records_board_get(struct records *r, const char *mac, struct records_board *out,
@@ -1205,13 +1163,14 @@ int records_board_get(struct records *r, const char *mac, struct records_board *
     int ret;
     ENTER(r, err);
     if (!out)
-        return set_err(err, -EINVAL, "records: no output board");
-    if ((ret = normalize_mac(mac, norm, err)) < 0)
+        return rec_set_err(err, -EINVAL, "records: no output board");
+    if ((ret = rec_normalize_mac(mac, norm, err)) < 0)
         return ret;
     if ((ret = stmt_get(r, ST_BOARD_GET, &st, err)) < 0)
         return ret;
     rdb_bind_text(st, 1, norm);
-    return get_one(r, st, read_board, out, "cannot read board", err, "records: no board %s", norm);
+    return rec_get_one(r, st, read_board, out, "cannot read board", err, "records: no board %s",
+                       norm);
 }
 
 int records_board_list(struct records *r, const struct records_board_filter *f, records_board_cb cb,
@@ -1222,17 +1181,17 @@ int records_board_list(struct records *r, const struct records_board_filter *f, 
     ENTER(r, err);
     if ((ret = stmt_get(r, ST_BOARD_LIST, &st, err)) < 0)
         return ret;
-    bind_text(st, 1, f ? f->chip : NULL);
-    bind_text(st, 2, f ? f->firmware : NULL);
+    rec_bind_text(st, 1, f ? f->chip : NULL);
+    rec_bind_text(st, 2, f ? f->firmware : NULL);
     rdb_bind_int64(st, 3, f && f->limit > 0 ? f->limit : NO_LIMIT);
     rdb_bind_int64(st, 4, f && f->offset > 0 ? f->offset : 0);
-    bind_text(st, 5, f ? f->group : NULL);
-    while (next_row(r, st, &rc, &n)) {
+    rec_bind_text(st, 5, f ? f->group : NULL);
+    while (rec_next_row(r, st, &rc, &n)) {
         read_board(st, &r->row.board);
         if (cb && cb(&r->row.board, ctx))
             break;
     }
-    return list_done(r, st, rc, n, "cannot list boards", err);
+    return rec_list_done(r, st, rc, n, "cannot list boards", err);
 }
 
 int records_board_set_address(struct records *r, const char *mac, const char *ip, bool confirmed,
@@ -1243,25 +1202,25 @@ int records_board_set_address(struct records *r, const char *mac, const char *ip
     struct rdb_stmt *st;
     int ret;
     ENTER(r, err);
-    if ((ret = normalize_mac(mac, norm, err)) < 0 ||
-        (ret = check_text("board ip", ip, RECORDS_IP_LEN, err)) < 0 ||
-        (ret = check_text("board ip_source", source, RECORDS_STATE_LEN, err)) < 0 ||
-        (ret = check_text("board ip_claim", claim, RECORDS_IP_LEN, err)) < 0 ||
-        (ret = check_text("board ip_claim_source", claim_source, RECORDS_STATE_LEN, err)) < 0)
+    if ((ret = rec_normalize_mac(mac, norm, err)) < 0 ||
+        (ret = rec_check_text("board ip", ip, RECORDS_IP_LEN, err)) < 0 ||
+        (ret = rec_check_text("board ip_source", source, RECORDS_STATE_LEN, err)) < 0 ||
+        (ret = rec_check_text("board ip_claim", claim, RECORDS_IP_LEN, err)) < 0 ||
+        (ret = rec_check_text("board ip_claim_source", claim_source, RECORDS_STATE_LEN, err)) < 0)
         return ret;
     if (confirmed && (!ip || !*ip))
-        return set_err(err, -EINVAL, "records: a confirmed address needs an ip");
+        return rec_set_err(err, -EINVAL, "records: a confirmed address needs an ip");
     if ((ret = stmt_get(r, ST_BOARD_SET_ADDRESS, &st, err)) < 0)
         return ret;
     rdb_bind_text(st, 1, norm);
-    bind_text(st, 2, ip);
+    rec_bind_text(st, 2, ip);
     rdb_bind_int64(st, 3, confirmed ? 1 : 0);
-    bind_text(st, 4, source);
-    bind_text(st, 5, claim);
-    bind_text(st, 6, claim && *claim ? claim_source : NULL);
+    rec_bind_text(st, 4, source);
+    rec_bind_text(st, 5, claim);
+    rec_bind_text(st, 6, claim && *claim ? claim_source : NULL);
     rdb_bind_int64(st, 7, records_now_ms(r));
-    return change_one(r, st, rdb_step(st), "cannot record the board's address", err,
-                      "records: no board %s", norm);
+    return rec_change_one(r, st, rdb_step(st), "cannot record the board's address", err,
+                          "records: no board %s", norm);
 }
 
 int records_board_target_used(struct records *r, const char *target, struct records_error *err)
@@ -1273,10 +1232,10 @@ int records_board_target_used(struct records *r, const char *target, struct reco
         return 0;
     if ((ret = stmt_get(r, ST_BOARD_TARGET_USED, &st, err)) < 0)
         return ret;
-    bind_text(st, 1, target);
+    rec_bind_text(st, 1, target);
     int rc = rdb_step(st);
-    ret = rc == RDB_ROW ? 1 : rc == RDB_DONE ? 0 : db_err(r, err, rc, "cannot read targets");
-    stmt_done(st);
+    ret = rc == RDB_ROW ? 1 : rc == RDB_DONE ? 0 : rec_db_err(r, err, rc, "cannot read targets");
+    rec_stmt_done(st);
     return ret;
 }
 
@@ -1291,8 +1250,8 @@ int records_board_count_unconfirmed(struct records *r, int64_t *n, struct record
     int rc = rdb_step(st);
     if (rc == RDB_ROW)
         *n = rdb_column_int64(st, 0);
-    ret = rc == RDB_ROW ? 0 : db_err(r, err, rc, "cannot count boards");
-    stmt_done(st);
+    ret = rc == RDB_ROW ? 0 : rec_db_err(r, err, rc, "cannot count boards");
+    rec_stmt_done(st);
     return ret;
 }
 
@@ -1307,33 +1266,35 @@ int records_job_begin(struct records *r, const struct records_job_new *j, int64_
     int rc, ret;
     ENTER(r, err);
     if (!j)
-        return set_err(err, -EINVAL, "records: no job");
-    if ((ret = check_token("job kind", j->kind, RECORDS_STATE_LEN, err)) < 0 ||
-        (j->board_mac && *j->board_mac && (ret = normalize_mac(j->board_mac, mac, err)) < 0) ||
-        (ret = check_text("job slot", j->slot, RECORDS_SLOT_LEN, err)) < 0 ||
-        (ret = check_text("job firmware", j->firmware, RECORDS_FIRMWARE_LEN, err)) < 0 ||
-        (ret = check_text("job stage", j->stage, RECORDS_STATE_LEN, err)) < 0)
+        return rec_set_err(err, -EINVAL, "records: no job");
+    if ((ret = rec_check_token("job kind", j->kind, RECORDS_STATE_LEN, err)) < 0 ||
+        (j->board_mac && *j->board_mac && (ret = rec_normalize_mac(j->board_mac, mac, err)) < 0) ||
+        (ret = rec_check_text("job slot", j->slot, RECORDS_SLOT_LEN, err)) < 0 ||
+        (ret = rec_check_text("job firmware", j->firmware, RECORDS_FIRMWARE_LEN, err)) < 0 ||
+        (ret = rec_check_text("job stage", j->stage, RECORDS_STATE_LEN, err)) < 0)
         return ret;
     if ((ret = stmt_get(r, ST_JOB_BEGIN, &st, err)) < 0)
         return ret;
-    bind_text(st, 1, j->kind);
-    bind_text(st, 2, mac);
-    bind_text(st, 3, j->slot);
-    bind_text(st, 4, j->firmware);
-    bind_text(st, 5, j->queued ? "queued" : "running");
-    bind_text(st, 6, j->stage);
+    rec_bind_text(st, 1, j->kind);
+    rec_bind_text(st, 2, mac);
+    rec_bind_text(st, 3, j->slot);
+    rec_bind_text(st, 4, j->firmware);
+    rec_bind_text(st, 5, j->queued ? "queued" : "running");
+    rec_bind_text(st, 6, j->stage);
     rdb_bind_int64(st, 7, records_now_ms(r));
-    rc = step_insert_id(r, st, false, &new_id);
+    rec_bind_text(st, 8, r->station);
+    rc = rec_step_insert_id(r, st, false, &new_id);
     if (rc == RDB_DONE) {
         ret = 0;
         if (id)
             *id = new_id;
     } else if (rc == -ENOENT) {
-        ret = set_err(err, -ENOENT, "records: no board %s: record the board before its job", mac);
+        ret =
+            rec_set_err(err, -ENOENT, "records: no board %s: record the board before its job", mac);
     } else {
-        ret = db_err(r, err, rc, "cannot record job start");
+        ret = rec_db_err(r, err, rc, "cannot record job start");
     }
-    stmt_done(st);
+    rec_stmt_done(st);
     return ret;
 }
 
@@ -1350,19 +1311,20 @@ static int job_state(struct records *r, int64_t id, enum records_job_state *stat
     if (rc == RDB_ROW) {
         ret = records_job_state_from_string(rdb_column_text(st, 0), state);
         if (ret < 0)
-            ret = set_err(err, -EBADMSG, "records: job %lld has an unknown state", (long long)id);
+            ret =
+                rec_set_err(err, -EBADMSG, "records: job %lld has an unknown state", (long long)id);
         if (started)
-            *started = col_int(st, 1, 0);
+            *started = rec_col_int(st, 1, 0);
         if (bytes)
-            *bytes = col_int(st, 2, 0);
+            *bytes = rec_col_int(st, 2, 0);
         if (wire)
-            *wire = col_int(st, 3, 0);
+            *wire = rec_col_int(st, 3, 0);
     } else if (rc == RDB_DONE) {
-        ret = set_err(err, -ENOENT, "records: no job %lld", (long long)id);
+        ret = rec_set_err(err, -ENOENT, "records: no job %lld", (long long)id);
     } else {
-        ret = db_err(r, err, rc, "cannot read job");
+        ret = rec_db_err(r, err, rc, "cannot read job");
     }
-    stmt_done(st);
+    rec_stmt_done(st);
     return ret;
 }
 
@@ -1374,17 +1336,17 @@ static int job_update_done(struct records *r, struct rdb_stmt *st, int rc, int64
     enum records_job_state s;
     int ret;
     if (rc != RDB_DONE)
-        ret = db_err(r, err, rc, what);
+        ret = rec_db_err(r, err, rc, what);
     else
         ret = rdb_changes(r->db) == 1 ? 0 : 1;
-    stmt_done(st);
+    rec_stmt_done(st);
     if (ret != 1)
         return ret;
     ret = job_state(r, id, &s, NULL, NULL, NULL, err);
     if (ret < 0)
         return ret;
-    return set_err(err, -EINVAL, "records: job %lld is already %s", (long long)id,
-                   records_job_state_to_string(s));
+    return rec_set_err(err, -EINVAL, "records: job %lld is already %s", (long long)id,
+                       records_job_state_to_string(s));
 }
 
 int records_job_set_board(struct records *r, int64_t id, const char *mac, struct records_error *err)
@@ -1393,7 +1355,7 @@ int records_job_set_board(struct records *r, int64_t id, const char *mac, struct
     struct rdb_stmt *st;
     int rc, ret;
     ENTER(r, err);
-    if ((ret = normalize_mac(mac, norm, err)) < 0)
+    if ((ret = rec_normalize_mac(mac, norm, err)) < 0)
         return ret;
     if ((ret = stmt_get(r, ST_JOB_SET_BOARD, &st, err)) < 0)
         return ret;
@@ -1401,11 +1363,12 @@ int records_job_set_board(struct records *r, int64_t id, const char *mac, struct
     rdb_bind_text(st, 2, norm);
     rc = rdb_step(st);
     if (rc == -ENOENT) {
-        stmt_done(st);
-        return set_err(err, -ENOENT, "records: no board %s: record the board before its job", norm);
+        rec_stmt_done(st);
+        return rec_set_err(err, -ENOENT, "records: no board %s: record the board before its job",
+                           norm);
     }
-    return change_one(r, st, rc, "cannot attach board to job", err, "records: no job %lld",
-                      (long long)id);
+    return rec_change_one(r, st, rc, "cannot attach board to job", err, "records: no job %lld",
+                          (long long)id);
 }
 
 int records_job_set_firmware(struct records *r, int64_t id, const char *firmware,
@@ -1414,14 +1377,14 @@ int records_job_set_firmware(struct records *r, int64_t id, const char *firmware
     struct rdb_stmt *st;
     int ret;
     ENTER(r, err);
-    if ((ret = check_text("job firmware", firmware, RECORDS_FIRMWARE_LEN, err)) < 0)
+    if ((ret = rec_check_text("job firmware", firmware, RECORDS_FIRMWARE_LEN, err)) < 0)
         return ret;
     if ((ret = stmt_get(r, ST_JOB_SET_FIRMWARE, &st, err)) < 0)
         return ret;
     rdb_bind_int64(st, 1, id);
-    bind_text(st, 2, firmware);
-    return change_one(r, st, rdb_step(st), "cannot set the job's firmware", err,
-                      "records: no job %lld", (long long)id);
+    rec_bind_text(st, 2, firmware);
+    return rec_change_one(r, st, rdb_step(st), "cannot set the job's firmware", err,
+                          "records: no job %lld", (long long)id);
 }
 
 int records_job_progress(struct records *r, int64_t id, const char *stage, int64_t bytes,
@@ -1430,14 +1393,14 @@ int records_job_progress(struct records *r, int64_t id, const char *stage, int64
     struct rdb_stmt *st;
     int ret;
     ENTER(r, err);
-    if ((ret = check_text("job stage", stage, RECORDS_STATE_LEN, err)) < 0)
+    if ((ret = rec_check_text("job stage", stage, RECORDS_STATE_LEN, err)) < 0)
         return ret;
     if ((ret = stmt_get(r, ST_JOB_PROGRESS, &st, err)) < 0)
         return ret;
     rdb_bind_int64(st, 1, id);
-    bind_text(st, 2, stage);
-    bind_opt_int(st, 3, bytes);
-    bind_opt_int(st, 4, wire_bytes);
+    rec_bind_text(st, 2, stage);
+    rec_bind_opt_int(st, 3, bytes);
+    rec_bind_opt_int(st, 4, wire_bytes);
     rdb_bind_int64(st, 5, records_now_ms(r));
     return job_update_done(r, st, rdb_step(st), id, "cannot record job progress", err);
 }
@@ -1449,23 +1412,23 @@ int records_job_log(struct records *r, int64_t id, const char *level, const char
     struct rdb_stmt *st;
     int rc, ret;
     ENTER(r, err);
-    if ((ret = check_token("log level", level, RECORDS_STATE_LEN, err)) < 0)
+    if ((ret = rec_check_token("log level", level, RECORDS_STATE_LEN, err)) < 0)
         return ret;
     if ((ret = stmt_get(r, ST_JOB_LOG, &st, err)) < 0)
         return ret;
     rdb_bind_int64(st, 1, id);
     rdb_bind_int64(st, 2, records_now_ms(r));
-    bind_text(st, 3, level);
-    copy_trunc(buf, sizeof(buf), line ? line : "");
+    rec_bind_text(st, 3, level);
+    rec_copy_trunc(buf, sizeof(buf), line ? line : "");
     rdb_bind_text(st, 4, buf);
     rc = rdb_step(st);
     if (rc == RDB_DONE)
         ret = 0;
     else if (rc == -ENOENT)
-        ret = set_err(err, -ENOENT, "records: no job %lld", (long long)id);
+        ret = rec_set_err(err, -ENOENT, "records: no job %lld", (long long)id);
     else
-        ret = db_err(r, err, rc, "cannot append job log line");
-    stmt_done(st);
+        ret = rec_db_err(r, err, rc, "cannot append job log line");
+    rec_stmt_done(st);
     return ret;
 }
 
@@ -1495,17 +1458,17 @@ int records_job_finish(struct records *r, int64_t id, const struct records_job_r
     int ret;
     ENTER(r, err);
     if (!res)
-        return set_err(err, -EINVAL, "records: no job result");
+        return rec_set_err(err, -EINVAL, "records: no job result");
     if (!records_job_state_is_final(res->state))
-        return set_err(err, -EINVAL, "records: \"%s\" is not a final job state",
-                       records_job_state_to_string(res->state));
-    if ((ret = check_text("job error stage", res->error_stage, RECORDS_STATE_LEN, err)) < 0)
+        return rec_set_err(err, -EINVAL, "records: \"%s\" is not a final job state",
+                           records_job_state_to_string(res->state));
+    if ((ret = rec_check_text("job error stage", res->error_stage, RECORDS_STATE_LEN, err)) < 0)
         return ret;
     if ((ret = job_state(r, id, &cur, &started, &bytes, &wire, err)) < 0)
         return ret;
     if (records_job_state_is_final(cur))
-        return set_err(err, -EINVAL, "records: job %lld is already %s", (long long)id,
-                       records_job_state_to_string(cur));
+        return rec_set_err(err, -EINVAL, "records: job %lld is already %s", (long long)id,
+                           records_job_state_to_string(cur));
     now = records_now_ms(r);
     if (res->bytes >= 0)
         bytes = res->bytes;
@@ -1519,16 +1482,16 @@ int records_job_finish(struct records *r, int64_t id, const struct records_job_r
     if ((ret = stmt_get(r, ST_JOB_FINISH, &st, err)) < 0)
         return ret;
     rdb_bind_int64(st, 1, id);
-    bind_text(st, 2, records_job_state_to_string(res->state));
+    rec_bind_text(st, 2, records_job_state_to_string(res->state));
     rdb_bind_int64(st, 3, now);
     rdb_bind_int64(st, 4, res->result_code);
-    bind_text(st, 5, res->error_stage);
-    bind_trunc(st, 6, res->error_message, RECORDS_TEXT_LEN);
-    bind_trunc(st, 7, res->error_advice, RECORDS_TEXT_LEN);
-    bind_opt_int(st, 8, res->device_status);
-    bind_opt_int(st, 9, res->device_error);
-    bind_opt_int(st, 10, res->error_op);
-    bind_opt_int(st, 11, res->error_address);
+    rec_bind_text(st, 5, res->error_stage);
+    rec_bind_trunc(st, 6, res->error_message, RECORDS_TEXT_LEN);
+    rec_bind_trunc(st, 7, res->error_advice, RECORDS_TEXT_LEN);
+    rec_bind_opt_int(st, 8, res->device_status);
+    rec_bind_opt_int(st, 9, res->device_error);
+    rec_bind_opt_int(st, 10, res->error_op);
+    rec_bind_opt_int(st, 11, res->error_address);
     rdb_bind_int64(st, 12, bytes);
     rdb_bind_int64(st, 13, wire);
     if (kbps >= 0)
@@ -1540,7 +1503,7 @@ int records_job_finish(struct records *r, int64_t id, const struct records_job_r
         rdb_bind_double(st, 16, secs);
     else
         rdb_bind_null(st, 16);
-    return job_update_done(r, st, step_durable(r, st), id, "cannot record job result", err);
+    return job_update_done(r, st, rec_step_durable(r, st), id, "cannot record job result", err);
 }
 
 static void read_job(struct rdb_stmt *st, void *out)
@@ -1548,28 +1511,29 @@ static void read_job(struct rdb_stmt *st, void *out)
     struct records_job *j = out;
     memset(j, 0, sizeof(*j));
     j->id = rdb_column_int64(st, 0);
-    col_text(st, 1, j->kind, sizeof(j->kind));
-    col_text(st, 2, j->board_mac, sizeof(j->board_mac));
-    col_text(st, 3, j->slot, sizeof(j->slot));
-    col_text(st, 4, j->firmware, sizeof(j->firmware));
+    rec_col_text(st, 1, j->kind, sizeof(j->kind));
+    rec_col_text(st, 2, j->board_mac, sizeof(j->board_mac));
+    rec_col_text(st, 3, j->slot, sizeof(j->slot));
+    rec_col_text(st, 4, j->firmware, sizeof(j->firmware));
     if (records_job_state_from_string(rdb_column_text(st, 5), &j->state) < 0)
         j->state = RECORDS_JOB_FAILED; /* CHECK constraint makes this unreachable */
-    col_text(st, 6, j->stage, sizeof(j->stage));
-    j->started_at = col_int(st, 7, 0);
-    j->ended_at = col_int(st, 8, 0);
-    j->result_code = (int)col_int(st, 9, 0);
-    col_text(st, 10, j->error_stage, sizeof(j->error_stage));
-    col_text(st, 11, j->error_message, sizeof(j->error_message));
-    col_text(st, 12, j->error_advice, sizeof(j->error_advice));
-    j->device_status = (int)col_int(st, 13, -1);
-    j->device_error = (int)col_int(st, 14, -1);
-    j->error_op = (int)col_int(st, 15, -1);
-    j->error_address = col_int(st, 16, -1);
-    j->bytes = col_int(st, 17, 0);
-    j->wire_bytes = col_int(st, 18, 0);
-    j->kbps = col_real(st, 19, -1);
-    j->retries = (int)col_int(st, 20, 0);
-    j->seconds = col_real(st, 21, -1);
+    rec_col_text(st, 6, j->stage, sizeof(j->stage));
+    j->started_at = rec_col_int(st, 7, 0);
+    j->ended_at = rec_col_int(st, 8, 0);
+    j->result_code = (int)rec_col_int(st, 9, 0);
+    rec_col_text(st, 10, j->error_stage, sizeof(j->error_stage));
+    rec_col_text(st, 11, j->error_message, sizeof(j->error_message));
+    rec_col_text(st, 12, j->error_advice, sizeof(j->error_advice));
+    j->device_status = (int)rec_col_int(st, 13, -1);
+    j->device_error = (int)rec_col_int(st, 14, -1);
+    j->error_op = (int)rec_col_int(st, 15, -1);
+    j->error_address = rec_col_int(st, 16, -1);
+    j->bytes = rec_col_int(st, 17, 0);
+    j->wire_bytes = rec_col_int(st, 18, 0);
+    j->kbps = rec_col_real(st, 19, -1);
+    j->retries = (int)rec_col_int(st, 20, 0);
+    j->seconds = rec_col_real(st, 21, -1);
+    rec_col_text(st, 22, j->station, sizeof(j->station));
 }
 
 int records_job_get(struct records *r, int64_t id, struct records_job *out,
@@ -1579,12 +1543,12 @@ int records_job_get(struct records *r, int64_t id, struct records_job *out,
     int ret;
     ENTER(r, err);
     if (!out)
-        return set_err(err, -EINVAL, "records: no output job");
+        return rec_set_err(err, -EINVAL, "records: no output job");
     if ((ret = stmt_get(r, ST_JOB_GET, &st, err)) < 0)
         return ret;
     rdb_bind_int64(st, 1, id);
-    return get_one(r, st, read_job, out, "cannot read job", err, "records: no job %lld",
-                   (long long)id);
+    return rec_get_one(r, st, read_job, out, "cannot read job", err, "records: no job %lld",
+                       (long long)id);
 }
 
 void records_job_filter_init(struct records_job_filter *f)
@@ -1606,16 +1570,16 @@ static int bind_job_filter(struct rdb_stmt *st, const struct records_job_filter 
         return 0;
     }
     if (f->board_mac && *f->board_mac) {
-        if ((ret = normalize_mac(f->board_mac, mac, err)) < 0)
+        if ((ret = rec_normalize_mac(f->board_mac, mac, err)) < 0)
             return ret;
         rdb_bind_text(st, 1, mac);
     }
-    bind_text(st, 2, f->slot);
-    bind_text(st, 3, f->kind);
+    rec_bind_text(st, 2, f->slot);
+    rec_bind_text(st, 3, f->kind);
     if (f->state != RECORDS_JOB_ANY) {
         if (f->state < 0 || f->state >= RECORDS_JOB_STATE_COUNT)
-            return set_err(err, -EINVAL, "records: unknown job state %d in filter", f->state);
-        bind_text(st, 4, records_job_state_to_string(f->state));
+            return rec_set_err(err, -EINVAL, "records: unknown job state %d in filter", f->state);
+        rec_bind_text(st, 4, records_job_state_to_string(f->state));
     }
     if (f->since > 0)
         rdb_bind_int64(st, 5, f->since);
@@ -1635,15 +1599,15 @@ int records_job_list(struct records *r, const struct records_job_filter *f, reco
     if ((ret = stmt_get(r, ST_JOB_LIST, &st, err)) < 0)
         return ret;
     if ((ret = bind_job_filter(st, f, err)) < 0) {
-        stmt_done(st);
+        rec_stmt_done(st);
         return ret;
     }
-    while (next_row(r, st, &rc, &n)) {
+    while (rec_next_row(r, st, &rc, &n)) {
         read_job(st, &r->row.job);
         if (cb && cb(&r->row.job, ctx))
             break;
     }
-    return list_done(r, st, rc, n, "cannot list jobs", err);
+    return rec_list_done(r, st, rc, n, "cannot list jobs", err);
 }
 
 int records_job_log_list(struct records *r, int64_t id, records_log_cb cb, void *ctx,
@@ -1655,15 +1619,15 @@ int records_job_log_list(struct records *r, int64_t id, records_log_cb cb, void 
     if ((ret = stmt_get(r, ST_JOB_LOG_LIST, &st, err)) < 0)
         return ret;
     rdb_bind_int64(st, 1, id);
-    while (next_row(r, st, &rc, &n)) {
+    while (rec_next_row(r, st, &rc, &n)) {
         struct records_log_line *l = &r->row.log;
-        l->ts = col_int(st, 0, 0);
-        col_text(st, 1, l->level, sizeof(l->level));
-        col_text(st, 2, l->line, sizeof(l->line));
+        l->ts = rec_col_int(st, 0, 0);
+        rec_col_text(st, 1, l->level, sizeof(l->level));
+        rec_col_text(st, 2, l->line, sizeof(l->line));
         if (cb && cb(l, ctx))
             break;
     }
-    return list_done(r, st, rc, n, "cannot read job log", err);
+    return rec_list_done(r, st, rc, n, "cannot read job log", err);
 }
 
 /* ---- CSV ------------------------------------------------------------------ */
@@ -1738,11 +1702,11 @@ int records_export_csv(struct records *r, FILE *out, const struct records_job_fi
     int rc, ret, n = 0;
     ENTER(r, err);
     if (!out)
-        return set_err(err, -EINVAL, "records: no output file");
+        return rec_set_err(err, -EINVAL, "records: no output file");
     if ((ret = stmt_get(r, ST_JOB_EXPORT, &st, err)) < 0)
         return ret;
     if ((ret = bind_job_filter(st, f, err)) < 0) {
-        stmt_done(st);
+        rec_stmt_done(st);
         return ret;
     }
     fputs("id,kind,state,board_mac,slot,firmware,stage,started_at,ended_at,seconds,bytes,"
@@ -1754,10 +1718,10 @@ int records_export_csv(struct records *r, FILE *out, const struct records_job_fi
         csv_job(out, &r->row.job);
         n++;
     }
-    ret = rc == RDB_DONE ? n : db_err(r, err, rc, "cannot export jobs");
-    stmt_done(st);
+    ret = rc == RDB_DONE ? n : rec_db_err(r, err, rc, "cannot export jobs");
+    rec_stmt_done(st);
     if (ret >= 0 && (fflush(out) != 0 || ferror(out)))
-        ret = set_err(err, -EIO, "records: cannot write the CSV export: %s", strerror(errno));
+        ret = rec_set_err(err, -EIO, "records: cannot write the CSV export: %s", strerror(errno));
     return ret;
 }
 
@@ -1772,33 +1736,34 @@ int records_event_append(struct records *r, const struct records_event_new *e, i
     int rc, ret;
     ENTER(r, err);
     if (!e)
-        return set_err(err, -EINVAL, "records: no event");
-    if ((ret = check_token("event kind", e->kind, RECORDS_STATE_LEN, err)) < 0 ||
-        (e->board_mac && *e->board_mac && (ret = normalize_mac(e->board_mac, mac, err)) < 0) ||
-        (ret = check_text("event slot", e->slot, RECORDS_SLOT_LEN, err)) < 0)
+        return rec_set_err(err, -EINVAL, "records: no event");
+    if ((ret = rec_check_token("event kind", e->kind, RECORDS_STATE_LEN, err)) < 0 ||
+        (e->board_mac && *e->board_mac && (ret = rec_normalize_mac(e->board_mac, mac, err)) < 0) ||
+        (ret = rec_check_text("event slot", e->slot, RECORDS_SLOT_LEN, err)) < 0)
         return ret;
     if (e->data && strnlen(e->data, RECORDS_EVENT_DATA_LEN) >= RECORDS_EVENT_DATA_LEN)
-        return set_err(err, -EINVAL, "records: event data too long (max %d bytes)",
-                       RECORDS_EVENT_DATA_LEN - 1);
-    if (e->data && *e->data && !json_object_text(e->data))
-        return set_err(err, -EINVAL, "records: event data is not valid JSON (an object)");
+        return rec_set_err(err, -EINVAL, "records: event data too long (max %d bytes)",
+                           RECORDS_EVENT_DATA_LEN - 1);
+    if (e->data && *e->data && !rec_json_object_text(e->data))
+        return rec_set_err(err, -EINVAL, "records: event data is not valid JSON (an object)");
     if ((ret = stmt_get(r, ST_EVENT_APPEND, &st, err)) < 0)
         return ret;
     rdb_bind_int64(st, 1, records_now_ms(r));
-    bind_text(st, 2, e->kind);
-    bind_text(st, 3, mac);
-    bind_text(st, 4, e->slot);
-    bind_opt_int(st, 5, e->job_id > 0 ? e->job_id : -1);
-    bind_text(st, 6, e->data);
-    rc = step_insert_id(r, st, true, &new_id);
+    rec_bind_text(st, 2, e->kind);
+    rec_bind_text(st, 3, mac);
+    rec_bind_text(st, 4, e->slot);
+    rec_bind_opt_int(st, 5, e->job_id > 0 ? e->job_id : -1);
+    rec_bind_text(st, 6, e->data);
+    rec_bind_text(st, 7, r->station);
+    rc = rec_step_insert_id(r, st, true, &new_id);
     if (rc == RDB_DONE) {
         ret = 0;
         if (id)
             *id = new_id;
     } else {
-        ret = db_err(r, err, rc, "cannot append event");
+        ret = rec_db_err(r, err, rc, "cannot append event");
     }
-    stmt_done(st);
+    rec_stmt_done(st);
     return ret;
 }
 
@@ -1812,19 +1777,20 @@ int records_events_since(struct records *r, int64_t after_id, int limit, records
         return ret;
     rdb_bind_int64(st, 1, after_id);
     rdb_bind_int64(st, 2, limit > 0 ? limit : NO_LIMIT);
-    while (next_row(r, st, &rc, &n)) {
+    while (rec_next_row(r, st, &rc, &n)) {
         struct records_event *e = &r->row.event;
         e->id = rdb_column_int64(st, 0);
-        e->ts = col_int(st, 1, 0);
-        col_text(st, 2, e->kind, sizeof(e->kind));
-        col_text(st, 3, e->board_mac, sizeof(e->board_mac));
-        col_text(st, 4, e->slot, sizeof(e->slot));
-        e->job_id = col_int(st, 5, 0);
-        col_text(st, 6, e->data, sizeof(e->data));
+        e->ts = rec_col_int(st, 1, 0);
+        rec_col_text(st, 2, e->kind, sizeof(e->kind));
+        rec_col_text(st, 3, e->board_mac, sizeof(e->board_mac));
+        rec_col_text(st, 4, e->slot, sizeof(e->slot));
+        e->job_id = rec_col_int(st, 5, 0);
+        rec_col_text(st, 6, e->data, sizeof(e->data));
+        rec_col_text(st, 7, e->station, sizeof(e->station));
         if (cb && cb(e, ctx))
             break;
     }
-    return list_done(r, st, rc, n, "cannot read events", err);
+    return rec_list_done(r, st, rc, n, "cannot read events", err);
 }
 
 int records_events_last_id(struct records *r, int64_t *id, struct records_error *err)
@@ -1840,9 +1806,9 @@ int records_events_last_id(struct records *r, int64_t *id, struct records_error 
         if (id)
             *id = rdb_column_int64(st, 0);
     } else {
-        ret = db_err(r, err, rc, "cannot read events");
+        ret = rec_db_err(r, err, rc, "cannot read events");
     }
-    stmt_done(st);
+    rec_stmt_done(st);
     return ret;
 }
 
@@ -1852,9 +1818,9 @@ static int check_fw_key(const char *name, const char *version, struct records_er
 {
     int ret;
     if (!name || !*name || !version || !*version)
-        return set_err(err, -EINVAL, "records: firmware name and version are required");
-    if ((ret = check_text("firmware name", name, RECORDS_NAME_LEN, err)) < 0 ||
-        (ret = check_text("firmware version", version, RECORDS_NAME_LEN, err)) < 0)
+        return rec_set_err(err, -EINVAL, "records: firmware name and version are required");
+    if ((ret = rec_check_text("firmware name", name, RECORDS_NAME_LEN, err)) < 0 ||
+        (ret = rec_check_text("firmware version", version, RECORDS_NAME_LEN, err)) < 0)
         return ret;
     return 0;
 }
@@ -1866,51 +1832,51 @@ int records_firmware_put(struct records *r, const struct records_firmware *fw,
     int rc, ret;
     ENTER(r, err);
     if (!fw)
-        return set_err(err, -EINVAL, "records: no firmware");
+        return rec_set_err(err, -EINVAL, "records: no firmware");
     if (!memchr(fw->name, '\0', sizeof(fw->name)) ||
         !memchr(fw->version, '\0', sizeof(fw->version)) ||
         !memchr(fw->chip, '\0', sizeof(fw->chip)) ||
         !memchr(fw->manifest, '\0', sizeof(fw->manifest)))
-        return set_err(err, -EINVAL, "records: firmware field is not NUL-terminated");
+        return rec_set_err(err, -EINVAL, "records: firmware field is not NUL-terminated");
     if ((ret = check_fw_key(fw->name, fw->version, err)) < 0 ||
-        (ret = check_text("firmware chip", fw->chip, sizeof(fw->chip), err)) < 0)
+        (ret = rec_check_text("firmware chip", fw->chip, sizeof(fw->chip), err)) < 0)
         return ret;
     if (!fw->chip[0])
-        return set_err(err, -EINVAL, "records: firmware %s@%s has no chip family", fw->name,
-                       fw->version);
-    if (!json_object_text(fw->manifest))
-        return set_err(err, -EINVAL,
-                       "records: manifest of firmware %s@%s is not valid JSON (an object)",
-                       fw->name, fw->version);
+        return rec_set_err(err, -EINVAL, "records: firmware %s@%s has no chip family", fw->name,
+                           fw->version);
+    if (!rec_json_object_text(fw->manifest))
+        return rec_set_err(err, -EINVAL,
+                           "records: manifest of firmware %s@%s is not valid JSON (an object)",
+                           fw->name, fw->version);
     if ((ret = stmt_get(r, ST_FW_PUT, &st, err)) < 0)
         return ret;
-    bind_text(st, 1, fw->name);
-    bind_text(st, 2, fw->version);
-    bind_text(st, 3, fw->chip);
+    rec_bind_text(st, 1, fw->name);
+    rec_bind_text(st, 2, fw->version);
+    rec_bind_text(st, 3, fw->chip);
     rdb_bind_text(st, 4, fw->manifest);
     rdb_bind_int64(st, 5, records_now_ms(r));
-    rc = step_durable(r, st);
+    rc = rec_step_durable(r, st);
     if (rc == RDB_DONE)
         ret = 0;
     else if (rc == -EEXIST)
-        ret = set_err(err, -EEXIST,
-                      "records: firmware %s@%s already exists (versions are "
-                      "immutable: import a new version)",
-                      fw->name, fw->version);
+        ret = rec_set_err(err, -EEXIST,
+                          "records: firmware %s@%s already exists (versions are "
+                          "immutable: import a new version)",
+                          fw->name, fw->version);
     else
-        ret = db_err(r, err, rc, "cannot record firmware");
-    stmt_done(st);
+        ret = rec_db_err(r, err, rc, "cannot record firmware");
+    rec_stmt_done(st);
     return ret;
 }
 
 static void read_fw(struct rdb_stmt *st, void *out)
 {
     struct records_firmware *fw = out;
-    col_text(st, 0, fw->name, sizeof(fw->name));
-    col_text(st, 1, fw->version, sizeof(fw->version));
-    col_text(st, 2, fw->chip, sizeof(fw->chip));
-    col_text(st, 3, fw->manifest, sizeof(fw->manifest));
-    fw->created_at = col_int(st, 4, 0);
+    rec_col_text(st, 0, fw->name, sizeof(fw->name));
+    rec_col_text(st, 1, fw->version, sizeof(fw->version));
+    rec_col_text(st, 2, fw->chip, sizeof(fw->chip));
+    rec_col_text(st, 3, fw->manifest, sizeof(fw->manifest));
+    fw->created_at = rec_col_int(st, 4, 0);
 }
 
 int records_firmware_get(struct records *r, const char *name, const char *version,
@@ -1920,15 +1886,15 @@ int records_firmware_get(struct records *r, const char *name, const char *versio
     int ret;
     ENTER(r, err);
     if (!out)
-        return set_err(err, -EINVAL, "records: no output firmware");
+        return rec_set_err(err, -EINVAL, "records: no output firmware");
     if ((ret = check_fw_key(name, version, err)) < 0)
         return ret;
     if ((ret = stmt_get(r, ST_FW_GET, &st, err)) < 0)
         return ret;
-    bind_text(st, 1, name);
-    bind_text(st, 2, version);
-    return get_one(r, st, read_fw, out, "cannot read firmware", err, "records: no firmware %s@%s",
-                   name, version);
+    rec_bind_text(st, 1, name);
+    rec_bind_text(st, 2, version);
+    return rec_get_one(r, st, read_fw, out, "cannot read firmware", err,
+                       "records: no firmware %s@%s", name, version);
 }
 
 int records_firmware_delete(struct records *r, const char *name, const char *version,
@@ -1941,10 +1907,10 @@ int records_firmware_delete(struct records *r, const char *name, const char *ver
         return ret;
     if ((ret = stmt_get(r, ST_FW_DELETE, &st, err)) < 0)
         return ret;
-    bind_text(st, 1, name);
-    bind_text(st, 2, version);
-    return change_one(r, st, step_durable(r, st), "cannot delete firmware", err,
-                      "records: no firmware %s@%s", name, version);
+    rec_bind_text(st, 1, name);
+    rec_bind_text(st, 2, version);
+    return rec_change_one(r, st, rec_step_durable(r, st), "cannot delete firmware", err,
+                          "records: no firmware %s@%s", name, version);
 }
 
 int records_firmware_list(struct records *r, const char *chip, records_firmware_cb cb, void *ctx,
@@ -1955,13 +1921,13 @@ int records_firmware_list(struct records *r, const char *chip, records_firmware_
     ENTER(r, err);
     if ((ret = stmt_get(r, ST_FW_LIST, &st, err)) < 0)
         return ret;
-    bind_text(st, 1, chip);
-    while (next_row(r, st, &rc, &n)) {
+    rec_bind_text(st, 1, chip);
+    while (rec_next_row(r, st, &rc, &n)) {
         read_fw(st, &r->row.fw);
         if (cb && cb(&r->row.fw, ctx))
             break;
     }
-    return list_done(r, st, rc, n, "cannot list firmware", err);
+    return rec_list_done(r, st, rc, n, "cannot list firmware", err);
 }
 
 /* ---- counters ------------------------------------------------------------- */
@@ -1974,7 +1940,7 @@ int records_counters(struct records *r, int64_t since, struct records_counters *
     int64_t now;
     ENTER(r, err);
     if (!out)
-        return set_err(err, -EINVAL, "records: no output counters");
+        return rec_set_err(err, -EINVAL, "records: no output counters");
     memset(out, 0, sizeof(*out));
     if ((ret = stmt_get(r, ST_COUNT_STATES, &st, err)) < 0)
         return ret;
@@ -1984,8 +1950,8 @@ int records_counters(struct records *r, int64_t since, struct records_counters *
         if (records_job_state_from_string(rdb_column_text(st, 0), &s) == 0)
             out->by_state[s] = rdb_column_int64(st, 1);
     }
-    ret = rc == RDB_DONE ? 0 : db_err(r, err, rc, "cannot count jobs");
-    stmt_done(st);
+    ret = rc == RDB_DONE ? 0 : rec_db_err(r, err, rc, "cannot count jobs");
+    rec_stmt_done(st);
     if (ret < 0)
         return ret;
     out->passed = out->by_state[RECORDS_JOB_PASSED];
@@ -2001,9 +1967,9 @@ int records_counters(struct records *r, int64_t since, struct records_counters *
         out->boards_last_hour = rdb_column_int64(st, 0);
         ret = 0;
     } else {
-        ret = db_err(r, err, rc, "cannot count boards");
+        ret = rec_db_err(r, err, rc, "cannot count boards");
     }
-    stmt_done(st);
+    rec_stmt_done(st);
     return ret;
 }
 
@@ -2016,13 +1982,13 @@ int records_slot_flash_seconds(struct records *r, int64_t since, records_slot_st
     if ((ret = stmt_get(r, ST_SLOT_SECONDS, &st, err)) < 0)
         return ret;
     rdb_bind_int64(st, 1, since);
-    while (next_row(r, st, &rc, &n)) {
+    while (rec_next_row(r, st, &rc, &n)) {
         char slot[RECORDS_SLOT_LEN];
-        col_text(st, 0, slot, sizeof(slot));
+        rec_col_text(st, 0, slot, sizeof(slot));
         if (cb && cb(slot, rdb_column_double(st, 1), rdb_column_int64(st, 2), ctx))
             break;
     }
-    return list_done(r, st, rc, n, "cannot count slots", err);
+    return rec_list_done(r, st, rc, n, "cannot count slots", err);
 }
 
 /* ---- network OTA state ---------------------------------------------------- */
@@ -2041,52 +2007,53 @@ int records_board_ota_put(struct records *r, const struct records_board_ota *o,
     int ret;
     ENTER(r, err);
     if (!o)
-        return set_err(err, -EINVAL, "records: no OTA state");
-    if ((ret = check_array("OTA mac", o->mac, sizeof(o->mac), err)) < 0 ||
-        (ret = normalize_mac(o->mac, mac, err)) < 0 ||
-        (ret = check_array("OTA sketch_md5", o->sketch_md5, sizeof(o->sketch_md5), err)) < 0 ||
-        (ret = check_array("OTA sdk_version", o->sdk_version, sizeof(o->sdk_version), err)) < 0 ||
-        (ret = check_array("OTA served_md5", o->served_md5, sizeof(o->served_md5), err)) < 0 ||
-        (ret = check_array("OTA served_version", o->served_version, sizeof(o->served_version),
-                           err)) < 0 ||
-        (ret = check_array("OTA served_sketch_md5", o->served_sketch_md5,
-                           sizeof(o->served_sketch_md5), err)) < 0)
+        return rec_set_err(err, -EINVAL, "records: no OTA state");
+    if ((ret = rec_check_array("OTA mac", o->mac, sizeof(o->mac), err)) < 0 ||
+        (ret = rec_normalize_mac(o->mac, mac, err)) < 0 ||
+        (ret = rec_check_array("OTA sketch_md5", o->sketch_md5, sizeof(o->sketch_md5), err)) < 0 ||
+        (ret = rec_check_array("OTA sdk_version", o->sdk_version, sizeof(o->sdk_version), err)) <
+            0 ||
+        (ret = rec_check_array("OTA served_md5", o->served_md5, sizeof(o->served_md5), err)) < 0 ||
+        (ret = rec_check_array("OTA served_version", o->served_version, sizeof(o->served_version),
+                               err)) < 0 ||
+        (ret = rec_check_array("OTA served_sketch_md5", o->served_sketch_md5,
+                               sizeof(o->served_sketch_md5), err)) < 0)
         return ret;
     if ((ret = stmt_get(r, ST_OTA_PUT, &st, err)) < 0)
         return ret;
     rdb_bind_text(st, 1, mac);
-    bind_opt_int(st, 2, o->free_space);
-    bind_opt_int(st, 3, o->sketch_size);
-    bind_text(st, 4, o->sketch_md5);
-    bind_opt_int(st, 5, o->chip_size);
-    bind_text(st, 6, o->sdk_version);
-    bind_opt_int(st, 7, o->last_checkin > 0 ? o->last_checkin : -1);
+    rec_bind_opt_int(st, 2, o->free_space);
+    rec_bind_opt_int(st, 3, o->sketch_size);
+    rec_bind_text(st, 4, o->sketch_md5);
+    rec_bind_opt_int(st, 5, o->chip_size);
+    rec_bind_text(st, 6, o->sdk_version);
+    rec_bind_opt_int(st, 7, o->last_checkin > 0 ? o->last_checkin : -1);
     rdb_bind_int64(st, 8, o->checkins);
-    bind_text(st, 9, o->served_md5);
-    bind_text(st, 10, o->served_version);
-    bind_text(st, 11, o->served_sketch_md5);
-    bind_opt_int(st, 12, o->served_at > 0 ? o->served_at : -1);
-    bind_trunc(st, 13, o->problem, sizeof(o->problem));
-    return write_done(r, st, rdb_step(st), "cannot record OTA state", err);
+    rec_bind_text(st, 9, o->served_md5);
+    rec_bind_text(st, 10, o->served_version);
+    rec_bind_text(st, 11, o->served_sketch_md5);
+    rec_bind_opt_int(st, 12, o->served_at > 0 ? o->served_at : -1);
+    rec_bind_trunc(st, 13, o->problem, sizeof(o->problem));
+    return rec_write_done(r, st, rdb_step(st), "cannot record OTA state", err);
 }
 
 static void read_ota(struct rdb_stmt *st, void *out)
 {
     struct records_board_ota *o = out;
     records_board_ota_init(o);
-    col_text(st, 0, o->mac, sizeof(o->mac));
-    o->free_space = col_int(st, 1, -1);
-    o->sketch_size = col_int(st, 2, -1);
-    col_text(st, 3, o->sketch_md5, sizeof(o->sketch_md5));
-    o->chip_size = col_int(st, 4, -1);
-    col_text(st, 5, o->sdk_version, sizeof(o->sdk_version));
-    o->last_checkin = col_int(st, 6, 0);
-    o->checkins = col_int(st, 7, 0);
-    col_text(st, 8, o->served_md5, sizeof(o->served_md5));
-    col_text(st, 9, o->served_version, sizeof(o->served_version));
-    col_text(st, 10, o->served_sketch_md5, sizeof(o->served_sketch_md5));
-    o->served_at = col_int(st, 11, 0);
-    col_text(st, 12, o->problem, sizeof(o->problem));
+    rec_col_text(st, 0, o->mac, sizeof(o->mac));
+    o->free_space = rec_col_int(st, 1, -1);
+    o->sketch_size = rec_col_int(st, 2, -1);
+    rec_col_text(st, 3, o->sketch_md5, sizeof(o->sketch_md5));
+    o->chip_size = rec_col_int(st, 4, -1);
+    rec_col_text(st, 5, o->sdk_version, sizeof(o->sdk_version));
+    o->last_checkin = rec_col_int(st, 6, 0);
+    o->checkins = rec_col_int(st, 7, 0);
+    rec_col_text(st, 8, o->served_md5, sizeof(o->served_md5));
+    rec_col_text(st, 9, o->served_version, sizeof(o->served_version));
+    rec_col_text(st, 10, o->served_sketch_md5, sizeof(o->served_sketch_md5));
+    o->served_at = rec_col_int(st, 11, 0);
+    rec_col_text(st, 12, o->problem, sizeof(o->problem));
 }
 
 int records_board_ota_get(struct records *r, const char *mac, struct records_board_ota *out,
@@ -2097,14 +2064,14 @@ int records_board_ota_get(struct records *r, const char *mac, struct records_boa
     int ret;
     ENTER(r, err);
     if (!out)
-        return set_err(err, -EINVAL, "records: no output OTA state");
-    if ((ret = normalize_mac(mac, norm, err)) < 0)
+        return rec_set_err(err, -EINVAL, "records: no output OTA state");
+    if ((ret = rec_normalize_mac(mac, norm, err)) < 0)
         return ret;
     if ((ret = stmt_get(r, ST_OTA_GET, &st, err)) < 0)
         return ret;
     rdb_bind_text(st, 1, norm);
-    return get_one(r, st, read_ota, out, "cannot read OTA state", err,
-                   "records: no OTA state for %s", norm);
+    return rec_get_one(r, st, read_ota, out, "cannot read OTA state", err,
+                       "records: no OTA state for %s", norm);
 }
 
 int records_board_set_target(struct records *r, const char *mac, const char *target,
@@ -2114,16 +2081,16 @@ int records_board_set_target(struct records *r, const char *mac, const char *tar
     struct rdb_stmt *st;
     int ret;
     ENTER(r, err);
-    if ((ret = normalize_mac(mac, norm, err)) < 0)
+    if ((ret = rec_normalize_mac(mac, norm, err)) < 0)
         return ret;
     if (target && strlen(target) >= RECORDS_FIRMWARE_LEN)
-        return set_err(err, -EINVAL, "records: target firmware too long");
+        return rec_set_err(err, -EINVAL, "records: target firmware too long");
     if ((ret = stmt_get(r, ST_BOARD_SET_TARGET, &st, err)) < 0)
         return ret;
     rdb_bind_text(st, 1, norm);
-    bind_text(st, 2, target);
-    return change_one(r, st, rdb_step(st), "cannot set the target firmware", err,
-                      "records: no board %s", norm);
+    rec_bind_text(st, 2, target);
+    return rec_change_one(r, st, rdb_step(st), "cannot set the target firmware", err,
+                          "records: no board %s", norm);
 }
 
 /* ---- board notes and groups ----------------------------------------------- */
@@ -2135,14 +2102,14 @@ int records_board_set_notes(struct records *r, const char *mac, const char *note
     struct rdb_stmt *st;
     int ret;
     ENTER(r, err);
-    if ((ret = normalize_mac(mac, norm, err)) < 0)
+    if ((ret = rec_normalize_mac(mac, norm, err)) < 0)
         return ret;
     if ((ret = stmt_get(r, ST_BOARD_SET_NOTES, &st, err)) < 0)
         return ret;
     rdb_bind_text(st, 1, norm);
-    bind_trunc(st, 2, notes, RECORDS_TEXT_LEN);
-    return change_one(r, st, rdb_step(st), "cannot set the board's notes", err,
-                      "records: no board %s", norm);
+    rec_bind_trunc(st, 2, notes, RECORDS_TEXT_LEN);
+    return rec_change_one(r, st, rdb_step(st), "cannot set the board's notes", err,
+                          "records: no board %s", norm);
 }
 
 int records_slot_baud_limit_set(struct records *r, const char *slot_key, uint32_t baud,
@@ -2152,8 +2119,8 @@ int records_slot_baud_limit_set(struct records *r, const char *slot_key, uint32_
     int ret;
     ENTER(r, err);
     if (!slot_key || !*slot_key)
-        return set_err(err, -EINVAL, "records: slot key missing");
-    if ((ret = check_text("slot key", slot_key, RECORDS_TEXT_LEN, err)) < 0)
+        return rec_set_err(err, -EINVAL, "records: slot key missing");
+    if ((ret = rec_check_text("slot key", slot_key, RECORDS_TEXT_LEN, err)) < 0)
         return ret;
     if ((ret = stmt_get(r, baud ? ST_SLOT_BAUD_SET : ST_SLOT_BAUD_CLEAR, &st, err)) < 0)
         return ret;
@@ -2162,12 +2129,13 @@ int records_slot_baud_limit_set(struct records *r, const char *slot_key, uint32_
         rdb_bind_int64(st, 2, baud);
         rdb_bind_int64(st, 3, records_now_ms(r));
     }
-    return write_done(r, st, step_durable(r, st), "cannot store the slot's baud limit", err);
+    return rec_write_done(r, st, rec_step_durable(r, st), "cannot store the slot's baud limit",
+                          err);
 }
 
 static void read_baud(struct rdb_stmt *st, void *out)
 {
-    int64_t v = col_int(st, 0, 0);
+    int64_t v = rec_col_int(st, 0, 0);
     *(uint32_t *)out = v > 0 && v <= UINT32_MAX ? (uint32_t)v : 0;
 }
 
@@ -2179,14 +2147,14 @@ int records_slot_baud_limit_get(struct records *r, const char *slot_key, uint32_
     ENTER(r, err);
     *baud = 0;
     if (!slot_key || !*slot_key)
-        return set_err(err, -EINVAL, "records: slot key missing");
-    if ((ret = check_text("slot key", slot_key, RECORDS_TEXT_LEN, err)) < 0)
+        return rec_set_err(err, -EINVAL, "records: slot key missing");
+    if ((ret = rec_check_text("slot key", slot_key, RECORDS_TEXT_LEN, err)) < 0)
         return ret;
     if ((ret = stmt_get(r, ST_SLOT_BAUD_GET, &st, err)) < 0)
         return ret;
     rdb_bind_text(st, 1, slot_key);
-    ret = get_one(r, st, read_baud, baud, "cannot read the slot's baud limit", err,
-                  "records: no baud limit for slot %s", slot_key);
+    ret = rec_get_one(r, st, read_baud, baud, "cannot read the slot's baud limit", err,
+                      "records: no baud limit for slot %s", slot_key);
     return ret == -ENOENT ? 0 : ret;
 }
 
@@ -2195,20 +2163,20 @@ int records_slot_baud_limit_get(struct records *r, const char *slot_key, uint32_
 static int check_pool_key(const char *what, const char *s, struct records_error *err)
 {
     if (!s || !*s)
-        return set_err(err, -EINVAL, "records: %s missing", what);
-    return check_text(what, s, RECORDS_POOL_FILE_LEN, err);
+        return rec_set_err(err, -EINVAL, "records: %s missing", what);
+    return rec_check_text(what, s, RECORDS_POOL_FILE_LEN, err);
 }
 
 static void read_pool_item(struct rdb_stmt *st, void *out)
 {
     struct records_pool_item *it = out;
     memset(it, 0, sizeof(*it));
-    col_text(st, 0, it->pool, sizeof(it->pool));
-    col_text(st, 1, it->file, sizeof(it->file));
-    col_text(st, 2, it->mac, sizeof(it->mac));
-    col_text(st, 3, it->md5, sizeof(it->md5));
-    it->job_id = col_int(st, 4, 0);
-    it->assigned_at = col_int(st, 5, 0);
+    rec_col_text(st, 0, it->pool, sizeof(it->pool));
+    rec_col_text(st, 1, it->file, sizeof(it->file));
+    rec_col_text(st, 2, it->mac, sizeof(it->mac));
+    rec_col_text(st, 3, it->md5, sizeof(it->md5));
+    it->job_id = rec_col_int(st, 4, 0);
+    it->assigned_at = rec_col_int(st, 5, 0);
 }
 
 int records_pool_item_of(struct records *r, const char *pool, const char *mac,
@@ -2219,14 +2187,14 @@ int records_pool_item_of(struct records *r, const char *pool, const char *mac,
     int ret;
     ENTER(r, err);
     if ((ret = check_pool_key("pool name", pool, err)) < 0 ||
-        (ret = normalize_mac(mac, norm, err)) < 0)
+        (ret = rec_normalize_mac(mac, norm, err)) < 0)
         return ret;
     if ((ret = stmt_get(r, ST_POOL_OF_MAC, &st, err)) < 0)
         return ret;
     rdb_bind_text(st, 1, pool);
     rdb_bind_text(st, 2, norm);
-    return get_one(r, st, read_pool_item, out, "cannot read the pool", err,
-                   "records: %s has no file of pool %s", norm, pool);
+    return rec_get_one(r, st, read_pool_item, out, "cannot read the pool", err,
+                       "records: %s has no file of pool %s", norm, pool);
 }
 
 int records_pool_file_used(struct records *r, const char *pool, const char *file,
@@ -2243,8 +2211,8 @@ int records_pool_file_used(struct records *r, const char *pool, const char *file
     rdb_bind_text(st, 1, pool);
     rdb_bind_text(st, 2, file);
     int rc = rdb_step(st);
-    ret = rc == RDB_ROW ? 1 : rc == RDB_DONE ? 0 : db_err(r, err, rc, "cannot read the pool");
-    stmt_done(st);
+    ret = rc == RDB_ROW ? 1 : rc == RDB_DONE ? 0 : rec_db_err(r, err, rc, "cannot read the pool");
+    rec_stmt_done(st);
     return ret;
 }
 
@@ -2256,27 +2224,27 @@ int records_pool_assign(struct records *r, const struct records_pool_item *it,
     int ret;
     ENTER(r, err);
     if (!it)
-        return set_err(err, -EINVAL, "records: no pool item");
+        return rec_set_err(err, -EINVAL, "records: no pool item");
     if ((ret = check_pool_key("pool name", it->pool, err)) < 0 ||
         (ret = check_pool_key("pool file", it->file, err)) < 0 ||
-        (ret = normalize_mac(it->mac, norm, err)) < 0 ||
-        (ret = check_text("pool file md5", it->md5, sizeof(it->md5), err)) < 0)
+        (ret = rec_normalize_mac(it->mac, norm, err)) < 0 ||
+        (ret = rec_check_text("pool file md5", it->md5, sizeof(it->md5), err)) < 0)
         return ret;
     if ((ret = stmt_get(r, ST_POOL_ASSIGN, &st, err)) < 0)
         return ret;
     rdb_bind_text(st, 1, it->pool);
     rdb_bind_text(st, 2, it->file);
     rdb_bind_text(st, 3, norm);
-    bind_text(st, 4, it->md5);
-    bind_opt_int(st, 5, it->job_id > 0 ? it->job_id : -1);
+    rec_bind_text(st, 4, it->md5);
+    rec_bind_opt_int(st, 5, it->job_id > 0 ? it->job_id : -1);
     rdb_bind_int64(st, 6, records_now_ms(r));
-    int rc = step_durable(r, st);
+    int rc = rec_step_durable(r, st);
     if (rc == -EEXIST) {
-        stmt_done(st);
-        return set_err(err, -EEXIST, "records: %s of pool %s is taken, or %s already has one",
-                       it->file, it->pool, norm);
+        rec_stmt_done(st);
+        return rec_set_err(err, -EEXIST, "records: %s of pool %s is taken, or %s already has one",
+                           it->file, it->pool, norm);
     }
-    return write_done(r, st, rc, "cannot record the pool file", err);
+    return rec_write_done(r, st, rc, "cannot record the pool file", err);
 }
 
 int records_pool_count(struct records *r, const char *pool, int64_t *used,
@@ -2294,8 +2262,8 @@ int records_pool_count(struct records *r, const char *pool, int64_t *used,
     int rc = rdb_step(st);
     if (rc == RDB_ROW)
         *used = rdb_column_int64(st, 0);
-    ret = rc == RDB_ROW ? 0 : db_err(r, err, rc, "cannot count the pool");
-    stmt_done(st);
+    ret = rc == RDB_ROW ? 0 : rec_db_err(r, err, rc, "cannot count the pool");
+    rec_stmt_done(st);
     return ret;
 }
 
@@ -2306,18 +2274,18 @@ int records_pool_items_of_board(struct records *r, const char *mac, records_pool
     struct rdb_stmt *st;
     int rc, ret, n = 0;
     ENTER(r, err);
-    if ((ret = normalize_mac(mac, norm, err)) < 0)
+    if ((ret = rec_normalize_mac(mac, norm, err)) < 0)
         return ret;
     if ((ret = stmt_get(r, ST_POOL_OF_BOARD, &st, err)) < 0)
         return ret;
     rdb_bind_text(st, 1, norm);
-    while (next_row(r, st, &rc, &n)) {
+    while (rec_next_row(r, st, &rc, &n)) {
         struct records_pool_item it;
         read_pool_item(st, &it);
         if (cb && cb(&it, ctx))
             break;
     }
-    return list_done(r, st, rc, n, "cannot list the board's pool files", err);
+    return rec_list_done(r, st, rc, n, "cannot list the board's pool files", err);
 }
 
 bool records_group_name_ok(const char *name)
@@ -2338,7 +2306,7 @@ bool records_group_name_ok(const char *name)
 static int step_once(struct rdb_stmt *st)
 {
     int rc = rdb_step(st);
-    stmt_done(st);
+    rec_stmt_done(st);
     return rc == RDB_DONE ? 0 : rc < 0 ? rc : -EIO;
 }
 
@@ -2350,37 +2318,37 @@ int records_board_set_groups(struct records *r, const char *mac, const char *con
     size_t distinct = 0;
     int rc, ret;
     ENTER(r, err);
-    if ((ret = normalize_mac(mac, norm, err)) < 0)
+    if ((ret = rec_normalize_mac(mac, norm, err)) < 0)
         return ret;
     if (n && !names)
-        return set_err(err, -EINVAL, "records: no group names");
+        return rec_set_err(err, -EINVAL, "records: no group names");
     for (size_t i = 0; i < n; i++) {
         bool dup = false;
         if (!records_group_name_ok(names[i]))
-            return set_err(err, -EINVAL,
-                           "records: group name \"%.80s\" is not 1 to 64 of A-Z a-z 0-9 . _ -",
-                           names[i] ? names[i] : "(null)");
+            return rec_set_err(err, -EINVAL,
+                               "records: group name \"%.80s\" is not 1 to 64 of A-Z a-z 0-9 . _ -",
+                               names[i] ? names[i] : "(null)");
         for (size_t k = 0; k < i && !dup; k++)
             dup = strcmp(names[k], names[i]) == 0;
         distinct += !dup;
     }
     if (distinct > RECORDS_GROUPS_MAX)
-        return set_err(err, -EINVAL, "records: %zu groups, at most %d per board", distinct,
-                       RECORDS_GROUPS_MAX);
+        return rec_set_err(err, -EINVAL, "records: %zu groups, at most %d per board", distinct,
+                           RECORDS_GROUPS_MAX);
     if ((ret = stmt_get(r, ST_BOARD_EXISTS, &ex, err)) < 0 ||
         (ret = stmt_get(r, ST_GROUPS_CLEAR, &clear, err)) < 0 ||
         (ret = stmt_get(r, ST_GROUP_ADD, &add, err)) < 0)
         return ret;
     rdb_bind_text(ex, 1, norm);
     rc = rdb_step(ex);
-    stmt_done(ex);
+    rec_stmt_done(ex);
     if (rc == RDB_DONE)
-        return set_err(err, -ENOENT, "records: no board %s", norm);
+        return rec_set_err(err, -ENOENT, "records: no board %s", norm);
     if (rc != RDB_ROW)
-        return db_err(r, err, rc, "cannot read board");
+        return rec_db_err(r, err, rc, "cannot read board");
     rc = rdb_begin(r->db);
     if (rc < 0)
-        return db_err(r, err, rc, "cannot set the board's groups");
+        return rec_db_err(r, err, rc, "cannot set the board's groups");
     rdb_bind_text(clear, 1, norm);
     rc = step_once(clear);
     for (size_t i = 0; rc >= 0 && i < n; i++) {
@@ -2391,7 +2359,7 @@ int records_board_set_groups(struct records *r, const char *mac, const char *con
     if (rc >= 0)
         rc = rdb_commit(r->db);
     if (rc < 0) {
-        ret = db_err(r, err, rc, "cannot set the board's groups");
+        ret = rec_db_err(r, err, rc, "cannot set the board's groups");
         rdb_rollback(r->db);
         return ret;
     }
@@ -2423,30 +2391,31 @@ int records_bulk_create(struct records *r, struct records_bulk *b,
     int64_t now;
     ENTER(r, err);
     if (!b || (n && !boards))
-        return set_err(err, -EINVAL, "records: no bulk");
-    if ((ret = check_array("bulk firmware", b->firmware, sizeof(b->firmware), err)) < 0 ||
-        (ret = check_array("bulk version", b->version, sizeof(b->version), err)) < 0 ||
-        (ret = check_token("bulk method", b->method, sizeof(b->method), err)) < 0 ||
-        (ret = check_array("bulk state", b->state, sizeof(b->state), err)) < 0 ||
-        (ret = check_array("bulk user", b->user, sizeof(b->user), err)) < 0)
+        return rec_set_err(err, -EINVAL, "records: no bulk");
+    if ((ret = rec_check_array("bulk firmware", b->firmware, sizeof(b->firmware), err)) < 0 ||
+        (ret = rec_check_array("bulk version", b->version, sizeof(b->version), err)) < 0 ||
+        (ret = rec_check_token("bulk method", b->method, sizeof(b->method), err)) < 0 ||
+        (ret = rec_check_array("bulk state", b->state, sizeof(b->state), err)) < 0 ||
+        (ret = rec_check_array("bulk user", b->user, sizeof(b->user), err)) < 0)
         return ret;
     if (!memchr(b->selection, '\0', sizeof(b->selection)) ||
         !memchr(b->reason, '\0', sizeof(b->reason)))
-        return set_err(err, -EINVAL, "records: bulk text is not NUL-terminated");
-    if (b->selection[0] && !json_object_text(b->selection))
-        return set_err(err, -EINVAL, "records: bulk selection is not a JSON object");
+        return rec_set_err(err, -EINVAL, "records: bulk text is not NUL-terminated");
+    if (b->selection[0] && !rec_json_object_text(b->selection))
+        return rec_set_err(err, -EINVAL, "records: bulk selection is not a JSON object");
     if (!b->firmware[0])
-        return set_err(err, -EINVAL, "records: bulk firmware missing");
+        return rec_set_err(err, -EINVAL, "records: bulk firmware missing");
     for (size_t i = 0; i < n; i++) {
         char mac[RECORDS_MAC_LEN];
-        if ((ret = check_array("bulk board MAC", boards[i].mac, sizeof(boards[i].mac), err)) < 0 ||
-            (ret = normalize_mac(boards[i].mac, mac, err)) < 0)
+        if ((ret = rec_check_array("bulk board MAC", boards[i].mac, sizeof(boards[i].mac), err)) <
+                0 ||
+            (ret = rec_normalize_mac(boards[i].mac, mac, err)) < 0)
             return ret;
         if (!memchr(boards[i].state, '\0', sizeof(boards[i].state)) ||
             !bulk_board_state_ok(boards[i].state))
-            return set_err(err, -EINVAL, "records: bad bulk board state");
+            return rec_set_err(err, -EINVAL, "records: bad bulk board state");
         if (!memchr(boards[i].error, '\0', sizeof(boards[i].error)))
-            return set_err(err, -EINVAL, "records: bulk board error is not NUL-terminated");
+            return rec_set_err(err, -EINVAL, "records: bulk board error is not NUL-terminated");
     }
     if ((ret = stmt_get(r, ST_BULK_CREATE, &cr, err)) < 0 ||
         (ret = stmt_get(r, ST_BULK_BOARD_ADD, &add, err)) < 0)
@@ -2456,44 +2425,44 @@ int records_bulk_create(struct records *r, struct records_bulk *b,
     if (rc >= 0)
         rc = rdb_begin(r->db);
     if (rc < 0) {
-        ret = db_err(r, err, rc, "cannot record the bulk update");
+        ret = rec_db_err(r, err, rc, "cannot record the bulk update");
         rdb_set_durable(r->db, false);
         return ret;
     }
-    bind_text(cr, 1, b->firmware);
-    bind_text(cr, 2, b->version);
-    bind_text(cr, 3, b->method);
-    bind_text(cr, 4, b->selection);
+    rec_bind_text(cr, 1, b->firmware);
+    rec_bind_text(cr, 2, b->version);
+    rec_bind_text(cr, 3, b->method);
+    rec_bind_text(cr, 4, b->selection);
     rdb_bind_int64(cr, 5, b->port);
     rdb_bind_int64(cr, 6, b->concurrency);
     rdb_bind_int64(cr, 7, b->retries);
     rdb_bind_int64(cr, 8, b->timeout_s);
     rdb_bind_double(cr, 9, b->max_failure_rate);
     rdb_bind_int64(cr, 10, b->password_given ? 1 : 0);
-    bind_text(cr, 11, b->state[0] ? b->state : "running");
-    bind_trunc(cr, 12, b->reason, RECORDS_TEXT_LEN);
+    rec_bind_text(cr, 11, b->state[0] ? b->state : "running");
+    rec_bind_trunc(cr, 12, b->reason, RECORDS_TEXT_LEN);
     rdb_bind_int64(cr, 13, now);
-    bind_text(cr, 14, b->user);
+    rec_bind_text(cr, 14, b->user);
     rdb_bind_int64(cr, 15, b->filesystem ? 1 : 0);
     int64_t id = 0;
-    rc = step_insert_id(r, cr, false, &id);
-    stmt_done(cr);
+    rc = rec_step_insert_id(r, cr, false, &id);
+    rec_stmt_done(cr);
     for (size_t i = 0; rc >= 0 && i < n; i++) {
         char mac[RECORDS_MAC_LEN];
-        normalize_mac(boards[i].mac, mac, NULL);
+        rec_normalize_mac(boards[i].mac, mac, NULL);
         rdb_bind_int64(add, 1, id);
         rdb_bind_int64(add, 2, (int64_t)i);
         rdb_bind_text(add, 3, mac);
-        bind_text(add, 4, boards[i].state);
+        rec_bind_text(add, 4, boards[i].state);
         rdb_bind_int64(add, 5, boards[i].attempts);
-        bind_opt_int(add, 6, boards[i].job_id > 0 ? boards[i].job_id : -1);
-        bind_trunc(add, 7, boards[i].error, RECORDS_TEXT_LEN);
+        rec_bind_opt_int(add, 6, boards[i].job_id > 0 ? boards[i].job_id : -1);
+        rec_bind_trunc(add, 7, boards[i].error, RECORDS_TEXT_LEN);
         rc = step_once(add);
     }
     if (rc >= 0)
         rc = rdb_commit(r->db);
     if (rc < 0) {
-        ret = db_err(r, err, rc, "cannot record the bulk update");
+        ret = rec_db_err(r, err, rc, "cannot record the bulk update");
         rdb_rollback(r->db);
         rdb_set_durable(r->db, false);
         return ret;
@@ -2513,20 +2482,21 @@ int records_bulk_set_state(struct records *r, int64_t id, const char *state, con
     struct rdb_stmt *st;
     int ret;
     ENTER(r, err);
-    if ((ret = check_token("bulk state", state, RECORDS_STATE_LEN, err)) < 0)
+    if ((ret = rec_check_token("bulk state", state, RECORDS_STATE_LEN, err)) < 0)
         return ret;
     if ((ret = stmt_get(r, ST_BULK_SET_STATE, &st, err)) < 0)
         return ret;
     bool final = bulk_state_final(state);
     rdb_bind_int64(st, 1, id);
-    bind_text(st, 2, state);
-    bind_trunc(st, 3, reason, RECORDS_TEXT_LEN);
+    rec_bind_text(st, 2, state);
+    rec_bind_trunc(st, 3, reason, RECORDS_TEXT_LEN);
     if (final)
         rdb_bind_int64(st, 4, records_now_ms(r));
     else
         rdb_bind_null(st, 4);
-    return change_one(r, st, final ? step_durable(r, st) : rdb_step(st),
-                      "cannot record the bulk state", err, "records: no bulk %lld", (long long)id);
+    return rec_change_one(r, st, final ? rec_step_durable(r, st) : rdb_step(st),
+                          "cannot record the bulk state", err, "records: no bulk %lld",
+                          (long long)id);
 }
 
 int records_bulk_board_put(struct records *r, int64_t bulk_id, const struct records_bulk_board *bb,
@@ -2537,52 +2507,52 @@ int records_bulk_board_put(struct records *r, int64_t bulk_id, const struct reco
     int ret;
     ENTER(r, err);
     if (!bb)
-        return set_err(err, -EINVAL, "records: no bulk board");
-    if ((ret = check_array("bulk board MAC", bb->mac, sizeof(bb->mac), err)) < 0 ||
-        (ret = normalize_mac(bb->mac, mac, err)) < 0)
+        return rec_set_err(err, -EINVAL, "records: no bulk board");
+    if ((ret = rec_check_array("bulk board MAC", bb->mac, sizeof(bb->mac), err)) < 0 ||
+        (ret = rec_normalize_mac(bb->mac, mac, err)) < 0)
         return ret;
     if (!memchr(bb->state, '\0', sizeof(bb->state)) || !bulk_board_state_ok(bb->state) ||
         !memchr(bb->error, '\0', sizeof(bb->error)))
-        return set_err(err, -EINVAL, "records: bad bulk board state");
+        return rec_set_err(err, -EINVAL, "records: bad bulk board state");
     if ((ret = stmt_get(r, ST_BULK_BOARD_PUT, &st, err)) < 0)
         return ret;
     rdb_bind_int64(st, 1, bulk_id);
     rdb_bind_text(st, 2, mac);
-    bind_text(st, 3, bb->state);
+    rec_bind_text(st, 3, bb->state);
     rdb_bind_int64(st, 4, bb->attempts);
-    bind_opt_int(st, 5, bb->job_id > 0 ? bb->job_id : -1);
-    bind_trunc(st, 6, bb->error, RECORDS_TEXT_LEN);
-    return change_one(r, st, rdb_step(st), "cannot record the bulk board", err,
-                      "records: no board %s in bulk %lld", mac, (long long)bulk_id);
+    rec_bind_opt_int(st, 5, bb->job_id > 0 ? bb->job_id : -1);
+    rec_bind_trunc(st, 6, bb->error, RECORDS_TEXT_LEN);
+    return rec_change_one(r, st, rdb_step(st), "cannot record the bulk board", err,
+                          "records: no board %s in bulk %lld", mac, (long long)bulk_id);
 }
 
 static void read_bulk(struct rdb_stmt *st, void *out)
 {
     struct records_bulk *b = out;
     memset(b, 0, sizeof(*b));
-    b->id = col_int(st, 0, 0);
-    col_text(st, 1, b->firmware, sizeof(b->firmware));
-    col_text(st, 2, b->version, sizeof(b->version));
-    col_text(st, 3, b->method, sizeof(b->method));
-    col_text(st, 4, b->selection, sizeof(b->selection));
-    b->port = (int)col_int(st, 5, 0);
-    b->concurrency = (int)col_int(st, 6, 0);
-    b->retries = (int)col_int(st, 7, 0);
-    b->timeout_s = (int)col_int(st, 8, 0);
-    b->max_failure_rate = col_real(st, 9, 0);
-    b->password_given = col_int(st, 10, 0) != 0;
-    col_text(st, 11, b->state, sizeof(b->state));
-    col_text(st, 12, b->reason, sizeof(b->reason));
-    b->created_at = col_int(st, 13, 0);
-    b->ended_at = col_int(st, 14, 0);
-    col_text(st, 15, b->user, sizeof(b->user));
-    b->filesystem = col_int(st, 16, 0) != 0;
-    b->total = col_int(st, 17, 0);
-    b->pending = col_int(st, 18, 0);
-    b->running = col_int(st, 19, 0);
-    b->passed = col_int(st, 20, 0);
-    b->failed = col_int(st, 21, 0);
-    b->skipped = col_int(st, 22, 0);
+    b->id = rec_col_int(st, 0, 0);
+    rec_col_text(st, 1, b->firmware, sizeof(b->firmware));
+    rec_col_text(st, 2, b->version, sizeof(b->version));
+    rec_col_text(st, 3, b->method, sizeof(b->method));
+    rec_col_text(st, 4, b->selection, sizeof(b->selection));
+    b->port = (int)rec_col_int(st, 5, 0);
+    b->concurrency = (int)rec_col_int(st, 6, 0);
+    b->retries = (int)rec_col_int(st, 7, 0);
+    b->timeout_s = (int)rec_col_int(st, 8, 0);
+    b->max_failure_rate = rec_col_real(st, 9, 0);
+    b->password_given = rec_col_int(st, 10, 0) != 0;
+    rec_col_text(st, 11, b->state, sizeof(b->state));
+    rec_col_text(st, 12, b->reason, sizeof(b->reason));
+    b->created_at = rec_col_int(st, 13, 0);
+    b->ended_at = rec_col_int(st, 14, 0);
+    rec_col_text(st, 15, b->user, sizeof(b->user));
+    b->filesystem = rec_col_int(st, 16, 0) != 0;
+    b->total = rec_col_int(st, 17, 0);
+    b->pending = rec_col_int(st, 18, 0);
+    b->running = rec_col_int(st, 19, 0);
+    b->passed = rec_col_int(st, 20, 0);
+    b->failed = rec_col_int(st, 21, 0);
+    b->skipped = rec_col_int(st, 22, 0);
 }
 
 int records_bulk_get(struct records *r, int64_t id, struct records_bulk *out,
@@ -2592,12 +2562,12 @@ int records_bulk_get(struct records *r, int64_t id, struct records_bulk *out,
     int ret;
     ENTER(r, err);
     if (!out)
-        return set_err(err, -EINVAL, "records: no output bulk");
+        return rec_set_err(err, -EINVAL, "records: no output bulk");
     if ((ret = stmt_get(r, ST_BULK_GET, &st, err)) < 0)
         return ret;
     rdb_bind_int64(st, 1, id);
-    return get_one(r, st, read_bulk, out, "cannot read the bulk update", err,
-                   "records: no bulk %lld", (long long)id);
+    return rec_get_one(r, st, read_bulk, out, "cannot read the bulk update", err,
+                       "records: no bulk %lld", (long long)id);
 }
 
 int records_bulk_boards(struct records *r, int64_t id, records_bulk_board_cb cb, void *ctx,
@@ -2611,18 +2581,18 @@ int records_bulk_boards(struct records *r, int64_t id, records_bulk_board_cb cb,
     if ((ret = stmt_get(r, ST_BULK_BOARDS, &st, err)) < 0)
         return ret;
     rdb_bind_int64(st, 1, id);
-    while (next_row(r, st, &rc, &n)) {
+    while (rec_next_row(r, st, &rc, &n)) {
         struct records_bulk_board *bb = &r->row.bulk_board;
         memset(bb, 0, sizeof(*bb));
-        col_text(st, 0, bb->mac, sizeof(bb->mac));
-        col_text(st, 1, bb->state, sizeof(bb->state));
-        bb->attempts = (int)col_int(st, 2, 0);
-        bb->job_id = col_int(st, 3, 0);
-        col_text(st, 4, bb->error, sizeof(bb->error));
+        rec_col_text(st, 0, bb->mac, sizeof(bb->mac));
+        rec_col_text(st, 1, bb->state, sizeof(bb->state));
+        bb->attempts = (int)rec_col_int(st, 2, 0);
+        bb->job_id = rec_col_int(st, 3, 0);
+        rec_col_text(st, 4, bb->error, sizeof(bb->error));
         if (cb && cb(bb, ctx))
             break;
     }
-    return list_done(r, st, rc, n, "cannot list bulk boards", err);
+    return rec_list_done(r, st, rc, n, "cannot list bulk boards", err);
 }
 
 int records_bulk_list(struct records *r, const char *state, int limit, records_bulk_cb cb,
@@ -2633,12 +2603,12 @@ int records_bulk_list(struct records *r, const char *state, int limit, records_b
     ENTER(r, err);
     if ((ret = stmt_get(r, ST_BULK_LIST, &st, err)) < 0)
         return ret;
-    bind_text(st, 1, state);
+    rec_bind_text(st, 1, state);
     rdb_bind_int64(st, 2, limit > 0 ? limit : NO_LIMIT);
-    while (next_row(r, st, &rc, &n)) {
+    while (rec_next_row(r, st, &rc, &n)) {
         read_bulk(st, &r->row.bulk);
         if (cb && cb(&r->row.bulk, ctx))
             break;
     }
-    return list_done(r, st, rc, n, "cannot list bulks", err);
+    return rec_list_done(r, st, rc, n, "cannot list bulks", err);
 }

@@ -58,6 +58,7 @@ struct records;
 #define RECORDS_TEXT_LEN 512 /* error message/advice, log line, notes */
 #define RECORDS_EVENT_DATA_LEN 2048
 #define RECORDS_MANIFEST_LEN 16384
+#define RECORDS_STATION_LEN 64 /* a station's name in a line ([A-Za-z0-9._-]) */
 #define RECORDS_TIME_LEN 32
 #define RECORDS_GROUP_LEN 65  /* board group name: [A-Za-z0-9._-], 1..64 chars */
 #define RECORDS_GROUPS_MAX 16 /* groups per board */
@@ -85,8 +86,9 @@ int records_open(const char *path, struct records **out, struct records_error *e
  * one file, one station. PostgreSQL is for a line of stations; its target is a
  * libpq connection string ("host=db1 dbname=line user=station" or a
  * postgresql:// URI). On PostgreSQL, records_open_backend() connects, applies
- * the same schema versions, and takes a session advisory lock (one store per
- * database until stations share it: -EBUSY "in use by another process"); it
+ * the same schema versions, and takes a session advisory lock for its station
+ * (records_open_station; unnamed stores share one: -EBUSY "in use by another
+ * process"); it
  * fails with -ECONNREFUSED/-EHOSTUNREACH/-ETIMEDOUT/-EACCES/-ENOENT (no such
  * database)/-EIO and a message naming the server, the DSN without its password
  * and what to check when the database cannot be reached. Timestamps, limits,
@@ -103,6 +105,19 @@ enum records_backend {
 
 int records_open_backend(enum records_backend backend, const char *target, struct records **out,
                          struct records_error *err);
+/* As records_open_backend, as the station `station` of a line ([A-Za-z0-9._-],
+ * 1..63 characters; -EINVAL otherwise): its jobs and events carry the name, and
+ * the crash recovery at open interrupts only the jobs this station left running
+ * (and those of no station, written before schema 7). On PostgreSQL the lock
+ * taken is this station's (-EBUSY "in use by another process" when another
+ * process runs as the same station); stations with other names share the
+ * database. NULL or "": no name (the store's every unfinished job is its own). */
+int records_open_station(enum records_backend backend, const char *target, const char *station,
+                         struct records **out, struct records_error *err);
+/* The name the store was opened as ("" for none). */
+const char *records_station(const struct records *r);
+/* Checks a station name as records_open_station does. */
+bool records_station_name_ok(const char *name);
 const char *records_backend_to_string(enum records_backend b); /* "sqlite", "postgresql" */
 /* -EINVAL for an unknown name. */
 int records_backend_from_string(const char *name, enum records_backend *out);
@@ -405,7 +420,8 @@ struct records_job {
     int64_t wire_bytes;
     double kbps; /* -1 unknown */
     int retries;
-    double seconds; /* -1 unknown */
+    double seconds;                    /* -1 unknown */
+    char station[RECORDS_STATION_LEN]; /* the station that ran it ("" before schema 7) */
 };
 
 int records_job_get(struct records *r, int64_t id, struct records_job *out,
@@ -471,6 +487,7 @@ struct records_event {
     char slot[RECORDS_SLOT_LEN];
     int64_t job_id;                    /* 0 = none */
     char data[RECORDS_EVENT_DATA_LEN]; /* JSON, "" when none */
+    char station[RECORDS_STATION_LEN]; /* the station that wrote it ("" before schema 7) */
 };
 
 typedef int (*records_event_cb)(const struct records_event *e, void *ctx);

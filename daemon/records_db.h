@@ -93,9 +93,11 @@ struct rdb_stmt {
 int rdb_sqlite_open(const char *path, int latest, struct rdb **out, char *msg, size_t msg_size);
 
 /* Connects to PostgreSQL with a libpq connection string ("host=... dbname=..."
- * or a postgresql:// URI), takes the store's advisory lock (-EBUSY when held)
- * and checks the database is ours or empty (-EBADMSG). msg as above. */
-int rdb_pg_open(const char *dsn, struct rdb **out, char *msg, size_t msg_size);
+ * or a postgresql:// URI), takes the advisory lock of the station (its name,
+ * "" for an unnamed store; -EBUSY when another session holds it: stations of
+ * other names share the database) and checks the database is ours or empty
+ * (-EBADMSG). msg as above. */
+int rdb_pg_open(const char *dsn, const char *station, struct rdb **out, char *msg, size_t msg_size);
 
 /* The schema of each dialect: migrations[i] takes version i to i + 1. */
 extern const char *const rdb_sqlite_migrations[];

@@ -9,10 +9,11 @@
  *    parameter's type from its first use (records.c writes "col = ?1 OR ?1 IS
  *    NULL" for that reason). Values travel as text; a parameter not bound is
  *    NULL.
- *  - A session advisory lock (key "ESPR") is held while open: one store per
- *    database, as SQLite's lock file is one per data directory, until the
- *    stations of a line share it (issue 12: job ownership by station). Crash
- *    recovery at open would otherwise interrupt another station's jobs.
+ *  - The stations of a line share the database. Each holds a session advisory
+ *    lock on (key "ESPR", hashtext(its name)) while open: two processes running
+ *    as the same station would interrupt each other's jobs at open (crash
+ *    recovery is per station). Migrations run under a transaction-scoped lock
+ *    on the key alone, so stations starting together migrate one at a time.
  *  - The schema version lives in table records_schema. A database holding other
  *    tables but no records_schema belongs to something else and is refused.
  *  - Events are append-only: a trigger raises on UPDATE and DELETE.
@@ -34,6 +35,7 @@
 
 /* "ESPR", as SQLite's application_id: the advisory lock's key. */
 #define RECORDS_PG_LOCK_KEY 0x45535052
+#define LOCK_KEY_SQL "1163087954" /* RECORDS_PG_LOCK_KEY in decimal, for SQL texts */
 #define RECORDS_PG_CONNECT_TIMEOUT "10"
 #define RECORDS_PG_LOCK_TRIES 20 /* 100 ms apart */
 #define RECORDS_PG_RETRY_MS 2000 /* between reconnect attempts */
@@ -149,9 +151,30 @@ const char *const rdb_pg_migrations[] = {
     "        AND e.kind = 'board.online' AND e.data::json->>'source' = 'boot-check'"
     "        ORDER BY e.id DESC LIMIT 1);"
     "CREATE INDEX boards_target ON boards (target_firmware);",
+    /* 7: a line of stations (see records_sqlite.c) */
+    "ALTER TABLE jobs ADD COLUMN station text COLLATE \"C\";"
+    "ALTER TABLE events ADD COLUMN station text COLLATE \"C\";"
+    "CREATE INDEX jobs_station ON jobs (station, state);"
+    "CREATE TABLE stations ("
+    "  name text COLLATE \"C\" PRIMARY KEY NOT NULL CHECK (length(name) BETWEEN 1 AND 63),"
+    "  address text, version text, started_at bigint,"
+    "  heartbeat_at bigint NOT NULL, status text);"
+    "CREATE TABLE serials ("
+    "  profile text COLLATE \"C\" NOT NULL, number bigint NOT NULL CHECK (number >= 0),"
+    "  text text NOT NULL, mac text COLLATE \"C\" NOT NULL CHECK (length(mac) = 17),"
+    "  job_id bigint, station text, assigned_at bigint NOT NULL,"
+    "  PRIMARY KEY (profile, number));"
+    "CREATE UNIQUE INDEX serials_mac ON serials (profile, mac);"
+    "CREATE INDEX serials_board ON serials (mac);"
+    "CREATE TABLE blobs ("
+    "  sha256 text COLLATE \"C\" NOT NULL CHECK (length(sha256) = 64), size bigint NOT NULL,"
+    "  station text COLLATE \"C\" NOT NULL, created_at bigint NOT NULL,"
+    "  PRIMARY KEY (sha256, station));"
+    "ALTER TABLE bulks ADD COLUMN owner text;"
+    "ALTER TABLE bulks ADD COLUMN lease_until bigint;",
 };
 
-_Static_assert(sizeof(rdb_pg_migrations) / sizeof(rdb_pg_migrations[0]) == 6,
+_Static_assert(sizeof(rdb_pg_migrations) / sizeof(rdb_pg_migrations[0]) == 7,
                "rdb_pg_migrations must have a step for every SQLite schema version");
 
 struct pdb {
@@ -159,7 +182,8 @@ struct pdb {
     PGconn *conn;
     unsigned next_name;
     unsigned gen;     /* connection generation: bumped by a reconnect */
-    bool locked;      /* holds the store's advisory lock */
+    bool locked;      /* holds the station's advisory lock */
+    char station[64]; /* its name ("" for an unnamed store) */
     bool in_txn;      /* between begin and commit/rollback */
     int64_t next_try; /* monotonic ms: no reconnect attempt before */
     int64_t changes;
@@ -544,8 +568,14 @@ static int p_get_version(struct rdb *db, int64_t *version)
 {
     struct pdb *d = PDB(db);
     char buf[32];
-    int ret = query_text(d, "SELECT to_regclass('records_schema') IS NOT NULL", buf, sizeof(buf));
+    int ret = 0;
     *version = 0;
+    /* In the migration's transaction: one station migrates at a time (the lock
+     * ends with the transaction). */
+    if (d->in_txn)
+        ret = query_text(d, "SELECT pg_advisory_xact_lock(" LOCK_KEY_SQL ")", buf, sizeof(buf));
+    if (ret >= 0)
+        ret = query_text(d, "SELECT to_regclass('records_schema') IS NOT NULL", buf, sizeof(buf));
     if (ret < 0 || strcmp(buf, "t") != 0)
         return ret;
     ret = query_text(d, "SELECT coalesce(max(version), 0) FROM records_schema", buf, sizeof(buf));
@@ -587,9 +617,10 @@ static void p_close(struct rdb *db)
         /* Released here, not left to the server's end of the session, which
          * comes a moment after PQfinish: a restart must find it free. */
         if (d->locked && PQstatus(d->conn) == CONNECTION_OK) {
-            char sql[64];
-            snprintf(sql, sizeof(sql), "SELECT pg_advisory_unlock(%d)", RECORDS_PG_LOCK_KEY);
-            PQclear(PQexec(d->conn, sql));
+            const char *vals[1] = {d->station};
+            PQclear(PQexecParams(d->conn,
+                                 "SELECT pg_advisory_unlock(" LOCK_KEY_SQL ", hashtext($1))", 1,
+                                 NULL, vals, NULL, NULL, 0));
         }
         PQfinish(d->conn);
     }
@@ -614,15 +645,18 @@ static int session_setup(struct pdb *d)
     return 0;
 }
 
-/* The store's advisory lock: 1 taken, 0 held by another session, < 0 error. */
+/* The station's advisory lock: 1 taken, 0 held by another session, < 0 error. */
 static int try_lock(struct pdb *d)
 {
-    char sql[64], buf[8];
-    int ret;
-    snprintf(sql, sizeof(sql), "SELECT pg_try_advisory_lock(%d)", RECORDS_PG_LOCK_KEY);
-    ret = query_text(d, sql, buf, sizeof(buf));
-    if (ret < 0)
-        return ret;
+    const char *vals[1] = {d->station};
+    char buf[8];
+    PGresult *res =
+        PQexecParams(d->conn, "SELECT pg_try_advisory_lock(" LOCK_KEY_SQL ", hashtext($1))", 1,
+                     NULL, vals, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        return fail_res(d, res);
+    snprintf(buf, sizeof(buf), "%s", PQntuples(res) > 0 ? PQgetvalue(res, 0, 0) : "");
+    PQclear(res);
     d->locked = strcmp(buf, "t") == 0;
     return d->locked;
 }
@@ -674,8 +708,8 @@ static int ensure_conn(struct pdb *d)
     if ((ret = try_lock(d)) < 0)
         return ret;
     if (!ret) {
-        set_msg(d, "another process took the records database while this station's "
-                   "connection was down; restart this station with its own dbname");
+        set_msg(d, "another process took this station's name in the records database while "
+                   "its connection was down; give every station of the line its own name");
         return -EBUSY;
     }
     return 0;
@@ -729,7 +763,7 @@ static int connect_errno(const char *m)
     return -EIO;
 }
 
-int rdb_pg_open(const char *dsn, struct rdb **out, char *msg, size_t msg_size)
+int rdb_pg_open(const char *dsn, const char *station, struct rdb **out, char *msg, size_t msg_size)
 {
     /* Defaults first: a key the connection string repeats overrides them. */
     const char *const keys[] = {"connect_timeout", "application_name", "dbname", NULL};
@@ -744,6 +778,7 @@ int rdb_pg_open(const char *dsn, struct rdb **out, char *msg, size_t msg_size)
         return -ENOMEM;
     }
     d->base.ops = &pg_ops;
+    snprintf(d->station, sizeof(d->station), "%s", station ? station : "");
     d->conn = PQconnectdbParams(keys, vals, 1);
     if (!d->conn || PQstatus(d->conn) != CONNECTION_OK) {
         set_msg(d, d->conn ? PQerrorMessage(d->conn) : "out of memory");
@@ -775,9 +810,10 @@ int rdb_pg_open(const char *dsn, struct rdb **out, char *msg, size_t msg_size)
     }
     if (ret == 0) {
         snprintf(msg, msg_size,
-                 "records: PostgreSQL database %s on %s is in use by another process (an "
-                 "espstationd; one station per database for now: give each its own dbname)",
-                 PQdb(d->conn), PQhost(d->conn) ? PQhost(d->conn) : "?");
+                 "records: PostgreSQL database %s on %s is in use by another process as "
+                 "station \"%s\" (an espstationd; every station of a line needs its own "
+                 "name: set \"station\" in each one's config)",
+                 PQdb(d->conn), PQhost(d->conn) ? PQhost(d->conn) : "?", d->station);
         ret = -EBUSY;
         goto fail;
     }

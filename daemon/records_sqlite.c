@@ -159,6 +159,32 @@ const char *const rdb_sqlite_migrations[] = {
     "        AND e.kind = 'board.online' AND json_extract(e.data, '$.source') = 'boot-check'"
     "        ORDER BY e.id DESC LIMIT 1);"
     "CREATE INDEX boards_target ON boards (target_firmware);",
+    /* 7: a line of stations sharing one database (in practice PostgreSQL; the
+     * same schema here): the station that ran each job and wrote each event;
+     * the stations' heartbeats and status (the line view); serial numbers
+     * allocated per profile, one per board; content-addressed firmware files
+     * (SHA-256) and which stations hold them; the station that owns a bulk
+     * update and until when its lease runs. */
+    "ALTER TABLE jobs ADD COLUMN station TEXT;"
+    "ALTER TABLE events ADD COLUMN station TEXT;"
+    "CREATE INDEX jobs_station ON jobs (station, state);"
+    "CREATE TABLE stations ("
+    "  name TEXT PRIMARY KEY NOT NULL CHECK (length(name) BETWEEN 1 AND 63),"
+    "  address TEXT, version TEXT, started_at INTEGER,"
+    "  heartbeat_at INTEGER NOT NULL, status TEXT) WITHOUT ROWID;"
+    "CREATE TABLE serials ("
+    "  profile TEXT NOT NULL, number INTEGER NOT NULL CHECK (number >= 0),"
+    "  text TEXT NOT NULL, mac TEXT NOT NULL CHECK (length(mac) = 17),"
+    "  job_id INTEGER, station TEXT, assigned_at INTEGER NOT NULL,"
+    "  PRIMARY KEY (profile, number)) WITHOUT ROWID;"
+    "CREATE UNIQUE INDEX serials_mac ON serials (profile, mac);"
+    "CREATE INDEX serials_board ON serials (mac);"
+    "CREATE TABLE blobs ("
+    "  sha256 TEXT NOT NULL CHECK (length(sha256) = 64), size INTEGER NOT NULL,"
+    "  station TEXT NOT NULL, created_at INTEGER NOT NULL,"
+    "  PRIMARY KEY (sha256, station)) WITHOUT ROWID;"
+    "ALTER TABLE bulks ADD COLUMN owner TEXT;"
+    "ALTER TABLE bulks ADD COLUMN lease_until INTEGER;",
 };
 
 const int rdb_migrations_count =

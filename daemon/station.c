@@ -68,6 +68,8 @@ struct station_req {
 /* ---- small helpers ------------------------------------------------------------ */
 
 /* Copies src into dst[n], truncating (on a byte boundary; inputs here are ASCII). */
+static void st_resolve_name(struct station *st);
+
 static void scopy(char *dst, size_t n, const char *src)
 {
     size_t k = strnlen(src, n - 1);
@@ -1547,12 +1549,14 @@ int station_new(const struct station_options *o, struct loop *loop, struct stati
     char path[PATH_MAX + 16];
     snprintf(path, sizeof(path), "%s/records.db", st->data_dir);
     struct records_error re;
+    st_resolve_name(st);
     if (st->cfg->records.postgresql) {
         /* A line's shared database: re.message names the server and what to check. */
-        rc = records_open_backend(RECORDS_BACKEND_POSTGRESQL, st->cfg->records.dsn, &st->rec, &re);
-        snprintf(path, sizeof(path), "PostgreSQL");
+        rc = records_open_station(RECORDS_BACKEND_POSTGRESQL, st->cfg->records.dsn, st->name,
+                                  &st->rec, &re);
+        snprintf(path, sizeof(path), "PostgreSQL, station %s", st->name);
     } else {
-        rc = records_open(path, &st->rec, &re);
+        rc = records_open_station(RECORDS_BACKEND_SQLITE, path, st->name, &st->rec, &re);
     }
     if (rc < 0) {
         snprintf(err, errlen, "%s", re.message);
@@ -1569,8 +1573,8 @@ int station_new(const struct station_options *o, struct loop *loop, struct stati
         goto fail;
     st_load_overlay_file(st);
     loop_set_msg_handler(loop, on_message, destroy_message, st);
-    log_msg(LOG_LEVEL_INFO, "data directory %s (records %s, firmware %s)", st->data_dir, path,
-            catalog_root(st->cat));
+    log_msg(LOG_LEVEL_INFO, "station %s: data directory %s (records %s, firmware %s)", st->name,
+            st->data_dir, path, catalog_root(st->cat));
     if (!st->stub_dir[0])
         log_msg(LOG_LEVEL_WARN, "no flasher stub directory: ROM-only flashing (slower)");
     check_profiles(st);
@@ -1885,6 +1889,34 @@ const struct config *station_config(const struct station *st)
 const struct slot_table *station_slots(const struct station *st)
 {
     return &st->slots;
+}
+
+/* config "station", else the host name with characters a station name cannot
+ * hold turned into '-' ("station" when even that is empty). */
+static void st_resolve_name(struct station *st)
+{
+    char host[256] = "";
+    size_t n = 0;
+    if (st->cfg->station) {
+        snprintf(st->name, sizeof(st->name), "%s", st->cfg->station);
+        return;
+    }
+    if (gethostname(host, sizeof(host) - 1) < 0)
+        host[0] = '\0';
+    for (const char *p = host; *p && n + 1 < sizeof(st->name); p++) {
+        char c = *p;
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '_' || c == '-';
+        st->name[n++] = ok ? c : '-';
+    }
+    st->name[n] = '\0';
+    if (!records_station_name_ok(st->name))
+        snprintf(st->name, sizeof(st->name), "station");
+}
+
+const char *station_name(const struct station *st)
+{
+    return st->name;
 }
 
 const char *station_data_dir(const struct station *st)

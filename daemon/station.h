@@ -97,6 +97,8 @@ struct catalog *station_catalog(struct station *st);
 const struct config *station_config(const struct station *st);
 const struct slot_table *station_slots(const struct station *st);
 const char *station_data_dir(const struct station *st);
+/* This station's name in the line: config "station", else the host name. */
+const char *station_name(const struct station *st);
 bool station_stopping(const struct station *st);
 /* Jobs running now / slots waiting for a job place. */
 int station_running(const struct station *st);

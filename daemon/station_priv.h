@@ -32,6 +32,7 @@ struct station {
     char stub_env[PATH_MAX];   /* $ESPSTATION_STUB_DIR, "" none */
     char stub_build[PATH_MAX]; /* the build's default, "" none */
     char data_override[PATH_MAX];
+    char name[64]; /* this station's name in the line (config "station", else the host name) */
     struct config *cfg;
     struct records *rec;
     struct catalog *cat;

@@ -131,6 +131,18 @@ static int teardown(void **state)
     return 0;
 }
 
+/* Takes a latest-schema SQLite file back to schema 6 (before migration 7's
+ * line of stations), for the migration tests of older versions. */
+#define FX_UNDO_SCHEMA7                                                                            \
+    "DROP TABLE stations;"                                                                         \
+    "DROP TABLE serials;"                                                                          \
+    "DROP TABLE blobs;"                                                                            \
+    "DROP INDEX jobs_station;"                                                                     \
+    "ALTER TABLE jobs DROP COLUMN station;"                                                        \
+    "ALTER TABLE events DROP COLUMN station;"                                                      \
+    "ALTER TABLE bulks DROP COLUMN owner;"                                                         \
+    "ALTER TABLE bulks DROP COLUMN lease_until;"
+
 /* Opens f->path with the fake clock (recovery at open uses the real clock). */
 static void fx_open(struct fx *f)
 {

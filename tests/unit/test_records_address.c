@@ -182,7 +182,7 @@ static void test_migrates_schema5(void **state)
     /* A schema-5 database: boards 01 (ip from a boot check, the last boot-check event names
      * it), 02 (ip from a check-in), 03 (a boot check named 10.0.0.3, a check-in moved it to
      * 10.0.0.99 since). */
-    static const char *const to_v5 =
+    static const char *const to_v5 = FX_UNDO_SCHEMA7
         "DROP INDEX boards_target;"
         "ALTER TABLE boards DROP COLUMN ip_confirmed;"
         "ALTER TABLE boards DROP COLUMN ip_source;"
