@@ -249,23 +249,6 @@ static bool chars_ok(const char *s, const char *extra)
 
 /* ---- defaults ------------------------------------------------------------------ */
 
-static const struct {
-    uint16_t vid, pid;
-    const char *name;
-} default_bridges[] = {
-    {0x10c4, 0xea60, "CP210x"},
-    {0x1a86, 0x7523, "CH340"},
-    {0x1a86, 0x55d4, "CH9102"},
-    {0x0403, 0x6001, "FTDI FT232R"},
-    {0x0403, 0x6010, "FTDI FT2232"},
-    {0x0403, 0x6014, "FTDI FT232H"},
-    {0x0403, 0x6015, "FTDI FT-X"},
-    {0x067b, 0x2303, "PL2303"},
-    {0x303a, 0x1001, "Espressif USB-Serial/JTAG"},
-    {0x303a, 0x0002, "Espressif ESP32-S2 USB-OTG"},
-    {0x303a, 0x0009, "Espressif ESP32-S3 USB-OTG"},
-};
-
 static void profile_defaults(struct config_profile *p)
 {
     memset(p, 0, sizeof(*p));
@@ -299,16 +282,21 @@ static int set_defaults(struct ctx *c, struct config *cfg)
         return -ENOMEM;
     cfg->listen_port = 8080;
     cfg->max_parallel = CONFIG_DEFAULT_MAX_PARALLEL;
-    size_t n = sizeof(default_bridges) / sizeof(default_bridges[0]);
+    /* The default bridges are the adapter table's ids (bridges.c). */
+    size_t n;
+    const struct bridge_info *known = bridges_builtin(&n);
     cfg->bridges = calloc(n, sizeof(*cfg->bridges));
     if (!cfg->bridges)
         return fail_nomem(c);
     for (size_t i = 0; i < n; i++) {
-        cfg->bridges[i].vid = default_bridges[i].vid;
-        cfg->bridges[i].pid = default_bridges[i].pid;
-        cfg->bridges[i].reset = -1;
-        cfg->n_bridges = i + 1;
-        if (dup_str(c, default_bridges[i].name, &cfg->bridges[i].name) < 0)
+        /* one per id: its row for any product string ("CP210x", not "CP2102N") */
+        if (known[i].product || config_is_known_bridge(cfg, known[i].vid, known[i].pid))
+            continue;
+        struct config_bridge *b = &cfg->bridges[cfg->n_bridges++];
+        b->vid = known[i].vid;
+        b->pid = known[i].pid;
+        b->reset = -1;
+        if (dup_str(c, known[i].name, &b->name) < 0)
             return -ENOMEM;
     }
     cfg->api.read_requires_token = false;

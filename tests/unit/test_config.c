@@ -34,11 +34,11 @@ static void test_defaults_no_file(void **state)
     assert_int_equal(cfg->listen_port, 8080);
     assert_int_equal(cfg->max_parallel, 8);
     assert_string_equal(cfg->udev_tag, "ESPSTATION");
-    assert_int_equal(cfg->n_bridges, 11);
-    static const uint16_t ids[][2] = {{0x10c4, 0xea60}, {0x1a86, 0x7523}, {0x1a86, 0x55d4},
-                                      {0x0403, 0x6001}, {0x0403, 0x6010}, {0x0403, 0x6014},
-                                      {0x0403, 0x6015}, {0x067b, 0x2303}, {0x303a, 0x1001},
-                                      {0x303a, 0x0002}, {0x303a, 0x0009}};
+    assert_int_equal(cfg->n_bridges, 12);
+    static const uint16_t ids[][2] = {{0x10c4, 0xea60}, {0x1a86, 0x7523}, {0x1a86, 0x55d3},
+                                      {0x1a86, 0x55d4}, {0x0403, 0x6001}, {0x0403, 0x6010},
+                                      {0x0403, 0x6014}, {0x0403, 0x6015}, {0x067b, 0x2303},
+                                      {0x303a, 0x1001}, {0x303a, 0x0002}, {0x303a, 0x0009}};
     for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++)
         assert_true(config_is_known_bridge(cfg, ids[i][0], ids[i][1]));
     assert_false(config_is_known_bridge(cfg, 0x1234, 0x5678));
@@ -73,7 +73,7 @@ static void test_defaults_no_file(void **state)
 
     /* An empty object is all defaults too. */
     assert_int_equal(config_load_string("{}", 2, NULL, &cfg, err, sizeof(err)), 0);
-    assert_int_equal(cfg->n_bridges, 11);
+    assert_int_equal(cfg->n_bridges, 12);
     config_free(cfg);
     config_free(NULL);
 }

@@ -97,10 +97,38 @@ static void test_config_override(void **state)
     config_free(cfg);
 }
 
+/* Every adapter the table knows is tagged by the shipped udev rules and is a default bridge
+ * of the config (a CH343 was in the table, not in the rules: its board was never seen). */
+static void test_table_in_udev_rules_and_defaults(void **state)
+{
+    (void)state;
+    char path[4096], rules[16384];
+    snprintf(path, sizeof(path), "%s/../udev/60-espstation.rules", TEST_SRC_DIR);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t len = fread(rules, 1, sizeof(rules) - 1, f);
+    fclose(f);
+    rules[len] = '\0';
+    struct config *cfg = load("{}");
+    size_t n;
+    const struct bridge_info *t = bridges_builtin(&n);
+    for (size_t i = 0; i < n; i++) {
+        char want[96];
+        snprintf(want, sizeof(want), "ATTRS{idVendor}==\"%04x\", ATTRS{idProduct}==\"%04x\"",
+                 t[i].vid, t[i].pid);
+        if (!strstr(rules, want))
+            print_error("%s (%s) is not in %s\n", want, t[i].name, path);
+        assert_non_null(strstr(rules, want));
+        assert_true(config_is_known_bridge(cfg, t[i].vid, t[i].pid));
+    }
+    config_free(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lookup),
+        cmocka_unit_test(test_table_in_udev_rules_and_defaults),
         cmocka_unit_test(test_config_override),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
