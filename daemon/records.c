@@ -884,10 +884,11 @@ static char *dsn_for_messages(const char *dsn)
     return out;
 }
 
-bool records_station_name_ok(const char *name)
+/* 1 to max - 1 of A-Z a-z 0-9 . _ - (group and station names). */
+static bool name_ok(const char *name, size_t max)
 {
-    size_t len = name ? strlen(name) : 0;
-    if (len == 0 || len >= RECORDS_STATION_LEN)
+    size_t len = name ? strnlen(name, max) : 0;
+    if (len == 0 || len >= max)
         return false;
     for (size_t i = 0; i < len; i++) {
         char c = name[i];
@@ -896,6 +897,11 @@ bool records_station_name_ok(const char *name)
             return false;
     }
     return true;
+}
+
+bool records_station_name_ok(const char *name)
+{
+    return name_ok(name, RECORDS_STATION_LEN);
 }
 
 const char *records_station(const struct records *r)
@@ -2290,16 +2296,7 @@ int records_pool_items_of_board(struct records *r, const char *mac, records_pool
 
 bool records_group_name_ok(const char *name)
 {
-    size_t len = name ? strnlen(name, RECORDS_GROUP_LEN) : 0;
-    if (len == 0 || len >= RECORDS_GROUP_LEN)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        char c = name[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '-'))
-            return false;
-    }
-    return true;
+    return name_ok(name, RECORDS_GROUP_LEN);
 }
 
 /* Steps a one-shot cached write statement: 0 or -errno. */
