@@ -262,6 +262,13 @@ static const char *const stmt_sql[ST_COUNT] = {
 static const char *const stmt_sql_pg[ST_COUNT] = {
     [ST_BOARD_GET] = "SELECT " BOARD_SELECT("string_agg") " FROM boards WHERE mac = ?1",
     [ST_BOARD_LIST] = BOARD_LIST("string_agg"),
+    /* Locks the rows: a station taking over this one's jobs at the same moment
+     * (records_line.c) waits, or has taken them and they no longer match: each job
+     * gets one job.interrupted event. */
+    [ST_JOBS_UNFINISHED] = "SELECT id, board_mac, slot, coalesce(nullif(stage, ''), state) "
+                           "FROM jobs WHERE state IN ('queued', 'running') "
+                           "AND (station = ?1 OR station IS NULL OR ?1 IS NULL) ORDER BY id "
+                           "FOR UPDATE",
 };
 
 /* ---- errors --------------------------------------------------------------- */
@@ -2118,9 +2125,21 @@ int records_board_set_notes(struct records *r, const char *mac, const char *note
                           "records: no board %s", norm);
 }
 
+/* slot_link's key: on a line's shared database the station's name comes first
+ * ("st1/pci-0000:00:14.0-usb-0:2:1.0"), so two stations' ports of the same path keep
+ * their own limits; a SQLite file is one station's and keeps the bare key. */
+static const char *slot_link_key(struct records *r, const char *slot_key, char *buf, size_t n)
+{
+    if (r->db->ops->dialect != RDB_POSTGRESQL || !r->station[0])
+        return slot_key;
+    snprintf(buf, n, "%s/%s", r->station, slot_key);
+    return buf;
+}
+
 int records_slot_baud_limit_set(struct records *r, const char *slot_key, uint32_t baud,
                                 struct records_error *err)
 {
+    char key[RECORDS_STATION_LEN + RECORDS_TEXT_LEN + 1];
     struct rdb_stmt *st;
     int ret;
     ENTER(r, err);
@@ -2130,7 +2149,7 @@ int records_slot_baud_limit_set(struct records *r, const char *slot_key, uint32_
         return ret;
     if ((ret = stmt_get(r, baud ? ST_SLOT_BAUD_SET : ST_SLOT_BAUD_CLEAR, &st, err)) < 0)
         return ret;
-    rdb_bind_text(st, 1, slot_key);
+    rdb_bind_text(st, 1, slot_link_key(r, slot_key, key, sizeof(key)));
     if (baud) {
         rdb_bind_int64(st, 2, baud);
         rdb_bind_int64(st, 3, records_now_ms(r));
@@ -2148,6 +2167,7 @@ static void read_baud(struct rdb_stmt *st, void *out)
 int records_slot_baud_limit_get(struct records *r, const char *slot_key, uint32_t *baud,
                                 struct records_error *err)
 {
+    char key[RECORDS_STATION_LEN + RECORDS_TEXT_LEN + 1];
     struct rdb_stmt *st;
     int ret;
     ENTER(r, err);
@@ -2158,7 +2178,7 @@ int records_slot_baud_limit_get(struct records *r, const char *slot_key, uint32_
         return ret;
     if ((ret = stmt_get(r, ST_SLOT_BAUD_GET, &st, err)) < 0)
         return ret;
-    rdb_bind_text(st, 1, slot_key);
+    rdb_bind_text(st, 1, slot_link_key(r, slot_key, key, sizeof(key)));
     ret = rec_get_one(r, st, read_baud, baud, "cannot read the slot's baud limit", err,
                       "records: no baud limit for slot %s", slot_key);
     return ret == -ENOENT ? 0 : ret;
