@@ -169,6 +169,60 @@ int pool_stat(struct records *rec, const struct config_per_board *pb, struct poo
     return 0;
 }
 
+/* The board's own file again (a re-flash, or a file another station gave this board a
+ * moment ago): it must still be the same bytes. */
+static int take_own(struct records *rec, const struct config_per_board *pb, const char *mac,
+                    const struct records_pool_item *it, struct job_extra *out,
+                    struct pool_status *st, char *msg, size_t msglen, char *advice, size_t advlen)
+{
+    uint8_t *data = NULL;
+    size_t len = 0;
+    snprintf(st->file, sizeof(st->file), "%s", it->file);
+    st->reused = true;
+    int rc = read_file(pb->dir, it->file, &data, &len);
+    if (rc < 0) {
+        snprintf(msg, msglen, "pool %s: %s/%s, the file given to %s, cannot be read: %s", pb->name,
+                 pb->dir, it->file, mac, strerror(-rc));
+        snprintf(advice, advlen,
+                 "put %s back into %s: it belongs to this board (records pool_items)", it->file,
+                 pb->dir);
+        return rc == -ENOENT ? -ENOENT : -EIO;
+    }
+    char md5[33];
+    md5_hex(data, len, md5);
+    if (it->md5[0] && strcmp(md5, it->md5) != 0) {
+        free(data);
+        snprintf(msg, msglen, "pool %s: %s/%s changed since it was given to %s (MD5 %s, was %s)",
+                 pb->name, pb->dir, it->file, mac, md5, it->md5);
+        snprintf(advice, advlen,
+                 "restore the original %s: a board's per-board data must not change "
+                 "under it",
+                 it->file);
+        return -EBADMSG;
+    }
+    fill_extra(pb, it->file, data, len, out);
+    pool_stat(rec, pb, st);
+    snprintf(st->file, sizeof(st->file), "%s", it->file);
+    st->reused = true;
+    return 0;
+}
+
+static int db_fail(const struct config_per_board *pb, const struct records_error *re, char *msg,
+                   size_t msglen, char *advice, size_t advlen)
+{
+    snprintf(msg, msglen, "pool %s: %s", pb->name, re->message);
+    snprintf(advice, advlen, "check the records database (docs/OPERATIONS.md)");
+    return -EIO;
+}
+
+/*
+ * Stations of a line share the pool (one database): between "file i is free" and
+ * the insert that gives it to this board, another station may give it to its own
+ * board. The insert is the claim (PK (pool, file), UNIQUE (pool, mac)): when it
+ * fails with -EEXIST, either this board got a file meanwhile (another station
+ * flashing it: it keeps that one) or the file went elsewhere, and the next free
+ * file is tried. Each -EEXIST moves on by one file, so the loop is bounded.
+ */
 int pool_take(struct records *rec, const struct config_per_board *pb, const char *mac,
               int64_t job_id, struct job_extra *out, struct pool_status *st, char *msg,
               size_t msglen, char *advice, size_t advlen)
@@ -180,43 +234,10 @@ int pool_take(struct records *rec, const struct config_per_board *pb, const char
     uint8_t *data = NULL;
     size_t len = 0;
     int rc = records_pool_item_of(rec, pb->name, mac, &it, &re);
-    if (rc == 0) {
-        /* The board's own file again (a re-flash): it must still be the same bytes. */
-        snprintf(st->file, sizeof(st->file), "%s", it.file);
-        st->reused = true;
-        rc = read_file(pb->dir, it.file, &data, &len);
-        if (rc < 0) {
-            snprintf(msg, msglen, "pool %s: %s/%s, the file given to %s, cannot be read: %s",
-                     pb->name, pb->dir, it.file, mac, strerror(-rc));
-            snprintf(advice, advlen,
-                     "put %s back into %s: it belongs to this board (records pool_items)", it.file,
-                     pb->dir);
-            return rc == -ENOENT ? -ENOENT : -EIO;
-        }
-        char md5[33];
-        md5_hex(data, len, md5);
-        if (it.md5[0] && strcmp(md5, it.md5) != 0) {
-            free(data);
-            snprintf(msg, msglen,
-                     "pool %s: %s/%s changed since it was given to %s (MD5 %s, was %s)", pb->name,
-                     pb->dir, it.file, mac, md5, it.md5);
-            snprintf(advice, advlen,
-                     "restore the original %s: a board's per-board data must not change "
-                     "under it",
-                     it.file);
-            return -EBADMSG;
-        }
-        fill_extra(pb, it.file, data, len, out);
-        pool_stat(rec, pb, st);
-        snprintf(st->file, sizeof(st->file), "%s", it.file);
-        st->reused = true;
-        return 0;
-    }
-    if (rc != -ENOENT) {
-        snprintf(msg, msglen, "pool %s: %s", pb->name, re.message);
-        snprintf(advice, advlen, "check the records database (docs/OPERATIONS.md)");
-        return -EIO;
-    }
+    if (rc == 0)
+        return take_own(rec, pb, mac, &it, out, st, msg, msglen, advice, advlen);
+    if (rc != -ENOENT)
+        return db_fail(pb, &re, msg, msglen, advice, advlen);
     struct names n;
     rc = list_bins(pb->dir, &n);
     if (rc < 0) {
@@ -229,60 +250,69 @@ int pool_take(struct records *rec, const struct config_per_board *pb, const char
         return -EIO;
     }
     st->files = (int64_t)n.n;
-    size_t pick = n.n;
+    size_t lost = 0; /* files other stations took while this one looked */
     for (size_t i = 0; i < n.n; i++) {
         int used = records_pool_file_used(rec, pb->name, n.v[i], &re);
         if (used < 0) {
             names_free(&n);
-            snprintf(msg, msglen, "pool %s: %s", pb->name, re.message);
+            return db_fail(pb, &re, msg, msglen, advice, advlen);
+        }
+        if (used)
+            continue;
+        rc = read_file(pb->dir, n.v[i], &data, &len);
+        if (rc < 0) {
+            snprintf(msg, msglen, "pool %s: %s/%s cannot be used: %s", pb->name, pb->dir, n.v[i],
+                     rc == -EFBIG ? "empty or larger than 16 MiB" : strerror(-rc));
+            snprintf(advice, advlen, "replace or remove %s/%s", pb->dir, n.v[i]);
+            names_free(&n);
+            return rc == -EFBIG ? -EFBIG : -EIO;
+        }
+        memset(&it, 0, sizeof(it));
+        snprintf(it.pool, sizeof(it.pool), "%s", pb->name);
+        snprintf(it.file, sizeof(it.file), "%s", n.v[i]);
+        snprintf(it.mac, sizeof(it.mac), "%s", mac);
+        md5_hex(data, len, it.md5);
+        it.job_id = job_id;
+        rc = records_pool_assign(rec, &it, &re);
+        if (rc == 0) {
+            fill_extra(pb, it.file, data, len, out);
+            records_pool_count(rec, pb->name, &st->used, NULL);
+            st->free = count_free(rec, pb, &n);
+            snprintf(st->file, sizeof(st->file), "%s", it.file);
+            names_free(&n);
+            return 0;
+        }
+        free(data);
+        data = NULL;
+        if (rc != -EEXIST) {
+            names_free(&n);
+            snprintf(msg, msglen, "pool %s: cannot record that %s goes to %s: %s", pb->name,
+                     it.file, mac, re.message);
             snprintf(advice, advlen, "check the records database (docs/OPERATIONS.md)");
             return -EIO;
         }
-        if (!used) {
-            pick = i;
-            break;
+        /* Lost the race for this file: did this board get one meanwhile? */
+        rc = records_pool_item_of(rec, pb->name, mac, &it, &re);
+        if (rc == 0) {
+            names_free(&n);
+            return take_own(rec, pb, mac, &it, out, st, msg, msglen, advice, advlen);
         }
+        if (rc != -ENOENT) {
+            names_free(&n);
+            return db_fail(pb, &re, msg, msglen, advice, advlen);
+        }
+        lost++;
     }
-    if (pick == n.n) {
-        records_pool_count(rec, pb->name, &st->used, NULL);
-        snprintf(msg, msglen,
-                 "pool %s is exhausted: all %zu .bin files in %s went to other boards "
-                 "(%lld given in all)",
-                 pb->name, n.n, pb->dir, (long long)st->used);
-        snprintf(advice, advlen,
-                 "add files to %s (one per board, e.g. from ESP-IDF mfg_gen), then re-flash "
-                 "this board",
-                 pb->dir);
-        names_free(&n);
-        return -ENOSPC;
-    }
-    rc = read_file(pb->dir, n.v[pick], &data, &len);
-    if (rc < 0) {
-        snprintf(msg, msglen, "pool %s: %s/%s cannot be used: %s", pb->name, pb->dir, n.v[pick],
-                 rc == -EFBIG ? "empty or larger than 16 MiB" : strerror(-rc));
-        snprintf(advice, advlen, "replace or remove %s/%s", pb->dir, n.v[pick]);
-        names_free(&n);
-        return rc == -EFBIG ? -EFBIG : -EIO;
-    }
-    memset(&it, 0, sizeof(it));
-    snprintf(it.pool, sizeof(it.pool), "%s", pb->name);
-    snprintf(it.file, sizeof(it.file), "%s", n.v[pick]);
-    snprintf(it.mac, sizeof(it.mac), "%s", mac);
-    md5_hex(data, len, it.md5);
-    it.job_id = job_id;
-    rc = records_pool_assign(rec, &it, &re);
-    if (rc < 0) {
-        free(data);
-        names_free(&n);
-        snprintf(msg, msglen, "pool %s: cannot record that %s goes to %s: %s", pb->name, it.file,
-                 mac, re.message);
-        snprintf(advice, advlen, "check the records database (docs/OPERATIONS.md)");
-        return -EIO;
-    }
-    fill_extra(pb, it.file, data, len, out);
     records_pool_count(rec, pb->name, &st->used, NULL);
-    st->free = count_free(rec, pb, &n);
-    snprintf(st->file, sizeof(st->file), "%s", it.file);
+    snprintf(msg, msglen,
+             "pool %s is exhausted: all %zu .bin files in %s went to other boards "
+             "(%lld given in all%s)",
+             pb->name, n.n, pb->dir, (long long)st->used,
+             lost ? ", the last ones to other stations while this one chose" : "");
+    snprintf(advice, advlen,
+             "add files to %s (one per board, e.g. from ESP-IDF mfg_gen), then re-flash "
+             "this board",
+             pb->dir);
     names_free(&n);
-    return 0;
+    return -ENOSPC;
 }
