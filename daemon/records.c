@@ -851,6 +851,7 @@ static void destroy(struct records *r)
     for (int i = 0; i < r->n_prep; i++)
         r->db->ops->finalize(r->prep[i].st);
     free(r->st);
+    rj_free(r->jr);
     if (r->db)
         r->db->ops->close(r->db);
     free(r->path);
@@ -917,7 +918,7 @@ const char *records_station(const struct records *r)
 }
 
 static int open_store(enum records_backend backend, const char *target, const char *station,
-                      struct records **out, struct records_error *err)
+                      const char *journal, struct records **out, struct records_error *err)
 {
     struct records *r;
     char msg[768] = "";
@@ -965,6 +966,9 @@ static int open_store(enum records_backend backend, const char *target, const ch
     ret = migrate(r, err);
     if (ret < 0)
         goto fail;
+    /* The journal's writes first: a job whose result waits there is not interrupted. */
+    if (journal && (ret = rj_attach(r, journal, err)) < 0)
+        goto fail;
     ret = recover(r, err);
     if (ret < 0)
         goto fail;
@@ -977,7 +981,7 @@ fail:
 
 int records_open(const char *path, struct records **out, struct records_error *err)
 {
-    return open_store(RECORDS_BACKEND_SQLITE, path, NULL, out, err);
+    return open_store(RECORDS_BACKEND_SQLITE, path, NULL, NULL, out, err);
 }
 
 int records_open_backend(enum records_backend backend, const char *target, struct records **out,
@@ -989,13 +993,19 @@ int records_open_backend(enum records_backend backend, const char *target, struc
 int records_open_station(enum records_backend backend, const char *target, const char *station,
                          struct records **out, struct records_error *err)
 {
+    return records_open_journaled(backend, target, station, NULL, out, err);
+}
+
+int records_open_journaled(enum records_backend backend, const char *target, const char *station,
+                           const char *journal, struct records **out, struct records_error *err)
+{
     if (backend != RECORDS_BACKEND_SQLITE && backend != RECORDS_BACKEND_POSTGRESQL) {
         rec_clear_err(err);
         if (out)
             *out = NULL;
         return rec_set_err(err, -EINVAL, "records: unknown backend %d", (int)backend);
     }
-    return open_store(backend, target, station, out, err);
+    return open_store(backend, target, station, journal, out, err);
 }
 
 const char *records_backend_to_string(enum records_backend b)
@@ -1128,6 +1138,8 @@ int records_board_upsert(struct records *r, const struct records_board *b,
     struct rdb_stmt *st;
     int ret;
     ENTER(r, err);
+    if (JOURNALED(r))
+        return rj_board_upsert(r, b, err);
     if (!b)
         return rec_set_err(err, -EINVAL, "records: no board");
     if ((ret = rec_check_array("board MAC", b->mac, sizeof(b->mac), err)) < 0 ||
@@ -1278,6 +1290,8 @@ int records_job_begin(struct records *r, const struct records_job_new *j, int64_
     int64_t new_id = 0;
     int rc, ret;
     ENTER(r, err);
+    if (JOURNALED(r))
+        return rj_job_begin(r, j, id, err);
     if (!j)
         return rec_set_err(err, -EINVAL, "records: no job");
     if ((ret = rec_check_token("job kind", j->kind, RECORDS_STATE_LEN, err)) < 0 ||
@@ -1368,6 +1382,8 @@ int records_job_set_board(struct records *r, int64_t id, const char *mac, struct
     struct rdb_stmt *st;
     int rc, ret;
     ENTER(r, err);
+    if (JOURNALED(r))
+        return rj_job_set_board(r, id, mac, err);
     if ((ret = rec_normalize_mac(mac, norm, err)) < 0)
         return ret;
     if ((ret = stmt_get(r, ST_JOB_SET_BOARD, &st, err)) < 0)
@@ -1390,6 +1406,8 @@ int records_job_set_firmware(struct records *r, int64_t id, const char *firmware
     struct rdb_stmt *st;
     int ret;
     ENTER(r, err);
+    if (JOURNALED(r))
+        return rj_job_set_firmware(r, id, firmware, err);
     if ((ret = rec_check_text("job firmware", firmware, RECORDS_FIRMWARE_LEN, err)) < 0)
         return ret;
     if ((ret = stmt_get(r, ST_JOB_SET_FIRMWARE, &st, err)) < 0)
@@ -1406,6 +1424,8 @@ int records_job_progress(struct records *r, int64_t id, const char *stage, int64
     struct rdb_stmt *st;
     int ret;
     ENTER(r, err);
+    if (JOURNALED(r))
+        return rj_job_progress(r, id, stage, bytes, wire_bytes, err);
     if ((ret = rec_check_text("job stage", stage, RECORDS_STATE_LEN, err)) < 0)
         return ret;
     if ((ret = stmt_get(r, ST_JOB_PROGRESS, &st, err)) < 0)
@@ -1425,6 +1445,8 @@ int records_job_log(struct records *r, int64_t id, const char *level, const char
     struct rdb_stmt *st;
     int rc, ret;
     ENTER(r, err);
+    if (JOURNALED(r))
+        return rj_job_log(r, id, level, line, err);
     if ((ret = rec_check_token("log level", level, RECORDS_STATE_LEN, err)) < 0)
         return ret;
     if ((ret = stmt_get(r, ST_JOB_LOG, &st, err)) < 0)
@@ -1470,6 +1492,8 @@ int records_job_finish(struct records *r, int64_t id, const struct records_job_r
     struct rdb_stmt *st;
     int ret;
     ENTER(r, err);
+    if (JOURNALED(r))
+        return rj_job_finish(r, id, res, err);
     if (!res)
         return rec_set_err(err, -EINVAL, "records: no job result");
     if (!records_job_state_is_final(res->state))
@@ -1748,6 +1772,8 @@ int records_event_append(struct records *r, const struct records_event_new *e, i
     int64_t new_id = 0;
     int rc, ret;
     ENTER(r, err);
+    if (JOURNALED(r))
+        return rj_event_append(r, e, id, err);
     if (!e)
         return rec_set_err(err, -EINVAL, "records: no event");
     if ((ret = rec_check_token("event kind", e->kind, RECORDS_STATE_LEN, err)) < 0 ||

@@ -93,11 +93,17 @@ int records_open(const char *path, struct records **out, struct records_error *e
  * database)/-EIO and a message naming the server, the DSN without its password
  * and what to check when the database cannot be reached. Timestamps, limits,
  * errors and every accessor behave the same on both; text that is not valid
- * UTF-8 is stored with U+FFFD on PostgreSQL. When the connection is lost, the
- * call that meets it fails with -EIO (a write it carried may or may not be
- * committed: it is not sent twice) and later calls connect again (at most one
- * attempt per 2 s, each blocking up to the DSN's connect_timeout, default 10 s);
- * keeping jobs going through a database outage is not this layer's job yet. */
+ * UTF-8 is stored with U+FFFD on PostgreSQL. No call waits on the network
+ * for long: after open every answer is awaited at most 5 s (statement_timeout
+ * 4 s; TCP keepalives and tcp_user_timeout 5 s by default, a DSN may set its
+ * own), so a partition that drops packets is noticed in bounded time. When the
+ * connection is lost, the call that meets it fails with -EIO (a write it
+ * carried may or may not be committed: it is not sent twice) and the store
+ * connects again in the background (PQconnectStart: a new attempt at most
+ * every 2 s, each given the DSN's connect_timeout, default 10 s, never blocking
+ * the caller); until then every call fails at once with -EIO "records database
+ * unreachable (<why>)". With a journal (records_open_journaled) the writes of
+ * jobs, events and boards go on through the outage. */
 enum records_backend {
     RECORDS_BACKEND_SQLITE,
     RECORDS_BACKEND_POSTGRESQL,
@@ -114,6 +120,58 @@ int records_open_backend(enum records_backend backend, const char *target, struc
  * database. NULL or "": no name (the store's every unfinished job is its own). */
 int records_open_station(enum records_backend backend, const char *target, const char *station,
                          struct records **out, struct records_error *err);
+/*
+ * As records_open_station, with a write-behind journal at journal_path (a file
+ * in the data directory; PostgreSQL only: ignored on SQLite, NULL for none).
+ * While the database is unreachable — restarted, or behind a partition — these
+ * writes succeed and go to the journal, and are written to the database in
+ * order when it answers again (records_tick): records_board_upsert,
+ * records_job_begin / set_board / set_firmware / progress / log / finish and
+ * records_event_append. They keep their promises: job_finish and event_append
+ * are fsync'd to the journal before they return; a job begun in an outage has
+ * its final id (each station reserves job ids while connected; they run out
+ * after 64 jobs begun in one outage: then job_begin fails -EIO); an event's id
+ * is 0 until it is written. Replaying is idempotent (schema 8 keys), so a crash
+ * mid-replay writes nothing twice; byte counts of progress are journaled at
+ * most once a second per job. Every other call fails at once with -EIO
+ * "records database unreachable" (reads answer nothing; pool files, serial
+ * numbers and other allocations are never guessed locally), and while the
+ * journal holds writes not yet in the database, reads miss them.
+ * At open a journal left by an earlier process (kill -9, power loss) is written
+ * first, before the crash recovery; a damaged tail (a line cut short, a bad
+ * checksum) is set aside in journal_path.bad-<ms> and the good part written
+ * (records_journal_status().last_error says so); a file that is not a journal
+ * is refused with -EBADMSG. The open fails when the journal cannot be written
+ * (the database must be reachable at open).
+ */
+int records_open_journaled(enum records_backend backend, const char *target, const char *station,
+                           const char *journal_path, struct records **out,
+                           struct records_error *err);
+
+/* Drives a journaled store from a timer (every 100..500 ms): one non-blocking
+ * step of a reconnect, then writes of the journal for at most 50 ms, then the
+ * job ids reserved for an outage topped up. Never waits on the network for
+ * long. 0, or < 0 with the reason (the database is unreachable, the journal
+ * cannot be read). A store without a journal: 0. */
+int records_tick(struct records *r, struct records_error *err);
+
+struct records_journal_status {
+    bool connected;                    /* the database answers */
+    int64_t pending;                   /* writes in the journal not yet in the database */
+    int64_t bytes;                     /* the journal file's size */
+    int64_t journaled;                 /* writes journaled since open */
+    int64_t replayed;                  /* journal writes done since open (at open included) */
+    int64_t replayed_at_open;          /* of which left by an earlier process */
+    int64_t dropped;                   /* journal writes the database refused (last_error) */
+    int64_t reserved_ids;              /* job ids in hand for an outage */
+    char path[256];                    /* the journal file */
+    char unreachable[512];             /* why the database is unreachable, "" when connected */
+    char last_error[RECORDS_TEXT_LEN]; /* a dropped write or a damaged tail, "" none */
+};
+
+/* -ENOENT when the store has no journal. */
+int records_journal_status(struct records *r, struct records_journal_status *out);
+
 /* The name the store was opened as ("" for none). */
 const char *records_station(const struct records *r);
 /* Checks a station name as records_open_station does. */

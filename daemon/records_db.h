@@ -99,6 +99,16 @@ int rdb_sqlite_open(const char *path, int latest, struct rdb **out, char *msg, s
  * (-EBADMSG). msg as above. */
 int rdb_pg_open(const char *dsn, const char *station, struct rdb **out, char *msg, size_t msg_size);
 
+/* PostgreSQL only (false / 0 / no-op on another backend): whether the
+ * connection is up and holds the station's lock; one step of a reconnect that
+ * never waits on the network (0 connected, -EIO not yet, -EBUSY the station's
+ * name taken); the longest wait for any answer (ms, 0 none: a partition that
+ * drops packets is then noticed in that time, the connection closed and -EIO
+ * returned). */
+bool rdb_pg_connected(struct rdb *db);
+int rdb_pg_poll(struct rdb *db);
+void rdb_pg_set_answer_ms(struct rdb *db, int ms);
+
 /* The schema of each dialect: migrations[i] takes version i to i + 1. */
 extern const char *const rdb_sqlite_migrations[];
 extern const char *const rdb_pg_migrations[];

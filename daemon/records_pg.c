@@ -26,6 +26,7 @@
 #include "records_db.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,12 @@
 #define RECORDS_PG_CONNECT_TIMEOUT "10"
 #define RECORDS_PG_LOCK_TRIES 20 /* 100 ms apart */
 #define RECORDS_PG_RETRY_MS 2000 /* between reconnect attempts */
+/* TCP defaults a DSN may override: a peer gone without a reset (a partition,
+ * a pulled cable) is noticed by the kernel in seconds, not hours. */
+#define RECORDS_PG_KEEPALIVES_IDLE "5"
+#define RECORDS_PG_KEEPALIVES_INTERVAL "2"
+#define RECORDS_PG_KEEPALIVES_COUNT "3"
+#define RECORDS_PG_TCP_USER_TIMEOUT "5000" /* ms: sent data unacknowledged that long */
 
 /* migrations[i] takes version i to i + 1, step for step the same schema as
  * rdb_sqlite_migrations (records_sqlite.c). Append, never edit. Text columns the
@@ -172,21 +179,35 @@ const char *const rdb_pg_migrations[] = {
     "  PRIMARY KEY (sha256, station));"
     "ALTER TABLE bulks ADD COLUMN owner text;"
     "ALTER TABLE bulks ADD COLUMN lease_until bigint;",
+    /* 8: journal keys (see records_sqlite.c) */
+    "ALTER TABLE job_log ADD COLUMN jkey text COLLATE \"C\";"
+    "ALTER TABLE events ADD COLUMN jkey text COLLATE \"C\";"
+    "CREATE UNIQUE INDEX job_log_jkey ON job_log (jkey);"
+    "CREATE UNIQUE INDEX events_jkey ON events (jkey);",
 };
 
-_Static_assert(sizeof(rdb_pg_migrations) / sizeof(rdb_pg_migrations[0]) == 7,
+_Static_assert(sizeof(rdb_pg_migrations) / sizeof(rdb_pg_migrations[0]) == 8,
                "rdb_pg_migrations must have a step for every SQLite schema version");
 
 struct pdb {
     struct rdb base;
-    PGconn *conn;
+    PGconn *conn; /* NULL while the database is unreachable */
+    char *dsn;    /* to connect again */
     unsigned next_name;
     unsigned gen;     /* connection generation: bumped by a reconnect */
     bool locked;      /* holds the station's advisory lock */
     char station[64]; /* its name ("" for an unnamed store) */
     bool in_txn;      /* between begin and commit/rollback */
     int64_t next_try; /* monotonic ms: no reconnect attempt before */
+    /* A reconnect in progress (PQconnectStart): stepped without blocking. */
+    bool connecting;
+    PostgresPollingStatusType poll_st;
+    int64_t connect_deadline; /* monotonic ms */
+    int connect_ms;           /* the DSN's connect_timeout (default 10 s) */
+    int answer_ms;            /* longest wait for an answer, 0 = no limit (at open) */
+    int old_pid;              /* the server process of the last locked session */
     int64_t changes;
+    char why[256]; /* why the database is unreachable (for "reconnecting" messages) */
     char msg[512];
 };
 
@@ -249,10 +270,10 @@ static int fail_res(struct pdb *d, PGresult *res)
     int code;
     if (res && PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY))
         set_msg(d, PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
-    else
+    else if (d->conn)
         set_msg(d, PQerrorMessage(d->conn));
     code = map_state(res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL);
-    if (PQstatus(d->conn) == CONNECTION_BAD) {
+    if (!d->conn || PQstatus(d->conn) == CONNECTION_BAD) {
         char m[sizeof(d->msg)];
         snprintf(m, sizeof(m), "connection to PostgreSQL lost (%s)", d->msg);
         set_msg(d, m);
@@ -264,6 +285,92 @@ static int fail_res(struct pdb *d, PGresult *res)
 
 static int ensure_conn(struct pdb *d);
 
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Forgets the connection (the server or the network dropped it, or it did not
+ * answer in time); the next call starts connecting again. */
+static void drop_conn(struct pdb *d, const char *why)
+{
+    snprintf(d->why, sizeof(d->why), "%s", why);
+    for (char *p = d->why; *p; p++)
+        if (*p == '\n')
+            *p = ' ';
+    PQfinish(d->conn);
+    d->conn = NULL;
+    d->connecting = false;
+    d->locked = false;
+}
+
+/*
+ * The answer to what was just sent (sent: the PQsend* result). Waits at most
+ * answer_ms in all: a database behind a partition (packets dropped, no reset)
+ * would otherwise hold the caller — the daemon's loop — until TCP gives up.
+ * Out of time, the connection is closed (what was sent may or may not have
+ * been committed) and NULL returned; NULL too when the connection failed. Of
+ * several results (several statements in one text) the first error, or else
+ * the last result, is returned.
+ */
+static PGresult *await_result(struct pdb *d, int sent)
+{
+    PGresult *res, *keep = NULL;
+    int64_t deadline = d->answer_ms > 0 ? mono_ms() + d->answer_ms : 0;
+    if (!sent)
+        return NULL;
+    for (;;) {
+        while (PQisBusy(d->conn)) {
+            struct pollfd pfd = {.fd = PQsocket(d->conn), .events = POLLIN};
+            int wait = -1, n;
+            if (deadline) {
+                int64_t left = deadline - mono_ms();
+                if (left <= 0) {
+                    char m[160];
+                    snprintf(m, sizeof(m), "no answer from PostgreSQL within %d ms", d->answer_ms);
+                    PQclear(keep);
+                    drop_conn(d, m);
+                    set_msg(d, m);
+                    return NULL;
+                }
+                wait = (int)left;
+            }
+            n = poll(&pfd, 1, wait);
+            if (n < 0 && errno != EINTR) {
+                PQclear(keep);
+                return NULL;
+            }
+            if (n > 0 && !PQconsumeInput(d->conn)) {
+                PQclear(keep);
+                return NULL;
+            }
+        }
+        res = PQgetResult(d->conn);
+        if (!res)
+            break;
+        if (keep && PQresultStatus(keep) == PGRES_FATAL_ERROR) {
+            PQclear(res);
+        } else {
+            PQclear(keep);
+            keep = res;
+        }
+    }
+    return keep;
+}
+
+static PGresult *q_exec(struct pdb *d, const char *sql)
+{
+    return d->conn ? await_result(d, PQsendQuery(d->conn, sql)) : NULL;
+}
+
+static PGresult *q_params(struct pdb *d, const char *sql, int n, const char *const *vals)
+{
+    return d->conn ? await_result(d, PQsendQueryParams(d->conn, sql, n, NULL, vals, NULL, NULL, 0))
+                   : NULL;
+}
+
 /* Runs sql (no parameters); 0 or -errno. */
 static int p_exec(struct rdb *db, const char *sql)
 {
@@ -271,7 +378,7 @@ static int p_exec(struct rdb *db, const char *sql)
     int ret = ensure_conn(d);
     if (ret < 0)
         return ret;
-    PGresult *res = PQexec(d->conn, sql);
+    PGresult *res = q_exec(d, sql);
     ExecStatusType s = PQresultStatus(res);
     if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK)
         return fail_res(d, res);
@@ -329,8 +436,14 @@ static int p_prepare(struct rdb *db, const char *sql, struct rdb_stmt **out)
     }
     snprintf(s->name, sizeof(s->name), "r%u", ++d->next_name);
     s->text = text;
+    s->base.db = db;
+    if (!d->conn || d->connecting || !d->locked) { /* unreachable: prepared at first use */
+        *out = &s->base;
+        return 0;
+    }
     s->gen = d->gen;
-    res = PQprepare(d->conn, s->name, text, 0, NULL); /* types: inferred by the server */
+    /* types: inferred by the server */
+    res = await_result(d, PQsendPrepare(d->conn, s->name, text, 0, NULL));
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
         free(s->text);
         free(s->vals);
@@ -338,7 +451,6 @@ static int p_prepare(struct rdb *db, const char *sql, struct rdb_stmt **out)
         return fail_res(d, res);
     }
     PQclear(res);
-    s->base.db = db;
     *out = &s->base;
     return 0;
 }
@@ -465,14 +577,15 @@ static int p_step(struct rdb_stmt *st)
         if (ret < 0)
             return ret;
         if (s->gen != d->gen) { /* a new session: prepare it there */
-            PGresult *p = PQprepare(d->conn, s->name, s->text, 0, NULL);
+            PGresult *p = await_result(d, PQsendPrepare(d->conn, s->name, s->text, 0, NULL));
             if (PQresultStatus(p) != PGRES_COMMAND_OK)
                 return fail_res(d, p);
             PQclear(p);
             s->gen = d->gen;
         }
-        PGresult *res = PQexecPrepared(d->conn, s->name, s->nparams, (const char *const *)s->vals,
-                                       NULL, NULL, 0);
+        PGresult *res =
+            await_result(d, PQsendQueryPrepared(d->conn, s->name, s->nparams,
+                                                (const char *const *)s->vals, NULL, NULL, 0));
         ExecStatusType status = PQresultStatus(res);
         if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK)
             return fail_res(d, res);
@@ -526,7 +639,7 @@ static int p_begin(struct rdb *db)
 static int p_commit(struct rdb *db)
 {
     struct pdb *d = PDB(db);
-    PGresult *res = PQexec(d->conn, "COMMIT");
+    PGresult *res = q_exec(d, "COMMIT");
     d->in_txn = false;
     if (PQresultStatus(res) != PGRES_COMMAND_OK)
         return fail_res(d, res);
@@ -542,8 +655,8 @@ static int p_commit(struct rdb *db)
 static void p_rollback(struct rdb *db)
 {
     PDB(db)->in_txn = false;
-    if (PQstatus(PDB(db)->conn) == CONNECTION_OK)
-        PQclear(PQexec(PDB(db)->conn, "ROLLBACK"));
+    if (PDB(db)->conn && PQstatus(PDB(db)->conn) == CONNECTION_OK)
+        PQclear(q_exec(PDB(db), "ROLLBACK"));
 }
 
 static int p_set_durable(struct rdb *db, bool durable)
@@ -556,7 +669,7 @@ static int p_set_durable(struct rdb *db, bool durable)
 /* One-row, one-column query; *v gets the text ("" for NULL) in buf. */
 static int query_text(struct pdb *d, const char *sql, char *buf, size_t n)
 {
-    PGresult *res = PQexec(d->conn, sql);
+    PGresult *res = q_exec(d, sql);
     if (PQresultStatus(res) != PGRES_TUPLES_OK)
         return fail_res(d, res);
     snprintf(buf, n, "%s", PQntuples(res) > 0 ? PQgetvalue(res, 0, 0) : "");
@@ -618,12 +731,12 @@ static void p_close(struct rdb *db)
          * comes a moment after PQfinish: a restart must find it free. */
         if (d->locked && PQstatus(d->conn) == CONNECTION_OK) {
             const char *vals[1] = {d->station};
-            PQclear(PQexecParams(d->conn,
-                                 "SELECT pg_advisory_unlock(" LOCK_KEY_SQL ", hashtext($1))", 1,
-                                 NULL, vals, NULL, NULL, 0));
+            PQclear(
+                q_params(d, "SELECT pg_advisory_unlock(" LOCK_KEY_SQL ", hashtext($1))", 1, vals));
         }
         PQfinish(d->conn);
     }
+    free(d->dsn);
     free(d);
 }
 
@@ -637,8 +750,8 @@ static int session_setup(struct pdb *d)
 {
     PGresult *res;
     PQsetNoticeProcessor(d->conn, quiet_notice, NULL);
-    res = PQexec(d->conn, "SET client_min_messages = warning; SET client_encoding = 'UTF8'; "
-                          "SET TIME ZONE 'UTC'");
+    res = q_exec(d, "SET client_min_messages = warning; SET client_encoding = 'UTF8'; "
+                    "SET TIME ZONE 'UTC'");
     if (PQresultStatus(res) != PGRES_COMMAND_OK)
         return fail_res(d, res);
     PQclear(res);
@@ -651,68 +764,204 @@ static int try_lock(struct pdb *d)
     const char *vals[1] = {d->station};
     char buf[8];
     PGresult *res =
-        PQexecParams(d->conn, "SELECT pg_try_advisory_lock(" LOCK_KEY_SQL ", hashtext($1))", 1,
-                     NULL, vals, NULL, NULL, 0);
+        q_params(d, "SELECT pg_try_advisory_lock(" LOCK_KEY_SQL ", hashtext($1))", 1, vals);
     if (PQresultStatus(res) != PGRES_TUPLES_OK)
         return fail_res(d, res);
     snprintf(buf, sizeof(buf), "%s", PQntuples(res) > 0 ? PQgetvalue(res, 0, 0) : "");
     PQclear(res);
     d->locked = strcmp(buf, "t") == 0;
+    if (d->locked)
+        d->old_pid = PQbackendPID(d->conn);
     return d->locked;
 }
 
-static int64_t mono_ms(void)
+/* Connection defaults a DSN may override (a key it repeats wins). */
+static const char *const conn_keys[] = {"connect_timeout",
+                                        "application_name",
+                                        "keepalives",
+                                        "keepalives_idle",
+                                        "keepalives_interval",
+                                        "keepalives_count",
+                                        "tcp_user_timeout",
+                                        "dbname",
+                                        NULL};
+
+static void conn_vals(const char *dsn, const char *vals[9])
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    const char *v[9] = {RECORDS_PG_CONNECT_TIMEOUT,
+                        "espstationd",
+                        "1",
+                        RECORDS_PG_KEEPALIVES_IDLE,
+                        RECORDS_PG_KEEPALIVES_INTERVAL,
+                        RECORDS_PG_KEEPALIVES_COUNT,
+                        RECORDS_PG_TCP_USER_TIMEOUT,
+                        dsn,
+                        NULL};
+    memcpy(vals, v, sizeof(v));
+}
+
+/* "records database unreachable (<why>); reconnecting": -EIO. */
+static int unreachable(struct pdb *d)
+{
+    char m[sizeof(d->msg)];
+    snprintf(m, sizeof(m), "records database unreachable (%s); reconnecting in the background",
+             d->why[0] ? d->why : "connection lost");
+    set_msg(d, m);
+    return -EIO;
+}
+
+/* The pid of the session holding the station's lock, 0 none, < 0 error. */
+static int lock_holder(struct pdb *d)
+{
+    const char *vals[1] = {d->station};
+    char buf[16];
+    PGresult *res =
+        q_params(d,
+                 "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                 " AND classid = " LOCK_KEY_SQL " AND objsubid = 2"
+                 " AND objid::bigint = (hashtext($1)::bigint + 4294967296) % 4294967296",
+                 1, vals);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        return fail_res(d, res);
+    snprintf(buf, sizeof(buf), "%s", PQntuples(res) > 0 ? PQgetvalue(res, 0, 0) : "0");
+    PQclear(res);
+    return atoi(buf);
+}
+
+/* The lock again after a reconnect: 0, -EBUSY held by another process, -EIO
+ * not yet. After a partition the server may still hold this station's old
+ * session (it has not noticed the client is gone): that one is ended, and the
+ * lock taken by a later call. */
+static int relock(struct pdb *d)
+{
+    int ret = try_lock(d), pid, old = d->old_pid;
+    if (ret != 0)
+        return ret < 0 ? ret : 0;
+    pid = lock_holder(d);
+    if (pid < 0)
+        return pid;
+    if (pid > 0 && pid == old) {
+        char sql[96];
+        snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(%d)", pid);
+        PQclear(q_exec(d, sql));
+        snprintf(d->why, sizeof(d->why),
+                 "ending this station's previous session (server process %d) that the server "
+                 "still held after the connection was lost",
+                 pid);
+        return unreachable(d);
+    }
+    if (pid == 0) /* released in between */
+        return unreachable(d);
+    set_msg(d, "another process took this station's name in the records database while "
+               "its connection was down; give every station of the line its own name");
+    return -EBUSY;
+}
+
+/* Starts a connection attempt (never blocks on the network; a host name is
+ * resolved here: give an address or a name the resolver answers at once). */
+static void start_connect(struct pdb *d)
+{
+    const char *vals[9];
+    conn_vals(d->dsn, vals);
+    d->next_try = mono_ms() + RECORDS_PG_RETRY_MS;
+    d->conn = PQconnectStartParams(conn_keys, vals, 1);
+    if (!d->conn || PQstatus(d->conn) == CONNECTION_BAD) {
+        drop_conn(d, d->conn ? PQerrorMessage(d->conn) : "out of memory");
+        return;
+    }
+    d->connecting = true;
+    d->poll_st = PGRES_POLLING_WRITING;
+    d->connect_deadline = mono_ms() + d->connect_ms;
+}
+
+/* Steps a connection attempt as far as it goes without waiting: 1 connected,
+ * 0 still connecting, -EIO failed (d->why says why). */
+static int step_connect(struct pdb *d)
+{
+    for (;;) {
+        struct pollfd pfd = {.fd = PQsocket(d->conn),
+                             .events = d->poll_st == PGRES_POLLING_READING ? POLLIN : POLLOUT};
+        if (poll(&pfd, 1, 0) <= 0) {
+            if (mono_ms() < d->connect_deadline)
+                return 0;
+            char m[96];
+            snprintf(m, sizeof(m), "no answer to a connection attempt within %d ms", d->connect_ms);
+            drop_conn(d, m);
+            return -EIO;
+        }
+        d->poll_st = PQconnectPoll(d->conn);
+        if (d->poll_st == PGRES_POLLING_FAILED) {
+            drop_conn(d, PQerrorMessage(d->conn));
+            return -EIO;
+        }
+        if (d->poll_st == PGRES_POLLING_OK) {
+            d->connecting = false;
+            return 1;
+        }
+    }
 }
 
 /*
- * A connection the server or the network dropped is made again by the next
- * call after the one that saw it fail (that call's -EIO stands: whether a
- * write it carried was committed is unknown, so nothing is sent twice). Not
- * inside a transaction (the caller rolls back first), at most one attempt per
- * RECORDS_PG_RETRY_MS (a connect blocks up to connect_timeout), and only with
- * the store's lock taken again: another station may have taken the database.
- * The statements are prepared again in the new session as they are used.
+ * A connection the server or the network dropped is made again in the
+ * background: the call that saw it fail returns -EIO (whether a write it
+ * carried was committed is unknown, so nothing is sent twice), and every call
+ * after it steps a non-blocking connection attempt (PQconnectStart/Poll: no
+ * call waits for the network; rdb_pg_poll steps it from a timer) and fails
+ * -EIO "records database unreachable" at once until the attempt succeeds. Not
+ * inside a transaction (the caller rolls back first), a new attempt at most
+ * every RECORDS_PG_RETRY_MS, and only with the store's lock taken again:
+ * another station may have taken the database. The statements are prepared
+ * again in the new session as they are used.
  */
 static int ensure_conn(struct pdb *d)
 {
     int ret;
-    if (PQstatus(d->conn) == CONNECTION_OK && d->locked)
+    if (d->conn && !d->connecting && PQstatus(d->conn) == CONNECTION_OK && d->locked)
         return 0;
     if (d->in_txn) {
         set_msg(d, "connection to PostgreSQL lost in a transaction");
         return -EIO;
     }
-    if (PQstatus(d->conn) != CONNECTION_OK) {
-        char m[sizeof(d->msg)];
-        if (mono_ms() < d->next_try) {
-            snprintf(m, sizeof(m), "PostgreSQL unreachable (%s); trying again shortly", d->msg);
-            set_msg(d, m);
-            return -EIO;
-        }
-        d->next_try = mono_ms() + RECORDS_PG_RETRY_MS;
-        d->locked = false;
-        PQreset(d->conn);
-        if (PQstatus(d->conn) != CONNECTION_OK) {
-            snprintf(m, sizeof(m), "cannot reconnect to PostgreSQL: %s", PQerrorMessage(d->conn));
-            set_msg(d, m);
-            return -EIO;
-        }
+    if (d->conn && !d->connecting && PQstatus(d->conn) != CONNECTION_OK)
+        drop_conn(d, PQerrorMessage(d->conn));
+    if (!d->conn) {
+        if (mono_ms() < d->next_try)
+            return unreachable(d);
+        start_connect(d);
+        if (!d->conn)
+            return unreachable(d);
+    }
+    if (d->connecting) {
+        ret = step_connect(d);
+        if (ret <= 0)
+            return unreachable(d);
         d->gen++;
-        if ((ret = session_setup(d)) < 0)
-            return ret;
+        if ((ret = session_setup(d)) < 0) {
+            drop_conn(d, d->msg);
+            return unreachable(d);
+        }
     }
-    if ((ret = try_lock(d)) < 0)
-        return ret;
-    if (!ret) {
-        set_msg(d, "another process took this station's name in the records database while "
-                   "its connection was down; give every station of the line its own name");
-        return -EBUSY;
-    }
-    return 0;
+    return relock(d);
+}
+
+bool rdb_pg_connected(struct rdb *db)
+{
+    struct pdb *d = PDB(db);
+    return db->ops->dialect == RDB_POSTGRESQL && d->conn && !d->connecting &&
+           PQstatus(d->conn) == CONNECTION_OK && d->locked;
+}
+
+int rdb_pg_poll(struct rdb *db)
+{
+    if (db->ops->dialect != RDB_POSTGRESQL)
+        return 0;
+    return ensure_conn(PDB(db));
+}
+
+void rdb_pg_set_answer_ms(struct rdb *db, int ms)
+{
+    if (db->ops->dialect == RDB_POSTGRESQL)
+        PDB(db)->answer_ms = ms > 0 ? ms : 0;
 }
 
 static const struct rdb_ops pg_ops = {
@@ -765,9 +1014,7 @@ static int connect_errno(const char *m)
 
 int rdb_pg_open(const char *dsn, const char *station, struct rdb **out, char *msg, size_t msg_size)
 {
-    /* Defaults first: a key the connection string repeats overrides them. */
-    const char *const keys[] = {"connect_timeout", "application_name", "dbname", NULL};
-    const char *const vals[] = {RECORDS_PG_CONNECT_TIMEOUT, "espstationd", dsn, NULL};
+    const char *vals[9];
     struct pdb *d = calloc(1, sizeof(*d));
     char buf[64];
     int ret;
@@ -778,8 +1025,15 @@ int rdb_pg_open(const char *dsn, const char *station, struct rdb **out, char *ms
         return -ENOMEM;
     }
     d->base.ops = &pg_ops;
+    d->gen = 1;
     snprintf(d->station, sizeof(d->station), "%s", station ? station : "");
-    d->conn = PQconnectdbParams(keys, vals, 1);
+    if (!(d->dsn = strdup(dsn))) {
+        free(d);
+        snprintf(msg, msg_size, "records: out of memory");
+        return -ENOMEM;
+    }
+    conn_vals(dsn, vals);
+    d->conn = PQconnectdbParams(conn_keys, vals, 1);
     if (!d->conn || PQstatus(d->conn) != CONNECTION_OK) {
         set_msg(d, d->conn ? PQerrorMessage(d->conn) : "out of memory");
         ret = connect_errno(d->msg);
@@ -790,6 +1044,12 @@ int rdb_pg_open(const char *dsn, const char *station, struct rdb **out, char *ms
                  d->conn && PQhost(d->conn) ? PQhost(d->conn) : "?", d->msg);
         goto fail;
     }
+    d->connect_ms = 1000 * atoi(RECORDS_PG_CONNECT_TIMEOUT);
+    PQconninfoOption *opts = PQconninfo(d->conn);
+    for (PQconninfoOption *o = opts; o && o->keyword; o++)
+        if (strcmp(o->keyword, "connect_timeout") == 0 && o->val && atoi(o->val) > 0)
+            d->connect_ms = 1000 * atoi(o->val);
+    PQconninfoFree(opts);
     ret = session_setup(d);
     if (ret < 0) {
         snprintf(msg, msg_size, "records: PostgreSQL session setup failed: %s", d->msg);

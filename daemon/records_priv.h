@@ -21,6 +21,8 @@
 
 #define RECORDS_PREP_MAX 64
 
+struct rec_journal;
+
 struct records {
     struct rdb *db;
     char *path;           /* the file, or the DSN without its password, for messages */
@@ -37,6 +39,8 @@ struct records {
     int recovered;
     int schema_version;
     bool in_callback;
+    struct rec_journal *jr; /* PostgreSQL's write-behind journal (records_journal.c), or NULL */
+    bool jr_direct;         /* inside the journal: records.c's own code runs */
     /* Row buffer handed to list callbacks (keeps large rows off the stack). */
     union {
         struct records_board board;
@@ -162,6 +166,29 @@ int rec_change_one(struct records *r, struct rdb_stmt *st, int rc, const char *w
 bool rec_next_row(struct records *r, struct rdb_stmt *st, int *rc, int *n);
 int rec_list_done(struct records *r, struct rdb_stmt *st, int rc, int n, const char *what,
                   struct records_error *err);
+
+/* ---- the write-behind journal (records_journal.c) ------------------------------ */
+
+/* True when a journaled write goes through the journal first (it calls the
+ * records.c function again with jr_direct set for the direct write). */
+#define JOURNALED(r) ((r)->jr && !(r)->jr_direct)
+int rj_attach(struct records *r, const char *path, struct records_error *err);
+void rj_free(struct rec_journal *jr);
+int rj_board_upsert(struct records *r, const struct records_board *b, struct records_error *err);
+int rj_job_begin(struct records *r, const struct records_job_new *j, int64_t *id,
+                 struct records_error *err);
+int rj_job_set_board(struct records *r, int64_t id, const char *mac, struct records_error *err);
+int rj_job_set_firmware(struct records *r, int64_t id, const char *firmware,
+                        struct records_error *err);
+int rj_job_progress(struct records *r, int64_t id, const char *stage, int64_t bytes,
+                    int64_t wire_bytes, struct records_error *err);
+int rj_job_log(struct records *r, int64_t id, const char *level, const char *line,
+               struct records_error *err);
+int rj_job_finish(struct records *r, int64_t id, const struct records_job_result *res,
+                  struct records_error *err);
+int rj_event_append(struct records *r, const struct records_event_new *e, int64_t *id,
+                    struct records_error *err);
+const char *rdb_errmsg_of(struct records *r);
 
 #define ENTER(r, err)                                                                              \
     do {                                                                                           \

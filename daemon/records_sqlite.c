@@ -185,6 +185,15 @@ const char *const rdb_sqlite_migrations[] = {
     "  PRIMARY KEY (sha256, station)) WITHOUT ROWID;"
     "ALTER TABLE bulks ADD COLUMN owner TEXT;"
     "ALTER TABLE bulks ADD COLUMN lease_until INTEGER;",
+    /* 8: the write-behind journal (records_journal.c): a job log line or event
+     * written during a database outage carries a key unique across the line
+     * ("<station>/<start ms>/<n>"), so writing it again when the journal is
+     * replayed (after a crash mid-replay) adds nothing. NULL for rows written
+     * without a journal (SQLite, tools). */
+    "ALTER TABLE job_log ADD COLUMN jkey TEXT;"
+    "ALTER TABLE events ADD COLUMN jkey TEXT;"
+    "CREATE UNIQUE INDEX job_log_jkey ON job_log (jkey);"
+    "CREATE UNIQUE INDEX events_jkey ON events (jkey);",
 };
 
 const int rdb_migrations_count =

@@ -1552,8 +1552,9 @@ int station_new(const struct station_options *o, struct loop *loop, struct stati
     st_resolve_name(st);
     if (st->cfg->records.postgresql) {
         /* A line's shared database: re.message names the server and what to check. */
-        rc = records_open_station(RECORDS_BACKEND_POSTGRESQL, st->cfg->records.dsn, st->name,
-                                  &st->rec, &re);
+        char journal[PATH_MAX + 16];
+        snprintf(journal, sizeof(journal), "%s/records.journal", st->data_dir);
+        rc = st_records_open(st, journal, &re);
         snprintf(path, sizeof(path), "PostgreSQL, station %s", st->name);
     } else {
         rc = records_open_station(RECORDS_BACKEND_SQLITE, path, st->name, &st->rec, &re);
@@ -1591,7 +1592,7 @@ int station_start(struct station *st)
     if (!st->poll_timer)
         return -ENOMEM;
     int rc = loop_timer_arm(st->poll_timer, st->opt.manual_poll_ms, st->opt.manual_poll_ms);
-    if (rc < 0)
+    if (rc < 0 || (rc = st_records_watch(st)) < 0)
         return rc;
     if (!st->opt.no_udev)
         udev_start(st);
@@ -1762,6 +1763,7 @@ void station_free(struct station *st)
     }
     slot_table_free(&st->slots);
     loop_timer_free(st->poll_timer);
+    st_records_unwatch(st);
     fw_cache_clear(st);
     free(st->fw);
     free(st->queue);

@@ -50,11 +50,21 @@ struct station {
     bool stopping;
     bool stopped;
     struct station_hooks hooks;
-    struct station_req *reqs;    /* REST API job requests, pending or running */
-    struct json_object *overlay; /* REST API profile changes (config_load_overlay), or NULL */
-    struct fd_budget budget;     /* set by main (station_set_fd_budget) */
-    int api_idle_start;          /* api.idle_timeout_s the REST API was started with */
+    struct station_req *reqs;     /* REST API job requests, pending or running */
+    struct json_object *overlay;  /* REST API profile changes (config_load_overlay), or NULL */
+    struct fd_budget budget;      /* set by main (station_set_fd_budget) */
+    int api_idle_start;           /* api.idle_timeout_s the REST API was started with */
+    struct loop_timer *rec_timer; /* station_records.c: drives the records journal */
+    bool rec_down;                /* the records database was found unreachable */
+    int64_t rec_dropped;          /* journal writes the database refused, logged */
 };
+
+/* station_records.c: a records database that can go away (PostgreSQL with a
+ * journal in the data directory; see records_open_journaled). */
+struct records_error;
+int st_records_open(struct station *st, const char *journal, struct records_error *re);
+int st_records_watch(struct station *st);
+void st_records_unwatch(struct station *st);
 
 /* station.c */
 void st_event(struct station *st, const char *kind, const struct slot *s, const char *mac,

@@ -104,7 +104,13 @@ static char *format_event(const struct records_event *e, size_t *n)
     const char *data =
         json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
     char *out = NULL;
-    int len = asprintf(&out, "id: %lld\nevent: %s\ndata: %s\n\n", (long long)e->id, e->kind, data);
+    char id[32] = "";
+    /* An event written while the records database was unreachable has no id
+     * yet (records_open_journaled): sent without one, the client's
+     * Last-Event-ID stays where it was. */
+    if (e->id > 0)
+        snprintf(id, sizeof(id), "id: %lld\n", (long long)e->id);
+    int len = asprintf(&out, "%sevent: %s\ndata: %s\n\n", id, e->kind, data);
     json_object_put(o);
     if (len < 0)
         return NULL;
@@ -244,7 +250,8 @@ void sse_on_event(void *ctx, const struct records_event *e)
         if (!text && !(text = format_event(e, &n)))
             return;
         append(cl, text, n);
-        cl->cursor = e->id;
+        if (e->id > 0)
+            cl->cursor = e->id;
     }
     free(text);
 }

@@ -131,9 +131,18 @@ static int teardown(void **state)
     return 0;
 }
 
+/* Takes a latest-schema SQLite file back to schema 7 (before migration 8's
+ * journal keys). */
+#define FX_UNDO_SCHEMA8                                                                            \
+    "DROP INDEX job_log_jkey;"                                                                     \
+    "DROP INDEX events_jkey;"                                                                      \
+    "ALTER TABLE job_log DROP COLUMN jkey;"                                                        \
+    "ALTER TABLE events DROP COLUMN jkey;"
+
 /* Takes a latest-schema SQLite file back to schema 6 (before migration 7's
  * line of stations), for the migration tests of older versions. */
 #define FX_UNDO_SCHEMA7                                                                            \
+    FX_UNDO_SCHEMA8                                                                                \
     "DROP TABLE stations;"                                                                         \
     "DROP TABLE serials;"                                                                          \
     "DROP TABLE blobs;"                                                                            \

@@ -1,0 +1,1056 @@
+/*
+ * records_journal: the write-behind journal of a store on PostgreSQL. A station
+ * of a line keeps flashing when its database goes away (restarted, or behind a
+ * network partition): the writes of a job (begin, board, firmware, progress,
+ * log lines, result), events and board upserts that cannot reach the database
+ * are appended to a local file (records_journal.h: the format) and written in
+ * order when it answers again. Nothing is lost and nothing is written twice.
+ *
+ * Invariants:
+ *  - Order: while the journal holds entries not yet written (pending), every
+ *    journaled kind of write goes to the journal too, so the database sees the
+ *    writes in the order they were made. Other writes (pool files, serials,
+ *    OTA state, bulks, notes) are not journaled: while the database is
+ *    unreachable they fail at once with "records database unreachable", and a
+ *    job that needs them fails with that message (they must not be guessed).
+ *  - Idempotent replay: an entry may reach the database twice (a write whose
+ *    answer was lost; a crash during replay replays the file again). Job ids
+ *    are chosen before the insert (nextval of jobs' sequence, or a block the
+ *    station reserved while connected) and inserted ON CONFLICT DO NOTHING; log
+ *    lines and events carry a key unique in the line (schema 8: jkey) and are
+ *    inserted ON CONFLICT DO NOTHING; progress, results and board upserts are
+ *    updates that land on the same state twice (a result already recorded is
+ *    not recorded again). During replay the store's clock gives each entry's
+ *    own time, so last_seen, started_at, ended_at and seconds are as they were.
+ *  - Durability: entries of records_job_finish and records_event_append are
+ *    fsync'd before the call returns (the API promises them durable); the
+ *    others are written (survive kill -9) and synced with the next fsync.
+ *  - Bounded: no call waits on the network (records_pg.c: non-blocking
+ *    reconnect, every answer awaited at most RJ_ANSWER_MS); replay runs from
+ *    records_tick() for at most RJ_TICK_BUDGET_MS at a time.
+ *  - At open the whole journal is written before the crash recovery runs (so a
+ *    job whose result is in the journal is not marked interrupted); a journal
+ *    that cannot be written then fails the open.
+ */
+
+#include "records_journal.h"
+#include "records_priv.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define RJ_ANSWER_MS 5000     /* longest wait for the database's answer */
+#define RJ_IDS 64             /* job ids reserved ahead for an outage */
+#define RJ_TICK_BUDGET_MS 50  /* replay time per records_tick() */
+#define RJ_CHUNK (256 * 1024) /* bytes of the file read at a time */
+#define RJ_PROGRESS_MS 1000   /* a job's byte counts journaled at most this often */
+#define RJ_PROGRESS_JOBS 64
+
+/* Entry kinds (op letters). */
+enum {
+    OP_BEGIN = 'B',    /* id kind mac slot firmware queued stage */
+    OP_BOARD = 'S',    /* id mac */
+    OP_FIRMWARE = 'W', /* id firmware */
+    OP_PROGRESS = 'P', /* id stage bytes wire */
+    OP_LOG = 'L',      /* id level line jkey */
+    OP_FINISH = 'F',   /* id + result fields */
+    OP_EVENT = 'E',    /* kind mac slot job_id data jkey */
+    OP_UPSERT = 'U',   /* board fields */
+};
+
+struct rec_journal {
+    char *path;
+    int fd;
+    off_t size;      /* bytes in the file */
+    off_t applied;   /* of which written to the database */
+    int64_t pending; /* entries not yet written */
+    int64_t seq;     /* last entry's number */
+    char key_prefix[RECORDS_STATION_LEN + 24];
+    int64_t key_n;
+    int64_t ids[RJ_IDS];
+    int n_ids;
+    struct {
+        int64_t job, ts;
+    } progress[RJ_PROGRESS_JOBS];
+    int64_t replay_ts; /* the clock during replay */
+    struct records_journal_status stat;
+};
+
+/* ---- format ------------------------------------------------------------------------- */
+
+static uint32_t crc32_of(const char *p, size_t n)
+{
+    uint32_t c = 0xFFFFFFFFu;
+    for (size_t i = 0; i < n; i++) {
+        c ^= (unsigned char)p[i];
+        for (int k = 0; k < 8; k++)
+            c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
+    }
+    return ~c;
+}
+
+char *rj_encode(const struct rj_entry *e, size_t *len)
+{
+    size_t cap = 64;
+    char *out, *o;
+    if (e->nf < 0 || e->nf > RJ_MAX_FIELDS)
+        return NULL;
+    for (int i = 0; i < e->nf; i++)
+        cap += 3 + (e->f[i] ? 2 * strlen(e->f[i]) : 2);
+    if (!(out = malloc(cap + 9)))
+        return NULL;
+    o = out + 9; /* "crc32 " first */
+    o += sprintf(o, "%c\t%" PRId64 "\t%" PRId64, e->op, e->seq, e->ts);
+    for (int i = 0; i < e->nf; i++) {
+        *o++ = '\t';
+        if (!e->f[i]) {
+            *o++ = '\\';
+            *o++ = 'N';
+            continue;
+        }
+        for (const char *p = e->f[i]; *p; p++) {
+            char c = *p;
+            if (c == '\\' || c == '\t' || c == '\n' || c == '\r') {
+                *o++ = '\\';
+                c = c == '\\' ? '\\' : c == '\t' ? 't' : c == '\n' ? 'n' : 'r';
+            }
+            *o++ = c;
+        }
+    }
+    uint32_t crc = crc32_of(out + 9, (size_t)(o - out - 9));
+    char head[10];
+    snprintf(head, sizeof(head), "%08" PRIx32 " ", crc);
+    memcpy(out, head, 9);
+    *o++ = '\n';
+    *len = (size_t)(o - out);
+    return out;
+}
+
+/* Decodes one payload (NUL-terminated copy in buf, modified) into e. */
+static const char *decode(char *buf, struct rj_entry *e)
+{
+    char *fields[RJ_MAX_FIELDS + 3], *p = buf, *end;
+    int n = 0;
+    for (;;) {
+        if (n == RJ_MAX_FIELDS + 3)
+            return "too many fields";
+        fields[n++] = p;
+        p = strchr(p, '\t');
+        if (!p)
+            break;
+        *p++ = '\0';
+    }
+    if (n < 3 || strlen(fields[0]) != 1 || fields[0][0] < 'A' || fields[0][0] > 'Z')
+        return "no entry kind";
+    e->op = fields[0][0];
+    errno = 0;
+    e->seq = strtoll(fields[1], &end, 10);
+    if (errno || !*fields[1] || *end || e->seq < 1)
+        return "bad sequence number";
+    e->ts = strtoll(fields[2], &end, 10);
+    if (errno || !*fields[2] || *end || e->ts < 0)
+        return "bad time";
+    e->nf = n - 3;
+    for (int i = 0; i < e->nf; i++) {
+        char *s = fields[i + 3], *w = s;
+        if (strcmp(s, "\\N") == 0) {
+            e->f[i] = NULL;
+            continue;
+        }
+        for (char *q = s; *q; q++) {
+            if (*q != '\\') {
+                *w++ = *q;
+                continue;
+            }
+            q++;
+            if (*q == '\\' || *q == 't' || *q == 'n' || *q == 'r')
+                *w++ = *q == '\\' ? '\\' : *q == 't' ? '\t' : *q == 'n' ? '\n' : '\r';
+            else
+                return "bad escape";
+        }
+        *w = '\0';
+        e->f[i] = s;
+    }
+    return NULL;
+}
+
+int rj_parse(const char *buf, size_t len, int partial_ok, rj_entry_cb cb, void *ctx, size_t *good,
+             char *msg, size_t msg_size)
+{
+    size_t pos = 0;
+    int n = 0;
+    char *line = NULL;
+    const char *why = NULL;
+    if (msg_size)
+        msg[0] = '\0';
+    *good = 0;
+    while (pos < len) {
+        const char *nl = memchr(buf + pos, '\n', len - pos);
+        size_t ll = nl ? (size_t)(nl - (buf + pos)) : len - pos;
+        struct rj_entry e;
+        char *endp;
+        if (!nl) {
+            if (partial_ok && ll < RJ_LINE_MAX)
+                break;
+            snprintf(msg, msg_size,
+                     "truncated last entry at byte %zu (%zu bytes without a line end: the "
+                     "write was cut short)",
+                     pos, ll);
+            free(line);
+            return -EBADMSG;
+        }
+        if (ll < 10 || ll > RJ_LINE_MAX || buf[pos + 8] != ' ') {
+            why = ll > RJ_LINE_MAX ? "line too long" : "no checksum";
+            goto bad;
+        }
+        char hex[9];
+        memcpy(hex, buf + pos, 8);
+        hex[8] = '\0';
+        uint32_t want = (uint32_t)strtoul(hex, &endp, 16);
+        if (*endp || crc32_of(buf + pos + 9, ll - 9) != want) {
+            why = "checksum mismatch";
+            goto bad;
+        }
+        free(line);
+        if (!(line = strndup(buf + pos + 9, ll - 9))) {
+            snprintf(msg, msg_size, "out of memory");
+            return -ENOMEM;
+        }
+        if (memchr(buf + pos + 9, '\0', ll - 9)) {
+            why = "NUL byte in entry";
+            goto bad;
+        }
+        if ((why = decode(line, &e)))
+            goto bad;
+        if (cb && cb(&e, ctx))
+            break;
+        n++;
+        pos += ll + 1;
+        *good = pos;
+    }
+    free(line);
+    return n;
+bad:
+    free(line);
+    snprintf(msg, msg_size, "corrupt entry at byte %zu: %s", pos, why);
+    return -EBADMSG;
+}
+
+/* ---- helpers -------------------------------------------------------------------------- */
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static bool reachable(struct records *r)
+{
+    return rdb_pg_connected(r->db);
+}
+
+/* Whether a write goes to the journal rather than the database now. */
+static bool queueing(struct records *r)
+{
+    return r->jr->pending > 0 || !reachable(r);
+}
+
+/* -EIO with the connection gone: the write may or may not have landed. */
+static bool lost(struct records *r, int rc)
+{
+    return (rc == -EIO || rc == -EBUSY) && !reachable(r);
+}
+
+static const char *num(char *buf, int64_t v)
+{
+    sprintf(buf, "%" PRId64, v);
+    return buf;
+}
+
+static int64_t field_int(const struct rj_entry *e, int i, int64_t dflt)
+{
+    return i < e->nf && e->f[i] ? strtoll(e->f[i], NULL, 10) : dflt;
+}
+
+static const char *field(const struct rj_entry *e, int i)
+{
+    return i < e->nf ? e->f[i] : NULL;
+}
+
+static void next_key(struct rec_journal *jr, char *out, size_t n)
+{
+    snprintf(out, n, "%s/%" PRId64, jr->key_prefix, ++jr->key_n);
+}
+
+/* Appends an entry (fsync'd when sync). */
+static int append(struct records *r, char op, const char *const *f, int nf, bool sync,
+                  struct records_error *err)
+{
+    struct rec_journal *jr = r->jr;
+    struct rj_entry e = {.op = op, .seq = jr->seq + 1, .ts = records_now_ms(r), .nf = nf};
+    size_t len, off = 0;
+    char *line;
+    for (int i = 0; i < nf; i++)
+        e.f[i] = f[i];
+    if (!(line = rj_encode(&e, &len)))
+        return rec_set_err(err, -ENOMEM, "records: out of memory");
+    while (off < len) {
+        ssize_t w = write(jr->fd, line + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0) {
+            int code = -errno;
+            free(line);
+            /* a partial line is cut off again: the file stays whole */
+            if (ftruncate(jr->fd, jr->size) < 0) {
+            }
+            return rec_set_err(err, code,
+                               "records database unreachable and the journal %s cannot be "
+                               "written: %s",
+                               jr->path, strerror(-code));
+        }
+        off += (size_t)w;
+    }
+    free(line);
+    if (sync && fdatasync(jr->fd) < 0)
+        return rec_set_err(err, -errno, "records: cannot sync the journal %s: %s", jr->path,
+                           strerror(errno));
+    jr->size += (off_t)len;
+    jr->seq++;
+    jr->pending++;
+    jr->stat.journaled++;
+    rec_clear_err(err);
+    return 0;
+}
+
+/* ---- job ids ---------------------------------------------------------------------------- */
+
+static const char SQL_NEXT_IDS[] =
+    "SELECT nextval(pg_get_serial_sequence('jobs', 'id')) FROM generate_series(1, ?1)";
+
+/* n ids from the database into out; how many, or < 0. */
+static int fetch_ids(struct records *r, int n, int64_t *out, struct records_error *err)
+{
+    struct rdb_stmt *st;
+    int rc, got = 0;
+    if ((rc = rec_prep(r, SQL_NEXT_IDS, NULL, &st, err)) < 0)
+        return rc;
+    rdb_bind_int64(st, 1, n);
+    while ((rc = rdb_step(st)) == RDB_ROW && got < n)
+        out[got++] = rdb_column_int64(st, 0);
+    rec_stmt_done(st);
+    if (rc < 0)
+        return rec_db_err(r, err, rc, "cannot reserve job ids");
+    return got;
+}
+
+static void refill_ids(struct records *r)
+{
+    struct rec_journal *jr = r->jr;
+    int64_t ids[RJ_IDS];
+    int n;
+    if (jr->n_ids >= RJ_IDS / 2 || !reachable(r))
+        return;
+    n = fetch_ids(r, RJ_IDS - jr->n_ids, ids, NULL);
+    for (int i = 0; i < n; i++)
+        jr->ids[jr->n_ids++] = ids[i];
+    jr->stat.reserved_ids = jr->n_ids;
+}
+
+/* ---- direct writes (connected) ------------------------------------------------------------ */
+
+static const char SQL_JOB_BEGIN[] =
+    "INSERT INTO jobs (id, kind, board_mac, slot, firmware, state, stage, started_at, station) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (id) DO NOTHING";
+static const char SQL_JOB_LOG[] = "INSERT INTO job_log (job_id, ts, level, line, jkey) "
+                                  "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (jkey) DO NOTHING";
+static const char SQL_EVENT[] =
+    "INSERT INTO events (ts, kind, board_mac, slot, job_id, data, station, jkey) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (jkey) DO NOTHING RETURNING id";
+
+static int db_job_begin(struct records *r, int64_t id, const char *const *f,
+                        struct records_error *err)
+{
+    struct rdb_stmt *st;
+    int rc;
+    if ((rc = rec_prep(r, SQL_JOB_BEGIN, NULL, &st, err)) < 0)
+        return rc;
+    rdb_bind_int64(st, 1, id);
+    for (int i = 0; i < 6; i++)
+        rec_bind_text(st, 2 + i,
+                      i == 4 ? (f[4] && strcmp(f[4], "1") == 0 ? "queued" : "running") : f[i]);
+    rdb_bind_int64(st, 8, records_now_ms(r));
+    rec_bind_text(st, 9, r->station);
+    rc = rdb_step(st);
+    rec_stmt_done(st);
+    if (rc == -ENOENT)
+        return rec_set_err(err, -ENOENT, "records: no board %s: record the board before its job",
+                           f[1] ? f[1] : "");
+    return rc < 0 ? rec_db_err(r, err, rc, "cannot record job start") : 0;
+}
+
+static int db_job_log(struct records *r, int64_t id, const char *level, const char *line,
+                      const char *key, struct records_error *err)
+{
+    struct rdb_stmt *st;
+    int rc;
+    if ((rc = rec_prep(r, SQL_JOB_LOG, NULL, &st, err)) < 0)
+        return rc;
+    rdb_bind_int64(st, 1, id);
+    rdb_bind_int64(st, 2, records_now_ms(r));
+    rec_bind_text(st, 3, level);
+    rdb_bind_text(st, 4, line ? line : "");
+    rec_bind_text(st, 5, key);
+    rc = rdb_step(st);
+    rec_stmt_done(st);
+    if (rc == -ENOENT)
+        return rec_set_err(err, -ENOENT, "records: no job %lld", (long long)id);
+    return rc < 0 ? rec_db_err(r, err, rc, "cannot append job log line") : 0;
+}
+
+static int db_event(struct records *r, const char *const *f, int64_t *id, struct records_error *err)
+{
+    struct rdb_stmt *st;
+    int rc;
+    int64_t job = f[3] ? strtoll(f[3], NULL, 10) : 0;
+    if ((rc = rec_prep(r, SQL_EVENT, NULL, &st, err)) < 0)
+        return rc;
+    rdb_bind_int64(st, 1, records_now_ms(r));
+    rec_bind_text(st, 2, f[0]);
+    rec_bind_text(st, 3, f[1]);
+    rec_bind_text(st, 4, f[2]);
+    rec_bind_opt_int(st, 5, job > 0 ? job : -1);
+    rec_bind_text(st, 6, f[4]);
+    rec_bind_text(st, 7, r->station);
+    rec_bind_text(st, 8, f[5]);
+    rc = rdb_step(st);
+    if (rc == RDB_ROW) {
+        if (id)
+            *id = rdb_column_int64(st, 0);
+        rc = rdb_step(st);
+    }
+    rec_stmt_done(st);
+    return rc < 0 ? rec_db_err(r, err, rc, "cannot append event") : 0;
+}
+
+/* ---- the hooked API (records.c calls these first when a journal is attached) ------------ */
+
+/* ret = call, run past the hook (records.c's own code for the write). */
+#define DIRECT(r, ret, call)                                                                       \
+    do {                                                                                           \
+        (r)->jr_direct = true;                                                                     \
+        (ret) = (call);                                                                            \
+        (r)->jr_direct = false;                                                                    \
+    } while (0)
+
+int rj_job_begin(struct records *r, const struct records_job_new *j, int64_t *id,
+                 struct records_error *err)
+{
+    struct rec_journal *jr = r->jr;
+    char mac[RECORDS_MAC_LEN] = "", idbuf[24];
+    int64_t new_id = 0;
+    int ret;
+    if (!j)
+        return rec_set_err(err, -EINVAL, "records: no job");
+    if ((ret = rec_check_token("job kind", j->kind, RECORDS_STATE_LEN, err)) < 0 ||
+        (j->board_mac && *j->board_mac && (ret = rec_normalize_mac(j->board_mac, mac, err)) < 0) ||
+        (ret = rec_check_text("job slot", j->slot, RECORDS_SLOT_LEN, err)) < 0 ||
+        (ret = rec_check_text("job firmware", j->firmware, RECORDS_FIRMWARE_LEN, err)) < 0 ||
+        (ret = rec_check_text("job stage", j->stage, RECORDS_STATE_LEN, err)) < 0)
+        return ret;
+    const char *f[7] = {
+        j->kind, mac[0] ? mac : NULL, j->slot, j->firmware, j->queued ? "1" : "0", j->stage, NULL};
+    if (!queueing(r)) {
+        ret = fetch_ids(r, 1, &new_id, err);
+        if (ret == 1) {
+            ret = db_job_begin(r, new_id, f, err);
+            if (ret >= 0 || !lost(r, ret)) {
+                if (ret >= 0 && id)
+                    *id = new_id;
+                return ret;
+            }
+        } else if (ret >= 0 || !lost(r, ret)) {
+            return ret < 0 ? ret : rec_set_err(err, -EIO, "records: no job id");
+        }
+    }
+    if (!new_id) {
+        if (!jr->n_ids)
+            return rec_set_err(err, -EIO,
+                               "records database unreachable and this station's reserved job "
+                               "ids are used up: cannot record a new job (%s)",
+                               rdb_errmsg_of(r));
+        new_id = jr->ids[0];
+        memmove(jr->ids, jr->ids + 1, (size_t)--jr->n_ids * sizeof(jr->ids[0]));
+        jr->stat.reserved_ids = jr->n_ids;
+    }
+    const char *g[8] = {num(idbuf, new_id), f[0], f[1], f[2], f[3], f[4], f[5], NULL};
+    if ((ret = append(r, OP_BEGIN, g, 7, false, err)) < 0)
+        return ret;
+    if (id)
+        *id = new_id;
+    return 0;
+}
+
+int rj_job_set_board(struct records *r, int64_t id, const char *mac, struct records_error *err)
+{
+    char norm[RECORDS_MAC_LEN], idbuf[24];
+    int ret;
+    if (!queueing(r)) {
+        DIRECT(r, ret, records_job_set_board(r, id, mac, err));
+        if (!lost(r, ret))
+            return ret;
+    }
+    if ((ret = rec_normalize_mac(mac, norm, err)) < 0)
+        return ret;
+    const char *f[2] = {num(idbuf, id), norm};
+    return append(r, OP_BOARD, f, 2, false, err);
+}
+
+int rj_job_set_firmware(struct records *r, int64_t id, const char *firmware,
+                        struct records_error *err)
+{
+    char idbuf[24];
+    int ret;
+    if (!queueing(r)) {
+        DIRECT(r, ret, records_job_set_firmware(r, id, firmware, err));
+        if (!lost(r, ret))
+            return ret;
+    }
+    if ((ret = rec_check_text("job firmware", firmware, RECORDS_FIRMWARE_LEN, err)) < 0)
+        return ret;
+    const char *f[2] = {num(idbuf, id), firmware && *firmware ? firmware : NULL};
+    return append(r, OP_FIRMWARE, f, 2, false, err);
+}
+
+int rj_job_progress(struct records *r, int64_t id, const char *stage, int64_t bytes,
+                    int64_t wire_bytes, struct records_error *err)
+{
+    struct rec_journal *jr = r->jr;
+    char a[24], b[24], c[24];
+    int ret, slot = (int)((uint64_t)id % RJ_PROGRESS_JOBS);
+    int64_t now = records_now_ms(r);
+    if (!queueing(r)) {
+        DIRECT(r, ret, records_job_progress(r, id, stage, bytes, wire_bytes, err));
+        if (!lost(r, ret))
+            return ret;
+    }
+    if ((ret = rec_check_text("job stage", stage, RECORDS_STATE_LEN, err)) < 0)
+        return ret;
+    /* Byte counts only: one entry a second per job is enough (the result has
+     * the final counts); a stage change is always kept. */
+    if (!stage && jr->progress[slot].job == id && now - jr->progress[slot].ts < RJ_PROGRESS_MS)
+        return 0;
+    jr->progress[slot].job = id;
+    jr->progress[slot].ts = now;
+    const char *f[4] = {num(a, id), stage, bytes >= 0 ? num(b, bytes) : NULL,
+                        wire_bytes >= 0 ? num(c, wire_bytes) : NULL};
+    return append(r, OP_PROGRESS, f, 4, false, err);
+}
+
+int rj_job_log(struct records *r, int64_t id, const char *level, const char *line,
+               struct records_error *err)
+{
+    char buf[RECORDS_TEXT_LEN], key[sizeof(r->jr->key_prefix) + 24], idbuf[24];
+    int ret;
+    if ((ret = rec_check_token("log level", level, RECORDS_STATE_LEN, err)) < 0)
+        return ret;
+    rec_copy_trunc(buf, sizeof(buf), line ? line : "");
+    next_key(r->jr, key, sizeof(key));
+    if (!queueing(r)) {
+        ret = db_job_log(r, id, level, buf, key, err);
+        if (!lost(r, ret))
+            return ret;
+    }
+    const char *f[4] = {num(idbuf, id), level, buf, key};
+    return append(r, OP_LOG, f, 4, false, err);
+}
+
+int rj_job_finish(struct records *r, int64_t id, const struct records_job_result *res,
+                  struct records_error *err)
+{
+    char n[11][24];
+    int ret;
+    if (!queueing(r)) {
+        DIRECT(r, ret, records_job_finish(r, id, res, err));
+        if (!lost(r, ret))
+            return ret;
+    }
+    if (!res)
+        return rec_set_err(err, -EINVAL, "records: no job result");
+    if (!records_job_state_is_final(res->state))
+        return rec_set_err(err, -EINVAL, "records: \"%s\" is not a final job state",
+                           records_job_state_to_string(res->state));
+    if ((ret = rec_check_text("job error stage", res->error_stage, RECORDS_STATE_LEN, err)) < 0)
+        return ret;
+    char msg[RECORDS_TEXT_LEN], advice[RECORDS_TEXT_LEN], kbps[40], secs[40];
+    rec_copy_trunc(msg, sizeof(msg), res->error_message ? res->error_message : "");
+    rec_copy_trunc(advice, sizeof(advice), res->error_advice ? res->error_advice : "");
+    snprintf(kbps, sizeof(kbps), "%.17g", res->kbps);
+    snprintf(secs, sizeof(secs), "%.17g", res->seconds);
+    const char *f[16] = {num(n[0], id),
+                         records_job_state_to_string(res->state),
+                         num(n[1], res->result_code),
+                         res->error_stage,
+                         res->error_message ? msg : NULL,
+                         res->error_advice ? advice : NULL,
+                         num(n[2], res->device_status),
+                         num(n[3], res->device_error),
+                         num(n[4], res->error_op),
+                         num(n[5], res->error_address),
+                         num(n[6], res->bytes),
+                         num(n[7], res->wire_bytes),
+                         kbps,
+                         num(n[8], res->retries),
+                         secs,
+                         res->duration_unknown ? "1" : "0"};
+    return append(r, OP_FINISH, f, 16, true, err);
+}
+
+int rj_event_append(struct records *r, const struct records_event_new *e, int64_t *id,
+                    struct records_error *err)
+{
+    char mac[RECORDS_MAC_LEN] = "", key[sizeof(r->jr->key_prefix) + 24], job[24];
+    int ret;
+    if (!e)
+        return rec_set_err(err, -EINVAL, "records: no event");
+    if ((ret = rec_check_token("event kind", e->kind, RECORDS_STATE_LEN, err)) < 0 ||
+        (e->board_mac && *e->board_mac && (ret = rec_normalize_mac(e->board_mac, mac, err)) < 0) ||
+        (ret = rec_check_text("event slot", e->slot, RECORDS_SLOT_LEN, err)) < 0)
+        return ret;
+    if (e->data && strnlen(e->data, RECORDS_EVENT_DATA_LEN) >= RECORDS_EVENT_DATA_LEN)
+        return rec_set_err(err, -EINVAL, "records: event data too long (max %d bytes)",
+                           RECORDS_EVENT_DATA_LEN - 1);
+    if (e->data && *e->data && !rec_json_object_text(e->data))
+        return rec_set_err(err, -EINVAL, "records: event data is not valid JSON (an object)");
+    next_key(r->jr, key, sizeof(key));
+    const char *f[6] = {e->kind,
+                        mac[0] ? mac : NULL,
+                        e->slot && *e->slot ? e->slot : NULL,
+                        e->job_id > 0 ? num(job, e->job_id) : NULL,
+                        e->data && *e->data ? e->data : NULL,
+                        key};
+    if (id)
+        *id = 0;
+    if (!queueing(r)) {
+        ret = db_event(r, f, id, err);
+        if (!lost(r, ret))
+            return ret;
+    }
+    return append(r, OP_EVENT, f, 6, true, err); /* its id comes when it is written */
+}
+
+int rj_board_upsert(struct records *r, const struct records_board *b, struct records_error *err)
+{
+    char n[5][24];
+    int ret;
+    if (!queueing(r)) {
+        DIRECT(r, ret, records_board_upsert(r, b, err));
+        if (!lost(r, ret))
+            return ret;
+    }
+    if (!b)
+        return rec_set_err(err, -EINVAL, "records: no board");
+    char mac[RECORDS_MAC_LEN];
+    if ((ret = rec_normalize_mac(b->mac, mac, err)) < 0)
+        return ret;
+    /* The arrays are NUL-terminated (checked by the direct call or here). */
+    const char *arr[] = {b->chip,
+                         b->slot,
+                         b->current_firmware,
+                         b->current_md5,
+                         b->ip,
+                         b->running_version,
+                         b->target_firmware,
+                         b->online_state,
+                         b->notes};
+    const size_t sizes[] = {sizeof(b->chip),
+                            sizeof(b->slot),
+                            sizeof(b->current_firmware),
+                            sizeof(b->current_md5),
+                            sizeof(b->ip),
+                            sizeof(b->running_version),
+                            sizeof(b->target_firmware),
+                            sizeof(b->online_state),
+                            sizeof(b->notes)};
+    for (size_t i = 0; i < sizeof(arr) / sizeof(arr[0]); i++)
+        if (!memchr(arr[i], '\0', sizes[i]))
+            return rec_set_err(err, -EINVAL, "records: a board field is not NUL-terminated");
+    const char *f[14] = {mac,
+                         b->chip,
+                         num(n[0], b->revision),
+                         num(n[1], b->flash_id),
+                         num(n[2], b->flash_size),
+                         num(n[3], b->crystal_mhz),
+                         b->slot,
+                         b->current_firmware,
+                         b->current_md5,
+                         b->ip,
+                         b->running_version,
+                         b->target_firmware,
+                         b->online_state,
+                         b->notes};
+    return append(r, OP_UPSERT, f, 14, false, err);
+}
+
+/* ---- replay ----------------------------------------------------------------------------- */
+
+static int64_t replay_clock(void *ctx)
+{
+    return ((struct rec_journal *)ctx)->replay_ts;
+}
+
+static void copy_field(char *dst, size_t n, const struct rj_entry *e, int i)
+{
+    snprintf(dst, n, "%s", field(e, i) ? field(e, i) : "");
+}
+
+/* Writes one entry to the database: 0 done (or already there), -EIO try again
+ * later, other < 0: the database refuses it (err says why). */
+static int apply(struct records *r, const struct rj_entry *e, struct records_error *err)
+{
+    int64_t id = field_int(e, 0, 0);
+    int rc;
+    switch (e->op) {
+    case OP_BEGIN: {
+        const char *f[6] = {field(e, 1), field(e, 2), field(e, 3),
+                            field(e, 4), field(e, 5), field(e, 6)};
+        return db_job_begin(r, id, f, err);
+    }
+    case OP_BOARD:
+        DIRECT(r, rc, records_job_set_board(r, id, field(e, 1), err));
+        return rc;
+    case OP_FIRMWARE:
+        DIRECT(r, rc, records_job_set_firmware(r, id, field(e, 1), err));
+        return rc;
+    case OP_PROGRESS:
+        DIRECT(r, rc,
+               records_job_progress(r, id, field(e, 1), field_int(e, 2, -1), field_int(e, 3, -1),
+                                    err));
+        return rc == -EINVAL ? 0 : rc; /* the job ended meanwhile: nothing to do */
+    case OP_LOG:
+        return db_job_log(r, id, field(e, 1), field(e, 2), field(e, 3), err);
+    case OP_FINISH: {
+        struct records_job_result res;
+        records_job_result_init(&res);
+        if (records_job_state_from_string(field(e, 1), &res.state) < 0)
+            return rec_set_err(err, -EINVAL, "records: bad job state in the journal");
+        res.result_code = (int)field_int(e, 2, 0);
+        res.error_stage = field(e, 3);
+        res.error_message = field(e, 4);
+        res.error_advice = field(e, 5);
+        res.device_status = (int)field_int(e, 6, -1);
+        res.device_error = (int)field_int(e, 7, -1);
+        res.error_op = (int)field_int(e, 8, -1);
+        res.error_address = field_int(e, 9, -1);
+        res.bytes = field_int(e, 10, -1);
+        res.wire_bytes = field_int(e, 11, -1);
+        res.kbps = field(e, 12) ? strtod(field(e, 12), NULL) : -1;
+        res.retries = (int)field_int(e, 13, 0);
+        res.seconds = field(e, 14) ? strtod(field(e, 14), NULL) : -1;
+        res.duration_unknown = field_int(e, 15, 0) != 0;
+        DIRECT(r, rc, records_job_finish(r, id, &res, err));
+        if (rc == -EINVAL && strstr(err->message, "is already"))
+            return 0; /* written before (its answer was lost, or an earlier replay) */
+        return rc;
+    }
+    case OP_EVENT: {
+        const char *f[6] = {field(e, 0), field(e, 1), field(e, 2),
+                            field(e, 3), field(e, 4), field(e, 5)};
+        if (!f[0] || !f[5])
+            return rec_set_err(err, -EINVAL, "records: event entry without kind or key");
+        return db_event(r, f, NULL, err);
+    }
+    case OP_UPSERT: {
+        struct records_board *b = &r->row.board;
+        records_board_init(b);
+        copy_field(b->mac, sizeof(b->mac), e, 0);
+        copy_field(b->chip, sizeof(b->chip), e, 1);
+        b->revision = (int)field_int(e, 2, -1);
+        b->flash_id = field_int(e, 3, -1);
+        b->flash_size = field_int(e, 4, -1);
+        b->crystal_mhz = (int)field_int(e, 5, -1);
+        copy_field(b->slot, sizeof(b->slot), e, 6);
+        copy_field(b->current_firmware, sizeof(b->current_firmware), e, 7);
+        copy_field(b->current_md5, sizeof(b->current_md5), e, 8);
+        copy_field(b->ip, sizeof(b->ip), e, 9);
+        copy_field(b->running_version, sizeof(b->running_version), e, 10);
+        copy_field(b->target_firmware, sizeof(b->target_firmware), e, 11);
+        copy_field(b->online_state, sizeof(b->online_state), e, 12);
+        copy_field(b->notes, sizeof(b->notes), e, 13);
+        DIRECT(r, rc, records_board_upsert(r, b, err));
+        return rc;
+    }
+    default:
+        return rec_set_err(err, -EINVAL, "records: unknown journal entry kind '%c'", e->op);
+    }
+}
+
+struct replay {
+    struct records *r;
+    int64_t until; /* mono ms budget, 0 none */
+    int rc;        /* -EIO when the database went away */
+};
+
+static int replay_one(const struct rj_entry *e, void *ctx)
+{
+    struct replay *rp = ctx;
+    struct records *r = rp->r;
+    struct rec_journal *jr = r->jr;
+    struct records_error err;
+    records_clock_fn clock = r->clock;
+    void *clock_ctx = r->clock_ctx;
+    int rc;
+    if (rp->until && mono_ms() >= rp->until)
+        return 1;
+    jr->replay_ts = e->ts;
+    r->clock = replay_clock;
+    r->clock_ctx = jr;
+    rec_clear_err(&err);
+    rc = apply(r, e, &err);
+    r->clock = clock;
+    r->clock_ctx = clock_ctx;
+    if (rc < 0 && (rc == -EBUSY || lost(r, rc) || !reachable(r))) {
+        rp->rc = -EIO;
+        return 1; /* kept for the next try */
+    }
+    if (rc < 0) {
+        jr->stat.dropped++;
+        snprintf(jr->stat.last_error, sizeof(jr->stat.last_error),
+                 "journal entry %" PRId64 " ('%c') refused by the database and dropped: %s", e->seq,
+                 e->op, err.message);
+    }
+    jr->pending--;
+    jr->stat.replayed++;
+    return 0;
+}
+
+/* Writes pending entries until done, out of budget (budget_ms, 0 none) or
+ * the database is gone: 0 all written, 1 more to do, -EIO unreachable,
+ * -EBADMSG the file changed under us. */
+static int replay(struct records *r, int budget_ms, struct records_error *err)
+{
+    struct rec_journal *jr = r->jr;
+    struct replay rp = {.r = r, .until = budget_ms ? mono_ms() + budget_ms : 0};
+    char *buf = malloc(RJ_CHUNK), msg[160];
+    if (!buf)
+        return rec_set_err(err, -ENOMEM, "records: out of memory");
+    while (jr->applied < jr->size && rp.rc == 0) {
+        size_t want = (size_t)(jr->size - jr->applied), good = 0;
+        ssize_t got;
+        int n;
+        if (want > RJ_CHUNK)
+            want = RJ_CHUNK;
+        got = pread(jr->fd, buf, want, jr->applied);
+        if (got <= 0) {
+            free(buf);
+            return rec_set_err(err, -EIO, "records: cannot read the journal %s: %s", jr->path,
+                               got < 0 ? strerror(errno) : "file shorter than written");
+        }
+        n = rj_parse(buf, (size_t)got, 1, replay_one, &rp, &good, msg, sizeof(msg));
+        jr->applied += (off_t)good;
+        if (n < 0) {
+            free(buf);
+            return rec_set_err(err, -EBADMSG, "records: journal %s: %s", jr->path, msg);
+        }
+        if (good == 0 && rp.rc == 0)
+            break; /* budget spent, or an entry longer than a chunk (refused when written) */
+    }
+    free(buf);
+    if (jr->applied >= jr->size) {
+        /* Everything written: the file starts again (a crash before this is
+         * harmless: replaying written entries adds nothing). */
+        if (ftruncate(jr->fd, (off_t)strlen(RJ_HEADER)) == 0) {
+            jr->size = jr->applied = (off_t)strlen(RJ_HEADER);
+            jr->seq = 0;
+        }
+        jr->pending = 0;
+        return 0;
+    }
+    if (rp.rc < 0)
+        return rec_set_err(err, -EIO, "records: %s", rdb_errmsg_of(r));
+    return 1;
+}
+
+/* ---- open / tick / status ----------------------------------------------------------------- */
+
+struct count {
+    int64_t last_seq, n;
+};
+
+static int count_cb(const struct rj_entry *e, void *ctx)
+{
+    struct count *c = ctx;
+    c->last_seq = e->seq;
+    c->n++;
+    return 0;
+}
+
+/* Sets the damaged tail of the file aside (path.bad-<ms>) and cuts it off. */
+static void set_aside(struct rec_journal *jr, const char *buf, size_t good, size_t len,
+                      const char *why)
+{
+    char bad[PATH_MAX + 32];
+    int fd;
+    snprintf(bad, sizeof(bad), "%s.bad-%" PRId64, jr->path, wall_ms());
+    fd = open(bad, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        if (write(fd, buf + good, len - good) < 0 || fsync(fd) < 0) {
+        }
+        close(fd);
+    }
+    if (ftruncate(jr->fd, (off_t)good) < 0) {
+    }
+    snprintf(jr->stat.last_error, sizeof(jr->stat.last_error),
+             "journal %s: %s; the %zu bytes from there were set aside in %s", jr->path, why,
+             len - good, bad);
+}
+
+/* Reads the file: header, entries (the damaged tail set aside). */
+static int load(struct records *r, struct records_error *err)
+{
+    struct rec_journal *jr = r->jr;
+    struct stat sb;
+    size_t hl = strlen(RJ_HEADER), good = 0;
+    char *buf, msg[200];
+    int n;
+    if (fstat(jr->fd, &sb) < 0)
+        return rec_set_err(err, -errno, "records: cannot read the journal %s: %s", jr->path,
+                           strerror(errno));
+    if (sb.st_size == 0) {
+        if (write(jr->fd, RJ_HEADER, hl) != (ssize_t)hl || fsync(jr->fd) < 0)
+            return rec_set_err(err, -EIO, "records: cannot write the journal %s: %s", jr->path,
+                               strerror(errno));
+        jr->size = jr->applied = (off_t)hl;
+        return 0;
+    }
+    if (!(buf = malloc((size_t)sb.st_size)))
+        return rec_set_err(err, -ENOMEM, "records: journal %s: out of memory", jr->path);
+    if (pread(jr->fd, buf, (size_t)sb.st_size, 0) != sb.st_size) {
+        free(buf);
+        return rec_set_err(err, -EIO, "records: cannot read the journal %s", jr->path);
+    }
+    if ((size_t)sb.st_size < hl || memcmp(buf, RJ_HEADER, hl) != 0) {
+        free(buf);
+        return rec_set_err(err, -EBADMSG,
+                           "records: %s is not a records journal (no '%.26s' header); move it "
+                           "away to start the station (it may hold records not yet written)",
+                           jr->path, RJ_HEADER);
+    }
+    struct count c = {0, 0};
+    n = rj_parse(buf + hl, (size_t)sb.st_size - hl, 0, count_cb, &c, &good, msg, sizeof(msg));
+    if (n == -EBADMSG) { /* the good part is kept and written; the rest set aside */
+        set_aside(jr, buf, hl + good, (size_t)sb.st_size, msg);
+        n = 0;
+    }
+    free(buf);
+    if (n < 0)
+        return rec_set_err(err, n, "records: journal %s: %s", jr->path, msg);
+    jr->size = (off_t)(hl + good);
+    jr->applied = (off_t)hl;
+    jr->pending = c.n;
+    jr->seq = c.last_seq;
+    return 0;
+}
+
+int rj_attach(struct records *r, const char *path, struct records_error *err)
+{
+    struct rec_journal *jr;
+    int ret;
+    if (!path || !*path || r->db->ops->dialect != RDB_POSTGRESQL)
+        return 0; /* SQLite: the store is local, nothing to journal */
+    if (!(jr = calloc(1, sizeof(*jr))) || !(jr->path = strdup(path))) {
+        free(jr);
+        return rec_set_err(err, -ENOMEM, "records: out of memory");
+    }
+    r->jr = jr;
+    snprintf(jr->key_prefix, sizeof(jr->key_prefix), "%s/%" PRId64, r->station, wall_ms());
+    jr->fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (jr->fd < 0)
+        return rec_set_err(err, -errno, "records: cannot open the journal %s: %s", path,
+                           strerror(errno));
+    if ((ret = load(r, err)) < 0)
+        return ret;
+    rdb_pg_set_answer_ms(r->db, RJ_ANSWER_MS);
+    if (jr->pending > 0) {
+        int64_t n = jr->pending;
+        ret = replay(r, 0, err);
+        if (ret < 0)
+            return rec_set_err(err, ret,
+                               "records: the journal %s holds %" PRId64
+                               " writes the database did not take yet: %s",
+                               path, jr->pending, err ? err->message : "");
+        jr->stat.replayed_at_open = n;
+    }
+    refill_ids(r);
+    return 0;
+}
+
+void rj_free(struct rec_journal *jr)
+{
+    if (!jr)
+        return;
+    if (jr->fd >= 0)
+        close(jr->fd);
+    free(jr->path);
+    free(jr);
+}
+
+const char *rdb_errmsg_of(struct records *r)
+{
+    return r->db->ops->errmsg(r->db);
+}
+
+int records_tick(struct records *r, struct records_error *err)
+{
+    struct rec_journal *jr;
+    int ret;
+    rec_clear_err(err);
+    if (!r || !(jr = r->jr) || r->in_callback)
+        return 0;
+    if (!reachable(r)) {
+        ret = rdb_pg_poll(r->db);
+        if (ret < 0)
+            return rec_set_err(err, ret, "records: %s", rdb_errmsg_of(r));
+    }
+    if (jr->pending > 0) {
+        ret = replay(r, RJ_TICK_BUDGET_MS, err);
+        if (ret < 0)
+            return ret;
+        if (ret > 0)
+            return 0;
+    }
+    refill_ids(r);
+    return 0;
+}
+
+int records_journal_status(struct records *r, struct records_journal_status *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!r || !r->jr)
+        return -ENOENT;
+    *out = r->jr->stat;
+    out->connected = reachable(r);
+    out->pending = r->jr->pending;
+    out->reserved_ids = r->jr->n_ids;
+    out->bytes = (int64_t)r->jr->size;
+    snprintf(out->path, sizeof(out->path), "%s", r->jr->path);
+    if (!out->connected)
+        snprintf(out->unreachable, sizeof(out->unreachable), "%s", rdb_errmsg_of(r));
+    return 0;
+}

@@ -1,0 +1,81 @@
+/*
+ * station_records: the station's side of a records database that can go away
+ * (a line's PostgreSQL restarted, or behind a network partition). The store
+ * keeps the station's job, event and board writes in a local journal while the
+ * database is unreachable (records_open_journaled); a loop timer here drives
+ * its non-blocking reconnect and catch-up (records_tick) and tells the
+ * technician when the database goes away, when it is back and when the journal
+ * has been written. Loop thread only.
+ */
+#include "log.h"
+#include "loop.h"
+#include "records.h"
+#include "station_priv.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+
+#define ST_RECORDS_TICK_MS 200
+
+static void tick(void *ctx)
+{
+    struct station *st = ctx;
+    struct records_journal_status js;
+    records_tick(st->rec, NULL);
+    if (records_journal_status(st->rec, &js) < 0)
+        return;
+    if (!js.connected && !st->rec_down) {
+        st->rec_down = true;
+        log_msg(LOG_LEVEL_WARN,
+                "records database unreachable (%s): jobs go on; their records are kept in %s "
+                "and written when it answers again (pool files and serial numbers cannot be "
+                "allocated meanwhile)",
+                js.unreachable, js.path);
+    }
+    if (js.connected && st->rec_down && js.pending == 0) {
+        st->rec_down = false;
+        log_msg(LOG_LEVEL_NOTICE,
+                "records database reachable again: the journal is written (%" PRId64
+                " writes journaled, %" PRId64 " written since start)",
+                js.journaled, js.replayed);
+    }
+    if (js.dropped > st->rec_dropped) {
+        st->rec_dropped = js.dropped;
+        log_msg(LOG_LEVEL_WARN, "records: %s", js.last_error);
+    }
+}
+
+int st_records_open(struct station *st, const char *journal, struct records_error *re)
+{
+    struct records_journal_status js;
+    int rc = records_open_journaled(RECORDS_BACKEND_POSTGRESQL, st->cfg->records.dsn, st->name,
+                                    journal, &st->rec, re);
+    if (rc < 0 || records_journal_status(st->rec, &js) < 0)
+        return rc;
+    if (js.replayed_at_open > 0)
+        log_msg(LOG_LEVEL_NOTICE,
+                "records: %" PRId64 " writes an earlier run left in the journal %s are written "
+                "to the database",
+                js.replayed_at_open, js.path);
+    if (js.last_error[0])
+        log_msg(LOG_LEVEL_WARN, "records: %s", js.last_error);
+    return 0;
+}
+
+int st_records_watch(struct station *st)
+{
+    struct records_journal_status js;
+    if (records_journal_status(st->rec, &js) < 0)
+        return 0; /* SQLite: a local file, nothing to watch */
+    st->rec_timer = loop_timer_new(st->loop, tick, st);
+    if (!st->rec_timer)
+        return -ENOMEM;
+    return loop_timer_arm(st->rec_timer, ST_RECORDS_TICK_MS, ST_RECORDS_TICK_MS);
+}
+
+void st_records_unwatch(struct station *st)
+{
+    loop_timer_free(st->rec_timer);
+    st->rec_timer = NULL;
+}
