@@ -221,11 +221,31 @@ struct sim_write_op {
     uint32_t num_blocks; /* as announced */
     uint32_t block_size;
     uint32_t pos;       /* bytes written so far (uncompressed) */
-    uint32_t erased_to; /* stub lazy erase: first address not yet erased */
+    uint32_t erased_to; /* stub erase pointer: first address not yet erased (or started) */
+    uint32_t erase_end; /* stub: end of the range to erase (the size rounded up to 4 KiB) */
     int64_t last_seq;   /* last good block, -1 none */
     bool inflate_init;
     bool inflate_done;
     z_stream zs;
+    /* stub inflate: output collects in a 32 KiB buffer (the stubs' TINFL_LZ_DICT_SIZE
+     * out_buf) and is written when it is full or the stream ends */
+    bool staged_out;
+    uint32_t olen;
+    uint8_t obuf[32768];
+    /* stub statistics of this write, logged at its end */
+    unsigned st_blocks, st_arrived_busy, st_ahead, st_needed;
+    int64_t st_waited, st_flash;
+};
+
+/* The flash work of one stub data block on a virtual clock (sim_write.c): the stub's
+ * CPU is at t; the flash chip is busy until sim_flash.busy_until. */
+struct sim_wtime {
+    bool stub;        /* false: the ROM (area erased at BEGIN; t just sums the cost) */
+    bool erase_ahead; /* start one erase without waiting at each inflate step */
+    bool margin;      /* esptool stub: erase through the sector holding the write's end */
+    int64_t t;
+    unsigned ahead, needed;
+    uint64_t programmed;
 };
 
 struct sim_read_op {
@@ -309,7 +329,13 @@ struct sim {
     int64_t mem_last_seq;
     struct sim_write_op wr;
     struct sim_read_op rd;
-    bool stub_error_pending; /* stub: report 0xC4 on the next reply */
+    bool stub_error_pending; /* stub: a background write failed (0xC4, see sim_stub.c) */
+    /* stub: its main loop is busy with a data block's flash work until then (the next
+     * command is taken, and answered, no earlier); the flash chip: flash.busy_until */
+    int64_t stub_cpu_until;
+    /* --stub-pipeline off / --stub-erase-ahead off (sim_stub.c) */
+    bool stub_sync_writes;
+    bool stub_no_erase_ahead;
     /* register file */
     uint32_t *reg_addr, *reg_val;
     size_t n_regs, cap_regs;
@@ -400,12 +426,16 @@ enum sim_data_check sim_data_parse(const uint8_t *body, size_t len, uint32_t cks
 uint32_t sim_flash_limit(const struct sim *s);
 int sim_write_begin(struct sim *s, bool compressed, uint32_t total, uint32_t nblocks,
                     uint32_t block_size, uint32_t offset);
-/* Writes at addr; lazy = stub (erase touched sectors/blocks first). Adds the time to *cost. */
+/* Writes at addr. Stub (wt->stub): erases first what the write needs, waits for the
+ * flash, programs; the ROM: programs. Advances wt->t by the time it takes. */
 enum sim_werr sim_write_bytes(struct sim *s, uint32_t addr, const uint8_t *data, size_t n,
-                              bool lazy, int64_t *cost);
-/* Inflates one compressed chunk and writes the output at offset+pos. */
-enum sim_werr sim_write_inflate(struct sim *s, const uint8_t *in, size_t n, bool lazy,
-                                int64_t *cost);
+                              struct sim_wtime *wt);
+/* Inflates one compressed chunk and writes the output at offset+pos (stub: through the
+ * 32 KiB output buffer, one erase ahead at each inflate step). */
+enum sim_werr sim_write_inflate(struct sim *s, const uint8_t *in, size_t n, struct sim_wtime *wt);
+/* Stub: starts one erase of the next sector/block without waiting, if the flash is idle
+ * at wt->t and erase-ahead is on. */
+void sim_write_erase_ahead(struct sim *s, struct sim_wtime *wt);
 
 /* sim_rom.c / sim_stub.c: handle one decoded command frame. */
 void sim_rom_command(struct sim *s, uint8_t op, const uint8_t *body, size_t len, uint32_t cksum);

@@ -164,6 +164,7 @@ void sim_board_reset_session(struct sim *s)
     s->last_value = 0;
     s->app_next_line = 0;
     s->flash.busy_until = 0;
+    s->stub_cpu_until = 0;
 }
 
 /* ---- boot ------------------------------------------------------------------ */

@@ -38,6 +38,7 @@ static void usage(void)
             "               [--flash-size SIZE] [--flash-id HEX] [--mac aa:bb:cc:dd:ee:ff]\n"
             "               [--link-speed F] [--strict-reset] [--no-boot-noise] [--log-mono]\n"
             "               [--stub-dir DIR] [--stub-gen current|legacy] [--fault KIND[:ARG]]...\n"
+            "               [--stub-pipeline on|off] [--stub-erase-ahead on|off]\n"
             "               [--master-fd N] [--adapter-max BAUD]\n"
             "               [--net-bind 127.0.0.x [--checkin URL] [--checkin-interval MS]\n"
             "                [--ota-password PW] [--ota-auth md5|pbkdf2] [--ota-port N]\n"
@@ -149,6 +150,8 @@ static int parse_args(int argc, char **argv, struct sim *s, struct options *o)
                                              {"log-mono", no_argument, NULL, 'L'},
                                              {"stub-dir", required_argument, NULL, 'S'},
                                              {"stub-gen", required_argument, NULL, 'G'},
+                                             {"stub-pipeline", required_argument, NULL, 'p'},
+                                             {"stub-erase-ahead", required_argument, NULL, 'e'},
                                              {"fault", required_argument, NULL, 'f'},
                                              {"master-fd", required_argument, NULL, 'M'},
                                              {"net-bind", required_argument, NULL, 'B'},
@@ -235,6 +238,21 @@ static int parse_args(int argc, char **argv, struct sim *s, struct options *o)
             }
             s->stub_legacy = strcmp(optarg, "legacy") == 0;
             break;
+        case 'p':
+        case 'e': {
+            /* Both default to on, as the real stubs do (sim_stub.c, sim_write.c). */
+            bool on = strcmp(optarg, "on") == 0;
+            if (!on && strcmp(optarg, "off") != 0) {
+                fprintf(stderr, "esp_sim: bad --%s '%s' (on or off)\n",
+                        c == 'p' ? "stub-pipeline" : "stub-erase-ahead", optarg);
+                return -1;
+            }
+            if (c == 'p')
+                s->stub_sync_writes = !on;
+            else
+                s->stub_no_erase_ahead = !on;
+            break;
+        }
         case 'f':
             if (sim_fault_parse(&s->faults, optarg))
                 return -1;

@@ -152,6 +152,8 @@ static void rom_flash_begin(struct sim *s, uint8_t op, const uint8_t *b, size_t 
     }
     if (erase_start + erase_len > s->flash.size)
         erase_len = s->flash.size - erase_start;
+    /* The ROM erases the whole area before it answers (esptool's flash_begin gives the
+     * ROM an erase-sized timeout: "ROM performs the erase up front"). */
     int64_t cost = sim_flash_erase(&s->flash, (uint32_t)erase_start, (uint32_t)erase_len, true);
     if (sim_write_begin(s, compressed, size, nblocks, bsize, offset) != 0) {
         fail(s, op, E_DEFLATE);
@@ -183,16 +185,18 @@ static void rom_flash_data(struct sim *s, uint8_t op, const uint8_t *b, size_t l
         ok(s, op);
         return;
     }
-    int64_t cost = 0;
+    /* The ROM writes the block before it answers (esptool: "ROM code writes block to
+     * flash before ACKing"); FLASH_BEGIN erased the area up front. */
+    struct sim_wtime wt = {.stub = false};
     enum sim_werr e;
     if (compressed) {
-        e = sim_write_inflate(s, d.payload, d.plen, false, &cost);
+        e = sim_write_inflate(s, d.payload, d.plen, &wt);
     } else {
         uint64_t addr = (uint64_t)s->wr.offset + (uint64_t)d.seq * s->wr.block_size;
-        e = addr > 0xFFFFFFFFu
-                ? SIM_W_BOUNDS
-                : sim_write_bytes(s, (uint32_t)addr, d.payload, d.plen, false, &cost);
+        e = addr > 0xFFFFFFFFu ? SIM_W_BOUNDS
+                               : sim_write_bytes(s, (uint32_t)addr, d.payload, d.plen, &wt);
     }
+    int64_t cost = wt.t;
     switch (e) {
     case SIM_W_OK:
         s->wr.last_seq = d.seq;

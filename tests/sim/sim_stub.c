@@ -2,16 +2,33 @@
  * sim_stub: the flasher-stub persona, active after MEM_END + OHAI.
  *
  * Differences from the ROM (PROTOCOL-ROM.md 6.3): 2 status bytes with the
- * stub code in the first (0xC0..0xC9, 0xFF), value 0, 16 KiB blocks, lazy
- * erase, and pipelined writes: a data block is ACKed as soon as the previous
- * block's write has finished (flash.busy_until), and its own write then keeps
- * the flash busy in the background. Commands that need the flash idle
- * (FLASH_END/DEFL_END barrier, MD5, READ_FLASH, erases) reply only when it is.
- * A write error in a pipelined block is reported (0xC4) on the reply to the
- * following command, as on the real stub. READ_FLASH streams raw frames with
- * the host's byte-count acks as flow control, then the MD5.
+ * stub code in the first (0xC0..0xC9, 0xFF), value 0, 16 KiB blocks, erase as
+ * it goes, and data blocks answered before they are written. Facts from the real
+ * stubs (esptool's flasher_stub/stub_flasher.c: "ACK DATA commands immediately,
+ * then process them a few lines down, allowing next command to buffer";
+ * esp-flasher-stub v0.2.0: "Flash data after successful response is sent",
+ * "double buffering for data reception"; esptool's write loop: "Stub ACKs when
+ * block is received, then writes to flash while receiving the block after it"):
+ *  - the UART receives into one buffer while the main loop works on the other, so
+ *    a data block is answered when the main loop takes it, then its flash work
+ *    (sim_write.c: erase, inflate, program) runs while the next block arrives; a
+ *    block that arrives while the previous one's work still runs waits for it
+ *    (stub_cpu_until). --stub-pipeline off: work first, answer after.
+ *  - erase ahead (sim_write.c), --stub-erase-ahead off to drop it.
+ *  - commands that read or erase the flash (MD5, READ_FLASH, ERASE_*, FLASH_BEGIN's
+ *    unlock) wait for the flash chip to be idle; FLASH_END does not touch the flash
+ *    and is answered when the main loop is free.
+ *  - a write that fails in a block's work is reported later: the current stub
+ *    (esp-flasher-stub: "Any error from post-process carries over to the next
+ *    command") answers the NEXT command, whatever it is, with 0xC4 and skips it,
+ *    once; the legacy stub (--stub-gen legacy, esptool's fs.last_error) answers
+ *    every later data block (unwritten) and FLASH_END with 0xC4 until the next
+ *    FLASH_BEGIN.
+ * READ_FLASH streams raw frames with the host's byte-count acks as flow control,
+ * then the MD5.
  */
 #include <openssl/evp.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "sim.h"
@@ -35,15 +52,40 @@ static void reply(struct sim *s, uint8_t op, uint8_t code)
     sim_reply(s, op, 0, NULL, 0, code, 0);
 }
 
-/* Defer the staged reply until the flash is idle (plus extra work). */
+/* When the main loop takes a command that arrived now (after the previous block's work). */
+static int64_t stub_free_at(const struct sim *s)
+{
+    int64_t now = sim_now();
+    return s->stub_cpu_until > now ? s->stub_cpu_until : now;
+}
+
+/* Defer the staged reply until the stub is free and the flash idle, plus extra work on
+ * the flash (erase, MD5 read). */
 static void after_idle(struct sim *s, int64_t extra, enum sim_post post, uint32_t arg)
 {
     int64_t now = sim_now();
-    int64_t t = s->flash.busy_until > now ? s->flash.busy_until : now;
+    int64_t t = stub_free_at(s);
+    if (s->flash.busy_until > t)
+        t = s->flash.busy_until;
     t += extra;
     if (extra > 0)
         s->flash.busy_until = t;
+    s->stub_cpu_until = t;
     sim_defer(s, t > now ? t : 0, post, arg);
+}
+
+/* Defer the staged reply until the stub's main loop is free (flash not waited for). */
+static void after_stub(struct sim *s, enum sim_post post, uint32_t arg)
+{
+    int64_t now = sim_now(), t = stub_free_at(s);
+    sim_defer(s, t > now ? t : 0, post, arg);
+}
+
+static struct sim_wtime stub_wtime(const struct sim *s, int64_t t)
+{
+    struct sim_wtime wt = {
+        .stub = true, .erase_ahead = !s->stub_no_erase_ahead, .margin = s->stub_legacy, .t = t};
+    return wt;
 }
 
 /* The esptool 4.x generation of the legacy stub (--stub-gen legacy) takes only the
@@ -75,12 +117,37 @@ static void stub_begin(struct sim *s, uint8_t op, const uint8_t *b, size_t len)
         reply(s, op, S_SPI_FAIL);
         return;
     }
+    s->stub_error_pending = false; /* the legacy stub's last_error is reset here */
     if (sim_write_begin(s, op == 0x10, size, nblocks, bsize, offset) != 0) {
         reply(s, op, S_INFLATE);
         return;
     }
+    s->wr.staged_out = true;
     reply(s, op, 0);
-    after_idle(s, 0, SIM_POST_NONE, 0);
+    after_idle(s, 0, SIM_POST_NONE, 0); /* SPIUnlock waits for the flash */
+    /* esp-flasher-stub starts the first erase without waiting ("Start async erase while
+     * waiting for new data"); the legacy stub's FLASH_BEGIN erases nothing. */
+    if (!s->stub_legacy) {
+        int64_t now = sim_now();
+        struct sim_wtime wt = stub_wtime(s, s->stub_cpu_until > now ? s->stub_cpu_until : now);
+        sim_write_erase_ahead(s, &wt);
+        s->wr.st_ahead += wt.ahead;
+    }
+}
+
+static void log_block(struct sim *s, uint8_t op, uint32_t seq, const struct sim_wtime *wt,
+                      int64_t took, int64_t waited)
+{
+    char w[64] = "";
+    if (waited > 0)
+        snprintf(w, sizeof(w), " (arrived during the previous block's work, waited %.1f ms)",
+                 (double)waited / SIM_NS_PER_MS);
+    sim_log("stub %s seq=%u: %s%s: %u erase%s ahead, %u needed, %llu bytes programmed, "
+            "%.1f ms",
+            sim_op_name(op), seq,
+            s->stub_sync_writes ? "flash work, then the reply" : "reply, then the flash work", w,
+            wt->ahead, wt->ahead == 1 ? "" : "s", wt->needed, (unsigned long long)wt->programmed,
+            (double)took / SIM_NS_PER_MS);
 }
 
 static void stub_data(struct sim *s, uint8_t op, const uint8_t *b, size_t len, uint32_t ck)
@@ -100,25 +167,26 @@ static void stub_data(struct sim *s, uint8_t op, const uint8_t *b, size_t len, u
         reply(s, op, S_NOT_FLASH_MODE);
         return;
     }
+    /* The main loop takes the block once the previous block's work is done. */
     int64_t now = sim_now();
-    int64_t start = s->flash.busy_until > now ? s->flash.busy_until : now;
+    int64_t start = s->stub_cpu_until > now ? s->stub_cpu_until : now;
     if ((int64_t)d.seq == s->wr.last_seq) {
         sim_log("duplicate %s seq=%u: re-ack", sim_op_name(op), d.seq);
         reply(s, op, 0);
         sim_defer(s, start > now ? start : 0, SIM_POST_NONE, 0);
         return;
     }
-    int64_t cost = 0;
+    struct sim_wtime wt = stub_wtime(s, start);
     enum sim_werr e;
     if (compressed) {
-        e = sim_write_inflate(s, d.payload, d.plen, true, &cost);
+        e = sim_write_inflate(s, d.payload, d.plen, &wt);
     } else {
         uint32_t left = s->wr.total - s->wr.pos;
         size_t n = d.plen < left ? d.plen : left; /* padding past the size is not written */
         if (left == 0) {
             e = SIM_W_TOO_MUCH;
         } else {
-            e = sim_write_bytes(s, s->wr.offset + s->wr.pos, d.payload, n, true, &cost);
+            e = sim_write_bytes(s, s->wr.offset + s->wr.pos, d.payload, n, &wt);
             if (e == SIM_W_OK)
                 s->wr.pos += (uint32_t)n;
         }
@@ -127,8 +195,11 @@ static void stub_data(struct sim *s, uint8_t op, const uint8_t *b, size_t len, u
     switch (e) {
     case SIM_W_OK:
         break;
-    case SIM_W_FAULT: /* found out in the background: told on the next reply */
-        s->stub_error_pending = true;
+    case SIM_W_FAULT: /* found out in the block's work, after its reply */
+        if (s->stub_sync_writes)
+            code = S_SPI_FAIL;
+        else
+            s->stub_error_pending = true;
         break;
     case SIM_W_BOUNDS:
         code = S_SPI_FAIL;
@@ -143,10 +214,19 @@ static void stub_data(struct sim *s, uint8_t op, const uint8_t *b, size_t len, u
     }
     if (code == 0)
         s->wr.last_seq = d.seq;
+    struct sim_write_op *w = &s->wr;
+    w->st_blocks++;
+    w->st_ahead += wt.ahead;
+    w->st_needed += wt.needed;
+    if (start > now) {
+        w->st_arrived_busy++;
+        w->st_waited += start - now;
+    }
+    log_block(s, op, d.seq, &wt, wt.t - start, start - now);
     reply(s, op, code);
-    /* ACK once the previous block is on flash; this block's write follows. */
-    s->flash.busy_until = start + cost;
-    sim_defer(s, start > now ? start : 0, SIM_POST_NONE, 0);
+    s->stub_cpu_until = wt.t;
+    int64_t at = s->stub_sync_writes ? wt.t : start;
+    sim_defer(s, at > now ? at : 0, SIM_POST_NONE, 0);
 }
 
 static void stub_end(struct sim *s, uint8_t op, const uint8_t *b, size_t len)
@@ -156,9 +236,15 @@ static void stub_end(struct sim *s, uint8_t op, const uint8_t *b, size_t len)
         return;
     }
     uint32_t flag = sim_u32(b);
+    struct sim_write_op *w = &s->wr;
+    if (w->active && w->st_blocks > 0)
+        sim_log("stub write done: %u blocks, %u arrived during the previous block's flash work "
+                "(waited %.1f ms), %u erases ahead, %u needed, flash busy %.1f ms",
+                w->st_blocks, w->st_arrived_busy, (double)w->st_waited / SIM_NS_PER_MS, w->st_ahead,
+                w->st_needed, (double)w->st_flash / SIM_NS_PER_MS);
     sim_write_op_end(s);
     reply(s, op, 0);
-    after_idle(s, 0, flag ? SIM_POST_NONE : SIM_POST_REBOOT, 0);
+    after_stub(s, flag ? SIM_POST_NONE : SIM_POST_REBOOT, 0);
 }
 
 static void stub_md5(struct sim *s, uint8_t op, const uint8_t *b, size_t len)
@@ -290,12 +376,25 @@ void sim_stub_read_ack(struct sim *s, const uint8_t *frame, size_t len)
 
 void sim_stub_command(struct sim *s, uint8_t op, const uint8_t *b, size_t len, uint32_t ck)
 {
-    if (s->stub_error_pending && op != 0x08) {
-        /* A background write failed: this reply carries the error. */
+    if (s->stub_error_pending && !s->stub_legacy) {
+        /* esp-flasher-stub: a block's write failed after its reply; the next command,
+         * whatever it is, is answered with the error and not run, once. */
         s->stub_error_pending = false;
         sim_log("reporting background write error on %s", sim_op_name(op));
         reply(s, op, S_SPI_FAIL);
-        after_idle(s, 0, SIM_POST_NONE, 0);
+        after_stub(s, SIM_POST_NONE, 0);
+        return;
+    }
+    if (s->stub_error_pending && (op == 0x03 || op == 0x11 || op == 0x04 || op == 0x12)) {
+        /* legacy stub: fs.last_error answers every later data block (not written) and
+         * FLASH_END, until the next FLASH_BEGIN. */
+        sim_log("reporting background write error on %s (legacy: sticky)", sim_op_name(op));
+        if (op == 0x04 || op == 0x12) {
+            s->stub_error_pending = false;
+            sim_write_op_end(s);
+        }
+        reply(s, op, S_SPI_FAIL);
+        after_stub(s, SIM_POST_NONE, 0);
         return;
     }
     switch (op) {
