@@ -282,6 +282,8 @@ static int set_defaults(struct ctx *c, struct config *cfg)
         return -ENOMEM;
     cfg->listen_port = 8080;
     cfg->max_parallel = CONFIG_DEFAULT_MAX_PARALLEL;
+    cfg->line.heartbeat_s = 5;
+    cfg->line.gone_after_s = 15;
     /* The default bridges are the adapter table's ids (bridges.c). */
     size_t n;
     const struct bridge_info *known = bridges_builtin(&n);
@@ -1289,12 +1291,50 @@ static int parse_records(struct ctx *c, struct config *cfg, json_object *v)
     return 0;
 }
 
+/* "line": {"heartbeat_s": 5, "gone_after_s": 15, "address": "http://st1:8080"}. */
+static int parse_line(struct ctx *c, struct config *cfg, json_object *v)
+{
+    static const char *const keys[] = {"heartbeat_s", "gone_after_s", "address", NULL};
+    int rc;
+    json_object *f;
+    long long x;
+    const char *s;
+    if ((rc = want_object(c, "line", v)) < 0 || (rc = check_keys(c, "line", v, keys)) < 0)
+        return rc;
+    if (json_object_object_get_ex(v, "heartbeat_s", &f)) {
+        if ((rc = get_int(c, "line.heartbeat_s", f, 1, 3600, &x)) < 0)
+            return rc;
+        cfg->line.heartbeat_s = (int)x;
+    }
+    cfg->line.gone_after_s = 3 * cfg->line.heartbeat_s;
+    if (json_object_object_get_ex(v, "gone_after_s", &f)) {
+        if ((rc = get_int(c, "line.gone_after_s", f, cfg->line.heartbeat_s + 1, 86400, &x)) < 0)
+            return rc;
+        cfg->line.gone_after_s = (int)x;
+    }
+    if (json_object_object_get_ex(v, "address", &f)) {
+        if ((rc = get_str(c, "line.address", f, 255, &s)) < 0)
+            return rc;
+        if (strncmp(s, "http://", 7) != 0 && strncmp(s, "https://", 8) != 0)
+            return fail(c, "line.address",
+                        "must be this station's REST base URL, \"http://HOST:PORT\" or "
+                        "\"https://HOST:PORT\" (got \"%s\")",
+                        s);
+        for (const char *p = s; *p; p++)
+            if ((unsigned char)*p <= 0x20 || *p == '"' || *p == '<' || *p == '>')
+                return fail(c, "line.address", "must not contain spaces, quotes or < >");
+        if ((rc = dup_str(c, s, &cfg->line.address)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
 static int parse_config(struct ctx *c, struct config *cfg, json_object *root)
 {
-    static const char *const keys[] = {
-        "data_dir",       "listen", "max_parallel", "bridges", "udev_tag",
-        "slots",          "ports",  "stub_dir",     "api",     "profiles",
-        "active_profile", "ota",    "records",      "station", NULL};
+    static const char *const keys[] = {"data_dir", "listen",   "max_parallel",   "bridges",
+                                       "udev_tag", "slots",    "ports",          "stub_dir",
+                                       "api",      "profiles", "active_profile", "ota",
+                                       "records",  "station",  "line",           NULL};
     int rc;
     json_object *f;
     long long x;
@@ -1333,6 +1373,8 @@ static int parse_config(struct ctx *c, struct config *cfg, json_object *root)
     if (json_object_object_get_ex(root, "ota", &f) && (rc = parse_ota(c, cfg, f)) < 0)
         return rc;
     if (json_object_object_get_ex(root, "records", &f) && (rc = parse_records(c, cfg, f)) < 0)
+        return rc;
+    if (json_object_object_get_ex(root, "line", &f) && (rc = parse_line(c, cfg, f)) < 0)
         return rc;
     if (json_object_object_get_ex(root, "station", &f)) {
         const char *s;
@@ -1641,6 +1683,7 @@ void config_free(struct config *cfg)
     free(cfg->path);
     free(cfg->data_dir);
     free(cfg->records.dsn);
+    free(cfg->line.address);
     free(cfg->listen);
     free(cfg->listen_host);
     for (size_t i = 0; i < cfg->n_bridges; i++)

@@ -196,6 +196,14 @@ struct config {
         bool postgresql; /* "backend": "postgresql"; false = "sqlite" (<data_dir>/records.db) */
         char *dsn;       /* libpq connection string, with postgresql only */
     } records;
+    /* "line": this station in a line of stations (daemon/line.c). Read at start only. */
+    struct config_line {
+        int heartbeat_s;  /* 5; 1 .. 3600: how often the station writes its heartbeat */
+        int gone_after_s; /* 3 x heartbeat_s; heartbeat_s + 1 .. 86400: a station whose
+                             heartbeat is older is gone (its jobs are interrupted) */
+        char *address;    /* this station's REST base URL for the line view; NULL = from
+                             listen and the host's name */
+    } line;
 };
 
 /*

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "fdbudget.h"
+#include "line.h"
 #include "log.h"
 #include "loop.h"
 #include "ota.h"
@@ -292,6 +293,13 @@ int main(int argc, char **argv)
         }
         station_set_ota(st, ota);
     }
+    struct line *line_st = NULL;
+    if (rc == 0) {
+        /* The station's row in the line (records stations), written before any job. */
+        rc = line_new(st, loop, ESPSTATION_VERSION, web_port(web), &line_st, err, sizeof(err));
+        if (rc < 0)
+            log_msg(LOG_LEVEL_ERROR, "%s", err);
+    }
     if (rc == 0)
         rc = station_start(st);
     if (rc < 0) {
@@ -303,6 +311,7 @@ int main(int argc, char **argv)
             log_msg(LOG_LEVEL_ERROR, "event loop failed: %s", strerror(-rc));
     }
     /* loop_run returns once every job has ended (station_stop). */
+    line_free(line_st);
     web_free(web);
     station_set_ota(st, NULL);
     ota_free(ota);

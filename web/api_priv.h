@@ -114,6 +114,9 @@ API_HANDLER(api_h_records);
 API_HANDLER(api_h_counters);
 API_HANDLER(api_h_events);
 
+/* api_line.c */
+API_HANDLER(api_h_line);
+
 /* api_ota.c */
 API_HANDLER(api_h_board_target);
 API_HANDLER(api_h_board_ota);

@@ -65,6 +65,7 @@ const struct route api_routes[] = {
     {"DELETE", "/api/v1/profiles/{name}",                 ROUTE_CHANGE, 0,             api_h_profile_delete},
     {"GET",    "/api/v1/records",                         ROUTE_READ,   0,             api_h_records},
     {"GET",    "/api/v1/counters",                        ROUTE_READ,   0,             api_h_counters},
+    {"GET",    "/api/v1/line",                            ROUTE_READ,   0,             api_h_line},
     {"GET",    "/api/v1/events",                          ROUTE_READ,   ROUTE_NO_HEAD, api_h_events},
 };
 /* clang-format on */
