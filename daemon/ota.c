@@ -716,7 +716,8 @@ static void handle_request(struct ota_conn *c, const struct ota_http_request *re
     memset(&fsimg, 0, sizeof(fsimg));
     bool fs_mode = false, fs_missing = false;
     struct plain_pick pick = {0};
-    int refuse = 0; /* a refusal answered with refuse_text before any decision */
+    int refuse = 0;        /* a refusal answered with refuse_text before any decision */
+    bool fetching = false; /* the target set is being fetched from the line (503) */
     char refuse_text[400] = "";
 
     if (!req->has_sta_mac && !cfg->ota.strict) {
@@ -789,10 +790,11 @@ static void handle_request(struct ota_conn *c, const struct ota_http_request *re
             char ref[RECORDS_FIRMWARE_LEN];
             ota_target_of(o, &b, ref, sizeof(ref), NULL);
             char ferr[256] = "";
-            int frc = 0;
-            if (ref[0] && ota_fw_get(o, ref, &fw, ferr, sizeof(ferr)) < 0)
+            int frc = ref[0] ? ota_fw_get(o, ref, &fw, ferr, sizeof(ferr)) : 0;
+            if (frc < 0) {
                 snprintf(problem, sizeof(problem), "target %s: %s", ref, ferr);
-            else if (fw && (frc = ota_fw_fs_policy(o, fw, ferr, sizeof(ferr))) < 0) {
+                fetching = frc == -EAGAIN;
+            } else if (fw && (frc = ota_fw_fs_policy(o, fw, ferr, sizeof(ferr))) < 0) {
                 snprintf(problem, sizeof(problem), "%s", ferr);
                 fs_missing = frc == -ENOENT;
             } else if (fw) {
@@ -807,8 +809,10 @@ static void handle_request(struct ota_conn *c, const struct ota_http_request *re
             char ref[RECORDS_FIRMWARE_LEN];
             ota_target_of(o, &b, ref, sizeof(ref), NULL);
             char ferr[256] = "";
-            if (ref[0] && ota_fw_get(o, ref, &fw, ferr, sizeof(ferr)) < 0) {
+            int grc = ref[0] ? ota_fw_get(o, ref, &fw, ferr, sizeof(ferr)) : 0;
+            if (grc < 0) {
                 snprintf(problem, sizeof(problem), "target %s: %s", ref, ferr);
+                fetching = grc == -EAGAIN;
             } else if (fw && ota_fw_policy(o, fw, ferr, sizeof(ferr)) < 0) {
                 snprintf(problem, sizeof(problem), "%s", ferr);
                 ota_fw_unref(fw);
@@ -853,8 +857,17 @@ static void handle_request(struct ota_conn *c, const struct ota_http_request *re
             c->claim = board_addr_note(o->st, c->mac, c->ip, src, NULL, 0) == BOARD_ADDR_CLAIM;
         if (counts && !c->claim)
             update_board(o, c, req, &b, known, &d, problem[0] ? problem : NULL, src);
-        if (problem[0] && counts && !c->claim)
+        if (problem[0] && counts && !c->claim && !fetching)
             ota_bulk_on_pull_problem(o, c->mac, problem);
+        if (fetching && d.action != OTA_HTTP_FORBIDDEN && d.action != OTA_HTTP_BAD_REQUEST) {
+            /* The target is on its way from another station of the line (line_fw.h). A 5xx,
+             * not 304: ESP8266httpUpdate and HTTPUpdate both end such an answer as
+             * HTTP_UPDATE_FAILED (HTTP_UE_SERVER_WRONG_HTTP_CODE), keep the running sketch
+             * and check in again at the sketch's next interval, while 304 would say "no
+             * update" (HTTP_UPDATE_NO_UPDATES): the board is told it is current. */
+            refuse = 503;
+            snprintf(refuse_text, sizeof(refuse_text), "%s; check in again shortly\n", problem);
+        }
         if (!known && d.enrol) {
             log_board(LOG_LEVEL_INFO, NULL, c->mac, "enrolled by check-in from %s: %d (%s)", c->ip,
                       d.status, d.reason);

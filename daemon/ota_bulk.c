@@ -29,6 +29,20 @@
  * Passwords: the password given for a bulk is kept in memory only, never
  * written to the store; a resumed push bulk uses the profile's ota_password
  * (logged when the bulk had its own).
+ *
+ * A line of stations (one shared store): a bulk is run by one station, its owner,
+ * under a lease (records_blobs.h: bulks.owner, lease_until) that the owner renews
+ * every lease/3 while the bulk runs. Resuming at start-up takes only the bulks this
+ * station can claim (its own, ownerless, or with the lease run out); the others run
+ * elsewhere. Every lease/3 the station also looks for running bulks whose lease ran
+ * out (their owner died or lost the database) and takes them over -- one conditional
+ * UPDATE, so one station wins -- resuming them as after a restart: a push board left
+ * "running" by the dead owner is passed if its job passed, else pending again (the
+ * attempt counts against `retries`, the board always gets one more). An owner whose
+ * renewal finds the bulk taken over stops running it (a push in flight ends
+ * unrecorded in the bulk). A pull board's update is also noticed from the shared
+ * board record, since the board may check in at any station of the line. A push
+ * whose set is still being fetched from the line (line_fw.h) waits, pending.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -42,6 +56,7 @@
 #include "log.h"
 #include "loop.h"
 #include "ota_priv.h"
+#include "records_blobs.h"
 #include "station.h"
 
 /* Bulks listed by GET /api/v1/bulk (newest first). */
@@ -91,13 +106,22 @@ struct ota_bulk {
     char state[16]; /* running, passed, failed, stopped, cancelled */
     char reason[256];
     bool cancelled;
-    bool pumping;      /* bulk_pump is on the stack (done -> pump recursion) */
-    bool end_reported; /* "bulk.finished" posted */
+    int64_t fw_wait_until; /* the set is being fetched from the line: no start before */
+    bool pumping;          /* bulk_pump is on the stack (done -> pump recursion) */
+    bool end_reported;     /* "bulk.finished" posted */
     struct ota_bulk *next;
 };
 
 static void bulk_pump(struct ota *o, struct ota_bulk *b);
 static void bulks_resume(struct ota *o);
+
+/* How long a bulk's lease runs (ms): 15 s; ESPSTATION_BULK_LEASE_MS (tests) overrides. */
+static int64_t bulk_lease_ms(void)
+{
+    const char *e = getenv("ESPSTATION_BULK_LEASE_MS");
+    long long v = e && *e ? atoll(e) : 0;
+    return v >= 100 && v <= 3600000 ? (int64_t)v : 15000;
+}
 
 static struct ota_bulk *bulk_find(struct ota *o, int64_t id)
 {
@@ -234,6 +258,17 @@ static void bulk_event(struct ota *o, struct ota_bulk *b, const char *kind, int 
     json_object_put(j);
 }
 
+/* The bulk's set is on its way from another station of the line: the board stays
+ * pending (the attempt not counted) and the bulk starts nothing for a while. */
+static void bulk_wait_fw(struct ota_bulk *b, struct bulk_board *bb, const char *why)
+{
+    bb->attempts--;
+    bb->state = BB_PENDING;
+    if (!b->fw_wait_until)
+        log_msg(LOG_LEVEL_NOTICE, "bulk %lld: %s; its boards wait", (long long)b->id, why);
+    b->fw_wait_until = loop_now_ms() + 2000;
+}
+
 static void bulk_start_board(struct ota *o, struct ota_bulk *b, struct bulk_board *bb)
 {
     bb->attempts++;
@@ -241,6 +276,10 @@ static void bulk_start_board(struct ota *o, struct ota_bulk *b, struct bulk_boar
     char err[300] = "";
     if (strcmp(b->method, "pull") == 0) {
         int rc = ota_set_target(o, bb->mac, b->firmware, err, sizeof(err));
+        if (rc == -EAGAIN) {
+            bulk_wait_fw(b, bb, err);
+            return;
+        }
         if (rc < 0) {
             bb->attempts = b->retries + 1; /* not retryable */
             bulk_board_done(o, b, bb, false, err);
@@ -260,6 +299,10 @@ static void bulk_start_board(struct ota *o, struct ota_bulk *b, struct bulk_boar
                                  .bulk_id = b->id};
     int64_t job_id = 0;
     int rc = ota_push(o, &r, &job_id, err, sizeof(err));
+    if (rc == -EAGAIN) {
+        bulk_wait_fw(b, bb, err);
+        return;
+    }
     if (rc < 0) {
         if (rc != -EBUSY)
             bb->attempts = b->retries + 1;
@@ -313,6 +356,11 @@ static void bulk_pump(struct ota *o, struct ota_bulk *b)
         }
         if ((int)c[BB_RUNNING] >= b->concurrency || bulk_stopping(o))
             break;
+        if (b->fw_wait_until) {
+            if (loop_now_ms() < b->fw_wait_until)
+                break;
+            b->fw_wait_until = 0;
+        }
         struct bulk_board *next = NULL;
         for (size_t i = 0; i < b->n && !next; i++)
             if (b->boards[i].state == BB_PENDING)
@@ -349,15 +397,80 @@ void ota_bulk_on_pull_problem(struct ota *o, const char *mac, const char *why)
     }
 }
 
+static void bulk_resume_one(struct ota *o, int64_t id);
+
+struct lease_scan {
+    struct ota *o;
+    int64_t now;
+    int64_t ids[16];
+    int n;
+};
+
+static int lease_scan_cb(const struct records_bulk_lease *l, void *ctx)
+{
+    struct lease_scan *ls = ctx;
+    if (!bulk_find(ls->o, l->id) && (!l->owner[0] || l->lease_until < ls->now) && ls->n < 16)
+        ls->ids[ls->n++] = l->id;
+    return 0;
+}
+
+/* Every lease/3: renews this station's leases (a bulk another station took over is let
+ * go), and takes over running bulks whose lease ran out. */
+static void bulk_leases(struct ota *o)
+{
+    static const char why_lost[] = "another station took it over (this station's lease ran "
+                                   "out: was it cut off from the database?)";
+    int64_t lease = bulk_lease_ms();
+    struct records *rec = station_records(o->st);
+    struct records_error re;
+    struct ota_bulk **pp = &o->bulks;
+    while (*pp) {
+        struct ota_bulk *b = *pp;
+        int rc = strcmp(b->state, "running") == 0 ? records_bulk_renew(rec, b->id, lease, &re) : 1;
+        if (rc == 0 && !b->pumping) {
+            log_msg(LOG_LEVEL_WARN, "bulk %lld: %s; it stops here", (long long)b->id, why_lost);
+            *pp = b->next;
+            free(b->boards);
+            free(b);
+            continue;
+        }
+        if (rc < 0)
+            log_msg(LOG_LEVEL_WARN, "bulk %lld: cannot renew its lease: %s", (long long)b->id,
+                    re.message);
+        pp = &b->next;
+    }
+    struct lease_scan ls = {.o = o, .now = records_now_ms(rec)};
+    if (records_bulk_leases(rec, lease_scan_cb, &ls, &re) < 0) {
+        log_msg(LOG_LEVEL_WARN, "cannot read the bulk leases: %s", re.message);
+        return;
+    }
+    for (int i = 0; i < ls.n; i++)
+        bulk_resume_one(o, ls.ids[i]);
+}
+
 void ota_bulk_tick(struct ota *o)
 {
     bulks_resume(o);
     int64_t now = loop_now_ms();
+    if (now >= o->bulk_lease_next && !bulk_stopping(o)) {
+        o->bulk_lease_next = now + bulk_lease_ms() / 3;
+        bulk_leases(o);
+    }
     for (struct ota_bulk *b = o->bulks; b; b = b->next) {
+        if (b->fw_wait_until && now >= b->fw_wait_until && strcmp(b->state, "running") == 0)
+            bulk_pump(o, b);
         if (strcmp(b->method, "pull") != 0)
             continue;
         for (size_t i = 0; i < b->n; i++) {
             struct bulk_board *bb = &b->boards[i];
+            struct records_board rb;
+            if (bb->state == BB_RUNNING &&
+                records_board_get(station_records(o->st), bb->mac, &rb, NULL) == 0 &&
+                strcmp(rb.running_version, b->version) == 0) {
+                /* it checked in with the release, maybe at another station of the line */
+                bulk_board_done(o, b, bb, true, NULL);
+                continue;
+            }
             if (bb->state == BB_RUNNING && bb->deadline_ms && now > bb->deadline_ms) {
                 char why[200];
                 snprintf(why, sizeof(why),
@@ -427,8 +540,17 @@ static void bulk_resume_one(struct ota *o, int64_t id)
     struct records *rec = station_records(o->st);
     struct records_bulk rb;
     struct records_error re;
-    if (bulk_find(o, id) || records_bulk_get(rec, id, &rb, &re) < 0)
+    struct records_bulk_lease prev;
+    if (bulk_find(o, id))
         return;
+    /* only the station that wins the claim runs it (its own, ownerless, or the lease ran out) */
+    int won = records_bulk_claim(rec, id, bulk_lease_ms(), &prev, &re);
+    if (won < 0)
+        log_msg(LOG_LEVEL_WARN, "bulk %lld: cannot claim it: %s", (long long)id, re.message);
+    if (won <= 0 || records_bulk_get(rec, id, &rb, &re) < 0)
+        return;
+    const char *me = station_name(o->st);
+    bool takeover = prev.owner[0] && strcmp(prev.owner, me) != 0;
     struct ota_bulk *b = calloc(1, sizeof(*b));
     struct load_ctx l = {.b = b};
     if (!b || records_bulk_boards(rec, id, load_board_cb, &l, &re) < 0 || l.nomem) {
@@ -471,9 +593,14 @@ static void bulk_resume_one(struct ota *o, int64_t id)
             bb->error[0] = '\0';
         } else {
             bb->state = BB_PENDING;
-            snprintf(bb->error, sizeof(bb->error),
-                     "interrupted: espstationd stopped during attempt %d (job %lld)", bb->attempts,
-                     (long long)bb->job_id);
+            if (takeover)
+                snprintf(bb->error, sizeof(bb->error),
+                         "interrupted: station %s stopped during attempt %d (job %lld)", prev.owner,
+                         bb->attempts, (long long)bb->job_id);
+            else
+                snprintf(bb->error, sizeof(bb->error),
+                         "interrupted: espstationd stopped during attempt %d (job %lld)",
+                         bb->attempts, (long long)bb->job_id);
             requeued++;
         }
         bulk_save_board(o, b, bb);
@@ -482,17 +609,22 @@ static void bulk_resume_one(struct ota *o, int64_t id)
     o->bulks = b;
     size_t c[5];
     bulk_counts(b, c);
+    char how[160];
+    if (takeover)
+        snprintf(how, sizeof(how), "taken over from station %s (its lease ran out)", prev.owner);
+    else
+        snprintf(how, sizeof(how), "resumed after a restart");
     log_msg(LOG_LEVEL_NOTICE,
-            "bulk %lld resumed after a restart: %s to %zu boards by %s (%d requeued, %d waiting "
+            "bulk %lld %s: %s to %zu boards by %s (%d requeued, %d waiting "
             "for check-in, %zu pending, %zu passed, %zu failed)",
-            (long long)b->id, b->firmware, b->n, b->method, requeued, waiting, c[BB_PENDING],
+            (long long)b->id, how, b->firmware, b->n, b->method, requeued, waiting, c[BB_PENDING],
             c[BB_PASSED], c[BB_FAILED]);
     if (rb.password_given && !pull)
         log_msg(LOG_LEVEL_WARN,
                 "bulk %lld: the password given with it is not stored; its resumed pushes use the "
                 "profile's ota_password",
                 (long long)b->id);
-    bulk_event(o, b, "bulk.resumed", requeued);
+    bulk_event(o, b, takeover ? "bulk.taken_over" : "bulk.resumed", requeued);
     bulk_pump(o, b);
 }
 
@@ -715,6 +847,9 @@ int ota_bulk_start(struct ota *o, const struct ota_bulk_request *r, int64_t *bul
     b->next = o->bulks;
     o->bulks = b;
     *bulk_id = b->id;
+    if (records_bulk_claim(rec, b->id, bulk_lease_ms(), NULL, &re) <= 0)
+        log_msg(LOG_LEVEL_WARN, "bulk %lld: cannot take its lease: %s", (long long)b->id,
+                re.message);
     log_msg(LOG_LEVEL_NOTICE,
             "bulk %lld: %s to %zu boards by %s (concurrency %d, retries %d, "
             "max failure rate %.2f)",

@@ -23,6 +23,7 @@
 
 #include "board_addr.h"
 #include "catalog.h"
+#include "line_fw.h"
 #include "log.h"
 #include "loop.h"
 #include "ota_http.h"
@@ -90,6 +91,17 @@ int ota_fw_get(struct ota *o, const char *ref, struct ota_fw **out, char *err, s
     struct catalog_set *set = NULL;
     char cerr[256] = "";
     int rc = catalog_get(station_catalog(o->st), name, version, &set, cerr, sizeof(cerr));
+    if (rc == -ENOENT) {
+        /* Another station of the line may hold it: fetched in the background (line_fw.h);
+         * -EAGAIN until it is here (a check-in is told to come back: 503). */
+        char lerr[600] = "";
+        int lrc = line_fw_need(station_line_fw(o->st), name, version, NULL, NULL, 0, NULL, 0, lerr,
+                               sizeof(lerr));
+        if (lrc != 0) {
+            ota_errf(err, errlen, "%s", lerr);
+            return lrc > 0 ? -EAGAIN : lrc;
+        }
+    }
     if (rc < 0) {
         ota_errf(err, errlen, "%s", cerr[0] ? cerr : strerror(-rc));
         return rc;

@@ -23,7 +23,9 @@
 #include "records.h"
 
 #define RECORDS_SHA256_LEN 65 /* 64 lowercase hex digits */
-#define RECORDS_ADDRESS_LEN 256
+#ifndef RECORDS_ADDRESS_LEN
+#define RECORDS_ADDRESS_LEN 256 /* a station's REST base URL (also records_line.h) */
+#endif
 
 /* This station holds the file sha256 (lowercase hex) of size bytes. Adding it
  * again updates the size. -EINVAL for a malformed hash or a negative size. */

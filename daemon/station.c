@@ -34,6 +34,7 @@
 #include "catalog.h"
 #include "config.h"
 #include "job.h"
+#include "line_fw.h"
 #include "log.h"
 #include "loop.h"
 #include "ota.h"
@@ -989,6 +990,8 @@ static void finish_job(struct station *st, struct job *j, struct job_result *r)
 
 /* ---- worker messages ---------------------------------------------------------------------- */
 
+static void plan_job(struct station *st, struct job *j, const struct esp_chip_info *ci);
+
 static void mac_string(const struct esp_chip_info *ci, char *out, size_t len)
 {
     if (!ci->mac_valid) {
@@ -1075,7 +1078,26 @@ static void on_identified(struct station *st, struct job *j, const struct job_ms
     slog(s, LOG_LEVEL_INFO, "identified %s rev %s, crystal %u MHz", j->chip, rev, ci->xtal_mhz);
     if (ci->usb_jtag)
         s->usb_jtag = true;
+    plan_job(st, j, ci);
+}
 
+/* A set fetched from the line (line_fw.h) for a job that waits for its plan: plan again. */
+static void line_fw_ready(void *ctx, int64_t job_id, int rc, const char *err, const void *data)
+{
+    (void)rc;
+    (void)err;
+    struct station *st = ctx;
+    for (struct job *j = st->jobs; j; j = j->next)
+        if (j->id == job_id && !j->replied)
+            plan_job(st, j, data);
+}
+
+/* Decides what the identified board gets and answers the worker (job_reply); a set that
+ * only the line holds is fetched first (the answer waits for it). */
+static void plan_job(struct station *st, struct job *j, const struct esp_chip_info *ci)
+{
+    struct slot *s = j->slot;
+    struct records_error re;
     /* Decide what this board gets. */
     struct job_plan plan;
     memset(&plan, 0, sizeof(plan));
@@ -1115,6 +1137,17 @@ static void on_identified(struct station *st, struct job *j, const struct job_ms
     if (pick > 0) {
         char err[512] = "";
         int rc = fw_get(st, ref, &plan.fw, err, sizeof(err));
+        if (rc == -ENOENT) {
+            /* not here: another station of the line may hold it (fetched, then planned) */
+            int lrc = line_fw_need(st->lfw, ref->name, ref->version, line_fw_ready, st, j->id, ci,
+                                   sizeof(*ci), err, sizeof(err));
+            if (lrc > 0) {
+                slog(s, LOG_LEVEL_INFO, "%s; the job waits for it", err);
+                return;
+            }
+            if (lrc < 0)
+                rc = lrc;
+        }
         if (rc < 0) {
             plan.fw = NULL;
             plan.nofw_state = RECORDS_JOB_FAILED;
@@ -1601,6 +1634,9 @@ int station_start(struct station *st)
             log_msg(LOG_LEVEL_INFO, "manual port %s is absent: polling for it",
                     st->cfg->ports[i].uri);
     }
+    /* this station's sets described for the line, and fetched from it when missing */
+    st->lfw = line_fw_new(st, st->loop);
+    line_fw_publish(st->lfw);
     poll_manual(st); /* manual ports present at start */
     log_msg(LOG_LEVEL_NOTICE, "station running: %zu manual port(s), max_parallel %d, profile %s",
             st->cfg->n_ports, st->cfg->max_parallel,
@@ -1763,6 +1799,7 @@ void station_free(struct station *st)
     }
     slot_table_free(&st->slots);
     loop_timer_free(st->poll_timer);
+    line_fw_free(st->lfw); /* before the catalog: a fetch may be importing into it */
     st_records_unwatch(st);
     fw_cache_clear(st);
     free(st->fw);
@@ -1881,6 +1918,11 @@ struct records *station_records(struct station *st)
 struct catalog *station_catalog(struct station *st)
 {
     return st->cat;
+}
+
+struct line_fw *station_line_fw(struct station *st)
+{
+    return st->lfw;
 }
 
 const struct config *station_config(const struct station *st)
@@ -2216,4 +2258,5 @@ void station_catalog_changed(struct station *st)
     ota_invalidate(st->ota);
     fw_cache_clear(st);
     check_profiles(st);
+    line_fw_publish(st->lfw);
 }

@@ -94,6 +94,8 @@ struct slot_table;
  * (the config is swapped whole on reload or a profile change). */
 struct records *station_records(struct station *st);
 struct catalog *station_catalog(struct station *st);
+/* Firmware shared across the line (line_fw.h); NULL when it could not start. */
+struct line_fw *station_line_fw(struct station *st);
 const struct config *station_config(const struct station *st);
 const struct slot_table *station_slots(const struct station *st);
 const char *station_data_dir(const struct station *st);

@@ -54,6 +54,7 @@ struct station {
     struct json_object *overlay;  /* REST API profile changes (config_load_overlay), or NULL */
     struct fd_budget budget;      /* set by main (station_set_fd_budget) */
     int api_idle_start;           /* api.idle_timeout_s the REST API was started with */
+    struct line_fw *lfw;          /* firmware shared across the line (line_fw.h), NULL none */
     struct loop_timer *rec_timer; /* station_records.c: drives the records journal */
     bool rec_down;                /* the records database was found unreachable */
     int64_t rec_dropped;          /* journal writes the database refused, logged */

@@ -24,6 +24,7 @@
 #include "board_addr.h"
 #include "bundle.h"
 #include "catalog.h"
+#include "line_fw.h"
 #include "config.h"
 #include "esp_chip.h"
 #include "job.h"
@@ -878,6 +879,9 @@ static int firmware_ref(struct api *a, const char *ref, char *name, char *versio
     for (size_t i = 0; i < n && !found; i++)
         found = strcmp(ents[i].name, name) == 0 && strcmp(ents[i].version, version) == 0;
     catalog_entries_free(ents, n);
+    /* a set of the line (imported on another station) is fetched when the job needs it */
+    if (!found && line_fw_known(station_line_fw(a->st), name, version))
+        found = true;
     if (!found)
         return api_error(resp, 422, "validation_failed", field,
                          "%s: %s@%s is not in the firmware catalog (GET /api/v1/firmware)", field,

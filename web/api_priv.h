@@ -117,6 +117,9 @@ API_HANDLER(api_h_events);
 /* api_line.c */
 API_HANDLER(api_h_line);
 
+/* api_blobs.c */
+API_HANDLER(api_h_blob);
+
 /* api_ota.c */
 API_HANDLER(api_h_board_target);
 API_HANDLER(api_h_board_ota);

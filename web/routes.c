@@ -56,6 +56,7 @@ const struct route api_routes[] = {
     {"POST",   "/api/v1/firmware/validate",               ROUTE_CHANGE, ROUTE_UPLOAD,  api_h_firmware_upload},
     {"GET",    "/api/v1/firmware/{name}/{version*}",      ROUTE_READ,   0,             api_h_firmware},
     {"DELETE", "/api/v1/firmware/{name}/{version*}",      ROUTE_CHANGE, 0,             api_h_firmware_delete},
+    {"GET",    "/api/v1/blobs/{sha256}",                  ROUTE_READ,   0,             api_h_blob},
     {"GET",    "/api/v1/profiles",                        ROUTE_READ,   0,             api_h_profiles},
     {"GET",    "/api/v1/profiles/active",                 ROUTE_READ,   0,             api_h_profile_active},
     {"PUT",    "/api/v1/profiles/active",                 ROUTE_CHANGE, 0,             api_h_profile_active_put},
