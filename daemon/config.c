@@ -24,6 +24,7 @@
 
 #include "bridges.h"
 #include "catalog.h"
+#include "config_serial.h"
 #include "records.h"
 
 #define MAX_CONFIG_BYTES (4u * 1024 * 1024)
@@ -895,7 +896,10 @@ static int parse_boot_check(struct ctx *c, const char *path, struct config_boot_
     if ((rc = get_str(c, kp, f, 1024, &s)) < 0)
         return rc;
     regex_t re;
-    int rrc = regcomp(&re, s, REG_EXTENDED);
+    char sample[1200]; /* "{serial}" as a board's serial text will stand there */
+    if (config_serial_pattern_sample(s, sample, sizeof(sample)) < 0)
+        return fail(c, kp, "too long once {serial} is replaced");
+    int rrc = regcomp(&re, sample, REG_EXTENDED);
     if (rrc != 0) {
         char msg[200];
         regerror(rrc, &re, msg, sizeof(msg));
@@ -1016,25 +1020,11 @@ static int parse_per_board(struct ctx *c, const char *path, struct config_profil
 
 static int parse_profile(struct ctx *c, const char *path, struct config_profile *p, json_object *v)
 {
-    static const char *const keys[] = {"firmware",
-                                       "erase_all",
-                                       "baud",
-                                       "baud_probe_after",
-                                       "stub",
-                                       "compress",
-                                       "verify",
-                                       "skip_if_same",
-                                       "boot_check",
-                                       "retries",
-                                       "after",
-                                       "ota_firmware",
-                                       "require_signed",
-                                       "public_key",
-                                       "ota_password",
-                                       "per_board",
-                                       "checkin_auth",
-                                       "diff",
-                                       NULL};
+    static const char *const keys[] = {
+        "firmware",  "erase_all",    "baud",           "baud_probe_after", "stub",
+        "compress",  "verify",       "skip_if_same",   "boot_check",       "retries",
+        "after",     "ota_firmware", "require_signed", "public_key",       "ota_password",
+        "per_board", "checkin_auth", "diff",           "serial",           NULL};
     int rc;
     char kp[KEYPATH_MAX];
     json_object *f;
@@ -1145,6 +1135,19 @@ static int parse_profile(struct ctx *c, const char *path, struct config_profile 
         join_key(kp, sizeof(kp), path, "per_board");
         if ((rc = parse_per_board(c, kp, p, f)) < 0)
             return rc;
+    }
+    char sk[32], why[256];
+    if (json_object_object_get_ex(v, "serial", &f)) {
+        join_key(kp, sizeof(kp), path, "serial");
+        if ((rc = config_serial_parse(f, &p->serial, sk, sizeof(sk), why, sizeof(why))) < 0) {
+            char sp[KEYPATH_MAX];
+            join_key(sp, sizeof(sp), kp, sk);
+            return rc == -ENOMEM ? fail_nomem(c) : fail(c, sk[0] ? sp : kp, "%s", why);
+        }
+    }
+    if (config_serial_check_profile(p, sk, sizeof(sk), why, sizeof(why)) < 0) {
+        join_key(kp, sizeof(kp), path, sk);
+        return fail(c, kp, "%s", why);
     }
     if (p->erase_all && !p->stub) {
         join_key(kp, sizeof(kp), path, "erase_all");
@@ -1674,6 +1677,7 @@ static void profile_free(struct config_profile *p)
     for (size_t i = 0; i < p->boot_check.n_capture; i++)
         free(p->boot_check.capture[i]);
     free(p->boot_check.capture);
+    config_serial_free(&p->serial);
 }
 
 void config_free(struct config *cfg)

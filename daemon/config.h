@@ -88,6 +88,18 @@ struct config_per_board {
     uint32_t offset; /* flash offset, 4 KiB aligned */
 };
 
+/* "serial": {"format": "ESP-%06u", "start": 1, "offset": "0x3ff000"}: a serial number
+ * per board from one sequence per profile, shared by the stations of a line (records
+ * serials); the text is available to boot_check ("{serial}" in its pattern) and, with
+ * offset, written to the flash as a 4 KiB region (config_serial.c). */
+struct config_serial {
+    bool enabled;    /* false when the profile has no "serial" */
+    char *format;    /* serial_fmt_check() holds */
+    int64_t start;   /* 1; 0 .. RECORDS_SERIAL_MAX_NUMBER */
+    bool has_offset; /* "offset" given */
+    uint32_t offset; /* flash offset of the serial's sector, 4 KiB aligned */
+};
+
 struct config_profile {
     char *name;
     struct config_firmware_ref *firmware; /* at most one per chip family */
@@ -123,6 +135,7 @@ struct config_profile {
     bool checkin_required;  /* false */
     struct config_per_board *per_board;
     size_t n_per_board;
+    struct config_serial serial;
 };
 
 /* "tls": {"cert": PATH, "key": PATH} of a server (api.tls, ota.tls); cert NULL: plain

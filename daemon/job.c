@@ -243,6 +243,7 @@ struct worker {
     uint64_t bytes_before;   /* finished regions */
     unsigned regions_before; /* how many regions bytes_before holds */
     struct job_plan extra;   /* the plan's per-board regions (extra[] only), freed at the end */
+    char boot_pattern[512];  /* the plan's, else params.boot_pattern */
 };
 
 static int64_t mono_ms(void)
@@ -427,7 +428,7 @@ static int boot_check(struct worker *w, struct esp_error *err)
 {
     const struct job_params *p = &w->j->params;
     regex_t re;
-    int rrc = regcomp(&re, p->boot_pattern, REG_EXTENDED);
+    int rrc = regcomp(&re, w->boot_pattern[0] ? w->boot_pattern : p->boot_pattern, REG_EXTENDED);
     if (rrc != 0)
         return esp_error_set(err, -EINVAL, ESP_STAGE_FINISH,
                              "fix boot_check.pattern in the profile",
@@ -679,6 +680,7 @@ static int run(struct worker *w, struct job_result *res)
     memcpy(w->extra.extra, plan.extra, sizeof(plan.extra)); /* freed by job_main */
     w->extra.n_extra = plan.n_extra;
     plan.n_extra = 0;
+    snprintf(w->boot_pattern, sizeof(w->boot_pattern), "%s", plan.boot_pattern);
     if (p->kind[0] && strcmp(p->kind, "flash") != 0) {
         job_firmware_unref(plan.fw);
         return run_action(w, res);

@@ -91,7 +91,7 @@ struct job_extra {
     size_t len;
     char name[160]; /* "nvs:0001.bin" for logs and MD5 messages */
 };
-#define JOB_MAX_EXTRA 4
+#define JOB_MAX_EXTRA 5 /* per_board pools (CONFIG_MAX_PER_BOARD) + the serial's region */
 
 struct job_plan {
     struct job_firmware *fw;               /* reference moved to the job; NULL: nothing to write */
@@ -102,6 +102,9 @@ struct job_plan {
     int prepare_failed; /* when fw is NULL: < 0 (-errno) the set was fine, its per-board
                            data was not (stage "prepare"); 0 otherwise */
     char advice[256];
+    /* The boot check's pattern for this board ("{serial}" replaced, station_serial.c);
+     * "" = params.boot_pattern. */
+    char boot_pattern[512];
 };
 
 enum job_msg_kind {

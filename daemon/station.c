@@ -1159,7 +1159,9 @@ static void plan_job(struct station *st, struct job *j, const struct esp_chip_in
             rec_warn(&re);
         }
     }
-    int prc = plan.fw ? take_per_board(st, j, &plan) : 0;
+    int prc = plan.fw ? station_take_serial(st, j, &plan) : 0;
+    if (prc == 0 && plan.fw)
+        prc = take_per_board(st, j, &plan);
     if (prc < 0) {
         job_firmware_unref(plan.fw);
         plan.fw = NULL;

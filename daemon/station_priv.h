@@ -76,6 +76,13 @@ void st_jset_int(struct json_object *o, const char *k, int64_t v);
 void st_resolve_dirs(struct station *st);
 void st_apply_config(struct station *st, struct config *cfg);
 
+/* station_serial.c: the active profile's serial number for the identified board j
+ * (records, events, job log; plan->boot_pattern and a flash region when configured).
+ * 0 (also when the profile has no "serial"), or < 0 with plan->message/advice set and
+ * plan's extra regions freed. */
+struct job_plan;
+int station_take_serial(struct station *st, struct job *j, struct job_plan *plan);
+
 /* station_profiles.c */
 void st_quarantine_overlay(const struct station *st, const char *why);
 void st_load_overlay_file(struct station *st);

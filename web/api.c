@@ -33,6 +33,7 @@
 #include "records.h"
 #include "slot.h"
 #include "station.h"
+#include "station_serial.h"
 #include "transport.h"
 
 #define DEFAULT_LIMIT 100
@@ -1676,6 +1677,11 @@ static void get_board(struct api *a, const char *m, struct api_response *resp)
         return;
     }
     api_jadd(o, "per_board", items);
+    if (station_board_serials_json(a->st, b.mac, o, &re) < 0) {
+        json_object_put(o);
+        api_records_fail(resp, &re);
+        return;
+    }
     char *ota_state = station_ota(a->st) ? ota_board_json(station_ota(a->st), b.mac) : NULL;
     api_jadd(o, "ota", ota_state ? json_tokener_parse(ota_state) : NULL);
     free(ota_state);
@@ -2122,6 +2128,8 @@ static struct json_object *profile_json(const struct config *cfg, const struct c
         json_object_array_add(pbs, pb);
     }
     api_jadd(o, "per_board", pbs);
+    if (p->serial.enabled) /* left out when none, as a PUT spells it */
+        api_jadd(o, "serial", station_profile_serial_json(p));
     return o;
 }
 
