@@ -9,6 +9,7 @@
 import * as api from './api.js';
 import { fmtBytes, fmtBytesOf, fmtKbps, fmtDuration, fmtClock, fmtTime, parseTime, esc, el } from './fmt.js';
 import { slotView } from './states.js';
+import { startLine, stopLine } from './line.js';
 
 const $ = (s, root = document) => root.querySelector(s);
 
@@ -972,12 +973,13 @@ function toast(msg, err = false) {
 function route() {
   const h = location.hash.replace(/^#\/?/, '');
   const [view, arg] = h.split('/');
-  const v = ['records', 'firmware', 'bulk'].includes(view) ? view : 'station';
+  const v = ['records', 'firmware', 'bulk', 'line'].includes(view) ? view : 'station';
   state.view = v;
   for (const s of document.querySelectorAll('.view')) s.hidden = s.id !== `view-${v}`;
   for (const a of document.querySelectorAll('.tabs a')) {
     if (a.dataset.view === v) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
   }
+  if (v === 'line') startLine($('#line-list')); else stopLine();
   if (v === 'firmware') loadFirmware().catch((e) => toast(e.message, true));
   if (v === 'records') loadRecords().catch((e) => toast(e.message, true));
   if (v === 'bulk') {
