@@ -1,30 +1,20 @@
 /*
- * line_fw.c: firmware shared across a line of stations: publishing this station's
- * sets (records `firmware` rows and `blobs`), and fetching a set another station
- * holds, checked by hash, into the local catalog. See line_fw.h.
- *
- * The fetch client is a small blocking HTTP/1.1 GET (Connection: close, the body
- * length from Content-Length) on a worker thread: the other end is our own REST
- * API (web/api_blobs.c), and the worker's socket timeouts bound every wait.
+ * line_fw.c: fetching a firmware set another station of the line holds into the
+ * local catalog (line_fw.h): which files from which holders (the line's
+ * description, line_fw_desc.h; records_blobs.h), a worker thread per set that
+ * GETs each file (line_fetch.h) and checks it by size, SHA-256 and MD5, the
+ * catalog import, and the jobs waiting for it. Publishing this station's own
+ * sets is line_fw_publish.c.
  */
-#include "line_fw.h"
-
-#include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netdb.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/epoll.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
@@ -32,15 +22,15 @@
 
 #include "catalog.h"
 #include "config.h"
+#include "line_fetch.h"
+#include "line_fw_desc.h"
+#include "line_fw_priv.h"
 #include "log.h"
 #include "loop.h"
 #include "records.h"
 #include "records_blobs.h"
 #include "station.h"
 
-#define CONNECT_TIMEOUT_MS 5000
-#define IO_TIMEOUT_S 20
-#define HEAD_MAX 16384
 #define MAX_HOLDERS 8
 #define PROFILE_CHECK_MS 5000
 
@@ -93,15 +83,6 @@ struct lf_fetch {
     struct lf_fetch *next;
 };
 
-struct line_fw {
-    struct station *st;
-    struct loop *loop;
-    int pipe[2];
-    atomic_bool stopping;
-    struct lf_fetch *fetches;
-    struct loop_timer *timer;
-};
-
 static int64_t now_ms(void)
 {
     return loop_now_ms();
@@ -113,451 +94,7 @@ static const char *lf_token(struct line_fw *lf)
     return cfg && cfg->api.token && cfg->api.token[0] ? cfg->api.token : NULL;
 }
 
-/* ---- finding files by hash (the catalog's index.json files) ------------------------------ */
-
-static json_object *read_json(const char *path)
-{
-    return json_object_from_file(path);
-}
-
-static const char *jstr(json_object *o, const char *k)
-{
-    json_object *v;
-    return o && json_object_object_get_ex(o, k, &v) && json_object_is_type(v, json_type_string)
-               ? json_object_get_string(v)
-               : NULL;
-}
-
-static int64_t jint(json_object *o, const char *k)
-{
-    json_object *v;
-    return o && json_object_object_get_ex(o, k, &v) ? json_object_get_int64(v) : -1;
-}
-
-static bool sha_ok(const char *s)
-{
-    if (!s || strlen(s) != 64)
-        return false;
-    for (size_t i = 0; i < 64; i++)
-        if (!isxdigit((unsigned char)s[i]) || isupper((unsigned char)s[i]))
-            return false;
-    return true;
-}
-
-int line_fw_find_blob(struct catalog *cat, const char *sha, char *path, size_t n, int64_t *size)
-{
-    if (!sha_ok(sha))
-        return -EINVAL;
-    struct catalog_entry *ents = NULL;
-    size_t ne = 0;
-    int rc = catalog_list(cat, &ents, &ne);
-    if (rc < 0)
-        return rc;
-    rc = -ENOENT;
-    for (size_t i = 0; i < ne && rc == -ENOENT; i++) {
-        char ip[4096];
-        snprintf(ip, sizeof(ip), "%s/%s/%s/index.json", catalog_root(cat), ents[i].name,
-                 ents[i].version);
-        json_object *idx = read_json(ip), *regs;
-        if (idx && json_object_object_get_ex(idx, "regions", &regs))
-            for (size_t k = 0; k < json_object_array_length(regs) && rc == -ENOENT; k++) {
-                json_object *r = json_object_array_get_idx(regs, k);
-                const char *s = jstr(r, "sha256"), *f = jstr(r, "file");
-                if (s && f && strcmp(s, sha) == 0 && catalog_name_valid(f)) {
-                    snprintf(path, n, "%s/%s/%s/%s", catalog_root(cat), ents[i].name,
-                             ents[i].version, f);
-                    *size = jint(r, "size");
-                    rc = 0;
-                }
-            }
-        json_object_put(idx);
-    }
-    catalog_entries_free(ents, ne);
-    return rc;
-}
-
-/* ---- publishing -------------------------------------------------------------------------- */
-
-struct sha_set {
-    char (*v)[RECORDS_SHA256_LEN];
-    size_t n, cap;
-};
-
-static void sha_add(struct sha_set *s, const char *sha)
-{
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 32;
-        void *nv = realloc(s->v, cap * sizeof(*s->v));
-        if (!nv)
-            return;
-        s->v = nv;
-        s->cap = cap;
-    }
-    snprintf(s->v[s->n++], RECORDS_SHA256_LEN, "%s", sha);
-}
-
-static bool sha_has(const struct sha_set *s, const char *sha)
-{
-    for (size_t i = 0; i < s->n; i++)
-        if (strcmp(s->v[i], sha) == 0)
-            return true;
-    return false;
-}
-
-/* The line's description of a set: {"format":1,"manifest":{...},"regions":[{file, offset,
- * size, sha256, md5}]} (the region hashes from index.json, made at import). */
-static char *describe_set(const char *dir, struct json_object **regions_out)
-{
-    char mp[4096], ip[4096];
-    snprintf(mp, sizeof(mp), "%s/manifest.json", dir);
-    snprintf(ip, sizeof(ip), "%s/index.json", dir);
-    json_object *man = read_json(mp), *idx = read_json(ip), *regs;
-    char *out = NULL;
-    if (man && idx && json_object_object_get_ex(idx, "regions", &regs)) {
-        json_object *d = json_object_new_object(), *rs = json_object_new_array();
-        json_object_object_add(d, "format", json_object_new_int(1));
-        json_object_object_add(d, "manifest", json_object_get(man));
-        for (size_t k = 0; k < json_object_array_length(regs); k++) {
-            json_object *r = json_object_array_get_idx(regs, k), *e = json_object_new_object();
-            static const char *const keys[] = {"file", "offset", "size", "sha256", "md5"};
-            for (size_t i = 0; i < 5; i++) {
-                json_object *v;
-                if (json_object_object_get_ex(r, keys[i], &v))
-                    json_object_object_add(e, keys[i], json_object_get(v));
-            }
-            json_object_array_add(rs, e);
-        }
-        json_object_object_add(d, "regions", rs);
-        out = strdup(json_object_to_json_string_ext(d, JSON_C_TO_STRING_PLAIN |
-                                                           JSON_C_TO_STRING_NOSLASHESCAPE));
-        if (regions_out)
-            *regions_out = json_object_get(rs);
-        json_object_put(d);
-    }
-    json_object_put(man);
-    json_object_put(idx);
-    return out;
-}
-
-/* The sha256 list of a description's regions joined, to compare two descriptions. */
-static void regions_key(json_object *regs, char *buf, size_t n)
-{
-    size_t used = 0;
-    buf[0] = '\0';
-    for (size_t k = 0; regs && k < json_object_array_length(regs) && used < n; k++) {
-        const char *s = jstr(json_object_array_get_idx(regs, k), "sha256");
-        used += (size_t)snprintf(buf + used, n - used, "%s,", s ? s : "?");
-    }
-}
-
-static void publish_set(struct line_fw *lf, const struct catalog_entry *e, struct sha_set *held)
-{
-    struct records *rec = station_records(lf->st);
-    char dir[4096];
-    snprintf(dir, sizeof(dir), "%s/%s/%s", catalog_root(station_catalog(lf->st)), e->name,
-             e->version);
-    json_object *regs = NULL;
-    char *desc = describe_set(dir, &regs);
-    if (!desc) {
-        log_msg(LOG_LEVEL_WARN, "line: cannot describe firmware %s@%s (%s) for the line", e->name,
-                e->version, dir);
-        return;
-    }
-    struct records_firmware *fw = calloc(1, sizeof(*fw));
-    struct records_error re;
-    if (fw && strlen(desc) < sizeof(fw->manifest)) {
-        snprintf(fw->name, sizeof(fw->name), "%s", e->name);
-        snprintf(fw->version, sizeof(fw->version), "%s", e->version);
-        snprintf(fw->chip, sizeof(fw->chip), "%s", esp_chip_to_string(e->chip));
-        snprintf(fw->manifest, sizeof(fw->manifest), "%s", desc);
-        int rc = records_firmware_put(rec, fw, &re);
-        if (rc == -EEXIST && records_firmware_get(rec, e->name, e->version, fw, &re) == 0) {
-            /* versions are immutable: the line's record stays; say when it differs */
-            json_object *theirs = json_tokener_parse(fw->manifest), *tr = NULL;
-            char a[4096], b[4096];
-            if (theirs)
-                json_object_object_get_ex(theirs, "regions", &tr);
-            regions_key(regs, a, sizeof(a));
-            regions_key(tr, b, sizeof(b));
-            if (strcmp(a, b) != 0)
-                log_msg(LOG_LEVEL_WARN,
-                        "line: firmware %s@%s of this station differs from the line's set of "
-                        "that name (another station imported other files under it): the line "
-                        "keeps its own; give this build a new version",
-                        e->name, e->version);
-            json_object_put(theirs);
-        } else if (rc < 0) {
-            log_msg(LOG_LEVEL_WARN, "line: cannot describe firmware %s@%s: %s", e->name, e->version,
-                    re.message);
-        }
-    } else if (fw) {
-        log_msg(LOG_LEVEL_WARN,
-                "line: firmware %s@%s: its manifest is too large to share (%zu bytes)", e->name,
-                e->version, strlen(desc));
-    }
-    free(fw);
-    for (size_t k = 0; regs && k < json_object_array_length(regs); k++) {
-        json_object *r = json_object_array_get_idx(regs, k);
-        const char *sha = jstr(r, "sha256");
-        if (!sha_ok(sha))
-            continue;
-        sha_add(held, sha);
-        if (records_blob_put(rec, sha, jint(r, "size"), &re) < 0)
-            log_msg(LOG_LEVEL_WARN, "line: %s", re.message);
-    }
-    json_object_put(regs);
-    free(desc);
-}
-
-static int mine_cb(const char *sha, int64_t size, void *ctx)
-{
-    (void)size;
-    sha_add(ctx, sha);
-    return 0;
-}
-
-void line_fw_publish(struct line_fw *lf)
-{
-    if (!lf)
-        return;
-    struct catalog_entry *ents = NULL;
-    size_t n = 0;
-    if (catalog_list(station_catalog(lf->st), &ents, &n) < 0) {
-        log_msg(LOG_LEVEL_WARN, "line: cannot list the firmware catalog to share it");
-        return;
-    }
-    struct sha_set held = {0}, mine = {0};
-    for (size_t i = 0; i < n; i++)
-        publish_set(lf, &ents[i], &held);
-    catalog_entries_free(ents, n);
-    struct records *rec = station_records(lf->st);
-    struct records_error re;
-    if (records_blob_list_mine(rec, mine_cb, &mine, &re) >= 0)
-        for (size_t i = 0; i < mine.n; i++)
-            if (!sha_has(&held, mine.v[i]) && records_blob_drop(rec, mine.v[i], &re) < 0)
-                log_msg(LOG_LEVEL_WARN, "line: %s", re.message);
-    free(held.v);
-    free(mine.v);
-}
-
-bool line_fw_known(struct line_fw *lf, const char *name, const char *version)
-{
-    if (!lf)
-        return false;
-    struct records_firmware *fw = malloc(sizeof(*fw));
-    bool known = fw && records_firmware_get(station_records(lf->st), name, version, fw, NULL) == 0;
-    free(fw);
-    return known;
-}
-
-/* ---- the HTTP client (worker thread) ----------------------------------------------------- */
-
-int line_fw_parse_head(const char *head, size_t len, int *status, int64_t *content_length)
-{
-    *status = 0;
-    *content_length = -1;
-    if (len < 12 || memcmp(head, "HTTP/1.", 7) != 0 || !isdigit((unsigned char)head[9]) ||
-        !isdigit((unsigned char)head[10]) || !isdigit((unsigned char)head[11]) || head[8] != ' ')
-        return -EPROTO;
-    *status = (head[9] - '0') * 100 + (head[10] - '0') * 10 + (head[11] - '0');
-    const char *p = memchr(head, '\n', len), *end = head + len;
-    while (p && p + 1 < end) {
-        const char *line = p + 1;
-        p = memchr(line, '\n', (size_t)(end - line));
-        size_t ll = (size_t)((p ? p : end) - line);
-        static const char cl[] = "content-length:";
-        if (ll > sizeof(cl) - 1 && strncasecmp(line, cl, sizeof(cl) - 1) == 0) {
-            const char *v = line + sizeof(cl) - 1, *ve = line + ll;
-            while (v < ve && (*v == ' ' || *v == '\t'))
-                v++;
-            int64_t x = 0;
-            bool any = false;
-            while (v < ve && isdigit((unsigned char)*v) && x < INT64_MAX / 10 - 10) {
-                x = x * 10 + (*v++ - '0');
-                any = true;
-            }
-            while (v < ve && (*v == ' ' || *v == '\t' || *v == '\r'))
-                v++;
-            if (!any || v != ve)
-                return -EPROTO;
-            *content_length = x;
-        }
-    }
-    return 0;
-}
-
-/* "http://host[:port][/prefix]" -> host, port, prefix ("" or "/x" without a trailing '/'). */
-static int parse_url(const char *url, char *host, size_t hn, char *port, size_t pn, char *prefix,
-                     size_t xn)
-{
-    if (strncmp(url, "http://", 7) != 0)
-        return -EPROTONOSUPPORT;
-    const char *h = url + 7, *slash = strchr(h, '/');
-    size_t hl = slash ? (size_t)(slash - h) : strlen(h);
-    if (hl == 0 || hl >= hn)
-        return -EINVAL;
-    char hp[300];
-    snprintf(hp, sizeof(hp), "%.*s", (int)hl, h);
-    char *colon = hp[0] == '[' ? strstr(hp, "]:") : strrchr(hp, ':');
-    if (hp[0] == '[') {
-        char *rb = strchr(hp, ']');
-        if (!rb)
-            return -EINVAL;
-        *rb = '\0';
-        snprintf(host, hn, "%s", hp + 1);
-        snprintf(port, pn, "%s", colon ? colon + 2 : "80");
-    } else {
-        if (colon)
-            *colon = '\0';
-        snprintf(host, hn, "%s", hp);
-        snprintf(port, pn, "%s", colon ? colon + 1 : "80");
-    }
-    snprintf(prefix, xn, "%s", slash ? slash : "");
-    size_t pl = strlen(prefix);
-    while (pl > 0 && prefix[pl - 1] == '/')
-        prefix[--pl] = '\0';
-    return 0;
-}
-
-static int connect_to(const char *host, const char *port)
-{
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
-    int rc = getaddrinfo(host, port, &hints, &ai);
-    if (rc != 0)
-        return -EHOSTUNREACH;
-    int fd = -1, err = -ECONNREFUSED;
-    for (struct addrinfo *a = ai; a && fd < 0; a = a->ai_next) {
-        fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, a->ai_protocol);
-        if (fd < 0) {
-            err = -errno;
-            continue;
-        }
-        if (connect(fd, a->ai_addr, a->ai_addrlen) < 0 && errno != EINPROGRESS) {
-            err = -errno;
-            close(fd);
-            fd = -1;
-            continue;
-        }
-        struct pollfd p = {.fd = fd, .events = POLLOUT};
-        int so = 0;
-        socklen_t sl = sizeof(so);
-        int pr = poll(&p, 1, CONNECT_TIMEOUT_MS);
-        if (pr <= 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &so, &sl) < 0 || so != 0) {
-            err = pr == 0 ? -ETIMEDOUT : so ? -so : -errno;
-            close(fd);
-            fd = -1;
-        }
-    }
-    freeaddrinfo(ai);
-    if (fd < 0)
-        return err;
-    int fl = fcntl(fd, F_GETFL);
-    fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
-    struct timeval tv = {.tv_sec = IO_TIMEOUT_S};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    return fd;
-}
-
-/* GET <address>/api/v1/blobs/<sha>: the body (expect bytes) into *out. err on failure. */
-static int http_get_blob(const char *address, const char *sha, const char *token, int64_t expect,
-                         uint8_t **out, char *err, size_t errlen)
-{
-    char host[256], port[16], prefix[256];
-    int rc = parse_url(address, host, sizeof(host), port, sizeof(port), prefix, sizeof(prefix));
-    if (rc < 0) {
-        snprintf(err, errlen, "address %s is not an http:// URL", address);
-        return rc;
-    }
-    int fd = connect_to(host, port);
-    if (fd < 0) {
-        snprintf(err, errlen, "cannot connect to %s: %s", address, strerror(-fd));
-        return fd;
-    }
-    char req[1024];
-    bool v6 = strchr(host, ':') != NULL;
-    int n =
-        snprintf(req, sizeof(req),
-                 "GET %s/api/v1/blobs/%s HTTP/1.1\r\nHost: %s%s%s:%s\r\n%s%s%s"
-                 "Connection: close\r\nAccept: application/octet-stream\r\n\r\n",
-                 prefix, sha, v6 ? "[" : "", host, v6 ? "]" : "", port,
-                 token ? "Authorization: Bearer " : "", token ? token : "", token ? "\r\n" : "");
-    if (n < 0 || (size_t)n >= sizeof(req) || send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
-        snprintf(err, errlen, "cannot send the request to %s", address);
-        close(fd);
-        return -EIO;
-    }
-    char *head = malloc(HEAD_MAX);
-    uint8_t *body = NULL;
-    size_t hl = 0, got = 0;
-    char *end = NULL;
-    rc = -EPROTO;
-    while (head && hl < HEAD_MAX - 1) {
-        ssize_t r = recv(fd, head + hl, HEAD_MAX - 1 - hl, 0);
-        if (r <= 0) {
-            snprintf(err, errlen, "%s: %s", address,
-                     r == 0 ? "connection closed before the answer"
-                     : (errno == EAGAIN || errno == EWOULDBLOCK) ? "no answer (timed out)"
-                                                                 : strerror(errno));
-            rc = r == 0 ? -EPROTO : -ETIMEDOUT;
-            goto out;
-        }
-        hl += (size_t)r;
-        head[hl] = '\0';
-        if ((end = strstr(head, "\r\n\r\n")))
-            break;
-    }
-    if (!end) {
-        snprintf(err, errlen, "%s: no HTTP answer", address);
-        goto out;
-    }
-    int status;
-    int64_t clen;
-    size_t head_len = (size_t)(end + 4 - head);
-    if (line_fw_parse_head(head, head_len, &status, &clen) < 0) {
-        snprintf(err, errlen, "%s: not an HTTP answer", address);
-        goto out;
-    }
-    if (status != 200) {
-        snprintf(err, errlen, "%s answered %d", address, status);
-        rc = status == 404 ? -ENOENT : status == 401 || status == 403 ? -EACCES : -EIO;
-        goto out;
-    }
-    if (clen != expect) {
-        snprintf(err, errlen, "%s sent %lld bytes, the manifest says %lld", address,
-                 (long long)clen, (long long)expect);
-        rc = -EBADMSG;
-        goto out;
-    }
-    body = malloc((size_t)expect + 1);
-    if (!body) {
-        rc = -ENOMEM;
-        snprintf(err, errlen, "out of memory");
-        goto out;
-    }
-    got = hl - head_len;
-    if (got > (size_t)expect)
-        got = (size_t)expect;
-    memcpy(body, head + head_len, got);
-    while (got < (size_t)expect) {
-        ssize_t r = recv(fd, body + got, (size_t)expect - got, 0);
-        if (r <= 0) {
-            snprintf(err, errlen, "%s: the transfer broke after %zu of %lld bytes", address, got,
-                     (long long)expect);
-            rc = -EIO;
-            goto out;
-        }
-        got += (size_t)r;
-    }
-    *out = body;
-    body = NULL;
-    rc = 0;
-out:
-    free(body);
-    free(head);
-    close(fd);
-    return rc;
-}
+/* ---- the fetch worker ------------------------------------------------------------------- */
 
 static void hex_digest(const EVP_MD *md, const uint8_t *d, size_t n, char *out)
 {
@@ -582,7 +119,7 @@ static int fetch_file(struct lf_fetch *f, struct lf_file *fi)
             snprintf(why, sizeof(why), "it has no address in the line (no heartbeat)");
             rc = -EHOSTUNREACH;
         } else {
-            rc = http_get_blob(ho->address, fi->sha, f->token, fi->size, &data, why, sizeof(why));
+            rc = line_fetch_blob(ho->address, fi->sha, f->token, fi->size, &data, why, sizeof(why));
         }
         if (rc == 0) {
             char sha[65], md5[33];
@@ -773,10 +310,6 @@ static void on_pipe(void *ctx, int fd, uint32_t events)
         fetch_ended(lf, f);
 }
 
-struct holder_ctx {
-    struct lf_file *fi;
-};
-
 static int holder_cb(const struct records_blob_holder *h, void *ctx)
 {
     struct lf_file *fi = ctx;
@@ -792,45 +325,28 @@ static int holder_cb(const struct records_blob_holder *h, void *ctx)
 static int fetch_prepare(struct line_fw *lf, struct lf_fetch *f, const struct records_firmware *fw,
                          char *err, size_t errlen)
 {
-    json_object *d = json_tokener_parse(fw->manifest), *man = NULL, *regs = NULL;
-    int rc = 0;
-    if (!d || !json_object_object_get_ex(d, "manifest", &man) ||
-        !json_object_object_get_ex(d, "regions", &regs) ||
-        !json_object_is_type(regs, json_type_array)) {
-        snprintf(err, errlen,
-                 "firmware %s@%s: the line's record of it names no files by hash; import it on "
-                 "this station",
-                 fw->name, fw->version);
-        rc = -ENOENT;
+    struct line_fw_desc d;
+    int rc = line_fw_desc_parse(fw->manifest, fw->name, fw->version, &d, err, errlen);
+    if (rc < 0)
         goto out;
-    }
-    f->manifest = strdup(json_object_to_json_string_ext(man, JSON_C_TO_STRING_PLAIN |
-                                                                 JSON_C_TO_STRING_NOSLASHESCAPE));
-    f->n_files = json_object_array_length(regs);
+    f->manifest = d.manifest;
+    d.manifest = NULL;
+    f->n_files = d.n_files;
     f->files = calloc(f->n_files ? f->n_files : 1, sizeof(*f->files));
-    if (!f->manifest || !f->files) {
+    if (!f->files) {
         snprintf(err, errlen, "out of memory");
         rc = -ENOMEM;
         goto out;
     }
     struct records_error re;
     for (size_t i = 0; i < f->n_files; i++) {
-        json_object *r = json_object_array_get_idx(regs, i);
         struct lf_file *fi = &f->files[i];
-        const char *file = jstr(r, "file"), *sha = jstr(r, "sha256"), *md5 = jstr(r, "md5");
-        fi->size = jint(r, "size");
-        if (!file || !catalog_name_valid(file) || !sha_ok(sha) || fi->size < 0 ||
-            fi->size > CATALOG_MAX_FILE_BYTES) {
-            snprintf(err, errlen, "firmware %s@%s: the line's record of region %zu is damaged",
-                     fw->name, fw->version, i);
-            rc = -EBADMSG;
-            goto out;
-        }
-        snprintf(fi->file, sizeof(fi->file), "%s", file);
-        snprintf(fi->sha, sizeof(fi->sha), "%s", sha);
-        snprintf(fi->md5, sizeof(fi->md5), "%s", md5 && strlen(md5) == 32 ? md5 : "");
+        snprintf(fi->file, sizeof(fi->file), "%s", d.files[i].file);
+        snprintf(fi->sha, sizeof(fi->sha), "%s", d.files[i].sha);
+        snprintf(fi->md5, sizeof(fi->md5), "%s", d.files[i].md5);
+        fi->size = d.files[i].size;
         int64_t fresh = records_now_ms(station_records(lf->st)) - LINE_FW_FRESH_MS;
-        if (records_blob_holders(station_records(lf->st), sha, fresh, holder_cb, fi, &re) < 0) {
+        if (records_blob_holders(station_records(lf->st), fi->sha, fresh, holder_cb, fi, &re) < 0) {
             snprintf(err, errlen, "firmware %s@%s: %s", fw->name, fw->version, re.message);
             rc = re.code;
             goto out;
@@ -839,13 +355,13 @@ static int fetch_prepare(struct line_fw *lf, struct lf_fetch *f, const struct re
             snprintf(err, errlen,
                      "firmware %s@%s: no other station of the line holds file %s (sha256 "
                      "%.12s...); import the set on this station",
-                     fw->name, fw->version, file, sha);
+                     fw->name, fw->version, fi->file, fi->sha);
             rc = -ENOENT;
             goto out;
         }
     }
 out:
-    json_object_put(d);
+    line_fw_desc_free(&d);
     return rc;
 }
 

@@ -23,6 +23,10 @@
  * Threads: everything here runs on the loop thread except the fetch workers,
  * which touch only their own fetch (and the catalog, which is thread-safe); they
  * hand it back through a pipe. NULL is accepted wherever a struct line_fw * is.
+ *
+ * Files: line_fw.c (fetching), line_fw_publish.c (publishing, line_fw_find_blob),
+ * line_fw_desc.c (the description's text, written and read), line_fetch.c (the
+ * HTTP client).
  */
 #ifndef ESPSTATION_LINE_FW_H
 #define ESPSTATION_LINE_FW_H
@@ -71,9 +75,5 @@ const char *line_fw_fetching_from(struct line_fw *lf, const char *name, const ch
 /* The local catalog file whose SHA-256 is sha (64 lowercase hex): its path (in path,
  * size n) and size. 0, -ENOENT, -EINVAL (bad hash), -ENOMEM. Any thread. */
 int line_fw_find_blob(struct catalog *cat, const char *sha, char *path, size_t n, int64_t *size);
-
-/* Parses an HTTP/1.x response head (len bytes up to and including the blank line):
- * the status and Content-Length (-1 when absent). 0, or -EPROTO. */
-int line_fw_parse_head(const char *head, size_t len, int *status, int64_t *content_length);
 
 #endif
