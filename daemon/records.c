@@ -788,7 +788,10 @@ static int recover(struct records *r, struct records_error *err)
         (ret = stmt_get(r, ST_EVENT_APPEND, &ev, err)) < 0 ||
         (ret = stmt_get(r, ST_JOBS_INTERRUPT, &upd, err)) < 0)
         return ret;
-    rec_bind_text(jobs, 1, r->station);
+    /* A line's shared database: this station's jobs only. A SQLite file is one
+     * station's whatever its name was (a renamed host must not strand its jobs). */
+    const char *mine = r->db->ops->dialect == RDB_POSTGRESQL ? r->station : NULL;
+    rec_bind_text(jobs, 1, mine);
     rc = rdb_set_durable(r->db, true);
     if (rc >= 0)
         rc = rdb_begin(r->db);
@@ -821,7 +824,7 @@ static int recover(struct records *r, struct records_error *err)
     if (rc >= 0) {
         rdb_bind_int64(upd, 1, now);
         rdb_bind_int64(upd, 2, -ECANCELED);
-        rec_bind_text(upd, 3, r->station);
+        rec_bind_text(upd, 3, mine);
         rc = rdb_step(upd);
         r->recovered = rc >= 0 ? (int)rdb_changes(r->db) : 0;
         rec_stmt_done(upd);

@@ -117,7 +117,9 @@ int records_open_backend(enum records_backend backend, const char *target, struc
  * (and those of no station, written before schema 7). On PostgreSQL the lock
  * taken is this station's (-EBUSY "in use by another process" when another
  * process runs as the same station); stations with other names share the
- * database. NULL or "": no name (the store's every unfinished job is its own). */
+ * database. NULL or "": no name (the store's every unfinished job is its own).
+ * A SQLite file is one station's: its recovery takes every unfinished job
+ * whatever name it carries (a renamed host does not strand its jobs). */
 int records_open_station(enum records_backend backend, const char *target, const char *station,
                          struct records **out, struct records_error *err);
 /*

@@ -687,8 +687,14 @@ static int p_get_version(struct rdb *db, int64_t *version)
      * ends with the transaction). */
     if (d->in_txn)
         ret = query_text(d, "SELECT pg_advisory_xact_lock(" LOCK_KEY_SQL ")", buf, sizeof(buf));
+    /* pg_tables, not to_regclass(): a name lookup without a lock can answer from a
+     * negative cache entry made before the lock wait, so a station that waited for
+     * another's first migration would not see the table that one created. */
     if (ret >= 0)
-        ret = query_text(d, "SELECT to_regclass('records_schema') IS NOT NULL", buf, sizeof(buf));
+        ret = query_text(d,
+                         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = "
+                         "current_schema() AND tablename = 'records_schema')",
+                         buf, sizeof(buf));
     if (ret < 0 || strcmp(buf, "t") != 0)
         return ret;
     ret = query_text(d, "SELECT coalesce(max(version), 0) FROM records_schema", buf, sizeof(buf));
