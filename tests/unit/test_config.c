@@ -225,6 +225,32 @@ static void test_records_backend(void **state)
     config_free(cfg);
 }
 
+/* "station" and "line": names and the heartbeat of a line of stations. */
+static void test_station_and_line(void **state)
+{
+    (void)state;
+    static const char js[] = "{\"station\": \"st-1.A\", \"line\": {\"heartbeat_s\": 2, "
+                             "\"address\": \"http://st1.lan:8080\"}}";
+    static const char js2[] = "{\"line\": {\"heartbeat_s\": 2, \"gone_after_s\": 60}}";
+    char err[512];
+    struct config *cfg = NULL;
+    assert_int_equal(config_load_string("{}", 2, NULL, &cfg, err, sizeof(err)), 0);
+    assert_null(cfg->station); /* the host name */
+    assert_int_equal(cfg->line.heartbeat_s, 5);
+    assert_int_equal(cfg->line.gone_after_s, 15);
+    assert_null(cfg->line.address);
+    config_free(cfg);
+    assert_int_equal(config_load_string(js, strlen(js), NULL, &cfg, err, sizeof(err)), 0);
+    assert_string_equal(cfg->station, "st-1.A");
+    assert_int_equal(cfg->line.heartbeat_s, 2);
+    assert_int_equal(cfg->line.gone_after_s, 6); /* 3 x heartbeat */
+    assert_string_equal(cfg->line.address, "http://st1.lan:8080");
+    config_free(cfg);
+    assert_int_equal(config_load_string(js2, strlen(js2), NULL, &cfg, err, sizeof(err)), 0);
+    assert_int_equal(cfg->line.gone_after_s, 60);
+    config_free(cfg);
+}
+
 struct bad_case {
     const char *json;
     const char *message; /* exact expected message, or a prefix when partial */
@@ -385,6 +411,17 @@ static const struct bad_case bad_cases[] = {
      true},
     {"{} x", "config: JSON syntax error at line 1, column 4: text after the end of the top-level "
              "object"},
+    {"{\"station\": \"line 1\"}", "config: station: \"line 1\": a station name is 1 to 63 of",
+     true},
+    {"{\"station\": 7}", "config: station: must be a string", true},
+    {"{\"line\": {\"heartbeat_s\": 0}}", "config: line.heartbeat_s: ", true},
+    {"{\"line\": {\"heartbeat_s\": 10, \"gone_after_s\": 10}}",
+     "config: line.gone_after_s: ", true},
+    {"{\"line\": {\"address\": \"ftp://st1\"}}",
+     "config: line.address: must be this station's REST base URL", true},
+    {"{\"line\": {\"address\": \"http://st 1:8080\"}}",
+     "config: line.address: must not contain spaces", true},
+    {"{\"line\": {\"beat\": 1}}", "config: line.beat: ", true},
     {"", "config: empty file (use {} for all defaults)"},
 };
 
@@ -730,6 +767,7 @@ int main(void)
         cmocka_unit_test(test_full_config_file),
         cmocka_unit_test(test_single_profile_is_active),
         cmocka_unit_test(test_records_backend),
+        cmocka_unit_test(test_station_and_line),
         cmocka_unit_test(test_errors_name_the_key),
         cmocka_unit_test(test_ota_webform_user),
         cmocka_unit_test(test_checkin_auth_and_enrol),
