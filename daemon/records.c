@@ -67,7 +67,8 @@
 #define JOB_WHERE                                                                                  \
     " WHERE (board_mac = ?1 OR ?1 IS NULL) AND (slot = ?2 OR ?2 IS NULL)"                          \
     " AND (kind = ?3 OR ?3 IS NULL) AND (state = ?4 OR ?4 IS NULL)"                                \
-    " AND (started_at >= ?5 OR ?5 IS NULL) AND (started_at < ?6 OR ?6 IS NULL)"
+    " AND (started_at >= ?5 OR ?5 IS NULL) AND (started_at < ?6 OR ?6 IS NULL)"                    \
+    " AND (station = ?9 OR ?9 IS NULL)"
 
 enum stmt_id {
     ST_BOARD_UPSERT,
@@ -250,12 +251,15 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_FW_LIST] = "SELECT name, version, chip, manifest, created_at FROM firmware "
                    "WHERE (chip = ?1 OR ?1 IS NULL) ORDER BY name, created_at DESC, version",
     [ST_COUNT_STATES] = "SELECT state, count(*) FROM jobs "
-                        "WHERE coalesce(ended_at, started_at) >= ?1 GROUP BY state",
+                        "WHERE coalesce(ended_at, started_at) >= ?1 "
+                        "AND (station = ?2 OR ?2 IS NULL) GROUP BY state",
     [ST_COUNT_BOARDS] = "SELECT count(DISTINCT board_mac) FROM jobs WHERE state = 'passed' "
-                        "AND board_mac IS NOT NULL AND ended_at >= ?1 AND ended_at <= ?2",
+                        "AND board_mac IS NOT NULL AND ended_at >= ?1 AND ended_at <= ?2 "
+                        "AND (station = ?3 OR ?3 IS NULL)",
     [ST_SLOT_SECONDS] = "SELECT slot, avg(seconds), count(*) FROM jobs WHERE kind = 'flash' "
                         "AND state = 'passed' AND slot IS NOT NULL AND seconds IS NOT NULL "
-                        "AND started_at >= ?1 GROUP BY slot ORDER BY slot",
+                        "AND started_at >= ?1 AND (station = ?2 OR ?2 IS NULL) "
+                        "GROUP BY slot ORDER BY slot",
 };
 
 /* PostgreSQL's text where its dialect differs (NULL: stmt_sql's). */
@@ -1627,6 +1631,7 @@ static int bind_job_filter(struct rdb_stmt *st, const struct records_job_filter 
         rdb_bind_int64(st, 6, f->until);
     rdb_bind_int64(st, 7, f->limit > 0 ? f->limit : NO_LIMIT);
     rdb_bind_int64(st, 8, f->offset > 0 ? f->offset : 0);
+    rec_bind_text(st, 9, f->station);
     return 0;
 }
 
@@ -1974,19 +1979,26 @@ int records_firmware_list(struct records *r, const char *chip, records_firmware_
 
 /* ---- counters ------------------------------------------------------------- */
 
-int records_counters(struct records *r, int64_t since, struct records_counters *out,
-                     struct records_error *err)
+/* The station a station's own view counts: its own name on a line's shared
+ * database, NULL (every job) on its SQLite file. */
+static const char *own_station(const struct records *r)
+{
+    return r->db->ops->dialect == RDB_POSTGRESQL && r->station[0] ? r->station : NULL;
+}
+
+static int counters_of(struct records *r, int64_t since, const char *station,
+                       struct records_counters *out, struct records_error *err)
 {
     struct rdb_stmt *st;
     int rc, ret;
     int64_t now;
-    ENTER(r, err);
     if (!out)
         return rec_set_err(err, -EINVAL, "records: no output counters");
     memset(out, 0, sizeof(*out));
     if ((ret = stmt_get(r, ST_COUNT_STATES, &st, err)) < 0)
         return ret;
     rdb_bind_int64(st, 1, since);
+    rec_bind_text(st, 2, station);
     while ((rc = rdb_step(st)) == RDB_ROW) {
         enum records_job_state s;
         if (records_job_state_from_string(rdb_column_text(st, 0), &s) == 0)
@@ -2004,6 +2016,7 @@ int records_counters(struct records *r, int64_t since, struct records_counters *
     now = records_now_ms(r);
     rdb_bind_int64(st, 1, now - 3600 * 1000);
     rdb_bind_int64(st, 2, now);
+    rec_bind_text(st, 3, station);
     rc = rdb_step(st);
     if (rc == RDB_ROW) {
         out->boards_last_hour = rdb_column_int64(st, 0);
@@ -2015,6 +2028,20 @@ int records_counters(struct records *r, int64_t since, struct records_counters *
     return ret;
 }
 
+int records_counters(struct records *r, int64_t since, struct records_counters *out,
+                     struct records_error *err)
+{
+    ENTER(r, err);
+    return counters_of(r, since, own_station(r), out, err);
+}
+
+int records_counters_line(struct records *r, int64_t since, struct records_counters *out,
+                          struct records_error *err)
+{
+    ENTER(r, err);
+    return counters_of(r, since, NULL, out, err);
+}
+
 int records_slot_flash_seconds(struct records *r, int64_t since, records_slot_stat_cb cb, void *ctx,
                                struct records_error *err)
 {
@@ -2024,6 +2051,7 @@ int records_slot_flash_seconds(struct records *r, int64_t since, records_slot_st
     if ((ret = stmt_get(r, ST_SLOT_SECONDS, &st, err)) < 0)
         return ret;
     rdb_bind_int64(st, 1, since);
+    rec_bind_text(st, 2, own_station(r));
     while (rec_next_row(r, st, &rc, &n)) {
         char slot[RECORDS_SLOT_LEN];
         rec_col_text(st, 0, slot, sizeof(slot));

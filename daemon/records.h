@@ -494,6 +494,7 @@ struct records_job_filter {
     enum records_job_state state; /* RECORDS_JOB_ANY = any */
     int64_t since;                /* started_at >= since; 0 = open */
     int64_t until;                /* started_at < until; 0 = open */
+    const char *station;          /* the station that ran it; NULL = any */
     int limit;                    /* <= 0: no limit */
     int offset;
 };
@@ -663,13 +664,17 @@ struct records_counters {
     int64_t boards_last_hour; /* distinct boards with a passed job ended in the last hour */
 };
 
+/* This station's jobs (on a line's shared database its own; on SQLite the file's). */
 int records_counters(struct records *r, int64_t since, struct records_counters *out,
                      struct records_error *err);
+/* Every station's jobs on the database. */
+int records_counters_line(struct records *r, int64_t since, struct records_counters *out,
+                          struct records_error *err);
 
 typedef int (*records_slot_stat_cb)(const char *slot, double mean_seconds, int64_t jobs, void *ctx);
 
-/* Mean duration of passed "flash" jobs per slot, started since `since`,
- * ordered by slot. Returns slots delivered. */
+/* Mean duration of passed "flash" jobs per slot of this station, started since
+ * `since`, ordered by slot. Returns slots delivered. */
 int records_slot_flash_seconds(struct records *r, int64_t since, records_slot_stat_cb cb, void *ctx,
                                struct records_error *err);
 

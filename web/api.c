@@ -601,6 +601,7 @@ static struct json_object *job_json(struct station *st, const struct records_job
     api_jadd(o, "board", jstr(j->board_mac));
     api_jadd(o, "chip", NULL); /* filled by fill_chips(), outside the store's callbacks */
     api_jadd(o, "slot", jstr(j->slot));
+    api_jadd(o, "station", jstr(j->station));
     api_jadd(o, "firmware", jstr(j->firmware));
     api_jadd(o, "state", json_object_new_string(records_job_state_to_string(j->state)));
     api_jadd(o, "stage", jstr(j->stage));
@@ -663,6 +664,7 @@ struct json_object *api_event_json(const struct records_event *e)
     api_jadd(o, "slot", jstr(e->slot));
     api_jadd(o, "board", jstr(e->board_mac));
     api_jadd(o, "job", e->job_id > 0 ? json_object_new_int64(e->job_id) : NULL);
+    api_jadd(o, "station", jstr(e->station));
     api_jadd(o, "data", e->data[0] ? json_tokener_parse(e->data) : NULL);
     return o;
 }
@@ -1368,6 +1370,7 @@ static int job_filter(struct api *a, const struct api_request *rq, struct api_re
     }
     f->slot = arg(rq, "slot");
     f->kind = arg(rq, "kind");
+    f->station = arg(rq, "station");
     const char *state = arg(rq, records ? "result" : "state");
     if (state && records_job_state_from_string(state, &f->state) < 0)
         return api_error(resp, 400, "bad_request", records ? "result" : "state",
@@ -2533,9 +2536,13 @@ API_HANDLER(api_h_records)
 
 API_HANDLER(api_h_counters)
 {
-    (void)rq;
     (void)p;
-    api_get_counters(a, resp);
+    const char *scope = arg(rq, "scope");
+    if (scope && strcmp(scope, "station") != 0 && strcmp(scope, "line") != 0)
+        return (void)api_error(resp, 400, "bad_request", "scope",
+                               "scope: \"station\" (the default: this station's jobs) or "
+                               "\"line\" (every station's on the shared database)");
+    api_get_counters(a, scope && strcmp(scope, "line") == 0, resp);
 }
 
 /* The event stream: classified here, served by the HTTP layer (resp->sse). */

@@ -62,13 +62,17 @@ static int count_job_cb(const struct records_job *j, void *ctx)
     return 0;
 }
 
-void api_get_counters(struct api *a, struct api_response *resp)
+void api_get_counters(struct api *a, bool line, struct api_response *resp)
 {
     struct records *r = station_records(a->st);
     int64_t since = local_midnight_ms(records_now_ms(r));
     struct records_counters c;
     struct records_error re;
-    if (records_counters(r, since, &c, &re) < 0) {
+    /* On a line's shared database a station counts its own jobs unless asked for
+     * the line's; its SQLite file holds only its own. */
+    bool shared = records_backend(r) == RECORDS_BACKEND_POSTGRESQL;
+    if ((line ? records_counters_line(r, since, &c, &re) : records_counters(r, since, &c, &re)) <
+        0) {
         api_records_fail(resp, &re);
         return;
     }
@@ -85,6 +89,7 @@ void api_get_counters(struct api *a, struct api_response *resp)
     jf.kind = "flash";
     jf.state = RECORDS_JOB_PASSED;
     jf.since = since;
+    jf.station = shared && !line ? station_name(a->st) : NULL;
     if (records_job_list(r, &jf, count_job_cb, &flashed, &re) < 0) {
         json_object_put(mean);
         api_records_fail(resp, &re);
@@ -92,6 +97,8 @@ void api_get_counters(struct api *a, struct api_response *resp)
     }
     struct json_object *o = json_object_new_object();
     api_jadd(o, "since", api_jtime(since));
+    api_jadd(o, "station", json_object_new_string(station_name(a->st)));
+    api_jadd(o, "scope", json_object_new_string(line ? "line" : "station"));
     api_jadd(o, "flashed_today", json_object_new_int64(flashed));
     api_jadd(o, "passed", json_object_new_int64(c.passed));
     api_jadd(o, "failed", json_object_new_int64(c.failed));

@@ -63,7 +63,8 @@ bool api_streq(const char *a, const char *b);
 int api_records_fail(struct api_response *resp, const struct records_error *re);
 
 /* api_metrics.c */
-void api_get_counters(struct api *a, struct api_response *resp);
+/* line: every station's jobs on the shared database, else this station's. */
+void api_get_counters(struct api *a, bool line, struct api_response *resp);
 void api_get_metrics(struct api *a, struct api_response *resp);
 
 struct station *api_station(struct api *a);

@@ -127,6 +127,19 @@ done
 api GET /api/v1/line
 [ "$(jq -r '.stations[] | select(.name == "st1") | .counters.passed' <<<"$RESP")" = 2 ] ||
     fail "st1's counters: $RESP"
+# A station's own counters count its jobs; scope=line counts the line's; job rows and
+# events name their station, and the job list filters by it.
+API=${APIS[1]}
+api GET /api/v1/counters
+[ "$(jq -r '[.passed, .station, .scope] | join(",")' <<<"$RESP")" = "2,st1,station" ] ||
+    fail "st1's own counters: $RESP"
+api GET "/api/v1/counters?scope=line"
+[ "$(jq -r '[.passed, .by_state.running] | join(",")' <<<"$RESP")" = "4,1" ] || fail "the line's counters: $RESP"
+api GET "/api/v1/counters?scope=everything"
+expect_status 400
+api GET "/api/v1/jobs?station=st2"
+[ "$(jq -r '[.jobs[].station] | unique | join(",")' <<<"$RESP")" = st2 ] || fail "jobs of st2: $RESP"
+[ "$(jq -r '.jobs | length' <<<"$RESP")" = 2 ] || fail "jobs of st2: $RESP"
 
 # --- st3 dies mid-write ------------------------------------------------------------------
 JOB3=$(pgq "SELECT id FROM jobs WHERE station = 'st3'")
