@@ -19,36 +19,50 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+/* The header line [line, line + ll) is name ':' ...: the value after the colon. */
+static const char *header_value(const char *line, size_t ll, const char *name)
+{
+    size_t nl = strlen(name);
+    if (ll <= nl || strncasecmp(line, name, nl) != 0 || line[nl] != ':')
+        return NULL;
+    return line + nl + 1;
+}
+
 int line_fetch_parse_head(const char *head, size_t len, int *status, int64_t *content_length)
 {
     *status = 0;
     *content_length = -1;
-    if (len < 12 || memcmp(head, "HTTP/1.", 7) != 0 || !isdigit((unsigned char)head[9]) ||
-        !isdigit((unsigned char)head[10]) || !isdigit((unsigned char)head[11]) || head[8] != ' ')
+    /* "HTTP/1.x NNN" then a reason phrase or the line's end; NNN is 100 to 599 */
+    if (len < 12 || memcmp(head, "HTTP/1.", 7) != 0 || !isdigit((unsigned char)head[7]) ||
+        head[8] != ' ' || head[9] < '1' || head[9] > '5' || !isdigit((unsigned char)head[10]) ||
+        !isdigit((unsigned char)head[11]) ||
+        (len > 12 && head[12] != ' ' && head[12] != '\r' && head[12] != '\n'))
         return -EPROTO;
     *status = (head[9] - '0') * 100 + (head[10] - '0') * 10 + (head[11] - '0');
     const char *p = memchr(head, '\n', len), *end = head + len;
     while (p && p + 1 < end) {
-        const char *line = p + 1;
+        const char *line = p + 1, *v;
         p = memchr(line, '\n', (size_t)(end - line));
         size_t ll = (size_t)((p ? p : end) - line);
-        static const char cl[] = "content-length:";
-        if (ll > sizeof(cl) - 1 && strncasecmp(line, cl, sizeof(cl) - 1) == 0) {
-            const char *v = line + sizeof(cl) - 1, *ve = line + ll;
-            while (v < ve && (*v == ' ' || *v == '\t'))
-                v++;
-            int64_t x = 0;
-            bool any = false;
-            while (v < ve && isdigit((unsigned char)*v) && x < INT64_MAX / 10 - 10) {
-                x = x * 10 + (*v++ - '0');
-                any = true;
-            }
-            while (v < ve && (*v == ' ' || *v == '\t' || *v == '\r'))
-                v++;
-            if (!any || v != ve)
-                return -EPROTO;
-            *content_length = x;
+        const char *ve = line + ll;
+        if (header_value(line, ll, "transfer-encoding"))
+            return -ENOTSUP; /* a chunked (or otherwise coded) body: not read here */
+        if (!(v = header_value(line, ll, "content-length")))
+            continue;
+        while (v < ve && (*v == ' ' || *v == '\t'))
+            v++;
+        int64_t x = 0;
+        bool any = false;
+        while (v < ve && isdigit((unsigned char)*v) && x < INT64_MAX / 10 - 10) {
+            x = x * 10 + (*v++ - '0');
+            any = true;
         }
+        while (v < ve && (*v == ' ' || *v == '\t' || *v == '\r'))
+            v++;
+        /* two different lengths: which body is meant is anyone's guess (RFC 9112 6.3) */
+        if (!any || v != ve || (*content_length >= 0 && *content_length != x))
+            return -EPROTO;
+        *content_length = x;
     }
     return 0;
 }
@@ -67,7 +81,7 @@ int line_fetch_parse_url(const char *url, char *host, size_t hn, char *port, siz
     char *colon = hp[0] == '[' ? strstr(hp, "]:") : strrchr(hp, ':');
     if (hp[0] == '[') {
         char *rb = strchr(hp, ']');
-        if (!rb)
+        if (!rb || (rb[1] != '\0' && rb[1] != ':'))
             return -EINVAL;
         *rb = '\0';
         snprintf(host, hn, "%s", hp + 1);
@@ -78,6 +92,9 @@ int line_fetch_parse_url(const char *url, char *host, size_t hn, char *port, siz
         snprintf(host, hn, "%s", hp);
         snprintf(port, pn, "%s", colon ? colon + 1 : "80");
     }
+    size_t dl = strspn(port, "0123456789");
+    if (!host[0] || dl == 0 || dl > 5 || port[dl] != '\0' || atoi(port) > 65535)
+        return -EINVAL; /* "http://:80", "http://[]", "http://h:", "http://h:x" */
     snprintf(prefix, xn, "%s", slash ? slash : "");
     size_t pl = strlen(prefix);
     while (pl > 0 && prefix[pl - 1] == '/')
@@ -155,8 +172,12 @@ int line_fetch_read_answer(int fd, const char *what, int64_t expect, uint8_t **o
     int status;
     int64_t clen;
     size_t head_len = (size_t)(end + 4 - head);
-    if (line_fetch_parse_head(head, head_len, &status, &clen) < 0) {
-        snprintf(err, errlen, "%s: not an HTTP answer", what);
+    rc = line_fetch_parse_head(head, head_len, &status, &clen);
+    if (rc < 0) {
+        snprintf(err, errlen, "%s: %s", what,
+                 rc == -ENOTSUP ? "answered with a Transfer-Encoding (chunked?): this client reads "
+                                  "a body of a Content-Length only"
+                                : "not an HTTP answer (or two different Content-Lengths)");
         goto out;
     }
     if (status != 200) {

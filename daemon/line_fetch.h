@@ -20,18 +20,23 @@
 #define LINE_FETCH_HEAD_MAX 16384
 
 /* Parses an HTTP/1.x response head (len bytes up to and including the blank line):
- * the status and Content-Length (-1 when absent). 0, or -EPROTO. */
+ * the status (100 to 599) and Content-Length (-1 when absent). 0; -EPROTO for a
+ * malformed status line or Content-Length, or two different Content-Lengths;
+ * -ENOTSUP for a Transfer-Encoding (a chunked body is not read by this client:
+ * the station's own API never sends one). */
 int line_fetch_parse_head(const char *head, size_t len, int *status, int64_t *content_length);
 
-/* "http://host[:port][/prefix]" -> host, port ("80" by default), prefix ("" or "/x",
- * no trailing '/'). 0, -EPROTONOSUPPORT (not http://) or -EINVAL. */
+/* "http://host[:port][/prefix]" (host may be "[v6]") -> host, port ("80" by default),
+ * prefix ("" or "/x", no trailing '/'). 0, -EPROTONOSUPPORT (not http://) or -EINVAL
+ * (no host, a port that is not 1 to 5 digits up to 65535). */
 int line_fetch_parse_url(const char *url, char *host, size_t hn, char *port, size_t pn,
                          char *prefix, size_t xn);
 
 /*
  * Reads the answer to a request already sent on fd (a connected stream socket): the
  * head, then exactly expect (>= 0) body bytes into *out (malloc'd, the caller frees).
- * 0; or -EPROTO (no or a malformed head, closed early), -ETIMEDOUT, -ENOENT (404),
+ * 0; or -EPROTO (no or a malformed head, closed early), -ENOTSUP (a Transfer-Encoding),
+ * -ETIMEDOUT, -ENOENT (404),
  * -EACCES (401, 403), -EIO (another status, a broken transfer), -EBADMSG (a body of
  * another length), -ENOMEM, with err saying what, after "<what>: " or "<what> ".
  */

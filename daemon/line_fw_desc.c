@@ -84,11 +84,21 @@ void line_fw_desc_free(struct line_fw_desc *d)
     memset(d, 0, sizeof(*d));
 }
 
+static bool md5_ok(const char *s)
+{
+    if (strlen(s) != 32)
+        return false;
+    for (size_t i = 0; i < 32; i++)
+        if (!isxdigit((unsigned char)s[i]) || isupper((unsigned char)s[i]))
+            return false;
+    return true;
+}
+
 int line_fw_desc_parse(const char *text, const char *name, const char *version,
                        struct line_fw_desc *d, char *err, size_t errlen)
 {
     memset(d, 0, sizeof(*d));
-    json_object *j = json_tokener_parse(text), *man = NULL, *regs = NULL;
+    json_object *j = json_tokener_parse(text), *man = NULL, *regs = NULL, *fmt = NULL;
     int rc = 0;
     if (!j || !json_object_object_get_ex(j, "manifest", &man) ||
         !json_object_object_get_ex(j, "regions", &regs) ||
@@ -100,23 +110,52 @@ int line_fw_desc_parse(const char *text, const char *name, const char *version,
         rc = -ENOENT;
         goto out;
     }
+    if (!json_object_object_get_ex(j, "format", &fmt) || !json_object_is_type(fmt, json_type_int) ||
+        json_object_get_int64(fmt) != 1) {
+        snprintf(err, errlen,
+                 "firmware %s@%s: the line's record of it is in a description format this "
+                 "station does not read (%s, not 1): update this station or import the set here",
+                 name, version, fmt ? json_object_to_json_string(fmt) : "none");
+        rc = -EBADMSG;
+        goto out;
+    }
+    d->n_files = json_object_array_length(regs);
+    if (!json_object_is_type(man, json_type_object) || d->n_files == 0 ||
+        d->n_files > CATALOG_MAX_REGIONS) {
+        snprintf(err, errlen,
+                 "firmware %s@%s: the line's record of it is damaged (%s); import the set on "
+                 "this station",
+                 name, version,
+                 !json_object_is_type(man, json_type_object) ? "its manifest is not an object"
+                 : d->n_files == 0                           ? "no regions"
+                                                             : "too many regions");
+        d->n_files = 0;
+        rc = -EBADMSG;
+        goto out;
+    }
     d->manifest = strdup(json_object_to_json_string_ext(man, JSON_C_TO_STRING_PLAIN |
                                                                  JSON_C_TO_STRING_NOSLASHESCAPE));
-    d->n_files = json_object_array_length(regs);
-    d->files = calloc(d->n_files ? d->n_files : 1, sizeof(*d->files));
+    d->files = calloc(d->n_files, sizeof(*d->files));
     if (!d->manifest || !d->files) {
         snprintf(err, errlen, "out of memory");
         rc = -ENOMEM;
         goto out;
     }
     for (size_t i = 0; i < d->n_files; i++) {
-        json_object *r = json_object_array_get_idx(regs, i);
+        json_object *r = json_object_array_get_idx(regs, i), *sz = NULL;
         struct line_fw_desc_file *fi = &d->files[i];
         const char *file = line_fw_jstr(r, "file"), *sha = line_fw_jstr(r, "sha256"),
                    *md5 = line_fw_jstr(r, "md5");
-        fi->size = line_fw_jint(r, "size");
-        if (!file || !catalog_name_valid(file) || !line_fw_sha_ok(sha) || fi->size < 0 ||
-            fi->size > CATALOG_MAX_FILE_BYTES) {
+        bool size_ok =
+            json_object_object_get_ex(r, "size", &sz) && json_object_is_type(sz, json_type_int);
+        fi->size = size_ok ? json_object_get_int64(sz) : -1;
+        bool ok = file && catalog_name_valid(file) && line_fw_sha_ok(sha) && fi->size >= 0 &&
+                  fi->size <= CATALOG_MAX_FILE_BYTES && (!md5 || md5_ok(md5));
+        /* a file named twice (two regions of one file) must be the same file both times */
+        for (size_t k = 0; ok && k < i; k++)
+            if (strcmp(d->files[k].file, file) == 0)
+                ok = strcmp(d->files[k].sha, sha) == 0 && d->files[k].size == fi->size;
+        if (!ok) {
             snprintf(err, errlen, "firmware %s@%s: the line's record of region %zu is damaged",
                      name, version, i);
             rc = -EBADMSG;
@@ -124,7 +163,7 @@ int line_fw_desc_parse(const char *text, const char *name, const char *version,
         }
         snprintf(fi->file, sizeof(fi->file), "%s", file);
         snprintf(fi->sha, sizeof(fi->sha), "%s", sha);
-        snprintf(fi->md5, sizeof(fi->md5), "%s", md5 && strlen(md5) == 32 ? md5 : "");
+        snprintf(fi->md5, sizeof(fi->md5), "%s", md5 ? md5 : "");
     }
 out:
     json_object_put(j);

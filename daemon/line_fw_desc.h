@@ -53,9 +53,12 @@ struct line_fw_desc {
 
 /*
  * Reads the description text of name@version (names only for the messages) into *d
- * (line_fw_desc_free it, also after an error). 0; -ENOENT when it names no files by
- * hash (an older station's record), -EBADMSG when a region is damaged, -ENOMEM; err
- * says which.
+ * (line_fw_desc_free it, also after an error). 0 with 1 to CATALOG_MAX_REGIONS files,
+ * each a valid catalog name, a SHA-256, an integer size up to CATALOG_MAX_FILE_BYTES
+ * and an MD5 (32 lowercase hex) or none, a file named twice the same both times; and
+ * the manifest (an object) as text. -ENOENT when it names no files by hash (not a
+ * description), -EBADMSG when it is damaged or of another format, -ENOMEM; err says
+ * which.
  */
 int line_fw_desc_parse(const char *text, const char *name, const char *version,
                        struct line_fw_desc *d, char *err, size_t errlen);
