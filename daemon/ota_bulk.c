@@ -40,7 +40,11 @@
  * "running" by the dead owner is passed if its job passed, else pending again (the
  * attempt counts against `retries`, the board always gets one more). An owner whose
  * renewal finds the bulk taken over stops running it (a push in flight ends
- * unrecorded in the bulk). A pull board's update is also noticed from the shared
+ * unrecorded in the bulk). The owner starts no board unless its lease surely still
+ * runs (the last renewal that succeeded was sent less than a lease ago): a failed
+ * renewal or a stalled loop stops new pushes at once, so only a push already in flight
+ * can meet the new owner's retry of its board (docs/OPERATIONS.md, "Bulk updates across
+ * the line"). A pull board's update is also noticed from the shared
  * board record, since the board may check in at any station of the line. A push
  * whose set is still being fetched from the line (line_fw.h) waits, pending.
  */
@@ -107,8 +111,13 @@ struct ota_bulk {
     char reason[256];
     bool cancelled;
     int64_t fw_wait_until; /* the set is being fetched from the line: no start before */
-    bool pumping;          /* bulk_pump is on the stack (done -> pump recursion) */
-    bool end_reported;     /* "bulk.finished" posted */
+    /* loop_now_ms() until which this station's lease surely runs (the time the last claim
+     * or renewal that succeeded was sent + the lease); 0 after a renewal failed. No board
+     * starts past it: another station may have taken the bulk over. */
+    int64_t lease_ok_until;
+    bool lease_lost_logged; /* "no new board starts" logged since the lease was last good */
+    bool pumping;           /* bulk_pump is on the stack (done -> pump recursion) */
+    bool end_reported;      /* "bulk.finished" posted */
     struct ota_bulk *next;
 };
 
@@ -121,6 +130,24 @@ static int64_t bulk_lease_ms(void)
     const char *e = getenv("ESPSTATION_BULK_LEASE_MS");
     long long v = e && *e ? atoll(e) : 0;
     return v >= 100 && v <= 3600000 ? (int64_t)v : 15000;
+}
+
+/* Boards may start: this station's lease of the bulk surely still runs. */
+static bool bulk_lease_ok(struct ota_bulk *b)
+{
+    if (loop_now_ms() < b->lease_ok_until) {
+        b->lease_lost_logged = false;
+        return true;
+    }
+    if (!b->lease_lost_logged)
+        log_msg(LOG_LEVEL_WARN,
+                "bulk %lld: %s: no new board starts until it is renewed (another station may "
+                "take the bulk over)",
+                (long long)b->id,
+                b->lease_ok_until ? "its lease ran out before it was renewed"
+                                  : "its lease could not be taken or renewed");
+    b->lease_lost_logged = true;
+    return false;
 }
 
 static struct ota_bulk *bulk_find(struct ota *o, int64_t id)
@@ -354,7 +381,7 @@ static void bulk_pump(struct ota *o, struct ota_bulk *b)
             }
             break;
         }
-        if ((int)c[BB_RUNNING] >= b->concurrency || bulk_stopping(o))
+        if ((int)c[BB_RUNNING] >= b->concurrency || bulk_stopping(o) || !bulk_lease_ok(b))
             break;
         if (b->fw_wait_until) {
             if (loop_now_ms() < b->fw_wait_until)
@@ -426,7 +453,20 @@ static void bulk_leases(struct ota *o)
     struct ota_bulk **pp = &o->bulks;
     while (*pp) {
         struct ota_bulk *b = *pp;
-        int rc = strcmp(b->state, "running") == 0 ? records_bulk_renew(rec, b->id, lease, &re) : 1;
+        bool running = strcmp(b->state, "running") == 0;
+        int64_t sent = loop_now_ms();
+        int rc = running ? records_bulk_renew(rec, b->id, lease, &re) : 1;
+        if (running && rc <= 0)
+            b->lease_ok_until = 0; /* start nothing until a renewal succeeds */
+        if (running && rc > 0) {
+            bool was_ok = sent < b->lease_ok_until;
+            b->lease_ok_until = sent + lease;
+            if (!was_ok && b->lease_lost_logged) {
+                log_msg(LOG_LEVEL_NOTICE, "bulk %lld: its lease is renewed: boards start again",
+                        (long long)b->id);
+                bulk_pump(o, b);
+            }
+        }
         if (rc == 0 && !b->pumping) {
             log_msg(LOG_LEVEL_WARN, "bulk %lld: %s; it stops here", (long long)b->id, why_lost);
             *pp = b->next;
@@ -544,6 +584,7 @@ static void bulk_resume_one(struct ota *o, int64_t id)
     if (bulk_find(o, id))
         return;
     /* only the station that wins the claim runs it (its own, ownerless, or the lease ran out) */
+    int64_t sent = loop_now_ms();
     int won = records_bulk_claim(rec, id, bulk_lease_ms(), &prev, &re);
     if (won < 0)
         log_msg(LOG_LEVEL_WARN, "bulk %lld: cannot claim it: %s", (long long)id, re.message);
@@ -562,6 +603,7 @@ static void bulk_resume_one(struct ota *o, int64_t id)
         return;
     }
     b->id = rb.id;
+    b->lease_ok_until = sent + bulk_lease_ms();
     snprintf(b->firmware, sizeof(b->firmware), "%s", rb.firmware);
     snprintf(b->version, sizeof(b->version), "%s", rb.version);
     snprintf(b->method, sizeof(b->method), "%s", rb.method);
@@ -847,9 +889,13 @@ int ota_bulk_start(struct ota *o, const struct ota_bulk_request *r, int64_t *bul
     b->next = o->bulks;
     o->bulks = b;
     *bulk_id = b->id;
-    if (records_bulk_claim(rec, b->id, bulk_lease_ms(), NULL, &re) <= 0)
+    int64_t sent = loop_now_ms();
+    int won = records_bulk_claim(rec, b->id, bulk_lease_ms(), NULL, &re);
+    if (won > 0)
+        b->lease_ok_until = sent + bulk_lease_ms();
+    else /* no board starts here; another station runs it (or the next renewal tells) */
         log_msg(LOG_LEVEL_WARN, "bulk %lld: cannot take its lease: %s", (long long)b->id,
-                re.message);
+                won < 0 ? re.message : "another station claimed it first");
     log_msg(LOG_LEVEL_NOTICE,
             "bulk %lld: %s to %zu boards by %s (concurrency %d, retries %d, "
             "max failure rate %.2f)",

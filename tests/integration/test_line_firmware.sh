@@ -14,6 +14,11 @@
 #  5. A pull bulk created on st1, killed with -9, is taken over by another station
 #     once its lease runs out (ESPSTATION_BULK_LEASE_MS) and finishes: every board
 #     updated once.
+#  6. The same for a push bulk (ArduinoOTA to three esp_netdev boards, concurrency 1):
+#     st1 (restarted) is killed -9 while its first push is mid-transfer (the board
+#     stalls); another station takes the bulk over, requeues the interrupted board and
+#     pushes every board: each ends on 2.0 with exactly one passed push job, none of
+#     them at st1.
 # The `stations` rows (address, heartbeat) are written here too, in case the
 # station's own heartbeat is not there yet. When PostgreSQL cannot be started this
 # test FAILS (never skips).
@@ -44,7 +49,7 @@ pg_wait() { # SQL WANT TIMEOUT_S
 export ESPSTATION_BULK_LEASE_MS=1500
 TOKEN=line-t0k3n
 
-declare -A API_OF PID_OF
+declare -A API_OF PID_OF LOG_OF
 # start_station NAME EXTRA_JSON: espstationd as station NAME (data dir $WORK/NAME), REST
 # on an ephemeral port; its stations row says where it is.
 start_station() {
@@ -57,6 +62,7 @@ JSON
     start_api_daemon "$cfg"
     API_OF[$name]=$API
     PID_OF[$name]=$DAEMON_PID
+    LOG_OF[$name]=$DAEMON_LOG
     pgq "INSERT INTO stations (name, address, heartbeat_at) VALUES ('$name', '$API',
          (extract(epoch from now()) * 1000)::bigint + 3600000)
          ON CONFLICT (name) DO UPDATE SET address = excluded.address" >/dev/null
@@ -172,4 +178,72 @@ for m in $M2 $M3; do
     [ "$(pgq "SELECT state FROM bulk_boards WHERE bulk_id = $BID AND mac = '$m'")" = passed ] ||
         fail "$m: bulk board state $(pgq "SELECT state, error FROM bulk_boards WHERE bulk_id = $BID AND mac = '$m'")"
 done
-log "ok: sets fetched by hash and cached, corrupted blob refused, OTA 503 then served, bulk $BID taken over by $NEW"
+
+# ---- 6. a push bulk whose owner dies mid-push is taken over; every board updated once
+start_station st1 ""
+declare -A PUSH_ND
+push_netdev() { # push_netdev I [FAULT...]: board I of the push bulk (ArduinoOTA on 3232)
+    local i=$1
+    shift
+    start_netdev "$WORK/np$i" --chip esp32 --mac "24:6f:28:00:0c:2$i" --bind "$TNET.4$i" \
+        --ota-port 3232 --version 1.0 "$@"
+    PUSH_ND[$i]=$NETDEV_PID
+}
+PUSH_MACS=()
+for i in 1 2 3; do
+    m=24:6f:28:00:0c:2$i
+    PUSH_MACS+=("$m")
+    # a confirmed address, as a check-in with the profile's credentials leaves it
+    pgq "INSERT INTO boards (mac, chip, first_seen, last_seen, ip, ip_confirmed, ip_source)
+         VALUES ('$m', 'ESP32', (extract(epoch from now()) * 1000)::bigint,
+                 (extract(epoch from now()) * 1000)::bigint, '$TNET.4$i', 1, 'checkin-auth')" >/dev/null ||
+        fail "cannot insert board $m"
+    push_netdev "$i" --fault stall:20000 # every transfer stalls until the board restarts
+done
+on st1
+apij POST /api/v1/bulk "{\"select\": {\"macs\": [\"${PUSH_MACS[0]}\", \"${PUSH_MACS[1]}\", \"${PUSH_MACS[2]}\"]},
+  \"firmware\": \"ota@2.0\", \"method\": \"espota\", \"concurrency\": 1, \"retries\": 2}"
+[ "$HTTP_STATUS" = 202 ] || fail "push bulk: $HTTP_STATUS $RESP"
+PBID=$(jq -r .id <<<"$RESP")
+[ "$(pgq "SELECT owner FROM bulks WHERE id = $PBID")" = st1 ] || fail "push bulk $PBID: owner $(pgq "SELECT owner FROM bulks WHERE id = $PBID")"
+deadline=$((SECONDS + 60))
+until grep -l 'stalling at' "$WORK"/np[123]/netdev.log >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || fail "no push of bulk $PBID reached a board: $(pgq "SELECT mac, state, error FROM bulk_boards WHERE bulk_id = $PBID")"
+    sleep 0.05
+done
+[ "$(pgq "SELECT count(*) FROM bulk_boards WHERE bulk_id = $PBID AND state = 'running'")" = 1 ] ||
+    fail "expected one running push at st1: $(pgq "SELECT mac, state FROM bulk_boards WHERE bulk_id = $PBID")"
+kill -KILL "${PID_OF[st1]}"
+log "st1 killed with -9 while push bulk $PBID is mid-transfer"
+for i in 1 2 3; do # the boards come back without the stall (a reset board)
+    kill -TERM "${PUSH_ND[$i]}"
+    wait "${PUSH_ND[$i]}" 2>/dev/null || true
+    rm -f "$WORK/np$i/ready"
+    push_netdev "$i"
+done
+pg_wait "SELECT state FROM bulks WHERE id = $PBID" passed 120
+PNEW=$(pgq "SELECT owner FROM bulks WHERE id = $PBID")
+[ "$PNEW" != st1 ] || fail "push bulk $PBID finished with st1, which was killed, as its owner"
+[ "$(pgq "SELECT count(*) FROM events WHERE kind = 'bulk.taken_over' AND station = '$PNEW' AND data LIKE '%\"bulk_id\":$PBID,%'")" = 1 ] ||
+    fail "no single bulk.taken_over event of $PNEW for bulk $PBID"
+for i in 1 2 3; do
+    m=24:6f:28:00:0c:2$i
+    [ "$(pgq "SELECT count(*) FROM jobs WHERE kind = 'ota-push' AND board_mac = '$m' AND state = 'passed'")" = 1 ] ||
+        fail "$m: expected exactly one passed push: $(pgq "SELECT id, state, station FROM jobs WHERE board_mac = '$m'")"
+    [ "$(pgq "SELECT station FROM jobs WHERE kind = 'ota-push' AND board_mac = '$m' AND state = 'passed'")" = "$PNEW" ] ||
+        fail "$m: its passed push is not $PNEW's"
+    [ "$(pgq "SELECT state FROM bulk_boards WHERE bulk_id = $PBID AND mac = '$m'")" = passed ] ||
+        fail "$m: bulk board state $(pgq "SELECT state, error FROM bulk_boards WHERE bulk_id = $PBID AND mac = '$m'")"
+    [ "$(cat "$WORK/np$i/version")" = 2.0 ] || fail "$m runs $(cat "$WORK/np$i/version"), not 2.0"
+done
+# the live stations stop cleanly (under ASan: no leak, no error at exit)
+for n in st2 st3; do
+    kill -TERM "${PID_OF[$n]}"
+    rc=0
+    wait "${PID_OF[$n]}" || rc=$?
+    [ "$rc" = 0 ] || fail "station $n exited with status $rc on SIGTERM: $(tail -n 20 "${LOG_OF[$n]}")"
+done
+for n in "${!LOG_OF[@]}"; do
+    ! grep -Eq 'Sanitizer|runtime error' "${LOG_OF[$n]}" || fail "station $n reported a sanitizer error (${LOG_OF[$n]})"
+done
+log "ok: sets fetched by hash and cached, corrupted blob refused, OTA 503 then served, pull bulk $BID taken over by $NEW, push bulk $PBID by $PNEW"
