@@ -95,14 +95,47 @@ static void diag_scan(struct boot_diag *d, const uint8_t *buf, size_t n)
     }
 }
 
+/* The last line of the download-mode banner of every ESP32-family ROM ("rst:0x1
+ * (POWERON_RESET),boot:0x3 (DOWNLOAD_BOOT(...))" / "boot:0x5 (DOWNLOAD(USB/UART0/1))",
+ * then "waiting for download"; PROTOCOL-ROM.md 3.3): after it the ROM prints nothing
+ * and listens for SYNC. The ESP8266 ROM prints at 74880 Bd, unreadable here. */
+static bool banner_done(const struct esp_loader *l)
+{
+    static const char waiting[] = "waiting for download";
+    return memmem(l->boot, l->boot_len, waiting, sizeof(waiting) - 1) != NULL;
+}
+
+int esp_ldr_boot_hold(struct esp_loader *l, int max_ms)
+{
+    int64_t deadline = esp_ldr_now_ms() + max_ms;
+    uint8_t buf[512];
+    for (;;) {
+        int64_t left = deadline - esp_ldr_now_ms();
+        if (left <= 0 || banner_done(l))
+            return 0;
+        int n = transport_read(l->t, buf, sizeof(buf), (int)left);
+        if (n == -ENODEV || n == -ECANCELED)
+            return n;
+        if (n < 0) {
+            esp_ldr_sleep_ms((int)left); /* hold BOOT as long as asked, output or not */
+            return 0;
+        }
+        l->stats.wire_rx += (uint64_t)n;
+        capture_append(l, buf, (size_t)n);
+    }
+}
+
 /* Reads whatever arrives right after a reset: up to 100 ms for the first
- * bytes, then as long as more keep coming (bounded). */
+ * bytes, then as long as more keep coming (bounded), or until the ROM's
+ * download banner is complete (nothing follows it). */
 static int capture_boot(struct esp_loader *l)
 {
     int64_t start = esp_ldr_now_ms();
     int wait = CAPTURE_FIRST_MS;
     uint8_t buf[512];
     for (;;) {
+        if (banner_done(l))
+            return 0;
         int64_t left = start + CAPTURE_MAX_MS - esp_ldr_now_ms();
         if (left <= 0)
             return 0;
@@ -363,7 +396,10 @@ static int connect_once(struct esp_loader *l, struct esp_error *err)
         if (ncycle > 0 && !l->no_lines) {
             const char *kind = esp_ldr_reset_kind_to_string(cycle[attempt % ncycle].kind);
             int delay = cycle[attempt % ncycle].delay;
-            rc = esp_ldr_line_reset(l, cycle[attempt % ncycle].kind, delay);
+            /* The first pulse is short (esp_reset.c: 20 ms against the chip's 50 us);
+             * retries hold EN low for esptool's 100 ms. */
+            int en_low = attempt == 0 ? ESP_EN_LOW_FAST_MS : ESP_EN_LOW_MS;
+            rc = esp_ldr_line_reset(l, cycle[attempt % ncycle].kind, en_low, delay);
             if (rc == -ENODEV && (t->caps & TRANSPORT_CAP_REOPEN))
                 rc = transport_reopen(t, esp_ldr_tmo(l, 3000));
             if (rc == -ENOTSUP) {
@@ -424,8 +460,11 @@ static int connect_once(struct esp_loader *l, struct esp_error *err)
     if (!synced)
         return diagnose(l, &diag, err);
 
-    /* Let any extra SYNC replies (ESP8266 sends more than eight) go. */
-    esp_ldr_sleep_ms(10);
+    /* Let any extra SYNC replies go: the ESP8266 ROM sometimes sends more than eight
+     * (PROTOCOL-ROM.md 1.4). ESP32-family ROMs and the stubs send exactly eight, and
+     * sync_once read all eight (or gave up waiting), so nothing is left to wait for. */
+    if (status_bytes == 2)
+        esp_ldr_sleep_ms(10);
     int frc = esp_ldr_flush_input(l);
     if (frc == -ENODEV || frc == -ECANCELED)
         return esp_ldr_io_error(l, frc, "flushing input", err);

@@ -41,6 +41,11 @@
 #define ESP_TMO_WRITE 10000
 #define ESP_TMO_READ_FLASH_FRAME 3000
 #define ESP_TMO_OHAI 1000
+
+/* Host wait after a CHANGE_BAUDRATE reply before talking at the new rate
+ * (esp_start.c: a stub switches 11 ms after its reply, a ROM at once). */
+#define ESP_BAUD_SETTLE_STUB_MS 25
+#define ESP_BAUD_SETTLE_ROM_MS 2
 #define ESP_TMO_SECURITY_INFO 1000
 
 #define ESP_ROM_WRITE_SIZE 0x400
@@ -180,8 +185,16 @@ enum esp_reset_kind {
 
 const char *esp_ldr_reset_kind_to_string(enum esp_reset_kind k);
 
-/* Runs a DTR/RTS sequence. Returns 0, -ENOTSUP (no modem lines), -ENODEV. */
-int esp_ldr_line_reset(struct esp_loader *l, enum esp_reset_kind kind, int delay_ms);
+/* EN (RTS) low time of a reset pulse: esptool's and esp-serial-flasher's 100 ms, and
+ * the short pulse of the first connect attempt and the final hard reset, which is
+ * still 400x the chip's minimum (esp_reset.c). */
+#define ESP_EN_LOW_MS 100
+#define ESP_EN_LOW_FAST_MS 20
+
+/* Runs a DTR/RTS sequence: EN low en_low_ms (classic, tight, hard), BOOT held up to
+ * delay_ms after EN rose (classic, tight). Returns 0, -ENOTSUP (no modem lines),
+ * -ENODEV, -ECANCELED. */
+int esp_ldr_line_reset(struct esp_loader *l, enum esp_reset_kind kind, int en_low_ms, int delay_ms);
 
 /* ---- esp_start.c ---- */
 
@@ -198,6 +211,11 @@ size_t esp_ldr_begin_words(const struct esp_loader *l);
 
 /* Chip detection once SYNC worked (or was skipped). */
 int esp_ldr_detect(struct esp_loader *l, struct esp_error *err);
+
+/* Right after EN rose with BOOT low (input flushed just before, esp_reset.c): reads
+ * the boot output into l->boot until the ROM's download banner ("waiting for
+ * download") is in it or max_ms passed. 0, or -ENODEV / -ECANCELED. */
+int esp_ldr_boot_hold(struct esp_loader *l, int max_ms);
 
 /* Discards input and SYNCs again (no reset) to get a talking loader or stub
  * back in step, up to tries times. 1 answered, 0 silent, <0 port failure. */

@@ -2,7 +2,24 @@
  * esp_reset: the DTR/RTS sequences that reset a board into its ROM loader or
  * out of it (PROTOCOL-ROM.md §3.2), and esp_loader_reset() (§3.7).
  *
- * Owns: line orders and hold times, exactly as esptool's strategies.
+ * Owns: line orders and hold times. The orders are esptool's strategies; the
+ * times differ where the chip needs less (issue 11, whole-command time):
+ *   - EN low: the caller's en_low_ms. The chip needs CHIP_PU below V_IL for
+ *     50 us to reset (ESP32 datasheet, "Power-up and reset timing", t1 >= 50 us),
+ *     and the auto-reset transistor pulls EN down through the 10 kOhm / 1 uF of
+ *     Espressif's reference EN circuit in well under 1 ms (EN moves within
+ *     0.2-0.8 ms on scope traces of ESP-Prog and a copy of its circuit,
+ *     qsantos.fr 2025 "Overanalyzing a minor quirk of Espressif's reset
+ *     circuit"); Linux's USB-serial drivers change the lines with a synchronous
+ *     control transfer, so the sleep is the pulse. ESP_EN_LOW_FAST_MS (20 ms) is
+ *     400x the datasheet minimum; esptool and esp-serial-flasher hold 100 ms,
+ *     which the connect loop keeps for its retries (ESP_EN_LOW_MS).
+ *   - BOOT held after EN rose: until the ROM prints "waiting for download", at
+ *     most delay_ms (esp_ldr_boot_hold). The ROM prints its banner, with the boot
+ *     mode it latched from the strapping pins, only after sampling them, so
+ *     once the banner says download mode GPIO0 is free. A chip that prints
+ *     nothing readable (ESP8266 at 74880 Bd, a silenced ROM log) gets the full
+ *     delay as before.
  * "Asserted" (1) = TIOCM bit set = pin low at the bridge; DTR drives BOOT,
  * RTS drives EN on the usual two-transistor auto-reset circuit.
  * Invariant: every single-line RTS change is followed by re-writing DTR with
@@ -67,7 +84,27 @@ static void wait_ms(struct lines *s, int ms)
         esp_ldr_sleep_ms(ms);
 }
 
-int esp_ldr_line_reset(struct esp_loader *l, enum esp_reset_kind kind, int delay_ms)
+/* Just before EN rises: what came in so far left the chip before it was held in
+ * reset (EN low longer than a bridge's latency timer, 16 ms by default on FTDI), so an
+ * earlier boot's banner cannot end boot_hold. */
+static void flush_before_release(struct lines *s)
+{
+    if (s->rc < 0)
+        return;
+    int rc = esp_ldr_flush_input(s->l);
+    if (rc == -ENODEV || rc == -ECANCELED)
+        s->rc = rc;
+}
+
+/* BOOT held low after EN went high: until the ROM says it entered download mode
+ * (esp_ldr_boot_hold), at most ms. */
+static void boot_hold(struct lines *s, int ms)
+{
+    if (s->rc >= 0)
+        s->rc = esp_ldr_boot_hold(s->l, ms);
+}
+
+int esp_ldr_line_reset(struct esp_loader *l, enum esp_reset_kind kind, int en_low_ms, int delay_ms)
 {
     struct lines s = {.l = l, .dtr = 0, .rc = 0};
     bool native_usb = l->t->usb_vid == ESP_ESPRESSIF_VID;
@@ -76,19 +113,21 @@ int esp_ldr_line_reset(struct esp_loader *l, enum esp_reset_kind kind, int delay
     case ESP_RESET_CLASSIC:
         set_dtr(&s, 0);
         set_rts(&s, 1); /* EN low */
-        wait_ms(&s, 100);
+        wait_ms(&s, en_low_ms);
+        flush_before_release(&s);
         set_dtr(&s, 1); /* BOOT low */
         set_rts(&s, 0); /* EN high: chip boots sampling BOOT low */
-        wait_ms(&s, delay_ms);
+        boot_hold(&s, delay_ms);
         set_dtr(&s, 0);
         break;
     case ESP_RESET_TIGHT:
         set_both(&s, 0, 0);
         set_both(&s, 1, 1);
         set_both(&s, 0, 1); /* EN low */
-        wait_ms(&s, 100);
+        wait_ms(&s, en_low_ms);
+        flush_before_release(&s);
         set_both(&s, 1, 0); /* BOOT low, EN high */
-        wait_ms(&s, delay_ms);
+        boot_hold(&s, delay_ms);
         set_both(&s, 0, 0);
         set_dtr(&s, 0);
         break;
@@ -109,7 +148,7 @@ int esp_ldr_line_reset(struct esp_loader *l, enum esp_reset_kind kind, int delay
         break;
     case ESP_RESET_HARD:
         set_rts(&s, 1);
-        wait_ms(&s, native_usb ? 200 : 100);
+        wait_ms(&s, native_usb ? 200 : en_low_ms);
         set_rts(&s, 0);
         if (native_usb)
             wait_ms(&s, 200);
@@ -136,7 +175,7 @@ static int hard_reset(struct esp_loader *l, struct esp_error *err)
             esp_ldr_log(l, ESP_LOG_DEBUG, "could not clear the force-download bit: %s",
                         scratch.message);
     }
-    int rc = esp_ldr_line_reset(l, ESP_RESET_HARD, 0);
+    int rc = esp_ldr_line_reset(l, ESP_RESET_HARD, ESP_EN_LOW_FAST_MS, 0);
     if (rc == -ENOTSUP) {
         esp_ldr_log(l, ESP_LOG_WARN,
                     "cannot reset: transport has no modem lines; power-cycle "

@@ -319,7 +319,15 @@ int esp_loader_change_baud(struct esp_loader *l, uint32_t baud, struct esp_error
                              "the serial adapter refused the rate: choose a lower baud rate",
                              "the port cannot run at %u baud (chip already switched)", baud);
     }
-    esp_ldr_sleep_ms(50);
+    /* How long the chip may still listen at the old rate after its reply. A stub
+     * switches late: the esptool 4.x stub sends the reply, waits 10 ms, changes the
+     * divider and waits 1 ms more (flasher_stub/stub_flasher.c, ESP_SET_BAUD), and
+     * esp-serial-flasher waits 25 ms before switching to a stub's new rate
+     * (esp_loader_change_transmission_rate_stub). The ROMs switch as soon as the
+     * reply is out: esp-serial-flasher switches its port right after the ROM's reply
+     * and sends the next command at once (esp_loader_change_transmission_rate).
+     * esptool sleeps 50 ms either way; the ROM's 50 ms were idle time (issue 11). */
+    esp_ldr_sleep_ms(l->stub ? ESP_BAUD_SETTLE_STUB_MS : ESP_BAUD_SETTLE_ROM_MS);
     rc = esp_ldr_flush_input(l);
     if (rc == -ENODEV || rc == -ECANCELED)
         return esp_ldr_io_error(l, rc, "flushing input", err);

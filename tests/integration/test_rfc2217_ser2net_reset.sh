@@ -51,17 +51,18 @@ cli() {
 result() { jq -Rc 'fromjson? | select(type == "object" and .event == "result")' "$OUT" | tail -1; }
 
 # check_download_reset BOARD SINCE_MS: after SINCE_MS in modem.log, ser2net's TIOCMSET
-# held EN low for a while (>= 50 ms: the engine holds it 100 ms; ser2net applies the
-# queued edges a little late) and released it with BOOT low (within 5 ms, the RC delay
-# the board samples BOOT after). Shorter EN-low states are skipped: one SET-CONTROL
-# per line means (1,1) -> (0,0) passes through (0,1) for the time of one ioctl.
+# held EN low for a while (>= 10 ms: the engine holds it 20 ms on a first attempt,
+# protocols/esp_reset.c, 100 ms on retries; ser2net applies the queued edges a little
+# late) and released it with BOOT low (within 5 ms, the RC delay the board samples BOOT
+# after). Shorter EN-low states are skipped: one SET-CONTROL per line means
+# (1,1) -> (0,0) passes through (0,1) for the time of one ioctl.
 check_download_reset() {
     local b=$1 since=$2 got
     got=$(awk -v since="$since" '
         $1 + 0 < since || $0 !~ /TIOCMSET/ { next }
         { t = $1 + 0; en = ($0 ~ / EN=low /); boot = ($0 ~ / BOOT=low /) }
         st == 0 && en { t_en = t; st = 1; next }
-        st == 1 && !en && t - t_en < 50 { st = 0; next } # a glitch between two commands
+        st == 1 && !en && t - t_en < 10 { st = 0; next } # a glitch between two commands
         st == 1 && !en { hold = t - t_en; t_rel = t; st = boot ? 3 : 2; next }
         st == 2 && en { t_en = t; st = 1; next }
         st == 2 && boot && t - t_rel <= 5 { st = 3 }
@@ -70,7 +71,7 @@ check_download_reset() {
         END { if (st == 3 || found) printf "%.1f\n", hold; else print "none" }' "$UWORK/$b/modem.log")
     [ "$got" != none ] ||
         udev_fail "modem.log of $b has no EN low -> release with BOOT low from ser2net: $(tail -20 "$UWORK/$b/modem.log")"
-    awk -v h="$got" 'BEGIN { exit !(h >= 50) }' ||
+    awk -v h="$got" 'BEGIN { exit !(h >= 10) }' ||
         udev_fail "EN was held low only $got ms: $(tail -20 "$UWORK/$b/modem.log")"
     udev_log "$b: EN held low $got ms by ser2net's TIOCMSET, released with BOOT low"
 }
