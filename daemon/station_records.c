@@ -28,9 +28,8 @@ static void tick(void *ctx)
     if (!js.connected && !st->rec_down) {
         st->rec_down = true;
         log_msg(LOG_LEVEL_WARN,
-                "records database unreachable (%s): jobs go on; their records are kept in %s "
-                "and written when it answers again (pool files and serial numbers cannot be "
-                "allocated meanwhile)",
+                "%s: jobs go on; their records are kept in %s and written when it answers "
+                "again (pool files and serial numbers cannot be allocated meanwhile)",
                 js.unreachable, js.path);
     }
     if (js.connected && st->rec_down && js.pending == 0) {
