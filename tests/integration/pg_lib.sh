@@ -83,3 +83,17 @@ pg_stop() {
     fi
     PG_DIR=
 }
+
+# pg_stop_then CLEANUP: for an EXIT trap, `trap 'pg_stop_then _daemon_cleanup' EXIT`: stops
+# the server, then runs CLEANUP with the script's exit status in $? (the test libraries'
+# cleanups read it and end with `exit`, so a pg_stop written after them never ran and the
+# server outlived the test).
+pg_stop_then() {
+    local rc=$?
+    pg_stop
+    if [ "$rc" -eq 0 ]; then
+        "$@"
+    else
+        (exit "$rc") || "$@"
+    fi
+}

@@ -28,7 +28,7 @@ source "${INTEG_LIB:?INTEG_LIB (tests/integration/lib.sh) must be set}"
 source "$HERE/daemon_lib.sh"
 source "$HERE/api_lib.sh"
 source "$HERE/pg_lib.sh"
-trap '_daemon_cleanup; pg_stop' EXIT
+trap 'pg_stop_then _daemon_cleanup' EXIT
 
 # --- npm dependencies (playwright-core only; never a browser download) ---------------
 if [ ! -f "$BROWSER_DIR/node_modules/playwright-core/package.json" ]; then

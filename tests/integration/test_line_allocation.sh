@@ -19,7 +19,7 @@ source "${INTEG_LIB:?INTEG_LIB (tests/integration/lib.sh) must be set}"
 source "$(dirname "$0")/daemon_lib.sh"
 source "$(dirname "$0")/api_lib.sh"
 source "$(dirname "$0")/pg_lib.sh"
-trap '_daemon_cleanup; pg_stop' EXIT
+trap 'pg_stop_then _daemon_cleanup' EXIT
 
 PGD=$(mktemp -d "$TEST_TMPDIR/pg.XXXXXX")
 rmdir "$PGD"

@@ -27,7 +27,7 @@ source "$(dirname "$0")/daemon_lib.sh"
 source "$(dirname "$0")/api_lib.sh"
 source "$(dirname "$0")/ota_daemon_lib.sh"
 source "$(dirname "$0")/pg_lib.sh"
-trap '_ota_cleanup; pg_stop' EXIT
+trap 'pg_stop_then _ota_cleanup' EXIT
 
 PGD=$(mktemp -d "$TEST_TMPDIR/pg.XXXXXX")
 rmdir "$PGD"
