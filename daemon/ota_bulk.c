@@ -116,6 +116,7 @@ struct ota_bulk {
      * starts past it: another station may have taken the bulk over. */
     int64_t lease_ok_until;
     bool lease_lost_logged; /* "no new board starts" logged since the lease was last good */
+    bool renew_failing;     /* "cannot renew" logged since the last good renewal */
     bool pumping;           /* bulk_pump is on the stack (done -> pump recursion) */
     bool end_reported;      /* "bulk.finished" posted */
     struct ota_bulk *next;
@@ -474,16 +475,26 @@ static void bulk_leases(struct ota *o)
             free(b);
             continue;
         }
-        if (rc < 0)
+        if (rc < 0 && !b->renew_failing)
             log_msg(LOG_LEVEL_WARN, "bulk %lld: cannot renew its lease: %s", (long long)b->id,
                     re.message);
+        b->renew_failing = rc < 0;
         pp = &b->next;
     }
     struct lease_scan ls = {.o = o, .now = records_now_ms(rec)};
     if (records_bulk_leases(rec, lease_scan_cb, &ls, &re) < 0) {
-        log_msg(LOG_LEVEL_WARN, "cannot read the bulk leases: %s", re.message);
+        /* once per outage, not every tick (the records layer says when it is back) */
+        if (!o->bulk_leases_failing)
+            log_msg(LOG_LEVEL_WARN,
+                    "cannot read the bulk leases: %s; bulks of stations that stop are not "
+                    "taken over until it can",
+                    re.message);
+        o->bulk_leases_failing = true;
         return;
     }
+    if (o->bulk_leases_failing)
+        log_msg(LOG_LEVEL_NOTICE, "bulk leases readable again");
+    o->bulk_leases_failing = false;
     for (int i = 0; i < ls.n; i++)
         bulk_resume_one(o, ls.ids[i]);
 }

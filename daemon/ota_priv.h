@@ -80,8 +80,9 @@ struct ota {
     int n_pushes;
     /* bulks */
     struct ota_bulk *bulks;
-    bool bulks_resumed;      /* ota_bulk.c loaded the store's running bulks */
-    int64_t bulk_lease_next; /* loop_now_ms() of the next lease renewal and takeover scan */
+    bool bulks_resumed;       /* ota_bulk.c loaded the store's running bulks */
+    int64_t bulk_lease_next;  /* loop_now_ms() of the next lease renewal and takeover scan */
+    bool bulk_leases_failing; /* the last read of the leases failed (logged once) */
     /* mDNS discovery (mdns.c), NULL off */
     struct mdns *mdns;
     struct ota_counters counters; /* /metrics (ota_counters) */
