@@ -47,8 +47,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#define RJ_ANSWER_MS 5000     /* longest wait for the database's answer */
-#define RJ_IDS 64             /* job ids reserved ahead for an outage */
+#define RJ_ANSWER_MS 5000 /* longest wait for the database's answer */
+/* Job ids reserved ahead for an outage: a 16-slot station starting a job every ~20 s per
+ * slot begins ~50 jobs a minute, so 4096 carry it through more than an hour cut off (64
+ * lasted about a minute). Unused ones are a gap in the ids after a restart. */
+#define RJ_IDS 4096
 #define RJ_TICK_BUDGET_MS 50  /* replay time per records_tick() */
 #define RJ_CHUNK (256 * 1024) /* bytes of the file read at a time */
 #define RJ_PROGRESS_MS 1000   /* a job's byte counts journaled at most this often */
@@ -203,13 +206,12 @@ static int fetch_ids(struct records *r, int n, int64_t *out, struct records_erro
 static void refill_ids(struct records *r)
 {
     struct rec_journal *jr = r->jr;
-    int64_t ids[RJ_IDS];
     int n;
     if (jr->n_ids >= RJ_IDS / 2 || !reachable(r))
         return;
-    n = fetch_ids(r, RJ_IDS - jr->n_ids, ids, NULL);
-    for (int i = 0; i < n; i++)
-        jr->ids[jr->n_ids++] = ids[i];
+    n = fetch_ids(r, RJ_IDS - jr->n_ids, jr->ids + jr->n_ids, NULL);
+    if (n > 0)
+        jr->n_ids += n;
     jr->stat.reserved_ids = jr->n_ids;
 }
 
