@@ -306,6 +306,13 @@ static void chip_key(enum esp_chip chip, char *out, size_t len)
 
 int api_records_fail(struct api_response *resp, const struct records_error *re)
 {
+    /* The line's database away (records_pg.c says "unreachable"): not the station's fault,
+     * and it passes; flashing goes on meanwhile (the journal). */
+    if (re->code == -EIO && strstr(re->message, "unreachable"))
+        return api_error(resp, 503, "unavailable", NULL,
+                         "%s; this station keeps flashing and keeps its records in its journal "
+                         "until the database answers: try again shortly",
+                         re->message);
     return api_error(resp, 500, "internal", NULL, "%s",
                      re->message[0] ? re->message : "records: unknown error");
 }

@@ -86,12 +86,32 @@ API_HANDLER(api_h_line)
         .gone_ms = (int64_t)cfg->line.gone_after_s * 1000,
         .self = station_name(st),
     };
-    if (records_station_list(r, station_cb, &c, &re) < 0) {
+    /* The database gone: the view still answers, with this station's journal, so the
+     * technician sees why the line is blank and that nothing is lost. */
+    struct records_journal_status js;
+    bool have_js = records_journal_status(r, &js) == 0;
+    bool listed = records_station_list(r, station_cb, &c, &re) >= 0;
+    if (!listed && !(have_js && !js.connected)) {
         json_object_put(c.list);
         api_records_fail(resp, &re);
         return;
     }
+    struct json_object *db = json_object_new_object();
+    api_jadd(db, "connected", json_object_new_boolean(listed));
+    api_jadd(db, "error", listed ? NULL : json_object_new_string(re.message));
+    if (have_js) {
+        struct json_object *j = json_object_new_object();
+        api_jadd(j, "pending", json_object_new_int64(js.pending));
+        api_jadd(j, "bytes", json_object_new_int64(js.bytes));
+        api_jadd(j, "journaled", json_object_new_int64(js.journaled));
+        api_jadd(j, "replayed", json_object_new_int64(js.replayed));
+        api_jadd(j, "dropped", json_object_new_int64(js.dropped));
+        api_jadd(j, "reserved_ids", json_object_new_int64(js.reserved_ids));
+        api_jadd(j, "last_error", js.last_error[0] ? json_object_new_string(js.last_error) : NULL);
+        api_jadd(db, "journal", j);
+    }
     struct json_object *o = json_object_new_object();
+    api_jadd(o, "database", db);
     api_jadd(o, "this", json_object_new_string(station_name(st)));
     api_jadd(o, "backend", json_object_new_string(records_backend_to_string(records_backend(r))));
     api_jadd(o, "heartbeat_s", json_object_new_int(cfg->line.heartbeat_s));

@@ -172,6 +172,17 @@ wait_log 'records database unreachable' 30
 slots_answer "server stopped"
 all_idle 120 # the jobs end while the server is down: their results wait in the journal
 [ "$(($(wc -l <"$DATA_DIR/records.journal") - 1))" -gt 0 ] || fail "the journal is empty while the server is down"
+# The technician's view while the database is away: the line view says so with the journal's
+# state (200), a records read is 503 "unavailable" naming it (not a 500).
+apit GET /api/v1/line
+expect_status 200
+[ "$(jq -r '.database.connected' <<<"$RESP")" = false ] || fail "line view during the outage: $RESP"
+[ "$(jq -r '.database.journal.pending > 0' <<<"$RESP")" = true ] || fail "line view journal: $RESP"
+jq -r '.database.error' <<<"$RESP" | grepq 'unreachable' || fail "line view error: $RESP"
+apit GET /api/v1/jobs
+expect_status 503
+[ "$(jq -r '.error.code' <<<"$RESP")" = unavailable ] || fail "jobs during the outage: $RESP"
+jq -r '.error.message' <<<"$RESP" | grepq 'keeps flashing' || fail "jobs during the outage: $RESP"
 _pg_as "$PG_BINDIR/pg_ctl" -D "$PGD/data" -l "$PGD/server.log" -w -t 30 \
     -o "-k $PGD -p $PG_PORT -h 127.0.0.1 -c fsync=off -c full_page_writes=off" start >/dev/null ||
     fail "pg_ctl start failed"

@@ -83,7 +83,19 @@ async function refresh() {
     const up = (d.stations || []).filter((s) => s.state === 'up').length;
     const head = el('p', { class: 'line-summary' },
       `${(d.stations || []).length} station(s), ${up} up · database ${d.backend || ''} · this station ${d.this || ''}`);
-    root.replaceChildren(head, ...list);
+    const db = d.database || {};
+    const j = db.journal;
+    const parts = [head];
+    if (db.connected === false) {
+      // The line's database is away: this station goes on flashing into its journal.
+      parts.push(el('p', { class: 'banner', role: 'alert' },
+        `records database unreachable: ${db.error || ''} · this station keeps flashing; ` +
+        `${j ? j.pending : '?'} write(s) kept in its journal until the database answers`));
+    } else if (j && j.pending > 0) {
+      parts.push(el('p', { class: 'banner' },
+        `writing ${j.pending} journaled write(s) to the records database`));
+    }
+    root.replaceChildren(...parts, ...list);
   } catch (e) {
     root.replaceChildren(el('p', { class: 'banner' }, e.message));
   }
