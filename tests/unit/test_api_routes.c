@@ -111,8 +111,12 @@ static void instantiate(const char *pattern, char *out, size_t len)
     static const struct {
         const char *cap, *value;
     } values[] = {
-        {"{id*}", "F1"},  {"{mac}", "24:6f:28:00:00:01"}, {"{id}", "1"},
-        {"{name}", "p1"}, {"{version*}", "1.0"},
+        {"{id*}", "F1"},
+        {"{mac}", "24:6f:28:00:00:01"},
+        {"{id}", "1"},
+        {"{name}", "p1"},
+        {"{version*}", "1.0"},
+        {"{sha256}", "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"},
     };
     size_t o = 0;
     for (const char *p = pattern; *p && o + 1 < len;) {
