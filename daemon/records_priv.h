@@ -1,12 +1,12 @@
 /*
- * records_priv: what the records store's files share (records.c, the logic written
- * once for every backend, and the records_*.c files that add a part of the API
- * on top of it). Not for anyone else: the daemon uses records.h.
+ * records_priv: what the records store's files share (records.c, the core written
+ * once for every backend, and the records_*.c files that each hold a part of the
+ * API on top of it). Not for anyone else: the daemon uses records.h.
  *
- * A part in its own file prepares its statements with rec_prep() (cached per
- * store by the SQL text's address, so the text must be a string constant) and
- * ends each call with the same endings records.c uses (rec_get_one,
- * rec_write_done, rec_change_one, rec_next_row/rec_list_done).
+ * A part prepares its statements with rec_prep() (cached per store by the SQL
+ * text's address, so the text must be a string constant) and ends each call with
+ * the shared endings (rec_get_one, rec_write_done, rec_change_one,
+ * rec_next_row/rec_list_done).
  */
 #ifndef RECORDS_PRIV_H
 #define RECORDS_PRIV_H
@@ -19,15 +19,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RECORDS_PREP_MAX 64
+/* Every part's statements together (records.c and the records_*.c files hold 76). */
+#define RECORDS_PREP_MAX 128
+
+/* LIMIT for "no limit": both dialects take a bigint (PostgreSQL refuses -1). */
+#define REC_NO_LIMIT INT64_MAX
 
 struct rec_journal;
 
 struct records {
     struct rdb *db;
-    char *path;           /* the file, or the DSN without its password, for messages */
-    struct rdb_stmt **st; /* records.c's cached statements (enum stmt_id) */
-    /* statements of the other records_*.c files, cached by their SQL text */
+    char *path; /* the file, or the DSN without its password, for messages */
+    /* the prepared statements of every part, cached by their SQL text */
     struct {
         const char *sql;
         struct rdb_stmt *st;
@@ -40,7 +43,7 @@ struct records {
     int schema_version;
     bool in_callback;
     struct rec_journal *jr; /* PostgreSQL's write-behind journal (records_journal.c), or NULL */
-    bool jr_direct;         /* inside the journal: records.c's own code runs */
+    bool jr_direct;         /* inside the journal: the API function's own code runs */
     /* Row buffer handed to list callbacks (keeps large rows off the stack). */
     union {
         struct records_board board;
@@ -152,6 +155,13 @@ int64_t rec_col_int(struct rdb_stmt *st, int i, int64_t dflt);
 double rec_col_real(struct rdb_stmt *st, int i, double dflt);
 int rec_step_durable(struct records *r, struct rdb_stmt *st);
 int rec_step_insert_id(struct records *r, struct rdb_stmt *st, bool durable, int64_t *id);
+/* Steps a one-shot cached write statement (and resets it): 0 or -errno. */
+int rec_step_once(struct rdb_stmt *st);
+/* 1 to max - 1 of A-Z a-z 0-9 . _ - (group and station names). */
+bool rec_name_ok(const char *name, size_t max);
+
+/* The events INSERT (records_events.c), also run by records.c's crash recovery. */
+extern const char rec_sql_event_append[];
 
 /* Fills a caller's struct (void *: one reader serves get and list). */
 typedef void (*row_reader)(struct rdb_stmt *st, void *out);
@@ -170,7 +180,7 @@ int rec_list_done(struct records *r, struct rdb_stmt *st, int rc, int n, const c
 /* ---- the write-behind journal (records_journal.c) ------------------------------ */
 
 /* True when a journaled write goes through the journal first (it calls the
- * records.c function again with jr_direct set for the direct write). */
+ * API function (records_*.c) again with jr_direct set for the direct write). */
 #define JOURNALED(r) ((r)->jr && !(r)->jr_direct)
 int rj_attach(struct records *r, const char *path, struct records_error *err);
 void rj_free(struct rec_journal *jr);
