@@ -45,7 +45,7 @@ struct job_firmware {
     atomic_int refs;
     struct catalog_set *set;
     char ref[RECORDS_FIRMWARE_LEN]; /* "name@version" */
-    char md5[33];                   /* the set's identity for the board record (see station.c) */
+    char md5[33]; /* the set's identity for the board record (see station_results.c) */
 };
 
 /* Takes ownership of set. NULL on allocation failure (set is then freed). */

@@ -59,7 +59,7 @@ struct slot {
     bool usb_jtag;
     bool present;
     bool manual;        /* from the config's ports: polled for presence */
-    uint64_t manual_id; /* identity of the path while present (see station.c manual_id) */
+    uint64_t manual_id; /* identity of the path while present (see station_ports.c manual_id) */
     uint64_t dead_id;   /* identity it had when it went away: the same again is stale */
 
     enum board_phase phase;
