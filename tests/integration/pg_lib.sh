@@ -97,3 +97,17 @@ pg_stop_then() {
         (exit "$rc") || "$@"
     fi
 }
+
+# pg_test_db DBNAME: for a test: a private server in a fresh dir under $TEST_TMPDIR (PGD), a
+# database DBNAME on it, DSN naming it, pgq SQL (one query, unaligned rows). A server that
+# cannot start FAILS the test (fail from lib.sh), never skips it.
+pg_test_db() {
+    PGD=$(mktemp -d "$TEST_TMPDIR/pg.XXXXXX")
+    rmdir "$PGD"
+    pg_start "$PGD" ||
+        fail "PostgreSQL 15 could not be started (see above); this test needs it: apt-get install postgresql (scripts/setup.sh)"
+    psql -X -q -v ON_ERROR_STOP=1 "$PG_DSN" -c "CREATE DATABASE $1" >/dev/null ||
+        fail "cannot create the test database $1"
+    DSN="host=$PG_HOST port=$PG_PORT user=postgres dbname=$1"
+}
+pgq() { psql -X -At -v ON_ERROR_STOP=1 "$DSN" -c "$1"; }

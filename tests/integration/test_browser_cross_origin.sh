@@ -15,35 +15,14 @@
 # Needs node and chromium (as test_browser.sh): exits 77 (skipped) without them.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-SRC=$(cd "$HERE/../.." && pwd)
-BROWSER_DIR=$SRC/tests/browser
-CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
-
-if ! command -v node >/dev/null 2>&1; then
-    echo "SKIP: test_browser_cross_origin needs node (apt-get install nodejs npm)"
-    exit 77 # CTest SKIP_RETURN_CODE
-fi
-if [ ! -x "$CHROMIUM" ]; then
-    echo "SKIP: test_browser_cross_origin needs chromium at $CHROMIUM (apt-get install chromium)"
-    exit 77 # CTest SKIP_RETURN_CODE
-fi
+source "$HERE/browser_lib.sh"
+browser_need test_browser_cross_origin
 
 source "${INTEG_LIB:?INTEG_LIB (tests/integration/lib.sh) must be set}"
 source "$HERE/daemon_lib.sh"
 source "$HERE/api_lib.sh"
 
-# --- npm dependencies (playwright-core only; never a browser download) ---------------
-if [ ! -f "$BROWSER_DIR/node_modules/playwright-core/package.json" ]; then
-    command -v npm >/dev/null || fail "npm is needed to install playwright-core (apt-get install npm)"
-    log "installing tests/browser npm dependencies (npm ci)"
-    (
-        flock -w 300 9 || exit 1
-        [ -f "$BROWSER_DIR/node_modules/playwright-core/package.json" ] ||
-            PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 timeout 300 npm ci --prefix "$BROWSER_DIR" \
-                --no-audit --no-fund --loglevel=error
-    ) 9>"${TMPDIR:-/tmp}/espstation-browser-npm.lock" >"$WORK/npm.log" 2>&1 ||
-        fail "npm ci in tests/browser failed: $(tail -n 20 "$WORK/npm.log")"
-fi
+browser_npm
 SHOTS=$(cd "$TEST_TMPDIR/.." && pwd)/screenshots/cross-origin
 mkdir -p "$SHOTS"
 

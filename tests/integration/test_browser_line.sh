@@ -11,18 +11,8 @@
 # installed); PostgreSQL that cannot be started is a FAILURE, never a skip.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-SRC=$(cd "$HERE/../.." && pwd)
-BROWSER_DIR=$SRC/tests/browser
-CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
-
-if ! command -v node >/dev/null 2>&1; then
-    echo "SKIP: test_browser_line needs node (apt-get install nodejs npm)"
-    exit 77 # CTest SKIP_RETURN_CODE
-fi
-if [ ! -x "$CHROMIUM" ]; then
-    echo "SKIP: test_browser_line needs chromium at $CHROMIUM (apt-get install chromium)"
-    exit 77 # CTest SKIP_RETURN_CODE
-fi
+source "$HERE/browser_lib.sh"
+browser_need test_browser_line
 
 source "${INTEG_LIB:?INTEG_LIB (tests/integration/lib.sh) must be set}"
 source "$HERE/daemon_lib.sh"
@@ -30,29 +20,11 @@ source "$HERE/api_lib.sh"
 source "$HERE/pg_lib.sh"
 trap 'pg_stop_then _daemon_cleanup' EXIT
 
-# --- npm dependencies (playwright-core only; never a browser download) ---------------
-if [ ! -f "$BROWSER_DIR/node_modules/playwright-core/package.json" ]; then
-    command -v npm >/dev/null || fail "npm is needed to install playwright-core (apt-get install npm)"
-    log "installing tests/browser npm dependencies (npm ci)"
-    (
-        flock -w 300 9 || exit 1
-        [ -f "$BROWSER_DIR/node_modules/playwright-core/package.json" ] ||
-            PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 timeout 300 npm ci --prefix "$BROWSER_DIR" \
-                --no-audit --no-fund --loglevel=error
-    ) 9>"${TMPDIR:-/tmp}/espstation-browser-npm.lock" >"$WORK/npm.log" 2>&1 ||
-        fail "npm ci in tests/browser failed: $(tail -n 20 "$WORK/npm.log")"
-fi
+browser_npm
 SHOTS=$(cd "$TEST_TMPDIR/.." && pwd)/screenshots/line
 mkdir -p "$SHOTS"
 
-PGD=$(mktemp -d "$TEST_TMPDIR/pg.XXXXXX")
-rmdir "$PGD"
-pg_start "$PGD" ||
-    fail "PostgreSQL 15 could not be started (see above); this test needs it: apt-get install postgresql (scripts/setup.sh)"
-psql -X -q -v ON_ERROR_STOP=1 "$PG_DSN" -c "CREATE DATABASE line" >/dev/null ||
-    fail "cannot create the test database"
-DSN="host=$PG_HOST port=$PG_PORT user=postgres dbname=line"
-pgq() { psql -X -At -v ON_ERROR_STOP=1 "$DSN" -c "$1"; }
+pg_test_db line
 
 declare -A APIS PIDS
 for n in 1 2 3; do

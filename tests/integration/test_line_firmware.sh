@@ -29,14 +29,7 @@ source "$(dirname "$0")/ota_daemon_lib.sh"
 source "$(dirname "$0")/pg_lib.sh"
 trap 'pg_stop_then _ota_cleanup' EXIT
 
-PGD=$(mktemp -d "$TEST_TMPDIR/pg.XXXXXX")
-rmdir "$PGD"
-pg_start "$PGD" ||
-    fail "PostgreSQL 15 could not be started (see above); this test needs it: apt-get install postgresql (scripts/setup.sh)"
-psql -X -q -v ON_ERROR_STOP=1 "$PG_DSN" -c "CREATE DATABASE espline" >/dev/null ||
-    fail "cannot create the test database"
-DSN="host=$PG_HOST port=$PG_PORT user=postgres dbname=espline"
-pgq() { psql -X -At -v ON_ERROR_STOP=1 "$DSN" -c "$1"; }
+pg_test_db espline
 pg_wait() { # SQL WANT TIMEOUT_S
     local deadline=$((SECONDS + ${3:-60})) got=""
     while :; do

@@ -18,14 +18,7 @@ source "$(dirname "$0")/api_lib.sh"
 source "$(dirname "$0")/pg_lib.sh"
 trap 'pg_stop_then _daemon_cleanup' EXIT
 
-PGD=$(mktemp -d "$TEST_TMPDIR/pg.XXXXXX")
-rmdir "$PGD"
-pg_start "$PGD" ||
-    fail "PostgreSQL 15 could not be started (see above); this test needs it: apt-get install postgresql (scripts/setup.sh)"
-psql -X -q -v ON_ERROR_STOP=1 "$PG_DSN" -c "CREATE DATABASE line" >/dev/null ||
-    fail "cannot create the test database"
-DSN="host=$PG_HOST port=$PG_PORT user=postgres dbname=line"
-pgq() { psql -X -At -v ON_ERROR_STOP=1 "$DSN" -c "$1"; }
+pg_test_db line
 
 # Firmware: a small app (st1, st2) and a 1 MiB incompressible region (st3's slow board).
 SMALL=$WORK/fw-small
