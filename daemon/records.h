@@ -442,6 +442,7 @@ struct records_job_result {
     int64_t error_address;        /* flash address involved, -1 none */
     int64_t bytes;                /* image bytes written, -1 keeps progress value */
     int64_t wire_bytes;           /* bytes on the wire, -1 keeps progress value */
+    int64_t skipped_bytes;        /* of bytes, already on the board and not sent; -1 unknown */
     double kbps;                  /* effective kbit/s; < 0: bytes*8/1000/seconds */
     int retries;
     double seconds; /* measured duration; < 0: ended_at - started_at */
@@ -482,6 +483,7 @@ struct records_job {
     int retries;
     double seconds;                    /* -1 unknown */
     char station[RECORDS_STATION_LEN]; /* the station that ran it ("" before schema 7) */
+    int64_t skipped_bytes; /* of bytes, already on the board and not sent (diff); -1 unknown */
 };
 
 int records_job_get(struct records *r, int64_t id, struct records_job *out,

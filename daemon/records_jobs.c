@@ -12,7 +12,7 @@
 #define JOB_COLS                                                                                   \
     "id, kind, board_mac, slot, firmware, state, stage, started_at, ended_at, result_code, "       \
     "error_stage, error_message, error_advice, device_status, device_error, error_op, "            \
-    "error_address, bytes, wire_bytes, kbps, retries, seconds, station"
+    "error_address, bytes, wire_bytes, kbps, retries, seconds, station, skipped_bytes"
 #define JOB_WHERE                                                                                  \
     " WHERE (board_mac = ?1 OR ?1 IS NULL) AND (slot = ?2 OR ?2 IS NULL)"                          \
     " AND (kind = ?3 OR ?3 IS NULL) AND (state = ?4 OR ?4 IS NULL)"                                \
@@ -271,6 +271,7 @@ void records_job_result_init(struct records_job_result *res)
     res->error_address = -1;
     res->bytes = -1;
     res->wire_bytes = -1;
+    res->skipped_bytes = -1;
     res->kbps = -1;
     res->seconds = -1;
 }
@@ -280,7 +281,7 @@ static const char sql_job_finish[] =
     "error_stage = ?5, error_message = ?6, error_advice = ?7, "
     "device_status = ?8, device_error = ?9, error_op = ?10, "
     "error_address = ?11, bytes = ?12, wire_bytes = ?13, kbps = ?14, "
-    "retries = ?15, seconds = ?16 "
+    "retries = ?15, seconds = ?16, skipped_bytes = ?17 "
     "WHERE id = ?1 AND state IN ('queued', 'running')";
 
 int records_job_finish(struct records *r, int64_t id, const struct records_job_result *res,
@@ -340,6 +341,7 @@ int records_job_finish(struct records *r, int64_t id, const struct records_job_r
         rdb_bind_double(st, 16, secs);
     else
         rdb_bind_null(st, 16);
+    rec_bind_opt_int(st, 17, res->skipped_bytes);
     return job_update_done(r, st, rec_step_durable(r, st), id, "cannot record job result", err);
 }
 
@@ -371,6 +373,7 @@ static void read_job(struct rdb_stmt *st, void *out)
     j->retries = (int)rec_col_int(st, 20, 0);
     j->seconds = rec_col_real(st, 21, -1);
     rec_col_text(st, 22, j->station, sizeof(j->station));
+    j->skipped_bytes = rec_col_int(st, 23, -1);
 }
 
 static const char sql_job_get[] = "SELECT " JOB_COLS " FROM jobs WHERE id = ?1";
@@ -538,7 +541,9 @@ static void csv_job(FILE *out, const struct records_job *j)
     csv_field(out, csv_int(b[0], sizeof(b[0]), j->error_address, j->error_address >= 0, true),
               false);
     csv_field(out, j->error_message, false);
-    csv_field(out, j->error_advice, true);
+    csv_field(out, j->error_advice, false);
+    csv_field(out, csv_int(b[1], sizeof(b[1]), j->skipped_bytes, j->skipped_bytes >= 0, false),
+              true);
 }
 
 static const char sql_job_export[] =
@@ -560,7 +565,7 @@ int records_export_csv(struct records *r, FILE *out, const struct records_job_fi
     }
     fputs("id,kind,state,board_mac,slot,firmware,stage,started_at,ended_at,seconds,bytes,"
           "wire_bytes,kbps,retries,result_code,error_stage,device_status,device_error,error_op,"
-          "error_address,error_message,error_advice\r\n",
+          "error_address,error_message,error_advice,skipped_bytes\r\n",
           out);
     while ((rc = rdb_step(st)) == RDB_ROW) {
         read_job(st, &r->row.job);

@@ -426,7 +426,7 @@ int rj_job_log(struct records *r, int64_t id, const char *level, const char *lin
 int rj_job_finish(struct records *r, int64_t id, const struct records_job_result *res,
                   struct records_error *err)
 {
-    char n[11][24];
+    char n[12][24];
     int ret;
     if (!queueing(r)) {
         DIRECT(r, ret, records_job_finish(r, id, res, err));
@@ -445,7 +445,7 @@ int rj_job_finish(struct records *r, int64_t id, const struct records_job_result
     rec_copy_trunc(advice, sizeof(advice), res->error_advice ? res->error_advice : "");
     snprintf(kbps, sizeof(kbps), "%.17g", res->kbps);
     snprintf(secs, sizeof(secs), "%.17g", res->seconds);
-    const char *f[16] = {num(n[0], id),
+    const char *f[17] = {num(n[0], id),
                          records_job_state_to_string(res->state),
                          num(n[1], res->result_code),
                          res->error_stage,
@@ -460,8 +460,9 @@ int rj_job_finish(struct records *r, int64_t id, const struct records_job_result
                          kbps,
                          num(n[8], res->retries),
                          secs,
-                         res->duration_unknown ? "1" : "0"};
-    return append(r, OP_FINISH, f, 16, true, err);
+                         res->duration_unknown ? "1" : "0",
+                         num(n[11], res->skipped_bytes)}; /* absent in older journals */
+    return append(r, OP_FINISH, f, 17, true, err);
 }
 
 int rj_event_append(struct records *r, const struct records_event_new *e, int64_t *id,
@@ -606,6 +607,7 @@ static int apply(struct records *r, const struct rj_entry *e, struct records_err
         res.retries = (int)field_int(e, 13, 0);
         res.seconds = field(e, 14) ? strtod(field(e, 14), NULL) : -1;
         res.duration_unknown = field_int(e, 15, 0) != 0;
+        res.skipped_bytes = field_int(e, 16, -1);
         DIRECT(r, rc, records_job_finish(r, id, &res, err));
         if (rc == -EINVAL && strstr(err->message, "is already"))
             return 0; /* written before (its answer was lost, or an earlier replay) */

@@ -184,9 +184,11 @@ const char *const rdb_pg_migrations[] = {
     "ALTER TABLE events ADD COLUMN jkey text COLLATE \"C\";"
     "CREATE UNIQUE INDEX job_log_jkey ON job_log (jkey);"
     "CREATE UNIQUE INDEX events_jkey ON events (jkey);",
+    /* 9: a job's skipped bytes (see records_sqlite.c) */
+    "ALTER TABLE jobs ADD COLUMN skipped_bytes bigint;",
 };
 
-_Static_assert(sizeof(rdb_pg_migrations) / sizeof(rdb_pg_migrations[0]) == 8,
+_Static_assert(sizeof(rdb_pg_migrations) / sizeof(rdb_pg_migrations[0]) == 9,
                "rdb_pg_migrations must have a step for every SQLite schema version");
 
 struct pdb {

@@ -194,6 +194,10 @@ const char *const rdb_sqlite_migrations[] = {
     "ALTER TABLE events ADD COLUMN jkey TEXT;"
     "CREATE UNIQUE INDEX job_log_jkey ON job_log (jkey);"
     "CREATE UNIQUE INDEX events_jkey ON events (jkey);",
+    /* 9: a re-flash of only what changed (profile diff): the bytes of a job's
+     * image already on the board and not sent; NULL when not known (not a flash
+     * job, one that never reached the write, or recorded before this schema). */
+    "ALTER TABLE jobs ADD COLUMN skipped_bytes INTEGER;",
 };
 
 const int rdb_migrations_count =

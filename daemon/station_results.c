@@ -116,6 +116,7 @@ void st_finish_job(struct station *st, struct job *j, struct job_result *r)
         res.error_address = e->address;
     res.bytes = r->bytes;
     res.wire_bytes = r->wire_bytes;
+    res.skipped_bytes = r->skipped_bytes;
     res.kbps = r->kbps;
     res.retries = s->attempt;
     struct records_error re;

@@ -50,6 +50,7 @@ struct json_object *api_job_json(struct station *st, const struct records_job *j
     api_jadd(o, "progress", s ? api_progress_json(s->done, s->total, s->kbps) : NULL);
     api_jadd(o, "bytes", api_jint_opt(j->bytes));
     api_jadd(o, "wire_bytes", api_jint_opt(j->wire_bytes));
+    api_jadd(o, "skipped_bytes", api_jint_opt(j->skipped_bytes));
     api_jadd(o, "kbps", j->kbps >= 0 ? api_jdouble(j->kbps, 1) : NULL);
     api_jadd(o, "seconds", j->seconds >= 0 ? api_jdouble(j->seconds, 3) : NULL);
     api_jadd(o, "retries", json_object_new_int(j->retries));

@@ -36,7 +36,7 @@ until [ "$(pgq "SELECT count(*) FROM jobs WHERE state = 'passed'" 2>/dev/null)" 
         fail "no passed job in PostgreSQL after 90 s: $(pgq 'SELECT id, state, error_message FROM jobs' 2>&1)"
     sleep 0.2
 done
-[ "$(pgq 'SELECT version FROM records_schema')" = 8 ] || fail "schema version in PostgreSQL: $(pgq 'SELECT version FROM records_schema')"
+[ "$(pgq 'SELECT version FROM records_schema')" = 9 ] || fail "schema version in PostgreSQL: $(pgq 'SELECT version FROM records_schema')"
 row=$(pgq "SELECT chip, current_firmware, current_md5, slot FROM boards WHERE mac = '24:6f:28:7a:d8:84'")
 [ "$row" = "ESP32|app@1.0|$(md5_of "$FW/app.bin")|A1" ] || fail "board record in PostgreSQL: $row"
 row=$(pgq "SELECT firmware, board_mac, slot, bytes > 0, kbps > 0 FROM jobs")

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # test_daemon_reflash_diff: espstationd re-flashes a board that holds an older
 # build by writing only the sectors that changed (issue 11 item 4), and the job
-# record says how many bytes it did not send: a job log line and the
-# job.finished event's skipped_bytes. A new build (app@1.1: other version string,
+# record says how many bytes it did not send: a job log line, the
+# job.finished event's skipped_bytes and the job's own skipped_bytes (in the
+# records, schema 9, and GET /api/v1/jobs/{id}). A new build (app@1.1: other version string,
 # so the first sector and the checksum/SHA-256 sector differ; same partition
 # data) writes just those sectors; the profile's "diff": false writes every
 # region whole.
 source "${INTEG_LIB:?INTEG_LIB (tests/integration/lib.sh) must be set}"
 source "$(dirname "$0")/daemon_lib.sh"
+source "$(dirname "$0")/api_lib.sh"
 
 make_set() { # make_set VERSION: app@VERSION in $WORK/fw-VERSION, imported
     local d=$WORK/fw-$1
@@ -54,6 +56,12 @@ JSON
 job_sql() { # job_sql N COLUMN-EXPR: of the N-th job
     db "SELECT $2 FROM jobs WHERE id = (SELECT id FROM jobs ORDER BY id LIMIT 1 OFFSET $(($1 - 1)))"
 }
+job_id() { job_sql "$1" id; }
+api_skipped() { # api_skipped N: skipped_bytes of the N-th job in GET /api/v1/jobs/{id}
+    api GET "/api/v1/jobs/$(job_id "$1")"
+    expect_status 200
+    jq -r '.skipped_bytes' <<<"$RESP"
+}
 event_skipped() { # event_skipped N: job.finished's skipped_bytes of the N-th job
     db "SELECT json_extract(e.data, '$.skipped_bytes') FROM events e WHERE e.kind = 'job.finished'
         AND e.job_id = (SELECT id FROM jobs ORDER BY id LIMIT 1 OFFSET $(($1 - 1)))"
@@ -61,8 +69,9 @@ event_skipped() { # event_skipped N: job.finished's skipped_bytes of the N-th jo
 
 # --- 1.0 on a fresh board: everything written, nothing skipped ------------------------
 config 1.0 true
-start_daemon "$CFG"
+start_api_daemon "$CFG"
 wait_sql "SELECT count(*) FROM jobs WHERE state = 'passed'" 1 90
+[ "$(api_skipped 1)" = 0 ] || fail "fresh board: the job's skipped_bytes = '$(api_skipped 1)'"
 stop_daemon 0
 [ "$(event_skipped 1)" = 0 ] || fail "fresh board: job.finished skipped_bytes = '$(event_skipped 1)'"
 flash_region_equals "$SIM_DIR" 0x10000 "$A10"
@@ -70,13 +79,16 @@ flash_region_equals "$SIM_DIR" 0x10000 "$A10"
 # --- 1.1 over 1.0: only the changed sectors --------------------------------------------
 config 1.1 true
 sim_log_mark
-start_daemon "$CFG"
+start_api_daemon "$CFG"
 wait_sql "SELECT count(*) FROM jobs WHERE state = 'passed'" 2 90
+skipped=$((TOTAL - diffbytes))
+[ "$(api_skipped 2)" = $skipped ] ||
+    fail "GET /api/v1/jobs/{id} skipped_bytes = '$(api_skipped 2)', expected $skipped: $RESP"
 stop_daemon 0
+[ "$(job_sql 2 skipped_bytes)" = $skipped ] || fail "jobs.skipped_bytes = '$(job_sql 2 skipped_bytes)'"
 flash_region_equals "$SIM_DIR" 0x10000 "$A11"
 flash_region_equals "$SIM_DIR" 0x8000 "$WORK/fw-1.1/part.bin"
 [ "$(begins)" = "$want" ] || fail "1.1 over 1.0 wrote: $(begins | xargs) (expected: $(xargs <<<"$want"))"
-skipped=$((TOTAL - diffbytes))
 [ "$(event_skipped 2)" = $skipped ] || fail "job.finished skipped_bytes = '$(event_skipped 2)', expected $skipped"
 n=$(db "SELECT count(*) FROM job_log WHERE job_id = (SELECT id FROM jobs ORDER BY id LIMIT 1 OFFSET 1)
         AND line = 're-flashed only what changed: $skipped of $TOTAL bytes were already on the board and not sent'")
@@ -90,8 +102,9 @@ sim_log_new | grepq 'SPI_FLASH_MD5 len=16 addr=0x00008000' || fail "the partitio
 # --- "diff": false: back to 1.0, every region written whole -----------------------------
 config 1.0 false
 sim_log_mark
-start_daemon "$CFG"
+start_api_daemon "$CFG"
 wait_sql "SELECT count(*) FROM jobs WHERE state = 'passed'" 3 90
+[ "$(api_skipped 3)" = 0 ] || fail "diff off: the job's skipped_bytes = '$(api_skipped 3)'"
 stop_daemon 0
 [ "$(begins | xargs)" = "3072@0x00008000 $(size_of "$A10")@0x00010000" ] ||
     fail "diff off wrote: $(begins | xargs)"

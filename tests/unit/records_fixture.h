@@ -131,9 +131,14 @@ static int teardown(void **state)
     return 0;
 }
 
+/* Takes a latest-schema SQLite file back to schema 8 (before migration 9's
+ * jobs.skipped_bytes). */
+#define FX_UNDO_SCHEMA9 "ALTER TABLE jobs DROP COLUMN skipped_bytes;"
+
 /* Takes a latest-schema SQLite file back to schema 7 (before migration 8's
  * journal keys). */
 #define FX_UNDO_SCHEMA8                                                                            \
+    FX_UNDO_SCHEMA9                                                                                \
     "DROP INDEX job_log_jkey;"                                                                     \
     "DROP INDEX events_jkey;"                                                                      \
     "ALTER TABLE job_log DROP COLUMN jkey;"                                                        \

@@ -776,6 +776,70 @@ static void test_events_since(void **state)
     assert_true(next > ids[9]);
 }
 
+static int collect_skipped(const struct records_job *j, void *ctx)
+{
+    struct id_list *l = ctx;
+    if (l->n < 32)
+        l->ids[l->n] = j->skipped_bytes;
+    l->n++;
+    return 0;
+}
+
+/* A re-flash of only what changed (issue 11): the job record says how many
+ * bytes of the image were already on the board and not sent; unknown (-1) for a
+ * job that never said, and kept through a finish without it. */
+static void test_job_skipped_bytes(void **state)
+{
+    struct fx *f = *state;
+    struct records_error err;
+    struct records_job j;
+    fx_open(f);
+    put_board(f, "24:6f:28:7a:d8:84", "ESP32", "A3");
+    int64_t a = begin_job(f, "flash", "24:6f:28:7a:d8:84", "A3");
+    assert_int_equal(records_job_get(f->r, a, &j, &err), 0);
+    assert_int_equal(j.skipped_bytes, -1); /* running */
+    struct records_job_result res;
+    records_job_result_init(&res);
+    assert_int_equal(res.skipped_bytes, -1);
+    res.state = RECORDS_JOB_PASSED;
+    res.result_code = 0;
+    res.bytes = 1048576;
+    res.skipped_bytes = 1048576 - 4096; /* one sector changed */
+    f->now += 1000;
+    assert_int_equal(records_job_finish(f->r, a, &res, &err), 0);
+    assert_int_equal(records_job_get(f->r, a, &j, &err), 0);
+    assert_int_equal(j.bytes, 1048576);
+    assert_int_equal(j.skipped_bytes, 1048576 - 4096);
+
+    /* A job that never said: unknown, not 0. */
+    int64_t b = begin_job(f, "erase", "24:6f:28:7a:d8:84", "A3");
+    records_job_result_init(&res);
+    res.state = RECORDS_JOB_PASSED;
+    assert_int_equal(records_job_finish(f->r, b, &res, &err), 0);
+    assert_int_equal(records_job_get(f->r, b, &j, &err), 0);
+    assert_int_equal(j.skipped_bytes, -1);
+
+    /* 0 is a value (a fresh board: everything written). */
+    int64_t c = begin_job(f, "flash", "24:6f:28:7a:d8:84", "A3");
+    records_job_result_init(&res);
+    res.state = RECORDS_JOB_PASSED;
+    res.skipped_bytes = 0;
+    assert_int_equal(records_job_finish(f->r, c, &res, &err), 0);
+    assert_int_equal(records_job_get(f->r, c, &j, &err), 0);
+    assert_int_equal(j.skipped_bytes, 0);
+
+    /* The list reads it too. */
+    struct records_job_filter flt;
+    records_job_filter_init(&flt);
+    flt.kind = "flash";
+    struct id_list skipped;
+    memset(&skipped, 0, sizeof(skipped));
+    assert_int_equal(records_job_list(f->r, &flt, collect_skipped, &skipped, &err), 2);
+    assert_int_equal(skipped.n, 2);
+    assert_int_equal(skipped.ids[0], 0); /* newest first: c */
+    assert_int_equal(skipped.ids[1], 1048576 - 4096);
+}
+
 /* ---- CSV ------------------------------------------------------------------ */
 
 /* Minimal RFC 4180 reader: fields of one record into out[], returns the
@@ -846,6 +910,7 @@ static void test_csv_export(void **state)
     res.device_status = 1;
     res.device_error = 5;
     res.bytes = 0;
+    res.skipped_bytes = 4096;
     assert_int_equal(records_job_finish(f->r, a, &res, NULL), 0);
     int64_t b = begin_job(f, "flash", "24:6f:28:7a:d8:84", "A4");
     (void)b;
@@ -857,13 +922,14 @@ static void test_csv_export(void **state)
 
     const char *p = buf;
     int n = csv_record(&p, fields, 32);
-    assert_int_equal(n, 22);
+    assert_int_equal(n, 23);
     assert_string_equal(fields[0], "id");
     assert_string_equal(fields[20], "error_message");
     assert_string_equal(fields[21], "error_advice");
+    assert_string_equal(fields[22], "skipped_bytes");
 
     n = csv_record(&p, fields, 32);
-    assert_int_equal(n, 22);
+    assert_int_equal(n, 23);
     assert_int_equal(atoll(fields[0]), a);
     assert_string_equal(fields[1], "flash");
     assert_string_equal(fields[2], "failed");
@@ -879,11 +945,13 @@ static void test_csv_export(void **state)
     assert_string_equal(fields[18], "");
     assert_string_equal(fields[20], res.error_message);
     assert_string_equal(fields[21], res.error_advice);
+    assert_string_equal(fields[22], "4096");
 
     n = csv_record(&p, fields, 32);
-    assert_int_equal(n, 22);
+    assert_int_equal(n, 23);
     assert_string_equal(fields[2], "running");
-    assert_string_equal(fields[8], ""); /* not ended */
+    assert_string_equal(fields[8], "");  /* not ended */
+    assert_string_equal(fields[22], ""); /* not known */
     assert_int_equal(csv_record(&p, fields, 32), 0);
 
     /* The raw bytes: quotes doubled, field quoted as a whole. */
@@ -1536,6 +1604,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_job_list_filters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_events_append_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_events_since, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_job_skipped_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_csv_export, setup, teardown),
         cmocka_unit_test_setup_teardown(test_counters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_firmware, setup, teardown),
