@@ -13,6 +13,9 @@
  *    address to a board that has no confirmed one (it stays unconfirmed), but
  *    never replaces a confirmed address: the other address is kept as a claim
  *    and the board's record is left as it was;
+ *  - one address, one confirmed board: a confirming source that gives a board an
+ *    address another board holds confirmed takes it; the other board's address
+ *    becomes unconfirmed (ip_source "taken"; board.address event with taken_by);
  *  - pushes (images, ArduinoOTA passwords, web-form Basic credentials) go only
  *    to a confirmed address (board_addr_push_check);
  *  - every change of a board's address or of its trust, and every new claim, is

@@ -241,8 +241,9 @@ struct records_board {
      * an address it gives is not confirmed; a boot check or an authenticated
      * check-in confirms one. An upsert that changes ip makes it unconfirmed. */
     bool ip_confirmed;
-    char ip_source[RECORDS_STATE_LEN]; /* "boot-check", "checkin-auth", "checkin", "mdns";
-                                          "" unknown */
+    char ip_source[RECORDS_STATE_LEN]; /* "boot-check", "checkin-auth", "operator", "checkin",
+                                          "mdns"; "taken" (another board's address was
+                                          confirmed as ip since); "" unknown */
     int64_t ip_changed_at;             /* unix ms ip last changed, 0 unknown */
     char ip_claim[RECORDS_IP_LEN];     /* another address an unconfirmed source claimed
                                           while ip was confirmed, "" none */
@@ -283,6 +284,15 @@ int records_board_list(struct records *r, const struct records_board_filter *f, 
 int records_board_set_address(struct records *r, const char *mac, const char *ip, bool confirmed,
                               const char *source, const char *claim, const char *claim_source,
                               struct records_error *err);
+
+/* One address, one confirmed board: every other board whose confirmed address is
+ * ip loses the confirmation (ip kept, ip_confirmed false, ip_source "taken").
+ * Called after mac's own address was confirmed as ip (in that order, two stations
+ * of a line confirming one address for two boards at once leave neither
+ * confirmed rather than both). Returns how many boards lost it; the first max of
+ * their MACs in others (may be NULL). */
+int records_board_take_address(struct records *r, const char *mac, const char *ip,
+                               char (*others)[RECORDS_MAC_LEN], int max, struct records_error *err);
 
 /* 1 when some board's pinned target is target ("name@version"), 0 when none, < 0 error. */
 int records_board_target_used(struct records *r, const char *target, struct records_error *err);

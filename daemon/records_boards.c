@@ -245,6 +245,34 @@ int records_board_set_address(struct records *r, const char *mac, const char *ip
                           "records: no board %s", norm);
 }
 
+static const char sql_board_take_address[] =
+    "UPDATE boards SET ip_confirmed = 0, ip_source = 'taken' "
+    "WHERE ip = ?1 AND ip_confirmed = 1 AND mac <> ?2 RETURNING mac";
+
+int records_board_take_address(struct records *r, const char *mac, const char *ip,
+                               char (*others)[RECORDS_MAC_LEN], int max, struct records_error *err)
+{
+    char norm[RECORDS_MAC_LEN];
+    struct rdb_stmt *st;
+    int rc, ret, n = 0;
+    ENTER(r, err);
+    if ((ret = rec_normalize_mac(mac, norm, err)) < 0 ||
+        (ret = rec_check_text("board ip", ip, RECORDS_IP_LEN, err)) < 0)
+        return ret;
+    if (!ip || !*ip)
+        return rec_set_err(err, -EINVAL, "records: no address to take");
+    if ((ret = rec_prep(r, sql_board_take_address, NULL, &st, err)) < 0)
+        return ret;
+    rdb_bind_text(st, 1, ip);
+    rdb_bind_text(st, 2, norm);
+    /* Every row is stepped (the update is complete only then); the first max named. */
+    while (rec_next_row(r, st, &rc, &n)) {
+        if (others && n <= max)
+            rec_col_text(st, 0, others[n - 1], RECORDS_MAC_LEN);
+    }
+    return rec_list_done(r, st, rc, n, "cannot take the address from other boards", err);
+}
+
 static const char sql_board_target_used[] =
     "SELECT 1 FROM boards WHERE target_firmware = ?1 LIMIT 1";
 

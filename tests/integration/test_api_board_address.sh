@@ -14,6 +14,11 @@
 #  - The board moves (DHCP): its check-ins from B, without credentials, are only a
 #    claim; {"accept_claim": true} confirms B (event old A, new B), the claim is gone,
 #    and the next push goes to B.
+#  - One address, one confirmed board (DHCP gave B to another board since): the
+#    operator confirming B for a second board M2 takes it from M (M's address is
+#    unconfirmed, ip_source "taken", a board.address event on M with taken_by M2;
+#    a push to M is refused 409 address_unconfirmed), and so does M2's own check-in
+#    with the profile's checkin_auth from B after the operator gave B back to M.
 source "${INTEG_LIB:?INTEG_LIB (tests/integration/lib.sh) must be set}"
 source "$(dirname "$0")/daemon_lib.sh"
 source "$(dirname "$0")/api_lib.sh"
@@ -145,6 +150,50 @@ grep -q 'ota: udp reply' "$WORK/b/netdev.log" || fail "the push did not reach $B
 grep -q 'applied .* version now 3.0.0' "$WORK/b/netdev.log" || fail "the board at $B did not apply 3.0.0"
 grep -q "push of demo@3.0.0.* to $B: OK" "$DAEMON_LOG" || fail "the daemon did not push 3.0.0 to $B"
 grep -q "push of demo@3.0.0.* to $A" "$DAEMON_LOG" && fail "3.0.0 went to the old address $A"
+
+# --- one address, one confirmed board ------------------------------------------------------------
+M2=24:6f:28:00:aa:02
+C=$TNET.33
+addr_of() { db "SELECT ip || ' ' || ip_confirmed || ' ' || ip_source FROM boards WHERE mac = '$1';"; }
+last_event_of() { db "SELECT data FROM events WHERE kind = 'board.address' AND board_mac = '$1' ORDER BY id DESC LIMIT 1;"; }
+start_netdev "$WORK/c" --chip esp32 --mac "$M2" --bind "$C" --version 1.0.0 --ota-port 3232 \
+    --password pw-addr --checkin "$URL" --interval once --checkin-auth none
+PC=$NETDEV_PID
+wait_sql "SELECT ip || ' ' || ip_confirmed FROM boards WHERE mac = '$M2';" "$C 0" 20
+# the operator confirms B, M's confirmed address, for M2: M loses it
+nev=$(n_addr_events)
+apij POST "/api/v1/boards/$M2/address" "{\"ip\": \"$B\"}"
+expect_status 200
+expect_jq ".ip == \"$B\" and .ip_confirmed == true and .ip_source == \"operator\""
+[ "$(addr_of "$M")" = "$B 0 taken" ] || fail "M keeps the address the operator gave M2: $(addr_of "$M")"
+[ "$(n_addr_events)" = $((nev + 1)) ] || fail "M: $(n_addr_events) board.address events, want $((nev + 1))"
+ev=$(last_event_of "$M")
+[ "$(jq -c '[.old, .new, .source, .confirmed, .previous_confirmed, .claim, .taken_by]' <<<"$ev")" = \
+    "[\"$B\",\"$B\",\"operator\",false,true,false,\"$M2\"]" ] || fail "M's event: $ev"
+api GET "/api/v1/boards/$M"
+expect_jq ".ip == \"$B\" and .ip_confirmed == false and .ip_source == \"taken\""
+apij POST "/api/v1/boards/$M/ota" '{"firmware": "demo@2.0.0"}'
+expect_error 409 address_unconfirmed mac
+jqr .error.message | grepq -F "confirmed for another board" || fail "the refusal does not say why: $RESP"
+# the operator gives B back to M: now M2 loses it
+apij POST "/api/v1/boards/$M/address" "{\"ip\": \"$B\"}"
+expect_status 200
+[ "$(addr_of "$M")" = "$B 1 operator" ] || fail "M after the operator gave B back: $(addr_of "$M")"
+[ "$(addr_of "$M2")" = "$B 0 taken" ] || fail "M2 after the operator gave B back: $(addr_of "$M2")"
+[ "$(jq -r .taken_by <<<"$(last_event_of "$M2")")" = "$M" ] || fail "M2's event: $(last_event_of "$M2")"
+# DHCP moves B to M2: M leaves, M2 checks in from B with the profile's checkin_auth
+kill -TERM "$PC" "$NETDEV_PID" 2>/dev/null || true
+wait "$PC" "$NETDEV_PID" 2>/dev/null || true
+start_netdev "$WORK/d" --chip esp32 --mac "$M2" --bind "$B" --version 1.0.0 --ota-port 3232 \
+    --password pw-addr --checkin "$URL" --interval once
+wait_sql "SELECT ip || ' ' || ip_confirmed || ' ' || ip_source FROM boards WHERE mac = '$M2';" \
+    "$B 1 checkin-auth" 20
+[ "$(addr_of "$M")" = "$B 0 taken" ] || fail "M keeps B after M2's authenticated check-in: $(addr_of "$M")"
+ev=$(last_event_of "$M")
+[ "$(jq -c '[.source, .confirmed, .taken_by]' <<<"$ev")" = "[\"checkin-auth\",false,\"$M2\"]" ] ||
+    fail "M's event after M2's check-in: $ev"
+n_conf=$(db "SELECT count(*) FROM boards WHERE ip = '$B' AND ip_confirmed = 1;")
+[ "$n_conf" = 1 ] || fail "$n_conf boards hold $B confirmed"
 
 stop_daemon
 integrity_ok

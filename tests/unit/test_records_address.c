@@ -123,6 +123,57 @@ static void test_set_address(void **state)
         -EINVAL);
 }
 
+/* One address, one confirmed board: records_board_take_address unconfirms every
+ * other board holding the address confirmed (ip kept, source "taken") and names
+ * them; unconfirmed holders, other addresses and the taker are left alone. */
+static void test_take_address(void **state)
+{
+    struct fx *f = *state;
+    struct records_error err;
+    char others[1][RECORDS_MAC_LEN];
+    fx_open(f);
+    const char *a = "24:6f:28:00:00:01", *b = "24:6f:28:00:00:02", *c = "24:6f:28:00:00:03",
+               *d = "24:6f:28:00:00:04", *e = "24:6f:28:00:00:05";
+    for (const char *const *m = (const char *const[]){a, b, c, d, e, NULL}; *m; m++)
+        put_board(f, *m, NULL);
+    assert_int_equal(
+        records_board_set_address(f->r, a, "10.0.0.5", true, "boot-check", NULL, NULL, &err), 0);
+    assert_int_equal(records_board_set_address(f->r, b, "10.0.0.5", true, "operator", "10.0.0.9",
+                                               "checkin", &err),
+                     0);
+    assert_int_equal(
+        records_board_set_address(f->r, c, "10.0.0.5", false, "checkin", NULL, NULL, &err), 0);
+    assert_int_equal(
+        records_board_set_address(f->r, d, "10.0.0.6", true, "boot-check", NULL, NULL, &err), 0);
+    assert_int_equal(
+        records_board_set_address(f->r, e, "10.0.0.5", true, "checkin-auth", NULL, NULL, &err), 0);
+
+    /* e took 10.0.0.5: a and b lose it (only the first named: max 1). */
+    assert_int_equal(records_board_take_address(f->r, e, "10.0.0.5", others, 1, &err), 2);
+    assert_true(strcmp(others[0], a) == 0 || strcmp(others[0], b) == 0);
+    struct records_board r = get(f, a);
+    assert_string_equal(r.ip, "10.0.0.5");
+    assert_false(r.ip_confirmed);
+    assert_string_equal(r.ip_source, "taken");
+    r = get(f, b);
+    assert_false(r.ip_confirmed);
+    assert_string_equal(r.ip_source, "taken");
+    assert_string_equal(r.ip_claim, "10.0.0.9"); /* its pending claim stays */
+    r = get(f, c);
+    assert_false(r.ip_confirmed);
+    assert_string_equal(r.ip_source, "checkin"); /* was not confirmed: untouched */
+    r = get(f, d);
+    assert_true(r.ip_confirmed); /* another address */
+    r = get(f, e);
+    assert_true(r.ip_confirmed);
+    assert_string_equal(r.ip_source, "checkin-auth");
+
+    /* Nobody else holds it now. */
+    assert_int_equal(records_board_take_address(f->r, e, "10.0.0.5", NULL, 0, &err), 0);
+    assert_int_equal(records_board_take_address(f->r, e, "", NULL, 0, &err), -EINVAL);
+    assert_int_equal(records_board_take_address(f->r, "nope", "10.0.0.5", NULL, 0, &err), -EINVAL);
+}
+
 static void test_target_used_and_unconfirmed_count(void **state)
 {
     struct fx *f = *state;
@@ -224,6 +275,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_set_address, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_take_address, setup, teardown),
         cmocka_unit_test_setup_teardown(test_target_used_and_unconfirmed_count, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migrates_schema5, setup, teardown),
     };
