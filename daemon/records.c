@@ -434,7 +434,7 @@ int rec_list_done(struct records *r, struct rdb_stmt *st, int rc, int n, const c
 
 /* ---- open / close --------------------------------------------------------- */
 
-static int migrate(struct records *r, struct records_error *err)
+int rec_migrate(struct records *r, struct records_error *err)
 {
     const char *const *migrations =
         r->db->ops->dialect == RDB_POSTGRESQL ? rdb_pg_migrations : rdb_sqlite_migrations;
@@ -520,17 +520,30 @@ static const char sql_jobs_interrupt[] =
     "seconds = CASE WHEN ?1 > started_at THEN (?1 - started_at) / 1000.0 ELSE 0 END "
     "WHERE state IN ('queued', 'running') "
     "AND (station = ?3 OR station IS NULL OR ?3 IS NULL)";
+/* One job (recovery that spares this process's own jobs: rec_recover). */
+static const char sql_job_interrupt[] =
+    "UPDATE jobs SET state = 'interrupted', ended_at = ?1, result_code = ?2, "
+    "error_stage = coalesce(nullif(stage, ''), state), "
+    "error_message = 'daemon stopped while ' || coalesce(nullif(stage, ''), state), "
+    "error_advice = 'the station stopped (crash, kill or power loss) during this job; "
+    "the board is flashed again when it is next seen', "
+    "seconds = CASE WHEN ?1 > started_at THEN (?1 - started_at) / 1000.0 ELSE 0 END "
+    "WHERE id = ?3 AND state IN ('queued', 'running')";
 
 /* Jobs the previous process left queued/running become interrupted, each with
- * an event, in one durable transaction. */
-static int recover(struct records *r, struct records_error *err)
+ * an event, in one durable transaction. With mine (an offline start finished
+ * late: the journal already wrote this process's own jobs), the jobs it says
+ * are this process's are left alone, and the others updated one by one. */
+int rec_recover(struct records *r, bool (*mine_fn)(void *ctx, int64_t id), void *ctx,
+                struct records_error *err)
 {
-    struct rdb_stmt *jobs, *ev, *upd;
+    struct rdb_stmt *jobs, *ev, *upd, *one = NULL;
     int64_t now = records_now_ms(r);
-    int rc, ret;
+    int rc, ret, n_one = 0;
     if ((ret = rec_prep(r, sql_jobs_unfinished, sql_jobs_unfinished_pg, &jobs, err)) < 0 ||
         (ret = rec_prep(r, rec_sql_event_append, NULL, &ev, err)) < 0 ||
-        (ret = rec_prep(r, sql_jobs_interrupt, NULL, &upd, err)) < 0)
+        (ret = rec_prep(r, sql_jobs_interrupt, NULL, &upd, err)) < 0 ||
+        (mine_fn && (ret = rec_prep(r, sql_job_interrupt, NULL, &one, err)) < 0))
         return ret;
     /* A line's shared database: this station's jobs only. A SQLite file is one
      * station's whatever its name was (a renamed host must not strand its jobs). */
@@ -550,6 +563,8 @@ static int recover(struct records *r, struct records_error *err)
     while ((rc = rdb_step(jobs)) == RDB_ROW) {
         char data[RECORDS_EVENT_DATA_LEN], stage[RECORDS_STATE_LEN];
         int64_t id = rdb_column_int64(jobs, 0), ev_id;
+        if (mine_fn && mine_fn(ctx, id))
+            continue;
         rec_col_text(jobs, 3, stage, sizeof(stage));
         interrupted_json(data, sizeof(data), id, stage);
         rdb_bind_int64(ev, 1, now);
@@ -561,11 +576,21 @@ static int recover(struct records *r, struct records_error *err)
         rec_bind_text(ev, 7, r->station);
         rc = rec_step_insert_id(r, ev, false, &ev_id);
         rec_stmt_done(ev);
+        if (rc >= 0 && one) {
+            rdb_bind_int64(one, 1, now);
+            rdb_bind_int64(one, 2, -ECANCELED);
+            rdb_bind_int64(one, 3, id);
+            rc = rdb_step(one);
+            n_one += rc >= 0 ? (int)rdb_changes(r->db) : 0;
+            rec_stmt_done(one);
+        }
         if (rc < 0)
             break;
     }
     rec_stmt_done(jobs);
-    if (rc >= 0) {
+    if (one) {
+        r->recovered = n_one;
+    } else if (rc >= 0) {
         rdb_bind_int64(upd, 1, now);
         rdb_bind_int64(upd, 2, -ECANCELED);
         rec_bind_text(upd, 3, mine);
@@ -700,15 +725,37 @@ static int open_store(enum records_backend backend, const char *target, const ch
             rec_set_err(err, ret, "%s [records.dsn \"%s\"]", msg, r->path);
         else
             rec_set_err(err, ret, "%s", msg);
+        /* Unreachable (not refused): a station that worked with this database
+         * before starts offline; the rest of the open waits for it (records_tick). */
+        if (backend == RECORDS_BACKEND_POSTGRESQL && journal &&
+            (ret == -ECONNREFUSED || ret == -ETIMEDOUT || ret == -EHOSTUNREACH || ret == -EAGAIN)) {
+            char why[sizeof(err->message)];
+            int cret;
+            snprintf(why, sizeof(why), "%s [records.dsn \"%s\"]", msg, r->path);
+            cret = rdb_pg_open_offline(target, r->station, msg, &r->db, msg, sizeof(msg));
+            if (cret < 0) {
+                ret = rec_set_err(err, cret, "%s", msg);
+                goto fail;
+            }
+            cret = rj_attach(r, journal, why, err);
+            if (cret == -ENODATA) /* never worked with it: nothing to start from */
+                rec_set_err(err, ret, "%s", why);
+            else
+                ret = cret;
+            if (ret < 0)
+                goto fail;
+            *out = r;
+            return 0;
+        }
         goto fail;
     }
-    ret = migrate(r, err);
+    ret = rec_migrate(r, err);
     if (ret < 0)
         goto fail;
     /* The journal's writes first: a job whose result waits there is not interrupted. */
-    if (journal && (ret = rj_attach(r, journal, err)) < 0)
+    if (journal && (ret = rj_attach(r, journal, NULL, err)) < 0)
         goto fail;
-    ret = recover(r, err);
+    ret = rec_recover(r, NULL, NULL, err);
     if (ret < 0)
         goto fail;
     *out = r;

@@ -166,6 +166,8 @@ struct records_journal_status {
     int64_t replayed_at_open;          /* of which left by an earlier process */
     int64_t dropped;                   /* journal writes the database refused (last_error) */
     int64_t reserved_ids;              /* job ids in hand for an outage */
+    bool offline;                      /* opened offline: the open's rest waits for the db */
+    int recovered_late;                /* jobs that late open's crash recovery interrupted */
     char path[256];                    /* the journal file */
     char unreachable[512];             /* why the database is unreachable, "" when connected */
     char last_error[RECORDS_TEXT_LEN]; /* a dropped write or a damaged tail, "" none */

@@ -106,6 +106,15 @@ int rdb_pg_open(const char *dsn, const char *station, struct rdb **out, char *ms
  * drops packets is then noticed in that time, the connection closed and -EIO
  * returned). */
 bool rdb_pg_connected(struct rdb *db);
+/* A store opened while its server was unreachable: nothing connected yet; the
+ * first connection (made by rdb_pg_poll) stays held (callers get "records
+ * database unreachable") until rdb_pg_hold(db, false). why: the open's failure. */
+int rdb_pg_open_offline(const char *dsn, const char *station, const char *why, struct rdb **out,
+                        char *msg, size_t msg_size);
+bool rdb_pg_ready(struct rdb *db); /* connected and locked, held or not */
+void rdb_pg_hold(struct rdb *db, bool hold);
+/* The database's identity "<system id>:<oid>:<name>" (connected only). */
+int rdb_pg_identity(struct rdb *db, char *buf, size_t n);
 int rdb_pg_poll(struct rdb *db);
 void rdb_pg_set_answer_ms(struct rdb *db, int ms);
 

@@ -31,6 +31,19 @@
  *  - At open the whole journal is written before the crash recovery runs (so a
  *    job whose result is in the journal is not marked interrupted); a journal
  *    that cannot be written then fails the open.
+ *  - Offline start: a store whose database is unreachable at open starts when
+ *    its state file (records_journal.h; journal path + ".state") shows this data
+ *    directory worked with that database as this station: every journaled
+ *    write goes to the journal, job ids come from the ids the state file kept
+ *    (minus those the journal already used), and the connection, once made, is
+ *    held from the store's callers (rdb_pg_hold) while records_tick finishes
+ *    the open in the order the online open has: the database's identity
+ *    checked, migrations, the journal written, then crash recovery of the jobs
+ *    an earlier process left unfinished (this process's own jobs, all begun
+ *    with reserved ids while offline, are spared).
+ *  - The state file is written (fsync'd, renamed) whenever the reserved ids
+ *    change while connected and before an emptied journal is cut back, so an
+ *    id the journal used is never handed out again after a restart.
  */
 
 #include "records_journal.h"
@@ -85,6 +98,11 @@ struct rec_journal {
     } progress[RJ_PROGRESS_JOBS];
     int64_t replay_ts; /* the clock during replay */
     struct records_journal_status stat;
+    char *state_path;
+    char identity[RJ_STATE_TEXT]; /* the database's (rdb_pg_identity) */
+    bool offline;                 /* opened offline; the open not finished yet */
+    int64_t own[RJ_IDS];          /* job ids this process began while offline */
+    int n_own;
 };
 
 /* ---- helpers -------------------------------------------------------------------------- */
@@ -203,6 +221,23 @@ static int fetch_ids(struct records *r, int n, int64_t *out, struct records_erro
     return got;
 }
 
+/* The state file as of now (connected: identity and schema known). */
+static int write_state(struct records *r, struct records_error *err)
+{
+    struct rec_journal *jr = r->jr;
+    struct rj_state st = {.schema = r->schema_version, .ids = jr->ids, .n_ids = jr->n_ids};
+    char msg[PATH_MAX + 128];
+    int ret;
+    snprintf(st.station, sizeof(st.station), "%s", r->station);
+    snprintf(st.dsn, sizeof(st.dsn), "%s", r->path);
+    snprintf(st.identity, sizeof(st.identity), "%s", jr->identity);
+    if ((ret = rj_state_write(jr->state_path, &st, msg, sizeof(msg))) < 0) {
+        snprintf(jr->stat.last_error, sizeof(jr->stat.last_error), "journal state: %s", msg);
+        return rec_set_err(err, ret, "records: %s", msg);
+    }
+    return 0;
+}
+
 static void refill_ids(struct records *r)
 {
     struct rec_journal *jr = r->jr;
@@ -210,8 +245,10 @@ static void refill_ids(struct records *r)
     if (jr->n_ids >= RJ_IDS / 2 || !reachable(r))
         return;
     n = fetch_ids(r, RJ_IDS - jr->n_ids, jr->ids + jr->n_ids, NULL);
-    if (n > 0)
+    if (n > 0) {
         jr->n_ids += n;
+        write_state(r, NULL); /* a failure leaves last_error: the ids still serve this run */
+    }
     jr->stat.reserved_ids = jr->n_ids;
 }
 
@@ -340,6 +377,8 @@ int rj_job_begin(struct records *r, const struct records_job_new *j, int64_t *id
         new_id = jr->ids[0];
         memmove(jr->ids, jr->ids + 1, (size_t)--jr->n_ids * sizeof(jr->ids[0]));
         jr->stat.reserved_ids = jr->n_ids;
+        if (jr->offline && jr->n_own < RJ_IDS)
+            jr->own[jr->n_own++] = new_id;
     }
     const char *g[8] = {num(idbuf, new_id), f[0], f[1], f[2], f[3], f[4], f[5], NULL};
     if ((ret = append(r, OP_BEGIN, g, 7, false, err)) < 0)
@@ -718,7 +757,12 @@ static int replay(struct records *r, int budget_ms, struct records_error *err)
     free(buf);
     if (jr->applied >= jr->size) {
         /* Everything written: the file starts again (a crash before this is
-         * harmless: replaying written entries adds nothing). */
+         * harmless: replaying written entries adds nothing). The state file
+         * first: the ids the journal used must not come back from it. */
+        if (jr->applied > (off_t)strlen(RJ_HEADER) && write_state(r, err) < 0) {
+            jr->pending = 0;
+            return 0; /* written; the file is cut back when the state can be written */
+        }
         if (ftruncate(jr->fd, (off_t)strlen(RJ_HEADER)) == 0) {
             jr->size = jr->applied = (off_t)strlen(RJ_HEADER);
             jr->seq = 0;
@@ -735,13 +779,25 @@ static int replay(struct records *r, int budget_ms, struct records_error *err)
 
 struct count {
     int64_t last_seq, n;
+    struct rec_journal *jr;
 };
 
+/* Counts the entries; a job begun in the journal used its id: out of the reserve. */
 static int count_cb(const struct rj_entry *e, void *ctx)
 {
     struct count *c = ctx;
+    struct rec_journal *jr = c->jr;
     c->last_seq = e->seq;
     c->n++;
+    if (e->op == OP_BEGIN && jr->n_ids > 0) {
+        int64_t id = field_int(e, 0, 0);
+        for (int i = 0; i < jr->n_ids; i++)
+            if (jr->ids[i] == id) {
+                memmove(jr->ids + i, jr->ids + i + 1, (size_t)(jr->n_ids - i - 1) * sizeof(id));
+                jr->n_ids--;
+                break;
+            }
+    }
     return 0;
 }
 
@@ -796,7 +852,7 @@ static int load(struct records *r, struct records_error *err)
                            "away to start the station (it may hold records not yet written)",
                            jr->path, RJ_HEADER);
     }
-    struct count c = {0, 0};
+    struct count c = {0, 0, jr};
     n = rj_parse(buf + hl, (size_t)sb.st_size - hl, 0, count_cb, &c, &good, msg, sizeof(msg));
     if (n == -EBADMSG) { /* the good part is kept and written; the rest set aside */
         set_aside(jr, buf, hl + good, (size_t)sb.st_size, msg);
@@ -812,18 +868,86 @@ static int load(struct records *r, struct records_error *err)
     return 0;
 }
 
-int rj_attach(struct records *r, const char *path, struct records_error *err)
+/* Offline: the state file must show this station worked with this database:
+ * -ENODATA none (a first start), other < 0 refused (err says why). */
+static int offline_state(struct records *r, const char *why, struct records_error *err)
+{
+    struct rec_journal *jr = r->jr;
+    struct rj_state st = {.ids = jr->ids, .max_ids = RJ_IDS};
+    char msg[PATH_MAX + 128];
+    int ret = rj_state_read(jr->state_path, &st, msg, sizeof(msg));
+    if (ret == -ENOENT)
+        return -ENODATA;
+    if (ret < 0)
+        return rec_set_err(err, ret,
+                           "records: cannot start while the database is unreachable: %s (move it "
+                           "away and start with the database reachable) [%s]",
+                           msg, why);
+    if (strcmp(st.station, r->station) != 0 || strcmp(st.dsn, r->path) != 0) {
+        jr->n_ids = 0;
+        return rec_set_err(err, -EBADMSG,
+                           "records: cannot start while the database is unreachable: %s belongs "
+                           "to station \"%s\" on \"%s\", not \"%s\" on \"%s\" (start once "
+                           "with the database reachable) [%s]",
+                           jr->state_path, st.station, st.dsn, r->station, r->path, why);
+    }
+    if (st.schema > rdb_migrations_count) {
+        jr->n_ids = 0;
+        return rec_set_err(err, -ENOTSUP,
+                           "records: cannot start while the database is unreachable: it has "
+                           "schema version %d, newer than this espstationd supports (%d) [%s]",
+                           st.schema, rdb_migrations_count, why);
+    }
+    jr->n_ids = st.n_ids;
+    r->schema_version = st.schema;
+    snprintf(jr->identity, sizeof(jr->identity), "%s", st.identity);
+    return 0;
+}
+
+/* Online: the database's identity; a journal holding writes for another
+ * database is not written to this one. */
+static int online_state(struct records *r, struct records_error *err)
+{
+    struct rec_journal *jr = r->jr;
+    int64_t scratch[1];
+    struct rj_state st = {.ids = scratch, .max_ids = 0};
+    char msg[PATH_MAX + 128];
+    int ret = rdb_pg_identity(r->db, jr->identity, sizeof(jr->identity));
+    if (ret < 0)
+        return rec_db_err(r, err, ret, "cannot read the database's identity");
+    if (jr->pending == 0 || rj_state_read(jr->state_path, &st, msg, sizeof(msg)) == -ENOENT)
+        return 0;
+    /* an unreadable state with pending writes: the journal is taken as this database's (as
+     * before state files) */
+    if (st.identity[0] && strcmp(st.identity, jr->identity) != 0)
+        return rec_set_err(err, -EBADMSG,
+                           "records: the journal %s holds %" PRId64
+                           " writes for database %s, but the records DSN reaches database %s: "
+                           "they are not written there (move the journal and %s away, or "
+                           "point records.dsn at that database)",
+                           jr->path, jr->pending, st.identity, jr->identity, jr->state_path);
+    return 0;
+}
+
+int rj_attach(struct records *r, const char *path, const char *offline_why,
+              struct records_error *err)
 {
     struct rec_journal *jr;
     int ret;
     if (!path || !*path || r->db->ops->dialect != RDB_POSTGRESQL)
         return 0; /* SQLite: the store is local, nothing to journal */
-    if (!(jr = calloc(1, sizeof(*jr))) || !(jr->path = strdup(path))) {
+    if (!(jr = calloc(1, sizeof(*jr))) || !(jr->path = strdup(path)) ||
+        asprintf(&jr->state_path, "%s.state", path) < 0) {
+        if (jr)
+            free(jr->path);
         free(jr);
         return rec_set_err(err, -ENOMEM, "records: out of memory");
     }
+    jr->fd = -1;
     r->jr = jr;
     snprintf(jr->key_prefix, sizeof(jr->key_prefix), "%s/%" PRId64, r->station, wall_ms());
+    if (offline_why && (ret = offline_state(r, offline_why, err)) < 0)
+        return ret;
     jr->fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (jr->fd < 0)
         return rec_set_err(err, -errno, "records: cannot open the journal %s: %s", path,
@@ -831,6 +955,13 @@ int rj_attach(struct records *r, const char *path, struct records_error *err)
     if ((ret = load(r, err)) < 0)
         return ret;
     rdb_pg_set_answer_ms(r->db, RJ_ANSWER_MS);
+    if (offline_why) {
+        jr->offline = jr->stat.offline = true;
+        jr->stat.reserved_ids = jr->n_ids;
+        return 0;
+    }
+    if ((ret = online_state(r, err)) < 0)
+        return ret;
     if (jr->pending > 0) {
         int64_t n = jr->pending;
         ret = replay(r, 0, err);
@@ -842,6 +973,8 @@ int rj_attach(struct records *r, const char *path, struct records_error *err)
         jr->stat.replayed_at_open = n;
     }
     refill_ids(r);
+    if (jr->n_ids > 0 && (ret = write_state(r, err)) < 0) /* (refill wrote it if it fetched) */
+        return ret;
     return 0;
 }
 
@@ -852,12 +985,67 @@ void rj_free(struct rec_journal *jr)
     if (jr->fd >= 0)
         close(jr->fd);
     free(jr->path);
+    free(jr->state_path);
     free(jr);
 }
 
 const char *rdb_errmsg_of(struct records *r)
 {
     return r->db->ops->errmsg(r->db);
+}
+
+static bool own_job(void *ctx, int64_t id)
+{
+    struct rec_journal *jr = ctx;
+    for (int i = 0; i < jr->n_own; i++)
+        if (jr->own[i] == id)
+            return true;
+    return false;
+}
+
+/* The rest of an offline start, once connected (the connection is held from
+ * the store's callers meanwhile): 0 done, 1 more to do, < 0 not now. */
+static int finish_offline(struct records *r, struct records_error *err)
+{
+    struct rec_journal *jr = r->jr;
+    char id[RJ_STATE_TEXT];
+    int ret;
+    if (!rdb_pg_ready(r->db)) {
+        ret = rdb_pg_poll(r->db); /* steps the connection attempt; held: -EIO */
+        if (!rdb_pg_ready(r->db))
+            return ret < 0 && ret != -EIO ? rec_set_err(err, ret, "records: %s", rdb_errmsg_of(r))
+                                          : 1;
+    }
+    if ((ret = rdb_pg_identity(r->db, id, sizeof(id))) < 0)
+        return rec_db_err(r, err, ret, "cannot read the database's identity");
+    if (strcmp(id, jr->identity) != 0) {
+        char m[sizeof(jr->stat.last_error)];
+        snprintf(m, sizeof(m),
+                 "the records DSN now reaches database %s, not %s this station worked with "
+                 "(%s): its journal is not written there and it stays offline",
+                 id, jr->identity, jr->state_path);
+        snprintf(jr->stat.last_error, sizeof(jr->stat.last_error), "%s", m);
+        return rec_set_err(err, -EBADMSG, "records: %s", m);
+    }
+    rdb_pg_hold(r->db, false);
+    ret = rec_migrate(r, err);
+    if (ret >= 0 && jr->pending > 0)
+        ret = replay(r, RJ_TICK_BUDGET_MS, err);
+    if (ret == 0) {
+        /* The journal is in: what an earlier process left unfinished is
+         * interrupted now, this process's own jobs spared. */
+        ret = rec_recover(r, own_job, jr, err);
+        if (ret == 0) {
+            jr->offline = false;
+            jr->stat.offline = false;
+            jr->stat.recovered_late = r->recovered;
+            refill_ids(r);
+            write_state(r, NULL);
+            return 0;
+        }
+    }
+    rdb_pg_hold(r->db, true);
+    return ret;
 }
 
 int records_tick(struct records *r, struct records_error *err)
@@ -867,6 +1055,10 @@ int records_tick(struct records *r, struct records_error *err)
     rec_clear_err(err);
     if (!r || !(jr = r->jr) || r->in_callback)
         return 0;
+    if (jr->offline) {
+        ret = finish_offline(r, err);
+        return ret < 0 ? ret : 0;
+    }
     if (!reachable(r)) {
         ret = rdb_pg_poll(r->db);
         if (ret < 0)
@@ -890,6 +1082,7 @@ int records_journal_status(struct records *r, struct records_journal_status *out
         return -ENOENT;
     *out = r->jr->stat;
     out->connected = reachable(r);
+    out->offline = r->jr->offline;
     out->pending = r->jr->pending;
     out->reserved_ids = r->jr->n_ids;
     out->bytes = (int64_t)r->jr->size;

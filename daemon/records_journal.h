@@ -53,4 +53,38 @@ typedef int (*rj_entry_cb)(const struct rj_entry *e, void *ctx);
 int rj_parse(const char *buf, size_t len, int partial_ok, rj_entry_cb cb, void *ctx, size_t *good,
              char *msg, size_t msg_size);
 
+/*
+ * The journal's state file (journal path + ".state", records_journal_state.c):
+ * what a station needs to start while its database is unreachable. Text:
+ *
+ *   espstation-records-state 1\n
+ *   station <name>\n          this station's name
+ *   dsn <dsn>\n               the DSN without its password (the database's address)
+ *   database <identity>\n     "<system id>:<oid>:<name>" as the server told it
+ *   schema <n>\n              the schema version the database had
+ *   ids <a>-<b> ...\n         the job ids reserved for an outage, not yet used
+ *   crc <crc32 of everything before this line, 8 hex>\n
+ *
+ * Written whole to a temporary file, fsync'd and renamed over the old one.
+ */
+uint32_t rj_crc32(const char *p, size_t n); /* CRC-32 (IEEE), as the entries use */
+
+#define RJ_STATE_HEADER "espstation-records-state 1\n"
+#define RJ_STATE_TEXT 512
+
+struct rj_state {
+    char station[RJ_STATE_TEXT];
+    char dsn[RJ_STATE_TEXT];
+    char identity[RJ_STATE_TEXT];
+    int schema;
+    int64_t *ids; /* the caller's array of max_ids */
+    int n_ids, max_ids;
+};
+
+/* 0; -ENOENT no file; -EBADMSG damaged or not a state file (msg says why);
+ * other -errno unreadable. */
+int rj_state_read(const char *path, struct rj_state *s, char *msg, size_t msg_size);
+/* 0 or -errno (msg says why); durable when it returns. */
+int rj_state_write(const char *path, const struct rj_state *s, char *msg, size_t msg_size);
+
 #endif

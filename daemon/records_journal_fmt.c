@@ -25,6 +25,11 @@ static uint32_t crc32_of(const char *p, size_t n)
     return ~c;
 }
 
+uint32_t rj_crc32(const char *p, size_t n)
+{
+    return crc32_of(p, n);
+}
+
 char *rj_encode(const struct rj_entry *e, size_t *len)
 {
     size_t cap = 64;

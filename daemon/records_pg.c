@@ -200,6 +200,9 @@ struct pdb {
     bool locked;      /* holds the station's advisory lock */
     char station[64]; /* its name ("" for an unnamed store) */
     bool in_txn;      /* between begin and commit/rollback */
+    /* Opened offline (rdb_pg_open_offline): a new connection is kept from the
+     * store's callers until the store finished its open there (rdb_pg_hold). */
+    bool held;
     int64_t next_try; /* monotonic ms: no reconnect attempt before */
     /* A reconnect in progress (PQconnectStart): stepped without blocking. */
     bool connecting;
@@ -921,11 +924,19 @@ static int step_connect(struct pdb *d)
  * another station may have taken the database. The statements are prepared
  * again in the new session as they are used.
  */
+/* Connected, but the store has not finished its offline open there yet. */
+static int held(struct pdb *d)
+{
+    set_msg(d, "records database unreachable (it answers again; this station, started while "
+               "it was unreachable, is finishing its start there first)");
+    return -EIO;
+}
+
 static int ensure_conn(struct pdb *d)
 {
     int ret;
     if (d->conn && !d->connecting && PQstatus(d->conn) == CONNECTION_OK && d->locked)
-        return 0;
+        return d->held ? held(d) : 0;
     if (d->in_txn) {
         set_msg(d, "connection to PostgreSQL lost in a transaction");
         return -EIO;
@@ -949,14 +960,60 @@ static int ensure_conn(struct pdb *d)
             return unreachable(d);
         }
     }
-    return relock(d);
+    ret = relock(d);
+    return ret == 0 && d->held ? held(d) : ret;
 }
 
-bool rdb_pg_connected(struct rdb *db)
+bool rdb_pg_ready(struct rdb *db)
 {
     struct pdb *d = PDB(db);
     return db->ops->dialect == RDB_POSTGRESQL && d->conn && !d->connecting &&
            PQstatus(d->conn) == CONNECTION_OK && d->locked;
+}
+
+bool rdb_pg_connected(struct rdb *db)
+{
+    return rdb_pg_ready(db) && !PDB(db)->held;
+}
+
+void rdb_pg_hold(struct rdb *db, bool hold)
+{
+    if (db->ops->dialect == RDB_POSTGRESQL)
+        PDB(db)->held = hold;
+}
+
+/* "<system identifier>:<database oid>:<name>": the database itself, whatever
+ * address reaches it (a database dropped and created again has another oid). */
+int rdb_pg_identity(struct rdb *db, char *buf, size_t n)
+{
+    struct pdb *d = PDB(db);
+    char sysid[32] = "0";
+    int ret;
+    if (db->ops->dialect != RDB_POSTGRESQL)
+        return -ENOTSUP;
+    if (!rdb_pg_ready(db))
+        return -EIO;
+    /* pg_control_system() may be refused to a plain role: 0 then (the oid and
+     * the name still tell another database apart). */
+    if (query_text(d, "SELECT system_identifier FROM pg_control_system()", sysid, sizeof(sysid)) <
+        0) {
+        if (!rdb_pg_ready(db))
+            return -EIO;
+        snprintf(sysid, sizeof(sysid), "0");
+    }
+    ret = query_text(d,
+                     "SELECT oid::text || ':' || datname FROM pg_database "
+                     "WHERE datname = current_database()",
+                     buf, n);
+    if (ret < 0)
+        return ret;
+    size_t len = strlen(buf), sl = strlen(sysid);
+    if (len + sl + 2 > n)
+        return -ENAMETOOLONG;
+    memmove(buf + sl + 1, buf, len + 1);
+    memcpy(buf, sysid, sl);
+    buf[sl] = ':';
+    return 0;
 }
 
 int rdb_pg_poll(struct rdb *db)
@@ -1012,12 +1069,52 @@ static int connect_errno(const char *m)
     if (strstr(m, "No route to host") || strstr(m, "Network is unreachable") ||
         strstr(m, "could not translate host name"))
         return -EHOSTUNREACH;
+    if (strstr(m, "the database system is starting up") ||
+        strstr(m, "the database system is shutting down") ||
+        strstr(m, "the database system is in recovery mode") ||
+        strstr(m, "the database system is not yet accepting connections") ||
+        strstr(m, "server closed the connection unexpectedly") ||
+        strstr(m, "Connection reset by peer"))
+        return -EAGAIN; /* a server restarting */
     if (strstr(m, "authentication failed") || strstr(m, "no pg_hba.conf entry") ||
         strstr(m, "role \"") || strstr(m, "permission denied"))
         return -EACCES;
     if (strstr(m, "database \"") && strstr(m, "does not exist"))
         return -ENOENT;
     return -EIO;
+}
+
+/* The DSN's connect_timeout in ms (default RECORDS_PG_CONNECT_TIMEOUT). */
+static int dsn_connect_ms(const char *dsn)
+{
+    int ms = 1000 * atoi(RECORDS_PG_CONNECT_TIMEOUT);
+    PQconninfoOption *opts = PQconninfoParse(dsn, NULL);
+    for (PQconninfoOption *o = opts; o && o->keyword; o++)
+        if (strcmp(o->keyword, "connect_timeout") == 0 && o->val && atoi(o->val) > 0)
+            ms = 1000 * atoi(o->val);
+    PQconninfoFree(opts);
+    return ms;
+}
+
+int rdb_pg_open_offline(const char *dsn, const char *station, const char *why, struct rdb **out,
+                        char *msg, size_t msg_size)
+{
+    struct pdb *d = calloc(1, sizeof(*d));
+    *out = NULL;
+    if (!d || !(d->dsn = strdup(dsn))) {
+        free(d);
+        snprintf(msg, msg_size, "records: out of memory");
+        return -ENOMEM;
+    }
+    d->base.ops = &pg_ops;
+    d->gen = 1;
+    d->held = true;
+    snprintf(d->station, sizeof(d->station), "%s", station ? station : "");
+    snprintf(d->why, sizeof(d->why), "%s", why && *why ? why : "not reachable at start");
+    d->connect_ms = dsn_connect_ms(dsn);
+    unreachable(d);
+    *out = &d->base;
+    return 0;
 }
 
 int rdb_pg_open(const char *dsn, const char *station, struct rdb **out, char *msg, size_t msg_size)

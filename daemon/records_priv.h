@@ -182,7 +182,14 @@ int rec_list_done(struct records *r, struct rdb_stmt *st, int rc, int n, const c
 /* True when a journaled write goes through the journal first (it calls the
  * API function (records_*.c) again with jr_direct set for the direct write). */
 #define JOURNALED(r) ((r)->jr && !(r)->jr_direct)
-int rj_attach(struct records *r, const char *path, struct records_error *err);
+/* offline_why: the open could not reach the database (that error): the store
+ * starts offline when the journal's state file allows it, else fails with it. */
+int rj_attach(struct records *r, const char *path, const char *offline_why,
+              struct records_error *err);
+/* records.c's open steps, run late by an offline start (records_tick). */
+int rec_migrate(struct records *r, struct records_error *err);
+int rec_recover(struct records *r, bool (*mine_fn)(void *ctx, int64_t id), void *ctx,
+                struct records_error *err);
 void rj_free(struct rec_journal *jr);
 int rj_board_upsert(struct records *r, const struct records_board *b, struct records_error *err);
 int rj_job_begin(struct records *r, const struct records_job_new *j, int64_t *id,

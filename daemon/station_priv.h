@@ -85,6 +85,8 @@ struct station {
     struct loop_timer *rec_timer; /* station_records.c: drives the records journal */
     bool rec_down;                /* the records database was found unreachable */
     int64_t rec_dropped;          /* journal writes the database refused, logged */
+    bool rec_offline;             /* started offline; its open not finished yet */
+    int rec_tick_err;             /* the last records_tick error logged (0 none) */
 };
 
 /* station_records.c: a records database that can go away (PostgreSQL with a

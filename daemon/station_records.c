@@ -22,9 +22,23 @@ static void tick(void *ctx)
 {
     struct station *st = ctx;
     struct records_journal_status js;
-    records_tick(st->rec, NULL);
+    struct records_error re;
+    int rc = records_tick(st->rec, &re);
+    /* -EIO is the outage itself (logged below, once); another error (the DSN
+     * reaching another database) once per kind. */
+    if (rc < 0 && rc != -EIO && rc != st->rec_tick_err)
+        log_msg(LOG_LEVEL_ERROR, "%s", re.message);
+    st->rec_tick_err = rc < 0 && rc != -EIO ? rc : 0;
     if (records_journal_status(st->rec, &js) < 0)
         return;
+    if (st->rec_offline && !js.offline) {
+        st->rec_offline = false;
+        log_msg(LOG_LEVEL_NOTICE,
+                "records: the start made offline is finished: the journal is written, %d jobs "
+                "an earlier run left unfinished are marked interrupted (this run's jobs are "
+                "not)",
+                js.recovered_late);
+    }
     if (!js.connected && !st->rec_down) {
         st->rec_down = true;
         log_msg(LOG_LEVEL_WARN,
@@ -52,6 +66,15 @@ int st_records_open(struct station *st, const char *journal, struct records_erro
                                     journal, &st->rec, re);
     if (rc < 0 || records_journal_status(st->rec, &js) < 0)
         return rc;
+    if (js.offline) {
+        st->rec_offline = true;
+        log_msg(LOG_LEVEL_WARN,
+                "%s: starting offline (this data directory worked with this database as "
+                "station \"%s\"): jobs go on with %" PRId64
+                " reserved job ids, their records kept in %s; migrations, the journal and the "
+                "crash recovery run when it answers",
+                js.unreachable, st->name, js.reserved_ids, js.path);
+    }
     if (js.replayed_at_open > 0)
         log_msg(LOG_LEVEL_NOTICE,
                 "records: %" PRId64 " writes an earlier run left in the journal %s are written "

@@ -15,6 +15,12 @@
 #  3. kill -9 of the daemon while its journal holds writes the database has not
 #     seen, then a restart: the journal is written first, nothing lost, nothing
 #     twice, the job not marked interrupted.
+#  4. A power cut of the station while the database server is also down: kill -9
+#     mid-job, PostgreSQL stopped, the station started again before it: it starts
+#     offline (its state file shows it worked with that database), flashes three
+#     new boards into its journal, and when PostgreSQL is back the journal is
+#     written, every job once, the jobs the killed process left running are
+#     interrupted once each, and none of the offline run's jobs.
 # When PostgreSQL cannot be started this test FAILS (never skips).
 source "${INTEG_LIB:?INTEG_LIB (tests/integration/lib.sh) must be set}"
 source "$(dirname "$0")/daemon_lib.sh"
@@ -241,3 +247,58 @@ check_once 7
 [ "$(wc -l <"$DATA_DIR/records.journal")" = 1 ] || fail "the journal was not emptied at open"
 stop_daemon
 log "ok 3: kill -9 with $pend journaled writes: replayed at restart, nothing lost or twice"
+
+# ---- 4. restarted while the database is down (power cut of the station and the server) -------
+PORTS=""
+for n in 1 2 3; do
+    start_sim esp32 --mac "24:6f:28:00:00:1$n" --link-speed 1
+    PORTS+="${PORTS:+, }{\"uri\": \"$SIM_DIR/tty\", \"label\": \"B$n\"}"
+done
+jq --argjson p "[$PORTS]" '.ports = $p' "$CFG" >"$WORK/station4.json"
+start_api_daemon "$WORK/station4.json"
+[ -s "$DATA_DIR/records.journal.state" ] || fail "no journal state file after a start with the database reachable"
+wait_writing
+kill9_daemon
+OLD_RUNNING=$(pgq "SELECT string_agg(id::text, ',' ORDER BY id) FROM jobs WHERE state IN ('queued', 'running')")
+[ -n "$OLD_RUNNING" ] || fail "no job left running by the killed station"
+log "killed -9 with jobs $OLD_RUNNING running; PostgreSQL stops too"
+_pg_as "$PG_BINDIR/pg_ctl" -D "$PGD/data" -m fast -w -t 30 stop >/dev/null || fail "pg_ctl stop failed"
+start_api_daemon "$WORK/station4.json"
+grepq 'starting offline' "$DAEMON_LOG" ||
+    fail "the station did not say it starts offline: $(grep records "$DAEMON_LOG" | head -n 5)"
+# Its three boards are flashed while the database is down: three results in the journal.
+passed_in_journal() { grep -Ec "^[0-9a-f]{8} F	[0-9]+	[0-9]+	[0-9]+	passed	" "$DATA_DIR/records.journal" || true; }
+deadline=$((SECONDS + 120))
+until [ "$(passed_in_journal)" -ge 3 ]; do
+    [ $SECONDS -lt $deadline ] || fail "3 jobs did not pass offline within 120 s ($(passed_in_journal) in the journal): $(grep -E 'job|records' "$DAEMON_LOG" | tail -n 8)"
+    kill -0 "$DAEMON_PID" 2>/dev/null || fail "the station died offline: $(tail -n 5 "$DAEMON_LOG")"
+    sleep 0.2
+done
+apit GET /api/v1/jobs
+expect_status 503
+all_idle 60
+log "offline start: 3 jobs passed into the journal"
+_pg_as "$PG_BINDIR/pg_ctl" -D "$PGD/data" -l "$PGD/server.log" -w -t 30 \
+    -o "-k $PGD -p $PG_PORT -h 127.0.0.1 -c fsync=off -c full_page_writes=off" start >/dev/null ||
+    fail "pg_ctl start failed"
+wait_log 'the start made offline is finished' 60
+got=$(pgq "SELECT count(*), count(*) FILTER (WHERE state = 'passed') FROM jobs WHERE id NOT IN ($OLD_RUNNING) AND board_mac LIKE '24:6f:28:00:00:1%' AND started_at > (SELECT max(started_at) FROM jobs WHERE id IN ($OLD_RUNNING))")
+[ "$got" = "3|3" ] || fail "offline run's jobs (all|passed) = $got, want 3|3: $(pgq "SELECT id, state, board_mac, error_message FROM jobs ORDER BY id")"
+got=$(pgq "SELECT string_agg(id::text, ',' ORDER BY id) FROM jobs WHERE state = 'interrupted'")
+[ "$got" = "$OLD_RUNNING" ] || fail "interrupted jobs = '$got', want the killed run's '$OLD_RUNNING'"
+got=$(pgq "SELECT count(*), count(DISTINCT job_id), string_agg(DISTINCT job_id::text, ',') FROM events WHERE kind = 'job.interrupted'")
+n_old=$(tr ',' '\n' <<<"$OLD_RUNNING" | wc -l)
+[ "$got" = "$n_old|$n_old|$OLD_RUNNING" ] || fail "job.interrupted events (all|jobs|ids) = $got, want $n_old|$n_old|$OLD_RUNNING"
+got=$(pgq "SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')")
+[ "$got" = 0 ] || fail "$got jobs still queued/running after the offline start finished"
+for k in job.started job.finished; do
+    got=$(pgq "SELECT count(*) - count(DISTINCT job_id) FROM events WHERE kind = '$k'")
+    [ "$got" = 0 ] || fail "$got '$k' events written twice"
+done
+got=$(pgq "SELECT count(*) FROM (SELECT job_id, ts, line FROM job_log GROUP BY 1, 2, 3 HAVING count(*) > 1) d")
+[ "$got" = 0 ] || fail "$got job log lines written twice"
+[ "$(wc -l <"$DATA_DIR/records.journal")" = 1 ] || fail "the journal was not emptied"
+apit GET /api/v1/jobs
+expect_status 200
+stop_daemon
+log "ok 4: started offline after a power cut: 3 jobs passed and written once, the killed run's $n_old jobs interrupted once, none of this run's"

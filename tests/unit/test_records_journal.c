@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -406,6 +407,146 @@ static void test_pg_connection_lost_journaled(void **state)
     pg_count(f, "SELECT count(*) FROM jobs", "2");
 }
 
+/* ---- the state file and the offline start ------------------------------------------------- */
+
+static void state_path(const struct fx *f, char *out, size_t n)
+{
+    snprintf(out, n, "%s/records.journal.state", f->dir);
+}
+
+static void flip_byte(const char *path, long at)
+{
+    FILE *fp = fopen(path, "r+");
+    int c;
+    assert_non_null(fp);
+    assert_int_equal(fseek(fp, at, SEEK_SET), 0);
+    c = fgetc(fp);
+    assert_int_equal(fseek(fp, at, SEEK_SET), 0);
+    fputc(c ^ 0x01, fp);
+    fclose(fp);
+}
+
+static void test_state_round_trip(void **state)
+{
+    struct fx *f = *state;
+    char sp[128], msg[256];
+    int64_t ids[8] = {5, 6, 7, 10, 12, 13}, back[8];
+    struct rj_state st = {.schema = 8, .ids = ids, .n_ids = 6};
+    struct rj_state rd = {.ids = back, .max_ids = 8};
+    state_path(f, sp, sizeof(sp));
+    assert_int_equal(rj_state_read(sp, &rd, msg, sizeof(msg)), -ENOENT);
+    snprintf(st.station, sizeof(st.station), "st1");
+    snprintf(st.dsn, sizeof(st.dsn), "host=db1 dbname=line");
+    snprintf(st.identity, sizeof(st.identity), "7301:16384:line");
+    assert_int_equal(rj_state_write(sp, &st, msg, sizeof(msg)), 0);
+    assert_int_equal(rj_state_read(sp, &rd, msg, sizeof(msg)), 0);
+    assert_string_equal(rd.station, "st1");
+    assert_string_equal(rd.dsn, "host=db1 dbname=line");
+    assert_string_equal(rd.identity, "7301:16384:line");
+    assert_int_equal(rd.schema, 8);
+    assert_int_equal(rd.n_ids, 6);
+    assert_memory_equal(back, ids, 6 * sizeof(ids[0]));
+    /* More ids than the reader holds: refused, not cut. */
+    rd.max_ids = 5;
+    assert_int_equal(rj_state_read(sp, &rd, msg, sizeof(msg)), -EBADMSG);
+    rd.max_ids = 8;
+    /* A flipped bit anywhere: the checksum refuses the whole file. */
+    flip_byte(sp, 40);
+    assert_int_equal(rj_state_read(sp, &rd, msg, sizeof(msg)), -EBADMSG);
+    assert_non_null(strstr(msg, "checksum mismatch"));
+    /* Cut short. */
+    assert_int_equal(rj_state_write(sp, &st, msg, sizeof(msg)), 0);
+    assert_int_equal(truncate(sp, 60), 0);
+    assert_int_equal(rj_state_read(sp, &rd, msg, sizeof(msg)), -EBADMSG);
+    assert_non_null(strstr(msg, "cut short"));
+    /* Not a state file at all. */
+    FILE *fp = fopen(sp, "w");
+    assert_non_null(fp);
+    fputs(RJ_HEADER, fp);
+    fclose(fp);
+    assert_int_equal(rj_state_read(sp, &rd, msg, sizeof(msg)), -EBADMSG);
+    assert_non_null(strstr(msg, "not a records state file"));
+}
+
+/* Nothing listens on port 1: refused at once. */
+#define OFFLINE_DSN "host=127.0.0.1 port=1 user=x dbname=line connect_timeout=2"
+
+static int open_offline(struct fx *f, const char *station, struct records_error *err)
+{
+    char jp[128];
+    journal_path(f, jp, sizeof(jp));
+    return records_open_journaled(RECORDS_BACKEND_POSTGRESQL, OFFLINE_DSN, station, jp, &f->r, err);
+}
+
+static void write_offline_state(struct fx *f, const char *station)
+{
+    char sp[128], msg[256];
+    int64_t ids[3] = {100, 101, 102};
+    struct rj_state st = {.schema = records_schema_latest(), .ids = ids, .n_ids = 3};
+    state_path(f, sp, sizeof(sp));
+    snprintf(st.station, sizeof(st.station), "%s", station);
+    snprintf(st.dsn, sizeof(st.dsn), "%s", OFFLINE_DSN);
+    snprintf(st.identity, sizeof(st.identity), "7301:16384:line");
+    assert_int_equal(rj_state_write(sp, &st, msg, sizeof(msg)), 0);
+}
+
+static void test_offline_start(void **state)
+{
+    struct fx *f = *state;
+    struct records_error err;
+    struct records_journal_status js;
+    struct records_job j;
+    struct records_job_new nj = {.kind = "flash", .slot = "A1", .stage = "connect"};
+    int64_t id = 0;
+    char sp[128];
+    state_path(f, sp, sizeof(sp));
+
+    /* A first start (no state): today's error, nothing to trust. */
+    assert_int_equal(open_offline(f, "st1", &err), -ECONNREFUSED);
+    assert_null(f->r);
+    assert_non_null(strstr(err.message, "cannot connect to PostgreSQL"));
+
+    /* This data directory worked with that database as st1: it starts offline. */
+    write_offline_state(f, "st1");
+    assert_int_equal(open_offline(f, "st1", &err), 0);
+    assert_int_equal(records_journal_status(f->r, &js), 0);
+    assert_true(js.offline);
+    assert_false(js.connected);
+    assert_int_equal(js.reserved_ids, 3);
+    assert_non_null(strstr(js.unreachable, "unreachable"));
+    assert_int_equal(records_job_begin(f->r, &nj, &id, &err), 0);
+    assert_int_equal(id, 100);
+    /* Reads fail at once, naming the outage. */
+    assert_true(records_job_get(f->r, id, &j, &err) < 0);
+    assert_non_null(strstr(err.message, "records database unreachable"));
+    assert_true(records_tick(f->r, &err) <= 0); /* still nothing there */
+    records_close(f->r);
+    f->r = NULL;
+
+    /* Restarted again during the outage: the id the journal used is not handed out again. */
+    assert_int_equal(open_offline(f, "st1", &err), 0);
+    assert_int_equal(records_journal_status(f->r, &js), 0);
+    assert_int_equal(js.reserved_ids, 2);
+    assert_int_equal(js.pending, 1);
+    assert_int_equal(records_job_begin(f->r, &nj, &id, &err), 0);
+    assert_int_equal(id, 101);
+    records_close(f->r);
+    f->r = NULL;
+
+    /* Another station's state: refused, saying so. */
+    assert_int_equal(open_offline(f, "st2", &err), -EBADMSG);
+    assert_null(f->r);
+    assert_non_null(strstr(err.message, "belongs to station \"st1\""));
+    assert_non_null(strstr(err.message, "cannot connect to PostgreSQL"));
+
+    /* A damaged state file: refused, naming it. */
+    flip_byte(sp, 30);
+    assert_int_equal(open_offline(f, "st1", &err), -EBADMSG);
+    assert_null(f->r);
+    assert_non_null(strstr(err.message, "cannot start while the database is unreachable"));
+    assert_non_null(strstr(err.message, "records.journal.state is damaged"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -416,6 +557,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pg_replay_at_open_twice, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_damaged_tail_set_aside, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_connection_lost_journaled, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_state_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_offline_start, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
