@@ -467,7 +467,9 @@ struct records_job_result {
 void records_job_result_init(struct records_job_result *res);
 
 /* Finishes a job (durable on return). -EINVAL if already finished or if the
- * state is not final, -ENOENT for an unknown job. */
+ * state is not final, -ENOENT for an unknown job. A job marked 'interrupted'
+ * without its worker (crash recovery, or another station's take-over) takes the
+ * result its worker reports later: the real result replaces the guess. */
 int records_job_finish(struct records *r, int64_t id, const struct records_job_result *res,
                        struct records_error *err);
 

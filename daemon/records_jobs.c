@@ -282,7 +282,7 @@ static const char sql_job_finish[] =
     "device_status = ?8, device_error = ?9, error_op = ?10, "
     "error_address = ?11, bytes = ?12, wire_bytes = ?13, kbps = ?14, "
     "retries = ?15, seconds = ?16, skipped_bytes = ?17 "
-    "WHERE id = ?1 AND state IN ('queued', 'running')";
+    "WHERE id = ?1 AND state IN ('queued', 'running', 'interrupted')";
 
 int records_job_finish(struct records *r, int64_t id, const struct records_job_result *res,
                        struct records_error *err)
@@ -304,7 +304,12 @@ int records_job_finish(struct records *r, int64_t id, const struct records_job_r
         return ret;
     if ((ret = job_state(r, id, &cur, &started, &bytes, &wire, err)) < 0)
         return ret;
-    if (records_job_state_is_final(cur))
+    /* 'interrupted' is a guess made without the job's worker (a crash recovery, or
+     * another station taking over from one it thought gone: cut off from the
+     * database, or journaling through an outage, longer than line.gone_after_s).
+     * The worker's own result, arriving later, is the truth and replaces it; a
+     * job counts once whatever its state, so nothing is counted twice. */
+    if (records_job_state_is_final(cur) && cur != RECORDS_JOB_INTERRUPTED)
         return rec_set_err(err, -EINVAL, "records: job %lld is already %s", (long long)id,
                            records_job_state_to_string(cur));
     now = records_now_ms(r);

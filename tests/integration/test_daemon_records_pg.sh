@@ -57,15 +57,18 @@ grep -q 'in use by another process' "$WORK/second.log" ||
     fail "second daemon: no 'in use' message: $(tail -n 3 "$WORK/second.log")"
 stop_daemon
 
-# The server gone: the daemon does not start, names the server and what to check.
+# The server gone. A data directory that never worked with this database: the daemon does
+# not start, names the server and what to check. (One that did starts offline and journals:
+# test_line_db_faults.)
 pg_stop
 rc=0
-timeout 60 "$ESPSTATIOND" --config "$CFG" --data-dir "$DATA_DIR" --stub-dir "$STUB_DIR" \
+mkdir -p "$WORK/fresh"
+timeout 60 "$ESPSTATIOND" --config "$CFG" --data-dir "$WORK/fresh" --stub-dir "$STUB_DIR" \
     --no-udev >"$WORK/down.log" 2>&1 || rc=$?
 [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] || fail "daemon with PostgreSQL down: rc $rc"
 for want in 'cannot connect to PostgreSQL' 'records.dsn' 'dbname=espstation' 'pg_hba.conf'; do
     grep -qF "$want" "$WORK/down.log" || fail "PostgreSQL down: '$want' not in: $(cat "$WORK/down.log")"
 done
 ! grep -q 'sekret' "$WORK/down.log" || fail "the DSN's password was printed: $(cat "$WORK/down.log")"
-[ ! -e "$DATA_DIR/records.db" ] || fail "PostgreSQL down: the daemon fell back to a records.db"
+[ ! -e "$WORK/fresh/records.db" ] || fail "PostgreSQL down: the daemon fell back to a records.db"
 log "ok: records on PostgreSQL; second daemon refused; server down reported: $(grep -m1 -o 'records: cannot connect[^;]*' "$WORK/down.log")"

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "records_fixture.h"
+#include "records_line.h"
 
 static int setup(void **state)
 {
@@ -187,6 +188,61 @@ static void test_recovery_per_station(void **state)
     records_close(b);
 }
 
+static struct records_job_result passed_result(void)
+{
+    struct records_job_result res;
+    records_job_result_init(&res);
+    res.state = RECORDS_JOB_PASSED;
+    res.bytes = 4096;
+    return res;
+}
+
+/* A job marked interrupted without its worker (a take-over by another station, or a
+ * crash recovery) takes the result the worker reports later; a real result stays. */
+static void test_result_replaces_interruption(void **state)
+{
+    struct fx *f = *state;
+    struct records *a = NULL, *b = NULL;
+    struct records_error err;
+    char st[RECORDS_STATION_LEN];
+    struct records_job_result res = passed_result();
+    assert_int_equal(open_as(f, "st-a", &a, &err), 0);
+    int64_t ja = running_job(a, "24:6f:28:00:00:1a");
+    if (fx_pg_dsn()) {
+        /* st-b finds st-a gone (no heartbeat) while st-a's worker is still flashing */
+        int jobs = 0;
+        bool marked = false;
+        assert_int_equal(records_station_heartbeat(a, "http://a", "1", 1, "{}", &err), 0);
+        assert_int_equal(open_as(f, "st-b", &b, &err), 0);
+        assert_int_equal(records_jobs_interrupt_station(b, "st-a", records_now_ms(b) + 60000,
+                                                        "no heartbeat", &jobs, &marked, &err),
+                         0);
+        assert_int_equal(jobs, 1);
+        assert_int_equal(job_state(b, ja, st, sizeof(st)), RECORDS_JOB_INTERRUPTED);
+        /* st-a's worker ends: its result is the truth */
+        assert_int_equal(records_job_finish(a, ja, &res, &err), 0);
+        assert_int_equal(job_state(b, ja, st, sizeof(st)), RECORDS_JOB_PASSED);
+        records_close(b);
+    } else {
+        /* the file's own crash recovery guessed, then the result arrives (a journal) */
+        records_close(a);
+        a = NULL;
+        assert_int_equal(open_as(f, "st-a", &a, &err), 0);
+        assert_int_equal(job_state(a, ja, st, sizeof(st)), RECORDS_JOB_INTERRUPTED);
+        assert_int_equal(records_job_finish(a, ja, &res, &err), 0);
+        assert_int_equal(job_state(a, ja, st, sizeof(st)), RECORDS_JOB_PASSED);
+    }
+    /* a real result is never replaced */
+    res.state = RECORDS_JOB_FAILED;
+    assert_int_equal(records_job_finish(a, ja, &res, &err), -EINVAL);
+    assert_non_null(strstr(err.message, "is already passed"));
+    struct records_counters c;
+    assert_int_equal(records_counters_line(a, 0, &c, &err), 0);
+    assert_int_equal(c.passed, 1);
+    assert_int_equal(c.by_state[RECORDS_JOB_INTERRUPTED], 0); /* counted once */
+    records_close(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -194,6 +250,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_names_share_the_database, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_name_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recovery_per_station, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_result_replaces_interruption, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
