@@ -245,6 +245,27 @@ int tp_fd_discard(struct tp_fd *io)
     return 0;
 }
 
+int tp_sock_drain(struct transport *t)
+{
+    return ((struct tp_fd *)t->priv)->gone ? -ENODEV : 0;
+}
+
+int tp_sock_no_reopen(struct transport *t, int timeout_ms)
+{
+    (void)t;
+    (void)timeout_ms;
+    return -ENOTSUP;
+}
+
+void tp_sock_close(struct transport *t)
+{
+    struct tp_fd *io = t->priv;
+    if (io->fd >= 0)
+        close(io->fd);
+    free(t->priv);
+    free(t);
+}
+
 static int lines_errno(struct tp_fd *io, int e)
 {
     if (e == ENOTTY || e == EINVAL || e == ENOTSUP || e == ENOSYS)

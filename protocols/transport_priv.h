@@ -53,6 +53,14 @@ int tp_fd_write(struct tp_fd *io, int cancel_fd, const uint8_t *buf, size_t len,
 /* Reads and throws away whatever is buffered now (for fds without tcflush). */
 int tp_fd_discard(struct tp_fd *io);
 
+/* Ops of the socket backends (tcp://, rfc2217://), whose t->priv begins with its struct
+ * tp_fd: drain (the kernel owns the bytes once send() returned; nothing to wait for, and
+ * RFC 2217 has no "drained" answer), reopen (-ENOTSUP: a socket is not re-enumerated),
+ * close (closes the fd, frees priv and t). */
+int tp_sock_drain(struct transport *t);
+int tp_sock_no_reopen(struct transport *t, int timeout_ms);
+void tp_sock_close(struct transport *t);
+
 /*
  * DTR/RTS through TIOCM ioctls. Both >= 0: one TIOCMGET + TIOCMSET; one >= 0:
  * TIOCMBIS/TIOCMBIC for that line only; both -1: nothing. Returns 0, -ENOTSUP

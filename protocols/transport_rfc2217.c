@@ -53,7 +53,7 @@
 #define DISCARD_LIMIT (1024 * 1024)
 
 struct rfc_priv {
-    struct tp_fd io;
+    struct tp_fd io; /* first: tp_sock_close/tp_sock_drain read it */
     struct telnet tn;
     bool purge_answers; /* the server answered PURGE-DATA so far: wait for it */
     uint64_t pend_dropped;
@@ -276,37 +276,15 @@ static int rfc_flush_input(struct transport *t)
     return discard_available(t);
 }
 
-static int rfc_drain(struct transport *t)
-{
-    /* The kernel owns the bytes once send() returned; RFC 2217 has no "drained" answer. */
-    return priv_of(t)->io.gone ? -ENODEV : 0;
-}
-
-static int rfc_reopen(struct transport *t, int timeout_ms)
-{
-    (void)t;
-    (void)timeout_ms;
-    return -ENOTSUP;
-}
-
-static void rfc_close(struct transport *t)
-{
-    struct rfc_priv *p = priv_of(t);
-    if (p->io.fd >= 0)
-        close(p->io.fd);
-    free(p);
-    free(t);
-}
-
 static const struct transport_ops rfc_ops = {
     .write = rfc_write,
     .read = rfc_read,
     .set_baud = rfc_set_baud,
     .set_lines = rfc_set_lines,
     .flush_input = rfc_flush_input,
-    .drain = rfc_drain,
-    .reopen = rfc_reopen,
-    .close = rfc_close,
+    .drain = tp_sock_drain,
+    .reopen = tp_sock_no_reopen,
+    .close = tp_sock_close,
 };
 
 /* Option negotiation up to the server's DO COM-PORT-OPTION. 0 or -errno with err. */
@@ -392,7 +370,7 @@ int tp_rfc2217_open(const char *uri, const char *hostport, struct transport **ou
 
     int rc = negotiate(t, host, port, err);
     if (rc < 0) {
-        rfc_close(t);
+        tp_sock_close(t);
         return rc;
     }
     *out = t;

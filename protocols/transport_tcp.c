@@ -31,7 +31,7 @@
 #define KEEPALIVE_COUNT 3
 
 struct tcp_priv {
-    struct tp_fd io;
+    struct tp_fd io; /* first: tp_sock_close/tp_sock_drain read it */
 };
 
 static struct tcp_priv *priv_of(struct transport *t)
@@ -67,37 +67,15 @@ static int tcp_flush_input(struct transport *t)
     return tp_fd_discard(&priv_of(t)->io);
 }
 
-static int tcp_drain(struct transport *t)
-{
-    /* The kernel owns the bytes once send() returned; nothing to wait for. */
-    return priv_of(t)->io.gone ? -ENODEV : 0;
-}
-
-static int tcp_reopen(struct transport *t, int timeout_ms)
-{
-    (void)t;
-    (void)timeout_ms;
-    return -ENOTSUP;
-}
-
-static void tcp_close(struct transport *t)
-{
-    struct tcp_priv *p = priv_of(t);
-    if (p->io.fd >= 0)
-        close(p->io.fd);
-    free(p);
-    free(t);
-}
-
 static const struct transport_ops tcp_ops = {
     .write = tcp_write,
     .read = tcp_read,
     .set_baud = tcp_set_baud,
     .set_lines = tcp_set_lines,
     .flush_input = tcp_flush_input,
-    .drain = tcp_drain,
-    .reopen = tcp_reopen,
-    .close = tcp_close,
+    .drain = tp_sock_drain,
+    .reopen = tp_sock_no_reopen,
+    .close = tp_sock_close,
 };
 
 /* Splits "host:port" / "[v6]:port". Returns false when either part is missing or bad. */
