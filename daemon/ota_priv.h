@@ -1,10 +1,12 @@
 /*
- * ota_priv: what ota.c (update endpoint, check-ins, image cache) and
- * ota_job.c (push workers) and ota_bulk.c (bulk updates) share. Not for other modules.
+ * ota_priv: what ota.c (update endpoint: listener and connections), ota_checkin.c
+ * (check-in and pull handling of a request), ota_fw.c (image cache), ota_job.c (push
+ * workers) and ota_bulk.c (bulk updates) share. Not for other modules.
  */
 #ifndef ESPSTATION_OTA_PRIV_H
 #define ESPSTATION_OTA_PRIV_H
 
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -14,6 +16,7 @@
 #include "config.h"
 #include "ota.h"
 #include "ota_common.h"
+#include "ota_http.h"
 #include "records.h"
 
 /* One OTA image: the app region of a catalog set (and its filesystem region, if
@@ -48,7 +51,7 @@ struct ota_fw {
 struct ota_fw *ota_fw_ref(struct ota_fw *fw);
 void ota_fw_unref(struct ota_fw *fw); /* NULL allowed; any thread */
 
-struct ota_conn;
+struct ota_tls_conn;
 struct ota_push;
 struct ota_bulk;
 struct loop_timer;
@@ -98,6 +101,54 @@ struct ota {
     uint64_t auth_refused;
     int64_t auth_log_ms;
 };
+
+/* One connection to the update endpoint (ota.c accepts it and does its I/O; ota_checkin.c
+ * answers its request). */
+struct ota_conn {
+    struct ota *o;
+    int fd;
+    struct ota_tls_conn *tls; /* ota.tls: the connection's TLS layer; NULL plain HTTP */
+    char ip[INET6_ADDRSTRLEN];
+    char in[OTA_HTTP_MAX_HEAD];
+    size_t in_len;
+    char head[1024];
+    size_t head_len, head_off;
+    struct ota_fw *fw;   /* body to send (SERVE), referenced */
+    const uint8_t *body; /* fw's app or filesystem image */
+    size_t body_len;
+    bool fs; /* x-…-mode: spiffs (the filesystem image) */
+    size_t body_off;
+    bool writing;
+    bool record_served; /* a GET answered with an image: counted, and a job when mac */
+    bool plain;         /* an SDK plain GET (no updater headers) */
+    const char *half;   /* plain GET of a dual set: "user1" / "user2", else NULL */
+    char mac[RECORDS_MAC_LEN];
+    bool claim; /* a check-in without credentials for a board confirmed at another address:
+                   answered, but nothing goes into that board's record (board_addr.h) */
+    char sketch_md5[33];
+    int64_t job_id;
+    int64_t last_io;
+    int64_t started;
+    int64_t first_us; /* monotonic time of the response's first byte handed to the socket */
+    bool draining;    /* whole image handed over, our side shut: waiting for the board's close */
+    struct ota_conn *next;
+};
+
+/* ota.c: the connection's I/O */
+void ota_conn_io(void *ctx, int fd, uint32_t events); /* loop callback, ctx the ota_conn */
+void ota_conn_write(struct ota_conn *c);              /* sends the head, then the body */
+void ota_conn_close(struct ota_conn *c);              /* unlinks and frees c */
+
+/* ota_checkin.c: one request */
+/* Answers c's parsed request: check-in bookkeeping, the pull decision, the response. */
+void ota_handle_request(struct ota_conn *c, const struct ota_http_request *req);
+/* A plain-text response head and body into c->head. */
+void ota_answer_text(struct ota_conn *c, int status, const char *text);
+/* /metrics: one request answered with status (ota_counters). */
+void ota_count_checkin(struct ota *o, int status);
+/* The whole image went out; seconds: from the first byte of the response to the board's
+ * close, < 0 when not known (why_unknown says why). */
+void ota_served_complete(struct ota_conn *c, double seconds, const char *why_unknown);
 
 /* Loads (or takes from the cache) "name@version"'s OTA image: a new reference.
  * -ENOENT, -EINVAL (no app region / bad reference), -EBADMSG, -ENOMEM. */
