@@ -174,10 +174,14 @@ static int parse_ids(char *v, struct rj_state *s)
         b = strtoll(tok, &end, 10);
         if (errno || end == tok || *end || b < a)
             return -EBADMSG;
-        for (long long i = a; i <= b; i++) {
+        /* a..b inclusive, without i++ past b (b may be LLONG_MAX: found by
+         * fuzz_records_journal_state) */
+        for (long long i = a;; i++) {
             if (s->n_ids >= s->max_ids)
                 return -EBADMSG;
             s->ids[s->n_ids++] = i;
+            if (i == b)
+                break;
         }
     }
     return 0;
