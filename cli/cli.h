@@ -56,6 +56,7 @@ struct cli_options {
     enum esp_before before;
     enum esp_after after;
     bool no_stub;
+    bool before_given, after_given; /* --before / --after on the command line (win over --from) */
     const char *stub_dir;
     int connect_attempts; /* -1: engine default */
     double timeout_scale; /* 0: engine default */
@@ -242,6 +243,10 @@ int cli_from_load(const char *path, struct buildsrc **src, struct esp_error *err
 void cli_from_free(struct buildsrc *src); /* NULL allowed */
 /* Flash size to configure before connecting (0: unknown/detect). */
 uint32_t cli_from_flash_size(const struct buildsrc *src);
+/* What the build says about reset and stub (ESP-IDF extra_esptool_args before/after/stub)
+ * into opt where the command line gave no --before/--after/--no-stub; logged. */
+void cli_from_esptool_args(struct cli_output *out, const struct buildsrc *src,
+                           struct cli_options *opt);
 /* The set for the connected chip as files (data copied, paths borrowed from src), its
  * flash settings into fs, what was recognised logged and added to res as "source". */
 int cli_from_files(struct cli_output *out, const struct buildsrc *src,

@@ -354,7 +354,7 @@ static int zopfli_files(struct cmd *c, struct cli_file *files, size_t n)
 
 static int cmd_flash(struct cmd *c)
 {
-    const struct cli_options *opt = c->opt;
+    const struct cli_options *opt = c->opt, *orig_opt = c->opt;
     struct cli_file *files = NULL;
     size_t n = 0;
     struct esp_region *regions = NULL;
@@ -362,6 +362,13 @@ static int cmd_flash(struct cmd *c)
     struct buildsrc *src = NULL;
 
     int r = opt->from ? cli_from_load(opt->from, &src, &c->err) : load_pairs(c, &files, &n);
+    /* The build's reset and stub choices (ESP-IDF extra_esptool_args) for this command. */
+    struct cli_options from_opt;
+    if (r >= 0 && src) {
+        from_opt = *opt;
+        cli_from_esptool_args(c->out, src, &from_opt);
+        c->opt = c->s.opt = opt = &from_opt;
+    }
     uint32_t cfg_size =
         opt->from && !opt->flash_size ? cli_from_flash_size(src) : explicit_flash_size(opt);
     if (r >= 0 && src) {
@@ -470,6 +477,7 @@ static int cmd_flash(struct cmd *c)
     free(regions);
     cli_files_free(files, n);
     cli_from_free(src);
+    c->opt = c->s.opt = orig_opt; /* from_opt ends here */
     return r;
 }
 

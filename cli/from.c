@@ -31,6 +31,28 @@ uint32_t cli_from_flash_size(const struct buildsrc *src)
     return src && src->n_sets == 1 && !src->sets[0].flash_size_detect ? src->sets[0].flash_size : 0;
 }
 
+void cli_from_esptool_args(struct cli_output *out, const struct buildsrc *src,
+                           struct cli_options *opt)
+{
+    if (!src->has_before && !src->has_after && !src->has_stub)
+        return;
+    const char *d = src->descriptor ? src->descriptor : "the build";
+    if (src->has_before && !opt->before_given)
+        opt->before = src->before;
+    if (src->has_after && !opt->after_given)
+        opt->after = src->after;
+    bool stub_kept = src->has_stub && src->stub && opt->no_stub; /* --no-stub wins */
+    if (src->has_stub && !src->stub)
+        opt->no_stub = true;
+    cli_logf(out, ESP_LOG_INFO, "%s: reset %s, leave %s, %s%s", d,
+             esp_before_to_string(opt->before), esp_after_to_string(opt->after),
+             opt->no_stub ? "ROM loader only (no stub)" : "with the flasher stub",
+             (src->has_before && opt->before_given) || (src->has_after && opt->after_given) ||
+                     stub_kept
+                 ? " (the command line's options win over the build's)"
+                 : "");
+}
+
 static const char *format_title(enum buildsrc_format f)
 {
     switch (f) {

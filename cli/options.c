@@ -301,6 +301,7 @@ enum cli_parse_result cli_parse_options(int argc, char **argv, struct cli_option
                              "no-reset-no-sync, manual)",
                              optarg);
             opt->before = (enum esp_before)r;
+            opt->before_given = true;
             break;
         }
         case OPT_AFTER: {
@@ -310,6 +311,7 @@ enum cli_parse_result cli_parse_options(int argc, char **argv, struct cli_option
                              "bad --after '%s' (hard-reset, soft-reset, no-reset, no-reset-stub)",
                              optarg);
             opt->after = (enum esp_after)r;
+            opt->after_given = true;
             break;
         }
         case OPT_NO_STUB:

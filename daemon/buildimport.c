@@ -150,6 +150,22 @@ int buildimport_run(struct catalog *cat, const char *path, const struct buildimp
         return rc;
     }
     res->source = buildsrc_to_json(src);
+    /* A catalog set holds regions and flash settings only: the build's own reset and stub
+     * choices (ESP-IDF extra_esptool_args) are stated, not kept. */
+    if ((src->has_before && src->before != ESP_BEFORE_DEFAULT_RESET) ||
+        (src->has_after && src->after != ESP_AFTER_HARD_RESET) || (src->has_stub && !src->stub)) {
+        char note[256];
+        snprintf(note, sizeof(note),
+                 "%s asks for reset %s, leave %s, %s: a station job resets and loads the stub "
+                 "as for every set (espstation flash --from follows the build)",
+                 src->descriptor ? src->descriptor : "the build",
+                 esp_before_to_string(src->has_before ? src->before : ESP_BEFORE_DEFAULT_RESET),
+                 esp_after_to_string(src->has_after ? src->after : ESP_AFTER_HARD_RESET),
+                 src->has_stub && !src->stub ? "no stub" : "the stub");
+        json_object *notes;
+        if (res->source && json_object_object_get_ex(res->source, "notes", &notes))
+            json_object_array_add(notes, json_object_new_string(note));
+    }
     for (size_t s = 0; s < src->n_sets && rc == 0; s++) {
         const struct buildsrc_set *set = &src->sets[s];
         struct set_files *sf = calloc(1, sizeof(*sf));

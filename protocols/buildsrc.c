@@ -91,6 +91,49 @@ static int flash_setting(struct buildsrc_set *set, json_object *fs, const char *
     return 0;
 }
 
+/* extra_esptool_args.before / after / stub: esptool's values (with '_', as ESP-IDF writes
+ * them, or '-'); anything else is refused naming the key. */
+static int esptool_args(struct buildsrc *src, json_object *extra, const char *what,
+                        struct esp_error *err)
+{
+    json_object *v = NULL;
+    if (json_object_object_get_ex(extra, "before", &v)) {
+        const char *s = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
+        int b = esp_before_from_string(s);
+        if (b < 0 || b == ESP_BEFORE_MANUAL)
+            return bsrc_fail(err, -EINVAL, bsrc_adv_build,
+                             "%s: extra_esptool_args.before \"%.32s\" is not default_reset, "
+                             "usb_reset, no_reset or no_reset_no_sync",
+                             what, s);
+        src->has_before = true;
+        src->before = (enum esp_before)b;
+    }
+    if (json_object_object_get_ex(extra, "after", &v)) {
+        const char *s = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
+        int a = esp_after_from_string(s);
+        if (a < 0)
+            return bsrc_fail(err, -EINVAL, bsrc_adv_build,
+                             "%s: extra_esptool_args.after \"%.32s\" is not hard_reset, "
+                             "soft_reset, no_reset or no_reset_stub",
+                             what, s);
+        src->has_after = true;
+        src->after = (enum esp_after)a;
+    }
+    if (json_object_object_get_ex(extra, "stub", &v)) {
+        /* ESP-IDF writes a JSON boolean; "true"/"false" as text are taken too. */
+        const char *s = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
+        if (json_object_is_type(v, json_type_boolean))
+            src->stub = json_object_get_boolean(v);
+        else if (s && (strcasecmp(s, "true") == 0 || strcasecmp(s, "false") == 0))
+            src->stub = strcasecmp(s, "true") == 0;
+        else
+            return bsrc_fail(err, -EINVAL, bsrc_adv_build,
+                             "%s: extra_esptool_args.stub is not true or false", what);
+        src->has_stub = true;
+    }
+    return 0;
+}
+
 int buildsrc_parse_flasher_args(const char *json, size_t len, const char *what,
                                 struct buildsrc *src, struct esp_error *err)
 {
@@ -124,6 +167,8 @@ int buildsrc_parse_flasher_args(const char *json, size_t len, const char *what,
                 goto out;
             }
         }
+        if ((rc = esptool_args(src, extra, what, err)) < 0)
+            goto out;
     }
     json_object *fs = NULL;
     if (json_object_object_get_ex(root, "flash_settings", &fs) &&
@@ -433,5 +478,17 @@ json_object *buildsrc_to_json(const struct buildsrc *src)
     for (size_t i = 0; i < src->n_notes; i++)
         json_object_array_add(notes, json_object_new_string(src->notes[i]));
     json_object_object_add(o, "notes", notes);
+    if (src->has_before || src->has_after || src->has_stub) {
+        json_object *e = json_object_new_object();
+        if (src->has_before)
+            json_object_object_add(e, "before",
+                                   json_object_new_string(esp_before_to_string(src->before)));
+        if (src->has_after)
+            json_object_object_add(e, "after",
+                                   json_object_new_string(esp_after_to_string(src->after)));
+        if (src->has_stub)
+            json_object_object_add(e, "stub", json_object_new_boolean(src->stub));
+        json_object_object_add(o, "esptool_args", e);
+    }
     return o;
 }

@@ -40,6 +40,7 @@
 #include "esp_chip.h"
 #include "esp_error.h"
 #include "esp_image.h"
+#include "esp_loader.h"
 
 #define BUILDSRC_MAX_PARTS 32
 #define BUILDSRC_MAX_SETS 16
@@ -109,6 +110,13 @@ struct buildsrc {
     size_t n_sets;
     char *notes[BUILDSRC_MAX_NOTES]; /* "no idedata.json: PlatformIO's usual ESP32 offsets" */
     size_t n_notes;
+    /* ESP-IDF extra_esptool_args besides chip (idf.py flash hands them to esptool): how the
+     * board is reset into the loader and left, and whether the flasher stub runs. has_*
+     * false: the descriptor does not say (the flasher's defaults apply). */
+    bool has_before, has_after, has_stub;
+    enum esp_before before; /* default-reset, usb-reset, no-reset, no-reset-no-sync */
+    enum esp_after after;   /* hard-reset, soft-reset, no-reset, no-reset-stub */
+    bool stub;
 };
 
 /*

@@ -17,12 +17,21 @@ source "${INTEG_LIB:?INTEG_LIB (tests/integration/lib.sh) must be set}"
 source "$(dirname "$0")/daemon_lib.sh"
 source "$(dirname "$0")/api_lib.sh"
 
-FIX=${ESP_IMAGES:-$(cd "$(dirname "$0")/../../.." && pwd)/shared/fixtures/esp-images}
-if [ ! -f "$FIX/bootloader_esp32.bin" ]; then
-    log "SKIP: the real ESP images are not at $FIX (../shared/fixtures/esp-images next to the" \
-        "repository; set ESP_IMAGES to their folder)"
+# The folder: $ESP_IMAGES (CMake passes the one it found), else next to the repository, else
+# /work/shared (a checkout or worktree elsewhere on a machine that has it).
+FIX=
+for dir in "${ESP_IMAGES:-}" "$(cd "$(dirname "$0")/../../.." && pwd)/shared/fixtures/esp-images" \
+    /work/shared/fixtures/esp-images; do
+    [ -n "$dir" ] && [ -f "$dir/bootloader_esp32.bin" ] && { FIX=$dir; break; }
+done
+if [ -z "$FIX" ]; then
+    msg="the real ESP images are not there (../shared/fixtures/esp-images next to the repository"
+    msg+=" or /work/shared; set ESP_IMAGES to their folder)"
+    [ -z "${ESPSTATION_REQUIRE_ESP_IMAGES:-}" ] || fail "$msg; ESPSTATION_REQUIRE_ESP_IMAGES is set"
+    log "SKIP: $msg"
     exit 77
 fi
+log "real ESP images: $FIX"
 HW=$FIX/ram_helloworld
 
 # ---- the trees ------------------------------------------------------------------------------
@@ -141,6 +150,15 @@ OVERLAP=$WORK/overlap/build
 mkdir -p "$OVERLAP"
 cp -r "$IDF/bootloader" "$IDF/partition_table" "$IDF/hello.bin" "$OVERLAP/"
 idf_args 0x2000 hello.bin esp32 >"$OVERLAP/flasher_args.json"
+# ESP-IDF with CONFIG_ESPTOOLPY_AFTER_NORESET and CONFIG_ESPTOOLPY_NO_STUB: flasher_args.json
+# says "after": "no_reset", "stub": false (idf.py flash hands both to esptool).
+NORST=$WORK/norst/build
+mkdir -p "$NORST"
+cp -r "$IDF/bootloader" "$IDF/partition_table" "$IDF/hello.bin" "$NORST/"
+idf_args 0x10000 hello.bin esp32 |
+    sed 's/"after" : "hard_reset"/"after" : "no_reset"/; s/"stub" : true/"stub" : false/' \
+        >"$NORST/flasher_args.json"
+grepq '"stub" : false' "$NORST/flasher_args.json" || fail "no-stub tree not made"
 WTBAD=$WORK/webtools-bad
 cp -r "$WT" "$WTBAD"
 sed -i 's/"ESP32-C3"/"ESP32-S3"/' "$WTBAD/manifest.json"
@@ -150,9 +168,13 @@ start_sim esp32
 S32=$SIM_DIR P32=$SIM_PORT
 
 # ESP-IDF, pointed at the project directory (its build/ is found).
+sim_log_mark "$S32"
 expect_exit 0 -p "$P32" --json flash --from "$WORK/proj"
 assert_ok_result flash
 assert_json '.source.format' esp-idf
+assert_json '.source.esptool_args | tostring' '{"before":"default-reset","after":"hard-reset","stub":true}'
+assert_json '.stub' true
+sim_log_new_has 'reset -> boot' "$S32" || fail "extra_esptool_args.after hard_reset: the board was not reset"
 assert_json '.source.descriptor' flasher_args.json
 assert_json '.source.chip' ESP32
 assert_json '.source.name' hello_world
@@ -167,6 +189,25 @@ flash_region_equals "$S32" 0x1000 "$WORK/boot32-4mb.bin"
 flash_region_equals "$S32" 0x8000 "$IDF/partition_table/partition-table.bin"
 flash_region_equals "$S32" 0x10000 "$IDF/hello.bin"
 log "esp-idf: flashed, bootloader header set to 4MB"
+
+# extra_esptool_args after no_reset and stub false: the ROM loader only, and the board stays
+# in the loader (one reset into it, none out); --after on the command line wins.
+sim_log_mark "$S32"
+expect_exit 0 -p "$P32" --json --no-diff flash --from "$NORST"
+assert_ok_result flash
+assert_json '.source.esptool_args | tostring' '{"before":"default-reset","after":"no-reset","stub":false}'
+assert_json '.stub' false
+json_log_has 'flasher_args.json: reset default-reset, leave no-reset, ROM loader only' ||
+    fail "no log line for the build's reset and stub"
+! sim_log_new_has 'cmd MEM_BEGIN' "$S32" || fail "\"stub\": false but the stub was loaded"
+[ "$(sim_log_new "$S32" | grep -c 'EN low')" = 1 ] || fail "\"after\": \"no_reset\" but the board was reset again"
+! sim_log_new_has 'reset -> boot' "$S32" || fail "\"after\": \"no_reset\" but the board booted its app"
+flash_region_equals "$S32" 0x10000 "$IDF/hello.bin"
+sim_log_mark "$S32"
+expect_exit 0 -p "$P32" --json --no-diff --after hard-reset flash --from "$NORST"
+assert_json '.stub' false
+sim_log_new_has 'reset -> boot' "$S32" || fail "--after hard-reset did not win over the build's no_reset"
+log "esp-idf: extra_esptool_args before/after/stub followed"
 
 # Arduino, the separate files (boot_app0.bin at 0xe000); the offsets are stated.
 expect_exit 0 -p "$P32" --json --no-diff flash --from "$ARD"
@@ -269,6 +310,9 @@ M=$(set_manifest hello_world v1.4.2)
     '[["0x1000","bootloader.bin","bootloader"],["0x8000","partition-table.bin","data"],["0x10000","hello.bin","app"]]' ] ||
     fail "imported regions: $M"
 cmp -s "$DATA_DIR/firmware/hello_world/v1.4.2/hello.bin" "$IDF/hello.bin" || fail "app not stored as is"
+import_ok --import "$NORST" --name norst --fw-version 1
+grep -q 'flasher_args.json asks for reset default-reset, leave no-reset, no stub: a station job' \
+    "$WORK/import.err" || fail "the import does not state the build's reset/stub: $(cat "$WORK/import.err")"
 import_ok --import "$PIO" --name c3-line --fw-version 7
 set_manifest c3-line 7 | jq -e '.chip == "esp32c3" and (.regions | length) == 3' >/dev/null ||
     fail "platformio import"
@@ -345,6 +389,7 @@ expect_jq '.error.message | test("hello_world@v1\\.4\\.2")'
 post '/api/v1/firmware?replace=true' "$WORK/idf.zip" application/zip
 expect_status 201 "esp-idf zip"
 expect_jq '.imported.name == "hello_world" and .source.descriptor == "flasher_args.json"'
+expect_jq '.source.esptool_args == {"before": "default-reset", "after": "hard-reset", "stub": true}'
 post /api/v1/firmware "$WORK/pio.tgz" application/gzip
 expect_status 201 "platformio tgz"
 expect_jq '.imported.name == "c3dev" and .source.sets[0].chip == "ESP32-C3"'
