@@ -150,15 +150,17 @@ OVERLAP=$WORK/overlap/build
 mkdir -p "$OVERLAP"
 cp -r "$IDF/bootloader" "$IDF/partition_table" "$IDF/hello.bin" "$OVERLAP/"
 idf_args 0x2000 hello.bin esp32 >"$OVERLAP/flasher_args.json"
-# ESP-IDF with CONFIG_ESPTOOLPY_AFTER_NORESET and CONFIG_ESPTOOLPY_NO_STUB: flasher_args.json
-# says "after": "no_reset", "stub": false (idf.py flash hands both to esptool).
+# ESP-IDF with CONFIG_ESPTOOLPY_AFTER_NORESET, CONFIG_ESPTOOLPY_NO_STUB and
+# CONFIG_ESPTOOLPY_FLASHSIZE_DETECT: flasher_args.json says "after": "no_reset", "stub": false
+# (idf.py flash hands both to esptool) and "flash_size": "detect" (the chip's: 4MB on esp_sim).
 NORST=$WORK/norst/build
 mkdir -p "$NORST"
 cp -r "$IDF/bootloader" "$IDF/partition_table" "$IDF/hello.bin" "$NORST/"
 idf_args 0x10000 hello.bin esp32 |
-    sed 's/"after" : "hard_reset"/"after" : "no_reset"/; s/"stub" : true/"stub" : false/' \
-        >"$NORST/flasher_args.json"
-grepq '"stub" : false' "$NORST/flasher_args.json" || fail "no-stub tree not made"
+    sed 's/"after" : "hard_reset"/"after" : "no_reset"/; s/"stub" : true/"stub" : false/;
+         s/"flash_size": "4MB"/"flash_size": "detect"/' >"$NORST/flasher_args.json"
+[ "$(grep -c '"stub" : false\|"flash_size": "detect"' "$NORST/flasher_args.json")" = 2 ] ||
+    fail "no-stub tree not made: $(cat "$NORST/flasher_args.json")"
 WTBAD=$WORK/webtools-bad
 cp -r "$WT" "$WTBAD"
 sed -i 's/"ESP32-C3"/"ESP32-S3"/' "$WTBAD/manifest.json"
@@ -191,23 +193,40 @@ flash_region_equals "$S32" 0x10000 "$IDF/hello.bin"
 log "esp-idf: flashed, bootloader header set to 4MB"
 
 # extra_esptool_args after no_reset and stub false: the ROM loader only, and the board stays
-# in the loader (one reset into it, none out); --after on the command line wins.
-sim_log_mark "$S32"
-expect_exit 0 -p "$P32" --json --no-diff flash --from "$NORST"
+# in the loader (one reset into it, none out); --after on the command line wins. "detect" on
+# a board with 8MB: the bootloader header says 8MB (byte 3: 8MB code 3 << 4 | 40m 0).
+start_sim esp32 --flash-size 8MB
+S8=$SIM_DIR P8=$SIM_PORT
+python3 -c "
+import sys
+d = bytearray(open(sys.argv[1], 'rb').read()); d[3] = 0x30
+open(sys.argv[2], 'wb').write(d)" "$IDF/bootloader/bootloader.bin" "$WORK/boot32-8mb.bin"
+sim_log_mark "$S8"
+expect_exit 0 -p "$P8" --json --no-diff flash --from "$NORST"
 assert_ok_result flash
 assert_json '.source.esptool_args | tostring' '{"before":"default-reset","after":"no-reset","stub":false}'
+assert_json '.source.flash_size' detect
 assert_json '.stub' false
+flash_region_equals "$S8" 0x1000 "$WORK/boot32-8mb.bin" # detect: the chip's 8MB in the header
 json_log_has 'flasher_args.json: reset default-reset, leave no-reset, ROM loader only' ||
     fail "no log line for the build's reset and stub"
-! sim_log_new_has 'cmd MEM_BEGIN' "$S32" || fail "\"stub\": false but the stub was loaded"
-[ "$(sim_log_new "$S32" | grep -c 'EN low')" = 1 ] || fail "\"after\": \"no_reset\" but the board was reset again"
-! sim_log_new_has 'reset -> boot' "$S32" || fail "\"after\": \"no_reset\" but the board booted its app"
-flash_region_equals "$S32" 0x10000 "$IDF/hello.bin"
-sim_log_mark "$S32"
-expect_exit 0 -p "$P32" --json --no-diff --after hard-reset flash --from "$NORST"
+! sim_log_new_has 'cmd MEM_BEGIN' "$S8" || fail "\"stub\": false but the stub was loaded"
+[ "$(sim_log_new "$S8" | grep -c 'EN low')" = 1 ] || fail "\"after\": \"no_reset\" but the board was reset again"
+! sim_log_new_has 'reset -> boot' "$S8" || fail "\"after\": \"no_reset\" but the board booted its app"
+flash_region_equals "$S8" 0x10000 "$IDF/hello.bin"
+sim_log_mark "$S8"
+expect_exit 0 -p "$P8" --json --no-diff --after hard-reset flash --from "$NORST"
 assert_json '.stub' false
-sim_log_new_has 'reset -> boot' "$S32" || fail "--after hard-reset did not win over the build's no_reset"
-log "esp-idf: extra_esptool_args before/after/stub followed"
+sim_log_new_has 'reset -> boot' "$S8" || fail "--after hard-reset did not win over the build's no_reset"
+# "keep": the header's own 2MB stays, on the same 8MB board.
+KEEP=$WORK/keep/build
+mkdir -p "$KEEP"
+cp -r "$IDF/bootloader" "$IDF/partition_table" "$IDF/hello.bin" "$KEEP/"
+idf_args 0x10000 hello.bin esp32 | sed 's/"flash_size": "4MB"/"flash_size": "keep"/' >"$KEEP/flasher_args.json"
+expect_exit 0 -p "$P8" --json --no-diff flash --from "$KEEP"
+assert_json '.source.flash_size' keep
+flash_region_equals "$S8" 0x1000 "$IDF/bootloader/bootloader.bin"
+log "esp-idf: extra_esptool_args before/after/stub followed; flash_size detect and keep"
 
 # Arduino, the separate files (boot_app0.bin at 0xe000); the offsets are stated.
 expect_exit 0 -p "$P32" --json --no-diff flash --from "$ARD"
@@ -372,6 +391,7 @@ with zipfile.ZipFile('$WORK/idf.zip', 'w') as z:
 (cd "$WT" && tar -cf "$WORK/wt.tar" .)
 (cd "$WORK/badchip" && tar -cf "$WORK/badchip.tar" build)
 (cd "$WORK/missing" && tar -cf "$WORK/missing.tar" build)
+(cd "$WORK/overlap" && tar -cf "$WORK/overlap.tar" build)
 post() { # PATH FILE TYPE
     apit POST "$1" -H "Content-Type: $3" --data-binary "@$2"
 }
@@ -404,6 +424,9 @@ expect_jq '.error.message | test("blink\\.bin: image is for ESP32-S2")'
 post /api/v1/firmware "$WORK/missing.tar" application/x-tar
 expect_error 422 validation_failed
 expect_jq '.error.message | test("bootloader/bootloader\\.bin.*missing")'
+post /api/v1/firmware "$WORK/overlap.tar" application/x-tar
+expect_error 422 validation_failed
+expect_jq '.error.message | test("hello\\.bin \\(0x2000-0x207f\\) overlaps bootloader/bootloader\\.bin")'
 python3 -c "
 import zipfile
 with zipfile.ZipFile('$WORK/nothing.zip', 'w') as z: z.writestr('notes.txt', 'hello')"
