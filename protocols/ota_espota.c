@@ -148,22 +148,37 @@ static void pending_commit(struct ota_espota_acks *a, int keep, uint64_t bound)
     uint64_t v = digits_value(a->pending, done);
     a->acked = v > bound - a->acked ? bound : a->acked + v;
     memmove(a->pending, a->pending + done, (size_t)keep);
+    memmove(a->pending_bound, a->pending_bound + done, (size_t)keep * sizeof(a->pending_bound[0]));
     a->pending_len = keep;
 }
 
-/* One more digit of the count stream (see the header for the rules). */
+static void pending_push(struct ota_espota_acks *a, uint8_t d, uint64_t bound)
+{
+    a->pending_bound[a->pending_len] = bound;
+    a->pending[a->pending_len++] = d;
+}
+
+/* Room for a count whose first digit came with bound b, after `before` counted bytes. */
+static uint64_t room_of(uint64_t b, uint64_t before)
+{
+    return b > before ? b - before : 0;
+}
+
+/* One more digit of the count stream (see the header for the rules). A count is written
+ * whole once the device's TCP took the bytes it counts, so it fits the bound its first digit
+ * came with; digits that came later (under a larger bound) do not make it larger. */
 static void ack_digit(struct ota_espota_acks *a, uint8_t d, uint64_t bound)
 {
-    uint64_t room = bound - a->acked; /* acked <= bound always */
     int n = a->pending_len;
     uint64_t p = digits_value(a->pending, n);
+    uint64_t room = n > 0 ? room_of(a->pending_bound[0], a->acked) : 0;
     if (n > 0 && n < OTA_ESPOTA_COUNT_DIGITS && room >= d && p <= (room - d) / 10) {
-        a->pending[a->pending_len++] = d; /* the count grows */
+        pending_push(a, d, bound); /* the count grows */
         return;
     }
     if (d != 0) {
         pending_commit(a, 0, bound); /* a new count starts */
-        a->pending[a->pending_len++] = d;
+        pending_push(a, d, bound);
         return;
     }
     /* A '0' cannot start a count: it ends one that began inside the pending digits. Take the
@@ -172,9 +187,10 @@ static void ack_digit(struct ota_espota_acks *a, uint8_t d, uint64_t bound)
         const uint8_t *tail = a->pending + n - k;
         uint64_t head = digits_value(a->pending, n - k);
         uint64_t t = digits_value(tail, k);
-        if (tail[0] != 0 && head <= room && t <= (room - head) / 10) {
+        uint64_t troom = room_of(a->pending_bound[n - k], a->acked);
+        if (tail[0] != 0 && head <= room && head <= troom && t <= (troom - head) / 10) {
             pending_commit(a, k, bound);
-            a->pending[a->pending_len++] = 0;
+            pending_push(a, 0, bound);
             return;
         }
     }

@@ -39,10 +39,13 @@
  *    "392OK"), failure its error text (or a timeout / lost connection).
  * Count digits are split greedily under a bound, the bytes the device's TCP
  * had taken when they arrived: a count grows while the sum stays within the
- * bound, another digit starts a new count, and a '0' that can do neither
- * (a count never starts with 0) takes the shortest tail of the growing
- * count that still fits. The sum never exceeds the bound, and any chunking
- * of the stream gives the same split for the same bound.
+ * bound its first digit came with (the device writes a count whole, after its
+ * TCP took the bytes counted, so a small count followed later by a whole-rest
+ * count, "1460" then "298572", is not read as 146029 + 8572), another digit
+ * starts a new count, and a '0' that can do neither (a count never starts
+ * with 0) takes the shortest tail of the growing count that still fits. The
+ * sum never exceeds the bound, and any chunking of the stream gives the same
+ * split for the same bound.
  */
 #ifndef OTA_ESPOTA_H
 #define OTA_ESPOTA_H
@@ -139,8 +142,9 @@ enum ota_espota_verdict {
 };
 
 struct ota_espota_acks {
-    uint64_t acked;                           /* counts read as complete, summed; <= bound */
-    uint8_t pending[OTA_ESPOTA_COUNT_DIGITS]; /* digits of the count still growing */
+    uint64_t acked;                                  /* counts read as complete, summed; <= bound */
+    uint8_t pending[OTA_ESPOTA_COUNT_DIGITS];        /* digits of the count still growing */
+    uint64_t pending_bound[OTA_ESPOTA_COUNT_DIGITS]; /* the bound when each digit came */
     int pending_len;
     uint64_t ack_bytes; /* bytes of ack stream seen (liveness) */
     bool in_text;       /* a non-digit was seen: the rest is the verdict text */
