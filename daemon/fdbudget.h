@@ -47,7 +47,8 @@
  * eventfd, the stub, firmware and pool files it reads, libserialport's sysfs
  * look-ups. About 3 are seen at once while a serial job runs. */
 #define FD_BUDGET_PER_JOB 8
-/* OTA pushes (REST API, token) the reserve has room for beside max_parallel. */
+/* OTA pushes (REST API, token) the reserve has room for beside max_parallel: also the most
+ * that run at once (ota_push refuses more, a bulk waits for a place). */
 #define FD_BUDGET_PUSHES 8
 #define FD_BUDGET_PER_API_CONN 2
 #define FD_BUDGET_MIN_CONN 4

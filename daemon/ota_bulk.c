@@ -57,6 +57,7 @@
 
 #include <json-c/json.h>
 
+#include "fdbudget.h"
 #include "log.h"
 #include "loop.h"
 #include "ota_priv.h"
@@ -248,6 +249,13 @@ void ota_bulk_on_push_done(struct ota *o, int64_t bulk_id, const char *mac, bool
                 bulk_board_done(o, b, &b->boards[i], ok, why);
 }
 
+void ota_bulk_on_push_room(struct ota *o)
+{
+    for (struct ota_bulk *b = o->bulks; b && o->n_pushes < FD_BUDGET_PUSHES; b = b->next)
+        if (strcmp(b->state, "running") == 0 && strcmp(b->method, "pull") != 0)
+            bulk_pump(o, b);
+}
+
 void ota_bulks_free(struct ota *o)
 {
     while (o->bulks) {
@@ -331,6 +339,11 @@ static void bulk_start_board(struct ota *o, struct ota_bulk *b, struct bulk_boar
         bulk_wait_fw(b, bb, err);
         return;
     }
+    if (rc == -ENOSPC) { /* no place among the pushes: bulk_pump checks first, so rare */
+        bb->attempts--;
+        bb->state = BB_PENDING;
+        return;
+    }
     if (rc < 0) {
         if (rc != -EBUSY)
             bb->attempts = b->retries + 1;
@@ -383,6 +396,10 @@ static void bulk_pump(struct ota *o, struct ota_bulk *b)
             break;
         }
         if ((int)c[BB_RUNNING] >= b->concurrency || bulk_stopping(o) || !bulk_lease_ok(b))
+            break;
+        /* At most FD_BUDGET_PUSHES pushes at once, whatever the concurrency (the open-file
+         * budget's room for them); ota_bulk_on_push_room continues when one ends. */
+        if (strcmp(b->method, "pull") != 0 && o->n_pushes >= FD_BUDGET_PUSHES)
             break;
         if (b->fw_wait_until) {
             if (loop_now_ms() < b->fw_wait_until)

@@ -23,6 +23,7 @@
 #include <json-c/json.h>
 
 #include "board_addr.h"
+#include "fdbudget.h"
 #include "log.h"
 #include "loop.h"
 #include "ota_espota.h"
@@ -307,6 +308,7 @@ static void push_finished(struct ota *o, struct ota_push *p, struct ota_msg *m)
     push_free(p); /* frees m (p->done) */
     if (bulk_id)
         ota_bulk_on_push_done(o, bulk_id, mac, ok, why);
+    ota_bulk_on_push_room(o); /* a bulk may be waiting for a place among the pushes */
 }
 
 void ota_jobs_on_msg(void *ctx, int fd, uint32_t events)
@@ -387,6 +389,16 @@ int ota_push(struct ota *o, const struct ota_push_request *r, int64_t *job_id, c
                      (long long)q->id);
             return -EBUSY;
         }
+    /* The open-file budget keeps descriptors for FD_BUDGET_PUSHES pushes beside the serial
+     * jobs (fdbudget.h): one more would run on the descriptors a board plugged now needs
+     * while clients hold the servers' caps. A bulk waits for a place (ota_bulk.c). */
+    if (o->n_pushes >= FD_BUDGET_PUSHES) {
+        ota_errf(err, errlen,
+                 "%d pushes are running, as many as the station keeps open files for (see the "
+                 "'open files' line at start); start this one when one of them has ended",
+                 o->n_pushes);
+        return -ENOSPC;
+    }
     char ref[RECORDS_FIRMWARE_LEN];
     if (r->firmware && *r->firmware)
         snprintf(ref, sizeof(ref), "%s", r->firmware);

@@ -188,6 +188,9 @@ void ota_bulk_tick(struct ota *o);
 /* A push started by bulk bulk_id for mac ended (ok, or why). */
 void ota_bulk_on_push_done(struct ota *o, int64_t bulk_id, const char *mac, bool ok,
                            const char *why);
+/* A push ended: running push bulks that wait for a place among the FD_BUDGET_PUSHES pushes
+ * the station runs at once start their next boards. */
+void ota_bulk_on_push_room(struct ota *o);
 /* Frees every bulk (daemon stopping). */
 void ota_bulks_free(struct ota *o);
 

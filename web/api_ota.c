@@ -106,6 +106,9 @@ static void ota_fail(struct api_response *resp, int rc, const char *field, const
     case -EBUSY:
         api_error(resp, 409, "busy", field, "%s", err);
         break;
+    case -ENOSPC: /* as many pushes running as the open-file budget has room for */
+        api_error(resp, 503, "busy", NULL, "%s", err);
+        break;
     case -EACCES: /* the board's address is not confirmed (board_addr.h) */
         api_error(resp, 409, "address_unconfirmed", field, "%s", err);
         break;
