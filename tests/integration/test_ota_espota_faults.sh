@@ -2,7 +2,7 @@
 # test_ota_espota_faults: every known espota failure gives its error class,
 # message and advice: wrong password, silent device, stall mid-transfer,
 # not enough space (ESP8266 UDP ERR; ESP32 silence), no connect-back, device
-# error line, missing password, nothing listening.
+# error line, every byte counted but no verdict, missing password, nothing listening.
 # shellcheck source=lib.sh
 source "$INTEG_LIB"
 
@@ -70,6 +70,16 @@ expect_err timeout 'the board accepted but never connected back to 127\.0\.0\.[0
 start_netdev el --chip esp8266 --mac 24:6F:28:00:02:07 --bind $TNET.37 --fault error-line
 drv espota --ip $TNET.37 --port "$ND_UDP" "${FAST[@]}" "$WORK/img.bin"
 expect_err 'checksum or signature' 'device=ERROR\[7\]: MD5 Failed'
+
+# Every byte taken and counted (one count of the whole image), then the board closes without
+# its verdict: the counts add up to the image, but only "OK" is success.
+start_netdev nv --chip esp8266 --mac 24:6F:28:00:02:08 --bind $TNET.39 --fault no-verdict
+drv espota --ip $TNET.39 --port "$ND_UDP" "${FAST[@]}" "$WORK/img.bin"
+expect_err 'device error' 'stage=result .*closed the connection without a verdict \(no OK\)'
+grep -q "Update.write returned 300004 (300004 of 300004)" "$ND_DIR/netdev.log" ||
+    fail "the board did not count the whole image before closing"
+grep -q 'closing after 300004 bytes without a verdict' "$ND_DIR/netdev.log" ||
+    fail "the board did not close without its verdict"
 
 # Nothing listening: ICMP port unreachable.
 drv espota --ip $TNET.38 --port 9 "${FAST[@]}" "$WORK/img.bin"

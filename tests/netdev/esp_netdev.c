@@ -22,8 +22,8 @@
  *   [--rcvbuf BYTES] [--erase-ms MS] [--drain-ms MS]
  *   [--ca FILE | --fingerprint SHA1HEX] [--tls-ip-san] [--tls-max 1.2|1.3]
  * F: no-answer | wrong-password | no-space | stall:BYTES | glued-ok |
- *    error-line | no-connect-back. Ports default to 0 (ephemeral; real
- * devices use 8266/3232, 80, 65056). Writes DIR/ready ("udp=P http=P
+ *    error-line | no-connect-back | no-verdict. Ports default to 0
+ * (ephemeral; real devices use 8266/3232, 80, 65056). Writes DIR/ready ("udp=P http=P
  * tcpota=P") once listening, DIR/netdev.log, DIR/ota-<n>.bin per received
  * image, DIR/version (current version). Exits on SIGTERM/SIGINT. SIGUSR1
  * makes it check in at once (benchmarks start many pulls at the same time).
@@ -312,7 +312,7 @@ static void usage(void)
             "  [--rcvbuf BYTES] [--erase-ms MS] [--drain-ms MS]\n"
             "  [--ca FILE | --fingerprint SHA1HEX] [--tls-ip-san] [--tls-max 1.2|1.3]\n"
             "  [--fault no-answer|wrong-password|no-space|stall:BYTES|glued-ok|error-line|"
-            "no-connect-back]\n");
+            "no-connect-back|no-verdict]\n");
     exit(2);
 }
 
@@ -323,7 +323,8 @@ static int parse_fault(struct netdev *d, const char *f)
         enum fault f;
     } tab[] = {{"no-answer", FAULT_NO_ANSWER},   {"wrong-password", FAULT_WRONG_PASSWORD},
                {"no-space", FAULT_NO_SPACE},     {"glued-ok", FAULT_GLUED_OK},
-               {"error-line", FAULT_ERROR_LINE}, {"no-connect-back", FAULT_NO_CONNECT_BACK}};
+               {"error-line", FAULT_ERROR_LINE}, {"no-connect-back", FAULT_NO_CONNECT_BACK},
+               {"no-verdict", FAULT_NO_VERDICT}};
     for (size_t i = 0; i < sizeof(tab) / sizeof(tab[0]); i++)
         if (strcmp(f, tab[i].name) == 0) {
             d->fault = tab[i].f;

@@ -30,7 +30,8 @@ enum fault {
     FAULT_STALL,
     FAULT_GLUED_OK,
     FAULT_ERROR_LINE,
-    FAULT_NO_CONNECT_BACK
+    FAULT_NO_CONNECT_BACK,
+    FAULT_NO_VERDICT
 };
 
 struct netdev {

@@ -179,7 +179,12 @@ static void ota_receive(struct netdev *d, const struct sockaddr_in *back)
         nd_digest_hex(EVP_md5(), img, got, md5);
         bool md5_ok =
             d->chip == CHIP_ESP32 ? strcmp(md5, d->md5) == 0 : strcasecmp(md5, d->md5) == 0;
-        if (d->fault == FAULT_ERROR_LINE || !md5_ok) {
+        if (d->fault == FAULT_NO_VERDICT) {
+            /* Every byte taken and counted, then the board is gone before its verdict (reset
+             * or power lost before client.print("OK")): the counts add up to the image, but
+             * only the verdict says the update was applied. */
+            nd_logf(d, "ota: closing after %" PRIu64 " bytes without a verdict", got);
+        } else if (d->fault == FAULT_ERROR_LINE || !md5_ok) {
             nd_logf(d, "ota: MD5 check failed (got %s, want %s)", md5, d->md5);
             nd_send_str(fd, d->chip == CHIP_ESP32 ? "MD5 Check Failed" : "ERROR[7]: MD5 Failed\n");
         } else {
