@@ -11,6 +11,20 @@ source "${INTEG_LIB:?}"
 
 W1="stub did not start; flashed through the ROM loader, slower"
 
+# --- the model itself, without the station's engine: raw commands to the stub personas --
+# The legacy stub refuses a 5-word FLASH_BEGIN / FLASH_DEFL_BEGIN with 01 00 and takes 4;
+# the current one takes both. (If the persona stopped refusing, the checks below would
+# pass whatever the station sends.)
+for gen in legacy current; do
+    start_sim esp32 --tcp 0 --stub-gen "$gen"
+    got=$(python3 "$(dirname "$0")/stub_begin_words.py" "$SIM_PORT" "$STUB_DIR/esp32.json") ||
+        fail "$gen stub: the raw session failed: $got"
+    want="BEGIN 20:00 00 16:00 00 DEFL_BEGIN 20:00 00 16:00 00"
+    [ "$gen" = legacy ] && want="BEGIN 20:01 00 16:00 00 DEFL_BEGIN 20:01 00 16:00 00"
+    [ "$got" = "$want" ] || fail "$gen stub persona answered '$got', expected '$want'"
+    stop_sim
+done
+
 # --- both stub generations flash, with 4-word BEGINs ----------------------------------
 for chip in esp32 esp32c3; do
     for gen in legacy current; do
