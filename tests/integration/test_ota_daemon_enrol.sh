@@ -9,6 +9,8 @@
 # 2. A complete check-in followed at once by the client's FIN (shutdown(SHUT_WR)
 #    right after the head, as some HTTP clients and proxies do) is answered every
 #    time; a connection that closes mid-head is dropped without an answer.
+# 3. The same over HTTPS (ota.tls): a request followed at once by a bare FIN, or by
+#    close_notify and FIN, is answered every time.
 source "${INTEG_LIB:?INTEG_LIB (tests/integration/lib.sh) must be set}"
 source "$(dirname "$0")/daemon_lib.sh"
 source "$(dirname "$0")/api_lib.sh"
@@ -113,6 +115,84 @@ sys.exit(0 if answered == 40 and rest == b"" else 1)
 PY
 api GET /api/v1/slots
 expect_status 200
+
+# --- 3. the same over HTTPS (ota.tls) --------------------------------------------------
+# A TLS client that half-closes right behind its request: a bare FIN (no close_notify; the
+# endpoint reads it as the end of input, SSL_OP_IGNORE_UNEXPECTED_EOF) or close_notify then
+# FIN. The request is answered each time, over TLS.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -keyout "$WORK/ota.key" -out "$WORK/ota.pem" -subj "/CN=127.0.0.1" \
+    -addext "subjectAltName=IP:127.0.0.1" 2>"$WORK/openssl.err" ||
+    fail "openssl: $(cat "$WORK/openssl.err")"
+jq --arg c "$WORK/ota.pem" --arg k "$WORK/ota.key" '.ota.tls = {"cert": $c, "key": $k}' \
+    "$CFG" >"$CFG.3"
+stop_daemon
+start_api_daemon "$CFG.3"
+python3 - "$OTA_PORT" "$M8" "$WORK/ota.pem" <<'PY' || fail "half-closed requests over TLS were not all answered"
+import socket, ssl, sys
+port, mac, ca = int(sys.argv[1]), sys.argv[2].upper(), sys.argv[3]
+head = ("GET /ota/update HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUser-Agent: ESP8266-http-Update\r\n"
+        "Connection: close\r\nx-ESP8266-STA-MAC: %s\r\nx-ESP8266-AP-MAC: %s\r\n"
+        "x-ESP8266-free-space: 1044464\r\nx-ESP8266-sketch-size: 300000\r\n"
+        "x-ESP8266-sketch-md5: 00112233445566778899aabbccddeeff\r\nx-ESP8266-chip-size: 4194304\r\n"
+        "x-ESP8266-sdk-version: 2.2.2-dev(38a443e)\r\nx-ESP8266-mode: sketch\r\n"
+        "x-ESP8266-version: 2.0.0\r\n\r\n" % (port, mac, mac)).encode()
+ctx = ssl.create_default_context(cafile=ca)
+answered = {}
+for mode in ("fin", "close_notify+fin"):
+    answered[mode] = 0
+    for i in range(20):
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = ctx.wrap_bio(inc, out, server_hostname="127.0.0.1")
+        def flush():
+            d = out.read()
+            if d:
+                s.sendall(d)
+        while True:
+            try:
+                tls.do_handshake()
+                flush()
+                break
+            except ssl.SSLWantReadError:
+                flush()
+                d = s.recv(65536)
+                if not d:
+                    sys.exit("the endpoint closed during the handshake")
+                inc.write(d)
+        tls.write(head)
+        if mode == "close_notify+fin":
+            try:
+                tls.unwrap()
+            except ssl.SSLWantReadError:
+                pass
+        flush()
+        s.shutdown(socket.SHUT_WR)  # FIN right behind the request
+        data = b""
+        try:
+            while True:
+                d = s.recv(65536)
+                if not d:
+                    break
+                inc.write(d)
+                try:
+                    while True:
+                        x = tls.read(65536)
+                        if not x:
+                            break
+                        data += x
+                except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+                    pass
+        except (socket.timeout, ConnectionResetError):
+            pass
+        s.close()
+        if data.startswith(b"HTTP/1.") and b" 304 " in data.split(b"\r\n")[0]:
+            answered[mode] += 1
+        else:
+            print("%s try %d: answer %r" % (mode, i, data[:80]), file=sys.stderr)
+print("over TLS, answered of 20: %r" % answered, file=sys.stderr)
+sys.exit(0 if all(n == 20 for n in answered.values()) else 1)
+PY
 
 stop_daemon
 integrity_ok
