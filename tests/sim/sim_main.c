@@ -40,7 +40,7 @@ static void usage(void)
             "               [--stub-dir DIR] [--stub-gen current|legacy] [--fault KIND[:ARG]]...\n"
             "               [--stub-pipeline on|off] [--stub-erase-ahead on|off]\n"
             "               [--master-fd N] [--adapter-max BAUD]\n"
-            "               [--net-bind 127.0.0.x [--checkin URL] [--checkin-interval MS]\n"
+            "               [--net-bind 127.0.0.x [--checkin URL] [--checkin-interval MS|once]\n"
             "                [--ota-password PW] [--ota-auth md5|pbkdf2] [--ota-port N]\n"
             "                [--web-port N] [--net-fault F] [--netdev PATH] [--app-offset N]\n"
             "                [--fs-offset N] [--net-start-timeout MS]] [--app-baud N]\n");
