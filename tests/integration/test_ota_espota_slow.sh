@@ -8,7 +8,9 @@
 # without a count), with progress that never goes back nor past the image and
 # moves during the transfer. An ESP32 (a count per 1460-byte read) at ~40 KB/s
 # succeeds too, and a slow device that really stops is still reported as
-# stalled (short stall timeout), with the count it wrote.
+# stalled (short stall timeout), with the count it wrote. A peer whose TCP takes
+# nothing for 3 s while it writes counts is not stalled (1 s timeout): either
+# moving keeps the push alive.
 # Takes about 40 s (the 10 KB/s push is ~30 s by design).
 # shellcheck source=lib.sh
 source "$INTEG_LIB"
@@ -89,5 +91,51 @@ grep -q 'station closed the stalled transfer' "$ND_DIR/netdev.log" ||
 last=$(tail -n 1 "$WORK/p3" | cut -d' ' -f1)
 [ -n "$last" ] && [ "$last" -ge 100000 ] && [ "$last" -lt $SIZE ] ||
     fail "stalled push ended its progress at '$last'"
+
+# 4. Counts alone are a sign of life too: a scripted peer (not a device model) whose TCP
+#    takes nothing for 3 s (its receive buffer full, the station's send queue still) while it
+#    writes a count every 300 ms, then reads the rest and says OK. With a 1 s stall timeout the
+#    push must not be declared stalled: the counts moved though the send queue did not.
+python3 - "$TNET.84" "$WORK/img.bin" >"$WORK/peer.log" 2>&1 <<'PY' &
+import hashlib, socket, sys, time
+ip, img = sys.argv[1], open(sys.argv[2], "rb").read()
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.bind((ip, 0))
+open(sys.argv[2] + ".port", "w").write(str(u.getsockname()[1]))
+msg, peer = u.recvfrom(512)
+cmd, port, size, md5 = msg.decode().split()
+assert int(size) == len(img) and md5 == hashlib.md5(img).hexdigest(), msg
+u.sendto(b"OK", peer)
+t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+t.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+t.bind((ip, 0))
+t.connect((peer[0], int(port)))
+end = time.time() + 3
+while time.time() < end:  # read nothing; counts only
+    t.sendall(b"1460")
+    time.sleep(0.3)
+print("peer: counts only for 3 s", flush=True)
+got = b""
+while len(got) < len(img):
+    d = t.recv(65536)
+    if not d:
+        break
+    got += d
+print("peer: took %d of %d" % (len(got), len(img)), flush=True)
+t.sendall(b"%dOK" % len(got) if got == img else b"ERROR[7]: MD5 Failed\n")
+time.sleep(0.5)
+t.close()
+PY
+PEER=$!
+for _ in $(seq 1 100); do [ -s "$WORK/img.bin.port" ] && break; sleep 0.05; done
+[ -s "$WORK/img.bin.port" ] || fail "the scripted peer did not start: $(cat "$WORK/peer.log")"
+drv espota --ip $TNET.84 --port "$(cat "$WORK/img.bin.port")" --stall-timeout 1000 \
+    --accept-timeout 5000 "$WORK/img.bin"
+peer_rc=0
+wait "$PEER" || peer_rc=$?
+[ "$DRV_RC" -eq 0 ] && [[ $DRV_OUT == OK* ]] ||
+    fail "counts alone did not keep the push alive (1 s stall timeout): $DRV_OUT"
+[ "$peer_rc" -eq 0 ] && grep -q "peer: took $SIZE of $SIZE" "$WORK/peer.log" ||
+    fail "the scripted peer failed (rc $peer_rc): $(cat "$WORK/peer.log")"
 
 log "PASS"
