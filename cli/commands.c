@@ -313,8 +313,12 @@ static void advise_force(struct esp_error *err)
 static void advise_chip_erase(struct cmd *c, bool flash_cmd)
 {
     const struct esp_chip_info *ci = chip_info(c);
-    const char *how = c->opt->no_stub
-                          ? "drop --no-stub"
+    /* A stub that was found but did not start left the ROM loader (fallback): pointing at
+     * the stub directory would send the technician to the wrong place. */
+    const char *how = c->opt->no_stub ? "drop --no-stub"
+                      : ci && ci->stub_fallback
+                          ? "the flasher stub did not start (the board was reset into the ROM "
+                            "loader): retry and check the power supply"
                           : "make the flasher stub available (--stub-dir, $ESPSTATION_STUB_DIR; "
                             "not in secure download mode)";
     if (flash_cmd) {

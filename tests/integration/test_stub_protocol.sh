@@ -74,6 +74,14 @@ sim_log_has 'fault stub-no-ohai fired' || fail "the stub-no-ohai fault did not f
 # the human output ends with the same warning
 expect_exit 0 -p "$SIM_PORT" flash 0x10000 "$WORK/noohai.bin"
 assert_output "warning: $W1" "fallback warning"
+# --erase-all cannot go through the ROM loader the fallback left: refused (exit 9), nothing
+# erased, and the advice names the stub that did not start, not a missing stub directory.
+expect_exit 9 -p "$SIM_PORT" --json flash --erase-all 0x10000 "$WORK/noohai.bin"
+assert_json '.error.stage' erase
+assert_json_true '.error.advice | test("stub did not start")'
+assert_json_true '.error.advice | test("stub-dir") | not'
+sim_log_has 'ERASE_FLASH' && fail "a chip erase was sent to the ROM loader"
+flash_region_equals "$SIM_DIR" 0x10000 "$WORK/noohai.bin"
 stop_sim
 
 # --- the same over tcp:// (no DTR/RTS): fails at stage stub, says how to flash anyway ---
