@@ -6,10 +6,11 @@
  *  - Loop thread only. MHD_run() is called from the epoll-fd handler and the
  *    MHD timer; a resume (event stream, finished upload) only arms that timer
  *    ("kick"), so MHD_run() is never re-entered.
- *  - Every answer is produced by api_handle() or by this file's static-file
- *    code, and every error is the JSON error object (MHD's own, built-in
- *    answers -- e.g. for oversized headers -- are the one exception libmicrohttpd
- *    0.9 does not let us replace).
+ *  - Every answer is produced by api_handle(), by this file's static-file
+ *    code or by http_head.c (a request head too large: JSON 431), and every
+ *    error is the JSON error object (MHD's own, built-in answers -- e.g. for a
+ *    malformed header line, or an oversized head over HTTPS -- are the one
+ *    exception libmicrohttpd 0.9 does not let us replace).
  *  - A body larger than api.max_body_bytes is refused with 413 as soon as
  *    Content-Length says so, else when it crosses the limit (the rest is
  *    discarded, nothing is buffered beyond the limit).
@@ -49,8 +50,8 @@
 #define ESPSTATION_WEB_ROOT ""
 #endif
 
-#define MAX_ARGS 64  /* query parameters; more are refused (400) */
-#define MAX_URL 8192 /* request target; longer is refused (414), see docs/API.md "Limits" */
+#define MAX_ARGS 64            /* query parameters; more are refused (400) */
+#define MAX_URL WEB_MAX_TARGET /* request target; longer: 414, see docs/API.md "Limits" */
 
 #define EVICT_STALL_MS 10000         /* a request body silent this long may be closed at the cap */
 #define EVICT_LOG_MS 60000           /* at most one "at its cap" warning per minute */
@@ -180,12 +181,18 @@ static struct web_conn *room_victim(struct web *w, const struct web_conn *newcom
 static void make_room(struct web *w, struct web_conn *newcomer)
 {
     struct web_conn *v = room_victim(w, newcomer);
-    if (!v)
-        return; /* MHD stops accepting until one ends (or times out) */
-    v->closing = true;
-    shutdown(v->fd, SHUT_RDWR);
-    w->evicted++;
-    web_kick(w);
+    /* A connection that has not sent its first request head yet (http_head.c) waits for a
+     * request too: the older of it and an idle one goes, before a stalled request. */
+    if (head_close_oldest(w, v && !v->busy ? v->since : INT64_MAX)) {
+        w->evicted++;
+    } else {
+        if (!v)
+            return; /* no accepting until one ends (or times out) */
+        v->closing = true;
+        shutdown(v->fd, SHUT_RDWR);
+        w->evicted++;
+        web_kick(w);
+    }
     int64_t now = loop_now_ms();
     if (w->evict_log_ms == 0 || now - w->evict_log_ms >= EVICT_LOG_MS) {
         w->evict_log_ms = now;
@@ -212,6 +219,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
             web_kick(w);
             free(wc);
             *socket_context = NULL;
+            head_resume(w); /* our listener may rest at the cap */
         }
         return;
     }
@@ -228,8 +236,13 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     conn_append(w, wc);
     w->n_conns++;
     *socket_context = wc;
-    if (w->n_conns >= w->max_conns)
+    if (w->n_conns + w->n_heads >= w->max_conns)
         make_room(w, wc);
+}
+
+void web_make_room(struct web *w)
+{
+    make_room(w, NULL);
 }
 
 /* A request began (busy) or moved (more body). */
@@ -833,26 +846,45 @@ static int start_listening(struct web *w, char *err, size_t errlen)
         flags |= MHD_USE_IPv6;
     uint16_t port = ntohs(w->v6 ? ((struct sockaddr_in6 *)&w->addr)->sin6_port
                                 : ((struct sockaddr_in *)&w->addr)->sin_port);
-    errno = 0;
     /* The cap comes from the fd budget (set by main before the servers start; a bare
      * station, as in some tests, gets the configured value). The idle timeout is
      * api.idle_timeout_s: both are taken once, here. */
     const struct config *cfg = station_config(w->st);
     int cap = station_fd_budget(w->st)->api_max;
     w->max_conns = cap > 0 ? cap : cfg->api.max_connections;
+    /* Plain HTTP: we listen, and a connection reaches MHD once its first request head is
+     * complete and small enough (http_head.c: a larger one gets the JSON 431, not MHD's
+     * HTML page). With TLS the head is encrypted: MHD listens itself. */
+    uint16_t own_port = 0;
+    if (!w->tls_cert_pem) {
+        int rc = head_listen(w, &own_port, err, errlen);
+        if (rc < 0)
+            return rc;
+        flags |= MHD_USE_NO_LISTEN_SOCKET;
+        flags &= ~(unsigned)MHD_USE_IPv6;
+        port = 0;
+    }
+    errno = 0;
     /* The logger goes first, or MHD prints its option warnings to stderr itself. The
-     * connection memory bounds the request head (headers beyond ~32 KiB get MHD's own
-     * 431 HTML page, see docs/API.md "Errors"): pinned here, not left to MHD's default. */
+     * connection memory bounds the request head (http_head.c keeps heads to HEAD_MAX so
+     * they fit; over HTTPS a larger one gets MHD's own HTML 431/414, see docs/API.md
+     * "Errors"): pinned here, not left to MHD's default. */
     w->d = MHD_start_daemon(
         flags, port, NULL, NULL, on_request, w, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, w,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&w->addr, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, w, MHD_OPTION_NOTIFY_CONNECTION, on_connection, w,
-        MHD_OPTION_URI_LOG_CALLBACK, on_uri, w, MHD_OPTION_UNESCAPE_CALLBACK, unescape, w,
+        MHD_OPTION_SOCK_ADDR, w->tls_cert_pem ? (struct sockaddr *)&w->addr : NULL,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, w, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
+        w, MHD_OPTION_URI_LOG_CALLBACK, on_uri, w, MHD_OPTION_UNESCAPE_CALLBACK, unescape, w,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)w->max_conns, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)HTTP_CONN_MEMORY, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->api.idle_timeout_s,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
     if (!w->d) {
         int e = errno ? errno : EADDRINUSE;
+        if (!w->tls_cert_pem) {
+            head_stop(w);
+            snprintf(err, errlen, "cannot start the HTTP server on %s: %s", w->listen,
+                     w->mhd_error[0] ? w->mhd_error : strerror(e));
+            return -e;
+        }
         if (w->tls_cert_pem && errno != EADDRINUSE && errno != EACCES && errno != EADDRNOTAVAIL) {
             snprintf(err, errlen,
                      "api.tls: the REST API cannot start with %s and %s (%s): check them with "
@@ -866,12 +898,13 @@ static int start_listening(struct web *w, char *err, size_t errlen)
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(w->d, MHD_DAEMON_INFO_EPOLL_FD);
     const union MHD_DaemonInfo *pinfo = MHD_get_daemon_info(w->d, MHD_DAEMON_INFO_BIND_PORT);
-    w->port = pinfo ? pinfo->port : port;
+    w->port = own_port ? own_port : pinfo ? pinfo->port : port;
     if (!info || info->epoll_fd < 0 ||
         loop_add_fd(w->loop, info->epoll_fd, EPOLLIN, on_epoll, w) < 0) {
         snprintf(err, errlen, "cannot watch the HTTP server's epoll fd");
         MHD_stop_daemon(w->d);
         w->d = NULL;
+        head_stop(w);
         return -EIO;
     }
     w->epfd = info->epoll_fd;
@@ -934,6 +967,7 @@ int web_new(struct station *st, struct loop *loop, const struct web_options *o, 
     w->st = st;
     w->loop = loop;
     w->epfd = -1;
+    w->listen_fd = -1;
     w->upload_pipe[0] = w->upload_pipe[1] = -1;
     const char *root = o && o->web_root ? o->web_root : ESPSTATION_WEB_ROOT;
     snprintf(w->root, sizeof(w->root), "%s", root ? root : "");
@@ -993,6 +1027,7 @@ void web_free(struct web *w)
     if (!w)
         return;
     station_set_hooks(w->st, NULL);
+    head_stop(w);   /* our listener and the connections not yet given to MHD */
     upload_fini(w); /* joins running threads and resumes their connections */
     if (w->d) {
         sse_fini(w); /* resumes every stream so it can end */

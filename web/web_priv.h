@@ -20,8 +20,17 @@
 struct loop_timer;
 struct slot;
 struct sse_client;
+struct head_conn;
 struct upload;
 struct web_conn;
+
+/* Request heads (http_head.c): a connection's first head larger than HEAD_MAX bytes or
+ * with more than HEAD_LINES lines gets the JSON 431; a target longer than WEB_MAX_TARGET
+ * the JSON 414 (http.c). MHD's 32 KiB per connection holds the rest. */
+#define WEB_MAX_TARGET 8192
+#define HEAD_MAX_TARGET WEB_MAX_TARGET
+#define HEAD_MAX (24 * 1024)
+#define HEAD_LINES 100
 
 /* Per-slot throttle of the non-persisted "slot.progress" event. */
 struct web_slot_mark {
@@ -59,6 +68,17 @@ struct web {
     uint64_t evicted;     /* connections closed to make room at the cap */
     int64_t evict_log_ms; /* the last "at its cap" warning */
 
+    /* plain HTTP: our own listener, connections held until their first head is complete
+     * (http_head.c); -1 with api.tls (MHD listens itself) */
+    int listen_fd;
+    bool listen_watched;
+    struct head_conn *heads, *heads_tail; /* oldest first */
+    int n_heads;
+    char *head_buf;                /* HEAD_MAX + 1 bytes for MSG_PEEK */
+    struct loop_timer *head_timer; /* idle and drain timeouts of waiting connections */
+    struct loop_timer *rest_timer; /* accept() found no descriptor: try again */
+    int64_t rest_log_ms;
+
     /* event stream (sse.c) */
     struct sse_client *clients;
     int n_clients;
@@ -75,6 +95,20 @@ struct web {
 
 /* Asks for MHD_run() soon (after a resume or a queued response on a suspended connection). */
 void web_kick(struct web *w);
+
+/* At the connection cap: closes the longest-idle connection (http.c). */
+void web_make_room(struct web *w);
+
+/* ---- http_head.c ---- */
+/* Opens the listening socket on w->addr and watches it; *port: the bound port. 0 or -errno
+ * with err. Connections go to MHD (MHD_add_connection) once their first head is complete. */
+int head_listen(struct web *w, uint16_t *port, char *err, size_t errlen);
+void head_stop(struct web *w); /* closes the listener and every waiting connection */
+/* A connection ended: accept again if the listener rested at the cap or after EMFILE. */
+void head_resume(struct web *w);
+/* Closes the oldest connection still waiting for its head, if accepted at or before
+ * `before` (loop_now_ms()); false when there is none. */
+bool head_close_oldest(struct web *w, int64_t before);
 
 /* ---- sse.c ---- */
 int sse_init(struct web *w);

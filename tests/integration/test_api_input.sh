@@ -7,8 +7,8 @@
 #     the parameter's own check (400 naming it);
 #   - more than 64 query parameters: a JSON 400 (about 500 got no answer at all:
 #     MHD ran out of connection memory), also 800; 64 are fine;
-#   - a request target over 8 KiB: a JSON 414 (up to MHD's own limit, ~32 KiB,
-#     pinned by test_api_malformed.sh);
+#   - a request target over 8 KiB: a JSON 414 (a head over 24 KiB: the JSON 431,
+#     test_api_malformed.sh);
 #   - POST /api/v1/ports with URIs that can never open (tcp:// without host:port
 #     or with port 0, pty: without a path, an unknown scheme, a relative path, fd:N
 #     naming the daemon's own descriptor): 422 naming uri, no slot attached;

@@ -6,12 +6,16 @@
 # and pinned: the status line, MHD's page (no JSON content type), the
 # connection closed by the server; after each one the daemon is still up and
 # answers a normal request with JSON. Cases: a header line without a colon
-# (400), a ~300 kB header (431), HTTP/9.9 and HTTP/0.9 (505), Content-Length:
+# (400), HTTP/9.9 and HTTP/0.9 (505), Content-Length:
 # abc (400; MHD 0.9.75 sends that answer's head twice, logged, not required),
 # a Content-Length beyond 2^64 (413), a malformed chunk size (400), a request
-# line that is not HTTP (closed, no answer or a 400), a request target over the
-# 32 KiB (414; a 20 kB one gets the API's JSON 414). Headers of 16 KiB still
-# reach the API (JSON), and app-level errors on the same port stay JSON.
+# line that is not HTTP (closed, no answer or a 400). Request heads too large for
+# MHD's 32 KiB are the station's own JSON 431 head_too_large (web/http_head.c;
+# MHD answered them with HTML, a 40 kB target with "414 URI Too Long", or not at
+# all): a ~300 kB header, a 40 kB and a 1 MB request target, 101 header lines,
+# a head one byte over 24 KiB; a head of exactly 24 KiB (one big header, or 99
+# lines) and a 20 kB target (JSON 414) still reach the API, as do headers of
+# 16 KiB; app-level errors on the same port stay JSON.
 source "${INTEG_LIB:?INTEG_LIB (tests/integration/lib.sh) must be set}"
 source "$(dirname "$0")/daemon_lib.sh"
 source "$(dirname "$0")/api_lib.sh"
@@ -105,14 +109,49 @@ expect_mhd_page nocolon "HTTP/1.1 400 Bad Request" "Request malformed"
 grep -q 'syntactically incorrect' "$REPLY" || fail "nocolon: page text"
 still_up "a header line without a colon"
 
-# --- a ~300 kB header: 431 (headers must fit the 32 KiB connection memory) ------------------------
+# expect_head_431 NAME: the station's JSON 431 for a head too large, and the server closed.
+expect_head_431() {
+    raw "$1"
+    [ "$HOW" = closed ] || fail "$1: the server did not close the connection ($HOW)"
+    [ "$(head -n 1 "$REPLY" | tr -d '\r')" = "HTTP/1.1 431 Request Header Fields Too Large" ] ||
+        fail "$1: expected the JSON 431, got: $(head -c 300 "$REPLY")"
+    grep -qi '^content-type: application/json' "$REPLY" || fail "$1: not JSON: $(head -c 300 "$REPLY")"
+    tr -d '\r' <"$REPLY" | sed '1,/^$/d' | jq -e '.error.code == "head_too_large" and (.error.message | length > 0)' >/dev/null ||
+        fail "$1: body: $(tr -d '\r' <"$REPLY" | sed '1,/^$/d' | head -c 300)"
+}
+# head NAME LINES TOTAL [TARGET]: a GET whose head has LINES header lines (Host and
+# Connection included) and exactly TOTAL bytes, the last header padded.
+head_of() {
+    python3 - "$2" "$3" "${4:-/api/v1/counters}" >"$WORK/$1.req" <<'PY'
+import sys
+lines, total, target = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+h = "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n" % target
+h += "".join("X-H%d: v\r\n" % i for i in range(lines - 3))
+h += "X-Pad: "
+sys.stdout.write(h + "a" * (total - len(h) - 4) + "\r\n\r\n")
+PY
+}
+
+# --- a ~300 kB header: the JSON 431 (MHD's own was an HTML 431) ------------------------------------
 {
     printf 'GET /api/v1/slots HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: '
     head -c 300000 /dev/zero | tr '\0' a
     printf '\r\n\r\n'
 } | req bighdr
-expect_mhd_page bighdr "HTTP/1.1 431 Request Header Fields Too Large" "Request too big"
+expect_head_431 bighdr
 still_up "a 300 kB header"
+# the limits themselves: 24 KiB and 100 lines pass, one more byte or line does not
+head_of edge_ok 4 24576
+raw edge_ok
+[ "$(head -n 1 "$REPLY" | tr -d '\r')" = "HTTP/1.1 200 OK" ] || fail "a 24 KiB head: $(head -c 300 "$REPLY")"
+head_of lines_ok 100 24576
+raw lines_ok
+[ "$(head -n 1 "$REPLY" | tr -d '\r')" = "HTTP/1.1 200 OK" ] || fail "100 lines in 24 KiB: $(head -c 300 "$REPLY")"
+head_of edge_over 4 24577
+expect_head_431 edge_over
+head_of lines_over 101 2000
+expect_head_431 lines_over
+still_up "heads at the limits"
 
 # a 16 KiB header still reaches the API
 {
@@ -124,15 +163,18 @@ raw midhdr
 [ "$(head -n 1 "$REPLY" | tr -d '\r')" = "HTTP/1.1 200 OK" ] || fail "16 KiB header: $(head -n 1 "$REPLY")"
 grep -qi '^content-type: application/json' "$REPLY" || fail "16 KiB header: not JSON"
 
-# --- a request target beyond the 32 KiB connection memory: MHD's 414 (under it: the API's JSON 414,
-# test_api_input.sh) ---------------------------------------------------------------------------------
-{
-    printf 'GET /api/v1/slots?x='
-    head -c 40000 /dev/zero | tr '\0' a
-    printf ' HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'
-} | req bigurl
-expect_mhd_page bigurl "HTTP/1.1 414 URI Too Long" "Request too big"
-still_up "a 40 kB request target"
+# --- request targets beyond the head limit: the JSON 431 (MHD's was an HTML 414; 8 KiB .. 24 KiB:
+# the API's JSON 414, test_api_input.sh) --------------------------------------------------------------
+for n in 40000 1000000; do
+    {
+        printf 'GET /api/v1/slots?x='
+        head -c $n /dev/zero | tr '\0' a
+        printf ' HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'
+    } | req bigurl$n
+    expect_head_431 bigurl$n
+    grep -q 'request line is longer' "$REPLY" || fail "$n-byte target: $(cat "$REPLY")"
+    still_up "a $n-byte request target"
+done
 {
     printf 'GET /api/v1/slots?x='
     head -c 20000 /dev/zero | tr '\0' a
