@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The newcomer's first run (issue 8 part 5): scripts/demo.sh, the README's main
 # command, run non-interactively from an EMPTY build directory with shortened
-# timings, as on a fresh machine. It must build everything it runs (esp_netdev
+# timings, as on a fresh machine, in a copy of the source tree as a clone has it
+# (git's tracked and not-ignored files: no build/, no .cache/, nothing a full test
+# build left behind; build/stubs added as scripts/setup.sh would fetch them). It must build everything it runs (esp_netdev
 # included: without it no board ever checks in), pass every stage and leave the
 # five boards on 1.1.0 after the network update; and a stage that fails must be
 # named, with a non-zero exit:
@@ -26,6 +28,18 @@ if [ "${DEMO_TEST_ALWAYS:-0}" != 1 ] &&
 fi
 [ -f "$ROOT/build/stubs/esp32.json" ] || fail "no flasher stubs in $ROOT/build/stubs (run scripts/setup.sh)"
 
+# The tree the demo runs in: what a fresh clone holds (outside a git checkout, the tree).
+SRCDIR=$ROOT
+if git -C "$ROOT" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    SRCDIR=$WORK/clone
+    mkdir -p "$SRCDIR/build"
+    (cd "$ROOT" && git ls-files -z --cached --others --exclude-standard |
+        while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"; done |
+        tar --null -T - -cf -) | tar -xf - -C "$SRCDIR" || fail "cannot copy the source tree"
+    cp -r "$ROOT/build/stubs" "$SRCDIR/build/stubs"
+    log "source tree as a clone has it: $(find "$SRCDIR" -type f | wc -l) files in $SRCDIR"
+fi
+
 # run_demo NAME [VAR=VALUE...]: scripts/demo.sh, non-interactive and quick, its
 # output in $WORK/NAME.out and its exit status in DEMO_RC. The ctest build's
 # binaries are kept out of its environment: it must use what it built.
@@ -36,7 +50,7 @@ run_demo() {
     env -u ESPSTATIOND -u ESP_SIM -u ESPSTATION -u STUB_DIR TMPDIR="$WORK" \
         DEMO_JOBS=2 DEMO_HOLD=0 DEMO_SPEED=0 DEMO_GAP=0 DEMO_CHECKIN_MS=300 DEMO_PORT=0 \
         DEMO_NET="$TNET" DEMO_TIMEOUT=60 DEMO_DIR="$WORK/$name" "$@" \
-        timeout 540 bash "$ROOT/scripts/demo.sh" </dev/null >"$WORK/$name.out" 2>&1 || DEMO_RC=$?
+        timeout 540 bash "$SRCDIR/scripts/demo.sh" </dev/null >"$WORK/$name.out" 2>&1 || DEMO_RC=$?
     log "demo '$name' exited $DEMO_RC"
 }
 show() { tail -n 40 "$WORK/$1.out" >&2; }
