@@ -14,8 +14,8 @@
 #   - after the idle timeouts (api/ota.idle_timeout_s, 10 s here) the station has
 #     closed every held connection;
 #   - when accept() finds no descriptor at all (the soft limit lowered under the
-#     running daemon), the OTA listener rests instead of spinning, and serves again
-#     once descriptors are back.
+#     running daemon) while clients connect to both servers, neither spins, and both
+#     serve again once descriptors are back.
 source "${INTEG_LIB:?INTEG_LIB (tests/integration/lib.sh) must be set}"
 source "$(dirname "$0")/daemon_lib.sh"
 source "$(dirname "$0")/api_lib.sh"
@@ -194,14 +194,15 @@ wait $HOLD_PID 2>/dev/null || true
 grep -q 'REST API: .*its cap' "$DAEMON_LOG" || fail "no warning that the REST API was at its cap"
 grep -q 'OTA endpoint: .*its cap' "$DAEMON_LOG" || fail "no warning that the OTA endpoint was at its cap"
 
-# --- no descriptor left at all: the OTA listener rests instead of spinning -------------------
+# --- no descriptor left at all: neither listener spins -----------------------------------------
 # Something outside the budget took the descriptors: here the soft limit is lowered under
-# the running daemon to about what it has open, so accept() fails with EMFILE.
+# the running daemon to about what it has open, so accept() fails with EMFILE on both
+# servers (the OTA listener rests; libmicrohttpd stops accepting until a run finds room).
 fds=$(find /proc/"$PID"/fd -mindepth 1 2>/dev/null | wc -l)
 prlimit --pid "$PID" --nofile=$((fds + 1)):512 || fail "prlimit --pid failed"
 HOLD=$WORK/hold2
 mkdir -p "$HOLD"
-python3 "$WORK/hold.py" "$API_PORT" "$OTA_PORT" 0 40 "$HOLD" 2>"$WORK/hold2.err" &
+python3 "$WORK/hold.py" "$API_PORT" "$OTA_PORT" 20 40 "$HOLD" 2>"$WORK/hold2.err" &
 HOLD_PID=$!
 deadline=$((SECONDS + 30))
 until [ -s "$HOLD/ready" ]; do
@@ -222,6 +223,9 @@ code=$(curl -sS --max-time 5 -o /dev/null -w '%{http_code}' \
     "http://127.0.0.1:$OTA_PORT/ota/fw/app/1.0.bin") ||
     fail "the OTA endpoint did not answer within 5 s once descriptors were back"
 [[ $code =~ ^[2-5][0-9][0-9]$ ]] || fail "OTA endpoint: no HTTP answer ($code) once descriptors were back"
+code=$(curl -sS --max-time 5 -o /dev/null -w '%{http_code}' "$API/api/v1/slots") ||
+    fail "GET /api/v1/slots: no answer within 5 s once descriptors were back"
+[ "$code" = 200 ] || fail "GET /api/v1/slots: HTTP $code once descriptors were back"
 touch "$HOLD/stop"
 wait $HOLD_PID 2>/dev/null || true
 
