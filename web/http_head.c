@@ -80,8 +80,8 @@ static void close_head(struct web *w, struct head_conn *h)
 
 /* The whole head is in buf[0..n): its length (through the blank line), else 0. Its header
  * lines (after the request line) are counted into *lines either way (MHD takes a bare LF
- * as a line end too). */
-static size_t head_end(const char *buf, size_t n, size_t *lines)
+ * as a line end too). Outside input: fuzz_http_head. */
+size_t http_head_end(const char *buf, size_t n, size_t *lines)
 {
     size_t ends = 0;
     *lines = 0;
@@ -177,7 +177,7 @@ static void on_head(void *ctx, int fd, uint32_t events)
     if (n < 0)
         return;
     size_t lines;
-    size_t end = head_end(w->head_buf, (size_t)n, &lines);
+    size_t end = http_head_end(w->head_buf, (size_t)n, &lines);
     if (end && end <= HEAD_MAX && lines <= HEAD_LINES)
         hand_over(w, h);
     else if ((size_t)n > HEAD_MAX || lines > HEAD_LINES)

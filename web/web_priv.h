@@ -104,6 +104,9 @@ void web_make_room(struct web *w);
  * with err. Connections go to MHD (MHD_add_connection) once their first head is complete. */
 int head_listen(struct web *w, uint16_t *port, char *err, size_t errlen);
 void head_stop(struct web *w); /* closes the listener and every waiting connection */
+/* Length of the complete head in buf[0..n) (through its blank line), else 0; *lines gets
+ * the header lines seen so far. Pure: no state. */
+size_t http_head_end(const char *buf, size_t n, size_t *lines);
 /* A connection ended: accept again if the listener rested at the cap or after EMFILE. */
 void head_resume(struct web *w);
 /* Closes the oldest connection still waiting for its head, if accepted at or before
