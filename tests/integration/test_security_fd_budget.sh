@@ -60,68 +60,12 @@ OTA_CAP=${BASH_REMATCH[1]}
 [ $((2 * API_CAP + OTA_CAP)) -lt 512 ] || fail "caps exceed the limit: $line"
 
 # --- hold idle connections ----------------------------------------------------------------
-# hold.py: opens the connections (non-blocking, 5 s to connect), writes DIR/ready, then
-# every 0.2 s writes "open N closed M failed K" to DIR/state, where closed = the station
-# ended it (EOF or reset). Never sends a byte. Ends when all are closed, at DIR/stop or
-# after 90 s.
-cat >"$WORK/hold.py" <<'PY'
-import os, resource, select, socket, sys, time
-port_api, port_ota, n_api, n_ota, d = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-want = n_api + n_ota + 64
-if soft < want:
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
-def put(name, text):
-    with open(os.path.join(d, name + ".tmp"), "w") as f:
-        f.write(text + "\n")
-    os.rename(os.path.join(d, name + ".tmp"), os.path.join(d, name))
-pending = {}
-for port, n in ((port_api, n_api), (port_ota, n_ota)):
-    for _ in range(n):
-        s = socket.socket()
-        s.setblocking(False)
-        s.connect_ex(("127.0.0.1", port))
-        pending[s.fileno()] = s
-p = select.poll()
-for fd in pending:
-    p.register(fd, select.POLLOUT)
-socks, failed, deadline = {}, 0, time.time() + 5
-while pending and time.time() < deadline:
-    for fd, ev in p.poll(200):
-        s = pending.pop(fd)
-        p.unregister(fd)
-        if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
-            socks[fd] = s
-        else:
-            failed += 1
-            s.close()
-for s in pending.values():
-    failed += 1
-    s.close()
-put("ready", "connected %d failed %d" % (len(socks), failed))
-p = select.poll()
-for fd in socks:
-    p.register(fd, select.POLLIN)
-closed, end = 0, time.time() + 90
-while socks and time.time() < end and not os.path.exists(os.path.join(d, "stop")):
-    for fd, ev in p.poll(200):
-        s = socks[fd]
-        try:
-            data = s.recv(4096)  # a 503 comes before the end
-        except OSError:
-            data = b""
-        if not data:
-            p.unregister(fd)
-            s.close()
-            del socks[fd]
-            closed += 1
-    put("state", "open %d closed %d failed %d" % (len(socks), closed, failed))
-put("state", "open %d closed %d failed %d" % (len(socks), closed, failed))
-PY
+# hold_conns.py: opens them, writes DIR/ready, then DIR/state "open N closed M failed K"
+HOLD_PY=$(dirname "$0")/hold_conns.py
 HOLD=$WORK/hold
 mkdir -p "$HOLD"
 API_PORT=${API##*:}
-python3 "$WORK/hold.py" "$API_PORT" "$OTA_PORT" $N_API $N_OTA "$HOLD" 2>"$WORK/hold.err" &
+python3 "$HOLD_PY" "$API_PORT" "$OTA_PORT" $N_API $N_OTA "$HOLD" 2>"$WORK/hold.err" &
 HOLD_PID=$!
 deadline=$((SECONDS + 30))
 until [ -s "$HOLD/ready" ]; do
@@ -202,7 +146,7 @@ fds=$(find /proc/"$PID"/fd -mindepth 1 2>/dev/null | wc -l)
 prlimit --pid "$PID" --nofile=$((fds + 1)):512 || fail "prlimit --pid failed"
 HOLD=$WORK/hold2
 mkdir -p "$HOLD"
-python3 "$WORK/hold.py" "$API_PORT" "$OTA_PORT" 20 40 "$HOLD" 2>"$WORK/hold2.err" &
+python3 "$HOLD_PY" "$API_PORT" "$OTA_PORT" 20 40 "$HOLD" 2>"$WORK/hold2.err" &
 HOLD_PID=$!
 deadline=$((SECONDS + 30))
 until [ -s "$HOLD/ready" ]; do
