@@ -21,6 +21,7 @@
 #include "ota_http.h"
 #include "ota_image.h"
 #include "ota_priv.h"
+#include "ota_routes.h"
 #include "slot.h"
 #include "station.h"
 
@@ -471,7 +472,12 @@ void ota_handle_request(struct ota_conn *c, const struct ota_http_request *req)
     bool fetching = false; /* the target set is being fetched from the line (503) */
     char refuse_text[400] = "";
 
-    if (!req->has_sta_mac && !cfg->ota.strict) {
+    /* The row of the device-facing route table (ota_routes.c) this request takes. */
+    const struct ota_route *route = ota_route_find(req);
+    bool checkin = route->kind == OTA_ROUTE_CHECKIN;
+    if (!checkin && !cfg->ota.strict) {
+        /* plain GET: the set (half) its path names, the half of the board at the client's
+         * address, else 404 (OTA_ROUTE_OTHER finds no image) */
         fw = plain_image(o, req->uri, c->ip, &pick);
         c->plain = true;
         if (pick.half != OTA_HTTP_USERBIN_NONE)
@@ -485,7 +491,7 @@ void ota_handle_request(struct ota_conn *c, const struct ota_http_request *req)
             img.gzip = fw->gzip && pick.half == OTA_HTTP_USERBIN_NONE;
         }
         ota_http_decide_plain(req, fw ? &img : NULL, &d);
-    } else if (!req->has_sta_mac) {
+    } else if (!checkin) {
         struct ota_http_policy pol = {.strict = true};
         ota_http_decide(req, NULL, &pol, &d);
     } else {

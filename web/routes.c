@@ -17,6 +17,7 @@
 #include "api_priv.h"
 #include "bundle.h"
 #include "config.h"
+#include "ota_routes.h"
 #include "station.h"
 
 static API_HANDLER(api_h_routes);
@@ -370,6 +371,20 @@ static API_HANDLER(api_h_routes)
         json_object_object_add(o, "policy",
                                json_object_new_string(route_policy_to_string(r->policy)));
         json_object_object_add(o, "upload", json_object_new_boolean(r->flags & ROUTE_UPLOAD));
+        json_object_object_add(o, "listener", json_object_new_string("api"));
+        json_object_array_add(arr, o);
+    }
+    /* the OTA endpoint's rows (daemon/ota_routes.c): device-facing */
+    for (size_t i = 0; i < ota_routes_count; i++) {
+        const struct ota_route *r = &ota_routes[i];
+        struct json_object *o = json_object_new_object();
+        json_object_object_add(o, "method", json_object_new_string(r->method));
+        json_object_object_add(o, "path", json_object_new_string(r->pattern));
+        json_object_object_add(o, "policy", json_object_new_string("device"));
+        json_object_object_add(o, "upload", json_object_new_boolean(false));
+        json_object_object_add(o, "listener", json_object_new_string("ota"));
+        json_object_object_add(o, "needs", r->needs ? json_object_new_string(r->needs) : NULL);
+        json_object_object_add(o, "what", json_object_new_string(r->what));
         json_object_array_add(arr, o);
     }
     struct json_object *o = json_object_new_object();

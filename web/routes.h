@@ -23,9 +23,11 @@
  * Every request, whatever its route, first needs a Host that names this
  * station (api_host_allowed(); 403), against DNS rebinding.
  *
- * Device-facing routes (the check-ins of boards, which can send neither a
- * token nor an Origin) are not in this table: they are served by daemon/ota.c
- * on ota.listen, a separate listener on the device network.
+ * Device-facing routes (check-ins and plain GETs of boards, which can send
+ * neither a token nor an Origin) have their own table, ota_routes[] in
+ * daemon/ota_routes.c, with policy "device": they are served on ota.listen, a
+ * separate listener on the device network, which serves none of the rows
+ * here. GET /api/v1/routes lists both tables ("listener": "api" / "ota").
  *
  * Patterns: literal segments and captures. "{name}" captures one non-empty
  * segment; "{name*}" captures one or more segments (a slot id may hold '/', as

@@ -101,6 +101,15 @@ load_routes() {
     done
     [ "$n" -ge 20 ] || fail "only $n changing routes listed"
     grep -q '^GET ' "$WORK/change" && fail "a GET route is listed as changing"
+    # the OTA endpoint's device-facing rows are in the same listing, on their own listener
+    jqr '.routes[] | select(.policy == "device") | "\(.listener) \(.method) \(.path)"' >"$WORK/device"
+    grepq -F 'ota GET {path*}' <"$WORK/device" || fail "no device-facing check-in row: $(cat "$WORK/device")"
+    grepq -F 'ota GET /ota/fw/{name}/{version}.bin' <"$WORK/device" ||
+        fail "no device-facing plain GET row: $(cat "$WORK/device")"
+    [ "$(jqr '[.routes[] | select(.policy == "device" and .listener != "ota")] | length')" = 0 ] ||
+        fail "a device-facing row is not on the OTA listener"
+    [ "$(jqr '[.routes[] | select(.policy != "device" and .listener != "api")] | length')" = 0 ] ||
+        fail "an operator row is not on the API listener"
     true
 }
 

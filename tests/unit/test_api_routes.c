@@ -29,6 +29,8 @@
 #include "log.h"
 #include "loop.h"
 #include "ota.h"
+#include "ota_http.h"
+#include "ota_routes.h"
 #include "routes.h"
 #include "station.h"
 
@@ -209,6 +211,61 @@ static void test_table_well_formed(void **state)
     }
     assert_string_equal(route_policy_to_string(ROUTE_READ), "read");
     assert_string_equal(route_policy_to_string(ROUTE_CHANGE), "change");
+}
+
+/* find_row HEAD: the device-facing row (daemon/ota_routes.c) the OTA endpoint gives a
+ * request with this head. */
+static const struct ota_route *find_row(const char *head)
+{
+    struct ota_http_request rq;
+    struct ota_error err;
+    int n = ota_http_parse_request(head, strlen(head), &rq, &err);
+    if (n <= 0)
+        fail_msg("head does not parse: %s", head);
+    return ota_route_find(&rq);
+}
+
+static const struct ota_route *find_path(const char *path, bool sta_mac)
+{
+    char head[ROUTE_MAX_PATH + 200];
+    snprintf(head, sizeof(head), "GET %s HTTP/1.1\r\nHost: s\r\n%s\r\n", path,
+             sta_mac ? "User-Agent: ESP32-http-Update\r\nx-ESP32-STA-MAC: 24:6F:28:00:00:01\r\n"
+                     : "");
+    return find_row(head);
+}
+
+/* The device-facing table: each row is reached by the requests it describes (a check-in by
+ * its STA-MAC header on any path, plain GETs by their path), every row's policy is its
+ * own, and no operator route is anything on the OTA listener but "anything else". */
+static void test_device_routes(void **state)
+{
+    (void)state;
+    assert_true(ota_routes_count >= 5);
+    bool seen[OTA_ROUTE_OTHER + 1] = {false};
+    for (size_t i = 0; i < ota_routes_count; i++) {
+        assert_string_equal(ota_routes[i].method, "GET");
+        assert_non_null(ota_routes[i].what);
+        assert_true(strncmp(ota_routes[i].pattern, "/api/", 5) != 0);
+        seen[ota_routes[i].kind] = true;
+    }
+    for (int k = 0; k <= OTA_ROUTE_OTHER; k++)
+        assert_true(seen[k]);
+    assert_int_equal(find_path("/update", true)->kind, OTA_ROUTE_CHECKIN);
+    assert_int_equal(find_path("/ota/fw/app/1.0.bin", true)->kind, OTA_ROUTE_CHECKIN);
+    assert_int_equal(find_path("/ota/fw/app/1.0.bin", false)->kind, OTA_ROUTE_SET_IMAGE);
+    assert_int_equal(find_path("/ota/fw/app/1.0.bin?x=1", false)->kind, OTA_ROUTE_SET_IMAGE);
+    assert_int_equal(find_path("/ota/fw/app/1.0/user2.bin", false)->kind, OTA_ROUTE_SET_HALF);
+    assert_int_equal(find_path("/fota/user1.bin", false)->kind, OTA_ROUTE_ADDR_HALF);
+    assert_int_equal(find_path("/ota/fw/a/b/c/user1.bin", false)->kind, OTA_ROUTE_ADDR_HALF);
+    assert_int_equal(find_path("/ota/fw/a/b/c.bin", false)->kind, OTA_ROUTE_OTHER);
+    assert_int_equal(find_path("/ota/fw/app/1.0", false)->kind, OTA_ROUTE_OTHER);
+    assert_int_equal(find_path("/update", false)->kind, OTA_ROUTE_OTHER);
+    for (size_t i = 0; i < api_routes_count; i++) {
+        char path[ROUTE_MAX_PATH + 1];
+        instantiate(api_routes[i].pattern, path, sizeof(path));
+        if (find_path(path, false)->kind != OTA_ROUTE_OTHER)
+            fail_msg("operator route %s is served on the OTA listener", api_routes[i].pattern);
+    }
 }
 
 static void test_match(void **state)
@@ -489,6 +546,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_table_well_formed),
         cmocka_unit_test(test_match),
+        cmocka_unit_test(test_device_routes),
         cmocka_unit_test_setup_teardown(test_change_routes_need_the_token, setup_token, teardown),
         cmocka_unit_test_setup_teardown(test_read_routes_open, setup_token, teardown),
         cmocka_unit_test_setup_teardown(test_405_and_404, setup_token, teardown),
