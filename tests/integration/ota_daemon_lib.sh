@@ -125,6 +125,16 @@ board_col() {
     db "SELECT $2 FROM boards WHERE mac = '$1';"
 }
 
+# wait_ready FILE SECONDS WHAT [ERRFILE]: waits for FILE (the mark a helper script started in
+# the background writes once it listens); fails "WHAT did not start" (with ERRFILE's text).
+wait_ready() {
+    local deadline=$((SECONDS + $2))
+    until [ -e "$1" ]; do
+        [ $SECONDS -lt $deadline ] || fail "$3 did not start${4:+: $(cat "$4" 2>/dev/null)}"
+        sleep 0.05
+    done
+}
+
 # fw_set_fs DIR NAME VERSION SIZE SEED FS_BYTES: an ESP32 firmware set with its app at
 # 0x10000 (carrying ESPSIM_VERSION=VERSION) and a filesystem image (FS_BYTES bytes of
 # seeded noise, not an ESP image) at 0x290000, kind "filesystem". FS_OFF is that offset.

@@ -76,15 +76,11 @@ wait_sql "SELECT chip || ' ' || running_version FROM boards WHERE mac = '$MC';" 
 wait_log 'enrolled by check-in from .*: 304 \(no target firmware' 10
 
 # --- 2. a complete request with the client's FIN right behind it -------------------
-python3 - "$OTA_PORT" "$M8" <<'PY' || fail "half-closed requests were not all answered"
+PYTHONDONTWRITEBYTECODE=1 PYTHONPATH=$(dirname "$0") python3 - "$OTA_PORT" "$M8" <<'PY' || fail "half-closed requests were not all answered"
 import socket, sys
+from checkin_from import head as checkin_head
 port, mac = int(sys.argv[1]), sys.argv[2]
-head = ("GET /ota/update HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUser-Agent: ESP8266-http-Update\r\n"
-        "Connection: close\r\nx-ESP8266-STA-MAC: %s\r\nx-ESP8266-AP-MAC: %s\r\n"
-        "x-ESP8266-free-space: 1044464\r\nx-ESP8266-sketch-size: 300000\r\n"
-        "x-ESP8266-sketch-md5: 00112233445566778899aabbccddeeff\r\nx-ESP8266-chip-size: 4194304\r\n"
-        "x-ESP8266-sdk-version: 2.2.2-dev(38a443e)\r\nx-ESP8266-mode: sketch\r\n"
-        "x-ESP8266-version: 2.0.0\r\n\r\n" % (port, mac.upper(), mac.upper())).encode()
+head = checkin_head(port, mac, "2.0.0", "esp8266", proto="HTTP/1.1").encode()
 answered = 0
 for i in range(40):
     s = socket.create_connection(("127.0.0.1", port), timeout=5)
@@ -128,15 +124,11 @@ jq --arg c "$WORK/ota.pem" --arg k "$WORK/ota.key" '.ota.tls = {"cert": $c, "key
     "$CFG" >"$CFG.3"
 stop_daemon
 start_api_daemon "$CFG.3"
-python3 - "$OTA_PORT" "$M8" "$WORK/ota.pem" <<'PY' || fail "half-closed requests over TLS were not all answered"
+PYTHONDONTWRITEBYTECODE=1 PYTHONPATH=$(dirname "$0") python3 - "$OTA_PORT" "$M8" "$WORK/ota.pem" <<'PY' || fail "half-closed requests over TLS were not all answered"
 import socket, ssl, sys
-port, mac, ca = int(sys.argv[1]), sys.argv[2].upper(), sys.argv[3]
-head = ("GET /ota/update HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUser-Agent: ESP8266-http-Update\r\n"
-        "Connection: close\r\nx-ESP8266-STA-MAC: %s\r\nx-ESP8266-AP-MAC: %s\r\n"
-        "x-ESP8266-free-space: 1044464\r\nx-ESP8266-sketch-size: 300000\r\n"
-        "x-ESP8266-sketch-md5: 00112233445566778899aabbccddeeff\r\nx-ESP8266-chip-size: 4194304\r\n"
-        "x-ESP8266-sdk-version: 2.2.2-dev(38a443e)\r\nx-ESP8266-mode: sketch\r\n"
-        "x-ESP8266-version: 2.0.0\r\n\r\n" % (port, mac, mac)).encode()
+from checkin_from import head as checkin_head
+port, mac, ca = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+head = checkin_head(port, mac, "2.0.0", "esp8266", proto="HTTP/1.1").encode()
 ctx = ssl.create_default_context(cafile=ca)
 answered = {}
 for mode in ("fin", "close_notify+fin"):

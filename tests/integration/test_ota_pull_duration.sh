@@ -32,15 +32,11 @@ SIZE=$(stat -c %s "$WORK/e2/app.bin")
 # pull MODE MAC: check in (again after a 304, at most 3 times) and read the image; prints
 # the milliseconds from the answer's first byte to the close.
 pull() {
-    python3 - "$OTA_PORT" "$2" "$1" <<'PY'
+    PYTHONDONTWRITEBYTECODE=1 PYTHONPATH=$(dirname "$0") python3 - "$OTA_PORT" "$2" "$1" <<'PY'
 import socket, struct, sys, time
+from checkin_from import head as checkin_head
 port, mac, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-head = ("GET /ota/update HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUser-Agent: ESP8266-http-Update\r\n"
-        "Connection: close\r\nx-ESP8266-STA-MAC: %s\r\nx-ESP8266-AP-MAC: %s\r\n"
-        "x-ESP8266-free-space: 1044464\r\nx-ESP8266-sketch-size: 300000\r\n"
-        "x-ESP8266-sketch-md5: 00112233445566778899aabbccddeeff\r\nx-ESP8266-chip-size: 4194304\r\n"
-        "x-ESP8266-sdk-version: 2.2.2-dev(38a443e)\r\nx-ESP8266-mode: sketch\r\n"
-        "x-ESP8266-version: 0.9\r\n\r\n" % (port, mac.upper(), mac.upper())).encode()
+head = checkin_head(port, mac, "0.9", "esp8266", proto="HTTP/1.1").encode()
 for attempt in range(3):
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
     s.sendall(head)

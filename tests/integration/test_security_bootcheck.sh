@@ -60,32 +60,10 @@ while True:
             f.write(data[:200] + b"\n")
 PY
 NETDEV_PIDS+=("$!")
-deadline=$((SECONDS + 10))
-until [ -e "$WORK/spoofer.log.ready" ]; do
-    [ $SECONDS -lt $deadline ] || fail "the spoofer's listener did not start"
-    sleep 0.05
-done
+wait_ready "$WORK/spoofer.log.ready" 10 "the spoofer's listener"
 
 # --- M known only from a check-in without credentials, sent from the spoofer's address -------
-ans=$(python3 - "$OTA_PORT" "$SPOOF" "$M" <<'PY'
-import socket, sys
-port, src, mac = int(sys.argv[1]), sys.argv[2], sys.argv[3].upper()
-h = ("GET /ota/update HTTP/1.0\r\nUser-Agent: ESP32-http-Update\r\nConnection: close\r\n"
-     "x-ESP32-STA-MAC: %s\r\nx-ESP32-AP-MAC: %s\r\nx-ESP32-mode: sketch\r\n"
-     "x-ESP32-version: 0.9.0\r\n\r\n" % (mac, mac))
-s = socket.socket()
-s.bind((src, 0))
-s.connect(("127.0.0.1", port))
-s.sendall(h.encode())
-data = b""
-while b"\r\n" not in data:
-    b = s.recv(256)
-    if not b:
-        break
-    data += b
-print(data.split(b" ")[1].decode() if data else "none")
-PY
-)
+ans=$(python3 "$(dirname "$0")/checkin_from.py" "$OTA_PORT" "$SPOOF" "$M" 0.9.0)
 log "the spoofer's check-in: $ans"
 wait_sql "SELECT ip || ' ' || ip_confirmed || ' ' || ip_source FROM boards WHERE mac = '$M';" \
     "$SPOOF 0 checkin" 20

@@ -42,35 +42,8 @@ upload_fw "$WORK/fw2"
 
 # checkin SRC_IP MAC VERSION [USER:PASS]: one ESP32 HTTPUpdate check-in from SRC_IP (the
 # spoofer: any host on the device network); prints "STATUS BODY-FIRST-LINE".
-checkin() {
-    python3 - "$OTA_PORT" "$@" <<'PY'
-import base64, socket, sys
-port, src, mac, ver = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-auth = sys.argv[5] if len(sys.argv) > 5 else ""
-h = ("GET /ota/update HTTP/1.0\r\nHost: 127.0.0.1:%d\r\nUser-Agent: ESP32-http-Update\r\n"
-     "Connection: close\r\nx-ESP32-STA-MAC: %s\r\nx-ESP32-AP-MAC: %s\r\n"
-     "x-ESP32-free-space: 1310720\r\nx-ESP32-sketch-size: 300000\r\n"
-     "x-ESP32-sketch-md5: 00112233445566778899aabbccddeeff\r\nx-ESP32-chip-size: 4194304\r\n"
-     "x-ESP32-sdk-version: v4.4.7\r\nx-ESP32-mode: sketch\r\nx-ESP32-version: %s\r\n"
-     % (port, mac.upper(), mac.upper(), ver))
-if auth:
-    h += "Authorization: Basic %s\r\n" % base64.b64encode(auth.encode()).decode()
-s = socket.socket()
-s.bind((src, 0))
-s.connect(("127.0.0.1", port))
-s.sendall((h + "\r\n").encode())
-data = b""
-while b"\r\n\r\n" not in data:
-    b = s.recv(4096)
-    if not b:
-        break
-    data += b
-s.close()
-head, _, body = data.partition(b"\r\n\r\n")
-status = head.split(b" ")[1].decode() if head else "none"
-print(status, body.split(b"\n")[0].decode(errors="replace") if status != "200" else "")
-PY
-}
+CHECKIN_FROM=$(dirname "$0")/checkin_from.py
+checkin() { python3 "$CHECKIN_FROM" --reason "$OTA_PORT" "$@"; }
 
 # --- a board with credentials: confirmed address ------------------------------------------
 MB=24:6f:28:00:99:01
@@ -128,11 +101,7 @@ while True:
     c.close()
 PY
 NETDEV_PIDS+=("$!")
-deadline=$((SECONDS + 10))
-until [ -e "$WORK/spoofer.log.ready" ]; do
-    [ $SECONDS -lt $deadline ] || fail "the spoofer's listener did not start"
-    sleep 0.05
-done
+wait_ready "$WORK/spoofer.log.ready" 10 "the spoofer's listener"
 # the claim again, right before the push (the board's check-ins may have dropped it)
 checkin "$SPOOF" "$MB" 9.9.9 >/dev/null
 apij POST "/api/v1/boards/$MB/ota" "{\"method\": \"webform\", \"firmware\": \"demo@2.0.0\", \"port\": $WPORT}"
@@ -185,31 +154,8 @@ ans=$(checkin "$TNET.67" 24:6f:28:00:99:0f 1.0.0 "$CHECKIN_USER:not-the-password
 [ "$(board_col "$MB" ip)" = "$TNET.21" ] || fail "a refused check-in moved the board"
 
 # --- enrolment flood without credentials: rate-limited ------------------------------------------
-flood() { # flood SRC FIRST N: N check-ins with invented MACs 02:00:00:00:FIRST+i; prints "t0 t1 statuses..."
-    python3 - "$OTA_PORT" "$@" <<'PY'
-import socket, sys, time
-port, src, first, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-t0 = time.monotonic()
-out = []
-for i in range(first, first + n):
-    mac = "02:00:00:00:%02X:%02X" % (i >> 8, i & 255)
-    h = ("GET /ota/update HTTP/1.0\r\nUser-Agent: ESP32-http-Update\r\nConnection: close\r\n"
-         "x-ESP32-STA-MAC: %s\r\nx-ESP32-AP-MAC: %s\r\nx-ESP32-mode: sketch\r\n"
-         "x-ESP32-version: 1.0.0\r\n\r\n" % (mac, mac))
-    s = socket.socket()
-    s.bind((src, 0))
-    s.connect(("127.0.0.1", port))
-    s.sendall(h.encode())
-    data = b""
-    while b"\r\n" not in data:
-        b = s.recv(256)
-        if not b:
-            break
-        data += b
-    s.close()
-    out.append(data.split(b" ")[1].decode() if data else "none")
-print("%.3f" % (time.monotonic() - t0), " ".join(out))
-PY
+flood() { # flood SRC FIRST N: N check-ins with invented MACs 02:00:00:00:FIRST+i; prints "SECONDS STATUS..."
+    python3 "$CHECKIN_FROM" --time "$OTA_PORT" "$1" "$(printf '02:00:00:00:%02X:%02X' $(($2 >> 8)) $(($2 & 255)))+$3" 1.0.0
 }
 res=$(flood "$TNET.70" 0 200)
 elapsed=${res%% *}

@@ -37,29 +37,11 @@ upload_fw "$WORK/fw1"
 upload_fw "$WORK/fw2"
 
 # --- 12 boards, each confirmed at its own address by an authenticated check-in ---------------
-python3 - "$OTA_PORT" "$TNET" "$N" "$CHECKIN_USER:$CHECKIN_PASS" <<'PY' || fail "check-ins"
-import base64, socket, sys
-port, net, n, auth = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
-for i in range(n):
-    mac = "24:6F:28:00:9B:%02X" % i
-    h = ("GET /ota/update HTTP/1.0\r\nUser-Agent: ESP32-http-Update\r\nConnection: close\r\n"
-         "x-ESP32-STA-MAC: %s\r\nx-ESP32-AP-MAC: %s\r\nx-ESP32-mode: sketch\r\n"
-         "x-ESP32-version: 1.0.0\r\nAuthorization: Basic %s\r\n\r\n"
-         % (mac, mac, base64.b64encode(auth.encode()).decode()))
-    s = socket.socket()
-    s.bind(("%s.%d" % (net, 100 + i), 0))
-    s.connect(("127.0.0.1", port))
-    s.sendall(h.encode())
-    data = b""
-    while b"\r\n" not in data:
-        b = s.recv(256)
-        if not b:
-            break
-        data += b
-    s.close()
-    if not data.startswith(b"HTTP/1.1 304") and not data.startswith(b"HTTP/1.0 304"):
-        sys.exit("check-in %d: %r" % (i, data[:80]))
-PY
+for i in $(seq 0 $((N - 1))); do
+    ans=$(python3 "$(dirname "$0")/checkin_from.py" "$OTA_PORT" "$TNET.$((100 + i))" \
+        "$(printf '24:6f:28:00:9b:%02x' "$i")" 1.0.0 "$CHECKIN_USER:$CHECKIN_PASS")
+    [ "$ans" = 304 ] || fail "check-in $i: '$ans'"
+done
 [ "$(db "SELECT count(*) FROM boards WHERE mac LIKE '24:6f:28:00:9b:%' AND ip_confirmed = 1;")" = $N ] ||
     fail "boards with confirmed addresses: $(db "SELECT mac, ip, ip_confirmed FROM boards;")"
 
@@ -106,11 +88,7 @@ while time.time() < end and not os.path.exists(os.path.join(d, "listener.stop"))
 PY
 python3 "$WORK/listener.py" "$WPORT" "$WORK" 2>"$WORK/listener.err" &
 NETDEV_PIDS+=("$!")
-deadline=$((SECONDS + 10))
-until [ -e "$WORK/listener.ready" ]; do
-    [ $SECONDS -lt $deadline ] || fail "the listener did not start: $(cat "$WORK/listener.err")"
-    sleep 0.05
-done
+wait_ready "$WORK/listener.ready" 10 "the listener" "$WORK/listener.err"
 lstate() { cat "$WORK/listener.state"; }
 wait_listener() { # wait_listener REGEX SECONDS
     local deadline=$((SECONDS + $2))
