@@ -139,7 +139,9 @@ struct config_profile {
 };
 
 /* "tls": {"cert": PATH, "key": PATH} of a server (api.tls, ota.tls); cert NULL: plain
- * HTTP. The files are read and checked when the server starts (ota_tls.h). */
+ * HTTP. The files are read and checked when the server starts (ota_tls.h), and again on a
+ * reload (SIGHUP) when they changed: a good pair serves new connections, a bad one is
+ * logged and the old one kept (web/http_tls.c, daemon/ota.c). */
 struct config_tls {
     char *cert; /* PEM: the server certificate, then any intermediate CA certificates */
     char *key;  /* PEM: its private key, unencrypted */
@@ -169,7 +171,7 @@ struct config_ota {
 
 struct config_api {
     char *token;              /* bearer token for mutating calls; NULL = none configured */
-    struct config_tls tls;    /* HTTPS (libmicrohttpd with GnuTLS); at start only */
+    struct config_tls tls;    /* HTTPS (libmicrohttpd with GnuTLS); files re-read on SIGHUP */
     bool read_requires_token; /* false */
     size_t max_body_bytes;    /* 64 MiB; 1 KiB .. 1 GiB */
     int max_connections;      /* 1000; 1 .. 65536, lowered to the fd budget; at start only */

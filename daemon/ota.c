@@ -581,18 +581,31 @@ static void tls_reload(struct ota *o, const struct config *cfg)
     struct ota_tls *t = NULL;
     char err[700] = "";
     if (ota_tls_new("ota.tls", cfg->ota.tls.cert, cfg->ota.tls.key, &t, err, sizeof(err)) < 0) {
+        char kept[300];
+        if (o->tls)
+            snprintf(kept, sizeof(kept), "the certificate it had (%s, not after %s)",
+                     ota_tls_subject(o->tls), ota_tls_until(o->tls));
+        else
+            snprintf(kept, sizeof(kept), "speaking plain HTTP");
         log_msg(LOG_LEVEL_ERROR,
-                "%s; the OTA update endpoint keeps %s until the files are fixed "
-                "and the configuration reloaded (SIGHUP)",
-                err, o->tls ? "the certificate it had" : "speaking plain HTTP");
+                "tls: ota certificate not reloaded: %s; the OTA update endpoint keeps %s until "
+                "the files are fixed and the configuration reloaded (SIGHUP)",
+                err, kept);
         return;
     }
-    log_msg(LOG_LEVEL_NOTICE, "ota.tls reloaded: the OTA update endpoint speaks HTTPS with %s",
-            ota_tls_info(t));
+    log_msg(LOG_LEVEL_NOTICE,
+            "tls: ota certificate reloaded (%s, not after %s): the OTA update endpoint speaks "
+            "HTTPS with %s to new connections (open ones keep theirs)",
+            ota_tls_subject(t), ota_tls_until(t), ota_tls_info(t));
     if (ota_tls_warning(t)[0])
         log_msg(LOG_LEVEL_WARN, "ota.tls: %s", ota_tls_warning(t));
     ota_tls_free(o->tls); /* connections in flight hold their own reference */
     o->tls = t;
+}
+
+int64_t ota_tls_expiry(const struct ota *o)
+{
+    return o && o->listen_fd >= 0 ? ota_tls_not_after(o->tls) : 0;
 }
 
 void ota_reload(struct ota *o)

@@ -161,4 +161,8 @@ struct ota_counters {
 /* NULL when o is NULL. */
 const struct ota_counters *ota_counters(const struct ota *o);
 
+/* ota.tls: the not-after of the certificate new connections get (seconds since the epoch),
+ * 0 when the endpoint is off or speaks plain HTTP (/metrics). */
+int64_t ota_tls_expiry(const struct ota *o);
+
 #endif

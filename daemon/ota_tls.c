@@ -31,19 +31,15 @@
 #define PEM_MAX_BYTES (1024 * 1024)
 #define WARN_EVERY_MS 60000
 
-struct file_id {
-    dev_t dev;
-    ino_t ino;
-    off_t size;
-    struct timespec mtime;
-};
-
 struct ota_tls {
     SSL_CTX *ctx;
-    char *cert, *key;               /* the paths it was made from */
-    struct file_id cert_id, key_id; /* and what they were then (ota_tls_unchanged) */
+    char *cert, *key;                   /* the paths it was made from */
+    struct tls_file_id cert_id, key_id; /* and what they were then (ota_tls_unchanged) */
     char info[400];
     char warn[400];
+    char subject[160];
+    char until[64];
+    int64_t not_after_s;
     uint64_t failed;   /* failed handshakes since the last warning */
     int64_t warned_ms; /* monotonic time of the last warning, 0 none yet */
 };
@@ -157,6 +153,10 @@ static void describe_cert(X509 *x, struct tls_pair *p)
     }
     GENERAL_NAMES_free(gens);
     asn1_time_text(X509_get0_notAfter(x), until, sizeof(until));
+    snprintf(p->subject, sizeof(p->subject), "%s", subject);
+    snprintf(p->until, sizeof(p->until), "%s", until);
+    struct tm tm;
+    p->not_after_s = ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) == 1 ? (int64_t)timegm(&tm) : 0;
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int n = 0;
     p->sha1[0] = '\0';
@@ -296,7 +296,7 @@ void tls_pair_free(struct tls_pair *p)
 
 /* ---- the OTA endpoint's context ---------------------------------------------------------- */
 
-static void file_id_of(const char *path, struct file_id *id)
+void tls_file_id_of(const char *path, struct tls_file_id *id)
 {
     struct stat st;
     memset(id, 0, sizeof(*id));
@@ -308,7 +308,7 @@ static void file_id_of(const char *path, struct file_id *id)
     id->mtime = st.st_mtim;
 }
 
-static bool file_id_eq(const struct file_id *a, const struct file_id *b)
+bool tls_file_id_eq(const struct tls_file_id *a, const struct tls_file_id *b)
 {
     return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
            a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec;
@@ -318,19 +318,19 @@ bool ota_tls_unchanged(const struct ota_tls *t, const char *cert, const char *ke
 {
     if (!t || strcmp(t->cert, cert) != 0 || strcmp(t->key, key) != 0)
         return false;
-    struct file_id c, k;
-    file_id_of(cert, &c);
-    file_id_of(key, &k);
-    return file_id_eq(&c, &t->cert_id) && file_id_eq(&k, &t->key_id);
+    struct tls_file_id c, k;
+    tls_file_id_of(cert, &c);
+    tls_file_id_of(key, &k);
+    return tls_file_id_eq(&c, &t->cert_id) && tls_file_id_eq(&k, &t->key_id);
 }
 
 int ota_tls_new(const char *what, const char *cert, const char *key, struct ota_tls **out,
                 char *err, size_t errlen)
 {
     *out = NULL;
-    struct file_id cert_id, key_id; /* before reading: a file replaced meanwhile is read again */
-    file_id_of(cert, &cert_id);
-    file_id_of(key, &key_id);
+    struct tls_file_id cert_id, key_id; /* before reading: one replaced meanwhile is read again */
+    tls_file_id_of(cert, &cert_id);
+    tls_file_id_of(key, &key_id);
     struct tls_pair p;
     int rc = tls_load_pair(what, cert, key, &p, err, errlen);
     if (rc < 0)
@@ -384,6 +384,9 @@ int ota_tls_new(const char *what, const char *cert, const char *key, struct ota_
     t->key_id = key_id;
     snprintf(t->info, sizeof(t->info), "%s", p.info);
     snprintf(t->warn, sizeof(t->warn), "%s", p.warn);
+    snprintf(t->subject, sizeof(t->subject), "%s", p.subject);
+    snprintf(t->until, sizeof(t->until), "%s", p.until);
+    t->not_after_s = p.not_after_s;
     BIO_free(b);
     X509_free(leaf);
     EVP_PKEY_free(pkey);
@@ -419,6 +422,21 @@ const char *ota_tls_info(const struct ota_tls *t)
 const char *ota_tls_warning(const struct ota_tls *t)
 {
     return t ? t->warn : "";
+}
+
+const char *ota_tls_subject(const struct ota_tls *t)
+{
+    return t ? t->subject : "";
+}
+
+const char *ota_tls_until(const struct ota_tls *t)
+{
+    return t ? t->until : "";
+}
+
+int64_t ota_tls_not_after(const struct ota_tls *t)
+{
+    return t ? t->not_after_s : 0;
 }
 
 /* ---- connections ------------------------------------------------------------------------- */

@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 /* The files of a pair, read and checked: cert_pem and key_pem are their bytes
  * (NUL-terminated, malloc'd); info is one line for the log (subject, validity, SHA-1
@@ -37,8 +38,23 @@ struct tls_pair {
     char *key_pem;
     char info[400];
     char warn[400];
-    char sha1[60]; /* "AA:BB:...": ESP8266 WiFiClientSecure::setFingerprint */
+    char sha1[60];       /* "AA:BB:...": ESP8266 WiFiClientSecure::setFingerprint */
+    char subject[160];   /* "/CN=..." of the server certificate */
+    char until[64];      /* its not-after, as text ("Jun  1 12:00:00 2026 GMT") */
+    int64_t not_after_s; /* its not-after, seconds since the epoch (/metrics) */
 };
+
+/* What a pair's file was when it was read (device, inode, size, modification time;
+ * stat() follows a symlink, so a certbot-style live/ link moved to a new archive/ file
+ * counts as a change): a reload with the same paths and stamps has nothing to do. */
+struct tls_file_id {
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime;
+};
+void tls_file_id_of(const char *path, struct tls_file_id *id); /* zeroes when absent */
+bool tls_file_id_eq(const struct tls_file_id *a, const struct tls_file_id *b);
 
 /* Reads and checks cert and key (paths from the config key what, e.g. "ota.tls"). 0, or
  * -errno / -EINVAL with one line in err naming the file and what to do; *out is then
@@ -60,6 +76,10 @@ const char *ota_tls_info(const struct ota_tls *t);
  * modification time): a reload has nothing to do. */
 bool ota_tls_unchanged(const struct ota_tls *t, const char *cert, const char *key);
 const char *ota_tls_warning(const struct ota_tls *t); /* "" when none */
+/* The certificate's subject, not-after (text, and seconds since the epoch; 0 for NULL). */
+const char *ota_tls_subject(const struct ota_tls *t);
+const char *ota_tls_until(const struct ota_tls *t);
+int64_t ota_tls_not_after(const struct ota_tls *t);
 
 /* A TLS layer over an accepted, non-blocking socket (not owned: the caller closes
  * it). NULL when out of memory. */

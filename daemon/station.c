@@ -416,6 +416,8 @@ int station_reload(struct station *st)
     }
     st_apply_config(st, cfg);
     budget_reload(st);
+    if (st->hooks.reload) /* the REST API's certificate (api.tls) */
+        st->hooks.reload(st->hooks.ctx);
     log_msg(LOG_LEVEL_NOTICE, "configuration reloaded%s%s: profile %s, max_parallel %d",
             st->config_path ? " from " : "", st->config_path ? st->config_path : "",
             st_active_profile(st) ? st_active_profile(st)->name : "(none)", st->cfg->max_parallel);

@@ -130,6 +130,7 @@ uint32_t station_slot_reset_baud(struct station *st, struct slot *s);
 struct station_hooks {
     void (*event)(void *ctx, const struct records_event *e);
     void (*slot)(void *ctx, const struct slot *s, bool progress);
+    void (*reload)(void *ctx); /* after a reload (SIGHUP) applied a config; NULL none */
     void *ctx;
 };
 void station_set_hooks(struct station *st, const struct station_hooks *h);

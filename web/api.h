@@ -93,6 +93,9 @@ struct api;
 struct api *api_new(struct station *st);
 void api_free(struct api *a); /* NULL allowed */
 void api_set_dry_run(struct api *a, bool dry_run);
+/* api.tls: the not-after (seconds since the epoch) of the certificate new connections get,
+ * for /metrics; 0 plain HTTP. */
+void api_set_tls_expiry(struct api *a, int64_t not_after_s);
 struct api_metrics *api_metrics(struct api *a);
 
 /* Something changed in the station (an event, a slot): cached answers are stale. */

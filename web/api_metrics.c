@@ -236,6 +236,29 @@ static int count_board_cb(const struct records_board *b, void *ctx)
     return 0;
 }
 
+void api_set_tls_expiry(struct api *a, int64_t not_after_s)
+{
+    if (a)
+        a->api_tls_not_after = not_after_s;
+}
+
+/* The not-after of each HTTPS server's certificate (the one new connections get), so an
+ * alert can fire before it expires: espstation_tls_cert_expiry_seconds - time() < 14 days.
+ * Nothing for a server that speaks plain HTTP. */
+static void write_tls_metrics(const struct api *a, FILE *f)
+{
+    int64_t api = a->api_tls_not_after, ota = ota_tls_expiry(station_ota(a->st));
+    if (!api && !ota)
+        return;
+    fprintf(f, "# HELP espstation_tls_cert_expiry_seconds Not-after of the certificate each "
+               "HTTPS server presents to new connections (Unix time; reloaded on SIGHUP).\n"
+               "# TYPE espstation_tls_cert_expiry_seconds gauge\n");
+    if (api)
+        fprintf(f, "espstation_tls_cert_expiry_seconds{server=\"api\"} %lld\n", (long long)api);
+    if (ota)
+        fprintf(f, "espstation_tls_cert_expiry_seconds{server=\"ota\"} %lld\n", (long long)ota);
+}
+
 static void write_ota_metrics(const struct api *a, FILE *f, const struct ota_counters *oc,
                               const char *const images[2])
 {
@@ -365,6 +388,7 @@ void api_get_metrics(struct api *a, struct api_response *resp)
             fprintf(f, "espstation_pool_free{pool=\"%s\"} %lld\n", ap->per_board[i].name,
                     (long long)ps.free);
     }
+    write_tls_metrics(a, f);
     fclose(f);
     api_set_body(resp, 200, "text/plain; version=0.0.4; charset=utf-8", buf ? buf : "",
                  buf ? len : 0);

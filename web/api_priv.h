@@ -50,6 +50,7 @@ struct api {
     } ota_m[64]; /* /metrics OTA counters from events (api_note_event) */
     size_t n_ota_m;
     uint64_t ota_served_bytes, ota_pushed_bytes;
+    int64_t api_tls_not_after; /* api_set_tls_expiry; 0 plain HTTP */
     uint64_t gen;
     struct cache_entry cache[CACHE_ENTRIES];
     size_t cache_next;

@@ -801,9 +801,9 @@ static void write_port_file(const char *path, uint16_t port, const char *host)
         log_msg(LOG_LEVEL_WARN, "cannot write the port file %s: %s", path, strerror(errno));
 }
 
-/* api.tls: the pair read and checked (ota_tls.h) and its bytes kept for libmicrohttpd,
- * which speaks TLS through GnuTLS, for every start (a retried listen too). 0 or -errno
- * with err. */
+/* api.tls: the pair read and checked (http_tls.c) and kept for libmicrohttpd, which speaks
+ * TLS through GnuTLS, for every start (a retried listen too) and every handshake. 0 or
+ * -errno with err. */
 static int load_tls(struct web *w, const struct config *cfg, char *err, size_t errlen)
 {
     if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
@@ -813,15 +813,20 @@ static int load_tls(struct web *w, const struct config *cfg, char *err, size_t e
                  "the REST API");
         return -ENOTSUP;
     }
-    struct tls_pair p;
-    int rc = tls_load_pair("api.tls", cfg->api.tls.cert, cfg->api.tls.key, &p, err, errlen);
+    int rc = web_tls_load(cfg->api.tls.cert, cfg->api.tls.key, &w->tls, err, errlen);
     if (rc < 0)
         return rc;
-    w->tls_cert_pem = p.cert_pem;
-    w->tls_key_pem = p.key_pem;
-    log_msg(LOG_LEVEL_NOTICE, "status page and REST API speak HTTPS only (api.tls): %s", p.info);
-    if (p.warn[0])
-        log_msg(LOG_LEVEL_WARN, "api.tls: %s", p.warn);
+    const struct tls_pair *p = web_tls_pair(w->tls);
+    web_tls_serve(w->tls);
+    w->tls_reloadable = web_tls_reloadable();
+    api_set_tls_expiry(w->api, p->not_after_s);
+    log_msg(LOG_LEVEL_NOTICE, "status page and REST API speak HTTPS only (api.tls): %s", p->info);
+    if (p->warn[0])
+        log_msg(LOG_LEVEL_WARN, "api.tls: %s", p->warn);
+    if (!w->tls_reloadable)
+        log_msg(LOG_LEVEL_WARN,
+                "api.tls: this libmicrohttpd lacks MHD_OPTION_HTTPS_CERT_CALLBACK2: a renewed "
+                "certificate takes effect only after a restart, not on a reload (SIGHUP)");
     return 0;
 }
 
@@ -829,15 +834,23 @@ static int load_tls(struct web *w, const struct config *cfg, char *err, size_t e
 static int start_listening(struct web *w, char *err, size_t errlen)
 {
     unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
-    /* api.tls: HTTPS only, from the bytes load_tls() checked; TLS 1.2 and 1.3 as on the OTA
-     * endpoint (GnuTLS's NORMAL would take 1.0 and 1.1 too) */
+    /* api.tls: HTTPS only, the pair load_tls() checked handed to every handshake
+     * (http_tls.c: a reload swaps it), or given once where MHD cannot ask; TLS 1.2 and 1.3
+     * as on the OTA endpoint (GnuTLS's NORMAL would take 1.0 and 1.1 too) */
+    const struct tls_pair *tp = w->tls ? web_tls_pair(w->tls) : NULL;
     struct MHD_OptionItem tls_opts[] = {
-        {MHD_OPTION_HTTPS_MEM_CERT, 0, w->tls_cert_pem},
-        {MHD_OPTION_HTTPS_MEM_KEY, 0, w->tls_key_pem},
+        {MHD_OPTION_HTTPS_MEM_CERT, 0, tp ? tp->cert_pem : NULL},
+        {MHD_OPTION_HTTPS_MEM_KEY, 0, tp ? tp->key_pem : NULL},
         {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"},
         {MHD_OPTION_END, 0, NULL},
     };
-    if (w->tls_cert_pem)
+    if (w->tls_reloadable) {
+        tls_opts[0] =
+            (struct MHD_OptionItem){MHD_OPTION_HTTPS_CERT_CALLBACK2, 0, (void *)web_tls_retrieve};
+        tls_opts[1] = tls_opts[2];
+        tls_opts[2].option = MHD_OPTION_END;
+    }
+    if (w->tls)
         flags |= MHD_USE_TLS;
     else
         tls_opts[0].option = MHD_OPTION_END;
@@ -856,7 +869,7 @@ static int start_listening(struct web *w, char *err, size_t errlen)
      * complete and small enough (http_head.c: a larger one gets the JSON 431, not MHD's
      * HTML page). With TLS the head is encrypted: MHD listens itself. */
     uint16_t own_port = 0;
-    if (!w->tls_cert_pem) {
+    if (!w->tls) {
         int rc = head_listen(w, &own_port, err, errlen);
         if (rc < 0)
             return rc;
@@ -871,7 +884,7 @@ static int start_listening(struct web *w, char *err, size_t errlen)
      * "Errors"): pinned here, not left to MHD's default. */
     w->d = MHD_start_daemon(
         flags, port, NULL, NULL, on_request, w, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, w,
-        MHD_OPTION_SOCK_ADDR, w->tls_cert_pem ? (struct sockaddr *)&w->addr : NULL,
+        MHD_OPTION_SOCK_ADDR, w->tls ? (struct sockaddr *)&w->addr : NULL,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, w, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
         w, MHD_OPTION_URI_LOG_CALLBACK, on_uri, w, MHD_OPTION_UNESCAPE_CALLBACK, unescape, w,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)w->max_conns, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
@@ -879,13 +892,13 @@ static int start_listening(struct web *w, char *err, size_t errlen)
         MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
     if (!w->d) {
         int e = errno ? errno : EADDRINUSE;
-        if (!w->tls_cert_pem) {
+        if (!w->tls) {
             head_stop(w);
             snprintf(err, errlen, "cannot start the HTTP server on %s: %s", w->listen,
                      w->mhd_error[0] ? w->mhd_error : strerror(e));
             return -e;
         }
-        if (w->tls_cert_pem && errno != EADDRINUSE && errno != EACCES && errno != EADDRNOTAVAIL) {
+        if (w->tls && errno != EADDRINUSE && errno != EACCES && errno != EADDRNOTAVAIL) {
             snprintf(err, errlen,
                      "api.tls: the REST API cannot start with %s and %s (%s): check them with "
                      "certtool -i --infile CERT (GnuTLS is what serves them)",
@@ -912,9 +925,15 @@ static int start_listening(struct web *w, char *err, size_t errlen)
     if (w->port_file[0])
         write_port_file(w->port_file, w->port, w->host);
     log_msg(LOG_LEVEL_NOTICE, "status page and REST API on %s://%s%s%s:%u/ (web root %s)",
-            w->tls_cert_pem ? "https" : "http", w->v6 ? "[" : "", w->host, w->v6 ? "]" : "",
-            w->port, w->root[0] ? w->root : "(none)");
+            w->tls ? "https" : "http", w->v6 ? "[" : "", w->host, w->v6 ? "]" : "", w->port,
+            w->root[0] ? w->root : "(none)");
     return 0;
+}
+
+/* A reload (SIGHUP): api.tls's files read again (http_tls.c). */
+static void on_reload(void *ctx)
+{
+    web_tls_reload(ctx);
 }
 
 static void retry_listen(void *ctx)
@@ -1007,7 +1026,8 @@ int web_new(struct station *st, struct loop *loop, const struct web_options *o, 
         web_free(w);
         return rc;
     }
-    struct station_hooks h = {.event = sse_on_event, .slot = sse_on_slot, .ctx = w};
+    struct station_hooks h = {
+        .event = sse_on_event, .slot = sse_on_slot, .reload = on_reload, .ctx = w};
     station_set_hooks(st, &h);
     if (!cfg->api.token || !*cfg->api.token)
         log_msg(LOG_LEVEL_WARN,
@@ -1049,7 +1069,6 @@ void web_free(struct web *w)
     loop_timer_free(w->flush_timer);
     free(w->marks);
     api_free(w->api);
-    struct tls_pair tp = {.cert_pem = w->tls_cert_pem, .key_pem = w->tls_key_pem};
-    tls_pair_free(&tp);
+    web_tls_free(w->tls);
     free(w);
 }

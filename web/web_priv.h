@@ -12,6 +12,7 @@
 
 #include <sys/socket.h>
 
+#include <gnutls/abstract.h>
 #include <microhttpd.h>
 
 #include "api.h"
@@ -23,6 +24,8 @@ struct sse_client;
 struct head_conn;
 struct upload;
 struct web_conn;
+struct web_tls;
+struct tls_pair;
 
 /* Request heads (http_head.c): a connection's first head larger than HEAD_MAX bytes or
  * with more than HEAD_LINES lines gets the JSON 431; a target longer than WEB_MAX_TARGET
@@ -53,8 +56,11 @@ struct web {
     char port_file[PATH_MAX];
     struct loop_timer *retry_timer; /* the configured port was taken: try again */
     char root[PATH_MAX];
-    /* api.tls (http.c load_tls): the PEM bytes libmicrohttpd serves, NULL plain HTTP */
-    char *tls_cert_pem, *tls_key_pem;
+    /* api.tls (http_tls.c): the pair new handshakes get, NULL plain HTTP; swapped by a
+     * reload. tls_reloadable: MHD asks for it per handshake (MHD_OPTION_HTTPS_CERT_CALLBACK2),
+     * else it was given once (MHD_OPTION_HTTPS_MEM_CERT/KEY) and a reload cannot change it. */
+    struct web_tls *tls;
+    bool tls_reloadable;
     /* libmicrohttpd's last message, for a start that fails */
     char mhd_error[200];
     struct loop_timer *mhd_timer; /* MHD_get_timeout(), and "run soon" after a resume */
@@ -112,6 +118,22 @@ void head_resume(struct web *w);
 /* Closes the oldest connection still waiting for its head, if accepted at or before
  * `before` (loop_now_ms()); false when there is none. */
 bool head_close_oldest(struct web *w, int64_t before);
+
+/* ---- http_tls.c ---- */
+/* Reads and checks api.tls's pair (tls_load_pair, then GnuTLS's own import). 0 or -errno
+ * with one line in err naming the file and what to do. */
+int web_tls_load(const char *cert, const char *key, struct web_tls **out, char *err, size_t errlen);
+void web_tls_free(struct web_tls *t); /* NULL allowed; stops serving it */
+const struct tls_pair *web_tls_pair(const struct web_tls *t);
+/* t is what web_tls_retrieve hands to handshakes from now on. */
+void web_tls_serve(struct web_tls *t);
+/* This libmicrohttpd takes MHD_OPTION_HTTPS_CERT_CALLBACK2. */
+bool web_tls_reloadable(void);
+/* MHD_OPTION_HTTPS_CERT_CALLBACK2: a copy of the served pair for one handshake. */
+gnutls_certificate_retrieve_function3 web_tls_retrieve;
+/* A reload (SIGHUP): the files read again when a path or a file changed; a good pair is
+ * served to new connections, a refused one is logged and the old one kept. */
+void web_tls_reload(struct web *w);
 
 /* ---- sse.c ---- */
 int sse_init(struct web *w);

@@ -327,7 +327,7 @@ log "stalled clients held ($after) while a board pulled over HTTPS and the API a
 cp "$C/iponly.pem" "$C/ota.pem"
 cp "$C/iponly.key" "$C/ota.key"
 kill -HUP "$DAEMON_PID"
-wait_log 'ota.tls reloaded: the OTA update endpoint speaks HTTPS with certificate /CN=127.0.0.1, names IP:127.0.0.1,' 20
+wait_log 'tls: ota certificate reloaded \(/CN=127.0.0.1, not after .*\): the OTA update endpoint speaks HTTPS with certificate /CN=127.0.0.1, names IP:127.0.0.1,' 20
 M7=24:6f:28:00:71:09
 start_netdev "$WORK/nd7" --chip esp32 --mac "$M7" --bind $TNET.17 --version 1.0.0 \
     --checkin "$OTA_URL" --interval once --ca "$CA"
