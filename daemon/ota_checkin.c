@@ -589,6 +589,8 @@ void ota_handle_request(struct ota_conn *c, const struct ota_http_request *req)
                 img.md5 = fw->md5;
                 img.size = fw->size;
                 img.gzip = fw->gzip;
+                img.header_flash = fw->header_flash;
+                img.mode_md5 = fw->have_mode_md5 ? (const char(*)[33])fw->mode_md5 : NULL;
                 hb.target = &img;
             }
             if (have_bo && bo.served_md5[0]) {

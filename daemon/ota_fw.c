@@ -168,6 +168,10 @@ int ota_fw_get(struct ota *o, const char *ref, struct ota_fw **out, char *err, s
     fw->size = app->size;
     snprintf(fw->md5, sizeof(fw->md5), "%s", app->md5);
     fw->gzip = ota_image_is_gzip(data, app->size);
+    if (set->chip == ESP_CHIP_ESP8266 && !fw->dual) {
+        fw->header_flash = ota_image_esp8266_flash_size(data, app->size);
+        fw->have_mode_md5 = ota_image_mode_md5(data, app->size, fw->mode_md5) == 0;
+    }
     fw->policy_rc = 1; /* not evaluated */
     catalog_free_set(set);
     fw->next = o->cache;

@@ -36,7 +36,12 @@ struct ota_fw {
     char md5_2[33]; /* of data2 */
     bool dual;      /* data/data2 are the set's user1/user2 slots (ESP8266 NONOS layout) */
     char md5[33];
-    bool gzip;        /* data is a gzip-compressed ESP8266 image (served/pushed as is) */
+    bool gzip; /* data is a gzip-compressed ESP8266 image (served/pushed as is) */
+    /* ESP8266 0xE9 app: the flash size its header declares (0 unknown) and the MD5s of data
+     * with flash-mode byte 0..3, what a board running it reports (ota_image.h) */
+    uint64_t header_flash;
+    bool have_mode_md5;
+    char mode_md5[4][33];
     uint8_t *fs_data; /* the set's filesystem region (SPIFFS/LittleFS/FAT), NULL none */
     size_t fs_size;
     uint32_t fs_offset;

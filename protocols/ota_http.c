@@ -445,6 +445,20 @@ static bool md5_eq(const char *a, const char *b)
     return nonempty(a) && nonempty(b) && strcasecmp(a, b) == 0;
 }
 
+/* The board's reported sketch MD5 is img's; on an ESP8266 also with the flash-mode byte the
+ * Updater rewrote in flash (img->mode_md5). */
+static bool sketch_is_image(const char *sketch_md5, const struct ota_http_image *img, bool esp8266)
+{
+    if (!nonempty(sketch_md5))
+        return false;
+    if (md5_eq(sketch_md5, img->md5))
+        return true;
+    for (int m = 0; esp8266 && img->mode_md5 && m < 4; m++)
+        if (md5_eq(sketch_md5, img->mode_md5[m]))
+            return true;
+    return false;
+}
+
 void ota_http_decide(const struct ota_http_request *req, const struct ota_http_board *board,
                      const struct ota_http_policy *policy, struct ota_http_decision *out)
 {
@@ -505,12 +519,27 @@ void ota_http_decide(const struct ota_http_request *req, const struct ota_http_b
                "target is a gzip image, which ESP32 boards cannot take: not served");
         return;
     }
+    bool esp8266 = !esp32 && (req->client == OTA_HTTP_CLIENT_ESP8266 ||
+                              (req->has_esp_headers && req->header_chip == OTA_CHIP_ESP8266));
     bool served_this = board && md5_eq(board->served_md5, img->md5);
     /* The board still reports the sketch it ran when the image was served: it did not take. */
     bool did_not_take = served_this && md5_eq(board->served_from_sketch_md5, req->sketch_md5);
+    /* Its sketch MD5 is the target's: it runs the target (flashed over serial, pushed, or
+     * served before), whatever version it reports or when it sends none (the updaters send
+     * x-…-version only when the sketch passed one). Serving it again would reboot it into
+     * the same sketch, and "did not take" would then serve it at every check-in. */
+    bool runs_target = !fs && sketch_is_image(req->sketch_md5, img, esp8266);
     if (nonempty(req->version) && nonempty(img->version)) {
         if (strcmp(req->version, img->version) == 0) {
             decide(out, OTA_HTTP_NOT_MODIFIED, "board runs target version %s", img->version);
+            return;
+        }
+        if (runs_target) {
+            out->problem = true;
+            decide(out, OTA_HTTP_NOT_MODIFIED,
+                   "the board runs the target image (its sketch MD5 is the image's) but "
+                   "reports version '%s', not '%s': check the catalog's version string",
+                   req->version, img->version);
             return;
         }
         if (served_this && !did_not_take) {
@@ -521,6 +550,11 @@ void ota_http_decide(const struct ota_http_request *req, const struct ota_http_b
                    req->version, img->version);
             return;
         }
+    } else if (runs_target) {
+        decide(out, OTA_HTTP_NOT_MODIFIED,
+               "board runs the target image (its sketch MD5 is the image's, no version to "
+               "compare)");
+        return;
     } else if (served_this && !did_not_take) {
         decide(out, OTA_HTTP_NOT_MODIFIED, "station already served this image (md5 %s)", img->md5);
         return;
@@ -531,6 +565,19 @@ void ota_http_decide(const struct ota_http_request *req, const struct ota_http_b
                "image (%" PRIu64 " bytes) does not fit the board's free space (%" PRIu64
                " bytes): not served",
                img->size, req->free_space);
+        return;
+    }
+    /* ESP8266httpUpdate peeks the image header and refuses one whose flash size is larger
+     * than the chip's real size (-107, HTTP_UE_BIN_FOR_WRONG_FLASH) before writing anything:
+     * served, it would be refused at every check-in. */
+    if (!fs && esp8266 && img->header_flash && req->has_chip_size &&
+        img->header_flash > req->chip_size) {
+        out->problem = true;
+        decide(out, OTA_HTTP_NOT_MODIFIED,
+               "image header declares a %" PRIu64 " KB flash, the board's chip has %" PRIu64
+               " KB: the updater would refuse it (-107): build it for this flash size; not "
+               "served",
+               img->header_flash / 1024, req->chip_size / 1024);
         return;
     }
     out->image = img;

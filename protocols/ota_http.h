@@ -112,6 +112,12 @@ struct ota_http_image {
     const char *md5;     /* lowercase hex MD5 of the file served (32 chars) */
     uint64_t size;       /* exact file size */
     bool gzip;           /* ESP8266 gzip image (ESP32 clients must not get it) */
+    /* ESP8266 0xE9 image: the flash size its header declares (ota_image_esp8266_flash_size),
+     * 0 unknown; an ESP8266 whose x-ESP8266-chip-size is smaller refuses it (-107). */
+    uint64_t header_flash;
+    /* NULL, or the MD5s of the image with its flash-mode byte set to 0..3
+     * (ota_image_mode_md5): an ESP8266 running it reports one of them as its sketch MD5. */
+    const char (*mode_md5)[33];
 };
 
 /* What the station knows about the requesting board (all optional). */

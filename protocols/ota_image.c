@@ -50,6 +50,42 @@ bool ota_image_is_gzip(const uint8_t *buf, size_t len)
     return len >= 2 && buf[0] == 0x1F && buf[1] == 0x8B;
 }
 
+uint64_t ota_image_esp8266_flash_size(const uint8_t *img, size_t len)
+{
+    static const uint16_t kb[16] = {512, 256, 1024, 2048, 4096, 0, 0, 0, 8192, 16384};
+    if (!img || len < 4 || img[0] != 0xE9)
+        return 0;
+    return (uint64_t)kb[img[3] >> 4] * 1024u;
+}
+
+int ota_image_mode_md5(const uint8_t *img, size_t len, char out[4][33])
+{
+    if (!img || len < 4 || img[0] != 0xE9)
+        return -EINVAL;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (!ctx)
+        return -ENOMEM;
+    int rc = 0;
+    for (uint8_t mode = 0; mode < 4 && rc == 0; mode++) {
+        const uint8_t head[3] = {img[0], img[1], mode};
+        unsigned char d[EVP_MAX_MD_SIZE];
+        unsigned int n = 0;
+        if (EVP_DigestInit_ex(ctx, EVP_md5(), NULL) != 1 || EVP_DigestUpdate(ctx, head, 3) != 1 ||
+            EVP_DigestUpdate(ctx, img + 3, len - 3) != 1 || EVP_DigestFinal_ex(ctx, d, &n) != 1 ||
+            n != 16) {
+            rc = -EIO;
+            break;
+        }
+        for (unsigned i = 0; i < 16; i++) {
+            out[mode][2 * i] = "0123456789abcdef"[d[i] >> 4];
+            out[mode][2 * i + 1] = "0123456789abcdef"[d[i] & 15];
+        }
+        out[mode][32] = '\0';
+    }
+    EVP_MD_CTX_free(ctx);
+    return rc;
+}
+
 static uint32_t le32(const uint8_t *p)
 {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;

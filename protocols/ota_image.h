@@ -94,4 +94,17 @@ int ota_image_check(const uint8_t *img, size_t len, const struct ota_image_polic
 /* True if buf starts with the gzip magic 1F 8B. */
 bool ota_image_is_gzip(const uint8_t *buf, size_t len);
 
+/*
+ * ESP8266 app image (0xE9) header facts the Arduino updaters act on (PROTOCOL-OTA.md §2.2, §7).
+ * ota_image_esp8266_flash_size: the flash size (bytes) byte 3's high nibble declares, as
+ * ESP.magicFlashChipSize reads it (0 512 KB, 1 256 KB, 2 1 MB, 3 2 MB, 4 4 MB, 8 8 MB,
+ * 9 16 MB); 0 when not an 0xE9 image or a nibble it does not know (those always fit).
+ * ESP8266httpUpdate refuses a larger one than the chip (-107) before writing anything.
+ * ota_image_mode_md5: MD5s of img with its flash-mode byte (2) set to 0..3 (QIO, QOUT, DIO,
+ * DOUT): the Updater writes the running mode there, so the board's x-ESP8266-sketch-md5 can
+ * equal one of them. -EINVAL when img is not an 0xE9 image.
+ */
+uint64_t ota_image_esp8266_flash_size(const uint8_t *img, size_t len);
+int ota_image_mode_md5(const uint8_t *img, size_t len, char out[4][33]);
+
 #endif

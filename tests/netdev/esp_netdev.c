@@ -19,7 +19,7 @@
  *   [--checkin URL --interval MS|once] [--checkin-auth USER:PASS] [--free-space N] [--fault F]
  *   [--sketch-md5 HEX --sketch-size N] [--flash FILE --flash-offset N]
  *   [--fs-offset N] [--fs-size N] [--want-fs] [--user2-offset N] [--running-slot 1|2]
- *   [--rcvbuf BYTES] [--erase-ms MS] [--drain-ms MS]
+ *   [--rcvbuf BYTES] [--erase-ms MS] [--drain-ms MS] [--chip-size N] [--no-current-version]
  *   [--ca FILE | --fingerprint SHA1HEX] [--tls-ip-san] [--tls-max 1.2|1.3]
  * F: no-answer | wrong-password | no-space | stall:BYTES | glued-ok |
  *    error-line | no-connect-back | no-verdict. Ports default to 0
@@ -56,6 +56,12 @@
  * the half now running ("1"/"2"), which esp_sim boots after a reset.
  * Web form: the Basic-auth user seen is logged ("web: Basic auth as user U",
  * or "web: 401 (credentials; got user U)").
+ * --chip-size N: the real flash size (ESP.getFlashChipRealSize(), sent as x-…-chip-size;
+ * default 4 MB). An ESP8266 pull refuses an 0xE9 image whose header declares a larger flash
+ * (-107, see nd_checkin). --no-current-version: the sketch calls the updater without a
+ * current-version string (ESPhttpUpdate.update(client, url), the common form), so its
+ * check-ins carry no x-…-version header (the updaters send it only when non-empty); the
+ * board's own version is still tracked for DIR/version.
  * Version of an applied image: the printable text after "ESPSIM_VERSION=" or
  * "ESPVER:" in the image, else the ESP32 app description, else "md5:<8 hex>".
  *
@@ -309,7 +315,8 @@ static void usage(void)
             "  [--checkin URL --interval MS|once] [--checkin-auth USER:PASS] [--free-space N]\n"
             "  [--sketch-md5 HEX --sketch-size N] [--flash FILE --flash-offset N]\n"
             "  [--fs-offset N] [--fs-size N] [--want-fs] [--user2-offset N] [--running-slot 1|2]\n"
-            "  [--rcvbuf BYTES] [--erase-ms MS] [--drain-ms MS]\n"
+            "  [--rcvbuf BYTES] [--erase-ms MS] [--drain-ms MS] [--chip-size N]\n"
+            "  [--no-current-version]\n"
             "  [--ca FILE | --fingerprint SHA1HEX] [--tls-ip-san] [--tls-max 1.2|1.3]\n"
             "  [--fault no-answer|wrong-password|no-space|stall:BYTES|glued-ok|error-line|"
             "no-connect-back|no-verdict]\n");
@@ -410,6 +417,9 @@ int main(int argc, char **argv)
         } else if (strcmp(a, "--tls-ip-san") == 0) {
             d.tls_ip_san = true;
             takes = false;
+        } else if (strcmp(a, "--no-current-version") == 0) {
+            d.no_current_version = true;
+            takes = false;
         } else if (!v) {
             usage();
         } else if (strcmp(a, "--chip") == 0) {
@@ -496,6 +506,8 @@ int main(int argc, char **argv)
             d.erase_ms = atoi(v);
         } else if (strcmp(a, "--drain-ms") == 0) {
             d.drain_ms = atoi(v);
+        } else if (strcmp(a, "--chip-size") == 0) {
+            d.chip_size = strtoull(v, NULL, 0);
         } else {
             usage();
         }

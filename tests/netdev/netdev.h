@@ -58,7 +58,8 @@ struct netdev {
     int interval_ms;
     bool checkin_once;      /* --interval once: one check-in at boot, none after */
     char checkin_auth[200]; /* --checkin-auth "Authorization" value ("Basic ..."), "" none */
-    uint64_t free_space, chip_size;
+    uint64_t free_space, chip_size; /* chip_size: --chip-size, the real flash size */
+    bool no_current_version;        /* --no-current-version: no x-…-version header */
     char flash_path[PATH_MAX];
     uint64_t flash_offset;
     uint64_t user2_offset; /* TCP-OTA: flash address of user2 (0: at flash_offset) */

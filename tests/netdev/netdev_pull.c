@@ -31,12 +31,13 @@ bool nd_want_fs(const struct netdev *d)
  * The body of a pull (200): HTTPUpdate / ESP8266httpUpdate hand the socket to
  * Update.writeStream(), which fills the Updater's 4 KiB sector buffer and then erases and
  * writes the sector while reading nothing (--erase-ms each, as in the push), behind the same
- * lwIP receive window (--rcvbuf, set on the check-in socket before connect). 0, or -1 when
- * the stream ends or stays quiet for timeout_ms.
+ * lwIP receive window (--rcvbuf, set on the check-in socket before connect). got: bytes
+ * already in img (the peeked header). 0, or -1 when the stream ends or stays quiet for
+ * timeout_ms.
  */
-static int pull_body(struct netdev *d, int fd, uint8_t *img, size_t len, int timeout_ms)
+static int pull_body(struct netdev *d, int fd, uint8_t *img, size_t len, size_t got, int timeout_ms)
 {
-    size_t got = 0, sector = 0;
+    size_t sector = got;
     while (got < len) {
         size_t want = 4096 - sector;
         if (want > len - got)
@@ -48,6 +49,15 @@ static int pull_body(struct netdev *d, int fd, uint8_t *img, size_t len, int tim
         nd_sector_done(d, &sector, got == len);
     }
     return 0;
+}
+
+/* ESP.magicFlashChipSize(): the flash size an ESP8266 image header's byte 3 high nibble names
+ * (esptool's encoding); 0 for the nibbles it does not know (5, 6 "-c1" layouts and the
+ * rest), which therefore always fit. */
+static uint64_t esp8266_header_flash(unsigned nibble)
+{
+    static const uint64_t kb[16] = {512, 256, 1024, 2048, 4096, 0, 0, 0, 8192, 16384};
+    return kb[nibble & 0xF] * 1024u;
 }
 
 /*
@@ -226,39 +236,46 @@ void nd_checkin(struct netdev *d, bool fs)
     char ap[18];
     snprintf(ap, sizeof(ap), "%s", d->mac);
     ap[16] = ap[16] == 'F' ? '0' : (char)(ap[16] + 1); /* AP MAC differs from STA MAC */
+    /* HTTPClient's own headers first: Host, User-Agent, then Authorization before Connection
+     * (ESP8266HTTPClient) or after it (ESP32 HTTPClient); then the updater's headers in the
+     * order it adds them. x-…-version only when the sketch passed a non-empty current
+     * version (--no-current-version: it passed none). */
+    bool esp8266 = d->chip == CHIP_ESP8266;
+    const char *x = esp8266 ? "x-ESP8266-" : "x-ESP32-";
+    char auth[sizeof(d->checkin_auth) + 20] = "";
+    if (d->checkin_auth[0])
+        snprintf(auth, sizeof(auth), "Authorization: %s\r\n", d->checkin_auth);
     char req[2048];
-    int n;
-    if (d->chip == CHIP_ESP8266) {
+    int n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: %s\r\n%s%s%s",
+                     d->checkin_path, host, esp8266 ? "ESP8266-http-Update" : "ESP32-http-Update",
+                     esp8266 ? auth : "", "Connection: close\r\n", esp8266 ? "" : auth);
+    if (esp8266) {
         unsigned chip_id = (unsigned)strtoul(d->mac + 9, NULL, 16) & 0xFFFFFF;
-        n = snprintf(req, sizeof(req),
-                     "GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: ESP8266-http-Update\r\n"
-                     "Connection: close\r\n%s%s%sx-ESP8266-Chip-ID: %u\r\nx-ESP8266-STA-MAC: %s\r\n"
-                     "x-ESP8266-AP-MAC: %s\r\nx-ESP8266-free-space: %" PRIu64 "\r\n"
-                     "x-ESP8266-sketch-size: %" PRIu64 "\r\nx-ESP8266-sketch-md5: %s\r\n"
-                     "x-ESP8266-chip-size: %" PRIu64 "\r\n"
-                     "x-ESP8266-sdk-version: 2.2.2-dev(38a443e)\r\nx-ESP8266-mode: %s\r\n",
-                     d->checkin_path, host, d->checkin_auth[0] ? "Authorization: " : "",
-                     d->checkin_auth, d->checkin_auth[0] ? "\r\n" : "", chip_id, d->mac, ap,
-                     d->free_space, d->sketch_size, d->sketch_md5, d->chip_size, mode);
-        if (d->version[0])
-            n +=
-                snprintf(req + n, sizeof(req) - (size_t)n, "x-ESP8266-version: %s\r\n", d->version);
-        n += snprintf(req + n, sizeof(req) - (size_t)n, "Content-Length: 0\r\n\r\n");
+        n += snprintf(req + n, sizeof(req) - (size_t)n, "x-ESP8266-Chip-ID: %u\r\n", chip_id);
     } else {
-        n = snprintf(req, sizeof(req),
-                     "GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: ESP32-http-Update\r\n"
-                     "Connection: close\r\n%s%s%sCache-Control: no-cache\r\nx-ESP32-STA-MAC: %s\r\n"
-                     "x-ESP32-AP-MAC: %s\r\nx-ESP32-free-space: %" PRIu64 "\r\n"
-                     "x-ESP32-sketch-size: %" PRIu64 "\r\nx-ESP32-sketch-md5: %s\r\n"
-                     "x-ESP32-chip-size: %" PRIu64 "\r\nx-ESP32-sdk-version: v4.4.7-dirty\r\n"
-                     "x-ESP32-mode: %s\r\n",
-                     d->checkin_path, host, d->checkin_auth[0] ? "Authorization: " : "",
-                     d->checkin_auth, d->checkin_auth[0] ? "\r\n" : "", d->mac, ap, d->free_space,
-                     d->sketch_size, d->sketch_md5, d->chip_size, mode);
-        if (d->version[0])
-            n += snprintf(req + n, sizeof(req) - (size_t)n, "x-ESP32-version: %s\r\n", d->version);
-        n += snprintf(req + n, sizeof(req) - (size_t)n, "\r\n");
+        n += snprintf(req + n, sizeof(req) - (size_t)n, "Cache-Control: no-cache\r\n");
     }
+    n += snprintf(req + n, sizeof(req) - (size_t)n,
+                  "%sSTA-MAC: %s\r\n%sAP-MAC: %s\r\n%sfree-space: %" PRIu64 "\r\n"
+                  "%ssketch-size: %" PRIu64 "\r\n%ssketch-md5: %s\r\n",
+                  x, d->mac, x, ap, x, d->free_space, x, d->sketch_size, x, d->sketch_md5);
+    if (!esp8266) {
+        /* ESP32: the IDF partition hash, UPPERCASE, not the file's SHA-256 (issue #3306): a
+         * stand-in derived from the running sketch, with the real header's form. */
+        char sha[65];
+        nd_digest_hex(EVP_sha256(), d->sketch_md5, strlen(d->sketch_md5), sha);
+        for (char *p = sha; *p; p++)
+            *p = (char)toupper((unsigned char)*p);
+        n += snprintf(req + n, sizeof(req) - (size_t)n, "x-ESP32-sketch-sha256: %s\r\n", sha);
+    }
+    n += snprintf(req + n, sizeof(req) - (size_t)n,
+                  "%schip-size: %" PRIu64 "\r\n%ssdk-version: %s\r\n%smode: %s\r\n", x,
+                  d->chip_size, x, esp8266 ? "2.2.2-dev(38a443e)" : "v4.4.7-dirty", x, mode);
+    if (d->version[0] && !d->no_current_version)
+        n += snprintf(req + n, sizeof(req) - (size_t)n, "%sversion: %s\r\n", x, d->version);
+    /* ESP8266HTTPClient adds Content-Length: 0 to the GET, after the updater's headers */
+    n += snprintf(req + n, sizeof(req) - (size_t)n, "%s\r\n",
+                  esp8266 ? "Content-Length: 0\r\n" : "");
     char head[4096];
     int status = 0;
     if (nd_send_all(fd, req, (size_t)n) < 0 || nd_recv_head(fd, head, sizeof(head), 8000) < 0 ||
@@ -300,14 +317,27 @@ void nd_checkin(struct netdev *d, bool fs)
         } else {
             uint8_t *img = malloc(clen);
             int64_t t0 = nd_now_ms(); /* the head is in: the body starts */
-            bool whole = img && pull_body(d, fd, img, clen, 8000) == 0;
+            /* Both updaters peek the first 4 bytes before Update.begin (sketch mode): not 0xE9
+             * (ESP8266 also 0x1F, gzip) is -106; on an ESP8266 an 0xE9 header whose flash-size
+             * nibble (byte 3, high 4 bits) names more flash than the chip has is -107. Either
+             * ends the update there: http.end() closes the socket with the body unread. */
+            const char *bad = NULL;
+            if (!img || clen < 4 || nd_recv_exact(fd, img, 4, 8000) < 0)
+                bad = "body incomplete";
+            else if (!fs && img[0] != 0xE9 && !(d->chip == CHIP_ESP8266 && img[0] == 0x1F))
+                bad = "-106 Verify Bin Header Failed";
+            else if (!fs && d->chip == CHIP_ESP8266 && img[0] == 0xE9 &&
+                     esp8266_header_flash(img[3] >> 4) > d->chip_size)
+                bad = "-107 New Binary Does Not Fit Flash Size";
+            bool whole = !bad && pull_body(d, fd, img, clen, 4, 8000) == 0;
             if (whole) /* head to last sector written (tests compare the station's figure) */
                 nd_logf(d, "pull: received %" PRIu64 " bytes in %" PRId64 " ms", clen,
                         nd_now_ms() - t0);
-            if (!whole) {
+            if (bad && img && clen >= 4 && bad[0] == '-')
+                nd_logf(d, "%s: %s (header %02x %02x %02x %02x, chip %" PRIu64 " bytes)", tag, bad,
+                        img[0], img[1], img[2], img[3], d->chip_size);
+            else if (!whole) {
                 nd_logf(d, "%s: body incomplete", tag);
-            } else if (!fs && img[0] != 0xE9 && !(d->chip == CHIP_ESP8266 && img[0] == 0x1F)) {
-                nd_logf(d, "%s: -106 Verify Bin Header Failed", tag);
             } else {
                 char md5[33];
                 nd_digest_hex(EVP_md5(), img, clen, md5);

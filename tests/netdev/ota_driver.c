@@ -206,8 +206,16 @@ static int cmd_serve(int argc, char **argv)
         usage();
     char md5[33];
     ota_md5_hex(img, len, md5);
-    struct ota_http_image target = {
-        .version = version, .md5 = md5, .size = len, .gzip = ota_image_is_gzip(img, len)};
+    /* ESP8266 image facts as the daemon keeps them (ota_fw.c): header flash size, and the
+     * MD5s with each flash mode (a board that runs the image reports one of them) */
+    char mode_md5[4][33];
+    bool have_modes = ota_image_mode_md5(img, len, mode_md5) == 0;
+    struct ota_http_image target = {.version = version && version[0] ? version : NULL,
+                                    .md5 = md5,
+                                    .size = len,
+                                    .gzip = ota_image_is_gzip(img, len),
+                                    .header_flash = ota_image_esp8266_flash_size(img, len),
+                                    .mode_md5 = have_modes ? (const char(*)[33])mode_md5 : NULL};
     char served_md5[33] = "", served_from[33] = "";
     struct ota_http_policy policy = {
         .strict = flag(argc, argv, "--strict"),

@@ -211,10 +211,68 @@ static void test_decide_table(void **state)
     ota_http_decide(&r32, &served, &pol, &d);
     assert_int_equal(d.status, 304);
 
-    /* The sketch MD5 header equal to the file MD5 does NOT mean up to date. */
-    struct ota_http_request rm = r8;
+    /* A sketch MD5 equal to the file's means the board runs it: with no version header (the
+     * sketch passed none to the updater) 304, nothing served, no problem. Serving it would
+     * reboot the board into the same sketch, and "did not take" would serve it again at
+     * every check-in. With a version header that differs: 304 + problem (catalog string). */
+    struct ota_http_request rm = r32;
     strcpy(rm.sketch_md5, "00112233445566778899aabbccddeeff");
     ota_http_decide(&rm, &board, &pol, &d);
+    assert_int_equal(d.status, 304);
+    assert_false(d.problem);
+    assert_false(d.record_served);
+    struct ota_http_board loop = {.known = true,
+                                  .target = &target,
+                                  .served_md5 = "00112233445566778899aabbccddeeff",
+                                  .served_from_sketch_md5 = "00112233445566778899aabbccddeeff"};
+    ota_http_decide(&rm, &loop, &pol, &d); /* served while it already ran it: not again */
+    assert_int_equal(d.status, 304);
+    rm = r8; /* reports 1.0.0 */
+    strcpy(rm.sketch_md5, "00112233445566778899aabbccddeeff");
+    ota_http_decide(&rm, &board, &pol, &d);
+    assert_int_equal(d.status, 304);
+    assert_true(d.problem);
+    assert_non_null(strstr(d.reason, "check the catalog's version string"));
+    /* ESP8266: the Updater wrote the running flash mode into byte 2, so the board's sketch MD5
+     * is one of the image's flash-mode variants; an ESP32 never matches by a variant. */
+    static const char modes[4][33] = {
+        "0000000000000000000000000000000a", "0000000000000000000000000000000b",
+        "0000000000000000000000000000000c", "0000000000000000000000000000000d"};
+    struct ota_http_image qio = target;
+    qio.mode_md5 = modes;
+    struct ota_http_board qb = {.known = true, .target = &qio};
+    struct ota_http_request rn = r8;
+    rn.version[0] = '\0';
+    strcpy(rn.sketch_md5, "0000000000000000000000000000000C");
+    ota_http_decide(&rn, &qb, &pol, &d);
+    assert_int_equal(d.status, 304);
+    strcpy(rn.sketch_md5, "0000000000000000000000000000000e");
+    ota_http_decide(&rn, &qb, &pol, &d);
+    assert_int_equal(d.status, 200);
+    struct ota_http_request rn32 = r32;
+    strcpy(rn32.sketch_md5, "0000000000000000000000000000000c");
+    ota_http_decide(&rn32, &qb, &pol, &d);
+    assert_int_equal(d.status, 200);
+
+    /* ESP8266 -107: an image whose header declares more flash than x-ESP8266-chip-size is
+     * refused by the updater: 304 + problem; it fits: served; ESP32 requests: not checked. */
+    struct ota_http_image big = target;
+    big.header_flash = 4u * 1024u * 1024u;
+    struct ota_http_board bb = {.known = true, .target = &big};
+    struct ota_http_request rc = r8;
+    rc.has_chip_size = true;
+    rc.chip_size = 1024u * 1024u;
+    ota_http_decide(&rc, &bb, &pol, &d);
+    assert_int_equal(d.status, 304);
+    assert_true(d.problem);
+    assert_non_null(strstr(d.reason, "-107"));
+    rc.chip_size = 4u * 1024u * 1024u;
+    ota_http_decide(&rc, &bb, &pol, &d);
+    assert_int_equal(d.status, 200);
+    struct ota_http_request rc32 = r32;
+    rc32.has_chip_size = true;
+    rc32.chip_size = 1024u * 1024u;
+    ota_http_decide(&rc32, &bb, &pol, &d);
     assert_int_equal(d.status, 200);
 
     /* Served, but the board still reports the sketch it had then → serve again. */

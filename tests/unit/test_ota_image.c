@@ -221,13 +221,50 @@ static void test_gzip(void **state)
     free(img);
 }
 
+/* ESP8266 header facts: flash size by byte 3's high nibble (ESP.magicFlashChipSize), and the
+ * MD5 of the image with each flash mode in byte 2 (mode 0 here is the file itself). */
+static void test_esp8266_header(void **state)
+{
+    (void)state;
+    uint8_t img[64];
+    for (size_t i = 0; i < sizeof(img); i++)
+        img[i] = (uint8_t)(i * 7 + 1);
+    img[0] = 0xE9;
+    img[2] = 0x00;
+    static const struct {
+        uint8_t b3;
+        uint64_t size;
+    } sizes[] = {
+        {0x00, 512 * 1024},       {0x10, 256 * 1024}, {0x20, 1024 * 1024}, {0x30, 2 * 1024 * 1024},
+        {0x40, 4 * 1024 * 1024},  {0x50, 0},          {0x60, 0},           {0x80, 8 * 1024 * 1024},
+        {0x9F, 16 * 1024 * 1024}, {0xF0, 0}};
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        img[3] = sizes[i].b3;
+        assert_int_equal(ota_image_esp8266_flash_size(img, sizeof(img)), sizes[i].size);
+    }
+    assert_int_equal(ota_image_esp8266_flash_size(img, 3), 0);
+    char m[4][33];
+    assert_int_equal(ota_image_mode_md5(img, sizeof(img), m), 0);
+    char md5[33];
+    for (uint8_t mode = 0; mode < 4; mode++) {
+        uint8_t copy[sizeof(img)];
+        memcpy(copy, img, sizeof(img));
+        copy[2] = mode;
+        assert_int_equal(ota_md5_hex(copy, sizeof(copy), md5), 0);
+        assert_string_equal(m[mode], md5);
+    }
+    assert_string_not_equal(m[0], m[2]);
+    img[0] = 0x1F;
+    assert_int_equal(ota_image_mode_md5(img, sizeof(img), m), -EINVAL);
+    assert_int_equal(ota_image_esp8266_flash_size(img, sizeof(img)), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_signed_valid),
-        cmocka_unit_test(test_signed_tampered_and_wrong_key),
-        cmocka_unit_test(test_unsigned),
-        cmocka_unit_test(test_gzip),
+        cmocka_unit_test(test_signed_valid),   cmocka_unit_test(test_signed_tampered_and_wrong_key),
+        cmocka_unit_test(test_unsigned),       cmocka_unit_test(test_gzip),
+        cmocka_unit_test(test_esp8266_header),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
