@@ -323,6 +323,7 @@ static int connect_once(struct esp_loader *l, struct esp_error *err)
     l->stub = false;
     l->info.stub_running = false;
     l->responder_known = false;
+    l->unsup_op = -1;
     l->info.chip = NULL;
 
     struct transport *t = l->t;

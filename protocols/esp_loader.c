@@ -156,6 +156,7 @@ struct esp_loader *esp_loader_new(struct transport *t, const struct esp_loader_c
     l->info.baud = t->baud ? t->baud : l->cfg.initial_baud;
     l->info.usb_jtag = t->usb_vid == ESP_ESPRESSIF_VID && t->usb_pid == ESP_USB_JTAG_PID;
     l->who = ESP_RESPONDER_ROM_ESP32;
+    l->unsup_op = -1;
     return l;
 }
 
@@ -460,9 +461,16 @@ static int recv_impl(struct esp_loader *l, uint8_t op, size_t expect, size_t exp
             continue;
         }
         if (f[1] != op) {
+            bool unsup = n >= ESP_CMD_HEADER_LEN + 2 && f[ESP_CMD_HEADER_LEN] != 0 &&
+                         f[ESP_CMD_HEADER_LEN + 1] == 0x05 && l->who != ESP_RESPONDER_STUB;
+            /* A late copy of an earlier command's "unsupported" answer (the ROM may
+             * send it several times, §1.4): not this command's reply. */
+            if (unsup && l->unsup_op == f[1]) {
+                l->stats.frames_dropped++;
+                continue;
+            }
             /* The ROM's "unsupported" reply does not always echo the opcode. */
-            if (n >= ESP_CMD_HEADER_LEN + 2 && f[ESP_CMD_HEADER_LEN] != 0 &&
-                f[ESP_CMD_HEADER_LEN + 1] == 0x05 && l->who != ESP_RESPONDER_STUB) {
+            if (unsup) {
                 uint8_t st = f[ESP_CMD_HEADER_LEN], er = f[ESP_CMD_HEADER_LEN + 1];
                 int drc = drain_unsupported(l);
                 if (drc < 0)
@@ -485,8 +493,11 @@ static int recv_impl(struct esp_loader *l, uint8_t op, size_t expect, size_t exp
             l->stats.frames_dropped++;
             continue;
         }
-        if (r->failed)
+        if (r->failed) {
+            if (r->unsupported && l->who != ESP_RESPONDER_STUB)
+                l->unsup_op = op;
             return device_failure(l, op, r, err);
+        }
         return 0;
     }
     return esp_error_set(err, -EPROTO, l->stage,

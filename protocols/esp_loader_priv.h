@@ -88,6 +88,10 @@ struct esp_loader {
     bool warned_no_stub;
     bool warned_no_verify;
     bool ohai_seen; /* an "OHAI" frame passed by while waiting for something else */
+    /* Opcode of the last command the ROM answered "unsupported" (0x05), -1 none: the
+     * ROM may send that answer several times (PROTOCOL-ROM.md §1.4), and a copy
+     * arriving late belongs to that command, not to the one being waited for. */
+    int unsup_op;
 
     /* Receive path. */
     struct slip_decoder dec;

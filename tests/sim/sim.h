@@ -300,6 +300,25 @@ struct sim {
     /* --stub-gen legacy: the flasher stub of the esptool 4.x generation, which takes
      * FLASH_BEGIN/FLASH_DEFL_BEGIN with 4 words only (PROTOCOL-ROM.md §2.1, §6.3) */
     bool stub_legacy;
+    /* --rom-unsupported N[:OP]: how the ROM answers an opcode it does not know
+     * (PROTOCOL-ROM.md §1.4: error 0x05 "possibly several times and not necessarily
+     * echoing the opcode"). rom_unsup_replies frames (default 1), opcode byte
+     * rom_unsup_op (-1 = the request's opcode, the default). */
+    unsigned rom_unsup_replies;
+    int rom_unsup_op;
+    /* --secure-download (C3/S3): eFuse ENABLE_SECURITY_DOWNLOAD burnt. GET_SECURITY_INFO
+     * flag bit 2; the ROM runs only SYNC, SPI_ATTACH, SPI_SET_PARAMS, CHANGE_BAUDRATE,
+     * FLASH_BEGIN/DATA/END and GET_SECURITY_INFO, everything else is answered
+     * "unsupported" (PROTOCOL-ROM.md §2 SDM column, §4.3). */
+    bool secure_download;
+    /* --spi-pads CLK,Q,D,CS,HD (ESP32): SPI flash pins burnt in eFuse (RDATA5 clk/q/d/cs,
+     * RDATA3 hd), as on modules with in-package flash on other pins; all 0 = the
+     * default pins. The ESP32 ROM does not attach such flash by itself: SPI_ATTACH
+     * must name these pins (PROTOCOL-ROM.md §5.1). */
+    uint8_t spi_pads[5];
+    /* --rom-attach required|lenient: an ESP32-family ROM runs flash commands only after
+     * SPI_ATTACH with the right pins (default required, PROTOCOL-ROM.md §5.1). */
+    bool rom_attach_lenient;
     struct sim_faults faults;
     struct sim_net net;
     /* parts */
@@ -323,6 +342,7 @@ struct sim {
     uint32_t last_value; /* stale ROM reply value */
     bool spi_params_set;
     uint32_t spi_total_size;
+    bool spi_attached; /* ROM: SPI_ATTACH seen with the pins the flash is on */
     struct sim_mem_seg mem[SIM_MAX_MEM_SEGS];
     size_t n_mem;
     struct sim_mem_seg *mem_cur;
@@ -447,6 +467,7 @@ uint8_t sim_checksum(const uint8_t *data, size_t len);
 bool sim_md5(const uint8_t *data, size_t len, uint8_t out[16]);
 int sim_mem_begin(struct sim *s, uint32_t size, uint32_t block_size, uint32_t addr);
 /* MEM_BEGIN/DATA/END for either persona (stub = stub status codes). */
+bool sim_rom_flash_reachable(const struct sim *s);
 void sim_rom_mem_command(struct sim *s, uint8_t op, const uint8_t *b, size_t len, uint32_t ck,
                          bool stub);
 int sim_mem_data(struct sim *s, uint32_t seq, const uint8_t *data, size_t len);

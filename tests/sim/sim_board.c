@@ -161,6 +161,7 @@ void sim_board_reset_session(struct sim *s)
     s->stub_error_pending = false;
     s->spi_params_set = false;
     s->spi_total_size = 0;
+    s->spi_attached = false;
     s->last_value = 0;
     s->app_next_line = 0;
     s->flash.busy_until = 0;

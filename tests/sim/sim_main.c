@@ -39,7 +39,9 @@ static void usage(void)
             "               [--link-speed F] [--strict-reset] [--no-boot-noise] [--log-mono]\n"
             "               [--stub-dir DIR] [--stub-gen current|legacy] [--fault KIND[:ARG]]...\n"
             "               [--stub-pipeline on|off] [--stub-erase-ahead on|off]\n"
-            "               [--master-fd N] [--adapter-max BAUD]\n"
+            "               [--master-fd N] [--adapter-max BAUD] [--rom-unsupported N[:OP]]\n"
+            "               [--secure-download] [--spi-pads CLK,Q,D,CS,HD]\n"
+            "               [--rom-attach required|lenient]\n"
             "               [--net-bind 127.0.0.x [--checkin URL] [--checkin-interval MS|once]\n"
             "                [--ota-password PW] [--ota-auth md5|pbkdf2] [--ota-port N]\n"
             "                [--web-port N] [--net-fault F] [--netdev PATH] [--app-offset N]\n"
@@ -168,6 +170,10 @@ static int parse_args(int argc, char **argv, struct sim *s, struct options *o)
                                              {"app-baud", required_argument, NULL, 'R'},
                                              {"adapter-max", required_argument, NULL, 'X'},
                                              {"net-start-timeout", required_argument, NULL, 'T'},
+                                             {"rom-unsupported", required_argument, NULL, 'U'},
+                                             {"secure-download", no_argument, NULL, 'D'},
+                                             {"spi-pads", required_argument, NULL, 'Q'},
+                                             {"rom-attach", required_argument, NULL, 'H'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
     uint32_t flash_size = 4u << 20;
@@ -315,6 +321,45 @@ static int parse_args(int argc, char **argv, struct sim *s, struct options *o)
                 return -1;
             }
             break;
+        case 'D':
+            s->secure_download = true;
+            break;
+        case 'Q': {
+            unsigned p[5];
+            char extra;
+            if (sscanf(optarg, "%u,%u,%u,%u,%u%c", &p[0], &p[1], &p[2], &p[3], &p[4], &extra) !=
+                    5 ||
+                p[0] > 31 || p[1] > 31 || p[2] > 31 || p[3] > 31 || p[4] > 31) {
+                fprintf(stderr, "esp_sim: bad --spi-pads '%s' (CLK,Q,D,CS,HD, 0..31)\n", optarg);
+                return -1;
+            }
+            for (int i = 0; i < 5; i++)
+                s->spi_pads[i] = (uint8_t)p[i];
+            break;
+        }
+        case 'H':
+            if (strcmp(optarg, "required") != 0 && strcmp(optarg, "lenient") != 0) {
+                fprintf(stderr, "esp_sim: bad --rom-attach '%s' (required or lenient)\n", optarg);
+                return -1;
+            }
+            s->rom_attach_lenient = strcmp(optarg, "lenient") == 0;
+            break;
+        case 'U': {
+            /* N replies to an unknown opcode, with the request's opcode or OP (hex). */
+            errno = 0;
+            unsigned long n = strtoul(optarg, &end, 10);
+            long op = -1;
+            if (!errno && *end == ':')
+                op = strtol(end + 1, &end, 16);
+            if (errno || *end || n < 1 || n > 8 || op > 0xFF) {
+                fprintf(stderr, "esp_sim: bad --rom-unsupported '%s' (N[:OP], N 1..8, OP hex)\n",
+                        optarg);
+                return -1;
+            }
+            s->rom_unsup_replies = (unsigned)n;
+            s->rom_unsup_op = (int)op;
+            break;
+        }
         case 'M':
             errno = 0;
             o->master_fd = (int)strtol(optarg, &end, 10);
@@ -339,6 +384,15 @@ static int parse_args(int argc, char **argv, struct sim *s, struct options *o)
     s->chip = sim_chip_by_name(o->chip);
     if (!s->chip) {
         fprintf(stderr, "esp_sim: unknown chip '%s'\n", o->chip);
+        return -1;
+    }
+    if ((s->spi_pads[0] | s->spi_pads[1] | s->spi_pads[2] | s->spi_pads[3] | s->spi_pads[4]) &&
+        s->chip->chip != SIM_ESP32) {
+        fprintf(stderr, "esp_sim: --spi-pads: ESP32 only\n");
+        return -1;
+    }
+    if (s->secure_download && !s->chip->security_info) {
+        fprintf(stderr, "esp_sim: --secure-download: ESP32-S2 and later only (%s)\n", o->chip);
         return -1;
     }
     if (!have_mac)
@@ -426,6 +480,8 @@ int main(int argc, char **argv)
     static struct sim s; /* large; zeroed */
     struct options o = {.master_fd = -1};
     s.speed = 1.0;
+    s.rom_unsup_replies = 1;
+    s.rom_unsup_op = -1;
     s.faults.boot_mode = -1;
     s.net.ota_port = -1;
     s.net.http_port = -1;

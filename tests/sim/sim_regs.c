@@ -196,14 +196,15 @@ static bool esp32_special(const struct sim *s, uint32_t addr, uint32_t *v)
     case 0x3FF5A008:
         *v = ((uint32_t)mac_crc8(m) << 16) | ((uint32_t)m[0] << 8) | m[1];
         return true;
-    case 0x3FF5A00C: /* word 3: bit 15 = rev1 fix; hd pad 0 */
-        *v = 1u << 15;
+    case 0x3FF5A00C: /* word 3: bit 15 = rev1 fix; hd pad at 8:4 (--spi-pads) */
+        *v = 1u << 15 | (uint32_t)s->spi_pads[4] << 4;
         return true;
     case 0x3FF5A010: /* word 4: low byte 40 -> ROM clock estimate exactly 40 MHz */
         *v = 40;
         return true;
-    case 0x3FF5A014: /* word 5: bit 20 = rev2 fix; minor 0; SPI pads default */
-        *v = 1u << 20;
+    case 0x3FF5A014: /* word 5: bit 20 = rev2 fix; minor 0; SPI pads clk/q/d/cs (--spi-pads) */
+        *v = 1u << 20 | (uint32_t)s->spi_pads[0] | (uint32_t)s->spi_pads[1] << 5 |
+             (uint32_t)s->spi_pads[2] << 10 | (uint32_t)s->spi_pads[3] << 15;
         return true;
     case 0x3FF6607C: /* APB_CTRL date: bit 31 = rev3 */
         *v = 1u << 31;
@@ -280,7 +281,11 @@ void sim_regs_write(struct sim *s, uint32_t addr, uint32_t value, uint32_t mask)
         uint32_t usr2 = 0;
         reg_lookup(s, c->spi_usr2, &usr2);
         uint8_t cmd = (uint8_t)(usr2 & 0xFF);
-        if (cmd == 0x9F) {
+        if (cmd == 0x9F && !sim_rom_flash_reachable(s)) {
+            /* No flash on the pins the controller drives: MISO floats high. */
+            reg_store(s, c->spi_w0, 0xFFFFFF);
+            sim_log("spi RDID -> 0xffffff (flash not attached)");
+        } else if (cmd == 0x9F) {
             reg_store(s, c->spi_w0, s->flash_id);
             sim_log("spi RDID -> 0x%06x", s->flash_id);
         } else {

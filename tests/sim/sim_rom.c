@@ -101,9 +101,54 @@ static void fail(struct sim *s, uint8_t op, uint8_t err)
     sim_reply(s, op, s->last_value, NULL, 0, 1, err);
 }
 
+/* An opcode this ROM does not know: status 1, error 0x05, rom_unsup_replies times,
+ * echoing the opcode or not (--rom-unsupported; PROTOCOL-ROM.md §1.4: "possibly
+ * several times and not necessarily echoing the opcode"). */
+static void unsupported(struct sim *s, uint8_t op)
+{
+    uint8_t rop = s->rom_unsup_op >= 0 ? (uint8_t)s->rom_unsup_op : op;
+    unsigned n = s->rom_unsup_replies ? s->rom_unsup_replies : 1;
+    if (n > 1 || rop != op)
+        sim_log("rom: %s unsupported, %u replies with opcode 0x%02x", sim_op_name(op), n, rop);
+    for (unsigned i = 0; i < n; i++)
+        sim_reply(s, rop, s->last_value, NULL, 0, 1, E_UNSUPPORTED);
+}
+
 static void defer_for(struct sim *s, int64_t cost, enum sim_post post, uint32_t arg)
 {
     sim_defer(s, cost > 0 ? sim_now() + cost : 0, post, arg);
+}
+
+/* Whether the SPI controller reaches the flash. The ESP8266 ROM attaches it with
+ * FLASH_BEGIN, the stubs attach it from the eFuse pins when they start; an ESP32-family
+ * ROM only after SPI_ATTACH named the pins the flash is on (PROTOCOL-ROM.md §5.1: the
+ * ESP32 ROM does not attach in-package flash by itself; esptool and esp-serial-flasher
+ * send SPI_ATTACH to every ESP32-family ROM before any flash command). */
+bool sim_rom_flash_reachable(const struct sim *s)
+{
+    if (s->state != SIM_ST_ROM || !s->chip->rom_full || s->rom_attach_lenient)
+        return true;
+    return s->spi_attached;
+}
+
+/* The ESP32 ROM's SPI_ATTACH word for the pins in eFuse: 0 for the default pins, else
+ * hd<<24 | cs<<18 | d<<12 | q<<6 | clk (PROTOCOL-ROM.md §2.1). */
+static uint32_t efuse_pins_config(const struct sim *s)
+{
+    const uint8_t *p = s->spi_pads;
+    if (!(p[0] | p[1] | p[2] | p[3] | p[4]))
+        return 0;
+    return (uint32_t)p[4] << 24 | (uint32_t)p[3] << 18 | (uint32_t)p[2] << 12 |
+           (uint32_t)p[1] << 6 | p[0];
+}
+
+static bool rom_needs_attach(struct sim *s, uint8_t op)
+{
+    if (sim_rom_flash_reachable(s))
+        return false;
+    sim_log("rom: %s before SPI_ATTACH reached the flash: failed", sim_op_name(op));
+    fail(s, op, E_EXEC);
+    return true;
 }
 
 /* ESP8266 ROM erase bug: E sectors from sector s with head = 16 - s%16 left in
@@ -119,7 +164,7 @@ static void rom_flash_begin(struct sim *s, uint8_t op, const uint8_t *b, size_t 
 {
     bool compressed = op == 0x10;
     if (compressed && !s->chip->rom_full) {
-        fail(s, op, E_UNSUPPORTED);
+        unsupported(s, op);
         return;
     }
     if (!(len == 16 || (len == 20 && s->chip->begin_5words))) {
@@ -133,6 +178,13 @@ static void rom_flash_begin(struct sim *s, uint8_t op, const uint8_t *b, size_t 
     }
     uint32_t size = sim_u32(b), nblocks = sim_u32(b + 4), bsize = sim_u32(b + 8);
     uint32_t offset = sim_u32(b + 12);
+    if (size != 0 && rom_needs_attach(s, op))
+        return;
+    if (offset >= 0x1000000u) {
+        /* The ROMs address flash with 24 bits: 16 MB and above wraps to 0 (§5.9). */
+        sim_log("rom: 24-bit flash address 0x%x wraps to 0x%x", offset, offset & 0xFFFFFFu);
+        offset &= 0xFFFFFFu;
+    }
     uint64_t erase_start = offset & ~0xFFFu, erase_len;
     if (s->chip->chip == SIM_ESP8266) {
         erase_len = (uint64_t)esp8266_erased_sectors(offset, size) * 0x1000;
@@ -167,7 +219,7 @@ static void rom_flash_data(struct sim *s, uint8_t op, const uint8_t *b, size_t l
 {
     bool compressed = op == 0x11;
     if (compressed && !s->chip->rom_full) {
-        fail(s, op, E_UNSUPPORTED);
+        unsupported(s, op);
         return;
     }
     struct sim_data d;
@@ -222,7 +274,7 @@ static void rom_flash_data(struct sim *s, uint8_t op, const uint8_t *b, size_t l
 static void rom_flash_end(struct sim *s, uint8_t op, const uint8_t *b, size_t len)
 {
     if ((op == 0x12 && !s->chip->rom_full)) {
-        fail(s, op, E_UNSUPPORTED);
+        unsupported(s, op);
         return;
     }
     if (len != 4) {
@@ -313,6 +365,8 @@ static void rom_md5(struct sim *s, uint8_t op, const uint8_t *b, size_t len)
         fail(s, op, E_INVALID);
         return;
     }
+    if (rom_needs_attach(s, op))
+        return;
     uint32_t addr = sim_u32(b), size = sim_u32(b + 4);
     if (!sim_flash_in_bounds(&s->flash, addr, size)) {
         fail(s, op, E_READ);
@@ -332,9 +386,32 @@ static void rom_md5(struct sim *s, uint8_t op, const uint8_t *b, size_t len)
               SIM_POST_NONE, 0);
 }
 
+/* Secure Download Mode: the opcodes the ROM still runs (PROTOCOL-ROM.md §2, §4.3). */
+static bool sdm_allowed(uint8_t op)
+{
+    switch (op) {
+    case 0x02: /* FLASH_BEGIN */
+    case 0x03: /* FLASH_DATA */
+    case 0x04: /* FLASH_END */
+    case 0x08: /* SYNC */
+    case 0x0B: /* SPI_SET_PARAMS */
+    case 0x0D: /* SPI_ATTACH */
+    case 0x0F: /* CHANGE_BAUDRATE */
+    case 0x14: /* GET_SECURITY_INFO */
+        return true;
+    default:
+        return false;
+    }
+}
+
 void sim_rom_command(struct sim *s, uint8_t op, const uint8_t *b, size_t len, uint32_t ck)
 {
     bool full = s->chip->rom_full;
+    if (s->secure_download && !sdm_allowed(op)) {
+        sim_log("secure download mode: %s refused", sim_op_name(op));
+        unsupported(s, op);
+        return;
+    }
     switch (op) {
     case 0x08: /* SYNC */
         if (len != 36 || b[0] != 0x07 || b[1] != 0x07 || b[2] != 0x12 || b[3] != 0x20)
@@ -380,7 +457,7 @@ void sim_rom_command(struct sim *s, uint8_t op, const uint8_t *b, size_t len, ui
         break;
     }
     if (!full) {
-        fail(s, op, E_UNSUPPORTED);
+        unsupported(s, op);
         return;
     }
     switch (op) {
@@ -394,18 +471,28 @@ void sim_rom_command(struct sim *s, uint8_t op, const uint8_t *b, size_t len, ui
         sim_log("spi params: total size 0x%x", s->spi_total_size);
         ok(s, op);
         return;
-    case 0x0D: /* SPI_ATTACH: the ROM takes 8 bytes */
+    case 0x0D: { /* SPI_ATTACH: the ROM takes 8 bytes */
         if (len != 8) {
             fail(s, op, E_INVALID);
             return;
         }
+        /* ESP32: the word must name the eFuse pins (0 = the default pins); the later
+         * ROMs take 0 as "the pins in eFuse" themselves. A wrong word is answered OK:
+         * the ROM cannot know no flash is there. */
+        uint32_t cfg = sim_u32(b), want = efuse_pins_config(s);
+        s->spi_attached = cfg == want || (s->chip->chip != SIM_ESP32 && cfg == 0);
+        if (!s->spi_attached)
+            sim_log("rom: SPI_ATTACH 0x%08x, but the flash is on 0x%08x: not attached", cfg, want);
         ok(s, op);
         return;
+    }
     case 0x0E: { /* READ_FLASH_SLOW */
         if (len != 8 || sim_u32(b + 4) > 64) {
             fail(s, op, E_INVALID);
             return;
         }
+        if (rom_needs_attach(s, op))
+            return;
         uint8_t buf[64];
         uint32_t a = sim_u32(b);
         memset(buf, 0xFF, sizeof(buf));
@@ -430,18 +517,20 @@ void sim_rom_command(struct sim *s, uint8_t op, const uint8_t *b, size_t len, ui
         return;
     case 0x14: { /* GET_SECURITY_INFO */
         if (!s->chip->security_info) {
-            fail(s, op, E_UNSUPPORTED);
+            unsupported(s, op);
             return;
         }
         uint8_t info[20];
         memset(info, 0, sizeof(info));
+        if (s->secure_download)
+            info[0] = 1u << 2; /* SECURE_DOWNLOAD_ENABLE */
         sim_put_u32(info + 12, (uint32_t)s->chip->chip_id);
         sim_put_u32(info + 16, s->chip->chip == SIM_ESP32C3 ? 3 : 0);
         sim_reply(s, op, s->last_value, info, sizeof(info), 0, 0);
         return;
     }
     default:
-        fail(s, op, E_UNSUPPORTED);
+        unsupported(s, op);
         return;
     }
 }
