@@ -53,4 +53,15 @@ expect_ok
 grep -q 'invitation cmd=100' "$ND_DIR/netdev.log" || fail "cmd 100 not sent"
 [ "$(cat "$ND_DIR/version")" = 2.0.0 ] || fail "FS image changed the version"
 
+# 5. ESP32 core >= 3.3.2 whose sketch gave setPasswordHash an MD5 hex: PBKDF2 with H = that
+# MD5. The SHA-256 secret is refused; the station invites again and answers with H = MD5.
+start_netdev e3b --chip esp32 --mac 24:6F:28:00:01:05 --bind $TNET.25 --password s3cret \
+    --auth pbkdf2-md5
+drv espota --chip esp32 --ip $TNET.25 --port "$ND_UDP" --password s3cret "$WORK/a.bin"
+expect_ok
+cmp "$WORK/a.bin" "$ND_DIR/ota-1.bin" || fail "received image differs (esp32, MD5-hash secret)"
+grep -q 'retrying with MD5 secret' "$WORK/drv.err" || fail "station did not retry with H=MD5"
+[ "$(grep -c 'ota: authentication failed' "$ND_DIR/netdev.log")" = 1 ] ||
+    fail "expected one refused SHA-256 answer: $(grep -c 'ota: authentication failed' "$ND_DIR/netdev.log")"
+
 log "PASS"

@@ -14,7 +14,7 @@
  * netdev_pull.c, sharing netdev.h and the socket I/O of netdev_io.c.
  *
  * Usage: esp_netdev --chip esp8266|esp32 --mac MAC --bind 127.0.0.x --dir DIR
- *   [--version V] [--password PW] [--auth md5|pbkdf2] [--ota-port N]
+ *   [--version V] [--password PW] [--auth md5|pbkdf2|pbkdf2-md5] [--ota-port N]
  *   [--http-port N] [--web-user U] [--tcp-ota] [--tcp-ota-port N]
  *   [--checkin URL --interval MS|once] [--checkin-auth USER:PASS] [--free-space N] [--fault F]
  *   [--sketch-md5 HEX --sketch-size N] [--flash FILE --flash-offset N]
@@ -310,7 +310,7 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: esp_netdev --chip esp8266|esp32 --mac MAC --bind 127.0.0.x --dir DIR\n"
-            "  [--version V] [--password PW] [--auth md5|pbkdf2] [--ota-port N]\n"
+            "  [--version V] [--password PW] [--auth md5|pbkdf2|pbkdf2-md5] [--ota-port N]\n"
             "  [--http-port N] [--web-user U] [--tcp-ota] [--tcp-ota-port N]\n"
             "  [--checkin URL --interval MS|once] [--checkin-auth USER:PASS] [--free-space N]\n"
             "  [--sketch-md5 HEX --sketch-size N] [--flash FILE --flash-offset N]\n"
@@ -443,7 +443,12 @@ int main(int argc, char **argv)
         } else if (strcmp(a, "--password") == 0) {
             snprintf(d.password, sizeof(d.password), "%s", v);
         } else if (strcmp(a, "--auth") == 0) {
-            d.pbkdf2 = strcmp(v, "pbkdf2") == 0;
+            /* pbkdf2-md5: ESP32 core >= 3.3.2 given setPasswordHash(<32-hex MD5>) keeps that
+             * MD5 hex as the PBKDF2 secret H (PR #11905), not SHA-256(password) */
+            d.pbkdf2_md5 = strcmp(v, "pbkdf2-md5") == 0;
+            d.pbkdf2 = d.pbkdf2_md5 || strcmp(v, "pbkdf2") == 0;
+            if (!d.pbkdf2 && strcmp(v, "md5") != 0)
+                usage();
         } else if (strcmp(a, "--ota-port") == 0) {
             d.ota_port = atoi(v);
         } else if (strcmp(a, "--http-port") == 0) {

@@ -42,6 +42,7 @@ struct netdev {
     char version[64];
     char password[64];
     bool pbkdf2;
+    bool pbkdf2_md5; /* --auth pbkdf2-md5: H = MD5 hex of the password (setPasswordHash) */
     int ota_port, http_port, tcpota_port; /* -1 disabled */
     char web_user[32];
     enum fault fault;

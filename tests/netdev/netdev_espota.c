@@ -46,7 +46,8 @@ static bool auth_ok(struct netdev *d, const char *cnonce, const char *response)
         snprintf(msg, sizeof(msg), "%s:%s:%s", h, d->nonce, cnonce);
         nd_digest_hex(EVP_md5(), msg, strlen(msg), expect);
     } else {
-        nd_digest_hex(EVP_sha256(), d->password, strlen(d->password), h);
+        nd_digest_hex(d->pbkdf2_md5 ? EVP_md5() : EVP_sha256(), d->password, strlen(d->password),
+                      h);
         char salt[160];
         snprintf(salt, sizeof(salt), "%s:%s", d->nonce, cnonce);
         unsigned char dk[32];
