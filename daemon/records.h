@@ -165,6 +165,7 @@ struct records_journal_status {
     int64_t replayed;                  /* journal writes done since open (at open included) */
     int64_t replayed_at_open;          /* of which left by an earlier process */
     int64_t dropped;                   /* journal writes the database refused (last_error) */
+    int64_t batches;                   /* replay transactions committed since open */
     int64_t reserved_ids;              /* job ids in hand for an outage */
     bool offline;                      /* opened offline: the open's rest waits for the db */
     int recovered_late;                /* jobs that late open's crash recovery interrupted */

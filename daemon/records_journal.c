@@ -28,6 +28,10 @@
  *  - Bounded: no call waits on the network (records_pg.c: non-blocking
  *    reconnect, every answer awaited at most RJ_ANSWER_MS); replay runs from
  *    records_tick() for at most RJ_TICK_BUDGET_MS at a time.
+ *  - Atomic batches: replay commits up to RJ_BATCH entries (or what one tick's
+ *    budget wrote) in one transaction, and counts them written only once the
+ *    commit answered; a batch the database lost midway is rolled back whole
+ *    and written again later (see "replay" below).
  *  - At open the whole journal is written before the crash recovery runs (so a
  *    job whose result is in the journal is not marked interrupted); a journal
  *    that cannot be written then fails the open.
@@ -65,7 +69,10 @@
  * slot begins ~50 jobs a minute, so 4096 carry it through more than an hour cut off (64
  * lasted about a minute). Unused ones are a gap in the ids after a restart. */
 #define RJ_IDS 4096
-#define RJ_TICK_BUDGET_MS 50  /* replay time per records_tick() */
+#define RJ_TICK_BUDGET_MS 50 /* replay time per records_tick() */
+/* Entries per replay transaction: one commit (a WAL flush on the server) per batch instead of
+ * one per entry; 200 entries take ~20-60 ms, about one tick's budget. */
+#define RJ_BATCH 200
 #define RJ_CHUNK (256 * 1024) /* bytes of the file read at a time */
 #define RJ_PROGRESS_MS 1000   /* a job's byte counts journaled at most this often */
 #define RJ_PROGRESS_JOBS 64
@@ -684,9 +691,29 @@ static int apply(struct records *r, const struct rj_entry *e, struct records_err
     }
 }
 
+/*
+ * Replay writes the entries in units: a batch is one transaction of up to
+ * RJ_BATCH entries (fewer when the tick's budget runs out: what was applied is
+ * committed then), so a long outage costs one commit per batch, not one per
+ * entry. The file position and the counters move only when a unit's commit
+ * succeeded: a batch the database lost in its middle (rolled back by the
+ * server) is read and sent again later, and an entry that reached the
+ * database in a commit whose answer was lost is written again harmlessly
+ * (idempotent). An entry the database refuses inside a batch rolls the batch
+ * back; the entries before it are written again as a batch and it alone, out
+ * of any transaction, where it is dropped with the reason as before batches:
+ * one bad entry never holds the rest.
+ */
 struct replay {
     struct records *r;
     int64_t until; /* mono ms budget, 0 none */
+    int limit;     /* entries in this unit */
+    bool txn;      /* the unit is a transaction (else each entry on its own) */
+    bool began;    /* its BEGIN was sent */
+    bool stop;     /* the callback stopped before an entry */
+    bool spent;    /* out of budget */
+    bool refused;  /* an entry was refused inside the transaction: redo the unit */
+    int n;         /* entries applied in the unit */
     int rc;        /* -EIO when the database went away */
 };
 
@@ -699,8 +726,20 @@ static int replay_one(const struct rj_entry *e, void *ctx)
     records_clock_fn clock = r->clock;
     void *clock_ctx = r->clock_ctx;
     int rc;
-    if (rp->until && mono_ms() >= rp->until)
+    rp->stop = true;
+    if (rp->n >= rp->limit)
         return 1;
+    if (rp->until && mono_ms() >= rp->until) {
+        rp->spent = true;
+        return 1;
+    }
+    if (rp->txn && !rp->began) {
+        if (rdb_begin(r->db) < 0) {
+            rp->rc = -EIO; /* unreachable, or it cannot take a transaction now: later */
+            return 1;
+        }
+        rp->began = true;
+    }
     jr->replay_ts = e->ts;
     r->clock = replay_clock;
     r->clock_ctx = jr;
@@ -712,14 +751,44 @@ static int replay_one(const struct rj_entry *e, void *ctx)
         rp->rc = -EIO;
         return 1; /* kept for the next try */
     }
+    if (rc < 0 && rp->began) {
+        rp->refused = true;
+        return 1;
+    }
     if (rc < 0) {
         jr->stat.dropped++;
         snprintf(jr->stat.last_error, sizeof(jr->stat.last_error),
                  "journal entry %" PRId64 " ('%c') refused by the database and dropped: %s", e->seq,
                  e->op, err.message);
     }
-    jr->pending--;
-    jr->stat.replayed++;
+    rp->n++;
+    rp->stop = false;
+    return 0;
+}
+
+/* Applies one unit from *pos (advanced past what was applied): 0, or < 0 the
+ * file cannot be read or changed under us (err says why). */
+static int replay_unit(struct records *r, struct replay *rp, char *buf, off_t *pos,
+                       struct records_error *err)
+{
+    struct rec_journal *jr = r->jr;
+    char msg[160];
+    while (*pos < jr->size && !rp->stop) {
+        size_t want = (size_t)(jr->size - *pos), good = 0;
+        ssize_t got;
+        if (want > RJ_CHUNK)
+            want = RJ_CHUNK;
+        got = pread(jr->fd, buf, want, *pos);
+        if (got <= 0)
+            return rec_set_err(err, -EIO, "records: cannot read the journal %s: %s", jr->path,
+                               got < 0 ? strerror(errno) : "file shorter than written");
+        int n = rj_parse(buf, (size_t)got, 1, replay_one, rp, &good, msg, sizeof(msg));
+        *pos += (off_t)good;
+        if (n < 0)
+            return rec_set_err(err, -EBADMSG, "records: journal %s: %s", jr->path, msg);
+        if (good == 0)
+            break; /* an entry longer than a chunk (refused when written) */
+    }
     return 0;
 }
 
@@ -729,30 +798,61 @@ static int replay_one(const struct rj_entry *e, void *ctx)
 static int replay(struct records *r, int budget_ms, struct records_error *err)
 {
     struct rec_journal *jr = r->jr;
-    struct replay rp = {.r = r, .until = budget_ms ? mono_ms() + budget_ms : 0};
-    char *buf = malloc(RJ_CHUNK), msg[160];
+    int64_t until = budget_ms ? mono_ms() + budget_ms : 0;
+    int redo = 0;  /* after a refusal: the entries before the refused one, as one batch */
+    int alone = 0; /* then this many entries each on its own */
+    char *buf = malloc(RJ_CHUNK);
     if (!buf)
         return rec_set_err(err, -ENOMEM, "records: out of memory");
-    while (jr->applied < jr->size && rp.rc == 0) {
-        size_t want = (size_t)(jr->size - jr->applied), good = 0;
-        ssize_t got;
-        int n;
-        if (want > RJ_CHUNK)
-            want = RJ_CHUNK;
-        got = pread(jr->fd, buf, want, jr->applied);
-        if (got <= 0) {
-            free(buf);
-            return rec_set_err(err, -EIO, "records: cannot read the journal %s: %s", jr->path,
-                               got < 0 ? strerror(errno) : "file shorter than written");
+    while (jr->applied < jr->size) {
+        struct replay rp = {.r = r, .until = until, .limit = RJ_BATCH, .txn = true};
+        off_t pos = jr->applied;
+        int ret;
+        if (redo > 0)
+            rp.limit = redo;
+        else if (alone > 0)
+            rp.limit = 1, rp.txn = false;
+        bool commit_refused = false;
+        ret = replay_unit(r, &rp, buf, &pos, err);
+        if (rp.began && rp.rc == 0 && !rp.refused) {
+            int rc = rdb_commit(r->db);
+            if (rc < 0 && (rc == -EBUSY || lost(r, rc) || !reachable(r)))
+                rp.rc = -EIO;
+            else if (rc < 0) /* an error a write let pass aborted it: which one is unknown */
+                commit_refused = rp.refused = true;
         }
-        n = rj_parse(buf, (size_t)got, 1, replay_one, &rp, &good, msg, sizeof(msg));
-        jr->applied += (off_t)good;
-        if (n < 0) {
+        if (rp.began && (rp.rc < 0 || rp.refused))
+            rdb_rollback(r->db); /* nothing of the unit stays; its entries are read again */
+        if (rp.rc < 0) {
             free(buf);
-            return rec_set_err(err, -EBADMSG, "records: journal %s: %s", jr->path, msg);
+            return rec_set_err(err, -EIO, "records: %s", rdb_errmsg_of(r));
         }
-        if (good == 0 && rp.rc == 0)
-            break; /* budget spent, or an entry longer than a chunk (refused when written) */
+        if (rp.refused) {
+            if (commit_refused)
+                redo = 0, alone = rp.n;
+            else
+                redo = rp.n, alone = 1;
+            if (ret < 0) {
+                free(buf);
+                return ret;
+            }
+            continue;
+        }
+        /* The unit is in the database. */
+        jr->applied = pos;
+        jr->pending -= rp.n;
+        jr->stat.replayed += rp.n;
+        jr->stat.batches += rp.began;
+        if (redo > 0)
+            redo = 0;
+        else if (alone > 0)
+            alone -= rp.n;
+        if (ret < 0) {
+            free(buf);
+            return ret;
+        }
+        if (rp.spent || rp.n == 0)
+            break;
     }
     free(buf);
     if (jr->applied >= jr->size) {
@@ -770,8 +870,6 @@ static int replay(struct records *r, int budget_ms, struct records_error *err)
         jr->pending = 0;
         return 0;
     }
-    if (rp.rc < 0)
-        return rec_set_err(err, -EIO, "records: %s", rdb_errmsg_of(r));
     return 1;
 }
 
