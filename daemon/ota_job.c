@@ -27,6 +27,7 @@
 #include "log.h"
 #include "loop.h"
 #include "ota_espota.h"
+#include "ota_image.h"
 #include "ota_priv.h"
 #include "ota_tcp.h"
 #include "ota_webform.h"
@@ -224,6 +225,39 @@ static void push_free(struct ota_push *p)
     ota_fw_unref(p->fw);
     free(p->done);
     free(p);
+}
+
+/*
+ * An ESP8266 refuses an app image whose header declares more flash than its chip has: the
+ * core's Updater checks it in Update.end() for ArduinoOTA and the web form, after the whole
+ * image came over (ERROR[9], ota_image.h), and ESP8266httpUpdate before the body (-107). When
+ * the station knows the chip's size (the flash ID read at a serial flash, else the size the
+ * board's updater reported at its last check-in), such a push is refused before anything is
+ * sent: writes the message to msg and returns true. Raw TCP-OTA (NONOS) images are not
+ * checked against the chip by their device.
+ */
+static bool flash_too_small(struct ota *o, const struct records_board *b, const struct ota_fw *fw,
+                            bool fs, enum push_method method, char *msg, size_t cap)
+{
+    if (fs || method == PUSH_TCP || ota_chip_of(b->chip) != OTA_CHIP_ESP8266)
+        return false;
+    uint64_t header = ota_image_esp8266_flash_size(fw->data, fw->size);
+    const char *from = "its flash ID, read at a serial flash";
+    int64_t chip = b->flash_size;
+    struct records_board_ota bo;
+    if (chip <= 0 && records_board_ota_get(station_records(o->st), b->mac, &bo, NULL) == 0) {
+        chip = bo.chip_size;
+        from = "its updater's last check-in";
+    }
+    if (!header || chip <= 0 || header <= (uint64_t)chip)
+        return false;
+    char what[160];
+    ota_image_flash_mismatch_text(header, (uint64_t)chip, what, sizeof(what));
+    snprintf(msg, cap,
+             "%s (%s): the board's updater would refuse it (ESP8266 'new Flash config wrong', "
+             "ERROR[9]) after taking it all; not sent",
+             what, from);
+    return true;
 }
 
 static const char *default_advice(int rc)
@@ -488,6 +522,25 @@ int ota_push(struct ota *o, const struct ota_push_request *r, int64_t *job_id, c
         return -EIO;
     }
     char line[400];
+    if (flash_too_small(o, &b, fw, p->fs, method, line, sizeof(line))) {
+        struct records_job_result res;
+        records_job_result_init(&res);
+        res.state = RECORDS_JOB_FAILED;
+        res.result_code = -EINVAL;
+        res.error_stage = "prepare";
+        res.bytes = 0;
+        res.error_message = line;
+        res.error_advice = OTA_ADVICE_FLASH_SIZE;
+        records_job_finish(rec, p->id, &res, NULL);
+        post_finished(o, p, &res);
+        log_board(LOG_LEVEL_WARN, NULL, b.mac, "%s push of %s's %s image to %s refused: %s",
+                  method_name(method), fw->ref, image_name(p), b.ip, line);
+        ota_errf(err, errlen, "firmware %s: %s; %s (job %lld)", fw->ref, line,
+                 OTA_ADVICE_FLASH_SIZE, (long long)p->id);
+        *job_id = p->id;
+        push_free(p);
+        return -EINVAL;
+    }
     size_t len;
     push_data(p, &len);
     snprintf(line, sizeof(line), "%s push of %s's %s image (%zu bytes, md5 %s) to %s%s%s%s",

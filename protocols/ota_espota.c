@@ -13,6 +13,7 @@
  */
 #include "ota_espota.h"
 
+#include "ota_image.h"
 #include "ota_net.h"
 
 #include <arpa/inet.h>
@@ -260,7 +261,17 @@ int ota_espota_classify_error(const char *text, int *device_code, const char **a
         *device_code = code;
     const char *adv;
     int rc;
-    if (code == 4 || strcasestr(text, "space")) {
+    if (code == 9 || strcasestr(text, "new flash config")) {
+        /* Updater::_verifyEnd: the image header's flash size is larger than the chip's */
+        rc = -EINVAL;
+        adv = OTA_ADVICE_FLASH_SIZE;
+    } else if (code == 8 || strcasestr(text, "flash config wrong")) {
+        /* Update.begin: the running sketch was built for another flash size than the chip */
+        rc = -EIO;
+        adv = "the running firmware was built for another flash size than the board's chip "
+              "(the board names both): flash it over serial once with an image built for "
+              "the real flash size";
+    } else if (code == 4 || strcasestr(text, "space")) {
         rc = -ENOSPC;
         adv = "the image does not fit the board's OTA area: use a smaller image or a flash "
               "layout/partition scheme with a larger OTA partition";
@@ -608,6 +619,13 @@ static int device_error(struct ota_espota *s, struct ota_error *err, enum ota_st
     if (rc == -ENOSPC)
         return fail(s, err, rc, stage, advice, "not enough space on %s for %zu bytes: %s",
                     s->device_ip, s->len, text);
+    uint64_t header = ota_image_esp8266_flash_size(s->image, s->len);
+    uint64_t real = ota_image_refusal_real_size(text);
+    if (code == 9 && header && real) {
+        char what[160];
+        ota_image_flash_mismatch_text(header, real, what, sizeof(what));
+        return fail(s, err, rc, stage, advice, "the board refused the image: %s", what);
+    }
     return fail(s, err, rc, stage, advice, "the board reported an error: %s", text);
 }
 

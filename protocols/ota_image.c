@@ -10,6 +10,8 @@
 #include "ota_image.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <openssl/bio.h>
@@ -56,6 +58,28 @@ uint64_t ota_image_esp8266_flash_size(const uint8_t *img, size_t len)
     if (!img || len < 4 || img[0] != 0xE9)
         return 0;
     return (uint64_t)kb[img[3] >> 4] * 1024u;
+}
+
+void ota_image_flash_mismatch_text(uint64_t header_flash, uint64_t chip_size, char *out, size_t cap)
+{
+    snprintf(out, cap,
+             "the image header declares a %" PRIu64 " KB flash, the board's chip has %" PRIu64
+             " KB",
+             header_flash / 1024, chip_size / 1024);
+}
+
+uint64_t ota_image_refusal_real_size(const char *device_text)
+{
+    const char *p = device_text ? strcasestr(device_text, "real size:") : NULL;
+    if (!p)
+        return 0;
+    p += strlen("real size:");
+    while (*p == ' ')
+        p++;
+    uint64_t v = 0;
+    for (; *p >= '0' && *p <= '9' && v < UINT64_MAX / 10; p++)
+        v = v * 10 + (uint64_t)(*p - '0');
+    return v;
 }
 
 int ota_image_mode_md5(const uint8_t *img, size_t len, char out[4][33])

@@ -105,6 +105,21 @@ bool ota_image_is_gzip(const uint8_t *buf, size_t len);
  * equal one of them. -EINVAL when img is not an 0xE9 image.
  */
 uint64_t ota_image_esp8266_flash_size(const uint8_t *img, size_t len);
+
+/*
+ * The same check is in the ESP8266 core's Updater (Updater::_verifyEnd, non-FLASH_MAP builds),
+ * run by Update.end() for ArduinoOTA and the web form too: the whole image is taken, then
+ * refused with UPDATE_ERROR_NEW_FLASH_CONFIG, "ERROR[9]: new Flash config wrong, real size: N".
+ * ota_image_flash_mismatch_text: "the image header declares a H KB flash, the board's chip
+ * has C KB" into out. ota_image_refusal_real_size: N from such a device text (case-
+ * insensitive "real size:"), 0 when absent. OTA_ADVICE_FLASH_SIZE: what to do.
+ */
+#define OTA_ADVICE_FLASH_SIZE                                                                      \
+    "build the image for the board's real flash size (Arduino IDE: Tools > Flash Size; "           \
+    "PlatformIO: board_build.ldscript), or push a firmware set made for this board"
+void ota_image_flash_mismatch_text(uint64_t header_flash, uint64_t chip_size, char *out,
+                                   size_t cap);
+uint64_t ota_image_refusal_real_size(const char *device_text);
 int ota_image_mode_md5(const uint8_t *img, size_t len, char out[4][33]);
 
 #endif

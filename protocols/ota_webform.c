@@ -11,6 +11,7 @@
  */
 #include "ota_webform.h"
 
+#include "ota_image.h"
 #include "ota_net.h"
 
 #include <errno.h>
@@ -265,8 +266,14 @@ int ota_webform_push(const struct ota_webform_config *cfg, const uint8_t *image,
             const char *advice = NULL;
             int e = ota_espota_classify_error(text, &code, &advice);
             ota_error_set_device(err, code, text, strlen(text));
-            out = ota_error_set(err, e, OTA_STAGE_RESULT, advice,
-                                "the board refused the update: %s", text);
+            uint64_t header = cfg->filesystem ? 0 : ota_image_esp8266_flash_size(image, len);
+            uint64_t real = ota_image_refusal_real_size(text);
+            char what[160];
+            if (code == 9 && header && real)
+                ota_image_flash_mismatch_text(header, real, what, sizeof(what));
+            out =
+                ota_error_set(err, e, OTA_STAGE_RESULT, advice, "the board refused the update: %s",
+                              code == 9 && header && real ? what : text);
         } else {
             out = ota_error_set(err, -EPROTO, OTA_STAGE_RESULT,
                                 "is this the board's HTTPUpdateServer page? (the answer had "

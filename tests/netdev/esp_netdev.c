@@ -58,7 +58,10 @@
  * or "web: 401 (credentials; got user U)").
  * --chip-size N: the real flash size (ESP.getFlashChipRealSize(), sent as x-…-chip-size;
  * default 4 MB). An ESP8266 pull refuses an 0xE9 image whose header declares a larger flash
- * (-107, see nd_checkin). --no-current-version: the sketch calls the updater without a
+ * (-107, see nd_checkin) before reading the body; ArduinoOTA and the web form take the
+ * whole image and then refuse it in Update.end() (the Updater's own check, netdev.h) with
+ * "ERROR[9]: new Flash config wrong, real size: N" (TCP line / page).
+ * --no-current-version: the sketch calls the updater without a
  * current-version string (ESPhttpUpdate.update(client, url), the common form), so its
  * check-ins carry no x-…-version header (the updaters send it only when non-empty); the
  * board's own version is still tracked for DIR/version.
@@ -220,6 +223,23 @@ static void save_version(struct netdev *d)
     char line[80];
     int n = snprintf(line, sizeof(line), "%s\n", d->version);
     nd_write_file(path, line, (size_t)n);
+}
+
+uint64_t nd_esp8266_header_flash(const uint8_t *img, size_t len)
+{
+    static const uint64_t kb[16] = {512, 256, 1024, 2048, 4096, 0, 0, 0, 8192, 16384};
+    if (!img || len < 4 || img[0] != 0xE9)
+        return 0;
+    return kb[img[3] >> 4] * 1024u;
+}
+
+bool nd_esp8266_flash_refusal(const struct netdev *d, bool fs, const uint8_t *img, size_t len,
+                              char *out, size_t cap)
+{
+    if (fs || d->chip != CHIP_ESP8266 || nd_esp8266_header_flash(img, len) <= d->chip_size)
+        return false;
+    snprintf(out, cap, "ERROR[9]: new Flash config wrong, real size: %" PRIu64, d->chip_size);
+    return true;
 }
 
 void nd_apply_image(struct netdev *d, const char *how, bool fs, const uint8_t *img, size_t len)

@@ -98,6 +98,17 @@ void nd_digest_hex(const EVP_MD *md, const void *data, size_t len, char *out);
 void nd_write_file(const char *path, const void *data, size_t len);
 void nd_apply_image(struct netdev *d, const char *how, bool fs, const uint8_t *img, size_t len);
 void nd_sector_done(struct netdev *d, size_t *sector, bool last);
+/* ESP8266 Updater::_verifyEnd (core, non-FLASH_MAP builds), run by Update.end() for every
+ * way in (ArduinoOTA, the web form, HTTP pull): an 0xE9 app image whose header byte 3 high
+ * nibble names a flash larger than ESP.getFlashChipRealSize() (--chip-size) is refused,
+ * UPDATE_ERROR_NEW_FLASH_CONFIG (9), after every byte was written. nd_esp8266_header_flash:
+ * the size that nibble names (ESP.magicFlashChipSize), 0 for other images and unknown
+ * nibbles (which fit). nd_esp8266_flash_refusal: when d refuses img, writes the Updater's
+ * printError text ("ERROR[9]: new Flash config wrong, real size: N", no newline) to out and
+ * returns true. */
+uint64_t nd_esp8266_header_flash(const uint8_t *img, size_t len);
+bool nd_esp8266_flash_refusal(const struct netdev *d, bool fs, const uint8_t *img, size_t len,
+                              char *out, size_t cap);
 
 /* netdev_io.c: sockets, reads and writes (through the check-in's TLS session on its fd) */
 extern SSL *nd_tls_ssl;

@@ -176,7 +176,7 @@ static void ota_receive(struct netdev *d, const struct sockaddr_in *back)
         nd_send_str(fd, ack);
     }
     if (!failed && img && got == d->size) {
-        char md5[33];
+        char md5[33], refusal[96];
         nd_digest_hex(EVP_md5(), img, got, md5);
         bool md5_ok =
             d->chip == CHIP_ESP32 ? strcmp(md5, d->md5) == 0 : strcasecmp(md5, d->md5) == 0;
@@ -188,6 +188,14 @@ static void ota_receive(struct netdev *d, const struct sockaddr_in *back)
         } else if (d->fault == FAULT_ERROR_LINE || !md5_ok) {
             nd_logf(d, "ota: MD5 check failed (got %s, want %s)", md5, d->md5);
             nd_send_str(fd, d->chip == CHIP_ESP32 ? "MD5 Check Failed" : "ERROR[7]: MD5 Failed\n");
+        } else if (nd_esp8266_flash_refusal(d, d->cmd == 100, img, got, refusal,
+                                            sizeof(refusal) - 1)) {
+            /* Update.end() after the MD5 check: the header's flash size does not fit the chip
+             * (netdev.h); the Updater's printError line instead of OK, nothing applied */
+            nd_logf(d, "ota: %s (header %02x %02x %02x %02x)", refusal, img[0], img[1], img[2],
+                    img[3]);
+            strcat(refusal, "\n");
+            nd_send_str(fd, refusal);
         } else {
             if (d->chip == CHIP_ESP8266)
                 nd_sleep_ms(250);

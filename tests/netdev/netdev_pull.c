@@ -51,15 +51,6 @@ static int pull_body(struct netdev *d, int fd, uint8_t *img, size_t len, size_t 
     return 0;
 }
 
-/* ESP.magicFlashChipSize(): the flash size an ESP8266 image header's byte 3 high nibble names
- * (esptool's encoding); 0 for the nibbles it does not know (5, 6 "-c1" layouts and the
- * rest), which therefore always fit. */
-static uint64_t esp8266_header_flash(unsigned nibble)
-{
-    static const uint64_t kb[16] = {512, 256, 1024, 2048, 4096, 0, 0, 0, 8192, 16384};
-    return kb[nibble & 0xF] * 1024u;
-}
-
 /*
  * HTTPS check-in (an https:// URL). ESP32 HTTPUpdate over a WiFiClientSecure given
  * setCACert(), and ESP8266httpUpdate over a BearSSL::WiFiClientSecure given
@@ -327,7 +318,7 @@ void nd_checkin(struct netdev *d, bool fs)
             else if (!fs && img[0] != 0xE9 && !(d->chip == CHIP_ESP8266 && img[0] == 0x1F))
                 bad = "-106 Verify Bin Header Failed";
             else if (!fs && d->chip == CHIP_ESP8266 && img[0] == 0xE9 &&
-                     esp8266_header_flash(img[3] >> 4) > d->chip_size)
+                     nd_esp8266_header_flash(img, 4) > d->chip_size)
                 bad = "-107 New Binary Does Not Fit Flash Size";
             bool whole = !bad && pull_body(d, fd, img, clen, 4, 8000) == 0;
             if (whole) /* head to last sector written (tests compare the station's figure) */

@@ -156,6 +156,10 @@ void nd_web_session(struct netdev *d, int fd)
         snprintf(err, sizeof(err), "%s",
                  d->chip == CHIP_ESP8266 ? "ERROR[10]: Magic byte is wrong, not 0xE9"
                                          : "Wrong Magic Byte");
+    /* Update.end(true) at the upload's end: the header's flash size must fit the chip
+     * (netdev.h); the page carries the Updater's printError text */
+    if (!err[0])
+        nd_esp8266_flash_refusal(d, fs, data, dlen, err, sizeof(err));
     if (!err[0] && d->fault == FAULT_ERROR_LINE)
         snprintf(err, sizeof(err), "%sFlash Write Failed",
                  d->chip == CHIP_ESP8266 ? "ERROR[1]: " : "");

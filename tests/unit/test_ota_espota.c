@@ -194,6 +194,21 @@ static void test_classify(void **state)
         ota_espota_classify_error("ERROR[11]: Invalid bootstrapping state", &code, &adv), -EIO);
     assert_non_null(strstr(adv, "power-cycle"));
     assert_int_equal(ota_espota_classify_error("Wrong Magic Byte", &code, &adv), -EINVAL);
+    /* Updater::_verifyEnd: header flash size > chip (ESP8266, every way in); the advice
+     * says to build for the real flash size, not to retry */
+    assert_int_equal(ota_espota_classify_error("ERROR[9]: new Flash config wrong, real size: "
+                                               "1048576",
+                                               &code, &adv),
+                     -EINVAL);
+    assert_int_equal(code, 9);
+    assert_non_null(strstr(adv, "real flash size"));
+    /* Update.begin: the running sketch's flash size is not the chip's */
+    assert_int_equal(ota_espota_classify_error("ERROR[8]: Flash config wrong: real: 4194304, "
+                                               "SDK: 1048576",
+                                               &code, &adv),
+                     -EIO);
+    assert_int_equal(code, 8);
+    assert_non_null(strstr(adv, "over serial"));
 }
 
 static void test_auth_md5(void **state)

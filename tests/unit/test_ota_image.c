@@ -259,12 +259,30 @@ static void test_esp8266_header(void **state)
     assert_int_equal(ota_image_esp8266_flash_size(img, sizeof(img)), 0);
 }
 
+/* The Updater's ERROR[9] text names the chip's real size; the station's message both. */
+static void test_flash_refusal_text(void **state)
+{
+    (void)state;
+    assert_int_equal(
+        ota_image_refusal_real_size("ERROR[9]: new Flash config wrong, real size: 1048576"),
+        1048576);
+    assert_int_equal(ota_image_refusal_real_size("Update error: ERROR[9]: new Flash config "
+                                                 "wrong, Real Size:  524288\n"),
+                     524288);
+    assert_int_equal(ota_image_refusal_real_size("ERROR[4]: Not Enough Space"), 0);
+    assert_int_equal(ota_image_refusal_real_size(NULL), 0);
+    char out[160];
+    ota_image_flash_mismatch_text(4u << 20, 1u << 20, out, sizeof(out));
+    assert_string_equal(out, "the image header declares a 4096 KB flash, the board's chip has "
+                             "1024 KB");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_signed_valid),   cmocka_unit_test(test_signed_tampered_and_wrong_key),
         cmocka_unit_test(test_unsigned),       cmocka_unit_test(test_gzip),
-        cmocka_unit_test(test_esp8266_header),
+        cmocka_unit_test(test_esp8266_header), cmocka_unit_test(test_flash_refusal_text),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
