@@ -340,6 +340,8 @@ const char *cli_errno_code(int code)
         return "busy";
     case ENOTTY:
         return "no_terminal";
+    case ENOMEDIUM: /* RDID read 0xFFFFFF or 0: a board fault (esp_loader_attach_flash) */
+        return "flash_not_answering";
     default:
         return "error";
     }

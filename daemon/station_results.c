@@ -274,8 +274,9 @@ void st_finish_job(struct station *st, struct job *j, struct job_result *r)
         /* A job asked for through the API is not retried: the caller decides. */
         bool baud_retry = lower && !rq;
         /* A failure before anything is written (the set or its per-board data does not fit
-         * this board) fails the same way again: not retried. */
-        bool again = !(e->code && e->stage == ESP_STAGE_PREPARE);
+         * this board, or its flash chip does not answer: a board fault, esp_start.c
+         * flash_not_answering) fails the same way again: not retried. */
+        bool again = !(e->code && (e->stage == ESP_STAGE_PREPARE || e->code == -ENOMEDIUM));
         bool retry = !rq && !removed && !st->stopping && s->present &&
                      (baud_retry || (again && s->attempt < retries));
         if (removed) {

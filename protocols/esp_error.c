@@ -221,6 +221,8 @@ const char *esp_errno_to_string(int code)
         return "not found";
     case ENOSPC:
         return "no space";
+    case ENOMEDIUM:
+        return "flash not answering";
     default:
         return "error";
     }

@@ -402,6 +402,34 @@ static void size_text(uint32_t bytes, char *out, size_t cap)
         snprintf(out, cap, "%u KB", bytes / 1024);
 }
 
+/* RDID reading all ones (MISO floating high) or all zeros (held low): no flash chip
+ * answered the controller. Every flash command after it fails (the ROM with 01 06, the
+ * stub with an SPI error), so the job stops here, naming the board fault, whatever flash
+ * size was configured. esptool warns the same way on these two ids ("failed to
+ * communicate with the flash chip"). attach_word: the ESP32 ROM's SPI_ATTACH word (eFuse
+ * pins); a stub attaches from eFuse itself, so for the message the pins are read here. */
+static int flash_not_answering(struct esp_loader *l, uint32_t id, uint32_t attach_word,
+                               struct esp_error *err)
+{
+    char pins[128] = "";
+    if (l->info.chip->chip == ESP_CHIP_ESP32) {
+        struct esp_error scratch;
+        bool known = !l->stub || esp32_spi_config(l, &attach_word, &scratch) >= 0;
+        uint32_t w = attach_word;
+        if (known && w)
+            snprintf(pins, sizeof(pins), "; SPI pins from eFuse: CLK %u, Q %u, D %u, CS %u, HD %u",
+                     w & 0x3F, (w >> 6) & 0x3F, (w >> 12) & 0x3F, (w >> 18) & 0x3F,
+                     (w >> 24) & 0x3F);
+        else if (known)
+            snprintf(pins, sizeof(pins), "; the default SPI pins (none in eFuse)");
+    }
+    return esp_error_set(err, -ENOMEDIUM, ESP_STAGE_ATTACH,
+                         "a board fault, not a link one: check the flash chip's power (3.3 V) and "
+                         "its solder joints; a flash on other than the default pins needs its SPI "
+                         "pins burnt in eFuse (ESP32); this board may have no flash fitted",
+                         "the flash chip does not answer (flash ID %06x)%s", id, pins);
+}
+
 int esp_ldr_spi_set_params(struct esp_loader *l, uint32_t size, struct esp_error *err)
 {
     uint32_t w[6] = {0, size, 0x10000, ESP_SECTOR, 0x100, 0xFFFF};
@@ -418,6 +446,7 @@ int esp_loader_attach_flash(struct esp_loader *l, struct esp_error *err)
         return rc;
     const struct esp_chip_desc *chip = l->info.chip;
     bool rom8266 = esp_ldr_is_8266_rom(l);
+    uint32_t attach_word = 0;
 
     if (rom8266) {
         /* FLASH_BEGIN(0,0,0x400,0) makes the ESP8266 ROM attach the flash. */
@@ -432,6 +461,7 @@ int esp_loader_attach_flash(struct esp_loader *l, struct esp_error *err)
         uint32_t w[2] = {0, 0};
         if (chip->chip == ESP_CHIP_ESP32 && !l->info.secure_download_mode)
             rc = esp32_spi_config(l, &w[0], err);
+        attach_word = w[0];
         if (rc >= 0)
             rc = esp_ldr_cmd_words(l, ESP_OP_SPI_ATTACH, w, 2, 0, esp_ldr_tmo(l, ESP_TMO_DEFAULT),
                                    NULL, err);
@@ -447,6 +477,8 @@ int esp_loader_attach_flash(struct esp_loader *l, struct esp_error *err)
         if (rc < 0)
             return rc;
         l->info.flash_id = id;
+        if (id == 0xFFFFFF || id == 0)
+            return flash_not_answering(l, id, attach_word, err);
         uint32_t detected = esp_flash_size_from_jedec(id);
         if (size == 0 && detected == 0) {
             size = 4 * 1024 * 1024;

@@ -87,6 +87,11 @@ struct sim_faults {
     bool silent;
     bool no_download_answer;
     uint32_t noisy_above; /* 0 = off: above this board baud, host->board bytes get bit flips */
+    /* flash-dead[:ID]: the flash chip does not answer (not powered, a broken solder joint,
+     * no flash fitted): RDID reads flash_dead_id (0xFFFFFF, MISO floating high; 0x000000
+     * stuck low), every flash command of the ROM (01 06) or stub (0xC4) fails. */
+    bool flash_dead;
+    uint32_t flash_dead_id;
     bool noisy_fired;
     uint64_t noisy_bytes; /* host->board bytes received while noisy */
     /* counters */

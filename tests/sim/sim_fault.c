@@ -74,6 +74,17 @@ int sim_fault_parse(struct sim_faults *f, const char *spec)
         if (parse_num(arg, &v) || v == 0 || v > 0xFFFFFFFFu)
             goto bad;
         f->noisy_above = (uint32_t)v;
+    } else if (strcmp(kind, "flash-dead") == 0) {
+        unsigned long id = 0xFFFFFF;
+        if (arg) {
+            char *end;
+            errno = 0;
+            id = strtoul(arg, &end, 16); /* hex, with or without 0x */
+            if (errno || !*arg || *end || id > 0xFFFFFFul)
+                goto bad;
+        }
+        f->flash_dead = true;
+        f->flash_dead_id = (uint32_t)id;
     } else if (strcmp(kind, "md5-mismatch") == 0 && !arg) {
         f->md5_mismatch = true;
     } else if (strcmp(kind, "stub-no-ohai") == 0 && !arg) {
