@@ -502,10 +502,21 @@ static struct fake *fake_new(enum fake_kind kind, uint32_t magic)
     assert_non_null(f->flash);
     memset(f->flash, 0xFF, FLASH_SIZE);
     assert_int_equal(slip_decoder_init(&f->dec, 0x5000), 0);
-    /* A flash chip that answers RDID: Winbond 4 MB. */
-    const struct esp_chip_desc *c =
-        esp_chip_get(kind == FAKE_ROM_8266 ? ESP_CHIP_ESP8266 : ESP_CHIP_ESP32);
-    set_reg(f, c->spi.w0, 0x1640EF);
+    /* A flash chip that answers RDID: Winbond 4 MB, at every chip's SPI W0 (the chip a
+     * FAKE_ROM_ESP32 turns out to be comes from its security info; an RDID of 0 would be
+     * a flash that does not answer, refused by the attach). */
+    if (kind == FAKE_ROM_8266) {
+        set_reg(f, esp_chip_get(ESP_CHIP_ESP8266)->spi.w0, 0x1640EF);
+    } else {
+        for (int ch = ESP_CHIP_ESP32; ch < ESP_CHIP_COUNT; ch++) {
+            const struct esp_chip_desc *c = esp_chip_get((enum esp_chip)ch);
+            bool have = false;
+            for (size_t i = 0; c && i < f->nregs; i++)
+                have = have || f->regs[i].addr == c->spi.w0;
+            if (c && c->spi.w0 && !have)
+                set_reg(f, c->spi.w0, 0x1640EF);
+        }
+    }
     return f;
 }
 
