@@ -40,6 +40,10 @@
 
 enum sim_chip { SIM_ESP8266 = 0, SIM_ESP32, SIM_ESP32C3, SIM_ESP32S3 };
 
+/* The board's port (--usb): a USB-UART bridge, the chip's USB-Serial/JTAG, the ROM's
+ * USB-OTG CDC (sim_usb.c). */
+enum sim_usb { SIM_USB_NONE = 0, SIM_USB_JTAG, SIM_USB_OTG };
+
 struct sim_chip_info {
     enum sim_chip chip;
     const char *name;      /* command-line name */
@@ -324,6 +328,19 @@ struct sim {
     /* --rom-attach required|lenient: an ESP32-family ROM runs flash commands only after
      * SPI_ATTACH with the right pins (default required, PROTOCOL-ROM.md §5.1). */
     bool rom_attach_lenient;
+    /* --usb serial-jtag|otg and its knobs (sim_usb.c, PROTOCOL-ROM.md 3.6) */
+    enum sim_usb usb;
+    int usb_wdt_ms;          /* --usb-wdt-ms: watchdogs left armed by a USB reset; 0 = off */
+    int usb_gone_ms;         /* --usb-gone-ms: the tty is away this long on re-enumeration */
+    bool usb_reenum_always;  /* --usb-reenum always: also on a reset into the loader */
+    uint32_t usb_otg_block;  /* --usb-otg-block: largest data block the OTG CDC takes */
+    bool usb_master_fd;      /* --master-fd: the harness re-enumerates, not us */
+    bool usb_jtag_dl;        /* peripheral: DTR was set when the reset was requested */
+    bool usb_force_download; /* S3 RTC_CNTL_OPTION1 bit 0 (survives resets) */
+    bool rtc_wdt_on, swd_on;
+    int64_t wdt_fire_at; /* 0 = no watchdog running */
+    bool usb_unplug_req; /* sim_main: drop the tty now */
+    int64_t usb_back_at; /* sim_main: tty away until then (0 = present) */
     struct sim_faults faults;
     struct sim_net net;
     /* parts */
@@ -376,6 +393,9 @@ int sim_link_open_pty(struct sim_link *l, double speed);
 int sim_link_open_master(struct sim_link *l, int master_fd, double speed);
 int sim_link_open_tcp(struct sim_link *l, int port, int *actual_port, double speed);
 void sim_link_close(struct sim_link *l);
+/* USB re-enumeration (sim_usb.c): closes the pty (the host's fd hangs up) / opens a new one. */
+void sim_link_pty_drop(struct sim_link *l);
+int sim_link_pty_new(struct sim_link *l);
 uint32_t sim_link_host_baud(struct sim_link *l, uint32_t board_baud);
 /* Queue raw bytes for transmission at baud. */
 void sim_link_send_raw(struct sim_link *l, const uint8_t *data, size_t len, uint32_t baud);
@@ -403,6 +423,16 @@ uint32_t sim_baud_get(int fd);
 uint32_t sim_regs_read(struct sim *s, uint32_t addr);
 void sim_regs_write(struct sim *s, uint32_t addr, uint32_t value, uint32_t mask);
 void sim_regs_free(struct sim *s);
+
+/* sim_usb.c */
+const char *sim_usb_name(enum sim_usb u);
+bool sim_usb_read(const struct sim *s, uint32_t addr, uint32_t *v);
+/* true: the write was taken (or refused) here and must not be stored */
+bool sim_usb_write(struct sim *s, uint32_t addr, uint32_t nv);
+void sim_usb_booted(struct sim *s, bool download, bool usb_reset, bool power_on);
+void sim_usb_reenumerate(struct sim *s, const char *why);
+bool sim_usb_frame_lost(struct sim *s, size_t len);
+bool sim_usb_step(struct sim *s, int64_t now);
 
 /* sim_board.c */
 int sim_board_init(struct sim *s);

@@ -268,6 +268,7 @@ int sim_board_init(struct sim *s)
         s->state = SIM_ST_ROM;
         s->strap_download = true;
         sim_log("start -> download mode");
+        sim_usb_booted(s, true, false, true);
         if (s->faults.no_download_answer)
             sim_log("fault no-download-banner-answer fired (SYNC will not be answered)");
     }
@@ -298,10 +299,17 @@ void sim_board_modem(struct sim *s, const char *msg, size_t len)
         sim_log("modem: bad message '%.*s'", (int)strcspn(buf, "\r\n"), buf);
         return;
     }
+    bool old_dtr = s->dtr;
     s->dtr = d;
     s->rts = r;
     sim_log("modem DTR=%u RTS=%u", d, r);
+    if (s->usb == SIM_USB_OTG)
+        return; /* the ROM's USB-OTG CDC: the lines reach no pin and reset nothing */
     bool en_low = s->rts && !s->dtr;
+    /* USB-Serial/JTAG: the peripheral resets the chip while RTS is set and DTR clear
+     * and latches download mode if DTR was set just before (sim_usb.c). */
+    if (s->usb == SIM_USB_JTAG && en_low && !s->en_low)
+        s->usb_jtag_dl = old_dtr;
     if (en_low && !s->en_low) {
         s->en_low = true;
         s->boot_sample_at = 0;
@@ -348,6 +356,8 @@ static void handle_frame(struct sim *s, const uint8_t *f, size_t len, bool garbl
             sim_stub_read_ack(s, f, len);
         return;
     }
+    if (sim_usb_frame_lost(s, len))
+        return;
     if (len < 8 || f[0] != 0x00 || sim_u16(f + 2) != len - 8) {
         sim_log("garbage frame (%zu bytes)%s", len, garbled ? " at wrong baud" : "");
         return;
@@ -428,6 +438,7 @@ static void run_post(struct sim *s, enum sim_post post)
     case SIM_POST_RUN_APP:
         sim_board_reset_session(s);
         boot_normal(s, NORMAL_BOOT_MODE, false);
+        sim_usb_reenumerate(s, "the app starts its USB");
         break;
     case SIM_POST_DEAD:
         s->state = SIM_ST_DEAD;
@@ -464,10 +475,27 @@ void sim_board_step(struct sim *s, int64_t now)
 {
     if (s->boot_sample_at && now >= s->boot_sample_at) {
         s->boot_sample_at = 0;
-        bool boot_low = s->dtr && !s->rts;
+        bool boot_low = s->usb == SIM_USB_JTAG ? s->usb_jtag_dl : s->dtr && !s->rts;
+        if (s->usb == SIM_USB_JTAG)
+            sim_log("usb-serial/jtag: reset released, download latch %d%s", boot_low,
+                    s->usb_force_download ? ", force-download bit set" : "");
+        boot_low = boot_low || s->usb_force_download;
         s->strap_download = boot_low;
         sim_board_reset_session(s);
         chip_boot(s, boot_low);
+        if (s->faults.boot_mode < 0)
+            sim_usb_booted(s, boot_low, s->usb == SIM_USB_JTAG, false);
+    }
+    if (sim_usb_step(s, now)) {
+        /* A watchdog (system) reset: the straps are sampled again, nobody holds BOOT. */
+        s->en_low = false;
+        s->state = SIM_ST_BOOTING;
+        sim_board_reset_session(s);
+        sim_link_drop_tx(&s->link);
+        sim_link_drop_rx(&s->link);
+        s->strap_download = s->usb_force_download;
+        chip_boot(s, s->strap_download);
+        sim_usb_reenumerate(s, "watchdog reset");
     }
     if (s->defer_at && now >= s->defer_at)
         sim_release(s);
@@ -520,6 +548,8 @@ int64_t sim_board_next_event(const struct sim *s)
         t = s->boot_sample_at;
     if (s->defer_at && s->defer_at < t)
         t = s->defer_at;
+    if (s->wdt_fire_at && s->wdt_fire_at < t)
+        t = s->wdt_fire_at;
     if (s->state == SIM_ST_APP && s->app_next_line && s->app_next_line < t)
         t = s->app_next_line;
     int64_t tn = sim_net_next_event(s);

@@ -52,6 +52,25 @@ int sim_link_open_pty(struct sim_link *l, double speed)
     l->master_fd = l->slave_fd = l->listen_fd = -1;
     if (link_alloc(l, speed) != 0)
         return -1;
+    return sim_link_pty_new(l);
+}
+
+/* USB re-enumeration: the port goes away with everything in flight. */
+void sim_link_pty_drop(struct sim_link *l)
+{
+    sim_link_drop_tx(l);
+    sim_link_drop_rx(l);
+    l->out_len = 0;
+    if (l->master_fd >= 0)
+        close(l->master_fd);
+    if (l->slave_fd >= 0)
+        close(l->slave_fd);
+    l->master_fd = l->slave_fd = -1;
+    l->slave_path[0] = '\0';
+}
+
+int sim_link_pty_new(struct sim_link *l)
+{
     l->master_fd = posix_openpt(O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
     if (l->master_fd < 0 || grantpt(l->master_fd) != 0 || unlockpt(l->master_fd) != 0)
         return -1;

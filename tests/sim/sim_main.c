@@ -42,6 +42,8 @@ static void usage(void)
             "               [--master-fd N] [--adapter-max BAUD] [--rom-unsupported N[:OP]]\n"
             "               [--secure-download] [--spi-pads CLK,Q,D,CS,HD]\n"
             "               [--rom-attach required|lenient]\n"
+            "               [--usb serial-jtag|otg [--usb-wdt-ms N] [--usb-gone-ms N]\n"
+            "                [--usb-reenum app|always] [--usb-otg-block N]]\n"
             "               [--net-bind 127.0.0.x [--checkin URL] [--checkin-interval MS|once]\n"
             "                [--ota-password PW] [--ota-auth md5|pbkdf2] [--ota-port N]\n"
             "                [--web-port N] [--net-fault F] [--netdev PATH] [--app-offset N]\n"
@@ -174,6 +176,11 @@ static int parse_args(int argc, char **argv, struct sim *s, struct options *o)
                                              {"secure-download", no_argument, NULL, 'D'},
                                              {"spi-pads", required_argument, NULL, 'Q'},
                                              {"rom-attach", required_argument, NULL, 'H'},
+                                             {"usb", required_argument, NULL, 'u'},
+                                             {"usb-wdt-ms", required_argument, NULL, 'w'},
+                                             {"usb-gone-ms", required_argument, NULL, 'g'},
+                                             {"usb-reenum", required_argument, NULL, 'E'},
+                                             {"usb-otg-block", required_argument, NULL, 'K'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
     uint32_t flash_size = 4u << 20;
@@ -360,6 +367,46 @@ static int parse_args(int argc, char **argv, struct sim *s, struct options *o)
             s->rom_unsup_op = (int)op;
             break;
         }
+        case 'u':
+            if (strcmp(optarg, "serial-jtag") == 0)
+                s->usb = SIM_USB_JTAG;
+            else if (strcmp(optarg, "otg") == 0)
+                s->usb = SIM_USB_OTG;
+            else if (strcmp(optarg, "uart") == 0)
+                s->usb = SIM_USB_NONE;
+            else {
+                fprintf(stderr, "esp_sim: bad --usb '%s' (serial-jtag, otg or uart)\n", optarg);
+                return -1;
+            }
+            break;
+        case 'w':
+        case 'g':
+        case 'K': {
+            errno = 0;
+            long v = strtol(optarg, &end, 0);
+            if (errno || *end || end == optarg || v < 0 || v > 600000 || (c == 'K' && v < 64)) {
+                fprintf(stderr, "esp_sim: bad --%s '%s'\n",
+                        c == 'w'   ? "usb-wdt-ms"
+                        : c == 'g' ? "usb-gone-ms"
+                                   : "usb-otg-block",
+                        optarg);
+                return -1;
+            }
+            if (c == 'w')
+                s->usb_wdt_ms = (int)v;
+            else if (c == 'g')
+                s->usb_gone_ms = (int)v;
+            else
+                s->usb_otg_block = (uint32_t)v;
+            break;
+        }
+        case 'E':
+            if (strcmp(optarg, "app") != 0 && strcmp(optarg, "always") != 0) {
+                fprintf(stderr, "esp_sim: bad --usb-reenum '%s' (app or always)\n", optarg);
+                return -1;
+            }
+            s->usb_reenum_always = strcmp(optarg, "always") == 0;
+            break;
         case 'M':
             errno = 0;
             o->master_fd = (int)strtol(optarg, &end, 10);
@@ -391,6 +438,14 @@ static int parse_args(int argc, char **argv, struct sim *s, struct options *o)
         fprintf(stderr, "esp_sim: --spi-pads: ESP32 only\n");
         return -1;
     }
+    if ((s->usb == SIM_USB_JTAG && s->chip->chip != SIM_ESP32C3 && s->chip->chip != SIM_ESP32S3) ||
+        (s->usb == SIM_USB_OTG && s->chip->chip != SIM_ESP32S3)) {
+        fprintf(stderr,
+                "esp_sim: --usb %s: not on %s (serial-jtag: esp32c3/esp32s3, otg: esp32s3)\n",
+                sim_usb_name(s->usb), o->chip);
+        return -1;
+    }
+    s->usb_master_fd = o->master_fd >= 0;
     if (s->secure_download && !s->chip->security_info) {
         fprintf(stderr, "esp_sim: --secure-download: ESP32-S2 and later only (%s)\n", o->chip);
         return -1;
@@ -414,6 +469,32 @@ static void drain_modem(struct sim *s, int fd)
     }
 }
 
+/* USB re-enumeration with our own pty (sim_usb.c): DIR/tty goes away with the pty
+ * (the host's fd hangs up) and comes back as a new pty after --usb-gone-ms. */
+static void usb_replug(struct sim *s, int64_t now)
+{
+    char path[4096];
+    if (path_in(path, sizeof(path), s->dir, "tty"))
+        return;
+    if (s->usb_unplug_req) {
+        s->usb_unplug_req = false;
+        unlink(path);
+        sim_link_pty_drop(&s->link);
+        s->usb_back_at = now + (int64_t)s->usb_gone_ms * SIM_NS_PER_MS;
+        if (!s->usb_back_at)
+            s->usb_back_at = 1;
+    }
+    if (s->usb_back_at && now >= s->usb_back_at) {
+        s->usb_back_at = 0;
+        if (sim_link_pty_new(&s->link) != 0 || symlink(s->link.slave_path, path) != 0) {
+            sim_log("usb: cannot re-create the tty: %s", strerror(errno));
+            s->want_exit = true;
+            return;
+        }
+        sim_log("usb: tty back as %s", s->link.slave_path);
+    }
+}
+
 static void run(struct sim *s, int modem_fd)
 {
     struct sim_link *l = &s->link;
@@ -421,6 +502,8 @@ static void run(struct sim *s, int modem_fd)
         int64_t now = sim_now();
         sim_link_advance(l, now, s->baud);
         sim_board_step(s, now);
+        if (s->usb_unplug_req || s->usb_back_at)
+            usb_replug(s, sim_now());
         if (s->want_exit)
             break;
         sim_link_advance(l, now, s->baud);
@@ -430,6 +513,8 @@ static void run(struct sim *s, int modem_fd)
         int64_t nb = sim_board_next_event(s);
         if (nb < next)
             next = nb;
+        if (s->usb_back_at && s->usb_back_at < next)
+            next = s->usb_back_at;
         struct pollfd pfd[3];
         int n = 0, link_i = -1, modem_i = -1, listen_i = -1;
         if (l->master_fd >= 0) {
@@ -487,6 +572,9 @@ int main(int argc, char **argv)
     s.net.http_port = -1;
     s.net.app_offset = -1;
     s.net.start_timeout_ms = 5000;
+    s.usb_wdt_ms = 5000;
+    s.usb_gone_ms = 300;
+    s.usb_otg_block = 0x800;
     if (parse_args(argc, argv, &s, &o) != 0)
         return 2;
     double speed = s.speed;
@@ -507,6 +595,9 @@ int main(int argc, char **argv)
     sim_log("esp_sim %s flash 0x%x id 0x%06x mac %02x:%02x:%02x:%02x:%02x:%02x speed %g",
             s.chip->name, s.flash.size, s.flash_id, s.mac[0], s.mac[1], s.mac[2], s.mac[3],
             s.mac[4], s.mac[5], speed);
+    if (s.usb != SIM_USB_NONE)
+        sim_log("port: %s (watchdogs %d ms after a USB reset, tty away %d ms on re-enumeration)",
+                sim_usb_name(s.usb), s.usb_wdt_ms, s.usb_gone_ms);
 
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));

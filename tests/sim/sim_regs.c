@@ -251,6 +251,8 @@ uint32_t sim_regs_read(struct sim *s, uint32_t addr)
         double div = (double)c->xtal_mhz * 1e6 * c->clkdiv_div / (double)(s->baud ? s->baud : 1);
         return (uint32_t)(div + 0.5) & 0xFFFFF;
     }
+    if (sim_usb_read(s, addr, &v)) /* uart_no, RTC_CNTL_OPTION1 (sim_usb.c) */
+        return v;
     switch (c->chip) {
     case SIM_ESP8266:
         if (esp8266_special(s, addr, &v))
@@ -297,5 +299,7 @@ void sim_regs_write(struct sim *s, uint32_t addr, uint32_t value, uint32_t mask)
         }
         nv &= ~(1u << 18); /* the command completes at once */
     }
+    if (sim_usb_write(s, addr, nv)) /* watchdogs, force-download bit (sim_usb.c) */
+        return;
     reg_store(s, addr, nv);
 }
