@@ -138,6 +138,12 @@ static const struct esp_chip_desc chips[ESP_CHIP_COUNT] =
                 .rom_has_read_flash_slow = true,
                 .security_info_len = 12,
                 .stub_supported = true,
+                .uart_no_reg = 0x3FFFFD14u,
+                .uart_no_otg = 2,
+                .otg_wdt_wprotect = 0x3F4080ACu,
+                .otg_wdt_config0 = 0x3F408094u,
+                .otg_wdt_config1 = 0x3F408098u,
+                .gpio_strap_reg = 0x3F404038u,
                 .size_codes = sizes_esp32,
                 .n_size_codes = 8,
                 .freq_mhz = freq_std,
@@ -184,6 +190,13 @@ static const struct esp_chip_desc chips[ESP_CHIP_COUNT] =
                 .swd_wkey = 0x8F1D312Au,
                 .swd_auto_feed_bit = 31,
                 .force_download_reg = 0x6000812Cu,
+                .uart_no_reg = 0x3FCEF14Cu,
+                .uart_no_jtag = 4,
+                .uart_no_otg = 3,
+                .otg_wdt_wprotect = 0x600080B0u,
+                .otg_wdt_config0 = 0x60008098u,
+                .otg_wdt_config1 = 0x6000809Cu,
+                .gpio_strap_reg = 0x60004038u,
             },
         [ESP_CHIP_ESP32C2] =
             {
@@ -254,6 +267,8 @@ static const struct esp_chip_desc chips[ESP_CHIP_COUNT] =
                 .swd_conf = 0x600080ACu,
                 .swd_wkey = 0x8F1D312Au,
                 .swd_auto_feed_bit = 31,
+                .uart_no_reg = 0x3FCDF07Cu,
+                .uart_no_jtag = 3,
             },
         [ESP_CHIP_ESP32C6] =
             {
@@ -291,6 +306,8 @@ static const struct esp_chip_desc chips[ESP_CHIP_COUNT] =
                 .swd_conf = 0x600B1C1Cu,
                 .swd_wkey = 0x50D83AA1u,
                 .swd_auto_feed_bit = 18,
+                .uart_no_reg = 0x4087F580u,
+                .uart_no_jtag = 3,
             },
         [ESP_CHIP_ESP32H2] =
             {

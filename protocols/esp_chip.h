@@ -102,6 +102,14 @@ struct esp_chip_desc {
     uint32_t swd_wkey, swd_auto_feed_bit; /* bit number: SWD_CONF |= 1u << swd_auto_feed_bit */
     /* RTC_CNTL_OPTION1 force-download bit to clear before hard reset (S3), 0 = none. */
     uint32_t force_download_reg;
+    /* The ROM's console (PROTOCOL-ROM.md 3.6): a .bss byte saying which interface the
+     * ROM talks on, read when the port's VID/PID are unknown; 0 = not readable.
+     * uart_no_jtag / uart_no_otg: its value for USB-Serial/JTAG / USB-OTG, 0 = none. */
+    uint32_t uart_no_reg;
+    uint8_t uart_no_jtag, uart_no_otg;
+    /* Hard reset over USB-OTG (DTR/RTS reset nothing): RTC watchdog registers and the
+     * GPIO strap register (bit 3 SPI_BOOT); 0 = the chip has no USB-OTG ROM console. */
+    uint32_t otg_wdt_wprotect, otg_wdt_config0, otg_wdt_config1, gpio_strap_reg;
 };
 
 const char *esp_chip_to_string(enum esp_chip chip);

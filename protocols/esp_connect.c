@@ -276,11 +276,45 @@ static bool fatal_io(int rc)
     return rc == -ENODEV || rc == -ECANCELED;
 }
 
+/*
+ * Which interface the ROM talks on, from its uart_no byte (PROTOCOL-ROM.md 3.6,
+ * esptool v4's method), when the port did not say: a pty or fd, a tty whose sysfs
+ * hides the USB ids, a board behind a hub or a VM. Only from the ROM (a stub's RAM
+ * differs) and not in Secure Download Mode (READ_REG refused).
+ */
+static int usb_console_from_rom(struct esp_loader *l, struct esp_error *err)
+{
+    const struct esp_chip_desc *c = l->info.chip;
+    if (!c || !c->uart_no_reg || l->t->usb_vid || l->stub || l->info.secure_download_mode ||
+        l->info.usb_jtag || l->info.usb_otg)
+        return 0;
+    struct esp_error scratch;
+    esp_error_clear(&scratch);
+    uint32_t v = 0;
+    int rc = esp_loader_read_reg(l, c->uart_no_reg, &v, &scratch);
+    if (fatal_io(rc))
+        return esp_ldr_io_error(l, rc, "reading the ROM's console", err);
+    if (rc < 0)
+        return 0;
+    uint8_t no = (uint8_t)(v & 0xFF);
+    if (c->uart_no_jtag && no == c->uart_no_jtag)
+        l->info.usb_jtag = true;
+    else if (c->uart_no_otg && no == c->uart_no_otg)
+        l->info.usb_otg = true;
+    if (l->info.usb_jtag || l->info.usb_otg)
+        esp_ldr_log(l, ESP_LOG_INFO, "the ROM talks over the chip's %s (uart_no %u)",
+                    l->info.usb_jtag ? "USB-Serial/JTAG" : "USB-OTG", no);
+    return 0;
+}
+
 /* Disable the RTC and super watchdogs a USB-Serial/JTAG reset leaves armed (§3.6). */
 static int usb_jtag_disable_wdt(struct esp_loader *l, struct esp_error *err)
 {
     struct esp_error scratch;
     esp_error_clear(&scratch);
+    int urc = usb_console_from_rom(l, err);
+    if (urc < 0)
+        return urc;
     const struct esp_chip_desc *c = l->info.chip;
     if (!c || !c->rtc_wdt_wprotect || !l->info.usb_jtag || l->stub || l->info.secure_download_mode)
         return 0;

@@ -155,6 +155,8 @@ struct esp_loader *esp_loader_new(struct transport *t, const struct esp_loader_c
     l->info.revision = -1;
     l->info.baud = t->baud ? t->baud : l->cfg.initial_baud;
     l->info.usb_jtag = t->usb_vid == ESP_ESPRESSIF_VID && t->usb_pid == ESP_USB_JTAG_PID;
+    l->info.usb_otg =
+        t->usb_vid == ESP_ESPRESSIF_VID && t->usb_pid != ESP_USB_JTAG_PID && t->usb_pid != 0;
     l->who = ESP_RESPONDER_ROM_ESP32;
     l->unsup_op = -1;
     return l;
@@ -278,8 +280,7 @@ bool esp_ldr_is_8266_rom(const struct esp_loader *l)
 
 bool esp_ldr_is_usb_otg(const struct esp_loader *l)
 {
-    return l->t->usb_vid == ESP_ESPRESSIF_VID && l->t->usb_pid != ESP_USB_JTAG_PID &&
-           l->t->usb_pid != 0;
+    return l->info.usb_otg;
 }
 
 void esp_ldr_set_responder(struct esp_loader *l, enum esp_responder who)

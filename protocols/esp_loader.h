@@ -129,7 +129,8 @@ struct esp_chip_info {
     /* The stub was uploaded but did not start; the chip was reset into the ROM
      * loader, which does the work (front ends record ESP_STUB_FALLBACK_WARNING). */
     bool stub_fallback;
-    bool usb_jtag; /* 303a:1001 */
+    bool usb_jtag; /* 303a:1001, or the ROM said so (uart_no) when VID/PID are unknown */
+    bool usb_otg;  /* 303a:<chip id> (ROM USB-OTG CDC), or the ROM said so (uart_no) */
     uint32_t baud; /* rate in force */
 };
 

@@ -161,6 +161,58 @@ int esp_ldr_line_reset(struct esp_loader *l, enum esp_reset_kind kind, int en_lo
 
 /* ---- leaving the loader --------------------------------------------------- */
 
+static void disconnected(struct esp_loader *l)
+{
+    l->connected = false;
+    l->attached = false;
+    l->stub = false;
+    l->info.stub_running = false;
+    l->responder_known = false;
+}
+
+/*
+ * The ROM's USB-OTG CDC resets nothing on DTR/RTS (PROTOCOL-ROM.md 3.6): when the
+ * strap register says GPIO0 was low (SPI_BOOT clear) and the force-download bit is
+ * clear, reset through the RTC watchdog (stage 0 resets the system after 2000 slow
+ * clock ticks). Returns 0 when done, 1 to fall back to the RTS pulse, or -errno.
+ */
+static int otg_watchdog_reset(struct esp_loader *l, struct esp_error *err)
+{
+    const struct esp_chip_desc *c = l->info.chip;
+    struct esp_error scratch;
+    esp_error_clear(&scratch);
+    uint32_t strap = 0, opt = 0;
+    int rc = esp_loader_read_reg(l, c->gpio_strap_reg, &strap, &scratch);
+    if (rc >= 0 && c->force_download_reg)
+        rc = esp_loader_read_reg(l, c->force_download_reg, &opt, &scratch);
+    if (rc == -ENODEV || rc == -ECANCELED)
+        return esp_ldr_io_error(l, rc, "reading the strap register", err);
+    if (rc < 0 || (strap & (1u << 3)) || (opt & 1u)) {
+        esp_ldr_log(l, ESP_LOG_DEBUG, "USB-OTG: no watchdog reset (strap 0x%08x, option1 0x%x%s)",
+                    strap, opt, rc < 0 ? ", unreadable" : "");
+        return 1;
+    }
+    const uint32_t key = 0x50D83AA1u;
+    rc = esp_loader_write_reg(l, c->otg_wdt_wprotect, key, 0xFFFFFFFFu, 0, &scratch);
+    if (rc >= 0)
+        rc = esp_loader_write_reg(l, c->otg_wdt_config1, 2000, 0xFFFFFFFFu, 0, &scratch);
+    if (rc >= 0)
+        rc = esp_loader_write_reg(l, c->otg_wdt_config0, (1u << 31) | (5u << 28) | (1u << 8) | 2u,
+                                  0xFFFFFFFFu, 0, &scratch);
+    /* The chip may reset before this write's reply: not an error. */
+    if (rc >= 0)
+        (void)esp_loader_write_reg(l, c->otg_wdt_wprotect, 0, 0xFFFFFFFFu, 0, &scratch);
+    if (rc == -ENODEV || rc == -ECANCELED)
+        return esp_ldr_io_error(l, rc, "arming the watchdog reset", err);
+    if (rc < 0)
+        return esp_error_set(err, rc, l->stage, "power-cycle the board",
+                             "USB-OTG watchdog reset failed: %s", scratch.message);
+    esp_ldr_sleep_ms(500);
+    esp_ldr_log(l, ESP_LOG_INFO, "hard reset (RTC watchdog: USB-OTG resets nothing on RTS)");
+    disconnected(l);
+    return 0;
+}
+
 static int hard_reset(struct esp_loader *l, struct esp_error *err)
 {
     const struct esp_chip_desc *chip = l->info.chip;
@@ -174,6 +226,12 @@ static int hard_reset(struct esp_loader *l, struct esp_error *err)
         if (rc < 0)
             esp_ldr_log(l, ESP_LOG_DEBUG, "could not clear the force-download bit: %s",
                         scratch.message);
+    }
+    if (esp_ldr_is_usb_otg(l) && chip && chip->otg_wdt_config0 && l->connected &&
+        !l->info.secure_download_mode) {
+        int wrc = otg_watchdog_reset(l, err);
+        if (wrc <= 0)
+            return wrc;
     }
     int rc = esp_ldr_line_reset(l, ESP_RESET_HARD, ESP_EN_LOW_FAST_MS, 0);
     if (rc == -ENOTSUP) {
