@@ -355,25 +355,28 @@ static int esp32_spi_config(struct esp_loader *l, uint32_t *config, struct esp_e
     return 0;
 }
 
-/* RDID (0x9F) through the SPI controller's user-command registers (§4.5). */
-static int read_flash_id(struct esp_loader *l, uint32_t *id, struct esp_error *err)
+/* One flash command through the SPI controller's user-command registers (§4.5): the
+ * command byte, then miso_bits (0..32) read into *out (may be NULL when 0). */
+static int spi_user_cmd(struct esp_loader *l, uint8_t cmd, uint32_t miso_bits, uint32_t *out,
+                        struct esp_error *err)
 {
     const struct esp_spi_regs *s = &l->info.chip->spi;
     uint32_t old_usr = 0, old_usr2 = 0, v = 0;
-    const uint32_t miso_bits = 24;
     int rc = esp_loader_read_reg(l, s->usr, &old_usr, err);
     if (rc >= 0)
         rc = esp_loader_read_reg(l, s->usr2, &old_usr2, err);
     if (rc < 0)
         return rc;
+    uint32_t dlen = miso_bits ? miso_bits - 1 : 0;
     if (s->miso_dlen)
-        rc = esp_loader_write_reg(l, s->miso_dlen, miso_bits - 1, 0xFFFFFFFFu, 0, err);
+        rc = esp_loader_write_reg(l, s->miso_dlen, dlen, 0xFFFFFFFFu, 0, err);
     else /* ESP8266: lengths live in USR1; no MOSI data */
-        rc = esp_loader_write_reg(l, s->usr1, (miso_bits - 1) << 8, 0xFFFFFFFFu, 0, err);
+        rc = esp_loader_write_reg(l, s->usr1, dlen << 8, 0xFFFFFFFFu, 0, err);
+    if (rc >= 0) /* COMMAND phase, and MISO when something is read */
+        rc = esp_loader_write_reg(l, s->usr, (1u << 31) | (miso_bits ? 1u << 28 : 0), 0xFFFFFFFFu,
+                                  0, err);
     if (rc >= 0)
-        rc = esp_loader_write_reg(l, s->usr, (1u << 31) | (1u << 28), 0xFFFFFFFFu, 0, err);
-    if (rc >= 0)
-        rc = esp_loader_write_reg(l, s->usr2, (7u << 28) | 0x9F, 0xFFFFFFFFu, 0, err);
+        rc = esp_loader_write_reg(l, s->usr2, (7u << 28) | cmd, 0xFFFFFFFFu, 0, err);
     if (rc >= 0)
         rc = esp_loader_write_reg(l, s->w0, 0, 0xFFFFFFFFu, 0, err);
     if (rc >= 0)
@@ -383,14 +386,46 @@ static int read_flash_id(struct esp_loader *l, uint32_t *id, struct esp_error *e
         if (rc >= 0 && !(v & (1u << 18)))
             break;
     }
-    if (rc >= 0)
+    if (rc >= 0 && miso_bits)
         rc = esp_loader_read_reg(l, s->w0, &v, err);
     if (rc < 0)
         return rc;
-    *id = v & 0xFFFFFF;
+    if (out)
+        *out = v;
     rc = esp_loader_write_reg(l, s->usr, old_usr, 0xFFFFFFFFu, 0, err);
     if (rc >= 0)
         rc = esp_loader_write_reg(l, s->usr2, old_usr2, 0xFFFFFFFFu, 0, err);
+    return rc;
+}
+
+/* RDID (0x9F): manufacturer, type, capacity. */
+static int read_flash_id(struct esp_loader *l, uint32_t *id, struct esp_error *err)
+{
+    uint32_t v = 0;
+    int rc = spi_user_cmd(l, 0x9F, 24, &v, err);
+    if (rc >= 0)
+        *id = v & 0xFFFFFF;
+    return rc;
+}
+
+/* A flash left in deep power-down (an XMC part after a brown-out, or an app that put it
+ * to sleep before a watchdog reset) answers nothing but "release" (0xAB), so RDID reads
+ * all ones. The recovery recent esptool runs when RDID looks wrong (§4.5): 0xB9, 0x79,
+ * 0xFF, 2 ms, 0xAB, then RDID again. Returns the new id in *id. */
+static int wake_flash(struct esp_loader *l, uint32_t *id, struct esp_error *err)
+{
+    static const uint8_t seq[] = {0xB9, 0x79, 0xFF};
+    int rc = 0;
+    for (size_t i = 0; rc >= 0 && i < sizeof(seq); i++)
+        rc = spi_user_cmd(l, seq[i], 0, NULL, err);
+    if (rc < 0)
+        return rc;
+    esp_ldr_sleep_ms(2);
+    rc = spi_user_cmd(l, 0xAB, 0, NULL, err);
+    if (rc >= 0)
+        esp_ldr_sleep_ms(1); /* tRES1: a few microseconds; 1 ms is plenty */
+    if (rc >= 0)
+        rc = read_flash_id(l, id, err);
     return rc;
 }
 
@@ -427,7 +462,9 @@ static int flash_not_answering(struct esp_loader *l, uint32_t id, uint32_t attac
                          "a board fault, not a link one: check the flash chip's power (3.3 V) and "
                          "its solder joints; a flash on other than the default pins needs its SPI "
                          "pins burnt in eFuse (ESP32); this board may have no flash fitted",
-                         "the flash chip does not answer (flash ID %06x)%s", id, pins);
+                         "the flash chip does not answer (flash ID %06x), not even after a "
+                         "wake-up from deep power-down%s",
+                         id, pins);
 }
 
 int esp_ldr_spi_set_params(struct esp_loader *l, uint32_t size, struct esp_error *err)
@@ -476,6 +513,17 @@ int esp_loader_attach_flash(struct esp_loader *l, struct esp_error *err)
         rc = read_flash_id(l, &id, err);
         if (rc < 0)
             return rc;
+        if (id == 0xFFFFFF || id == 0) {
+            uint32_t first = id;
+            rc = wake_flash(l, &id, err);
+            if (rc < 0)
+                return rc;
+            if (id != 0xFFFFFF && id != 0)
+                esp_ldr_log(l, ESP_LOG_WARN,
+                            "flash id 0x%06X: the flash answered only after a wake-up from deep "
+                            "power-down (it read %06x)",
+                            id, first);
+        }
         l->info.flash_id = id;
         if (id == 0xFFFFFF || id == 0)
             return flash_not_answering(l, id, attach_word, err);

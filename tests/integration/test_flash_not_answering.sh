@@ -80,7 +80,28 @@ expect_exit 4 -p "$SIM_PORT" --json flash 0x10000 "$WORK/app.bin"
 dead_checks ffffff
 stop_sim
 
-# 4. Control: the same board with its flash answering is flashed.
+# 4. A flash left in deep power-down (an XMC part after a brown-out, an app that put it to
+# sleep) answers only "release" (0xAB): RDID reads ffffff until then. The station runs the
+# wake-up (0xB9, 0x79, 0xFF, 2 ms, 0xAB; PROTOCOL-ROM.md 4.5), reads the id again, warns,
+# and flashes. Before: refused as a flash that does not answer. Stub, ROM, ESP8266 ROM.
+for args in "esp32" "esp32 --no-stub" "esp32c3" "esp8266 --no-stub"; do
+    read -r chip nostub <<<"$args"
+    start_sim "$chip" --fault flash-asleep
+    sim_log_mark
+    expect_exit 0 -p "$SIM_PORT" $nostub --json flash 0x10000 "$WORK/app.bin"
+    assert_ok_result flash
+    grep -q '"level":"warning".*only after a wake-up from deep power-down' "$LAST_OUT" ||
+        fail "$args: no warning about the wake-up: $(tail -n 3 "$LAST_OUT")"
+    flash_region_equals "$SIM_DIR" 0x10000 "$WORK/app.bin"
+    sim_log_new_has 'spi RDID -> 0xffffff \(flash in deep power-down\)' ||
+        fail "$args: the first RDID did not meet the sleeping flash"
+    sim_log_new_has 'spi 0xAB: flash released from deep power-down' ||
+        fail "$args: no release command reached the flash"
+    stop_sim
+done
+log "a flash in deep power-down is woken and flashed (ESP32 stub and ROM, C3 stub, ESP8266 ROM)"
+
+# 5. Control: the same board with its flash answering is flashed.
 start_sim esp32
 expect_exit 0 -p "$SIM_PORT" --json flash 0x10000 "$WORK/app.bin"
 assert_ok_result flash

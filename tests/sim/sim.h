@@ -96,6 +96,10 @@ struct sim_faults {
      * stuck low), every flash command of the ROM (01 06) or stub (0xC4) fails. */
     bool flash_dead;
     uint32_t flash_dead_id;
+    /* flash-asleep: the flash starts in deep power-down (an app or a brown-out left it
+     * there): it ignores everything but "release" (0xAB) and RDID reads 0xFFFFFF until
+     * then. 0xB9 puts an awake flash into deep power-down, as on real parts. */
+    bool flash_asleep;
     bool noisy_fired;
     uint64_t noisy_bytes; /* host->board bytes received while noisy */
     /* counters */
@@ -364,7 +368,8 @@ struct sim {
     uint32_t last_value; /* stale ROM reply value */
     bool spi_params_set;
     uint32_t spi_total_size;
-    bool spi_attached; /* ROM: SPI_ATTACH seen with the pins the flash is on */
+    bool spi_attached;   /* ROM: SPI_ATTACH seen with the pins the flash is on */
+    bool flash_sleeping; /* deep power-down (0xB9 .. 0xAB; --fault flash-asleep at start) */
     struct sim_mem_seg mem[SIM_MAX_MEM_SEGS];
     size_t n_mem;
     struct sim_mem_seg *mem_cur;

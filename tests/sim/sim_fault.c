@@ -85,6 +85,8 @@ int sim_fault_parse(struct sim_faults *f, const char *spec)
         }
         f->flash_dead = true;
         f->flash_dead_id = (uint32_t)id;
+    } else if (strcmp(kind, "flash-asleep") == 0 && !arg) {
+        f->flash_asleep = true;
     } else if (strcmp(kind, "md5-mismatch") == 0 && !arg) {
         f->md5_mismatch = true;
     } else if (strcmp(kind, "stub-no-ohai") == 0 && !arg) {

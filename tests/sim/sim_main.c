@@ -269,6 +269,7 @@ static int parse_args(int argc, char **argv, struct sim *s, struct options *o)
         case 'f':
             if (sim_fault_parse(&s->faults, optarg))
                 return -1;
+            s->flash_sleeping = s->faults.flash_asleep;
             break;
         case 'B':
             s->net.bind = optarg;

@@ -283,7 +283,17 @@ void sim_regs_write(struct sim *s, uint32_t addr, uint32_t value, uint32_t mask)
         uint32_t usr2 = 0;
         reg_lookup(s, c->spi_usr2, &usr2);
         uint8_t cmd = (uint8_t)(usr2 & 0xFF);
-        if (cmd == 0x9F && s->faults.flash_dead) {
+        if (cmd == 0xAB && s->flash_sleeping && !s->faults.flash_dead) {
+            s->flash_sleeping = false; /* release from deep power-down */
+            sim_log("spi 0xAB: flash released from deep power-down");
+        } else if (cmd == 0xB9 && !s->faults.flash_dead) {
+            s->flash_sleeping = true;
+            sim_log("spi 0xB9: flash in deep power-down");
+        } else if (cmd == 0x9F && s->flash_sleeping) {
+            /* deep power-down: the flash ignores RDID, MISO floats high */
+            reg_store(s, c->spi_w0, 0xFFFFFF);
+            sim_log("spi RDID -> 0xffffff (flash in deep power-down)");
+        } else if (cmd == 0x9F && s->faults.flash_dead) {
             /* A flash that does not answer: MISO floats high (or is held low). */
             reg_store(s, c->spi_w0, s->faults.flash_dead_id);
             sim_log("fault flash-dead fired (spi RDID -> 0x%06x)", s->faults.flash_dead_id);

@@ -126,7 +126,7 @@ static void defer_for(struct sim *s, int64_t cost, enum sim_post post, uint32_t 
  * send SPI_ATTACH to every ESP32-family ROM before any flash command). */
 bool sim_rom_flash_reachable(const struct sim *s)
 {
-    if (s->faults.flash_dead) /* --fault flash-dead: no loader reaches it */
+    if (s->faults.flash_dead || s->flash_sleeping) /* flash-dead / deep power-down */
         return false;
     if (s->state != SIM_ST_ROM || !s->chip->rom_full || s->rom_attach_lenient)
         return true;

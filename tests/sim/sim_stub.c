@@ -397,11 +397,13 @@ void sim_stub_command(struct sim *s, uint8_t op, const uint8_t *b, size_t len, u
         after_stub(s, SIM_POST_NONE, 0);
         return;
     }
-    if (s->faults.flash_dead &&
+    if ((s->faults.flash_dead || s->flash_sleeping) &&
         (op == 0x02 || op == 0x10 || op == 0x13 || op == 0xD0 || op == 0xD1 || op == 0xD2)) {
         /* The stubs' SPI flash routines fail on a flash that does not answer (simplified:
          * a real stub may wait out its busy-poll first); reported as SPI failure. */
-        sim_log("fault flash-dead fired (%s failed)", sim_op_name(op));
+        sim_log("%s (%s failed)",
+                s->faults.flash_dead ? "fault flash-dead fired" : "flash in deep power-down",
+                sim_op_name(op));
         reply(s, op, S_SPI_FAIL);
         return;
     }
