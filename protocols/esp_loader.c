@@ -372,6 +372,15 @@ static int drain_unsupported(struct esp_loader *l)
     return esp_ldr_flush_input(l);
 }
 
+/* Secure Download Mode is named only when GET_SECURITY_INFO's flags did not rule it out. */
+static const char *unsupported_advice(const struct esp_loader *l)
+{
+    if (l->info.security_info_valid && !l->info.secure_download_mode)
+        return "the ROM rejected the command: this ROM does not have it (the chip is not in "
+               "Secure Download Mode, its security info says)";
+    return "the ROM rejected the command (unsupported here, or in Secure Download Mode)";
+}
+
 static const char *device_advice(const struct esp_loader *l, const struct esp_response *r)
 {
     if (l->who == ESP_RESPONDER_STUB) {
@@ -400,7 +409,7 @@ static const char *device_advice(const struct esp_loader *l, const struct esp_re
     }
     switch (r->device_code) {
     case 0x05:
-        return "the ROM rejected the command (unsupported here, or in Secure Download Mode)";
+        return unsupported_advice(l);
     case 0x07:
         return "data was corrupted on the serial line: use a lower baud rate or a better cable";
     case 0x08:
@@ -435,15 +444,38 @@ static int device_failure(struct esp_loader *l, uint8_t op, const struct esp_res
     return code;
 }
 
+/* No reply with op's opcode came within the timeout, but a ROM "01 05" with another
+ * opcode did: a ROM that does not know op and does not echo it (§1.4). Reported as
+ * unsupported; whether the chip is in Secure Download Mode is GET_SECURITY_INFO's
+ * flags' to say, never this reply's. */
+static int foreign_unsupported(struct esp_loader *l, uint8_t op, int fop, uint8_t st, uint8_t er,
+                               int timeout_ms, struct esp_error *err)
+{
+    int drc = drain_unsupported(l);
+    if (drc < 0)
+        return esp_ldr_io_error(l, drc, esp_op_to_string(op), err);
+    esp_error_set(err, -ENOTSUP, l->stage, unsupported_advice(l),
+                  "%s is not supported by the device (status bytes %02X %02X in a reply with "
+                  "opcode 0x%02X, none with its own within %d ms)",
+                  esp_op_to_string(op), st, er, (unsigned)fop, timeout_ms);
+    esp_error_set_device(err, op, st, er);
+    return -ENOTSUP;
+}
+
 static int recv_impl(struct esp_loader *l, uint8_t op, size_t expect, size_t expect_alt,
                      size_t data_len, int timeout_ms, struct esp_response *r, struct esp_error *err)
 {
     int64_t deadline = esp_ldr_now_ms() + timeout_ms;
+    /* A ROM "01 05" reply carrying another opcode (foreign_op >= 0, its status bytes). */
+    int foreign_op = -1;
+    uint8_t foreign_st = 0, foreign_er = 0;
     for (int frames = 0; frames < ESP_MAX_FRAMES_PER_REPLY; frames++) {
         int64_t left = deadline - esp_ldr_now_ms();
         int rc = left > 0 ? esp_ldr_read_frame(l, (int)left) : 0;
         if (rc < 0)
             return esp_ldr_io_error(l, rc, esp_op_to_string(op), err);
+        if (rc == 0 && foreign_op >= 0)
+            return foreign_unsupported(l, op, foreign_op, foreign_st, foreign_er, timeout_ms, err);
         if (rc == 0)
             return esp_error_set(err, -ETIMEDOUT, l->stage,
                                  "check the cable and the USB hub; try a lower baud rate",
@@ -470,19 +502,19 @@ static int recv_impl(struct esp_loader *l, uint8_t op, size_t expect, size_t exp
                 l->stats.frames_dropped++;
                 continue;
             }
-            /* The ROM's "unsupported" reply does not always echo the opcode. */
-            if (unsup) {
-                uint8_t st = f[ESP_CMD_HEADER_LEN], er = f[ESP_CMD_HEADER_LEN + 1];
-                int drc = drain_unsupported(l);
-                if (drc < 0)
-                    return esp_ldr_io_error(l, drc, esp_op_to_string(op), err);
-                esp_error_set(err, -ENOTSUP, l->stage,
-                              "the ROM rejected the command (unsupported here, or in Secure "
-                              "Download Mode)",
-                              "%s is not supported by the device (status bytes %02X %02X)",
-                              esp_op_to_string(op), st, er);
-                esp_error_set_device(err, op, st, er);
-                return -ENOTSUP;
+            /* The ROM's "unsupported" reply does not always echo the opcode (§1.4),
+             * but over USB-Serial/JTAG a stray one arrives ahead of the real reply
+             * (esptool #813, PROTOCOL-ROM.md §8): not this command's answer. Keep
+             * waiting; it stands for "unsupported" only if nothing with the
+             * command's opcode comes within the timeout. */
+            if (unsup && foreign_op < 0) {
+                foreign_op = f[1];
+                foreign_st = f[ESP_CMD_HEADER_LEN];
+                foreign_er = f[ESP_CMD_HEADER_LEN + 1];
+                esp_ldr_log(l, ESP_LOG_DEBUG,
+                            "%s: a reply with opcode 0x%02X said %02X %02X; waiting for the "
+                            "command's own reply",
+                            esp_op_to_string(op), f[1], foreign_st, foreign_er);
             }
             l->stats.frames_dropped++;
             continue;

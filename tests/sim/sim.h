@@ -345,6 +345,10 @@ struct sim {
     int64_t wdt_fire_at; /* 0 = no watchdog running */
     bool usb_unplug_req; /* sim_main: drop the tty now */
     int64_t usb_back_at; /* sim_main: tty away until then (0 = present) */
+    /* --usb-stray-05 N[:EVERY]: stray "01 05" replies with a foreign opcode on the
+     * USB-Serial/JTAG path (esptool #813; sim_usb.c sim_usb_stray) */
+    unsigned usb_stray_left, usb_stray_every, usb_stray_cmds;
+    uint8_t usb_stray_prev_op;
     struct sim_faults faults;
     struct sim_net net;
     /* parts */
@@ -438,6 +442,7 @@ void sim_usb_booted(struct sim *s, bool download, bool usb_reset, bool power_on)
 void sim_usb_reenumerate(struct sim *s, const char *why);
 bool sim_usb_frame_lost(struct sim *s, size_t len);
 bool sim_usb_step(struct sim *s, int64_t now);
+void sim_usb_stray(struct sim *s, uint8_t op);
 
 /* sim_board.c */
 int sim_board_init(struct sim *s);

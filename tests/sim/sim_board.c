@@ -389,9 +389,10 @@ static void handle_frame(struct sim *s, const uint8_t *f, size_t len, bool garbl
         }
     }
     uint32_t cksum = sim_u32(f + 4);
-    if (s->state == SIM_ST_ROM)
+    if (s->state == SIM_ST_ROM) {
+        sim_usb_stray(s, op); /* --usb-stray-05: before the real reply */
         sim_rom_command(s, op, f + 8, len - 8, cksum);
-    else
+    } else
         sim_stub_command(s, op, f + 8, len - 8, cksum);
 }
 

@@ -43,7 +43,8 @@ static void usage(void)
             "               [--secure-download] [--spi-pads CLK,Q,D,CS,HD]\n"
             "               [--rom-attach required|lenient]\n"
             "               [--usb serial-jtag|otg [--usb-wdt-ms N] [--usb-gone-ms N]\n"
-            "                [--usb-reenum app|always] [--usb-otg-block N]]\n"
+            "                [--usb-reenum app|always] [--usb-otg-block N]\n"
+            "                [--usb-stray-05 N[:EVERY]]]\n"
             "               [--net-bind 127.0.0.x [--checkin URL] [--checkin-interval MS|once]\n"
             "                [--ota-password PW] [--ota-auth md5|pbkdf2] [--ota-port N]\n"
             "                [--web-port N] [--net-fault F] [--netdev PATH] [--app-offset N]\n"
@@ -181,6 +182,7 @@ static int parse_args(int argc, char **argv, struct sim *s, struct options *o)
                                              {"usb-gone-ms", required_argument, NULL, 'g'},
                                              {"usb-reenum", required_argument, NULL, 'E'},
                                              {"usb-otg-block", required_argument, NULL, 'K'},
+                                             {"usb-stray-05", required_argument, NULL, 'J'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
     uint32_t flash_size = 4u << 20;
@@ -401,6 +403,19 @@ static int parse_args(int argc, char **argv, struct sim *s, struct options *o)
                 s->usb_otg_block = (uint32_t)v;
             break;
         }
+        case 'J': {
+            errno = 0;
+            unsigned long n = strtoul(optarg, &end, 0), every = 4;
+            if (!errno && *end == ':' && end[1])
+                every = strtoul(end + 1, &end, 0);
+            if (errno || *end || end == optarg || n > 1000 || every < 1 || every > 1000) {
+                fprintf(stderr, "esp_sim: bad --usb-stray-05 '%s' (N[:EVERY])\n", optarg);
+                return -1;
+            }
+            s->usb_stray_left = (unsigned)n;
+            s->usb_stray_every = (unsigned)every;
+            break;
+        }
         case 'E':
             if (strcmp(optarg, "app") != 0 && strcmp(optarg, "always") != 0) {
                 fprintf(stderr, "esp_sim: bad --usb-reenum '%s' (app or always)\n", optarg);
@@ -444,6 +459,10 @@ static int parse_args(int argc, char **argv, struct sim *s, struct options *o)
         fprintf(stderr,
                 "esp_sim: --usb %s: not on %s (serial-jtag: esp32c3/esp32s3, otg: esp32s3)\n",
                 sim_usb_name(s->usb), o->chip);
+        return -1;
+    }
+    if (s->usb_stray_left && s->usb != SIM_USB_JTAG) {
+        fprintf(stderr, "esp_sim: --usb-stray-05 needs --usb serial-jtag\n");
         return -1;
     }
     s->usb_master_fd = o->master_fd >= 0;

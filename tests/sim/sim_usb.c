@@ -30,6 +30,12 @@
  * into the loader. With our own pty: DIR/tty is removed, the pty closed (the
  * host's fd hangs up), and a new pty linked as DIR/tty after --usb-gone-ms.
  * With --master-fd the harness owns the node, so nothing is re-enumerated here.
+ * Stray replies (--usb-stray-05 N[:EVERY], USB-Serial/JTAG, ROM loader): an S3 that
+ * is not in Secure Download Mode sporadically sends a reply "status 1, error 0x05"
+ * whose opcode is not the command's (esptool #813, #1173; PROTOCOL-ROM.md §8); the
+ * real reply follows. Modelled as one such frame (opcode of the previous command, or
+ * 0x00) before the reply to every EVERY-th ROM command other than SYNC (default 4),
+ * N times in all; default 0, as the real thing is sporadic.
  */
 #include <string.h>
 
@@ -194,4 +200,21 @@ bool sim_usb_step(struct sim *s, int64_t now)
     sim_log("%s fired: system reset", s->rtc_wdt_on ? "rtc watchdog" : "super watchdog");
     s->rtc_wdt_on = s->swd_on = false;
     return true;
+}
+
+/* --usb-stray-05: a stray "01 05" frame with a foreign opcode ahead of op's reply. */
+void sim_usb_stray(struct sim *s, uint8_t op)
+{
+    uint8_t prev = s->usb_stray_prev_op;
+    if (op != 0x08)
+        s->usb_stray_prev_op = op;
+    if (s->usb != SIM_USB_JTAG || !s->usb_stray_left || op == 0x08)
+        return;
+    if (++s->usb_stray_cmds % s->usb_stray_every != 0)
+        return;
+    uint8_t foreign = prev != op ? prev : 0x00;
+    s->usb_stray_left--;
+    sim_log("usb: stray reply (opcode 0x%02x, 01 05) before the reply to %s, %u left", foreign,
+            sim_op_name(op), s->usb_stray_left);
+    sim_reply(s, foreign, s->last_value, NULL, 0, 1, 0x05);
 }
