@@ -130,6 +130,18 @@ static char *manifest_for(const struct buildsrc *src, const struct set_files *sf
         json_object_array_add(regs, r);
     }
     json_object_object_add(m, "regions", regs);
+    if (src->has_before || src->has_after || src->has_stub) {
+        json_object *ea = json_object_new_object();
+        if (src->has_before)
+            json_object_object_add(ea, "before",
+                                   json_object_new_string(esp_before_to_string(src->before)));
+        if (src->has_after)
+            json_object_object_add(ea, "after",
+                                   json_object_new_string(esp_after_to_string(src->after)));
+        if (src->has_stub)
+            json_object_object_add(ea, "stub", json_object_new_boolean(src->stub));
+        json_object_object_add(m, "esptool_args", ea);
+    }
     const char *s = json_object_to_json_string_ext(m, JSON_C_TO_STRING_PLAIN);
     char *out = s ? strdup(s) : NULL;
     json_object_put(m);
@@ -150,14 +162,15 @@ int buildimport_run(struct catalog *cat, const char *path, const struct buildimp
         return rc;
     }
     res->source = buildsrc_to_json(src);
-    /* A catalog set holds regions and flash settings only: the build's own reset and stub
-     * choices (ESP-IDF extra_esptool_args) are stated, not kept. */
+    /* The build's own reset and stub choices (ESP-IDF extra_esptool_args) go into every set
+     * (manifest "esptool_args"); station jobs follow them. Said in the notes when they differ
+     * from what a job does by default. */
     if ((src->has_before && src->before != ESP_BEFORE_DEFAULT_RESET) ||
         (src->has_after && src->after != ESP_AFTER_HARD_RESET) || (src->has_stub && !src->stub)) {
         char note[256];
         snprintf(note, sizeof(note),
-                 "%s asks for reset %s, leave %s, %s: a station job resets and loads the stub "
-                 "as for every set (espstation flash --from follows the build)",
+                 "%s asks for reset %s, leave %s, %s: kept in the set (esptool_args), station "
+                 "jobs follow it unless the profile says otherwise",
                  src->descriptor ? src->descriptor : "the build",
                  esp_before_to_string(src->has_before ? src->before : ESP_BEFORE_DEFAULT_RESET),
                  esp_after_to_string(src->has_after ? src->after : ESP_AFTER_HARD_RESET),

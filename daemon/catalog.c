@@ -473,6 +473,30 @@ static int load_region(const char *dir, const char *id, json_object *jr,
     return 0;
 }
 
+int catalog_get_esptool_args(struct catalog *cat, const char *name, const char *version,
+                             struct catalog_esptool_args *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!cat || !catalog_name_valid(name) || !catalog_name_valid(version))
+        return -EINVAL;
+    char *dir = cat_path_join3(cat->root, name, version);
+    if (!dir)
+        return -ENOMEM;
+    struct catalog_report rep;
+    catalog_report_init(&rep);
+    char *json = NULL;
+    size_t len = 0;
+    struct catalog_manifest *m = NULL;
+    int rc = cat_dir_exists(dir) ? cat_read_manifest(dir, &json, &len, &rep) : -ENOENT;
+    if (rc == 0 && (rc = catalog_manifest_parse(json, len, &m, &rep)) == 0)
+        *out = m->esptool_args;
+    catalog_manifest_free(m);
+    free(json);
+    free(dir);
+    catalog_report_free(&rep);
+    return rc == -ENOENT || rc == -ENOMEM ? rc : rc < 0 ? -EINVAL : 0;
+}
+
 int catalog_get(struct catalog *cat, const char *name, const char *version,
                 struct catalog_set **out, char *err, size_t errlen)
 {
@@ -535,6 +559,7 @@ int catalog_get(struct catalog *cat, const char *name, const char *version,
     set->flash_size = m->flash_size;
     set->flash_size_code = m->flash_size_code;
     set->flash_freq_code = m->flash_freq_code;
+    set->esptool_args = m->esptool_args;
     set->name = strdup(name);
     set->version = strdup(version);
     if (!set->name || !set->version ||

@@ -35,6 +35,7 @@
 #include <stdint.h>
 
 #include "esp_chip.h"
+#include "esp_loader.h"
 
 #define CATALOG_NAME_MAX 64
 #define CATALOG_MAX_REGIONS 32
@@ -115,6 +116,18 @@ struct catalog_manifest_region {
     enum catalog_slot slot; /* NONE unless the manifest says "slot" */
 };
 
+/*
+ * How a build wants the board driven (manifest "esptool_args", ESP-IDF's extra_esptool_args
+ * before/after/stub, docs/CONFIG.md): has_* false = the manifest does not say (the station's
+ * defaults, or the profile's, apply). before is never ESP_BEFORE_MANUAL.
+ */
+struct catalog_esptool_args {
+    bool has_before, has_after, has_stub;
+    enum esp_before before;
+    enum esp_after after;
+    bool stub;
+};
+
 struct catalog_manifest {
     char *name;
     char *version;
@@ -125,6 +138,7 @@ struct catalog_manifest {
     int flash_size_code;     /* header nibble for chip; -1 keep */
     unsigned flash_freq_mhz; /* 0 keep */
     int flash_freq_code;     /* header nibble for chip; -1 keep */
+    struct catalog_esptool_args esptool_args;
     struct catalog_manifest_region *regions;
     size_t n_regions;
 };
@@ -225,10 +239,11 @@ struct catalog_set {
     char *version;
     char *description; /* may be NULL */
     enum esp_chip chip;
-    int flash_mode;      /* -1 keep */
-    uint32_t flash_size; /* 0 keep */
-    int flash_size_code; /* -1 keep */
-    int flash_freq_code; /* -1 keep */
+    int flash_mode;                           /* -1 keep */
+    uint32_t flash_size;                      /* 0 keep */
+    int flash_size_code;                      /* -1 keep */
+    int flash_freq_code;                      /* -1 keep */
+    struct catalog_esptool_args esptool_args; /* the manifest's, has_* false where it is silent */
     struct catalog_region *regions;
     size_t n_regions;
 };
@@ -242,6 +257,14 @@ struct catalog_set {
 int catalog_get(struct catalog *cat, const char *name, const char *version,
                 struct catalog_set **out, char *err, size_t errlen);
 void catalog_free_set(struct catalog_set *set); /* NULL allowed */
+
+/*
+ * The esptool_args of name@version from its manifest alone (no file is read or hashed):
+ * what a job must know before it connects (the reset into the loader). 0, -ENOENT, -EINVAL
+ * (bad name or a manifest that no longer parses).
+ */
+int catalog_get_esptool_args(struct catalog *cat, const char *name, const char *version,
+                             struct catalog_esptool_args *out);
 
 /* Removes name@version (atomically invisible first, then deleted). 0, -ENOENT, -EINVAL, -EIO. */
 int catalog_delete(struct catalog *cat, const char *name, const char *version);

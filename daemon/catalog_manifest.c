@@ -468,6 +468,76 @@ static void parse_flash_params(json_object *root, struct cat_parsed *p, struct c
 }
 
 /*
+ * "esptool_args": {"before": ..., "after": ..., "stub": ...}: how the build wants the board
+ * driven (ESP-IDF's extra_esptool_args; docs/CONFIG.md). Every key optional; esptool's names
+ * ('-' or ESP-IDF's '_'); "manual" is the CLI's, not a build's.
+ */
+static void parse_esptool_args(json_object *root, struct catalog_manifest *m,
+                               struct catalog_report *rep)
+{
+    json_object *o, *v;
+    char got[96];
+    if (!json_object_object_get_ex(root, "esptool_args", &o))
+        return;
+    if (!json_object_is_type(o, json_type_object)) {
+        json_msg_describe(o, got, sizeof(got));
+        cat_rep_add(rep, false, -1,
+                    "esptool_args: must be an object {\"before\": ..., \"after\": ..., "
+                    "\"stub\": ...} (%s)",
+                    got);
+        return;
+    }
+    json_object_object_foreach(o, key, val)
+    {
+        (void)val;
+        if (strcmp(key, "before") != 0 && strcmp(key, "after") != 0 && strcmp(key, "stub") != 0)
+            cat_rep_add(rep, false, -1,
+                        "esptool_args.%.60s: unknown key (valid: before, after, stub)", key);
+    }
+    struct catalog_esptool_args *a = &m->esptool_args;
+    if (json_object_object_get_ex(o, "before", &v)) {
+        const char *s = cat_json_str(v);
+        int b = s ? esp_before_from_string(s) : -EINVAL;
+        if (b < 0 || b == ESP_BEFORE_MANUAL) {
+            json_msg_describe(v, got, sizeof(got));
+            cat_rep_add(rep, false, -1,
+                        "esptool_args.before: must be \"default-reset\", \"usb-reset\", "
+                        "\"no-reset\" or \"no-reset-no-sync\" (%s)",
+                        got);
+        } else {
+            a->has_before = true;
+            a->before = (enum esp_before)b;
+        }
+    }
+    if (json_object_object_get_ex(o, "after", &v)) {
+        const char *s = cat_json_str(v);
+        int x = s ? esp_after_from_string(s) : -EINVAL;
+        if (x < 0) {
+            json_msg_describe(v, got, sizeof(got));
+            cat_rep_add(rep, false, -1,
+                        "esptool_args.after: must be \"hard-reset\", \"soft-reset\", "
+                        "\"no-reset\" or \"no-reset-stub\" (%s)",
+                        got);
+        } else {
+            a->has_after = true;
+            a->after = (enum esp_after)x;
+        }
+    }
+    if (json_object_object_get_ex(o, "stub", &v)) {
+        if (!json_object_is_type(v, json_type_boolean)) {
+            json_msg_describe(v, got, sizeof(got));
+            cat_rep_add(rep, false, -1,
+                        "esptool_args.stub: must be true or false (false: the ROM loader only) "
+                        "(%s)",
+                        got);
+        } else {
+            a->has_stub = true;
+            a->stub = json_object_get_boolean(v);
+        }
+    }
+}
+
+/*
  * Fills p->m as far as the manifest allows, adding every problem to rep.
  * Returns -EINVAL when the text is not a JSON object at all (nothing usable),
  * -ENOMEM, else 0 (check rep->n_errors).
@@ -492,9 +562,9 @@ int cat_manifest_parse(const char *json, size_t len, struct cat_parsed *p,
     if (!root)
         return -EINVAL;
 
-    static const char *const keys[] = {"name",        "version",    "chip",
-                                       "description", "flash_mode", "flash_size",
-                                       "flash_freq",  "regions",    NULL};
+    static const char *const keys[] = {"name",         "version",    "chip",       "description",
+                                       "flash_mode",   "flash_size", "flash_freq", "regions",
+                                       "esptool_args", NULL};
     json_object_object_foreach(root, key, val)
     {
         (void)val;
@@ -504,7 +574,7 @@ int cat_manifest_parse(const char *json, size_t len, struct cat_parsed *p,
         if (!ok)
             cat_rep_add(rep, false, -1,
                         "%.60s: unknown key (valid: name, version, chip, description, flash_mode, "
-                        "flash_size, flash_freq, regions)",
+                        "flash_size, flash_freq, regions, esptool_args)",
                         key);
     }
 
@@ -546,6 +616,7 @@ int cat_manifest_parse(const char *json, size_t len, struct cat_parsed *p,
     }
 
     parse_flash_params(root, p, rep);
+    parse_esptool_args(root, m, rep);
 
     if (!json_object_object_get_ex(root, "regions", &v)) {
         cat_rep_add(rep, false, -1, "regions: missing (list of {\"offset\", \"file\", \"kind\"})");

@@ -110,6 +110,7 @@ struct config_profile {
     int baud_probe_after; /* 20; a slot held below the profile's rate by link errors tries one
                            * step up after this many clean jobs; 0 = never */
     bool stub;            /* true */
+    bool stub_set;        /* "stub" given: it wins over a firmware set's esptool_args.stub */
     bool compress;        /* true */
     bool verify;          /* true */
     bool skip_if_same;    /* true: a board whose flash MD5s already match is not flashed */
@@ -117,6 +118,7 @@ struct config_profile {
     struct config_boot_check boot_check;
     int retries;          /* 1; 0 .. 10 extra attempts per board */
     enum esp_after after; /* ESP_AFTER_HARD_RESET */
+    bool after_set;       /* "after" given: it wins over a firmware set's esptool_args.after */
     /* Network OTA: the release boards of this profile should run, per chip family
      * ("ota_firmware"; a family without an entry falls back to "firmware"), its app
      * region is the OTA image. require_signed: only signed images (verified with

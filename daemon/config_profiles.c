@@ -307,6 +307,7 @@ static int parse_profile(struct cfg_ctx *c, const char *path, struct config_prof
         if ((rc = cfg_get_bool(c, kp, f, (bool *)((char *)p + bools[i].off))) < 0)
             return rc;
     }
+    p->stub_set = json_object_object_get_ex(v, "stub", NULL);
     if (json_object_object_get_ex(v, "baud", &f)) {
         cfg_join_key(kp, sizeof(kp), path, "baud");
         if (json_object_is_type(f, json_type_string) &&
@@ -347,6 +348,7 @@ static int parse_profile(struct cfg_ctx *c, const char *path, struct config_prof
                             "\"no-reset-stub\" (got \"%s\")",
                             s);
         p->after = (enum esp_after)a;
+        p->after_set = true;
     }
     if (json_object_object_get_ex(v, "firmware", &f)) {
         cfg_join_key(kp, sizeof(kp), path, "firmware");

@@ -244,6 +244,7 @@ struct worker {
     unsigned regions_before; /* how many regions bytes_before holds */
     struct job_plan extra;   /* the plan's per-board regions (extra[] only), freed at the end */
     char boot_pattern[512];  /* the plan's, else params.boot_pattern */
+    enum esp_after after;    /* params.after, or the set's esptool_args.after (follow_set) */
 };
 
 static int64_t mono_ms(void)
@@ -537,7 +538,32 @@ static enum esp_after after_for(const struct worker *w)
     /* ESP8266: a real hard reset, always (its first OTA fails otherwise). */
     if (ci->chip && ci->chip->chip == ESP_CHIP_ESP8266)
         return ESP_AFTER_HARD_RESET;
-    return w->j->params.after;
+    return w->after;
+}
+
+/*
+ * The firmware set's esptool_args (a build's extra_esptool_args, docs/CONFIG.md), where the
+ * profile (or the request) does not fix the same thing: ROM loader only, and how the board is
+ * left. Said in the job's log.
+ */
+static void follow_set(struct worker *w, const struct job_firmware *fw)
+{
+    const struct job_params *p = &w->j->params;
+    const struct catalog_esptool_args *ea = &fw->set->esptool_args;
+    char said[160] = "";
+    size_t n = 0;
+    if (ea->has_stub && !p->stub_fixed && ea->stub != p->stub) {
+        esp_loader_set_use_stub(w->l, ea->stub);
+        n += (size_t)snprintf(said + n, sizeof(said) - n, "%s",
+                              ea->stub ? "the flasher stub" : "ROM loader only (no stub)");
+    }
+    if (ea->has_after && !p->after_fixed && ea->after != w->after) {
+        w->after = ea->after;
+        snprintf(said + n, sizeof(said) - n, "%sleave %s", n ? ", " : "",
+                 esp_after_to_string(ea->after));
+    }
+    if (said[0])
+        wlog(w, LOG_LEVEL_INFO, "%s asks for %s (esptool_args of the build)", fw->ref, said);
 }
 
 /* esp_loader_start for a job: a stub that did not start where no reset could lead
@@ -645,6 +671,7 @@ static int run(struct worker *w, struct job_result *res)
     }
     w->t->cancel_fd = j->cancel_fd;
 
+    w->after = p->after;
     struct esp_loader_config cfg;
     esp_loader_config_init(&cfg);
     cfg.baud = p->baud;
@@ -654,6 +681,16 @@ static int run(struct worker *w, struct job_result *res)
         cfg.before = ESP_BEFORE_USB_RESET;
     if (p->connect_attempts > 0)
         cfg.connect_attempts = p->connect_attempts;
+    if (p->before == ESP_BEFORE_USB_RESET) {
+        cfg.before = ESP_BEFORE_USB_RESET;
+    } else if (p->before == ESP_BEFORE_NO_RESET || p->before == ESP_BEFORE_NO_RESET_NO_SYNC) {
+        /* The build's lines must not be toggled: somebody puts the board in its loader (hold
+         * BOOT, tap EN). The job syncs without touching DTR/RTS until the board answers, the
+         * job is cancelled or the board leaves (as on a port without lines). no-reset-no-sync
+         * syncs too: a loader that already talks answers a SYNC. */
+        cfg.before = ESP_BEFORE_NO_RESET;
+        cfg.connect_attempts = 0;
+    }
     cfg.log = engine_log;
     cfg.log_ctx = w;
     cfg.progress = engine_progress;
@@ -663,6 +700,11 @@ static int run(struct worker *w, struct job_result *res)
         return esp_error_set(err, -ENOMEM, ESP_STAGE_OPEN, NULL, "out of memory");
 
     set_phase(w, BOARD_CONNECTING, "sync");
+    if (cfg.before == ESP_BEFORE_NO_RESET)
+        wlog(w, LOG_LEVEL_NOTICE,
+             "%s asks not to be reset into its loader (esptool_args before %s): waiting for the "
+             "board to be put in it by hand (hold BOOT, tap EN); DTR/RTS are left alone",
+             p->before_set, esp_before_to_string(p->before));
     rc = esp_loader_connect(w->l, err);
     if (rc < 0)
         return rc;
@@ -700,6 +742,7 @@ static int run(struct worker *w, struct job_result *res)
     }
     struct job_firmware *fw = plan.fw;
     const struct catalog_set *set = fw->set;
+    follow_set(w, fw);
     snprintf(res->firmware, sizeof(res->firmware), "%s", fw->ref);
     snprintf(res->md5, sizeof(res->md5), "%s", fw->md5);
     for (size_t i = 0; i < set->n_regions; i++) {
@@ -805,7 +848,11 @@ static int run(struct worker *w, struct job_result *res)
     rc = do_reset(w, err);
     if (rc < 0)
         return rc;
-    if (p->boot_check) {
+    bool app_runs = after_for(w) == ESP_AFTER_HARD_RESET || after_for(w) == ESP_AFTER_SOFT_RESET;
+    if (p->boot_check && !app_runs)
+        wlog(w, LOG_LEVEL_WARN, "no boot check: the board was left in its loader (%s)",
+             esp_after_to_string(after_for(w)));
+    if (p->boot_check && app_runs) {
         set_phase(w, BOARD_BOOT_CHECK, "boot_check");
         rc = boot_check(w, err);
         if (rc < 0)

@@ -65,6 +65,14 @@ struct job_params {
     bool stub, compress, verify, erase_all, skip_if_same;
     bool diff; /* write only the sectors that differ from the flash (profile "diff") */
     enum esp_after after;
+    /* The profile names "stub" / "after" (or the request needs the stub: erase): they win
+     * over the firmware set's esptool_args (docs/CONFIG.md). */
+    bool stub_fixed, after_fixed;
+    /* How the board is put in its loader: default-reset (or the port's USB-JTAG sequence),
+     * or what every set the job may write asks for (esptool_args.before, chosen before the
+     * chip is known); before_set names the set(s) for the log. */
+    enum esp_before before;
+    char before_set[160];
     bool boot_check;
     char boot_pattern[512];
     int boot_timeout_ms;

@@ -14,6 +14,7 @@
 
 #include <json-c/json.h>
 
+#include "catalog.h"
 #include "config.h"
 #include "job.h"
 #include "log.h"
@@ -77,6 +78,8 @@ static void fill_params(struct station *st, const struct slot *s, struct job_par
     p->skip_if_same = prof->skip_if_same;
     p->diff = prof->diff;
     p->after = prof->after;
+    p->stub_fixed = prof->stub_set;
+    p->after_fixed = prof->after_set;
     if (prof->boot_check.enabled && prof->boot_check.pattern) {
         p->boot_check = true;
         snprintf(p->boot_pattern, sizeof(p->boot_pattern), "%s", prof->boot_check.pattern);
@@ -86,6 +89,63 @@ static void fill_params(struct station *st, const struct slot *s, struct job_par
             snprintf(p->capture[i], sizeof(p->capture[i]), "%s", prof->boot_check.capture[i]);
         p->n_capture = prof->boot_check.n_capture < JOB_MAX_CAPTURE ? prof->boot_check.n_capture
                                                                     : JOB_MAX_CAPTURE;
+    }
+}
+
+/*
+ * esptool_args.before of the sets a flash job may write (the request's set, else the active
+ * profile's, one per chip family): the reset into the loader happens before the chip is
+ * known, so a set's "no-reset" (or "usb-reset") is followed only when every candidate asks
+ * for the same; otherwise the station resets as usual and says so.
+ */
+static void choose_before(struct station *st, const struct slot *s, const struct station_req *rq,
+                          struct job_params *p)
+{
+    p->before = ESP_BEFORE_DEFAULT_RESET;
+    if (p->kind[0] && strcmp(p->kind, "flash") != 0)
+        return;
+    struct config_firmware_ref one = {0};
+    const struct config_firmware_ref *refs = NULL;
+    size_t n = 0;
+    if (rq && rq->fw_name[0]) {
+        one.name = (char *)rq->fw_name;
+        one.version = (char *)rq->fw_version;
+        refs = &one;
+        n = 1;
+    } else {
+        const struct config_profile *prof = config_profile(st->cfg, NULL);
+        if (prof) {
+            refs = prof->firmware;
+            n = prof->n_firmware;
+        }
+    }
+    bool first = true, same = true;
+    enum esp_before b = ESP_BEFORE_DEFAULT_RESET;
+    char names[sizeof(p->before_set)] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct catalog_esptool_args ea;
+        if (catalog_get_esptool_args(st->cat, refs[i].name, refs[i].version, &ea) < 0)
+            memset(&ea, 0, sizeof(ea)); /* not here (yet): the station's default */
+        enum esp_before x = ea.has_before ? ea.before : ESP_BEFORE_DEFAULT_RESET;
+        if (x != ESP_BEFORE_DEFAULT_RESET && used < sizeof(names))
+            used += (size_t)snprintf(names + used, sizeof(names) - used, "%s%s@%s",
+                                     used ? ", " : "", refs[i].name, refs[i].version);
+        if (!first && x != b)
+            same = false;
+        b = x;
+        first = false;
+    }
+    if (!names[0])
+        return;
+    if (same) {
+        p->before = b;
+        st_scopy(p->before_set, sizeof(p->before_set), names);
+    } else {
+        st_slog(s, LOG_LEVEL_WARN,
+                "esptool_args.before of %s is not shared by every set of the profile: the chip "
+                "is not known before connecting, so the board is reset into its loader as usual",
+                names);
     }
 }
 
@@ -116,6 +176,7 @@ void st_start_job(struct station *st, struct slot *s)
         rq->job_id = id;
         st_apply_req(rq, &p);
     }
+    choose_before(st, s, rq, &p);
     /* The slot's learnt link limit (back-off after link errors) caps every job on it, but
      * after baud_probe_after clean jobs one job tries a step up (not jobs asked for
      * through the API: a failed probe would fail the caller's job). */

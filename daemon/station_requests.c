@@ -93,8 +93,10 @@ void st_apply_req(const struct station_req *rq, struct job_params *p)
         p->erase_offset = rq->erase_offset;
         p->erase_size = rq->erase_size;
     }
-    if (p->erase_all && !p->stub)
+    if (p->erase_all) { /* the stub erases the chip, whatever the set asks for */
         p->stub = true;
+        p->stub_fixed = true;
+    }
 }
 
 int station_request_job(struct station *st, struct slot *s, const struct station_job_request *r,

@@ -211,6 +211,10 @@ int esp_loader_identify(struct esp_loader *l, struct esp_error *err);
  * advice to flash without the stub. */
 int esp_loader_start(struct esp_loader *l, struct esp_error *err);
 
+/* Changes cfg.use_stub before esp_loader_start (a front end that learns only after
+ * identify whether the firmware wants the ROM loader only). */
+void esp_loader_set_use_stub(struct esp_loader *l, bool use_stub);
+
 /* Individual steps (esp_loader_start calls them). */
 int esp_loader_run_stub(struct esp_loader *l, struct esp_error *err);
 int esp_loader_change_baud(struct esp_loader *l, uint32_t baud, struct esp_error *err);

@@ -690,6 +690,11 @@ static int raised_rate_failed(struct esp_loader *l, int rc, struct esp_error *er
     return rc;
 }
 
+void esp_loader_set_use_stub(struct esp_loader *l, bool use_stub)
+{
+    l->cfg.use_stub = use_stub;
+}
+
 int esp_loader_start(struct esp_loader *l, struct esp_error *err)
 {
     esp_error_clear(err);

@@ -17,6 +17,20 @@
 #include "esp_chip.h"
 #include "station.h"
 
+/* The manifest's "esptool_args" (a build's before/after/stub, docs/CONFIG.md), or NULL. */
+static struct json_object *manifest_esptool_args(struct station *st, const char *name,
+                                                 const char *version)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/%s/%s/manifest.json", catalog_root(station_catalog(st)), name,
+             version);
+    struct json_object *man = json_object_from_file(path), *v, *r = NULL;
+    if (man && json_object_object_get_ex(man, "esptool_args", &v))
+        r = json_object_get(v);
+    json_object_put(man);
+    return r;
+}
+
 static void get_firmware_list(struct api *a, const struct api_request *rq,
                               struct api_response *resp)
 {
@@ -42,6 +56,9 @@ static void get_firmware_list(struct api *a, const struct api_request *rq,
         api_jadd(e, "chip", json_object_new_string(esp_chip_to_string(ents[i].chip)));
         api_jadd(e, "regions", json_object_new_int64((int64_t)ents[i].n_regions));
         api_jadd(e, "total_bytes", json_object_new_int64((int64_t)ents[i].total_bytes));
+        struct json_object *ea = manifest_esptool_args(a->st, ents[i].name, ents[i].version);
+        if (ea)
+            api_jadd(e, "esptool_args", ea);
         json_object_array_add(arr, e);
     }
     catalog_entries_free(ents, n);
@@ -119,6 +136,8 @@ struct json_object *api_firmware_json(struct station *st, const char *name, cons
     }
     api_jadd(o, "regions", regs);
     api_jadd(o, "total_bytes", json_object_new_int64(total));
+    if (man && json_object_object_get_ex(man, "esptool_args", &v))
+        api_jadd(o, "esptool_args", json_object_get(v));
     api_jadd(o, "manifest", man);
     json_object_put(idx);
     return o;

@@ -329,9 +329,15 @@ M=$(set_manifest hello_world v1.4.2)
     '[["0x1000","bootloader.bin","bootloader"],["0x8000","partition-table.bin","data"],["0x10000","hello.bin","app"]]' ] ||
     fail "imported regions: $M"
 cmp -s "$DATA_DIR/firmware/hello_world/v1.4.2/hello.bin" "$IDF/hello.bin" || fail "app not stored as is"
+set_manifest hello_world v1.4.2 |
+    jq -e '.esptool_args == {"before": "default-reset", "after": "hard-reset", "stub": true}' >/dev/null ||
+    fail "the build's esptool_args are not in the set: $(set_manifest hello_world v1.4.2)"
 import_ok --import "$NORST" --name norst --fw-version 1
-grep -q 'flasher_args.json asks for reset default-reset, leave no-reset, no stub: a station job' \
+grep -q 'flasher_args.json asks for reset default-reset, leave no-reset, no stub: kept in the set' \
     "$WORK/import.err" || fail "the import does not state the build's reset/stub: $(cat "$WORK/import.err")"
+set_manifest norst 1 |
+    jq -e '.esptool_args == {"before": "default-reset", "after": "no-reset", "stub": false}' >/dev/null ||
+    fail "no-stub/no-reset not kept in the set: $(set_manifest norst 1)"
 import_ok --import "$PIO" --name c3-line --fw-version 7
 set_manifest c3-line 7 | jq -e '.chip == "esp32c3" and (.regions | length) == 3' >/dev/null ||
     fail "platformio import"
@@ -372,8 +378,44 @@ flash_region_equals "$J32" 0x1000 "$WORK/boot32-4mb.bin" # the set's 4MB in the 
 flash_region_equals "$J32" 0x8000 "$IDF/partition_table/partition-table.bin"
 flash_region_equals "$J32" 0x10000 "$IDF/hello.bin"
 flash_region_equals "$JC3" 0x0 "$WORK/factory-c3.bin"
+# hello_world says stub true / hard_reset: the stub is loaded and the app started.
+sim_log_mark "$J32" && SIM_LOG_MARK=0
+sim_log_new_has 'cmd MEM_BEGIN' "$J32" || fail "default build: the daemon did not load the stub"
+sim_log_new_has 'reset -> boot' "$J32" || fail "default build: the daemon did not reset into the app"
 stop_daemon
 log "daemon: imported builds flashed by profile"
+
+# The no-stub/no-reset build, flashed by the daemon: ROM loader only (no MEM_BEGIN), and the
+# board is left in its loader (no reset into the app: one EN pulse, the one into the loader).
+start_sim esp32 --flash-size 8MB
+JN=$SIM_DIR
+cat >"$WORK/norst.json" <<JSON
+{"ports": [{"uri": "$JN/tty", "label": "N1"}],
+ "profiles": {"line": {"firmware": {"esp32": "norst@1"}}}}
+JSON
+start_daemon "$WORK/norst.json"
+wait_sql "SELECT count(*) FROM jobs WHERE state = 'passed' AND firmware = 'norst@1'" 1 90
+flash_region_equals "$JN" 0x10000 "$IDF/hello.bin"
+SIM_LOG_MARK=0
+! sim_log_new_has 'cmd MEM_BEGIN' "$JN" || fail "\"stub\": false in the set, but the daemon loaded the stub"
+! sim_log_new_has 'reset -> boot' "$JN" || fail "\"after\": \"no-reset\" in the set, but the daemon reset the board into its app"
+[ "$(sim_log_new "$JN" | grep -c 'EN low')" = 1 ] || fail "\"after\": \"no-reset\": the board was reset again"
+grep -q 'norst@1 asks for ROM loader only (no stub), leave no-reset (esptool_args of the build)' \
+    "$DAEMON_LOG" || fail "the job log does not say it follows the set's esptool_args"
+stop_daemon
+# The profile's own "after" and "stub" win over the set's.
+cat >"$WORK/norst.json" <<JSON
+{"ports": [{"uri": "$JN/tty", "label": "N1"}],
+ "profiles": {"line": {"firmware": {"esp32": "norst@1"}, "after": "hard-reset", "stub": true,
+                       "skip_if_same": false}}}
+JSON
+sim_log_mark "$JN"
+start_daemon "$WORK/norst.json"
+wait_sql "SELECT count(*) FROM jobs WHERE state = 'passed' AND firmware = 'norst@1'" 2 90
+sim_log_new_has 'cmd MEM_BEGIN' "$JN" || fail "profile \"stub\": true did not win over the set's"
+sim_log_new_has 'reset -> boot' "$JN" || fail "profile \"after\": \"hard-reset\" did not win over the set's"
+stop_daemon
+log "daemon: a set's esptool_args (no stub, no reset) followed; the profile's win"
 
 # ---- REST upload of a tar and a zip ---------------------------------------------------------
 TOKEN=builds-token
@@ -418,6 +460,12 @@ expect_status 201 "web tools tar"
 expect_jq '[.sets[].name] == ["wt-esp32", "wt-esp32c3"]'
 apit GET /api/v1/firmware
 expect_jq '[.firmware[].name] | index("wt-esp32c3") != null'
+# The catalog shows what a set keeps of the build's esptool_args (none for Web Tools).
+expect_jq '(.firmware[] | select(.name == "norst") | .esptool_args) == {"before": "default-reset", "after": "no-reset", "stub": false}'
+expect_jq '(.firmware[] | select(.name == "hello_world") | .esptool_args.stub) == true'
+expect_jq '(.firmware[] | select(.name == "wt-esp32c3") | has("esptool_args")) == false'
+apit GET /api/v1/firmware/norst/1
+expect_jq '.esptool_args == {"before": "default-reset", "after": "no-reset", "stub": false}'
 post /api/v1/firmware "$WORK/badchip.tar" application/x-tar
 expect_error 422 validation_failed
 expect_jq '.error.message | test("blink\\.bin: image is for ESP32-S2")'

@@ -491,6 +491,60 @@ static void test_bad_manifests(void **state)
     set_free(&s);
 }
 
+/* "esptool_args": a build's before/after/stub, each optional, esptool's names with '-' or
+ * '_'; anything else is refused naming the key. */
+static void test_esptool_args(void **state)
+{
+    (void)state;
+    struct set s;
+    demo_set(&s);
+#define EA_MANIFEST(ea)                                                                            \
+    "{\"name\":\"demo\",\"version\":\"1\",\"chip\":\"esp32\",\"esptool_args\":" ea                 \
+    ",\"regions\":[{\"offset\":0,\"file\":\"partitions.bin\",\"kind\":\"data\"}]}"
+    struct catalog_manifest *m = NULL;
+    static const char all[] =
+        EA_MANIFEST("{\"before\":\"no_reset\",\"after\":\"no-reset\",\"stub\":false}");
+    assert_int_equal(catalog_manifest_parse(all, strlen(all), &m, NULL), 0);
+    assert_true(m->esptool_args.has_before && m->esptool_args.has_after &&
+                m->esptool_args.has_stub);
+    assert_int_equal(m->esptool_args.before, ESP_BEFORE_NO_RESET);
+    assert_int_equal(m->esptool_args.after, ESP_AFTER_NO_RESET);
+    assert_false(m->esptool_args.stub);
+    catalog_manifest_free(m);
+    static const char some[] = EA_MANIFEST("{\"after\":\"soft-reset\"}");
+    assert_int_equal(catalog_manifest_parse(some, strlen(some), &m, NULL), 0);
+    assert_false(m->esptool_args.has_before || m->esptool_args.has_stub);
+    assert_true(m->esptool_args.has_after);
+    assert_int_equal(m->esptool_args.after, ESP_AFTER_SOFT_RESET);
+    catalog_manifest_free(m);
+    assert_int_equal(catalog_manifest_parse(demo_manifest, strlen(demo_manifest), &m, NULL), 0);
+    assert_false(m->esptool_args.has_before || m->esptool_args.has_after ||
+                 m->esptool_args.has_stub);
+    catalog_manifest_free(m);
+    static const struct {
+        const char *manifest;
+        const char *text;
+    } cases[] = {
+        {EA_MANIFEST("\"no-reset\""),
+         "esptool_args: must be an object {\"before\": ..., \"after\": ..., \"stub\": ...} (got "
+         "\"no-reset\")"},
+        {EA_MANIFEST("{\"before\":\"manual\"}"),
+         "esptool_args.before: must be \"default-reset\", \"usb-reset\", \"no-reset\" or "
+         "\"no-reset-no-sync\" (got \"manual\")"},
+        {EA_MANIFEST("{\"after\":\"reboot\"}"),
+         "esptool_args.after: must be \"hard-reset\", \"soft-reset\", \"no-reset\" or "
+         "\"no-reset-stub\" (got \"reboot\")"},
+        {EA_MANIFEST("{\"stub\":\"false\"}"),
+         "esptool_args.stub: must be true or false (false: the ROM loader only) (got \"false\")"},
+        {EA_MANIFEST("{\"baud\":921600}"),
+         "esptool_args.baud: unknown key (valid: before, after, stub)"},
+    };
+#undef EA_MANIFEST
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        expect_problem(&s, cases[i].manifest, false, -1, cases[i].text);
+    set_free(&s);
+}
+
 static void test_every_problem_listed(void **state)
 {
     (void)state;
@@ -1281,6 +1335,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_import_and_load, setup, teardown),
         cmocka_unit_test(test_bad_manifests),
+        cmocka_unit_test(test_esptool_args),
         cmocka_unit_test(test_every_problem_listed),
         cmocka_unit_test(test_wrong_chip_image),
         cmocka_unit_test(test_overlap_and_fit),
