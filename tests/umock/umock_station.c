@@ -416,6 +416,19 @@ static bool start_sim(struct board *b)
 {
     char *ready = g_build_filename(b->dir, "ready", NULL);
     g_unlink(ready);
+    /* A re-plugged board's new sim starts a new sim.log: keep the earlier
+     * incarnations' as sim.log.1, sim.log.2, ... (tests read the whole history). */
+    char *simlog = g_build_filename(b->dir, "sim.log", NULL);
+    for (int i = 1; i < 1000 && g_file_test(simlog, G_FILE_TEST_EXISTS); i++) {
+        char *kept = g_strdup_printf("%s.%d", simlog, i);
+        if (!g_file_test(kept, G_FILE_TEST_EXISTS)) {
+            (void)g_rename(simlog, kept);
+            g_free(kept);
+            break;
+        }
+        g_free(kept);
+    }
+    g_free(simlog);
     GPtrArray *av = g_ptr_array_new();
     g_ptr_array_add(av, (gpointer)sim_path);
     g_ptr_array_add(av, (gpointer) "--chip");
