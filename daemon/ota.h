@@ -91,6 +91,10 @@ struct ota_push_request {
     bool filesystem;      /* the set's filesystem region instead of the app (espota cmd 100,
                              web-form field "filesystem"; tcp: refused with -EINVAL) */
     int64_t bulk_id;      /* 0 = none */
+    /* Skip the ESP8266 header-vs-chip flash size refusal (flash_too_small in ota_job.c): a
+     * build with the core's FLASH_MAP_SUPPORT does not check it on the device. The board's
+     * own ERROR[9] is still reported with advice. false = check (the default). */
+    bool no_flash_size_check;
 };
 
 /* Starts a push job (worker thread). *job_id gets its records id. -ENOENT no board

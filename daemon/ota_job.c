@@ -522,7 +522,7 @@ int ota_push(struct ota *o, const struct ota_push_request *r, int64_t *job_id, c
         return -EIO;
     }
     char line[400];
-    if (flash_too_small(o, &b, fw, p->fs, method, line, sizeof(line))) {
+    if (!r->no_flash_size_check && flash_too_small(o, &b, fw, p->fs, method, line, sizeof(line))) {
         struct records_job_result res;
         records_job_result_init(&res);
         res.state = RECORDS_JOB_FAILED;

@@ -150,22 +150,41 @@ static void board_target(struct ota *o, const char *mac, const struct api_reques
     json_object_put(b);
 }
 
+/* Optional boolean member (default def); -1 (answered) when present but not a boolean. */
+static int opt_bool(struct json_object *o, const char *key, bool def, bool *out,
+                    struct api_response *resp)
+{
+    struct json_object *v;
+    *out = def;
+    if (!json_object_object_get_ex(o, key, &v))
+        return 0;
+    if (!json_object_is_type(v, json_type_boolean)) {
+        api_error(resp, 422, "validation_failed", key, "%s: must be true or false", key);
+        return -1;
+    }
+    *out = json_object_get_boolean(v);
+    return 0;
+}
+
 static void board_push(struct ota *o, const char *mac, const struct api_request *rq,
                        struct api_response *resp)
 {
     struct json_object *b = NULL;
     if (api_body_object(rq, resp, true, &b))
         return;
-    static const char *const keys[] = {"method", "firmware", "image", "password",
-                                       "user",   "port",     NULL};
+    static const char *const keys[] = {"method", "firmware",         "image", "password", "user",
+                                       "port",   "check_flash_size", NULL};
     struct ota_push_request r = {.mac = mac};
+    bool check_flash_size = true;
     if (check_keys(b, keys, "", resp) || opt_str(b, "method", &r.method, resp) ||
         opt_str(b, "firmware", &r.firmware, resp) || opt_image(b, &r.filesystem, resp) ||
         opt_str(b, "password", &r.password, resp) || opt_str(b, "user", &r.user, resp) ||
-        opt_int(b, "port", 1, 65535, &r.port, resp)) {
+        opt_int(b, "port", 1, 65535, &r.port, resp) ||
+        opt_bool(b, "check_flash_size", true, &check_flash_size, resp)) {
         json_object_put(b);
         return;
     }
+    r.no_flash_size_check = !check_flash_size;
     char err[512] = "";
     int64_t id = 0;
     int rc = ota_push(o, &r, &id, err, sizeof(err));

@@ -75,6 +75,24 @@ n=$(db "SELECT count(*) FROM jobs WHERE kind = 'ota-push' AND board_mac = '$M' A
 ! grep -Eq 'ota: |web: ' "$WORK/a/netdev.log" ||
     fail "the board was sent the image: $(grep -E 'ota: |web: ' "$WORK/a/netdev.log" | tail -3)"
 
+# --- "check_flash_size": false (FLASH_MAP_SUPPORT builds do not check on the device): the
+# image is sent; this board's Updater does check, so its own ERROR[9] ends the job, explained.
+apij POST "/api/v1/boards/$M/ota" "{\"method\": \"espota\", \"firmware\": \"e8266@2.0.0\", \"port\": $UDP, \"check_flash_size\": \"no\"}"
+expect_error 422 validation_failed check_flash_size
+V0=$(cat "$WORK/a/version")
+apij POST "/api/v1/boards/$M/ota" "{\"method\": \"espota\", \"firmware\": \"e8266@2.0.0\", \"port\": $UDP, \"check_flash_size\": false}"
+expect_status 202 "check_flash_size false"
+J4=$(jqr .job_id)
+wait_sql "SELECT state FROM jobs WHERE id = $J4;" failed 30
+rec=$(db "SELECT error_stage || '|' || bytes || '|' || error_message || '|' || error_advice FROM jobs WHERE id = $J4;")
+log "check_flash_size false: $rec"
+[[ $rec != prepare\|* ]] || fail "check_flash_size false: still refused before sending: $rec"
+[[ $rec == *\|50032\|* ]] || fail "check_flash_size false: the image was not sent whole: $rec"
+grepq 'device: ERROR\[9\]: new Flash config wrong' <<<"$rec" || fail "check_flash_size false: the board's ERROR[9] is not reported: $rec"
+grepq 'real flash size' <<<"$rec" || fail "check_flash_size false: no advice: $rec"
+grep -q 'ota: ' "$WORK/a/netdev.log" || fail "check_flash_size false: nothing reached the board"
+[ "$(cat "$WORK/a/version")" = "$V0" ] || fail "an image the board refused changed its version"
+
 # --- control: an image built for 1 MB goes through ------------------------------------------
 apij POST "/api/v1/boards/$M/ota" "{\"method\": \"espota\", \"firmware\": \"e8266@2.0.1\", \"port\": $UDP}"
 expect_status 202
