@@ -444,8 +444,9 @@ static int device_failure(struct esp_loader *l, uint8_t op, const struct esp_res
     return code;
 }
 
-/* No reply with op's opcode came within the timeout, but a ROM "01 05" with another
- * opcode did: a ROM that does not know op and does not echo it (§1.4). Reported as
+/* A ROM "01 05" with another opcode: on a UART at once (timeout_ms 0), over
+ * USB-Serial/JTAG when no reply with op's opcode came within timeout_ms: a ROM that does
+ * not know op and does not echo it (§1.4). Reported as
  * unsupported; whether the chip is in Secure Download Mode is GET_SECURITY_INFO's
  * flags' to say, never this reply's. */
 static int foreign_unsupported(struct esp_loader *l, uint8_t op, int fop, uint8_t st, uint8_t er,
@@ -454,13 +455,22 @@ static int foreign_unsupported(struct esp_loader *l, uint8_t op, int fop, uint8_
     int drc = drain_unsupported(l);
     if (drc < 0)
         return esp_ldr_io_error(l, drc, esp_op_to_string(op), err);
-    esp_error_set(err, -ENOTSUP, l->stage, unsupported_advice(l),
-                  "%s is not supported by the device (status bytes %02X %02X in a reply with "
-                  "opcode 0x%02X, none with its own within %d ms)",
-                  esp_op_to_string(op), st, er, (unsigned)fop, timeout_ms);
+    if (timeout_ms > 0) /* waited for a reply with its own opcode (USB-Serial/JTAG) */
+        esp_error_set(err, -ENOTSUP, l->stage, unsupported_advice(l),
+                      "%s is not supported by the device (status bytes %02X %02X in a reply "
+                      "with opcode 0x%02X, none with its own within %d ms)",
+                      esp_op_to_string(op), st, er, (unsigned)fop, timeout_ms);
+    else
+        esp_error_set(err, -ENOTSUP, l->stage, unsupported_advice(l),
+                      "%s is not supported by the device (status bytes %02X %02X)",
+                      esp_op_to_string(op), st, er);
     esp_error_set_device(err, op, st, er);
     return -ENOTSUP;
 }
+
+/* Over a port that may be USB-Serial/JTAG but is not known to be one: how long a foreign
+ * ROM "01 05" waits for the command's own reply (recv_impl). */
+#define ESP_STRAY_GRACE_MS 150
 
 static int recv_impl(struct esp_loader *l, uint8_t op, size_t expect, size_t expect_alt,
                      size_t data_len, int timeout_ms, struct esp_response *r, struct esp_error *err)
@@ -502,11 +512,31 @@ static int recv_impl(struct esp_loader *l, uint8_t op, size_t expect, size_t exp
                 l->stats.frames_dropped++;
                 continue;
             }
-            /* The ROM's "unsupported" reply does not always echo the opcode (§1.4),
-             * but over USB-Serial/JTAG a stray one arrives ahead of the real reply
-             * (esptool #813, PROTOCOL-ROM.md §8): not this command's answer. Keep
+            /* The ROM's "unsupported" reply does not always echo the opcode (§1.4):
+             * on a UART it is the answer, at once (as esptool takes it; an ESP32 ROM
+             * asked GET_SECURITY_INFO at every detect must not wait a timeout). Over
+             * USB-Serial/JTAG a stray one arrives ahead of the real reply (esptool
+             * #813, PROTOCOL-ROM.md §8): not this command's answer there. Keep
              * waiting; it stands for "unsupported" only if nothing with the
              * command's opcode comes within the timeout. */
+            bool maybe_usb = l->info.usb_jtag || !l->t->usb_vid; /* ids unknown: pty, tcp */
+            if (unsup && !maybe_usb) {
+                foreign_op = f[1];
+                foreign_st = f[ESP_CMD_HEADER_LEN];
+                foreign_er = f[ESP_CMD_HEADER_LEN + 1];
+                return foreign_unsupported(l, op, foreign_op, foreign_st, foreign_er, 0, err);
+            }
+            if (unsup && foreign_op < 0 && !l->info.usb_jtag) {
+                /* Not known to be USB-Serial/JTAG (a port without USB ids, e.g. a pty or a
+                 * serial server): a stray is followed by the real reply at once, while a
+                 * ROM that does not echo the opcode sends nothing more, so wait only a
+                 * short grace, not the whole timeout. */
+                int64_t grace = esp_ldr_now_ms() + ESP_STRAY_GRACE_MS;
+                if (grace < deadline) {
+                    deadline = grace;
+                    timeout_ms = ESP_STRAY_GRACE_MS;
+                }
+            }
             if (unsup && foreign_op < 0) {
                 foreign_op = f[1];
                 foreign_st = f[ESP_CMD_HEADER_LEN];

@@ -62,6 +62,34 @@ static void test_connect_with_junk(void **state)
     fake_free(f);
 }
 
+/* A ROM "unsupported" reply with another opcode: behind a USB-UART bridge (known USB ids)
+ * it is the answer at once, as esptool takes it (an ESP32 ROM is asked GET_SECURITY_INFO at
+ * every detect); on a port without USB ids (pty, serial server) the station waits a short
+ * grace for the command's own reply (a stray over USB-Serial/JTAG, esptool #813). */
+static void test_foreign_unsupported_by_port(void **state)
+{
+    (void)state;
+    for (int bridge = 0; bridge < 2; bridge++) {
+        struct fake *f = fake_new(FAKE_ROM_ESP32, 0x00F01D83);
+        f->secinfo_wrong_op = true;
+        if (bridge) {
+            f->t.usb_vid = 0x10C4; /* CP2102 */
+            f->t.usb_pid = 0xEA60;
+        }
+        struct esp_loader *l = loader_for(f, NULL);
+        struct esp_error err;
+        assert_int_equal(esp_loader_connect(l, &err), 0);
+        assert_int_equal(esp_loader_info(l)->chip->chip, ESP_CHIP_ESP32);
+        bool waited = strstr(f->log, "waiting for the command's own reply") != NULL;
+        if (bridge)
+            assert_false(waited);
+        else
+            assert_true(waited);
+        esp_loader_free(l);
+        fake_free(f);
+    }
+}
+
 static void test_detect_esp8266_magic(void **state)
 {
     (void)state;
@@ -302,6 +330,7 @@ int main(void)
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_connect_esp32_rom),
         cmocka_unit_test(test_connect_with_junk),
+        cmocka_unit_test(test_foreign_unsupported_by_port),
         cmocka_unit_test(test_detect_esp8266_magic),
         cmocka_unit_test(test_detect_c3_security_info),
         cmocka_unit_test(test_unknown_magic),
