@@ -11,15 +11,7 @@ source "$(dirname "$0")/../umock/udev_lib.sh"
 
 UMOCK_OPTS=--jtag-reenumerate-on-reset
 station_setup ', "boot_check": {"pattern": "esp_sim ([a-z0-9]+) app running", "timeout_ms": 8000, "capture": ["chip"]}' 131072
-sed -i 's/"esp32": "udevtest@1.0.0"/"esp32": "udevtest@1.0.0", "esp32c3": "udevc3@1.0.0"/' "$UWORK/station.json"
-mkdir -p "$UWORK/fwc3"
-cp "$UWORK/fw/app.bin" "$UWORK/fwc3/app.bin"
-cat >"$UWORK/fwc3/manifest.json" <<EOJ
-{"name": "udevc3", "version": "1.0.0", "chip": "esp32c3",
- "regions": [{"offset": "0x10000", "file": "app.bin", "kind": "data"}]}
-EOJ
-"$ESPSTATIOND" --config "$UWORK/station.json" --import-firmware "$UWORK/fwc3" \
-    >>"$UWORK/import.log" 2>&1 || udev_fail "c3 firmware import failed: $(cat "$UWORK/import.log")"
+station_add_c3_set # the board is an ESP32-C3
 
 P=pci-0000:00:14.0-usb-0
 MAC=60:55:f9:00:00:42

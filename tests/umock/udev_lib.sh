@@ -190,6 +190,21 @@ EOJ
     DB=$UWORK/data/records.db
 }
 
+# station_add_c3_set: the same image as an ESP32-C3 set (udevc3@1.0.0), mapped in the
+# profile next to the ESP32 one, for the native-USB boards (USB-Serial/JTAG is a C3/S3 part).
+station_add_c3_set() {
+    sed -i 's/"esp32": "udevtest@1.0.0"/"esp32": "udevtest@1.0.0", "esp32c3": "udevc3@1.0.0"/' \
+        "$UWORK/station.json"
+    mkdir -p "$UWORK/fwc3"
+    cp "$UWORK/fw/app.bin" "$UWORK/fwc3/app.bin"
+    cat >"$UWORK/fwc3/manifest.json" <<EOJ
+{"name": "udevc3", "version": "1.0.0", "chip": "esp32c3",
+ "regions": [{"offset": "0x10000", "file": "app.bin", "kind": "data"}]}
+EOJ
+    "$ESPSTATIOND" --config "$UWORK/station.json" --import-firmware "$UWORK/fwc3" \
+        >>"$UWORK/import.log" 2>&1 || udev_fail "c3 firmware import failed: $(cat "$UWORK/import.log")"
+}
+
 sql() { sqlite3 -batch -noheader "$DB" "$@"; }
 
 # wait_sql QUERY EXPECTED [TIMEOUT_S]: polls until QUERY prints EXPECTED.
