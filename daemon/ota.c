@@ -608,6 +608,11 @@ int64_t ota_tls_expiry(const struct ota *o)
     return o && o->listen_fd >= 0 ? ota_tls_not_after(o->tls) : 0;
 }
 
+const char *ota_tls_server_subject(const struct ota *o)
+{
+    return o && o->listen_fd >= 0 && o->tls ? ota_tls_subject(o->tls) : "";
+}
+
 void ota_reload(struct ota *o)
 {
     if (!o)

@@ -168,5 +168,7 @@ const struct ota_counters *ota_counters(const struct ota *o);
 /* ota.tls: the not-after of the certificate new connections get (seconds since the epoch),
  * 0 when the endpoint is off or speaks plain HTTP (/metrics). */
 int64_t ota_tls_expiry(const struct ota *o);
+/* Its subject ("/CN=..."); "" when the endpoint speaks plain HTTP or is off. */
+const char *ota_tls_server_subject(const struct ota *o);
 
 #endif

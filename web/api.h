@@ -93,9 +93,14 @@ struct api;
 struct api *api_new(struct station *st);
 void api_free(struct api *a); /* NULL allowed */
 void api_set_dry_run(struct api *a, bool dry_run);
-/* api.tls: the not-after (seconds since the epoch) of the certificate new connections get,
- * for /metrics; 0 plain HTTP. */
-void api_set_tls_expiry(struct api *a, int64_t not_after_s);
+/* api.tls: the not-after (seconds since the epoch) and subject of the certificate new
+ * connections get, for /metrics and GET /api/v1/line's "tls"; 0 plain HTTP. */
+void api_set_tls_expiry(struct api *a, int64_t not_after_s, const char *subject);
+/* The certificates that expire within API_TLS_WARN_DAYS (or have expired): a warning (an
+ * error once expired) in the log and a tls.expiring event each. Called at start (the
+ * daily timer's first tick), once a day and after a reload (web/http.c). */
+#define API_TLS_WARN_DAYS 14
+void api_tls_check(struct api *a);
 struct api_metrics *api_metrics(struct api *a);
 
 /* Something changed in the station (an event, a slot): cached answers are stale. */

@@ -113,6 +113,7 @@ API_HANDLER(api_h_line)
     struct json_object *o = json_object_new_object();
     api_jadd(o, "database", db);
     api_jadd(o, "this", json_object_new_string(station_name(st)));
+    api_jadd(o, "tls", api_tls_json(a)); /* this station's certificates, null plain HTTP */
     api_jadd(o, "backend", json_object_new_string(records_backend_to_string(records_backend(r))));
     api_jadd(o, "heartbeat_s", json_object_new_int(cfg->line.heartbeat_s));
     api_jadd(o, "gone_after_s", json_object_new_int(cfg->line.gone_after_s));

@@ -236,10 +236,12 @@ static int count_board_cb(const struct records_board *b, void *ctx)
     return 0;
 }
 
-void api_set_tls_expiry(struct api *a, int64_t not_after_s)
+void api_set_tls_expiry(struct api *a, int64_t not_after_s, const char *subject)
 {
-    if (a)
-        a->api_tls_not_after = not_after_s;
+    if (!a)
+        return;
+    a->api_tls_not_after = not_after_s;
+    snprintf(a->api_tls_subject, sizeof(a->api_tls_subject), "%s", subject ? subject : "");
 }
 
 /* The not-after of each HTTPS server's certificate (the one new connections get), so an

@@ -51,10 +51,16 @@ struct api {
     size_t n_ota_m;
     uint64_t ota_served_bytes, ota_pushed_bytes;
     int64_t api_tls_not_after; /* api_set_tls_expiry; 0 plain HTTP */
+    char api_tls_subject[160];
     uint64_t gen;
     struct cache_entry cache[CACHE_ENTRIES];
     size_t cache_next;
 };
+
+/* ---- api_tls.c ---- */
+/* {"api": Cert|null, "ota": Cert|null} (Cert: not_after, subject, days_left), or NULL when
+ * both servers speak plain HTTP. */
+struct json_object *api_tls_json(struct api *a);
 
 /* ---- api.c: the helpers every handler file shares ---- */
 void api_set_body(struct api_response *resp, int status, const char *ctype, const char *text,

@@ -819,7 +819,7 @@ static int load_tls(struct web *w, const struct config *cfg, char *err, size_t e
     const struct tls_pair *p = web_tls_pair(w->tls);
     web_tls_serve(w->tls);
     w->tls_reloadable = web_tls_reloadable();
-    api_set_tls_expiry(w->api, p->not_after_s);
+    api_set_tls_expiry(w->api, p->not_after_s, p->subject);
     log_msg(LOG_LEVEL_NOTICE, "status page and REST API speak HTTPS only (api.tls): %s", p->info);
     if (p->warn[0])
         log_msg(LOG_LEVEL_WARN, "api.tls: %s", p->warn);
@@ -930,10 +930,21 @@ static int start_listening(struct web *w, char *err, size_t errlen)
     return 0;
 }
 
-/* A reload (SIGHUP): api.tls's files read again (http_tls.c). */
+/* A reload (SIGHUP): api.tls's files read again (http_tls.c); then both certificates
+ * checked for a coming expiry (ota.tls was re-read by station_reload already). */
 static void on_reload(void *ctx)
 {
-    web_tls_reload(ctx);
+    struct web *w = ctx;
+    web_tls_reload(w);
+    api_tls_check(w->api);
+}
+
+/* Once a day, the first time right after start-up (the OTA endpoint, made after the web
+ * server, is up by then): a certificate that expires within 14 days is logged. */
+static void on_tls_check(void *ctx)
+{
+    struct web *w = ctx;
+    api_tls_check(w->api);
 }
 
 static void retry_listen(void *ctx)
@@ -1029,6 +1040,12 @@ int web_new(struct station *st, struct loop *loop, const struct web_options *o, 
     struct station_hooks h = {
         .event = sse_on_event, .slot = sse_on_slot, .reload = on_reload, .ctx = w};
     station_set_hooks(st, &h);
+    w->tls_check_timer = loop_timer_new(loop, on_tls_check, w);
+    if (!w->tls_check_timer || loop_timer_arm(w->tls_check_timer, 1, (int64_t)86400 * 1000) < 0) {
+        snprintf(err, errlen, "cannot set up the web server: %s", strerror(ENOMEM));
+        web_free(w);
+        return -ENOMEM;
+    }
     if (!cfg->api.token || !*cfg->api.token)
         log_msg(LOG_LEVEL_WARN,
                 "no api.token configured: REST API changes are accepted from this machine "
@@ -1065,6 +1082,7 @@ void web_free(struct web *w)
     }
     loop_timer_free(w->mhd_timer);
     loop_timer_free(w->retry_timer);
+    loop_timer_free(w->tls_check_timer);
     loop_timer_free(w->ping_timer);
     loop_timer_free(w->flush_timer);
     free(w->marks);

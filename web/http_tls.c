@@ -220,5 +220,5 @@ void web_tls_reload(struct web *w)
     web_tls_free(w->tls); /* every session holds its own copy (see the top) */
     w->tls = t;
     web_tls_serve(t);
-    api_set_tls_expiry(w->api, t->pair.not_after_s);
+    api_set_tls_expiry(w->api, t->pair.not_after_s, t->pair.subject);
 }

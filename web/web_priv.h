@@ -54,7 +54,8 @@ struct web {
     char host[128];
     char listen[160];
     char port_file[PATH_MAX];
-    struct loop_timer *retry_timer; /* the configured port was taken: try again */
+    struct loop_timer *retry_timer;     /* the configured port was taken: try again */
+    struct loop_timer *tls_check_timer; /* api_tls_check once a day */
     char root[PATH_MAX];
     /* api.tls (http_tls.c): the pair new handshakes get, NULL plain HTTP; swapped by a
      * reload. tls_reloadable: MHD asks for it per handshake (MHD_OPTION_HTTPS_CERT_CALLBACK2),

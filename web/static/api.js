@@ -284,6 +284,10 @@ export async function slots() {
   const d = await request('GET', '/slots');
   return (d.slots || []).map(normSlot);
 }
+// The line of stations; its "tls" member is this station's certificates (header badge).
+export async function line() {
+  return request('GET', '/line');
+}
 export async function counters() {
   return normCounters(await request('GET', '/counters'));
 }

@@ -10,6 +10,7 @@ import * as api from './api.js';
 import { fmtBytes, fmtBytesOf, fmtKbps, fmtDuration, fmtClock, fmtTime, parseTime, esc, el } from './fmt.js';
 import { slotView } from './states.js';
 import { startLine, stopLine } from './line.js';
+import { tlsWarning, renderTlsBadge } from './tls.js';
 
 const $ = (s, root = document) => root.querySelector(s);
 
@@ -347,6 +348,19 @@ function scheduleRefetch(delay = 150, slots = false) {
   }, delay);
 }
 
+// The header's certificate badge (tls.js): GET /api/v1/line's "tls", read at start, when
+// the stream (re)connects (a restart or reload may have changed the certificate), on a
+// tls.expiring event and every 10 minutes (days_left moves slowly). A failed read keeps
+// what is shown: the banner already says when the station cannot be read.
+const TLS_POLL_MS = 600000;
+let tlsData;
+async function loadTls() {
+  try {
+    tlsData = (await api.line()).tls ?? null;
+  } catch { return; }
+  renderTlsBadge($('#tls-badge'), tlsWarning(tlsData));
+}
+
 function showBanner(msg) {
   const b = $('#banner');
   b.textContent = msg;
@@ -362,7 +376,7 @@ const EVENT_KINDS = ['hello', 'slot.progress', 'port.added', 'port.removed', 'po
   'job.requested', 'job.started', 'job.progress', 'board.identified', 'job.finished', 'job.interrupted',
   'slot.flagged', 'slot.baud_limited', 'slot.baud_limit_cleared', 'firmware.imported', 'firmware.deleted', 'profile.changed',
   'board.online', 'board.version', 'board.target', 'board.address', 'ota.served', 'ota.push.started', 'ota.push.finished',
-  'bulk.started', 'bulk.board', 'bulk.stopped', 'bulk.finished'];
+  'bulk.started', 'bulk.board', 'bulk.stopped', 'bulk.finished', 'tls.expiring'];
 
 let es = null;
 let backoff = 1000;
@@ -383,6 +397,7 @@ function connect() {
     setLive('live', 'live');
     lastEventAt = Date.now();
     scheduleRefetch(0, true); // (re)connected: the truth may have moved while we were away
+    loadTls();
   };
   es.onerror = () => {
     setLive('reconnecting', 'reconnecting…');
@@ -406,6 +421,7 @@ function connect() {
 
 function handleEvent(kind, data) {
   if (kind === 'hello') { scheduleRefetch(0, true); return; }
+  if (kind === 'tls.expiring') { loadTls(); return; }
   if (kind === 'slot.progress') {
     // The full Slot object: replace the slot's view with it.
     const s = api.normSlot(data);
@@ -1006,10 +1022,12 @@ function init() {
   window.addEventListener('hashchange', route);
   route();
   loadAll();
+  loadTls();
+  setInterval(loadTls, TLS_POLL_MS);
   connect();
 }
 
 init();
 
 // For tests and curious technicians.
-window.espstation = { state, reload: loadAll };
+window.espstation = { state, reload: loadAll, tlsWarning };
