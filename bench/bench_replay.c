@@ -11,15 +11,18 @@
  * its result: 34 entries a job on a clock that advances a second a step
  * (2000 jobs: 31 minutes of outage). Then, timed:
  *
- *   tick  the daemon's way: records_tick() called back to back (no 200 ms
- *         timer between) until the journal is written; each call replays for
- *         at most its budget. Round trips from the store's own counters
- *         (records_db_stats: statements + BEGIN/COMMIT/ROLLBACK), commits from
+ *   tick  the daemon's way: records_tick_budget(LONG_MS) called back to back
+ *         (no 200 ms timer between) until the journal is written; each call
+ *         replays for at most its budget (50 ms, or LONG_MS while the journal
+ *         is more than 1000 entries behind, as the daemon allows when no job
+ *         waits for its plan; LONG_MS 0: always 50 ms, records_tick). Round trips from the store's
+ * own counters (records_db_stats: statements + BEGIN/COMMIT/ROLLBACK), commits from
  *         pg_stat_database.xact_commit (delta; the bench's own queries out).
  *   open  the same outage again, the store closed and opened: the whole
  *         journal is written inside records_open_journaled (no budget).
  *
- * Usage: bench_replay DSN [JOBS]   (bench/bench_replay.sh starts a server)
+ * Usage: bench_replay DSN [JOBS [LONG_MS]]   (bench/bench_replay.sh starts a server;
+ * LONG_MS defaults to 150, the daemon's)
  * Prints one "key value" line per figure.
  */
 #include <errno.h>
@@ -192,6 +195,7 @@ int main(int argc, char **argv)
         die("usage", "bench_replay DSN [JOBS]");
     const char *dsn = argv[1];
     int jobs = argc > 2 ? atoi(argv[2]) : 2000;
+    int long_ms = argc > 3 ? atoi(argv[3]) : 150;
     if (!mkdtemp(journal))
         die("mkdtemp", strerror(errno));
     snprintf(jpath, sizeof(jpath), "%s/records.journal", journal);
@@ -212,7 +216,7 @@ int main(int argc, char **argv)
     int64_t b0 = js.batches, r0 = js.replayed, ticks = 0;
     double t0 = mono_s();
     do {
-        if (records_tick(r, &err) < 0 && err.code != -EIO)
+        if (records_tick_budget(r, long_ms, &err) < 0 && err.code != -EIO)
             die("tick", err.message);
         ticks++;
         records_journal_status(r, &js);
@@ -225,7 +229,8 @@ int main(int argc, char **argv)
     int64_t x1 = xact_commit(dsn);
     if (js.replayed - r0 != entries)
         die("tick", "replayed a different number of entries than journaled");
-    printf("jobs %d\nentries %" PRId64 "\njournal_bytes %" PRId64 "\n", jobs, entries, bytes);
+    printf("long_ms %d\njobs %d\nentries %" PRId64 "\njournal_bytes %" PRId64 "\n", long_ms, jobs,
+           entries, bytes);
     printf("tick_wall_s %.3f\ntick_entries_per_s %.0f\ntick_ticks %" PRId64
            "\ntick_daemon_s %.1f\n",
            wall, (double)entries / wall, ticks, (double)ticks * 0.2);

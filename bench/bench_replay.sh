@@ -7,19 +7,22 @@
 # it does and prints). fsync=off is the test servers' setting; fsync=on (the server
 # restarted without it, as a production server runs) makes every commit wait for the disk.
 #
-# Usage: bench/bench_replay.sh [--build DIR] [--jobs 2000] [--fsync on,off] [BINARY...]
+# Usage: bench/bench_replay.sh [--build DIR] [--jobs 2000] [--fsync on,off] [--long-ms 150]
+#        [BINARY...]   (--long-ms: the tick budget while far behind, 0 = always 50 ms)
 #   (a BINARY built against another records_journal.c compares the two: bench/README.md)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD_DIR:-}
 JOBS=2000
 FSYNC=off,on
+LONG_MS=150
 while [ $# -gt 0 ]; do
     case $1 in
     --build) BUILD=$2; shift 2 ;;
     --jobs) JOBS=$2; shift 2 ;;
     --fsync) FSYNC=$2; shift 2 ;;
-    -*) echo "usage: $0 [--build DIR] [--jobs N] [--fsync on,off] [BINARY...]" >&2; exit 2 ;;
+    --long-ms) LONG_MS=$2; shift 2 ;;
+    -*) echo "usage: $0 [--build DIR] [--jobs N] [--fsync on,off] [--long-ms MS] [BINARY...]" >&2; exit 2 ;;
     *) break ;;
     esac
 done
@@ -52,6 +55,6 @@ for fs in ${FSYNC//,/ }; do
         n=$((n + 1))
         psql "$PG_DSN" -qAtc "CREATE DATABASE replay_$n" >/dev/null
         echo "== $bin  fsync=$(psql "$PG_DSN" -qAtc 'SHOW fsync')  jobs=$JOBS"
-        "$bin" "host=$PG_HOST port=$PG_PORT user=postgres dbname=replay_$n" "$JOBS"
+        "$bin" "host=$PG_HOST port=$PG_PORT user=postgres dbname=replay_$n" "$JOBS" "$LONG_MS"
     done
 done

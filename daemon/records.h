@@ -156,6 +156,12 @@ int records_open_journaled(enum records_backend backend, const char *target, con
  * long. 0, or < 0 with the reason (the database is unreachable, the journal
  * cannot be read). A store without a journal: 0. */
 int records_tick(struct records *r, struct records_error *err);
+/* records_tick, but while the journal is far behind (more than 1000 writes) its
+ * writes run for up to long_ms (when more than 50) instead of 50 ms, to catch up
+ * sooner after a long outage. The caller passes 0 whenever something on its
+ * thread waits for the store or must be served soon (the daemon: a job waiting
+ * for its plan), and keeps long_ms well under its tick interval. */
+int records_tick_budget(struct records *r, int long_ms, struct records_error *err);
 
 struct records_journal_status {
     bool connected;                    /* the database answers */

@@ -27,7 +27,8 @@
  *    others are written (survive kill -9) and synced with the next fsync.
  *  - Bounded: no call waits on the network (records_pg.c: non-blocking
  *    reconnect, every answer awaited at most RJ_ANSWER_MS); replay runs from
- *    records_tick() for at most RJ_TICK_BUDGET_MS at a time.
+ *    records_tick() for at most RJ_TICK_BUDGET_MS at a time (records_tick_budget:
+ *    longer, as its caller allows, while more than RJ_LONG_PENDING entries wait).
  *  - Atomic batches: replay commits up to RJ_BATCH entries (or what one tick's
  *    budget wrote) in one transaction, and counts them written only once the
  *    commit answered; a batch the database lost midway is rolled back whole
@@ -70,6 +71,15 @@
  * lasted about a minute). Unused ones are a gap in the ids after a restart. */
 #define RJ_IDS 4096
 #define RJ_TICK_BUDGET_MS 50 /* replay time per records_tick() */
+/* A journal more than this many entries behind may take the longer budget its caller
+ * allows (records_tick_budget): a 16-slot station journals ~34 entries a job, so 1000 is
+ * about 30 jobs, more than 2 s of catch-up at 50 ms a tick. */
+#define RJ_LONG_PENDING 1000
+/* Consecutive job_log rows of a replay batch sent as one INSERT: up to this many (a
+ * power of two: a group of n rows goes as INSERTs of 64, 32, ..., 1 rows, so at most
+ * 6 more statements are prepared; 64 rows of 5 parameters, ~40 KB at most). */
+#define RJ_LOG_ROWS 64
+#define RJ_LOG_SIZES 7 /* 1, 2, 4, ... RJ_LOG_ROWS */
 /* Entries per replay transaction: one commit (a WAL flush on the server) per batch instead of
  * one per entry; 200 entries take ~20-60 ms, about one tick's budget. */
 #define RJ_BATCH 200
@@ -108,6 +118,7 @@ struct rec_journal {
     char *state_path;
     char identity[RJ_STATE_TEXT]; /* the database's (rdb_pg_identity) */
     bool offline;                 /* opened offline; the open not finished yet */
+    char *log_sql[RJ_LOG_SIZES];  /* job_log INSERTs of 2^i rows (made when first needed) */
     int64_t own[RJ_IDS];          /* job ids this process began while offline */
     int n_own;
 };
@@ -704,6 +715,13 @@ static int apply(struct records *r, const struct rj_entry *e, struct records_err
  * of any transaction, where it is dropped with the reason as before batches:
  * one bad entry never holds the rest.
  */
+struct rj_logrow {
+    int64_t job, ts;
+    char level[RECORDS_STATE_LEN];
+    char line[RECORDS_TEXT_LEN];
+    char key[RECORDS_STATION_LEN + 48];
+};
+
 struct replay {
     struct records *r;
     int64_t until; /* mono ms budget, 0 none */
@@ -713,9 +731,107 @@ struct replay {
     bool stop;     /* the callback stopped before an entry */
     bool spent;    /* out of budget */
     bool refused;  /* an entry was refused inside the transaction: redo the unit */
-    int n;         /* entries applied in the unit */
+    int n;         /* entries applied in the unit (the log rows held below included) */
     int rc;        /* -EIO when the database went away */
+    /* Log lines of the unit held back and sent together (flush_logs): a log row
+     * depends only on its job's begin, which came before it in the file and is
+     * written already, so holding it past other entries of the transaction changes
+     * nothing another session can see; the rows keep their order among themselves. */
+    struct rj_logrow *rows;
+    int nrows;
+    int n_at_rows; /* n before the first held row */
 };
+
+/* The job_log INSERT of 2^i rows (i >= 1; i == 0 is SQL_JOB_LOG). */
+static const char *log_sql(struct rec_journal *jr, int i)
+{
+    if (!jr->log_sql[i]) {
+        static const char head[] = "INSERT INTO job_log (job_id, ts, level, line, jkey) VALUES ";
+        static const char tail[] = " ON CONFLICT (jkey) DO NOTHING";
+        int rows = 1 << i;
+        size_t cap = sizeof(head) + sizeof(tail) + (size_t)rows * 48, len;
+        char *sql = malloc(cap);
+        if (!sql)
+            return NULL;
+        len = (size_t)snprintf(sql, cap, "%s", head);
+        for (int k = 0; k < rows; k++)
+            len +=
+                (size_t)snprintf(sql + len, cap - len, "%s(?%d, ?%d, ?%d, ?%d, ?%d)", k ? ", " : "",
+                                 5 * k + 1, 5 * k + 2, 5 * k + 3, 5 * k + 4, 5 * k + 5);
+        snprintf(sql + len, cap - len, "%s", tail);
+        jr->log_sql[i] = sql;
+    }
+    return jr->log_sql[i];
+}
+
+/* Sends the held log rows (as INSERTs of 64, 32, ... rows, in their order): 0, or < 0
+ * with rp->rc = -EIO (the database went away) or rp->refused (one of them is refused:
+ * the unit is redone up to the first held row, which then goes alone). */
+static int flush_logs(struct replay *rp)
+{
+    struct records *r = rp->r;
+    struct rec_journal *jr = r->jr;
+    int done = 0;
+    while (done < rp->nrows) {
+        int i = RJ_LOG_SIZES - 1, rc;
+        while ((1 << i) > rp->nrows - done)
+            i--;
+        struct records_error err;
+        struct rdb_stmt *st;
+        const char *sql = i ? log_sql(jr, i) : SQL_JOB_LOG;
+        rec_clear_err(&err);
+        rc = sql ? rec_prep(r, sql, NULL, &st, &err) : -ENOMEM;
+        if (rc == 0) {
+            for (int k = 0; k < (1 << i); k++) {
+                const struct rj_logrow *w = &rp->rows[done + k];
+                rdb_bind_int64(st, 5 * k + 1, w->job);
+                rdb_bind_int64(st, 5 * k + 2, w->ts);
+                rec_bind_text(st, 5 * k + 3, w->level);
+                rdb_bind_text(st, 5 * k + 4, w->line);
+                rec_bind_text(st, 5 * k + 5, w->key);
+            }
+            rc = rdb_step(st);
+            rec_stmt_done(st);
+        }
+        if (rc < 0) {
+            if (rc == -EBUSY || lost(r, rc) || !reachable(r))
+                rp->rc = -EIO;
+            else
+                rp->refused = true, rp->n = rp->n_at_rows;
+            rp->nrows = 0;
+            return rc;
+        }
+        done += 1 << i;
+    }
+    rp->nrows = 0;
+    return 0;
+}
+
+/* Holds a log entry back for flush_logs: 1 held, 0 not (a field too long for a
+ * row, or the unit is not a transaction: written the usual way), < 0 the held
+ * rows could not be written. */
+static int hold_log(struct replay *rp, const struct rj_entry *e)
+{
+    const char *level = field(e, 1), *line = field(e, 2), *key = field(e, 3);
+    if (!rp->rows || !rp->began || (level && strlen(level) >= RECORDS_STATE_LEN) ||
+        (line && strlen(line) >= RECORDS_TEXT_LEN) ||
+        (key && strlen(key) >= sizeof(rp->rows[0].key)))
+        return 0;
+    if (rp->nrows == RJ_LOG_ROWS) {
+        int rc = flush_logs(rp);
+        if (rc < 0)
+            return rc;
+    }
+    if (rp->nrows == 0)
+        rp->n_at_rows = rp->n;
+    struct rj_logrow *w = &rp->rows[rp->nrows++];
+    w->job = field_int(e, 0, 0);
+    w->ts = e->ts;
+    snprintf(w->level, sizeof(w->level), "%s", level ? level : "");
+    snprintf(w->line, sizeof(w->line), "%s", line ? line : "");
+    snprintf(w->key, sizeof(w->key), "%s", key ? key : "");
+    return 1;
+}
 
 static int replay_one(const struct rj_entry *e, void *ctx)
 {
@@ -739,6 +855,16 @@ static int replay_one(const struct rj_entry *e, void *ctx)
             return 1;
         }
         rp->began = true;
+    }
+    if (e->op == OP_LOG) {
+        rc = hold_log(rp, e);
+        if (rc < 0)
+            return 1; /* rp says what happened */
+        if (rc > 0) {
+            rp->n++;
+            rp->stop = false;
+            return 0;
+        }
     }
     jr->replay_ts = e->ts;
     r->clock = replay_clock;
@@ -773,23 +899,32 @@ static int replay_unit(struct records *r, struct replay *rp, char *buf, off_t *p
 {
     struct rec_journal *jr = r->jr;
     char msg[160];
+    int ret = 0;
     while (*pos < jr->size && !rp->stop) {
         size_t want = (size_t)(jr->size - *pos), good = 0;
         ssize_t got;
         if (want > RJ_CHUNK)
             want = RJ_CHUNK;
         got = pread(jr->fd, buf, want, *pos);
-        if (got <= 0)
-            return rec_set_err(err, -EIO, "records: cannot read the journal %s: %s", jr->path,
-                               got < 0 ? strerror(errno) : "file shorter than written");
+        if (got <= 0) {
+            ret = rec_set_err(err, -EIO, "records: cannot read the journal %s: %s", jr->path,
+                              got < 0 ? strerror(errno) : "file shorter than written");
+            break;
+        }
         int n = rj_parse(buf, (size_t)got, 1, replay_one, rp, &good, msg, sizeof(msg));
         *pos += (off_t)good;
-        if (n < 0)
-            return rec_set_err(err, -EBADMSG, "records: journal %s: %s", jr->path, msg);
+        if (n < 0) {
+            ret = rec_set_err(err, -EBADMSG, "records: journal %s: %s", jr->path, msg);
+            break;
+        }
         if (good == 0)
             break; /* an entry longer than a chunk (refused when written) */
     }
-    return 0;
+    /* the held log rows go before the commit (a failure is in rp) */
+    if (rp->nrows > 0 && rp->rc == 0 && !rp->refused)
+        flush_logs(rp);
+    rp->nrows = 0;
+    return ret;
 }
 
 /* Writes pending entries until done, out of budget (budget_ms, 0 none) or
@@ -802,10 +937,14 @@ static int replay(struct records *r, int budget_ms, struct records_error *err)
     int redo = 0;  /* after a refusal: the entries before the refused one, as one batch */
     int alone = 0; /* then this many entries each on its own */
     char *buf = malloc(RJ_CHUNK);
-    if (!buf)
+    /* without it each log line is written on its own, as the rest */
+    struct rj_logrow *rows = malloc(RJ_LOG_ROWS * sizeof(*rows));
+    if (!buf) {
+        free(rows);
         return rec_set_err(err, -ENOMEM, "records: out of memory");
+    }
     while (jr->applied < jr->size) {
-        struct replay rp = {.r = r, .until = until, .limit = RJ_BATCH, .txn = true};
+        struct replay rp = {.r = r, .until = until, .limit = RJ_BATCH, .txn = true, .rows = rows};
         off_t pos = jr->applied;
         int ret;
         if (redo > 0)
@@ -825,6 +964,7 @@ static int replay(struct records *r, int budget_ms, struct records_error *err)
             rdb_rollback(r->db); /* nothing of the unit stays; its entries are read again */
         if (rp.rc < 0) {
             free(buf);
+            free(rows);
             return rec_set_err(err, -EIO, "records: %s", rdb_errmsg_of(r));
         }
         if (rp.refused) {
@@ -834,6 +974,7 @@ static int replay(struct records *r, int budget_ms, struct records_error *err)
                 redo = rp.n, alone = 1;
             if (ret < 0) {
                 free(buf);
+                free(rows);
                 return ret;
             }
             continue;
@@ -849,12 +990,14 @@ static int replay(struct records *r, int budget_ms, struct records_error *err)
             alone -= rp.n;
         if (ret < 0) {
             free(buf);
+            free(rows);
             return ret;
         }
         if (rp.spent || rp.n == 0)
             break;
     }
     free(buf);
+    free(rows);
     if (jr->applied >= jr->size) {
         /* Everything written: the file starts again (a crash before this is
          * harmless: replaying written entries adds nothing). The state file
@@ -1084,6 +1227,8 @@ void rj_free(struct rec_journal *jr)
         close(jr->fd);
     free(jr->path);
     free(jr->state_path);
+    for (int i = 0; i < RJ_LOG_SIZES; i++)
+        free(jr->log_sql[i]);
     free(jr);
 }
 
@@ -1103,7 +1248,7 @@ static bool own_job(void *ctx, int64_t id)
 
 /* The rest of an offline start, once connected (the connection is held from
  * the store's callers meanwhile): 0 done, 1 more to do, < 0 not now. */
-static int finish_offline(struct records *r, struct records_error *err)
+static int finish_offline(struct records *r, int budget_ms, struct records_error *err)
 {
     struct rec_journal *jr = r->jr;
     char id[RJ_STATE_TEXT];
@@ -1128,7 +1273,7 @@ static int finish_offline(struct records *r, struct records_error *err)
     rdb_pg_hold(r->db, false);
     ret = rec_migrate(r, err);
     if (ret >= 0 && jr->pending > 0)
-        ret = replay(r, RJ_TICK_BUDGET_MS, err);
+        ret = replay(r, budget_ms, err);
     if (ret == 0) {
         /* The journal is in: what an earlier process left unfinished is
          * interrupted now, this process's own jobs spared. */
@@ -1148,13 +1293,20 @@ static int finish_offline(struct records *r, struct records_error *err)
 
 int records_tick(struct records *r, struct records_error *err)
 {
+    return records_tick_budget(r, 0, err);
+}
+
+int records_tick_budget(struct records *r, int long_ms, struct records_error *err)
+{
     struct rec_journal *jr;
-    int ret;
+    int ret, budget = RJ_TICK_BUDGET_MS;
     rec_clear_err(err);
     if (!r || !(jr = r->jr) || r->in_callback)
         return 0;
+    if (long_ms > budget && jr->pending > RJ_LONG_PENDING)
+        budget = long_ms; /* far behind and nothing waits on the caller's thread */
     if (jr->offline) {
-        ret = finish_offline(r, err);
+        ret = finish_offline(r, budget, err);
         return ret < 0 ? ret : 0;
     }
     if (!reachable(r)) {
@@ -1163,7 +1315,7 @@ int records_tick(struct records *r, struct records_error *err)
             return rec_set_err(err, ret, "records: %s", rdb_errmsg_of(r));
     }
     if (jr->pending > 0) {
-        ret = replay(r, RJ_TICK_BUDGET_MS, err);
+        ret = replay(r, budget, err);
         if (ret < 0)
             return ret;
         if (ret > 0)

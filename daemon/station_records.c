@@ -7,6 +7,7 @@
  * technician when the database goes away, when it is back and when the journal
  * has been written. Loop thread only.
  */
+#include "job.h"
 #include "log.h"
 #include "loop.h"
 #include "records.h"
@@ -17,13 +18,27 @@
 #include <stdio.h>
 
 #define ST_RECORDS_TICK_MS 200
+/* Catch-up after a long outage (the journal more than 1000 writes behind): up to 150 ms of
+ * each 200 ms tick instead of 50 ms. The loop still serves the API, udev and the workers'
+ * messages between ticks (at most ~150 ms late); not while a job waits for its plan, which
+ * the loop makes from the records (pool files, serials: the database itself). */
+#define ST_RECORDS_LONG_REPLAY_MS 150
+
+/* Whether a job waits on the loop for its plan (or will soon: it has not had it yet). */
+static bool job_waits(const struct station *st)
+{
+    for (const struct job *j = st->jobs; j; j = j->next)
+        if (!j->replied)
+            return true;
+    return false;
+}
 
 static void tick(void *ctx)
 {
     struct station *st = ctx;
     struct records_journal_status js;
     struct records_error re;
-    int rc = records_tick(st->rec, &re);
+    int rc = records_tick_budget(st->rec, job_waits(st) ? 0 : ST_RECORDS_LONG_REPLAY_MS, &re);
     /* -EIO is the outage itself (logged below, once); another error (the DSN
      * reaching another database) once per kind. */
     if (rc < 0 && rc != -EIO && rc != st->rec_tick_err)
