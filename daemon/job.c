@@ -244,6 +244,7 @@ struct worker {
     unsigned regions_before; /* how many regions bytes_before holds */
     struct job_plan extra;   /* the plan's per-board regions (extra[] only), freed at the end */
     char boot_pattern[512];  /* the plan's, else params.boot_pattern */
+    char note[256];          /* what the phase waits for from the technician ("" none) */
     enum esp_after after;    /* params.after, or the set's esptool_args.after (follow_set) */
 };
 
@@ -261,6 +262,7 @@ static struct job_msg *msg_new(struct worker *w, enum job_msg_kind kind)
     m->job = w->j;
     m->phase = w->phase;
     snprintf(m->stage, sizeof(m->stage), "%s", w->stage);
+    snprintf(m->note, sizeof(m->note), "%s", w->note);
     return m;
 }
 
@@ -285,13 +287,21 @@ static void wlog(struct worker *w, enum log_level level, const char *fmt, ...)
     post(w, m);
 }
 
-static void set_phase(struct worker *w, enum board_phase phase, const char *stage)
+/* A phase, with what it waits for from the technician (note, "" none: shown on the slot). */
+static void set_phase_note(struct worker *w, enum board_phase phase, const char *stage,
+                           const char *note)
 {
-    if (w->phase == phase && strcmp(w->stage, stage) == 0)
+    if (w->phase == phase && strcmp(w->stage, stage) == 0 && strcmp(w->note, note) == 0)
         return;
     w->phase = phase;
     snprintf(w->stage, sizeof(w->stage), "%s", stage);
+    snprintf(w->note, sizeof(w->note), "%s", note);
     post(w, msg_new(w, JOB_MSG_PHASE));
+}
+
+static void set_phase(struct worker *w, enum board_phase phase, const char *stage)
+{
+    set_phase_note(w, phase, stage, "");
 }
 
 static void engine_log(void *ctx, enum esp_log_level level, const char *msg)
@@ -699,12 +709,21 @@ static int run(struct worker *w, struct job_result *res)
     if (!w->l)
         return esp_error_set(err, -ENOMEM, ESP_STAGE_OPEN, NULL, "out of memory");
 
-    set_phase(w, BOARD_CONNECTING, "sync");
-    if (cfg.before == ESP_BEFORE_NO_RESET)
+    if (cfg.before == ESP_BEFORE_NO_RESET) {
+        /* Said on the slot (API "notice") until the board answers: the operator must act. */
+        char note[sizeof(w->note)];
+        snprintf(note, sizeof(note),
+                 "waiting for the board to be put in its loader by hand (hold BOOT, tap EN): %s "
+                 "asks not to be reset (before %s)",
+                 p->before_set, esp_before_to_string(p->before));
+        set_phase_note(w, BOARD_CONNECTING, "sync", note);
         wlog(w, LOG_LEVEL_NOTICE,
              "%s asks not to be reset into its loader (esptool_args before %s): waiting for the "
              "board to be put in it by hand (hold BOOT, tap EN); DTR/RTS are left alone",
              p->before_set, esp_before_to_string(p->before));
+    } else {
+        set_phase(w, BOARD_CONNECTING, "sync");
+    }
     rc = esp_loader_connect(w->l, err);
     if (rc < 0)
         return rc;

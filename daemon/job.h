@@ -157,6 +157,7 @@ struct job_msg {
     /* PHASE / PROGRESS */
     enum board_phase phase;
     char stage[RECORDS_STATE_LEN];
+    char note[256]; /* PHASE: what the job waits for from the technician, "" none */
     uint64_t done, total, wire;
     double kbps;
     /* IDENTIFIED / FLASH_INFO */

@@ -212,7 +212,7 @@ uint32_t slot_link_failed(struct slot *s, uint32_t link_baud, bool *probe_failed
 void slot_clear_board(struct slot *s)
 {
     s->mac[0] = s->chip[0] = s->firmware[0] = s->stage[0] = '\0';
-    s->error[0] = s->advice[0] = '\0';
+    s->error[0] = s->advice[0] = s->notice[0] = '\0';
     s->device_status = s->device_error = -1;
     s->done = s->total = 0;
     s->kbps = 0;

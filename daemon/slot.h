@@ -63,7 +63,8 @@ struct slot {
     uint64_t dead_id;   /* identity it had when it went away: the same again is stale */
 
     enum board_phase phase;
-    char stage[24]; /* engine stage name ("write") or "boot_check", "" when none */
+    char stage[24];   /* engine stage name ("write") or "boot_check", "" when none */
+    char notice[256]; /* what the running job waits for from the technician, "" none */
     uint64_t done, total;
     double kbps;
 

@@ -225,11 +225,14 @@ static void on_message(void *ctx, void *msg)
         if (board_phase_is_active(m->phase))
             st_set_phase(st, s, m->phase);
         snprintf(s->stage, sizeof(s->stage), "%s", m->stage);
+        snprintf(s->notice, sizeof(s->notice), "%s", m->note);
         if (records_job_progress(st->rec, j->id, m->stage, -1, -1, &re) < 0)
             st_rec_warn(&re);
         struct json_object *d = st_jobj();
         st_jset_str(d, "phase", board_phase_to_string(m->phase));
         st_jset_str(d, "stage", m->stage);
+        if (m->note[0])
+            st_jset_str(d, "notice", m->note);
         st_event(st, "job.progress", s, j->mac, j->id, d);
         st_slog(s, LOG_LEVEL_DEBUG, "%s (%s)", board_phase_to_string(m->phase), m->stage);
         break;

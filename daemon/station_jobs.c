@@ -229,6 +229,7 @@ void st_start_job(struct station *st, struct slot *s)
     s->retry_pending = false;
     st_set_phase(st, s, BOARD_CONNECTING);
     snprintf(s->stage, sizeof(s->stage), "open");
+    s->notice[0] = '\0';
     struct json_object *d = st_jobj();
     st_jset_str(d, "uri", s->uri);
     st_jset_int(d, "attempt", s->attempt + 1);

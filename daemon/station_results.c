@@ -53,6 +53,7 @@ static const char *removed_tcp_advice =
 void st_finish_job(struct station *st, struct job *j, struct job_result *r)
 {
     struct slot *s = j->slot;
+    s->notice[0] = '\0'; /* the job no longer waits for anybody */
     struct station_req *rq = st_req_of_job(st, j->id);
     const char *kind = j->params.kind[0] ? j->params.kind : "flash";
     bool flash = strcmp(kind, "flash") == 0;

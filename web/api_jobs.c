@@ -48,6 +48,7 @@ struct json_object *api_job_json(struct station *st, const struct records_job *j
     api_jadd(o, "ended_at", api_jtime(j->ended_at));
     const struct slot *s = j->ended_at ? NULL : station_slot_of_job(st, j->id);
     api_jadd(o, "progress", s ? api_progress_json(s->done, s->total, s->kbps) : NULL);
+    api_jadd(o, "notice", s && s->notice[0] ? json_object_new_string(s->notice) : NULL);
     api_jadd(o, "bytes", api_jint_opt(j->bytes));
     api_jadd(o, "wire_bytes", api_jint_opt(j->wire_bytes));
     api_jadd(o, "skipped_bytes", api_jint_opt(j->skipped_bytes));

@@ -55,6 +55,8 @@ struct json_object *api_slot_json(struct station *st, const struct slot *s)
     api_jadd(o, "phase", json_object_new_string(board_phase_to_string(s->phase)));
     api_jadd(o, "busy", json_object_new_boolean(station_slot_busy(st, s)));
     api_jadd(o, "stage", api_jstr(s->stage));
+    /* What the running job waits for from the technician (hold BOOT, tap EN), else null. */
+    api_jadd(o, "notice", s->notice[0] ? json_object_new_string(s->notice) : NULL);
     api_jadd(o, "progress", s->job ? api_progress_json(s->done, s->total, s->kbps) : NULL);
     api_jadd(o, "mac", api_jstr(s->mac));
     api_jadd(o, "chip", api_jstr(s->chip));

@@ -368,6 +368,15 @@ struct sim {
     int64_t app_next_line; /* 0 = no app output */
     unsigned app_lines;
     uint32_t app_baud; /* --app-baud: the app's console rate (SIM_INITIAL_BAUD) */
+    /* --manual-boot-after MS|signal: the board boots its app at plug-in and later a technician
+     * holds BOOT and taps EN (a board on a fixture without DTR/RTS wiring, or a build that
+     * asks for "before": "no-reset"): a hardware reset with GPIO0 low, so the ROM prints its
+     * download banner ("waiting for download") and its loader answers. At MS ms after start
+     * (manual_boot_at), or at SIGUSR1 (sim_board_manual_boot, any mode). */
+    bool manual_boot;
+    int64_t manual_boot_at; /* 0 = no timer */
+    int manual_boot_ms;     /* -1 = signal only */
+    unsigned app_syncs;     /* SYNC frames an app ignored (logged) */
     /* session */
     uint32_t last_value; /* stale ROM reply value */
     bool spi_params_set;
@@ -448,6 +457,8 @@ void sim_usb_stray(struct sim *s, uint8_t op);
 int sim_board_init(struct sim *s);
 void sim_board_free(struct sim *s);
 void sim_board_modem(struct sim *s, const char *msg, size_t len);
+/* The technician holds BOOT and taps EN (--manual-boot-after, SIGUSR1). */
+void sim_board_manual_boot(struct sim *s);
 void sim_board_step(struct sim *s, int64_t now);
 int64_t sim_board_next_event(const struct sim *s);
 void sim_board_reset_session(struct sim *s);

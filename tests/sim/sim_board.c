@@ -262,8 +262,10 @@ int sim_board_init(struct sim *s)
     if (s->faults.boot_mode >= 0) {
         sim_log("fault boot-mode fired (0x%02x)", s->faults.boot_mode);
         boot_normal(s, s->faults.boot_mode, true);
-    } else if (s->strict_reset) {
+    } else if (s->strict_reset || s->manual_boot) {
         boot_normal(s, NORMAL_BOOT_MODE, true);
+        if (s->manual_boot && s->manual_boot_ms >= 0)
+            s->manual_boot_at = sim_now() + (int64_t)s->manual_boot_ms * SIM_NS_PER_MS;
     } else {
         s->state = SIM_ST_ROM;
         s->strap_download = true;
@@ -323,6 +325,32 @@ void sim_board_modem(struct sim *s, const char *msg, size_t len)
         s->state = SIM_ST_BOOTING;
         s->boot_sample_at = sim_now() + BOOT_SAMPLE_NS;
     }
+}
+
+/*
+ * The technician's hands on a dev board: BOOT (GPIO0 / GPIO9) held down while EN is pressed
+ * and released. EN is a hardware reset whatever the host did before (session cleared, output
+ * dropped); the straps are sampled with BOOT low, so the ROM boots its serial loader, prints
+ * the download banner and answers SYNC. The button cannot win against EN held low by the
+ * lines (RTS without DTR through the auto-reset transistor): then the chip stays in reset.
+ */
+void sim_board_manual_boot(struct sim *s)
+{
+    s->manual_boot_at = 0;
+    if (s->en_low) {
+        sim_log("manual boot: BOOT held, EN tapped, but the lines hold EN low (chip stays in "
+                "reset)");
+        return;
+    }
+    sim_log("manual boot: BOOT held, EN tapped (by hand, not the lines)");
+    s->boot_sample_at = 0;
+    sim_board_reset_session(s);
+    sim_link_drop_tx(&s->link);
+    sim_link_drop_rx(&s->link);
+    s->strap_download = true;
+    chip_boot(s, true);
+    if (s->faults.boot_mode < 0)
+        sim_usb_booted(s, true, false, false);
 }
 
 /* ---- frames ------------------------------------------------------------ */
@@ -407,6 +435,21 @@ static bool board_listens(const struct sim *s)
     return true;
 }
 
+/*
+ * A running app does not read the loader's frames (they reach its console UART and are
+ * dropped); only logged, one line per SYNC (`app: SYNC ignored (N)`), so a test can tell that
+ * a host kept trying to sync while nobody had put the board in its loader.
+ */
+static void app_hears(struct sim *s, uint8_t b, bool garbled, uint32_t hb)
+{
+    if (s->state != SIM_ST_APP || garbled || s->faults.silent)
+        return;
+    if (!sim_slip_feed(&s->slip, b, false, hb))
+        return;
+    if (s->slip.len >= 8 && s->slip.buf[0] == 0x00 && s->slip.buf[1] == 0x08)
+        sim_log("app: SYNC ignored (%u)", ++s->app_syncs);
+}
+
 static void run_post(struct sim *s, enum sim_post post)
 {
     switch (post) {
@@ -474,6 +517,8 @@ void sim_release(struct sim *s)
 
 void sim_board_step(struct sim *s, int64_t now)
 {
+    if (s->manual_boot_at && now >= s->manual_boot_at)
+        sim_board_manual_boot(s);
     if (s->boot_sample_at && now >= s->boot_sample_at) {
         s->boot_sample_at = 0;
         bool boot_low = s->usb == SIM_USB_JTAG ? s->usb_jtag_dl : s->dtr && !s->rts;
@@ -512,8 +557,10 @@ void sim_board_step(struct sim *s, int64_t now)
             s->want_exit = true;
             break;
         }
-        if (!board_listens(s))
+        if (!board_listens(s)) {
+            app_hears(s, b, garbled, hb);
             continue;
+        }
         if (!garbled)
             b = sim_fault_noisy(&s->faults, b, s->baud);
         if (!sim_slip_feed(&s->slip, b, garbled, hb))
@@ -549,6 +596,8 @@ int64_t sim_board_next_event(const struct sim *s)
         t = s->boot_sample_at;
     if (s->defer_at && s->defer_at < t)
         t = s->defer_at;
+    if (s->manual_boot_at && s->manual_boot_at < t)
+        t = s->manual_boot_at;
     if (s->wdt_fire_at && s->wdt_fire_at < t)
         t = s->wdt_fire_at;
     if (s->state == SIM_ST_APP && s->app_next_line && s->app_next_line < t)

@@ -23,12 +23,14 @@
 
 #include "sim.h"
 
-static volatile sig_atomic_t stop_requested;
+static volatile sig_atomic_t stop_requested, manual_boot_requested;
 
 static void on_signal(int sig)
 {
-    (void)sig;
-    stop_requested = 1;
+    if (sig == SIGUSR1)
+        manual_boot_requested = 1; /* the technician: hold BOOT, tap EN */
+    else
+        stop_requested = 1;
 }
 
 static void usage(void)
@@ -48,7 +50,8 @@ static void usage(void)
             "               [--net-bind 127.0.0.x [--checkin URL] [--checkin-interval MS|once]\n"
             "                [--ota-password PW] [--ota-auth md5|pbkdf2] [--ota-port N]\n"
             "                [--web-port N] [--net-fault F] [--netdev PATH] [--app-offset N]\n"
-            "                [--fs-offset N] [--net-start-timeout MS]] [--app-baud N]\n");
+            "                [--fs-offset N] [--net-start-timeout MS]] [--app-baud N]\n"
+            "               [--manual-boot-after MS|signal]\n");
 }
 
 static int parse_size(const char *arg, uint32_t *out)
@@ -183,6 +186,7 @@ static int parse_args(int argc, char **argv, struct sim *s, struct options *o)
                                              {"usb-reenum", required_argument, NULL, 'E'},
                                              {"usb-otg-block", required_argument, NULL, 'K'},
                                              {"usb-stray-05", required_argument, NULL, 'J'},
+                                             {"manual-boot-after", required_argument, NULL, 'b'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
     uint32_t flash_size = 4u << 20;
@@ -329,6 +333,19 @@ static int parse_args(int argc, char **argv, struct sim *s, struct options *o)
             if (errno || *end || s->app_baud < 300 || s->app_baud > 5000000) {
                 fprintf(stderr, "esp_sim: --app-baud: 300 .. 5000000\n");
                 return -1;
+            }
+            break;
+        case 'b':
+            s->manual_boot = true;
+            s->manual_boot_ms = -1;
+            if (strcmp(optarg, "signal") != 0) {
+                errno = 0;
+                unsigned long ms = strtoul(optarg, &end, 10);
+                if (errno || *end || end == optarg || ms > 3600000) {
+                    fprintf(stderr, "esp_sim: --manual-boot-after: MS (0 .. 3600000) or signal\n");
+                    return -1;
+                }
+                s->manual_boot_ms = (int)ms;
             }
             break;
         case 'D':
@@ -519,6 +536,10 @@ static void run(struct sim *s, int modem_fd)
 {
     struct sim_link *l = &s->link;
     while (!stop_requested && !s->want_exit) {
+        if (manual_boot_requested) {
+            manual_boot_requested = 0;
+            sim_board_manual_boot(s);
+        }
         int64_t now = sim_now();
         sim_link_advance(l, now, s->baud);
         sim_board_step(s, now);
@@ -624,11 +645,13 @@ int main(int argc, char **argv)
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     sigset_t block;
     sigemptyset(&block);
     sigaddset(&block, SIGTERM);
     sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGUSR1);
     sigprocmask(SIG_BLOCK, &block, NULL);
 
     int rc = 1, modem_fd = -1;
