@@ -151,6 +151,11 @@ function setupStatic() {
     error: { message: 'no reply to SYNC after 7 attempts', advice: 'check the cable / auto-reset circuit; hold BOOT while plugging in', device_status: null, device_error: null } });
   // A8: queued.
   Object.assign(slots[7], { phase: 'queued', busy: true, mac: null });
+  // B1: a job that waits for the board to be put in its loader by hand (a set that asks not to
+  // be reset, "before": "no-reset"): the slot's notice.
+  const j9 = newJob('B1', null, 'nr@1', 'running', { stage: 'sync' });
+  slots.push(slotObj(8, 'B1', { phase: 'connecting', busy: true, stage: 'sync', firmware: 'nr@1', job_id: j9.id, job_kind: 'flash',
+    notice: 'waiting for the board to be put in its loader by hand (hold BOOT, tap EN): nr@1 asks not to be reset (before no-reset)' }));
 }
 setupStatic();
 // --slots N (> 8): more slots, idle or passed, for layout checks of big stations.

@@ -511,6 +511,16 @@ try {
   // Real station: a board flashed serially, then updated over the network.
   if (!MOCK && PULL_SLOT && PULL_FW && TOKEN) await realPull(page, navs);
 
+  // Mock only: a job waiting for a person says what to do on its tile (the slot's notice).
+  if (MOCK) {
+    const wait = await waitFor(() => page.evaluate(() => {
+      const n = [...document.querySelectorAll('#slots .slot')].find((x) => x.querySelector('.label').textContent.trim() === 'B1');
+      const why = n && n.querySelector('.why');
+      return why && !why.hidden ? why.querySelector('.reason').textContent.trim() : null;
+    }), 10000);
+    ok(!!wait && /hold BOOT, tap EN/.test(wait), 'a job waiting for the board to be put in its loader by hand says so on its tile', String(wait));
+  }
+
   // Mock only: network OTA state on an online tile and in its board detail.
   if (MOCK) {
     const ota = await waitFor(() => page.evaluate(() => {

@@ -93,6 +93,7 @@ export function normSlot(r) {
     errorAdvice: err ? err.advice || '' : '',
     deviceStatus: err ? num(err.device_status) : null,
     deviceError: err ? num(err.device_error) : null,
+    notice: r.notice || '', // a running job waits for something a person must do (docs/API.md)
     failures: num(r.failures) ?? 0,
     flagged: !!r.flagged,
     baudLimit: num(r.baud_limit) ?? null,

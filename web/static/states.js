@@ -68,6 +68,9 @@ export function slotView(s) {
   const base = PHASES[s.phase] || { tone: 'idle', word: s.phase || 'Unknown', icon: '?', phase: s.phase || '' };
   const v = { ...base, active: ACTIVE.has(s.phase), reason: '', advice: '' };
   if (v.active && s.phase !== 'queued' && s.stage) v.phase = stageWords(s.stage);
+  // A running job that waits for a person (a set that asks not to be reset: hold BOOT, tap
+  // EN): say what to do on the tile, not only in the job log.
+  if (v.active && s.notice) { v.reason = s.notice; v.tone = 'wait'; }
   if (s.phase === 'failed') {
     v.phase = s.errorStage ? (FAILED_AT[s.errorStage] || `Failed at stage “${s.errorStage}”`) : 'Failed';
     v.reason = s.errorMessage || 'The job failed (no reason recorded)';
