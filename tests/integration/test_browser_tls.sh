@@ -18,28 +18,15 @@ browser_need test_browser_tls
 source "${INTEG_LIB:?INTEG_LIB (tests/integration/lib.sh) must be set}"
 source "$HERE/daemon_lib.sh"
 source "$HERE/api_lib.sh"
-command -v openssl >/dev/null || fail "openssl is needed (apt-get install openssl)"
+source "$(dirname "$0")/tls_lib.sh"
 
 browser_npm
 SHOTS=$(cd "$TEST_TMPDIR/.." && pwd)/screenshots/tls
 mkdir -p "$SHOTS"
 
 C=$WORK/certs
-mkdir -p "$C"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 500 \
-    -keyout "$C/ca.key" -out "$C/ca.pem" -subj "/CN=espstation badge CA" 2>"$C/ca.err" ||
-    fail "openssl: CA: $(cat "$C/ca.err")"
-# leaf NAME DAYS: $C/NAME.pem and .key, CN=station-NAME, for 127.0.0.1
-leaf() {
-    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-        -keyout "$C/$1.key" -out "$C/$1.csr" -subj "/CN=station-$1" 2>"$C/$1.err" ||
-        fail "openssl: request $1: $(cat "$C/$1.err")"
-    printf 'subjectAltName=IP:127.0.0.1,DNS:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$C/$1.ext"
-    openssl x509 -req -in "$C/$1.csr" -CA "$C/ca.pem" -CAkey "$C/ca.key" -CAcreateserial \
-        -days "$2" -extfile "$C/$1.ext" -out "$C/$1.pem" 2>"$C/$1.err" ||
-        fail "openssl: certificate $1: $(cat "$C/$1.err")"
-    chmod 600 "$C/$1.key"
-}
+tls_ca "$C" "espstation badge CA" 500
+leaf() { tls_leaf "$C" "$C" "$1" "$2"; } # leaf NAME DAYS: $C/NAME.pem and .key
 leaf soon 2
 leaf far 400
 leaf mid 10

@@ -18,26 +18,14 @@ source "${INTEG_LIB:?INTEG_LIB (tests/integration/lib.sh) must be set}"
 source "$(dirname "$0")/daemon_lib.sh"
 source "$(dirname "$0")/api_lib.sh"
 source "$(dirname "$0")/ota_daemon_lib.sh"
-command -v openssl >/dev/null || fail "openssl is needed (apt-get install openssl)"
+source "$(dirname "$0")/tls_lib.sh"
 PROMTOOL=${PROMTOOL:-$(command -v promtool || true)}
 
 # --- certificates: one CA, leaves A (30 days) and B (90 days), each with its own key --------
 C=$WORK/certs
 mkdir -p "$C/archive" "$C/live"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 100 \
-    -keyout "$C/ca.key" -out "$C/ca.pem" -subj "/CN=espstation reload CA" 2>"$C/ca.err" ||
-    fail "openssl: CA: $(cat "$C/ca.err")"
-# leaf NAME DAYS: $C/archive/NAME.pem and .key, CN=station-NAME, for 127.0.0.1
-leaf() {
-    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-        -keyout "$C/archive/$1.key" -out "$C/$1.csr" -subj "/CN=station-$1" 2>"$C/$1.err" ||
-        fail "openssl: request $1: $(cat "$C/$1.err")"
-    printf 'subjectAltName=IP:127.0.0.1,DNS:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$C/$1.ext"
-    openssl x509 -req -in "$C/$1.csr" -CA "$C/ca.pem" -CAkey "$C/ca.key" -CAcreateserial \
-        -days "$2" -extfile "$C/$1.ext" -out "$C/archive/$1.pem" 2>"$C/$1.err" ||
-        fail "openssl: certificate $1: $(cat "$C/$1.err")"
-    chmod 600 "$C/archive/$1.key"
-}
+tls_ca "$C" "espstation reload CA" 100
+leaf() { tls_leaf "$C" "$C/archive" "$1" "$2"; } # leaf NAME DAYS: $C/archive/NAME.pem and .key
 leaf a 30
 leaf b 90
 head -c 500 /dev/urandom >"$C/archive/garbage.key"
