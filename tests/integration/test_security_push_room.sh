@@ -23,7 +23,6 @@ ROOM=8 # FD_BUDGET_PUSHES (daemon/fdbudget.h)
 fw_set "$WORK/fw1" demo 1.0.0 esp32 60000 81
 fw_set "$WORK/fw2" demo 2.0.0 esp32 61000 82
 OTA_PORT=$(free_port)
-WPORT=$(free_port)
 TOKEN=t0k3n
 CFG=$WORK/station.json
 cat >"$CFG" <<JSON
@@ -53,8 +52,11 @@ import os, select, socket, sys, time
 port, d = int(sys.argv[1]), sys.argv[2]
 ls = socket.socket()
 ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-ls.bind(("0.0.0.0", port))
+ls.bind(("0.0.0.0", port))  # port 0: the kernel's pick (a port chosen ahead could be taken)
 ls.listen(64)
+with open(os.path.join(d, "listener.port.tmp"), "w") as f:
+    f.write("%d\n" % ls.getsockname()[1])
+os.rename(os.path.join(d, "listener.port.tmp"), os.path.join(d, "listener.port"))
 open(os.path.join(d, "listener.ready"), "w").close()
 conns, most, total = [], 0, 0
 def put():
@@ -86,9 +88,10 @@ while time.time() < end and not os.path.exists(os.path.join(d, "listener.stop"))
         conns = []
     put()
 PY
-python3 "$WORK/listener.py" "$WPORT" "$WORK" 2>"$WORK/listener.err" &
+python3 "$WORK/listener.py" 0 "$WORK" 2>"$WORK/listener.err" &
 NETDEV_PIDS+=("$!")
 wait_ready "$WORK/listener.ready" 10 "the listener" "$WORK/listener.err"
+WPORT=$(cat "$WORK/listener.port") # the boards' web-form port
 lstate() { cat "$WORK/listener.state"; }
 wait_listener() { # wait_listener REGEX SECONDS
     local deadline=$((SECONDS + $2))
