@@ -28,29 +28,9 @@ _ota_cleanup() {
 }
 trap _ota_cleanup EXIT
 
-# free_port: an unused TCP port, picked at random below the kernel's ephemeral range
-# (/proc/sys/net/ipv4/ip_local_port_range), so that no outgoing connection of a test running
-# alongside (some hold hundreds) takes it between the pick and the bind; free on 0.0.0.0.
-free_port() {
-    python3 -c '
-import random, socket
-lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
-top = max(lo, 12000)
-for _ in range(200):
-    p = random.randrange(top - 10000, top)
-    s = socket.socket()
-    try:
-        s.bind(("0.0.0.0", p))
-    except OSError:
-        continue
-    finally:
-        s.close()
-    print(p)
-    break
-else:
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])
-'
-}
+# free_port: an unused TCP port for a server of the test (free_port.py: below the ephemeral
+# range, so no outgoing connection of a test alongside takes it before the bind).
+free_port() { python3 "$(dirname "${BASH_SOURCE[0]}")/free_port.py"; }
 
 # Check-in credentials: a profile with $CHECKIN_AUTH_JSON (the profile key "checkin_auth")
 # confirms the address of a board whose check-ins carry them, and the station pushes only

@@ -29,13 +29,7 @@ _pg_as() {
 }
 
 _pg_free_port() {
-    python3 - <<'EOF' 2>/dev/null || echo $((20000 + RANDOM % 30000))
-import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])
-s.close()
-EOF
+    python3 "$(dirname "${BASH_SOURCE[0]}")/free_port.py" 2>/dev/null || echo $((20000 + RANDOM % 10000))
 }
 
 pg_start() {

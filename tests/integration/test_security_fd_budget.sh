@@ -38,7 +38,7 @@ ulimit -S -n 256 && ulimit -H -n 512 && exec "$REAL_DAEMON" "\$@"
 SH
 chmod +x "$ESPSTATIOND"
 
-OTA_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+OTA_PORT=$(python3 "$(dirname "$0")/free_port.py")
 CFG=$WORK/station.json
 cat >"$CFG" <<JSON
 {"max_parallel": 2,
